@@ -1,0 +1,668 @@
+"""The KICC-19 data dictionary and the validation of clinical tables against it.
+
+The dictionary lives in ``data_dictionary/kicc19_dictionary.csv`` in the REDCap
+data-dictionary column layout (variable name, form, section, field type,
+label, choices, note, validation type, min, max, identifier, branching logic,
+required), extended with the unit (UCUM), its printed label, the LOINC code of
+laboratory values, alternative units with their conversion to the canonical
+unit, the matching ISARIC ARC variable and a standard (SNOMED) code.
+
+:func:`validate_clinical` checks a clinical export cell by cell and returns a
+tidy report (one row per problem) -- it never changes the table.
+:func:`coerce_to_dictionary` then builds the typed table used by the cohort;
+every value it cannot convert is one of the problems the report lists, so
+nothing is dropped or coerced silently.
+
+Example
+-------
+>>> from kicc_analysis.dictionary import load_dictionary, validate_clinical
+>>> dictionary = load_dictionary()
+>>> report = validate_clinical(clinical_table, dictionary)      # doctest: +SKIP
+>>> report.groupby("problem").size()                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kicc_analysis.errors import DictionaryError, ValidationError
+
+#: REDCap data-dictionary columns (in order) followed by the KICC extensions.
+REDCAP_COLUMNS = (
+    "Variable / Field Name",
+    "Form Name",
+    "Section Header",
+    "Field Type",
+    "Field Label",
+    "Choices, Calculations, OR Slider Labels",
+    "Field Note",
+    "Text Validation Type OR Show Slider Number",
+    "Text Validation Min",
+    "Text Validation Max",
+    "Identifier?",
+    "Branching Logic (Show field only if...)",
+    "Required Field?",
+)
+EXTENSION_COLUMNS = ("Unit (UCUM)", "Unit Label", "LOINC Code", "Alternative Units", "ISARIC Variable", "Standard Code")
+
+#: Forms whose variables are one row per patient in ``clinical.csv``; ``imaging`` is a repeating instrument.
+PATIENT_FORMS = ("presentation", "laboratory", "severity", "outcome")
+IMAGING_FORM = "imaging"
+
+REPORT_COLUMNS = ["row", "subjid", "variable", "problem", "value", "detail", "severity"]
+
+#: Every problem class the validator reports, with its meaning (rendered in the docs).
+PROBLEM_CLASSES: dict[str, str] = {
+    "missing_column": "a required variable is absent from the table",
+    "unknown_column": "a column is not in the dictionary",
+    "header_typo": "a column name is a near-miss of a dictionary variable (typo, case, spacing)",
+    "duplicate_column": "two columns map to the same dictionary variable",
+    "duplicate_id": "the pseudonymous patient id occurs on more than one row",
+    "missing_required": "a required variable is empty on this row",
+    "blank_value": "a cell holds only white space (treated as missing)",
+    "not_numeric": "free text where a number is expected",
+    "unit_in_value": "a unit or letters typed into a numeric cell (e.g. '10L')",
+    "embedded_value": "a value wrapped in text, e.g. '[137/91] - 2020-06-02'",
+    "censored_value": "a detection-limit value such as '<0.5' or '>1000'",
+    "not_integer": "a fractional value where an integer is expected",
+    "out_of_range": "a value outside the dictionary's min/max",
+    "invalid_code": "a value that is not one of the allowed codes",
+    "label_instead_of_code": "an answer label (e.g. 'Yes', 'Male') given instead of its code",
+    "invalid_date": "a value that is not a date",
+    "date_format": "a date in a format other than the dictionary's",
+    "excel_serial_date": "a spreadsheet serial number where a date is expected",
+    "mixed_date_formats": "one column holds dates in several formats",
+    "unit_mismatch": "a site's values sit at a constant factor from the others: a different unit",
+    "branching_inconsistent": "a value given where its branching logic says the field does not apply",
+}
+
+
+@dataclass(frozen=True)
+class AlternativeUnit:
+    """A unit sites may have used instead of the canonical one.
+
+    ``canonical = (value + offset) * factor``.
+    """
+
+    unit: str
+    factor: float
+    offset: float = 0.0
+
+    def to_canonical(self, values: np.ndarray | float) -> np.ndarray | float:
+        return (np.asarray(values, dtype=float) + self.offset) * self.factor
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One dictionary variable."""
+
+    name: str
+    form: str
+    field_type: str
+    label: str
+    choices: dict[str, str] = field(default_factory=dict)
+    validation: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    required: bool = False
+    identifier: bool = False
+    branching: str = ""
+    unit: str = ""
+    unit_label: str = ""
+    loinc: str = ""
+    alternative_units: tuple[AlternativeUnit, ...] = ()
+    isaric: str = ""
+    standard_code: str = ""
+    section: str = ""
+    note: str = ""
+
+    @property
+    def kind(self) -> str:
+        """``"integer"``, ``"number"``, ``"date"``, ``"coded"`` or ``"text"``."""
+        if self.field_type in {"radio", "dropdown", "yesno", "truefalse"}:
+            return "coded"
+        if self.validation == "integer":
+            return "integer"
+        if self.validation == "number":
+            return "number"
+        if self.validation.startswith("date"):
+            return "date"
+        return "text"
+
+    @property
+    def numeric_codes(self) -> bool:
+        return bool(self.choices) and all(re.fullmatch(r"-?\d+", code) for code in self.choices)
+
+
+@dataclass(frozen=True)
+class DataDictionary:
+    """The parsed data dictionary: the raw table and one :class:`Variable` per row."""
+
+    table: pd.DataFrame
+    variables: dict[str, Variable]
+    path: Path | None = None
+
+    def __getitem__(self, name: str) -> Variable:
+        try:
+            return self.variables[name]
+        except KeyError:
+            raise DictionaryError(f"variable {name!r} is not in the data dictionary ({self.path})") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.variables
+
+    def names(self, forms: Iterable[str] | None = None) -> list[str]:
+        """Variable names, in dictionary order, optionally restricted to ``forms``."""
+        wanted = set(forms) if forms is not None else None
+        return [v.name for v in self.variables.values() if wanted is None or v.form in wanted]
+
+    def required(self, forms: Iterable[str] | None = None) -> list[str]:
+        return [name for name in self.names(forms) if self.variables[name].required]
+
+
+DEFAULT_DICTIONARY_PATH = Path(__file__).resolve().parents[1] / "data_dictionary" / "kicc19_dictionary.csv"
+
+
+def _parse_choices(text: str) -> dict[str, str]:
+    choices: dict[str, str] = {}
+    for part in str(text).split("|"):
+        part = part.strip()
+        if not part:
+            continue
+        code, _, label = part.partition(",")
+        choices[code.strip()] = label.strip()
+    return choices
+
+
+def _parse_alternatives(text: str, variable: str) -> tuple[AlternativeUnit, ...]:
+    units = []
+    for part in str(text).split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        pieces = part.split("|")
+        if len(pieces) != 3:
+            raise DictionaryError(f"variable {variable!r}: alternative unit {part!r} must be 'unit|factor|offset'")
+        units.append(AlternativeUnit(pieces[0], float(pieces[1]), float(pieces[2])))
+    return tuple(units)
+
+
+def _optional_float(text: str) -> float | None:
+    text = str(text).strip()
+    return float(text) if text else None
+
+
+def parse_dictionary(table: pd.DataFrame, path: Path | None = None) -> DataDictionary:
+    """Parse a dictionary table in the REDCap layout (plus optional KICC extension columns)."""
+    missing = [c for c in REDCAP_COLUMNS if c not in table.columns]
+    if missing:
+        raise DictionaryError(f"data dictionary {path or ''} lacks REDCap columns {missing}")
+    table = table.fillna("").astype(str)
+    variables: dict[str, Variable] = {}
+    for _, row in table.iterrows():
+        name = row["Variable / Field Name"].strip()
+        if not name:
+            continue
+        if name in variables:
+            raise DictionaryError(f"data dictionary {path or ''}: variable {name!r} is defined twice")
+        variables[name] = Variable(
+            name=name,
+            form=row["Form Name"].strip(),
+            field_type=row["Field Type"].strip(),
+            label=row["Field Label"].strip(),
+            choices=_parse_choices(row["Choices, Calculations, OR Slider Labels"]),
+            validation=row["Text Validation Type OR Show Slider Number"].strip(),
+            minimum=_optional_float(row["Text Validation Min"]),
+            maximum=_optional_float(row["Text Validation Max"]),
+            required=row["Required Field?"].strip().lower() == "y",
+            identifier=row["Identifier?"].strip().lower() == "y",
+            branching=row["Branching Logic (Show field only if...)"].strip(),
+            unit=row.get("Unit (UCUM)", "").strip(),
+            unit_label=row.get("Unit Label", "").strip(),
+            loinc=row.get("LOINC Code", "").strip(),
+            alternative_units=_parse_alternatives(row.get("Alternative Units", ""), name),
+            isaric=row.get("ISARIC Variable", "").strip(),
+            standard_code=row.get("Standard Code", "").strip(),
+            section=row["Section Header"].strip(),
+            note=row["Field Note"].strip(),
+        )
+    return DataDictionary(table=table, variables=variables, path=path)
+
+
+@cache
+def _load_default() -> DataDictionary:
+    return parse_dictionary(pd.read_csv(DEFAULT_DICTIONARY_PATH, dtype=str), DEFAULT_DICTIONARY_PATH)
+
+
+def load_dictionary(path: str | Path | None = None) -> DataDictionary:
+    """Load the data dictionary (the KICC-19 one by default, or any REDCap-layout CSV)."""
+    if path is None:
+        return _load_default()
+    path = Path(path)
+    if not path.is_file():
+        raise DictionaryError(f"data dictionary not found: {path}")
+    return parse_dictionary(pd.read_csv(path, dtype=str), path)
+
+
+# --------------------------------------------------------------------------- reading exports
+
+
+def read_clinical_table(path: str | Path) -> pd.DataFrame:
+    """Read a clinical export (CSV or XLSX) with every cell as text, nothing converted.
+
+    Raises
+    ------
+    ValidationError
+        When the file is missing, empty or of an unsupported type.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError(f"clinical table not found: {path} (expected a CSV or XLSX export)")
+    suffix = path.suffix.lower()
+    if suffix in {".csv", ".txt"}:
+        try:
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        except pd.errors.EmptyDataError:
+            raise ValidationError(f"clinical table {path} is empty") from None
+    elif suffix in {".xlsx", ".xlsm"}:
+        table = pd.read_excel(path, dtype=str, keep_default_na=False)
+    else:
+        raise ValidationError(f"clinical table {path}: unsupported file type {suffix!r} (use .csv or .xlsx)")
+    if table.shape[1] == 0:
+        raise ValidationError(f"clinical table {path} has no columns")
+    return table
+
+
+# --------------------------------------------------------------------------- value parsing
+
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_UNIT_IN_VALUE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*([A-Za-zµ%/^*\d.]+)\s*$")
+_EMBEDDED = re.compile(r"^\[([^\]]*)\]\s*-\s*(.+)$")
+_CENSORED = re.compile(r"^\s*([<>]=?|≤|≥)\s*(\d+(\.\d+)?)\s*$")
+_DATE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("YYYY-MM-DD", re.compile(r"^\d{4}-\d{2}-\d{2}$")),
+    ("DD/MM/YYYY", re.compile(r"^\d{2}/\d{2}/\d{4}$")),
+    ("M/D/YY", re.compile(r"^\d{1,2}/\d{1,2}/\d{2}$")),
+    ("M/D/YYYY", re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$")),
+    ("DD.MM.YYYY", re.compile(r"^\d{2}\.\d{2}\.\d{4}$")),
+    ("YYYYMMDD", re.compile(r"^\d{8}$")),
+)
+_DATE_ANYWHERE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}")
+_EXPECTED_DATE_FORMAT = {"date_ymd": "YYYY-MM-DD", "date_dmy": "DD/MM/YYYY", "date_mdy": "M/D/YYYY"}
+
+
+def _is_blank(value: str) -> bool:
+    return value == "" or value.lower() in {"nan", "none", "null", "na", "n/a"}
+
+
+def date_format_of(value: str) -> str | None:
+    """Return the name of the date format ``value`` is written in, or None."""
+    for name, pattern in _DATE_PATTERNS:
+        if pattern.match(value):
+            return name
+    return None
+
+
+def _redacted(fmt: str | None) -> str:
+    return f"<date redacted; format {fmt}>" if fmt else "<date redacted>"
+
+
+@dataclass
+class _Issues:
+    rows: list[dict] = field(default_factory=list)
+
+    def add(self, row, subjid, variable, problem, value, detail, severity="error") -> None:
+        value = _DATE_ANYWHERE.sub("<date>", value) if isinstance(value, str) and "redacted" not in value else value
+        self.rows.append(
+            {
+                "row": row,
+                "subjid": subjid,
+                "variable": variable,
+                "problem": problem,
+                "value": value,
+                "detail": detail,
+                "severity": severity,
+            }
+        )
+
+
+def _normalise_header(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def match_columns(columns: Sequence[str], dictionary: DataDictionary, forms: Iterable[str] | None = None) -> dict[str, str | None]:
+    """Map each table column to a dictionary variable (exact, normalised, or near-miss), or None."""
+    names = dictionary.names(forms)
+    normalised = {_normalise_header(n): n for n in names}
+    mapping: dict[str, str | None] = {}
+    for column in columns:
+        if column in names:
+            mapping[column] = column
+            continue
+        key = _normalise_header(column)
+        if key in normalised:
+            mapping[column] = normalised[key]
+            continue
+        close = difflib.get_close_matches(key, list(normalised), n=1, cutoff=0.82)
+        mapping[column] = normalised[close[0]] if close else None
+    return mapping
+
+
+def _check_columns(table: pd.DataFrame, dictionary: DataDictionary, forms, issues: _Issues) -> dict[str, str]:
+    mapping = match_columns(list(table.columns), dictionary, forms)
+    used: dict[str, str] = {}
+    for column, variable in mapping.items():
+        if variable is None:
+            issues.add(pd.NA, pd.NA, column, "unknown_column", "", "column is not in the data dictionary; ignored", "warning")
+            continue
+        if column != variable:
+            issues.add(pd.NA, pd.NA, column, "header_typo", "", f"column {column!r} looks like dictionary variable {variable!r}")
+        if variable in used:
+            issues.add(
+                pd.NA, pd.NA, column, "duplicate_column", "",
+                f"columns {used[variable]!r} and {column!r} both map to {variable!r}; values must be merged by hand",
+            )
+            continue
+        used[variable] = column
+    for variable in dictionary.required(forms):
+        if variable not in used:
+            issues.add(pd.NA, pd.NA, variable, "missing_column", "", "required variable is absent from the table")
+    return used
+
+
+def _check_numeric(var: Variable, values: pd.Series, subjids: pd.Series, issues: _Issues) -> pd.Series:
+    """Check a numeric column; return the parsed numbers (NaN where not a clean number)."""
+    parsed = pd.Series(np.nan, index=values.index, dtype=float)
+    for idx, raw in values.items():
+        text = raw.strip()
+        if _is_blank(text):
+            continue
+        if _NUMBER.match(text):
+            parsed[idx] = float(text)
+            continue
+        subjid = subjids[idx]
+        if (m := _CENSORED.match(text)) is not None:
+            issues.add(idx, subjid, var.name, "censored_value", raw, f"detection-limit value; limit {m.group(2)} {var.unit_label}".strip())
+        elif (m := _EMBEDDED.match(text)) is not None:
+            issues.add(idx, subjid, var.name, "embedded_value", raw, f"value [{m.group(1)}] wrapped in text; extract by hand")
+        elif (m := _UNIT_IN_VALUE.match(text)) is not None and re.search(r"[A-Za-zµ%]", m.group(2)):
+            issues.add(idx, subjid, var.name, "unit_in_value", raw, f"number {m.group(1)} followed by {m.group(2)!r}; expected a bare number in {var.unit_label or 'the dictionary unit'}")
+        else:
+            issues.add(idx, subjid, var.name, "not_numeric", raw, f"expected a number{(' in ' + var.unit_label) if var.unit_label else ''}")
+    for idx, number in parsed.dropna().items():
+        subjid = subjids[idx]
+        if var.kind == "integer" and number != round(number):
+            issues.add(idx, subjid, var.name, "not_integer", values[idx], "expected a whole number", "warning")
+        low, high = var.minimum, var.maximum
+        if (low is not None and number < low) or (high is not None and number > high):
+            detail = f"outside {low}–{high} {var.unit_label}".strip()
+            for alt in var.alternative_units:
+                converted = float(alt.to_canonical(number))
+                if (low is None or converted >= low) and (high is None or converted <= high):
+                    detail += f"; plausible if given in {alt.unit} (= {converted:.4g} {var.unit_label})"
+                    break
+            issues.add(idx, subjid, var.name, "out_of_range", values[idx], detail)
+    return parsed
+
+
+def _check_coded(var: Variable, values: pd.Series, subjids: pd.Series, issues: _Issues) -> None:
+    labels = {label.lower(): code for code, label in var.choices.items()}
+    for idx, raw in values.items():
+        text = raw.strip()
+        if _is_blank(text):
+            continue
+        code = text
+        if var.numeric_codes and _NUMBER.match(text) and float(text) == int(float(text)):
+            code = str(int(float(text)))
+        if code in var.choices:
+            continue
+        allowed = ", ".join(f"{c}={lbl}" for c, lbl in var.choices.items())
+        if text.lower() in labels:
+            issues.add(idx, subjids[idx], var.name, "label_instead_of_code", raw, f"label given; use code {labels[text.lower()]}")
+        else:
+            issues.add(idx, subjids[idx], var.name, "invalid_code", raw, f"allowed codes: {allowed}")
+
+
+def _check_dates(var: Variable, values: pd.Series, subjids: pd.Series, issues: _Issues) -> None:
+    expected = _EXPECTED_DATE_FORMAT.get(var.validation, "YYYY-MM-DD")
+    seen: dict[str, int] = {}
+    for idx, raw in values.items():
+        text = raw.strip()
+        if _is_blank(text):
+            continue
+        subjid = subjids[idx]
+        if (m := _EMBEDDED.match(text)) is not None and date_format_of(m.group(2).strip()):
+            issues.add(idx, subjid, var.name, "embedded_value", f"[{m.group(1)}] - <date redacted>", "date wrapped in text")
+            continue
+        fmt = date_format_of(text)
+        if fmt is None:
+            if re.fullmatch(r"\d{5}(\.\d+)?", text) and 20000 <= float(text) <= 80000:
+                issues.add(idx, subjid, var.name, "excel_serial_date", "<date redacted; spreadsheet serial>", f"convert to {expected}")
+            else:
+                issues.add(idx, subjid, var.name, "invalid_date", "<redacted>", f"not a date; expected {expected}")
+            continue
+        seen[fmt] = seen.get(fmt, 0) + 1
+        if fmt != expected:
+            issues.add(idx, subjid, var.name, "date_format", _redacted(fmt), f"expected {expected}")
+        else:
+            try:
+                pd.Timestamp(text)
+            except ValueError:
+                issues.add(idx, subjid, var.name, "invalid_date", _redacted(fmt), "not a calendar date")
+    if len(seen) > 1:
+        detail = ", ".join(f"{fmt} ({n})" for fmt, n in sorted(seen.items()))
+        issues.add(pd.NA, pd.NA, var.name, "mixed_date_formats", "", f"formats seen: {detail}")
+
+
+def _check_site_units(var: Variable, numbers: pd.Series, sites: pd.Series | None, issues: _Issues, min_values: int = 5) -> None:
+    """Flag a site whose median differs from the other sites' by one of the alternative-unit factors."""
+    if sites is None or not var.alternative_units:
+        return
+    positive = numbers[(numbers > 0) & numbers.notna()]
+    if positive.empty:
+        return
+    by_site = positive.groupby(sites[positive.index])
+    medians = by_site.median()
+    counts = by_site.size()
+    for site, median in medians.items():
+        if counts[site] < min_values:
+            continue
+        others = positive[sites[positive.index] != site]
+        if len(others) < min_values:
+            continue
+        ratio = float(others.median()) / float(median)
+        for alt in var.alternative_units:
+            if alt.offset != 0 or alt.factor == 1:
+                continue
+            if abs(np.log(ratio) - np.log(alt.factor)) < np.log(1.6):
+                issues.add(
+                    pd.NA, pd.NA, var.name, "unit_mismatch", f"site {site}",
+                    f"site {site}: median {median:.4g} vs {others.median():.4g} elsewhere (×{ratio:.3g}); "
+                    f"looks like {alt.unit} instead of {var.unit_label} (×{alt.factor:g})",
+                )
+                break
+
+
+def _check_branching(var: Variable, values: pd.Series, table: pd.DataFrame, columns: dict[str, str], subjids, issues) -> None:
+    m = re.fullmatch(r"\[(\w+)\]\s*=\s*'([^']*)'", var.branching)
+    if m is None or m.group(1) not in columns:
+        return
+    parent = table[columns[m.group(1)]].astype(str).str.strip()
+    for idx, raw in values.items():
+        if not _is_blank(raw.strip()) and parent[idx] != m.group(2) and not _is_blank(parent[idx]):
+            issues.add(idx, subjids[idx], var.name, "branching_inconsistent", raw, f"given although {m.group(1)} is not {m.group(2)}", "warning")
+
+
+def validate_clinical(
+    table: pd.DataFrame | str | Path,
+    dictionary: DataDictionary | None = None,
+    *,
+    forms: Iterable[str] | None = PATIENT_FORMS,
+    id_column: str = "subjid",
+    site_column: str | None = "kicc_site",
+) -> pd.DataFrame:
+    """Check a clinical table against the data dictionary.
+
+    Parameters
+    ----------
+    table : DataFrame or path
+        The clinical export. Cells are read as text (``read_clinical_table``) so that
+        free text in numeric fields is seen, not lost.
+    dictionary : DataDictionary, optional
+        Defaults to the KICC-19 dictionary.
+    forms : iterable of str, optional
+        Which forms' variables the table should hold (default: the per-patient forms;
+        ``None`` for every form).
+    id_column, site_column : str
+        Columns holding the pseudonym and the site code (used to report and to detect
+        per-site unit differences).
+
+    Returns
+    -------
+    DataFrame
+        One row per problem with columns ``row`` (0-based data row, NA for column-level
+        problems), ``subjid``, ``variable``, ``problem`` (see :data:`PROBLEM_CLASSES`),
+        ``value`` (as submitted; dates are redacted), ``detail`` and ``severity``
+        (``error``/``warning``/``info``). An empty report means the table conforms.
+    """
+    if not isinstance(table, pd.DataFrame):
+        table = read_clinical_table(table)
+    dictionary = dictionary or load_dictionary()
+    text = table.astype(object).where(table.notna(), "").astype(str)
+    issues = _Issues()
+    columns = _check_columns(text, dictionary, forms, issues)
+    id_source = columns.get(id_column)
+    subjids = text[id_source].str.strip() if id_source else pd.Series(pd.NA, index=text.index)
+    if id_source:
+        duplicated = subjids[subjids.duplicated(keep=False) & (subjids != "")]
+        for idx, value in duplicated.items():
+            issues.add(idx, value, id_column, "duplicate_id", value, f"pseudonym occurs {int((subjids == value).sum())} times")
+    sites = text[columns[site_column]].str.strip() if site_column and site_column in columns else None
+    for variable, column in columns.items():
+        var = dictionary[variable]
+        values = text[column]
+        blanks = values.str.len().gt(0) & values.str.strip().eq("")
+        for idx in values[blanks].index:
+            issues.add(idx, subjids[idx], variable, "blank_value", values[idx], "white space only; treated as missing", "info")
+        if var.required:
+            for idx in values[values.str.strip().map(_is_blank)].index:
+                issues.add(idx, subjids[idx], variable, "missing_required", "", "required value is empty")
+        if var.kind in {"integer", "number"}:
+            numbers = _check_numeric(var, values, subjids, issues)
+            _check_site_units(var, numbers, sites, issues)
+        elif var.kind == "coded":
+            _check_coded(var, values, subjids, issues)
+        elif var.kind == "date":
+            _check_dates(var, values, subjids, issues)
+        if var.branching:
+            _check_branching(var, values, text, columns, subjids, issues)
+    report = pd.DataFrame(issues.rows, columns=REPORT_COLUMNS)
+    report["row"] = report["row"].astype("Int64")
+    return report.sort_values(["row", "variable"], na_position="first", kind="stable").reset_index(drop=True)
+
+
+def summarise_report(report: pd.DataFrame) -> pd.DataFrame:
+    """Count problems by class and severity (for printing and notebooks)."""
+    if report.empty:
+        return pd.DataFrame(columns=["problem", "severity", "count", "variables"])
+    grouped = report.groupby(["problem", "severity"], sort=True)
+    return grouped.agg(count=("variable", "size"), variables=("variable", lambda v: ", ".join(sorted(set(v))))).reset_index()
+
+
+# --------------------------------------------------------------------------- typed table
+
+
+def coerce_to_dictionary(
+    table: pd.DataFrame, dictionary: DataDictionary | None = None, *, forms: Iterable[str] | None = PATIENT_FORMS
+) -> pd.DataFrame:
+    """Return the table with dictionary names and dtypes; invalid cells become missing.
+
+    Every cell that becomes missing here is listed by :func:`validate_clinical` on the
+    same table, so call both (the cohort does). Unknown columns are kept unchanged
+    (as text) so nothing is dropped. Integer and coded variables use pandas'
+    nullable ``Int64``; numbers ``float64``; dates ``datetime64``; text ``string``.
+    """
+    dictionary = dictionary or load_dictionary()
+    mapping = match_columns(list(table.columns), dictionary, forms)
+    typed = pd.DataFrame(index=table.index)
+    for column in table.columns:
+        variable = mapping.get(column)
+        values = table[column].astype(object).where(table[column].notna(), "").astype(str).str.strip()
+        if variable is None or variable in typed.columns:
+            typed[column] = values.replace("", pd.NA).astype("string")
+            continue
+        var = dictionary[variable]
+        if var.kind in {"integer", "number"}:
+            numbers = pd.to_numeric(values.where(values.str.match(_NUMBER)), errors="coerce")
+            low, high = var.minimum, var.maximum
+            if low is not None:
+                numbers = numbers.where(numbers >= low)
+            if high is not None:
+                numbers = numbers.where(numbers <= high)
+            typed[variable] = numbers.round().astype("Int64") if var.kind == "integer" else numbers.astype(float)
+        elif var.kind == "coded" and var.numeric_codes:
+            numbers = pd.to_numeric(values.where(values.str.match(_NUMBER)), errors="coerce")
+            numbers = numbers.where(numbers.isin([int(c) for c in var.choices]))
+            typed[variable] = numbers.astype("Int64")
+        elif var.kind == "coded":
+            typed[variable] = pd.Categorical(values.where(values.isin(list(var.choices))), categories=list(var.choices))
+        elif var.kind == "date":
+            fmt = {"date_ymd": "%Y-%m-%d", "date_dmy": "%d/%m/%Y", "date_mdy": "%m/%d/%Y"}.get(var.validation, "%Y-%m-%d")
+            typed[variable] = pd.to_datetime(values, format=fmt, errors="coerce")
+        else:
+            typed[variable] = values.replace("", pd.NA).astype("string")
+    return typed
+
+
+def code_labels(variable: str, dictionary: DataDictionary | None = None) -> dict[int | str, str]:
+    """Map a coded variable's codes to their labels (``{1: "Male", 2: "Female", ...}``)."""
+    var = (dictionary or load_dictionary())[variable]
+    return {(int(code) if var.numeric_codes else code): label for code, label in var.choices.items()}
+
+
+# --------------------------------------------------------------------------- human-readable document
+
+
+def render_markdown(dictionary: DataDictionary | None = None) -> str:
+    """Render the dictionary as a Markdown document (committed as ``data_dictionary/kicc19_dictionary.md``)."""
+    dictionary = dictionary or load_dictionary()
+    lines = [
+        "# KICC-19 data dictionary",
+        "",
+        "Generated from `kicc19_dictionary.csv` by `kicc_analysis.dictionary.render_markdown` — edit the CSV, then run",
+        "`kicc dictionary --write`. Column layout: REDCap data dictionary plus unit (UCUM), LOINC code, alternative units",
+        "(`unit|factor|offset`: canonical = (value + offset) × factor), the aligned ISARIC ARC variable and a standard code.",
+        "",
+        "Variable names, answer options and codes follow ISARIC ARC wherever a variable exists there (column *ISARIC*).",
+        "The `imaging` form is a repeating instrument (one row per imaging study, `clinical/imaging_studies.csv`).",
+        "",
+    ]
+    current_form = None
+    for var in dictionary.variables.values():
+        if var.form != current_form:
+            current_form = var.form
+            lines += [f"## Form `{current_form}`", "", "| Variable | Label | Type | Values / range | Unit | LOINC | Req. | ISARIC |", "|---|---|---|---|---|---|---|---|"]
+        if var.choices:
+            values = "; ".join(f"{c} = {lbl}" for c, lbl in var.choices.items())
+        elif var.minimum is not None or var.maximum is not None:
+            values = f"{var.validation} {'' if var.minimum is None else f'{var.minimum:g}'}–{'' if var.maximum is None else f'{var.maximum:g}'}"
+        else:
+            values = var.validation or "text"
+        unit = var.unit_label + (f" (`{var.unit}`)" if var.unit else "")
+        if var.alternative_units:
+            unit += "; also " + ", ".join(a.unit for a in var.alternative_units)
+        label = var.label + (f" — only if {var.branching}" if var.branching else "")
+        lines.append(
+            f"| `{var.name}` | {label} | {var.field_type} | {values} | {unit} | {var.loinc} | {'yes' if var.required else ''} | {var.isaric} |"
+        )
+    lines += ["", "## Problems the validator reports", "", "| Problem | Meaning |", "|---|---|"]
+    lines += [f"| `{name}` | {meaning} |" for name, meaning in PROBLEM_CLASSES.items()]
+    return "\n".join(lines) + "\n"
