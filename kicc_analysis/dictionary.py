@@ -26,7 +26,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -287,28 +287,42 @@ _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _UNIT_IN_VALUE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*([A-Za-zµ%/^*\d.]+)\s*$")
 _EMBEDDED = re.compile(r"^\[([^\]]*)\]\s*-\s*(.+)$")
 _CENSORED = re.compile(r"^\s*([<>]=?|≤|≥)\s*(\d+(\.\d+)?)\s*$")
-_DATE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("YYYY-MM-DD", re.compile(r"^\d{4}-\d{2}-\d{2}$")),
-    ("DD/MM/YYYY", re.compile(r"^\d{2}/\d{2}/\d{4}$")),
-    ("M/D/YY", re.compile(r"^\d{1,2}/\d{1,2}/\d{2}$")),
-    ("M/D/YYYY", re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$")),
-    ("DD.MM.YYYY", re.compile(r"^\d{2}\.\d{2}\.\d{4}$")),
-    ("YYYYMMDD", re.compile(r"^\d{8}$")),
-)
+_SLASH_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})$")
 _DATE_ANYWHERE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}")
-_EXPECTED_DATE_FORMAT = {"date_ymd": "YYYY-MM-DD", "date_dmy": "DD/MM/YYYY", "date_mdy": "M/D/YYYY"}
+_EXPECTED_DATE_FORMAT = {"date_ymd": "YYYY-MM-DD", "date_dmy": "DD/MM/YYYY", "date_mdy": "MM/DD/YYYY"}
+
+
+_STRPTIME = {"YYYY-MM-DD": "%Y-%m-%d", "DD/MM/YYYY": "%d/%m/%Y", "MM/DD/YYYY": "%m/%d/%Y"}
 
 
 def _is_blank(value: str) -> bool:
     return value == "" or value.lower() in {"nan", "none", "null", "na", "n/a"}
 
 
-def date_format_of(value: str) -> str | None:
-    """Return the name of the date format ``value`` is written in, or None."""
-    for name, pattern in _DATE_PATTERNS:
-        if pattern.match(value):
-            return name
-    return None
+def date_formats(value: str) -> set[str]:
+    """Return every date format ``value`` is compatible with (empty when it is not a date).
+
+    ``05/05/2020`` fits both ``DD/MM/YYYY`` and ``MM/DD/YYYY``; ``31/03/2020`` only the first;
+    two-digit years give ``DD/MM/YY``/``MM/DD/YY``.
+    """
+    value = value.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return {"YYYY-MM-DD"}
+    if re.fullmatch(r"\d{2}\.\d{2}\.\d{4}", value):
+        return {"DD.MM.YYYY"}
+    if re.fullmatch(r"(19|20)\d{6}", value):
+        return {"YYYYMMDD"}
+    m = _SLASH_DATE.match(value)
+    if m is None:
+        return set()
+    first, second, year = int(m.group(1)), int(m.group(2)), m.group(3)
+    suffix = "YYYY" if len(year) == 4 else "YY"
+    formats = set()
+    if 1 <= first <= 31 and 1 <= second <= 12:
+        formats.add(f"DD/MM/{suffix}")
+    if 1 <= first <= 12 and 1 <= second <= 31:
+        formats.add(f"MM/DD/{suffix}")
+    return formats
 
 
 def _redacted(fmt: str | None) -> str:
@@ -356,15 +370,18 @@ def match_columns(columns: Sequence[str], dictionary: DataDictionary, forms: Ite
     return mapping
 
 
-def _check_columns(table: pd.DataFrame, dictionary: DataDictionary, forms, issues: _Issues) -> dict[str, str]:
+def _check_columns(table: pd.DataFrame, dictionary: DataDictionary, forms, issues: _Issues) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Report column problems; return {variable: first column} and every (column, variable) pair to check."""
     mapping = match_columns(list(table.columns), dictionary, forms)
     used: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
     for column, variable in mapping.items():
         if variable is None:
             issues.add(pd.NA, pd.NA, column, "unknown_column", "", "column is not in the data dictionary; ignored", "warning")
             continue
         if column != variable:
             issues.add(pd.NA, pd.NA, column, "header_typo", "", f"column {column!r} looks like dictionary variable {variable!r}")
+        pairs.append((column, variable))
         if variable in used:
             issues.add(
                 pd.NA, pd.NA, column, "duplicate_column", "",
@@ -375,7 +392,7 @@ def _check_columns(table: pd.DataFrame, dictionary: DataDictionary, forms, issue
     for variable in dictionary.required(forms):
         if variable not in used:
             issues.add(pd.NA, pd.NA, variable, "missing_column", "", "required variable is absent from the table")
-    return used
+    return used, pairs
 
 
 def _check_numeric(var: Variable, values: pd.Series, subjids: pd.Series, issues: _Issues) -> pd.Series:
@@ -433,33 +450,35 @@ def _check_coded(var: Variable, values: pd.Series, subjids: pd.Series, issues: _
 
 def _check_dates(var: Variable, values: pd.Series, subjids: pd.Series, issues: _Issues) -> None:
     expected = _EXPECTED_DATE_FORMAT.get(var.validation, "YYYY-MM-DD")
-    seen: dict[str, int] = {}
+    compatible: list[set[str]] = []
     for idx, raw in values.items():
         text = raw.strip()
         if _is_blank(text):
             continue
         subjid = subjids[idx]
-        if (m := _EMBEDDED.match(text)) is not None and date_format_of(m.group(2).strip()):
+        if (m := _EMBEDDED.match(text)) is not None and date_formats(m.group(2)):
             issues.add(idx, subjid, var.name, "embedded_value", f"[{m.group(1)}] - <date redacted>", "date wrapped in text")
             continue
-        fmt = date_format_of(text)
-        if fmt is None:
+        formats = date_formats(text)
+        if not formats:
             if re.fullmatch(r"\d{5}(\.\d+)?", text) and 20000 <= float(text) <= 80000:
                 issues.add(idx, subjid, var.name, "excel_serial_date", "<date redacted; spreadsheet serial>", f"convert to {expected}")
             else:
                 issues.add(idx, subjid, var.name, "invalid_date", "<redacted>", f"not a date; expected {expected}")
             continue
-        seen[fmt] = seen.get(fmt, 0) + 1
-        if fmt != expected:
-            issues.add(idx, subjid, var.name, "date_format", _redacted(fmt), f"expected {expected}")
-        else:
-            try:
-                pd.Timestamp(text)
-            except ValueError:
-                issues.add(idx, subjid, var.name, "invalid_date", _redacted(fmt), "not a calendar date")
-    if len(seen) > 1:
-        detail = ", ".join(f"{fmt} ({n})" for fmt, n in sorted(seen.items()))
-        issues.add(pd.NA, pd.NA, var.name, "mixed_date_formats", "", f"formats seen: {detail}")
+        compatible.append(formats)
+        shown = _redacted("/".join(sorted(formats)))
+        if expected not in formats:
+            issues.add(idx, subjid, var.name, "date_format", shown, f"expected {expected}")
+        elif pd.to_datetime(text, format=_STRPTIME[expected], errors="coerce") is pd.NaT:
+            issues.add(idx, subjid, var.name, "invalid_date", shown, "not a calendar date")
+    if compatible and not set.intersection(*compatible):
+        counts: dict[str, int] = {}
+        for formats in compatible:
+            key = "/".join(sorted(formats))
+            counts[key] = counts.get(key, 0) + 1
+        detail = ", ".join(f"{fmt} ({n})" for fmt, n in sorted(counts.items()))
+        issues.add(pd.NA, pd.NA, var.name, "mixed_date_formats", "", f"no single format fits every value; seen: {detail}")
 
 
 def _check_site_units(var: Variable, numbers: pd.Series, sites: pd.Series | None, issues: _Issues, min_values: int = 5) -> None:
@@ -538,7 +557,7 @@ def validate_clinical(
     dictionary = dictionary or load_dictionary()
     text = table.astype(object).where(table.notna(), "").astype(str)
     issues = _Issues()
-    columns = _check_columns(text, dictionary, forms, issues)
+    columns, pairs = _check_columns(text, dictionary, forms, issues)
     id_source = columns.get(id_column)
     subjids = text[id_source].str.strip() if id_source else pd.Series(pd.NA, index=text.index)
     if id_source:
@@ -546,13 +565,14 @@ def validate_clinical(
         for idx, value in duplicated.items():
             issues.add(idx, value, id_column, "duplicate_id", value, f"pseudonym occurs {int((subjids == value).sum())} times")
     sites = text[columns[site_column]].str.strip() if site_column and site_column in columns else None
-    for variable, column in columns.items():
-        var = dictionary[variable]
+    for column, variable in pairs:
+        # problems are reported under the column name as submitted, so the cell can be found
+        var = replace(dictionary[variable], name=column)
         values = text[column]
         blanks = values.str.len().gt(0) & values.str.strip().eq("")
         for idx in values[blanks].index:
             issues.add(idx, subjids[idx], variable, "blank_value", values[idx], "white space only; treated as missing", "info")
-        if var.required:
+        if var.required and columns[variable] == column:
             for idx in values[values.str.strip().map(_is_blank)].index:
                 issues.add(idx, subjids[idx], variable, "missing_required", "", "required value is empty")
         if var.kind in {"integer", "number"}:
@@ -615,7 +635,7 @@ def coerce_to_dictionary(
         elif var.kind == "coded":
             typed[variable] = pd.Categorical(values.where(values.isin(list(var.choices))), categories=list(var.choices))
         elif var.kind == "date":
-            fmt = {"date_ymd": "%Y-%m-%d", "date_dmy": "%d/%m/%Y", "date_mdy": "%m/%d/%Y"}.get(var.validation, "%Y-%m-%d")
+            fmt = _STRPTIME[_EXPECTED_DATE_FORMAT.get(var.validation, "YYYY-MM-DD")]
             typed[variable] = pd.to_datetime(values, format=fmt, errors="coerce")
         else:
             typed[variable] = values.replace("", pd.NA).astype("string")
