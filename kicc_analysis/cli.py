@@ -1,0 +1,186 @@
+"""The ``kicc`` command: argument parsing only; every subcommand calls a package function.
+
+Subcommands: ``demo``, ``scan``, ``validate``, ``cohort``, ``quantify``, ``study``, ``dictionary``.
+Run ``kicc <subcommand> --help`` for each one's options. Errors raised on purpose by
+the package (:class:`kicc_analysis.errors.KiccError`) are printed as one clear line and
+give exit status 2; ``kicc validate`` exits 1 when the table has errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from kicc_analysis import __version__
+from kicc_analysis.errors import KiccError
+
+
+def _print_table(table: pd.DataFrame, max_rows: int = 60) -> None:
+    with pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.max_rows", max_rows):
+        print(table.to_string(index=False) if len(table) <= max_rows else table.head(max_rows).to_string(index=False))
+        if len(table) > max_rows:
+            print(f"... {len(table) - max_rows} more rows (use --out to write them all)")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from kicc_analysis.demo import generate_demo
+
+    manifest = generate_demo(
+        args.out, n_patients=args.patients, seed=args.seed, full_resolution=args.full, if_missing=args.if_missing,
+    )
+    print(f"demo repository in {args.out}: {manifest}")
+    return 0
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from kicc_analysis.repository import scan_repository
+
+    scan = scan_repository(args.root, index_dir=args.index, workers=args.workers)
+    print(scan.summary() if hasattr(scan, "summary") else scan)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("instances", "series", "studies", "skipped", "selection"):
+            getattr(scan, name).to_csv(out / f"{name}.csv", index=False)
+        print(f"tables written to {out}/")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from kicc_analysis.dictionary import load_dictionary, summarise_report, validate_clinical
+
+    dictionary = load_dictionary(args.dictionary)
+    report = validate_clinical(args.table, dictionary, id_column=args.id_column, site_column=args.site_column, forms=None if args.all_forms else ("presentation", "laboratory", "severity", "outcome"))
+    if report.empty:
+        print(f"{args.table}: conforms to the data dictionary (no problems found)")
+        return 0
+    _print_table(report)
+    print()
+    _print_table(summarise_report(report))
+    if args.out:
+        report.to_csv(args.out, index=False)
+        print(f"report written to {args.out}")
+    return 1 if (report["severity"] == "error").any() else 0
+
+
+def _cmd_cohort(args: argparse.Namespace) -> int:
+    from kicc_analysis.cohort import build_cohort
+
+    build = build_cohort(args.repository, workers=args.workers)
+    print(build.describe())
+    if args.out:
+        build.table.to_parquet(args.out)
+        print(f"cohort written to {args.out} (cohort_version {build.cohort_version})")
+    return 0
+
+
+def _cmd_quantify(args: argparse.Namespace) -> int:
+    from kicc_analysis.cohort import quantify_cohort
+
+    results = quantify_cohort(args.repository, cache_dir=args.cache, workers=args.workers)
+    print(results.describe() if hasattr(results, "describe") else results)
+    return 0
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from kicc_analysis.study import run_study
+
+    run = run_study(args.repository, args.output, notebooks=args.notebooks, stop_on_error=args.stop_on_error)
+    for nb in run.notebooks:
+        print(f"{nb.name:30s} {'FAILED' if nb.error else 'ok':6s} {nb.seconds:7.1f} s")
+    print(f"index: {run.index_html}")
+    if run.failed:
+        for nb in run.failed:
+            print(f"error in {nb.name}: {nb.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_dictionary(args: argparse.Namespace) -> int:
+    from kicc_analysis.dictionary import DEFAULT_DICTIONARY_PATH, load_dictionary, render_markdown
+
+    text = render_markdown(load_dictionary(args.dictionary))
+    if args.write:
+        target = Path(args.dictionary).with_suffix(".md") if args.dictionary else DEFAULT_DICTIONARY_PATH.with_suffix(".md")
+        target.write_text(text, encoding="utf-8")
+        print(f"written {target}")
+    else:
+        print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kicc", description="KICC-19 cohort, CT quantification and statistics.")
+    parser.add_argument("--version", action="version", version=f"kicc-analysis {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="generate the embedded demo repository", description="Write a deterministic demo repository (DICOM, clinical table, readings, ground truth).")
+    p.add_argument("out", help="output folder (must be empty, absent, or a previous demo)")
+    p.add_argument("--patients", type=int, default=120, help="number of patients (default 120)")
+    p.add_argument("--seed", type=int, default=19, help="random seed (default 19)")
+    p.add_argument("--full", action="store_true", help="full 512×512 CT series (slow, large)")
+    p.add_argument("--if-missing", action="store_true", help="do nothing when OUT already holds this demo")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("scan", help="index a DICOM tree (headers only, incremental)", description="Scan a DICOM tree and print the instance/series/study summary; unreadable files are listed with the reason.")
+    p.add_argument("root", help="root folder of the DICOM tree")
+    p.add_argument("--index", help="folder for the incremental index (default ROOT/.kicc_index)")
+    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--out", help="folder to write instances/series/studies/skipped/selection CSV tables")
+    p.set_defaults(func=_cmd_scan)
+
+    p = sub.add_parser("validate", help="check a clinical table against the data dictionary", description="Print every problem in a clinical export (CSV/XLSX); exit status 1 when there are errors.")
+    p.add_argument("table", help="clinical table (.csv or .xlsx)")
+    p.add_argument("--dictionary", help="data dictionary CSV (default: the KICC-19 dictionary)")
+    p.add_argument("--id-column", default="subjid", help="pseudonym column (default subjid)")
+    p.add_argument("--site-column", default="kicc_site", help="site column for per-site unit checks (default kicc_site)")
+    p.add_argument("--all-forms", action="store_true", help="check every form, not only the per-patient ones")
+    p.add_argument("--out", help="write the full report to this CSV")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("cohort", help="build the cohort table", description="Join the clinical table and the imaging inventory into the cohort table and report linkage problems.")
+    p.add_argument("repository", help="repository folder (dicom/, clinical/, readings/)")
+    p.add_argument("--workers", type=int, default=2, help="parallel processes for the scan (default 2)")
+    p.add_argument("--out", help="write the cohort to this Parquet file")
+    p.set_defaults(func=_cmd_cohort)
+
+    p = sub.add_parser("quantify", help="segment lungs and quantify opacity on every selected CT series", description="Quantify the cohort's selected CT series in parallel (cached; failures recorded).")
+    p.add_argument("--repository", required=True, help="repository folder")
+    p.add_argument("--cache", help="cache folder (default REPOSITORY/.kicc_cache/quantification)")
+    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.set_defaults(func=_cmd_quantify)
+
+    p = sub.add_parser("study", help="run every study notebook and write results/", description="Execute notebooks/NN_*.py with papermill and write results/index.html.")
+    p.add_argument("--repository", required=True, help="repository folder (demo or real)")
+    p.add_argument("--output", default="results", help="results folder (default results)")
+    p.add_argument("--notebooks", nargs="*", help="only notebooks whose names start with these prefixes (e.g. 01 03)")
+    p.add_argument("--stop-on-error", action="store_true", help="stop at the first failing notebook")
+    p.set_defaults(func=_cmd_study)
+
+    p = sub.add_parser("dictionary", help="render the data dictionary as Markdown", description="Print (or --write) the human-readable data dictionary.")
+    p.add_argument("--dictionary", help="dictionary CSV (default: the KICC-19 dictionary)")
+    p.add_argument("--write", action="store_true", help="write the .md beside the CSV instead of printing")
+    p.set_defaults(func=_cmd_dictionary)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kicc`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KiccError as exc:
+        print(f"kicc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,394 @@
+"""The cohort table: one row per patient, clinical data joined with the imaging inventory.
+
+Repository layout (demo or real)::
+
+    REPOSITORY/dicom/...                     DICOM files, any nesting (or DICOM anywhere under REPOSITORY)
+    REPOSITORY/clinical/clinical.csv|.xlsx   one row per patient, dictionary variables
+    REPOSITORY/clinical/imaging_studies.csv  optional: subjid, img_study_uid, img_modality, img_day, img_timepoint
+    REPOSITORY/readings/reader_scores.csv    optional: subjid, reader, item, score
+
+:func:`build_cohort` validates the clinical table against the data dictionary,
+scans the DICOM tree (incrementally), links studies to patients, chooses each
+patient's baseline CT series, and reports every linkage problem. The table is
+typed from the dictionary and hashed: its ``cohort_version`` identifies the
+exact content every result was computed from. :func:`load_cohort` is the
+one-line entry point for notebooks::
+
+    from kicc_analysis import load_cohort
+    cohort = load_cohort("/data/kicc19")
+    cohort.attrs["cohort_version"]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kicc_analysis.dictionary import (
+    IMAGING_FORM,
+    PATIENT_FORMS,
+    coerce_to_dictionary,
+    load_dictionary,
+    read_clinical_table,
+    summarise_report,
+    validate_clinical,
+)
+from kicc_analysis.errors import CohortError
+
+ID = "subjid"
+READING_COLUMNS = ("subjid", "reader", "item", "score")
+LINKAGE_COLUMNS = ["problem", "subjid", "study_uid", "detail"]
+
+
+# --------------------------------------------------------------------------- locating inputs
+
+
+def find_clinical_table(repository: str | Path) -> Path:
+    """Return the clinical table of a repository (``clinical/clinical.csv`` or ``.xlsx``)."""
+    repository = Path(repository)
+    if not repository.is_dir():
+        raise CohortError(f"repository folder not found: {repository}")
+    for candidate in ("clinical/clinical.csv", "clinical/clinical.xlsx", "clinical.csv", "clinical.xlsx"):
+        if (repository / candidate).is_file():
+            return repository / candidate
+    raise CohortError(
+        f"no clinical table in {repository}: expected clinical/clinical.csv or clinical/clinical.xlsx "
+        "(one row per patient, columns named as in data_dictionary/kicc19_dictionary.csv)"
+    )
+
+
+def dicom_root(repository: str | Path) -> Path:
+    """The folder holding the DICOM tree (``dicom/`` when present, else the repository itself)."""
+    repository = Path(repository)
+    return repository / "dicom" if (repository / "dicom").is_dir() else repository
+
+
+def cache_dir(repository: str | Path) -> Path:
+    """Where derived files (index, snapshots, quantification cache) go.
+
+    ``$KICC_CACHE/<name>`` when set, else ``REPOSITORY/.kicc_cache`` when writable, else
+    ``~/.cache/kicc-analysis/<name>-<hash>`` (real repositories are often read-only).
+    """
+    repository = Path(repository).resolve()
+    tag = f"{repository.name}-{hashlib.sha1(str(repository).encode()).hexdigest()[:8]}"
+    if os.environ.get("KICC_CACHE"):
+        return Path(os.environ["KICC_CACHE"]) / tag
+    if os.access(repository, os.W_OK):
+        return repository / ".kicc_cache"
+    return Path.home() / ".cache" / "kicc-analysis" / tag
+
+
+# --------------------------------------------------------------------------- readings
+
+
+def load_readings(repository: str | Path) -> pd.DataFrame:
+    """Load the radiologists' readings as a tidy table ``subjid, reader, item, score``.
+
+    ``item`` is a lobe (``RUL, RML, RLL, LUL, LLL``: visual severity 0–5) or ``suspicion``
+    (5-level categorical score 1–5). Raises :class:`CohortError` when the file is absent or
+    lacks a column; rows with a non-numeric score are kept with ``score`` missing and
+    counted in ``attrs["invalid_scores"]``.
+    """
+    path = Path(repository) / "readings" / "reader_scores.csv"
+    if not path.is_file():
+        raise CohortError(f"no readings in {repository}: expected {path} with columns {', '.join(READING_COLUMNS)}")
+    readings = pd.read_csv(path, dtype={"subjid": str, "reader": str, "item": str})
+    missing = [c for c in READING_COLUMNS if c not in readings.columns]
+    if missing:
+        raise CohortError(f"{path}: missing columns {missing} (found {list(readings.columns)})")
+    scores = pd.to_numeric(readings["score"], errors="coerce")
+    readings.attrs["invalid_scores"] = int((scores.isna() & readings["score"].notna()).sum())
+    readings["score"] = scores.astype("Int64")
+    return readings
+
+
+# --------------------------------------------------------------------------- imaging inventory
+
+
+def _load_imaging_studies(repository: Path, dictionary) -> tuple[pd.DataFrame, pd.DataFrame]:
+    path = repository / "clinical" / "imaging_studies.csv"
+    columns = ["subjid", "img_study_uid", "img_modality", "img_day", "img_timepoint"]
+    if not path.is_file():
+        return pd.DataFrame(columns=columns), pd.DataFrame(columns=["row", "subjid", "variable", "problem", "value", "detail", "severity"])
+    raw = read_clinical_table(path)
+    report = validate_clinical(raw, dictionary, forms=[IMAGING_FORM, "presentation"], site_column=None)
+    report = report[~report["problem"].isin(["missing_column"]) | report["variable"].str.startswith("img_")]
+    report = report[report["problem"] != "duplicate_id"]  # several studies per patient is expected here
+    typed = coerce_to_dictionary(raw, dictionary, forms=[IMAGING_FORM, "presentation"])
+    keep = [c for c in columns if c in typed.columns]
+    return typed[keep], report.reset_index(drop=True)
+
+
+def _study_inventory(scan, imaging_studies: pd.DataFrame) -> pd.DataFrame:
+    """One row per DICOM study: patient, modality, selected series, day from admission."""
+    studies = scan.studies.copy()
+    selection = scan.selection
+    studies = studies.rename(columns={"patient_id": ID})
+    if not selection.empty:
+        chosen = selection[["study_uid", "series_uid", "reason"]].rename(columns={"series_uid": "selected_series_uid", "reason": "selection_reason"})
+        studies = studies.merge(chosen, on="study_uid", how="left")
+    else:
+        studies["selected_series_uid"] = pd.NA
+        studies["selection_reason"] = pd.NA
+    if not imaging_studies.empty:
+        listed = imaging_studies.rename(columns={"img_study_uid": "study_uid", "subjid": "listed_subjid"})
+        studies = studies.merge(listed, on="study_uid", how="left")
+    else:
+        for column in ("listed_subjid", "img_modality", "img_day", "img_timepoint"):
+            studies[column] = pd.NA
+    return studies
+
+
+def _patient_imaging(inventory: pd.DataFrame, scan) -> pd.DataFrame:
+    """Aggregate the study inventory to one row per patient."""
+    rows = []
+    series = scan.series.set_index("series_uid") if not scan.series.empty else pd.DataFrame()
+    for subjid, group in inventory.groupby(ID, sort=True):
+        ct = group[group["modality"] == "CT"].copy()
+        radiographs = group[group["modality"].isin(["CR", "DX"])]
+        ct["order_day"] = pd.to_numeric(ct["img_day"], errors="coerce")
+        baseline = ct[ct["img_timepoint"] == 1]
+        if baseline.empty and not ct.empty:
+            baseline = ct.sort_values(["order_day", "study_date"], na_position="last").head(1)
+        row = {ID: subjid, "n_ct_studies": len(ct), "n_radiographs": len(radiographs)}
+        if not baseline.empty:
+            first = baseline.iloc[0]
+            uid = first["selected_series_uid"]
+            row.update(
+                baseline_ct_study_uid=first["study_uid"],
+                baseline_ct_series_uid=uid if isinstance(uid, str) else pd.NA,
+                baseline_ct_day=first["order_day"],
+                baseline_ct_selection=first["selection_reason"],
+            )
+            if isinstance(uid, str) and uid in series.index:
+                info = series.loc[uid]
+                for src, dst in (("n_instances", "baseline_ct_n_slices"), ("slice_thickness", "baseline_ct_slice_thickness_mm"), ("kernel", "baseline_ct_kernel")):
+                    if src in info.index:
+                        row[dst] = info[src]
+            followups = ct[ct["study_uid"] != first["study_uid"]]
+            row["n_followup_ct"] = len(followups)
+            days = followups["order_day"].dropna()
+            row["last_followup_ct_day"] = days.max() if len(days) else np.nan
+        else:
+            row["n_followup_ct"] = 0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _linkage_problems(clinical: pd.DataFrame, inventory: pd.DataFrame, imaging_studies: pd.DataFrame) -> pd.DataFrame:
+    problems: list[dict] = []
+    clinical_ids = set(clinical[ID].dropna())
+    image_ids = set(inventory[ID].dropna()) if not inventory.empty else set()
+    for subjid in sorted(image_ids - clinical_ids):
+        n = int((inventory[ID] == subjid).sum())
+        problems.append({"problem": "images_without_clinical_row", "subjid": subjid, "study_uid": pd.NA, "detail": f"{n} DICOM studies"})
+    for subjid in sorted(clinical_ids - image_ids):
+        problems.append({"problem": "clinical_row_without_images", "subjid": subjid, "study_uid": pd.NA, "detail": "no DICOM study found"})
+    duplicated = clinical[ID][clinical[ID].duplicated(keep="first")]
+    for subjid in duplicated.dropna().unique():
+        n = int((clinical[ID] == subjid).sum())
+        problems.append({"problem": "duplicate_pseudonym", "subjid": subjid, "study_uid": pd.NA, "detail": f"{n} clinical rows; first kept, others excluded"})
+    if not imaging_studies.empty:
+        dicom_studies = set(inventory["study_uid"]) if not inventory.empty else set()
+        for _, listed in imaging_studies.iterrows():
+            if listed["img_study_uid"] not in dicom_studies:
+                problems.append({"problem": "listed_study_not_found", "subjid": listed[ID], "study_uid": listed["img_study_uid"], "detail": "in imaging_studies.csv but not in the DICOM tree"})
+        mismatched = inventory[inventory["listed_subjid"].notna() & (inventory["listed_subjid"] != inventory[ID])]
+        for _, study in mismatched.iterrows():
+            problems.append({"problem": "study_patient_mismatch", "subjid": study[ID], "study_uid": study["study_uid"], "detail": f"DICOM PatientID differs from imaging_studies.csv ({study['listed_subjid']})"})
+        unlisted = inventory[inventory["listed_subjid"].isna()]
+        for _, study in unlisted.iterrows():
+            problems.append({"problem": "study_not_listed", "subjid": study[ID], "study_uid": study["study_uid"], "detail": "DICOM study missing from imaging_studies.csv (day from admission unknown)"})
+    return pd.DataFrame(problems, columns=LINKAGE_COLUMNS)
+
+
+# --------------------------------------------------------------------------- the cohort
+
+
+def content_hash(table: pd.DataFrame) -> str:
+    """A stable content hash of a table (values, column names and dtypes), 16 hex digits."""
+    digest = hashlib.sha256()
+    digest.update("|".join(f"{c}:{t}" for c, t in table.dtypes.astype(str).items()).encode())
+    digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class CohortBuild:
+    """Everything :func:`build_cohort` produced.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per patient (unique pseudonym), dictionary dtypes, imaging inventory columns.
+    validation : DataFrame
+        The clinical-table validation report (see :func:`kicc_analysis.dictionary.validate_clinical`).
+    linkage : DataFrame
+        Linkage problems: images without a clinical row, clinical rows without images,
+        duplicate pseudonyms, listed studies not found, …
+    flow : DataFrame
+        Counts at each inclusion step, with the reason for each exclusion.
+    inventory : DataFrame
+        One row per DICOM study (patient, modality, selected series, day from admission).
+    scan : object
+        The repository scan (instances, series, studies, skipped files, selection).
+    cohort_version : str
+        Content hash of ``table``.
+    """
+
+    table: pd.DataFrame
+    validation: pd.DataFrame
+    linkage: pd.DataFrame
+    flow: pd.DataFrame
+    inventory: pd.DataFrame
+    scan: object
+    cohort_version: str
+    repository: Path
+    snapshot: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """A short plain-text summary (no identifiers beyond pseudonyms, no dates)."""
+        lines = [f"cohort_version {self.cohort_version}: {len(self.table)} patients", "", "Cohort flow:"]
+        lines += [f"  {r.step:55s} {r.n:6d}" + (f"   (excluded {r.excluded}: {r.reason})" if r.excluded else "") for r in self.flow.itertuples()]
+        if not self.validation.empty:
+            lines += ["", "Clinical table problems:"]
+            lines += [f"  {r.problem:25s} {r.severity:8s} {r.count:5d}  {r.variables}" for r in summarise_report(self.validation).itertuples()]
+        if not self.linkage.empty:
+            lines += ["", "Linkage problems:"]
+            lines += [f"  {k:35s} {v:5d}" for k, v in self.linkage["problem"].value_counts().items()]
+        skipped = getattr(self.scan, "skipped", pd.DataFrame())
+        if len(skipped):
+            lines += ["", f"Files skipped by the scanner: {len(skipped)}"]
+            reason_column = "reason" if "reason" in skipped.columns else skipped.columns[-1]
+            lines += [f"  {k[:70]:70s} {v:5d}" for k, v in skipped[reason_column].astype(str).str.split(":").str[0].value_counts().items()]
+        return "\n".join(lines)
+
+
+def _flow(raw: pd.DataFrame, unique: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    steps = [("Rows in the clinical table", len(raw), 0, "")]
+    n_unique = len(unique)
+    steps.append(("Patients with a unique pseudonym", n_unique, len(raw) - n_unique, "duplicate or missing pseudonym"))
+    with_ct = int((table["n_ct_studies"] > 0).sum())
+    steps.append(("Patients with at least one CT study", with_ct, n_unique - with_ct, "no CT study in the repository"))
+    with_series = int(table["baseline_ct_series_uid"].notna().sum())
+    steps.append(("Patients with a quantifiable baseline CT series", with_series, with_ct - with_series, "no axial, complete CT series"))
+    return pd.DataFrame(steps, columns=["step", "n", "excluded", "reason"])
+
+
+def build_cohort(
+    repository: str | Path,
+    *,
+    workers: int = 2,
+    index_dir: str | Path | None = None,
+    show_progress: bool | None = None,
+    write_snapshot: bool = True,
+) -> CohortBuild:
+    """Build the cohort table of a repository (see module docstring for the layout).
+
+    Parameters
+    ----------
+    repository : path
+        Repository folder.
+    workers : int
+        Processes for the DICOM header scan.
+    index_dir : path, optional
+        Folder of the incremental scan index (default: the cache folder, see :func:`cache_dir`).
+    write_snapshot : bool
+        Write ``cohort-<version>.parquet`` to the cache folder.
+
+    Raises
+    ------
+    CohortError
+        Missing repository or clinical table, or a clinical table without a pseudonym column.
+    """
+    from kicc_analysis.repository import scan_repository
+
+    repository = Path(repository).resolve()
+    dictionary = load_dictionary()
+    raw = read_clinical_table(find_clinical_table(repository))
+    validation = validate_clinical(raw, dictionary, forms=PATIENT_FORMS)
+    typed = coerce_to_dictionary(raw, dictionary, forms=PATIENT_FORMS)
+    if ID not in typed.columns:
+        raise CohortError(f"clinical table of {repository} has no '{ID}' (pseudonymous patient id) column")
+    unique = typed[typed[ID].notna() & ~typed[ID].duplicated(keep="first")].copy()
+
+    imaging_studies, imaging_report = _load_imaging_studies(repository, dictionary)
+    if not imaging_report.empty:
+        validation = pd.concat([validation, imaging_report.assign(variable="imaging_studies:" + imaging_report["variable"].astype(str))], ignore_index=True)
+    cache = cache_dir(repository)
+    scan = scan_repository(dicom_root(repository), index_dir=index_dir or cache / "index", workers=workers, show_progress=show_progress)
+    inventory = _study_inventory(scan, imaging_studies)
+    patient_imaging = _patient_imaging(inventory, scan) if not inventory.empty else pd.DataFrame({ID: pd.Series(dtype="string")})
+    table = unique.merge(patient_imaging, on=ID, how="left")
+    for column in ("n_ct_studies", "n_radiographs", "n_followup_ct"):
+        table[column] = table.get(column, pd.Series(0, index=table.index)).fillna(0).astype("int64")
+    for column in ("baseline_ct_study_uid", "baseline_ct_series_uid", "baseline_ct_selection", "baseline_ct_kernel"):
+        table[column] = table[column].astype("string") if column in table.columns else pd.Series(pd.NA, index=table.index, dtype="string")
+    table = table.reset_index(drop=True)
+    version = content_hash(table)
+    table.attrs.update(cohort_version=version, repository=str(repository))
+    build = CohortBuild(
+        table=table,
+        validation=validation,
+        linkage=_linkage_problems(typed, inventory, imaging_studies),
+        flow=_flow(raw, unique, table),
+        inventory=inventory,
+        scan=scan,
+        cohort_version=version,
+        repository=repository,
+    )
+    if write_snapshot:
+        cache.mkdir(parents=True, exist_ok=True)
+        build.snapshot = cache / f"cohort-{version}.parquet"
+        table.to_parquet(build.snapshot, index=False)
+    return build
+
+
+def load_cohort(repository: str | Path, *, workers: int = 2, show_progress: bool | None = None) -> pd.DataFrame:
+    """Return the cohort table of ``repository`` (one row per patient).
+
+    The table's ``attrs`` carry ``cohort_version`` (content hash), ``repository`` and
+    ``snapshot`` (the Parquet file written). Re-running on an unchanged repository is
+    fast (the DICOM index is incremental) and gives the same ``cohort_version``.
+    """
+    build = build_cohort(repository, workers=workers, show_progress=show_progress)
+    table = build.table
+    table.attrs["snapshot"] = str(build.snapshot) if build.snapshot else None
+    return table
+
+
+def read_snapshot(path: str | Path) -> pd.DataFrame:
+    """Read a cohort snapshot written by :func:`build_cohort` and check its content hash."""
+    table = pd.read_parquet(path)
+    version = content_hash(table)
+    expected = Path(path).stem.removeprefix("cohort-")
+    if expected != version:
+        raise CohortError(f"cohort snapshot {path} has content hash {version}, not the {expected} its name says")
+    table.attrs["cohort_version"] = version
+    return table
+
+
+def ct_series_jobs(build: CohortBuild) -> pd.DataFrame:
+    """The CT series to quantify: ``subjid, series_uid, timepoint, img_day, source`` (list of files)."""
+    from kicc_analysis.repository import series_files
+
+    inventory = build.inventory
+    ct = inventory[(inventory["modality"] == "CT") & inventory["selected_series_uid"].notna() & inventory[ID].isin(build.table[ID])]
+    baseline_uids = set(build.table["baseline_ct_study_uid"].dropna())
+    jobs = pd.DataFrame(
+        {
+            ID: ct[ID].to_numpy(),
+            "study_uid": ct["study_uid"].to_numpy(),
+            "series_uid": ct["selected_series_uid"].to_numpy(),
+            "timepoint": np.where(ct["study_uid"].isin(baseline_uids), "baseline", "follow-up"),
+            "img_day": pd.to_numeric(ct["img_day"], errors="coerce").to_numpy(),
+        }
+    )
+    jobs["source"] = [[str(p) for p in series_files(build.scan, uid)] for uid in jobs["series_uid"]]
+    return jobs.sort_values([ID, "img_day"]).reset_index(drop=True)
