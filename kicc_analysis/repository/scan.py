@@ -1,0 +1,464 @@
+"""Parallel, incremental scan of a DICOM repository folder.
+
+A scan walks the folder tree (any nesting, any file names), reads the header of every file that is new
+or changed since the last scan (key: relative path + size in bytes + ``st_mtime_ns``) in a process pool,
+and keeps one row per file in a Parquet index (``<root>/.kicc_index/files.parquet`` or ``index_dir``).
+Files that are not DICOM or are corrupt are indexed too (with the reason), so an unchanged tree is
+re-scanned without opening any file.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import RepositoryError
+from ..progress import progress_bar
+from .header import read_header
+from .selection import select_ct_series
+from .tables import FLAT_COLUMNS, build_instances, build_series, build_studies
+
+__all__ = ["INDEX_DIRNAME", "INDEX_VERSION", "RepositoryScan", "scan_repository", "series_files"]
+
+#: Default index folder name, created inside the scanned root.
+INDEX_DIRNAME = ".kicc_index"
+INDEX_FILE = "files.parquet"
+#: Bump when the index columns or the parser's output change: older indexes are then rebuilt.
+INDEX_VERSION = "1"
+#: Below this many files to read, the scan stays in-process (a pool costs ~0.2 s to start).
+POOL_THRESHOLD = 200
+
+_STR_COLS = frozenset(
+    {
+        "relpath",
+        "error",
+        "parser",
+        "media_sop_class_uid",
+        "media_sop_uid",
+        "transfer_syntax",
+        "specific_character_set",
+        "image_type",
+        "sop_class_uid",
+        "sop_uid",
+        "study_date",
+        "modality",
+        "manufacturer",
+        "study_description",
+        "series_description",
+        "patient_id",
+        "body_part",
+        "kernel",
+        "view_position",
+        "study_uid",
+        "series_uid",
+        "frame_of_reference_uid",
+    }
+)
+_INT_COLS = frozenset({"size", "mtime_ns"})
+_SCHEMA = pa.schema(
+    [
+        pa.field(
+            c,
+            pa.string() if c in _STR_COLS else pa.int64() if c in _INT_COLS else pa.float64(),
+        )
+        for c in FLAT_COLUMNS
+    ]
+)
+
+
+@dataclass(frozen=True, repr=False)
+class RepositoryScan:
+    """Result of :func:`scan_repository`.
+
+    Attributes
+    ----------
+    root
+        The scanned folder.
+    instances
+        One row per DICOM file kept (``path, relpath, size, mtime, patient_id, study_uid, series_uid,
+        sop_uid, sop_class_uid, modality, instance_number, image_position_x/y/z, slice_position`` (mm),
+        orientation cosines ``orient_rx..orient_cz``, ``plane, rows, columns, pixel_spacing_row/col``
+        (mm), ``slice_thickness`` (mm), ``kernel, body_part, transfer_syntax, compressed,
+        study_date``...). ``study_date`` is kept for analyses but is never printed by this package.
+    series
+        One row per series (see :func:`kicc_analysis.repository.tables.build_series`).
+    studies
+        One row per study with the selected CT series.
+    skipped
+        Files not in ``instances``: ``path, relpath, size, reason`` (non-DICOM, corrupt, DICOMDIR,
+        duplicate SOP instance).
+    selection
+        Per CT study, the series to quantify and the reason
+        (:func:`kicc_analysis.repository.select_ct_series`).
+    n_files
+        Files found under ``root`` (index folder excluded).
+    n_read
+        Files whose header was read in this scan.
+    n_reused
+        Files taken unchanged from the index.
+    n_removed
+        Index rows dropped because their file no longer exists.
+    index_path
+        Parquet index written/used, or None when it could not be written.
+    """
+
+    root: Path
+    instances: pd.DataFrame
+    series: pd.DataFrame
+    studies: pd.DataFrame
+    skipped: pd.DataFrame
+    selection: pd.DataFrame
+    n_files: int
+    n_read: int
+    n_reused: int
+    n_removed: int = 0
+    index_path: Path | None = None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def summary(self) -> str:
+        """A short text report (no patient identifiers or dates)."""
+        lines = [
+            f"Repository scan of {self.root}",
+            f"  files found: {self.n_files} (read {self.n_read}, reused from index {self.n_reused}, "
+            f"removed from index {self.n_removed})",
+            f"  DICOM instances: {len(self.instances)} in {len(self.series)} series, {len(self.studies)} studies",
+        ]
+        if not self.series.empty:
+            counts = self.series["modality"].fillna("?").value_counts()
+            lines.append("  series by modality: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        if not self.selection.empty:
+            chosen = int(self.selection["series_uid"].notna().sum())
+            lines.append(f"  CT studies: {len(self.selection)}, with a series selected: {chosen}")
+        if not self.skipped.empty:
+            kinds = self.skipped["reason"].str.split(":").str[0].value_counts()
+            lines.append(
+                f"  skipped files: {len(self.skipped)} (" + ", ".join(f"{k} {v}" for k, v in kinds.items()) + ")"
+            )
+        for w in self.warnings:
+            lines.append(f"  warning: {w}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"RepositoryScan(root={str(self.root)!r}, instances={len(self.instances)}, series={len(self.series)}, "
+            f"studies={len(self.studies)}, skipped={len(self.skipped)}, n_read={self.n_read}, "
+            f"n_reused={self.n_reused})"
+        )
+
+
+def _walk(root: str, exclude: set[str]) -> Iterator[tuple[str, int, int]]:
+    """Yield (relative path, size in bytes, mtime_ns) of every regular file under ``root``.
+
+    Symlinked folders are not followed (no cycles); hidden index folders in ``exclude`` are skipped.
+    """
+    stack = [root]
+    start = len(root.rstrip(os.sep)) + 1
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    if e.path not in exclude and e.name != INDEX_DIRNAME:
+                        stack.append(e.path)
+                elif e.is_file():
+                    st = e.stat()
+                    yield e.path[start:], st.st_size, st.st_mtime_ns
+            except OSError:
+                continue
+
+
+def _flatten(rel: str, size: int, mtime_ns: int, rec: dict[str, Any] | None, error: str | None) -> tuple:
+    """One index row (in :data:`FLAT_COLUMNS` order) from a header record."""
+    if rec is None:
+        return (rel, size, mtime_ns, error) + (None,) * (len(FLAT_COLUMNS) - 4)
+    ipp = rec["image_position"] or ()
+    iop = rec["image_orientation"] or ()
+    ps = rec["pixel_spacing"] or ()
+    ips = rec["imager_pixel_spacing"] or ()
+    ipp = ipp if len(ipp) == 3 else (None, None, None)
+    iop = iop if len(iop) == 6 else (None,) * 6
+    ps = ps if len(ps) == 2 else (ps[0], ps[0]) if len(ps) == 1 else (None, None)
+    ips = ips if len(ips) == 2 else (ips[0], ips[0]) if len(ips) == 1 else (None, None)
+    g = rec.get
+    return (
+        rel,
+        size,
+        mtime_ns,
+        None,
+        g("parser"),
+        g("media_sop_class_uid"),
+        g("media_sop_uid"),
+        g("transfer_syntax"),
+        g("specific_character_set"),
+        g("image_type"),
+        g("sop_class_uid"),
+        g("sop_uid"),
+        g("study_date"),
+        g("modality"),
+        g("manufacturer"),
+        g("study_description"),
+        g("series_description"),
+        g("patient_id"),
+        g("body_part"),
+        g("slice_thickness"),
+        g("spacing_between_slices"),
+        ips[0],
+        ips[1],
+        g("kernel"),
+        g("view_position"),
+        g("study_uid"),
+        g("series_uid"),
+        g("series_number"),
+        g("acquisition_number"),
+        g("instance_number"),
+        *ipp,
+        *iop,
+        g("frame_of_reference_uid"),
+        g("samples_per_pixel"),
+        g("number_of_frames"),
+        g("rows"),
+        g("columns"),
+        *ps,
+        g("bits_allocated"),
+        g("rescale_intercept"),
+        g("rescale_slope"),
+    )
+
+
+def _read_chunk(root: str, items: Sequence[tuple[str, int, int]]) -> list[tuple]:
+    """Worker: read the headers of a chunk of files; never raises for a bad file."""
+    out = []
+    for rel, size, mtime_ns in items:
+        res = read_header(os.path.join(root, rel), size=size)
+        out.append(_flatten(rel, size, mtime_ns, res.record, res.error))
+    return out
+
+
+def _chunks(items: list, n: int) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _read_all(root: str, todo: list[tuple[str, int, int]], workers: int, show: bool | None) -> list[tuple]:
+    """Read headers of ``todo`` files, in a process pool when there are enough of them."""
+    if not todo:
+        return []
+    if workers <= 1 or len(todo) < POOL_THRESHOLD:
+        rows: list[tuple] = []
+        for chunk in progress_bar(list(_chunks(todo, 64)), show=show, desc="DICOM headers", unit="chunk"):
+            rows.extend(_read_chunk(root, chunk))
+        return rows
+    chunk_size = max(32, min(512, len(todo) // (workers * 8) or 32))
+    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    rows = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(_read_chunk, root, c) for c in _chunks(todo, chunk_size)]
+        bar = progress_bar(total=len(todo), show=show, desc="DICOM headers", unit="file")
+        try:
+            for fut in as_completed(futures):
+                part = fut.result()
+                rows.extend(part)
+                bar.update(len(part))
+        finally:
+            bar.close()
+    return rows
+
+
+def _index_frame(rows: list[tuple]) -> pd.DataFrame:
+    table = (
+        pa.Table.from_pylist([dict(zip(FLAT_COLUMNS, r, strict=True)) for r in rows], schema=_SCHEMA)
+        if rows
+        else _SCHEMA.empty_table()
+    )
+    return table.to_pandas()
+
+
+def _rows_to_frame(rows: list[tuple]) -> pd.DataFrame:
+    if not rows:
+        return _SCHEMA.empty_table().to_pandas()
+    cols = list(zip(*rows, strict=True))
+    arrays = [
+        pa.array(list(col), type=_SCHEMA.field(name).type, from_pandas=True)
+        for name, col in zip(FLAT_COLUMNS, cols, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=_SCHEMA).to_pandas()
+
+
+def _load_index(path: Path) -> tuple[pd.DataFrame | None, str | None]:
+    if not path.exists():
+        return None, None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - a broken cache is rebuilt, never fatal
+        return None, f"index {path} unreadable ({type(exc).__name__}); rebuilt"
+    meta = table.schema.metadata or {}
+    if meta.get(b"kicc_index_version") != INDEX_VERSION.encode() or table.schema.names != list(FLAT_COLUMNS):
+        return None, f"index {path} has another format version; rebuilt"
+    return table.to_pandas(), None
+
+
+def _save_index(path: Path, df: pd.DataFrame) -> str | None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pandas(df[list(FLAT_COLUMNS)], schema=_SCHEMA, preserve_index=False)
+        table = table.replace_schema_metadata({"kicc_index_version": INDEX_VERSION})
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".files-", suffix=".parquet.tmp")
+        os.close(fd)
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except OSError as exc:
+        return f"index not saved to {path} ({exc.strerror or exc}); the next scan will read every file again"
+    return None
+
+
+def scan_repository(
+    root: str | os.PathLike[str],
+    *,
+    index_dir: str | os.PathLike[str] | None = None,
+    workers: int = 2,
+    show_progress: bool | None = None,
+    use_index: bool = True,
+    min_slices: int = 10,
+    kernel_first: bool = False,
+) -> RepositoryScan:
+    """Scan a folder tree of DICOM files into instance, series and study tables.
+
+    Parameters
+    ----------
+    root
+        Folder to scan (any nesting; names with or without ``.dcm``; DICOMDIR and non-DICOM files allowed).
+    index_dir
+        Folder of the incremental Parquet index (default ``<root>/.kicc_index``). When it cannot be
+        written (read-only media), the scan still succeeds and says so in ``warnings``.
+    workers
+        Processes reading headers (default 2). Small scans (< 200 files to read) stay in-process.
+    show_progress
+        Show a progress bar (default: unless ``KICC_NO_PROGRESS`` is set).
+    use_index
+        False reads every file and leaves the index untouched.
+    min_slices
+        Fewest slices for a CT series to be selectable (see :func:`select_ct_series`).
+    kernel_first
+        Rank the lung/sharp kernel preference before slice thickness in the selection.
+
+    Returns
+    -------
+    RepositoryScan
+
+    Raises
+    ------
+    RepositoryError
+        ``root`` does not exist, is not a folder, or contains no file at all. Problems of single files are
+        reported in ``RepositoryScan.skipped``, never raised.
+    """
+    root_path = Path(root).expanduser().resolve()
+    if not root_path.exists():
+        raise RepositoryError(f"repository folder {root_path} does not exist (expected a folder of DICOM files)")
+    if not root_path.is_dir():
+        raise RepositoryError(f"repository path {root_path} is a file, expected a folder of DICOM files")
+    index_folder = Path(index_dir).expanduser().resolve() if index_dir is not None else root_path / INDEX_DIRNAME
+    index_path = index_folder / INDEX_FILE
+    notes: list[str] = []
+
+    found = list(_walk(str(root_path), {str(index_folder)}))
+    if not found:
+        raise RepositoryError(f"repository folder {root_path} contains no files (expected DICOM files, any nesting)")
+
+    old, note = _load_index(index_path) if use_index else (None, None)
+    if note:
+        notes.append(note)
+    current = pd.DataFrame(found, columns=["relpath", "size", "mtime_ns"])
+    reused = _SCHEMA.empty_table().to_pandas()
+    n_removed = 0
+    if old is not None and not old.empty:
+        key = ["relpath", "size", "mtime_ns"]
+        merged = old.merge(current, on=key, how="inner")
+        reused = merged[list(FLAT_COLUMNS)]
+        n_removed = int((~old["relpath"].isin(current["relpath"])).sum())
+        todo_mask = ~current.set_index(key).index.isin(merged.set_index(key).index)
+        todo = [tuple(r) for r in current.loc[todo_mask].itertuples(index=False, name=None)]
+    else:
+        todo = found
+    rows = _read_all(str(root_path), todo, workers, show_progress)
+    new = _rows_to_frame(rows)
+    files = pd.concat([reused, new], ignore_index=True) if len(reused) else new
+    files = files.sort_values("relpath", kind="stable").reset_index(drop=True)
+
+    saved_path: Path | None = index_path if use_index else None
+    if use_index and (todo or n_removed or old is None or len(old) != len(files)):
+        err = _save_index(index_path, files)
+        if err:
+            notes.append(err)
+            saved_path = None
+
+    return _assemble(root_path, files, len(todo), len(reused), n_removed, saved_path, notes, min_slices, kernel_first)
+
+
+def _assemble(
+    root: Path,
+    files: pd.DataFrame,
+    n_read: int,
+    n_reused: int,
+    n_removed: int,
+    index_path: Path | None,
+    notes: list[str],
+    min_slices: int,
+    kernel_first: bool,
+) -> RepositoryScan:
+    bad = files["error"].notna()
+    skipped = files.loc[bad, ["relpath", "size", "error"]].rename(columns={"error": "reason"})
+    instances, duplicates = build_instances(files.loc[~bad], str(root))
+    series = build_series(instances, duplicates)
+    selection = select_ct_series(series, min_slices=min_slices, kernel_first=kernel_first)
+    studies = build_studies(series, selection)
+    skipped = pd.concat([skipped, duplicates[["relpath", "size", "reason"]]], ignore_index=True)
+    skipped.insert(0, "path", [str(root / p) for p in skipped["relpath"]])
+    skipped = skipped.sort_values("relpath", kind="stable").reset_index(drop=True)
+    return RepositoryScan(
+        root=root,
+        instances=instances,
+        series=series,
+        studies=studies,
+        skipped=skipped,
+        selection=selection,
+        n_files=len(files),
+        n_read=n_read,
+        n_reused=n_reused,
+        n_removed=n_removed,
+        index_path=index_path,
+        warnings=tuple(notes),
+    )
+
+
+def series_files(scan: RepositoryScan, series_uid: str) -> list[Path]:
+    """Paths of one series' files, sorted along the slice normal (then by instance number).
+
+    Raises
+    ------
+    RepositoryError
+        ``series_uid`` is not in the scan.
+    """
+    inst = scan.instances
+    sub = inst[inst["series_uid"] == series_uid]
+    if sub.empty:
+        raise RepositoryError(
+            f"series {series_uid!r} not found in the scan of {scan.root} ({len(scan.series)} series available; "
+            "see scan.series['series_uid'])"
+        )
+    sub = sub.sort_values(["slice_position", "instance_number", "relpath"], kind="stable", na_position="last")
+    return [Path(p) for p in sub["path"]]
