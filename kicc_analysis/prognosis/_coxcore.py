@@ -1,0 +1,303 @@
+"""Vectorised Cox partial-likelihood engine (private).
+
+Hand-written because no installed library offers all of: Breslow *and* Efron
+ties, strata, delayed entry (counting-process ``(start, stop]`` data), case
+weights (needed for Fine–Gray via ``finegray``-style expansion) *and* speed on
+10^5 rows. The algorithm follows R ``survival::agreg.fit``:
+
+* risk-set sums S0, S1 at each distinct event time are obtained with reverse
+  cumulative sums over subjects sorted by stop time, minus those over subjects
+  sorted by start time (a subject is at risk at t when start < t <= stop);
+* the second-moment term of the information is never formed per event time:
+  ``sum_k a_k S2_k = X' diag(r_i A_i) X`` where ``A_i`` is the cumulative sum of
+  ``a_k`` over the event times at which subject i is at risk, so one pass costs
+  O(n p^2);
+* Efron ties: for the l-th of d tied deaths the denominators are
+  ``S0 - (l/d) D0`` (D0 the risk sum of the tied deaths) and every term is
+  multiplied by the mean case weight of the tied deaths (R's convention);
+* Newton–Raphson with step halving, started at 0, stopped when the relative
+  change of the log partial likelihood is < ``eps`` (R default 1e-9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kicc_analysis.errors import AnalysisError
+
+
+@dataclass
+class _Stratum:
+    x: np.ndarray  # (n, p) centred covariates
+    w: np.ndarray  # case weights
+    stop_order: np.ndarray  # subject order by stop time
+    stop_sorted: np.ndarray
+    start_order: np.ndarray | None
+    start_sorted: np.ndarray | None
+    tk: np.ndarray  # distinct event times (m,)
+    pos_stop: np.ndarray  # index into stop_sorted where stop >= tk starts
+    pos_start: np.ndarray | None
+    death_idx: np.ndarray  # subjects with an event, sorted by time (e,)
+    death_k: np.ndarray  # event-time index of each death
+    death_l: np.ndarray  # rank l of the death within its tie group (0..d-1)
+    d_k: np.ndarray  # number of deaths at each event time
+    meanwt_k: np.ndarray  # mean case weight of the deaths at tk
+    n_stop_k: np.ndarray  # per subject: number of event times <= stop
+    n_start_k: np.ndarray | None  # per subject: number of event times <= start
+
+
+def _prepare(
+    x: np.ndarray, stop: np.ndarray, event: np.ndarray, w: np.ndarray, start: np.ndarray | None
+) -> _Stratum | None:
+    dead = event > 0
+    if not dead.any():
+        return None
+    stop_order = np.argsort(stop, kind="stable")
+    stop_sorted = stop[stop_order]
+    death_idx = np.nonzero(dead)[0]
+    death_idx = death_idx[np.argsort(stop[death_idx], kind="stable")]
+    tk, death_k, d_k = np.unique(stop[death_idx], return_inverse=True, return_counts=True)
+    first = np.r_[0, np.cumsum(d_k)[:-1]]
+    death_l = np.arange(len(death_idx)) - first[death_k]
+    meanwt_k = np.bincount(death_k, weights=w[death_idx], minlength=len(tk)) / d_k
+    pos_stop = np.searchsorted(stop_sorted, tk, side="left")
+    n_stop_k = np.searchsorted(tk, stop, side="right")
+    if start is not None:
+        start_order = np.argsort(start, kind="stable")
+        start_sorted = start[start_order]
+        pos_start = np.searchsorted(start_sorted, tk, side="left")
+        n_start_k = np.searchsorted(tk, start, side="right")
+    else:
+        start_order = start_sorted = pos_start = n_start_k = None
+    return _Stratum(
+        x, w, stop_order, stop_sorted, start_order, start_sorted, tk, pos_stop, pos_start,
+        death_idx, death_k, death_l, d_k, meanwt_k, n_stop_k, n_start_k,
+    )  # fmt: skip
+
+
+def _rev_cumsum_at(values: np.ndarray, order: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """sum of values[order][j] for j >= pos (vectorised, values 1-D or 2-D)."""
+    v = values[order]
+    rc = np.cumsum(v[::-1], axis=0)[::-1]
+    pad = np.zeros((1,) + v.shape[1:])
+    rc = np.concatenate([rc, pad], axis=0)
+    return rc[pos]
+
+
+def _stratum_terms(
+    s: _Stratum, beta: np.ndarray, ties: str, want_hess: bool = True
+) -> tuple[float, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    eta = s.x @ beta
+    r = s.w * np.exp(eta)
+    rx = r[:, None] * s.x
+    s0 = _rev_cumsum_at(r, s.stop_order, s.pos_stop)
+    s1 = _rev_cumsum_at(rx, s.stop_order, s.pos_stop)
+    if s.start_order is not None:
+        s0 = s0 - _rev_cumsum_at(r, s.start_order, s.pos_start)
+        s1 = s1 - _rev_cumsum_at(rx, s.start_order, s.pos_start)
+    di = s.death_idx
+    wd = s.w[di]
+    ll = float(wd @ eta[di])
+    grad = wd @ s.x[di]
+    mw = s.meanwt_k[s.death_k]
+    m = len(s.tk)
+    if ties == "efron":
+        frac = s.death_l / s.d_k[s.death_k]
+        d0 = np.bincount(s.death_k, weights=r[di], minlength=m)
+        d1 = np.zeros((m, s.x.shape[1]))
+        np.add.at(d1, s.death_k, rx[di])
+        s0e = s0[s.death_k] - frac * d0[s.death_k]
+        s1e = s1[s.death_k] - frac[:, None] * d1[s.death_k]
+    else:
+        frac = np.zeros(len(di))
+        s0e = s0[s.death_k]
+        s1e = s1[s.death_k]
+    if np.any(s0e <= 0):
+        raise AnalysisError("Cox fit: empty risk set at an event time (check start < stop and entry times)")
+    ll -= float(mw @ np.log(s0e))
+    mean_e = s1e / s0e[:, None]
+    grad = grad - (mw[:, None] * mean_e).sum(axis=0)
+    hess = None
+    if want_hess:
+        a_k = np.bincount(s.death_k, weights=mw / s0e, minlength=m)
+        b_k = np.bincount(s.death_k, weights=mw * frac / s0e, minlength=m)
+        ca = np.r_[0.0, np.cumsum(a_k)]
+        a_i = ca[s.n_stop_k] - (0.0 if s.n_start_k is None else ca[s.n_start_k])
+        omega = r * a_i
+        omega[di] -= r[di] * b_k[s.death_k]
+        hess = (s.x * omega[:, None]).T @ s.x - (mean_e * mw[:, None]).T @ mean_e
+    # Breslow-type baseline hazard increments at tk (for centred covariates)
+    dw = np.bincount(s.death_k, weights=wd, minlength=m)
+    if ties == "efron":
+        dh = np.bincount(s.death_k, weights=mw / s0e, minlength=m)
+    else:
+        dh = dw / s0
+    return ll, grad, hess, s.tk, dh
+
+
+@dataclass
+class CoxFit:
+    beta: np.ndarray
+    var: np.ndarray
+    loglik: float
+    loglik_null: float
+    iterations: int
+    converged: bool
+    baseline: list[tuple[np.ndarray, np.ndarray]]  # per stratum (times, cumulative hazard) at centred x
+    center: np.ndarray
+    score_test: float
+
+
+def fit_cox(
+    x: np.ndarray,
+    stop: np.ndarray,
+    event: np.ndarray,
+    *,
+    ties: str = "efron",
+    strata: np.ndarray | None = None,
+    start: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    max_iter: int = 30,
+    eps: float = 1e-9,
+) -> CoxFit:
+    """Fit a Cox model on complete, validated arrays. See module docstring."""
+    if ties not in ("efron", "breslow"):
+        raise AnalysisError(f"ties must be 'efron' or 'breslow', found {ties!r}")
+    n, p = x.shape
+    w = np.ones(n) if weights is None else weights.astype(float)
+    center = (w @ x) / w.sum()
+    xc = x - center
+    if strata is None:
+        groups = [np.arange(n)]
+    else:
+        _, inv = np.unique(strata, return_inverse=True)
+        order = np.argsort(inv, kind="stable")
+        bounds = np.r_[0, np.cumsum(np.bincount(inv))]
+        groups = [order[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+    parts = []
+    for g in groups:
+        st = _prepare(xc[g], stop[g], event[g], w[g], None if start is None else start[g])
+        if st is not None:
+            parts.append(st)
+    if not parts:
+        raise AnalysisError("Cox fit: no events in the data")
+
+    def evaluate(beta: np.ndarray, want_hess: bool = True):
+        ll, grad, hess = 0.0, np.zeros(p), np.zeros((p, p))
+        for st in parts:
+            a, b, c, _, _ = _stratum_terms(st, beta, ties, want_hess)
+            ll += a
+            grad += b
+            if want_hess:
+                hess += c
+        return ll, grad, hess
+
+    beta = np.zeros(p)
+    ll, grad, hess = evaluate(beta)
+    ll0 = ll
+    try:
+        score_test = float(grad @ np.linalg.solve(hess, grad))
+    except np.linalg.LinAlgError:
+        score_test = float("nan")
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        try:
+            step = np.linalg.solve(hess, grad)
+        except np.linalg.LinAlgError as exc:
+            raise AnalysisError("Cox fit: singular information matrix (collinear covariates?)") from exc
+        new = beta + step
+        ll_new, g_new, h_new = evaluate(new)
+        halvings = 0
+        while (not np.isfinite(ll_new) or ll_new < ll - 1e-12) and halvings < 20:
+            step /= 2
+            new = beta + step
+            ll_new, g_new, h_new = evaluate(new)
+            halvings += 1
+        done = abs(ll_new - ll) <= eps * abs(ll_new)
+        beta, ll, grad, hess = new, ll_new, g_new, h_new
+        if done:
+            converged = True
+            break
+    try:
+        var = np.linalg.inv(hess)
+    except np.linalg.LinAlgError as exc:
+        raise AnalysisError("Cox fit: singular information matrix at the estimate") from exc
+    baseline = []
+    for st in parts:
+        _, _, _, tk, dh = _stratum_terms(st, beta, ties, want_hess=False)
+        baseline.append((tk, np.cumsum(dh)))
+    return CoxFit(beta, var, ll, ll0, it, converged, baseline, center, score_test)
+
+
+def time_interaction_info(
+    parts_x: np.ndarray,
+    stop: np.ndarray,
+    event: np.ndarray,
+    beta: np.ndarray,
+    g_of_t,
+    *,
+    ties: str = "efron",
+    strata: np.ndarray | None = None,
+    start: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score vector and information of the model with extra terms ``x * g(t)`` at (beta, gamma = 0).
+
+    Returns ``(u, imat)`` of size 2p (beta block first), as R ``cox.zph`` (survival >= 3.0).
+    ``g_of_t`` maps an array of event times to g values.
+    """
+    n, p = parts_x.shape
+    w = np.ones(n) if weights is None else weights
+    xc = parts_x - (w @ parts_x) / w.sum()
+    groups = [np.arange(n)] if strata is None else [np.nonzero(strata == s)[0] for s in np.unique(strata)]
+    u = np.zeros(2 * p)
+    imat = np.zeros((2 * p, 2 * p))
+    for g in groups:
+        s = _prepare(xc[g], stop[g], event[g], w[g], None if start is None else start[g])
+        if s is None:
+            continue
+        eta = s.x @ beta
+        r = s.w * np.exp(eta)
+        rx = r[:, None] * s.x
+        s0 = _rev_cumsum_at(r, s.stop_order, s.pos_stop)
+        s1 = _rev_cumsum_at(rx, s.stop_order, s.pos_stop)
+        if s.start_order is not None:
+            s0 = s0 - _rev_cumsum_at(r, s.start_order, s.pos_start)
+            s1 = s1 - _rev_cumsum_at(rx, s.start_order, s.pos_start)
+        di = s.death_idx
+        m = len(s.tk)
+        mw = s.meanwt_k[s.death_k]
+        if ties == "efron":
+            frac = s.death_l / s.d_k[s.death_k]
+            d0 = np.bincount(s.death_k, weights=r[di], minlength=m)
+            d1 = np.zeros((m, p))
+            np.add.at(d1, s.death_k, rx[di])
+            s0e = s0[s.death_k] - frac * d0[s.death_k]
+            s1e = s1[s.death_k] - frac[:, None] * d1[s.death_k]
+        else:
+            frac = np.zeros(len(di))
+            s0e, s1e = s0[s.death_k], s1[s.death_k]
+        mean_e = s1e / s0e[:, None]
+        gk = np.asarray(g_of_t(s.tk), dtype=float)
+        ge = gk[s.death_k]
+        resid = s.w[di][:, None] * s.x[di] - mw[:, None] * mean_e
+        u[:p] += resid.sum(axis=0)
+        u[p:] += (ge[:, None] * resid).sum(axis=0)
+        blocks = []
+        for power in (0, 1, 2):
+            c = ge**power
+            a_k = np.bincount(s.death_k, weights=c * mw / s0e, minlength=m)
+            b_k = np.bincount(s.death_k, weights=c * mw * frac / s0e, minlength=m)
+            ca = np.r_[0.0, np.cumsum(a_k)]
+            a_i = ca[s.n_stop_k] - (0.0 if s.n_start_k is None else ca[s.n_start_k])
+            omega = r * a_i
+            omega[di] -= r[di] * b_k[s.death_k]
+            blocks.append((s.x * omega[:, None]).T @ s.x - (mean_e * (c * mw)[:, None]).T @ mean_e)
+        imat[:p, :p] += blocks[0]
+        imat[:p, p:] += blocks[1]
+        imat[p:, :p] += blocks[1]
+        imat[p:, p:] += blocks[2]
+    return u, imat

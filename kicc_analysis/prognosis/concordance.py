@@ -1,0 +1,244 @@
+"""Concordance (C-index) for survival predictions: Harrell's C and Uno's IPCW C.
+
+Conventions
+-----------
+* A higher ``risk`` means a *shorter* expected survival (a Cox linear predictor).
+* Comparable pair (i, j): i had an event and ``time_j > time_i``; or the times are
+  equal, i had an event and j was censored (j is taken to have outlived i).
+  Two events at the same time are not comparable. This is R ``survival::concordance``
+  and scikit-survival's ``concordance_index_censored``.
+* Ties in risk count 1/2 (``tied_risk``); ``tied_time`` counts comparable pairs
+  sharing the same time (event vs censored), as scikit-survival reports them.
+* Uno's C (Uno et al. 2011, Stat Med 30:1105) weights each comparable pair by
+  ``1 / G(time_i)^2`` with G the Kaplan–Meier estimate of the censoring
+  distribution (censorings tied with events are placed just after them, as
+  scikit-survival ``reverse=True``; G evaluated right-continuously at ``time_i``) and only uses events
+  with ``time_i < tau``.
+
+The counting is O(n log^2 n) and fully vectorised (a radix/bit decomposition of
+the dominance count), so it runs on 10^5 subjects in well under a second. No
+installed library offers this without a Python-level loop over subjects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kicc_analysis.errors import AnalysisError
+from kicc_analysis.prognosis._checks import as_float_array, check_survival, complete_mask
+from kicc_analysis.results import Estimate
+
+__all__ = ["ConcordanceCounts", "harrell_c", "uno_c", "concordance_counts", "censoring_survival"]
+
+
+@dataclass(frozen=True)
+class ConcordanceCounts:
+    """Pair counts behind a C-index."""
+
+    c: float
+    concordant: float
+    discordant: float
+    tied_risk: float
+    tied_time: int
+    comparable: float
+
+
+def _later_smaller(rank: np.ndarray, outer: np.ndarray | None = None) -> np.ndarray:
+    """For elements in sequence order, count later elements with a strictly smaller rank.
+
+    ``outer`` (optional) restricts the count to elements sharing the same outer label.
+    Bit decomposition: pairs differing first at bit k are counted at level k.
+    """
+    n = len(rank)
+    out = np.zeros(n)
+    if n == 0:
+        return out
+    levels = max(int(rank.max()).bit_length(), 1)
+    pos = np.arange(n)
+    outer_key = np.zeros(n, dtype=np.int64) if outer is None else outer.astype(np.int64)
+    for k in range(levels):
+        bit = (rank >> k) & 1
+        grp = rank >> (k + 1)
+        idx = np.lexsort((pos, grp, outer_key))
+        gs, os_, bs = grp[idx], outer_key[idx], bit[idx]
+        zero = (bs == 0).astype(np.int64)
+        cz = np.cumsum(zero)
+        new_group = np.r_[True, (gs[1:] != gs[:-1]) | (os_[1:] != os_[:-1])]
+        gid = np.cumsum(new_group) - 1
+        ends = np.r_[np.nonzero(new_group)[0][1:], n] - 1
+        later_zero = cz[ends][gid] - cz
+        ones = bs == 1
+        out[idx[ones]] += later_zero[ones]
+    return out
+
+
+def concordance_counts(
+    time: np.ndarray, event: np.ndarray, risk: np.ndarray, weight: np.ndarray | None = None
+) -> ConcordanceCounts:
+    """Pair counts of Harrell's C on clean arrays; ``weight`` (per event subject) gives Uno's C."""
+    n = len(time)
+    # order: time ascending, events before censored at tied times
+    order = np.lexsort((1 - event, time))
+    t, e, rk = time[order], event[order].astype(bool), risk[order]
+    _, rank = np.unique(rk, return_inverse=True)
+    rank = rank.astype(np.int64)
+    later = (n - 1 - np.arange(n)).astype(float)
+    smaller = _later_smaller(rank)
+    # later elements with the same risk score
+    ord_r = np.lexsort((np.arange(n), rank))
+    r_sorted = rank[ord_r]
+    start = np.r_[True, r_sorted[1:] != r_sorted[:-1]]
+    gid = np.cumsum(start) - 1
+    gstart = np.nonzero(start)[0]
+    gsize = np.bincount(gid)
+    pos_in = np.arange(n) - gstart[gid]
+    same = np.empty(n)
+    same[ord_r] = gsize[gid] - pos_in - 1
+    # remove pairs of tied events (same time, both events): not comparable
+    _, tgroup = np.unique(t, return_inverse=True)
+    ev_group = np.where(e, tgroup, -1)
+    later_tie_ev = np.zeros(n)
+    smaller_tie_ev = np.zeros(n)
+    same_tie_ev = np.zeros(n)
+    if e.any():
+        has_tie = np.bincount(tgroup[e], minlength=tgroup.max() + 1) > 1
+        if has_tie.any():
+            sel = e & has_tie[tgroup]
+            idx = np.nonzero(sel)[0]
+            g = ev_group[idx]
+            _, gi, gc = np.unique(g, return_inverse=True, return_counts=True)
+            first = np.r_[0, np.cumsum(gc)[:-1]]
+            later_tie_ev[idx] = gc[gi] - (np.arange(len(idx)) - first[gi]) - 1
+            smaller_tie_ev[idx] = _later_smaller(rank[idx], gi)
+            key = gi.astype(np.int64) * (rank.max() + 1) + rank[idx]
+            o2 = np.lexsort((np.arange(len(idx)), key))
+            k2 = key[o2]
+            st2 = np.r_[True, k2[1:] != k2[:-1]]
+            gid2 = np.cumsum(st2) - 1
+            gs2 = np.bincount(gid2)
+            p2 = np.arange(len(idx)) - np.nonzero(st2)[0][gid2]
+            tmp = np.empty(len(idx))
+            tmp[o2] = gs2[gid2] - p2 - 1
+            same_tie_ev[idx] = tmp
+    comparable = later - later_tie_ev
+    conc = smaller - smaller_tie_ev
+    tied = same - same_tie_ev
+    disc = comparable - conc - tied
+    # tied_time: comparable (event, censored) pairs at the same time
+    cens_at_t = np.bincount(tgroup, weights=(~e).astype(float), minlength=tgroup.max() + 1)
+    tied_time = int(cens_at_t[tgroup][e].sum())
+    w = np.ones(n) if weight is None else weight[order]
+    w = np.where(e, w, 0.0)
+    num = float(w @ (conc + 0.5 * tied))
+    den = float(w @ comparable)
+    if den == 0:
+        raise AnalysisError("concordance: no comparable pairs (need at least one event before a later time)")
+    return ConcordanceCounts(
+        num / den, float(e @ conc), float(e @ disc), float(e @ tied), tied_time, float(w @ comparable)
+    )
+
+
+def _clean(time: Any, event: Any, risk: Any, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t = as_float_array(time, "time")
+    e = as_float_array(event, "event")
+    r = as_float_array(risk, "risk")
+    keep = complete_mask(where, time=t, event=e, risk=r)
+    t, e, r = t[keep], e[keep], r[keep]
+    check_survival(t, e, where)
+    return t, e.astype(int), r
+
+
+def harrell_c(time: Any, event: Any, risk: Any) -> ConcordanceCounts:
+    """Harrell's concordance index of a risk score (higher = earlier event).
+
+    Parameters
+    ----------
+    time : array-like
+        Follow-up time per subject.
+    event : array-like of 0/1
+        Event indicator.
+    risk : array-like
+        Predicted risk (e.g. Cox linear predictor). Use ``-predicted_time`` for time predictions.
+
+    Returns
+    -------
+    ConcordanceCounts
+        ``c`` plus concordant, discordant, tied-risk and tied-time pair counts.
+
+    Examples
+    --------
+    >>> harrell_c([1, 2, 3], [1, 1, 0], [3, 2, 1]).c
+    1.0
+    """
+    t, e, r = _clean(time, event, risk, "harrell_c")
+    return concordance_counts(t, e, r)
+
+
+def censoring_survival(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kaplan–Meier of the censoring distribution G: returns (times, G(t)) right-continuous steps."""
+    utimes, inverse = np.unique(time, return_inverse=True)
+    cens = np.bincount(inverse, weights=(event == 0).astype(float), minlength=len(utimes))
+    tot = np.bincount(inverse, minlength=len(utimes)).astype(float)
+    events = tot - cens
+    # censorings tied with events are taken to happen just after them (events leave the censoring risk set)
+    at_risk = tot[::-1].cumsum()[::-1] - events
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.cumprod(np.where(at_risk > 0, 1.0 - cens / at_risk, 1.0))
+    return utimes, g
+
+
+def _step(times: np.ndarray, values: np.ndarray, at: np.ndarray, left: bool = False) -> np.ndarray:
+    idx = np.searchsorted(times, at, side="left" if left else "right") - 1
+    return np.r_[1.0, values][idx + 1]
+
+
+def uno_c(
+    time: Any,
+    event: Any,
+    risk: Any,
+    *,
+    tau: float | None = None,
+    train_time: Any = None,
+    train_event: Any = None,
+) -> Estimate:
+    """Uno's IPCW concordance index, truncated at ``tau``.
+
+    Parameters
+    ----------
+    time, event, risk : array-like
+        Test data: follow-up time, 0/1 event, risk score (higher = earlier event).
+    tau : float, optional
+        Truncation time; only events before ``tau`` count (default: last time).
+    train_time, train_event : array-like, optional
+        Data to estimate the censoring distribution G (default: the test data).
+
+    Returns
+    -------
+    Estimate
+        ``estimate`` = C; ``extra`` holds the pair counts.
+    """
+    t, e, r = _clean(time, event, risk, "uno_c")
+    if train_time is None:
+        gt, ge = t, e
+    else:
+        gt = as_float_array(train_time, "train_time")
+        ge = as_float_array(train_event, "train_event")
+    gtimes, gvals = censoring_survival(gt, ge)
+    g_at = _step(gtimes, gvals, t)
+    if tau is not None:
+        e = np.where(t < tau, e, 0)
+    if np.any((g_at <= 0) & (e == 1)):
+        raise AnalysisError("uno_c: censoring survival G(t) = 0 at an event time; choose a smaller tau")
+    with np.errstate(divide="ignore"):
+        w = np.where(e == 1, 1.0 / np.square(g_at), 0.0)
+    counts = concordance_counts(t, e, r, w)
+    return Estimate(
+        counts.c,
+        n=len(t),
+        method="uno_c",
+        convention="Uno 2011 IPCW C, G = KM of censoring at time_i, truncated at tau",
+        extra={"tau": tau, "concordant": counts.concordant, "discordant": counts.discordant},
+    )
