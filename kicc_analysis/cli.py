@@ -30,7 +30,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from kicc_analysis.demo import generate_demo
 
     manifest = generate_demo(
-        args.out, n_patients=args.patients, seed=args.seed, full_resolution=args.full, if_missing=args.if_missing,
+        args.out,
+        n_patients=args.patients,
+        seed=args.seed,
+        full_resolution=args.full,
+        if_missing=args.if_missing,
     )
     print(f"demo repository in {args.out}: {manifest}")
     return 0
@@ -54,7 +58,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from kicc_analysis.dictionary import load_dictionary, summarise_report, validate_clinical
 
     dictionary = load_dictionary(args.dictionary)
-    report = validate_clinical(args.table, dictionary, id_column=args.id_column, site_column=args.site_column, forms=None if args.all_forms else ("presentation", "laboratory", "severity", "outcome"))
+    report = validate_clinical(
+        args.table,
+        dictionary,
+        id_column=args.id_column,
+        site_column=args.site_column,
+        forms=None if args.all_forms else ("presentation", "laboratory", "severity", "outcome"),
+    )
     if report.empty:
         print(f"{args.table}: conforms to the data dictionary (no problems found)")
         return 0
@@ -105,7 +115,9 @@ def _cmd_dictionary(args: argparse.Namespace) -> int:
 
     text = render_markdown(load_dictionary(args.dictionary))
     if args.write:
-        target = Path(args.dictionary).with_suffix(".md") if args.dictionary else DEFAULT_DICTIONARY_PATH.with_suffix(".md")
+        target = (
+            Path(args.dictionary).with_suffix(".md") if args.dictionary else DEFAULT_DICTIONARY_PATH.with_suffix(".md")
+        )
         target.write_text(text, encoding="utf-8")
         print(f"written {target}")
     else:
@@ -118,7 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kicc-analysis {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="generate the embedded demo repository", description="Write a deterministic demo repository (DICOM, clinical table, readings, ground truth).")
+    p = sub.add_parser(
+        "demo",
+        help="generate the embedded demo repository",
+        description="Write a deterministic demo repository (DICOM, clinical table, readings, ground truth).",
+    )
     p.add_argument("out", help="output folder (must be empty, absent, or a previous demo)")
     p.add_argument("--patients", type=int, default=120, help="number of patients (default 120)")
     p.add_argument("--seed", type=int, default=19, help="random seed (default 19)")
@@ -126,42 +142,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--if-missing", action="store_true", help="do nothing when OUT already holds this demo")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("scan", help="index a DICOM tree (headers only, incremental)", description="Scan a DICOM tree and print the instance/series/study summary; unreadable files are listed with the reason.")
+    p = sub.add_parser(
+        "scan",
+        help="index a DICOM tree (headers only, incremental)",
+        description="Scan a DICOM tree and print the instance/series/study summary; unreadable files are listed with the reason.",
+    )
     p.add_argument("root", help="root folder of the DICOM tree")
     p.add_argument("--index", help="folder for the incremental index (default ROOT/.kicc_index)")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.add_argument("--out", help="folder to write instances/series/studies/skipped/selection CSV tables")
     p.set_defaults(func=_cmd_scan)
 
-    p = sub.add_parser("validate", help="check a clinical table against the data dictionary", description="Print every problem in a clinical export (CSV/XLSX); exit status 1 when there are errors.")
+    p = sub.add_parser(
+        "validate",
+        help="check a clinical table against the data dictionary",
+        description="Print every problem in a clinical export (CSV/XLSX); exit status 1 when there are errors.",
+    )
     p.add_argument("table", help="clinical table (.csv or .xlsx)")
     p.add_argument("--dictionary", help="data dictionary CSV (default: the KICC-19 dictionary)")
     p.add_argument("--id-column", default="subjid", help="pseudonym column (default subjid)")
-    p.add_argument("--site-column", default="kicc_site", help="site column for per-site unit checks (default kicc_site)")
+    p.add_argument(
+        "--site-column", default="kicc_site", help="site column for per-site unit checks (default kicc_site)"
+    )
     p.add_argument("--all-forms", action="store_true", help="check every form, not only the per-patient ones")
     p.add_argument("--out", help="write the full report to this CSV")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("cohort", help="build the cohort table", description="Join the clinical table and the imaging inventory into the cohort table and report linkage problems.")
+    p = sub.add_parser(
+        "cohort",
+        help="build the cohort table",
+        description="Join the clinical table and the imaging inventory into the cohort table and report linkage problems.",
+    )
     p.add_argument("repository", help="repository folder (dicom/, clinical/, readings/)")
     p.add_argument("--workers", type=int, default=2, help="parallel processes for the scan (default 2)")
     p.add_argument("--out", help="write the cohort to this Parquet file")
     p.set_defaults(func=_cmd_cohort)
 
-    p = sub.add_parser("quantify", help="segment lungs and quantify opacity on every selected CT series", description="Quantify the cohort's selected CT series in parallel (cached; failures recorded).")
+    p = sub.add_parser(
+        "quantify",
+        help="segment lungs and quantify opacity on every selected CT series",
+        description="Quantify the cohort's selected CT series in parallel (cached; failures recorded).",
+    )
     p.add_argument("--repository", required=True, help="repository folder")
     p.add_argument("--cache", help="cache folder (default REPOSITORY/.kicc_cache/quantification)")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.set_defaults(func=_cmd_quantify)
 
-    p = sub.add_parser("study", help="run every study notebook and write results/", description="Execute notebooks/NN_*.py with papermill and write results/index.html.")
+    p = sub.add_parser(
+        "study",
+        help="run every study notebook and write results/",
+        description="Execute notebooks/NN_*.py with papermill and write results/index.html.",
+    )
     p.add_argument("--repository", required=True, help="repository folder (demo or real)")
     p.add_argument("--output", default="results", help="results folder (default results)")
     p.add_argument("--notebooks", nargs="*", help="only notebooks whose names start with these prefixes (e.g. 01 03)")
     p.add_argument("--stop-on-error", action="store_true", help="stop at the first failing notebook")
     p.set_defaults(func=_cmd_study)
 
-    p = sub.add_parser("dictionary", help="render the data dictionary as Markdown", description="Print (or --write) the human-readable data dictionary.")
+    p = sub.add_parser(
+        "dictionary",
+        help="render the data dictionary as Markdown",
+        description="Print (or --write) the human-readable data dictionary.",
+    )
     p.add_argument("--dictionary", help="dictionary CSV (default: the KICC-19 dictionary)")
     p.add_argument("--write", action="store_true", help="write the .md beside the CSV instead of printing")
     p.set_defaults(func=_cmd_dictionary)

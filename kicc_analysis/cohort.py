@@ -22,6 +22,7 @@ one-line entry point for notebooks::
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +115,9 @@ def _load_imaging_studies(repository: Path, dictionary) -> tuple[pd.DataFrame, p
     path = repository / "clinical" / "imaging_studies.csv"
     columns = ["subjid", "img_study_uid", "img_modality", "img_day", "img_timepoint"]
     if not path.is_file():
-        return pd.DataFrame(columns=columns), pd.DataFrame(columns=["row", "subjid", "variable", "problem", "value", "detail", "severity"])
+        return pd.DataFrame(columns=columns), pd.DataFrame(
+            columns=["row", "subjid", "variable", "problem", "value", "detail", "severity"]
+        )
     raw = read_clinical_table(path)
     report = validate_clinical(raw, dictionary, forms=[IMAGING_FORM, "presentation"], site_column=None)
     report = report[~report["problem"].isin(["missing_column"]) | report["variable"].str.startswith("img_")]
@@ -124,20 +127,21 @@ def _load_imaging_studies(repository: Path, dictionary) -> tuple[pd.DataFrame, p
     return typed[keep], report.reset_index(drop=True)
 
 
+def _primary_modality(modalities: str) -> str:
+    present = [m for m in str(modalities).split(",") if m]
+    for preferred in ("CT", "DX", "CR"):
+        if preferred in present:
+            return preferred
+    return present[0] if present else ""
+
+
 def _study_inventory(scan, imaging_studies: pd.DataFrame) -> pd.DataFrame:
     """One row per DICOM study: patient, modality, selected series, day from admission."""
-    studies = scan.studies.copy()
-    selection = scan.selection
-    studies = studies.rename(columns={"patient_id": ID})
-    if not selection.empty:
-        chosen = selection[["study_uid", "series_uid", "reason"]].rename(columns={"series_uid": "selected_series_uid", "reason": "selection_reason"})
-        studies = studies.merge(chosen, on="study_uid", how="left")
-    else:
-        studies["selected_series_uid"] = pd.NA
-        studies["selection_reason"] = pd.NA
+    studies = scan.studies.rename(columns={"patient_id": ID}).copy()
+    studies["modality"] = studies["modalities"].map(_primary_modality)
     if not imaging_studies.empty:
-        listed = imaging_studies.rename(columns={"img_study_uid": "study_uid", "subjid": "listed_subjid"})
-        studies = studies.merge(listed, on="study_uid", how="left")
+        listed = imaging_studies.rename(columns={"img_study_uid": "study_uid", ID: "listed_subjid"})
+        studies = studies.merge(listed.drop_duplicates("study_uid"), on="study_uid", how="left")
     else:
         for column in ("listed_subjid", "img_modality", "img_day", "img_timepoint"):
             studies[column] = pd.NA
@@ -167,7 +171,11 @@ def _patient_imaging(inventory: pd.DataFrame, scan) -> pd.DataFrame:
             )
             if isinstance(uid, str) and uid in series.index:
                 info = series.loc[uid]
-                for src, dst in (("n_instances", "baseline_ct_n_slices"), ("slice_thickness", "baseline_ct_slice_thickness_mm"), ("kernel", "baseline_ct_kernel")):
+                for src, dst in (
+                    ("n_slices", "baseline_ct_n_slices"),
+                    ("slice_thickness", "baseline_ct_slice_thickness_mm"),
+                    ("kernel", "baseline_ct_kernel"),
+                ):
                     if src in info.index:
                         row[dst] = info[src]
             followups = ct[ct["study_uid"] != first["study_uid"]]
@@ -186,24 +194,66 @@ def _linkage_problems(clinical: pd.DataFrame, inventory: pd.DataFrame, imaging_s
     image_ids = set(inventory[ID].dropna()) if not inventory.empty else set()
     for subjid in sorted(image_ids - clinical_ids):
         n = int((inventory[ID] == subjid).sum())
-        problems.append({"problem": "images_without_clinical_row", "subjid": subjid, "study_uid": pd.NA, "detail": f"{n} DICOM studies"})
+        problems.append(
+            {
+                "problem": "images_without_clinical_row",
+                "subjid": subjid,
+                "study_uid": pd.NA,
+                "detail": f"{n} DICOM studies",
+            }
+        )
     for subjid in sorted(clinical_ids - image_ids):
-        problems.append({"problem": "clinical_row_without_images", "subjid": subjid, "study_uid": pd.NA, "detail": "no DICOM study found"})
+        problems.append(
+            {
+                "problem": "clinical_row_without_images",
+                "subjid": subjid,
+                "study_uid": pd.NA,
+                "detail": "no DICOM study found",
+            }
+        )
     duplicated = clinical[ID][clinical[ID].duplicated(keep="first")]
     for subjid in duplicated.dropna().unique():
         n = int((clinical[ID] == subjid).sum())
-        problems.append({"problem": "duplicate_pseudonym", "subjid": subjid, "study_uid": pd.NA, "detail": f"{n} clinical rows; first kept, others excluded"})
+        problems.append(
+            {
+                "problem": "duplicate_pseudonym",
+                "subjid": subjid,
+                "study_uid": pd.NA,
+                "detail": f"{n} clinical rows; first kept, others excluded",
+            }
+        )
     if not imaging_studies.empty:
         dicom_studies = set(inventory["study_uid"]) if not inventory.empty else set()
         for _, listed in imaging_studies.iterrows():
             if listed["img_study_uid"] not in dicom_studies:
-                problems.append({"problem": "listed_study_not_found", "subjid": listed[ID], "study_uid": listed["img_study_uid"], "detail": "in imaging_studies.csv but not in the DICOM tree"})
+                problems.append(
+                    {
+                        "problem": "listed_study_not_found",
+                        "subjid": listed[ID],
+                        "study_uid": listed["img_study_uid"],
+                        "detail": "in imaging_studies.csv but not in the DICOM tree",
+                    }
+                )
         mismatched = inventory[inventory["listed_subjid"].notna() & (inventory["listed_subjid"] != inventory[ID])]
         for _, study in mismatched.iterrows():
-            problems.append({"problem": "study_patient_mismatch", "subjid": study[ID], "study_uid": study["study_uid"], "detail": f"DICOM PatientID differs from imaging_studies.csv ({study['listed_subjid']})"})
+            problems.append(
+                {
+                    "problem": "study_patient_mismatch",
+                    "subjid": study[ID],
+                    "study_uid": study["study_uid"],
+                    "detail": f"DICOM PatientID differs from imaging_studies.csv ({study['listed_subjid']})",
+                }
+            )
         unlisted = inventory[inventory["listed_subjid"].isna()]
         for _, study in unlisted.iterrows():
-            problems.append({"problem": "study_not_listed", "subjid": study[ID], "study_uid": study["study_uid"], "detail": "DICOM study missing from imaging_studies.csv (day from admission unknown)"})
+            problems.append(
+                {
+                    "problem": "study_not_listed",
+                    "subjid": study[ID],
+                    "study_uid": study["study_uid"],
+                    "detail": "DICOM study missing from imaging_studies.csv (day from admission unknown)",
+                }
+            )
     return pd.DataFrame(problems, columns=LINKAGE_COLUMNS)
 
 
@@ -255,10 +305,16 @@ class CohortBuild:
     def describe(self) -> str:
         """A short plain-text summary (no identifiers beyond pseudonyms, no dates)."""
         lines = [f"cohort_version {self.cohort_version}: {len(self.table)} patients", "", "Cohort flow:"]
-        lines += [f"  {r.step:55s} {r.n:6d}" + (f"   (excluded {r.excluded}: {r.reason})" if r.excluded else "") for r in self.flow.itertuples()]
+        lines += [
+            f"  {r.step:55s} {r.n:6d}" + (f"   (excluded {r.excluded}: {r.reason})" if r.excluded else "")
+            for r in self.flow.itertuples()
+        ]
         if not self.validation.empty:
             lines += ["", "Clinical table problems:"]
-            lines += [f"  {r.problem:25s} {r.severity:8s} {r.count:5d}  {r.variables}" for r in summarise_report(self.validation).itertuples()]
+            lines += [
+                f"  {r.problem:25s} {r.severity:8s} {r.count:5d}  {r.variables}"
+                for r in summarise_report(self.validation).itertuples()
+            ]
         if not self.linkage.empty:
             lines += ["", "Linkage problems:"]
             lines += [f"  {k:35s} {v:5d}" for k, v in self.linkage["problem"].value_counts().items()]
@@ -266,7 +322,10 @@ class CohortBuild:
         if len(skipped):
             lines += ["", f"Files skipped by the scanner: {len(skipped)}"]
             reason_column = "reason" if "reason" in skipped.columns else skipped.columns[-1]
-            lines += [f"  {k[:70]:70s} {v:5d}" for k, v in skipped[reason_column].astype(str).str.split(":").str[0].value_counts().items()]
+            lines += [
+                f"  {k[:70]:70s} {v:5d}"
+                for k, v in skipped[reason_column].astype(str).str.split(":").str[0].value_counts().items()
+            ]
         return "\n".join(lines)
 
 
@@ -277,7 +336,14 @@ def _flow(raw: pd.DataFrame, unique: pd.DataFrame, table: pd.DataFrame) -> pd.Da
     with_ct = int((table["n_ct_studies"] > 0).sum())
     steps.append(("Patients with at least one CT study", with_ct, n_unique - with_ct, "no CT study in the repository"))
     with_series = int(table["baseline_ct_series_uid"].notna().sum())
-    steps.append(("Patients with a quantifiable baseline CT series", with_series, with_ct - with_series, "no axial, complete CT series"))
+    steps.append(
+        (
+            "Patients with a quantifiable baseline CT series",
+            with_series,
+            with_ct - with_series,
+            "no axial, complete CT series",
+        )
+    )
     return pd.DataFrame(steps, columns=["step", "n", "excluded", "reason"])
 
 
@@ -320,17 +386,29 @@ def build_cohort(
 
     imaging_studies, imaging_report = _load_imaging_studies(repository, dictionary)
     if not imaging_report.empty:
-        validation = pd.concat([validation, imaging_report.assign(variable="imaging_studies:" + imaging_report["variable"].astype(str))], ignore_index=True)
+        validation = pd.concat(
+            [validation, imaging_report.assign(variable="imaging_studies:" + imaging_report["variable"].astype(str))],
+            ignore_index=True,
+        )
     cache = cache_dir(repository)
-    scan = scan_repository(dicom_root(repository), index_dir=index_dir or cache / "index", workers=workers, show_progress=show_progress)
+    scan = scan_repository(
+        dicom_root(repository), index_dir=index_dir or cache / "index", workers=workers, show_progress=show_progress
+    )
     inventory = _study_inventory(scan, imaging_studies)
-    patient_imaging = _patient_imaging(inventory, scan) if not inventory.empty else pd.DataFrame({ID: pd.Series(dtype="string")})
+    patient_imaging = (
+        _patient_imaging(inventory, scan) if not inventory.empty else pd.DataFrame({ID: pd.Series(dtype="string")})
+    )
     table = unique.merge(patient_imaging, on=ID, how="left")
     for column in ("n_ct_studies", "n_radiographs", "n_followup_ct"):
         table[column] = table.get(column, pd.Series(0, index=table.index)).fillna(0).astype("int64")
     for column in ("baseline_ct_study_uid", "baseline_ct_series_uid", "baseline_ct_selection", "baseline_ct_kernel"):
-        table[column] = table[column].astype("string") if column in table.columns else pd.Series(pd.NA, index=table.index, dtype="string")
-    table = table.reset_index(drop=True)
+        table[column] = (
+            table[column].astype("string")
+            if column in table.columns
+            else pd.Series(pd.NA, index=table.index, dtype="string")
+        )
+    # round-trip through Parquet so the in-memory table has exactly the snapshot's dtypes (and hash)
+    table = pd.read_parquet(io.BytesIO(table.reset_index(drop=True).to_parquet(index=False)))
     version = content_hash(table)
     table.attrs.update(cohort_version=version, repository=str(repository))
     build = CohortBuild(
@@ -379,7 +457,9 @@ def ct_series_jobs(build: CohortBuild) -> pd.DataFrame:
     from kicc_analysis.repository import series_files
 
     inventory = build.inventory
-    ct = inventory[(inventory["modality"] == "CT") & inventory["selected_series_uid"].notna() & inventory[ID].isin(build.table[ID])]
+    ct = inventory[
+        (inventory["modality"] == "CT") & inventory["selected_series_uid"].notna() & inventory[ID].isin(build.table[ID])
+    ]
     baseline_uids = set(build.table["baseline_ct_study_uid"].dropna())
     jobs = pd.DataFrame(
         {

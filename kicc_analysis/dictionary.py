@@ -352,7 +352,9 @@ def _normalise_header(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def match_columns(columns: Sequence[str], dictionary: DataDictionary, forms: Iterable[str] | None = None) -> dict[str, str | None]:
+def match_columns(
+    columns: Sequence[str], dictionary: DataDictionary, forms: Iterable[str] | None = None
+) -> dict[str, str | None]:
     """Map each table column to a dictionary variable (exact, normalised, or near-miss), or None."""
     names = dictionary.names(forms)
     normalised = {_normalise_header(n): n for n in names}
@@ -370,21 +372,36 @@ def match_columns(columns: Sequence[str], dictionary: DataDictionary, forms: Ite
     return mapping
 
 
-def _check_columns(table: pd.DataFrame, dictionary: DataDictionary, forms, issues: _Issues) -> tuple[dict[str, str], list[tuple[str, str]]]:
+def _check_columns(
+    table: pd.DataFrame, dictionary: DataDictionary, forms, issues: _Issues
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """Report column problems; return {variable: first column} and every (column, variable) pair to check."""
     mapping = match_columns(list(table.columns), dictionary, forms)
     used: dict[str, str] = {}
     pairs: list[tuple[str, str]] = []
     for column, variable in mapping.items():
         if variable is None:
-            issues.add(pd.NA, pd.NA, column, "unknown_column", "", "column is not in the data dictionary; ignored", "warning")
+            issues.add(
+                pd.NA, pd.NA, column, "unknown_column", "", "column is not in the data dictionary; ignored", "warning"
+            )
             continue
         if column != variable:
-            issues.add(pd.NA, pd.NA, column, "header_typo", "", f"column {column!r} looks like dictionary variable {variable!r}")
+            issues.add(
+                pd.NA,
+                pd.NA,
+                column,
+                "header_typo",
+                "",
+                f"column {column!r} looks like dictionary variable {variable!r}",
+            )
         pairs.append((column, variable))
         if variable in used:
             issues.add(
-                pd.NA, pd.NA, column, "duplicate_column", "",
+                pd.NA,
+                pd.NA,
+                column,
+                "duplicate_column",
+                "",
                 f"columns {used[variable]!r} and {column!r} both map to {variable!r}; values must be merged by hand",
             )
             continue
@@ -407,13 +424,36 @@ def _check_numeric(var: Variable, values: pd.Series, subjids: pd.Series, issues:
             continue
         subjid = subjids[idx]
         if (m := _CENSORED.match(text)) is not None:
-            issues.add(idx, subjid, var.name, "censored_value", raw, f"detection-limit value; limit {m.group(2)} {var.unit_label}".strip())
+            issues.add(
+                idx,
+                subjid,
+                var.name,
+                "censored_value",
+                raw,
+                f"detection-limit value; limit {m.group(2)} {var.unit_label}".strip(),
+            )
         elif (m := _EMBEDDED.match(text)) is not None:
-            issues.add(idx, subjid, var.name, "embedded_value", raw, f"value [{m.group(1)}] wrapped in text; extract by hand")
+            issues.add(
+                idx, subjid, var.name, "embedded_value", raw, f"value [{m.group(1)}] wrapped in text; extract by hand"
+            )
         elif (m := _UNIT_IN_VALUE.match(text)) is not None and re.search(r"[A-Za-zµ%]", m.group(2)):
-            issues.add(idx, subjid, var.name, "unit_in_value", raw, f"number {m.group(1)} followed by {m.group(2)!r}; expected a bare number in {var.unit_label or 'the dictionary unit'}")
+            issues.add(
+                idx,
+                subjid,
+                var.name,
+                "unit_in_value",
+                raw,
+                f"number {m.group(1)} followed by {m.group(2)!r}; expected a bare number in {var.unit_label or 'the dictionary unit'}",
+            )
         else:
-            issues.add(idx, subjid, var.name, "not_numeric", raw, f"expected a number{(' in ' + var.unit_label) if var.unit_label else ''}")
+            issues.add(
+                idx,
+                subjid,
+                var.name,
+                "not_numeric",
+                raw,
+                f"expected a number{(' in ' + var.unit_label) if var.unit_label else ''}",
+            )
     for idx, number in parsed.dropna().items():
         subjid = subjids[idx]
         if var.kind == "integer" and number != round(number):
@@ -443,7 +483,14 @@ def _check_coded(var: Variable, values: pd.Series, subjids: pd.Series, issues: _
             continue
         allowed = ", ".join(f"{c}={lbl}" for c, lbl in var.choices.items())
         if text.lower() in labels:
-            issues.add(idx, subjids[idx], var.name, "label_instead_of_code", raw, f"label given; use code {labels[text.lower()]}")
+            issues.add(
+                idx,
+                subjids[idx],
+                var.name,
+                "label_instead_of_code",
+                raw,
+                f"label given; use code {labels[text.lower()]}",
+            )
         else:
             issues.add(idx, subjids[idx], var.name, "invalid_code", raw, f"allowed codes: {allowed}")
 
@@ -457,12 +504,21 @@ def _check_dates(var: Variable, values: pd.Series, subjids: pd.Series, issues: _
             continue
         subjid = subjids[idx]
         if (m := _EMBEDDED.match(text)) is not None and date_formats(m.group(2)):
-            issues.add(idx, subjid, var.name, "embedded_value", f"[{m.group(1)}] - <date redacted>", "date wrapped in text")
+            issues.add(
+                idx, subjid, var.name, "embedded_value", f"[{m.group(1)}] - <date redacted>", "date wrapped in text"
+            )
             continue
         formats = date_formats(text)
         if not formats:
             if re.fullmatch(r"\d{5}(\.\d+)?", text) and 20000 <= float(text) <= 80000:
-                issues.add(idx, subjid, var.name, "excel_serial_date", "<date redacted; spreadsheet serial>", f"convert to {expected}")
+                issues.add(
+                    idx,
+                    subjid,
+                    var.name,
+                    "excel_serial_date",
+                    "<date redacted; spreadsheet serial>",
+                    f"convert to {expected}",
+                )
             else:
                 issues.add(idx, subjid, var.name, "invalid_date", "<redacted>", f"not a date; expected {expected}")
             continue
@@ -478,10 +534,14 @@ def _check_dates(var: Variable, values: pd.Series, subjids: pd.Series, issues: _
             key = "/".join(sorted(formats))
             counts[key] = counts.get(key, 0) + 1
         detail = ", ".join(f"{fmt} ({n})" for fmt, n in sorted(counts.items()))
-        issues.add(pd.NA, pd.NA, var.name, "mixed_date_formats", "", f"no single format fits every value; seen: {detail}")
+        issues.add(
+            pd.NA, pd.NA, var.name, "mixed_date_formats", "", f"no single format fits every value; seen: {detail}"
+        )
 
 
-def _check_site_units(var: Variable, numbers: pd.Series, sites: pd.Series | None, issues: _Issues, min_values: int = 5) -> None:
+def _check_site_units(
+    var: Variable, numbers: pd.Series, sites: pd.Series | None, issues: _Issues, min_values: int = 5
+) -> None:
     """Flag a site whose median differs from the other sites' by one of the alternative-unit factors."""
     if sites is None or not var.alternative_units:
         return
@@ -503,21 +563,35 @@ def _check_site_units(var: Variable, numbers: pd.Series, sites: pd.Series | None
                 continue
             if abs(np.log(ratio) - np.log(alt.factor)) < np.log(1.6):
                 issues.add(
-                    pd.NA, pd.NA, var.name, "unit_mismatch", f"site {site}",
+                    pd.NA,
+                    pd.NA,
+                    var.name,
+                    "unit_mismatch",
+                    f"site {site}",
                     f"site {site}: median {median:.4g} vs {others.median():.4g} elsewhere (×{ratio:.3g}); "
                     f"looks like {alt.unit} instead of {var.unit_label} (×{alt.factor:g})",
                 )
                 break
 
 
-def _check_branching(var: Variable, values: pd.Series, table: pd.DataFrame, columns: dict[str, str], subjids, issues) -> None:
+def _check_branching(
+    var: Variable, values: pd.Series, table: pd.DataFrame, columns: dict[str, str], subjids, issues
+) -> None:
     m = re.fullmatch(r"\[(\w+)\]\s*=\s*'([^']*)'", var.branching)
     if m is None or m.group(1) not in columns:
         return
     parent = table[columns[m.group(1)]].astype(str).str.strip()
     for idx, raw in values.items():
         if not _is_blank(raw.strip()) and parent[idx] != m.group(2) and not _is_blank(parent[idx]):
-            issues.add(idx, subjids[idx], var.name, "branching_inconsistent", raw, f"given although {m.group(1)} is not {m.group(2)}", "warning")
+            issues.add(
+                idx,
+                subjids[idx],
+                var.name,
+                "branching_inconsistent",
+                raw,
+                f"given although {m.group(1)} is not {m.group(2)}",
+                "warning",
+            )
 
 
 def validate_clinical(
@@ -563,7 +637,9 @@ def validate_clinical(
     if id_source:
         duplicated = subjids[subjids.duplicated(keep=False) & (subjids != "")]
         for idx, value in duplicated.items():
-            issues.add(idx, value, id_column, "duplicate_id", value, f"pseudonym occurs {int((subjids == value).sum())} times")
+            issues.add(
+                idx, value, id_column, "duplicate_id", value, f"pseudonym occurs {int((subjids == value).sum())} times"
+            )
     sites = text[columns[site_column]].str.strip() if site_column and site_column in columns else None
     for column, variable in pairs:
         # problems are reported under the column name as submitted, so the cell can be found
@@ -571,7 +647,9 @@ def validate_clinical(
         values = text[column]
         blanks = values.str.len().gt(0) & values.str.strip().eq("")
         for idx in values[blanks].index:
-            issues.add(idx, subjids[idx], variable, "blank_value", values[idx], "white space only; treated as missing", "info")
+            issues.add(
+                idx, subjids[idx], variable, "blank_value", values[idx], "white space only; treated as missing", "info"
+            )
         if var.required and columns[variable] == column:
             for idx in values[values.str.strip().map(_is_blank)].index:
                 issues.add(idx, subjids[idx], variable, "missing_required", "", "required value is empty")
@@ -594,7 +672,9 @@ def summarise_report(report: pd.DataFrame) -> pd.DataFrame:
     if report.empty:
         return pd.DataFrame(columns=["problem", "severity", "count", "variables"])
     grouped = report.groupby(["problem", "severity"], sort=True)
-    return grouped.agg(count=("variable", "size"), variables=("variable", lambda v: ", ".join(sorted(set(v))))).reset_index()
+    return grouped.agg(
+        count=("variable", "size"), variables=("variable", lambda v: ", ".join(sorted(set(v))))
+    ).reset_index()
 
 
 # --------------------------------------------------------------------------- typed table
@@ -669,7 +749,12 @@ def render_markdown(dictionary: DataDictionary | None = None) -> str:
     for var in dictionary.variables.values():
         if var.form != current_form:
             current_form = var.form
-            lines += [f"## Form `{current_form}`", "", "| Variable | Label | Type | Values / range | Unit | LOINC | Req. | ISARIC |", "|---|---|---|---|---|---|---|---|"]
+            lines += [
+                f"## Form `{current_form}`",
+                "",
+                "| Variable | Label | Type | Values / range | Unit | LOINC | Req. | ISARIC |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
         if var.choices:
             values = "; ".join(f"{c} = {lbl}" for c, lbl in var.choices.items())
         elif var.minimum is not None or var.maximum is not None:

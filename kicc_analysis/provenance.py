@@ -88,7 +88,9 @@ class OutputWriter:
         record = {**self.stamp, "kind": kind, "file": path.name, "title": title, "description": description}
         path.with_name(path.name + PROVENANCE_SUFFIX).write_text(json.dumps(record, indent=2))
 
-    def table(self, table: pd.DataFrame, name: str, *, title: str = "", description: str = "", index: bool = False) -> Path:
+    def table(
+        self, table: pd.DataFrame, name: str, *, title: str = "", description: str = "", index: bool = False
+    ) -> Path:
         """Write ``table`` as ``tables/<name>.csv`` with its provenance sidecar."""
         path = Path(self.output_dir) / "tables" / f"{name}.csv"
         table.to_csv(path, index=index)
@@ -101,8 +103,15 @@ class OutputWriter:
         text = json.dumps(self.stamp)
         png = base.with_suffix(".png")
         svg = base.with_suffix(".svg")
-        figure.savefig(png, dpi=dpi, bbox_inches="tight", metadata={"Software": f"kicc-analysis {__version__}", "Description": text})
-        figure.savefig(svg, bbox_inches="tight", metadata={"Creator": f"kicc-analysis {__version__}", "Description": text})
+        figure.savefig(
+            png,
+            dpi=dpi,
+            bbox_inches="tight",
+            metadata={"Software": f"kicc-analysis {__version__}", "Description": text},
+        )
+        figure.savefig(
+            svg, bbox_inches="tight", metadata={"Creator": f"kicc-analysis {__version__}", "Description": text}
+        )
         for path in (png, svg):
             self._write_sidecar(path, "figure", title or name, description)
         return [png, svg]

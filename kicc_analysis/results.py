@@ -72,7 +72,9 @@ class Estimate:
         return float(self.estimate)
 
 
-def estimates_to_frame(estimates: Mapping[str, Estimate] | Iterable[Estimate], index_name: str = "name") -> pd.DataFrame:
+def estimates_to_frame(
+    estimates: Mapping[str, Estimate] | Iterable[Estimate], index_name: str = "name"
+) -> pd.DataFrame:
     """Stack several estimates into one tidy table.
 
     Parameters

@@ -85,8 +85,13 @@ def _execute(source: Path, output_dir: Path, parameters: dict, kernel_name: str)
     error = None
     try:
         papermill.execute_notebook(
-            str(unexecuted), str(executed), parameters=parameters, kernel_name=kernel_name,
-            cwd=str(output_dir), progress_bar=False, log_output=False,
+            str(unexecuted),
+            str(executed),
+            parameters=parameters,
+            kernel_name=kernel_name,
+            cwd=str(output_dir),
+            progress_bar=False,
+            log_output=False,
         )
     except Exception as exc:  # papermill raises PapermillExecutionError with the cell traceback
         error = f"{type(exc).__name__}: {exc}"
@@ -199,7 +204,9 @@ def run_study(
     output_dir.mkdir(parents=True, exist_ok=True)
     parameters = {"repository": str(repository), "output_dir": str(output_dir)}
     run = StudyRun(output_dir)
-    for source in progress_bar(discover_notebooks(notebook_dir, notebooks), show=show_progress, desc="notebooks", unit="nb"):
+    for source in progress_bar(
+        discover_notebooks(notebook_dir, notebooks), show=show_progress, desc="notebooks", unit="nb"
+    ):
         result = _execute(source, output_dir, parameters, kernel_name)
         run.notebooks.append(result)
         write_index(output_dir, run.notebooks)

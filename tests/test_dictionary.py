@@ -7,8 +7,8 @@ import re
 
 import pandas as pd
 import pytest
-
 from conftest import shared_path
+
 from kicc_analysis.dictionary import (
     DEFAULT_DICTIONARY_PATH,
     EXTENSION_COLUMNS,
@@ -20,13 +20,50 @@ from kicc_analysis.dictionary import (
 from kicc_analysis.errors import DictionaryError
 
 REQUIRED_CONCEPTS = [
-    "subjid", "kicc_site", "demog_age", "demog_sex", "demog_bmi", "comor_smoking", "comor_hypertensi", "comor_diabetes",
-    "comor_chrpulmona", "comor_chrcardiac", "comor_chrkidney", "comor_malignantn", "comor_immunosupp", "pres_onset_days",
-    "vital_spo2room", "vital_rr", "vital_highesttem_c", "labs_wbccount", "labs_neutrophil_109l", "labs_lymphocyte_109l",
-    "labs_platelets_109l", "labs_crp_mgl", "labs_ldh", "labs_ddimer_mgl", "labs_ferritin", "labs_procalcito_ngml",
-    "labs_astsgot", "labs_altsgpt", "labs_creatinine_umoll", "labs_tropi_ngl", "labs_il6", "sever_who_adm",
-    "sever_who_worst", "sever_national", "inter_suppleo2", "inter_hfno", "inter_invent", "inter_ecmo", "crito_icu",
-    "outco_outcome", "outco_day", "img_modality", "img_day", "img_timepoint",
+    "subjid",
+    "kicc_site",
+    "demog_age",
+    "demog_sex",
+    "demog_bmi",
+    "comor_smoking",
+    "comor_hypertensi",
+    "comor_diabetes",
+    "comor_chrpulmona",
+    "comor_chrcardiac",
+    "comor_chrkidney",
+    "comor_malignantn",
+    "comor_immunosupp",
+    "pres_onset_days",
+    "vital_spo2room",
+    "vital_rr",
+    "vital_highesttem_c",
+    "labs_wbccount",
+    "labs_neutrophil_109l",
+    "labs_lymphocyte_109l",
+    "labs_platelets_109l",
+    "labs_crp_mgl",
+    "labs_ldh",
+    "labs_ddimer_mgl",
+    "labs_ferritin",
+    "labs_procalcito_ngml",
+    "labs_astsgot",
+    "labs_altsgpt",
+    "labs_creatinine_umoll",
+    "labs_tropi_ngl",
+    "labs_il6",
+    "sever_who_adm",
+    "sever_who_worst",
+    "sever_national",
+    "inter_suppleo2",
+    "inter_hfno",
+    "inter_invent",
+    "inter_ecmo",
+    "crito_icu",
+    "outco_outcome",
+    "outco_day",
+    "img_modality",
+    "img_day",
+    "img_timepoint",
 ]
 
 
@@ -34,7 +71,7 @@ def test_layout_is_redcap_plus_extensions():
     with DEFAULT_DICTIONARY_PATH.open(newline="", encoding="utf-8") as handle:
         header = next(csv.reader(handle))
     assert tuple(header[: len(REDCAP_COLUMNS)]) == REDCAP_COLUMNS
-    assert tuple(header[len(REDCAP_COLUMNS):]) == EXTENSION_COLUMNS
+    assert tuple(header[len(REDCAP_COLUMNS) :]) == EXTENSION_COLUMNS
 
 
 def test_covers_every_concept_the_study_needs():
@@ -53,7 +90,9 @@ def test_laboratory_values_carry_ucum_unit_and_loinc_code():
         assert var.alternative_units, f"{var.name} should list the units sites are known to use instead"
     crp = dictionary["labs_crp_mgl"]
     assert crp.unit == "mg/L" and crp.loinc == "1988-5"
-    assert crp.alternative_units[0].unit == "mg/dL" and crp.alternative_units[0].to_canonical(1.5) == pytest.approx(15.0)
+    assert crp.alternative_units[0].unit == "mg/dL" and crp.alternative_units[0].to_canonical(1.5) == pytest.approx(
+        15.0
+    )
     temperature = dictionary["vital_highesttem_c"]
     assert temperature.alternative_units[0].to_canonical(98.6) == pytest.approx(37.0, abs=0.01)
 
@@ -75,7 +114,9 @@ def test_malformed_dictionary_is_refused():
 
 @pytest.fixture(scope="module")
 def isaric() -> pd.DataFrame:
-    return pd.read_csv(shared_path("reference", "clinical", "ISARIC_ARC.csv"), dtype=str, encoding="utf-8-sig").fillna("")
+    return pd.read_csv(shared_path("reference", "clinical", "ISARIC_ARC.csv"), dtype=str, encoding="utf-8-sig").fillna(
+        ""
+    )
 
 
 def _isaric_choices(text: str) -> dict[str, str]:
@@ -100,7 +141,12 @@ def test_isaric_names_exist_and_answer_options_agree(isaric):
         if var.choices and options:
             for code, label in var.choices.items():
                 assert code in options, f"{var.name}: code {code} not an ISARIC code {sorted(options)}"
-                assert options[code].split("/")[0] == label.lower().split("/")[0], (var.name, code, label, options[code])
+                assert options[code].split("/")[0] == label.lower().split("/")[0], (
+                    var.name,
+                    code,
+                    label,
+                    options[code],
+                )
 
 
 def test_isaric_standard_codes_agree(isaric):

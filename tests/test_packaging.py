@@ -49,7 +49,9 @@ def test_every_declared_dependency_is_pinned(project_root, pyproject):
 
 
 def test_no_gpl_jpeg_codec_is_declared(project_root):
-    text = (project_root / "pyproject.toml").read_text() + (project_root / "requirements" / "constraints.txt").read_text()
+    text = (project_root / "pyproject.toml").read_text() + (
+        project_root / "requirements" / "constraints.txt"
+    ).read_text()
     assert "pylibjpeg-libjpeg" not in text
 
 
@@ -71,7 +73,9 @@ def test_cli_reports_errors_in_one_line(tmp_path, capsys):
 
 def test_cli_validate_exit_status_reflects_errors(tmp_path, capsys):
     good = tmp_path / "good.csv"
-    good.write_text("subjid,kicc_site,demog_age,demog_sex,sever_who_adm,outco_outcome,outco_day\nKICC-S01-0001,S01,40,1,4,1,10\n")
+    good.write_text(
+        "subjid,kicc_site,demog_age,demog_sex,sever_who_adm,outco_outcome,outco_day\nKICC-S01-0001,S01,40,1,4,1,10\n"
+    )
     assert main(["validate", str(good)]) == 0
     assert "conforms" in capsys.readouterr().out
     bad = tmp_path / "bad.csv"

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import shared_path
+
 from kicc_analysis.dictionary import (
     PROBLEM_CLASSES,
     REPORT_COLUMNS,
@@ -190,7 +190,9 @@ def test_xlsx_export_is_read_as_text(tmp_path):
 @pytest.fixture(scope="module")
 def nccid_report() -> pd.DataFrame:
     raw = shared_path("reference", "clinical", "nccid_example_raw.csv")
-    return validate_clinical(raw, load_dictionary(NCCID_DICTIONARY), forms=None, id_column="Pseudonym", site_column="SubmittingCentre")
+    return validate_clinical(
+        raw, load_dictionary(NCCID_DICTIONARY), forms=None, id_column="Pseudonym", site_column="SubmittingCentre"
+    )
 
 
 def _cell(report: pd.DataFrame, subjid: str, variable: str) -> set[str]:
@@ -210,7 +212,10 @@ def test_nccid_export_every_problem_class_is_found(nccid_report):
     assert _cell(report, "Patient8", "Date of admission") == {"excel_serial_date"}
     # units inside values and values at another unit scale
     assert _cell(report, "Patient1", "FiO2") == {"unit_in_value"}
-    assert "plausible if given in" in report[(report["subjid"] == "Patient4") & (report["variable"] == "FiO2")]["detail"].iloc[0]
+    assert (
+        "plausible if given in"
+        in report[(report["subjid"] == "Patient4") & (report["variable"] == "FiO2")]["detail"].iloc[0]
+    )
     # free text in numeric and coded fields
     assert _cell(report, "Patient10", "FiO2") == {"not_numeric"}
     assert _cell(report, "Patient3", "Systolic BP") == {"embedded_value"}
@@ -228,8 +233,15 @@ def test_nccid_export_every_problem_class_is_found(nccid_report):
 def test_nccid_cleaned_values_are_those_we_flagged(nccid_report):
     """Where the peer's cleaning pipeline changed or dropped a value, our report has flagged that cell."""
     raw = pd.read_csv(shared_path("reference", "clinical", "nccid_example_raw.csv"), dtype=str, keep_default_na=False)
-    cleaned = pd.read_csv(shared_path("reference", "clinical", "nccid_example_cleaned.csv"), dtype=str, keep_default_na=False)
-    pairs = {"Temperature on admission": "temperature_on_admission", "Ferritin": "ferritin", "Systolic BP": "systolic_bp", "FiO2": "fio2"}
+    cleaned = pd.read_csv(
+        shared_path("reference", "clinical", "nccid_example_cleaned.csv"), dtype=str, keep_default_na=False
+    )
+    pairs = {
+        "Temperature on admission": "temperature_on_admission",
+        "Ferritin": "ferritin",
+        "Systolic BP": "systolic_bp",
+        "FiO2": "fio2",
+    }
     checked = 0
     for raw_column, clean_column in pairs.items():
         for row in range(len(raw)):

@@ -1,0 +1,84 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation: {extension: .py, format_name: percent}
+#   kernelspec: {display_name: kicc-analysis, language: python, name: python3}
+# ---
+
+# %% [markdown]
+# # 01 — Cohort
+#
+# Builds the KICC-19 cohort table from the repository (clinical table + DICOM inventory) and reports:
+# the cohort flow (counts at each inclusion step), Table 1 by national severity category, missingness
+# and the data-quality report of the clinical export, linkage problems, and the imaging inventory.
+
+# %% tags=["parameters"]
+repository = "demo_repository"  # path of the repository (demo or real)
+output_dir = "results"
+
+# %%
+NOTEBOOK_VERSION = "1.0.0"
+
+import matplotlib
+
+matplotlib.use("Agg")
+from kicc_analysis.cohort import build_cohort
+from kicc_analysis.dictionary import summarise_report
+from kicc_analysis.figures import cohort_figures
+from kicc_analysis.prognosis import table_one
+from kicc_analysis.provenance import OutputWriter
+
+build = build_cohort(repository)
+cohort = build.table
+out = OutputWriter(
+    output_dir, notebook="01_cohort", version=NOTEBOOK_VERSION,
+    cohort_version=build.cohort_version, parameters={"repository": str(repository)},
+)
+print(build.describe())
+
+# %% [markdown]
+# ## Cohort flow
+
+# %%
+out.table(build.flow, "cohort_flow", title="Cohort flow", description="Patients at each inclusion step and why others were excluded")
+build.flow
+
+# %% [markdown]
+# ## Table 1 by national severity category
+
+# %%
+from kicc_analysis.dictionary import code_labels
+
+cohort["severity"] = cohort["sever_national"].map(code_labels("sever_national"))
+continuous = ["demog_age", "demog_bmi", "pres_onset_days", "vital_spo2room", "vital_rr", "vital_highesttem_c",
+              "labs_wbccount", "labs_lymphocyte_109l", "labs_platelets_109l", "labs_crp_mgl", "labs_ldh",
+              "labs_ddimer_mgl", "labs_ferritin", "labs_procalcito_ngml", "labs_creatinine_umoll", "labs_il6"]
+categorical = ["demog_sex", "comor_smoking", "comor_hypertensi", "comor_diabetes", "comor_chrpulmona",
+               "comor_chrcardiac", "comor_chrkidney", "comor_malignantn", "comor_immunosupp"]
+nonnormal = [v for v in continuous if v.startswith("labs_") or v == "pres_onset_days"]
+table1 = table_one(cohort, groupby="severity", variables=[v for v in continuous + categorical if v in cohort],
+                   nonnormal=nonnormal, categorical=[v for v in categorical if v in cohort])
+out.table(table1, "table1_by_severity", title="Table 1 by national severity category", index=True)
+table1
+
+# %% [markdown]
+# ## Missingness and data quality
+
+# %%
+missing = cohort.isna().mean().rename("missing_fraction").to_frame()
+missing = missing[missing["missing_fraction"] > 0].sort_values("missing_fraction", ascending=False)
+out.table(missing, "missingness", title="Fraction missing per variable", index=True)
+quality = summarise_report(build.validation)
+out.table(build.validation, "data_quality_report", title="Clinical table validation report (one row per problem)")
+out.table(quality, "data_quality_summary", title="Clinical table problems by class")
+out.table(build.linkage, "linkage_problems", title="Linkage problems between images and clinical rows")
+quality
+
+# %% [markdown]
+# ## Imaging inventory
+
+# %%
+fig = cohort_figures.imaging_inventory(cohort, build.inventory)
+out.figure(fig, "imaging_inventory", title="Imaging inventory", description="Studies per patient and timing of follow-up CT")
+fig = cohort_figures.missingness_heatmap(cohort, [v for v in continuous + categorical if v in cohort])
+out.figure(fig, "missingness_heatmap", title="Missingness by variable and site")
