@@ -12,8 +12,10 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,28 +266,28 @@ def _read_all(root: str, todo: list[tuple[str, int, int]], workers: int, show: b
             rows.extend(_read_chunk(root, chunk))
         return rows
     chunk_size = max(32, min(512, len(todo) // (workers * 8) or 32))
-    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-    rows = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = [pool.submit(_read_chunk, root, c) for c in _chunks(todo, chunk_size)]
-        bar = progress_bar(total=len(todo), show=show, desc="DICOM headers", unit="file")
-        try:
+    # "fork" starts workers in milliseconds and needs no importable __main__ (scripts piped to python,
+    # notebooks); elsewhere (Windows, macOS default) use "spawn".
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    chunks = list(_chunks(todo, chunk_size))
+    done: dict[int, list[tuple]] = {}
+    bar = progress_bar(total=len(todo), show=show, desc="DICOM headers", unit="file")
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
+            futures = {pool.submit(_read_chunk, root, c): k for k, c in enumerate(chunks)}
             for fut in as_completed(futures):
                 part = fut.result()
-                rows.extend(part)
+                done[futures[fut]] = part
                 bar.update(len(part))
-        finally:
-            bar.close()
-    return rows
-
-
-def _index_frame(rows: list[tuple]) -> pd.DataFrame:
-    table = (
-        pa.Table.from_pylist([dict(zip(FLAT_COLUMNS, r, strict=True)) for r in rows], schema=_SCHEMA)
-        if rows
-        else _SCHEMA.empty_table()
-    )
-    return table.to_pandas()
+    except BrokenProcessPool:
+        warnings.warn("header-reading worker processes died; finishing the scan in this process", stacklevel=3)
+        for k, c in enumerate(chunks):
+            if k not in done:
+                done[k] = _read_chunk(root, c)
+                bar.update(len(c))
+    finally:
+        bar.close()
+    return [row for k in sorted(done) for row in done[k]]
 
 
 def _rows_to_frame(rows: list[tuple]) -> pd.DataFrame:

@@ -232,14 +232,16 @@ def _series_geometry(g: pd.DataFrame) -> dict[str, object]:
         issues.append(f"{len(spacing)} different pixel spacings")
     pos = g["slice_position"].to_numpy(dtype=float)
     pos = pos[np.isfinite(pos)]
-    if len(pos) < len(g):
-        issues.append(f"{len(g) - len(pos)} files without position/orientation")
+    volumetric = g["modality"].isin(["CT", "MR", "PT"]).any()
+    if len(pos) < len(g) and (volumetric or len(pos)):
+        issues.append(f"{len(g) - len(pos)} files without image position/orientation")
     srt = np.sort(pos)
     uniq = srt[np.r_[True, np.diff(srt) > _SAME_POSITION]] if len(srt) else srt
     n_dup = len(pos) - len(uniq)
     if n_dup > 0:
         issues.append(f"{n_dup} duplicate slice positions")
-    out["n_slices"] = len(uniq)
+    # Projection radiographs (no position) count one slice per image.
+    out["n_slices"] = len(uniq) if len(pos) or volumetric else len(g)
     out["n_duplicate_positions"] = n_dup
     out["position_min"] = float(uniq[0]) if len(uniq) else np.nan
     out["position_max"] = float(uniq[-1]) if len(uniq) else np.nan
@@ -273,6 +275,11 @@ def _series_geometry(g: pd.DataFrame) -> dict[str, object]:
     )
     out["_issues"] = issues
     return out
+
+
+def _median(s: pd.Series) -> float:
+    s = s.dropna()
+    return float(s.median()) if len(s) else np.nan
 
 
 def _mode(s: pd.Series) -> object:
@@ -346,6 +353,10 @@ def build_series(instances: pd.DataFrame, duplicates: pd.DataFrame | None = None
         ts = g["transfer_syntax"].dropna().unique()
         folders = g["relpath"].map(os.path.dirname).unique()
         frames = g["number_of_frames"].fillna(1)
+        psr, psc = _median(g["pixel_spacing_row"]), _median(g["pixel_spacing_col"])
+        if np.isnan(psr) and g["imager_spacing_row"].notna().any():
+            psr, psc = _median(g["imager_spacing_row"]), _median(g["imager_spacing_col"])
+            issues.append("pixel spacing from Imager Pixel Spacing (at the detector, not magnification-corrected)")
         rows.append(
             {
                 "series_uid": uid,
@@ -364,9 +375,9 @@ def build_series(instances: pd.DataFrame, duplicates: pd.DataFrame | None = None
                 "n_frames_max": int(frames.max()),
                 "rows": _mode(g["rows"]),
                 "columns": _mode(g["columns"]),
-                "pixel_spacing_row": g["pixel_spacing_row"].median(),
-                "pixel_spacing_col": g["pixel_spacing_col"].median(),
-                "slice_thickness": g["slice_thickness"].median(),
+                "pixel_spacing_row": psr,
+                "pixel_spacing_col": psc,
+                "slice_thickness": _median(g["slice_thickness"]),
                 "transfer_syntax": ts[0] if len(ts) == 1 else ("mixed" if len(ts) else None),
                 "compressed": bool(g["compressed"].any()),
                 "folder": folders[0] if len(folders) == 1 else os.path.commonpath(list(folders)) or ".",
