@@ -94,7 +94,10 @@ def _execute(source: Path, output_dir: Path, parameters: dict, kernel_name: str)
             log_output=False,
         )
     except Exception as exc:  # papermill raises PapermillExecutionError with the cell traceback
-        error = f"{type(exc).__name__}: {exc}"
+        if hasattr(exc, "ename"):  # papermill.PapermillExecutionError: say which cell failed and why
+            error = f"cell {getattr(exc, 'exec_count', '?')}: {exc.ename}: {exc.evalue}"
+        else:
+            error = f"{type(exc).__name__}: {exc}"
     finally:
         unexecuted.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
