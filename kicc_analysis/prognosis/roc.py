@@ -1,0 +1,245 @@
+"""ROC analysis: AUC with DeLong CI, DeLong test for paired AUCs, Youden cut-off.
+
+Conventions
+-----------
+* ``direction="<"`` (default): higher scores indicate the positive class (y = 1),
+  i.e. R ``pROC`` ``direction="<"`` (controls < cases). The AUC is the
+  Mann–Whitney probability P(score_case > score_control) + 0.5 P(tie).
+* DeLong et al. (1988) variance computed with mid-ranks in O(n log n)
+  (Sun & Xu 2014), as ``pROC::ci.auc(method="delong")``; the CI is the normal
+  interval ``auc +- z * se`` clipped to [0, 1] (pROC).
+* :func:`delong_test` is ``pROC::roc.test(method="delong", paired=TRUE)``: z on
+  the AUC difference with the DeLong covariance; the CI is for ``auc_a - auc_b``.
+* :func:`hanley_mcneil_se`: Hanley & McNeil (1982) eq. 2 with Q1 = A/(2-A), Q2 = 2A^2/(1+A).
+* Youden cut-off: the threshold maximising sensitivity + specificity - 1 where
+  subjects with ``score >= threshold`` are called positive; thresholds are the
+  midpoints between consecutive distinct scores (pROC ``coords(best.method="youden")``).
+  Its CI is a percentile bootstrap stratified by class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from kicc_analysis.errors import AnalysisError
+from kicc_analysis.prognosis._checks import as_float_array, check_binary, complete_mask
+from kicc_analysis.progress import progress_bar
+from kicc_analysis.results import Estimate
+
+__all__ = ["roc_auc", "delong_test", "youden", "hanley_mcneil_se", "roc_curve", "delong_components"]
+
+
+def _clean(y: Any, *scores: Any, where: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    yy = as_float_array(y, "y")
+    ss = [as_float_array(s, f"score{i or ''}") for i, s in enumerate(scores)]
+    keep = complete_mask(where, y=yy, **{f"score_{i}": s for i, s in enumerate(ss)})
+    yy = check_binary(yy[keep], "y")
+    return yy, [s[keep] for s in ss]
+
+
+def _orient(score: np.ndarray, direction: str) -> np.ndarray:
+    if direction == "<":
+        return score
+    if direction == ">":
+        return -score
+    raise AnalysisError(f"direction must be '<' (higher score = positive) or '>', found {direction!r}")
+
+
+def delong_components(y: np.ndarray, score: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """AUC and DeLong structural components (V10 per case, V01 per control) via mid-ranks."""
+    pos = score[y == 1]
+    neg = score[y == 0]
+    m, n = len(pos), len(neg)
+    r_all = stats.rankdata(np.r_[pos, neg])  # mid-ranks
+    r_pos = stats.rankdata(pos)
+    r_neg = stats.rankdata(neg)
+    v10 = (r_all[:m] - r_pos) / n
+    v01 = 1.0 - (r_all[m:] - r_neg) / m
+    auc = float(v10.mean())
+    return auc, v10, v01
+
+
+def _delong_cov(y: np.ndarray, scores: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    comps = [delong_components(y, s) for s in scores]
+    aucs = np.array([c[0] for c in comps])
+    v10 = np.vstack([c[1] for c in comps])
+    v01 = np.vstack([c[2] for c in comps])
+    m, n = v10.shape[1], v01.shape[1]
+    s10 = np.atleast_2d(np.cov(v10)) if m > 1 else np.zeros((len(scores), len(scores)))
+    s01 = np.atleast_2d(np.cov(v01)) if n > 1 else np.zeros((len(scores), len(scores)))
+    return aucs, s10 / m + s01 / n
+
+
+def hanley_mcneil_se(auc: float, n_pos: int, n_neg: int) -> float:
+    """Standard error of an AUC by Hanley & McNeil (1982), eq. 2 (exponential approximation)."""
+    q1 = auc / (2 - auc)
+    q2 = 2 * auc**2 / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)
+    return float(np.sqrt(var))
+
+
+def roc_auc(y: Any, score: Any, *, direction: str = "<", confidence: float = 0.95) -> Estimate:
+    """Area under the ROC curve with DeLong standard error and CI.
+
+    Parameters
+    ----------
+    y : array-like of 0/1
+        True class (1 = case, e.g. died / admitted to ICU).
+    score : array-like
+        Marker or predicted probability.
+    direction : {"<", ">"}
+        ``"<"``: higher score = more likely a case (default).
+    confidence : float
+        Confidence level.
+
+    Returns
+    -------
+    Estimate
+        AUC, DeLong ``se``, CI, and ``z``/``p`` for H0: AUC = 0.5. ``extra`` holds
+        ``n_cases``, ``n_controls`` and the Hanley–McNeil SE.
+
+    Examples
+    --------
+    >>> round(roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]).estimate, 2)
+    0.75
+    """
+    yy, (s,) = _clean(y, score, where="roc_auc")
+    s = _orient(s, direction)
+    aucs, cov = _delong_cov(yy, [s])
+    auc, se = float(aucs[0]), float(np.sqrt(cov[0, 0]))
+    zc = stats.norm.ppf(0.5 + confidence / 2)
+    z = (auc - 0.5) / se if se > 0 else np.nan
+    m, n = int(yy.sum()), int((1 - yy).sum())
+    return Estimate(
+        auc,
+        se=se,
+        ci_low=float(max(0.0, auc - zc * se)),
+        ci_high=float(min(1.0, auc + zc * se)),
+        z=z,
+        p=float(2 * stats.norm.sf(abs(z))) if np.isfinite(z) else np.nan,
+        n=len(yy),
+        method="roc_auc",
+        convention="DeLong 1988 variance (pROC ci.auc method='delong'); Wald CI clipped to [0, 1]",
+        confidence=confidence,
+        extra={"n_cases": m, "n_controls": n, "se_hanley_mcneil": hanley_mcneil_se(auc, m, n)},
+    )
+
+
+def delong_test(y: Any, score_a: Any, score_b: Any, *, direction: str = "<", confidence: float = 0.95) -> Estimate:
+    """DeLong test of two correlated AUCs measured on the same subjects.
+
+    Returns
+    -------
+    Estimate
+        ``estimate`` = AUC_a - AUC_b with its SE and CI, ``z`` and two-sided ``p``;
+        ``extra`` has both AUCs and their correlation.
+    """
+    yy, (a, b) = _clean(y, score_a, score_b, where="delong_test")
+    aucs, cov = _delong_cov(yy, [_orient(a, direction), _orient(b, direction)])
+    diff = float(aucs[0] - aucs[1])
+    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    se = float(np.sqrt(max(var, 0.0)))
+    z = diff / se if se > 0 else np.nan
+    zc = stats.norm.ppf(0.5 + confidence / 2)
+    corr = float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])) if cov[0, 0] * cov[1, 1] > 0 else np.nan
+    return Estimate(
+        diff,
+        se=se,
+        ci_low=diff - zc * se,
+        ci_high=diff + zc * se,
+        z=z,
+        p=float(2 * stats.norm.sf(abs(z))) if np.isfinite(z) else np.nan,
+        n=len(yy),
+        method="delong_test",
+        convention="pROC roc.test(method='delong', paired=TRUE)",
+        confidence=confidence,
+        extra={"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "correlation": corr},
+    )
+
+
+def roc_curve(y: Any, score: Any, *, direction: str = "<") -> pd.DataFrame:
+    """Empirical ROC curve: ``threshold, sensitivity, specificity`` (positive if score >= threshold).
+
+    Thresholds are -inf, the midpoints between consecutive distinct scores, and +inf (pROC).
+    """
+    yy, (s,) = _clean(y, score, where="roc_curve")
+    s = _orient(s, direction)
+    u = np.unique(s)
+    thr = np.r_[-np.inf, (u[1:] + u[:-1]) / 2, np.inf]
+    pos = np.sort(s[yy == 1])
+    neg = np.sort(s[yy == 0])
+    sens = 1 - np.searchsorted(pos, thr, side="left") / len(pos)
+    spec = np.searchsorted(neg, thr, side="left") / len(neg)
+    out_thr = thr if direction == "<" else -thr
+    return pd.DataFrame({"threshold": out_thr, "sensitivity": sens, "specificity": spec})
+
+
+def _youden_point(yy: np.ndarray, s: np.ndarray) -> tuple[float, float, float, float]:
+    u = np.unique(s)
+    if len(u) < 2:
+        return np.nan, np.nan, np.nan, np.nan
+    thr = (u[1:] + u[:-1]) / 2
+    pos = np.sort(s[yy == 1])
+    neg = np.sort(s[yy == 0])
+    sens = 1 - np.searchsorted(pos, thr, side="left") / len(pos)
+    spec = np.searchsorted(neg, thr, side="left") / len(neg)
+    j = sens + spec - 1
+    i = int(np.argmax(j))
+    return float(thr[i]), float(j[i]), float(sens[i]), float(spec[i])
+
+
+def youden(
+    y: Any,
+    score: Any,
+    *,
+    direction: str = "<",
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+    progress: bool | None = None,
+) -> Estimate:
+    """Optimal cut-off by Youden's J with a stratified percentile-bootstrap CI.
+
+    Returns
+    -------
+    Estimate
+        ``estimate`` = cut-off (score units); ``extra`` has J, sensitivity,
+        specificity at the cut-off, and bootstrap CIs of J (``j_ci``).
+    """
+    yy, (s,) = _clean(y, score, where="youden")
+    so = _orient(s, direction)
+    thr, j, sens, spec = _youden_point(yy, so)
+    rng = np.random.default_rng(seed)
+    pos_idx = np.nonzero(yy == 1)[0]
+    neg_idx = np.nonzero(yy == 0)[0]
+    boot_t = np.full(n_boot, np.nan)
+    boot_j = np.full(n_boot, np.nan)
+    for b in progress_bar(range(n_boot), show=progress, desc="Youden bootstrap", leave=False):
+        idx = np.r_[rng.choice(pos_idx, len(pos_idx)), rng.choice(neg_idx, len(neg_idx))]
+        boot_t[b], boot_j[b], _, _ = _youden_point(yy[idx], so[idx])
+    a = (1 - confidence) / 2
+    lo, hi = np.nanquantile(boot_t, [a, 1 - a]) if n_boot else (np.nan, np.nan)
+    sign = 1 if direction == "<" else -1
+    lo, hi = sorted((sign * lo, sign * hi))
+    return Estimate(
+        sign * thr,
+        se=float(np.nanstd(boot_t, ddof=1)) if n_boot > 1 else np.nan,
+        ci_low=float(lo),
+        ci_high=float(hi),
+        n=len(yy),
+        method="youden_cutoff",
+        convention="max sens+spec-1, positive if score >= cut-off (midpoint thresholds, pROC); "
+        "stratified percentile bootstrap",
+        confidence=confidence,
+        extra={
+            "j": j,
+            "sensitivity": sens,
+            "specificity": spec,
+            "j_ci": tuple(np.nanquantile(boot_j, [a, 1 - a])) if n_boot else (np.nan, np.nan),
+            "n_boot": n_boot,
+        },
+    )
