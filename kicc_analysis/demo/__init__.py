@@ -1,0 +1,1 @@
+"""Deterministic embedded demo repository (phantom CTs, radiographs, clinical table, reader scores)."""
