@@ -48,6 +48,18 @@ EXPLICIT_BE = "1.2.840.10008.1.2.2"
 #: Transfer syntaxes whose pixel data is stored uncompressed (native).
 NATIVE_TRANSFER_SYNTAXES = frozenset({IMPLICIT_LE, EXPLICIT_LE, DEFLATED_LE, EXPLICIT_BE})
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+#: Image storage SOP classes (CT, enhanced CT, CR, DX, MR, secondary capture) -> modality they imply.
+IMAGE_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.2": "CT",
+    "1.2.840.10008.5.1.4.1.1.2.1": "CT",
+    "1.2.840.10008.5.1.4.1.1.2.2": "CT",
+    "1.2.840.10008.5.1.4.1.1.1": "CR",
+    "1.2.840.10008.5.1.4.1.1.1.1": "DX",
+    "1.2.840.10008.5.1.4.1.1.1.1.1": "DX",
+    "1.2.840.10008.5.1.4.1.1.4": "MR",
+    "1.2.840.10008.5.1.4.1.1.4.1": "MR",
+    "1.2.840.10008.5.1.4.1.1.7": "OT",
+}
 
 # (tag, field name, VR used to decode the value, number kind)
 # kind: "text" (stripped string, multiple values kept as DICOM backslash-joined text), "uid", "int",
@@ -265,7 +277,7 @@ def _read_meta(w: _Window) -> tuple[dict[str, bytes], int]:
     out: dict[str, bytes] = {}
     pos = 132
     while True:
-        if pos + 8 > w.size:
+        if pos >= w.size:
             return out, pos
         w.need(pos, 8)
         rel = pos - w.base
@@ -284,6 +296,10 @@ def _read_meta(w: _Window) -> tuple[dict[str, bytes], int]:
             raise _Fallback(f"file meta element (0002,{e:04X}) has no explicit VR")
         if length == _UNDEFINED:
             raise _Fallback("undefined length in file meta")
+        if start + length > w.size:
+            raise _Corrupt(
+                f"truncated: file meta element (0002,{e:04X}) declares {length} bytes but the file ends at byte {w.size}"
+            )
         tag = (g << 16) | e
         if tag in _WANTED_BY_TAG:
             w.need(start, length)
@@ -394,7 +410,7 @@ def read_header(path: str | os.PathLike[str], size: int | None = None) -> Header
                 if ts is None or ts in (DEFLATED_LE, EXPLICIT_BE):
                     raise _Fallback(f"transfer syntax {ts!r} not handled by the fast parser")
                 raw: dict[str, bytes] = dict(meta)
-                _walk(w, pos, ts == IMPLICIT_LE, raw, 0)
+                header_end = _walk(w, pos, ts == IMPLICIT_LE, raw, 0)
             except _Fallback:
                 return read_header_pydicom(path)
     except _Corrupt as exc:
@@ -402,25 +418,38 @@ def read_header(path: str | os.PathLike[str], size: int | None = None) -> Header
     except OSError as exc:
         return HeaderResult(None, f"unreadable: {exc.strerror or exc}")
     rec = _decode(raw)
-    return _finish(rec, size)
+    return _finish(rec, size, header_end)
 
 
-def _finish(rec: dict[str, Any], size: int) -> HeaderResult:
-    """Common checks after decoding: DICOMDIR, missing SOP class, pixel data shorter than the file allows."""
+def _finish(rec: dict[str, Any], size: int, header_end: int = 0) -> HeaderResult:
+    """Common checks after decoding: DICOMDIR, missing UIDs, file too short for its uncompressed pixel data.
+
+    ``header_end`` is the byte offset where header parsing stopped (pixel data can only start after it).
+    """
     sop_class = rec.get("sop_class_uid") or rec.get("media_sop_class_uid")
     if sop_class == MEDIA_STORAGE_DIRECTORY:
-        return HeaderResult(None, "DICOMDIR (media directory index): ignored, the scanner walks the folders itself")
+        return HeaderResult(None, "DICOMDIR: media directory index, ignored (the scanner walks the folders itself)")
+    if not any(rec.get(k) for k in ("sop_class_uid", "media_sop_class_uid", "sop_uid", "media_sop_uid", "series_uid")):
+        return HeaderResult(
+            None, "corrupt DICOM: the header has no SOP Class UID, SOP Instance UID or Series Instance UID"
+        )
+    if header_end >= size > 0 and rec.get("rows") is None and sop_class in IMAGE_SOP_CLASSES:
+        return HeaderResult(
+            None,
+            f"corrupt DICOM: truncated: the file ends at byte {size}, before the image attributes (Rows, Columns, pixel data)",
+        )
     ts = rec.get("transfer_syntax")
     if ts in (IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE) and rec.get("rows") and rec.get("columns"):
         frames = rec.get("number_of_frames") or 1
         samples = rec.get("samples_per_pixel") or 1
         bits = rec.get("bits_allocated") or 0
         needed = rec["rows"] * rec["columns"] * frames * samples * bits // 8
-        if needed > size:
+        if header_end + needed > size:
             return HeaderResult(
                 None,
-                f"truncated: uncompressed pixel data needs {needed} bytes "
-                f"({rec['rows']}x{rec['columns']}x{frames} frames, {bits} bits) but the file has {size} bytes",
+                f"corrupt DICOM: truncated: uncompressed pixel data needs {needed} bytes "
+                f"({rec['rows']}x{rec['columns']}x{frames} frames, {bits} bits) after the header "
+                f"(ends at byte {header_end}) but the file has {size} bytes",
             )
     return HeaderResult(rec, None)
 

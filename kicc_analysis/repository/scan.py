@@ -97,8 +97,8 @@ class RepositoryScan:
     studies
         One row per study with the selected CT series.
     skipped
-        Files not in ``instances``: ``path, relpath, size, reason`` (non-DICOM, corrupt, DICOMDIR,
-        duplicate SOP instance).
+        Files not in ``instances``: ``path, relpath, size, reason, kind`` (``kind`` is one of
+        "not DICOM", "corrupt DICOM", "unreadable", "DICOMDIR", "duplicate SOP instance").
     selection
         Per CT study, the series to quantify and the reason
         (:func:`kicc_analysis.repository.select_ct_series`).
@@ -142,7 +142,7 @@ class RepositoryScan:
             chosen = int(self.selection["series_uid"].notna().sum())
             lines.append(f"  CT studies: {len(self.selection)}, with a series selected: {chosen}")
         if not self.skipped.empty:
-            kinds = self.skipped["reason"].str.split(":").str[0].value_counts()
+            kinds = self.skipped["kind"].value_counts()
             lines.append(
                 f"  skipped files: {len(self.skipped)} (" + ", ".join(f"{k} {v}" for k, v in kinds.items()) + ")"
             )
@@ -430,6 +430,7 @@ def _assemble(
     studies = build_studies(series, selection)
     skipped = pd.concat([skipped, duplicates[["relpath", "size", "reason"]]], ignore_index=True)
     skipped.insert(0, "path", [str(root / p) for p in skipped["relpath"]])
+    skipped["kind"] = skipped["reason"].str.split(":").str[0]
     skipped = skipped.sort_values("relpath", kind="stable").reset_index(drop=True)
     return RepositoryScan(
         root=root,

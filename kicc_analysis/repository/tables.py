@@ -28,7 +28,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from .header import NATIVE_TRANSFER_SYNTAXES
+from .header import IMAGE_SOP_CLASSES, NATIVE_TRANSFER_SYNTAXES
 
 __all__ = ["FLAT_COLUMNS", "SOP_CLASS_MODALITY", "build_instances", "build_series", "build_studies", "plane_of"]
 
@@ -86,17 +86,7 @@ FLAT_COLUMNS: tuple[str, ...] = (
 )
 
 #: Modality implied by the SOP Class when the Modality attribute is absent (sparse headers).
-SOP_CLASS_MODALITY: dict[str, str] = {
-    "1.2.840.10008.5.1.4.1.1.2": "CT",
-    "1.2.840.10008.5.1.4.1.1.2.1": "CT",
-    "1.2.840.10008.5.1.4.1.1.2.2": "CT",
-    "1.2.840.10008.5.1.4.1.1.1": "CR",
-    "1.2.840.10008.5.1.4.1.1.1.1": "DX",
-    "1.2.840.10008.5.1.4.1.1.1.1.1": "DX",
-    "1.2.840.10008.5.1.4.1.1.4": "MR",
-    "1.2.840.10008.5.1.4.1.1.4.1": "MR",
-    "1.2.840.10008.5.1.4.1.1.7": "OT",
-}
+SOP_CLASS_MODALITY: dict[str, str] = IMAGE_SOP_CLASSES
 
 _GAP_FACTOR = 1.5
 #: Two slices closer than this along the normal (mm) share one position.
@@ -208,7 +198,9 @@ def build_instances(files: pd.DataFrame, root: str) -> tuple[pd.DataFrame, pd.Da
                 "relpath": d["relpath"].to_numpy(),
                 "size": d["size"].to_numpy(),
                 "series_uid": d["series_uid"].to_numpy(),
-                "reason": [f"duplicate SOP Instance UID {u}: same instance as {first[u]} (kept)" for u in d["sop_uid"]],
+                "reason": [
+                    f"duplicate SOP instance: SOP Instance UID {u} is also in {first[u]} (kept)" for u in d["sop_uid"]
+                ],
             }
         )
         df = df.loc[~dup].reset_index(drop=True)
