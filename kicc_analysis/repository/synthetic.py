@@ -217,8 +217,8 @@ def _profile_ct(profile: str, ds: Dataset, rng: np.random.Generator) -> None:
         _private_block(ds, 0x0045, "GEMS_HELIOS_01", 12, rng)
     elif profile == "siemens":
         _add_sequences(ds, undefined=False, n_refs=2)
-        _private_block(ds, 0x0019, "SIEMENS CT VA0  COAD", 40, rng)
-        _private_block(ds, 0x0021, "SIEMENS MED", 20, rng)
+        _private_block(ds, 0x0019, "KICC SIEMENS-LIKE CT 01", 40, rng)
+        _private_block(ds, 0x0021, "KICC SIEMENS-LIKE MED 01", 20, rng)
         ds.add_new(0x00290010, "LO", "SIEMENS CSA HEADER")
         ds.add_new(0x00291008, "CS", "IMAGE NUM 4")
         ds.add_new(0x00291010, "OB", b"SV10\x04\x03\x02\x01" + rng.bytes(8184))
@@ -278,8 +278,8 @@ def write_scanner_like_tree(
     """Write a tree of at least ``n_files`` DICOM files with scanner-like headers; return their paths.
 
     Layout: ``out_dir/P<patient>/ST<study>/SE<series>/<file>``, file names alternating ``IM00001`` (no
-    extension) and ``00001.dcm``. Each patient has one CT study with two series (thin sharp-kernel
-    and thick soft-kernel) of one vendor profile, and ~``radiograph_fraction`` of files are CR/DX
+    extension) and ``00001.dcm``. Each patient has one CT study with two series (thin sharp-kernel,
+    and thick soft-kernel with 40 % as many slices) of one vendor profile, and ~``radiograph_fraction`` of files are CR/DX
     radiographs. Deterministic for a given ``seed``.
     """
     out = Path(out_dir)
@@ -295,9 +295,10 @@ def write_scanner_like_tree(
         profile = profiles[patient % 3]
         study_uid = f"{_UID_ROOT}.1.{patient}"
         pdir = out / f"P{patient:04d}"
+        n_thin = int(rng.integers(*slices_per_series))
         for s, (kernel, thickness) in enumerate(((kernels[profile][0], 1.0), (kernels[profile][1], 2.5)), start=1):
             series_uid = f"{_UID_ROOT}.2.{patient}.{s}"
-            n = int(rng.integers(*slices_per_series)) if s == 1 else int(rng.integers(40, 90))
+            n = n_thin if s == 1 else max(2, int(n_thin * 0.4))
             ds = _base(rng, _CT, "CT", profile.upper(), pid, study_uid, series_uid, s, "20200301")
             _ct_geometry(ds, kernel, thickness)
             _profile_ct(profile, ds, rng)
