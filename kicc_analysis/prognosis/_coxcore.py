@@ -301,3 +301,48 @@ def time_interaction_info(
         imat[p:, :p] += blocks[1]
         imat[p:, p:] += blocks[2]
     return u, imat
+
+
+def score_residuals(
+    x: np.ndarray,
+    stop: np.ndarray,
+    event: np.ndarray,
+    beta: np.ndarray,
+    *,
+    start: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    strata: np.ndarray | None = None,
+) -> np.ndarray:
+    """Breslow-type score residuals per row, multiplied by the case weight (R ``residuals(type="score")``
+    times weights, i.e. the rows of the weighted score used by the robust sandwich variance)."""
+    n, p = x.shape
+    w = np.ones(n) if weights is None else weights
+    xc = x - (w @ x) / w.sum()
+    out = np.zeros((n, p))
+    groups = [np.arange(n)] if strata is None else [np.nonzero(strata == s)[0] for s in np.unique(strata)]
+    for g in groups:
+        s = _prepare(xc[g], stop[g], event[g], w[g], None if start is None else start[g])
+        if s is None:
+            continue
+        r = s.w * np.exp(s.x @ beta)
+        rx = r[:, None] * s.x
+        s0 = _rev_cumsum_at(r, s.stop_order, s.pos_stop)
+        s1 = _rev_cumsum_at(rx, s.stop_order, s.pos_stop)
+        if s.start_order is not None:
+            s0 = s0 - _rev_cumsum_at(r, s.start_order, s.pos_start)
+            s1 = s1 - _rev_cumsum_at(rx, s.start_order, s.pos_start)
+        m = len(s.tk)
+        dw = np.bincount(s.death_k, weights=s.w[s.death_idx], minlength=m)
+        dlam = dw / s0
+        xbar = s1 / s0[:, None]
+        lam = np.r_[0.0, np.cumsum(dlam)]
+        cx = np.vstack([np.zeros((1, p)), np.cumsum(xbar * dlam[:, None], axis=0)])
+        lo = 0 if s.n_start_k is None else s.n_start_k
+        hi = s.n_stop_k
+        dl = lam[hi] - (lam[lo] if s.n_start_k is not None else 0.0)
+        dc = cx[hi] - (cx[lo] if s.n_start_k is not None else 0.0)
+        res = -(np.exp(s.x @ beta))[:, None] * (s.x * dl[:, None] - dc)
+        di = s.death_idx
+        res[di] += s.x[di] - xbar[s.death_k]
+        out[g] = s.w[:, None] * res
+    return out

@@ -1,0 +1,386 @@
+"""Competing risks: Aalen–Johansen cumulative incidence, Gray-type test, Fine–Gray and cause-specific Cox.
+
+In KICC-19, death (``outco_outcome == 2``) competes with discharge alive (``== 1``);
+other outcomes are censored at ``outco_day`` (:func:`competing_outcome` builds
+``event_type`` = 0 censored / 1 death / 2 discharge).
+
+Conventions
+-----------
+* CIF: Aalen–Johansen, ``F_c(t) = sum_{t_j <= t} S(t_j-) d_cj / n_j`` with S the
+  all-cause Kaplan–Meier (R ``cmprsk::cuminc``, ``survival::survfit`` multi-state).
+* CIF standard error: delta method (Marubini & Valsecchi 1995 / Choudhury 2002),
+  which reproduces Stata ``stcompet`` and ``statsmodels`` ``CumIncidenceRight``;
+  ``cmprsk::cuminc`` uses a different (counting-process) variance. CIs are on the
+  log(-log) scale (``conf_type="log-log"``, as stcompet) or plain.
+* :func:`gray_test` is the score test at beta = 0 of a Fine–Gray model with
+  group indicators (model-based variance). It is asymptotically equivalent to
+  Gray's (1988) K-sample test as computed by ``cmprsk::cuminc`` but not
+  numerically identical to it.
+* :func:`fine_gray`: subdistribution-hazard regression as ``cmprsk::crr``:
+  subjects who fail from a competing cause stay in the risk set with weight
+  ``G(t-) / G(T_i-)`` (G = Kaplan–Meier of censoring), implemented as R
+  ``survival::finegray`` does (counting-process expansion at censoring times) and
+  fitted with the weighted Cox engine; Breslow ties (crr). The reported ``se`` is
+  the robust sandwich (cluster = subject, as ``coxph(..., cluster=id)`` on
+  ``finegray`` data); ``se_model`` is the model-based one. crr's variance has an
+  extra term for the estimation of G, so SEs can differ from crr in the 3rd digit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from kicc_analysis.errors import AnalysisError
+from kicc_analysis.prognosis._checks import as_float_array, check_columns, complete_mask
+from kicc_analysis.prognosis._coxcore import CoxFit, fit_cox, score_residuals
+from kicc_analysis.prognosis.cox import CoxResult, cox
+
+__all__ = [
+    "CumulativeIncidence",
+    "cumulative_incidence",
+    "gray_test",
+    "fine_gray",
+    "FineGrayResult",
+    "cause_specific_cox",
+    "competing_outcome",
+]
+
+
+@dataclass(frozen=True)
+class CumulativeIncidence:
+    """Aalen–Johansen CIFs. ``table``: ``time, n_risk, cause, n_event, cif, se, ci_low, ci_high``
+    (one row per distinct time and cause); ``group`` labels the subgroup (or None)."""
+
+    table: pd.DataFrame
+    causes: list[Any]
+    group: Any = None
+
+    def cif(self, cause: Any) -> pd.DataFrame:
+        return self.table[self.table["cause"] == cause].reset_index(drop=True)
+
+    def at(self, cause: Any, times: Any) -> np.ndarray:
+        t = self.cif(cause)
+        idx = np.searchsorted(t["time"].to_numpy(), np.atleast_1d(times), side="right") - 1
+        return np.r_[0.0, t["cif"].to_numpy()][idx + 1]
+
+
+def _aj(time: np.ndarray, etype: np.ndarray, causes: list[Any], confidence: float, conf_type: str) -> pd.DataFrame:
+    utimes, inv = np.unique(time, return_inverse=True)
+    m = len(utimes)
+    tot = np.bincount(inv, minlength=m).astype(float)
+    n = tot[::-1].cumsum()[::-1]
+    d = np.bincount(inv, weights=(etype != 0).astype(float), minlength=m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        surv = np.cumprod(np.where(n > 0, 1 - d / n, 1.0))
+        s_left = np.r_[1.0, surv[:-1]]
+        gw = np.where(n - d > 0, d / (n * (n - d)), 0.0)
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    out = []
+    for c in causes:
+        dc = np.bincount(inv, weights=(etype == c).astype(float), minlength=m)
+        f = np.cumsum(s_left * dc / n)
+        # delta-method variance, expanded (F(t) - F_j)^2 = F^2 - 2 F F_j + F_j^2 so that cumsums suffice
+        a = gw
+        b = s_left**2 * dc * (n - dc) / n**3
+        cterm = s_left * dc / n**2
+        ca, caf, caf2 = np.cumsum(a), np.cumsum(a * f), np.cumsum(a * f**2)
+        cb = np.cumsum(b)
+        cc, ccf = np.cumsum(cterm), np.cumsum(cterm * f)
+        var = f**2 * ca - 2 * f * caf + caf2 + cb - 2 * (f * cc - ccf)
+        se = np.sqrt(np.maximum(var, 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if conf_type == "log-log":
+                k = z * se / (f * np.abs(np.log(f)))
+                lo, hi = f ** np.exp(k), f ** np.exp(-k)
+            elif conf_type == "plain":
+                lo, hi = np.maximum(f - z * se, 0), np.minimum(f + z * se, 1)
+            else:
+                raise AnalysisError(f"conf_type must be 'log-log' or 'plain', found {conf_type!r}")
+        lo = np.where(f > 0, lo, 0.0)
+        hi = np.where(f > 0, hi, 0.0)
+        out.append(
+            pd.DataFrame(
+                {"time": utimes, "n_risk": n.astype(int), "cause": c, "n_event": dc.astype(int), "cif": f,
+                 "se": se, "ci_low": lo, "ci_high": hi}
+            )  # fmt: skip
+        )
+    return pd.concat(out, ignore_index=True)
+
+
+def _clean_cr(time: Any, event_type: Any, where: str, group: Any = None):
+    t = as_float_array(time, "time")
+    e = as_float_array(event_type, "event_type")
+    g = None if group is None else np.asarray(group, dtype=object)
+    keep = complete_mask(where, time=t, event_type=e, group=g)
+    t, e = t[keep], e[keep]
+    if (t < 0).any():
+        raise AnalysisError(f"{where}: times must be >= 0")
+    if (e < 0).any() or (e != np.round(e)).any():
+        raise AnalysisError(f"{where}: event_type must be 0 (censored) or a positive integer cause code")
+    return t, e.astype(int), (None if g is None else g[keep])
+
+
+def cumulative_incidence(
+    time: Any,
+    event_type: Any,
+    group: Any = None,
+    *,
+    causes: Sequence[Any] | None = None,
+    confidence: float = 0.95,
+    conf_type: str = "log-log",
+) -> CumulativeIncidence | dict[Any, CumulativeIncidence]:
+    """Aalen–Johansen cumulative incidence functions with delta-method SEs.
+
+    Parameters
+    ----------
+    time : array-like
+        Time to the first event or censoring (e.g. days from admission).
+    event_type : array-like of int
+        0 = censored, k > 0 = failed from cause k.
+    group : array-like, optional
+        Group labels; a dict of results per group is returned.
+    causes : sequence, optional
+        Causes to report (default: all observed non-zero codes).
+    confidence : float
+        CI level.
+    conf_type : {"log-log", "plain"}
+        CI scale.
+
+    Examples
+    --------
+    >>> ci = cumulative_incidence([1, 2, 3, 4], [1, 2, 0, 1])
+    >>> ci.cif(1)["cif"].round(3).tolist()
+    [0.25, 0.25, 0.25, 0.625]
+    """
+    t, e, g = _clean_cr(time, event_type, "cumulative_incidence", group)
+    causes = sorted(set(e[e > 0].tolist())) if causes is None else list(causes)
+    if not causes:
+        raise AnalysisError("cumulative_incidence: no events of any cause")
+    if g is None:
+        return CumulativeIncidence(_aj(t, e, causes, confidence, conf_type), causes)
+    out = {}
+    for lab in sorted(pd.unique(g), key=str):
+        sel = g == lab
+        out[lab] = CumulativeIncidence(_aj(t[sel], e[sel], causes, confidence, conf_type), causes, lab)
+    return out
+
+
+def _censoring_km(time: np.ndarray, etype: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """KM of the censoring distribution; events at a tied time leave the censoring risk set first."""
+    utimes, inv = np.unique(time, return_inverse=True)
+    tot = np.bincount(inv, minlength=len(utimes)).astype(float)
+    cens = np.bincount(inv, weights=(etype == 0).astype(float), minlength=len(utimes))
+    at_risk = tot[::-1].cumsum()[::-1] - (tot - cens)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.cumprod(np.where(at_risk > 0, 1 - cens / at_risk, 1.0))
+    return utimes, g
+
+
+def finegray_expand(
+    time: np.ndarray, etype: np.ndarray, cause: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Counting-process expansion of competing-risks data for a Fine–Gray fit.
+
+    Returns ``(row_subject, start, stop, status, weight)``: each subject failing from
+    another cause keeps its follow-up row (0, T] and gets extra rows between the
+    censoring-distribution jumps after T (up to the last event of ``cause``) with
+    weight ``G(a) / G(T-)`` on the row (a, b].
+    """
+    n = len(time)
+    ev_times = time[etype == cause]
+    if len(ev_times) == 0:
+        raise AnalysisError(f"fine_gray: no events of cause {cause}")
+    t_max = ev_times.max()
+    gt, gv = _censoring_km(time, etype)
+    jumps = gt[np.r_[True, gv[1:] != gv[:-1]] & (np.r_[1.0, gv[:-1]] != gv)]
+    jumps = jumps[jumps < t_max]
+    # keep only jumps followed by an event of `cause` before the next jump: on merged intervals
+    # every event time sees the same G(t-), so the fit is unchanged and far fewer rows are made
+    uk = np.unique(ev_times)
+    last = np.searchsorted(jumps, uk, side="left") - 1
+    jumps = jumps[np.unique(last[last >= 0])]
+
+    def g_right(t: np.ndarray) -> np.ndarray:
+        return np.r_[1.0, gv][np.searchsorted(gt, t, side="right")]
+
+    def g_left(t: np.ndarray) -> np.ndarray:
+        return np.r_[1.0, gv][np.searchsorted(gt, t, side="left")]
+
+    subj = [np.arange(n)]
+    start = [np.zeros(n)]
+    stop = [time.astype(float)]
+    status = [(etype == cause).astype(float)]
+    weight = [np.ones(n)]
+    comp = np.nonzero((etype != cause) & (etype != 0) & (time < t_max))[0]
+    if len(comp):
+        ti = time[comp]
+        first_jump = np.searchsorted(jumps, ti, side="right")  # jumps strictly after T_i
+        n_rows = len(jumps) - first_jump + 1
+        rep = np.repeat(np.arange(len(comp)), n_rows)
+        offset = np.arange(len(rep)) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)
+        jpos = first_jump[rep] + offset  # index of the row's right end in jumps (== len(jumps) -> t_max)
+        ext = np.r_[jumps, t_max]
+        a = np.where(offset == 0, ti[rep], ext[np.maximum(jpos - 1, 0)])
+        b = ext[np.minimum(jpos, len(jumps))]
+        keep = b > a
+        rep, a, b = rep[keep], a[keep], b[keep]
+        w = g_right(a) / g_left(ti[rep])
+        subj.append(comp[rep])
+        start.append(a)
+        stop.append(b)
+        status.append(np.zeros(len(a)))
+        weight.append(w)
+    return (np.concatenate(subj), np.concatenate(start), np.concatenate(stop), np.concatenate(status),
+            np.concatenate(weight))  # fmt: skip
+
+
+@dataclass
+class FineGrayResult:
+    """Fine–Gray subdistribution-hazard model. ``table``: ``covariate, coef, shr, se, se_model, z, p,
+    shr_ci_low, shr_ci_high`` (``se`` robust)."""
+
+    table: pd.DataFrame
+    loglik: float
+    loglik_null: float
+    n: int
+    events: int
+    competing: int
+    censored: int
+    n_dropped: int
+    cause: Any
+    covariates: list[str]
+    fit: CoxFit = field(repr=False)
+    data: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def predict_cif(self, frame: pd.DataFrame, times: Any) -> np.ndarray:
+        """Predicted CIF of ``cause`` at ``times`` for each row: 1 - exp(-H0(t) exp(lp))."""
+        x = frame[self.covariates].to_numpy(dtype=float)
+        lp = (x - self.fit.center) @ self.fit.beta
+        tk, cumhaz = self.fit.baseline[0]
+        h0 = np.r_[0.0, cumhaz][np.searchsorted(tk, np.atleast_1d(times), side="right")]
+        return 1.0 - np.exp(-np.outer(np.exp(lp), h0))
+
+
+def fine_gray(
+    cohort: pd.DataFrame,
+    duration: str,
+    event_type: str,
+    cause: Any,
+    covariates: Sequence[str],
+    *,
+    ties: str = "breslow",
+    confidence: float = 0.95,
+) -> FineGrayResult:
+    """Fine & Gray (1999) proportional subdistribution-hazards regression.
+
+    Parameters
+    ----------
+    cohort : DataFrame
+        One row per subject.
+    duration : str
+        Time to first event or censoring.
+    event_type : str
+        0 = censored, k > 0 = cause code.
+    cause : int
+        Cause of interest (e.g. 1 = death); other positive codes are competing events.
+    covariates : sequence of str
+        Numeric covariates.
+    ties : {"breslow", "efron"}
+        Tie handling (crr: breslow).
+    confidence : float
+        CI level for the subdistribution hazard ratios (SHR).
+    """
+    covariates = list(covariates)
+    check_columns(cohort, [duration, event_type, *covariates], "fine_gray")
+    x = cohort[covariates].to_numpy(dtype=float)
+    t = cohort[duration].to_numpy(dtype=float)
+    e = cohort[event_type].to_numpy(dtype=float)
+    keep = complete_mask("fine_gray", **{duration: t, event_type: e}, covariates=x)
+    x, t, e = x[keep], t[keep], e[keep].astype(int)
+    if (t < 0).any():
+        raise AnalysisError("fine_gray: negative times")
+    subj, start, stop, status, w = finegray_expand(t, e, cause)
+    xe = x[subj]
+    # the first row of every subject starts at 0: use start only where > 0 (counting process)
+    fit = fit_cox(xe, stop, status, ties=ties, start=np.where(start > 0, start, -np.inf), weights=w)
+    resid = score_residuals(xe, stop, status, fit.beta, start=np.where(start > 0, start, -np.inf), weights=w)
+    u = np.zeros((len(t), len(covariates)))
+    np.add.at(u, subj, resid)
+    robust = fit.var @ (u.T @ u) @ fit.var
+    se = np.sqrt(np.diag(robust))
+    se_model = np.sqrt(np.diag(fit.var))
+    z = fit.beta / se
+    zc = stats.norm.ppf(0.5 + confidence / 2)
+    table = pd.DataFrame(
+        {"covariate": covariates, "coef": fit.beta, "shr": np.exp(fit.beta), "se": se, "se_model": se_model, "z": z,
+         "p": 2 * stats.norm.sf(np.abs(z)), "shr_ci_low": np.exp(fit.beta - zc * se),
+         "shr_ci_high": np.exp(fit.beta + zc * se)}
+    )  # fmt: skip
+    return FineGrayResult(
+        table, fit.loglik, fit.loglik_null, len(t), int((e == cause).sum()), int(((e != cause) & (e > 0)).sum()),
+        int((e == 0).sum()), int((~keep).sum()), cause, covariates, fit, {"x": x, "time": t, "event_type": e},
+    )  # fmt: skip
+
+
+def gray_test(time: Any, event_type: Any, group: Any, cause: Any = 1) -> pd.DataFrame:
+    """K-sample test of equal cumulative incidence of ``cause`` between groups.
+
+    Score test (beta = 0) of a Fine–Gray model with group dummies; see the module notes.
+
+    Returns
+    -------
+    DataFrame
+        One row: ``cause, chisq, df, p``.
+    """
+    t, e, g = _clean_cr(time, event_type, "gray_test", group)
+    labels = sorted(pd.unique(g), key=str)
+    if len(labels) < 2:
+        raise AnalysisError(f"gray_test: need at least two groups, found {labels}")
+    x = np.column_stack([(g == lab).astype(float) for lab in labels[1:]])
+    subj, start, stop, status, w = finegray_expand(t, e, cause)
+    fit = fit_cox(x[subj], stop, status, ties="breslow", start=np.where(start > 0, start, -np.inf), weights=w,
+                  max_iter=1)  # fmt: skip
+    df = len(labels) - 1
+    return pd.DataFrame(
+        [{"cause": cause, "chisq": fit.score_test, "df": df, "p": float(stats.chi2.sf(fit.score_test, df))}]
+    )
+
+
+def cause_specific_cox(
+    cohort: pd.DataFrame,
+    duration: str,
+    event_type: str,
+    cause: Any,
+    covariates: Sequence[str],
+    **kwargs: Any,
+) -> CoxResult:
+    """Cause-specific Cox model: events of other causes are treated as censored at their time."""
+    check_columns(cohort, [duration, event_type, *covariates], "cause_specific_cox")
+    frame = cohort.copy()
+    et = frame[event_type]
+    frame["_cs_event"] = np.where(et.isna(), np.nan, (et == cause).astype(float))
+    return cox(frame, duration, "_cs_event", covariates, **kwargs)
+
+
+def competing_outcome(
+    cohort: pd.DataFrame,
+    outcome: str = "outco_outcome",
+    day: str = "outco_day",
+    death_code: int = 2,
+    discharge_code: int = 1,
+) -> pd.DataFrame:
+    """Build ``time``/``event_type`` columns for death (1) vs discharge alive (2), others censored (0).
+
+    Rows with a missing outcome or day keep NaN and are reported by the analysis functions.
+    """
+    check_columns(cohort, [outcome, day], "competing_outcome")
+    o = cohort[outcome]
+    etype = np.select([o == death_code, o == discharge_code], [1.0, 2.0], default=0.0)
+    etype = np.where(o.isna(), np.nan, etype)
+    return pd.DataFrame({"time": cohort[day].astype(float), "event_type": etype}, index=cohort.index)
