@@ -1,0 +1,24 @@
+"""Opacity quantification: HU-bin opacity labels and per-region metrics (volumes, %, density, severity).
+
+``segment_opacities(image, lung_labels)`` -> label image (1 GGO, 2 consolidation);
+``quantify(image, lung_labels)`` -> tidy DataFrame, one row per region; ``display_to_hu`` for 8-bit teaching
+images; HU bin presets in :mod:`kicc_analysis.quantification.bins`; cohort batch runs in
+:mod:`kicc_analysis.quantification.batch`.
+"""
+
+from ..imaging import display_to_hu
+from .bins import HU_BIN_PRESETS, bins_frame, get_bins
+from .opacity import CONSOLIDATION, GGO, quantify, segment_opacities, severity_score, zone_masks
+
+__all__ = [
+    "CONSOLIDATION",
+    "GGO",
+    "HU_BIN_PRESETS",
+    "bins_frame",
+    "display_to_hu",
+    "get_bins",
+    "quantify",
+    "segment_opacities",
+    "severity_score",
+    "zone_masks",
+]
