@@ -1,0 +1,314 @@
+"""Repository scan: real DICOM from ../shared, bad input, duplicate/missing slices, incremental index."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import shared_path
+
+from kicc_analysis.errors import RepositoryError
+from kicc_analysis.repository import scan_repository, series_files
+from kicc_analysis.repository.scan import INDEX_DIRNAME, POOL_THRESHOLD
+from kicc_analysis.repository.synthetic import write_scanner_like_tree
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Real DICOM files (../shared/data/ct); the shared folder is read-only, so the index goes to tmp_path.
+
+
+@pytest.fixture(scope="module")
+def real_scan(tmp_path_factory):
+    root = shared_path("data", "ct")
+    return scan_repository(root, index_dir=tmp_path_factory.mktemp("idx"), workers=1)
+
+
+def _series_in(scan, folder: str) -> pd.Series:
+    rows = scan.series[scan.series["folder"] == folder]
+    assert len(rows) == 1, (folder, scan.series["folder"].tolist())
+    return rows.iloc[0]
+
+
+def test_real_counts(real_scan):
+    assert len(real_scan.instances) == 2 + 79 + 2 + 20
+    assert len(real_scan.series) == 4
+    assert len(real_scan.studies) == 4
+    # every non-DICOM file (nrrd, png, txt, xml, nii.gz) is listed with its reason, nothing else
+    assert set(real_scan.skipped["kind"]) == {"not DICOM"}
+    assert all(not p.endswith(".dcm") for p in real_scan.skipped["relpath"])
+    assert real_scan.n_files == len(real_scan.instances) + len(real_scan.skipped)
+    assert real_scan.n_read == real_scan.n_files and real_scan.n_reused == 0
+
+
+def test_real_jpeg2000_series_is_flagged_compressed(real_scan):
+    s = _series_in(real_scan, "totalseg_example_ct/example_ct_dicom")
+    assert s["n_instances"] == 20 and s["n_slices"] == 20
+    assert s["compressed"] and s["transfer_syntax"] == "1.2.840.10008.1.2.4.90"
+    assert s["slice_spacing"] == pytest.approx(2.0)
+    assert s["slice_thickness"] == pytest.approx(3.0)
+    assert s["pixel_spacing_row"] == pytest.approx(0.9765625)
+    assert s["position_min"] == pytest.approx(-804.5) and s["position_max"] == pytest.approx(-766.5)
+    assert s["complete"] and not s["has_gap"]
+    # anonymiser emptied the UIDs: grouped into one synthetic series and the issue is reported
+    assert s["series_uid"].startswith("kicc-series-")
+    assert "Series Instance UID absent" in s["issues"]
+    assert s["kernel"] == "Br38f\\3" and s["body_part"] == "PARTIALBODY"
+    others = real_scan.series[real_scan.series["series_uid"] != s["series_uid"]]
+    assert not others["compressed"].any()
+
+
+def test_real_79_slice_series(real_scan):
+    s = _series_in(real_scan, "cip_copdgene_ct64/ct-64Dicom")
+    assert s["n_slices"] == 79 and s["n_instances"] == 79
+    assert s["rows"] == 64 and s["columns"] == 64
+    assert s["pixel_spacing_row"] == pytest.approx(4.171872)
+    assert s["slice_thickness"] == pytest.approx(3.98734)
+    # z -360.256 .. -49.2437 over 78 intervals (SOURCE.txt)
+    assert s["position_min"] == pytest.approx(-360.256, abs=1e-3)
+    assert s["position_max"] == pytest.approx(-49.2437, abs=1e-3)
+    assert s["slice_spacing"] == pytest.approx((360.256 - 49.2437) / 78, abs=2e-3)
+    assert s["complete"] and s["n_missing_slices"] == 0 and s["plane"] == "axial"
+    assert s["transfer_syntax"] == "1.2.840.10008.1.2" and not s["compressed"]
+
+
+def test_real_two_slice_series_and_sparse_header(real_scan):
+    copd = _series_in(real_scan, "cip_copdgene_crop/simple_dicom")
+    assert copd["n_slices"] == 2 and copd["slice_spacing"] == pytest.approx(0.625)
+    assert copd["pixel_spacing_row"] == pytest.approx(0.703125)
+    assert copd["kernel"] == "STANDARD" and copd["manufacturer"] == "GE MEDICAL SYSTEMS"
+    lidc = _series_in(real_scan, "lungmask_lidc_slice")
+    assert lidc["n_slices"] == 2 and lidc["slice_spacing"] == pytest.approx(1.0)
+    assert lidc["modality"] == "CT"  # no Modality attribute: taken from the SOP Class
+    assert "Modality absent" in lidc["issues"]
+    inst = real_scan.instances
+    assert set(inst.loc[inst["relpath"].str.startswith("lungmask"), "rescale_intercept"]) == {0.0}
+    assert set(inst.loc[inst["relpath"].str.startswith("cip_copdgene_crop"), "rescale_intercept"]) == {-1024.0}
+
+
+def test_real_selection(real_scan):
+    sel = real_scan.selection.set_index("study_uid")
+    assert len(sel) == 4
+    ct64 = _series_in(real_scan, "cip_copdgene_ct64/ct-64Dicom")
+    assert sel.loc[ct64["study_uid"], "series_uid"] == ct64["series_uid"]
+    assert "axial, complete" in sel.loc[ct64["study_uid"], "reason"]
+    for folder in ("cip_copdgene_crop/simple_dicom", "lungmask_lidc_slice"):
+        s = _series_in(real_scan, folder)
+        assert sel.loc[s["study_uid"], "series_uid"] is None
+        assert "too few slices (2 < 10)" in sel.loc[s["study_uid"], "reason"]
+    studies = real_scan.studies.set_index("study_uid")
+    assert studies.loc[ct64["study_uid"], "selected_series_uid"] == ct64["series_uid"]
+
+
+def test_real_selection_with_lower_min_slices(tmp_path):
+    scan = scan_repository(shared_path("data", "ct"), index_dir=tmp_path, workers=1, min_slices=2)
+    assert scan.selection["series_uid"].notna().all()
+
+
+def test_real_series_files_sorted_along_normal(real_scan):
+    s = _series_in(real_scan, "cip_copdgene_ct64/ct-64Dicom")
+    files = series_files(real_scan, s["series_uid"])
+    assert len(files) == 79 and all(isinstance(f, Path) and f.exists() for f in files)
+    inst = real_scan.instances.set_index("path")
+    z = [inst.loc[str(f), "image_position_z"] for f in files]
+    assert z == sorted(z) and z[0] == pytest.approx(-360.256)
+
+
+def test_summary_and_repr_print_no_dates(real_scan):
+    text = real_scan.summary() + repr(real_scan)
+    for date in real_scan.instances["study_date"].dropna().unique():
+        assert date not in text
+    assert "103" in text
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Synthetic trees (run everywhere)
+
+
+def _tree(tmp_path: Path, n: int = 60, seed: int = 0) -> Path:
+    root = tmp_path / "repo"
+    write_scanner_like_tree(root, n, seed=seed, slices_per_series=(15, 20), radiograph_fraction=0.05)
+    return root
+
+
+def test_missing_root_empty_folder_and_file_root(tmp_path):
+    with pytest.raises(RepositoryError, match="does not exist"):
+        scan_repository(tmp_path / "nope")
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(RepositoryError, match="contains no files"):
+        scan_repository(tmp_path / "empty")
+    (tmp_path / "f.dcm").write_bytes(b"x")
+    with pytest.raises(RepositoryError, match="is a file"):
+        scan_repository(tmp_path / "f.dcm")
+
+
+def test_folder_of_only_non_dicom_files_is_reported_not_fatal(tmp_path):
+    (tmp_path / "a.txt").write_text("hello")
+    scan = scan_repository(tmp_path)
+    assert scan.instances.empty and scan.series.empty and scan.studies.empty and scan.selection.empty
+    assert scan.skipped["kind"].tolist() == ["not DICOM"]
+
+
+def test_bad_files_are_listed_and_the_rest_is_indexed(tmp_path):
+    root = _tree(tmp_path)
+    clean = scan_repository(root, use_index=False, workers=1)
+    some = Path(clean.instances["path"].iloc[0])
+    (root / "truncated.dcm").write_bytes(some.read_bytes()[:600])
+    (root / "garbage.dcm").write_bytes(b"\x00" * 128 + b"DICM" + os.urandom(2000))
+    (root / "README.txt").write_text("scans from site 1\n")
+    (root / "empty").write_bytes(b"")
+    (root / "deep" / "er").mkdir(parents=True)
+    (root / "deep" / "er" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + b"\x00" * 100)
+    scan = scan_repository(root, workers=1)
+    assert len(scan.instances) == len(clean.instances)
+    reasons = scan.skipped.set_index("relpath")["reason"]
+    assert reasons["truncated.dcm"].startswith("corrupt DICOM: truncated")
+    assert reasons["garbage.dcm"].startswith("corrupt DICOM")
+    assert reasons["README.txt"].startswith("not DICOM")
+    assert reasons["empty"] == "not DICOM: empty file"
+    assert reasons["deep/er/.DS_Store"].startswith("not DICOM")
+    assert "skipped files: 5" in scan.summary()
+
+
+def test_missing_slice_is_detected_and_series_not_selected(tmp_path):
+    root = _tree(tmp_path)
+    clean = scan_repository(root, use_index=False, workers=1)
+    thin = clean.series[(clean.series["modality"] == "CT") & (clean.series["slice_thickness"] == 1.0)].iloc[0]
+    files = series_files(clean, thin["series_uid"])
+    files[len(files) // 2].unlink()
+    files[len(files) // 2 + 1].unlink()
+    scan = scan_repository(root, use_index=False, workers=1, min_slices=5)
+    s = scan.series.set_index("series_uid").loc[thin["series_uid"]]
+    assert s["has_gap"] and not s["complete"]
+    assert s["n_missing_slices"] == 2
+    assert s["n_slices"] == thin["n_slices"] - 2
+    assert "2 missing between" in s["issues"]
+    sel = scan.selection.set_index("study_uid").loc[thin["study_uid"]]
+    assert sel["series_uid"] != thin["series_uid"]
+    assert "incomplete: gap" in sel["reason"]
+    # the thick series of the same study is chosen instead
+    assert sel["series_uid"] is not None and sel["slice_thickness"] == 2.5
+
+
+def test_duplicate_sop_instance_is_reported(tmp_path):
+    root = _tree(tmp_path)
+    clean = scan_repository(root, use_index=False, workers=1)
+    src = Path(clean.instances["path"].iloc[3])
+    shutil.copy(src, root / "zz_copy_of_a_slice.dcm")
+    scan = scan_repository(root, use_index=False, workers=1)
+    assert len(scan.instances) == len(clean.instances)
+    dup = scan.skipped[scan.skipped["kind"] == "duplicate SOP instance"]
+    assert dup["relpath"].tolist() == ["zz_copy_of_a_slice.dcm"]
+    assert str(src.relative_to(root)) in dup["reason"].iloc[0]
+    uid = clean.instances["series_uid"].iloc[3]
+    assert "duplicate SOP instance file(s) skipped" in scan.series.set_index("series_uid").loc[uid, "issues"]
+
+
+def test_duplicate_slice_position_makes_series_incomplete(tmp_path):
+    import pydicom
+
+    root = _tree(tmp_path)
+    clean = scan_repository(root, use_index=False, workers=1)
+    src = Path(clean.instances["path"].iloc[5])
+    ds = pydicom.dcmread(src)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.77.4242"
+    ds.save_as(src.parent / "other_recon.dcm")
+    scan = scan_repository(root, use_index=False, workers=1)
+    s = scan.series.set_index("series_uid").loc[ds.SeriesInstanceUID]
+    assert s["n_duplicate_positions"] == 1 and not s["complete"]
+    assert "1 duplicate slice positions" in s["issues"]
+
+
+def test_radiographs_are_indexed(tmp_path):
+    root = _tree(tmp_path, n=120, seed=2)
+    scan = scan_repository(root, workers=1)
+    xr = scan.series[scan.series["modality"].isin(["CR", "DX"])]
+    assert len(xr) >= 1
+    assert (xr["n_slices"] == 1).all()
+    assert (xr["pixel_spacing_row"] == 0.15).all()
+    assert not xr["study_uid"].isin(scan.selection["study_uid"]).any()
+
+
+def test_incremental_index(tmp_path):
+    root = _tree(tmp_path)
+    first = scan_repository(root, workers=1)
+    n = first.n_files
+    assert first.n_read == n and (root / INDEX_DIRNAME / "files.parquet").exists()
+    again = scan_repository(root, workers=1)
+    assert again.n_read == 0 and again.n_reused == n
+    pd.testing.assert_frame_equal(again.instances, first.instances)
+    pd.testing.assert_frame_equal(again.series, first.series)
+
+    # touching one file re-reads exactly that one
+    victim = Path(first.instances["path"].iloc[10])
+    st = victim.stat()
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    touched = scan_repository(root, workers=1)
+    assert touched.n_read == 1 and touched.n_reused == n - 1
+
+    # adding one file reads only that one
+    (root / "extra").mkdir()
+    shutil.copy(Path(first.instances["path"].iloc[0]), root / "extra" / "copy.dcm")
+    added = scan_repository(root, workers=1)
+    assert added.n_read == 1 and added.n_files == n + 1
+    assert added.skipped["kind"].tolist() == ["duplicate SOP instance"]
+
+    # a deleted file disappears from every table
+    gone = Path(first.instances["path"].iloc[20])
+    gone.unlink()
+    after = scan_repository(root, workers=1)
+    assert after.n_read == 0 and after.n_removed == 1
+    assert str(gone) not in set(after.instances["path"])
+    fresh = scan_repository(root, use_index=False, workers=1)
+    pd.testing.assert_frame_equal(after.instances, fresh.instances)
+    pd.testing.assert_frame_equal(after.series, fresh.series)
+    pd.testing.assert_frame_equal(after.skipped, fresh.skipped)
+
+
+def test_custom_index_dir_and_unwritable_index(tmp_path):
+    root = _tree(tmp_path)
+    idx = tmp_path / "cache"
+    scan = scan_repository(root, index_dir=idx, workers=1)
+    assert scan.index_path == idx / "files.parquet" and scan.index_path.exists()
+    assert not (root / INDEX_DIRNAME).exists()
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    scan2 = scan_repository(root, index_dir=blocker / "sub", workers=1)
+    assert scan2.index_path is None and any("index not saved" in w for w in scan2.warnings)
+    assert len(scan2.instances) == len(scan.instances)
+
+
+def test_index_from_another_version_is_rebuilt(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = _tree(tmp_path)
+    scan_repository(root, workers=1)
+    path = root / INDEX_DIRNAME / "files.parquet"
+    table = pq.read_table(path).replace_schema_metadata({"kicc_index_version": "0"})
+    pq.write_table(table, path)
+    scan = scan_repository(root, workers=1)
+    assert scan.n_read == scan.n_files and any("another format version" in w for w in scan.warnings)
+    path.write_bytes(b"broken")
+    scan = scan_repository(root, workers=1)
+    assert scan.n_read == scan.n_files and any("unreadable" in w for w in scan.warnings)
+    assert isinstance(pa.__version__, str)
+
+
+def test_process_pool_gives_the_same_tables(tmp_path):
+    root = tmp_path / "repo"
+    write_scanner_like_tree(root, POOL_THRESHOLD + 50, seed=4, slices_per_series=(30, 40))
+    serial = scan_repository(root, use_index=False, workers=1)
+    pooled = scan_repository(root, use_index=False, workers=2)
+    assert pooled.n_read == serial.n_read > POOL_THRESHOLD
+    pd.testing.assert_frame_equal(pooled.instances, serial.instances)
+    pd.testing.assert_frame_equal(pooled.series, serial.series)
+    pd.testing.assert_frame_equal(pooled.selection, serial.selection)
+
+
+def test_series_files_unknown_uid(tmp_path):
+    root = _tree(tmp_path)
+    scan = scan_repository(root, workers=1)
+    with pytest.raises(RepositoryError, match="not found"):
+        series_files(scan, "1.2.3.does.not.exist")
