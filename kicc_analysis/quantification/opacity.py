@@ -90,8 +90,9 @@ def segment_opacities(
 
 
 def _without_thin_structures(mask: np.ndarray) -> np.ndarray:
-    cross = np.zeros((1, 3, 3), dtype=bool)
-    cross[0] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+    if mask.ndim == 3:
+        cross = cross[None]  # in-plane only
     opened = ndimage.binary_opening(mask, structure=cross)
     return ndimage.binary_dilation(opened, structure=cross) & mask
 

@@ -43,6 +43,8 @@ from ..errors import SegmentationError
 
 ALGORITHM_VERSION = "lungs-1.0"
 RIGHT, LEFT = 1, 2
+TIGHT_CROP_BORDER_AIR = 0.5  # slices whose border is < 50 % air are crops through the body
+TIGHT_CROP_OUTSIDE_MAX_HU = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
 LATERAL_MIN = 0.05  # dense-recovery rule: hull-deficit centroid lateral of the lung centroid (x lung width)
 POSTERIOR_MIN = 0.15  # ... or posterior of it (x lung height) and away from the medial edge
 
@@ -119,6 +121,7 @@ def segment_lungs(
     image3d, was_2d = _as_3d(image)
     spacing = np.array(image3d.GetSpacing()[::-1], dtype=float)  # (z, y, x) mm
     factors = np.maximum(1, np.floor(working_spacing_mm / spacing + 1e-6)).astype(int)
+    factors = np.minimum(factors, np.array(image3d.GetSize()[::-1]))  # never shrink an axis below one voxel
     work = sitk.BinShrink(sitk.Cast(image3d, sitk.sitkFloat32), [int(f) for f in factors[::-1]])
     hu = sitk.GetArrayFromImage(work)
     work_spacing = spacing * factors
@@ -164,12 +167,16 @@ def _segment_array(
 
     air = hu < air_threshold
     lab2d, _ = ndimage.label(air, structure=_STRUCT_2D)
-    border = np.unique(
-        np.concatenate(
-            [lab2d[:, 0, :].ravel(), lab2d[:, -1, :].ravel(), lab2d[:, :, 0].ravel(), lab2d[:, :, -1].ravel()]
-        )
-    )
-    outside = np.isin(lab2d, border[border > 0])
+    outside_labels = []
+    for z in range(hu.shape[0]):
+        edge = np.concatenate([lab2d[z, 0, :], lab2d[z, -1, :], lab2d[z, :, 0], lab2d[z, :, -1]])
+        border = np.unique(edge[edge > 0])
+        if border.size and (edge > 0).mean() < TIGHT_CROP_BORDER_AIR:
+            # tight crop through the body (teaching images): border air is outside air only if it is pure air
+            border = border[np.asarray(ndimage.mean(hu[z], lab2d[z], border)) < TIGHT_CROP_OUTSIDE_MAX_HU]
+        outside_labels.append(border)
+    border = np.concatenate(outside_labels)
+    outside = np.isin(lab2d, border)
     candidate = air & ~outside
     body = ~outside
     body_x = _body_centre_x(body)
