@@ -9,6 +9,7 @@ re-scanned without opening any file.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing as mp
 import os
 import tempfile
@@ -314,11 +315,11 @@ def _load_index(path: Path) -> tuple[pd.DataFrame | None, str | None]:
     return table.to_pandas(), None
 
 
-def _save_index(path: Path, df: pd.DataFrame) -> str | None:
+def _save_index(path: Path, df: pd.DataFrame, token: str) -> str | None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pandas(df[list(FLAT_COLUMNS)], schema=_SCHEMA, preserve_index=False)
-        table = table.replace_schema_metadata({"kicc_index_version": INDEX_VERSION})
+        table = table.replace_schema_metadata({"kicc_index_version": INDEX_VERSION, "kicc_tree_token": token})
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".files-", suffix=".parquet.tmp")
         os.close(fd)
         pq.write_table(table, tmp, compression="zstd")
@@ -381,10 +382,31 @@ def scan_repository(
     if not found:
         raise RepositoryError(f"repository folder {root_path} contains no files (expected DICOM files, any nesting)")
 
+    current = pd.DataFrame(found, columns=["relpath", "size", "mtime_ns"])
+    current = current.sort_values("relpath", kind="stable").reset_index(drop=True)
+    token = _tree_token(current, root_path)
+    if use_index:
+        cached = _load_tables(index_folder, token)
+        if cached is not None:
+            instances, series, skipped = cached
+            return _finish_scan(
+                root_path,
+                instances,
+                series,
+                skipped,
+                len(current),
+                0,
+                len(current),
+                0,
+                index_path,
+                notes,
+                min_slices,
+                kernel_first,
+            )
+
     old, note = _load_index(index_path) if use_index else (None, None)
     if note:
         notes.append(note)
-    current = pd.DataFrame(found, columns=["relpath", "size", "mtime_ns"])
     reused = _SCHEMA.empty_table().to_pandas()
     n_removed = 0
     if old is not None and not old.empty:
@@ -402,18 +424,98 @@ def scan_repository(
     files = files.sort_values("relpath", kind="stable").reset_index(drop=True)
 
     saved_path: Path | None = index_path if use_index else None
-    if use_index and (todo or n_removed or old is None or len(old) != len(files)):
-        err = _save_index(index_path, files)
+    if use_index:
+        err = _save_index(index_path, files, token)
         if err:
             notes.append(err)
             saved_path = None
 
-    return _assemble(root_path, files, len(todo), len(reused), n_removed, saved_path, notes, min_slices, kernel_first)
+    instances, series, skipped = _build_tables(root_path, files)
+    if saved_path is not None:
+        err = _save_tables(index_folder, token, instances, series, skipped)
+        if err:
+            notes.append(err)
+    return _finish_scan(
+        root_path,
+        instances,
+        series,
+        skipped,
+        len(files),
+        len(todo),
+        len(reused),
+        n_removed,
+        saved_path,
+        notes,
+        min_slices,
+        kernel_first,
+    )
 
 
-def _assemble(
+def _tree_token(current: pd.DataFrame, root: Path) -> str:
+    """Fingerprint of the tree (root, relative paths, sizes, mtimes) and of the table format."""
+    h = hashlib.sha1(f"{INDEX_VERSION}\x1f{root}\x1f{len(current)}".encode())
+    h.update(pd.util.hash_pandas_object(current, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+_TABLE_FILES = {"instances": "instances.parquet", "series": "series.parquet", "skipped": "skipped.parquet"}
+
+
+def _load_tables(folder: Path, token: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
+    """Tables cached by the previous scan, when the tree has not changed since (same token)."""
+    try:
+        paths = {k: folder / v for k, v in _TABLE_FILES.items()}
+        index_meta = pq.read_schema(folder / INDEX_FILE).metadata or {}
+        if index_meta.get(b"kicc_index_version") != INDEX_VERSION.encode():
+            return None
+        if index_meta.get(b"kicc_tree_token") != token.encode():
+            return None
+        for path in paths.values():
+            meta = pq.read_schema(path).metadata or {}
+            if meta.get(b"kicc_tree_token") != token.encode():
+                return None
+        return tuple(pq.read_table(paths[k]).to_pandas() for k in ("instances", "series", "skipped"))  # type: ignore[return-value]
+    except Exception:  # noqa: BLE001 - missing or broken cache: rebuild the tables
+        return None
+
+
+def _save_tables(
+    folder: Path, token: str, instances: pd.DataFrame, series: pd.DataFrame, skipped: pd.DataFrame
+) -> str | None:
+    try:
+        for key, df in (("instances", instances), ("series", series), ("skipped", skipped)):
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            meta = dict(table.schema.metadata or {})
+            meta[b"kicc_tree_token"] = token.encode()
+            table = table.replace_schema_metadata(meta)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}-", suffix=".parquet.tmp")
+            os.close(fd)
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, folder / _TABLE_FILES[key])
+    except (OSError, pa.ArrowException) as exc:
+        return f"table cache not saved in {folder} ({exc}); the next scan rebuilds the tables"
+    return None
+
+
+def _build_tables(root: Path, files: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    bad = files["error"].notna()
+    skipped = files.loc[bad, ["relpath", "size", "error"]].rename(columns={"error": "reason"})
+    instances, duplicates = build_instances(files.loc[~bad], str(root))
+    series = build_series(instances, duplicates)
+    skipped = pd.concat([skipped, duplicates[["relpath", "size", "reason"]]], ignore_index=True)
+    skipped.insert(0, "path", [str(root / p) for p in skipped["relpath"]])
+    skipped["kind"] = skipped["reason"].str.split(":").str[0]
+    skipped = skipped.sort_values("relpath", kind="stable").reset_index(drop=True)
+    skipped["size"] = skipped["size"].astype("int64")
+    return instances, series, skipped
+
+
+def _finish_scan(
     root: Path,
-    files: pd.DataFrame,
+    instances: pd.DataFrame,
+    series: pd.DataFrame,
+    skipped: pd.DataFrame,
+    n_files: int,
     n_read: int,
     n_reused: int,
     n_removed: int,
@@ -422,16 +524,8 @@ def _assemble(
     min_slices: int,
     kernel_first: bool,
 ) -> RepositoryScan:
-    bad = files["error"].notna()
-    skipped = files.loc[bad, ["relpath", "size", "error"]].rename(columns={"error": "reason"})
-    instances, duplicates = build_instances(files.loc[~bad], str(root))
-    series = build_series(instances, duplicates)
     selection = select_ct_series(series, min_slices=min_slices, kernel_first=kernel_first)
     studies = build_studies(series, selection)
-    skipped = pd.concat([skipped, duplicates[["relpath", "size", "reason"]]], ignore_index=True)
-    skipped.insert(0, "path", [str(root / p) for p in skipped["relpath"]])
-    skipped["kind"] = skipped["reason"].str.split(":").str[0]
-    skipped = skipped.sort_values("relpath", kind="stable").reset_index(drop=True)
     return RepositoryScan(
         root=root,
         instances=instances,
@@ -439,7 +533,7 @@ def _assemble(
         studies=studies,
         skipped=skipped,
         selection=selection,
-        n_files=len(files),
+        n_files=n_files,
         n_read=n_read,
         n_reused=n_reused,
         n_removed=n_removed,

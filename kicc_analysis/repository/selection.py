@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,7 +75,7 @@ def kernel_class(kernel: str | None) -> str:
     return "unknown"
 
 
-def series_rejection(row: pd.Series, min_slices: int) -> str | None:
+def series_rejection(row: Mapping[str, Any], min_slices: int) -> str | None:
     """Why a series cannot be quantified as a chest CT volume, or None when it is eligible."""
     if row.get("modality") != "CT":
         return f"modality {row.get('modality')}, not CT"
@@ -91,7 +93,7 @@ def series_rejection(row: pd.Series, min_slices: int) -> str | None:
     return None
 
 
-def _key(row: pd.Series, kernel_first: bool) -> tuple:
+def _key(row: Mapping[str, Any], kernel_first: bool) -> tuple:
     thick = row.get("slice_thickness")
     if thick is None or (isinstance(thick, float) and math.isnan(thick)):
         spacing = row.get("slice_spacing")
@@ -105,7 +107,7 @@ def _key(row: pd.Series, kernel_first: bool) -> tuple:
     return (*first, derived, -int(row.get("n_slices") or 0), number, str(row.get("series_uid")))
 
 
-def _describe(row: pd.Series) -> str:
+def _describe(row: Mapping[str, Any]) -> str:
     thick = row.get("slice_thickness")
     thick_txt = "unknown thickness" if thick is None or pd.isna(thick) else f"{float(thick):g} mm"
     kernel = row.get("kernel") or "not recorded"
@@ -115,7 +117,7 @@ def _describe(row: pd.Series) -> str:
     )
 
 
-def _short(row: pd.Series) -> str:
+def _short(row: Mapping[str, Any]) -> str:
     number = row.get("series_number")
     uid = str(row.get("series_uid"))
     tail = uid[-10:]
@@ -159,7 +161,7 @@ def select_ct_series(series: pd.DataFrame, *, min_slices: int = 10, kernel_first
     for study_uid, group in ct.groupby("study_uid", sort=True):
         rejected: list[str] = []
         eligible = []
-        for _, row in group.iterrows():
+        for row in group.to_dict("records"):
             why = series_rejection(row, min_slices)
             if why is None:
                 eligible.append(row)
