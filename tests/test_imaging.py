@@ -1,0 +1,156 @@
+"""Tests of kicc_analysis.imaging: load_ct on real DICOM/NRRD/NIfTI data and small synthetic series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from conftest import shared_path
+from pydicom.dataset import FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from kicc_analysis.errors import ImagingError, MissingCodecError
+from kicc_analysis.imaging import AIR_HU, display_to_hu, get_load_report, load_ct
+
+
+def test_ct64_dicom_and_nrrd_identical():
+    folder = shared_path("data", "ct", "cip_copdgene_ct64")
+    dicom = load_ct(folder / "ct-64Dicom")
+    nrrd = load_ct(folder / "ct-64.nrrd")
+    assert dicom.GetSize() == nrrd.GetSize() == (64, 64, 79)
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(dicom), sitk.GetArrayViewFromImage(nrrd))
+    np.testing.assert_allclose(dicom.GetSpacing(), nrrd.GetSpacing(), atol=1e-3)
+    np.testing.assert_allclose(dicom.GetOrigin(), nrrd.GetOrigin(), atol=1e-3)
+    arr = sitk.GetArrayViewFromImage(dicom)
+    assert arr.min() == -1007 and arr.max() == 1095  # SOURCE.txt HU range
+
+
+def test_jpeg2000_series_matches_gdcm_decoder():
+    folder = shared_path("data", "ct", "totalseg_example_ct", "example_ct_dicom")
+    image = load_ct(folder)
+    report = get_load_report(image)
+    assert report.transfer_syntax == "1.2.840.10008.1.2.4.90"
+    assert image.GetSize() == (512, 512, 20)
+    assert image.GetSpacing()[2] == pytest.approx(2.0)
+    # independent decoder: SimpleITK/GDCM
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    reference = sitk.DICOMOrient(reader.Execute(), "LPS")
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(reference))
+    arr = sitk.GetArrayViewFromImage(image)
+    assert arr.min() == -1024 and arr.max() == 1839  # SOURCE.txt
+
+
+def test_nifti_is_reoriented_to_lps():
+    path = shared_path("data", "ct", "totalseg_example_ct", "example_ct.nii.gz")
+    image = load_ct(path)
+    assert image.GetDirection() == (1, 0, 0, 0, 1, 0, 0, 0, 1)
+    raw = sitk.ReadImage(str(path))
+    # the RAS-stored file has x and y flipped: the LPS array is the raw array reversed along y and x
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(raw)[:, ::-1, ::-1])
+
+
+def test_padding_minus_2048_set_to_air_and_reported():
+    image = load_ct(shared_path("data", "ct", "lungmask_lidc_slice", "0.dcm"))
+    arr = sitk.GetArrayViewFromImage(image)
+    assert image.GetSize() == (512, 512, 1)
+    assert arr.min() >= -1100
+    report = get_load_report(image)
+    assert report.padding_fraction == pytest.approx(0.215, abs=0.005)  # SOURCE.txt: 21.5 % of pixels
+    assert any("outside the scan field" in w for w in report.warnings)
+
+
+def test_padding_minus_3024_and_rescale_intercept():
+    image = load_ct(shared_path("data", "ct", "cip_copdgene_crop", "simple_dicom"))
+    arr = sitk.GetArrayViewFromImage(image)
+    assert arr.min() == AIR_HU and arr.max() == 1219  # SOURCE: -3024..1219 after rescale
+    assert image.GetSpacing()[2] == pytest.approx(0.625)
+
+
+# ------------------------------------------------------------------ synthetic series (run everywhere)
+def _write_slice(path, z, pixels, uid, syntax=ExplicitVRLittleEndian, tilt=None, intercept=-1024):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = syntax
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID = uid
+    ds.Modality = "CT"
+    ds.ImagePositionPatient = [0.0, 0.0, float(z)]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [0.8, 0.8]
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept = intercept
+    ds.RescaleSlope = 1
+    if tilt is not None:
+        ds.GantryDetectorTilt = tilt
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_unsorted_missing_and_non_dicom_files(tmp_path):
+    uid = generate_uid()
+    positions = [0, 2, 4, 8, 10]  # slice at 6 mm missing
+    rng = np.random.default_rng(0)
+    for i, z in enumerate(reversed(positions)):  # written in reverse order, names unsorted
+        _write_slice(tmp_path / f"x{rng.integers(1000)}_{i}", z, np.full((8, 8), 1024 + 10 * z), uid)
+    (tmp_path / "notes.txt").write_text("not dicom")
+    image = load_ct(tmp_path)
+    report = get_load_report(image)
+    assert image.GetSize() == (8, 8, 6)
+    assert report.missing_slices == 1 and report.skipped_files == 1
+    values = sitk.GetArrayViewFromImage(image)[:, 0, 0]
+    np.testing.assert_allclose(values, [0, 20, 40, 60, 80, 100])  # HU = 10 * z, gap interpolated, ascending z
+
+
+def test_gantry_tilt_reported(tmp_path):
+    uid = generate_uid()
+    for z in range(3):
+        _write_slice(tmp_path / f"s{z}.dcm", z * 2.0, np.full((4, 4), 1000), uid, tilt=15.0)
+    report = get_load_report(load_ct(tmp_path))
+    assert report.gantry_tilt_deg == pytest.approx(15.0)
+    assert any("tilt" in w for w in report.warnings)
+
+
+def test_missing_codec_fails_early(tmp_path, monkeypatch):
+    uid = generate_uid()
+    _write_slice(tmp_path / "a.dcm", 0.0, np.zeros((4, 4)), uid)
+    ds = pydicom.dcmread(tmp_path / "a.dcm")
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.80"  # JPEG-LS lossless: needs an optional plugin
+    ds.PixelData = encapsulate([bytes(32)])  # placeholder frame; decoding must never be attempted
+    ds["PixelData"].VR = "OB"
+    ds.save_as(tmp_path / "a.dcm")
+
+    class _Unavailable:
+        is_available = False
+        missing_dependencies = ["pylibjpeg-libjpeg"]
+
+    monkeypatch.setattr("pydicom.pixels.get_decoder", lambda uid: _Unavailable())
+    with pytest.raises(MissingCodecError, match="pip install"):
+        load_ct(tmp_path)
+
+
+def test_bad_sources():
+    with pytest.raises(ImagingError, match="not found"):
+        load_ct("/nonexistent/ct")
+    with pytest.raises(ImagingError, match="empty list"):
+        load_ct([])
+
+
+def test_display_to_hu_inverts_window():
+    hu = display_to_hu(np.array([0, 127.5, 255]), level=-600, width=1500)
+    np.testing.assert_allclose(hu, [-1350, -600, 150])
+    with pytest.raises(ImagingError):
+        display_to_hu(np.array([300]), level=-600, width=1500)
+    with pytest.raises(ImagingError):
+        display_to_hu(np.array([3]), level=-600, width=0)

@@ -1,0 +1,125 @@
+"""Tests of kicc_analysis.segmentation.segment_lungs on real CT (../shared) and the demo phantom."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import shared_path
+
+from kicc_analysis.errors import SegmentationError
+from kicc_analysis.imaging import load_ct
+from kicc_analysis.segmentation import LEFT, RIGHT, segment_lungs
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * (a & b).sum() / (a.sum() + b.sum()))
+
+
+@pytest.fixture(scope="module")
+def ct64():
+    folder = shared_path("data", "ct", "cip_copdgene_ct64")
+    lm = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "lm-64.nrrd")))
+    region = lm & 255  # CIP encoding: value = type << 8 | region
+    truth = np.zeros(lm.shape, dtype=np.uint8)
+    truth[(region >= 12) & (region <= 14)] = RIGHT  # RIGHTUPPER/MIDDLE/LOWERTHIRD
+    truth[(region >= 9) & (region <= 11)] = LEFT  # LEFTUPPER/MIDDLE/LOWERTHIRD
+    whole = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "wholeLung-64.nrrd"))) > 0
+    return folder, truth, whole
+
+
+def test_ct64_dice_against_cip_and_left_right(ct64):
+    folder, truth, whole = ct64
+    result = segment_lungs(load_ct(folder / "ct-64.nrrd"))
+    labels = sitk.GetArrayFromImage(result.labels)
+    assert dice(labels > 0, whole) >= 0.95
+    assert dice(labels == RIGHT, truth == RIGHT) >= 0.95
+    assert dice(labels == LEFT, truth == LEFT) >= 0.95
+    # trachea (CIP airway type, undefined region = 512) mostly excluded
+    assert result.qa["flags"] == []
+    assert 4000 < result.qa["total_ml"] < 5200  # CIP: 4554 mL
+
+
+def test_ct64_dicom_and_nrrd_give_same_mask(ct64):
+    folder, _, _ = ct64
+    a = sitk.GetArrayFromImage(segment_lungs(load_ct(folder / "ct-64Dicom")).labels)
+    b = sitk.GetArrayFromImage(segment_lungs(load_ct(folder / "ct-64.nrrd")).labels)
+    assert dice(a > 0, b > 0) > 0.999
+    np.testing.assert_array_equal(a, b)
+
+
+def test_two_slice_crop_matches_cip_partial_labelmap():
+    folder = shared_path("data", "ct", "cip_copdgene_crop")
+    image = load_ct(folder / "crop_ct_2slices.nrrd")
+    result = segment_lungs(image)
+    labels = sitk.GetArrayFromImage(result.labels)
+    lm = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "crop_ct_partialLungLabelMap.nrrd")))[60:62]
+    region = lm & 255
+    lung = (region >= 9) & (region <= 14)
+    assert result.qa["mode"] == "2d"
+    assert dice(labels > 0, lung) >= 0.93
+    left = (region >= 9) & (region <= 11)
+    assert dice(labels == LEFT, left) >= 0.9
+
+
+def test_single_slice_with_padding():
+    image = load_ct(shared_path("data", "ct", "lungmask_lidc_slice", "0.dcm"))
+    result = segment_lungs(image[:, :, 0])  # a true 2-D image
+    labels = sitk.GetArrayFromImage(result.labels)
+    assert result.labels.GetDimension() == 2
+    assert set(np.unique(labels)) == {0, RIGHT, LEFT}
+    xs_right = np.nonzero(labels == RIGHT)[1].mean()
+    xs_left = np.nonzero(labels == LEFT)[1].mean()
+    assert xs_right < xs_left  # LPS: patient right at small x
+    area_fraction = (labels > 0).mean()
+    assert 0.10 < area_fraction < 0.40  # mid-thorax slice: lungs fill a sensible share of the FOV
+    hu = sitk.GetArrayFromImage(image)[0]
+    assert (hu[labels > 0] < -400).mean() > 0.8  # mostly aerated lung
+    assert (hu[labels == 0] < -400).mean() < 0.5  # background is mostly body or outside air set to -1024
+    assert result.qa["flags"] == []
+
+
+def test_segment_lungs_rejects_bad_input():
+    with pytest.raises(SegmentationError):
+        segment_lungs(np.zeros((4, 4)))
+
+
+# ------------------------------------------------------------------ demo phantom
+phantom = pytest.importorskip("kicc_analysis.demo.phantom")
+
+
+@pytest.fixture(scope="module")
+def chest():
+    ph = phantom.chest_phantom(lesions="random", seed=3)
+    image = sitk.GetImageFromArray(ph.hu)
+    image.SetSpacing(tuple(float(s) for s in ph.spacing_mm[::-1]))
+    return ph, image, segment_lungs(image)
+
+
+def test_phantom_lung_dice(chest):
+    ph, _, result = chest
+    labels = sitk.GetArrayFromImage(result.labels)
+    assert dice(labels > 0, ph.lung_labels > 0) >= 0.97
+    assert dice(labels == RIGHT, ph.lung_labels == RIGHT) >= 0.95
+    assert dice(labels == LEFT, ph.lung_labels == LEFT) >= 0.95
+
+
+@pytest.mark.xfail(
+    reason="sub-pleural consolidation bands are only partly recovered by the convex-hull rule "
+    "(~20-45 % on the phantom); see docs/ct.md 'Known limitations'",
+    strict=True,
+)
+def test_phantom_consolidation_inside_mask(chest):
+    ph, _, result = chest
+    labels = sitk.GetArrayFromImage(result.labels)
+    consolidation = ph.lesion_labels == 2
+    assert (consolidation & (labels > 0)).sum() / consolidation.sum() >= 0.95
+
+
+def test_phantom_dense_recovery_helps(chest):
+    ph, image, result = chest
+    plain = sitk.GetArrayFromImage(segment_lungs(image, recover_dense=False).labels)
+    labels = sitk.GetArrayFromImage(result.labels)
+    consolidation = ph.lesion_labels == 2
+    assert (consolidation & (labels > 0)).sum() > (consolidation & (plain > 0)).sum()
+    assert result.qa["dense_recovered_ml"] > 0
