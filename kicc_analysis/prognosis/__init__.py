@@ -13,7 +13,7 @@ Submodules (import from here; all functions take plain DataFrames / arrays):
 * :mod:`.validation` – bootstrap optimism correction
 * :mod:`.plots` – publication figures
 
-Names are loaded lazily so ``import kicc_analysis.prognosis`` stays fast.
+Everything but :mod:`.plots` (matplotlib) is imported with the package.
 """
 
 from __future__ import annotations
@@ -21,40 +21,36 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-_LAZY = {
-    "table_one": "table_one",
-    "logistic": "logistic",
-    "hosmer_lemeshow": "logistic",
-    "roc_auc": "roc",
-    "delong_test": "roc",
-    "youden": "roc",
-    "hanley_mcneil_se": "roc",
-    "roc_curve": "roc",
-    "calibration": "calibration",
-    "decision_curve": "decision_curve",
-    "decision_curve_survival": "decision_curve",
-    "kaplan_meier": "survival",
-    "logrank": "survival",
-    "km_table": "survival",
-    "cox": "cox",
-    "ph_test": "cox",
-    "harrell_c": "concordance",
-    "uno_c": "concordance",
-    "time_dependent_auc": "concordance",
-    "brier_score": "concordance",
-    "cumulative_incidence": "competing_risks",
-    "gray_test": "competing_risks",
-    "fine_gray": "competing_risks",
-    "cause_specific_cox": "competing_risks",
-    "impute_and_pool": "imputation",
-    "pool_rubin": "imputation",
-    "bootstrap_validate": "validation",
-}
+# Functions share their names with the modules that define them (``cox.cox``, ``logistic.logistic``,
+# ``table_one.table_one``), so they are imported eagerly: the function then shadows the module attribute.
+from kicc_analysis.prognosis.calibration import calibration
+from kicc_analysis.prognosis.competing_risks import (
+    cause_specific_cox,
+    competing_outcome,
+    cumulative_incidence,
+    fine_gray,
+    gray_test,
+)
+from kicc_analysis.prognosis.concordance import brier_score, harrell_c, time_dependent_auc, uno_c
+from kicc_analysis.prognosis.cox import cox, ph_test
+from kicc_analysis.prognosis.decision_curve import decision_curve, decision_curve_survival
+from kicc_analysis.prognosis.imputation import impute_and_pool, pool_rubin
+from kicc_analysis.prognosis.logistic import hosmer_lemeshow, logistic
+from kicc_analysis.prognosis.roc import delong_test, hanley_mcneil_se, roc_auc, roc_curve, youden
+from kicc_analysis.prognosis.survival import kaplan_meier, km_table, logrank
+from kicc_analysis.prognosis.table_one import table_one
+from kicc_analysis.prognosis.validation import bootstrap_validate
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "bootstrap_validate", "brier_score", "calibration", "cause_specific_cox", "competing_outcome", "cox",
+    "cumulative_incidence", "decision_curve", "decision_curve_survival", "delong_test", "fine_gray", "gray_test",
+    "hanley_mcneil_se", "harrell_c", "hosmer_lemeshow", "impute_and_pool", "kaplan_meier", "km_table", "logistic",
+    "logrank", "ph_test", "plots", "pool_rubin", "roc_auc", "roc_curve", "table_one", "time_dependent_auc", "uno_c",
+    "youden",
+]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(f"kicc_analysis.prognosis.{_LAZY[name]}"), name)
+    if name == "plots":  # matplotlib is imported only when figures are wanted
+        return import_module("kicc_analysis.prognosis.plots")
     raise AttributeError(f"module 'kicc_analysis.prognosis' has no attribute {name!r}")

@@ -26,12 +26,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import as_float_array, check_survival, complete_mask
 from kicc_analysis.results import Estimate
 
-__all__ = ["ConcordanceCounts", "harrell_c", "uno_c", "concordance_counts", "censoring_survival"]
+__all__ = [
+    "ConcordanceCounts", "harrell_c", "uno_c", "concordance_counts", "censoring_survival", "time_dependent_auc",
+    "brier_score",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -242,3 +246,116 @@ def uno_c(
         convention="Uno 2011 IPCW C, G = KM of censoring at time_i, truncated at tau",
         extra={"tau": tau, "concordant": counts.concordant, "discordant": counts.discordant},
     )
+
+
+def _ipcw_g(time: np.ndarray, event: np.ndarray, train_time: Any, train_event: Any):
+    if train_time is None:
+        gt, ge = time, event
+    else:
+        gt, ge = as_float_array(train_time, "train_time"), as_float_array(train_event, "train_event")
+    gtimes, gvals = censoring_survival(gt, ge)
+    return lambda at: _step(gtimes, gvals, np.asarray(at, dtype=float))
+
+
+def time_dependent_auc(
+    time: Any,
+    event: Any,
+    risk: Any,
+    times: Any,
+    *,
+    train_time: Any = None,
+    train_event: Any = None,
+) -> pd.DataFrame:
+    """Cumulative/dynamic time-dependent AUC with IPCW (Uno et al. 2007; Hung & Chiang 2010).
+
+    Cases at time t: event at or before t (weighted 1/G(T_i)); controls: still event-free after t.
+    Ties in risk count 1/2. ``risk`` may be one score per subject or an (n, len(times)) array.
+
+    Returns
+    -------
+    DataFrame
+        ``time, auc, n_cases, n_controls``; ``attrs["mean_auc"]`` is the KM-weighted mean
+        over ``times`` (as scikit-survival ``cumulative_dynamic_auc``).
+    """
+    t = as_float_array(time, "time")
+    e = as_float_array(event, "event")
+    r = np.asarray(risk, dtype=float)
+    tt = np.atleast_1d(np.asarray(times, dtype=float))
+    r2 = r[:, None] * np.ones(len(tt)) if r.ndim == 1 else r
+    if r2.shape != (len(t), len(tt)):
+        raise AnalysisError(f"time_dependent_auc: risk must have shape (n,) or (n, {len(tt)}), found {r.shape}")
+    keep = complete_mask("time_dependent_auc", time=t, event=e, risk=r2)
+    t, e, r2 = t[keep], e[keep].astype(int), r2[keep]
+    check_survival(t, e, "time_dependent_auc")
+    g = _ipcw_g(t, e, train_time, train_event)
+    gi = g(t)
+    rows = []
+    for k, tk in enumerate(tt):
+        case = (t <= tk) & (e == 1)
+        ctrl = t > tk
+        if not case.any() or not ctrl.any():
+            rows.append({"time": tk, "auc": np.nan, "n_cases": int(case.sum()), "n_controls": int(ctrl.sum())})
+            continue
+        rc = np.sort(r2[ctrl, k])
+        ri = r2[case, k]
+        less = np.searchsorted(rc, ri, side="left")
+        ties = np.searchsorted(rc, ri, side="right") - less
+        w = 1.0 / gi[case]
+        auc = float(w @ (less + 0.5 * ties) / (w.sum() * len(rc)))
+        rows.append({"time": tk, "auc": auc, "n_cases": int(case.sum()), "n_controls": int(ctrl.sum())})
+    out = pd.DataFrame(rows)
+    # KM-weighted mean AUC
+    ut, inv = np.unique(t, return_inverse=True)
+    d = np.bincount(inv, weights=e, minlength=len(ut))
+    nrisk = np.bincount(inv, minlength=len(ut))[::-1].cumsum()[::-1]
+    s = np.cumprod(1 - d / nrisk)
+    s_at = _step(ut, s, tt)
+    wts = -np.diff(np.r_[1.0, s_at])
+    ok = np.isfinite(out["auc"].to_numpy())
+    out.attrs["mean_auc"] = float((wts[ok] * out["auc"].to_numpy()[ok]).sum() / (1 - s_at[-1])) if ok.any() else np.nan
+    return out
+
+
+def brier_score(
+    time: Any,
+    event: Any,
+    surv_prob: Any,
+    times: Any,
+    *,
+    train_time: Any = None,
+    train_event: Any = None,
+) -> pd.DataFrame:
+    """IPCW Brier score of predicted survival probabilities (Graf et al. 1999).
+
+    Parameters
+    ----------
+    surv_prob : array (n, len(times))
+        Predicted S(t | x_i) at each of ``times``.
+
+    Returns
+    -------
+    DataFrame
+        ``time, brier``; ``attrs["integrated_brier"]`` is the trapezoidal integral over
+        ``times`` divided by its range (when more than one time is given).
+    """
+    t = as_float_array(time, "time")
+    e = as_float_array(event, "event")
+    tt = np.atleast_1d(np.asarray(times, dtype=float))
+    s = np.asarray(surv_prob, dtype=float).reshape(len(t), len(tt))
+    keep = complete_mask("brier_score", time=t, event=e, surv_prob=s)
+    t, e, s = t[keep], e[keep].astype(int), s[keep]
+    check_survival(t, e, "brier_score")
+    g = _ipcw_g(t, e, train_time, train_event)
+    gi = g(t)
+    gt = g(tt)
+    scores = []
+    for k, tk in enumerate(tt):
+        died = (t <= tk) & (e == 1)
+        alive = t > tk
+        with np.errstate(divide="ignore", invalid="ignore"):
+            term = np.where(died, s[:, k] ** 2 / gi, 0.0) + np.where(alive, (1 - s[:, k]) ** 2 / gt[k], 0.0)
+        scores.append(float(term.mean()))
+    out = pd.DataFrame({"time": tt, "brier": scores})
+    if len(tt) > 1:
+        out.attrs["integrated_brier"] = float(np.trapezoid(scores, tt) / (tt[-1] - tt[0]))
+    return out
