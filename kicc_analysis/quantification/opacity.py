@@ -98,15 +98,20 @@ def _without_thin_structures(mask: np.ndarray) -> np.ndarray:
 
 
 def severity_score(opacity_pct: float) -> int:
-    """Zone severity 0-5 from the percentage of the zone involved (0 none, 1 <5, 2 5-25, 3 25-50, 4 50-75, 5 >75)."""
+    """Zone severity 0-5 from the percentage involved: 0 none, 1 <5, 2 5-25, 3 >25-50, 4 >50-75, 5 >75 (%)."""
     if not np.isfinite(opacity_pct) or opacity_pct <= 0:
         return 0
-    return 1 + int(np.searchsorted(SEVERITY_EDGES_PCT, opacity_pct, side="left"))
+    if opacity_pct < SEVERITY_EDGES_PCT[0]:
+        return 1
+    # 5 <= p <= 25 -> 2, 25 < p <= 50 -> 3, 50 < p <= 75 -> 4, p > 75 -> 5
+    return 2 + int(np.searchsorted(SEVERITY_EDGES_PCT[1:], opacity_pct, side="left"))
 
 
 def zone_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
     """Boolean masks of the six zones (thirds of each lung's cranio-caudal extent; array z = inferior->superior)."""
     zones: dict[str, np.ndarray] = {}
+    if labels.ndim < 3:
+        return zones
     for side, value in (("right", 1), ("left", 2)):
         lung = labels == value
         slices = np.nonzero(lung.any(axis=tuple(range(1, lung.ndim))))[0]

@@ -1,0 +1,115 @@
+"""Tests of kicc_analysis.quantification: bins, opacity labels, per-region metrics, severity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from kicc_analysis.errors import AnalysisError
+from kicc_analysis.quantification import (
+    HU_BIN_PRESETS,
+    display_to_hu,
+    get_bins,
+    quantify,
+    segment_opacities,
+    severity_score,
+)
+
+
+def _image(array: np.ndarray, spacing=(2.0, 2.0, 2.0)) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    return image
+
+
+def test_severity_score_edges():
+    assert [severity_score(p) for p in (0, 0.1, 4.99, 5, 25, 25.1, 50, 75, 75.1, 100)] == [0, 1, 1, 2, 2, 3, 3, 4, 5, 5]
+    assert severity_score(np.nan) == 0
+
+
+def test_bins_presets_and_validation():
+    assert get_bins()["ggo"] == (-700.0, -300.0)
+    assert get_bins("lung_ct_analyzer")["consolidation"] == (-400.0, 0.0)
+    assert set(HU_BIN_PRESETS) == {"default", "lung_ct_analyzer", "po_pho"}
+    with pytest.raises(AnalysisError, match="unknown HU bin preset"):
+        get_bins("nope")
+    with pytest.raises(AnalysisError, match="missing"):
+        get_bins({"ggo": (-700, -300)})
+    with pytest.raises(AnalysisError, match="low < high"):
+        get_bins({"ggo": (-300, -700), "consolidation": (-300, 50)})
+
+
+def test_quantify_known_volumes():
+    # 2 mm voxels = 0.008 mL; right lung 10x10x9 block, left the same; known GGO/consolidation blocks
+    hu = np.full((9, 20, 30), -850, dtype=np.int16)
+    labels = np.zeros(hu.shape, dtype=np.uint8)
+    labels[:, 5:15, 2:12] = 1
+    labels[:, 5:15, 18:28] = 2
+    hu[0:3, 5:15, 2:12] = -500  # right lower third: GGO, 300 voxels
+    hu[0:3, 5:10, 18:28] = 0  # left lower third: consolidation block 5x10x3 = 150 voxels
+    image, lungs = _image(hu), _image(labels)
+    table = quantify(image, lungs).set_index("region")
+    voxel = 0.008
+    assert table.loc["both", "volume_ml"] == pytest.approx(1800 * voxel)
+    assert table.loc["right", "ggo_ml"] == pytest.approx(300 * voxel)
+    assert table.loc["left", "consolidation_ml"] == pytest.approx(150 * voxel)
+    assert table.loc["right_lower", "ggo_pct"] == pytest.approx(100.0)
+    assert table.loc["left_lower", "consolidation_pct"] == pytest.approx(50.0)
+    assert table.loc["right_lower", "severity_score"] == 5
+    assert table.loc["left_lower", "severity_score"] == 3
+    assert table.loc["right_upper", "severity_score"] == 0
+    assert table["severity_total"].iloc[0] == 8
+    assert table.loc["both", "opacity_pct"] == pytest.approx(100 * 450 / 1800)
+    assert table.loc["right_upper", "mean_hu"] == pytest.approx(-850)
+    assert set(table.index) == {"both", "right", "left"} | {
+        f"{s}_{z}" for s in ("right", "left") for z in ("upper", "middle", "lower")
+    }
+
+
+def test_quantify_rejects_mismatched_grid():
+    with pytest.raises(AnalysisError, match="share the grid"):
+        quantify(_image(np.zeros((3, 4, 4), np.int16)), _image(np.zeros((3, 4, 5), np.uint8)))
+
+
+def test_vessel_filter_removes_thin_tubes_not_blobs():
+    hu = np.full((3, 40, 40), -850, dtype=np.int16)
+    labels = np.ones(hu.shape, dtype=np.uint8)
+    hu[:, 20, 2:38] = 40  # 1-voxel vessel
+    hu[:, 5:15, 5:15] = 20  # 10x10 consolidation
+    opac = sitk.GetArrayFromImage(segment_opacities(_image(hu), _image(labels)))
+    assert (opac[:, 5:15, 5:15] == 2).all()
+    assert (opac[:, 20, 20:38] == 0).all()
+    raw = sitk.GetArrayFromImage(segment_opacities(_image(hu), _image(labels), remove_vessels=False))
+    assert (raw[:, 20, 2:38] == 2).all()
+
+
+def test_two_d_slice_quantification_without_zones():
+    hu = np.full((30, 30), -850, dtype=np.int16)
+    hu[10:20, 10:20] = -500
+    labels = np.ones(hu.shape, dtype=np.uint8)
+    table = quantify(_image(hu, (1.0, 1.0)), _image(labels, (1.0, 1.0)))
+    assert list(table.region) == ["both", "right", "left"]
+    assert table.set_index("region").loc["both", "ggo_pct"] == pytest.approx(100 * 100 / 900)
+    assert np.isnan(table.severity_total.iloc[0])
+
+
+def test_display_to_hu_roundtrip_with_quantify():
+    display = np.full((20, 20), 100.0)  # lung window -600/1500: 100 -> -761 HU (aerated)
+    display[5:10, 5:10] = 170.0  # -> -350 HU (GGO)
+    hu = display_to_hu(display, level=-600, width=1500)
+    table = quantify(_image(hu, (1.0, 1.0)), _image(np.ones(hu.shape, np.uint8), (1.0, 1.0)))
+    assert table.set_index("region").loc["both", "ggo_ml"] == pytest.approx(25 / 1000)
+
+
+phantom = pytest.importorskip("kicc_analysis.demo.phantom")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_phantom_opacity_volumes_within_5_percent_on_truth_mask(seed):
+    ph = phantom.chest_phantom(lesions="random", seed=seed)
+    image = _image(ph.hu, tuple(float(s) for s in ph.spacing_mm[::-1]))
+    lungs = _image(ph.lung_labels, tuple(float(s) for s in ph.spacing_mm[::-1]))
+    table = quantify(image, lungs).set_index("region")
+    assert table.loc["both", "ggo_ml"] == pytest.approx(ph.volumes_ml["ggo"], rel=0.05)
+    assert table.loc["both", "volume_ml"] == pytest.approx(ph.volumes_ml["lung_total"], rel=1e-6)
