@@ -8,18 +8,18 @@ from typing import Any
 import numpy as np
 
 
-def published_tolerance(value: float, rel_floor: float = 0.0) -> float:
-    """Half a unit of the last printed digit of ``value`` (as written in the reference JSON)."""
+def published_tolerance(value: float, rel_floor: float = 0.0, units: float = 0.5) -> float:
+    """``units`` (default half a unit) of the last printed digit of ``value`` (as written in the reference JSON)."""
     text = repr(float(value)).lower()
     mantissa, _, exponent = text.partition("e")
     decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
     if mantissa.endswith(".0") and not exponent:
         decimals = 1
     decimals -= int(exponent) if exponent else 0
-    return 0.5 * 10.0 ** (-decimals) * (1 + 1e-9) + rel_floor * max(1.0, abs(value))
+    return units * 10.0 ** (-decimals) * (1 + 1e-9) + rel_floor * max(1.0, abs(value))
 
 
-def assert_published(actual: Any, expected: Any, what: str, rel_floor: float = 0.0) -> None:
+def assert_published(actual: Any, expected: Any, what: str, rel_floor: float = 0.0, units: float = 0.5) -> None:
     """Assert ``actual`` equals ``expected`` to the precision each expected number is printed with."""
     exp = np.atleast_1d(np.asarray(expected, dtype=object))
     act = np.atleast_1d(np.asarray(actual, dtype=float))
@@ -30,7 +30,7 @@ def assert_published(actual: Any, expected: Any, what: str, rel_floor: float = 0
         if isinstance(e, int) and not isinstance(e, bool):
             assert a == e, f"{what}[{i}]: {a} != {e}"
             continue
-        tol = published_tolerance(float(e), rel_floor)
+        tol = published_tolerance(float(e), rel_floor, units)
         assert math.isfinite(a) and abs(a - float(e)) <= tol, f"{what}[{i}]: {a!r} != {e!r} (tolerance {tol:g})"
 
 

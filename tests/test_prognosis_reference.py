@@ -117,7 +117,9 @@ def _check_logit_lowbwt_HL_table2_2(case: dict) -> None:
     fit = logistic(d, "low", ["age", "lwt", "race", "ftv"], categorical=["race"], reference={"race": 1})
     t = fit.table
     assert t["term"].tolist() == ["(Intercept)", "age", "lwt", "race[2]", "race[3]", "ftv"]
-    assert_published(t["coef"], exp["coef"], "coef")
+    # The textbook truncates rather than rounds some digits (intercept 1.295366 printed 1.2953),
+    # so coefficients are held to one unit of the last printed digit; everything else to half a unit.
+    assert_published(t["coef"], exp["coef"], "coef", units=1.0)
     assert_published(t["se"], exp["se"], "se")
     assert_published(-2 * fit.llf, exp["minus2LL"], "-2LL")
     assert_published(-2 * fit.llnull, exp["minus2LL_null"], "-2LL null")
