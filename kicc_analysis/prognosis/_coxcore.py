@@ -203,7 +203,7 @@ def fit_cox(
         score_test = float("nan")
     converged = False
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (it is reported after the loop)
         try:
             step = np.linalg.solve(hess, grad)
         except np.linalg.LinAlgError as exc:

@@ -152,8 +152,9 @@ def calibration(
         "calibration_intercept": icpt,
         "calibration_slope": slope,
         "brier": Estimate(b, n=len(yy), method="brier", convention="mean((p - y)^2)"),
-        "scaled_brier": Estimate(1 - b / (ybar * (1 - ybar)), n=len(yy), method="scaled_brier",
-                                 convention="1 - Brier / Brier(prevalence)"),  # fmt: skip
+        "scaled_brier": Estimate(
+            1 - b / (ybar * (1 - ybar)), n=len(yy), method="scaled_brier", convention="1 - Brier / Brier(prevalence)"
+        ),  # fmt: skip
         "oe_ratio": Estimate(float(yy.sum() / pp.sum()), n=len(yy), method="oe_ratio", convention="sum(y)/sum(p)"),
         "ici": Estimate(float(err.mean()), n=len(yy), method="ici", convention="Austin & Steyerberg 2019, LOWESS"),
         "e50": Estimate(float(np.median(err)), n=len(yy), method="e50", convention="median |smoothed - p|"),

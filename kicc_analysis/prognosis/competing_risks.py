@@ -106,8 +106,16 @@ def _aj(time: np.ndarray, etype: np.ndarray, causes: list[Any], confidence: floa
         hi = np.where(f > 0, hi, 0.0)
         out.append(
             pd.DataFrame(
-                {"time": utimes, "n_risk": n.astype(int), "cause": c, "n_event": dc.astype(int), "cif": f,
-                 "se": se, "ci_low": lo, "ci_high": hi}
+                {
+                    "time": utimes,
+                    "n_risk": n.astype(int),
+                    "cause": c,
+                    "n_event": dc.astype(int),
+                    "cif": f,
+                    "se": se,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                }
             )  # fmt: skip
         )
     return pd.concat(out, ignore_index=True)

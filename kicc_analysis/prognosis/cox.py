@@ -116,9 +116,7 @@ def _design(frame: pd.DataFrame, covariates: Sequence[str]) -> np.ndarray:
     try:
         return frame[list(covariates)].to_numpy(dtype=float)
     except (TypeError, ValueError) as exc:
-        raise AnalysisError(
-            f"cox: covariates must be numeric (encode categories as 0/1 dummies first); {exc}"
-        ) from exc
+        raise AnalysisError(f"cox: covariates must be numeric (encode categories as 0/1 dummies first); {exc}") from exc
 
 
 def cox(

@@ -122,8 +122,9 @@ def impute(
         raise AnalysisError(f"impute: columns with no observed value cannot be imputed: {all_missing}")
     frame = data.reset_index(drop=True).astype(float)
     frame.columns = [f"v{i}" for i in range(frame.shape[1])]  # MICEData needs formula-safe names
-    state = np.random.get_state()
-    np.random.seed(seed)
+    # MICEData draws from the legacy global NumPy generator: seed it and restore its state afterwards
+    state = np.random.get_state()  # noqa: NPY002
+    np.random.seed(seed)  # noqa: NPY002
     try:
         mice_data = MICEData(frame)
         mice_data.update_all(n_burnin)
@@ -135,7 +136,7 @@ def impute(
             done.index = data.index
             out.append(done)
     finally:
-        np.random.set_state(state)
+        np.random.set_state(state)  # noqa: NPY002
     return out
 
 

@@ -68,9 +68,7 @@ def design_matrix(
             try:
                 cols[name] = pd.to_numeric(col, errors="raise").astype(float)
             except (TypeError, ValueError) as exc:
-                raise AnalysisError(
-                    f"predictor {name!r} is not numeric; list it in categorical=... ({exc})"
-                ) from exc
+                raise AnalysisError(f"predictor {name!r} is not numeric; list it in categorical=... ({exc})") from exc
     return pd.DataFrame(cols, index=frame.index), levels
 
 

@@ -168,9 +168,7 @@ def table_one(
                 ct = ct[ct.sum(axis=1) > 0]
                 if ct.shape[0] >= 2:
                     expected = stats.contingency.expected_freq(ct)
-                    use_exact = ct.shape == (2, 2) and (
-                        exact == "always" or (exact == "auto" and (expected < 5).any())
-                    )
+                    use_exact = ct.shape == (2, 2) and (exact == "always" or (exact == "auto" and (expected < 5).any()))
                     if use_exact:
                         p, test = float(stats.fisher_exact(ct)[1]), "Fisher exact"
                     else:
@@ -189,7 +187,15 @@ def table_one(
                     pct = 100 * cnt / n_ok if n_ok else np.nan
                     row[c] = f"{cnt} ({_fmt(pct, 1)})"
                     stat_rows.append(
-                        {"variable": v, "level": lv, "group": c, "n": n_ok, "count": cnt, "pct": pct, "missing": int(col.isna().sum())}
+                        {
+                            "variable": v,
+                            "level": lv,
+                            "group": c,
+                            "n": n_ok,
+                            "count": cnt,
+                            "pct": pct,
+                            "missing": int(col.isna().sum()),
+                        }
                     )
                 row.update(
                     {"p": _fmt_p(p) if first else "", "test": test if first else "", "smd": _fmt(smd, 3) if first else "",
@@ -202,7 +208,7 @@ def table_one(
             row = {"variable": f"{label}, {'median [IQR]' if is_nn else 'mean (SD)'}", "level": ""}
             for c in columns:
                 col = pd.to_numeric(all_frames[c][v], errors="coerce").dropna()
-                q1, med, q3 = (np.quantile(col, [0.25, 0.5, 0.75]) if len(col) else (np.nan,) * 3)
+                q1, med, q3 = np.quantile(col, [0.25, 0.5, 0.75]) if len(col) else (np.nan,) * 3
                 mean, sd = (float(col.mean()), float(col.std(ddof=1))) if len(col) else (np.nan, np.nan)
                 row[c] = (
                     f"{_fmt(med, decimals)} [{_fmt(q1, decimals)}, {_fmt(q3, decimals)}]"

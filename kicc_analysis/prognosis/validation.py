@@ -11,7 +11,6 @@ calibration-in-the-large (offset model) and Brier score. This is R ``rms::valida
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,7 +60,9 @@ def performance(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
             "calibration_in_the_large": float(citl), "brier": float(np.mean((p - y) ** 2))}  # fmt: skip
 
 
-def logistic_model(outcome: str, predictors: list[str]) -> Callable[[pd.DataFrame], Callable[[pd.DataFrame], np.ndarray]]:
+def logistic_model(
+    outcome: str, predictors: list[str]
+) -> Callable[[pd.DataFrame], Callable[[pd.DataFrame], np.ndarray]]:
     """A ``model_fn`` for :func:`bootstrap_validate`: main-effects logistic regression on complete data."""
 
     def fit(train: pd.DataFrame) -> Callable[[pd.DataFrame], np.ndarray]:
