@@ -39,6 +39,7 @@ Why hand-written: no maintained library produces anatomical chest CT phantoms wi
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -355,11 +356,16 @@ def _coarse_axes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
-def _smooth_field(rng: np.random.Generator, sigma_mm: float) -> np.ndarray:
-    """Zero-mean, unit-variance smooth Gaussian random field on the coarse grid."""
+@functools.lru_cache(maxsize=48)
+def _smooth_field(seed: int, stream: int, sigma_mm: float) -> np.ndarray:
+    """Zero-mean, unit-variance smooth Gaussian random field on the coarse grid (cached: a patient's baseline,
+    follow-up and soft-tissue phantoms share it). Returned read-only."""
     shape = tuple(len(a) for a in _coarse_axes())
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 101, int(stream)]))
     f = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma_mm / _COARSE_MM, mode="wrap")
-    return (f - f.mean()) / (f.std() or 1.0)
+    f = (f - f.mean()) / (f.std() or 1.0)
+    f.setflags(write=False)
+    return f
 
 
 def _sample(field_c: np.ndarray, axes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
@@ -418,7 +424,7 @@ def _lobes(lung: np.ndarray, axes: tuple[np.ndarray, np.ndarray, np.ndarray]) ->
 def lesion_score_field(
     lung_labels: np.ndarray,
     axes: tuple[np.ndarray, np.ndarray, np.ndarray],
-    rng: np.random.Generator,
+    seed: int,
 ) -> np.ndarray:
     """COVID-19 lesion propensity of every voxel: smooth random blobs + peripheral, posterior and basal priors.
 
@@ -426,7 +432,7 @@ def lesion_score_field(
     target grows the same lesions (progression), lowering it shrinks them (resolution).
     """
     cax = _coarse_axes()
-    blobs = 0.75 * _smooth_field(rng, 9.0) + 0.45 * _smooth_field(rng, 20.0)
+    blobs = 0.75 * _smooth_field(seed, 1, 9.0) + 0.45 * _smooth_field(seed, 2, 20.0)
     # peripheral prior: 1 - local lung density on the coarse grid (high next to the pleura)
     az, ay, ax = axes
     an_lung = _coarse_lung(lung_labels, axes)
@@ -528,7 +534,7 @@ def chest_phantom(
     if noise_hu < 0 or not math.isfinite(noise_hu):
         raise ImagingError(f"chest_phantom: noise_hu must be a finite value >= 0 HU, got {noise_hu!r}")
     ss = np.random.SeedSequence(int(seed))
-    rng_anat, rng_vessel, rng_lesion, rng_texture = (np.random.default_rng(s) for s in ss.spawn(4))
+    rng_anat, rng_vessel, rng_lesion = (np.random.default_rng(s) for s in ss.spawn(3))
     rng_noise = np.random.default_rng(
         np.random.SeedSequence(int(seed if noise_seed is None else noise_seed)).spawn(5)[4]
     )
@@ -554,7 +560,7 @@ def chest_phantom(
     if isinstance(lesions, str):
         if lesions != "random":
             raise ImagingError(f"chest_phantom: lesions must be None, 'random' or a list of Lesion; got {lesions!r}")
-        score = lesion_score_field(lung, axes, rng_lesion)
+        score = lesion_score_field(lung, axes, int(seed))
         share = float(rng_lesion.uniform(0.45, 0.65)) if right_share is None else float(right_share)
         n_r, n_l = int((lung == 1).sum()), int((lung == 2).sum())
         total = opacity_fraction * (n_r + n_l)
@@ -587,7 +593,7 @@ def chest_phantom(
 
     # --- intended HU -----------------------------------------------------------------------------------------
     hu = _BASE_HU[tissue]
-    texture = _sample(_smooth_field(rng_texture, 6.0), axes)
+    texture = _sample(_smooth_field(int(seed), 3, 6.0), axes)
     in_lung = (tissue == LUNG_R) | (tissue == LUNG_L)
     gravity = 30.0 * np.clip((ay[None, :, None] + 110.0) / 220.0, 0.0, 1.0) - 15.0
     hu = np.where(in_lung, hu + np.broadcast_to(gravity, shape_t) + 8.0 * texture, hu)
