@@ -23,6 +23,7 @@ from typing import Any
 
 # Functions share their names with the modules that define them (``cox.cox``, ``logistic.logistic``,
 # ``table_one.table_one``), so they are imported eagerly: the function then shadows the module attribute.
+from kicc_analysis.prognosis._checks import MissingDataWarning
 from kicc_analysis.prognosis.calibration import calibration
 from kicc_analysis.prognosis.competing_risks import (
     cause_specific_cox,
@@ -45,7 +46,7 @@ __all__ = [
     "bootstrap_validate", "brier_score", "calibration", "cause_specific_cox", "competing_outcome", "cox",
     "cumulative_incidence", "decision_curve", "decision_curve_survival", "delong_test", "fine_gray", "gray_test",
     "hanley_mcneil_se", "harrell_c", "hosmer_lemeshow", "impute_and_pool", "kaplan_meier", "km_table", "logistic",
-    "logrank", "ph_test", "plots", "pool_rubin", "roc_auc", "roc_curve", "table_one", "time_dependent_auc", "uno_c",
+    "logrank", "MissingDataWarning", "ph_test", "plots", "pool_rubin", "roc_auc", "roc_curve", "table_one", "time_dependent_auc", "uno_c",
     "youden",
 ]  # fmt: skip
 
