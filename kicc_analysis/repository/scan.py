@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from ..errors import RepositoryError
@@ -170,7 +172,7 @@ def _walk(root: str, exclude: set[str]) -> Iterator[tuple[str, int, int]]:
         folder = stack.pop()
         try:
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = list(it)
         except OSError:
             continue
         for e in entries:
@@ -243,13 +245,20 @@ def _flatten(rel: str, size: int, mtime_ns: int, rec: dict[str, Any] | None, err
     )
 
 
-def _read_chunk(root: str, items: Sequence[tuple[str, int, int]]) -> list[tuple]:
+def _batch(rows: list[tuple]) -> pa.RecordBatch:
+    """Columnar (Arrow) form of index rows: compact to send between processes and to keep in memory."""
+    cols = list(zip(*rows, strict=True)) if rows else [()] * len(FLAT_COLUMNS)
+    arrays = [pa.array(list(col), type=_SCHEMA.field(i).type, from_pandas=True) for i, col in enumerate(cols)]
+    return pa.RecordBatch.from_arrays(arrays, schema=_SCHEMA)
+
+
+def _read_chunk(root: str, items: Sequence[tuple[str, int, int]]) -> pa.RecordBatch:
     """Worker: read the headers of a chunk of files; never raises for a bad file."""
     out = []
     for rel, size, mtime_ns in items:
         res = read_header(os.path.join(root, rel), size=size)
         out.append(_flatten(rel, size, mtime_ns, res.record, res.error))
-    return out
+    return _batch(out)
 
 
 def _chunks(items: list, n: int) -> Iterator[list]:
@@ -257,21 +266,22 @@ def _chunks(items: list, n: int) -> Iterator[list]:
         yield items[i : i + n]
 
 
-def _read_all(root: str, todo: list[tuple[str, int, int]], workers: int, show: bool | None) -> list[tuple]:
+def _read_all(root: str, todo: list[tuple[str, int, int]], workers: int, show: bool | None) -> pa.Table:
     """Read headers of ``todo`` files, in a process pool when there are enough of them."""
     if not todo:
-        return []
+        return _SCHEMA.empty_table()
     if workers <= 1 or len(todo) < POOL_THRESHOLD:
-        rows: list[tuple] = []
-        for chunk in progress_bar(list(_chunks(todo, 64)), show=show, desc="DICOM headers", unit="chunk"):
-            rows.extend(_read_chunk(root, chunk))
-        return rows
+        parts = [
+            _read_chunk(root, chunk)
+            for chunk in progress_bar(list(_chunks(todo, 64)), show=show, desc="DICOM headers", unit="chunk")
+        ]
+        return pa.Table.from_batches(parts, schema=_SCHEMA)
     chunk_size = max(32, min(512, len(todo) // (workers * 8) or 32))
     # "fork" starts workers in milliseconds and needs no importable __main__ (scripts piped to python,
     # notebooks); elsewhere (Windows, macOS default) use "spawn".
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     chunks = list(_chunks(todo, chunk_size))
-    done: dict[int, list[tuple]] = {}
+    done: dict[int, pa.RecordBatch] = {}
     bar = progress_bar(total=len(todo), show=show, desc="DICOM headers", unit="file")
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
@@ -279,7 +289,7 @@ def _read_all(root: str, todo: list[tuple[str, int, int]], workers: int, show: b
             for fut in as_completed(futures):
                 part = fut.result()
                 done[futures[fut]] = part
-                bar.update(len(part))
+                bar.update(part.num_rows)
     except BrokenProcessPool:
         warnings.warn("header-reading worker processes died; finishing the scan in this process", stacklevel=3)
         for k, c in enumerate(chunks):
@@ -288,18 +298,7 @@ def _read_all(root: str, todo: list[tuple[str, int, int]], workers: int, show: b
                 bar.update(len(c))
     finally:
         bar.close()
-    return [row for k in sorted(done) for row in done[k]]
-
-
-def _rows_to_frame(rows: list[tuple]) -> pd.DataFrame:
-    if not rows:
-        return _SCHEMA.empty_table().to_pandas()
-    cols = list(zip(*rows, strict=True))
-    arrays = [
-        pa.array(list(col), type=_SCHEMA.field(name).type, from_pandas=True)
-        for name, col in zip(FLAT_COLUMNS, cols, strict=True)
-    ]
-    return pa.Table.from_arrays(arrays, schema=_SCHEMA).to_pandas()
+    return pa.Table.from_batches([done[k] for k in sorted(done)], schema=_SCHEMA)
 
 
 def _load_index(path: Path) -> tuple[pd.DataFrame | None, str | None]:
@@ -315,13 +314,22 @@ def _load_index(path: Path) -> tuple[pd.DataFrame | None, str | None]:
     return table.to_pandas(), None
 
 
+def _temp_path(folder: Path, key: str) -> str:
+    """A new temporary file in ``folder`` (renamed into place once written), readable like a normal file."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}-", suffix=".tmp")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
 def _save_index(path: Path, df: pd.DataFrame, token: str) -> str | None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pandas(df[list(FLAT_COLUMNS)], schema=_SCHEMA, preserve_index=False)
         table = table.replace_schema_metadata({"kicc_index_version": INDEX_VERSION, "kicc_tree_token": token})
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".files-", suffix=".parquet.tmp")
-        os.close(fd)
+        tmp = _temp_path(path.parent, "files")
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, path)
     except OSError as exc:
@@ -382,9 +390,8 @@ def scan_repository(
     if not found:
         raise RepositoryError(f"repository folder {root_path} contains no files (expected DICOM files, any nesting)")
 
-    current = pd.DataFrame(found, columns=["relpath", "size", "mtime_ns"])
-    current = current.sort_values("relpath", kind="stable").reset_index(drop=True)
-    token = _tree_token(current, root_path)
+    found.sort()
+    token = _tree_token(found, root_path)
     if use_index:
         cached = _load_tables(index_folder, token)
         if cached is not None:
@@ -394,9 +401,9 @@ def scan_repository(
                 instances,
                 series,
                 skipped,
-                len(current),
+                len(found),
                 0,
-                len(current),
+                len(found),
                 0,
                 index_path,
                 notes,
@@ -407,6 +414,7 @@ def scan_repository(
     old, note = _load_index(index_path) if use_index else (None, None)
     if note:
         notes.append(note)
+    current = pd.DataFrame(found, columns=["relpath", "size", "mtime_ns"])
     reused = _SCHEMA.empty_table().to_pandas()
     n_removed = 0
     if old is not None and not old.empty:
@@ -418,8 +426,7 @@ def scan_repository(
         todo = [tuple(r) for r in current.loc[todo_mask].itertuples(index=False, name=None)]
     else:
         todo = found
-    rows = _read_all(str(root_path), todo, workers, show_progress)
-    new = _rows_to_frame(rows)
+    new = _read_all(str(root_path), todo, workers, show_progress).to_pandas()
     files = pd.concat([reused, new], ignore_index=True) if len(reused) else new
     files = files.sort_values("relpath", kind="stable").reset_index(drop=True)
 
@@ -451,14 +458,18 @@ def scan_repository(
     )
 
 
-def _tree_token(current: pd.DataFrame, root: Path) -> str:
-    """Fingerprint of the tree (root, relative paths, sizes, mtimes) and of the table format."""
-    h = hashlib.sha1(f"{INDEX_VERSION}\x1f{root}\x1f{len(current)}".encode())
-    h.update(pd.util.hash_pandas_object(current, index=False).to_numpy().tobytes())
+def _tree_token(found: list[tuple[str, int, int]], root: Path) -> str:
+    """Fingerprint of the tree (root, sorted relative paths, sizes, mtimes) and of the table format."""
+    rel, size, mtime = zip(*found, strict=True)
+    h = hashlib.sha1(f"{INDEX_VERSION}\x1f{root}\x1f{len(found)}\x1f".encode())
+    h.update("\x00".join(rel).encode("utf-8", "surrogateescape"))
+    h.update(np.asarray(size, dtype=np.int64).tobytes())
+    h.update(np.asarray(mtime, dtype=np.int64).tobytes())
     return h.hexdigest()
 
 
-_TABLE_FILES = {"instances": "instances.parquet", "series": "series.parquet", "skipped": "skipped.parquet"}
+#: Table cache (Arrow IPC / Feather: memory-mapped, the fastest format to load back into pandas).
+_TABLE_FILES = {"instances": "instances.arrow", "series": "series.arrow", "skipped": "skipped.arrow"}
 
 
 def _load_tables(folder: Path, token: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
@@ -470,11 +481,11 @@ def _load_tables(folder: Path, token: str) -> tuple[pd.DataFrame, pd.DataFrame, 
             return None
         if index_meta.get(b"kicc_tree_token") != token.encode():
             return None
-        for path in paths.values():
-            meta = pq.read_schema(path).metadata or {}
-            if meta.get(b"kicc_tree_token") != token.encode():
-                return None
-        return tuple(pq.read_table(paths[k]).to_pandas() for k in ("instances", "series", "skipped"))  # type: ignore[return-value]
+        tables = [feather.read_table(paths[k], memory_map=True) for k in ("instances", "series", "skipped")]
+        if any((t.schema.metadata or {}).get(b"kicc_tree_token") != token.encode() for t in tables):
+            return None
+        instances, series, skipped = (t.to_pandas() for t in tables)
+        return instances, series, skipped
     except Exception:  # noqa: BLE001 - missing or broken cache: rebuild the tables
         return None
 
@@ -488,9 +499,8 @@ def _save_tables(
             meta = dict(table.schema.metadata or {})
             meta[b"kicc_tree_token"] = token.encode()
             table = table.replace_schema_metadata(meta)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}-", suffix=".parquet.tmp")
-            os.close(fd)
-            pq.write_table(table, tmp, compression="zstd")
+            tmp = _temp_path(folder, key)
+            feather.write_feather(table, tmp, compression="uncompressed")
             os.replace(tmp, folder / _TABLE_FILES[key])
     except (OSError, pa.ArrowException) as exc:
         return f"table cache not saved in {folder} ({exc}); the next scan rebuilds the tables"

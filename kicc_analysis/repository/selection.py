@@ -157,17 +157,21 @@ def select_ct_series(series: pd.DataFrame, *, min_slices: int = 10, kernel_first
     if series.empty:
         return pd.DataFrame(columns=cols)
     ct = series[series["modality"] == "CT"]
+    by_study: dict[str, list[dict[str, Any]]] = {}
+    for rec in ct.to_dict("records"):  # one conversion: per-group DataFrame access is slow
+        by_study.setdefault(rec["study_uid"], []).append(rec)
     rows = []
-    for study_uid, group in ct.groupby("study_uid", sort=True):
+    for study_uid in sorted(by_study):
+        group = by_study[study_uid]
         rejected: list[str] = []
         eligible = []
-        for row in group.to_dict("records"):
+        for row in group:
             why = series_rejection(row, min_slices)
             if why is None:
                 eligible.append(row)
             else:
                 rejected.append(f"{_short(row)}: {why}")
-        patient = group["patient_id"].iloc[0]
+        patient = group[0]["patient_id"]
         if not eligible:
             rows.append(
                 {

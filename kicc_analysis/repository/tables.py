@@ -453,16 +453,13 @@ def build_studies(series: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame
     if series.empty:
         return pd.DataFrame(columns=list(STUDY_COLUMNS))
     g = series.groupby("study_uid", sort=True)
-    out = pd.DataFrame(
-        {
-            "patient_id": g["patient_id"].first(),
-            "study_date": g["study_date"].first(),
-            "modalities": g["modality"].agg(lambda s: ",".join(sorted({str(m) for m in s.dropna()}))),
-            "n_series": g.size(),
-            "n_instances": g["n_instances"].sum(),
-            "n_ct_series": g["modality"].agg(lambda s: int((s == "CT").sum())),
-        }
-    ).reset_index()
+    out = g[["patient_id", "study_date"]].first()
+    pairs = series[["study_uid", "modality"]].dropna().drop_duplicates().sort_values(["study_uid", "modality"])
+    out["modalities"] = pairs.groupby("study_uid")["modality"].agg(",".join).reindex(out.index, fill_value="")
+    out["n_series"] = g.size()
+    out["n_instances"] = g["n_instances"].sum()
+    out["n_ct_series"] = (series["modality"] == "CT").groupby(series["study_uid"]).sum().astype(int)
+    out = out.reset_index()
     sel = selection.set_index("study_uid") if not selection.empty else None
     out["selected_series_uid"] = out["study_uid"].map(sel["series_uid"]) if sel is not None else None
     out["selection_reason"] = out["study_uid"].map(sel["reason"]) if sel is not None else None
