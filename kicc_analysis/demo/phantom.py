@@ -211,6 +211,16 @@ def _diaphragm_z(y: np.ndarray, x: np.ndarray, an: _Anatomy) -> np.ndarray:
     return np.maximum(dome - lateral - posterior, -142.0)
 
 
+def _window(y: np.ndarray, x: np.ndarray, p0: np.ndarray, p1: np.ndarray, r: float) -> tuple[slice, slice]:
+    """In-plane index window of a 2-D (y, x) grid covering the bounding box of segment p0-p1 dilated by r (mm)."""
+    ycol, xrow = y[:, 0], x[0, :]
+    j0 = int(np.searchsorted(ycol, min(p0[1], p1[1]) - r, side="left"))
+    j1 = int(np.searchsorted(ycol, max(p0[1], p1[1]) + r, side="right"))
+    i0 = int(np.searchsorted(xrow, min(p0[2], p1[2]) - r, side="left"))
+    i1 = int(np.searchsorted(xrow, max(p0[2], p1[2]) + r, side="right"))
+    return slice(j0, j1), slice(i0, i1)
+
+
 def _slice_tissue(z: float, y: np.ndarray, x: np.ndarray, an: _Anatomy) -> np.ndarray:
     """Tissue codes of one axial slice at height ``z`` (reference mm) on the in-plane grid (y, x) (2-D arrays)."""
     shape = np.broadcast_shapes(y.shape, x.shape)
@@ -260,16 +270,20 @@ def _slice_tissue(z: float, y: np.ndarray, x: np.ndarray, an: _Anatomy) -> np.nd
         peri = ((z - cz) / (rz + 5)) ** 2 + ((y - cy) / (ry + 5)) ** 2 + ((x - cx) / (rx + 5)) ** 2 <= 1.0
         lab[cavity & peri] = FAT
         lab[cavity & (r_h <= 1.0)] = BLOOD
-    # great vessels and oesophagus
+    # great vessels and oesophagus (each evaluated in its in-plane bounding box only)
     for p0, p1, r, tissue in an.tubes:
         if min(p0[0], p1[0]) - r <= z <= max(p0[0], p1[0]) + r:
-            lab[_segment_distance(z, y, x, p0, p1) <= r] = tissue
+            w = _window(y, x, p0, p1, r)
+            sub = lab[w]
+            sub[_segment_distance(z, y[w], x[w], p0, p1) <= r] = tissue
     # airways: wall then lumen (lumen overrides lungs: never part of the lung mask)
     for p0, p1, r in an.airways:
         if min(p0[0], p1[0]) - r - 2.5 <= z <= max(p0[0], p1[0]) + r + 2.5:
-            dist = _segment_distance(z, y, x, p0, p1)
-            lab[dist <= r + 2.0] = AIRWAY_WALL
-            lab[dist <= r] = AIRWAY
+            w = _window(y, x, p0, p1, r + 2.0)
+            sub = lab[w]
+            dist = _segment_distance(z, y[w], x[w], p0, p1)
+            sub[dist <= r + 2.0] = AIRWAY_WALL
+            sub[dist <= r] = AIRWAY
     # spine: vertebral body (cortical rim + cancellous core, discs), canal, posterior elements
     vy = yc + b_c0 - 17.0
     disc = np.mod(z + 150.0, 28.0) < 6.0
@@ -481,6 +495,41 @@ def _quantile_masks(
     return lesion, core
 
 
+@functools.lru_cache(maxsize=3)
+def _anatomy_volume(
+    seed: int,
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    body_scale: float,
+    slice_position: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tissue codes, lung labels, vessel mask and lobe labels of a patient's anatomy on a grid (read-only arrays).
+
+    Cached because a patient's baseline, follow-up and radiograph phantoms share the anatomy (seed) and often the
+    grid; only lesions and noise differ.
+    """
+    ss = np.random.SeedSequence(int(seed))
+    rng_anat, rng_vessel, _ = (np.random.default_rng(s) for s in ss.spawn(3))
+    an = _make_anatomy(rng_anat, body_scale)
+    axes, ref_vox = _grid_axes(shape, spacing, slice_position)
+    az, ay, ax = axes
+    yy2 = ay[:, None]
+    xx2 = ax[None, :]
+    tissue = np.empty(shape, dtype=np.uint8)
+    for k, z in enumerate(az):
+        tissue[k] = _slice_tissue(float(z), yy2, xx2, an)
+    lung = np.zeros(shape, dtype=np.uint8)
+    lung[tissue == LUNG_R] = 1
+    lung[tissue == LUNG_L] = 2
+    # intrapulmonary vessels (inside the lung mask, part of it)
+    vessels = _rasterize_tubes(shape, axes, _vessel_segments(rng_vessel), ref_vox) & (lung > 0)
+    tissue[vessels] = VESSEL
+    lobes = _lobes(lung, axes)
+    for arr in (tissue, lung, vessels, lobes):
+        arr.setflags(write=False)
+    return tissue, lung, vessels, lobes
+
+
 def chest_phantom(
     shape: tuple[int, int, int] = (60, 128, 128),
     spacing_mm: tuple[float, float, float] = (5.0, 2.7, 2.7),
@@ -534,26 +583,17 @@ def chest_phantom(
     if noise_hu < 0 or not math.isfinite(noise_hu):
         raise ImagingError(f"chest_phantom: noise_hu must be a finite value >= 0 HU, got {noise_hu!r}")
     ss = np.random.SeedSequence(int(seed))
-    rng_anat, rng_vessel, rng_lesion = (np.random.default_rng(s) for s in ss.spawn(3))
+    rng_lesion = np.random.default_rng(ss.spawn(3)[2])
     rng_noise = np.random.default_rng(
         np.random.SeedSequence(int(seed if noise_seed is None else noise_seed)).spawn(5)[4]
     )
-    an = _make_anatomy(rng_anat, float(body_scale))
+    anatomy_args = (int(seed), shape_t, spacing, float(body_scale), float(slice_position))
+    if np.prod(shape_t) <= 8_000_000:
+        tissue, lung, vessels, lobes = _anatomy_volume(*anatomy_args)
+    else:  # full-resolution volumes are too large to keep in a cache
+        tissue, lung, vessels, lobes = _anatomy_volume.__wrapped__(*anatomy_args)
     axes, ref_vox = _grid_axes(shape_t, spacing, slice_position)
     az, ay, ax = axes
-
-    # --- tissue labels slice by slice ------------------------------------------------------------------------
-    yy2 = ay[:, None]
-    xx2 = ax[None, :]
-    tissue = np.empty(shape_t, dtype=np.uint8)
-    for k, z in enumerate(az):
-        tissue[k] = _slice_tissue(float(z), yy2, xx2, an)
-    lung = np.zeros(shape_t, dtype=np.uint8)
-    lung[tissue == LUNG_R] = 1
-    lung[tissue == LUNG_L] = 2
-    # --- intrapulmonary vessels (inside the lung mask) -------------------------------------------------------
-    vessels = _rasterize_tubes(shape_t, axes, _vessel_segments(rng_vessel), ref_vox) & (lung > 0)
-    tissue[vessels] = VESSEL
 
     # --- lesions ---------------------------------------------------------------------------------------------
     lesion = np.zeros(shape_t, dtype=np.uint8)
@@ -613,7 +653,6 @@ def chest_phantom(
         hu += rng_noise.standard_normal(shape_t, dtype=np.float32) * np.float32(noise_hu)
     hu_i16 = np.clip(np.rint(hu), HU_MIN, HU_MAX).astype(np.int16)
 
-    lobes = _lobes(lung, axes)
     vox_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
     n_lung_r, n_lung_l = int((lung == 1).sum()), int((lung == 2).sum())
     n_ggo, n_con = int((lesion == 1).sum()), int((lesion == 2).sum())
@@ -635,11 +674,11 @@ def chest_phantom(
         involvement[name] = float((lesion[in_lobe] > 0).sum() / n) if n else 0.0
     return ChestPhantom(
         hu=hu_i16,
-        lung_labels=lung,
+        lung_labels=lung.copy(),
         lesion_labels=lesion,
         spacing_mm=spacing,  # type: ignore[arg-type]
         volumes_ml=volumes,
-        lobe_labels=lobes,
+        lobe_labels=lobes.copy(),
         lobe_involvement=involvement,
         seed=int(seed),
     )
