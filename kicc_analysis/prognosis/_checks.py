@@ -72,11 +72,12 @@ def complete_mask(where: str, **arrays: np.ndarray | None) -> np.ndarray:
 
 def check_binary(y: np.ndarray, name: str = "y") -> np.ndarray:
     """Return ``y`` as 0/1 int array; raise when other values are present or one class is absent."""
-    vals = np.unique(y[~np.isnan(y)]) if y.dtype.kind == "f" else np.unique(y)
-    if not set(vals.tolist()) <= {0, 1}:
+    is_one = y == 1
+    if not np.all(is_one | (y == 0)):
+        vals = np.unique(y[~pd.isna(y)])
         raise AnalysisError(f"{name}: expected a binary 0/1 outcome, found values {vals[:10].tolist()}")
-    if len(vals) < 2:
-        raise AnalysisError(f"{name}: both classes 0 and 1 are needed, found only {vals.tolist()}")
+    if is_one.all() or not is_one.any():
+        raise AnalysisError(f"{name}: both classes 0 and 1 are needed, found only {int(y[0])}")
     return y.astype(int)
 
 

@@ -1,0 +1,164 @@
+"""Benchmark of kicc_analysis.prognosis against lifelines / statsmodels / scikit-learn on the same data.
+
+Tasks (brief, issue 5):
+1. Cox model, 100,000 rows x 10 covariates, tied times (Efron and Breslow).
+2. AUC with DeLong variance on 100,000 scores (peer: scikit-learn ``roc_auc_score``, AUC only).
+3. 200-replicate bootstrap optimism validation of a 10-predictor logistic model on 1,500 patients
+   (AUC, calibration slope/intercept, Brier), peers: the same loop with scikit-learn and statsmodels.
+
+Run:  .venv/bin/python benchmarks/prognosis_benchmark.py [--repeats 5] [--quick]
+Prints a Markdown table (medians over repeats, ratio = peer / ours) for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+os.environ.setdefault("KICC_NO_PROGRESS", "1")
+
+from kicc_analysis.prognosis import bootstrap_validate, cox, roc_auc  # noqa: E402
+from kicc_analysis.prognosis.validation import logistic_model  # noqa: E402
+
+
+def timed(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def cox_data(n: int, p: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, p))
+    beta = rng.normal(scale=0.3, size=p)
+    t = np.round(rng.exponential(1 / np.exp(x @ beta)) * 100) + 1  # integer days -> many ties
+    c = np.round(rng.uniform(0, 300, n)) + 1
+    d = pd.DataFrame(x, columns=[f"x{i}" for i in range(p)])
+    d["time"] = np.minimum(t, c)
+    d["event"] = (t <= c).astype(float)
+    return d
+
+
+def bench_cox(n: int, p: int, repeats: int, peer_repeats: int) -> list[dict]:
+    d = cox_data(n, p)
+    cols = [f"x{i}" for i in range(p)]
+    rows = []
+    ours = {t: timed(lambda t=t: cox(d, "time", "event", cols, ties=t), repeats) for t in ("efron", "breslow")}
+    from statsmodels.duration.hazard_regression import PHReg
+
+    for ties in ("efron", "breslow"):
+        sm = timed(lambda ties=ties: PHReg(d["time"], d[cols], status=d["event"], ties=ties).fit(), peer_repeats)
+        rows.append({"task": f"Cox {n:,} x {p} ({ties})", "ours_s": ours[ties], "peer": "statsmodels PHReg",
+                     "peer_s": sm})  # fmt: skip
+    try:
+        from lifelines import CoxPHFitter
+
+        ll = timed(lambda: CoxPHFitter().fit(d[[*cols, "time", "event"]], "time", "event"), peer_repeats)
+        rows.append({"task": f"Cox {n:,} x {p} (efron)", "ours_s": ours["efron"], "peer": "lifelines CoxPHFitter",
+                     "peer_s": ll})  # fmt: skip
+    except ImportError:
+        pass
+    return rows
+
+
+def bench_delong(n: int, repeats: int) -> list[dict]:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, n)
+    s = rng.normal(size=n) + y
+    ours = timed(lambda: roc_auc(y, s), repeats)
+    from sklearn.metrics import roc_auc_score
+
+    sk = timed(lambda: roc_auc_score(y, s), repeats)
+    return [{"task": f"AUC + DeLong SE, {n:,} scores", "ours_s": ours, "peer": "scikit-learn roc_auc_score (AUC only)",
+             "peer_s": sk}]  # fmt: skip
+
+
+def bench_bootstrap(n: int, p: int, reps: int, repeats: int) -> list[dict]:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(n, p))
+    d = pd.DataFrame(x, columns=[f"x{i}" for i in range(p)])
+    d["y"] = (rng.uniform(size=n) < 1 / (1 + np.exp(-(x[:, 0] - 0.5 * x[:, 1] - 1)))).astype(float)
+    cols = [f"x{i}" for i in range(p)]
+    ours = timed(lambda: bootstrap_validate(logistic_model("y", cols), d, reps, outcome="y"), repeats)
+    rows = [{"task": f"Bootstrap validation {reps} x {n:,} patients ({p} predictors)", "ours_s": ours}]
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    X, y = d[cols].to_numpy(), d["y"].to_numpy()
+
+    def sk_perf(model, Xe, ye):
+        p_ = model.predict_proba(Xe)[:, 1]
+        lp = np.log(p_ / (1 - p_))[:, None]
+        cal = LogisticRegression(penalty=None).fit(lp, ye)
+        return roc_auc_score(ye, p_), cal.coef_[0, 0], cal.intercept_[0], brier_score_loss(ye, p_)
+
+    def sk_loop():
+        r = np.random.default_rng(0)
+        full = LogisticRegression(penalty=None, max_iter=1000).fit(X, y)
+        sk_perf(full, X, y)
+        for _ in range(reps):
+            i = r.integers(0, n, n)
+            m = LogisticRegression(penalty=None, max_iter=1000).fit(X[i], y[i])
+            sk_perf(m, X[i], y[i])
+            sk_perf(m, X, y)
+
+    import statsmodels.api as sm
+
+    Xc = sm.add_constant(X)
+
+    def sm_perf(res, Xe, ye):
+        p_ = res.predict(Xe)
+        lp = np.log(p_ / (1 - p_))
+        cal = sm.Logit(ye, sm.add_constant(lp)).fit(disp=0)
+        return roc_auc_score(ye, p_), cal.params, np.mean((p_ - ye) ** 2)
+
+    def sm_loop():
+        r = np.random.default_rng(0)
+        sm_perf(sm.Logit(y, Xc).fit(disp=0), Xc, y)
+        for _ in range(reps):
+            i = r.integers(0, n, n)
+            res = sm.Logit(y[i], Xc[i]).fit(disp=0)
+            sm_perf(res, Xc[i], y[i])
+            sm_perf(res, Xc, y)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows_peer = [("scikit-learn loop", timed(sk_loop, max(1, repeats // 2))),
+                     ("statsmodels loop", timed(sm_loop, max(1, repeats // 2)))]  # fmt: skip
+    return [{**rows[0], "peer": name, "peer_s": t} for name, t in rows_peer]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run")
+    args = ap.parse_args()
+    n_cox, n_auc, n_boot = (10_000, 10_000, 20) if args.quick else (100_000, 100_000, 200)
+    rows = []
+    rows += bench_cox(n_cox, 10, args.repeats, max(1, args.repeats // 2))
+    rows += bench_delong(n_auc, args.repeats * 3)
+    rows += bench_bootstrap(1500, 10, n_boot, max(1, args.repeats // 2))
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")  # fmt: skip
+    print("| task | kicc_analysis (s) | peer | peer (s) | peer / ours |")
+    print("|---|---:|---|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['task']} | {r['ours_s']:.3f} | {r['peer']} | {r['peer_s']:.3f} | {r['peer_s'] / r['ours_s']:.1f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()
