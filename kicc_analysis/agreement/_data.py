@@ -1,0 +1,267 @@
+"""Input reshaping shared by every agreement coefficient.
+
+Two input layouts are accepted everywhere:
+
+* a *tidy long* :class:`pandas.DataFrame` with one row per (subject, rater) rating, the three column names
+  passed as ``subject=``, ``rater=``, ``rating=``;
+* a *wide* subjects x raters array (NumPy array, nested list or DataFrame whose index is the subject and whose
+  columns are the raters), missing ratings as NaN/None.
+
+Ordered categories are declared explicitly with ``categories=`` so that a level nobody used still counts
+(it changes chance agreement for weighted coefficients and the ordinal Krippendorff metric).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kicc_analysis.errors import AnalysisError
+
+WeightsArg = None | str | np.ndarray | Sequence[Sequence[float]]
+
+
+@dataclass(frozen=True)
+class Wide:
+    """Ratings as a subjects x raters float array (NaN = missing) with labels and a drop report."""
+
+    values: np.ndarray
+    subjects: np.ndarray
+    raters: np.ndarray
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def to_wide(
+    data: Any,
+    subject: str | None = None,
+    rater: str | None = None,
+    rating: str | None = None,
+    *,
+    numeric: bool = True,
+) -> Wide:
+    """Return ratings as a wide subjects x raters array.
+
+    Parameters
+    ----------
+    data : DataFrame (long or wide), ndarray or nested list
+        Long layout when ``subject``, ``rater`` and ``rating`` are given, wide otherwise.
+    subject, rater, rating : str, optional
+        Column names of the long layout.
+    numeric : bool
+        Convert ratings to float (non-numeric strings raise). With ``False`` the object array is kept.
+
+    Raises
+    ------
+    AnalysisError
+        Missing columns, duplicated (subject, rater) pairs, empty input or non-numeric ratings.
+    """
+    given = [c is not None for c in (subject, rater, rating)]
+    if any(given) and not all(given):
+        raise AnalysisError(
+            "long-format input needs all three column names subject=, rater=, rating= "
+            f"(got subject={subject!r}, rater={rater!r}, rating={rating!r})"
+        )
+    if all(given):
+        if not isinstance(data, pd.DataFrame):
+            raise AnalysisError(f"column names were given but data is a {type(data).__name__}, not a DataFrame")
+        missing = [c for c in (subject, rater, rating) if c not in data.columns]
+        if missing:
+            raise AnalysisError(f"columns {missing} not found in the ratings table (columns: {list(data.columns)})")
+        dup = data.duplicated([subject, rater], keep=False)
+        if dup.any():
+            example = data.loc[dup, [subject, rater]].iloc[0].tolist()
+            raise AnalysisError(
+                f"{int(dup.sum())} rows repeat a (subject, rater) pair, e.g. {example}; "
+                "each rater may rate each subject once (average or pick repeated readings first)"
+            )
+        wide = data.pivot(index=subject, columns=rater, values=rating)
+        subjects = np.asarray(wide.index)
+        raters = np.asarray(wide.columns)
+        values = wide.to_numpy(dtype=object)
+    elif isinstance(data, pd.DataFrame):
+        subjects = np.asarray(data.index)
+        raters = np.asarray(data.columns)
+        values = data.to_numpy(dtype=object)
+    else:
+        values = np.asarray(data, dtype=object)
+        if values.ndim != 2:
+            raise AnalysisError(f"wide ratings must be 2-D subjects x raters, got an array of shape {values.shape}")
+        subjects = np.arange(values.shape[0])
+        raters = np.arange(values.shape[1])
+    if values.size == 0 or values.shape[0] == 0:
+        raise AnalysisError("no ratings: the input has no subjects")
+    if numeric:
+        try:
+            values = pd.DataFrame(values).apply(pd.to_numeric, errors="raise").to_numpy(dtype=float)
+        except (ValueError, TypeError) as exc:
+            raise AnalysisError(f"ratings must be numeric (or declare categories); {exc}") from exc
+    return Wide(values=values, subjects=subjects, raters=raters)
+
+
+def drop_unrated(wide: Wide) -> Wide:
+    """Remove subjects nobody rated, reporting how many in ``dropped['no_rating']``."""
+    missing = pd.isna(pd.DataFrame(wide.values)).to_numpy()
+    keep = ~missing.all(axis=1)
+    n_drop = int((~keep).sum())
+    if keep.sum() == 0:
+        raise AnalysisError("every subject has only missing ratings")
+    dropped = dict(wide.dropped)
+    if n_drop:
+        dropped["no_rating"] = n_drop
+    return Wide(values=wide.values[keep], subjects=wide.subjects[keep], raters=wide.raters, dropped=dropped)
+
+
+def encode_categories(values: np.ndarray, categories: Sequence[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Encode ratings as integer category positions (-1 = missing).
+
+    Parameters
+    ----------
+    values : ndarray
+        Ratings of any shape (NaN/None = missing).
+    categories : sequence, optional
+        Declared ordered categories. When omitted, the sorted distinct observed values are used (an unused
+        level is then invisible: declare it).
+
+    Raises
+    ------
+    AnalysisError
+        A rating is not among the declared categories.
+    """
+    flat = pd.Series(np.asarray(values, dtype=object).ravel())
+    missing = flat.isna().to_numpy()
+    if categories is None:
+        observed = pd.unique(flat[~missing])
+        try:
+            cats = np.array(sorted(observed))
+        except TypeError:
+            cats = np.array(sorted(observed, key=str))
+    else:
+        cats = np.asarray(list(categories))
+        if len(set(cats.tolist())) != len(cats):
+            raise AnalysisError(f"declared categories contain duplicates: {list(categories)}")
+    if len(cats) == 0:
+        raise AnalysisError("no non-missing rating")
+    lookup = {c: i for i, c in enumerate(cats.tolist())}
+    codes = np.full(flat.shape[0], -1, dtype=np.int64)
+    unknown: set[Any] = set()
+    for i, v in enumerate(flat.to_numpy()):
+        if missing[i]:
+            continue
+        key = v.item() if isinstance(v, np.generic) else v
+        code = lookup.get(key)
+        if code is None and isinstance(key, float) and key.is_integer():
+            code = lookup.get(int(key))
+        if code is None:
+            unknown.add(key)
+        else:
+            codes[i] = code
+    if unknown:
+        raise AnalysisError(
+            f"ratings {sorted(unknown, key=str)[:10]} are not among the declared categories {cats.tolist()}"
+        )
+    return codes.reshape(np.shape(values)), cats
+
+
+def fast_codes(values: np.ndarray, categories: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`encode_categories` for float arrays (NaN = missing); falls back when not numeric."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "fiu":
+        return encode_categories(arr, categories)
+    arr = arr.astype(float)
+    observed = ~np.isnan(arr)
+    cats = np.unique(arr[observed]) if categories is None else np.asarray(list(categories), dtype=float)
+    if len(cats) == 0:
+        raise AnalysisError("no non-missing rating")
+    if categories is not None and len(np.unique(cats)) != len(cats):
+        raise AnalysisError(f"declared categories contain duplicates: {list(categories)}")
+    order = np.argsort(cats)
+    sorted_cats = cats[order]
+    pos = np.searchsorted(sorted_cats, np.where(observed, arr, sorted_cats[0]))
+    pos = np.clip(pos, 0, len(cats) - 1)
+    ok = sorted_cats[pos] == arr
+    bad = observed & ~ok
+    if bad.any():
+        raise AnalysisError(
+            f"ratings {np.unique(arr[bad])[:10].tolist()} are not among the declared categories {cats.tolist()}"
+        )
+    codes = np.where(observed, order[pos], -1)
+    if categories is None:
+        return codes.astype(np.int64), cats
+    return codes.astype(np.int64), np.asarray(list(categories))
+
+
+def count_matrix(codes: np.ndarray, q: int) -> np.ndarray:
+    """Subjects x categories counts ``r_ik`` (number of raters who put subject i in category k)."""
+    n = codes.shape[0]
+    counts = np.zeros((n, q), dtype=float)
+    rows = np.repeat(np.arange(n), codes.shape[1])
+    flat = codes.ravel()
+    ok = flat >= 0
+    np.add.at(counts, (rows[ok], flat[ok]), 1.0)
+    return counts
+
+
+def category_scores(categories: np.ndarray) -> np.ndarray:
+    """Numeric scores of categories used for linear/quadratic weights (values if numeric, else positions)."""
+    try:
+        scores = np.asarray(categories, dtype=float)
+        if np.all(np.isfinite(scores)):
+            return scores
+    except (TypeError, ValueError):
+        pass
+    return np.arange(len(categories), dtype=float)
+
+
+def weight_matrix(weights: WeightsArg, categories: np.ndarray, *, kind: str = "agreement") -> np.ndarray:
+    """Agreement weight matrix ``w_kl`` (1 on the diagonal, in [0, 1]).
+
+    Parameters
+    ----------
+    weights : None, "identity", "linear", "quadratic" or a q x q matrix
+        ``linear`` = 1 - |c_k - c_l| / (c_max - c_min) and ``quadratic`` = 1 - (c_k - c_l)^2 / (c_max - c_min)^2,
+        computed on the category *values* when they are numeric (as Gwet's irrCAC; identical to the position-based
+        weights of statsmodels/scikit-learn for consecutive integer codes), else on their positions.
+    categories : ndarray
+        The ordered categories.
+    kind : {"agreement", "disagreement"}
+        How a user matrix is to be read. Disagreement weights ``v`` (Cohen 1968) are converted to
+        ``1 - v / max(v)``, which leaves every kappa-type coefficient unchanged.
+    """
+    q = len(categories)
+    if weights is None or (isinstance(weights, str) and weights in ("identity", "unweighted", "nominal")):
+        return np.eye(q)
+    if isinstance(weights, str):
+        scores = category_scores(categories)
+        span = scores.max() - scores.min() if q > 1 else 1.0
+        diff = np.abs(scores[:, None] - scores[None, :]) / (span if span > 0 else 1.0)
+        if weights == "linear":
+            return 1.0 - diff
+        if weights == "quadratic":
+            return 1.0 - diff**2
+        raise AnalysisError(f"unknown weights {weights!r}; expected None, 'linear', 'quadratic' or a matrix")
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (q, q):
+        raise AnalysisError(f"weight matrix must be {q}x{q} for categories {list(categories)}, got shape {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise AnalysisError("weight matrix contains NaN or infinite values")
+    if kind == "disagreement":
+        top = w.max()
+        if top <= 0:
+            raise AnalysisError("disagreement weights are all zero")
+        return 1.0 - w / top
+    if kind != "agreement":
+        raise AnalysisError(f"kind must be 'agreement' or 'disagreement', got {kind!r}")
+    return w
+
+
+def weights_label(weights: WeightsArg) -> str:
+    """Short printable name of a weights argument."""
+    if weights is None:
+        return "identity"
+    if isinstance(weights, str):
+        return weights
+    return "custom"
