@@ -771,3 +771,34 @@ def render_markdown(dictionary: DataDictionary | None = None) -> str:
     lines += ["", "## Problems the validator reports", "", "| Problem | Meaning |", "|---|---|"]
     lines += [f"| `{name}` | {meaning} |" for name, meaning in PROBLEM_CLASSES.items()]
     return "\n".join(lines) + "\n"
+
+
+def display_labels(variables: Iterable[str], dictionary: DataDictionary | None = None) -> dict[str, str]:
+    """Printable labels with units, e.g. ``{"labs_crp_mgl": "C-reactive protein (mg/L)"}``; unknown names kept."""
+    dictionary = dictionary or load_dictionary()
+    labels = {}
+    for name in variables:
+        if name in dictionary:
+            var = dictionary[name]
+            labels[name] = f"{var.label} ({var.unit_label})" if var.unit_label else var.label
+        else:
+            labels[name] = name
+    return labels
+
+
+def decode(
+    table: pd.DataFrame, variables: Iterable[str] | None = None, dictionary: DataDictionary | None = None
+) -> pd.DataFrame:
+    """Return a copy with coded variables replaced by their answer labels (as ordered categoricals)."""
+    dictionary = dictionary or load_dictionary()
+    decoded = table.copy()
+    names = variables if variables is not None else [c for c in table.columns if c in dictionary]
+    for name in names:
+        var = dictionary[name]
+        if var.kind != "coded" or name not in decoded:
+            continue
+        mapping = code_labels(name, dictionary)
+        decoded[name] = pd.Categorical(
+            decoded[name].map(mapping), categories=list(dict.fromkeys(mapping.values())), ordered=True
+        )
+    return decoded

@@ -45,21 +45,25 @@ build.flow
 
 # %% [markdown]
 # ## Table 1 by national severity category
+#
+# Continuous variables as mean (SD), laboratory values and onset-to-admission as median [IQR]; categorical as n (%).
+# p-values from ANOVA / Kruskal–Wallis / χ² (Fisher where expected counts are small); SMD as in R `tableone`.
 
 # %%
-from kicc_analysis.dictionary import code_labels
+from kicc_analysis.dictionary import decode, display_labels
 
-cohort["severity"] = cohort["sever_national"].map(code_labels("sever_national"))
 continuous = ["demog_age", "demog_bmi", "pres_onset_days", "vital_spo2room", "vital_rr", "vital_highesttem_c",
               "labs_wbccount", "labs_lymphocyte_109l", "labs_platelets_109l", "labs_crp_mgl", "labs_ldh",
               "labs_ddimer_mgl", "labs_ferritin", "labs_procalcito_ngml", "labs_creatinine_umoll", "labs_il6"]
 categorical = ["demog_sex", "comor_smoking", "comor_hypertensi", "comor_diabetes", "comor_chrpulmona",
                "comor_chrcardiac", "comor_chrkidney", "comor_malignantn", "comor_immunosupp"]
 nonnormal = [v for v in continuous if v.startswith("labs_") or v == "pres_onset_days"]
-table1 = table_one(cohort, groupby="severity", variables=[v for v in continuous + categorical if v in cohort],
-                   nonnormal=nonnormal, categorical=[v for v in categorical if v in cohort])
-out.table(table1, "table1_by_severity", title="Table 1 by national severity category", index=True)
-table1
+readable = decode(cohort, categorical + ["sever_national"])
+table1 = table_one(readable, groupby="sever_national", variables=continuous + categorical,
+                   nonnormal=nonnormal, categorical=categorical, labels=display_labels(continuous + categorical))
+out.table(table1.table, "table1_by_severity", title="Table 1 by national severity category", index=True)
+out.table(table1.tests, "table1_by_severity_tests", title="Table 1 tests and standardised mean differences", index=True)
+table1.table
 
 # %% [markdown]
 # ## Missingness and data quality

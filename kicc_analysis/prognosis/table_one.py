@@ -134,7 +134,10 @@ def table_one(
     labels = labels or {}
     if groupby is not None:
         gcol = cohort[groupby]
-        groups = sorted(gcol.dropna().unique().tolist())
+        if isinstance(gcol.dtype, pd.CategoricalDtype):  # keep the declared order (e.g. Mild < ... < Critical)
+            groups = [g for g in gcol.cat.categories if (gcol == g).any()]
+        else:
+            groups = sorted(gcol.dropna().unique().tolist())
         if len(groups) < 2:
             raise AnalysisError(f"table_one: groupby={groupby!r} has fewer than two groups: {groups}")
         frames = {str(g): cohort[gcol == g] for g in groups}
@@ -161,7 +164,10 @@ def table_one(
         label = labels.get(v, v)
         missing = int(cohort[v].isna().sum())
         if v in cat_set:
-            levels = sorted(cohort[v].dropna().unique().tolist(), key=lambda x: (str(type(x)), x))
+            if isinstance(cohort[v].dtype, pd.CategoricalDtype):
+                levels = [lv for lv in cohort[v].cat.categories if (cohort[v] == lv).any()]
+            else:
+                levels = sorted(cohort[v].dropna().unique().tolist(), key=lambda x: (str(type(x)), x))
             p, test, smd = np.nan, "", np.nan
             if group_frames:
                 ct = np.array([[int((f[v] == lv).sum()) for f in group_frames] for lv in levels])
@@ -207,7 +213,7 @@ def table_one(
             is_nn = v in nonnormal
             row = {"variable": f"{label}, {'median [IQR]' if is_nn else 'mean (SD)'}", "level": ""}
             for c in columns:
-                col = pd.to_numeric(all_frames[c][v], errors="coerce").dropna()
+                col = pd.to_numeric(all_frames[c][v], errors="coerce").astype(float).dropna()
                 q1, med, q3 = np.quantile(col, [0.25, 0.5, 0.75]) if len(col) else (np.nan,) * 3
                 mean, sd = (float(col.mean()), float(col.std(ddof=1))) if len(col) else (np.nan, np.nan)
                 row[c] = (
@@ -221,7 +227,7 @@ def table_one(
                 )  # fmt: skip
             p, test, smd = np.nan, "", np.nan
             if group_frames:
-                samples = [pd.to_numeric(f[v], errors="coerce").dropna() for f in group_frames]
+                samples = [pd.to_numeric(f[v], errors="coerce").astype(float).dropna() for f in group_frames]
                 if all(len(s) >= 2 for s in samples):
                     if is_nn:
                         p, test = float(stats.kruskal(*samples).pvalue), "Kruskal-Wallis"
