@@ -30,8 +30,9 @@ from kicc_analysis.quantification import segment_opacities
 from kicc_analysis.segmentation import segment_lungs
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "covid_slices" / "medseg_train"
-LEVELS = (-700.0, -600.0, -500.0, -400.0)
-WIDTHS = (1000.0, 1200.0, 1500.0)
+LEVELS = (-600.0, -500.0, -400.0, -300.0, -200.0)
+WIDTHS = (1200.0, 1500.0, 1800.0)
+VESSEL_MM = (0.0, 3.0)
 ASSUMED_WIDTH_MM = 320.0
 
 
@@ -53,14 +54,14 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / total) if total else np.nan
 
 
-def run_case(grey: np.ndarray, gt: np.ndarray, level: float, width: float) -> dict[str, float]:
+def run_case(grey: np.ndarray, gt: np.ndarray, level: float, width: float, vessel_mm: float = 0.0) -> dict[str, float]:
     """Segment one display slice at window (level, width) and score it against the radiologist mask."""
     hu = display_to_hu(grey, level, width)
     image = sitk.GetImageFromArray(hu)
     spacing = ASSUMED_WIDTH_MM / grey.shape[1]
     image.SetSpacing((spacing, spacing))
     lungs = segment_lungs(image).labels
-    opac = sitk.GetArrayFromImage(segment_opacities(image, lungs))
+    opac = sitk.GetArrayFromImage(segment_opacities(image, lungs, vessel_width_mm=vessel_mm))
     lesion, lesion_gt = opac > 0, gt > 0
     return {
         "lesion_dice": dice(lesion, lesion_gt),
@@ -72,8 +73,8 @@ def run_case(grey: np.ndarray, gt: np.ndarray, level: float, width: float) -> di
     }
 
 
-def evaluate(cases, level: float, width: float) -> pd.DataFrame:
-    rows = [{"case": name, **run_case(grey, gt, level, width)} for name, grey, gt in cases]
+def evaluate(cases, level: float, width: float, vessel_mm: float = 0.0) -> pd.DataFrame:
+    rows = [{"case": name, **run_case(grey, gt, level, width, vessel_mm)} for name, grey, gt in cases]
     return pd.DataFrame(rows)
 
 
@@ -99,21 +100,24 @@ def main(argv: list[str] | None = None) -> int:
     cases = load_cases(args.data)
     calib = cases[0::2]
     held_out = cases[1::2]
-    levels, widths = (LEVELS[1:3], WIDTHS[1:]) if args.quick else (LEVELS, WIDTHS)
+    levels, widths, vessels = (LEVELS[2:4], WIDTHS[1:2], VESSEL_MM) if args.quick else (LEVELS, WIDTHS, VESSEL_MM)
     start = time.perf_counter()
     grid = []
-    for level, width in itertools.product(levels, widths):
-        score = summarise(evaluate(calib, level, width))
-        grid.append({"level": level, "width": width, **score})
-        print(f"level {level:6.0f} width {width:6.0f}: calibration lesion Dice {score['lesion_dice_mean']:.3f}")
+    for level, width, vessel_mm in itertools.product(levels, widths, vessels):
+        score = summarise(evaluate(calib, level, width, vessel_mm))
+        grid.append({"level": level, "width": width, "vessel_mm": vessel_mm, **score})
+        print(
+            f"level {level:6.0f} width {width:6.0f} vessel {vessel_mm:3.0f} mm: "
+            f"calibration lesion Dice {score['lesion_dice_mean']:.3f}"
+        )
     grid_frame = pd.DataFrame(grid)
     best = grid_frame.sort_values("lesion_dice_mean", ascending=False).iloc[0]
-    level, width = float(best.level), float(best.width)
-    held = evaluate(held_out, level, width)
-    every = evaluate(cases, level, width)
+    level, width, vessel_mm = float(best.level), float(best.width), float(best.vessel_mm)
+    held = evaluate(held_out, level, width, vessel_mm)
+    every = evaluate(cases, level, width, vessel_mm)
     result = {
-        "window": {"level": level, "width": width},
-        "calibration_half": summarise(evaluate(calib, level, width)),
+        "window": {"level": level, "width": width, "vessel_width_mm": vessel_mm},
+        "calibration_half": summarise(evaluate(calib, level, width, vessel_mm)),
         "held_out_half": summarise(held),
         "all_50": summarise(every),
         "seconds": time.perf_counter() - start,

@@ -52,6 +52,7 @@ def segment_opacities(
     *,
     bins: str | Mapping[str, tuple[float, float]] = "default",
     remove_vessels: bool = True,
+    vessel_width_mm: float = 0.0,
 ) -> sitk.Image:
     """Label ground-glass opacity (1) and consolidation (2) inside the lungs by HU bins.
 
@@ -65,8 +66,12 @@ def segment_opacities(
         HU bin preset name (see :mod:`kicc_analysis.quantification.bins`) or a custom ``{class: (low, high)}``.
     remove_vessels : bool
         Drop thin dense structures (vessels) from the consolidation class: consolidation is opened in-plane with a
-        3x3 cross and grown back by one geodesic step inside the original consolidation voxels, so tubes
-        narrower than about 3 voxels are removed while blobs keep their edges. Removed voxels get label 0.
+        disk (at least the 3x3 cross) and grown back by the same disk inside the original consolidation voxels, so
+        tubes narrower than about 3 voxels are removed while blobs keep their edges. Removed voxels get label 0.
+    vessel_width_mm : float
+        When > 0 (and ``remove_vessels``), the disk has this diameter (mm) and GGO + consolidation are filtered
+        together, which also removes the GGO-range partial-volume rims of vessels (used for thin-section and
+        teaching images, where vessels span several pixels). 0 (default) = the 3x3 cross on consolidation only.
 
     Returns
     -------
@@ -76,25 +81,40 @@ def segment_opacities(
     hu, labels = _arrays(image, lung_labels)
     table = get_bins(bins)
     lung = labels > 0
-    out = np.zeros(hu.shape, dtype=np.uint8)
     lo, hi = table["ggo"]
-    out[lung & (hu >= lo) & (hu < hi)] = GGO
+    ggo = lung & (hu >= lo) & (hu < hi)
     lo, hi = table["consolidation"]
     dense = lung & (hu >= lo) & (hu < hi)
-    if remove_vessels and dense.any():
-        dense = _without_thin_structures(dense)
+    if remove_vessels:
+        spacing_yx = np.asarray(image.GetSpacing()[:2][::-1], dtype=float)
+        dense = _without_thin_structures(dense, vessel_width_mm, spacing_yx)
+        if vessel_width_mm > 0:
+            # vessel walls (partial volume) fall in the GGO range: filter GGO + consolidation together
+            ggo = _without_thin_structures(ggo | dense, vessel_width_mm, spacing_yx) & ~dense
+    out = np.zeros(hu.shape, dtype=np.uint8)
+    out[ggo] = GGO
     out[dense] = CONSOLIDATION
     result = sitk.GetImageFromArray(out)
     result.CopyInformation(lung_labels)
     return result
 
 
-def _without_thin_structures(mask: np.ndarray) -> np.ndarray:
-    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+def _disk(radius_mm: float, spacing_yx: np.ndarray) -> np.ndarray:
+    """In-plane structuring element of the given radius (mm); at least the 3x3 cross."""
+    ry, rx = (max(1, int(round(radius_mm / s))) for s in spacing_yx)
+    yy, xx = np.mgrid[-ry : ry + 1, -rx : rx + 1]
+    return (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0
+
+
+def _without_thin_structures(mask: np.ndarray, width_mm: float, spacing_yx: np.ndarray) -> np.ndarray:
+    """Remove in-plane structures narrower than ``width_mm`` (opening), keeping blob edges (geodesic regrowth)."""
+    if not mask.any():
+        return mask
+    disk = _disk(width_mm / 2.0, spacing_yx)
     if mask.ndim == 3:
-        cross = cross[None]  # in-plane only
-    opened = ndimage.binary_opening(mask, structure=cross)
-    return ndimage.binary_dilation(opened, structure=cross) & mask
+        disk = disk[None]
+    opened = ndimage.binary_opening(mask, structure=disk)
+    return ndimage.binary_dilation(opened, structure=disk) & mask
 
 
 def severity_score(opacity_pct: float) -> int:

@@ -46,6 +46,9 @@ RIGHT, LEFT = 1, 2
 TIGHT_CROP_BORDER_AIR = 0.5  # slices whose border is < 50 % air are crops through the body
 TIGHT_CROP_OUTSIDE_MAX_HU = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
 LATERAL_MIN = 0.05  # dense-recovery rule: hull-deficit centroid lateral of the lung centroid (x lung width)
+N_RAYS = 180  # sub-pleural recovery: rays per slice
+WALL_PERCENTILE = 50  # ... robust wall thickness = this percentile over neighbouring rays and slices
+MIN_BAND_MM = 8.0  # ... a band thinner than this is not recovered
 POSTERIOR_MIN = 0.15  # ... or posterior of it (x lung height) and away from the medial edge
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
@@ -173,7 +176,11 @@ def _segment_array(
         border = np.unique(edge[edge > 0])
         if border.size and (edge > 0).mean() < TIGHT_CROP_BORDER_AIR:
             # tight crop through the body (teaching images): border air is outside air only if it is pure air
-            border = border[np.asarray(ndimage.mean(hu[z], lab2d[z], border)) < TIGHT_CROP_OUTSIDE_MAX_HU]
+            # (or a small corner piece: < 10 % of the largest air region of the slice)
+            means = np.asarray(ndimage.mean(hu[z], lab2d[z], border))
+            sizes = np.bincount(lab2d[z].ravel())
+            small = sizes[border] < 0.1 * sizes[1:].max()
+            border = border[(means < TIGHT_CROP_OUTSIDE_MAX_HU) | small]
         outside_labels.append(border)
     border = np.concatenate(outside_labels)
     outside = np.isin(lab2d, border)
@@ -195,7 +202,7 @@ def _segment_array(
     labels = _fill_slices(labels, airway)
     dense = np.zeros_like(lungs)
     if recover_dense and labels.any():
-        dense = _recover_dense(labels, hu, air_threshold, dense_max, body & ~outside, body_x)
+        dense = _recover_dense(labels, hu, air_threshold, dense_max, _trunk(outside), body_x, spacing)
         labels = _fill_slices(labels, airway)
     info["outside"] = outside
     info["leak_fraction"] = _leak_fraction(labels, outside)
@@ -372,6 +379,8 @@ def _recover_dense(
     dense_max: float,
     body: np.ndarray,
     body_x: np.ndarray,
+    spacing: np.ndarray,
+    subpleural: bool = True,
 ) -> np.ndarray:
     """Step 6: add non-medial soft-tissue components of each lung's per-slice convex-hull deficit."""
     recovered = np.zeros(labels.shape, dtype=bool)
@@ -399,11 +408,75 @@ def _recover_dense(
                 near_medial_edge = abs(cx - medial_edge) < 0.25 * lung_width
                 if lateral_offset > LATERAL_MIN or (posterior and not near_medial_edge):
                     recovered[z] |= lab == i
+    if subpleural:
+        recovered |= _recover_subpleural(labels, dense_ok, body, spacing)
     # assign recovered voxels to the nearest lung (in place)
     if recovered.any():
         _, (iz, iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
         nearest = labels[iz, iy, ix]
         labels[recovered] = nearest[recovered]
+    return recovered
+
+
+def _trunk(outside: np.ndarray) -> np.ndarray:
+    """Per slice, the largest non-outside component with holes filled (the patient without table or arms)."""
+    trunk = np.zeros(outside.shape, dtype=bool)
+    for z in range(outside.shape[0]):
+        lab, n = ndimage.label(~outside[z])
+        if n == 0:
+            continue
+        largest = 1 + int(np.argmax(ndimage.sum_labels(np.ones_like(lab), lab, np.arange(1, n + 1))))
+        trunk[z] = ndimage.binary_fill_holes(lab == largest)
+    return trunk
+
+
+def _recover_subpleural(labels: np.ndarray, dense_ok: np.ndarray, trunk: np.ndarray, spacing: np.ndarray):
+    """Dense sub-pleural bands between the aerated lung and the chest wall (radial rule).
+
+    Rays are cast from each slice's trunk centre at ``N_RAYS`` angles. Along a ray the chest-wall thickness is the
+    distance from the skin (outermost trunk pixel) to the outermost lung pixel. The wall is thin and smooth where
+    aerated lung touches the pleura, so its robust value is a low percentile over neighbouring angles and slices
+    (``percentile_filter`` over about +-20 degrees and +-25 mm). Where a ray's wall is thicker than that by more
+    than 4 mm, the dense pixels between the lung and the robust inner wall are consolidated lung. Rays without
+    lung (mediastinum, spine) add nothing.
+    """
+    nz, ny, nx = labels.shape
+    n_rays = N_RAYS
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    pixel_mm = float(np.sqrt(spacing[1] * spacing[2]))
+    wall = np.full((nz, n_rays), np.inf)
+    r_lung_all = np.full((nz, n_rays), -1.0)
+    geometry = {}
+    for z in np.nonzero(labels.any(axis=(1, 2)) & trunk.any(axis=(1, 2)))[0]:
+        cy, cx = ndimage.center_of_mass(trunk[z])
+        radius = np.hypot((yy - cy) * spacing[1], (xx - cx) * spacing[2]) / pixel_mm  # in pixels
+        ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
+        r_skin = np.zeros(n_rays)
+        np.maximum.at(r_skin, ray[trunk[z]], radius[trunk[z]])
+        lung = labels[z] > 0
+        r_lung = np.full(n_rays, -1.0)
+        np.maximum.at(r_lung, ray[lung], radius[lung])
+        has = r_lung >= 0
+        wall[z, has] = r_skin[has] - r_lung[has]
+        r_lung_all[z] = r_lung
+        geometry[z] = (radius, ray, r_skin)
+    if not geometry:
+        return np.zeros(labels.shape, dtype=bool)
+    size_z = max(1, int(round(50.0 / spacing[0])) | 1)
+    size_a = max(3, int(round(n_rays * 40 / 360)) | 1)
+    finite = np.where(np.isfinite(wall), wall, 1e6)
+    pad = size_a // 2
+    padded = np.pad(finite, ((0, 0), (pad, pad)), mode="wrap")  # angles are circular
+    robust = ndimage.percentile_filter(padded, WALL_PERCENTILE, size=(size_z, size_a), mode="nearest")[:, pad:-pad]
+    min_gap = max(2.0, MIN_BAND_MM / pixel_mm)
+    recovered = np.zeros(labels.shape, dtype=bool)
+    for z, (radius, ray, r_skin) in geometry.items():
+        gap = np.isfinite(wall[z]) & (robust[z] < 1e5) & (wall[z] - robust[z] >= min_gap)
+        if not gap.any():
+            continue
+        inner_wall = r_skin - robust[z]
+        band = gap[ray] & (radius > r_lung_all[z][ray]) & (radius < inner_wall[ray])
+        recovered[z] = band & dense_ok[z] & (labels[z] == 0)
     return recovered
 
 

@@ -1,0 +1,84 @@
+"""Tests of kicc_analysis.quantification.batch: parallel cached runs, failures, cohort join, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from kicc_analysis.errors import AnalysisError
+from kicc_analysis.quantification import batch
+
+phantom = pytest.importorskip("kicc_analysis.demo.phantom")
+
+
+@pytest.fixture(scope="module")
+def series_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("series")
+    paths = {}
+    for name, seed, fraction in (("a0", 0, 0.05), ("a1", 0, 0.20), ("b0", 1, 0.10)):
+        ph = phantom.chest_phantom(
+            shape=(24, 96, 96), spacing_mm=(12.0, 3.6, 3.6), lesions="random", seed=seed, opacity_fraction=fraction
+        )
+        image = sitk.GetImageFromArray(ph.hu)
+        image.SetSpacing((3.6, 3.6, 12.0))
+        paths[name] = folder / f"{name}.nrrd"
+        sitk.WriteImage(image, str(paths[name]))
+    paths["broken"] = folder / "broken.nrrd"
+    paths["broken"].write_text("not an image")
+    return paths
+
+
+def _jobs(paths):
+    return pd.DataFrame(
+        {
+            "subjid": ["KICC-S01-0001", "KICC-S01-0001", "KICC-S01-0002", "KICC-S01-0003"],
+            "series_uid": ["1.1", "1.2", "2.1", "3.1"],
+            "timepoint": ["baseline", "follow-up", "baseline", "baseline"],
+            "img_day": [0, 10, 1, 0],
+            "source": [str(paths["a0"]), str(paths["a1"]), str(paths["b0"]), str(paths["broken"])],
+        }
+    )
+
+
+def test_batch_parallel_cache_and_failures(series_files, tmp_path):
+    jobs = _jobs(series_files)
+    first = batch.quantify_series_table(jobs, tmp_path / "cache", workers=2, show_progress=False)
+    failures = first.attrs["failures"]
+    assert list(failures.series_uid) == ["3.1"]
+    assert "ImagingError" in failures.error.iloc[0]
+    assert set(first.series_uid) == {"1.1", "1.2", "2.1"}
+    assert not first.cached.any()
+    assert (first.groupby("series_uid").region.apply(lambda r: "both" in set(r))).all()
+    second = batch.quantify_series_table(jobs, tmp_path / "cache", workers=1, show_progress=False)
+    assert second.cached.all()
+    pd.testing.assert_frame_equal(
+        first.drop(columns="cached").reset_index(drop=True), second.drop(columns="cached").reset_index(drop=True)
+    )
+    # follow-up with more opacity than baseline -> positive change
+    cohort = pd.DataFrame({"subjid": ["KICC-S01-0001", "KICC-S01-0002", "KICC-S01-0003", "KICC-S01-0004"]})
+    joined = batch.join_to_cohort(cohort, first)
+    assert len(joined) == 4 and list(joined.subjid) == list(cohort.subjid)
+    row = joined.set_index("subjid").loc["KICC-S01-0001"]
+    assert row.ct_opacity_pct_change == pytest.approx(row.ct_opacity_pct_followup - row.ct_opacity_pct)
+    assert row.ct_opacity_pct_change > 5
+    assert np.isnan(joined.set_index("subjid").loc["KICC-S01-0002", "ct_opacity_pct_change"])
+    assert joined.set_index("subjid").loc["KICC-S01-0004"].isna().all()
+    for col in ("ct_opacity_pct", "ct_ggo_pct", "ct_consolidation_pct", "ct_severity_total", "ct_lung_volume_ml"):
+        assert col in joined.columns and f"{col}_change" in joined.columns
+
+
+def test_batch_rejects_bad_jobs(tmp_path):
+    with pytest.raises(AnalysisError, match="missing column"):
+        batch.quantify_series_table(pd.DataFrame({"subjid": ["a"]}), tmp_path)
+    jobs = pd.DataFrame(
+        {"subjid": ["a"], "series_uid": ["1"], "timepoint": ["week 2"], "img_day": [0], "source": ["x"]}
+    )
+    with pytest.raises(AnalysisError, match="timepoint"):
+        batch.quantify_series_table(jobs, tmp_path)
+
+
+def test_cli_reports_missing_repository(tmp_path, capsys):
+    assert batch.main(["--repository", str(tmp_path)]) == 2
+    assert "imaging_studies.csv" in capsys.readouterr().err
