@@ -445,16 +445,34 @@ def lesion_score_field(
     Thresholding this score at a quantile inside each lung gives lesions of an exact target volume; raising the
     target grows the same lesions (progression), lowering it shrinks them (resolution).
     """
+    return _sample(_coarse_score(seed, _coarse_lung(lung_labels, axes)), axes)
+
+
+def _coarse_score(seed: int, coarse_lung: np.ndarray) -> np.ndarray:
+    """Lesion score on the coarse grid (see :func:`lesion_score_field`)."""
     cax = _coarse_axes()
     blobs = 0.75 * _smooth_field(seed, 1, 9.0) + 0.45 * _smooth_field(seed, 2, 20.0)
-    # peripheral prior: 1 - local lung density on the coarse grid (high next to the pleura)
-    az, ay, ax = axes
-    an_lung = _coarse_lung(lung_labels, axes)
-    periph = 1.0 - ndimage.gaussian_filter(an_lung, 14.0 / _COARSE_MM)
+    # peripheral prior: 1 - local lung density (high next to the pleura)
+    periph = 1.0 - ndimage.gaussian_filter(coarse_lung, 14.0 / _COARSE_MM, truncate=3.0)
     zz = cax[0][:, None, None] / 150.0
     yy = cax[1][None, :, None] / 110.0
-    score_c = blobs + 2.2 * periph + 1.0 * yy - 0.6 * zz
-    return _sample(score_c.astype(np.float32), axes)
+    return (blobs + 2.2 * periph + 1.0 * yy - 0.6 * zz).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_score(
+    seed: int,
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    body_scale: float,
+    slice_position: float,
+) -> np.ndarray:
+    """Lesion score of a cached anatomy (same key as :func:`_anatomy_volume`); read-only."""
+    _, lung, _, _ = _anatomy_volume(seed, shape, spacing, body_scale, slice_position)
+    axes, _ = _grid_axes(shape, spacing, slice_position)
+    score = lesion_score_field(lung, axes, seed)
+    score.setflags(write=False)
+    return score
 
 
 def _coarse_lung(lung_labels: np.ndarray, axes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
@@ -495,7 +513,7 @@ def _quantile_masks(
     return lesion, core
 
 
-@functools.lru_cache(maxsize=3)
+@functools.lru_cache(maxsize=8)
 def _anatomy_volume(
     seed: int,
     shape: tuple[int, int, int],
@@ -600,7 +618,10 @@ def chest_phantom(
     if isinstance(lesions, str):
         if lesions != "random":
             raise ImagingError(f"chest_phantom: lesions must be None, 'random' or a list of Lesion; got {lesions!r}")
-        score = lesion_score_field(lung, axes, int(seed))
+        if np.prod(shape_t) <= 8_000_000:
+            score = _cached_score(*anatomy_args)
+        else:
+            score = lesion_score_field(lung, axes, int(seed))
         share = float(rng_lesion.uniform(0.45, 0.65)) if right_share is None else float(right_share)
         n_r, n_l = int((lung == 1).sum()), int((lung == 2).sum())
         total = opacity_fraction * (n_r + n_l)
