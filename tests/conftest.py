@@ -36,3 +36,13 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
+def demo_repository(tmp_path_factory) -> Path:
+    """A small demo repository (8 patients), generated once per test session."""
+    from kicc_analysis.demo import generate_demo
+
+    root = tmp_path_factory.mktemp("demo") / "repository"
+    generate_demo(root, n_patients=8, seed=19, show_progress=False)
+    return root
