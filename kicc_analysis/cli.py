@@ -89,10 +89,10 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
 
 
 def _cmd_quantify(args: argparse.Namespace) -> int:
-    from kicc_analysis.cohort import quantify_cohort
+    from kicc_analysis.pipeline import quantify_cohort
 
-    results = quantify_cohort(args.repository, cache_dir=args.cache, workers=args.workers)
-    print(results.describe() if hasattr(results, "describe") else results)
+    run = quantify_cohort(args.repository, cache=args.cache, workers=args.workers)
+    print(run.describe())
     return 0
 
 
