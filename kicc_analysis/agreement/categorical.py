@@ -24,6 +24,7 @@ vectorised through draw-count matrices (see :mod:`kicc_analysis.agreement.bootst
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,17 @@ GWET_TABLE = "Gwet (2014) two-rater contingency-table variance; CI coef +/- t(n-
 
 
 # --------------------------------------------------------------------------- preparation
+
+
+def _quiet(func: Any) -> Any:
+    """Degenerate data (one category used, pe = 1) give NaN coefficients without NumPy warnings."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,7 @@ def _coef(kind: str, counts: np.ndarray, wm: np.ndarray, W: np.ndarray) -> np.nd
         return (pa - pe) / (1 - pe)
 
 
+@_quiet
 def _gwet_raw(kind: str, counts: np.ndarray, wm: np.ndarray) -> dict[str, float]:
     """Point estimate and Gwet variance of a Fleiss/AC/BP/PA-type coefficient from the count matrix."""
     n, q = counts.shape
@@ -180,6 +193,7 @@ def _conger_pe(onehot: np.ndarray, wm: np.ndarray, W: np.ndarray) -> np.ndarray:
     return np.einsum("kl,...kl->...", wm, pbar[..., :, None] * pbar[..., None, :] - s2 / r)
 
 
+@_quiet
 def _conger_raw(codes: np.ndarray, counts: np.ndarray, wm: np.ndarray) -> dict[str, float]:
     """Conger's (1980) kappa with Gwet's (2014) variance (irrCAC ``conger.kappa.raw``)."""
     n, r = codes.shape
@@ -225,6 +239,7 @@ def _kripp_parts(counts: np.ndarray, wm: np.ndarray, W: np.ndarray) -> tuple[np.
         return (pa - pe) / (1 - pe), pa, pe
 
 
+@_quiet
 def _kripp_raw(counts: np.ndarray, wm: np.ndarray) -> dict[str, float]:
     """Krippendorff's alpha with Gwet's (2014) variance (irrCAC ``krippen.alpha.raw``)."""
     ri_all = counts.sum(1)
@@ -322,12 +337,12 @@ def _table_coefficient(kind: str, table: np.ndarray, wm: np.ndarray) -> dict[str
     q = table.shape[0]
     p = table / n
     pk, pl = p.sum(1), p.sum(0)
-    pa = float(np.sum(wm * p))
+    pa = np.float64(np.sum(wm * p))
     pi = (pk + pl) / 2
     se0 = np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
         if kind == "kappa":
-            pe = float(np.sum(wm * np.outer(pk, pl)))
+            pe = np.float64(np.sum(wm * np.outer(pk, pl)))
             coef = (pa - pe) / (1 - pe)
             wbar_row, wbar_col = wm @ pl, wm.T @ pk
             inner = wm - (1 - coef) * (wbar_row[:, None] + wbar_col[None, :])
@@ -336,7 +351,7 @@ def _table_coefficient(kind: str, table: np.ndarray, wm: np.ndarray) -> dict[str
             var0 = (np.sum(np.outer(pk, pl) * inner0**2) - pe**2) / (n * (1 - pe) ** 2)
             se0 = float(np.sqrt(var0))
         elif kind in ("scott", "kripp"):
-            pe = float(pi @ wm @ pi)
+            pe = np.float64(pi @ wm @ pi)
             coef = (pa - pe) / (1 - pe)
             inner = wm - (1 - coef) * ((wm @ pi)[:, None] + (wm.T @ pi)[None, :])
             var = (np.sum(p * inner**2) - (pa - 2 * (1 - coef) * pe) ** 2) / (n * (1 - pe) ** 2)
@@ -346,16 +361,16 @@ def _table_coefficient(kind: str, table: np.ndarray, wm: np.ndarray) -> dict[str
                 coef = (pa - pe) / (1 - pe)
         elif kind == "ac":
             tw = wm.sum() / (q * (q - 1))
-            pe = float(tw * np.sum(pi * (1 - pi)))
+            pe = np.float64(tw * np.sum(pi * (1 - pi)))
             coef = (pa - pe) / (1 - pe)
             inner = wm - 2 * (1 - coef) * tw * (1 - (pi[:, None] + pi[None, :]) / 2)
             var = (np.sum(p * inner**2) - (pa - 2 * (1 - coef) * pe) ** 2) / (n * (1 - pe) ** 2)
         elif kind == "bp":
-            pe = float(wm.sum() / q**2)
+            pe = np.float64(wm.sum() / q**2)
             coef = (pa - pe) / (1 - pe)
             var = (np.sum(wm**2 * p) - pa**2) / (n * (1 - pe) ** 2)
         elif kind == "pa":
-            pe, coef = 0.0, pa
+            pe, coef = np.float64(0.0), pa
             var = (np.sum(wm**2 * p) - pa**2) / n
         else:
             raise AnalysisError(f"unknown coefficient {kind!r}")
@@ -685,6 +700,7 @@ def scott_pi(
     )
 
 
+@_quiet
 def _fleiss_h0(counts: np.ndarray) -> dict[str, Any]:
     """Fleiss (1971) per-category kappas and Fleiss, Nee & Landis (1979) SEs under H0 (fixed m raters)."""
     ri = counts.sum(1)
