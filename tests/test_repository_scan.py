@@ -312,3 +312,22 @@ def test_series_files_unknown_uid(tmp_path):
     scan = scan_repository(root, workers=1)
     with pytest.raises(RepositoryError, match="not found"):
         series_files(scan, "1.2.3.does.not.exist")
+
+
+def test_demo_repository_matches_its_manifest_and_truth(tmp_path):
+    """Cross-check against the independent demo writer: counts, study list and the 'lung' series as choice."""
+    demo = pytest.importorskip("kicc_analysis.demo")
+    out = tmp_path / "demo"
+    manifest = demo.generate_demo(out, n_patients=3, seed=5, workers=1, show_progress=False)
+    scan = scan_repository(out / "dicom", index_dir=tmp_path / "idx", workers=1)
+    sizes = manifest.sizes
+    assert len(scan.instances) == sizes["n_dicom_files"]
+    assert sorted(scan.skipped["relpath"]) == sorted(p.removeprefix("dicom/") for p in manifest.non_dicom_files)
+    assert (scan.series["modality"] == "CT").sum() == sizes["n_ct_series"]
+    assert len(scan.selection) == sizes["n_ct_studies"]
+    listed = pd.read_csv(out / "clinical" / "imaging_studies.csv", dtype=str)
+    assert set(listed["img_study_uid"]) == set(scan.studies["study_uid"])
+    truth = pd.read_csv(out / "ground_truth" / "truth.csv", dtype={"series_uid": str, "study_uid": str})
+    lung = truth[truth["series_role"] == "lung"].set_index("study_uid")["series_uid"]
+    chosen = scan.selection.set_index("study_uid")["series_uid"]
+    assert chosen.reindex(lung.index).tolist() == lung.tolist()

@@ -406,6 +406,8 @@ def read_header(path: str | os.PathLike[str], size: int | None = None) -> Header
                 return _no_preamble(path, head, size)
             try:
                 meta, pos = _read_meta(w)
+                if _clean(meta.get("media_sop_class_uid", b"").decode("latin-1")) == MEDIA_STORAGE_DIRECTORY:
+                    return _finish(_decode(meta), size)  # DICOMDIR: no need to walk its record sequence
                 ts = _clean(meta.get("transfer_syntax", b"").decode("latin-1"))
                 if ts is None or ts in (DEFLATED_LE, EXPLICIT_BE):
                     raise _Fallback(f"transfer syntax {ts!r} not handled by the fast parser")
