@@ -169,6 +169,9 @@ def test_study_dates_match_imaging_inventory(demo: Path, headers: dict[str, pydi
     # StudyDate - img_day is the (shifted) admission date: one value per patient
     inv["admission"] = [d - dt.timedelta(days=int(k)) for d, k in zip(inv["date"], inv["img_day"], strict=True)]
     assert (inv.groupby("subjid")["admission"].nunique() == 1).all()
+    clinical = pd.read_csv(demo / "clinical" / "clinical.csv").set_index("subjid")
+    pres = pd.to_datetime(clinical["pres_date"]).dt.date
+    assert (inv["admission"] == inv["subjid"].map(pres)).all()  # StudyDate = pres_date + img_day
     assert all(d.year >= 2100 for d in inv["date"])  # shifted, obviously fictional dates
     assert set(inv["img_modality"]) <= {"CT", "DX", "CR"}
     baseline = inv[(inv["img_modality"] == "CT") & (inv["img_timepoint"] == 1)]

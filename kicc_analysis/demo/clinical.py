@@ -62,6 +62,7 @@ COMORBIDITIES: tuple[str, ...] = (
 CLINICAL_COLUMNS: tuple[str, ...] = (
     "subjid",
     "kicc_site",
+    "pres_date",
     "demog_age",
     "demog_sex",
     "demog_bmi",
@@ -281,10 +282,14 @@ def simulate_clinical(n_patients: int, rng: np.random.Generator) -> ClinicalSimu
         v[rng.random(n) < 0.02] = 99
         return v
 
+    # shifted, fictional admission dates (2120-2121): consistent within a patient, never real
+    base = np.datetime64("2120-02-01")
+    admission = base + rng.integers(0, 420, n).astype("timedelta64[D]")
     clinical = pd.DataFrame(
         {
             "subjid": subjid,
             "kicc_site": site,
+            "pres_date": np.datetime_as_string(admission, unit="D"),
             "demog_age": age.astype(float),
             "demog_sex": sex,
             "demog_bmi": bmi,
@@ -313,9 +318,6 @@ def simulate_clinical(n_patients: int, rng: np.random.Generator) -> ClinicalSimu
         },
         columns=list(CLINICAL_COLUMNS),
     )
-    # shifted, fictional admission dates (2120-2121): consistent within a patient, never real
-    base = np.datetime64("2120-02-01")
-    admission = base + rng.integers(0, 420, n).astype("timedelta64[D]")
     latent = pd.DataFrame(
         {
             "subjid": subjid,
@@ -323,7 +325,7 @@ def simulate_clinical(n_patients: int, rng: np.random.Generator) -> ClinicalSimu
             "severity": sev,
             "opacity_pct": opacity,
             "consolidation_fraction": cons_frac,
-            "body_scale": np.round(np.clip(0.88 + 0.012 * (bmi - 24.0) * 1.5, 0.82, 1.06), 3),
+            "body_scale": np.round(np.clip(0.95 + 0.015 * (bmi - 24.0), 0.85, 1.08), 3),
             "admission_date": admission,
         }
     )
