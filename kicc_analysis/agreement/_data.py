@@ -87,13 +87,24 @@ def to_wide(
         raters = np.asarray(data.columns)
         values = data.to_numpy(dtype=object)
     else:
-        values = np.asarray(data, dtype=object)
+        try:
+            values = np.asarray(data, dtype=float)
+        except (TypeError, ValueError):
+            values = np.asarray(data, dtype=object)
         if values.ndim != 2:
             raise AnalysisError(f"wide ratings must be 2-D subjects x raters, got an array of shape {values.shape}")
         subjects = np.arange(values.shape[0])
         raters = np.arange(values.shape[1])
     if values.size == 0 or values.shape[0] == 0:
         raise AnalysisError("no ratings: the input has no subjects")
+    if values.dtype != object:
+        return Wide(values=values, subjects=subjects, raters=raters)
+    if not numeric:
+        try:
+            values = values.astype(float)
+        except (TypeError, ValueError):
+            pass
+        return Wide(values=values, subjects=subjects, raters=raters)
     if numeric:
         try:
             values = pd.DataFrame(values).apply(pd.to_numeric, errors="raise").to_numpy(dtype=float)
@@ -104,7 +115,7 @@ def to_wide(
 
 def drop_unrated(wide: Wide) -> Wide:
     """Remove subjects nobody rated, reporting how many in ``dropped['no_rating']``."""
-    missing = pd.isna(pd.DataFrame(wide.values)).to_numpy()
+    missing = np.isnan(wide.values) if wide.values.dtype.kind == "f" else pd.isna(pd.DataFrame(wide.values)).to_numpy()
     keep = ~missing.all(axis=1)
     n_drop = int((~keep).sum())
     if keep.sum() == 0:
@@ -197,12 +208,10 @@ def fast_codes(values: np.ndarray, categories: Sequence[Any] | None) -> tuple[np
 def count_matrix(codes: np.ndarray, q: int) -> np.ndarray:
     """Subjects x categories counts ``r_ik`` (number of raters who put subject i in category k)."""
     n = codes.shape[0]
-    counts = np.zeros((n, q), dtype=float)
     rows = np.repeat(np.arange(n), codes.shape[1])
     flat = codes.ravel()
     ok = flat >= 0
-    np.add.at(counts, (rows[ok], flat[ok]), 1.0)
-    return counts
+    return np.bincount(rows[ok] * q + flat[ok], minlength=n * q).reshape(n, q).astype(float)
 
 
 def category_scores(categories: np.ndarray) -> np.ndarray:
