@@ -10,6 +10,8 @@ import numpy as np
 import pydicom
 import pytest
 from conftest import shared_path
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -280,3 +282,21 @@ def test_pydicom_reads_the_generated_files_completely(tmp_path):
     ds = pydicom.dcmread(paths[0])
     assert ds.pixel_array.shape == (16, 16)
     assert len([e for e in ds if e.tag.is_private]) > 60  # Siemens-like profile
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_files_never_raise(tmp_path, data):
+    """Random truncations and byte flips of a valid file: always a HeaderResult, never an exception."""
+    base = _synthetic_bytes(tmp_path)
+    blob = bytearray(base[: data.draw(st.integers(0, len(base)), label="length")])
+    for _ in range(data.draw(st.integers(0, 6), label="n_flips")):
+        if blob:
+            i = data.draw(st.integers(0, len(blob) - 1), label="offset")
+            blob[i] = data.draw(st.integers(0, 255), label="byte")
+    path = tmp_path / "mutated.dcm"
+    path.write_bytes(bytes(blob))
+    res = read_header(path)
+    assert (res.record is None) != (res.error is None)
+    if res.error is not None:
+        assert res.error.split(":")[0] in {"not DICOM", "corrupt DICOM", "DICOMDIR", "unreadable"}

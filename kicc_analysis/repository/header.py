@@ -23,8 +23,12 @@ Public API
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import struct
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -419,7 +423,12 @@ def read_header(path: str | os.PathLike[str], size: int | None = None) -> Header
         return HeaderResult(None, f"corrupt DICOM: {exc}")
     except OSError as exc:
         return HeaderResult(None, f"unreadable: {exc.strerror or exc}")
-    rec = _decode(raw)
+    except Exception:  # noqa: BLE001 - an unforeseen byte pattern: let pydicom judge the file
+        return read_header_pydicom(path)
+    try:
+        rec = _decode(raw)
+    except Exception:  # noqa: BLE001 - e.g. an unknown character set: pydicom decides
+        return read_header_pydicom(path)
     return _finish(rec, size, header_end)
 
 
@@ -467,6 +476,20 @@ def _no_preamble(path: str, head: bytes, size: int) -> HeaderResult:
     return HeaderResult(None, "not DICOM: no 'DICM' marker at byte 128 and no DICOM data set at byte 0")
 
 
+@contextlib.contextmanager
+def _quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's per-value warnings and log records while judging a bad file (the reason is reported)."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 _SPECIFIC_TAGS = [tag for tag, _, _ in _WANTED if tag >> 16 != 0x0002]
 
 
@@ -483,7 +506,8 @@ def read_header_pydicom(path: str | os.PathLike[str], force: bool = False) -> He
     path = os.fspath(path)
     try:
         size = os.stat(path).st_size
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_SPECIFIC_TAGS, force=force)
+        with _quiet_pydicom():
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_SPECIFIC_TAGS, force=force)
     except InvalidDicomError as exc:
         return HeaderResult(None, f"not DICOM: {exc}")
     except OSError as exc:
@@ -492,10 +516,11 @@ def read_header_pydicom(path: str | os.PathLike[str], force: bool = False) -> He
         return HeaderResult(None, f"corrupt DICOM: pydicom could not read the header ({type(exc).__name__}: {exc})")
     rec: dict[str, Any] = {}
     try:
-        for tag, name, vr in _WANTED:
-            src = ds.file_meta if tag >> 16 == 0x0002 else ds
-            elem = src.get(tag) if src is not None else None
-            rec[name] = None if elem is None else _from_pydicom(elem.value, name, vr)
+        with _quiet_pydicom():
+            for tag, name, vr in _WANTED:
+                src = ds.file_meta if tag >> 16 == 0x0002 else ds
+                elem = src.get(tag) if src is not None else None
+                rec[name] = None if elem is None else _from_pydicom(elem.value, name, vr)
     except Exception as exc:  # noqa: BLE001
         return HeaderResult(None, f"corrupt DICOM: invalid header value ({type(exc).__name__}: {exc})")
     rec["parser"] = "pydicom"
