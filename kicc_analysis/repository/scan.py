@@ -286,10 +286,14 @@ def _read_all(root: str, todo: list[tuple[str, int, int]], workers: int, show: b
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
             futures = {pool.submit(_read_chunk, root, c): k for k, c in enumerate(chunks)}
-            for fut in as_completed(futures):
-                part = fut.result()
-                done[futures[fut]] = part
-                bar.update(part.num_rows)
+            try:
+                for fut in as_completed(futures):
+                    part = fut.result()
+                    done[futures[fut]] = part
+                    bar.update(part.num_rows)
+            except BaseException:  # e.g. KeyboardInterrupt in a notebook: drop the queued chunks at once
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     except BrokenProcessPool:
         warnings.warn("header-reading worker processes died; finishing the scan in this process", stacklevel=3)
         for k, c in enumerate(chunks):
