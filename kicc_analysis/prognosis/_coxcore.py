@@ -32,7 +32,7 @@ from kicc_analysis.errors import AnalysisError
 class _Stratum:
     x: np.ndarray  # (n, p) centred covariates
     w: np.ndarray  # case weights
-    stop_order: np.ndarray  # subject order by stop time
+    perm: np.ndarray  # original row index of each (stop-sorted) row of the stratum
     stop_sorted: np.ndarray
     start_order: np.ndarray | None
     start_sorted: np.ndarray | None
@@ -46,23 +46,25 @@ class _Stratum:
     meanwt_k: np.ndarray  # mean case weight of the deaths at tk
     n_stop_k: np.ndarray  # per subject: number of event times <= stop
     n_start_k: np.ndarray | None  # per subject: number of event times <= start
+    death_first: np.ndarray  # position in death_idx of the first death of each event time
 
 
 def _prepare(
     x: np.ndarray, stop: np.ndarray, event: np.ndarray, w: np.ndarray, start: np.ndarray | None
 ) -> _Stratum | None:
+    """Precompute the risk-set bookkeeping of one stratum (its rows are put in stop-time order)."""
     dead = event > 0
     if not dead.any():
         return None
-    stop_order = np.argsort(stop, kind="stable")
-    stop_sorted = stop[stop_order]
-    death_idx = np.nonzero(dead)[0]
-    death_idx = death_idx[np.argsort(stop[death_idx], kind="stable")]
+    perm = np.argsort(stop, kind="stable")
+    x, stop, event, w = x[perm], stop[perm], event[perm], w[perm]
+    start = None if start is None else start[perm]
+    death_idx = np.nonzero(event > 0)[0]  # already in time order
     tk, death_k, d_k = np.unique(stop[death_idx], return_inverse=True, return_counts=True)
     first = np.r_[0, np.cumsum(d_k)[:-1]]
     death_l = np.arange(len(death_idx)) - first[death_k]
     meanwt_k = np.bincount(death_k, weights=w[death_idx], minlength=len(tk)) / d_k
-    pos_stop = np.searchsorted(stop_sorted, tk, side="left")
+    pos_stop = np.searchsorted(stop, tk, side="left")
     n_stop_k = np.searchsorted(tk, stop, side="right")
     if start is not None:
         start_order = np.argsort(start, kind="stable")
@@ -72,18 +74,29 @@ def _prepare(
     else:
         start_order = start_sorted = pos_start = n_start_k = None
     return _Stratum(
-        x, w, stop_order, stop_sorted, start_order, start_sorted, tk, pos_stop, pos_start,
-        death_idx, death_k, death_l, d_k, meanwt_k, n_stop_k, n_start_k,
+        x, w, perm, stop, start_order, start_sorted, tk, pos_stop, pos_start,
+        death_idx, death_k, death_l, d_k, meanwt_k, n_stop_k, n_start_k, first,
     )  # fmt: skip
 
 
-def _rev_cumsum_at(values: np.ndarray, order: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """sum of values[order][j] for j >= pos (vectorised, values 1-D or 2-D)."""
-    v = values[order]
-    rc = np.cumsum(v[::-1], axis=0)[::-1]
-    pad = np.zeros((1,) + v.shape[1:])
-    rc = np.concatenate([rc, pad], axis=0)
-    return rc[pos]
+def _rev_cumsum_at(values: np.ndarray, order: np.ndarray | None, pos: np.ndarray) -> np.ndarray:
+    """sum of values[order][j] for j >= pos (vectorised, values 1-D or 2-D; ``order=None`` = as is)."""
+    v = values if order is None else values[order]
+    n = len(v)
+    rc = np.cumsum(v[::-1], axis=0)  # rc[i] = sum of the last i + 1 rows
+    out = np.zeros((len(pos),) + v.shape[1:])
+    inside = pos < n
+    out[inside] = rc[n - 1 - pos[inside]]
+    return out
+
+
+def _risk_sums(s: _Stratum, r: np.ndarray, rx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s0 = _rev_cumsum_at(r, None, s.pos_stop)
+    s1 = _rev_cumsum_at(rx, None, s.pos_stop)
+    if s.start_order is not None:
+        s0 = s0 - _rev_cumsum_at(r, s.start_order, s.pos_start)
+        s1 = s1 - _rev_cumsum_at(rx, s.start_order, s.pos_start)
+    return s0, s1
 
 
 def _stratum_terms(
@@ -92,11 +105,7 @@ def _stratum_terms(
     eta = s.x @ beta
     r = s.w * np.exp(eta)
     rx = r[:, None] * s.x
-    s0 = _rev_cumsum_at(r, s.stop_order, s.pos_stop)
-    s1 = _rev_cumsum_at(rx, s.stop_order, s.pos_stop)
-    if s.start_order is not None:
-        s0 = s0 - _rev_cumsum_at(r, s.start_order, s.pos_start)
-        s1 = s1 - _rev_cumsum_at(rx, s.start_order, s.pos_start)
+    s0, s1 = _risk_sums(s, r, rx)
     di = s.death_idx
     wd = s.w[di]
     ll = float(wd @ eta[di])
@@ -106,8 +115,7 @@ def _stratum_terms(
     if ties == "efron":
         frac = s.death_l / s.d_k[s.death_k]
         d0 = np.bincount(s.death_k, weights=r[di], minlength=m)
-        d1 = np.zeros((m, s.x.shape[1]))
-        np.add.at(d1, s.death_k, rx[di])
+        d1 = np.add.reduceat(rx[di], s.death_first, axis=0)
         s0e = s0[s.death_k] - frac * d0[s.death_k]
         s1e = s1[s.death_k] - frac[:, None] * d1[s.death_k]
     else:
@@ -262,19 +270,14 @@ def time_interaction_info(
         eta = s.x @ beta
         r = s.w * np.exp(eta)
         rx = r[:, None] * s.x
-        s0 = _rev_cumsum_at(r, s.stop_order, s.pos_stop)
-        s1 = _rev_cumsum_at(rx, s.stop_order, s.pos_stop)
-        if s.start_order is not None:
-            s0 = s0 - _rev_cumsum_at(r, s.start_order, s.pos_start)
-            s1 = s1 - _rev_cumsum_at(rx, s.start_order, s.pos_start)
+        s0, s1 = _risk_sums(s, r, rx)
         di = s.death_idx
         m = len(s.tk)
         mw = s.meanwt_k[s.death_k]
         if ties == "efron":
             frac = s.death_l / s.d_k[s.death_k]
             d0 = np.bincount(s.death_k, weights=r[di], minlength=m)
-            d1 = np.zeros((m, p))
-            np.add.at(d1, s.death_k, rx[di])
+            d1 = np.add.reduceat(rx[di], s.death_first, axis=0)
             s0e = s0[s.death_k] - frac * d0[s.death_k]
             s1e = s1[s.death_k] - frac[:, None] * d1[s.death_k]
         else:
@@ -326,11 +329,7 @@ def score_residuals(
             continue
         r = s.w * np.exp(s.x @ beta)
         rx = r[:, None] * s.x
-        s0 = _rev_cumsum_at(r, s.stop_order, s.pos_stop)
-        s1 = _rev_cumsum_at(rx, s.stop_order, s.pos_stop)
-        if s.start_order is not None:
-            s0 = s0 - _rev_cumsum_at(r, s.start_order, s.pos_start)
-            s1 = s1 - _rev_cumsum_at(rx, s.start_order, s.pos_start)
+        s0, s1 = _risk_sums(s, r, rx)
         m = len(s.tk)
         dw = np.bincount(s.death_k, weights=s.w[s.death_idx], minlength=m)
         dlam = dw / s0
@@ -344,5 +343,5 @@ def score_residuals(
         res = -(np.exp(s.x @ beta))[:, None] * (s.x * dl[:, None] - dc)
         di = s.death_idx
         res[di] += s.x[di] - xbar[s.death_k]
-        out[g] = s.w[:, None] * res
+        out[g[s.perm]] = s.w[:, None] * res
     return out

@@ -62,7 +62,6 @@ class CoxResult:
     lr_p: float
     score_chisq: float
     wald_chisq: float
-    concordance: ConcordanceCounts
     n: int
     events: int
     n_dropped: int
@@ -71,6 +70,15 @@ class CoxResult:
     confidence: float
     fit: CoxFit = field(repr=False)
     data: dict[str, Any] = field(repr=False, default_factory=dict)
+    _concordance: ConcordanceCounts | None = field(default=None, repr=False)
+
+    @property
+    def concordance(self) -> ConcordanceCounts:
+        """Harrell's C of the linear predictor within strata (computed on first access, O(n log^2 n))."""
+        if self._concordance is None:
+            d = self.data
+            self._concordance = _harrell_within_strata(d["time"], d["event"], self.linear_predictor(), d["strata"])
+        return self._concordance
 
     @property
     def coef(self) -> np.ndarray:
@@ -214,22 +222,6 @@ def cox(
     )
     lr = 2 * (fit.loglik - fit.loglik_null)
     p = x.shape[1]
-    lp = (x - fit.center) @ fit.beta
-    # Harrell's C within strata: offset times so that strata never form comparable pairs is not possible;
-    # instead counts are summed over strata.
-    if st is None:
-        conc = concordance_counts(t, e.astype(int), lp)
-    else:
-        tot = np.zeros(5)
-        tied_time = 0
-        for s in pd.unique(st):
-            sel = st == s
-            if e[sel].sum() == 0:
-                continue
-            cc = concordance_counts(t[sel], e[sel].astype(int), lp[sel])
-            tot += [cc.concordant, cc.discordant, cc.tied_risk, cc.comparable, 0]
-            tied_time += cc.tied_time
-        conc = ConcordanceCounts((tot[0] + 0.5 * tot[2]) / tot[3], tot[0], tot[1], tot[2], tied_time, tot[3])
     wald = float(fit.beta @ np.linalg.solve(fit.var, fit.beta))
     return CoxResult(
         table=table,
@@ -240,7 +232,6 @@ def cox(
         lr_p=float(stats.chi2.sf(lr, p)),
         score_chisq=fit.score_test,
         wald_chisq=wald,
-        concordance=conc,
         n=len(t),
         events=int(e.sum()),
         n_dropped=n_dropped,
@@ -250,6 +241,22 @@ def cox(
         fit=fit,
         data={"x": x, "time": t, "event": e, "entry": ent, "strata": st, "weights": wts},
     )
+
+
+def _harrell_within_strata(t: np.ndarray, e: np.ndarray, lp: np.ndarray, st: np.ndarray | None) -> ConcordanceCounts:
+    """Harrell's C; with strata the pair counts are summed over strata (pairs across strata are not compared)."""
+    if st is None:
+        return concordance_counts(t, e.astype(int), lp)
+    tot = np.zeros(4)
+    tied_time = 0
+    for s in pd.unique(st):
+        sel = st == s
+        if e[sel].sum() == 0:
+            continue
+        cc = concordance_counts(t[sel], e[sel].astype(int), lp[sel])
+        tot += [cc.concordant, cc.discordant, cc.tied_risk, cc.comparable]
+        tied_time += cc.tied_time
+    return ConcordanceCounts((tot[0] + 0.5 * tot[2]) / tot[3], tot[0], tot[1], tot[2], tied_time, tot[3])
 
 
 def _km_left(time: np.ndarray, event: np.ndarray):
