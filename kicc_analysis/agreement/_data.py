@@ -81,11 +81,11 @@ def to_wide(
         wide = data.pivot(index=subject, columns=rater, values=rating)
         subjects = np.asarray(wide.index)
         raters = np.asarray(wide.columns)
-        values = wide.to_numpy(dtype=object)
+        values = _frame_values(wide)
     elif isinstance(data, pd.DataFrame):
         subjects = np.asarray(data.index)
         raters = np.asarray(data.columns)
-        values = data.to_numpy(dtype=object)
+        values = _frame_values(data)
     else:
         try:
             values = np.asarray(data, dtype=float)
@@ -111,6 +111,14 @@ def to_wide(
         except (ValueError, TypeError) as exc:
             raise AnalysisError(f"ratings must be numeric (or declare categories); {exc}") from exc
     return Wide(values=values, subjects=subjects, raters=raters)
+
+
+def _frame_values(frame: pd.DataFrame) -> np.ndarray:
+    """Float array (NaN for missing, including pandas NA of nullable dtypes) when numeric, else object."""
+    try:
+        return frame.to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
+        return frame.to_numpy(dtype=object)
 
 
 def drop_unrated(wide: Wide) -> Wide:
