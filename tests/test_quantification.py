@@ -113,3 +113,18 @@ def test_phantom_opacity_volumes_within_5_percent_on_truth_mask(seed):
     table = quantify(image, lungs).set_index("region")
     assert table.loc["both", "ggo_ml"] == pytest.approx(ph.volumes_ml["ggo"], rel=0.05)
     assert table.loc["both", "volume_ml"] == pytest.approx(ph.volumes_ml["lung_total"], rel=1e-6)
+
+
+def test_density_statistics_match_numpy_and_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(7)
+    hu = rng.normal(-800, 120, size=(6, 20, 20)).round().astype(np.int16)
+    labels = np.ones(hu.shape, dtype=np.uint8)
+    row = quantify(_image(hu), _image(labels)).set_index("region").loc["both"]
+    values = hu.ravel().astype(float)
+    assert row.mean_hu == pytest.approx(values.mean())
+    for q in (10, 25, 50, 75, 90):
+        assert row[f"hu_p{q}"] == pytest.approx(np.percentile(values, q))
+    assert row["skewness"] == pytest.approx(stats.skew(values))
+    assert row["kurtosis"] == pytest.approx(stats.kurtosis(values))

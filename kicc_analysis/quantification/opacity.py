@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
-from scipy import ndimage, stats
+from scipy import ndimage
 
 from ..errors import AnalysisError
 from .bins import get_bins
@@ -30,6 +30,8 @@ GGO, CONSOLIDATION = 1, 2
 SEVERITY_EDGES_PCT = (5.0, 25.0, 50.0, 75.0)
 PERCENTILES = (10, 25, 50, 75, 90)
 ZONE_NAMES = ("upper", "middle", "lower")
+HU_LOW, HU_HIGH = -2048, 4095  # histogram range of density statistics (HU, 1-HU bins; values outside are clipped)
+N_ZONE_IDS = 9  # 0 background, 1-6 zones, 7/8 right/left without zones
 
 
 def _arrays(image: sitk.Image, lung_labels: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
@@ -79,14 +81,42 @@ def segment_opacities(
         uint8 labels on the same grid: 0 none, 1 GGO, 2 consolidation.
     """
     hu, labels = _arrays(image, lung_labels)
-    table = get_bins(bins)
+    spacing_yx = np.asarray(image.GetSpacing()[:2][::-1], dtype=float)
+    out = np.zeros(hu.shape, dtype=np.uint8)
+    box = _bounding_box(labels)
+    if box is not None:
+        out[box] = _opacity_array(hu[box], labels[box] > 0, get_bins(bins), spacing_yx, remove_vessels, vessel_width_mm)
+    result = sitk.GetImageFromArray(out)
+    result.CopyInformation(lung_labels)
+    return result
+
+
+def _bounding_box(labels: np.ndarray) -> tuple[slice, ...] | None:
+    """Slices of the smallest box holding every non-zero label (None when empty)."""
     lung = labels > 0
+    box = []
+    for axis in range(lung.ndim):
+        others = tuple(i for i in range(lung.ndim) if i != axis)
+        present = np.flatnonzero(lung.any(axis=others))
+        if present.size == 0:
+            return None
+        box.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(box)
+
+
+def _opacity_array(
+    hu: np.ndarray,
+    lung: np.ndarray,
+    table: Mapping[str, tuple[float, float]],
+    spacing_yx: np.ndarray,
+    remove_vessels: bool,
+    vessel_width_mm: float,
+) -> np.ndarray:
     lo, hi = table["ggo"]
     ggo = lung & (hu >= lo) & (hu < hi)
     lo, hi = table["consolidation"]
     dense = lung & (hu >= lo) & (hu < hi)
     if remove_vessels:
-        spacing_yx = np.asarray(image.GetSpacing()[:2][::-1], dtype=float)
         dense = _without_thin_structures(dense, vessel_width_mm, spacing_yx)
         if vessel_width_mm > 0:
             # vessel walls (partial volume) fall in the GGO range: filter GGO + consolidation together
@@ -94,9 +124,7 @@ def segment_opacities(
     out = np.zeros(hu.shape, dtype=np.uint8)
     out[ggo] = GGO
     out[dense] = CONSOLIDATION
-    result = sitk.GetImageFromArray(out)
-    result.CopyInformation(lung_labels)
-    return result
+    return out
 
 
 def _disk(radius_mm: float, spacing_yx: np.ndarray) -> np.ndarray:
@@ -184,20 +212,35 @@ def quantify(
     """
     hu, labels = _arrays(image, lung_labels)
     table = get_bins(bins)
-    if opacity_labels is None:
-        opacity_labels = segment_opacities(image, lung_labels, bins=table, remove_vessels=remove_vessels)
-    opac = sitk.GetArrayFromImage(opacity_labels)
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
-    regions: dict[str, np.ndarray] = {"both": labels > 0, "right": labels == 1, "left": labels == 2}
-    regions.update(zone_masks(np.asarray(labels)))
+    spacing_yx = np.asarray(image.GetSpacing()[:2][::-1], dtype=float)
+    box = _bounding_box(labels) or tuple(slice(0, 0) for _ in range(labels.ndim))
+    hu_c, lab_c = hu[box], labels[box]
+    if opacity_labels is None:
+        opac_c = _opacity_array(hu_c, lab_c > 0, table, spacing_yx, remove_vessels, 0.0)
+    else:
+        opac_c = sitk.GetArrayFromImage(opacity_labels)[box]
+    zone_id, has_zones = _zone_ids(lab_c)
+    lung = zone_id > 0
+    z = zone_id[lung].astype(np.int64)
+    hu_bin = np.clip(np.rint(hu_c[lung]), HU_LOW, HU_HIGH).astype(np.int64) - HU_LOW
+    n_hu = HU_HIGH - HU_LOW + 1
+    hist = np.bincount(z * n_hu + hu_bin, minlength=N_ZONE_IDS * n_hu).reshape(N_ZONE_IDS, n_hu)
+    opac_counts = np.bincount(z * 3 + opac_c[lung].astype(np.int64), minlength=N_ZONE_IDS * 3).reshape(N_ZONE_IDS, 3)
+    regions = {"both": list(range(1, N_ZONE_IDS)), "right": [1, 2, 3, 7], "left": [4, 5, 6, 8]}
+    if has_zones:
+        for side, first in (("right", 1), ("left", 4)):
+            for k, name in enumerate(ZONE_NAMES):
+                regions[f"{side}_{name}"] = [first + k]
+    hu_values = np.arange(HU_LOW, HU_HIGH + 1, dtype=np.float64)
     extra_classes = [c for c in table if c not in ("ggo", "consolidation")]
     rows = []
-    for name, mask in regions.items():
-        values = np.asarray(hu[mask], dtype=np.float64)
-        n = values.size
+    for name, ids in regions.items():
+        h = hist[ids].sum(axis=0)
+        counts = opac_counts[ids].sum(axis=0)
+        n = int(h.sum())
         volume = n * voxel_ml
-        ggo = float((opac[mask] == GGO).sum()) * voxel_ml
-        cons = float((opac[mask] == CONSOLIDATION).sum()) * voxel_ml
+        ggo, cons = counts[GGO] * voxel_ml, counts[CONSOLIDATION] * voxel_ml
         side, _, zone = name.partition("_")
 
         def pct(ml: float, volume: float = volume) -> float:
@@ -218,18 +261,8 @@ def quantify(
         }
         for cls in extra_classes:
             lo, hi = table[cls]
-            row[f"{cls}_pct"] = pct(float(((values >= lo) & (values < hi)).sum()) * voxel_ml)
-        if n:
-            row["mean_hu"] = float(values.mean())
-            for q, v in zip(PERCENTILES, np.percentile(values, PERCENTILES), strict=True):
-                row[f"hu_p{q}"] = float(v)
-            row["skewness"] = float(stats.skew(values)) if n > 2 else np.nan
-            row["kurtosis"] = float(stats.kurtosis(values)) if n > 3 else np.nan
-        else:
-            row["mean_hu"] = np.nan
-            for q in PERCENTILES:
-                row[f"hu_p{q}"] = np.nan
-            row["skewness"] = row["kurtosis"] = np.nan
+            row[f"{cls}_pct"] = pct(float(h[(hu_values >= lo) & (hu_values < hi)].sum()) * voxel_ml)
+        row.update(_histogram_stats(h, hu_values))
         row["severity_score"] = severity_score(row["opacity_pct"])
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -237,3 +270,49 @@ def quantify(
     frame["severity_total"] = float(frame.loc[zone_rows, "severity_score"].sum()) if zone_rows.any() else np.nan
     frame.attrs["bins"] = table
     return frame
+
+
+def _zone_ids(labels: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Per-voxel zone id: right upper/middle/lower 1/2/3, left 4/5/6; 7/8 = right/left when zones are undefined."""
+    zone_id = np.zeros(labels.shape, dtype=np.uint8)
+    zones = zone_masks(labels)
+    has_zones = len(zones) == 6
+    if has_zones:
+        for side, first in (("right", 1), ("left", 4)):
+            for k, name in enumerate(ZONE_NAMES):
+                zone_id[zones[f"{side}_{name}"]] = first + k
+    else:
+        zone_id[labels == 1] = 7
+        zone_id[labels == 2] = 8
+    return zone_id, has_zones
+
+
+def _histogram_stats(h: np.ndarray, values: np.ndarray) -> dict[str, float]:
+    """Mean, percentiles (numpy 'linear' method), skewness and excess kurtosis (scipy, biased) from a histogram.
+
+    Exact for integer HU (the histogram has one bin per HU); images with fractional HU are rounded to 1 HU.
+    """
+    n = h.sum()
+    out: dict[str, float] = {}
+    if n == 0:
+        out["mean_hu"] = np.nan
+        out.update({f"hu_p{q}": np.nan for q in PERCENTILES})
+        out["skewness"] = out["kurtosis"] = np.nan
+        return out
+    mean = float(h @ values / n)
+    centred = values - mean
+    m2 = float(h @ centred**2 / n)
+    m3 = float(h @ centred**3 / n)
+    m4 = float(h @ centred**4 / n)
+    out["mean_hu"] = mean
+    cum = np.cumsum(h)
+    for q in PERCENTILES:
+        position = q / 100.0 * (n - 1)
+        low = int(np.floor(position))
+        frac = position - low
+        v_low = values[np.searchsorted(cum, low, side="right")]
+        v_high = values[np.searchsorted(cum, min(low + 1, n - 1), side="right")]
+        out[f"hu_p{q}"] = float(v_low + frac * (v_high - v_low))
+    out["skewness"] = m3 / m2**1.5 if m2 > 0 and n > 2 else np.nan
+    out["kurtosis"] = m4 / m2**2 - 3.0 if m2 > 0 and n > 3 else np.nan
+    return out
