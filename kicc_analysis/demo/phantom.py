@@ -83,6 +83,14 @@ _BASE_HU[[AIR, FAT, MUSCLE, BONE, LUNG_R, LUNG_L, AIRWAY, AIRWAY_WALL, BLOOD, LI
 ]
 _BASE_HU[[VESSEL, TABLE, CSF, GAS, CANCELLOUS, MED_FAT, DISC, SOFT]] = [40, -250, 20, -1000, 250, -90, 80, 45]
 
+#: amplitude (HU) of the smooth texture per tissue (lung parenchyma, liver and muscle, bone heterogeneity)
+_TEXTURE_HU = np.zeros(18, dtype=np.float32)
+_TEXTURE_HU[[LUNG_R, LUNG_L]] = 8.0
+_TEXTURE_HU[[LIVER, MUSCLE]] = 5.0
+_TEXTURE_HU[BONE] = 150.0
+_IS_LUNG = np.zeros(18, dtype=bool)
+_IS_LUNG[[LUNG_R, LUNG_L]] = True
+
 GGO_MEAN_HU = -550.0
 GGO_RANGE_HU = (-640.0, -460.0)
 CONSOLIDATION_MEAN_HU = -30.0
@@ -492,25 +500,49 @@ def _coarse_lung(lung_labels: np.ndarray, axes: tuple[np.ndarray, np.ndarray, np
 
 
 def _quantile_masks(
-    score: np.ndarray, region: np.ndarray, fraction: float, core_fraction: float
+    vals: np.ndarray, region: np.ndarray, fraction: float, core_fraction: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Voxels of ``region`` with the highest scores: ``fraction`` of it as lesion, its top ``core_fraction`` as core."""
+    """Voxels of ``region`` with the highest scores: ``fraction`` of it as lesion, its top ``core_fraction`` as core.
+
+    ``vals`` are the scores of the region's voxels in C order (``score[region]``). Top-k selection uses
+    ``argpartition`` (linear time; a full sort of ~20 M lung voxels at full resolution takes seconds); the core is
+    chosen among the lesion voxels, so core is always inside lesion.
+    """
     n_region = int(region.sum())
     n_lesion = int(round(np.clip(fraction, 0.0, 1.0) * n_region))
     lesion = np.zeros(region.shape, dtype=bool)
     core = np.zeros(region.shape, dtype=bool)
     if n_lesion == 0:
         return lesion, core
-    vals = score[region]
-    order = np.argsort(-vals, kind="stable")
+    neg = -vals
+    top = np.argpartition(neg, n_lesion - 1)[:n_lesion] if n_lesion < n_region else np.arange(n_region)
     sel = np.zeros(n_region, dtype=bool)
-    sel[order[:n_lesion]] = True
+    sel[top] = True
     n_core = int(round(np.clip(core_fraction, 0.0, 1.0) * n_lesion))
     sel_core = np.zeros(n_region, dtype=bool)
-    sel_core[order[:n_core]] = True
+    if n_core > 0:
+        in_top = np.argpartition(neg[top], n_core - 1)[:n_core] if n_core < n_lesion else np.arange(n_lesion)
+        sel_core[top[in_top]] = True
     lesion[region] = sel
     core[region] = sel_core
     return lesion, core
+
+
+def _region_scores(
+    lung: np.ndarray, axes: tuple[np.ndarray, np.ndarray, np.ndarray], seed: int, anatomy_args: tuple | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lesion scores of the right-lung and left-lung voxels (C order), from the cache or slice by slice."""
+    if anatomy_args is not None:
+        score = _cached_score(*anatomy_args)
+        return score[lung == 1], score[lung == 2]
+    coarse = _coarse_score(seed, _coarse_lung(lung, axes))
+    az, ay, ax = axes
+    right, left = [], []
+    for k in range(lung.shape[0]):
+        sk = _sample(coarse, (az[k : k + 1], ay, ax))[0]
+        right.append(sk[lung[k] == 1])
+        left.append(sk[lung[k] == 2])
+    return np.concatenate(right), np.concatenate(left)
 
 
 @functools.lru_cache(maxsize=8)
@@ -618,17 +650,15 @@ def chest_phantom(
     if isinstance(lesions, str):
         if lesions != "random":
             raise ImagingError(f"chest_phantom: lesions must be None, 'random' or a list of Lesion; got {lesions!r}")
-        if np.prod(shape_t) <= 8_000_000:
-            score = _cached_score(*anatomy_args)
-        else:
-            score = lesion_score_field(lung, axes, int(seed))
+        small = np.prod(shape_t) <= 8_000_000
+        vals = _region_scores(lung, axes, int(seed), anatomy_args if small else None)
         share = float(rng_lesion.uniform(0.45, 0.65)) if right_share is None else float(right_share)
         n_r, n_l = int((lung == 1).sum()), int((lung == 2).sum())
         total = opacity_fraction * (n_r + n_l)
         f_r = min(0.95, share * total / n_r) if n_r else 0.0
         f_l = min(0.95, (total - f_r * n_r) / n_l) if n_l else 0.0
-        for side, frac in ((1, f_r), (2, f_l)):
-            les, core = _quantile_masks(score, lung == side, frac, consolidation_fraction)
+        for side, frac, v in ((1, f_r, vals[0]), (2, f_l, vals[1])):
+            les, core = _quantile_masks(v, lung == side, frac, consolidation_fraction)
             lesion[les] = 1
             lesion[core] = 2
     elif lesions is not None:
@@ -652,27 +682,32 @@ def chest_phantom(
             else:
                 raise ImagingError(f"chest_phantom: lesion kind must be 'ggo' or 'consolidation', got {item.kind!r}")
 
-    # --- intended HU -----------------------------------------------------------------------------------------
-    hu = _BASE_HU[tissue]
-    texture = _sample(_smooth_field(int(seed), 3, 6.0), axes)
-    in_lung = (tissue == LUNG_R) | (tissue == LUNG_L)
-    gravity = 30.0 * np.clip((ay[None, :, None] + 110.0) / 220.0, 0.0, 1.0) - 15.0
-    hu = np.where(in_lung, hu + np.broadcast_to(gravity, shape_t) + 8.0 * texture, hu)
-    hu = np.where((tissue == LIVER) | (tissue == MUSCLE), hu + 5.0 * texture, hu)
-    ggo_hu = np.clip(GGO_MEAN_HU + 45.0 * texture, *GGO_RANGE_HU)
-    con_hu = np.clip(CONSOLIDATION_MEAN_HU + 25.0 * texture, *CONSOLIDATION_RANGE_HU)
-    hu = np.where(lesion == 1, ggo_hu, hu)
-    hu = np.where(lesion == 2, con_hu, hu)
-    # cortical rim of vertebral bodies is brighter than generic bone
-    hu = hu.astype(np.float32)
-    hu[tissue == BONE] += 150.0 * np.clip(texture[tissue == BONE], -1, 1)
-    # --- partial volume blur and noise -----------------------------------------------------------------------
+    # --- intended HU, then partial-volume blur and noise (slice by slice where possible: full-resolution volumes
+    # have 63 M voxels and whole-volume temporaries would cost gigabytes) ------------------------------------------
+    nz, ny, nx = shape_t
+    tex_field = _smooth_field(int(seed), 3, 6.0)
+    gravity_y = (30.0 * np.clip((ay + 110.0) / 220.0, 0.0, 1.0) - 15.0).astype(np.float32)[:, None]
+    hu = np.empty(shape_t, dtype=np.float32)
+    for k in range(nz):
+        tex = _sample(tex_field, (az[k : k + 1], ay, ax))[0]
+        t = tissue[k]
+        h = _BASE_HU[t] + _TEXTURE_HU[t] * np.where(t == BONE, np.clip(tex, -1.0, 1.0), tex)
+        h += np.where(_IS_LUNG[t], gravity_y, np.float32(0.0))
+        les = lesion[k]
+        if les.any():
+            h = np.where(les == 1, np.clip(GGO_MEAN_HU + 45.0 * tex, *GGO_RANGE_HU), h)
+            h = np.where(les == 2, np.clip(CONSOLIDATION_MEAN_HU + 25.0 * tex, *CONSOLIDATION_RANGE_HU), h)
+        hu[k] = h
     sigma = tuple(0.0 if n == 1 else float(s) for n, s in zip(shape_t, blur_sigma_voxels, strict=True))
     if any(s > 0 for s in sigma):
         hu = ndimage.gaussian_filter(hu, sigma, mode="nearest")
-    if noise_hu > 0:
-        hu += rng_noise.standard_normal(shape_t, dtype=np.float32) * np.float32(noise_hu)
-    hu_i16 = np.clip(np.rint(hu), HU_MIN, HU_MAX).astype(np.int16)
+    hu_i16 = np.empty(shape_t, dtype=np.int16)
+    for k in range(nz):
+        h = hu[k]
+        if noise_hu > 0:
+            h += rng_noise.standard_normal((ny, nx), dtype=np.float32) * np.float32(noise_hu)
+        hu_i16[k] = np.clip(np.rint(h), HU_MIN, HU_MAX)
+    del hu
 
     vox_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
     n_lung_r, n_lung_l = int((lung == 1).sum()), int((lung == 2).sum())
