@@ -359,10 +359,14 @@ def _load_dicom(files: list[Path], series_uid: str | None) -> tuple[sitk.Image, 
         )
 
     rows, cols = int(first.Rows), int(first.Columns)
-    slices = []
-    all_integer = True
+    rescale = [
+        (float(ds.get("RescaleSlope", 1.0) or 1.0), float(ds.get("RescaleIntercept", 0.0) or 0.0)) for ds in datasets
+    ]
+    integer_hu = all(slope == 1.0 and intercept == int(intercept) for slope, intercept in rescale)
+    # int16 output when HU are integers (the usual case): half the memory, no float round trip
+    volume = np.empty((len(datasets), rows, cols), dtype=np.int16 if integer_hu else np.float32)
     padded_voxels = 0
-    for ds in datasets:
+    for k, (ds, (slope, intercept)) in enumerate(zip(datasets, rescale, strict=True)):
         if int(ds.Rows) != rows or int(ds.Columns) != cols:
             raise ImagingError(
                 f"slice {Path(ds.filename).name} is {ds.Rows}x{ds.Columns}, expected {rows}x{cols} like the rest "
@@ -372,17 +376,19 @@ def _load_dicom(files: list[Path], series_uid: str | None) -> tuple[sitk.Image, 
             raw = ds.pixel_array
         except Exception as exc:  # decoder errors come as several types
             raise ImagingError(f"cannot decode pixel data of {Path(ds.filename).name}: {exc}") from exc
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-        hu = raw.astype(np.float32) * slope + intercept
+        if integer_hu:
+            hu = raw.astype(np.int32) + int(intercept)
+            if hu.min() < -32768 or hu.max() > 32767:  # cannot be int16: fall back to float32
+                volume = volume.astype(np.float32)
+                integer_hu = False
+        else:
+            hu = raw.astype(np.float32) * slope + intercept
         padding = ds.get("PixelPaddingValue")
         if padding is not None:
             is_padding = raw == padding
             padded_voxels += int(is_padding.sum())
             hu[is_padding] = AIR_HU
-        all_integer &= slope == 1.0 and intercept == int(intercept)
-        slices.append(hu)
-    volume = np.stack(slices)
+        volume[k] = hu
     report.padding_fraction = padded_voxels / volume.size
 
     spacing_z = float(first.get("SliceThickness", 1.0) or 1.0)
@@ -396,12 +402,11 @@ def _load_dicom(files: list[Path], series_uid: str | None) -> tuple[sitk.Image, 
                 f"{report.missing_slices} missing slice(s) (gaps up to {gaps.max():.2f} mm, median {spacing_z:.2f} mm)"
                 " were filled by linear interpolation"
             )
-            volume = _fill_gaps(volume, distance, distance[0] + spacing_z * np.arange(n_target))
+            filled = _fill_gaps(volume, distance, distance[0] + spacing_z * np.arange(n_target))
+            volume = np.rint(filled).astype(np.int16) if integer_hu else filled.astype(np.float32)
         elif np.ptp(gaps) > 0.05 * spacing_z:
             report.warnings.append(f"uneven slice spacing {gaps.min():.2f}..{gaps.max():.2f} mm; median used")
 
-    if all_integer and volume.min() >= -32768 and volume.max() <= 32767:
-        volume = np.rint(volume).astype(np.int16)
     image = sitk.GetImageFromArray(volume)
     spacing_xy = [float(v) for v in first.get("PixelSpacing", [1.0, 1.0])]
     image.SetSpacing((spacing_xy[1], spacing_xy[0], spacing_z))

@@ -139,8 +139,9 @@ def segment_lungs(
         dense_max=dense_max_hu,
     )
 
-    labels_img = _upsample_labels(labels_w, work, image3d)
-    dense_img = _upsample_mask(dense_w, work, image3d)
+    labels_full, dense_full = _upsample_refined(labels_w, dense_w, factors, image3d, air_threshold_hu)
+    labels_img = _array_to_image(labels_full, image3d)
+    dense_img = _array_to_image(dense_full, image3d)
     qa = _quality(labels_img, dense_img, info, thin, work_spacing)
     if was_2d:
         labels_img, dense_img = labels_img[:, :, 0], dense_img[:, :, 0]
@@ -495,30 +496,41 @@ def _array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
     return img
 
 
-def _upsample_labels(labels: np.ndarray, work: sitk.Image, target: sitk.Image) -> sitk.Image:
-    """Bring labels back to ``target``'s grid: linear interpolation of each indicator, then arg-max >= 0.5."""
-    if work.GetSize() == target.GetSize():
-        return _array_to_image(labels.astype(np.uint8), target)
-    out = None
-    best = None
-    for value in (RIGHT, LEFT):
-        indicator = _array_to_image((labels == value).astype(np.uint8) * 200, work)
-        prob = sitk.Resample(indicator, target, sitk.Transform(), sitk.sitkLinear, 0, sitk.sitkUInt8)
-        arr = sitk.GetArrayFromImage(prob)
-        if out is None:
-            out = np.zeros(arr.shape, dtype=np.uint8)
-            best = np.zeros(arr.shape, dtype=np.uint8)
-        take = (arr >= 100) & (arr > best)
-        out[take] = value
-        np.maximum(best, arr, out=best)
-    return _array_to_image(out, target)
+def _block_repeat(array: np.ndarray, factors: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Nearest-neighbour upsampling of a BinShrink grid (integer ``factors``), edge-padded to ``shape``."""
+    out = array
+    for axis, factor in enumerate(factors):
+        if factor > 1:
+            out = np.repeat(out, int(factor), axis=axis)
+    pad = [(0, max(0, target - size)) for size, target in zip(out.shape, shape, strict=True)]
+    if any(p[1] for p in pad):
+        out = np.pad(out, pad, mode="edge")
+    return out[tuple(slice(0, n) for n in shape)]
 
 
-def _upsample_mask(mask: np.ndarray, work: sitk.Image, target: sitk.Image) -> sitk.Image:
-    img = _array_to_image(mask.astype(np.uint8), work)
-    if work.GetSize() == target.GetSize():
-        return _array_to_image(mask.astype(np.uint8), target)
-    return sitk.Resample(img, target, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+def _upsample_refined(
+    labels: np.ndarray, dense: np.ndarray, factors: np.ndarray, target: sitk.Image, air_threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and dense mask on the input grid; the boundary follows the air threshold at full resolution.
+
+    Interior blocks keep their working-grid label. In the boundary band (working voxels whose 3x3x3
+    neighbourhood holds another label) a full-resolution voxel is lung when it is air-like (< ``air_threshold``)
+    or lies in a dense-recovered block, and takes the label of its neighbourhood.
+    """
+    shape = tuple(target.GetSize()[::-1])
+    if tuple(labels.shape) == shape:
+        return labels.astype(np.uint8), dense.astype(np.uint8)
+    band_w = ndimage.maximum_filter(labels, size=3) != ndimage.minimum_filter(labels, size=3)
+    neighbour_w = np.where(labels > 0, labels, ndimage.maximum_filter(labels, size=3)).astype(np.uint8)
+    out = _block_repeat(labels.astype(np.uint8), factors, shape)
+    band = _block_repeat(band_w, factors, shape)
+    dense_full = _block_repeat(dense.astype(np.uint8), factors, shape)
+    idx = np.nonzero(band)
+    hu = sitk.GetArrayViewFromImage(target)
+    keep = (hu[idx] < air_threshold) | (dense_full[idx] > 0)
+    out[idx] = np.where(keep, _block_repeat(neighbour_w, factors, shape)[idx], 0)
+    dense_full[idx] &= out[idx] > 0
+    return out, dense_full
 
 
 # --------------------------------------------------------------------------------------------------- QA
