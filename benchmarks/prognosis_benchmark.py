@@ -38,6 +38,20 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median time of each function, running them alternately so that load changes on a shared
+    machine affect all of them alike."""
+    for fn in fns.values():  # warm-up (imports, caches)
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def cox_data(n: int, p: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, p))
@@ -50,25 +64,32 @@ def cox_data(n: int, p: int, seed: int = 0) -> pd.DataFrame:
     return d
 
 
-def bench_cox(n: int, p: int, repeats: int, peer_repeats: int) -> list[dict]:
+def bench_cox(n: int, p: int, repeats: int) -> list[dict]:
     d = cox_data(n, p)
     cols = [f"x{i}" for i in range(p)]
-    rows = []
-    ours = {t: timed(lambda t=t: cox(d, "time", "event", cols, ties=t), repeats) for t in ("efron", "breslow")}
     from statsmodels.duration.hazard_regression import PHReg
 
-    for ties in ("efron", "breslow"):
-        sm = timed(lambda ties=ties: PHReg(d["time"], d[cols], status=d["event"], ties=ties).fit(), peer_repeats)
-        rows.append({"task": f"Cox {n:,} x {p} ({ties})", "ours_s": ours[ties], "peer": "statsmodels PHReg",
-                     "peer_s": sm})  # fmt: skip
+    fns = {
+        "ours_efron": lambda: cox(d, "time", "event", cols, ties="efron"),
+        "ours_breslow": lambda: cox(d, "time", "event", cols, ties="breslow"),
+        "sm_efron": lambda: PHReg(d["time"], d[cols], status=d["event"], ties="efron").fit(),
+        "sm_breslow": lambda: PHReg(d["time"], d[cols], status=d["event"], ties="breslow").fit(),
+    }
     try:
         from lifelines import CoxPHFitter
 
-        ll = timed(lambda: CoxPHFitter().fit(d[[*cols, "time", "event"]], "time", "event"), peer_repeats)
-        rows.append({"task": f"Cox {n:,} x {p} (efron)", "ours_s": ours["efron"], "peer": "lifelines CoxPHFitter",
-                     "peer_s": ll})  # fmt: skip
+        fns["lifelines"] = lambda: CoxPHFitter().fit(d[[*cols, "time", "event"]], "time", "event")
     except ImportError:
         pass
+    t = interleaved(fns, repeats)
+    rows = [
+        {"task": f"Cox {n:,} x {p} (efron)", "ours_s": t["ours_efron"], "peer": "statsmodels PHReg", "peer_s": t["sm_efron"]},
+        {"task": f"Cox {n:,} x {p} (breslow)", "ours_s": t["ours_breslow"], "peer": "statsmodels PHReg",
+         "peer_s": t["sm_breslow"]},
+    ]  # fmt: skip
+    if "lifelines" in t:
+        rows.append({"task": f"Cox {n:,} x {p} (efron)", "ours_s": t["ours_efron"], "peer": "lifelines CoxPHFitter",
+                     "peer_s": t["lifelines"]})  # fmt: skip
     return rows
 
 
@@ -76,10 +97,10 @@ def bench_delong(n: int, repeats: int) -> list[dict]:
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, n)
     s = rng.normal(size=n) + y
-    ours = timed(lambda: roc_auc(y, s), repeats)
     from sklearn.metrics import roc_auc_score
 
-    sk = timed(lambda: roc_auc_score(y, s), repeats)
+    t = interleaved({"ours": lambda: roc_auc(y, s), "sk": lambda: roc_auc_score(y, s)}, repeats)
+    ours, sk = t["ours"], t["sk"]
     return [{"task": f"AUC + DeLong SE, {n:,} scores", "ours_s": ours, "peer": "scikit-learn roc_auc_score (AUC only)",
              "peer_s": sk}]  # fmt: skip
 
@@ -90,8 +111,7 @@ def bench_bootstrap(n: int, p: int, reps: int, repeats: int) -> list[dict]:
     d = pd.DataFrame(x, columns=[f"x{i}" for i in range(p)])
     d["y"] = (rng.uniform(size=n) < 1 / (1 + np.exp(-(x[:, 0] - 0.5 * x[:, 1] - 1)))).astype(float)
     cols = [f"x{i}" for i in range(p)]
-    ours = timed(lambda: bootstrap_validate(logistic_model("y", cols), d, reps, outcome="y"), repeats)
-    rows = [{"task": f"Bootstrap validation {reps} x {n:,} patients ({p} predictors)", "ours_s": ours}]
+    task = f"Bootstrap validation {reps} x {n:,} patients ({p} predictors)"
 
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import brier_score_loss, roc_auc_score
@@ -135,9 +155,15 @@ def bench_bootstrap(n: int, p: int, reps: int, repeats: int) -> list[dict]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rows_peer = [("scikit-learn loop", timed(sk_loop, max(1, repeats // 2))),
-                     ("statsmodels loop", timed(sm_loop, max(1, repeats // 2)))]  # fmt: skip
-    return [{**rows[0], "peer": name, "peer_s": t} for name, t in rows_peer]
+        t = interleaved(
+            {"ours": lambda: bootstrap_validate(logistic_model("y", cols), d, reps, outcome="y"),
+             "scikit-learn loop": sk_loop, "statsmodels loop": sm_loop},
+            repeats,
+        )  # fmt: skip
+    return [
+        {"task": task, "ours_s": t["ours"], "peer": k, "peer_s": t[k]}
+        for k in ("scikit-learn loop", "statsmodels loop")
+    ]
 
 
 def main() -> None:
@@ -147,11 +173,11 @@ def main() -> None:
     args = ap.parse_args()
     n_cox, n_auc, n_boot = (10_000, 10_000, 20) if args.quick else (100_000, 100_000, 200)
     rows = []
-    rows += bench_cox(n_cox, 10, args.repeats, max(1, args.repeats // 2))
+    rows += bench_cox(n_cox, 10, args.repeats)
     rows += bench_delong(n_auc, args.repeats * 3)
     rows += bench_bootstrap(1500, 10, n_boot, max(1, args.repeats // 2))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")  # fmt: skip
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     print("| task | kicc_analysis (s) | peer | peer (s) | peer / ours |")
     print("|---|---:|---|---:|---:|")
     for r in rows:

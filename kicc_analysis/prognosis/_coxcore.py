@@ -47,6 +47,9 @@ class _Stratum:
     n_stop_k: np.ndarray  # per subject: number of event times <= stop
     n_start_k: np.ndarray | None  # per subject: number of event times <= start
     death_first: np.ndarray  # position in death_idx of the first death of each event time
+    wx_dead: np.ndarray  # sum over deaths of w_i x_i (constant)
+    mw_e: np.ndarray  # per death: mean case weight of its tie group
+    frac_e: np.ndarray  # per death: l / d (Efron)
 
 
 def _prepare(
@@ -56,7 +59,7 @@ def _prepare(
     dead = event > 0
     if not dead.any():
         return None
-    perm = np.argsort(stop, kind="stable")
+    perm = np.lexsort((-event, stop))  # by stop time, deaths first among rows sharing a stop time
     x, stop, event, w = x[perm], stop[perm], event[perm], w[perm]
     start = None if start is None else start[perm]
     death_idx = np.nonzero(event > 0)[0]  # already in time order
@@ -76,6 +79,7 @@ def _prepare(
     return _Stratum(
         x, w, perm, stop, start_order, start_sorted, tk, pos_stop, pos_start,
         death_idx, death_k, death_l, d_k, meanwt_k, n_stop_k, n_start_k, first,
+        w[death_idx] @ x[death_idx], meanwt_k[death_k], death_l / d_k[death_k],
     )  # fmt: skip
 
 
@@ -99,50 +103,70 @@ def _risk_sums(s: _Stratum, r: np.ndarray, rx: np.ndarray) -> tuple[np.ndarray, 
     return s0, s1
 
 
+def _at(rc: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Reverse-cumulative sums (``rc`` = cumsum of the reversed rows) at row positions ``pos``."""
+    n = len(rc)
+    out = np.zeros((len(pos),) + rc.shape[1:])
+    inside = pos < n
+    out[inside] = rc[n - 1 - pos[inside]]
+    return out
+
+
 def _stratum_terms(
     s: _Stratum, beta: np.ndarray, ties: str, want_hess: bool = True
 ) -> tuple[float, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Log partial likelihood, score, information and baseline-hazard increments of one stratum.
+
+    Per death only scalars are formed; every p-vector / p x p quantity is per event time (m of them) or
+    one pass over the rows (``X' W X``), so the cost is O(n p^2 + m p^2).
+    """
     eta = s.x @ beta
     r = s.w * np.exp(eta)
     rx = r[:, None] * s.x
-    s0, s1 = _risk_sums(s, r, rx)
-    di = s.death_idx
-    wd = s.w[di]
-    ll = float(wd @ eta[di])
-    grad = wd @ s.x[di]
-    mw = s.meanwt_k[s.death_k]
+    rc0 = np.cumsum(r[::-1])
+    rc1 = np.cumsum(rx[::-1], axis=0)
+    s0 = _at(rc0, s.pos_stop)
+    s1 = _at(rc1, s.pos_stop)
     m = len(s.tk)
-    if ties == "efron":
-        frac = s.death_l / s.d_k[s.death_k]
-        d0 = np.bincount(s.death_k, weights=r[di], minlength=m)
-        d1 = np.add.reduceat(rx[di], s.death_first, axis=0)
-        s0e = s0[s.death_k] - frac * d0[s.death_k]
-        s1e = s1[s.death_k] - frac[:, None] * d1[s.death_k]
-    else:
-        frac = np.zeros(len(di))
-        s0e = s0[s.death_k]
-        s1e = s1[s.death_k]
-    if np.any(s0e <= 0):
+    k = s.death_k
+    efron = ties == "efron" and bool(np.any(s.d_k > 1))
+    if efron:  # deaths are the first d_k rows of each stop-time block
+        end = s.pos_stop + s.d_k
+        d0 = s0 - _at(rc0, end)
+        d1 = s1 - _at(rc1, end)
+    if s.start_order is not None:
+        s0 = s0 - _rev_cumsum_at(r, s.start_order, s.pos_start)
+        s1 = s1 - _rev_cumsum_at(rx, s.start_order, s.pos_start)
+    f = s.frac_e if efron else 0.0
+    denom = s0[k] - (f * d0[k] if efron else 0.0)
+    if np.any(denom <= 0):
         raise AnalysisError("Cox fit: empty risk set at an event time (check start < stop and entry times)")
-    ll -= float(mw @ np.log(s0e))
-    mean_e = s1e / s0e[:, None]
-    grad = grad - (mw[:, None] * mean_e).sum(axis=0)
+    c = 1.0 / denom
+    mw = s.mw_e
+    ll = float(s.wx_dead @ beta) - float(mw @ np.log(denom))
+    sum_c = np.bincount(k, weights=mw * c, minlength=m)  # a_k
+    if efron:
+        sum_fc = np.bincount(k, weights=mw * f * c, minlength=m)  # b_k
+        grad = s.wx_dead - sum_c @ s1 + sum_fc @ d1
+    else:
+        grad = s.wx_dead - sum_c @ s1
     hess = None
     if want_hess:
-        a_k = np.bincount(s.death_k, weights=mw / s0e, minlength=m)
-        b_k = np.bincount(s.death_k, weights=mw * frac / s0e, minlength=m)
-        ca = np.r_[0.0, np.cumsum(a_k)]
+        ca = np.r_[0.0, np.cumsum(sum_c)]
         a_i = ca[s.n_stop_k] - (0.0 if s.n_start_k is None else ca[s.n_start_k])
         omega = r * a_i
-        omega[di] -= r[di] * b_k[s.death_k]
-        hess = (s.x * omega[:, None]).T @ s.x - (mean_e * mw[:, None]).T @ mean_e
-    # Breslow-type baseline hazard increments at tk (for centred covariates)
-    dw = np.bincount(s.death_k, weights=wd, minlength=m)
-    if ties == "efron":
-        dh = np.bincount(s.death_k, weights=mw / s0e, minlength=m)
-    else:
-        dh = dw / s0
-    return ll, grad, hess, s.tk, dh
+        c2 = np.bincount(k, weights=mw * c * c, minlength=m)
+        mm = (s1 * c2[:, None]).T @ s1
+        if efron:
+            di = s.death_idx
+            omega[di] -= r[di] * sum_fc[k]
+            fc2 = np.bincount(k, weights=mw * f * c * c, minlength=m)
+            f2c2 = np.bincount(k, weights=mw * f * f * c * c, minlength=m)
+            cross = (s1 * fc2[:, None]).T @ d1
+            mm = mm - cross - cross.T + (d1 * f2c2[:, None]).T @ d1
+        xs = s.x * np.sqrt(np.maximum(omega, 0.0))[:, None]  # omega >= 0 (A_i >= b_k); X' W X via syrk
+        hess = xs.T @ xs - mm
+    return ll, grad, hess, s.tk, sum_c
 
 
 @dataclass
@@ -192,12 +216,16 @@ def fit_cox(
     if not parts:
         raise AnalysisError("Cox fit: no events in the data")
 
+    last_baseline: list[tuple[np.ndarray, np.ndarray]] = []
+
     def evaluate(beta: np.ndarray, want_hess: bool = True):
         ll, grad, hess = 0.0, np.zeros(p), np.zeros((p, p))
+        last_baseline.clear()
         for st in parts:
-            a, b, c, _, _ = _stratum_terms(st, beta, ties, want_hess)
+            a, b, c, tk, dh = _stratum_terms(st, beta, ties, want_hess)
             ll += a
             grad += b
+            last_baseline.append((tk, np.cumsum(dh)))
             if want_hess:
                 hess += c
         return ll, grad, hess
@@ -205,6 +233,7 @@ def fit_cox(
     beta = np.zeros(p)
     ll, grad, hess = evaluate(beta)
     ll0 = ll
+    beta_last = beta
     try:
         score_test = float(grad @ np.linalg.solve(hess, grad))
     except np.linalg.LinAlgError:
@@ -226,6 +255,7 @@ def fit_cox(
             halvings += 1
         done = abs(ll_new - ll) <= eps * abs(ll_new)
         beta, ll, grad, hess = new, ll_new, g_new, h_new
+        beta_last = beta
         if done:
             converged = True
             break
@@ -233,10 +263,9 @@ def fit_cox(
         var = np.linalg.inv(hess)
     except np.linalg.LinAlgError as exc:
         raise AnalysisError("Cox fit: singular information matrix at the estimate") from exc
-    baseline = []
-    for st in parts:
-        _, _, _, tk, dh = _stratum_terms(st, beta, ties, want_hess=False)
-        baseline.append((tk, np.cumsum(dh)))
+    if not np.array_equal(beta, beta_last):
+        evaluate(beta, want_hess=False)
+    baseline = list(last_baseline)
     return CoxFit(beta, var, ll, ll0, it, converged, baseline, center, score_test)
 
 
