@@ -75,7 +75,7 @@ def _wilson(k: np.ndarray, n: np.ndarray, z: float) -> tuple[np.ndarray, np.ndar
     den = 1 + z**2 / n
     centre = (ph + z**2 / (2 * n)) / den
     half = z * np.sqrt(ph * (1 - ph) / n + z**2 / (4 * n**2)) / den
-    return centre - half, centre + half
+    return np.minimum(centre - half, ph), np.maximum(centre + half, ph)
 
 
 def _lowess(y: np.ndarray, p: np.ndarray, grid: np.ndarray, frac: float) -> np.ndarray:

@@ -40,6 +40,7 @@ from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import as_float_array, check_columns, complete_mask
 from kicc_analysis.prognosis._coxcore import CoxFit, fit_cox, score_residuals
 from kicc_analysis.prognosis.cox import CoxResult, cox
+from kicc_analysis.prognosis.survival import group_order
 
 __all__ = [
     "CumulativeIncidence",
@@ -173,7 +174,7 @@ def cumulative_incidence(
     if g is None:
         return CumulativeIncidence(_aj(t, e, causes, confidence, conf_type), causes)
     out = {}
-    for lab in sorted(pd.unique(g), key=str):
+    for lab in group_order(group, g):
         sel = g == lab
         out[lab] = CumulativeIncidence(_aj(t[sel], e[sel], causes, confidence, conf_type), causes, lab)
     return out

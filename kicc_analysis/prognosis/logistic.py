@@ -94,18 +94,19 @@ def _or_table(res: Any, names: list[str], confidence: float) -> pd.DataFrame:
     z = stats.norm.ppf(0.5 + confidence / 2)
     b = np.asarray(res.params)
     se = np.asarray(res.bse)
-    return pd.DataFrame(
-        {
-            "term": ["(Intercept)", *names],
-            "coef": b,
-            "se": se,
-            "z": b / se,
-            "p": 2 * stats.norm.sf(np.abs(b / se)),
-            "or": np.exp(b),
-            "or_ci_low": np.exp(b - z * se),
-            "or_ci_high": np.exp(b + z * se),
-        }
-    )
+    with np.errstate(over="ignore"):  # separated fits give huge ORs (inf), flagged by ``converged``
+        return pd.DataFrame(
+            {
+                "term": ["(Intercept)", *names],
+                "coef": b,
+                "se": se,
+                "z": b / se,
+                "p": 2 * stats.norm.sf(np.abs(b / se)),
+                "or": np.exp(b),
+                "or_ci_low": np.exp(b - z * se),
+                "or_ci_high": np.exp(b + z * se),
+            }
+        )
 
 
 @dataclass
@@ -121,6 +122,8 @@ class LogisticResult:
     llf, llnull, lr_chisq, lr_df, lr_p, aic, bic, prsquared : float
         Model fit statistics (``prsquared`` = McFadden's pseudo-R^2).
     n, events, n_dropped : int
+    converged : bool
+        False when the Newton iterations did not converge (typically separation): do not report the ORs.
     """
 
     table: pd.DataFrame
@@ -142,6 +145,7 @@ class LogisticResult:
     levels: dict[str, list[Any]]
     confidence: float
     model: Any = field(repr=False)
+    converged: bool = True
 
     def side_by_side(self, decimals: int = 2) -> pd.DataFrame:
         """Univariable and multivariable ORs side by side, formatted 'OR (low–high)' with p."""
@@ -252,6 +256,7 @@ def logistic(
         levels=levels,
         confidence=confidence,
         model=res,
+        converged=bool(res.mle_retvals.get("converged", True)) and bool(np.all(np.isfinite(res.bse))),
     )
 
 

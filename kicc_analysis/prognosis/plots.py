@@ -69,7 +69,10 @@ def km_plot(
         )
     tmax = max(float(f.table["time"].max()) for f in fits.values())
     if risk_times is None:
-        risk_times = np.linspace(0, tmax, 6).round()
+        from matplotlib.ticker import MaxNLocator
+
+        ticks = MaxNLocator(6, integer=True).tick_values(0, tmax)
+        risk_times = [float(v) for v in ticks if 0 <= v <= tmax]
     for i, (lab, km) in enumerate(fits.items()):
         c = COLORS[i % len(COLORS)]
         t = np.r_[0.0, km.table["time"].to_numpy()]
@@ -155,7 +158,7 @@ def forest_plot(
     t = table[table[label] != "(Intercept)"].reset_index(drop=True)
     fig, ax = _new((6.0, 0.8 + 0.32 * len(t)), ax)
     y = np.arange(len(t))[::-1]
-    est, lo, hi = t[estimate].to_numpy(), t[low].to_numpy(), t[high].to_numpy()
+    est, lo, hi = t[estimate].to_numpy(float), t[low].to_numpy(float), t[high].to_numpy(float)
     ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="s", color=COLORS[0], ms=4, capsize=2, lw=1)
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
@@ -236,7 +239,8 @@ def calibration_plot(cal: Any, *, title: str = "", p: Any = None, ax: Any = None
     if "ci_low" in sm:
         ax.fill_between(sm["predicted"], sm["ci_low"], sm["ci_high"], color=COLORS[0], alpha=0.15, lw=0)
     b = cal.binned
-    ax.errorbar(b["mean_predicted"], b["observed"], yerr=[b["observed"] - b["ci_low"], b["ci_high"] - b["observed"]],
+    yerr = np.clip(np.vstack([b["observed"] - b["ci_low"], b["ci_high"] - b["observed"]]), 0, None)
+    ax.errorbar(b["mean_predicted"], b["observed"], yerr=yerr,
                 fmt="o", color=COLORS[1], ms=4, capsize=2, lw=1, label="Risk groups")  # fmt: skip
     if p is not None:
         pp = np.asarray(p, dtype=float)

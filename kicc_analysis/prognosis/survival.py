@@ -184,12 +184,20 @@ def kaplan_meier(
     if g is None:
         return _fit_one(t, e, None, conf_type, confidence)
     g = g[keep]
-    labels = pd.unique(g)
-    try:
-        labels = sorted(labels)
-    except TypeError:
-        pass
+    labels = group_order(group, g)
     return {lab: _fit_one(t[g == lab], e[g == lab], lab, conf_type, confidence) for lab in labels}
+
+
+def group_order(original: Any, present: np.ndarray) -> list[Any]:
+    """Group labels in display order: category order for a pandas Categorical, else sorted."""
+    seen = set(pd.unique(present).tolist())
+    dtype = getattr(original, "dtype", None)
+    if isinstance(dtype, pd.CategoricalDtype):
+        return [c for c in dtype.categories if c in seen]
+    try:
+        return sorted(seen)
+    except TypeError:
+        return sorted(seen, key=str)
 
 
 def km_table(fits: KaplanMeier | dict[Any, KaplanMeier]) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.special import expit
 
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import check_columns
@@ -30,9 +31,15 @@ def newton_logit(y: np.ndarray, x: np.ndarray, offset: np.ndarray | None = None,
     X = np.column_stack([np.ones(len(y)), x]) if x.size else np.ones((len(y), 1))
     off = 0.0 if offset is None else offset
     beta = np.zeros(X.shape[1])
+    ll_old = -np.inf
     for _ in range(max_iter):
         eta = X @ beta + off
-        p = 1 / (1 + np.exp(-eta))
+        p = expit(eta)
+        # log-likelihood via logaddexp (stable); under quasi-separation it converges while beta drifts
+        ll = float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+        if abs(ll - ll_old) < 1e-10 * (abs(ll) + 1.0):
+            break
+        ll_old = ll
         w = p * (1 - p)
         grad = X.T @ (y - p)
         hess = (X * w[:, None]).T @ X
@@ -69,7 +76,7 @@ def logistic_model(
         beta = newton_logit(train[outcome].to_numpy(float), train[predictors].to_numpy(float))
 
         def predict(frame: pd.DataFrame) -> np.ndarray:
-            return 1 / (1 + np.exp(-(beta[0] + frame[predictors].to_numpy(float) @ beta[1:])))
+            return expit(beta[0] + frame[predictors].to_numpy(float) @ beta[1:])
 
         return predict
 
