@@ -269,7 +269,7 @@ if has_ct:
     surv["ct_group"] = pd.cut(surv["ct_opacity_pct"], [-np.inf, 5, 20, np.inf], labels=["<5%", "5–20%", ">20%"])
     groups = surv["ct_group"]
 else:
-    groups = np.where(surv["demog_age"] >= 65, "age ≥65", "age <65")
+    groups = pd.cut(surv["demog_age"].astype(float), [-np.inf, 65, np.inf], right=False, labels=["age <65", "age ≥65"])
 km = kaplan_meier(surv["time"], surv["death"], groups)
 out.table(km_table(km), "km_death_by_group", title="Kaplan–Meier median time to death by group")
 lr = logrank(surv["time"], surv["death"], groups)
