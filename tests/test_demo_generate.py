@@ -435,3 +435,5 @@ def test_manifest_json_is_plain(demo: Path) -> None:
     assert "out_dir" not in data  # relocatable: the folder can be moved
     assert all(set(p) == {"row", "subjid", "variable", "problem"} for p in data["injected_problems"])
     assert os.fspath(load_manifest(demo).out_dir) == os.fspath(demo)
+    text = str(load_manifest(demo))
+    assert f"seed {SEED}" in text and f"{N} patients" in text and "injected" in text

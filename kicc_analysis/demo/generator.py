@@ -82,6 +82,16 @@ class DemoManifest:
     injected_problems: list[dict[str, Any]] = field(default_factory=list)
     non_dicom_files: list[str] = field(default_factory=list)
 
+    def __str__(self) -> str:
+        s = self.sizes
+        return (
+            f"KICC-19 demo repository at {self.out_dir} (seed {self.seed}, {self.n_patients} patients, "
+            f"{s.get('n_sites', 0)} sites{', full resolution' if self.full_resolution else ''}): "
+            f"{s.get('n_ct_studies', 0)} CT studies / {s.get('n_ct_series', 0)} CT series, "
+            f"{s.get('n_radiographs', 0)} radiographs, {s.get('n_dicom_files', 0)} DICOM files, "
+            f"{len(self.injected_problems)} injected data problems (see manifest.json)"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("out_dir")
@@ -392,7 +402,8 @@ def generate_demo(
     show_progress : progress bar (default: on unless ``KICC_NO_PROGRESS`` is set).
     if_missing : if ``out_dir`` already holds a demo with the same seed, size and resolution, return its manifest
         without writing anything.
-    workers : processes writing CTs (default: 2 when there are more than 10 patients, else 1).
+    workers : processes writing CTs (default: 2 when there are more than 10 patients, else 1; full-resolution
+        phantoms need ~1.2 GB each, so keep 1-2).
 
     Returns
     -------
