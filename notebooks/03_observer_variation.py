@@ -35,6 +35,7 @@ from kicc_analysis.agreement import (
     agreement_table,
     bland_altman,
     bland_altman_plot,
+    cohen_kappa,
     confusion_matrix,
     confusion_matrix_plot,
     forest_plot,
@@ -127,7 +128,7 @@ pairwise.pivot_table(index=["item", "rater_a", "rater_b"], columns="weights", va
 pooled = lobes.assign(subjid=lobes["subjid"] + "/" + lobes["item"])
 pairs = [(a, b) for i, a in enumerate(readers) for b in readers[i + 1:]]
 fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8))
-for ax, (a, b) in zip(np.atleast_1d(axes), pairs):
+for ax, (a, b) in zip(np.atleast_1d(axes), pairs, strict=True):
     confusion_matrix_plot(confusion_matrix(pooled, a, b, **keys, categories=SEVERITY), ax=ax, title=f"{a} vs {b}")
 fig.tight_layout()
 out.figure(fig, "lobe_confusion_matrices", title="Lobe scores: reader confusion matrices",
@@ -160,7 +161,7 @@ icc_table[["form", "mcgraw_wong", "estimate", "ci_low", "ci_high", "F", "p"]].ro
 wide_totals = totals.pivot(index="subjid", columns="reader", values="total")
 ba_rows = {}
 fig, axes = plt.subplots(1, len(pairs), figsize=(4.6 * len(pairs), 3.8))
-for ax, (a, b) in zip(np.atleast_1d(axes), pairs):
+for ax, (a, b) in zip(np.atleast_1d(axes), pairs, strict=True):
     ba = bland_altman(wide_totals[a], wide_totals[b])
     ba_rows[f"{a}-{b}"] = ba.to_frame().assign(pair=f"{a}-{b}", sd=ba.sd)
     bland_altman_plot(ba, ax=ax, units="points", title=f"Total score: {a} − {b}")
@@ -196,7 +197,7 @@ out.table(susp_table, "suspicion_agreement", title="Agreement on the suspicion s
 out.table(susp_pairs, "suspicion_pairwise_kappa", title="Pairwise Cohen kappa, suspicion score",
           description="Unweighted Cohen's kappa per pair of readers, FCE SE")
 fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8))
-for ax, (a, b) in zip(np.atleast_1d(axes), pairs):
+for ax, (a, b) in zip(np.atleast_1d(axes), pairs, strict=True):
     confusion_matrix_plot(confusion_matrix(suspicion, a, b, **keys, categories=SUSPICION), ax=ax,
                           title=f"{a} vs {b}", cmap="Purples")
 fig.tight_layout()
@@ -251,8 +252,6 @@ if auto_zones is not None:
                 continue
             a = mine[lobe].astype(float)
             b = auto_zones[zone].reindex(a.index).astype(float)
-            from kicc_analysis.agreement import cohen_kappa
-
             rows[f"{reader}_{lobe}_vs_{zone}"] = cohen_kappa(a, b, weights="quadratic", categories=SEVERITY)
     auto_table = estimates_to_frame(rows, index_name="comparison")
     out.table(auto_table, "auto_vs_reader_agreement", title="Readers vs automatic severity",
