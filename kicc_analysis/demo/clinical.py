@@ -290,7 +290,7 @@ def simulate_clinical(n_patients: int, rng: np.random.Generator) -> ClinicalSimu
             "subjid": subjid,
             "kicc_site": site,
             "pres_date": np.datetime_as_string(admission, unit="D"),
-            "demog_age": age.astype(float),
+            "demog_age": age,
             "demog_sex": sex,
             "demog_bmi": bmi,
             "comor_smoking": with_unknown(smoking),
@@ -318,6 +318,9 @@ def simulate_clinical(n_patients: int, rng: np.random.Generator) -> ClinicalSimu
         },
         columns=list(CLINICAL_COLUMNS),
     )
+    # whole days: nullable integers, so the CSV says "3" (and "" when the event did not happen), not "3.0"
+    for col in ("inter_suppleo2_day", "inter_hfno_day", "inter_invent_day", "inter_ecmo_day", "crito_icu_day"):
+        clinical[col] = clinical[col].astype("Int64")
     latent = pd.DataFrame(
         {
             "subjid": subjid,
@@ -368,7 +371,7 @@ def inject_problems(clinical: pd.DataFrame, rng: np.random.Generator) -> tuple[p
     )
     candidates = [i for i in range(n) if i != r_text] or [r_text]
     r_age = int(rng.choice(candidates))
-    df.loc[df.index[r_age], "demog_age"] = 199.0
+    df.loc[df.index[r_age], "demog_age"] = 199
     problems.append(
         {
             "row": r_age,
