@@ -175,6 +175,34 @@ def test_gray_test_detects_difference_and_not_null() -> None:
     assert gray_test(d.t, d.e, d.x1, cause=1)["p"].iloc[0] < 1e-4
     null = gray_test(d.t, d.e, RNG.integers(0, 2, len(d)), cause=1)
     assert null["p"].iloc[0] > 0.001 and null["df"].iloc[0] == 1
+    three = gray_test(d.t, d.e, np.where(d.x2 > 0.5, "hi", np.where(d.x2 < -0.5, "lo", "mid")), cause=2)
+    assert three["df"].iloc[0] == 2
+
+
+def test_gray_test_without_competing_events_is_the_logrank_score() -> None:
+    from kicc_analysis.prognosis.competing_risks import _gray_stratum
+
+    d = _survival_data(300)
+    score, var = _gray_stratum(
+        d.time.to_numpy(), d.event.to_numpy().astype(int), d.x2.to_numpy().astype(int), 2, 1, 0.0
+    )
+    lr = logrank(d.time, d.event, d.x2)
+    assert score[0] == pytest.approx(lr.table["weighted_o_minus_e"].iloc[0], rel=1e-10)
+    # Gray's variance estimator differs from the hypergeometric one only slightly
+    assert gray_test(d.time, d.event, d.x2)["chisq"].iloc[0] == pytest.approx(lr.chisq, rel=0.02)
+
+
+def test_gray_test_agrees_with_fine_gray_score_test() -> None:
+    from kicc_analysis.prognosis._coxcore import fit_cox
+    from kicc_analysis.prognosis.competing_risks import finegray_expand
+
+    d = _competing_data(4000, seed=1)
+    subj, start, stop, status, w = finegray_expand(d.t.to_numpy(), d.e.to_numpy().astype(int), 1)
+    x = d[["x1"]].to_numpy()
+    fg = fit_cox(
+        x[subj], stop, status, ties="breslow", start=np.where(start > 0, start, -np.inf), weights=w, max_iter=1
+    )
+    assert gray_test(d.t, d.e, d.x1)["chisq"].iloc[0] == pytest.approx(fg.score_test, rel=0.05)
 
 
 def test_cif_sums_with_km_to_one_and_cause_specific_cox() -> None:
