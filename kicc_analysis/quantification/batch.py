@@ -234,15 +234,22 @@ def jobs_from_repository(repository: str | os.PathLike[str]) -> pd.DataFrame:
     )
 
 
+def default_cache_dir(repository: str | os.PathLike[str]) -> Path:
+    """``<repository cache>/ct`` (see :func:`kicc_analysis.cohort.cache_dir`)."""
+    from ..cohort import cache_dir
+
+    return cache_dir(repository) / "ct"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``kicc quantify --repository R [--cache DIR] [--workers N] [--output FILE]``."""
     parser = argparse.ArgumentParser(prog="kicc quantify", description="Quantify lung opacities of every CT series.")
     parser.add_argument("--repository", required=True, help="repository folder (dicom/ + clinical/)")
-    parser.add_argument("--cache", default=None, help="cache folder (default: <repository>/.kicc_cache/ct)")
+    parser.add_argument("--cache", default=None, help="cache folder (default: the repository's cache folder + /ct)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output", default=None, help="CSV/Parquet output (default: <cache>/ct_quantification.csv)")
     args = parser.parse_args(argv)
-    cache = Path(args.cache) if args.cache else Path(args.repository) / ".kicc_cache" / "ct"
+    cache = Path(args.cache) if args.cache else default_cache_dir(args.repository)
     try:
         jobs = jobs_from_repository(args.repository)
     except KiccError as exc:

@@ -49,7 +49,8 @@ LATERAL_MIN = 0.05  # dense-recovery rule: hull-deficit centroid lateral of the 
 N_RAYS = 180  # sub-pleural recovery: rays per slice
 WALL_PERCENTILE = 50  # ... robust wall thickness = this percentile over neighbouring rays and slices
 MIN_BAND_MM = 8.0  # ... a band thinner than this is not recovered
-POSTERIOR_MIN = 0.15  # ... or posterior of it (x lung height) and away from the medial edge
+POSTERIOR_MIN = 0.15
+MAX_DEFICIT_TO_LUNG = 0.5  # ... and a hull-deficit component at most half the lung area of the slice  # ... or posterior of it (x lung height) and away from the medial edge
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
@@ -329,9 +330,7 @@ def _split_block(mask: np.ndarray, body_x: np.ndarray, structure: np.ndarray) ->
             labels[lab == i] = RIGHT if c[2] < centre else LEFT
         return labels
     # grow markers back into the mask (nearest marker voxel)
-    _, (iz, iy, ix) = ndimage.distance_transform_edt(markers == 0, return_indices=True)
-    nearest = markers[iz, iy, ix]
-    nearest[~mask] = 0
+    nearest = _nearest_label(markers, mask)
     c1 = ndimage.center_of_mass(nearest == 1)[2]
     c2 = ndimage.center_of_mass(nearest == 2)[2]
     right_marker = 1 if c1 < c2 else 2
@@ -403,7 +402,10 @@ def _recover_dense(
             lung_width = max(float(xs.max() - xs.min()), 1.0)
             lung_height = max(float(ys.max() - ys.min()), 1.0)
             centres = ndimage.center_of_mass(deficit, lab, np.arange(1, n + 1))
+            areas = ndimage.sum_labels(deficit, lab, np.arange(1, n + 1))
             for i, (cy, cx) in enumerate(centres, start=1):
+                if areas[i - 1] > MAX_DEFICIT_TO_LUNG * lung.sum():
+                    continue  # a crescent of lung around the liver dome / heart: the hull is not lung
                 lateral_offset = (cx - lung_cx) * lat_sign / lung_width  # > 0: lateral of the lung centroid
                 posterior = (cy - lung_cy) / lung_height > POSTERIOR_MIN
                 near_medial_edge = abs(cx - medial_edge) < 0.25 * lung_width
@@ -413,10 +415,26 @@ def _recover_dense(
         recovered |= _recover_subpleural(labels, dense_ok, body, spacing)
     # assign recovered voxels to the nearest lung (in place)
     if recovered.any():
-        _, (iz, iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-        nearest = labels[iz, iy, ix]
-        labels[recovered] = nearest[recovered]
+        labels[recovered] = _nearest_label(labels, recovered)[recovered]
     return recovered
+
+
+def _nearest_label(labels: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Label of the nearest labelled voxel for every voxel of ``where`` (0 elsewhere).
+
+    The distance transform runs on the bounding box of ``labels > 0`` and ``where`` only (speed).
+    """
+    out = np.zeros(labels.shape, dtype=labels.dtype)
+    union = (labels > 0) | where
+    if not union.any() or not (labels > 0).any():
+        return out
+    box = tuple(slice(int(idx.min()), int(idx.max()) + 1) for idx in np.nonzero(union))
+    sub = labels[box]
+    _, indices = ndimage.distance_transform_edt(sub == 0, return_indices=True)
+    nearest = sub[tuple(indices)]
+    nearest[~where[box]] = 0
+    out[box] = nearest
+    return out
 
 
 def _trunk(outside: np.ndarray) -> np.ndarray:

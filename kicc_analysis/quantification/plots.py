@@ -1,0 +1,67 @@
+"""Small figures for CT quantification: opacity overlays and opacity by group (matplotlib)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from .opacity import CONSOLIDATION, GGO
+
+LUNG_WINDOW = (-600.0, 1500.0)  # level, width (HU) for display
+
+
+def overlay_figure(
+    images: Sequence[sitk.Image],
+    lung_labels: Sequence[sitk.Image],
+    opacity_labels: Sequence[sitk.Image],
+    titles: Sequence[str],
+    window: tuple[float, float] = LUNG_WINDOW,
+):
+    """One panel per case: the axial slice with most opacity, lung window, lung contour, GGO/consolidation tint.
+
+    Returns the matplotlib Figure. Titles must not contain patient identifiers beyond the pseudonym.
+    """
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    fig, axes = plt.subplots(1, max(n, 1), figsize=(4.2 * max(n, 1), 4.4), squeeze=False)
+    level, width = window
+    for ax, image, lungs, opac, title in zip(axes[0], images, lung_labels, opacity_labels, titles, strict=True):
+        hu = sitk.GetArrayViewFromImage(image)
+        lab = sitk.GetArrayViewFromImage(lungs)
+        op = sitk.GetArrayViewFromImage(opac)
+        z = int(np.argmax((op > 0).sum(axis=(1, 2)))) if op.any() else hu.shape[0] // 2
+        ax.imshow(hu[z], cmap="gray", vmin=level - width / 2, vmax=level + width / 2)
+        tint = np.zeros((*op[z].shape, 4))
+        tint[op[z] == GGO] = (1.0, 0.85, 0.0, 0.45)
+        tint[op[z] == CONSOLIDATION] = (1.0, 0.1, 0.1, 0.55)
+        ax.imshow(tint)
+        if lab[z].any():
+            ax.contour(lab[z] > 0, [0.5], colors="cyan", linewidths=0.8)
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    fig.suptitle("Lung mask (cyan), GGO (yellow), consolidation (red)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def opacity_by_group_figure(table: pd.DataFrame, value: str, group: str, labels: dict | None = None):
+    """Box plot with points of ``value`` by ``group`` (e.g. ``ct_opacity_pct`` by ``sever_national``)."""
+    import matplotlib.pyplot as plt
+
+    data = table[[group, value]].dropna()
+    groups = sorted(data[group].unique())
+    fig, ax = plt.subplots(figsize=(6, 4))
+    series = [data.loc[data[group] == g, value].to_numpy() for g in groups]
+    ax.boxplot(series, showfliers=False)
+    rng = np.random.default_rng(0)
+    for i, values in enumerate(series, start=1):
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, s=10, alpha=0.6)
+    ax.set_xticks(range(1, len(groups) + 1), [str((labels or {}).get(g, g)) for g in groups])
+    ax.set_xlabel(group)
+    ax.set_ylabel(value)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,140 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation: {extension: .py, format_name: percent}
+#   kernelspec: {display_name: kicc-analysis, language: python, name: python3}
+# ---
+
+# %% [markdown]
+# # 02 — CT quantification
+#
+# Every selected chest CT series is loaded in HU, the lungs are segmented (weight-free, consolidation kept inside
+# the lung) and ground-glass opacity (GGO, −700…−300 HU) and consolidation (−300…+50 HU) are measured per lung and
+# per zone (thirds of lung height), with a zone severity score 0–5 (total 0–30). Conventions: `docs/ct.md`.
+# Outputs: the per-series × region table, the QA list, opacity by national severity category, agreement with the
+# radiologists' visual lobe scores, example overlays, and baseline → follow-up change.
+
+# %% tags=["parameters"]
+repository = "demo_repository"  # path of the repository (demo or real)
+output_dir = "results"
+workers = 2
+
+# %%
+NOTEBOOK_VERSION = "1.0.0"
+
+import matplotlib
+
+matplotlib.use("Agg")
+import pandas as pd
+from scipy import stats
+
+from kicc_analysis.cohort import load_cohort, load_readings
+from kicc_analysis.provenance import OutputWriter
+from kicc_analysis.quantification import segment_opacities
+from kicc_analysis.quantification.batch import (
+    default_cache_dir,
+    jobs_from_repository,
+    join_to_cohort,
+    quantify_series_table,
+)
+from kicc_analysis.quantification.plots import opacity_by_group_figure, overlay_figure
+
+cohort = load_cohort(repository)
+out = OutputWriter(
+    output_dir, notebook="02_quantification", version=NOTEBOOK_VERSION,
+    cohort_version=cohort.attrs["cohort_version"], parameters={"repository": str(repository), "workers": workers},
+)
+
+# %% [markdown]
+# ## Quantify every selected CT series (parallel, cached per series)
+
+# %%
+jobs = jobs_from_repository(repository)
+results = quantify_series_table(jobs, default_cache_dir(repository), workers=workers)
+failures = results.attrs["failures"]
+print(f"{results['series_uid'].nunique()} series quantified, {len(failures)} failed, "
+      f"{int(results.drop_duplicates('series_uid')['cached'].sum())} from cache")
+out.table(results.drop(columns=["cached"]), "ct_quantification_by_region",
+          title="CT quantification per series and region",
+          description="Lung volume (mL), GGO and consolidation (mL, % of region), density statistics (HU), zone "
+                      "severity 0-5 and total 0-30; default HU bins")
+
+# %% [markdown]
+# ## QA list
+# Series with a segmentation flag (implausible volume, left/right imbalance, leak, large dense-recovered share,
+# airway not found) or a load warning, and series that failed.
+
+# %%
+both = results[results["region"] == "both"]
+qa = both.loc[(both["qa_flags"] != "") | (both["load_warnings"] != ""),
+              ["subjid", "timepoint", "qa_flags", "load_warnings", "qa_total_ml", "qa_lr_ratio",
+               "qa_dense_recovered_fraction"]]
+qa_all = pd.concat([qa, failures.rename(columns={"error": "qa_flags"})], ignore_index=True)
+out.table(qa_all, "ct_qa_list", title="CT QA list", description="Flags, warnings and failures per series")
+qa_all
+
+# %% [markdown]
+# ## Opacity by national severity category (baseline CT)
+
+# %%
+cohort_ct = join_to_cohort(cohort, results)
+severity_names = {1: "mild", 2: "moderate", 3: "severe", 4: "critical"}
+summary = (cohort_ct.groupby("sever_national")[["ct_opacity_pct", "ct_consolidation_pct", "ct_severity_total"]]
+           .describe(percentiles=[0.25, 0.5, 0.75]).round(2))
+out.table(summary, "ct_opacity_by_severity", title="Baseline CT opacity by national severity category", index=True)
+kruskal = stats.kruskal(*[g.dropna() for _, g in cohort_ct.groupby("sever_national")["ct_opacity_pct"]])
+print(f"Kruskal-Wallis across categories: H = {kruskal.statistic:.2f}, p = {kruskal.pvalue:.3g}")
+fig = opacity_by_group_figure(cohort_ct, "ct_opacity_pct", "sever_national", severity_names)
+out.figure(fig, "ct_opacity_by_severity", title="Total opacity (% of lung) by national severity category")
+
+# %% [markdown]
+# ## Agreement with the radiologists' visual scores
+# Each reader's five lobe scores (0–5) are summed (0–25) and compared with the baseline CT opacity % and the
+# automatic severity total (Spearman rank correlation).
+
+# %%
+readings = load_readings(repository)
+lobes = readings[readings["item"].isin(["RUL", "RML", "RLL", "LUL", "LLL"])]
+visual = lobes.groupby(["subjid", "reader"])["score"].sum(min_count=5).unstack("reader")
+merged = cohort_ct.set_index("subjid")[["ct_opacity_pct", "ct_severity_total"]].join(visual, how="inner")
+rows = []
+for reader in visual.columns:
+    for metric in ("ct_opacity_pct", "ct_severity_total"):
+        pair = merged[[reader, metric]].dropna()
+        rho, p = stats.spearmanr(pair[reader], pair[metric])
+        rows.append({"reader": reader, "ct_metric": metric, "n": len(pair), "spearman_rho": rho, "p": p})
+correlation = pd.DataFrame(rows)
+out.table(correlation, "ct_vs_visual_scores", title="CT metrics vs readers' summed lobe scores (Spearman)")
+correlation
+
+# %% [markdown]
+# ## Example overlays (lowest, median and highest baseline opacity)
+
+# %%
+from kicc_analysis.imaging import load_ct
+from kicc_analysis.segmentation import segment_lungs
+
+baseline = both[both["timepoint"] == "baseline"].sort_values("opacity_pct")
+picks = baseline.iloc[[0, len(baseline) // 2, len(baseline) - 1]] if len(baseline) >= 3 else baseline
+images, lungs, opacities, titles = [], [], [], []
+sources = jobs.set_index("series_uid")["source"]
+for row in picks.itertuples():
+    image = load_ct(sources[row.series_uid])
+    seg = segment_lungs(image)
+    images.append(image)
+    lungs.append(seg.labels)
+    opacities.append(segment_opacities(image, seg.labels))
+    titles.append(f"{row.subjid}: opacity {row.opacity_pct:.1f} %")
+fig = overlay_figure(images, lungs, opacities, titles)
+out.figure(fig, "ct_example_overlays", title="Example lung and opacity segmentations")
+
+# %% [markdown]
+# ## Baseline → follow-up change
+
+# %%
+change_cols = ["subjid", "ct_opacity_pct", "ct_opacity_pct_followup", "ct_opacity_pct_change",
+               "ct_severity_total", "ct_severity_total_followup", "ct_severity_total_change"]
+change = cohort_ct.loc[cohort_ct["ct_opacity_pct_followup"].notna(), change_cols]
+out.table(change, "ct_change", title="Change in CT opacity between baseline and follow-up",
+          description="Follow-up minus baseline (percentage points of lung volume; severity points)")
+change.describe().round(2)
