@@ -273,10 +273,16 @@ def test_truth_matches_simulated_burden(demo: Path) -> None:
     sim = simulate_clinical(N, np.random.default_rng(np.random.SeedSequence([SEED, 1])))
     truth = pd.read_csv(demo / "ground_truth" / "truth.csv")
     base = truth[(truth["timepoint"] == 1) & (truth["series_role"] == "lung")].set_index("subjid")
+    base["lesion_ml"] = base["ggo_ml"] + base["consolidation_ml"]
     target = sim.latent.set_index("subjid")["opacity_pct"]
     np.testing.assert_allclose(base.loc[target.index, "opacity_pct"], target, atol=0.05)
     assert ((base["lung_ml"] > 2000) & (base["lung_ml"] < 6500)).all()
     np.testing.assert_allclose(base["lung_ml"], base["lung_right_ml"] + base["lung_left_ml"], atol=0.01)
+    # an ideal HU-bin count inside the true lung finds the GGO within 5 %; vessels only add to the consolidation bin
+    lesioned = base[base["ggo_ml"] > 20]
+    np.testing.assert_allclose(lesioned["hu_bin_ggo_ml"], lesioned["ggo_ml"], rtol=0.05)
+    excess = base["hu_bin_consolidation_ml"] - base["consolidation_ml"]
+    assert (excess > 0).all() and (excess < 1.5 * base["vessel_ml"] + 0.02 * base["lesion_ml"]).all()
     fu = truth[(truth["timepoint"] == 2) & (truth["series_role"] == "lung")]
     for row in fu.itertuples():
         b = base.loc[row.subjid]

@@ -333,12 +333,30 @@ def _write_patient(plan: dict[str, Any], root_str: str) -> dict[str, Any]:
                     "consolidation_ml": round(v["consolidation"], 3),
                     "opacity_pct": round(v["opacity_pct"], 4),
                     "vessel_ml": round(v["vessel"], 3),
+                    **_hu_bin_volumes(ph),
                     **{f"{lobe}_involvement": round(ph.lobe_involvement[lobe], 4) for lobe in LOBES},
                 }
             )
             if role == "lung" and st["timepoint"] == 1 and not baseline_inv:
                 baseline_inv = dict(ph.lobe_involvement)
     return {"inventory": inventory, "truth": truth, "files": files, "baseline_inv": baseline_inv}
+
+
+#: quantification HU bins as specified for KICC-19 (the analysis layer owns the authoritative table; the demo, a lower
+#: layer, must not import it): GGO -700 <= HU < -300, consolidation -300 <= HU <= +50
+_GGO_BIN = (-700, -300)
+_CONSOLIDATION_BIN = (-300, 50)
+
+
+def _hu_bin_volumes(ph) -> dict[str, float]:
+    """What an ideal HU-bin count inside the *true* lung mask measures (mL): separates segmentation error from the
+    definition bias of bin counting (vessels and boundary voxels), see docs/demo.md."""
+    lung = ph.lung_labels > 0
+    hu = ph.hu
+    vox_ml = float(np.prod(ph.spacing_mm)) / 1000.0
+    ggo = int(((hu >= _GGO_BIN[0]) & (hu < _GGO_BIN[1]) & lung).sum())
+    con = int(((hu >= _CONSOLIDATION_BIN[0]) & (hu <= _CONSOLIDATION_BIN[1]) & lung).sum())
+    return {"hu_bin_ggo_ml": round(ggo * vox_ml, 3), "hu_bin_consolidation_ml": round(con * vox_ml, 3)}
 
 
 def _check_out_dir(out: Path, seed: int, n_patients: int, full: bool, if_missing: bool) -> DemoManifest | None:
