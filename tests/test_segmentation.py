@@ -35,9 +35,16 @@ def test_ct64_dice_against_cip_and_left_right(ct64):
     assert dice(labels > 0, whole) >= 0.95
     assert dice(labels == RIGHT, truth == RIGHT) >= 0.95
     assert dice(labels == LEFT, truth == LEFT) >= 0.95
-    # trachea (CIP airway type, undefined region = 512) mostly excluded
     assert result.qa["flags"] == []
     assert 4000 < result.qa["total_ml"] < 5200  # CIP: 4554 mL
+
+
+def test_ct64_trachea_excluded(ct64):
+    folder, _, _ = ct64
+    labels = sitk.GetArrayFromImage(segment_lungs(load_ct(folder / "ct-64.nrrd")).labels)
+    lm = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "lm-64.nrrd")))
+    trachea = lm == 512  # CIP: AIRWAY type (2 << 8) in an undefined region = trachea / main bronchi
+    assert (trachea & (labels > 0)).sum() <= 0.2 * trachea.sum()
 
 
 def test_ct64_dicom_and_nrrd_give_same_mask(ct64):

@@ -50,7 +50,8 @@ N_RAYS = 180  # sub-pleural recovery: rays per slice
 WALL_PERCENTILE = 50  # ... robust wall thickness = this percentile over neighbouring rays and slices
 MIN_BAND_MM = 8.0  # ... a band thinner than this is not recovered
 POSTERIOR_MIN = 0.15
-MAX_DEFICIT_TO_LUNG = 0.5  # ... and a hull-deficit component at most half the lung area of the slice  # ... or posterior of it (x lung height) and away from the medial edge
+MAX_DEFICIT_TO_LUNG = 0.5
+AIRWAY_LUMEN_HU = -900.0  # airway tracking: lumen darker than lung parenchyma (~-850 HU)  # ... and a hull-deficit component at most half the lung area of the slice  # ... or posterior of it (x lung height) and away from the medial edge
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
@@ -261,38 +262,39 @@ def _airway_2d(candidate: np.ndarray, hu: np.ndarray, body_x: np.ndarray, pixel_
 
 
 def _airway_3d(candidate: np.ndarray, hu: np.ndarray, body_x: np.ndarray, pixel_mm2: float) -> np.ndarray:
-    """Find the trachea in cranial slices and track trachea + main bronchi slice by slice."""
+    """Find the trachea in cranial slices and track trachea + main bronchi slice by slice.
+
+    Tracking runs on the airway lumen (< ``AIRWAY_LUMEN_HU``, darker than parenchyma) so the trachea stays apart
+    from touching lung; the partial-volume ring around the tracked lumen is then removed too.
+    """
     nz = candidate.shape[0]
+    lumen = candidate & (hu < AIRWAY_LUMEN_HU)
     airway = np.zeros_like(candidate)
     seed_z, seed = None, None
+    radius_px = 30.0 / np.sqrt(pixel_mm2)
     for z in range(nz - 1, -1, -1):
-        if not candidate[z].any():
-            continue
-        lab, n = ndimage.label(candidate[z], structure=np.ones((3, 3)))
-        index = np.arange(1, n + 1)
-        area = ndimage.sum_labels(candidate[z], lab, index) * pixel_mm2
-        mean = ndimage.mean(hu[z], lab, index)
-        centres = ndimage.center_of_mass(candidate[z], lab, index)
-        best = None
-        for i, (a, m, c) in enumerate(zip(area, mean, centres, strict=True)):
-            if 40 <= a <= 900 and m < -800 and abs(c[1] - body_x[z]) * 1.0 < 30.0 / np.sqrt(pixel_mm2):
-                if best is None or abs(c[1] - body_x[z]) < abs(centres[best][1] - body_x[z]):
-                    best = i
-        if best is not None:
-            seed_z, seed = z, lab == index[best]
-            break
+        if lumen[z].any():
+            lab, n = ndimage.label(lumen[z], structure=np.ones((3, 3)))
+            index = np.arange(1, n + 1)
+            area = ndimage.sum_labels(lumen[z], lab, index) * pixel_mm2
+            centres = ndimage.center_of_mass(lumen[z], lab, index)
+            offsets = np.array([abs(c[1] - body_x[z]) for c in centres])
+            ok = (area >= 40) & (area <= 900) & (offsets < radius_px)
+            if ok.any():
+                best = int(np.argmin(np.where(ok, offsets, np.inf)))
+                seed_z, seed = z, lab == index[best]
+                break
         if z < nz - max(3, nz // 3):  # only look in the cranial third
             break
     if seed is None:
         return airway
-    seed_area = float(seed.sum())
-    max_area = max(3.0 * seed_area, 250.0 / pixel_mm2)
+    max_area = max(3.0 * float(seed.sum()), 250.0 / pixel_mm2)
     airway[seed_z] = seed
     for direction in (-1, 1):
         current = seed
         z = seed_z + direction
         while 0 <= z < nz and current.any():
-            lab, n = ndimage.label(candidate[z], structure=np.ones((3, 3)))
+            lab, _ = ndimage.label(lumen[z], structure=np.ones((3, 3)))
             touching = np.unique(lab[ndimage.binary_dilation(current) & (lab > 0)])
             nxt = np.zeros_like(current)
             for t in touching:
@@ -302,7 +304,8 @@ def _airway_3d(candidate: np.ndarray, hu: np.ndarray, body_x: np.ndarray, pixel_
             airway[z] = nxt
             current = nxt
             z += direction
-    return airway
+    ring = ndimage.binary_dilation(airway, structure=_STRUCT_2D) & candidate & ~lumen
+    return airway | ring
 
 
 def _split_left_right(lungs: np.ndarray, body_x: np.ndarray, thin: bool) -> np.ndarray:
