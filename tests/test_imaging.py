@@ -154,3 +154,11 @@ def test_display_to_hu_inverts_window():
         display_to_hu(np.array([300]), level=-600, width=1500)
     with pytest.raises(ImagingError):
         display_to_hu(np.array([3]), level=-600, width=0)
+
+
+def test_inconsistent_slice_size_is_an_error(tmp_path):
+    uid = generate_uid()
+    _write_slice(tmp_path / "a.dcm", 0.0, np.zeros((4, 4)), uid)
+    _write_slice(tmp_path / "b.dcm", 1.0, np.zeros((5, 4)), uid)
+    with pytest.raises(ImagingError, match="expected 4x4"):
+        load_ct(tmp_path)

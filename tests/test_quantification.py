@@ -128,3 +128,16 @@ def test_density_statistics_match_numpy_and_scipy():
         assert row[f"hu_p{q}"] == pytest.approx(np.percentile(values, q))
     assert row["skewness"] == pytest.approx(stats.skew(values))
     assert row["kurtosis"] == pytest.approx(stats.kurtosis(values))
+
+
+def test_quantify_rejects_nan_inside_lung():
+    hu = np.full((3, 8, 8), -850.0, dtype=np.float32)
+    hu[1, 4, 4] = np.nan
+    with pytest.raises(AnalysisError, match="non-finite"):
+        quantify(_image(hu), _image(np.ones(hu.shape, np.uint8)))
+
+
+def test_quantify_empty_lung_gives_nan_not_error():
+    table = quantify(_image(np.zeros((3, 8, 8), np.int16)), _image(np.zeros((3, 8, 8), np.uint8)))
+    both = table.set_index("region").loc["both"]
+    assert both.volume_ml == 0 and np.isnan(both.opacity_pct) and both.severity_score == 0

@@ -130,3 +130,17 @@ def test_phantom_dense_recovery_helps(chest):
     consolidation = ph.lesion_labels == 2
     assert (consolidation & (labels > 0)).sum() > (consolidation & (plain > 0)).sum()
     assert result.qa["dense_recovered_ml"] > 0
+
+
+def test_nan_image_is_rejected():
+    array = np.full((4, 16, 16), -850.0, dtype=np.float32)
+    array[0, 0, 0] = np.nan
+    with pytest.raises(SegmentationError, match="non-finite"):
+        segment_lungs(sitk.GetImageFromArray(array))
+
+
+def test_no_lung_is_flagged_not_raised():
+    image = sitk.GetImageFromArray(np.full((6, 32, 32), 40, dtype=np.int16))  # soft tissue block
+    result = segment_lungs(image)
+    assert sitk.GetArrayViewFromImage(result.labels).max() == 0
+    assert "no_lung" in result.qa["flags"]

@@ -45,6 +45,10 @@ def _arrays(image: sitk.Image, lung_labels: sitk.Image) -> tuple[np.ndarray, np.
         raise AnalysisError(f"CT spacing {image.GetSpacing()} differs from label spacing {lung_labels.GetSpacing()}")
     hu = sitk.GetArrayViewFromImage(image)
     labels = sitk.GetArrayViewFromImage(lung_labels)
+    if hu.dtype.kind == "f":
+        bad = int((~np.isfinite(hu[labels > 0])).sum())
+        if bad:
+            raise AnalysisError(f"the CT has {bad} non-finite (NaN/inf) voxel(s) inside the lung labels; expected HU")
     return hu, labels
 
 

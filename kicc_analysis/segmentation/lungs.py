@@ -157,9 +157,13 @@ def _as_3d(image: sitk.Image) -> tuple[sitk.Image, bool]:
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise SegmentationError("expected a scalar (grey-level) CT image, got a multi-component image")
     if image.GetDimension() == 2:
-        return sitk.JoinSeries([image]), True
+        return _as_3d(sitk.JoinSeries([image]))[0], True
     if image.GetDimension() != 3:
         raise SegmentationError(f"expected a 2-D or 3-D CT image, got {image.GetDimension()}-D")
+    if image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        bad = int((~np.isfinite(sitk.GetArrayViewFromImage(image))).sum())
+        if bad:
+            raise SegmentationError(f"the CT has {bad} non-finite (NaN/inf) voxel(s); expected HU everywhere")
     return image, False
 
 
