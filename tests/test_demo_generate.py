@@ -192,7 +192,7 @@ def test_series_geometry_matches_ground_truth(demo: Path, headers: dict[str, pyd
         img = reader.Execute()
         assert img.GetSize() == lung.GetSize()
         np.testing.assert_allclose(img.GetSpacing(), lung.GetSpacing(), atol=1e-4)
-        np.testing.assert_allclose(img.GetOrigin(), lung.GetOrigin(), atol=1e-3)
+        np.testing.assert_allclose(img.GetOrigin(), lung.GetOrigin(), atol=1e-6)
         hu = sitk.GetArrayFromImage(img)
         lung_arr = sitk.GetArrayFromImage(lung)
         lesion_arr = sitk.GetArrayFromImage(

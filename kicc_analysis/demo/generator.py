@@ -232,7 +232,7 @@ def _plan_patients(sim: ClinicalSimulation, seed: int, full: bool) -> list[dict[
                 "seed": seed,
                 "full": full,
                 "patient_seed": int(np.random.SeedSequence([seed, 1000 + i]).generate_state(1)[0]),
-                "table_z": [float(rng.uniform(-330.0, -290.0)) for _ in studies],
+                "table_z": [round(float(rng.uniform(-330.0, -290.0)), 2) for _ in studies],
             }
         )
     return plans
