@@ -216,6 +216,18 @@ def test_cif_sums_with_km_to_one_and_cause_specific_cox() -> None:
     assert cs.table["coef"].iloc[0] == pytest.approx(ref.table["coef"].iloc[0])
 
 
+def test_cmprsk_variance_option_follows_gray_estimator() -> None:
+    # hand computation of cmprsk::cuminc's variance at the first event time of the toy data:
+    # n = 18, two cause-1 deaths: t5 = 16/17, t6 = t5 * 2 / 18^2, and the variance equals t6 there
+    ftime = [1, 1, 2, 4, 4, 4, 6, 6, 7, 8, 9, 9, 9, 1, 2, 2, 4, 4]
+    fstat = [1, 1, 1, 2, 2, 2, 3, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    ci = cumulative_incidence(ftime, fstat, variance="cmprsk")
+    assert ci.cif(1)["se"].iloc[0] == pytest.approx(np.sqrt(16 / 17 * 2 / 18**2), rel=1e-12)
+    assert ci.cif(2)["se"].iloc[1] == 0.0 and ci.cif(2)["se"].iloc[2] > 0
+    with pytest.raises(AnalysisError, match="variance"):
+        cumulative_incidence(ftime, fstat, variance="other")
+
+
 def test_competing_outcome_codes() -> None:
     c = pd.DataFrame({"outco_outcome": [1, 2, 3, 4, np.nan], "outco_day": [5, 6, 7, 8, 9]})
     out = competing_outcome(c)

@@ -10,7 +10,7 @@ Conventions
   all-cause Kaplan–Meier (R ``cmprsk::cuminc``, ``survival::survfit`` multi-state).
 * CIF standard error: delta method (Marubini & Valsecchi 1995 / Choudhury 2002),
   which reproduces Stata ``stcompet`` and ``statsmodels`` ``CumIncidenceRight``;
-  ``cmprsk::cuminc`` uses a different (counting-process) variance. CIs are on the
+  ``variance="cmprsk"`` gives Gray's counting-process variance printed by ``cmprsk::cuminc``. CIs are on the
   log(-log) scale (``conf_type="log-log"``, as stcompet) or plain.
 * :func:`gray_test` is Gray's (1988) K-sample test with weight ``(1 - F(t-))^rho``
   (default rho = 0) and Gray's variance estimator, as ``cmprsk::cuminc`` computes it
@@ -71,7 +71,34 @@ class CumulativeIncidence:
         return np.r_[0.0, t["cif"].to_numpy()][idx + 1]
 
 
-def _aj(time: np.ndarray, etype: np.ndarray, causes: list[Any], confidence: float, conf_type: str) -> pd.DataFrame:
+def _cmprsk_variance(
+    n: np.ndarray, d: np.ndarray, dc: np.ndarray, s_left: np.ndarray, surv: np.ndarray, f: np.ndarray
+) -> np.ndarray:
+    """Variance of the CIF as R ``cmprsk::cuminc`` computes it (Gray's counting-process estimator).
+
+    Contributions of each event time are accumulated in three running sums; the variance is
+    updated at event times of the cause and carried forward in between.
+    """
+    d_other = d - dc
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_s = np.where(surv > 0, 1.0 / surv, 0.0)
+        t5_o = np.where(d_other > 1, 1 - (d_other - 1) / (n - 1), 1.0)
+        t6_o = np.where((d_other > 0) & (surv > 0), s_left**2 * t5_o * d_other / n**2, 0.0)
+        t5_c = np.where(dc > 1, 1 - (dc - 1) / (n - 1), 1.0)
+        t6_c = np.where(dc > 0, s_left**2 * t5_c * dc / n**2, 0.0)
+    t4_o = f * inv_s
+    t4_c = 1 + inv_s * f
+    v1 = np.cumsum(t4_o**2 * t6_o + t4_c**2 * t6_c)
+    v2 = np.cumsum(inv_s * t4_o * t6_o + inv_s * t4_c * t6_c)
+    v3 = np.cumsum(inv_s**2 * t6_o + inv_s**2 * t6_c)
+    at_event = np.where(dc > 0, v1 + f**2 * v3 - 2 * f * v2, np.nan)
+    filled = pd.Series(at_event).ffill().fillna(0.0).to_numpy()
+    return filled
+
+
+def _aj(
+    time: np.ndarray, etype: np.ndarray, causes: list[Any], confidence: float, conf_type: str, variance: str
+) -> pd.DataFrame:
     utimes, inv = np.unique(time, return_inverse=True)
     m = len(utimes)
     tot = np.bincount(inv, minlength=m).astype(float)
@@ -94,8 +121,12 @@ def _aj(time: np.ndarray, etype: np.ndarray, causes: list[Any], confidence: floa
         cb = np.cumsum(b)
         cc, ccf = np.cumsum(cterm), np.cumsum(cterm * f)
         var = f**2 * ca - 2 * f * caf + caf2 + cb - 2 * (f * cc - ccf)
+        if variance == "cmprsk":
+            var = _cmprsk_variance(n, d, dc, s_left, surv, f)
+        elif variance != "delta":
+            raise AnalysisError(f"variance must be 'delta' (Stata stcompet) or 'cmprsk', found {variance!r}")
         se = np.sqrt(np.maximum(var, 0.0))
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if conf_type == "log-log":
                 k = z * se / (f * np.abs(np.log(f)))
                 lo, hi = f ** np.exp(k), f ** np.exp(-k)
@@ -144,6 +175,7 @@ def cumulative_incidence(
     causes: Sequence[Any] | None = None,
     confidence: float = 0.95,
     conf_type: str = "log-log",
+    variance: str = "delta",
 ) -> CumulativeIncidence | dict[Any, CumulativeIncidence]:
     """Aalen–Johansen cumulative incidence functions with delta-method SEs.
 
@@ -161,6 +193,9 @@ def cumulative_incidence(
         CI level.
     conf_type : {"log-log", "plain"}
         CI scale.
+    variance : {"delta", "cmprsk"}
+        ``"delta"``: delta-method SE (Stata ``stcompet``, statsmodels; default);
+        ``"cmprsk"``: Gray's estimator as R ``cmprsk::cuminc`` prints it.
 
     Examples
     --------
@@ -173,11 +208,11 @@ def cumulative_incidence(
     if not causes:
         raise AnalysisError("cumulative_incidence: no events of any cause")
     if g is None:
-        return CumulativeIncidence(_aj(t, e, causes, confidence, conf_type), causes)
+        return CumulativeIncidence(_aj(t, e, causes, confidence, conf_type, variance), causes)
     out = {}
     for lab in group_order(group, g):
         sel = g == lab
-        out[lab] = CumulativeIncidence(_aj(t[sel], e[sel], causes, confidence, conf_type), causes, lab)
+        out[lab] = CumulativeIncidence(_aj(t[sel], e[sel], causes, confidence, conf_type, variance), causes, lab)
     return out
 
 
