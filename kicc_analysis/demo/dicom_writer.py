@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +86,6 @@ class SiteProfile:
     layout: str
     noise_hu: float
     radiograph_class: str = "DX"
-    institution: str = field(default="")
 
 
 SITE_PROFILES: dict[str, SiteProfile] = {
