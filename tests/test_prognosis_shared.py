@@ -8,6 +8,8 @@
 * scikit-survival WHAS500 fixtures: Harrell's C 0.7697907 (57849 concordant, 17300 discordant, 14 tied time),
   Uno's C 0.7929275009049014.
 * R survival 3.x ``cox.zph(coxph(Surv(time, status) ~ age + sex, lung))``: age 0.209, sex 2.608, GLOBAL 2.771.
+* R tableone vignette, ``CreateTableOne(vars, strata = "trt", data = pbc, factorVars = catVars)``: p-values
+  time 0.883, age 0.018, sex 0.421, hepato 0.088, stage 0.201; SMD of age 0.270.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from kicc_analysis.prognosis import (
     harrell_c,
     ph_test,
     roc_auc,
+    table_one,
     uno_c,
     youden,
 )
@@ -128,3 +131,14 @@ def test_lung_efron_with_missing_covariate_matches_lifelines_peer() -> None:
     peer = lifelines.CoxPHFitter().fit(lung.dropna(), "time", "status")
     np.testing.assert_allclose(ours.table["coef"], peer.params_.to_numpy(), atol=2e-5)
     assert ours.concordance.c == pytest.approx(peer.concordance_index_, abs=1e-9)
+
+
+def test_pbc_table_one_by_treatment_matches_r_tableone() -> None:
+    pbc = _stats("pbc_survival.csv")
+    cats = ["sex", "hepato", "stage"]
+    res = table_one(pbc, "trt", ["time", "age", *cats], categorical=cats)
+    tests = res.tests.set_index("variable")
+    for var, p in {"time": 0.883, "age": 0.018, "sex": 0.421, "hepato": 0.088, "stage": 0.201}.items():
+        assert tests.loc[var, "p"] == pytest.approx(p, abs=5e-4), var
+    assert tests.loc["age", "smd"] == pytest.approx(0.270, abs=5e-4)
+    assert list(res.table.columns[:5]) == ["variable", "level", "Overall", "1.0", "2.0"]

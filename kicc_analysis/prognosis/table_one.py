@@ -7,9 +7,9 @@ Conventions (R ``tableone::CreateTableOne`` unless stated)
 * Continuous, ``nonnormal``: median [Q1, Q3] (quantile type 7); p from Kruskal–Wallis
   (= Wilcoxon rank-sum for two groups).
 * Categorical: n (%) per level, percentages of the non-missing values; p from
-  Pearson's chi-square (continuity-corrected for 2x2 tables as R ``chisq.test``),
-  or Fisher's exact test for 2x2 tables when any expected count is < 5
-  (``exact="auto"``; tableone requires asking for it explicitly).
+  Pearson's chi-square (continuity-corrected for 2x2 tables as R ``chisq.test``);
+  Fisher's exact test on request: ``exact="auto"`` (2x2 tables with an expected count < 5)
+  or ``"always"`` (default ``"never"``, as tableone without ``exact=``).
 * Missing values are never dropped silently: a ``missing`` column gives the
   count per variable (overall).
 * SMD: continuous ``(m1 - m2) / sqrt((s1^2 + s2^2) / 2)``; categorical the
@@ -97,7 +97,7 @@ def table_one(
     *,
     labels: dict[str, str] | None = None,
     decimals: int = 2,
-    exact: str = "auto",
+    exact: str = "never",
     overall: bool = True,
 ) -> TableOne:
     """Baseline table by group with tests and standardised mean differences.
@@ -120,8 +120,8 @@ def table_one(
         Display labels (with units) per variable.
     decimals : int
         Decimals of continuous summaries (percentages use 1).
-    exact : {"auto", "never", "always"}
-        Use Fisher's exact test for 2x2 tables: when an expected count < 5, never, or always.
+    exact : {"never", "auto", "always"}
+        Fisher's exact test for 2x2 tables: never (R tableone default), when an expected count < 5, or always.
     overall : bool
         Include the overall column.
 
@@ -130,6 +130,8 @@ def table_one(
     TableOne
     """
     variables = list(variables)
+    if exact not in ("never", "auto", "always"):
+        raise AnalysisError(f"table_one: exact must be 'never', 'auto' or 'always', found {exact!r}")
     check_columns(cohort, [*variables, *([groupby] if groupby else [])], "table_one")
     labels = labels or {}
     if groupby is not None:
