@@ -67,13 +67,16 @@ warnings.simplefilter("always", MissingDataWarning)  # every skipped row is repo
 # %% [markdown]
 # ## Cohort and CT opacity
 #
-# CT opacity per patient comes from `kicc_analysis.quantification` (baseline CT, both lungs). If that is unavailable
-# the notebook falls back to a `ct_opacity_pct` column already in the cohort; without either, the CT models are skipped.
+# CT opacity per patient (% of lung volume, baseline CT) comes from `kicc_analysis.quantification`: the cohort table is
+# used as is when it already carries `ct_opacity_pct`; otherwise the cached quantification is run. If neither is
+# available the notebook still runs and the CT models are skipped (reported below).
 
 # %%
-ct_source = "none"
-cohort = None
-if use_quantification:
+from kicc_analysis.cohort import load_cohort
+
+cohort = load_cohort(repository)
+ct_source = "cohort column ct_opacity_pct" if "ct_opacity_pct" in cohort.columns else "none"
+if ct_source == "none" and use_quantification:
     try:
         from kicc_analysis.pipeline import quantify_cohort
 
@@ -82,13 +85,7 @@ if use_quantification:
         ct_source = "kicc_analysis.quantification"
         print(run.describe())
     except (ImportError, KiccError, OSError) as exc:  # keep the notebook running without quantification
-        print(f"CT quantification unavailable ({type(exc).__name__}: {exc}); falling back to the cohort table")
-if cohort is None:
-    from kicc_analysis.cohort import load_cohort
-
-    cohort = load_cohort(repository)
-if ct_source == "none" and "ct_opacity_pct" in cohort.columns:
-    ct_source = "cohort column ct_opacity_pct"
+        print(f"CT quantification unavailable ({type(exc).__name__}: {exc}); CT models will be skipped")
 has_ct = "ct_opacity_pct" in cohort.columns and cohort["ct_opacity_pct"].notna().any()
 print(f"{len(cohort)} patients; CT opacity source: {ct_source if has_ct else 'none (CT models skipped)'}")
 

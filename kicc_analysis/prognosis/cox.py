@@ -108,7 +108,15 @@ class CoxResult:
 
     def linear_predictor(self, frame: pd.DataFrame | None = None) -> np.ndarray:
         """Centred linear predictor (x - mean) @ beta for ``frame`` (default: fitting data)."""
-        x = self.data["x"] if frame is None else _design(frame, self.covariates)
+        if frame is None:
+            x = self.data["x"]
+        elif self.data.get("categorical"):
+            from kicc_analysis.prognosis.logistic import design_matrix
+
+            x = design_matrix(frame, self.data["source_covariates"], self.data["categorical"],
+                              levels=self.data["levels"])[0].to_numpy(dtype=float)  # fmt: skip
+        else:
+            x = _design(frame, self.covariates)
         return (x - self.fit.center) @ self.fit.beta
 
     def predict_survival(self, frame: pd.DataFrame | None, times: Any, stratum_index: int = 0) -> np.ndarray:
@@ -137,6 +145,8 @@ def cox(
     strata: str | Sequence[str] | None = None,
     entry: str | None = None,
     weights: str | None = None,
+    categorical: Sequence[str] = (),
+    reference: dict[str, Any] | None = None,
     confidence: float = 0.95,
 ) -> CoxResult:
     """Fit a Cox proportional-hazards model.
@@ -159,6 +169,11 @@ def cox(
         Column with delayed-entry (left-truncation) time; subject at risk on (entry, duration].
     weights : str, optional
         Column with case weights.
+    categorical : sequence of str
+        Covariates to dummy-code against their first sorted level (or ``reference``);
+        the table then has one row per non-reference level, e.g. ``kicc_site[S02]``.
+    reference : dict, optional
+        Reference level per categorical covariate.
     confidence : float
         Confidence level of the hazard-ratio intervals.
 
@@ -176,10 +191,19 @@ def cox(
     covariates = list(covariates)
     if not covariates:
         raise AnalysisError("cox: at least one covariate is needed")
+    levels: dict[str, list[Any]] = {}
     strata_cols = [] if strata is None else ([strata] if isinstance(strata, str) else list(strata))
     extra = [c for c in (entry, weights) if c is not None]
     check_columns(cohort, [duration, event, *covariates, *strata_cols, *extra], "cox")
-    x = _design(cohort, covariates)
+    if categorical:
+        from kicc_analysis.prognosis.logistic import design_matrix
+
+        frame, levels = design_matrix(cohort, covariates, [c for c in categorical if c in covariates], reference)
+        names = list(frame.columns)
+        x = frame.to_numpy(dtype=float)
+    else:
+        names = covariates
+        x = _design(cohort, covariates)
     t = cohort[duration].to_numpy(dtype=float)
     e = cohort[event].to_numpy(dtype=float)
     ent = None if entry is None else cohort[entry].to_numpy(dtype=float)
@@ -203,14 +227,14 @@ def cox(
         raise AnalysisError(f"cox: entry must be < {duration}; {int((ent >= t).sum())} rows violate this")
     const = np.nonzero(np.ptp(x, axis=0) == 0)[0]
     if len(const):
-        raise AnalysisError(f"cox: covariate(s) {[covariates[i] for i in const]} are constant in the complete rows")
+        raise AnalysisError(f"cox: covariate(s) {[names[i] for i in const]} are constant in the complete rows")
     fit = fit_cox(x, t, e, ties=ties, strata=st, start=ent, weights=wts)
     se = np.sqrt(np.diag(fit.var))
     z = fit.beta / se
     zc = stats.norm.ppf(0.5 + confidence / 2)
     table = pd.DataFrame(
         {
-            "covariate": covariates,
+            "covariate": names,
             "coef": fit.beta,
             "hr": np.exp(fit.beta),
             "se": se,
@@ -236,11 +260,12 @@ def cox(
         events=int(e.sum()),
         n_dropped=n_dropped,
         ties=ties,
-        covariates=covariates,
+        covariates=names,
         confidence=confidence,
         fit=fit,
-        data={"x": x, "time": t, "event": e, "entry": ent, "strata": st, "weights": wts},
-    )
+        data={"x": x, "time": t, "event": e, "entry": ent, "strata": st, "weights": wts, "source_covariates": covariates,
+              "categorical": [c for c in categorical if c in covariates], "levels": levels},
+    )  # fmt: skip
 
 
 def _harrell_within_strata(t: np.ndarray, e: np.ndarray, lp: np.ndarray, st: np.ndarray | None) -> ConcordanceCounts:
