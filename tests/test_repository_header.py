@@ -65,6 +65,7 @@ def test_real_file_values_match_source_txt():
     assert copd["image_position"][2] == -286.75
     assert copd["rescale_intercept"] == -1024.0
     assert copd["manufacturer"] == "GE MEDICAL SYSTEMS"
+    assert copd["pixel_representation"] == 1 and copd["pixel_padding_value"] == -2000  # SS in the header
     ct64 = read_header(root / "cip_copdgene_ct64" / "ct-64Dicom" / "IMG0001.dcm").record
     assert ct64["transfer_syntax"] == "1.2.840.10008.1.2"  # implicit VR
     assert ct64["rows"] == 64 and ct64["columns"] == 64
@@ -300,3 +301,13 @@ def test_mutated_files_never_raise(tmp_path, data):
     assert (res.record is None) != (res.error is None)
     if res.error is not None:
         assert res.error.split(":")[0] in {"not DICOM", "corrupt DICOM", "DICOMDIR", "unreadable"}
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+@pytest.mark.parametrize(("representation", "padding"), [(1, -3024), (0, 63536)])
+def test_pixel_padding_value_sign_follows_pixel_representation(tmp_path, ts, representation, padding):
+    ds = _dataset()
+    ds.PixelRepresentation = representation
+    ds.add_new(0x00280120, "SS" if representation else "US", padding)
+    rec = _same(_write(ds, tmp_path / "pad.dcm", ts))
+    assert rec["pixel_padding_value"] == padding

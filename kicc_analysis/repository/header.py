@@ -102,6 +102,8 @@ _WANTED: tuple[tuple[int, str, str], ...] = (
     (0x00280011, "columns", "US"),
     (0x00280030, "pixel_spacing", "DS"),
     (0x00280100, "bits_allocated", "US"),
+    (0x00280103, "pixel_representation", "US"),
+    (0x00280120, "pixel_padding_value", "xs"),  # US or SS, by Pixel Representation
     (0x00281052, "rescale_intercept", "DS"),
     (0x00281053, "rescale_slope", "DS"),
 )
@@ -150,6 +152,7 @@ _SEQ_END = 0xFFFEE0DD
 
 _TAG = struct.Struct("<HH")
 _U16 = struct.Struct("<H")
+_S16 = struct.Struct("<h")
 _U32 = struct.Struct("<I")
 _TAG_LEN = struct.Struct("<HHI")  # implicit VR element header / item header
 _TAG_VR_LEN16 = struct.Struct("<HH2sH")  # explicit VR element header with short length
@@ -268,7 +271,7 @@ def _walk(w: _Window, pos: int, implicit: bool, out: dict[str, bytes] | None, de
             )
         if top and tag in _WANTED_BY_TAG:
             name, want_vr = _WANTED_BY_TAG[tag]
-            if vr is not None and vr != b"UN" and vr.decode("ascii") != want_vr:
+            if vr is not None and vr not in (b"UN", b"US", b"SS") and vr.decode("ascii") != want_vr:
                 raise _Fallback(f"({g:04X},{e:04X}) has VR {vr!r}, expected {want_vr}")
             w.need(start, length)
             r = start - w.base
@@ -350,6 +353,13 @@ def _from_text(name: str, vr: str, s: str) -> Any:
     return _clean(s)
 
 
+def _xs(raw: bytes, pixel_representation: int | None) -> int | None:
+    """A US-or-SS value: signed when Pixel Representation is 1 (two's complement pixels)."""
+    if len(raw) < 2:
+        return None
+    return (_S16 if pixel_representation == 1 else _U16).unpack_from(raw, 0)[0]
+
+
 def _encodings(raw_charset: bytes | None) -> list[str] | None:
     """Python codecs for the Specific Character Set, or None for the default/Latin-1 repertoire."""
     charset = _clean(raw_charset.decode("latin-1")) if raw_charset else None
@@ -370,6 +380,8 @@ def _decode(raw: dict[str, bytes]) -> dict[str, Any]:
             rec[name] = None
         elif vr == "US":
             rec[name] = _U16.unpack_from(b, 0)[0] if len(b) >= 2 else None
+        elif vr == "xs":
+            rec[name] = _xs(b, rec.get("pixel_representation"))
         elif encodings and vr in _TEXT_VRS:
             from pydicom.charset import decode_bytes
 
@@ -520,7 +532,12 @@ def read_header_pydicom(path: str | os.PathLike[str], force: bool = False) -> He
             for tag, name, vr in _WANTED:
                 src = ds.file_meta if tag >> 16 == 0x0002 else ds
                 elem = src.get(tag) if src is not None else None
-                rec[name] = None if elem is None else _from_pydicom(elem.value, name, vr)
+                if elem is None:
+                    rec[name] = None
+                elif vr == "xs":
+                    rec[name] = _xs_pydicom(elem.value, rec.get("pixel_representation"))
+                else:
+                    rec[name] = _from_pydicom(elem.value, name, vr)
     except Exception as exc:  # noqa: BLE001
         return HeaderResult(None, f"corrupt DICOM: invalid header value ({type(exc).__name__}: {exc})")
     rec["parser"] = "pydicom"
@@ -530,6 +547,22 @@ def read_header_pydicom(path: str | os.PathLike[str], force: bool = False) -> He
         implicit, little = getattr(ds, "original_encoding", (True, True))
         rec["transfer_syntax"] = IMPLICIT_LE if implicit else (EXPLICIT_LE if little else EXPLICIT_BE)
     return _finish(rec, size)
+
+
+def _xs_pydicom(value: Any, pixel_representation: int | None) -> int | None:
+    if value is None or value == b"" or value == "":
+        return None
+    if isinstance(value, bytes):
+        return _xs(value, pixel_representation)
+    if isinstance(value, list | tuple) or hasattr(value, "__len__"):
+        value = value[0]
+    value = int(value)
+    # pydicom may have read an ambiguous US/SS value without knowing Pixel Representation
+    if pixel_representation == 1 and value > 32767:
+        value -= 65536
+    elif pixel_representation != 1 and value < 0:
+        value += 65536
+    return value
 
 
 def _from_pydicom(value: Any, name: str, vr: str) -> Any:

@@ -9,6 +9,7 @@ re-scanned without opening any file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import multiprocessing as mp
 import os
@@ -39,7 +40,7 @@ __all__ = ["INDEX_DIRNAME", "INDEX_VERSION", "RepositoryScan", "scan_repository"
 INDEX_DIRNAME = ".kicc_index"
 INDEX_FILE = "files.parquet"
 #: Bump when the index columns or the parser's output change: older indexes are then rebuilt.
-INDEX_VERSION = "1"
+INDEX_VERSION = "2"
 #: Below this many files to read, the scan stays in-process (a pool costs ~0.2 s to start).
 POOL_THRESHOLD = 200
 
@@ -240,6 +241,8 @@ def _flatten(rel: str, size: int, mtime_ns: int, rec: dict[str, Any] | None, err
         g("columns"),
         *ps,
         g("bits_allocated"),
+        g("pixel_representation"),
+        g("pixel_padding_value"),
         g("rescale_intercept"),
         g("rescale_slope"),
     )
@@ -394,25 +397,15 @@ def scan_repository(
     if not found:
         raise RepositoryError(f"repository folder {root_path} contains no files (expected DICOM files, any nesting)")
 
-    found.sort()
+    # The fingerprint follows the walk order (stable for unchanged folders); if a file system ever
+    # lists an unchanged folder in another order, the scan merely takes the slower path below.
     token = _tree_token(found, root_path)
+    params = f"min_slices={min_slices};kernel_first={kernel_first}"
     if use_index:
-        cached = _load_tables(index_folder, token)
+        cached = _load_tables(index_folder, token, params)
         if cached is not None:
-            instances, series, skipped = cached
             return _finish_scan(
-                root_path,
-                instances,
-                series,
-                skipped,
-                len(found),
-                0,
-                len(found),
-                0,
-                index_path,
-                notes,
-                min_slices,
-                kernel_first,
+                root_path, cached, len(found), 0, len(found), 0, index_path, notes, min_slices, kernel_first
             )
 
     old, note = _load_index(index_path) if use_index else (None, None)
@@ -442,28 +435,21 @@ def scan_repository(
             saved_path = None
 
     instances, series, skipped = _build_tables(root_path, files)
+    tables = {"instances": instances, "series": series, "skipped": skipped}
+    scan = _finish_scan(
+        root_path, tables, len(files), len(todo), len(reused), n_removed, saved_path, notes, min_slices, kernel_first
+    )
     if saved_path is not None:
-        err = _save_tables(index_folder, token, instances, series, skipped)
+        tables.update(selection=scan.selection, studies=scan.studies)
+        err = _save_tables(index_folder, token, params, tables)
         if err:
             notes.append(err)
-    return _finish_scan(
-        root_path,
-        instances,
-        series,
-        skipped,
-        len(files),
-        len(todo),
-        len(reused),
-        n_removed,
-        saved_path,
-        notes,
-        min_slices,
-        kernel_first,
-    )
+            scan = dataclasses.replace(scan, warnings=tuple(notes))
+    return scan
 
 
 def _tree_token(found: list[tuple[str, int, int]], root: Path) -> str:
-    """Fingerprint of the tree (root, sorted relative paths, sizes, mtimes) and of the table format."""
+    """Fingerprint of the tree (root, relative paths in walk order, sizes, mtimes) and of the table format."""
     rel, size, mtime = zip(*found, strict=True)
     h = hashlib.sha1(f"{INDEX_VERSION}\x1f{root}\x1f{len(found)}\x1f".encode())
     h.update("\x00".join(rel).encode("utf-8", "surrogateescape"))
@@ -473,39 +459,47 @@ def _tree_token(found: list[tuple[str, int, int]], root: Path) -> str:
 
 
 #: Table cache (Arrow IPC / Feather: memory-mapped, the fastest format to load back into pandas).
-_TABLE_FILES = {"instances": "instances.arrow", "series": "series.arrow", "skipped": "skipped.arrow"}
+_TABLES = ("instances", "series", "skipped", "selection", "studies")
+#: Tables that depend on the selection parameters, not only on the files.
+_PARAM_TABLES = ("selection", "studies")
 
 
-def _load_tables(folder: Path, token: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
-    """Tables cached by the previous scan, when the tree has not changed since (same token)."""
+def _load_tables(folder: Path, token: str, params: str) -> dict[str, pd.DataFrame] | None:
+    """Tables cached by the previous scan when the tree has not changed since (same fingerprint).
+
+    ``selection`` and ``studies`` are returned only when they were built with the same parameters.
+    """
     try:
-        paths = {k: folder / v for k, v in _TABLE_FILES.items()}
         index_meta = pq.read_schema(folder / INDEX_FILE).metadata or {}
         if index_meta.get(b"kicc_index_version") != INDEX_VERSION.encode():
             return None
         if index_meta.get(b"kicc_tree_token") != token.encode():
             return None
-        tables = [feather.read_table(paths[k], memory_map=True) for k in ("instances", "series", "skipped")]
-        if any((t.schema.metadata or {}).get(b"kicc_tree_token") != token.encode() for t in tables):
-            return None
-        instances, series, skipped = (t.to_pandas() for t in tables)
-        return instances, series, skipped
+        out: dict[str, pd.DataFrame] = {}
+        for key in _TABLES:
+            table = feather.read_table(folder / f"{key}.arrow", memory_map=True)
+            meta = table.schema.metadata or {}
+            if meta.get(b"kicc_tree_token") != token.encode():
+                return None
+            if key in _PARAM_TABLES and meta.get(b"kicc_params") != params.encode():
+                continue
+            out[key] = table.to_pandas()
+        return out
     except Exception:  # noqa: BLE001 - missing or broken cache: rebuild the tables
         return None
 
 
-def _save_tables(
-    folder: Path, token: str, instances: pd.DataFrame, series: pd.DataFrame, skipped: pd.DataFrame
-) -> str | None:
+def _save_tables(folder: Path, token: str, params: str, tables: dict[str, pd.DataFrame]) -> str | None:
     try:
-        for key, df in (("instances", instances), ("series", series), ("skipped", skipped)):
-            table = pa.Table.from_pandas(df, preserve_index=False)
+        for key in _TABLES:
+            table = pa.Table.from_pandas(tables[key], preserve_index=False)
             meta = dict(table.schema.metadata or {})
             meta[b"kicc_tree_token"] = token.encode()
+            meta[b"kicc_params"] = params.encode()
             table = table.replace_schema_metadata(meta)
             tmp = _temp_path(folder, key)
             feather.write_feather(table, tmp, compression="uncompressed")
-            os.replace(tmp, folder / _TABLE_FILES[key])
+            os.replace(tmp, folder / f"{key}.arrow")
     except (OSError, pa.ArrowException) as exc:
         return f"table cache not saved in {folder} ({exc}); the next scan rebuilds the tables"
     return None
@@ -526,9 +520,7 @@ def _build_tables(root: Path, files: pd.DataFrame) -> tuple[pd.DataFrame, pd.Dat
 
 def _finish_scan(
     root: Path,
-    instances: pd.DataFrame,
-    series: pd.DataFrame,
-    skipped: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
     n_files: int,
     n_read: int,
     n_reused: int,
@@ -538,14 +530,19 @@ def _finish_scan(
     min_slices: int,
     kernel_first: bool,
 ) -> RepositoryScan:
-    selection = select_ct_series(series, min_slices=min_slices, kernel_first=kernel_first)
-    studies = build_studies(series, selection)
+    series = tables["series"]
+    selection = tables.get("selection")
+    if selection is None:
+        selection = select_ct_series(series, min_slices=min_slices, kernel_first=kernel_first)
+    studies = tables.get("studies")
+    if studies is None or "selection" not in tables:
+        studies = build_studies(series, selection)
     return RepositoryScan(
         root=root,
-        instances=instances,
+        instances=tables["instances"],
         series=series,
         studies=studies,
-        skipped=skipped,
+        skipped=tables["skipped"],
         selection=selection,
         n_files=n_files,
         n_read=n_read,

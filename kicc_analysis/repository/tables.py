@@ -81,6 +81,8 @@ FLAT_COLUMNS: tuple[str, ...] = (
     "pixel_spacing_row",
     "pixel_spacing_col",
     "bits_allocated",
+    "pixel_representation",
+    "pixel_padding_value",
     "rescale_intercept",
     "rescale_slope",
 )
@@ -100,6 +102,8 @@ _INT_COLUMNS = (
     "rows",
     "columns",
     "bits_allocated",
+    "pixel_representation",
+    "pixel_padding_value",
 )
 _IRREGULAR = 0.10
 
