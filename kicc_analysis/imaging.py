@@ -33,7 +33,6 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pydicom
@@ -446,14 +445,3 @@ def _orient_lps(image: sitk.Image) -> sitk.Image:
         return sitk.DICOMOrient(image, "LPS")
     # Oblique: keep as is (resampling would blur); the caller sees the direction.
     return image
-
-
-def image_summary(image: sitk.Image) -> dict[str, Any]:
-    """Size, spacing (mm) and HU range of ``image`` for logs (no identifiers)."""
-    array = sitk.GetArrayViewFromImage(image)
-    return {
-        "size": image.GetSize(),
-        "spacing_mm": tuple(round(s, 4) for s in image.GetSpacing()),
-        "hu_min": float(array.min()),
-        "hu_max": float(array.max()),
-    }

@@ -20,9 +20,13 @@ input grid at the end):
 6. **Dense recovery** (what classical tools miss): per slice and lung, the convex-hull deficit (hull minus lung) is
    searched for non-air soft-tissue (-400..+150 HU) components. A component is accepted as consolidated lung
    unless it is medial (cardiac notch, hilum, mediastinum: its centroid lies closer to the body midline than the
-   lung's own medial third) -- consolidation in COVID-19 is peripheral, posterior and sub-pleural. Accepted voxels
-   are reported as ``dense_recovered``.
-7. Labels are resampled to the input grid with linear interpolation of each label's indicator (smooth edges).
+   lung's own medial third) or larger than half the lung area of the slice (a crescent of lung around the liver
+   dome) -- consolidation in COVID-19 is peripheral, posterior and sub-pleural. Then a radial rule recovers
+   sub-pleural bands: where the chest wall (skin to outermost lung, along rays from the trunk centre) is thicker
+   than its robust local value by more than 8 mm, the dense pixels in between are lung. Accepted voxels are
+   reported as ``dense_recovered``.
+7. Labels go back to the input grid block by block; in the boundary band each full-resolution voxel is lung when
+   it is air-like or lies in a recovered dense block (edges follow the true boundary).
 
 Why hand-written: no maintained Python library provides a weight-free lung segmentation that keeps dense lung
 (lungmask and TotalSegmentator need downloaded model weights); every heavy step (resampling, labelling, distance
@@ -31,7 +35,7 @@ transforms, hulls) is SimpleITK, SciPy or scikit-image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -80,7 +84,6 @@ class LungSegmentation:
     labels: sitk.Image
     qa: dict[str, Any]
     dense_recovered: sitk.Image
-    flags: list[str] = field(default_factory=list)
 
     def __iter__(self):  # allows ``labels, qa = segment_lungs(image)``
         yield self.labels
@@ -147,7 +150,7 @@ def segment_lungs(
     qa = _quality(labels_img, dense_img, info, thin, work_spacing)
     if was_2d:
         labels_img, dense_img = labels_img[:, :, 0], dense_img[:, :, 0]
-    return LungSegmentation(labels=labels_img, qa=qa, dense_recovered=dense_img, flags=qa["flags"])
+    return LungSegmentation(labels=labels_img, qa=qa, dense_recovered=dense_img)
 
 
 # --------------------------------------------------------------------------------------------------- core steps
@@ -209,9 +212,8 @@ def _segment_array(
     labels = _fill_slices(labels, airway)
     dense = np.zeros_like(lungs)
     if recover_dense and labels.any():
-        dense = _recover_dense(labels, hu, air_threshold, dense_max, _trunk(outside), body_x, spacing)
+        dense = _recover_dense(labels, hu, air_threshold, dense_max, _trunk(outside), spacing)
         labels = _fill_slices(labels, airway)
-    info["outside"] = outside
     info["leak_fraction"] = _leak_fraction(labels, outside)
     return labels, dense & (labels > 0), info
 
@@ -258,9 +260,9 @@ def _airway_2d(candidate: np.ndarray, hu: np.ndarray, body_x: np.ndarray, pixel_
         area = ndimage.sum_labels(candidate[z], lab, index) * pixel_mm2
         mean = ndimage.mean(hu[z], lab, index)
         cx = np.array([c[1] for c in ndimage.center_of_mass(candidate[z], lab, index)])
-        width = max(float(candidate[z].any(axis=0).sum()), 1.0)
-        width = max(width, 0.3 * nx)
-        is_airway = (area < 800) & (mean < -900) & (np.abs(cx - body_x[z]) < 0.12 * 2.5 * width)
+        # midline band: 30 % of the air-bearing width of the slice (at least 30 % of the image width) each side
+        width = max(float(candidate[z].any(axis=0).sum()), 0.3 * nx)
+        is_airway = (area < 800) & (mean < -900) & (np.abs(cx - body_x[z]) < 0.3 * width)
         airway[z] = np.isin(lab, index[is_airway])
     return airway
 
@@ -385,11 +387,9 @@ def _recover_dense(
     air_threshold: float,
     dense_max: float,
     body: np.ndarray,
-    body_x: np.ndarray,
     spacing: np.ndarray,
-    subpleural: bool = True,
 ) -> np.ndarray:
-    """Step 6: add non-medial soft-tissue components of each lung's per-slice convex-hull deficit."""
+    """Step 6: hull-deficit rule (non-medial soft-tissue components) plus the sub-pleural radial rule."""
     recovered = np.zeros(labels.shape, dtype=bool)
     dense_ok = (hu >= air_threshold) & (hu <= dense_max) & body
     for z in range(labels.shape[0]):
@@ -418,8 +418,7 @@ def _recover_dense(
                 near_medial_edge = abs(cx - medial_edge) < 0.25 * lung_width
                 if lateral_offset > LATERAL_MIN or (posterior and not near_medial_edge):
                     recovered[z] |= lab == i
-    if subpleural:
-        recovered |= _recover_subpleural(labels, dense_ok, body, spacing)
+    recovered |= _recover_subpleural(labels, dense_ok, body, spacing)
     # assign recovered voxels to the nearest lung (in place)
     if recovered.any():
         labels[recovered] = _nearest_label(labels, recovered)[recovered]
