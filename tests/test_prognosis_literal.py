@@ -120,3 +120,31 @@ def test_hanley_mcneil_ct_ratings() -> None:
     assert est.se == pytest.approx(0.0307, abs=5e-5)
     # reversing the direction gives the complementary AUC
     assert roc_auc(y, score, direction=">").estimate == pytest.approx(1 - est.estimate)
+
+
+# scikit-survival tests/test_metrics.py (cumulative_dynamic_auc fixtures, 15 test subjects, 20 training subjects)
+TD_TIME = [10.88, 19.78, 40.92, 98.7, 70.19, 10.15, 28.95, 29.57, 17.9, 63.78, 36.22, 83.14, 13.69, 99.51, 3.19]
+TD_EVENT = [1, 0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 1]
+TD_RISK = [-1.019, -0.016, 0.132, 0.269, -0.777, -1.077, 0.894, -1.227, -0.417, 0.072, -1.275, -0.91, -0.825,
+           -0.292, -0.045]  # fmt: skip
+TD_TRAIN_TIME = [77.6, 57.6, 66.6, 67.0, 31.5, 5.5, 67.4, 43.7, 31.7, 71.9, 81.1, 56.2, 88.1, 2.9, 62.0, 17.2, 88.0,
+                 26.4, 93.5, 79.9]  # fmt: skip
+TD_TRAIN_EVENT = [1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1]
+
+
+def test_time_dependent_auc_matches_sksurv_fixtures() -> None:
+    from kicc_analysis.prognosis import time_dependent_auc
+
+    one = time_dependent_auc(TD_TIME, TD_EVENT, TD_RISK, [28])
+    assert one["auc"].iloc[0] == pytest.approx(0.362963, abs=5e-7)
+    two = time_dependent_auc(TD_TIME, TD_EVENT, TD_RISK, [15, 66])
+    np.testing.assert_allclose(two["auc"], [0.3030303, 0.45], atol=5e-8)
+    assert two.attrs["mean_auc"] == pytest.approx(0.3943949, abs=5e-8)
+    trained = time_dependent_auc(TD_TIME, TD_EVENT, TD_RISK, [15, 66], train_time=TD_TRAIN_TIME,
+                                 train_event=TD_TRAIN_EVENT)  # fmt: skip
+    np.testing.assert_allclose(trained["auc"], [0.3030303, 0.4357061], atol=5e-8)
+    assert trained.attrs["mean_auc"] == pytest.approx(0.385509, abs=5e-7)
+    tied = list(TD_RISK)
+    tied[0] = tied[-1]
+    res = time_dependent_auc(TD_TIME, TD_EVENT, tied, [15, 66], train_time=TD_TRAIN_TIME, train_event=TD_TRAIN_EVENT)
+    np.testing.assert_allclose(res["auc"], [0.4242424, 0.539036], atol=5e-7)

@@ -142,3 +142,15 @@ def test_pbc_table_one_by_treatment_matches_r_tableone() -> None:
         assert tests.loc[var, "p"] == pytest.approx(p, abs=5e-4), var
     assert tests.loc["age", "smd"] == pytest.approx(0.270, abs=5e-4)
     assert list(res.table.columns[:5]) == ["variable", "level", "Overall", "1.0", "2.0"]
+
+
+def test_whas500_time_dependent_auc_matches_sksurv() -> None:
+    from kicc_analysis.prognosis import time_dependent_auc
+
+    d = np.loadtxt(shared_path("data", "stats", "whas500_predictions.csv"), delimiter=",")
+    event, time, risk = d[:, 0], d[:, 1], d[:, 2]
+    res = time_dependent_auc(time[300:], event[300:], risk[300:], (200, 400, 600, 800, 1000, 1200, 1400),
+                             train_time=time[:300], train_event=event[:300])  # fmt: skip
+    expected = [0.7720669, 0.7765915, 0.7962623, 0.8759295, 0.8759295, 0.8759513, 0.9147647]
+    np.testing.assert_allclose(res["auc"], expected, atol=1.5e-7)
+    assert res.attrs["mean_auc"] == pytest.approx(0.8045058, abs=5e-8)
