@@ -20,10 +20,11 @@ Conventions
   subjects who fail from a competing cause stay in the risk set with weight
   ``G(t-) / G(T_i-)`` (G = Kaplan–Meier of censoring), implemented as R
   ``survival::finegray`` does (counting-process expansion at censoring times) and
-  fitted with the weighted Cox engine; Breslow ties (crr). The reported ``se`` is
-  the robust sandwich (cluster = subject, as ``coxph(..., cluster=id)`` on
-  ``finegray`` data); ``se_model`` is the model-based one. crr's variance has an
-  extra term for the estimation of G, so SEs can differ from crr in the 3rd digit.
+  fitted with the weighted Cox engine; Breslow ties (crr); G is the censoring
+  Kaplan–Meier with crr's tie convention. The reported ``se`` is Fine & Gray's (1999)
+  sandwich with the ``psi`` term for the estimation of G (what ``crr`` reports);
+  ``se_robust`` omits that term (``coxph(..., cluster=id)`` on ``finegray`` data) and
+  ``se_model`` is the model-based (inverse information) one.
 """
 
 from __future__ import annotations
@@ -217,14 +218,79 @@ def cumulative_incidence(
 
 
 def _censoring_km(time: np.ndarray, etype: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """KM of the censoring distribution; events at a tied time leave the censoring risk set first."""
+    """Kaplan–Meier of the censoring distribution G (right-continuous steps at the distinct times).
+
+    As ``cmprsk::crr`` (``survfit(Surv(ftime, cenind) ~ 1)``): the number at risk at a censoring time
+    counts every subject still under observation, including those failing at that time.
+    """
     utimes, inv = np.unique(time, return_inverse=True)
     tot = np.bincount(inv, minlength=len(utimes)).astype(float)
     cens = np.bincount(inv, weights=(etype == 0).astype(float), minlength=len(utimes))
-    at_risk = tot[::-1].cumsum()[::-1] - (tot - cens)
+    at_risk = tot[::-1].cumsum()[::-1]
     with np.errstate(divide="ignore", invalid="ignore"):
         g = np.cumprod(np.where(at_risk > 0, 1 - cens / at_risk, 1.0))
     return utimes, g
+
+
+def _g_left(gt: np.ndarray, gv: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """G(t-) from the right-continuous steps (gt, gv)."""
+    return np.r_[1.0, gv][np.searchsorted(gt, t, side="left")]
+
+
+def _fine_gray_psi(time: np.ndarray, etype: np.ndarray, x: np.ndarray, beta: np.ndarray, cause: int) -> np.ndarray:
+    """Per-subject correction psi_i for the estimation of G in the Fine–Gray score (Fine & Gray 1999, §3).
+
+    ``psi_i = sum_u [dNc_i(u) - Y_i(u) dLambda_c(u)] q(u) / pi(u)`` over censoring times u, with
+    ``pi(u)`` the number at risk and ``q(u) = C1(u) B0(u) - C0(u) B1(u)`` where C sums
+    ``r_j x_j / G(T_j-)`` over competing failures before u and B sums ``G(t-) / S0(t)`` (times the
+    risk-set mean for B1) over failures of ``cause`` at or after u. Everything is a cumulative sum
+    over sorted times (this is the quantity ``cmprsk::crr`` accumulates with nested loops).
+    """
+    n, p = x.shape
+    gt, gv = _censoring_km(time, etype)
+    r = np.exp(x @ beta)
+    order = np.argsort(time, kind="stable")
+    ts = time[order]
+    comp = (etype != cause) & (etype != 0)
+    fail = etype == cause
+
+    def after(v: np.ndarray, at: np.ndarray) -> np.ndarray:  # sum over subjects with T >= at
+        vs = v[order]
+        rc = np.vstack([np.cumsum(vs[::-1], axis=0)[::-1], np.zeros((1,) + vs.shape[1:])])
+        return rc[np.searchsorted(ts, at, side="left")]
+
+    def before(v: np.ndarray, mask: np.ndarray, at: np.ndarray) -> np.ndarray:  # sum over mask with T < at
+        tm = time[mask]
+        o = np.argsort(tm, kind="stable")
+        cs = np.vstack([np.zeros((1,) + v.shape[1:]), np.cumsum(v[mask][o], axis=0)])
+        return cs[np.searchsorted(tm[o], at, side="left")]
+
+    g_comp = _g_left(gt, gv, time)
+    rx = np.column_stack([r, r[:, None] * x])  # column 0: r, columns 1..p: r x
+    w_comp = rx / g_comp[:, None]
+    tf = time[fail]
+    s_all = after(rx, tf) + _g_left(gt, gv, tf)[:, None] * before(w_comp, comp, tf)
+    s0, s1 = s_all[:, 0], s_all[:, 1:]
+    gf = _g_left(gt, gv, tf)
+    b = np.column_stack([gf / s0, (gf / s0)[:, None] * (s1 / s0[:, None])])  # B0, B1 terms per failure
+    cens_times, c_count = np.unique(time[etype == 0], return_counts=True)
+    if len(cens_times) == 0:
+        return np.zeros((n, p))
+    of = np.argsort(tf, kind="stable")
+    tf_sorted = tf[of]
+    rb = np.vstack([np.cumsum(b[of][::-1], axis=0)[::-1], np.zeros((1, p + 1))])
+    b_at = rb[np.searchsorted(tf_sorted, cens_times, side="left")]  # failures at or after u
+    c_at = before(w_comp, comp, cens_times)  # competing failures before u
+    q = c_at[:, 1:] * b_at[:, :1] - c_at[:, :1] * b_at[:, 1:]
+    pi = np.searchsorted(ts, cens_times, side="left")
+    pi = n - pi  # number with T >= u
+    comp_increment = -(c_count / pi**2)[:, None] * q
+    cum = np.vstack([np.zeros((1, p)), np.cumsum(comp_increment, axis=0)])
+    psi = cum[np.searchsorted(cens_times, time, side="right")]
+    censored = etype == 0
+    idx = np.searchsorted(cens_times, time[censored])
+    psi[censored] += q[idx] / pi[idx][:, None]
+    return psi
 
 
 def finegray_expand(
@@ -287,8 +353,8 @@ def finegray_expand(
 
 @dataclass
 class FineGrayResult:
-    """Fine–Gray subdistribution-hazard model. ``table``: ``covariate, coef, shr, se, se_model, z, p,
-    shr_ci_low, shr_ci_high`` (``se`` robust)."""
+    """Fine–Gray subdistribution-hazard model. ``table``: ``covariate, coef, shr, se, se_robust, se_model, z, p,
+    shr_ci_low, shr_ci_high`` (``se``: Fine–Gray sandwich with the G-estimation term, as crr)."""
 
     table: pd.DataFrame
     loglik: float
@@ -356,14 +422,17 @@ def fine_gray(
     fit = fit_cox(xe, stop, status, ties=ties, start=np.where(start > 0, start, -np.inf), weights=w)
     resid = score_residuals(xe, stop, status, fit.beta, start=np.where(start > 0, start, -np.inf), weights=w)
     u = np.zeros((len(t), len(covariates)))
-    np.add.at(u, subj, resid)
-    robust = fit.var @ (u.T @ u) @ fit.var
+    np.add.at(u, subj, resid)  # eta_i: score residual of subject i (sum over its rows)
+    u_psi = u + _fine_gray_psi(t, e, x - fit.center, fit.beta, cause)
+    robust = fit.var @ (u_psi.T @ u_psi) @ fit.var
+    robust_no_psi = fit.var @ (u.T @ u) @ fit.var
     se = np.sqrt(np.diag(robust))
     se_model = np.sqrt(np.diag(fit.var))
     z = fit.beta / se
     zc = stats.norm.ppf(0.5 + confidence / 2)
     table = pd.DataFrame(
-        {"covariate": covariates, "coef": fit.beta, "shr": np.exp(fit.beta), "se": se, "se_model": se_model, "z": z,
+        {"covariate": covariates, "coef": fit.beta, "shr": np.exp(fit.beta), "se": se, "se_robust": np.sqrt(np.diag(robust_no_psi)),
+         "se_model": se_model, "z": z,
          "p": 2 * stats.norm.sf(np.abs(z)), "shr_ci_low": np.exp(fit.beta - zc * se),
          "shr_ci_high": np.exp(fit.beta + zc * se)}
     )  # fmt: skip
