@@ -32,6 +32,7 @@ from kicc_analysis.agreement import (  # noqa: E402
     gwet_ac,
     icc,
     krippendorff_alpha,
+    light_kappa,
 )
 
 
@@ -102,6 +103,7 @@ def main() -> None:
             sm_fleiss,
         ),
         ("Conger kappa (SE)", lambda: conger_kappa(x, categories=cats), "-", None),
+        ("Light kappa (jackknife SE)", lambda: light_kappa(x, categories=cats), "-", None),
         ("Gwet AC2 quadratic (SE)", lambda: gwet_ac(x, weights="quadratic", categories=cats), "-", None),
         (
             "Krippendorff alpha ordinal (SE)",

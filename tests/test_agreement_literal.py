@@ -322,3 +322,22 @@ def test_confusion_matrix_and_plots():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_surface_distances_equal_distance_transform():
+    from scipy import ndimage
+
+    from kicc_analysis.agreement import surface_distances
+
+    rng = np.random.default_rng(11)
+    a = ndimage.binary_opening(rng.random((18, 20, 22)) > 0.55)
+    b = ndimage.binary_opening(rng.random((18, 20, 22)) > 0.55)
+    spacing = np.array([2.5, 0.8, 0.6])
+    d_ab, d_ba = surface_distances(a, b, spacing)
+    structure = ndimage.generate_binary_structure(3, 1)
+    sa = a & ~ndimage.binary_erosion(a, structure)
+    sb = b & ~ndimage.binary_erosion(b, structure)
+    edt_b = ndimage.distance_transform_edt(~sb, sampling=spacing)
+    edt_a = ndimage.distance_transform_edt(~sa, sampling=spacing)
+    assert np.sort(d_ab) == pytest.approx(np.sort(edt_b[sa]), abs=1e-9)
+    assert np.sort(d_ba) == pytest.approx(np.sort(edt_a[sb]), abs=1e-9)

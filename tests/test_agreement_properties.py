@@ -136,3 +136,15 @@ def test_two_rater_conger_equals_cohen():
     x = _simulated(200, raters=2)
     assert conger_kappa(x).estimate == pytest.approx(cohen_kappa(x[:, 0], x[:, 1]).estimate)
     assert scott_pi(x).estimate == pytest.approx(scott_pi(table=cohen_kappa(x[:, 0], x[:, 1]).extra["table"]).estimate)
+
+
+def test_light_fast_jackknife_equals_brute_force():
+    from kicc_analysis.agreement.categorical import _pairwise_kappa_stat, _prepare
+
+    x = _simulated(120, raters=4, seed=5)
+    x[np.random.default_rng(6).random(x.shape) < 0.1] = np.nan  # missing ratings change the pair tables
+    est = light_kappa(x, categories=range(5))
+    prep = _prepare(x, None, None, None, range(5), None)
+    jack = _pairwise_kappa_stat(prep.codes, 5, prep.weights)(1.0 - np.eye(prep.codes.shape[0]))
+    m = jack.size
+    assert est.se == pytest.approx(np.sqrt((m - 1) / m * np.sum((jack - jack.mean()) ** 2)), rel=1e-10)
