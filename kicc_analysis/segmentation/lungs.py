@@ -22,9 +22,9 @@ input grid at the end):
    unless it is medial (cardiac notch, hilum, mediastinum: its centroid lies closer to the body midline than the
    lung's own medial third) or larger than half the lung area of the slice (a crescent of lung around the liver
    dome) -- consolidation in COVID-19 is peripheral, posterior and sub-pleural. Then a radial rule recovers
-   sub-pleural bands: where the chest wall (skin to outermost lung, along rays from the trunk centre) is thicker
-   than its robust local value by more than 8 mm, the dense pixels in between are lung. Accepted voxels are
-   reported as ``dense_recovered``.
+   sub-pleural bands: along rays from the trunk centre, dense pixels between the outermost lung pixel and the
+   inner surface of the rib cage (first bone outside the lung, minus 6 mm of pleura and intercostal tissue) are
+   lung. Accepted voxels are reported as ``dense_recovered``.
 7. Labels go back to the input grid block by block; in the boundary band each full-resolution voxel is lung when
    it is air-like or lies in a recovered dense block (edges follow the true boundary).
 
@@ -45,17 +45,19 @@ from skimage.morphology import convex_hull_image
 
 from ..errors import SegmentationError
 
-ALGORITHM_VERSION = "lungs-1.0"
+ALGORITHM_VERSION = "lungs-1.1"
 RIGHT, LEFT = 1, 2
 TIGHT_CROP_BORDER_AIR = 0.5  # slices whose border is < 50 % air are crops through the body
 TIGHT_CROP_OUTSIDE_MAX_HU = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
-LATERAL_MIN = 0.05  # dense-recovery rule: hull-deficit centroid lateral of the lung centroid (x lung width)
-N_RAYS = 180  # sub-pleural recovery: rays per slice
-WALL_PERCENTILE = 50  # ... robust wall thickness = this percentile over neighbouring rays and slices
+AIRWAY_LUMEN_HU = -900.0  # airway tracking: lumen darker than lung parenchyma (~-850 HU)
+LATERAL_MIN = 0.05  # hull-deficit rule: component centroid lateral of the lung centroid (x lung width)
+POSTERIOR_MIN = 0.15  # ... or posterior of it (x lung height) and away from the medial edge
+MAX_DEFICIT_TO_LUNG = 0.5  # ... and at most half the lung area of the slice
+N_RAYS = 180  # sub-pleural (rib-cage) rule: rays per slice
 MIN_BAND_MM = 8.0  # ... a band thinner than this is not recovered
-POSTERIOR_MIN = 0.15
-MAX_DEFICIT_TO_LUNG = 0.5
-AIRWAY_LUMEN_HU = -900.0  # airway tracking: lumen darker than lung parenchyma (~-850 HU)  # ... and a hull-deficit component at most half the lung area of the slice  # ... or posterior of it (x lung height) and away from the medial edge
+BONE_HU = 200.0  # ... rib cage = first pixel at least this dense outside the lung
+CAGE_MARGIN_MM = 6.0  # ... pleura + intercostal soft tissue inside the ribs, never lung
+CAGE_MAX_GAP_DEG = 12.0  # ... rays farther than this from a rib hit get no cage
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
@@ -418,7 +420,7 @@ def _recover_dense(
                 near_medial_edge = abs(cx - medial_edge) < 0.25 * lung_width
                 if lateral_offset > LATERAL_MIN or (posterior and not near_medial_edge):
                     recovered[z] |= lab == i
-    recovered |= _recover_subpleural(labels, dense_ok, body, spacing)
+    recovered |= _recover_rib_cage(labels, hu, dense_ok, body, spacing)
     # assign recovered voxels to the nearest lung (in place)
     if recovered.any():
         labels[recovered] = _nearest_label(labels, recovered)[recovered]
@@ -455,53 +457,62 @@ def _trunk(outside: np.ndarray) -> np.ndarray:
     return trunk
 
 
-def _recover_subpleural(labels: np.ndarray, dense_ok: np.ndarray, trunk: np.ndarray, spacing: np.ndarray):
-    """Dense sub-pleural bands between the aerated lung and the chest wall (radial rule).
+def _recover_rib_cage(
+    labels: np.ndarray, hu: np.ndarray, dense_ok: np.ndarray, trunk: np.ndarray, spacing: np.ndarray
+) -> np.ndarray:
+    """Dense lung between the aerated lung and the inner surface of the rib cage (radial rule, per slice).
 
-    Rays are cast from each slice's trunk centre at ``N_RAYS`` angles. Along a ray the chest-wall thickness is the
-    distance from the skin (outermost trunk pixel) to the outermost lung pixel. The wall is thin and smooth where
-    aerated lung touches the pleura, so its robust value is a low percentile over neighbouring angles and slices
-    (``percentile_filter`` over about +-20 degrees and +-25 mm). Where a ray's wall is thicker than that by more
-    than 4 mm, the dense pixels between the lung and the robust inner wall are consolidated lung. Rays without
-    lung (mediastinum, spine) add nothing.
+    Rays are cast from each slice's trunk centre. On each ray that meets lung, the rib cage is the first bone
+    pixel (>= ``BONE_HU``) outside the outermost lung pixel; rays without bone take the cage radius from the
+    neighbouring rays (circular interpolation, at most ``CAGE_MAX_GAP_DEG`` away) and the cage radius is smoothed
+    by a rolling lower quartile (+-10 degrees) so a scapula behind a gap between ribs does not count. Dense pixels
+    (soft-tissue range) farther out than the lung and more than ``CAGE_MARGIN_MM`` inside the cage, in bands at
+    least ``MIN_BAND_MM`` deep and touching the lung, are consolidated lung lying against the pleura.
     """
     nz, ny, nx = labels.shape
     n_rays = N_RAYS
     yy, xx = np.mgrid[0:ny, 0:nx]
     pixel_mm = float(np.sqrt(spacing[1] * spacing[2]))
-    wall = np.full((nz, n_rays), np.inf)
-    r_lung_all = np.full((nz, n_rays), -1.0)
-    geometry = {}
+    margin = CAGE_MARGIN_MM / pixel_mm
+    min_band = max(2.0, MIN_BAND_MM / pixel_mm)
+    max_gap = int(round(CAGE_MAX_GAP_DEG / 360.0 * n_rays))
+    window = max(3, int(round(20.0 / 360.0 * n_rays)) | 1)
+    rays = np.arange(n_rays)
+    recovered = np.zeros(labels.shape, dtype=bool)
     for z in np.nonzero(labels.any(axis=(1, 2)) & trunk.any(axis=(1, 2)))[0]:
         cy, cx = ndimage.center_of_mass(trunk[z])
-        radius = np.hypot((yy - cy) * spacing[1], (xx - cx) * spacing[2]) / pixel_mm  # in pixels
+        radius = np.hypot((yy - cy) * spacing[1], (xx - cx) * spacing[2]) / pixel_mm
         ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
-        r_skin = np.zeros(n_rays)
-        np.maximum.at(r_skin, ray[trunk[z]], radius[trunk[z]])
         lung = labels[z] > 0
         r_lung = np.full(n_rays, -1.0)
         np.maximum.at(r_lung, ray[lung], radius[lung])
-        has = r_lung >= 0
-        wall[z, has] = r_skin[has] - r_lung[has]
-        r_lung_all[z] = r_lung
-        geometry[z] = (radius, ray, r_skin)
-    if not geometry:
-        return np.zeros(labels.shape, dtype=bool)
-    size_z = max(1, int(round(50.0 / spacing[0])) | 1)
-    size_a = max(3, int(round(n_rays * 40 / 360)) | 1)
-    finite = np.where(np.isfinite(wall), wall, 1e6)
-    pad = size_a // 2
-    padded = np.pad(finite, ((0, 0), (pad, pad)), mode="wrap")  # angles are circular
-    robust = ndimage.percentile_filter(padded, WALL_PERCENTILE, size=(size_z, size_a), mode="nearest")[:, pad:-pad]
-    min_gap = max(2.0, MIN_BAND_MM / pixel_mm)
-    recovered = np.zeros(labels.shape, dtype=bool)
-    for z, (radius, ray, r_skin) in geometry.items():
-        gap = np.isfinite(wall[z]) & (robust[z] < 1e5) & (wall[z] - robust[z] >= min_gap)
-        if not gap.any():
+        has_lung = r_lung >= 0
+        bone = (hu[z] >= BONE_HU) & trunk[z]
+        bone &= radius > r_lung[ray]
+        r_bone = np.full(n_rays, np.inf)
+        np.minimum.at(r_bone, ray[bone], radius[bone])
+        found = np.isfinite(r_bone)
+        if found.sum() < 3:
             continue
-        inner_wall = r_skin - robust[z]
-        band = gap[ray] & (radius > r_lung_all[z][ray]) & (radius < inner_wall[ray])
-        recovered[z] = band & dense_ok[z] & (labels[z] == 0)
+        # circular interpolation over rays without bone, only across short gaps
+        idx = rays[found]
+        cage = np.interp(rays, idx, r_bone[found], period=n_rays)
+        distance = np.min(np.abs(((rays[:, None] - idx[None, :]) + n_rays // 2) % n_rays - n_rays // 2), axis=1)
+        cage[distance > max_gap] = np.nan
+        padded = np.pad(np.nan_to_num(cage, nan=1e6), window // 2, mode="wrap")
+        cage_low = ndimage.percentile_filter(padded, 25, size=window, mode="nearest")[window // 2 : -(window // 2)]
+        cage = np.where(np.isnan(cage) | (cage_low > 1e5), np.nan, np.minimum(cage, cage_low))
+        inner = cage - margin
+        deep = has_lung & np.isfinite(inner) & (inner - r_lung >= min_band)
+        if not deep.any():
+            continue
+        band = deep[ray] & (radius > r_lung[ray]) & (radius < np.nan_to_num(inner, nan=-1.0)[ray])
+        band &= dense_ok[z] & (labels[z] == 0)
+        if not band.any():
+            continue
+        comp, n = ndimage.label(band, structure=np.ones((3, 3)))
+        touching = np.unique(comp[ndimage.binary_dilation(lung, structure=np.ones((3, 3))) & (comp > 0)])
+        recovered[z] = np.isin(comp, touching[touching > 0])
     return recovered
 
 
