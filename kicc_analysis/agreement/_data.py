@@ -209,6 +209,8 @@ def fast_codes(values: np.ndarray, categories: Sequence[Any] | None) -> tuple[np
         )
     codes = np.where(observed, order[pos], -1)
     if categories is None:
+        if np.all(cats == np.round(cats)):
+            cats = cats.astype(np.int64)  # integer scores shown as 0, 1, 2 rather than 0.0, 1.0, 2.0
         return codes.astype(np.int64), cats
     return codes.astype(np.int64), np.asarray(list(categories))
 

@@ -779,7 +779,14 @@ def fleiss_kappa(
         else _prepare(data, subject, rater, rating, categories, weights)
     )
     res = _gwet_raw("fleiss", prep.counts, prep.weights)
-    h0 = _fleiss_h0(prep.counts)
+    if np.allclose(prep.weights, np.eye(len(prep.categories))):
+        h0 = _fleiss_h0(prep.counts)
+    else:
+        h0 = {
+            "se0": np.nan,
+            "per_category": None,
+            "h0_note": "H0 SE and per-category kappas are defined for unweighted Fleiss kappa only",
+        }
     extra: dict[str, Any] = {"se0": h0["se0"], "z0": res["coef"] / h0["se0"] if h0["se0"] else np.nan}
     if h0.get("per_category") is not None:
         extra["per_category"] = pd.DataFrame({"category": prep.categories, **h0["per_category"]})
