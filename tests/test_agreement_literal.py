@@ -341,3 +341,13 @@ def test_surface_distances_equal_distance_transform():
     edt_a = ndimage.distance_transform_edt(~sa, sampling=spacing)
     assert np.sort(d_ab) == pytest.approx(np.sort(edt_b[sa]), abs=1e-9)
     assert np.sort(d_ba) == pytest.approx(np.sort(edt_a[sb]), abs=1e-9)
+
+
+def test_bland_altman_repeated_with_one_pair_per_subject_equals_plain():
+    plain = bland_altman(WRIGHT, MINI)
+    repeated = bland_altman(WRIGHT, MINI, subject=np.arange(len(WRIGHT)))
+    assert repeated.sd == pytest.approx(plain.sd, rel=1e-12)
+    assert repeated.bias.se == pytest.approx(plain.bias.se, rel=1e-12)
+    assert [repeated.lower.estimate, repeated.upper.estimate] == pytest.approx(
+        [plain.lower.estimate, plain.upper.estimate]
+    )
