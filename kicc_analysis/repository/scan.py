@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 import numpy as np
@@ -162,30 +163,36 @@ class RepositoryScan:
         )
 
 
-def _walk(root: str, exclude: set[str]) -> Iterator[tuple[str, int, int]]:
-    """Yield (relative path, size in bytes, mtime_ns) of every regular file under ``root``.
+def _walk(root: str, exclude: set[str]) -> list[tuple[str, int, int]]:
+    """(relative path, size in bytes, mtime_ns) of every regular file under ``root``, in walk order.
 
-    Symlinked folders are not followed (no cycles); hidden index folders in ``exclude`` are skipped.
+    Symlinked folders are not followed (no cycles); index folders (``exclude``, any ``.kicc_index``) are
+    skipped; unreadable folders and files that vanish during the walk are ignored. This loop is the floor
+    of an unchanged re-scan (one ``stat`` per file), so it is kept lean.
     """
-    stack = [root]
-    start = len(root.rstrip(os.sep)) + 1
+    out: list[tuple[str, int, int]] = []
+    append = out.append
+    scandir = os.scandir
+    stack = [(root, "")]
     while stack:
-        folder = stack.pop()
+        folder, prefix = stack.pop()
         try:
-            with os.scandir(folder) as it:
-                entries = list(it)
+            it = scandir(folder)
         except OSError:
             continue
-        for e in entries:
-            try:
-                if e.is_dir(follow_symlinks=False):
-                    if e.path not in exclude and e.name != INDEX_DIRNAME:
-                        stack.append(e.path)
-                elif e.is_file():
-                    st = e.stat()
-                    yield e.path[start:], st.st_size, st.st_mtime_ns
-            except OSError:
-                continue
+        with it:
+            for e in it:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        if e.name != INDEX_DIRNAME and e.path not in exclude:
+                            stack.append((e.path, f"{prefix}{e.name}/"))
+                    else:
+                        st = e.stat()
+                        if S_ISREG(st.st_mode):
+                            append((prefix + e.name, st.st_size, st.st_mtime_ns))
+                except OSError:
+                    continue
+    return out
 
 
 def _flatten(rel: str, size: int, mtime_ns: int, rec: dict[str, Any] | None, error: str | None) -> tuple:
@@ -393,7 +400,7 @@ def scan_repository(
     index_path = index_folder / INDEX_FILE
     notes: list[str] = []
 
-    found = list(_walk(str(root_path), {str(index_folder)}))
+    found = _walk(str(root_path), {str(index_folder)})
     if not found:
         raise RepositoryError(f"repository folder {root_path} contains no files (expected DICOM files, any nesting)")
 

@@ -176,6 +176,8 @@ def build_instances(files: pd.DataFrame, root: str) -> tuple[pd.DataFrame, pd.Da
         ]
         notes[miss] += "Study Instance UID absent, grouped by patient id + study date + parent folder; "
     df["uid_note"] = notes.str.rstrip("; ").replace("", None)
+    # the file-meta copies are folded into sop_class_uid / sop_uid above (they stay in the file index)
+    df = df.drop(columns=["media_sop_class_uid", "media_sop_uid"])
 
     # Geometry: slice normal, plane, position along the normal.
     r = df[["orient_rx", "orient_ry", "orient_rz"]].to_numpy(dtype=float)
