@@ -48,6 +48,8 @@ from kicc_analysis.prognosis import (
     delong_test,
     fine_gray,
     gray_test,
+    harrell_c,
+    hosmer_lemeshow,
     impute_and_pool,
     kaplan_meier,
     km_table,
@@ -58,11 +60,15 @@ from kicc_analysis.prognosis import (
     roc_auc,
     roc_curve,
     table_one,
+    time_dependent_auc,
+    uno_c,
 )
 from kicc_analysis.prognosis.validation import logistic_model
 from kicc_analysis.provenance import OutputWriter
 
 warnings.simplefilter("always", MissingDataWarning)  # every skipped row is reported in the output
+# near-separated demo models give exp overflow in statsmodels' predict (probabilities of exactly 0/1): not an error
+warnings.filterwarnings("ignore", message="overflow encountered in exp", category=RuntimeWarning)
 
 # %% [markdown]
 # ## Cohort and CT opacity
@@ -223,7 +229,10 @@ fig = plots.roc_plot(curves, aucs, bands=bands, title=outcomes[primary_outcome])
 out.figure(fig, f"roc_{primary_outcome}", title="ROC curves with bootstrap band")
 plt.close(fig)
 cal = calibration(y, p, n_boot=n_boot, seed=seed)
-out.table(cal.summary, f"calibration_{primary_outcome}", title="Calibration statistics (apparent)")
+hl = hosmer_lemeshow(y, np.clip(p, 1e-9, 1 - 1e-9))
+cal_summary = pd.concat([cal.summary, hl.to_frame().assign(statistic="hosmer_lemeshow")], ignore_index=True)
+out.table(cal_summary, f"calibration_{primary_outcome}", title="Calibration statistics (apparent)",
+          description=f"Hosmer–Lemeshow: {hl.convention}")  # fmt: skip
 fig = plots.calibration_plot(cal, p=p, title=f"{outcomes[primary_outcome]} ({key[1]})")
 out.figure(fig, f"calibration_{primary_outcome}", title="Calibration plot")
 plt.close(fig)
@@ -301,6 +310,17 @@ out.table(fg.table, "fine_gray_death", title="Fine–Gray subdistribution hazard
           description=f"n = {fg.n}, deaths = {fg.events}, discharges = {fg.competing}, censored = {fg.censored}")  # fmt: skip
 out.table(cs.table, "cause_specific_cox_death", title="Cause-specific Cox model for death")
 out.table(zph, "ph_test_cause_specific", title="Proportional hazards test (R cox.zph, survival >= 3)")
+lp = cs.linear_predictor()
+horizons = [h for h in (7, 14, 21) if (surv_cc["time"] > h).any()]
+disc = pd.DataFrame(
+    [{"statistic": "Harrell C", "value": cs.concordance.c},
+     {"statistic": "Uno C", "value": uno_c(surv_cc["time"], surv_cc["event_type"] == 1, lp).estimate}]
+    + [{"statistic": f"time-dependent AUC day {h}", "value": a}
+       for h, a in zip(horizons, time_dependent_auc(surv_cc["time"], surv_cc["event_type"] == 1, lp, horizons)["auc"],
+                       strict=True)]
+)  # fmt: skip
+out.table(disc, "discrimination_death_cause_specific", title="Discrimination of the cause-specific Cox model for death",
+          description="Uno's C and time-dependent AUC with IPCW; discharge treated as censoring")  # fmt: skip
 fig = plots.forest_plot(fg.table, estimate="shr", low="shr_ci_low", high="shr_ci_high", label="covariate",
                         xlabel="Subdistribution hazard ratio (95% CI)", title="Fine–Gray: death")  # fmt: skip
 out.figure(fig, "forest_fine_gray_death", title="Fine–Gray forest plot")
