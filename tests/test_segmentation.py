@@ -113,7 +113,7 @@ def test_phantom_lung_dice(chest):
 
 @pytest.mark.xfail(
     reason="sub-pleural consolidation bands are only partly recovered by the convex-hull rule "
-    "(~16-43 % on the phantom); see docs/ct.md 'Known limitations'",
+    "(~14-37 % on the phantom); see docs/ct.md 'Known limitations'",
     strict=True,
 )
 def test_phantom_consolidation_inside_mask(chest):
