@@ -490,7 +490,7 @@ def _load_tables(folder: Path, token: str, params: str) -> dict[str, pd.DataFram
                 return None
             if key in _PARAM_TABLES and meta.get(b"kicc_params") != params.encode():
                 continue
-            out[key] = table.to_pandas()
+            out[key] = table.to_pandas(split_blocks=True)
         return out
     except Exception:  # noqa: BLE001 - missing or broken cache: rebuild the tables
         return None
