@@ -154,3 +154,10 @@ def test_whas500_time_dependent_auc_matches_sksurv() -> None:
     expected = [0.7720669, 0.7765915, 0.7962623, 0.8759295, 0.8759295, 0.8759513, 0.9147647]
     np.testing.assert_allclose(res["auc"], expected, atol=1.5e-7)
     assert res.attrs["mean_auc"] == pytest.approx(0.8045058, abs=5e-8)
+
+
+def test_lung_concordance_standard_error_matches_r_print() -> None:
+    # R: coxph(Surv(time, status) ~ age + sex, lung) prints "Concordance= 0.603 (se = 0.025)"
+    res = cox(_stats("lung.csv"), "time", "status", ["age", "sex"])
+    assert res.concordance.c == pytest.approx(0.603, abs=5e-4)
+    assert res.concordance.se == pytest.approx(0.025, abs=5e-4)

@@ -140,6 +140,19 @@ def test_harrell_c_matches_lifelines_on_ties() -> None:
     assert harrell_c(t, e, r).c == pytest.approx(lu.concordance_index(t, -r, e), abs=1e-12)
 
 
+def test_harrell_c_infinitesimal_jackknife_se_matches_pairwise_formula() -> None:
+    t = RNG.integers(1, 15, 300).astype(float)
+    e = RNG.integers(0, 2, 300)
+    r = RNG.integers(0, 6, 300).astype(float)
+    comp = (e[:, None] == 1) & ((t[:, None] < t[None, :]) | ((t[:, None] == t[None, :]) & (e[None, :] == 0)))
+    h = (comp & (r[:, None] > r[None, :])) + 0.5 * (comp & (r[:, None] == r[None, :]))
+    c = h.sum() / comp.sum()
+    influence = (h.sum(1) + h.sum(0) - c * (comp.sum(1) + comp.sum(0))) / comp.sum()
+    res = harrell_c(t, e, r)
+    assert res.c == pytest.approx(c, abs=1e-12)
+    assert res.se == pytest.approx(np.sqrt(np.sum(influence**2)), rel=1e-10)
+
+
 def test_time_dependent_auc_and_brier_without_censoring_reduce_to_plain_versions() -> None:
     t = RNG.exponential(size=400)
     risk = -t + RNG.normal(scale=0.7, size=400)

@@ -48,12 +48,14 @@ class ConcordanceCounts:
     tied_risk: float
     tied_time: int
     comparable: float
+    se: float = float("nan")  # infinitesimal-jackknife SE (R concordance); NaN for weighted (Uno) C
 
 
-def _later_smaller(rank: np.ndarray, outer: np.ndarray | None = None) -> np.ndarray:
+def _later_smaller(rank: np.ndarray, outer: np.ndarray | None = None, counted: np.ndarray | None = None) -> np.ndarray:
     """For elements in sequence order, count later elements with a strictly smaller rank.
 
-    ``outer`` (optional) restricts the count to elements sharing the same outer label.
+    ``outer`` (optional) restricts the count to elements sharing the same outer label; ``counted``
+    (optional boolean mask) restricts which later elements are counted.
     Bit decomposition: pairs differing first at bit k are counted at level k.
     """
     n = len(rank)
@@ -69,6 +71,8 @@ def _later_smaller(rank: np.ndarray, outer: np.ndarray | None = None) -> np.ndar
         idx = np.lexsort((pos, grp, outer_key))
         gs, os_, bs = grp[idx], outer_key[idx], bit[idx]
         zero = (bs == 0).astype(np.int64)
+        if counted is not None:
+            zero = zero * counted[idx]
         cz = np.cumsum(zero)
         new_group = np.r_[True, (gs[1:] != gs[:-1]) | (os_[1:] != os_[:-1])]
         gid = np.cumsum(new_group) - 1
@@ -77,6 +81,32 @@ def _later_smaller(rank: np.ndarray, outer: np.ndarray | None = None) -> np.ndar
         ones = bs == 1
         out[idx[ones]] += later_zero[ones]
     return out
+
+
+def _earlier_counts(
+    rank: np.ndarray, counted: np.ndarray, outer: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per element (sequence order): earlier counted elements with larger rank, equal rank, and in total."""
+    n = len(rank)
+    outer_key = np.zeros(n, dtype=np.int64) if outer is None else outer.astype(np.int64)
+    c = counted.astype(np.int64)
+    rev_rank = (rank.max() - rank)[::-1]
+    larger = _later_smaller(rev_rank, outer_key[::-1], c[::-1].astype(bool))[::-1]
+
+    def within(keys: tuple[np.ndarray, ...]) -> np.ndarray:
+        idx = np.lexsort((np.arange(n), *keys))
+        cs = np.cumsum(c[idx])
+        ks = np.column_stack([k[idx] for k in keys])
+        start = np.r_[True, np.any(ks[1:] != ks[:-1], axis=1)]
+        gid = np.cumsum(start) - 1
+        base = np.r_[0, cs][np.nonzero(start)[0]][gid]
+        out = np.empty(n)
+        out[idx] = cs - base - c[idx]
+        return out
+
+    equal = within((rank, outer_key))
+    total = within((outer_key,))
+    return larger, equal, total
 
 
 def concordance_counts(
@@ -140,8 +170,27 @@ def concordance_counts(
     den = float(w @ comparable)
     if den == 0:
         raise AnalysisError("concordance: no comparable pairs (need at least one event before a later time)")
+    c_index = num / den
+    se = float("nan")
+    if weight is None:
+        # infinitesimal-jackknife SE (R survival::concordance): influence of each subject on the pair sums,
+        # counting the pairs in which it is the earlier event and those in which it is the later member
+        larger, equal, total = _earlier_counts(rank, e)
+        if e.any() and len(
+            idx_tie := np.nonzero(e & (np.bincount(tgroup[e], minlength=tgroup.max() + 1)[tgroup] > 1))[0]
+        ):
+            _, gi2 = np.unique(tgroup[idx_tie], return_inverse=True)
+            l2, e2, t2 = _earlier_counts(rank[idx_tie], np.ones(len(idx_tie), dtype=bool), gi2)
+            larger[idx_tie] -= l2
+            equal[idx_tie] -= e2
+            total[idx_tie] -= t2
+        ev = e.astype(float)
+        d_num = ev * (conc + 0.5 * tied) + larger + 0.5 * equal
+        d_den = ev * comparable + total
+        influence = (d_num - c_index * d_den) / den
+        se = float(np.sqrt(np.sum(influence**2)))
     return ConcordanceCounts(
-        num / den, float(e @ conc), float(e @ disc), float(e @ tied), tied_time, float(w @ comparable)
+        c_index, float(e @ conc), float(e @ disc), float(e @ tied), tied_time, float(w @ comparable), se
     )
 
 

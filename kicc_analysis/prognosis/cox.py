@@ -101,6 +101,7 @@ class CoxResult:
                     "lr_df": self.lr_df,
                     "lr_p": self.lr_p,
                     "concordance": self.concordance.c,
+                    "concordance_se": self.concordance.se,
                     "ties": self.ties,
                 }
             ]
@@ -281,6 +282,7 @@ def _harrell_within_strata(t: np.ndarray, e: np.ndarray, lp: np.ndarray, st: np.
         cc = concordance_counts(t[sel], e[sel].astype(int), lp[sel])
         tot += [cc.concordant, cc.discordant, cc.tied_risk, cc.comparable]
         tied_time += cc.tied_time
+    # (the SE is not defined by summing strata here; R sums per-stratum influences, left as NaN)
     return ConcordanceCounts((tot[0] + 0.5 * tot[2]) / tot[3], tot[0], tot[1], tot[2], tied_time, tot[3])
 
 
