@@ -22,7 +22,7 @@ installed library offers this without a Python-level loop over subjects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,7 @@ class ConcordanceCounts:
     tied_time: int
     comparable: float
     se: float = float("nan")  # infinitesimal-jackknife SE (R concordance); NaN for weighted (Uno) C
+    pair_sums: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
 
 def _later_smaller(rank: np.ndarray, outer: np.ndarray | None = None, counted: np.ndarray | None = None) -> np.ndarray:
@@ -189,8 +190,11 @@ def concordance_counts(
         d_den = ev * comparable + total
         influence = (d_num - c_index * d_den) / den
         se = float(np.sqrt(np.sum(influence**2)))
+        parts = (d_num, d_den)
+    else:
+        parts = None
     return ConcordanceCounts(
-        c_index, float(e @ conc), float(e @ disc), float(e @ tied), tied_time, float(w @ comparable), se
+        c_index, float(e @ conc), float(e @ disc), float(e @ tied), tied_time, float(w @ comparable), se, parts
     )
 
 

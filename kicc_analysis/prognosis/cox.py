@@ -275,6 +275,7 @@ def _harrell_within_strata(t: np.ndarray, e: np.ndarray, lp: np.ndarray, st: np.
         return concordance_counts(t, e.astype(int), lp)
     tot = np.zeros(4)
     tied_time = 0
+    parts = []
     for s in pd.unique(st):
         sel = st == s
         if e[sel].sum() == 0:
@@ -282,8 +283,13 @@ def _harrell_within_strata(t: np.ndarray, e: np.ndarray, lp: np.ndarray, st: np.
         cc = concordance_counts(t[sel], e[sel].astype(int), lp[sel])
         tot += [cc.concordant, cc.discordant, cc.tied_risk, cc.comparable]
         tied_time += cc.tied_time
-    # (the SE is not defined by summing strata here; R sums per-stratum influences, left as NaN)
-    return ConcordanceCounts((tot[0] + 0.5 * tot[2]) / tot[3], tot[0], tot[1], tot[2], tied_time, tot[3])
+        parts.append(cc.pair_sums)
+    c = (tot[0] + 0.5 * tot[2]) / tot[3]
+    # infinitesimal-jackknife SE of the pooled C (pairs only within strata)
+    d_num = np.concatenate([p[0] for p in parts])
+    d_den = np.concatenate([p[1] for p in parts])
+    se = float(np.sqrt(np.sum(((d_num - c * d_den) / tot[3]) ** 2)))
+    return ConcordanceCounts(float(c), float(tot[0]), float(tot[1]), float(tot[2]), tied_time, float(tot[3]), se)
 
 
 def _km_left(time: np.ndarray, event: np.ndarray):
