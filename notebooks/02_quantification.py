@@ -28,30 +28,25 @@ matplotlib.use("Agg")
 import pandas as pd
 from scipy import stats
 
-from kicc_analysis.cohort import load_cohort, load_readings
+from kicc_analysis.cohort import build_cohort, load_readings
+from kicc_analysis.pipeline import quantify_cohort
 from kicc_analysis.provenance import OutputWriter
 from kicc_analysis.quantification import segment_opacities
-from kicc_analysis.quantification.batch import (
-    default_cache_dir,
-    jobs_from_repository,
-    join_to_cohort,
-    quantify_series_table,
-)
 from kicc_analysis.quantification.plots import opacity_by_group_figure, overlay_figure
 
-cohort = load_cohort(repository)
+build = build_cohort(repository, workers=workers)
+cohort = build.table
 out = OutputWriter(
     output_dir, notebook="02_quantification", version=NOTEBOOK_VERSION,
-    cohort_version=cohort.attrs["cohort_version"], parameters={"repository": str(repository), "workers": workers},
+    cohort_version=build.cohort_version, parameters={"repository": str(repository), "workers": workers},
 )
 
 # %% [markdown]
 # ## Quantify every selected CT series (parallel, cached per series)
 
 # %%
-jobs = jobs_from_repository(repository)
-results = quantify_series_table(jobs, default_cache_dir(repository), workers=workers)
-failures = results.attrs["failures"]
+run = quantify_cohort(repository, build=build, workers=workers)
+jobs, results, failures, cohort_ct = run.jobs, run.results, run.failures, run.cohort
 print(f"{results['series_uid'].nunique()} series quantified, {len(failures)} failed, "
       f"{int(results.drop_duplicates('series_uid')['cached'].sum())} from cache")
 out.table(results.drop(columns=["cached"]), "ct_quantification_by_region",
@@ -77,7 +72,6 @@ qa_all
 # ## Opacity by national severity category (baseline CT)
 
 # %%
-cohort_ct = join_to_cohort(cohort, results)
 severity_names = {1: "mild", 2: "moderate", 3: "severe", 4: "critical"}
 summary = (cohort_ct.groupby("sever_national")[["ct_opacity_pct", "ct_consolidation_pct", "ct_severity_total"]]
            .describe(percentiles=[0.25, 0.5, 0.75]).round(2))

@@ -89,3 +89,10 @@ def test_cli_validate_exit_status_reflects_errors(tmp_path, capsys):
 def test_parser_requires_a_subcommand():
     with pytest.raises(SystemExit):
         build_parser().parse_args([])
+
+
+def test_cli_quantify_and_cohort_report_missing_inputs(tmp_path, capsys):
+    assert main(["quantify", "--repository", str(tmp_path / "absent")]) == 2
+    assert "repository folder not found" in capsys.readouterr().err
+    assert main(["cohort", str(tmp_path)]) == 2
+    assert "no clinical table" in capsys.readouterr().err

@@ -77,8 +77,3 @@ def test_batch_rejects_bad_jobs(tmp_path):
     )
     with pytest.raises(AnalysisError, match="timepoint"):
         batch.quantify_series_table(jobs, tmp_path)
-
-
-def test_cli_reports_missing_repository(tmp_path, capsys):
-    assert batch.main(["--repository", str(tmp_path)]) == 2
-    assert "imaging_studies.csv" in capsys.readouterr().err

@@ -9,11 +9,10 @@ Public API
     is a DataFrame ``subjid, series_uid, timepoint, error`` of the series that failed.
 ``join_to_cohort(cohort, results)``
     Adds per-patient CT columns to the cohort table (left join on ``subjid``; no cohort row is dropped).
-``jobs_from_repository(repository)``
-    Builds ``jobs`` from a demo/real repository: the scanner's selected CT series per study joined to
-    ``clinical/imaging_studies.csv`` (``subjid, img_study_uid, img_day, img_timepoint``).
-``main(argv)``
-    CLI ``kicc quantify --repository R [--cache DIR] [--workers N] [--output FILE]``.
+
+The cohort-level run (jobs built from the repository scan, cache folder, join) is
+:func:`kicc_analysis.pipeline.quantify_cohort` and the CLI ``kicc quantify``: this module takes plain
+tables so that it never depends on the repository scanner.
 
 Cache: one Parquet file per series in ``cache_dir``, named from the SeriesInstanceUID and
 :data:`CACHE_VERSION` (algorithm versions of segmentation and quantification). A re-run loads cached series
@@ -22,11 +21,8 @@ instead of recomputing them; failures are not cached (they are retried).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
-import sys
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -208,67 +204,3 @@ def join_to_cohort(cohort: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     for name in COHORT_METRICS:
         out[f"{name}_change"] = out[f"{name}_followup"] - out[name]
     return out
-
-
-def jobs_from_repository(repository: str | os.PathLike[str]) -> pd.DataFrame:
-    """Jobs for every selected CT series of a repository with ``dicom/`` and ``clinical/imaging_studies.csv``."""
-    from ..repository import scan_repository, series_files
-
-    root = Path(repository)
-    studies_csv = root / "clinical" / "imaging_studies.csv"
-    if not studies_csv.exists():
-        raise AnalysisError(f"expected {studies_csv} (subjid, img_study_uid, img_day, img_timepoint)")
-    scan = scan_repository(root / "dicom")
-    studies = pd.read_csv(studies_csv, dtype={"img_study_uid": str, "subjid": str})
-    chosen = scan.selection.dropna(subset=["series_uid"])
-    merged = chosen.merge(studies, left_on="study_uid", right_on="img_study_uid", how="inner")
-    timepoint = merged["img_timepoint"].map({1: "baseline", 2: "follow-up"}).fillna("follow-up")
-    return pd.DataFrame(
-        {
-            "subjid": merged["subjid"],
-            "series_uid": merged["series_uid"],
-            "timepoint": timepoint,
-            "img_day": merged["img_day"],
-            "source": [[str(p) for p in series_files(scan, uid)] for uid in merged["series_uid"]],
-        }
-    )
-
-
-def default_cache_dir(repository: str | os.PathLike[str]) -> Path:
-    """``<repository cache>/ct`` (see :func:`kicc_analysis.cohort.cache_dir`)."""
-    from ..cohort import cache_dir
-
-    return cache_dir(repository) / "ct"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``kicc quantify --repository R [--cache DIR] [--workers N] [--output FILE]``."""
-    parser = argparse.ArgumentParser(prog="kicc quantify", description="Quantify lung opacities of every CT series.")
-    parser.add_argument("--repository", required=True, help="repository folder (dicom/ + clinical/)")
-    parser.add_argument("--cache", default=None, help="cache folder (default: the repository's cache folder + /ct)")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--output", default=None, help="CSV/Parquet output (default: <cache>/ct_quantification.csv)")
-    args = parser.parse_args(argv)
-    cache = Path(args.cache) if args.cache else default_cache_dir(args.repository)
-    try:
-        jobs = jobs_from_repository(args.repository)
-    except KiccError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    results = quantify_series_table(jobs, cache, workers=args.workers)
-    output = Path(args.output) if args.output else cache / "ct_quantification.csv"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix == ".parquet":
-        results.to_parquet(output, index=False)
-    else:
-        results.to_csv(output, index=False)
-    failures = results.attrs["failures"]
-    n_series = results["series_uid"].nunique() if len(results) else 0
-    print(f"quantified {n_series} series ({len(failures)} failed) -> {output}")
-    for row in failures.itertuples():
-        print(f"  failed: {row.subjid} series ...{str(row.series_uid)[-8:]}: {row.error}")
-    return 0 if failures.empty else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
