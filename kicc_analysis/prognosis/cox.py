@@ -353,6 +353,12 @@ def ph_test(model: CoxResult, transform: str = "km") -> pd.DataFrame:
         d["x"], t, e, model.fit.beta, g, ties=model.ties, strata=d["strata"], start=d["entry"], weights=d["weights"]
     )
     p = len(model.covariates)
+    if np.linalg.matrix_rank(imat) < imat.shape[0]:
+        n_events = int(np.sum(e > 0))
+        raise AnalysisError(
+            f"ph_test: the score-test information matrix is singular ({n_events} events for {p} covariates); "
+            "too few distinct event times to test proportional hazards"
+        )
     rows = []
     for i, name in enumerate(model.covariates):
         j = list(range(p)) + [p + i]
