@@ -200,13 +200,18 @@ if (primary_outcome, "with CT") in models:
     mi_cols = [primary_outcome, *ct_predictors, "demog_sex", "comor_hypertensi", "comor_diabetes"]
     mi_data = data[mi_cols].apply(pd.to_numeric, errors="coerce")
     mi_data = mi_data.dropna(subset=[primary_outcome])
-    pooled = impute_and_pool(mi_data, lambda d: logistic(d, primary_outcome, ct_predictors, univariable=False),
-                             m=n_imputations, seed=seed)  # fmt: skip
-    pooled_table = pooled.table.assign(or_=np.exp(pooled.table["estimate"]), or_ci_low=np.exp(pooled.table["ci_low"]),
-                                       or_ci_high=np.exp(pooled.table["ci_high"]))  # fmt: skip
-    out.table(pooled_table, f"or_{primary_outcome}_mice", title="Multiply imputed model (Rubin's rules)",
-              description=f"m = {n_imputations}; Barnard–Rubin df; fmi as R mice")  # fmt: skip
-    display_table = pooled_table[["term", "or_", "or_ci_low", "or_ci_high", "p", "fmi"]]
+    try:
+        pooled = impute_and_pool(mi_data, lambda d: logistic(d, primary_outcome, ct_predictors, univariable=False),
+                                 m=n_imputations, seed=seed)  # fmt: skip
+    except (KiccError, np.linalg.LinAlgError) as exc:  # e.g. separation in a tiny cohort: report, don't fail
+        pooled = None
+        display_table = f"multiple imputation not possible on these data: {exc}"
+    if pooled is not None:
+        pooled_table = pooled.table.assign(or_=np.exp(pooled.table["estimate"]), or_ci_low=np.exp(pooled.table["ci_low"]),
+                                           or_ci_high=np.exp(pooled.table["ci_high"]))  # fmt: skip
+        out.table(pooled_table, f"or_{primary_outcome}_mice", title="Multiply imputed model (Rubin's rules)",
+                  description=f"m = {n_imputations}; Barnard–Rubin df; fmi as R mice")  # fmt: skip
+        display_table = pooled_table[["term", "or_", "or_ci_low", "or_ci_high", "p", "fmi"]]
 else:
     display_table = "CT model not available"
 display_table
