@@ -17,7 +17,7 @@ import pickle
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,7 +400,18 @@ def scan_repository(
     index_path = index_folder / INDEX_FILE
     notes: list[str] = []
 
-    found = _walk(str(root_path), {str(index_folder)})
+    # Speculatively load the cached tables in a thread while walking the tree (the walk waits on stat()
+    # calls, the load on Arrow): on an unchanged tree they are the whole re-scan. Used only if valid.
+    prefetch = None
+    if use_index and (index_folder / INDEX_FILE).exists():
+        prefetch = ThreadPoolExecutor(max_workers=1)
+        cached_future = prefetch.submit(_read_cached_tables, index_folder)
+    try:
+        found = _walk(str(root_path), {str(index_folder)})
+    finally:
+        raw_cache = cached_future.result() if prefetch is not None else None
+        if prefetch is not None:
+            prefetch.shutdown()
     if not found:
         raise RepositoryError(f"repository folder {root_path} contains no files (expected DICOM files, any nesting)")
 
@@ -409,7 +420,8 @@ def scan_repository(
     token = _tree_token(found, root_path)
     params = f"min_slices={min_slices};kernel_first={kernel_first}"
     if use_index:
-        cached = _load_tables(index_folder, token, params)
+        cached = _valid_cached_tables(raw_cache, token, params)
+        del raw_cache
         if cached is not None:
             return _finish_scan(
                 root_path, cached, len(found), 0, len(found), 0, index_path, notes, min_slices, kernel_first
@@ -472,29 +484,35 @@ _TABLES = ("instances", "series", "skipped", "selection", "studies")
 _PARAM_TABLES = ("selection", "studies")
 
 
-def _load_tables(folder: Path, token: str, params: str) -> dict[str, pd.DataFrame] | None:
-    """Tables cached by the previous scan when the tree has not changed since (same fingerprint).
-
-    ``selection`` and ``studies`` are returned only when they were built with the same parameters.
-    """
+def _read_cached_tables(folder: Path) -> dict[str, tuple[dict, pd.DataFrame]] | None:
+    """Every cached table with its metadata (not yet validated), or None when the cache is absent/broken."""
     try:
         index_meta = pq.read_schema(folder / INDEX_FILE).metadata or {}
         if index_meta.get(b"kicc_index_version") != INDEX_VERSION.encode():
             return None
-        if index_meta.get(b"kicc_tree_token") != token.encode():
-            return None
-        out: dict[str, pd.DataFrame] = {}
+        out: dict[str, tuple[dict, pd.DataFrame]] = {"index": (index_meta, pd.DataFrame())}
         for key in _TABLES:
             table = feather.read_table(folder / f"{key}.arrow", memory_map=True)
-            meta = table.schema.metadata or {}
-            if meta.get(b"kicc_tree_token") != token.encode():
-                return None
-            if key in _PARAM_TABLES and meta.get(b"kicc_params") != params.encode():
-                continue
-            out[key] = table.to_pandas(split_blocks=True)
+            out[key] = (table.schema.metadata or {}, table.to_pandas(split_blocks=True))
         return out
     except Exception:  # noqa: BLE001 - missing or broken cache: rebuild the tables
         return None
+
+
+def _valid_cached_tables(
+    raw: dict[str, tuple[dict, pd.DataFrame]] | None, token: str, params: str
+) -> dict[str, pd.DataFrame] | None:
+    """The cached tables when they were built from this very tree (same fingerprint), else None.
+
+    ``selection`` and ``studies`` are kept only when they were built with the same parameters.
+    """
+    if raw is None or any(meta.get(b"kicc_tree_token") != token.encode() for meta, _ in raw.values()):
+        return None
+    return {
+        key: df
+        for key, (meta, df) in raw.items()
+        if key != "index" and (key not in _PARAM_TABLES or meta.get(b"kicc_params") == params.encode())
+    }
 
 
 def _save_tables(folder: Path, token: str, params: str, tables: dict[str, pd.DataFrame]) -> str | None:
