@@ -32,24 +32,12 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from kicc_analysis.dictionary import load_dictionary
+
 __all__ = ["CLINICAL_COLUMNS", "LAB_COLUMNS", "ClinicalSimulation", "inject_problems", "simulate_clinical"]
 
-LAB_COLUMNS: tuple[str, ...] = (
-    "labs_wbccount",
-    "labs_neutrophil_109l",
-    "labs_lymphocyte_109l",
-    "labs_platelets_109l",
-    "labs_crp_mgl",
-    "labs_ldh",
-    "labs_ddimer_mgl",
-    "labs_ferritin",
-    "labs_procalcito_ngml",
-    "labs_astsgot",
-    "labs_altsgpt",
-    "labs_creatinine_umoll",
-    "labs_tropi_ngl",
-    "labs_il6",
-)
+#: Laboratory variables, in data-dictionary order (the dictionary is the single source of truth).
+LAB_COLUMNS: tuple[str, ...] = tuple(load_dictionary().names(["laboratory"]))
 COMORBIDITIES: tuple[str, ...] = (
     "comor_hypertensi",
     "comor_diabetes",
