@@ -17,7 +17,7 @@ import pickle
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,18 +400,7 @@ def scan_repository(
     index_path = index_folder / INDEX_FILE
     notes: list[str] = []
 
-    # Speculatively load the cached tables in a thread while walking the tree (the walk waits on stat()
-    # calls, the load on Arrow): on an unchanged tree they are the whole re-scan. Used only if valid.
-    prefetch = None
-    if use_index and (index_folder / INDEX_FILE).exists():
-        prefetch = ThreadPoolExecutor(max_workers=1)
-        cached_future = prefetch.submit(_read_cached_tables, index_folder)
-    try:
-        found = _walk(str(root_path), {str(index_folder)})
-    finally:
-        raw_cache = cached_future.result() if prefetch is not None else None
-        if prefetch is not None:
-            prefetch.shutdown()
+    found = _walk(str(root_path), {str(index_folder)})
     if not found:
         raise RepositoryError(f"repository folder {root_path} contains no files (expected DICOM files, any nesting)")
 
@@ -420,8 +409,8 @@ def scan_repository(
     token = _tree_token(found, root_path)
     params = f"min_slices={min_slices};kernel_first={kernel_first}"
     if use_index:
-        cached = _valid_cached_tables(raw_cache, token, params)
-        del raw_cache
+        # (loading the cache in a thread during the walk was tried: GIL contention made it slower)
+        cached = _valid_cached_tables(_read_cached_tables(index_folder, token), token, params)
         if cached is not None:
             return _finish_scan(
                 root_path, cached, len(found), 0, len(found), 0, index_path, notes, min_slices, kernel_first
@@ -484,11 +473,13 @@ _TABLES = ("instances", "series", "skipped", "selection", "studies")
 _PARAM_TABLES = ("selection", "studies")
 
 
-def _read_cached_tables(folder: Path) -> dict[str, tuple[dict, pd.DataFrame]] | None:
-    """Every cached table with its metadata (not yet validated), or None when the cache is absent/broken."""
+def _read_cached_tables(folder: Path, token: str) -> dict[str, tuple[dict, pd.DataFrame]] | None:
+    """Every cached table with its metadata, or None when the cache is absent, broken or of another tree."""
     try:
         index_meta = pq.read_schema(folder / INDEX_FILE).metadata or {}
         if index_meta.get(b"kicc_index_version") != INDEX_VERSION.encode():
+            return None
+        if index_meta.get(b"kicc_tree_token") != token.encode():
             return None
         out: dict[str, tuple[dict, pd.DataFrame]] = {"index": (index_meta, pd.DataFrame())}
         for key in _TABLES:
