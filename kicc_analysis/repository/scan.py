@@ -484,7 +484,8 @@ def _read_cached_tables(folder: Path, token: str) -> dict[str, tuple[dict, pd.Da
         out: dict[str, tuple[dict, pd.DataFrame]] = {"index": (index_meta, pd.DataFrame())}
         for key in _TABLES:
             table = feather.read_table(folder / f"{key}.arrow", memory_map=True)
-            out[key] = (table.schema.metadata or {}, table.to_pandas(split_blocks=True))
+            mapper = _STRING_MAPPER if key == "instances" else None
+            out[key] = (table.schema.metadata or {}, table.to_pandas(split_blocks=True, types_mapper=mapper))
         return out
     except Exception:  # noqa: BLE001 - missing or broken cache: rebuild the tables
         return None
@@ -522,11 +523,24 @@ def _save_tables(folder: Path, token: str, params: str, tables: dict[str, pd.Dat
     return None
 
 
+#: Text columns of the instance table are Arrow-backed pandas strings (``string[pyarrow]``): a third of
+#: the memory of Python ``str`` objects for 10^5-10^6 files, and a near zero-copy load from the cache.
+_STRING = pd.StringDtype("pyarrow")
+_STRING_MAPPER = {pa.string(): _STRING, pa.large_string(): _STRING}.get
+
+
+def _arrow_strings(df: pd.DataFrame) -> pd.DataFrame:
+    """Convert the object (text) columns of ``df`` to ``string[pyarrow]``."""
+    text = [c for c in df.columns if df[c].dtype == object]
+    return df.astype(dict.fromkeys(text, _STRING)) if text else df
+
+
 def _build_tables(root: Path, files: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     bad = files["error"].notna()
     skipped = files.loc[bad, ["relpath", "size", "error"]].rename(columns={"error": "reason"})
     instances, duplicates = build_instances(files.loc[~bad], str(root))
     series = build_series(instances, duplicates)
+    instances = _arrow_strings(instances)
     skipped = pd.concat([skipped, duplicates[["relpath", "size", "reason"]]], ignore_index=True)
     skipped.insert(0, "path", [str(root / p) for p in skipped["relpath"]])
     skipped["kind"] = skipped["reason"].str.split(":").str[0]
