@@ -14,6 +14,7 @@ import hashlib
 import multiprocessing as mp
 import os
 import pickle
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -287,9 +288,9 @@ def _read_all(root: str, todo: list[tuple[str, int, int]], workers: int, show: b
         ]
         return pa.Table.from_batches(parts, schema=_SCHEMA)
     chunk_size = max(32, min(512, len(todo) // (workers * 8) or 32))
-    # "fork" starts workers in milliseconds and needs no importable __main__ (scripts piped to python,
-    # notebooks); elsewhere (Windows, macOS default) use "spawn".
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    # On Linux "fork" starts workers in milliseconds and needs no importable __main__ (scripts piped to
+    # python, notebooks); the workers only read files. Elsewhere (macOS, Windows) "spawn" is the safe choice.
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
     chunks = list(_chunks(todo, chunk_size))
     done: dict[int, pa.RecordBatch] = {}
     bar = progress_bar(total=len(todo), show=show, desc="DICOM headers", unit="file")
