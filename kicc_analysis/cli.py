@@ -93,7 +93,14 @@ def _cmd_quantify(args: argparse.Namespace) -> int:
 
     run = quantify_cohort(args.repository, cache=args.cache, workers=args.workers)
     print(run.describe())
-    return 0
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        run.results.to_csv(out / "ct_quantification_by_region.csv", index=False)
+        run.failures.to_csv(out / "ct_failures.csv", index=False)
+        run.cohort.to_parquet(out / "cohort_with_ct.parquet", index=False)
+        print(f"per-series results, failures and the cohort with CT columns written to {out}/")
+    return 1 if len(run.failures) else 0
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
@@ -186,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", required=True, help="repository folder")
     p.add_argument("--cache", help="cache folder (default REPOSITORY/.kicc_cache/quantification)")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--out", help="folder for ct_quantification_by_region.csv, ct_failures.csv and cohort_with_ct.parquet")
     p.set_defaults(func=_cmd_quantify)
 
     p = sub.add_parser(
