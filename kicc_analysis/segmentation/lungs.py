@@ -24,7 +24,10 @@ input grid at the end):
    dome) -- consolidation in COVID-19 is peripheral, posterior and sub-pleural. Then a radial rule recovers
    sub-pleural bands: along rays from the trunk centre, dense pixels between the outermost lung pixel and the
    inner surface of the rib cage (first bone outside the lung, minus 6 mm of pleura and intercostal tissue) are
-   lung. Accepted voxels are reported as ``dense_recovered``.
+   lung. Finally, 3-D outline interpolation: dense voxels with lung of the same side both above and below in
+   their (y, x) column (within ``INTERP_WINDOW_MM``) lie inside the lung outline and are added (interpolation only:
+   the liver under the diaphragm dome has lung above but not below). Accepted voxels are reported as
+   ``dense_recovered``.
 7. Labels go back to the input grid block by block; in the boundary band each full-resolution voxel is lung when
    it is air-like or lies in a recovered dense block (edges follow the true boundary).
 
@@ -45,7 +48,7 @@ from skimage.morphology import convex_hull_image
 
 from ..errors import SegmentationError
 
-ALGORITHM_VERSION = "lungs-1.1"
+ALGORITHM_VERSION = "lungs-1.2"
 RIGHT, LEFT = 1, 2
 TIGHT_CROP_BORDER_AIR = 0.5  # slices whose border is < 50 % air are crops through the body
 TIGHT_CROP_OUTSIDE_MAX_HU = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
@@ -57,6 +60,7 @@ N_RAYS = 180  # sub-pleural (rib-cage) rule: rays per slice
 MIN_BAND_MM = 8.0  # ... a band thinner than this is not recovered
 BONE_HU = 200.0  # ... rib cage = first pixel at least this dense outside the lung
 CAGE_MARGIN_MM = 6.0  # ... pleura + intercostal soft tissue inside the ribs, never lung
+INTERP_WINDOW_MM = 25.0  # outline interpolation: lung above and below within this distance (mm)
 CAGE_MAX_GAP_DEG = 12.0  # ... rays farther than this from a rib hit get no cage
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
@@ -421,9 +425,47 @@ def _recover_dense(
                 if lateral_offset > LATERAL_MIN or (posterior and not near_medial_edge):
                     recovered[z] |= lab == i
     recovered |= _recover_rib_cage(labels, hu, dense_ok, body, spacing)
+    recovered |= _recover_between_slices(labels, dense_ok & ~recovered, spacing)
     # assign recovered voxels to the nearest lung (in place)
     if recovered.any():
         labels[recovered] = _nearest_label(labels, recovered)[recovered]
+    return recovered
+
+
+def _recover_between_slices(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Dense voxels with lung of the same side above AND below in their (y, x) column (3-D outline interpolation).
+
+    A consolidated region that slices above and below show as aerated lung lies inside the lung outline: for each
+    voxel the nearest lung voxel of each side is looked up cranially and caudally in the same column, within
+    ``INTERP_WINDOW_MM``. Only interpolation, never extrapolation: the liver and spleen below the diaphragm dome
+    have lung above them but none below. Accepted regions must touch the lung (3-D components).
+    """
+    nz = labels.shape[0]
+    recovered = np.zeros(labels.shape, dtype=bool)
+    if nz < 3:
+        return recovered
+    reach = max(1, int(round(INTERP_WINDOW_MM / spacing[0])))
+    for value in (RIGHT, LEFT):
+        lung = labels == value
+        big = np.iinfo(np.int32).max // 2
+        below = np.full(labels.shape, -big, dtype=np.int32)  # index of the last lung voxel at or below z
+        above = np.full(labels.shape, big, dtype=np.int32)
+        last = np.full(labels.shape[1:], -big, dtype=np.int32)
+        for z in range(nz):
+            last = np.where(lung[z], z, last)
+            below[z] = last
+        last = np.full(labels.shape[1:], big, dtype=np.int32)
+        for z in range(nz - 1, -1, -1):
+            last = np.where(lung[z], z, last)
+            above[z] = last
+        z_index = np.arange(nz, dtype=np.int32)[:, None, None]
+        inside = (z_index - below <= reach) & (above - z_index <= reach) & (above - below <= 2 * reach)
+        candidate = inside & dense_ok & (labels == 0)
+        if not candidate.any():
+            continue
+        comp, _ = ndimage.label(candidate, structure=_STRUCT_3D)
+        touching = np.unique(comp[ndimage.binary_dilation(lung, structure=_STRUCT_3D) & (comp > 0)])
+        recovered |= np.isin(comp, touching[touching > 0])
     return recovered
 
 
