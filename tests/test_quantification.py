@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.quantification import (
@@ -112,7 +113,56 @@ def test_phantom_opacity_volumes_within_5_percent_on_truth_mask(seed):
     lungs = _image(ph.lung_labels, tuple(float(s) for s in ph.spacing_mm[::-1]))
     table = quantify(image, lungs).set_index("region")
     assert table.loc["both", "ggo_ml"] == pytest.approx(ph.volumes_ml["ggo"], rel=0.05)
+    # 3-D Frangi vessel removal: vessels no longer counted as consolidation (lungs-1.1 opening: +11 / +15 %)
+    assert table.loc["both", "consolidation_ml"] == pytest.approx(ph.volumes_ml["consolidation"], rel=0.05)
     assert table.loc["both", "volume_ml"] == pytest.approx(ph.volumes_ml["lung_total"], rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def phantom_on_our_mask():
+    from kicc_analysis.segmentation import segment_lungs
+
+    out = []
+    for seed in (0, 3):
+        ph = phantom.chest_phantom(lesions="random", seed=seed)
+        image = _image(ph.hu, tuple(float(s) for s in ph.spacing_mm[::-1]))
+        out.append((ph, quantify(image, segment_lungs(image).labels).set_index("region")))
+    return out
+
+
+def test_phantom_ggo_volume_within_5_percent_on_our_mask(phantom_on_our_mask):
+    for ph, table in phantom_on_our_mask:
+        assert table.loc["both", "ggo_ml"] == pytest.approx(ph.volumes_ml["ggo"], rel=0.05)
+
+
+@pytest.mark.xfail(
+    reason="our lung mask misses basal dependent consolidation (33-55 % of it inside, docs/ct.md 'Known "
+    "limitations'): consolidation volume -15 % (seed 0) on our mask",
+    strict=True,
+)
+def test_phantom_consolidation_volume_within_5_percent_on_our_mask(phantom_on_our_mask):
+    for ph, table in phantom_on_our_mask:
+        assert table.loc["both", "consolidation_ml"] == pytest.approx(ph.volumes_ml["consolidation"], rel=0.05)
+
+
+def test_vessel_filter_3d_removes_tubes_keeps_blobs():
+    # 1 mm voxels: a 4 mm-wide vessel running across the slices and a 16 mm consolidation ball, in aerated lung
+    hu = np.full((40, 48, 48), -850, dtype=np.int16)
+    zz, yy, xx = np.mgrid[0:40, 0:48, 0:48]
+    tube = (yy - 12) ** 2 + (xx - 12) ** 2 <= 4  # along z, radius 2 mm
+    hu[tube] = 40
+    blob = (zz - 20) ** 2 + (yy - 32) ** 2 + (xx - 32) ** 2 <= 64
+    hu[blob] = -20
+    hu = ndimage.gaussian_filter(hu.astype(np.float32), 0.7).round().astype(np.int16)  # partial volume, as in CT
+    blob &= hu > -300
+    tube &= hu > -300
+    labels = np.ones(hu.shape, dtype=np.uint8)
+    image, lungs = _image(hu, (1.0, 1.0, 1.0)), _image(labels, (1.0, 1.0, 1.0))
+    opac = sitk.GetArrayFromImage(segment_opacities(image, lungs))
+    assert (opac[blob] == 2).mean() > 0.95
+    assert (opac[tube] == 2).mean() < 0.15  # at most an edge voxel per slice (objectness on a 2 mm grid)
+    raw = sitk.GetArrayFromImage(segment_opacities(image, lungs, remove_vessels=False))
+    assert (raw[tube] == 2).all()
 
 
 def test_density_statistics_match_numpy_and_scipy():

@@ -8,9 +8,10 @@ images; HU bin presets in :mod:`kicc_analysis.quantification.bins`; cohort batch
 
 from ..imaging import display_to_hu
 from .bins import HU_BIN_PRESETS, bins_frame, get_bins
-from .opacity import CONSOLIDATION, GGO, quantify, segment_opacities, severity_score, zone_masks
+from .opacity import ALGORITHM_VERSION, CONSOLIDATION, GGO, quantify, segment_opacities, severity_score, zone_masks
 
 __all__ = [
+    "ALGORITHM_VERSION",
     "CONSOLIDATION",
     "GGO",
     "HU_BIN_PRESETS",
