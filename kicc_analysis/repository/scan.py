@@ -10,10 +10,13 @@ re-scanned without opening any file.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import multiprocessing as mp
 import os
 import pickle
+import shutil
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -194,6 +197,154 @@ def _walk(root: str, exclude: set[str]) -> list[tuple[str, int, int]]:
                 except OSError:
                     continue
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Listing the tree with GNU find (Linux): the same (relpath, size, mtime_ns) as :func:`_walk`, at C speed, in a
+# separate process, so the main process loads the cached tables meanwhile. An unchanged re-scan is bounded by one
+# ``stat`` per file; find does it ~1.5x faster than the Python loop and the table load is hidden behind it.
+
+#: One record per file: type (f regular, l symlink to a regular file), relative path, size (bytes), mtime
+#: (seconds since the epoch with a 10-digit fraction in GNU find >= 4.3, i.e. exact nanoseconds + a "0").
+_FIND_FORMAT = "%y%P\\0%s\\0%T@\\0"
+_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+
+
+@functools.lru_cache(maxsize=1)
+def _find_program() -> str | None:
+    """Path of the ``find`` program on Linux (GNU findutils there), else None (the Python walk is used)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return shutil.which("find")
+
+
+def _find_command(root: str, exclude: set[str]) -> list[str] | None:
+    """The ``find`` command listing what :func:`_walk` lists (same pruning, symlinked folders not followed)."""
+    prog = _find_program()
+    if prog is None or os.environ.get("KICC_SCAN_WALK", "").lower() == "python":
+        return None
+    prune = ["-name", INDEX_DIRNAME]
+    for ex in sorted(exclude):
+        if ex.startswith(root.rstrip(os.sep) + os.sep):  # an index folder inside the tree (not under another name)
+            prune += ["-o", "-path", ex.translate(_GLOB_SPECIAL)]
+    # -mindepth 1: the root itself is never pruned (as in _walk); -P: symbolic links are not followed, but
+    # links to regular files are listed (type "l") and stat-ed by Python, as os.scandir's DirEntry.stat() does.
+    return [
+        prog, "-P", root, "-mindepth", "1",
+        "(", "-type", "d", "(", *prune, ")", "-prune", ")",
+        "-o", "(", "-type", "f", "-o", "-type", "l", "-xtype", "f", ")", "-printf", _FIND_FORMAT,
+    ]  # fmt: skip
+
+
+def _start_find(root: str, exclude: set[str]) -> subprocess.Popen[bytes] | None:
+    """Start listing ``root`` with find in the background; None where find is unavailable."""
+    cmd = _find_command(root, exclude)
+    if cmd is None:
+        return None
+    try:
+        return subprocess.Popen(  # noqa: S603 - fixed program and arguments, no shell
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+    except OSError:
+        return None
+
+
+def _collect_find(proc: subprocess.Popen[bytes]) -> bytes | None:
+    """find's output, or None when it failed (unreadable folder, file vanished, not GNU find...)."""
+    try:
+        out, _ = proc.communicate()
+    except BaseException:  # e.g. KeyboardInterrupt: do not leave find running
+        proc.kill()
+        proc.wait()
+        raise
+    return out if proc.returncode == 0 else None
+
+
+def _parse_find(raw: bytes, root: str) -> list[tuple[str, int, int]] | None:
+    """(relative path, size in bytes, mtime_ns) records from find's output, or None if it is not as expected.
+
+    ``%T@`` is converted to integer nanoseconds exactly from its string parts (no float). Negative or
+    lower-precision timestamps (pre-1970 files, other find versions) return None: the Python walk is used.
+    Symbolic links to regular files are stat-ed here (size and mtime of the target, like ``_walk``).
+    """
+    parts = raw.split(b"\0")
+    if len(parts) % 3 != 1 or parts[-1]:
+        return None
+    out: list[tuple[str, int, int]] = []
+    append = out.append
+    fsdecode = os.fsdecode
+    for rec, size, stamp in zip(parts[0:-1:3], parts[1::3], parts[2::3], strict=True):
+        sec, dot, frac = stamp.partition(b".")
+        if not (dot and len(frac) >= 9 and sec.isdigit() and frac.isdigit() and size.isdigit()):
+            return None
+        kind, rel = rec[:1], fsdecode(rec[1:])
+        if kind == b"f":
+            append((rel, int(size), int(sec) * 1_000_000_000 + int(frac[:9])))
+        elif kind == b"l":
+            try:
+                st = os.stat(os.path.join(root, rel))
+            except OSError:
+                continue
+            if S_ISREG(st.st_mode):
+                append((rel, st.st_size, st.st_mtime_ns))
+        else:
+            return None
+    return out
+
+
+class _Listing:
+    """The files of the tree: count and fingerprint at once, the (relpath, size, mtime_ns) list on demand.
+
+    From find's raw output the fingerprint is a hash of the bytes (no parsing), so an unchanged re-scan never
+    builds the list. When the output cannot be parsed, :meth:`entries` falls back to the Python walk and
+    updates ``token`` (the caller then checks the cache again with it).
+    """
+
+    def __init__(self, root: Path, exclude: set[str], raw: bytes | None) -> None:
+        self.root = root
+        self.exclude = exclude
+        self._raw = raw
+        self._entries: list[tuple[str, int, int]] | None = None
+        if raw is not None and (raw.startswith(b"l") or b"\0l" in raw):
+            # symbolic links: their targets' size/mtime are not in the output, so fingerprint the parsed list
+            self._raw = None
+            self._entries = _parse_find(raw, str(root))
+            if self._entries is not None:
+                self.method = "find"
+                self.token = _tree_token(self._entries, root, self.method)
+                self.n_files = len(self._entries)
+                return
+        if self._raw is not None:
+            self.method = "find"
+            self.token = _raw_token(self._raw, root)
+            self.n_files = self._raw.count(b"\0") // 3
+        else:
+            self._python_walk()
+
+    def _python_walk(self) -> None:
+        self._raw = None
+        self._entries = _walk(str(self.root), self.exclude)
+        self.method = "walk"
+        self.token = _tree_token(self._entries, self.root, self.method)
+        self.n_files = len(self._entries)
+
+    def entries(self) -> list[tuple[str, int, int]]:
+        if self._entries is None and self._raw is not None:
+            parsed = _parse_find(self._raw, str(self.root))
+            if parsed is None:
+                self._python_walk()
+            else:
+                self._entries = parsed
+        assert self._entries is not None
+        return self._entries
+
+
+def _list_files(root: Path, exclude: set[str], proc: subprocess.Popen[bytes] | None) -> _Listing:
+    return _Listing(root, exclude, _collect_find(proc) if proc is not None else None)
 
 
 def _flatten(rel: str, size: int, mtime_ns: int, rec: dict[str, Any] | None, error: str | None) -> tuple:
@@ -401,21 +552,33 @@ def scan_repository(
     index_path = index_folder / INDEX_FILE
     notes: list[str] = []
 
-    found = _walk(str(root_path), {str(index_folder)})
-    if not found:
+    exclude = {str(index_folder)}
+    # find lists the tree in another process while this one loads the cached tables (an unchanged re-scan
+    # costs max(listing, load) on 2 cores); the cache is used only if its fingerprint matches the listing.
+    finder = _start_find(str(root_path), exclude)
+    raw_cache = _read_cached_tables(index_folder) if use_index and finder is not None else None
+    listing = _list_files(root_path, exclude, finder)
+    if listing.n_files == 0:
         raise RepositoryError(f"repository folder {root_path} contains no files (expected DICOM files, any nesting)")
 
-    # The fingerprint follows the walk order (stable for unchanged folders); if a file system ever
+    # The fingerprint follows the listing order (stable for unchanged folders); if a file system ever
     # lists an unchanged folder in another order, the scan merely takes the slower path below.
-    token = _tree_token(found, root_path)
     params = f"min_slices={min_slices};kernel_first={kernel_first}"
     if use_index:
-        # (loading the cache in a thread during the walk was tried: GIL contention made it slower)
-        cached = _valid_cached_tables(_read_cached_tables(index_folder, token), token, params)
+        if raw_cache is None:  # Python walk: load the cache only now (loading it in a thread was slower: GIL)
+            raw_cache = _read_cached_tables(index_folder, listing.token)
+        cached = _valid_cached_tables(raw_cache, listing.token, params)
+        if cached is None:
+            token = listing.token
+            listing.entries()  # find output that cannot be parsed falls back to the Python walk: new token
+            if listing.token != token:
+                cached = _valid_cached_tables(_read_cached_tables(index_folder, listing.token), listing.token, params)
         if cached is not None:
-            return _finish_scan(
-                root_path, cached, len(found), 0, len(found), 0, index_path, notes, min_slices, kernel_first
-            )
+            n = listing.n_files
+            return _finish_scan(root_path, cached, n, 0, n, 0, index_path, notes, min_slices, kernel_first)
+        raw_cache = None  # free the memory of stale tables before reading headers
+    found = listing.entries()
+    token = listing.token
 
     old, note = _load_index(index_path) if use_index else (None, None)
     if note:
@@ -457,14 +620,21 @@ def scan_repository(
     return scan
 
 
-def _tree_token(found: list[tuple[str, int, int]], root: Path) -> str:
-    """Fingerprint of the tree (root, relative paths in walk order, sizes, mtimes) and of the table format.
+def _tree_token(found: list[tuple[str, int, int]], root: Path, method: str = "walk") -> str:
+    """Fingerprint of the tree (root, relative paths in listing order, sizes, mtimes) and of the table format.
 
     ``pickle`` serialises the list of (str, int, int) tuples in one C call, deterministically (no value
     repeats, so no memo references), which makes this ~10x cheaper than joining the fields in Python.
     """
-    h = hashlib.sha1(f"{INDEX_VERSION}\x1f{root}\x1f{len(found)}\x1f".encode())
+    h = hashlib.sha1(f"{INDEX_VERSION}\x1f{method}\x1f{root}\x1f{len(found)}\x1f".encode())
     h.update(pickle.dumps(found, protocol=5))
+    return h.hexdigest()
+
+
+def _raw_token(raw: bytes, root: Path) -> str:
+    """Fingerprint of the tree from find's output bytes (paths, sizes, mtimes in listing order): ~1 ms."""
+    h = hashlib.sha1(f"{INDEX_VERSION}\x1ffind-raw\x1f{root}\x1f".encode())
+    h.update(raw)
     return h.hexdigest()
 
 
@@ -474,13 +644,15 @@ _TABLES = ("instances", "series", "skipped", "selection", "studies")
 _PARAM_TABLES = ("selection", "studies")
 
 
-def _read_cached_tables(folder: Path, token: str) -> dict[str, tuple[dict, pd.DataFrame]] | None:
-    """Every cached table with its metadata, or None when the cache is absent, broken or of another tree."""
+def _read_cached_tables(folder: Path, token: str | None = None) -> dict[str, tuple[dict, pd.DataFrame]] | None:
+    """Every cached table with its metadata, or None when the cache is absent, broken or (when ``token`` is
+    given) of another tree. Without ``token`` the tables are loaded unchecked (while find lists the tree):
+    :func:`_valid_cached_tables` checks them afterwards."""
     try:
         index_meta = pq.read_schema(folder / INDEX_FILE).metadata or {}
         if index_meta.get(b"kicc_index_version") != INDEX_VERSION.encode():
             return None
-        if index_meta.get(b"kicc_tree_token") != token.encode():
+        if token is not None and index_meta.get(b"kicc_tree_token") != token.encode():
             return None
         out: dict[str, tuple[dict, pd.DataFrame]] = {"index": (index_meta, pd.DataFrame())}
         for key in _TABLES:
