@@ -196,6 +196,86 @@ def display_to_hu(pixels: np.ndarray, level: float, width: float, *, max_value: 
     return (level - width / 2.0 + values / max_value * width).astype(np.float32)
 
 
+AERATED_LUNG_HU = -850.0  # anchor of the window estimate: mode of aerated lung parenchyma (HU)
+SOFT_TISSUE_HU = 40.0  # ... and of mediastinal soft tissue / muscle / blood (HU)
+
+
+def estimate_display_window(
+    pixels: np.ndarray,
+    *,
+    lung_hu: float = AERATED_LUNG_HU,
+    tissue_hu: float = SOFT_TISSUE_HU,
+    max_value: float = 255.0,
+    smooth_bins: float = 2.0,
+) -> tuple[float, float]:
+    """Estimate the display window (level, width in HU) of a lung-window teaching image from its anatomy.
+
+    A chest CT slice shown in a lung window has two histogram modes: aerated lung parenchyma (dark, about
+    ``lung_hu`` = -850 HU) and soft tissue of the mediastinum and chest wall (bright, about ``tissue_hu`` = +40 HU).
+    The most populated mode below mid-grey (for a 2-D slice whose border is mostly dark, i.e. air around the
+    body: of the dark regions not touching the border, so outside air at -1000 HU is not taken for lung) and the most populated mode
+    above mid-grey (saturated 0 / ``max_value`` bins excluded; histograms smoothed by a Gaussian of
+    ``smooth_bins``) are mapped to those HU; the linear window
+    through both is returned, ready for :func:`display_to_hu`. Accuracy is that of the anchors (about +-50 HU for
+    lung density varying with inspiration and disease); a per-image estimate beats one global window when images
+    come from different viewers (MedSeg/SIRM teaching JPGs).
+
+    Parameters
+    ----------
+    pixels : ndarray
+        Grey display values 0..``max_value`` (2-D slice or any shape).
+    lung_hu, tissue_hu : float
+        HU assigned to the lung and soft-tissue modes.
+    max_value : float
+        Display value of the window top (255 for 8-bit).
+    smooth_bins : float
+        Gaussian smoothing (display units) of the histogram before the modes are located.
+
+    Returns
+    -------
+    (level, width) : tuple of float
+        Window centre and width in HU.
+
+    Raises
+    ------
+    ImagingError
+        When the image lacks one of the two modes (e.g. not a lung-window chest slice) or is constant.
+    """
+    from scipy import ndimage  # local: imaging otherwise needs no scipy
+
+    values = np.asarray(pixels, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ImagingError("estimate_display_window: empty image (no finite display values)")
+    n_bins = int(round(max_value)) + 1
+    hist = np.bincount(np.clip(np.rint(values), 0, max_value).astype(int), minlength=n_bins).astype(float)
+    hist[0] = hist[-1] = 0.0  # clipped by the window: not a tissue mode
+    hist = ndimage.gaussian_filter1d(hist, smooth_bins)
+    middle = n_bins // 2
+    lung_hist = hist
+    grey = np.asarray(pixels, dtype=np.float64)
+    if grey.ndim == 2:
+        # outside air (dark regions touching the image border) is darker than lung: take the lung mode from the
+        # dark regions inside the body when they are big enough (tight crops may cut through the lungs)
+        dark, _ = ndimage.label(np.nan_to_num(grey, nan=max_value) < max_value / 2.0)
+        edge = np.concatenate([dark[0], dark[-1], dark[:, 0], dark[:, -1]])
+        inside = (dark > 0) & ~np.isin(dark, np.unique(edge))
+        if (edge > 0).mean() >= 0.5 and inside.sum() >= 0.02 * grey.size:  # a field of view with air around
+            inner = np.clip(np.rint(grey[inside]), 0, max_value).astype(int)
+            lung_hist = ndimage.gaussian_filter1d(np.bincount(inner, minlength=n_bins).astype(float), smooth_bins)
+    lung_mode = int(np.argmax(lung_hist[1:middle])) + 1
+    tissue_mode = middle + int(np.argmax(hist[middle:-1]))
+    if hist[lung_mode] <= 0 or hist[tissue_mode] <= 0 or tissue_mode - lung_mode < 0.2 * max_value:
+        raise ImagingError(
+            "estimate_display_window: expected a dark aerated-lung mode below mid-grey and a bright soft-tissue "
+            f"mode above it (lung-window chest slice); found modes at {lung_mode} and {tissue_mode} of {max_value:g}"
+        )
+    hu_per_unit = (tissue_hu - lung_hu) / (tissue_mode - lung_mode)
+    width = hu_per_unit * max_value
+    low = lung_hu - lung_mode * hu_per_unit
+    return float(low + width / 2.0), float(width)
+
+
 # --------------------------------------------------------------------------------------------- helpers
 def _is_volume_file(path: Path) -> bool:
     name = path.name.lower()

@@ -12,7 +12,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from kicc_analysis.errors import ImagingError, MissingCodecError
-from kicc_analysis.imaging import AIR_HU, display_to_hu, get_load_report, load_ct
+from kicc_analysis.imaging import AIR_HU, display_to_hu, estimate_display_window, get_load_report, load_ct
 
 
 def test_ct64_dicom_and_nrrd_identical():
@@ -162,3 +162,38 @@ def test_inconsistent_slice_size_is_an_error(tmp_path):
     _write_slice(tmp_path / "b.dcm", 1.0, np.zeros((5, 4)), uid)
     with pytest.raises(ImagingError, match="expected 4x4"):
         load_ct(tmp_path)
+
+
+# ------------------------------------------------------------------ display window estimation (teaching images)
+def _windowed(hu: np.ndarray, level: float, width: float) -> np.ndarray:
+    return np.clip(np.rint((hu - (level - width / 2.0)) / width * 255.0), 0, 255).astype(np.uint8)
+
+
+def test_estimate_display_window_literal_two_modes():
+    # aerated lung -850 HU and soft tissue +40 HU shown in a -500 / 1400 window: modes at 64 and 226
+    hu = np.full((60, 60), 40.0)
+    hu[10:50, 5:28] = -850.0
+    hu[10:50, 32:55] = -850.0
+    level, width = estimate_display_window(_windowed(hu, -500.0, 1400.0))
+    assert level == pytest.approx(-500.0, abs=10.0)
+    assert width == pytest.approx(1400.0, rel=0.02)
+
+
+@pytest.mark.parametrize("level, width", [(-600.0, 1500.0), (-400.0, 1200.0)])
+def test_estimate_display_window_on_phantom_slice(level, width):
+    phantom = pytest.importorskip("kicc_analysis.demo.phantom")
+    ph = phantom.chest_phantom(shape=(1, 128, 128), seed=2)
+    display = _windowed(ph.hu[0].astype(float), level, width)
+    est_level, est_width = estimate_display_window(display)
+    hu_back = display_to_hu(display, est_level, est_width)
+    lung = ph.lung_labels[0] > 0
+    assert np.median(hu_back[lung]) == pytest.approx(-850.0, abs=40.0)  # the anchor is recovered
+    assert est_width == pytest.approx(width, rel=0.1)
+    assert est_level == pytest.approx(level, abs=60.0)
+
+
+def test_estimate_display_window_rejects_image_without_two_modes():
+    with pytest.raises(ImagingError, match="lung-window"):
+        estimate_display_window(np.full((20, 20), 200, dtype=np.uint8))
+    with pytest.raises(ImagingError, match="empty"):
+        estimate_display_window(np.array([]))

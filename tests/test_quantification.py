@@ -191,3 +191,56 @@ def test_quantify_empty_lung_gives_nan_not_error():
     table = quantify(_image(np.zeros((3, 8, 8), np.int16)), _image(np.zeros((3, 8, 8), np.uint8)))
     both = table.set_index("region").loc["both"]
     assert both.volume_ml == 0 and np.isnan(both.opacity_pct) and both.severity_score == 0
+
+
+def test_opacity_regions_include_aerated_specks_and_drop_vessels():
+    # 1 mm pixels: aerated lung (-850) with a 30 x 30 mm GGO patch whose pixels alternate -850 / -450 (mean -650,
+    # a voxel-wise threshold labels only half of it), a 40 HU vessel 2 mm wide and a 12 mm consolidation disk
+    from kicc_analysis.quantification import segment_opacity_regions
+
+    hu = np.full((120, 120), -850.0, dtype=np.float32)
+    yy, xx = np.mgrid[0:120, 0:120]
+    patch = (yy >= 20) & (yy < 50) & (xx >= 20) & (xx < 50)
+    hu[patch & ((yy + xx) % 2 == 0)] = -450.0
+    hu[80:82, 10:110] = 40.0  # vessel
+    disk = (yy - 40) ** 2 + (xx - 90) ** 2 <= 36
+    hu[disk] = 0.0
+    lungs = np.ones(hu.shape, dtype=np.uint8)
+    regions = sitk.GetArrayFromImage(segment_opacity_regions(_image(hu, (1.0, 1.0)), _image(lungs, (1.0, 1.0))))
+    voxelwise = sitk.GetArrayFromImage(segment_opacities(_image(hu, (1.0, 1.0)), _image(lungs, (1.0, 1.0))))
+    inner = patch & (yy >= 23) & (yy < 47) & (xx >= 23) & (xx < 47)
+    assert (regions[inner] > 0).mean() > 0.95  # the whole patch is one region
+    assert (voxelwise[inner] > 0).mean() < 0.6
+    assert (regions[disk] > 0).all()
+    assert (regions[(yy - 40) ** 2 + (xx - 90) ** 2 <= 9] == 2).all()  # consolidation core (rim: local mean < -300)
+    assert (regions[78:84, 10:110] > 0).mean() < 0.05  # the vessel is no lesion
+    assert (regions[~patch & ~disk & (np.abs(yy - 81) > 4)] > 0).mean() < 0.02  # aerated lung stays clear
+
+
+def test_medseg_held_out_regions_beat_voxelwise():
+    # real COVID-19 slices (MedSeg/SIRM): per-image window estimate + lesion regions; held-out half (odd positions)
+    from conftest import shared_path
+    from PIL import Image
+
+    from kicc_analysis.imaging import display_to_hu, estimate_display_window
+    from kicc_analysis.quantification import segment_opacity_regions
+    from kicc_analysis.segmentation import segment_lungs
+
+    data = shared_path("data", "covid_slices", "medseg_train")
+    paths = sorted((data / "Imgs").glob("*.jpg"), key=lambda p: int(p.stem))[1::2][:12]
+    region_dice, voxel_dice = [], []
+    for path in paths:
+        grey = np.rot90(np.asarray(Image.open(path).convert("L")), k=-1)
+        gt = np.rot90(np.asarray(Image.open(data / "GT" / f"{path.stem}.png")), k=-1) > 0
+        level, width = estimate_display_window(grey)
+        assert -700 < level < -250 and 1000 < width < 2000  # plausible lung windows
+        image = _image(display_to_hu(grey, level, width), (320 / grey.shape[1],) * 2)
+        lungs = segment_lungs(image).labels
+        for opac, store in (
+            (segment_opacity_regions(image, lungs), region_dice),
+            (segment_opacities(image, lungs, vessel_width_mm=3.0), voxel_dice),
+        ):
+            pred = sitk.GetArrayFromImage(opac) > 0
+            store.append(2 * (pred & gt).sum() / (pred.sum() + gt.sum()))
+    assert np.mean(region_dice) >= 0.55  # see docs/benchmarks.md (all 25 held-out slices)
+    assert np.mean(region_dice) > np.mean(voxel_dice)

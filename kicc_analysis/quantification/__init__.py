@@ -6,9 +6,18 @@ images; HU bin presets in :mod:`kicc_analysis.quantification.bins`; cohort batch
 :mod:`kicc_analysis.quantification.batch`.
 """
 
-from ..imaging import display_to_hu
+from ..imaging import display_to_hu, estimate_display_window
 from .bins import HU_BIN_PRESETS, bins_frame, get_bins
-from .opacity import ALGORITHM_VERSION, CONSOLIDATION, GGO, quantify, segment_opacities, severity_score, zone_masks
+from .opacity import (
+    ALGORITHM_VERSION,
+    CONSOLIDATION,
+    GGO,
+    quantify,
+    segment_opacities,
+    segment_opacity_regions,
+    severity_score,
+    zone_masks,
+)
 
 __all__ = [
     "ALGORITHM_VERSION",
@@ -17,9 +26,11 @@ __all__ = [
     "HU_BIN_PRESETS",
     "bins_frame",
     "display_to_hu",
+    "estimate_display_window",
     "get_bins",
     "quantify",
     "segment_opacities",
+    "segment_opacity_regions",
     "severity_score",
     "zone_masks",
 ]
