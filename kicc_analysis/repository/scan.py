@@ -4,7 +4,9 @@ A scan walks the folder tree (any nesting, any file names), reads the header of 
 or changed since the last scan (key: relative path + size in bytes + ``st_mtime_ns``) in a process pool,
 and keeps one row per file in a Parquet index (``<root>/.kicc_index/files.parquet`` or ``index_dir``).
 Files that are not DICOM or are corrupt are indexed too (with the reason), so an unchanged tree is
-re-scanned without opening any file.
+re-scanned without opening any file. On Linux the tree is listed by GNU ``find`` in a separate process
+(while this one loads the cached tables), elsewhere by a Python walk; both give the same
+(relative path, size, mtime_ns) records.
 """
 
 from __future__ import annotations
@@ -542,6 +544,11 @@ def scan_repository(
     RepositoryError
         ``root`` does not exist, is not a folder, or contains no file at all. Problems of single files are
         reported in ``RepositoryScan.skipped``, never raised.
+
+    Notes
+    -----
+    A file is re-read when its size or ``mtime_ns`` changed (even by 1 ns). On Linux the tree is listed by
+    GNU ``find``; where it is missing or fails the Python walk is used (``KICC_SCAN_WALK=python`` forces it).
     """
     root_path = Path(root).expanduser().resolve()
     if not root_path.exists():
