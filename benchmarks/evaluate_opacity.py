@@ -4,7 +4,7 @@ Data: ``../shared/data/covid_slices/medseg_train`` (50 JPG display images, ``GT/
 consolidation). The display window is unknown and differs between images: it is estimated PER IMAGE from its
 anatomy (:func:`kicc_analysis.imaging.estimate_display_window`: aerated-lung mode = -850 HU, soft-tissue mode =
 +40 HU). Lesion regions come from :func:`kicc_analysis.quantification.segment_opacity_regions`; its few parameters
-(local-density offset above the aerated mode, vessel width, minimum area) are calibrated on a small grid on the
+(local-density offset above the aerated reference, vessel width, minimum area, aerated-reference smoothing) are calibrated on a small grid on the
 even positions of the name-sorted slices and reported on the odd positions (held out) and on all 50 (same-data,
 optimistic). Patients may overlap between halves (IDs unknown). The voxel-wise HU-bin labels
 (:func:`segment_opacities`) at the same per-image window are reported as the baseline. Images are rotated 90
@@ -35,8 +35,18 @@ from kicc_analysis.quantification import segment_opacities, segment_opacity_regi
 from kicc_analysis.segmentation import segment_lungs
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "covid_slices" / "medseg_train"
-GRID = {"ggo_above_air_hu": (100.0, 125.0, 175.0), "vessel_width_mm": (3.0, 5.0), "min_area_mm2": (30.0, 150.0)}
-QUICK_GRID = {"ggo_above_air_hu": (100.0,), "vessel_width_mm": (5.0,), "min_area_mm2": (150.0,)}
+GRID = {
+    "ggo_above_air_hu": (100.0, 125.0, 175.0),
+    "vessel_width_mm": (3.0, 5.0),
+    "min_area_mm2": (30.0, 150.0),
+    "background_mm": (0.0, 30.0, 60.0),
+}
+QUICK_GRID = {
+    "ggo_above_air_hu": (100.0,),
+    "vessel_width_mm": (5.0,),
+    "min_area_mm2": (150.0,),
+    "background_mm": (60.0,),
+}
 ASSUMED_WIDTH_MM = 320.0
 
 

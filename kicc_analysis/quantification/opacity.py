@@ -150,6 +150,7 @@ REGION_GGO_ABOVE_AIR_HU = 100.0  # ... lesion = local density at least this much
 REGION_CONSOLIDATION_HU = -300.0  # ... consolidation = lesion whose local density is at least this (HU)
 REGION_CLOSE_MM = 3.0  # ... closing radius (mm) before hole filling
 REGION_MIN_AREA_MM2 = 150.0  # ... smaller lesion components are dropped (per slice, mm^2)
+REGION_BACKGROUND_MM = 60.0  # ... aerated reference = Gaussian (this sigma, mm) mean of the aerated pixels (0: mode)
 REGION_VESSEL_MM = 5.0  # ... in-plane structures narrower than this (vessels) do not count as evidence
 
 
@@ -163,6 +164,7 @@ def segment_opacity_regions(
     close_mm: float = REGION_CLOSE_MM,
     min_area_mm2: float = REGION_MIN_AREA_MM2,
     vessel_width_mm: float = REGION_VESSEL_MM,
+    background_mm: float = REGION_BACKGROUND_MM,
 ) -> sitk.Image:
     """Lesion REGIONS (1 GGO, 2 consolidation) as a radiologist outlines them, slice by slice.
 
@@ -170,8 +172,10 @@ def segment_opacity_regions(
     specks, a crazy-paving pattern is one region). Here, per axial slice: thin dense structures (>= ``consolidation_hu``,
     narrower than ``vessel_width_mm``: vessels) and their 1-pixel rims are replaced by the lung's aerated mode; the local lung density is a Gaussian
     (``smooth_mm``) average normalised inside the lung (chest wall never leaks in); lesion = local density at least
-    ``ggo_above_air_hu`` above the aerated-lung mode of the slice (the image's own reference, robust to window
-    and calibration errors), closed (``close_mm``), holes filled, components < ``min_area_mm2`` dropped, restricted
+    ``ggo_above_air_hu`` above the local aerated-lung reference (the image's own reference, robust to window
+    and calibration errors): a wide Gaussian (``background_mm``) mean of the aerated pixels (those below the mode +
+    ``ggo_above_air_hu``), which follows the anterior-posterior gravity gradient of lung density (0 = the slice's
+    aerated mode everywhere), closed (``close_mm``), holes filled, components < ``min_area_mm2`` dropped, restricted
     to the lung; consolidation = lesion pixels whose local density is >= ``consolidation_hu``. Used for teaching
     images (8-bit display slices converted with :func:`~kicc_analysis.imaging.display_to_hu`); parameters were
     calibrated on half of the MedSeg slices (docs/ct.md).
@@ -205,7 +209,14 @@ def segment_opacity_regions(
             evidence[thin] = air_mode
         weight = ndimage.gaussian_filter(lung.astype(np.float32), sigma)
         local = ndimage.gaussian_filter(evidence, sigma) / np.maximum(weight, 1e-3)
-        lesion = lung & (local >= air_mode + ggo_above_air_hu)
+        reference = air_mode
+        if background_mm > 0:
+            aerated = lung & (values < air_mode + ggo_above_air_hu)
+            big = background_mm / spacing_yx
+            w_air = ndimage.gaussian_filter(aerated.astype(np.float32), big)
+            s_air = ndimage.gaussian_filter(np.where(aerated, values, 0.0).astype(np.float32), big)
+            reference = np.where(w_air > 0.05, s_air / np.maximum(w_air, 1e-3), air_mode)
+        lesion = lung & (local >= reference + ggo_above_air_hu)
         lesion = ndimage.binary_fill_holes(ndimage.binary_closing(lesion, structure=close)) & lung
         comp, n = ndimage.label(lesion)
         if n:
