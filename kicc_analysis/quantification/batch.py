@@ -33,8 +33,8 @@ import pandas as pd
 from ..errors import AnalysisError, KiccError
 from ..progress import progress_bar
 from ..segmentation import ALGORITHM_VERSION as SEGMENTATION_VERSION
+from .opacity import ALGORITHM_VERSION as QUANTIFICATION_VERSION
 
-QUANTIFICATION_VERSION = "quant-1.0"
 CACHE_VERSION = f"{SEGMENTATION_VERSION}+{QUANTIFICATION_VERSION}"
 JOB_COLUMNS = ("subjid", "series_uid", "timepoint", "img_day", "source")
 TIMEPOINTS = ("baseline", "follow-up")
