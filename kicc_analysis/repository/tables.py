@@ -30,7 +30,15 @@ import pandas as pd
 
 from .header import IMAGE_SOP_CLASSES, NATIVE_TRANSFER_SYNTAXES
 
-__all__ = ["FLAT_COLUMNS", "SOP_CLASS_MODALITY", "build_instances", "build_series", "build_studies", "plane_of"]
+__all__ = [
+    "FLAT_COLUMNS",
+    "SOP_CLASS_MODALITY",
+    "TEXT_COLUMNS",
+    "build_instances",
+    "build_series",
+    "build_studies",
+    "plane_of",
+]
 
 #: Columns of one file in the index (header fields with multi-valued ones split into numbers).
 FLAT_COLUMNS: tuple[str, ...] = (
@@ -85,6 +93,34 @@ FLAT_COLUMNS: tuple[str, ...] = (
     "pixel_padding_value",
     "rescale_intercept",
     "rescale_slope",
+)
+
+#: Index columns holding text (every other column of FLAT_COLUMNS is numeric).
+TEXT_COLUMNS: frozenset[str] = frozenset(
+    {
+        "relpath",
+        "error",
+        "parser",
+        "media_sop_class_uid",
+        "media_sop_uid",
+        "transfer_syntax",
+        "specific_character_set",
+        "image_type",
+        "sop_class_uid",
+        "sop_uid",
+        "study_date",
+        "modality",
+        "manufacturer",
+        "study_description",
+        "series_description",
+        "patient_id",
+        "body_part",
+        "kernel",
+        "view_position",
+        "study_uid",
+        "series_uid",
+        "frame_of_reference_uid",
+    }
 )
 
 #: Modality implied by the SOP Class when the Modality attribute is absent (sparse headers).
