@@ -39,7 +39,7 @@ from ..errors import RepositoryError
 from ..progress import progress_bar
 from .header import read_header
 from .selection import select_ct_series
-from .tables import FLAT_COLUMNS, TEXT_COLUMNS, build_instances, build_series, build_studies
+from .tables import FLAT_COLUMNS, INT_INDEX_COLUMNS, TEXT_COLUMNS, build_instances, build_series, build_studies
 
 __all__ = ["INDEX_DIRNAME", "INDEX_VERSION", "RepositoryScan", "scan_repository", "series_files"]
 
@@ -51,12 +51,11 @@ INDEX_VERSION = "2"
 #: Below this many files to read, the scan stays in-process (starting and feeding a pool costs ~50 ms).
 POOL_THRESHOLD = 200
 
-_INT_COLS = frozenset({"size", "mtime_ns"})
 _SCHEMA = pa.schema(
     [
         pa.field(
             c,
-            pa.string() if c in TEXT_COLUMNS else pa.int64() if c in _INT_COLS else pa.float64(),
+            pa.string() if c in TEXT_COLUMNS else pa.int64() if c in INT_INDEX_COLUMNS else pa.float64(),
         )
         for c in FLAT_COLUMNS
     ]
