@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
+from skimage.morphology import convex_hull_image
 
 from ..errors import AnalysisError
 from .bins import get_bins
@@ -41,6 +42,8 @@ VESSEL_GROW = 0.3  # ... and so are their in-plane neighbours above this fractio
 VESSEL_GROW_STEPS = 2  # ... at most this many in-plane steps away (voxels)
 VESSEL_WORK_SPACING_MM = 2.0  # objectness runs on a grid block-averaged to about this spacing (speed)
 VESSEL_MIN_EXTENT_MM = 20.0  # thinner stacks (and 2-D images) use the in-plane opening instead
+PERIPHERY_FRACTION = 1.0 / 3.0  # periphery = outer third of the depth from the thoracic outline (see periphery_mask)
+PERIPHERY_WORK_SPACING_MM = 2.0  # ... hull and depth computed on a grid of about this pixel size (speed)
 
 
 def _arrays(image: sitk.Image, lung_labels: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
@@ -337,6 +340,76 @@ def zone_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
     return zones
 
 
+def periphery_mask(
+    labels: np.ndarray, spacing_mm: tuple[float, ...] | np.ndarray, fraction: float = PERIPHERY_FRACTION
+) -> np.ndarray:
+    """Peripheral (sub-pleural) lung: the outer ``fraction`` of the depth from the thoracic outline, per axial slice.
+
+    On each axial slice the thoracic outline is the convex hull of both lungs (it follows the inner chest wall and
+    bridges the mediastinum, so the hila are deep, i.e. core). The depth of a pixel is its in-plane Euclidean
+    distance (mm) to the outside of that hull; a lung pixel is peripheral when its depth is below ``fraction`` x the
+    largest depth on the slice (the hull's inradius). With the default 1/3 this is the "outer third of the lung"
+    used to call a COVID-19 pattern peripheral; the rest of the lung is the core. Hull and depth are computed on an
+    in-plane grid of about ``PERIPHERY_WORK_SPACING_MM`` (block majority), so the core/periphery border is exact to
+    about that distance.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Lung labels (> 0 lung), (z, y, x) or (y, x).
+    spacing_mm : sequence of float
+        Voxel spacing (mm) in the array's axis order; only the last two (y, x) are used.
+    fraction : float
+        Share (0-1, exclusive) of the slice's largest depth that counts as periphery.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask, True on peripheral lung voxels (core = ``labels > 0`` and not periphery).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> disk = (np.hypot(*np.mgrid[-50:51, -50:51]) <= 45).astype(np.uint8)
+    >>> periphery = periphery_mask(disk, (1.0, 1.0))
+    >>> bool(periphery[50, 8]), bool(periphery[50, 50])  # near the edge / at the centre
+    (True, False)
+    """
+    if not 0.0 < fraction < 1.0:
+        raise AnalysisError(f"periphery fraction must lie in (0, 1), got {fraction!r}")
+    lung = np.asarray(labels) > 0
+    spacing_yx = np.asarray(spacing_mm, dtype=float)[-2:]
+    factors = np.maximum(1, np.floor(PERIPHERY_WORK_SPACING_MM / spacing_yx + 1e-6)).astype(int)
+    stack = lung.reshape((-1,) + lung.shape[-2:])
+    out = np.zeros(stack.shape, dtype=bool)
+    for z in np.nonzero(stack.any(axis=(1, 2)))[0]:
+        box = _bounding_box(stack[z])
+        crop = stack[z][box]
+        coarse = _block_majority(crop, factors)
+        hull = convex_hull_image(np.pad(coarse, 1))  # padded: the outside of the hull always exists
+        # EDT gives the distance from a pixel centre to the nearest outside pixel centre: half a pixel more than
+        # the distance to the hull edge, so half a (coarse) pixel is subtracted
+        coarse_mm = spacing_yx * factors
+        depth = ndimage.distance_transform_edt(hull, sampling=coarse_mm)[1:-1, 1:-1] - 0.5 * float(coarse_mm.min())
+        fine_y = (np.arange(crop.shape[0]) - (factors[0] - 1) / 2.0) / factors[0]  # fine pixel centres, coarse units
+        fine_x = (np.arange(crop.shape[1]) - (factors[1] - 1) / 2.0) / factors[1]
+        grid = np.meshgrid(fine_y, fine_x, indexing="ij")
+        depth_full = ndimage.map_coordinates(depth, grid, order=1, mode="nearest")
+        out[z][box] = crop & (depth_full < fraction * depth.max())
+    return out.reshape(lung.shape)
+
+
+def _block_majority(mask: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """2-D block reduction by integer ``factors``: a block is True when at least half its pixels are (zero-padded)."""
+    fy, fx = (int(f) for f in factors)
+    if fy == fx == 1:
+        return mask
+    ny, nx = -(-mask.shape[0] // fy), -(-mask.shape[1] // fx)
+    padded = np.zeros((ny * fy, nx * fx), dtype=bool)
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    return padded.reshape(ny, fy, nx, fx).mean(axis=(1, 3)) >= 0.5
+
+
 def quantify(
     image: sitk.Image,
     lung_labels: sitk.Image,
@@ -344,6 +417,8 @@ def quantify(
     bins: str | Mapping[str, tuple[float, float]] = "default",
     opacity_labels: sitk.Image | None = None,
     remove_vessels: bool = True,
+    core_periphery: bool = False,
+    periphery_fraction: float = PERIPHERY_FRACTION,
 ) -> pd.DataFrame:
     """Quantify lung volume, GGO and consolidation per region.
 
@@ -359,6 +434,11 @@ def quantify(
         Pre-computed opacity labels (1 GGO, 2 consolidation); default ``segment_opacities(image, lung_labels, bins)``.
     remove_vessels : bool
         Passed to :func:`segment_opacities` (thin dense vessels are not counted as consolidation).
+    core_periphery : bool
+        Also report ``both_core``, ``both_periphery``, ``right_core`` ... ``left_periphery`` (``zone`` = ``core`` /
+        ``periphery``; see :func:`periphery_mask`). They do not enter ``severity_total``.
+    periphery_fraction : float
+        Outer share of the depth from the thoracic outline that is periphery (default 1/3).
 
     Returns
     -------
@@ -391,6 +471,18 @@ def quantify(
         for side, first in (("right", 1), ("left", 4)):
             for k, name in enumerate(ZONE_NAMES):
                 regions[f"{side}_{name}"] = [first + k]
+    if core_periphery:
+        # second set of ids: 2 right core, 3 right periphery, 4 left core, 5 left periphery
+        periphery = periphery_mask(lab_c, spacing, periphery_fraction)[lung]
+        group = 2 * lab_c[lung].astype(np.int64) + periphery
+        hist = np.concatenate([hist, np.bincount(group * n_hu + hu_bin, minlength=6 * n_hu).reshape(6, n_hu)[2:]])
+        counts_cp = np.bincount(group * 3 + opac_c[lung].astype(np.int64), minlength=18).reshape(6, 3)[2:]
+        opac_counts = np.concatenate([opac_counts, counts_cp])
+        first = N_ZONE_IDS  # rows N_ZONE_IDS.. of hist / opac_counts hold the four core/periphery groups
+        for part, offset in (("core", 0), ("periphery", 1)):
+            regions[f"both_{part}"] = [first + offset, first + 2 + offset]
+            regions[f"right_{part}"] = [first + offset]
+            regions[f"left_{part}"] = [first + 2 + offset]
     hu_values = np.arange(HU_LOW, HU_HIGH + 1, dtype=np.float64)
     extra_classes = [c for c in table if c not in ("ggo", "consolidation")]
     rows = []
