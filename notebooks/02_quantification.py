@@ -20,7 +20,7 @@ output_dir = "results"
 workers = 2
 
 # %%
-NOTEBOOK_VERSION = "1.0.0"
+NOTEBOOK_VERSION = "1.1.0"
 
 import matplotlib
 
@@ -32,7 +32,7 @@ from kicc_analysis.cohort import build_cohort, load_readings
 from kicc_analysis.pipeline import quantify_cohort
 from kicc_analysis.provenance import OutputWriter
 from kicc_analysis.quantification import segment_opacities
-from kicc_analysis.quantification.plots import opacity_by_group_figure, overlay_figure
+from kicc_analysis.quantification.plots import core_periphery_figure, opacity_by_group_figure, overlay_figure
 
 build = build_cohort(repository, workers=workers)
 cohort = build.table
@@ -80,6 +80,30 @@ kruskal = stats.kruskal(*[g.dropna() for _, g in cohort_ct.groupby("sever_nation
 print(f"Kruskal-Wallis across categories: H = {kruskal.statistic:.2f}, p = {kruskal.pvalue:.3g}")
 fig = opacity_by_group_figure(cohort_ct, "ct_opacity_pct", "sever_national", severity_names)
 out.figure(fig, "ct_opacity_by_severity", title="Total opacity (% of lung) by national severity category")
+
+# %% [markdown]
+# ## Peripheral predominance (baseline CT)
+# Opacity % of the peripheral lung (outer third of the depth from the thoracic outline) against the core
+# (`quantify(..., core_periphery=True)`; definition in `docs/ct.md`). COVID-19 pneumonia is typically peripheral:
+# points above the line of equality. Wilcoxon signed-rank test of periphery minus core.
+
+# %%
+pair = cohort_ct[["ct_core_opacity_pct", "ct_periphery_opacity_pct"]].dropna()
+difference = pair["ct_periphery_opacity_pct"] - pair["ct_core_opacity_pct"]
+wilcoxon = stats.wilcoxon(difference) if (difference != 0).any() else None
+predominance = pd.DataFrame([{
+    "n": len(pair),
+    "core_median_pct": pair["ct_core_opacity_pct"].median(),
+    "periphery_median_pct": pair["ct_periphery_opacity_pct"].median(),
+    "difference_median_pct_points": difference.median(),
+    "share_peripheral_predominant": float((difference > 0).mean()) if len(pair) else float("nan"),
+    "wilcoxon_p": wilcoxon.pvalue if wilcoxon is not None else float("nan"),
+}])
+out.table(predominance, "ct_peripheral_predominance",
+          title="Peripheral vs core opacity at baseline (Wilcoxon signed-rank)")
+fig = core_periphery_figure(cohort_ct)
+out.figure(fig, "ct_core_vs_periphery", title="Peripheral vs core opacity per patient (baseline CT)")
+predominance
 
 # %% [markdown]
 # ## Agreement with the radiologists' visual scores

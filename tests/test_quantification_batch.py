@@ -67,6 +67,14 @@ def test_batch_parallel_cache_and_failures(series_files, tmp_path):
     assert joined.set_index("subjid").loc["KICC-S01-0004"].isna().all()
     for col in ("ct_opacity_pct", "ct_ggo_pct", "ct_consolidation_pct", "ct_severity_total", "ct_lung_volume_ml"):
         assert col in joined.columns and f"{col}_change" in joined.columns
+    # core / periphery regions: their volumes add up to the lung, and the joined columns are those of the rows
+    regions = first[first.series_uid == "1.1"].set_index("region")
+    assert regions.loc["both_core", "volume_ml"] + regions.loc["both_periphery", "volume_ml"] == pytest.approx(
+        regions.loc["both", "volume_ml"]
+    )
+    assert row.ct_periphery_opacity_pct == pytest.approx(regions.loc["both_periphery", "opacity_pct"])
+    assert row.ct_core_opacity_pct == pytest.approx(regions.loc["both_core", "opacity_pct"])
+    assert "ct_periphery_opacity_pct_followup" in joined.columns
 
 
 def test_batch_rejects_bad_jobs(tmp_path):

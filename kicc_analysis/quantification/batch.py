@@ -35,7 +35,8 @@ from ..progress import progress_bar
 from ..segmentation import ALGORITHM_VERSION as SEGMENTATION_VERSION
 from .opacity import ALGORITHM_VERSION as QUANTIFICATION_VERSION
 
-CACHE_VERSION = f"{SEGMENTATION_VERSION}+{QUANTIFICATION_VERSION}"
+TABLE_VERSION = "table-2"  # rows of the per-series table: table-2 adds the core/periphery regions
+CACHE_VERSION = f"{SEGMENTATION_VERSION}+{QUANTIFICATION_VERSION}+{TABLE_VERSION}"
 JOB_COLUMNS = ("subjid", "series_uid", "timepoint", "img_day", "source")
 TIMEPOINTS = ("baseline", "follow-up")
 QA_COLUMNS = ("qa_flags", "qa_total_ml", "qa_lr_ratio", "qa_dense_recovered_fraction", "qa_leak_fraction")
@@ -45,6 +46,10 @@ COHORT_METRICS = {
     "ct_consolidation_pct": "consolidation_pct",
     "ct_severity_total": "severity_total",
     "ct_lung_volume_ml": "volume_ml",
+}
+REGION_METRICS = {  # cohort column -> (region, quantify column); peripheral predominance of the opacities
+    "ct_periphery_opacity_pct": ("both_periphery", "opacity_pct"),
+    "ct_core_opacity_pct": ("both_core", "opacity_pct"),
 }
 
 
@@ -56,7 +61,7 @@ def quantify_series(source: Any, bins: str = "default") -> pd.DataFrame:
 
     image = load_ct(source)
     seg = segment_lungs(image)
-    table = quantify(image, seg.labels, bins=bins)
+    table = quantify(image, seg.labels, bins=bins, core_periphery=True)
     report = get_load_report(image)
     table["qa_flags"] = ";".join(seg.qa["flags"])
     table["qa_total_ml"] = seg.qa["total_ml"]
@@ -183,7 +188,9 @@ def join_to_cohort(cohort: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     For each patient the baseline series is the earliest ``img_day`` with timepoint "baseline" and the
     follow-up the latest with "follow-up" (region ``both``). Columns: ``ct_opacity_pct, ct_ggo_pct,
     ct_consolidation_pct, ct_severity_total, ct_lung_volume_ml`` (baseline), the same with suffix ``_followup``,
-    and ``<name>_change`` = follow-up minus baseline (NaN when either is missing), plus ``ct_qa_flags``.
+    and ``<name>_change`` = follow-up minus baseline (NaN when either is missing), plus ``ct_qa_flags``;
+    ``ct_periphery_opacity_pct`` / ``ct_core_opacity_pct`` (regions ``both_periphery`` / ``both_core``) at baseline
+    and follow-up when the results hold those regions.
     """
     if "subjid" not in cohort.columns:
         raise AnalysisError("cohort table has no 'subjid' column")
@@ -201,6 +208,12 @@ def join_to_cohort(cohort: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
             cols["qa_flags"] = f"ct_qa_flags{suffix}"
         part = sub.set_index("subjid")[list(cols)].rename(columns=cols)
         out = out.join(part, on="subjid")
+        for name, (region, column) in REGION_METRICS.items():
+            rows = results[(results["region"] == region) & (results["timepoint"] == timepoint)] if len(results) else []
+            if len(rows):
+                rows = rows.sort_values("img_day", kind="stable").groupby("subjid", sort=False)
+                picked = rows.tail(1) if pick_last else rows.head(1)
+                out = out.join(picked.set_index("subjid")[column].rename(f"{name}{suffix}"), on="subjid")
     for name in COHORT_METRICS:
         out[f"{name}_change"] = out[f"{name}_followup"] - out[name]
     return out

@@ -65,3 +65,27 @@ def opacity_by_group_figure(table: pd.DataFrame, value: str, group: str, labels:
     ax.set_ylabel(value)
     fig.tight_layout()
     return fig
+
+
+def core_periphery_figure(
+    table: pd.DataFrame, core: str = "ct_core_opacity_pct", periphery: str = "ct_periphery_opacity_pct"
+):
+    """Scatter of peripheral vs core opacity (% of each region) per patient, with the line of equality.
+
+    Points above the line have a peripheral-predominant pattern (typical of COVID-19 pneumonia).
+    """
+    import matplotlib.pyplot as plt
+
+    data = table[[core, periphery]].dropna()
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.scatter(data[core], data[periphery], s=12, alpha=0.7)
+    top = float(np.nanmax(data.to_numpy())) * 1.05 if len(data) else 1.0
+    ax.plot([0, top], [0, top], color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("core opacity (% of core lung)")
+    ax.set_ylabel("peripheral opacity (% of peripheral lung)")
+    share = float((data[periphery] > data[core]).mean()) if len(data) else np.nan
+    ax.set_title(f"Peripheral > core in {100 * share:.0f} % of {len(data)} patients", fontsize=9)
+    fig.tight_layout()
+    return fig
