@@ -62,6 +62,15 @@ BONE_HU = 200.0  # ... rib cage = first pixel at least this dense outside the lu
 CAGE_MARGIN_MM = 6.0  # ... pleura + intercostal soft tissue inside the ribs, never lung
 INTERP_WINDOW_MM = 25.0  # outline interpolation: lung above and below within this distance (mm)
 CAGE_MAX_GAP_DEG = 12.0  # ... rays farther than this from a rib hit get no cage
+BASE_FIT_ITERATIONS = 12  # lung-base rule: iterations of the asymmetric (lower-envelope) dome fit
+BASE_FIT_ASYMMETRY = 0.05  # ... weight of columns whose base lies above the fitted dome (1 - this below it)
+BASE_RAISED_MM = 5.0  # ... a column whose base is at least this far (mm) above the dome is raised by dense lung
+BASE_MAX_RAISE_MM = 40.0  # ... and at most this far (mm): higher bases are apex / mediastinal overhang, not base
+BASE_MIDLINE_MM = 25.0  # ... columns closer than this (mm) to the body midline (spine, aorta) are never filled
+BASE_BORDER = 1.0
+BASE_MIN_LUNG_HEIGHT_MM = 120.0  # ... lungs shorter than this (mm) in the scan are not modelled (bases only)
+BASE_OPEN = 1.0
+BASE_MARGIN_MM = 0.0  # ... dense voxels are recovered down to this height (mm) above the fitted dome
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
@@ -218,7 +227,7 @@ def _segment_array(
     labels = _fill_slices(labels, airway)
     dense = np.zeros_like(lungs)
     if recover_dense and labels.any():
-        dense = _recover_dense(labels, hu, air_threshold, dense_max, _trunk(outside), spacing)
+        dense = _recover_dense(labels, hu, air_threshold, dense_max, _trunk(outside), spacing, None if thin else body_x)
         labels = _fill_slices(labels, airway)
     info["leak_fraction"] = _leak_fraction(labels, outside)
     return labels, dense & (labels > 0), info
@@ -394,6 +403,7 @@ def _recover_dense(
     dense_max: float,
     body: np.ndarray,
     spacing: np.ndarray,
+    body_x: np.ndarray | None = None,
 ) -> np.ndarray:
     """Step 6: hull-deficit rule (non-medial soft-tissue components) plus the sub-pleural radial rule."""
     recovered = np.zeros(labels.shape, dtype=bool)
@@ -426,6 +436,8 @@ def _recover_dense(
                     recovered[z] |= lab == i
     recovered |= _recover_rib_cage(labels, hu, dense_ok, body, spacing)
     recovered |= _recover_between_slices(labels, dense_ok & ~recovered, spacing)
+    if body_x is not None:  # 3-D path only (lung base rule)
+        recovered |= _recover_lung_base(labels, dense_ok & ~recovered, spacing, body_x)
     # assign recovered voxels to the nearest lung (in place)
     if recovered.any():
         labels[recovered] = _nearest_label(labels, recovered)[recovered]
@@ -461,6 +473,91 @@ def _recover_between_slices(labels: np.ndarray, dense_ok: np.ndarray, spacing: n
         z_index = np.arange(nz, dtype=np.int32)[:, None, None]
         inside = (z_index - below <= reach) & (above - z_index <= reach) & (above - below <= 2 * reach)
         candidate = inside & dense_ok & (labels == 0)
+        if not candidate.any():
+            continue
+        comp, _ = ndimage.label(candidate, structure=_STRUCT_3D)
+        touching = np.unique(comp[ndimage.binary_dilation(lung, structure=_STRUCT_3D) & (comp > 0)])
+        recovered |= np.isin(comp, touching[touching > 0])
+    return recovered
+
+
+def _fit_base_surface(base_mm: np.ndarray, ys_mm: np.ndarray, xs_mm: np.ndarray) -> np.ndarray | None:
+    """Lower-envelope quadratic fit of the lung base height (mm) over its footprint (asymmetric IRLS).
+
+    Columns whose base lies above the surface (raised by consolidation lying on the diaphragm, or by the heart)
+    get a small weight, columns below it full weight, so the fit follows the aerated part of the dome.
+    Returns the coefficients or None when there are too few columns.
+    """
+    if base_mm.size < 12:
+        return None
+    design = np.stack([np.ones_like(ys_mm), ys_mm, xs_mm, ys_mm**2, xs_mm**2, ys_mm * xs_mm], axis=1)
+    weights = np.ones_like(base_mm)
+    coef = None
+    for _ in range(BASE_FIT_ITERATIONS):
+        sw = np.sqrt(weights)
+        coef, *_ = np.linalg.lstsq(design * sw[:, None], base_mm * sw, rcond=None)
+        residual = base_mm - design @ coef
+        if BASE_FIT_ASYMMETRY > 0:
+            weights = np.where(residual > 0, BASE_FIT_ASYMMETRY, 1.0 - BASE_FIT_ASYMMETRY)
+        else:  # Tukey bisquare on the residual (scale: 4.685 x robust sigma, floor 5 mm)
+            scale = 4.685 * max(1.4826 * float(np.median(np.abs(residual - np.median(residual)))), 5.0)
+            weights = np.clip(1.0 - (residual / scale) ** 2, 0.0, None) ** 2 + 1e-6
+    return coef
+
+
+def _recover_lung_base(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.ndarray, body_x: np.ndarray) -> np.ndarray:
+    """Dense lung lying on the diaphragm: fill raised columns down to the extrapolated lung base (dome) surface.
+
+    Per lung, the lowest lung voxel of every (y, x) column gives the base height; a smooth dome (quadratic in y and
+    x, fitted to the lower envelope by :func:`_fit_base_surface`) models the diaphragm under aerated lung. Where
+    the base of a column lies clearly above the dome (consolidation on the diaphragm has no aerated lung below
+    it), dense voxels between the dome (+ ``BASE_MARGIN_MM``) and the base are lung. Only posterior columns
+    (dependent lung; the heart sits on the anterior diaphragm) and 3-D components touching the lung are taken.
+    """
+    nz, ny, nx = labels.shape
+    recovered = np.zeros(labels.shape, dtype=bool)
+    if nz < 3:
+        return recovered
+    z_mm = np.arange(nz)[:, None, None] * spacing[0]
+    for value in (RIGHT, LEFT):
+        lung = labels == value
+        footprint = lung.any(axis=0)
+        if footprint.sum() < 12:
+            continue
+        base = np.argmax(lung, axis=0)  # lowest lung slice of each column
+        ys, xs = np.nonzero(footprint)
+        b = base[ys, xs]
+        if (b == 0).mean() > 0.2:
+            continue  # the lung reaches the first slice: the diaphragm is not in the scan
+        area = lung.sum(axis=(1, 2))
+        z_extent = np.nonzero(area)[0]
+        if (z_extent[-1] - z_extent[0] + 1) * spacing[0] < BASE_MIN_LUNG_HEIGHT_MM or area[-1] > 0.1 * area.max():
+            continue  # lung cut by the top of the scan or too short (e.g. lung bases of an abdominal CT)
+        coef = _fit_base_surface(b * spacing[0], ys * spacing[1], xs * spacing[2])
+        if coef is None:
+            continue
+        yy, xx = np.mgrid[0:ny, 0:nx]
+        ym, xm = yy * spacing[1], xx * spacing[2]
+        dome = coef[0] + coef[1] * ym + coef[2] * xm + coef[3] * ym**2 + coef[4] * xm**2 + coef[5] * ym * xm
+        base_mm = np.where(footprint, base * spacing[0], -np.inf)
+        raise_mm = base_mm - dome
+        raised = footprint & (raise_mm >= BASE_RAISED_MM) & (raise_mm <= BASE_MAX_RAISE_MM)
+        posterior = yy >= ys.mean()
+        lateral = np.abs(xx - float(np.median(body_x))) * spacing[2] >= BASE_MIDLINE_MM
+        columns = raised & posterior & lateral
+        if BASE_OPEN:
+            # a strip one or two columns wide is the curved lung wall (a rim column clips it high), not a layer
+            columns = ndimage.binary_opening(columns, structure=np.ones((3, 3)), iterations=int(BASE_OPEN))
+        if BASE_BORDER:
+            # raised regions must reach the rim of the footprint (sub-pleural, against the chest wall)
+            rim = footprint & ~ndimage.binary_erosion(footprint, iterations=2)
+            comp2, _ = ndimage.label(columns)
+            keep = np.unique(comp2[rim & (comp2 > 0)])
+            columns = np.isin(comp2, keep[keep > 0])
+        if not columns.any():
+            continue
+        candidate = (z_mm >= dome[None] + BASE_MARGIN_MM) & (z_mm < base_mm[None]) & columns[None]
+        candidate &= dense_ok & (labels == 0)
         if not candidate.any():
             continue
         comp, _ = ndimage.label(candidate, structure=_STRUCT_3D)
