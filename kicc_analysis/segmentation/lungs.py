@@ -62,11 +62,15 @@ BONE_HU = 200.0  # ... rib cage = first pixel at least this dense outside the lu
 CAGE_MARGIN_MM = 6.0  # ... pleura + intercostal soft tissue inside the ribs, never lung
 INTERP_WINDOW_MM = 25.0  # outline interpolation: lung above and below within this distance (mm)
 CAGE_MAX_GAP_DEG = 12.0  # ... rays farther than this from a rib hit get no cage
+CAGE_Z_REACH_MM = 15.0  # ... 3-D path: a ray between ribs takes the cage from slices within this distance (mm)
+CAGE_3D = 1.0
+CAGE_Z_ANTERIOR_DEG = 60.0  # ... but not within this angle (degrees) of anterior (heart against the sternum)
+BASE_FIT_DEGREE = 2.0  # ... polynomial degree of the dome model (2: quadratic)
 BASE_FIT_ITERATIONS = 12  # lung-base rule: iterations of the asymmetric (lower-envelope) dome fit
 BASE_FIT_ASYMMETRY = 0.05  # ... weight of columns whose base lies above the fitted dome (1 - this below it)
 BASE_RAISED_MM = 5.0  # ... a column whose base is at least this far (mm) above the dome is raised by dense lung
 BASE_MAX_RAISE_MM = 40.0  # ... and at most this far (mm): higher bases are apex / mediastinal overhang, not base
-BASE_MIDLINE_MM = 25.0  # ... columns closer than this (mm) to the body midline (spine, aorta) are never filled
+BASE_MIDLINE_MM = 20.0  # ... columns closer than this (mm) to the body midline (spine, aorta) are never filled
 BASE_BORDER = 1.0
 BASE_MIN_LUNG_HEIGHT_MM = 120.0  # ... lungs shorter than this (mm) in the scan are not modelled (bases only)
 BASE_OPEN = 1.0
@@ -434,7 +438,10 @@ def _recover_dense(
                 near_medial_edge = abs(cx - medial_edge) < 0.25 * lung_width
                 if lateral_offset > LATERAL_MIN or (posterior and not near_medial_edge):
                     recovered[z] |= lab == i
-    recovered |= _recover_rib_cage(labels, hu, dense_ok, body, spacing)
+    if body_x is not None and CAGE_3D:
+        recovered |= _recover_rib_cage_3d(labels, hu, dense_ok, body, spacing)
+    else:
+        recovered |= _recover_rib_cage(labels, hu, dense_ok, body, spacing)
     recovered |= _recover_between_slices(labels, dense_ok & ~recovered, spacing)
     if body_x is not None:  # 3-D path only (lung base rule)
         recovered |= _recover_lung_base(labels, dense_ok & ~recovered, spacing, body_x)
@@ -481,6 +488,14 @@ def _recover_between_slices(labels: np.ndarray, dense_ok: np.ndarray, spacing: n
     return recovered
 
 
+def _dome_design(ys_mm: np.ndarray, xs_mm: np.ndarray) -> np.ndarray:
+    """Design matrix of the dome model: polynomial in y and x (mm) up to degree ``BASE_FIT_DEGREE``."""
+    y0, x0 = float(np.mean(ys_mm)), float(np.mean(xs_mm))
+    yc, xc = (ys_mm - y0) / 100.0, (xs_mm - x0) / 100.0  # centred, in decimetres (conditioning)
+    terms = [yc**i * xc**j for i in range(int(BASE_FIT_DEGREE) + 1) for j in range(int(BASE_FIT_DEGREE) + 1 - i)]
+    return np.stack(terms, axis=-1)
+
+
 def _fit_base_surface(base_mm: np.ndarray, ys_mm: np.ndarray, xs_mm: np.ndarray) -> np.ndarray | None:
     """Lower-envelope quadratic fit of the lung base height (mm) over its footprint (asymmetric IRLS).
 
@@ -490,7 +505,7 @@ def _fit_base_surface(base_mm: np.ndarray, ys_mm: np.ndarray, xs_mm: np.ndarray)
     """
     if base_mm.size < 12:
         return None
-    design = np.stack([np.ones_like(ys_mm), ys_mm, xs_mm, ys_mm**2, xs_mm**2, ys_mm * xs_mm], axis=1)
+    design = _dome_design(ys_mm, xs_mm)
     weights = np.ones_like(base_mm)
     coef = None
     for _ in range(BASE_FIT_ITERATIONS):
@@ -537,8 +552,8 @@ def _recover_lung_base(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.nda
         if coef is None:
             continue
         yy, xx = np.mgrid[0:ny, 0:nx]
-        ym, xm = yy * spacing[1], xx * spacing[2]
-        dome = coef[0] + coef[1] * ym + coef[2] * xm + coef[3] * ym**2 + coef[4] * xm**2 + coef[5] * ym * xm
+        dome = np.full((ny, nx), np.inf)
+        dome[ys, xs] = _dome_design(ys * spacing[1], xs * spacing[2]) @ coef  # evaluated on the footprint only
         base_mm = np.where(footprint, base * spacing[0], -np.inf)
         raise_mm = base_mm - dome
         raised = footprint & (raise_mm >= BASE_RAISED_MM) & (raise_mm <= BASE_MAX_RAISE_MM)
@@ -650,6 +665,94 @@ def _recover_rib_cage(
         if not band.any():
             continue
         comp, n = ndimage.label(band, structure=np.ones((3, 3)))
+        touching = np.unique(comp[ndimage.binary_dilation(lung, structure=np.ones((3, 3))) & (comp > 0)])
+        recovered[z] = np.isin(comp, touching[touching > 0])
+    return recovered
+
+
+def _recover_rib_cage_3d(
+    labels: np.ndarray, hu: np.ndarray, dense_ok: np.ndarray, trunk: np.ndarray, spacing: np.ndarray
+) -> np.ndarray:
+    """3-D variant of :func:`_recover_rib_cage`: the cage radius of each ray is interpolated between slices.
+
+    Real ribs are discontinuous in axial slices (they slope), so a ray of one slice often passes between two ribs.
+    The first bone radius (>= ``BONE_HU``) outside the lung is measured per slice and ray, then missing rays are
+    filled by linear interpolation along z from the nearest slices with a rib hit on that ray, at most
+    ``CAGE_Z_REACH_MM`` away (the inner surface of the rib cage between ribs). The rest is as in the per-slice rule:
+    short angular gaps interpolated, lower-quartile smoothing, ``CAGE_MARGIN_MM`` of pleura and intercostal tissue,
+    bands at least ``MIN_BAND_MM`` deep touching the lung.
+    """
+    nz, ny, nx = labels.shape
+    n_rays = N_RAYS
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    pixel_mm = float(np.sqrt(spacing[1] * spacing[2]))
+    margin = CAGE_MARGIN_MM / pixel_mm
+    min_band = max(2.0, MIN_BAND_MM / pixel_mm)
+    max_gap = int(round(CAGE_MAX_GAP_DEG / 360.0 * n_rays))
+    window = max(3, int(round(20.0 / 360.0 * n_rays)) | 1)
+    rays = np.arange(n_rays)
+    recovered = np.zeros(labels.shape, dtype=bool)
+    slices = np.nonzero(labels.any(axis=(1, 2)) & trunk.any(axis=(1, 2)))[0]
+    if slices.size == 0:
+        return recovered
+    # pass 1: per slice and ray, outermost lung radius and first bone radius outside it (pixels)
+    geometry = {}
+    r_bone_all = np.full((nz, n_rays), np.nan)
+    for z in slices:
+        cy, cx = ndimage.center_of_mass(trunk[z])
+        radius = np.hypot((yy - cy) * spacing[1], (xx - cx) * spacing[2]) / pixel_mm
+        ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
+        lung = labels[z] > 0
+        r_lung = np.full(n_rays, -1.0)
+        np.maximum.at(r_lung, ray[lung], radius[lung])
+        bone = (hu[z] >= BONE_HU) & trunk[z] & (radius > r_lung[ray])
+        r_bone = np.full(n_rays, np.inf)
+        np.minimum.at(r_bone, ray[bone], radius[bone])
+        r_bone_all[z] = np.where(np.isfinite(r_bone), r_bone, np.nan)
+        geometry[z] = (radius, ray, r_lung)
+    # pass 2: fill rays between ribs from the slices above and below (linear in z, within the reach)
+    reach = CAGE_Z_REACH_MM / spacing[0]
+    z_index = np.arange(nz)
+    # ray k points at angle (k + 0.5) / n_rays * 360 - 180 degrees (image y = posterior); anterior = -90 degrees
+    angle = (rays + 0.5) / n_rays * 360.0 - 180.0
+    anterior = np.abs(((angle + 90.0) + 180.0) % 360.0 - 180.0) < CAGE_Z_ANTERIOR_DEG
+    for k in rays[~anterior]:
+        hit = np.isfinite(r_bone_all[:, k])
+        if not hit.any() or hit.all():
+            continue
+        zh = z_index[hit]
+        filled = np.interp(z_index, zh, r_bone_all[hit, k])
+        pos = np.searchsorted(zh, z_index)
+        below = np.where(pos > 0, z_index - zh[np.maximum(pos - 1, 0)], np.inf)
+        above = np.where(pos < zh.size, zh[np.minimum(pos, zh.size - 1)] - z_index, np.inf)
+        ok = ~hit & (below <= reach) & (above <= reach)
+        r_bone_all[ok, k] = filled[ok]
+    # pass 3: the per-slice band between lung and cage
+    for z in slices:
+        radius, ray, r_lung = geometry[z]
+        has_lung = r_lung >= 0
+        r_bone = np.where(np.isnan(r_bone_all[z]), np.inf, r_bone_all[z])
+        r_bone = np.where(r_bone > r_lung, r_bone, np.inf)  # an interpolated cage inside the lung is no cage
+        found = np.isfinite(r_bone)
+        if found.sum() < 3:
+            continue
+        idx = rays[found]
+        cage = np.interp(rays, idx, r_bone[found], period=n_rays)
+        distance = np.min(np.abs(((rays[:, None] - idx[None, :]) + n_rays // 2) % n_rays - n_rays // 2), axis=1)
+        cage[distance > max_gap] = np.nan
+        padded = np.pad(np.nan_to_num(cage, nan=1e6), window // 2, mode="wrap")
+        cage_low = ndimage.percentile_filter(padded, 25, size=window, mode="nearest")[window // 2 : -(window // 2)]
+        cage = np.where(np.isnan(cage) | (cage_low > 1e5), np.nan, np.minimum(cage, cage_low))
+        inner = cage - margin
+        deep = has_lung & np.isfinite(inner) & (inner - r_lung >= min_band)
+        if not deep.any():
+            continue
+        band = deep[ray] & (radius > r_lung[ray]) & (radius < np.nan_to_num(inner, nan=-1.0)[ray])
+        band &= dense_ok[z] & (labels[z] == 0)
+        if not band.any():
+            continue
+        lung = labels[z] > 0
+        comp, _ = ndimage.label(band, structure=np.ones((3, 3)))
         touching = np.unique(comp[ndimage.binary_dilation(lung, structure=np.ones((3, 3))) & (comp > 0)])
         recovered[z] = np.isin(comp, touching[touching > 0])
     return recovered
