@@ -63,17 +63,16 @@ CAGE_MARGIN_MM = 6.0  # ... pleura + intercostal soft tissue inside the ribs, ne
 INTERP_WINDOW_MM = 25.0  # outline interpolation: lung above and below within this distance (mm)
 CAGE_MAX_GAP_DEG = 12.0  # ... rays farther than this from a rib hit get no cage
 CAGE_Z_REACH_MM = 15.0  # ... 3-D path: a ray between ribs takes the cage from slices within this distance (mm)
-CAGE_3D = 1.0
 CAGE_Z_ANTERIOR_DEG = 60.0  # ... but not within this angle (degrees) of anterior (heart against the sternum)
+CAGE_MARGIN_3D_MM = 4.0  # ... 3-D path, outside that anterior sector: pleura + intercostal margin (mm)
+MIN_BAND_3D_MM = 5.0  # ... 3-D path, outside that anterior sector: thinnest recovered band (mm)
 BASE_FIT_DEGREE = 2.0  # ... polynomial degree of the dome model (2: quadratic)
 BASE_FIT_ITERATIONS = 12  # lung-base rule: iterations of the asymmetric (lower-envelope) dome fit
 BASE_FIT_ASYMMETRY = 0.05  # ... weight of columns whose base lies above the fitted dome (1 - this below it)
 BASE_RAISED_MM = 5.0  # ... a column whose base is at least this far (mm) above the dome is raised by dense lung
 BASE_MAX_RAISE_MM = 40.0  # ... and at most this far (mm): higher bases are apex / mediastinal overhang, not base
 BASE_MIDLINE_MM = 20.0  # ... columns closer than this (mm) to the body midline (spine, aorta) are never filled
-BASE_BORDER = 1.0
 BASE_MIN_LUNG_HEIGHT_MM = 120.0  # ... lungs shorter than this (mm) in the scan are not modelled (bases only)
-BASE_OPEN = 1.0
 BASE_MARGIN_MM = 0.0  # ... dense voxels are recovered down to this height (mm) above the fitted dome
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
@@ -419,6 +418,8 @@ def _recover_dense(
                 continue
             hull = convex_hull_image(lung)
             deficit = hull & ~lung & (labels[z] == 0) & dense_ok[z]
+            if body_x is not None:  # 3-D path: not the partial-volume rim of the pleural boundary
+                deficit = _thick_part(deficit)
             if not deficit.any():
                 continue
             lab, n = ndimage.label(deficit, structure=np.ones((3, 3)))
@@ -438,7 +439,7 @@ def _recover_dense(
                 near_medial_edge = abs(cx - medial_edge) < 0.25 * lung_width
                 if lateral_offset > LATERAL_MIN or (posterior and not near_medial_edge):
                     recovered[z] |= lab == i
-    if body_x is not None and CAGE_3D:
+    if body_x is not None:  # 3-D path: cage interpolated between slices
         recovered |= _recover_rib_cage_3d(labels, hu, dense_ok, body, spacing)
     else:
         recovered |= _recover_rib_cage(labels, hu, dense_ok, body, spacing)
@@ -449,6 +450,18 @@ def _recover_dense(
     if recovered.any():
         labels[recovered] = _nearest_label(labels, recovered)[recovered]
     return recovered
+
+
+def _thick_part(mask: np.ndarray) -> np.ndarray:
+    """Components (8-connected, 2-D) of ``mask`` that survive a 3 x 3 opening somewhere.
+
+    Drops regions that are at most two pixels thick everywhere: the partial-volume staircase of the pleural
+    boundary (neither lung nor consolidation) and thin walls, while a consolidation keeps its thin extensions.
+    """
+    opened = ndimage.binary_opening(mask, structure=np.ones((3, 3), dtype=bool))
+    lab, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+    keep = np.unique(lab[opened])
+    return np.isin(lab, keep[keep > 0])
 
 
 def _recover_between_slices(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.ndarray) -> np.ndarray:
@@ -560,15 +573,13 @@ def _recover_lung_base(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.nda
         posterior = yy >= ys.mean()
         lateral = np.abs(xx - float(np.median(body_x))) * spacing[2] >= BASE_MIDLINE_MM
         columns = raised & posterior & lateral
-        if BASE_OPEN:
-            # a strip one or two columns wide is the curved lung wall (a rim column clips it high), not a layer
-            columns = ndimage.binary_opening(columns, structure=np.ones((3, 3)), iterations=int(BASE_OPEN))
-        if BASE_BORDER:
-            # raised regions must reach the rim of the footprint (sub-pleural, against the chest wall)
-            rim = footprint & ~ndimage.binary_erosion(footprint, iterations=2)
-            comp2, _ = ndimage.label(columns)
-            keep = np.unique(comp2[rim & (comp2 > 0)])
-            columns = np.isin(comp2, keep[keep > 0])
+        # a strip one or two columns wide is the curved lung wall (a rim column clips it high), not a layer
+        columns = ndimage.binary_opening(columns, structure=np.ones((3, 3)))
+        # raised regions must reach the rim of the footprint (sub-pleural, against the chest wall)
+        rim = footprint & ~ndimage.binary_erosion(footprint, iterations=2)
+        comp2, _ = ndimage.label(columns)
+        keep = np.unique(comp2[rim & (comp2 > 0)])
+        columns = np.isin(comp2, keep[keep > 0])
         if not columns.any():
             continue
         candidate = (z_mm >= dome[None] + BASE_MARGIN_MM) & (z_mm < base_mm[None]) & columns[None]
@@ -686,8 +697,6 @@ def _recover_rib_cage_3d(
     n_rays = N_RAYS
     yy, xx = np.mgrid[0:ny, 0:nx]
     pixel_mm = float(np.sqrt(spacing[1] * spacing[2]))
-    margin = CAGE_MARGIN_MM / pixel_mm
-    min_band = max(2.0, MIN_BAND_MM / pixel_mm)
     max_gap = int(round(CAGE_MAX_GAP_DEG / 360.0 * n_rays))
     window = max(3, int(round(20.0 / 360.0 * n_rays)) | 1)
     rays = np.arange(n_rays)
@@ -716,6 +725,9 @@ def _recover_rib_cage_3d(
     # ray k points at angle (k + 0.5) / n_rays * 360 - 180 degrees (image y = posterior); anterior = -90 degrees
     angle = (rays + 0.5) / n_rays * 360.0 - 180.0
     anterior = np.abs(((angle + 90.0) + 180.0) % 360.0 - 180.0) < CAGE_Z_ANTERIOR_DEG
+    # posterior and lateral rays (ossified ribs, dependent lung): thinner margin and bands; anterior as in 2-D
+    margin = np.where(anterior, CAGE_MARGIN_MM, CAGE_MARGIN_3D_MM) / pixel_mm
+    min_band = np.maximum(2.0, np.where(anterior, MIN_BAND_MM, MIN_BAND_3D_MM) / pixel_mm)
     for k in rays[~anterior]:
         hit = np.isfinite(r_bone_all[:, k])
         if not hit.any() or hit.all():
