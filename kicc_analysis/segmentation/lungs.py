@@ -28,6 +28,15 @@ input grid at the end):
    their (y, x) column (within ``INTERP_WINDOW_MM``) lie inside the lung outline and are added (interpolation only:
    the liver under the diaphragm dome has lung above but not below). Accepted voxels are reported as
    ``dense_recovered``.
+   3-D path only (lungs-1.3; thin stacks unchanged): hull-deficit components must have a part thicker than two
+   pixels (the partial-volume rim of the pleural boundary is neither lung nor consolidation); the rib cage of a
+   ray passing between two ribs is interpolated from the slices above and below (``CAGE_Z_REACH_MM``, not in the
+   anterior sector where the heart lies against the sternum), with a 4 mm margin and 5 mm bands outside that
+   sector; and a **lung-base rule** models the diaphragm: per lung, a quadratic dome is fitted to the lower
+   envelope of the lowest lung voxel of every (y, x) column, and dense voxels between the dome and the base of
+   posterior columns raised above it (consolidation lying on the diaphragm has no aerated lung below it) are
+   lung, away from the midline (vertebral body, aorta) and only when the whole lung is in the scan.
+   Pleural effusion lying on the diaphragm is included by this rule like consolidation (HU cannot tell them apart).
 7. Labels go back to the input grid block by block; in the boundary band each full-resolution voxel is lung when
    it is air-like or lies in a recovered dense block (edges follow the true boundary).
 
@@ -48,7 +57,7 @@ from skimage.morphology import convex_hull_image
 
 from ..errors import SegmentationError
 
-ALGORITHM_VERSION = "lungs-1.2"
+ALGORITHM_VERSION = "lungs-1.3"
 RIGHT, LEFT = 1, 2
 TIGHT_CROP_BORDER_AIR = 0.5  # slices whose border is < 50 % air are crops through the body
 TIGHT_CROP_OUTSIDE_MAX_HU = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
@@ -66,14 +75,13 @@ CAGE_Z_REACH_MM = 15.0  # ... 3-D path: a ray between ribs takes the cage from s
 CAGE_Z_ANTERIOR_DEG = 60.0  # ... but not within this angle (degrees) of anterior (heart against the sternum)
 CAGE_MARGIN_3D_MM = 4.0  # ... 3-D path, outside that anterior sector: pleura + intercostal margin (mm)
 MIN_BAND_3D_MM = 5.0  # ... 3-D path, outside that anterior sector: thinnest recovered band (mm)
-BASE_FIT_DEGREE = 2.0  # ... polynomial degree of the dome model (2: quadratic)
-BASE_FIT_ITERATIONS = 12  # lung-base rule: iterations of the asymmetric (lower-envelope) dome fit
+BASE_FIT_DEGREE = 2  # lung-base rule (3-D): polynomial degree of the dome model (2: quadratic; 3, 4 tried: worse)
+BASE_FIT_ITERATIONS = 12  # ... iterations of the asymmetric (lower-envelope) dome fit
 BASE_FIT_ASYMMETRY = 0.05  # ... weight of columns whose base lies above the fitted dome (1 - this below it)
 BASE_RAISED_MM = 5.0  # ... a column whose base is at least this far (mm) above the dome is raised by dense lung
 BASE_MAX_RAISE_MM = 40.0  # ... and at most this far (mm): higher bases are apex / mediastinal overhang, not base
 BASE_MIDLINE_MM = 20.0  # ... columns closer than this (mm) to the body midline (spine, aorta) are never filled
 BASE_MIN_LUNG_HEIGHT_MM = 120.0  # ... lungs shorter than this (mm) in the scan are not modelled (bases only)
-BASE_MARGIN_MM = 0.0  # ... dense voxels are recovered down to this height (mm) above the fitted dome
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
@@ -502,47 +510,62 @@ def _recover_between_slices(labels: np.ndarray, dense_ok: np.ndarray, spacing: n
 
 
 def _dome_design(ys_mm: np.ndarray, xs_mm: np.ndarray) -> np.ndarray:
-    """Design matrix of the dome model: polynomial in y and x (mm) up to degree ``BASE_FIT_DEGREE``."""
-    y0, x0 = float(np.mean(ys_mm)), float(np.mean(xs_mm))
-    yc, xc = (ys_mm - y0) / 100.0, (xs_mm - x0) / 100.0  # centred, in decimetres (conditioning)
-    terms = [yc**i * xc**j for i in range(int(BASE_FIT_DEGREE) + 1) for j in range(int(BASE_FIT_DEGREE) + 1 - i)]
+    """Design matrix of the dome model: all monomials y^i x^j, i + j <= ``BASE_FIT_DEGREE`` (y, x centred, dm)."""
+    yc = (ys_mm - float(np.mean(ys_mm))) / 100.0  # decimetres: keeps the least-squares system well conditioned
+    xc = (xs_mm - float(np.mean(xs_mm))) / 100.0
+    terms = [yc**i * xc**j for i in range(BASE_FIT_DEGREE + 1) for j in range(BASE_FIT_DEGREE + 1 - i)]
     return np.stack(terms, axis=-1)
 
 
-def _fit_base_surface(base_mm: np.ndarray, ys_mm: np.ndarray, xs_mm: np.ndarray) -> np.ndarray | None:
-    """Lower-envelope quadratic fit of the lung base height (mm) over its footprint (asymmetric IRLS).
+def _fit_dome(base_mm: np.ndarray, ys_mm: np.ndarray, xs_mm: np.ndarray) -> np.ndarray:
+    """Lower-envelope fit of the lung base height (mm) over the lung footprint; returns the dome height (mm).
 
-    Columns whose base lies above the surface (raised by consolidation lying on the diaphragm, or by the heart)
-    get a small weight, columns below it full weight, so the fit follows the aerated part of the dome.
-    Returns the coefficients or None when there are too few columns.
+    Asymmetric iteratively reweighted least squares: columns whose base lies above the current surface (raised by
+    consolidation lying on the diaphragm, or by the heart) get weight ``BASE_FIT_ASYMMETRY``, columns below it
+    ``1 - BASE_FIT_ASYMMETRY``, so the surface follows the part of the dome that carries aerated lung.
     """
-    if base_mm.size < 12:
-        return None
     design = _dome_design(ys_mm, xs_mm)
     weights = np.ones_like(base_mm)
-    coef = None
     for _ in range(BASE_FIT_ITERATIONS):
         sw = np.sqrt(weights)
         coef, *_ = np.linalg.lstsq(design * sw[:, None], base_mm * sw, rcond=None)
-        residual = base_mm - design @ coef
-        if BASE_FIT_ASYMMETRY > 0:
-            weights = np.where(residual > 0, BASE_FIT_ASYMMETRY, 1.0 - BASE_FIT_ASYMMETRY)
-        else:  # Tukey bisquare on the residual (scale: 4.685 x robust sigma, floor 5 mm)
-            scale = 4.685 * max(1.4826 * float(np.median(np.abs(residual - np.median(residual)))), 5.0)
-            weights = np.clip(1.0 - (residual / scale) ** 2, 0.0, None) ** 2 + 1e-6
-    return coef
+        dome = design @ coef
+        weights = np.where(base_mm > dome, BASE_FIT_ASYMMETRY, 1.0 - BASE_FIT_ASYMMETRY)
+    return dome
+
+
+def _raised_columns(footprint: np.ndarray, raise_mm: np.ndarray, spacing: np.ndarray, midline_x: float) -> np.ndarray:
+    """(y, x) columns of one lung whose base is raised above the dome by a dependent, sub-pleural dense layer.
+
+    Raised by ``BASE_RAISED_MM`` ... ``BASE_MAX_RAISE_MM`` (higher: apex or mediastinal overhang), posterior half of
+    the footprint (the heart sits on the anterior diaphragm), at least ``BASE_MIDLINE_MM`` from the midline
+    (vertebral body, aorta), at least three columns wide (a rim column clips the curved lung wall high) and
+    reaching the rim of the footprint (sub-pleural: against the chest wall).
+    """
+    ny, nx = footprint.shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    ys = np.nonzero(footprint)[0]
+    columns = footprint & (raise_mm >= BASE_RAISED_MM) & (raise_mm <= BASE_MAX_RAISE_MM)
+    columns &= yy >= ys.mean()
+    columns &= np.abs(xx - midline_x) * spacing[2] >= BASE_MIDLINE_MM
+    columns = ndimage.binary_opening(columns, structure=np.ones((3, 3), dtype=bool))
+    rim = footprint & ~ndimage.binary_erosion(footprint, iterations=2)
+    comp, _ = ndimage.label(columns)
+    keep = np.unique(comp[rim & (comp > 0)])
+    return np.isin(comp, keep[keep > 0])
 
 
 def _recover_lung_base(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.ndarray, body_x: np.ndarray) -> np.ndarray:
-    """Dense lung lying on the diaphragm: fill raised columns down to the extrapolated lung base (dome) surface.
+    """Dense lung lying on the diaphragm: raised columns are filled down to the modelled dome (3-D path only).
 
-    Per lung, the lowest lung voxel of every (y, x) column gives the base height; a smooth dome (quadratic in y and
-    x, fitted to the lower envelope by :func:`_fit_base_surface`) models the diaphragm under aerated lung. Where
-    the base of a column lies clearly above the dome (consolidation on the diaphragm has no aerated lung below
-    it), dense voxels between the dome (+ ``BASE_MARGIN_MM``) and the base are lung. Only posterior columns
-    (dependent lung; the heart sits on the anterior diaphragm) and 3-D components touching the lung are taken.
+    Per lung, the lowest lung voxel of every (y, x) column gives the base height; a smooth dome (:func:`_fit_dome`)
+    models the diaphragm under aerated lung. In the columns whose base lies clearly above the dome
+    (:func:`_raised_columns`; consolidation on the diaphragm has no aerated lung below it), dense voxels between
+    the dome and the base, in 3-D components touching the lung, are lung. Skipped when the first or last slice
+    holds more than 10 % of the largest lung cross-section (lung cut by the scan range: base or apex missing) or
+    the lung is shorter than ``BASE_MIN_LUNG_HEIGHT_MM`` (lung bases of an abdominal CT: no dome to model).
     """
-    nz, ny, nx = labels.shape
+    nz = labels.shape[0]
     recovered = np.zeros(labels.shape, dtype=bool)
     if nz < 3:
         return recovered
@@ -552,40 +575,20 @@ def _recover_lung_base(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.nda
         footprint = lung.any(axis=0)
         if footprint.sum() < 12:
             continue
+        area = lung.sum(axis=(1, 2))
+        z_lung = np.nonzero(area)[0]
+        height_mm = (z_lung[-1] - z_lung[0] + 1) * spacing[0]
+        if max(area[0], area[-1]) > 0.1 * area.max() or height_mm < BASE_MIN_LUNG_HEIGHT_MM:
+            continue
         base = np.argmax(lung, axis=0)  # lowest lung slice of each column
         ys, xs = np.nonzero(footprint)
-        b = base[ys, xs]
-        if (b == 0).mean() > 0.2:
-            continue  # the lung reaches the first slice: the diaphragm is not in the scan
-        area = lung.sum(axis=(1, 2))
-        z_extent = np.nonzero(area)[0]
-        if (z_extent[-1] - z_extent[0] + 1) * spacing[0] < BASE_MIN_LUNG_HEIGHT_MM or area[-1] > 0.1 * area.max():
-            continue  # lung cut by the top of the scan or too short (e.g. lung bases of an abdominal CT)
-        coef = _fit_base_surface(b * spacing[0], ys * spacing[1], xs * spacing[2])
-        if coef is None:
-            continue
-        yy, xx = np.mgrid[0:ny, 0:nx]
-        dome = np.full((ny, nx), np.inf)
-        dome[ys, xs] = _dome_design(ys * spacing[1], xs * spacing[2]) @ coef  # evaluated on the footprint only
+        dome = np.full(footprint.shape, np.inf)
+        dome[ys, xs] = _fit_dome(base[ys, xs] * spacing[0], ys * spacing[1], xs * spacing[2])
         base_mm = np.where(footprint, base * spacing[0], -np.inf)
-        raise_mm = base_mm - dome
-        raised = footprint & (raise_mm >= BASE_RAISED_MM) & (raise_mm <= BASE_MAX_RAISE_MM)
-        posterior = yy >= ys.mean()
-        lateral = np.abs(xx - float(np.median(body_x))) * spacing[2] >= BASE_MIDLINE_MM
-        columns = raised & posterior & lateral
-        # a strip one or two columns wide is the curved lung wall (a rim column clips it high), not a layer
-        columns = ndimage.binary_opening(columns, structure=np.ones((3, 3)))
-        # raised regions must reach the rim of the footprint (sub-pleural, against the chest wall)
-        rim = footprint & ~ndimage.binary_erosion(footprint, iterations=2)
-        comp2, _ = ndimage.label(columns)
-        keep = np.unique(comp2[rim & (comp2 > 0)])
-        columns = np.isin(comp2, keep[keep > 0])
+        columns = _raised_columns(footprint, base_mm - dome, spacing, float(np.median(body_x)))
         if not columns.any():
             continue
-        candidate = (z_mm >= dome[None] + BASE_MARGIN_MM) & (z_mm < base_mm[None]) & columns[None]
-        candidate &= dense_ok & (labels == 0)
-        if not candidate.any():
-            continue
+        candidate = (z_mm >= dome[None]) & (z_mm < base_mm[None]) & columns[None] & dense_ok & (labels == 0)
         comp, _ = ndimage.label(candidate, structure=_STRUCT_3D)
         touching = np.unique(comp[ndimage.binary_dilation(lung, structure=_STRUCT_3D) & (comp > 0)])
         recovered |= np.isin(comp, touching[touching > 0])
