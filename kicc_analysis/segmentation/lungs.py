@@ -30,9 +30,9 @@ input grid at the end):
    ``dense_recovered``.
    3-D path only (lungs-1.3; thin stacks unchanged): hull-deficit components must have a part thicker than two
    pixels (the partial-volume rim of the pleural boundary is neither lung nor consolidation); the rib cage of a
-   ray passing between two ribs is interpolated from the slices above and below (``CAGE_Z_REACH_MM``, not in the
-   anterior sector where the heart lies against the sternum), with a 4 mm margin and 5 mm bands outside that
-   sector; and a **lung-base rule** models the diaphragm: per lung, a quadratic dome is fitted to the lower
+   ray passing between two ribs is interpolated from the slices above and below (``CAGE_Z_REACH_MM``; not in the
+   anterior sector where the heart lies against the sternum, nor in the upper third of the lungs where the ribs
+   run obliquely), with a 4 mm margin and 5 mm bands there; and a **lung-base rule** models the diaphragm: per lung, a quadratic dome is fitted to the lower
    envelope of the lowest lung voxel of every (y, x) column, and dense voxels between the dome and the base of
    posterior columns raised above it (consolidation lying on the diaphragm has no aerated lung below it) are
    lung, away from the midline (vertebral body, aorta) and only when the whole lung is in the scan.
@@ -75,6 +75,7 @@ CAGE_Z_REACH_MM = 15.0  # ... 3-D path: a ray between ribs takes the cage from s
 CAGE_Z_ANTERIOR_DEG = 60.0  # ... but not within this angle (degrees) of anterior (heart against the sternum)
 CAGE_MARGIN_3D_MM = 4.0  # ... 3-D path, outside that anterior sector: pleura + intercostal margin (mm)
 MIN_BAND_3D_MM = 5.0  # ... 3-D path, outside that anterior sector: thinnest recovered band (mm)
+CAGE_APEX_FRACTION = 1.0 / 3.0  # ... 3-D path: upper share of the lung height treated as in 2-D (oblique ribs)
 BASE_FIT_DEGREE = 2  # lung-base rule (3-D): polynomial degree of the dome model (2: quadratic; 3, 4 tried: worse)
 BASE_FIT_ITERATIONS = 12  # ... iterations of the asymmetric (lower-envelope) dome fit
 BASE_FIT_ASYMMETRY = 0.05  # ... weight of columns whose base lies above the fitted dome (1 - this below it)
@@ -692,9 +693,11 @@ def _recover_rib_cage_3d(
     Real ribs are discontinuous in axial slices (they slope), so a ray of one slice often passes between two ribs.
     The first bone radius (>= ``BONE_HU``) outside the lung is measured per slice and ray, then missing rays are
     filled by linear interpolation along z from the nearest slices with a rib hit on that ray, at most
-    ``CAGE_Z_REACH_MM`` away (the inner surface of the rib cage between ribs). The rest is as in the per-slice rule:
-    short angular gaps interpolated, lower-quartile smoothing, ``CAGE_MARGIN_MM`` of pleura and intercostal tissue,
-    bands at least ``MIN_BAND_MM`` deep touching the lung.
+    ``CAGE_Z_REACH_MM`` away (the inner surface of the rib cage between ribs). The rest is as in the per-slice rule
+    (short angular gaps interpolated, lower-quartile smoothing, bands touching the lung), with a margin of
+    ``CAGE_MARGIN_3D_MM`` and bands of at least ``MIN_BAND_3D_MM``. Rays within ``CAGE_Z_ANTERIOR_DEG`` of anterior
+    (heart against the sternum and costal cartilage) and slices in the upper ``CAGE_APEX_FRACTION`` of the lung
+    height (oblique ribs near the apex) get no interpolation and the per-slice margin and band (6 mm, 8 mm).
     """
     nz, ny, nx = labels.shape
     n_rays = N_RAYS
@@ -731,6 +734,8 @@ def _recover_rib_cage_3d(
     # posterior and lateral rays (ossified ribs, dependent lung): thinner margin and bands; anterior as in 2-D
     margin = np.where(anterior, CAGE_MARGIN_MM, CAGE_MARGIN_3D_MM) / pixel_mm
     min_band = np.maximum(2.0, np.where(anterior, MIN_BAND_MM, MIN_BAND_3D_MM) / pixel_mm)
+    # upper part of the lungs: the ribs run obliquely near the apex, so no interpolation and the 2-D margins there
+    apical = z_index >= slices[0] + (1.0 - CAGE_APEX_FRACTION) * (slices[-1] - slices[0])
     for k in rays[~anterior]:
         hit = np.isfinite(r_bone_all[:, k])
         if not hit.any() or hit.all():
@@ -740,7 +745,7 @@ def _recover_rib_cage_3d(
         pos = np.searchsorted(zh, z_index)
         below = np.where(pos > 0, z_index - zh[np.maximum(pos - 1, 0)], np.inf)
         above = np.where(pos < zh.size, zh[np.minimum(pos, zh.size - 1)] - z_index, np.inf)
-        ok = ~hit & (below <= reach) & (above <= reach)
+        ok = ~hit & (below <= reach) & (above <= reach) & ~apical
         r_bone_all[ok, k] = filled[ok]
     # pass 3: the per-slice band between lung and cage
     for z in slices:
@@ -758,8 +763,12 @@ def _recover_rib_cage_3d(
         padded = np.pad(np.nan_to_num(cage, nan=1e6), window // 2, mode="wrap")
         cage_low = ndimage.percentile_filter(padded, 25, size=window, mode="nearest")[window // 2 : -(window // 2)]
         cage = np.where(np.isnan(cage) | (cage_low > 1e5), np.nan, np.minimum(cage, cage_low))
-        inner = cage - margin
-        deep = has_lung & np.isfinite(inner) & (inner - r_lung >= min_band)
+        if apical[z]:
+            inner = cage - CAGE_MARGIN_MM / pixel_mm
+            deep = has_lung & np.isfinite(inner) & (inner - r_lung >= max(2.0, MIN_BAND_MM / pixel_mm))
+        else:
+            inner = cage - margin
+            deep = has_lung & np.isfinite(inner) & (inner - r_lung >= min_band)
         if not deep.any():
             continue
         band = deep[ray] & (radius > r_lung[ray]) & (radius < np.nan_to_num(inner, nan=-1.0)[ray])
