@@ -28,6 +28,15 @@ input grid at the end):
    their (y, x) column (within ``INTERP_WINDOW_MM``) lie inside the lung outline and are added (interpolation only:
    the liver under the diaphragm dome has lung above but not below). Accepted voxels are reported as
    ``dense_recovered``.
+   3-D path only (lungs-1.3; thin stacks unchanged): hull-deficit components must have a part thicker than two
+   pixels (the partial-volume rim of the pleural boundary is neither lung nor consolidation); the rib cage of a
+   ray passing between two ribs is interpolated from the slices above and below (``CAGE_Z_REACH_MM``; not in the
+   anterior sector where the heart lies against the sternum, nor in the upper third of the lungs where the ribs
+   run obliquely), with a 4 mm margin and 5 mm bands there; and a **lung-base rule** models the diaphragm: per lung, a quadratic dome is fitted to the lower
+   envelope of the lowest lung voxel of every (y, x) column, and dense voxels between the dome and the base of
+   posterior columns raised above it (consolidation lying on the diaphragm has no aerated lung below it) are
+   lung, away from the midline (vertebral body, aorta) and only when the whole lung is in the scan.
+   Pleural effusion lying on the diaphragm is included by this rule like consolidation (HU cannot tell them apart).
 7. Labels go back to the input grid block by block; in the boundary band each full-resolution voxel is lung when
    it is air-like or lies in a recovered dense block (edges follow the true boundary).
 
@@ -48,7 +57,7 @@ from skimage.morphology import convex_hull_image
 
 from ..errors import SegmentationError
 
-ALGORITHM_VERSION = "lungs-1.2"
+ALGORITHM_VERSION = "lungs-1.3"
 RIGHT, LEFT = 1, 2
 TIGHT_CROP_BORDER_AIR = 0.5  # slices whose border is < 50 % air are crops through the body
 TIGHT_CROP_OUTSIDE_MAX_HU = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
@@ -62,6 +71,18 @@ BONE_HU = 200.0  # ... rib cage = first pixel at least this dense outside the lu
 CAGE_MARGIN_MM = 6.0  # ... pleura + intercostal soft tissue inside the ribs, never lung
 INTERP_WINDOW_MM = 25.0  # outline interpolation: lung above and below within this distance (mm)
 CAGE_MAX_GAP_DEG = 12.0  # ... rays farther than this from a rib hit get no cage
+CAGE_Z_REACH_MM = 15.0  # ... 3-D path: a ray between ribs takes the cage from slices within this distance (mm)
+CAGE_Z_ANTERIOR_DEG = 60.0  # ... but not within this angle (degrees) of anterior (heart against the sternum)
+CAGE_MARGIN_3D_MM = 4.0  # ... 3-D path, outside that anterior sector: pleura + intercostal margin (mm)
+MIN_BAND_3D_MM = 5.0  # ... 3-D path, outside that anterior sector: thinnest recovered band (mm)
+CAGE_APEX_FRACTION = 1.0 / 3.0  # ... 3-D path: upper share of the lung height treated as in 2-D (oblique ribs)
+BASE_FIT_DEGREE = 2  # lung-base rule (3-D): polynomial degree of the dome model (2: quadratic; 3, 4 tried: worse)
+BASE_FIT_ITERATIONS = 12  # ... iterations of the asymmetric (lower-envelope) dome fit
+BASE_FIT_ASYMMETRY = 0.05  # ... weight of columns whose base lies above the fitted dome (1 - this below it)
+BASE_RAISED_MM = 5.0  # ... a column whose base is at least this far (mm) above the dome is raised by dense lung
+BASE_MAX_RAISE_MM = 40.0  # ... and at most this far (mm): higher bases are apex / mediastinal overhang, not base
+BASE_MIDLINE_MM = 20.0  # ... columns closer than this (mm) to the body midline (spine, aorta) are never filled
+BASE_MIN_LUNG_HEIGHT_MM = 120.0  # ... lungs shorter than this (mm) in the scan are not modelled (bases only)
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
@@ -218,7 +239,7 @@ def _segment_array(
     labels = _fill_slices(labels, airway)
     dense = np.zeros_like(lungs)
     if recover_dense and labels.any():
-        dense = _recover_dense(labels, hu, air_threshold, dense_max, _trunk(outside), spacing)
+        dense = _recover_dense(labels, hu, air_threshold, dense_max, _trunk(outside), spacing, None if thin else body_x)
         labels = _fill_slices(labels, airway)
     info["leak_fraction"] = _leak_fraction(labels, outside)
     return labels, dense & (labels > 0), info
@@ -394,6 +415,7 @@ def _recover_dense(
     dense_max: float,
     body: np.ndarray,
     spacing: np.ndarray,
+    body_x: np.ndarray | None = None,
 ) -> np.ndarray:
     """Step 6: hull-deficit rule (non-medial soft-tissue components) plus the sub-pleural radial rule."""
     recovered = np.zeros(labels.shape, dtype=bool)
@@ -405,6 +427,8 @@ def _recover_dense(
                 continue
             hull = convex_hull_image(lung)
             deficit = hull & ~lung & (labels[z] == 0) & dense_ok[z]
+            if body_x is not None:  # 3-D path: not the partial-volume rim of the pleural boundary
+                deficit = _thick_part(deficit)
             if not deficit.any():
                 continue
             lab, n = ndimage.label(deficit, structure=np.ones((3, 3)))
@@ -424,12 +448,29 @@ def _recover_dense(
                 near_medial_edge = abs(cx - medial_edge) < 0.25 * lung_width
                 if lateral_offset > LATERAL_MIN or (posterior and not near_medial_edge):
                     recovered[z] |= lab == i
-    recovered |= _recover_rib_cage(labels, hu, dense_ok, body, spacing)
+    if body_x is not None:  # 3-D path: cage interpolated between slices
+        recovered |= _recover_rib_cage_3d(labels, hu, dense_ok, body, spacing)
+    else:
+        recovered |= _recover_rib_cage(labels, hu, dense_ok, body, spacing)
     recovered |= _recover_between_slices(labels, dense_ok & ~recovered, spacing)
+    if body_x is not None:  # 3-D path only (lung base rule)
+        recovered |= _recover_lung_base(labels, dense_ok & ~recovered, spacing, body_x)
     # assign recovered voxels to the nearest lung (in place)
     if recovered.any():
         labels[recovered] = _nearest_label(labels, recovered)[recovered]
     return recovered
+
+
+def _thick_part(mask: np.ndarray) -> np.ndarray:
+    """Components (8-connected, 2-D) of ``mask`` that survive a 3 x 3 opening somewhere.
+
+    Drops regions that are at most two pixels thick everywhere: the partial-volume staircase of the pleural
+    boundary (neither lung nor consolidation) and thin walls, while a consolidation keeps its thin extensions.
+    """
+    opened = ndimage.binary_opening(mask, structure=np.ones((3, 3), dtype=bool))
+    lab, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+    keep = np.unique(lab[opened])
+    return np.isin(lab, keep[keep > 0])
 
 
 def _recover_between_slices(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.ndarray) -> np.ndarray:
@@ -463,6 +504,92 @@ def _recover_between_slices(labels: np.ndarray, dense_ok: np.ndarray, spacing: n
         candidate = inside & dense_ok & (labels == 0)
         if not candidate.any():
             continue
+        comp, _ = ndimage.label(candidate, structure=_STRUCT_3D)
+        touching = np.unique(comp[ndimage.binary_dilation(lung, structure=_STRUCT_3D) & (comp > 0)])
+        recovered |= np.isin(comp, touching[touching > 0])
+    return recovered
+
+
+def _dome_design(ys_mm: np.ndarray, xs_mm: np.ndarray) -> np.ndarray:
+    """Design matrix of the dome model: all monomials y^i x^j, i + j <= ``BASE_FIT_DEGREE`` (y, x centred, dm)."""
+    yc = (ys_mm - float(np.mean(ys_mm))) / 100.0  # decimetres: keeps the least-squares system well conditioned
+    xc = (xs_mm - float(np.mean(xs_mm))) / 100.0
+    terms = [yc**i * xc**j for i in range(BASE_FIT_DEGREE + 1) for j in range(BASE_FIT_DEGREE + 1 - i)]
+    return np.stack(terms, axis=-1)
+
+
+def _fit_dome(base_mm: np.ndarray, ys_mm: np.ndarray, xs_mm: np.ndarray) -> np.ndarray:
+    """Lower-envelope fit of the lung base height (mm) over the lung footprint; returns the dome height (mm).
+
+    Asymmetric iteratively reweighted least squares: columns whose base lies above the current surface (raised by
+    consolidation lying on the diaphragm, or by the heart) get weight ``BASE_FIT_ASYMMETRY``, columns below it
+    ``1 - BASE_FIT_ASYMMETRY``, so the surface follows the part of the dome that carries aerated lung.
+    """
+    design = _dome_design(ys_mm, xs_mm)
+    weights = np.ones_like(base_mm)
+    for _ in range(BASE_FIT_ITERATIONS):
+        sw = np.sqrt(weights)
+        coef, *_ = np.linalg.lstsq(design * sw[:, None], base_mm * sw, rcond=None)
+        dome = design @ coef
+        weights = np.where(base_mm > dome, BASE_FIT_ASYMMETRY, 1.0 - BASE_FIT_ASYMMETRY)
+    return dome
+
+
+def _raised_columns(footprint: np.ndarray, raise_mm: np.ndarray, spacing: np.ndarray, midline_x: float) -> np.ndarray:
+    """(y, x) columns of one lung whose base is raised above the dome by a dependent, sub-pleural dense layer.
+
+    Raised by ``BASE_RAISED_MM`` ... ``BASE_MAX_RAISE_MM`` (higher: apex or mediastinal overhang), posterior half of
+    the footprint (the heart sits on the anterior diaphragm), at least ``BASE_MIDLINE_MM`` from the midline
+    (vertebral body, aorta), at least three columns wide (a rim column clips the curved lung wall high) and
+    reaching the rim of the footprint (sub-pleural: against the chest wall).
+    """
+    ny, nx = footprint.shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    ys = np.nonzero(footprint)[0]
+    columns = footprint & (raise_mm >= BASE_RAISED_MM) & (raise_mm <= BASE_MAX_RAISE_MM)
+    columns &= yy >= ys.mean()
+    columns &= np.abs(xx - midline_x) * spacing[2] >= BASE_MIDLINE_MM
+    columns = ndimage.binary_opening(columns, structure=np.ones((3, 3), dtype=bool))
+    rim = footprint & ~ndimage.binary_erosion(footprint, iterations=2)
+    comp, _ = ndimage.label(columns)
+    keep = np.unique(comp[rim & (comp > 0)])
+    return np.isin(comp, keep[keep > 0])
+
+
+def _recover_lung_base(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.ndarray, body_x: np.ndarray) -> np.ndarray:
+    """Dense lung lying on the diaphragm: raised columns are filled down to the modelled dome (3-D path only).
+
+    Per lung, the lowest lung voxel of every (y, x) column gives the base height; a smooth dome (:func:`_fit_dome`)
+    models the diaphragm under aerated lung. In the columns whose base lies clearly above the dome
+    (:func:`_raised_columns`; consolidation on the diaphragm has no aerated lung below it), dense voxels between
+    the dome and the base, in 3-D components touching the lung, are lung. Skipped when the first or last slice
+    holds more than 10 % of the largest lung cross-section (lung cut by the scan range: base or apex missing) or
+    the lung is shorter than ``BASE_MIN_LUNG_HEIGHT_MM`` (lung bases of an abdominal CT: no dome to model).
+    """
+    nz = labels.shape[0]
+    recovered = np.zeros(labels.shape, dtype=bool)
+    if nz < 3:
+        return recovered
+    z_mm = np.arange(nz)[:, None, None] * spacing[0]
+    for value in (RIGHT, LEFT):
+        lung = labels == value
+        footprint = lung.any(axis=0)
+        if footprint.sum() < 12:
+            continue
+        area = lung.sum(axis=(1, 2))
+        z_lung = np.nonzero(area)[0]
+        height_mm = (z_lung[-1] - z_lung[0] + 1) * spacing[0]
+        if max(area[0], area[-1]) > 0.1 * area.max() or height_mm < BASE_MIN_LUNG_HEIGHT_MM:
+            continue
+        base = np.argmax(lung, axis=0)  # lowest lung slice of each column
+        ys, xs = np.nonzero(footprint)
+        dome = np.full(footprint.shape, np.inf)
+        dome[ys, xs] = _fit_dome(base[ys, xs] * spacing[0], ys * spacing[1], xs * spacing[2])
+        base_mm = np.where(footprint, base * spacing[0], -np.inf)
+        columns = _raised_columns(footprint, base_mm - dome, spacing, float(np.median(body_x)))
+        if not columns.any():
+            continue
+        candidate = (z_mm >= dome[None]) & (z_mm < base_mm[None]) & columns[None] & dense_ok & (labels == 0)
         comp, _ = ndimage.label(candidate, structure=_STRUCT_3D)
         touching = np.unique(comp[ndimage.binary_dilation(lung, structure=_STRUCT_3D) & (comp > 0)])
         recovered |= np.isin(comp, touching[touching > 0])
@@ -553,6 +680,103 @@ def _recover_rib_cage(
         if not band.any():
             continue
         comp, n = ndimage.label(band, structure=np.ones((3, 3)))
+        touching = np.unique(comp[ndimage.binary_dilation(lung, structure=np.ones((3, 3))) & (comp > 0)])
+        recovered[z] = np.isin(comp, touching[touching > 0])
+    return recovered
+
+
+def _recover_rib_cage_3d(
+    labels: np.ndarray, hu: np.ndarray, dense_ok: np.ndarray, trunk: np.ndarray, spacing: np.ndarray
+) -> np.ndarray:
+    """3-D variant of :func:`_recover_rib_cage`: the cage radius of each ray is interpolated between slices.
+
+    Real ribs are discontinuous in axial slices (they slope), so a ray of one slice often passes between two ribs.
+    The first bone radius (>= ``BONE_HU``) outside the lung is measured per slice and ray, then missing rays are
+    filled by linear interpolation along z from the nearest slices with a rib hit on that ray, at most
+    ``CAGE_Z_REACH_MM`` away (the inner surface of the rib cage between ribs). The rest is as in the per-slice rule
+    (short angular gaps interpolated, lower-quartile smoothing, bands touching the lung), with a margin of
+    ``CAGE_MARGIN_3D_MM`` and bands of at least ``MIN_BAND_3D_MM``. Rays within ``CAGE_Z_ANTERIOR_DEG`` of anterior
+    (heart against the sternum and costal cartilage) and slices in the upper ``CAGE_APEX_FRACTION`` of the lung
+    height (oblique ribs near the apex) get no interpolation and the per-slice margin and band (6 mm, 8 mm).
+    """
+    nz, ny, nx = labels.shape
+    n_rays = N_RAYS
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    pixel_mm = float(np.sqrt(spacing[1] * spacing[2]))
+    max_gap = int(round(CAGE_MAX_GAP_DEG / 360.0 * n_rays))
+    window = max(3, int(round(20.0 / 360.0 * n_rays)) | 1)
+    rays = np.arange(n_rays)
+    recovered = np.zeros(labels.shape, dtype=bool)
+    slices = np.nonzero(labels.any(axis=(1, 2)) & trunk.any(axis=(1, 2)))[0]
+    if slices.size == 0:
+        return recovered
+    # pass 1: per slice and ray, outermost lung radius and first bone radius outside it (pixels)
+    geometry = {}
+    r_bone_all = np.full((nz, n_rays), np.nan)
+    for z in slices:
+        cy, cx = ndimage.center_of_mass(trunk[z])
+        radius = np.hypot((yy - cy) * spacing[1], (xx - cx) * spacing[2]) / pixel_mm
+        ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
+        lung = labels[z] > 0
+        r_lung = np.full(n_rays, -1.0)
+        np.maximum.at(r_lung, ray[lung], radius[lung])
+        bone = (hu[z] >= BONE_HU) & trunk[z] & (radius > r_lung[ray])
+        r_bone = np.full(n_rays, np.inf)
+        np.minimum.at(r_bone, ray[bone], radius[bone])
+        r_bone_all[z] = np.where(np.isfinite(r_bone), r_bone, np.nan)
+        geometry[z] = (radius, ray, r_lung)
+    # pass 2: fill rays between ribs from the slices above and below (linear in z, within the reach)
+    reach = CAGE_Z_REACH_MM / spacing[0]
+    z_index = np.arange(nz)
+    # ray k points at angle (k + 0.5) / n_rays * 360 - 180 degrees (image y = posterior); anterior = -90 degrees
+    angle = (rays + 0.5) / n_rays * 360.0 - 180.0
+    anterior = np.abs(((angle + 90.0) + 180.0) % 360.0 - 180.0) < CAGE_Z_ANTERIOR_DEG
+    # posterior and lateral rays (ossified ribs, dependent lung): thinner margin and bands; anterior as in 2-D
+    margin = np.where(anterior, CAGE_MARGIN_MM, CAGE_MARGIN_3D_MM) / pixel_mm
+    min_band = np.maximum(2.0, np.where(anterior, MIN_BAND_MM, MIN_BAND_3D_MM) / pixel_mm)
+    # upper part of the lungs: the ribs run obliquely near the apex, so no interpolation and the 2-D margins there
+    apical = z_index >= slices[0] + (1.0 - CAGE_APEX_FRACTION) * (slices[-1] - slices[0])
+    for k in rays[~anterior]:
+        hit = np.isfinite(r_bone_all[:, k])
+        if not hit.any() or hit.all():
+            continue
+        zh = z_index[hit]
+        filled = np.interp(z_index, zh, r_bone_all[hit, k])
+        pos = np.searchsorted(zh, z_index)
+        below = np.where(pos > 0, z_index - zh[np.maximum(pos - 1, 0)], np.inf)
+        above = np.where(pos < zh.size, zh[np.minimum(pos, zh.size - 1)] - z_index, np.inf)
+        ok = ~hit & (below <= reach) & (above <= reach) & ~apical
+        r_bone_all[ok, k] = filled[ok]
+    # pass 3: the per-slice band between lung and cage
+    for z in slices:
+        radius, ray, r_lung = geometry[z]
+        has_lung = r_lung >= 0
+        r_bone = np.where(np.isnan(r_bone_all[z]), np.inf, r_bone_all[z])
+        r_bone = np.where(r_bone > r_lung, r_bone, np.inf)  # an interpolated cage inside the lung is no cage
+        found = np.isfinite(r_bone)
+        if found.sum() < 3:
+            continue
+        idx = rays[found]
+        cage = np.interp(rays, idx, r_bone[found], period=n_rays)
+        distance = np.min(np.abs(((rays[:, None] - idx[None, :]) + n_rays // 2) % n_rays - n_rays // 2), axis=1)
+        cage[distance > max_gap] = np.nan
+        padded = np.pad(np.nan_to_num(cage, nan=1e6), window // 2, mode="wrap")
+        cage_low = ndimage.percentile_filter(padded, 25, size=window, mode="nearest")[window // 2 : -(window // 2)]
+        cage = np.where(np.isnan(cage) | (cage_low > 1e5), np.nan, np.minimum(cage, cage_low))
+        if apical[z]:
+            inner = cage - CAGE_MARGIN_MM / pixel_mm
+            deep = has_lung & np.isfinite(inner) & (inner - r_lung >= max(2.0, MIN_BAND_MM / pixel_mm))
+        else:
+            inner = cage - margin
+            deep = has_lung & np.isfinite(inner) & (inner - r_lung >= min_band)
+        if not deep.any():
+            continue
+        band = deep[ray] & (radius > r_lung[ray]) & (radius < np.nan_to_num(inner, nan=-1.0)[ray])
+        band &= dense_ok[z] & (labels[z] == 0)
+        if not band.any():
+            continue
+        lung = labels[z] > 0
+        comp, _ = ndimage.label(band, structure=np.ones((3, 3)))
         touching = np.unique(comp[ndimage.binary_dilation(lung, structure=np.ones((3, 3))) & (comp > 0)])
         recovered[z] = np.isin(comp, touching[touching > 0])
     return recovered
