@@ -448,10 +448,8 @@ def _recover_dense(
                 near_medial_edge = abs(cx - medial_edge) < 0.25 * lung_width
                 if lateral_offset > LATERAL_MIN or (posterior and not near_medial_edge):
                     recovered[z] |= lab == i
-    if body_x is not None:  # 3-D path: cage interpolated between slices
-        recovered |= _recover_rib_cage_3d(labels, hu, dense_ok, body, spacing)
-    else:
-        recovered |= _recover_rib_cage(labels, hu, dense_ok, body, spacing)
+    # 3-D path: the cage is interpolated between slices
+    recovered |= _recover_rib_cage(labels, hu, dense_ok, body, spacing, between_slices=body_x is not None)
     recovered |= _recover_between_slices(labels, dense_ok & ~recovered, spacing)
     if body_x is not None:  # 3-D path only (lung base rule)
         recovered |= _recover_lung_base(labels, dense_ok & ~recovered, spacing, body_x)
@@ -627,9 +625,14 @@ def _trunk(outside: np.ndarray) -> np.ndarray:
 
 
 def _recover_rib_cage(
-    labels: np.ndarray, hu: np.ndarray, dense_ok: np.ndarray, trunk: np.ndarray, spacing: np.ndarray
+    labels: np.ndarray,
+    hu: np.ndarray,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    between_slices: bool = False,
 ) -> np.ndarray:
-    """Dense lung between the aerated lung and the inner surface of the rib cage (radial rule, per slice).
+    """Dense lung between the aerated lung and the inner surface of the rib cage (radial rule).
 
     Rays are cast from each slice's trunk centre. On each ray that meets lung, the rib cage is the first bone
     pixel (>= ``BONE_HU``) outside the outermost lung pixel; rays without bone take the cage radius from the
@@ -637,67 +640,13 @@ def _recover_rib_cage(
     by a rolling lower quartile (+-10 degrees) so a scapula behind a gap between ribs does not count. Dense pixels
     (soft-tissue range) farther out than the lung and more than ``CAGE_MARGIN_MM`` inside the cage, in bands at
     least ``MIN_BAND_MM`` deep and touching the lung, are consolidated lung lying against the pleura.
-    """
-    nz, ny, nx = labels.shape
-    n_rays = N_RAYS
-    yy, xx = np.mgrid[0:ny, 0:nx]
-    pixel_mm = float(np.sqrt(spacing[1] * spacing[2]))
-    margin = CAGE_MARGIN_MM / pixel_mm
-    min_band = max(2.0, MIN_BAND_MM / pixel_mm)
-    max_gap = int(round(CAGE_MAX_GAP_DEG / 360.0 * n_rays))
-    window = max(3, int(round(20.0 / 360.0 * n_rays)) | 1)
-    rays = np.arange(n_rays)
-    recovered = np.zeros(labels.shape, dtype=bool)
-    for z in np.nonzero(labels.any(axis=(1, 2)) & trunk.any(axis=(1, 2)))[0]:
-        cy, cx = ndimage.center_of_mass(trunk[z])
-        radius = np.hypot((yy - cy) * spacing[1], (xx - cx) * spacing[2]) / pixel_mm
-        ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
-        lung = labels[z] > 0
-        r_lung = np.full(n_rays, -1.0)
-        np.maximum.at(r_lung, ray[lung], radius[lung])
-        has_lung = r_lung >= 0
-        bone = (hu[z] >= BONE_HU) & trunk[z]
-        bone &= radius > r_lung[ray]
-        r_bone = np.full(n_rays, np.inf)
-        np.minimum.at(r_bone, ray[bone], radius[bone])
-        found = np.isfinite(r_bone)
-        if found.sum() < 3:
-            continue
-        # circular interpolation over rays without bone, only across short gaps
-        idx = rays[found]
-        cage = np.interp(rays, idx, r_bone[found], period=n_rays)
-        distance = np.min(np.abs(((rays[:, None] - idx[None, :]) + n_rays // 2) % n_rays - n_rays // 2), axis=1)
-        cage[distance > max_gap] = np.nan
-        padded = np.pad(np.nan_to_num(cage, nan=1e6), window // 2, mode="wrap")
-        cage_low = ndimage.percentile_filter(padded, 25, size=window, mode="nearest")[window // 2 : -(window // 2)]
-        cage = np.where(np.isnan(cage) | (cage_low > 1e5), np.nan, np.minimum(cage, cage_low))
-        inner = cage - margin
-        deep = has_lung & np.isfinite(inner) & (inner - r_lung >= min_band)
-        if not deep.any():
-            continue
-        band = deep[ray] & (radius > r_lung[ray]) & (radius < np.nan_to_num(inner, nan=-1.0)[ray])
-        band &= dense_ok[z] & (labels[z] == 0)
-        if not band.any():
-            continue
-        comp, n = ndimage.label(band, structure=np.ones((3, 3)))
-        touching = np.unique(comp[ndimage.binary_dilation(lung, structure=np.ones((3, 3))) & (comp > 0)])
-        recovered[z] = np.isin(comp, touching[touching > 0])
-    return recovered
 
-
-def _recover_rib_cage_3d(
-    labels: np.ndarray, hu: np.ndarray, dense_ok: np.ndarray, trunk: np.ndarray, spacing: np.ndarray
-) -> np.ndarray:
-    """3-D variant of :func:`_recover_rib_cage`: the cage radius of each ray is interpolated between slices.
-
-    Real ribs are discontinuous in axial slices (they slope), so a ray of one slice often passes between two ribs.
-    The first bone radius (>= ``BONE_HU``) outside the lung is measured per slice and ray, then missing rays are
-    filled by linear interpolation along z from the nearest slices with a rib hit on that ray, at most
-    ``CAGE_Z_REACH_MM`` away (the inner surface of the rib cage between ribs). The rest is as in the per-slice rule
-    (short angular gaps interpolated, lower-quartile smoothing, bands touching the lung), with a margin of
-    ``CAGE_MARGIN_3D_MM`` and bands of at least ``MIN_BAND_3D_MM``. Rays within ``CAGE_Z_ANTERIOR_DEG`` of anterior
-    (heart against the sternum and costal cartilage) and slices in the upper ``CAGE_APEX_FRACTION`` of the lung
-    height (oblique ribs near the apex) get no interpolation and the per-slice margin and band (6 mm, 8 mm).
+    ``between_slices`` (3-D path): real ribs are discontinuous in axial slices (they slope), so a ray of one slice
+    often passes between two ribs. Missing rays are then filled by linear interpolation along z from the nearest
+    slices with a rib hit on that ray, at most ``CAGE_Z_REACH_MM`` away (the inner surface of the rib cage between
+    ribs), and the margin and band are ``CAGE_MARGIN_3D_MM`` / ``MIN_BAND_3D_MM``. Rays within
+    ``CAGE_Z_ANTERIOR_DEG`` of anterior (heart against the sternum and costal cartilage) and slices in the upper
+    ``CAGE_APEX_FRACTION`` of the lung height (oblique ribs near the apex) keep the per-slice rule (6 mm, 8 mm).
     """
     nz, ny, nx = labels.shape
     n_rays = N_RAYS
@@ -731,6 +680,8 @@ def _recover_rib_cage_3d(
     # ray k points at angle (k + 0.5) / n_rays * 360 - 180 degrees (image y = posterior); anterior = -90 degrees
     angle = (rays + 0.5) / n_rays * 360.0 - 180.0
     anterior = np.abs(((angle + 90.0) + 180.0) % 360.0 - 180.0) < CAGE_Z_ANTERIOR_DEG
+    if not between_slices:  # per-slice rule: every ray as the anterior sector (no interpolation, 6 mm / 8 mm)
+        anterior[:] = True
     # posterior and lateral rays (ossified ribs, dependent lung): thinner margin and bands; anterior as in 2-D
     margin = np.where(anterior, CAGE_MARGIN_MM, CAGE_MARGIN_3D_MM) / pixel_mm
     min_band = np.maximum(2.0, np.where(anterior, MIN_BAND_MM, MIN_BAND_3D_MM) / pixel_mm)
