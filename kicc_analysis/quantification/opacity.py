@@ -244,9 +244,8 @@ def segment_opacity_regions(
         reference = air_mode
         if background_mm > 0:
             aerated = lung & (values < air_mode + ggo_above_air_hu)
-            big = background_mm / spacing_yx
-            w_air = ndimage.gaussian_filter(aerated.astype(np.float32), big)
-            s_air = ndimage.gaussian_filter(np.where(aerated, values, 0.0).astype(np.float32), big)
+            w_air = _wide_gaussian(aerated.astype(np.float32), background_mm, spacing_yx)
+            s_air = _wide_gaussian(np.where(aerated, values, 0.0).astype(np.float32), background_mm, spacing_yx)
             reference = np.where(w_air > 0.05, s_air / np.maximum(w_air, 1e-3), air_mode)
         lesion = lung & (local >= reference + ggo_above_air_hu)
         lesion = ndimage.binary_fill_holes(ndimage.binary_closing(lesion, structure=close)) & lung
@@ -259,6 +258,13 @@ def segment_opacity_regions(
     result = sitk.GetImageFromArray(out.reshape(labels.shape))
     result.CopyInformation(lung_labels)
     return result
+
+
+def _wide_gaussian(values: np.ndarray, sigma_mm: float, spacing_yx: np.ndarray) -> np.ndarray:
+    """Gaussian smoothing (sigma in mm) of a 2-D array by the recursive (IIR) filter: cost independent of sigma."""
+    image = sitk.GetImageFromArray(values.astype(np.float32, copy=False))
+    image.SetSpacing(tuple(float(x) for x in spacing_yx[::-1]))
+    return sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(image, float(sigma_mm)))
 
 
 def _region_vessels(
