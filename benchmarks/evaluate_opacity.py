@@ -49,6 +49,9 @@ QUICK_GRID = {
     "tube_structure_hu": (100.0,),
     "tube_scales_mm": ((1.0,),),
 }
+# local density (HU) from which a lesion pixel is consolidation; chosen after the lesion grid (quant-1.1: -300 fixed)
+CONSOLIDATION_GRID = (-300.0, -350.0, -400.0, -450.0)
+QUICK_CONSOLIDATION_GRID = (-400.0,)
 ASSUMED_WIDTH_MM = 320.0
 
 
@@ -161,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{params}: calibration lesion Dice {summary['lesion_dice_mean']:.3f}")
     best = max(grid, key=lambda row: row["lesion_dice_mean"])
     params = {k: best[k] for k in grid_spec}
+    # second stage (calibration half only): the GGO / consolidation split, by the mean of GGO and consolidation Dice
+    split = []
+    for cut in QUICK_CONSOLIDATION_GRID if args.quick else CONSOLIDATION_GRID:
+        summary = summarise(evaluate(calib, **params, consolidation_hu=cut))
+        split.append((0.5 * (summary["ggo_dice_mean"] + summary["consolidation_dice_mean"]), cut))
+        print(f"consolidation_hu {cut}: calibration mean of GGO and consolidation Dice {split[-1][0]:.3f}")
+    params["consolidation_hu"] = max(split)[1]
     every = evaluate(prepared, **params)
     every["half"] = ["calibration" if i % 2 == 0 else "held_out" for i in range(len(every))]
     voxelwise = evaluate(prepared, method="voxels")

@@ -147,7 +147,7 @@ def _opacity_array(
 
 REGION_SMOOTH_MM = 2.0  # lesion regions: Gaussian sigma (mm) of the local lung density (normalised in the lung)
 REGION_GGO_ABOVE_AIR_HU = 100.0  # ... lesion = local density at least this much above the aerated-lung mode
-REGION_CONSOLIDATION_HU = -300.0  # ... consolidation = lesion whose local density is at least this (HU)
+REGION_CONSOLIDATION_HU = -400.0  # ... consolidation = lesion whose local density is at least this (HU; quant-1.1: -300)
 REGION_CLOSE_MM = 3.0  # ... closing radius (mm) before hole filling
 REGION_MIN_AREA_MM2 = 150.0  # ... smaller lesion components are dropped (per slice, mm^2)
 REGION_BACKGROUND_MM = 60.0  # ... aerated reference = Gaussian (this sigma, mm) mean of the aerated pixels (0: mode)
