@@ -49,7 +49,8 @@ QUICK_GRID = {
     "tube_structure_hu": (100.0,),
     "tube_scales_mm": ((1.0,),),
 }
-# local density (HU) from which a lesion pixel is consolidation; chosen after the lesion grid (quant-1.1: -300 fixed)
+# density (HU; median of a 5 mm window) from which a lesion pixel is consolidation; chosen after the lesion grid
+# (quant-1.1: local mean >= -300 fixed)
 CONSOLIDATION_GRID = (-300.0, -350.0, -400.0, -450.0)
 QUICK_CONSOLIDATION_GRID = (-400.0,)
 ASSUMED_WIDTH_MM = 320.0

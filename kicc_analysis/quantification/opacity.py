@@ -26,7 +26,7 @@ from scipy import ndimage
 from ..errors import AnalysisError
 from .bins import get_bins
 
-ALGORITHM_VERSION = "quant-1.2"  # quant-1.2: 2-D tube discount in lesion regions; 1.1: 3-D Frangi vessel removal
+ALGORITHM_VERSION = "quant-1.2"  # 1.2: lesion regions (2-D tube discount, median split); 1.1: 3-D Frangi vessels
 GGO, CONSOLIDATION = 1, 2
 SEVERITY_EDGES_PCT = (5.0, 25.0, 50.0, 75.0)
 PERCENTILES = (10, 25, 50, 75, 90)
@@ -147,7 +147,8 @@ def _opacity_array(
 
 REGION_SMOOTH_MM = 2.0  # lesion regions: Gaussian sigma (mm) of the local lung density (normalised in the lung)
 REGION_GGO_ABOVE_AIR_HU = 100.0  # ... lesion = local density at least this much above the aerated-lung mode
-REGION_CONSOLIDATION_HU = -400.0  # ... consolidation = lesion whose local density is at least this (HU; quant-1.1: -300)
+REGION_CONSOLIDATION_HU = -400.0  # ... consolidation = lesion at least this dense (HU; quant-1.1: -300)
+REGION_CONSOLIDATION_WINDOW_MM = 5.0  # ... judged on the median HU of a square window this wide (mm; 0: local mean)
 REGION_CLOSE_MM = 3.0  # ... closing radius (mm) before hole filling
 REGION_MIN_AREA_MM2 = 150.0  # ... smaller lesion components are dropped (per slice, mm^2)
 REGION_BACKGROUND_MM = 60.0  # ... aerated reference = Gaussian (this sigma, mm) mean of the aerated pixels (0: mode)
@@ -178,6 +179,7 @@ def segment_opacity_regions(
     tube_rim_px: int = REGION_TUBE_RIM_PX,
     tube_protect_hu: float = REGION_TUBE_PROTECT_HU,
     tube_keep_wide_mm: float = REGION_TUBE_KEEP_WIDE_MM,
+    consolidation_window_mm: float = REGION_CONSOLIDATION_WINDOW_MM,
 ) -> sitk.Image:
     """Lesion REGIONS (1 GGO, 2 consolidation) as a radiologist outlines them, slice by slice.
 
@@ -196,7 +198,8 @@ def segment_opacity_regions(
        aerated pixels (those below the mode + ``ggo_above_air_hu``), which follows the anterior-posterior gravity
        gradient of lung density (0 = the slice's aerated mode everywhere); closed (``close_mm``), holes filled,
        components < ``min_area_mm2`` dropped, restricted to the lung.
-    4. Consolidation = lesion pixels whose local density is >= ``consolidation_hu``.
+    4. Consolidation = lesion pixels whose median HU in a ``consolidation_window_mm`` square window (lung pixels;
+       outside the lung counts as air) is >= ``consolidation_hu`` (0: the local density of step 2, quant-1.1).
 
     Used for teaching images (8-bit display slices converted with :func:`~kicc_analysis.imaging.display_to_hu`);
     parameters were calibrated on half of the MedSeg slices (docs/ct.md, "Lesion regions on teaching slices").
@@ -254,7 +257,14 @@ def segment_opacity_regions(
             sizes = ndimage.sum_labels(lesion, comp, np.arange(1, n + 1))
             lesion = np.isin(comp, 1 + np.flatnonzero(sizes >= min_pixels))
         out[z][lesion] = GGO
-        out[z][lesion & (local >= consolidation_hu)] = CONSOLIDATION
+        if consolidation_window_mm > 0:  # consolidation is homogeneous: most pixels around it are dense
+            # median of the window >= consolidation_hu  <=>  more than half of its pixels are (odd window, box filter)
+            size = np.maximum(3, 2 * np.round(consolidation_window_mm / spacing_yx / 2.0).astype(int) + 1)
+            share = ndimage.uniform_filter((lung & (values >= consolidation_hu)).astype(np.float32), size=tuple(size))
+            dense = share > 0.5
+        else:
+            dense = local >= consolidation_hu
+        out[z][lesion & dense] = CONSOLIDATION
     result = sitk.GetImageFromArray(out.reshape(labels.shape))
     result.CopyInformation(lung_labels)
     return result
