@@ -152,6 +152,7 @@ REGION_CONSOLIDATION_WINDOW_MM = 5.0  # ... judged on the median HU of a square 
 REGION_CLOSE_MM = 3.0  # ... closing radius (mm) before hole filling
 REGION_MIN_AREA_MM2 = 150.0  # ... smaller lesion components are dropped (per slice, mm^2)
 REGION_BACKGROUND_MM = 60.0  # ... aerated reference = Gaussian (this sigma, mm) mean of the aerated pixels (0: mode)
+REGION_REFERENCE_PASSES = 2  # ... passes; from the 2nd on the reference leaves out the previous pass's lesion (1: off)
 REGION_VESSEL_MM = 0.0  # ... (legacy, 0 = off) in-plane bright structures narrower than this (mm) count as air
 # 2-D vessel (tube) discount of the lesion regions: multi-scale Frangi objectness of bright ridges, scale-normalised
 REGION_TUBE_SCALES_MM = (1.0,)  # Gaussian sigma (mm) of the scales (calibrated; (1, 2, 3.5) tied: ridges 2-10 mm)
@@ -180,6 +181,7 @@ def segment_opacity_regions(
     tube_protect_hu: float = REGION_TUBE_PROTECT_HU,
     tube_keep_wide_mm: float = REGION_TUBE_KEEP_WIDE_MM,
     consolidation_window_mm: float = REGION_CONSOLIDATION_WINDOW_MM,
+    reference_passes: int = REGION_REFERENCE_PASSES,
 ) -> sitk.Image:
     """Lesion REGIONS (1 GGO, 2 consolidation) as a radiologist outlines them, slice by slice.
 
@@ -244,13 +246,15 @@ def segment_opacity_regions(
             evidence[tubes] = 0.0
         weight = ndimage.gaussian_filter(counted.astype(np.float32), sigma)
         local = ndimage.gaussian_filter(evidence, sigma) / np.maximum(weight, 1e-3)
-        reference = air_mode
-        if background_mm > 0:
-            aerated = lung & (values < air_mode + ggo_above_air_hu)
-            w_air = _wide_gaussian(aerated.astype(np.float32), background_mm, spacing_yx)
-            s_air = _wide_gaussian(np.where(aerated, values, 0.0).astype(np.float32), background_mm, spacing_yx)
-            reference = np.where(w_air > 0.05, s_air / np.maximum(w_air, 1e-3), air_mode)
-        lesion = lung & (local >= reference + ggo_above_air_hu)
+        lesion = np.zeros_like(lung)
+        for _ in range(max(1, reference_passes) if background_mm > 0 else 1):
+            reference = air_mode
+            if background_mm > 0:  # aerated pixels outside the previous pass's lesion (its specks are no reference)
+                aerated = lung & (values < air_mode + ggo_above_air_hu) & ~lesion
+                w_air = _wide_gaussian(aerated.astype(np.float32), background_mm, spacing_yx)
+                s_air = _wide_gaussian(np.where(aerated, values, 0.0).astype(np.float32), background_mm, spacing_yx)
+                reference = np.where(w_air > 0.05, s_air / np.maximum(w_air, 1e-3), air_mode)
+            lesion = lung & (local >= reference + ggo_above_air_hu)
         lesion = ndimage.binary_fill_holes(ndimage.binary_closing(lesion, structure=close)) & lung
         comp, n = ndimage.label(lesion)
         if n:
