@@ -27,7 +27,7 @@ from skimage.morphology import convex_hull_image
 from ..errors import AnalysisError
 from .bins import get_bins
 
-ALGORITHM_VERSION = "quant-1.1"  # quant-1.1: 3-D Frangi vessel removal (the batch cache should key on it)
+ALGORITHM_VERSION = "quant-1.2"  # 1.2: lesion regions (2-D tube discount, median split); 1.1: 3-D Frangi vessels
 GGO, CONSOLIDATION = 1, 2
 SEVERITY_EDGES_PCT = (5.0, 25.0, 50.0, 75.0)
 PERCENTILES = (10, 25, 50, 75, 90)
@@ -150,11 +150,21 @@ def _opacity_array(
 
 REGION_SMOOTH_MM = 2.0  # lesion regions: Gaussian sigma (mm) of the local lung density (normalised in the lung)
 REGION_GGO_ABOVE_AIR_HU = 100.0  # ... lesion = local density at least this much above the aerated-lung mode
-REGION_CONSOLIDATION_HU = -300.0  # ... consolidation = lesion whose local density is at least this (HU)
+REGION_CONSOLIDATION_HU = -400.0  # ... consolidation = lesion at least this dense (HU; quant-1.1: -300)
+REGION_CONSOLIDATION_WINDOW_MM = 5.0  # ... judged on the median HU of a square window this wide (mm; 0: local mean)
 REGION_CLOSE_MM = 3.0  # ... closing radius (mm) before hole filling
 REGION_MIN_AREA_MM2 = 150.0  # ... smaller lesion components are dropped (per slice, mm^2)
 REGION_BACKGROUND_MM = 60.0  # ... aerated reference = Gaussian (this sigma, mm) mean of the aerated pixels (0: mode)
-REGION_VESSEL_MM = 5.0  # ... in-plane structures narrower than this (vessels) do not count as evidence
+REGION_REFERENCE_PASSES = 2  # ... passes; from the 2nd on the reference leaves out the previous pass's lesion (1: off)
+REGION_VESSEL_MM = 0.0  # ... (legacy, 0 = off) in-plane bright structures narrower than this (mm) count as air
+# 2-D vessel (tube) discount of the lesion regions: multi-scale Frangi objectness of bright ridges, scale-normalised
+REGION_TUBE_SCALES_MM = (1.0,)  # Gaussian sigma (mm) of the scales (calibrated; (1, 2, 3.5) tied: ridges 2-10 mm)
+REGION_TUBE_STRUCTURE_HU = 100.0  # Frangi gamma: scale-normalised Hessian norm (HU) at which a ridge counts as bright
+REGION_TUBE_OBJECTNESS = 0.25  # pixels above this objectness (0-1) are vessel ...
+REGION_TUBE_RIM_PX = 2  # ... and so are their neighbours up to this many pixels away that are above the lesion level
+REGION_TUBE_PROTECT_HU = -500.0  # ... unless their surroundings (non-vessel lung) are this dense: consolidation bands
+REGION_TUBE_PROTECT_MM = 4.0  # ... surroundings = Gaussian (this sigma, mm) mean of the non-vessel lung pixels
+REGION_TUBE_KEEP_WIDE_MM = 10.0  # ... nor inside dense (>= consolidation level) structures this wide (mm)
 
 
 def segment_opacity_regions(
@@ -168,20 +178,36 @@ def segment_opacity_regions(
     min_area_mm2: float = REGION_MIN_AREA_MM2,
     vessel_width_mm: float = REGION_VESSEL_MM,
     background_mm: float = REGION_BACKGROUND_MM,
+    tube_scales_mm: tuple[float, ...] = REGION_TUBE_SCALES_MM,
+    tube_structure_hu: float = REGION_TUBE_STRUCTURE_HU,
+    tube_rim_px: int = REGION_TUBE_RIM_PX,
+    tube_protect_hu: float = REGION_TUBE_PROTECT_HU,
+    tube_keep_wide_mm: float = REGION_TUBE_KEEP_WIDE_MM,
+    consolidation_window_mm: float = REGION_CONSOLIDATION_WINDOW_MM,
+    reference_passes: int = REGION_REFERENCE_PASSES,
 ) -> sitk.Image:
     """Lesion REGIONS (1 GGO, 2 consolidation) as a radiologist outlines them, slice by slice.
 
     :func:`segment_opacities` labels voxels by HU; radiologists outline regions (a GGO patch includes its aerated
-    specks, a crazy-paving pattern is one region). Here, per axial slice: thin dense structures (>= ``consolidation_hu``,
-    narrower than ``vessel_width_mm``: vessels) and their 1-pixel rims are replaced by the lung's aerated mode; the local lung density is a Gaussian
-    (``smooth_mm``) average normalised inside the lung (chest wall never leaks in); lesion = local density at least
-    ``ggo_above_air_hu`` above the local aerated-lung reference (the image's own reference, robust to window
-    and calibration errors): a wide Gaussian (``background_mm``) mean of the aerated pixels (those below the mode +
-    ``ggo_above_air_hu``), which follows the anterior-posterior gravity gradient of lung density (0 = the slice's
-    aerated mode everywhere), closed (``close_mm``), holes filled, components < ``min_area_mm2`` dropped, restricted
-    to the lung; consolidation = lesion pixels whose local density is >= ``consolidation_hu``. Used for teaching
-    images (8-bit display slices converted with :func:`~kicc_analysis.imaging.display_to_hu`); parameters were
-    calibrated on half of the MedSeg slices (docs/ct.md).
+    specks and the vessels seen through it, a crazy-paving pattern is one region). Here, per axial slice:
+
+    1. Vessels do not count as evidence: bright tubular structures (2-D Frangi objectness of bright ridges at
+       ``tube_scales_mm``, scale-normalised, structureness ``tube_structure_hu``; see :func:`_tubes_2d`) plus a rim
+       of ``tube_rim_px`` pixels are left out of the local average, unless their non-vessel surroundings are at
+       least ``tube_protect_hu`` dense (bands inside a consolidation stay). ``vessel_width_mm`` > 0 also replaces
+       bright (>= ``consolidation_hu``) structures narrower than it by the aerated mode (the quant-1.1 rule).
+    2. Local lung density = Gaussian (``smooth_mm``) average of the remaining lung pixels (normalised convolution:
+       chest wall and vessels never leak in; a vessel pixel takes the density of the parenchyma around it).
+    3. Lesion = local density at least ``ggo_above_air_hu`` above the local aerated-lung reference (the image's own
+       reference, robust to window and calibration errors): a wide Gaussian (``background_mm``) mean of the
+       aerated pixels (those below the mode + ``ggo_above_air_hu``), which follows the anterior-posterior gravity
+       gradient of lung density (0 = the slice's aerated mode everywhere); closed (``close_mm``), holes filled,
+       components < ``min_area_mm2`` dropped, restricted to the lung.
+    4. Consolidation = lesion pixels whose median HU in a ``consolidation_window_mm`` square window (lung pixels;
+       outside the lung counts as air) is >= ``consolidation_hu`` (0: the local density of step 2, quant-1.1).
+
+    Used for teaching images (8-bit display slices converted with :func:`~kicc_analysis.imaging.display_to_hu`);
+    parameters were calibrated on half of the MedSeg slices (docs/ct.md, "Lesion regions on teaching slices").
 
     Returns
     -------
@@ -210,26 +236,115 @@ def segment_opacity_regions(
             thin = bright & ~_without_thin_structures(bright, vessel_width_mm, spacing_yx)
             thin = ndimage.binary_dilation(thin) & lung & (values >= air_mode + ggo_above_air_hu)  # + their rims
             evidence[thin] = air_mode
-        weight = ndimage.gaussian_filter(lung.astype(np.float32), sigma)
+        counted = lung
+        if tube_scales_mm:
+            tubes = _region_vessels(
+                values, lung, air_mode, air_mode + ggo_above_air_hu, spacing_yx,
+                tube_scales_mm, tube_structure_hu, tube_rim_px, tube_protect_hu,
+            )  # fmt: skip
+            if tube_keep_wide_mm > 0:  # dense structures at least this wide are lesion (or hilum), never vessel
+                dense = lung & (values >= consolidation_hu)
+                tubes &= ~_without_thin_structures(dense, tube_keep_wide_mm, spacing_yx)
+            counted = lung & ~tubes
+            evidence[tubes] = 0.0
+        weight = ndimage.gaussian_filter(counted.astype(np.float32), sigma)
         local = ndimage.gaussian_filter(evidence, sigma) / np.maximum(weight, 1e-3)
-        reference = air_mode
-        if background_mm > 0:
-            aerated = lung & (values < air_mode + ggo_above_air_hu)
-            big = background_mm / spacing_yx
-            w_air = ndimage.gaussian_filter(aerated.astype(np.float32), big)
-            s_air = ndimage.gaussian_filter(np.where(aerated, values, 0.0).astype(np.float32), big)
-            reference = np.where(w_air > 0.05, s_air / np.maximum(w_air, 1e-3), air_mode)
-        lesion = lung & (local >= reference + ggo_above_air_hu)
+        lesion = np.zeros_like(lung)
+        for _ in range(max(1, reference_passes) if background_mm > 0 else 1):
+            reference = air_mode
+            if background_mm > 0:  # aerated pixels outside the previous pass's lesion (its specks are no reference)
+                aerated = lung & (values < air_mode + ggo_above_air_hu) & ~lesion
+                w_air = _wide_gaussian(aerated.astype(np.float32), background_mm, spacing_yx)
+                s_air = _wide_gaussian(np.where(aerated, values, 0.0).astype(np.float32), background_mm, spacing_yx)
+                reference = np.where(w_air > 0.05, s_air / np.maximum(w_air, 1e-3), air_mode)
+            lesion = lung & (local >= reference + ggo_above_air_hu)
         lesion = ndimage.binary_fill_holes(ndimage.binary_closing(lesion, structure=close)) & lung
         comp, n = ndimage.label(lesion)
         if n:
             sizes = ndimage.sum_labels(lesion, comp, np.arange(1, n + 1))
             lesion = np.isin(comp, 1 + np.flatnonzero(sizes >= min_pixels))
         out[z][lesion] = GGO
-        out[z][lesion & (local >= consolidation_hu)] = CONSOLIDATION
+        if consolidation_window_mm > 0:  # consolidation is homogeneous: most pixels around it are dense
+            # median of the window >= consolidation_hu  <=>  more than half of its pixels are (odd window, box filter)
+            size = np.maximum(3, 2 * np.round(consolidation_window_mm / spacing_yx / 2.0).astype(int) + 1)
+            share = ndimage.uniform_filter((lung & (values >= consolidation_hu)).astype(np.float32), size=tuple(size))
+            dense = share > 0.5
+        else:
+            dense = local >= consolidation_hu
+        out[z][lesion & dense] = CONSOLIDATION
     result = sitk.GetImageFromArray(out.reshape(labels.shape))
     result.CopyInformation(lung_labels)
     return result
+
+
+def _wide_gaussian(values: np.ndarray, sigma_mm: float, spacing_yx: np.ndarray) -> np.ndarray:
+    """Gaussian smoothing (sigma in mm) of a 2-D array by the recursive (IIR) filter: cost independent of sigma."""
+    image = sitk.GetImageFromArray(values.astype(np.float32, copy=False))
+    image.SetSpacing(tuple(float(x) for x in spacing_yx[::-1]))
+    return sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(image, float(sigma_mm)))
+
+
+def _region_vessels(
+    values: np.ndarray,
+    lung: np.ndarray,
+    air_mode: float,
+    lesion_hu: float,
+    spacing_yx: np.ndarray,
+    scales_mm: tuple[float, ...],
+    structure_hu: float,
+    rim_px: int,
+    protect_hu: float,
+) -> np.ndarray:
+    """Vessel pixels of one slice that must not count as lesion evidence (boolean, inside ``lung``).
+
+    Pixels at least ``lesion_hu`` (HU) with a bright-tube objectness (:func:`_tubes_2d`, outside the lung set to
+    ``air_mode`` so that the lung border is no ridge) above ``REGION_TUBE_OBJECTNESS``, grown by ``rim_px`` pixels
+    over pixels >= ``lesion_hu`` (partial-volume walls), minus those whose surroundings (Gaussian
+    ``REGION_TUBE_PROTECT_MM`` mean of the non-vessel lung, HU) are >= ``protect_hu`` (bands in consolidation).
+    """
+    above = lung & (values >= lesion_hu)
+    if not above.any():
+        return above
+    objectness = _tubes_2d(np.where(lung, values, air_mode), spacing_yx, scales_mm, structure_hu)
+    tubes = above & (objectness > REGION_TUBE_OBJECTNESS)
+    if rim_px > 0 and tubes.any():
+        tubes = ndimage.binary_dilation(tubes, iterations=rim_px, mask=above)
+    if tubes.any():
+        rest = lung & ~tubes
+        sigma = REGION_TUBE_PROTECT_MM / spacing_yx
+        surround = ndimage.gaussian_filter(np.where(rest, values, 0.0).astype(np.float32), sigma) / np.maximum(
+            ndimage.gaussian_filter(rest.astype(np.float32), sigma), 1e-3
+        )
+        tubes &= surround < protect_hu
+    return tubes
+
+
+def _tubes_2d(
+    values: np.ndarray, spacing_yx: np.ndarray, scales_mm: tuple[float, ...], structure_hu: float
+) -> np.ndarray:
+    """Bright-ridge objectness (0-1) of a 2-D HU image: maximum over scales of the Frangi measure.
+
+    SimpleITK ``ObjectnessMeasure`` (object dimension 1 = ridge, bright object, alpha = beta = 0.5, not scaled) on
+    the image smoothed by a Gaussian of each sigma in ``scales_mm`` (mm). The Hessian is scale-normalised (x sigma^2,
+    done by dividing gamma), so ``structure_hu`` (HU) is the ridge contrast at which objectness saturates at every
+    scale: round blobs and wide GGO patches score low, vessels and bronchovascular bundles high.
+    """
+    image = sitk.GetImageFromArray(values.astype(np.float32, copy=False))
+    image.SetSpacing(tuple(float(x) for x in spacing_yx[::-1]))
+    best = np.zeros(values.shape, dtype=np.float32)
+    for sigma in scales_mm:
+        smooth = sitk.SmoothingRecursiveGaussian(image, float(sigma))
+        measure = sitk.ObjectnessMeasure(
+            smooth,
+            alpha=0.5,
+            beta=0.5,
+            gamma=float(structure_hu) / float(sigma) ** 2,
+            scaleObjectnessMeasure=False,
+            objectDimension=1,
+            brightObject=True,
+        )
+        best = np.maximum(best, sitk.GetArrayFromImage(measure))
+    return best
 
 
 def _mode_hu(values: np.ndarray) -> float:
