@@ -339,7 +339,7 @@ def _drop_abdominal_gas(
     dropped: list[dict[str, float]] = []
     keep = np.ones(n + 1, dtype=bool)
     keep[0] = False
-    for i, share in zip(index, posterior_share):
+    for i, share in zip(index, posterior_share, strict=True):
         if share >= GAS_MAX_POSTERIOR_SHARE:
             continue
         component = lab == i
