@@ -6,7 +6,10 @@ input grid at the end):
 1. **Air** = HU < ``air_threshold_hu`` (-400). **Outside air** = air connected, within each axial slice, to the
    image border. Air inside the body that is not outside air is the lung candidate.
 2. Candidate components (3-D; per slice for thin stacks) that are too small or that are pure gas
-   (mean HU < -960, e.g. stomach or bowel gas) are dropped.
+   (mean HU < -960, e.g. stomach or bowel gas) are dropped. 3-D path (lungs-1.4), after the airways are removed:
+   components with almost no voxel in the posterior half of the trunk and a pure-air interior are abdominal gas
+   (stomach, colon: gas rises anteriorly, lungs lie against the posterior ribs) and dropped, see
+   :func:`_drop_abdominal_gas`; ``qa["dropped_gas_ml"]`` and the flag ``no_lung_gas_only`` report them.
 3. **Airways**: the trachea is found in the most cranial slices as a small, round, midline air region and tracked
    slice by slice caudally (and cranially) through the candidate; a branch stops when its next cross-section is
    much larger than the airway (= it has entered the lung). Thin stacks (< 30 mm) use a per-slice rule instead:
@@ -109,7 +112,9 @@ class LungSegmentation:
         ``leak_fraction`` (share of the mask next to outside air), ``airway_ml`` (trachea/bronchi removed),
         ``mode`` ("3d" or "2d"), ``working_spacing_mm`` and ``flags`` (list of strings, empty when all is well):
         ``no_lung``, ``one_lung``, ``implausible_volume``, ``lr_imbalance``, ``leak_outside_thorax``,
-        ``large_dense_recovered``, ``airway_not_found``.
+        ``large_dense_recovered``, ``airway_not_found``, ``no_lung_gas_only`` (only abdominal gas was found).
+        ``dropped_gas_ml`` (mL) and ``dropped_gas`` (one dict per component dropped as abdominal gas: ``volume_ml``,
+        ``interior_median_hu``, ``posterior_share``, ``z_slices``).
     dense_recovered : SimpleITK.Image
         uint8 mask (input grid) of the voxels added by dense recovery (step 6).
     """
