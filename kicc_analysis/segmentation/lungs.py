@@ -337,29 +337,28 @@ def _drop_abdominal_gas(
     middle = (front + back) / 2.0  # per slice, y index of the trunk's anterior-posterior midpoint
     posterior = np.arange(ny)[None, :, None] > middle[:, None, None]  # (z, y, 1)
     posterior = np.broadcast_to(posterior, lungs.shape)
-    interior = ndimage.binary_erosion(lungs, structure=_STRUCT_3D)
     index = np.arange(1, n + 1)
     sizes = ndimage.sum_labels(lungs, lab, index)
     posterior_share = ndimage.sum_labels(posterior, lab, index) / sizes
+    boxes = ndimage.find_objects(lab)
     dropped: list[dict[str, float]] = []
     keep = np.ones(n + 1, dtype=bool)
     keep[0] = False
-    for i, share in zip(index, posterior_share, strict=True):
+    for i, share, box in zip(index, posterior_share, boxes, strict=True):
         if share >= GAS_MAX_POSTERIOR_SHARE:
             continue
-        component = lab == i
-        core = component & interior
-        median_hu = float(np.median(hu[core if core.any() else component]))
+        component = lab[box] == i
+        core = ndimage.binary_erosion(component, structure=_STRUCT_3D)  # skip the partial-volume wall
+        median_hu = float(np.median(hu[box][core if core.any() else component]))
         if median_hu >= GAS_MAX_HU:
             continue
         keep[i] = False
-        zs = np.flatnonzero(component.any(axis=(1, 2)))
         dropped.append(
             {
                 "volume_ml": float(sizes[i - 1]) * voxel_ml,
                 "interior_median_hu": median_hu,
                 "posterior_share": float(share),
-                "z_slices": (int(zs[0]), int(zs[-1])),
+                "z_slices": (int(box[0].start), int(box[0].stop - 1)),
             }
         )
     if not dropped:
