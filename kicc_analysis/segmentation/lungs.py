@@ -6,7 +6,10 @@ input grid at the end):
 1. **Air** = HU < ``air_threshold_hu`` (-400). **Outside air** = air connected, within each axial slice, to the
    image border. Air inside the body that is not outside air is the lung candidate.
 2. Candidate components (3-D; per slice for thin stacks) that are too small or that are pure gas
-   (mean HU < -960, e.g. stomach or bowel gas) are dropped.
+   (mean HU < -960, e.g. stomach or bowel gas) are dropped. 3-D path (lungs-1.4), after the airways are removed:
+   components with almost no voxel in the posterior half of the trunk and a pure-air interior are abdominal gas
+   (stomach, colon: gas rises anteriorly, lungs lie against the posterior ribs) and dropped, see
+   :func:`_drop_abdominal_gas`; ``qa["dropped_gas_ml"]`` and the flag ``no_lung_gas_only`` report them.
 3. **Airways**: the trachea is found in the most cranial slices as a small, round, midline air region and tracked
    slice by slice caudally (and cranially) through the candidate; a branch stops when its next cross-section is
    much larger than the airway (= it has entered the lung). Thin stacks (< 30 mm) use a per-slice rule instead:
@@ -57,7 +60,7 @@ from skimage.morphology import convex_hull_image
 
 from ..errors import SegmentationError
 
-ALGORITHM_VERSION = "lungs-1.3"
+ALGORITHM_VERSION = "lungs-1.4"
 RIGHT, LEFT = 1, 2
 TIGHT_CROP_BORDER_AIR = 0.5  # slices whose border is < 50 % air are crops through the body
 TIGHT_CROP_OUTSIDE_MAX_HU = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
@@ -83,6 +86,12 @@ BASE_RAISED_MM = 5.0  # ... a column whose base is at least this far (mm) above 
 BASE_MAX_RAISE_MM = 40.0  # ... and at most this far (mm): higher bases are apex / mediastinal overhang, not base
 BASE_MIDLINE_MM = 20.0  # ... columns closer than this (mm) to the body midline (spine, aorta) are never filled
 BASE_MIN_LUNG_HEIGHT_MM = 120.0  # ... lungs shorter than this (mm) in the scan are not modelled (bases only)
+GAS_MAX_POSTERIOR_SHARE = 0.1  # abdominal-gas rule (3-D): a component with less than this share of its voxels in the
+# posterior half of the trunk (per slice) is non-dependent (gas rises anteriorly in the supine abdomen; every lung
+# reaches the posterior ribs beside the spine: measured lung shares 0.49-0.90, stomach/bowel gas 0.00)
+GAS_MAX_HU = -940.0  # ... and whose interior (1-voxel eroded) median HU is below this is pure gas (stomach/bowel
+# gas -955..-980 HU; aerated lung -900..-750 HU, the emphysematous COPDGene ct64 lung -930 HU -- HU alone is not
+# trusted, see the docstring of _drop_abdominal_gas)
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
@@ -103,7 +112,9 @@ class LungSegmentation:
         ``leak_fraction`` (share of the mask next to outside air), ``airway_ml`` (trachea/bronchi removed),
         ``mode`` ("3d" or "2d"), ``working_spacing_mm`` and ``flags`` (list of strings, empty when all is well):
         ``no_lung``, ``one_lung``, ``implausible_volume``, ``lr_imbalance``, ``leak_outside_thorax``,
-        ``large_dense_recovered``, ``airway_not_found``.
+        ``large_dense_recovered``, ``airway_not_found``, ``no_lung_gas_only`` (only abdominal gas was found).
+        ``dropped_gas_ml`` (mL) and ``dropped_gas`` (one dict per component dropped as abdominal gas: ``volume_ml``,
+        ``interior_median_hu``, ``posterior_share``, ``z_slices``).
     dense_recovered : SimpleITK.Image
         uint8 mask (input grid) of the voxels added by dense recovery (step 6).
     """
@@ -234,12 +245,16 @@ def _segment_array(
     info["airway_ml"] = float(airway.sum()) * voxel_ml
     lungs = candidate & ~airway
     lungs = _drop_small_and_gas(lungs, hu, voxel_ml, pixel_mm2, thin)
+    trunk = _trunk(outside)
+    info["dropped_gas"] = []
+    if not thin:
+        lungs, info["dropped_gas"] = _drop_abdominal_gas(lungs, hu, trunk, voxel_ml)
 
     labels = _split_left_right(lungs, body_x, thin)
     labels = _fill_slices(labels, airway)
     dense = np.zeros_like(lungs)
     if recover_dense and labels.any():
-        dense = _recover_dense(labels, hu, air_threshold, dense_max, _trunk(outside), spacing, None if thin else body_x)
+        dense = _recover_dense(labels, hu, air_threshold, dense_max, trunk, spacing, None if thin else body_x)
         labels = _fill_slices(labels, airway)
     info["leak_fraction"] = _leak_fraction(labels, outside)
     return labels, dense & (labels > 0), info
@@ -273,6 +288,82 @@ def _drop_small_and_gas(mask: np.ndarray, hu: np.ndarray, voxel_ml: float, pixel
         min_size = max(5.0 / voxel_ml, 0.02 * sizes.max())
     keep = (sizes >= min_size) & ((means >= -960) | (sizes >= 0.3 * sizes.max()))
     return np.isin(lab, index[keep])
+
+
+def _drop_abdominal_gas(
+    lungs: np.ndarray, hu: np.ndarray, trunk: np.ndarray, voxel_ml: float
+) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """Drop stomach and bowel gas (3-D path): air components that are anterior-only and pure air.
+
+    Abdominal CTs (or PET/CTs) that contain only the lung bases -- or no lung at all -- have stomach and colon gas
+    inside the body, which the air rule (step 1) takes as lung candidate. Anatomy separates them: in the supine
+    abdomen gas rises to the non-dependent (anterior) side, whereas every lung, also a lung base, an emphysematous
+    or a single lung, lies against the posterior ribs beside the spine. A component is gas when both hold:
+
+    * less than ``GAS_MAX_POSTERIOR_SHARE`` of its voxels lie in the posterior half of the trunk (per slice,
+      midpoint of the trunk's anterior-posterior extent), and
+    * the median HU of its interior (component eroded by one voxel, to skip the partial-volume wall) is below
+      ``GAS_MAX_HU`` -- pure air, so the aerated anterior lung left when the dependent lung is consolidated
+      (ARDS, COVID-19, around -800 HU) is never dropped.
+
+    HU alone is not used: the emphysematous COPDGene lung (4 mm) has an interior median of -930 HU and 19 % of its
+    voxels below -950 HU, close to gas; its posterior share (0.56) keeps it.
+
+    Parameters
+    ----------
+    lungs : numpy.ndarray
+        bool (z, y, x) lung candidate (airways removed) on the working grid.
+    hu : numpy.ndarray
+        Working-grid CT (HU).
+    trunk : numpy.ndarray
+        bool (z, y, x) trunk mask (see :func:`_trunk`).
+    voxel_ml : float
+        Working voxel volume (mL).
+
+    Returns
+    -------
+    tuple
+        The candidate without gas components and, per dropped component, a dict with ``volume_ml``,
+        ``interior_median_hu``, ``posterior_share`` and ``z_slices`` (first, last working-grid slice).
+    """
+    lab, n = ndimage.label(lungs, structure=_STRUCT_3D)
+    if n == 0:
+        return lungs, []
+    rows = trunk.any(axis=2)  # (z, y)
+    has_trunk = rows.any(axis=1)
+    ny = lungs.shape[1]
+    front = np.where(has_trunk, np.argmax(rows, axis=1), 0)
+    back = np.where(has_trunk, ny - 1 - np.argmax(rows[:, ::-1], axis=1), ny - 1)
+    middle = (front + back) / 2.0  # per slice, y index of the trunk's anterior-posterior midpoint
+    posterior = np.arange(ny)[None, :, None] > middle[:, None, None]  # (z, y, 1)
+    posterior = np.broadcast_to(posterior, lungs.shape)
+    index = np.arange(1, n + 1)
+    sizes = ndimage.sum_labels(lungs, lab, index)
+    posterior_share = ndimage.sum_labels(posterior, lab, index) / sizes
+    boxes = ndimage.find_objects(lab)
+    dropped: list[dict[str, float]] = []
+    keep = np.ones(n + 1, dtype=bool)
+    keep[0] = False
+    for i, share, box in zip(index, posterior_share, boxes, strict=True):
+        if share >= GAS_MAX_POSTERIOR_SHARE:
+            continue
+        component = lab[box] == i
+        core = ndimage.binary_erosion(component, structure=_STRUCT_3D)  # skip the partial-volume wall
+        median_hu = float(np.median(hu[box][core if core.any() else component]))
+        if median_hu >= GAS_MAX_HU:
+            continue
+        keep[i] = False
+        dropped.append(
+            {
+                "volume_ml": float(sizes[i - 1]) * voxel_ml,
+                "interior_median_hu": median_hu,
+                "posterior_share": float(share),
+                "z_slices": (int(box[0].start), int(box[0].stop - 1)),
+            }
+        )
+    if not dropped:
+        return lungs, []
+    return keep[lab], dropped
 
 
 def _airway_2d(candidate: np.ndarray, hu: np.ndarray, body_x: np.ndarray, pixel_mm2: float) -> np.ndarray:
@@ -811,6 +902,9 @@ def _quality(labels: sitk.Image, dense: sitk.Image, info: dict[str, Any], thin: 
         flags.append("large_dense_recovered")
     if info.get("airway_found") is False:
         flags.append("airway_not_found")
+    dropped_gas_ml = sum(d["volume_ml"] for d in info.get("dropped_gas", []))
+    if total == 0 and dropped_gas_ml > 0:
+        flags.append("no_lung_gas_only")
     return {
         "right_ml": right,
         "left_ml": left,
@@ -820,6 +914,8 @@ def _quality(labels: sitk.Image, dense: sitk.Image, info: dict[str, Any], thin: 
         "dense_recovered_fraction": dense_fraction,
         "leak_fraction": info["leak_fraction"],
         "airway_ml": info.get("airway_ml", 0.0),
+        "dropped_gas_ml": dropped_gas_ml,
+        "dropped_gas": info.get("dropped_gas", []),
         "mode": "2d" if thin else "3d",
         "working_spacing_mm": tuple(float(s) for s in work_spacing[::-1]),
         "algorithm_version": ALGORITHM_VERSION,
