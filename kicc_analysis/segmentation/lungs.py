@@ -617,20 +617,25 @@ def _vertebral_body(
     ys = np.nonzero(trunk)[0]
     if ys.size == 0 or not bone.any():
         return None
-    filled = ndimage.binary_fill_holes(bone)
-    filled[: int(ys.mean())] = False  # posterior half of the trunk only (y = posterior)
-    xx = np.arange(bone.shape[1])[None, :]
-    filled &= np.abs(xx - midline_x) * spacing[2] <= GUTTER_MIDLINE_MM
+    # posterior half of the trunk (y = posterior), within a vertebral half-width of the allowed centres: the
+    # crop also keeps a closed rib ring from filling the whole thorax
+    y0 = int(ys.mean())
+    half = int(np.ceil((GUTTER_MIDLINE_MM + GUTTER_WIDTH_MM) / spacing[2]))
+    x0, x1 = max(0, int(midline_x) - half), min(bone.shape[1], int(midline_x) + half + 1)
+    filled = ndimage.binary_fill_holes(bone[y0:, x0:x1])
     if not filled.any():
         return None
-    dist = ndimage.distance_transform_edt(filled, sampling=spacing[1:])
+    dist = ndimage.distance_transform_edt(np.pad(filled, 1), sampling=spacing[1:])[1:-1, 1:-1]
+    xs = np.arange(x0, x1)[None, :]
+    dist[:, np.abs(xs[0] - midline_x) * spacing[2] > GUTTER_MIDLINE_MM] = 0.0  # centre near the midline
     cy, cx = (int(i) for i in np.unravel_index(int(np.argmax(dist)), dist.shape))
     if dist[cy, cx] < GUTTER_MIN_RADIUS_MM:
         return None
     row, col = filled[cy], filled[:, cx]
     left = cx - int(np.argmax(~row[cx::-1])) + 1 if (~row[: cx + 1]).any() else 0
-    right = cx + int(np.argmax(~row[cx:])) - 1 if (~row[cx:]).any() else bone.shape[1] - 1
-    back = cy + int(np.argmax(~col[cy:])) - 1 if (~col[cy:]).any() else bone.shape[0] - 1
+    right = cx + int(np.argmax(~row[cx:])) - 1 if (~row[cx:]).any() else row.size - 1
+    back = cy + int(np.argmax(~col[cy:])) - 1 if (~col[cy:]).any() else col.size - 1
+    cy, back, cx, left, right = cy + y0, back + y0, cx + x0, left + x0, right + x0
     return cy, cx, left, right, back
 
 
@@ -683,7 +688,9 @@ def _recover_gutter(
         if vb is None:
             continue
         cy, _, left, right, back = vb
-        far_from_bone = ndimage.distance_transform_edt(~bone[z], sampling=spacing[1:]) > CAGE_MARGIN_3D_MM
+        pad = int(np.ceil(CAGE_MARGIN_3D_MM / min(spacing[1], spacing[2]))) + 1
+        # rows that matter: the gutter rows plus the reach of the rib behind them (and bone just around them)
+        ya, yb = max(0, cy - pad), min(labels.shape[1], back + depth + 2)
         for value in (RIGHT, LEFT):
             # gutter columns [x0, x1) next to the body (the right lung has the smaller x, LPS); the analysed band
             # [xa, xb) extends one gutter width further out so that the lung lateral of the gutter is seen
@@ -695,16 +702,20 @@ def _recover_gutter(
                 xa, xb = x0, min(nx, x1 + width)
             if x1 <= x0:
                 continue
-            lung = labels[z, :, xa:xb] == value
-            ok = dense_ok[z, :, xa:xb] & (labels[z, :, xa:xb] == 0)
+            window = (z, slice(ya, yb), slice(xa, xb))
+            lung = labels[window] == value
+            ok = dense_ok[window] & (labels[window] == 0)
             reach = _reach_along(lung, ok, axis=1, reverse=value == LEFT, max_steps=width)
+            reach[: cy - ya] = False
+            reach[back + 1 - ya :] = False
             if not reach.any():
                 continue
-            reach &= _reach_along(bone[z, :, xa:xb], ok, axis=0, reverse=True, max_steps=depth)
-            reach[:cy] = False
-            reach[back + 1 :] = False
-            reach = _thick_part(reach & far_from_bone[:, xa:xb])
-            recovered[z, :, x0:x1] |= reach[:, x0 - xa : x1 - xa]
+            reach &= _reach_along(bone[window], ok, axis=0, reverse=True, max_steps=depth)
+            # distance to bone within the window padded by the margin (bone just outside the band counts too)
+            pa, pb = max(0, xa - pad), min(nx, xb + pad)
+            far = ndimage.distance_transform_edt(~bone[z, ya:yb, pa:pb], sampling=spacing[1:]) > CAGE_MARGIN_3D_MM
+            reach = _thick_part(reach & far[:, xa - pa : xb - pa])
+            recovered[z, ya:yb, x0:x1] |= reach[:, x0 - xa : x1 - xa]
     return recovered
 
 
