@@ -120,7 +120,7 @@ def test_phantom_lung_dice(chest):
 
 @pytest.mark.xfail(
     reason="massive basal / dependent consolidation with no aerated lung below it is only partly recovered "
-    "(56-68 % of consolidation voxels on the phantom with lungs-1.3); see docs/ct.md 'Known limitations'",
+    "(57-68 % of consolidation voxels on the phantom with lungs-1.4); see docs/ct.md 'Known limitations'",
     strict=True,
 )
 def test_phantom_consolidation_inside_mask(chest):
@@ -171,6 +171,46 @@ def test_lung_base_rule_fills_the_layer_not_the_liver():
     # the same lung cut by the top of the scan: no dome is modelled, nothing is added
     labels, dense_ok, _ = _base_block(cut_at_top=True)
     assert not _recover_lung_base(labels, dense_ok, spacing, np.full(labels.shape[0], 30.0)).any()
+
+
+def _gutter_slice(pocket: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One 3 mm slice (in a 3-slice stack): vertebral body, a posterior rib, the right lung lateral of them.
+
+    With ``pocket`` the lung's paravertebral gutter (between the body, the rib behind it and the lung) is dense.
+    """
+    ny, nx = 60, 60
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    hu = np.full((ny, nx), 40.0)  # soft tissue everywhere (mediastinum, chest wall)
+    body = (yy - 40) ** 2 + (xx - 30) ** 2 <= 36  # vertebral body: 6 px = 18 mm radius, centre (40, 30)
+    hu[body] = 400.0
+    hu[47:50, 5:24] = 400.0  # rib head / neck behind the gutter, 3 px thick
+    lung = (yy >= 20) & (yy < 47) & (xx >= 4) & (xx < 17)  # right lung (smaller x), lateral of the gutter
+    gutter = (yy >= 40) & (yy < 46) & (xx >= 17) & (xx < 24)  # 6 x 7 px dense pocket up to the vertebra
+    if not pocket:
+        lung |= (yy >= 20) & (yy < 46) & (xx >= 17) & (xx < 22)  # aerated lung reaches the vertebra
+    hu[lung] = -850.0
+    labels = np.zeros((3, ny, nx), dtype=np.uint8)
+    labels[:, lung] = RIGHT
+    hu3 = np.repeat(hu[None], 3, axis=0)
+    dense_ok = (hu3 >= -400) & (hu3 <= 150)
+    return labels, hu3, dense_ok, gutter
+
+
+def test_gutter_rule_fills_the_paravertebral_pocket_only():
+    from kicc_analysis.segmentation.lungs import _recover_gutter, _vertebral_body
+
+    spacing = np.array([3.0, 3.0, 3.0])
+    trunk = np.ones((3, 60, 60), dtype=bool)
+    labels, hu, dense_ok, gutter = _gutter_slice(pocket=True)
+    assert _vertebral_body(hu[1] >= 200, trunk[1], spacing, 30.0)[:2] == (40, 30)
+    recovered = _recover_gutter(labels, hu, dense_ok, trunk, spacing, np.full(3, 30.0))
+    assert (recovered[1] & gutter).sum() >= 0.5 * gutter.sum()  # the pocket (minus the 4 mm margin at the bone)
+    assert not (recovered[1] & ~gutter).any()  # not the mediastinum in front, not the tissue behind the rib
+    # a normal lung lying against the vertebra: nothing to add
+    labels, hu, dense_ok, _ = _gutter_slice(pocket=False)
+    assert not _recover_gutter(labels, hu, dense_ok, trunk, spacing, np.full(3, 30.0)).any()
+    # no vertebral body in the slice (e.g. thick soft tissue only): the rule does nothing
+    assert _vertebral_body(np.zeros((60, 60), dtype=bool), trunk[1], spacing, 30.0) is None
 
 
 def test_phantom_dense_recovery_helps(chest):

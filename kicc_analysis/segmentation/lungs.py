@@ -40,6 +40,10 @@ input grid at the end):
    posterior columns raised above it (consolidation lying on the diaphragm has no aerated lung below it) are
    lung, away from the midline (vertebral body, aorta) and only when the whole lung is in the scan.
    Pleural effusion lying on the diaphragm is included by this rule like consolidation (HU cannot tell them apart).
+   lungs-1.4 (3-D path only): a **paravertebral-gutter rule** -- per slice the vertebral body is found (thickest
+   bone near the midline in the posterior half of the trunk) and a dense pocket lateral of it, between its centre
+   and its posterior edge, is lung when it is enclosed by that lung laterally (reached row by row) and by the rib
+   head / vertebra behind it (reached column by column), is more than 4 mm from bone and is thicker than two pixels.
 7. Labels go back to the input grid block by block; in the boundary band each full-resolution voxel is lung when
    it is air-like or lies in a recovered dense block (edges follow the true boundary).
 
@@ -60,7 +64,9 @@ from skimage.morphology import convex_hull_image
 
 from ..errors import SegmentationError
 
-ALGORITHM_VERSION = "lungs-1.4"
+ALGORITHM_VERSION = (
+    "lungs-1.4"  # 1.4: abdominal-gas rule + paravertebral-gutter rule (3-D); 1.3: cage between slices, lung-base dome
+)
 RIGHT, LEFT = 1, 2
 TIGHT_CROP_BORDER_AIR = 0.5  # slices whose border is < 50 % air are crops through the body
 TIGHT_CROP_OUTSIDE_MAX_HU = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
@@ -92,6 +98,10 @@ GAS_MAX_POSTERIOR_SHARE = 0.1  # abdominal-gas rule (3-D): a component with less
 GAS_MAX_HU = -940.0  # ... and whose interior (1-voxel eroded) median HU is below this is pure gas (stomach/bowel
 # gas -955..-980 HU; aerated lung -900..-750 HU, the emphysematous COPDGene ct64 lung -930 HU -- HU alone is not
 # trusted, see the docstring of _drop_abdominal_gas)
+GUTTER_MIDLINE_MM = 20.0  # paravertebral-gutter rule (3-D): vertebral body centre within this distance (mm) of midline
+GUTTER_MIN_RADIUS_MM = 8.0  # ... thickest inscribed radius (mm) of a vertebral body (thinner bone: rib, sternum)
+GUTTER_WIDTH_MM = 25.0  # ... gutter = up to this far (mm) lateral of the vertebral body's lateral edge
+GUTTER_DEPTH_MM = 25.0  # ... dense voxels at most this far (mm) anterior of the rib / vertebra behind them
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
@@ -542,8 +552,9 @@ def _recover_dense(
     # 3-D path: the cage is interpolated between slices
     recovered |= _recover_rib_cage(labels, hu, dense_ok, body, spacing, between_slices=body_x is not None)
     recovered |= _recover_between_slices(labels, dense_ok & ~recovered, spacing)
-    if body_x is not None:  # 3-D path only (lung base rule)
+    if body_x is not None:  # 3-D path only (lung base rule, paravertebral gutter)
         recovered |= _recover_lung_base(labels, dense_ok & ~recovered, spacing, body_x)
+        recovered |= _recover_gutter(labels, hu, dense_ok & ~recovered, body, spacing, body_x)
     # assign recovered voxels to the nearest lung (in place)
     if recovered.any():
         labels[recovered] = _nearest_label(labels, recovered)[recovered]
@@ -682,6 +693,122 @@ def _recover_lung_base(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.nda
         comp, _ = ndimage.label(candidate, structure=_STRUCT_3D)
         touching = np.unique(comp[ndimage.binary_dilation(lung, structure=_STRUCT_3D) & (comp > 0)])
         recovered |= np.isin(comp, touching[touching > 0])
+    return recovered
+
+
+def _vertebral_body(
+    bone: np.ndarray, trunk: np.ndarray, spacing: np.ndarray, midline_x: float
+) -> tuple[int, int, int, int, int] | None:
+    """Vertebral body of one axial slice: (centre y, centre x, left x, right x, posterior y) indices, or ``None``.
+
+    The vertebral body is the thickest bone of the posterior half of the trunk near the midline (within
+    ``GUTTER_MIDLINE_MM``): the maximum of the in-plane distance transform of the hole-filled bone mask (cortical
+    ring + cancellous interior), so thin posterior elements (transverse processes, rib heads) do not move it. Its
+    left / right / posterior edges are the extent of the filled bone along the centre row / column. ``None`` when
+    the thickest bone has an inscribed radius below ``GUTTER_MIN_RADIUS_MM`` (no vertebra in the slice).
+    """
+    ys = np.nonzero(trunk)[0]
+    if ys.size == 0 or not bone.any():
+        return None
+    # posterior half of the trunk (y = posterior), within a vertebral half-width of the allowed centres: the
+    # crop also keeps a closed rib ring from filling the whole thorax
+    y0 = int(ys.mean())
+    half = int(np.ceil((GUTTER_MIDLINE_MM + GUTTER_WIDTH_MM) / spacing[2]))
+    x0, x1 = max(0, int(midline_x) - half), min(bone.shape[1], int(midline_x) + half + 1)
+    filled = ndimage.binary_fill_holes(bone[y0:, x0:x1])
+    if not filled.any():
+        return None
+    dist = ndimage.distance_transform_edt(np.pad(filled, 1), sampling=spacing[1:])[1:-1, 1:-1]
+    xs = np.arange(x0, x1)[None, :]
+    dist[:, np.abs(xs[0] - midline_x) * spacing[2] > GUTTER_MIDLINE_MM] = 0.0  # centre near the midline
+    cy, cx = (int(i) for i in np.unravel_index(int(np.argmax(dist)), dist.shape))
+    if dist[cy, cx] < GUTTER_MIN_RADIUS_MM:
+        return None
+    row, col = filled[cy], filled[:, cx]
+    left = cx - int(np.argmax(~row[cx::-1])) + 1 if (~row[: cx + 1]).any() else 0
+    right = cx + int(np.argmax(~row[cx:])) - 1 if (~row[cx:]).any() else row.size - 1
+    back = cy + int(np.argmax(~col[cy:])) - 1 if (~col[cy:]).any() else col.size - 1
+    cy, back, cx, left, right = cy + y0, back + y0, cx + x0, left + x0, right + x0
+    return cy, cx, left, right, back
+
+
+def _reach_along(start: np.ndarray, ok: np.ndarray, axis: int, reverse: bool, max_steps: int) -> np.ndarray:
+    """Pixels of ``ok`` reached from ``start`` along one axis of a 2-D slice, through ``ok`` pixels only.
+
+    Propagation runs towards increasing index along ``axis`` (``reverse``: decreasing); a pixel is reached when
+    the pixel before it is ``start`` or reached, at most ``max_steps`` pixels from ``start``.
+    """
+    start_t, ok_t = (start, ok) if axis == 0 else (start.T, ok.T)
+    if reverse:
+        start_t, ok_t = start_t[::-1], ok_t[::-1]
+    reach = np.zeros_like(ok_t)
+    steps = np.zeros(ok_t.shape, dtype=np.int32)
+    for i in range(1, ok_t.shape[0]):
+        reach[i] = ok_t[i] & (start_t[i - 1] | (reach[i - 1] & (steps[i - 1] < max_steps)))
+        steps[i] = np.where(start_t[i - 1], 1, steps[i - 1] + 1)
+    if reverse:
+        reach = reach[::-1]
+    return reach if axis == 0 else reach.T
+
+
+def _recover_gutter(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    body_x: np.ndarray,
+) -> np.ndarray:
+    """Dense lung filling the paravertebral gutter (posterior costovertebral recess), 3-D path only.
+
+    Per slice the vertebral body is located (:func:`_vertebral_body`). The gutter of each lung is the band up to
+    ``GUTTER_WIDTH_MM`` lateral of the body's lateral edge, between the body's centre and its posterior edge (the
+    descending aorta and the azygos vein lie antero-lateral, in front of the centre; the paravertebral muscles lie
+    behind the rib heads and transverse processes). A dense pocket there is lung when it is enclosed: reached
+    medially, row by row, from that lung lying lateral of it, and anteriorly, column by column, from the rib head or
+    vertebra behind it (at most ``GUTTER_DEPTH_MM``), through dense voxels only. Voxels within
+    ``CAGE_MARGIN_3D_MM`` of bone (pleura, periosteum, intercostal vessels) are never lung, and only pockets thicker
+    than two pixels are kept (:func:`_thick_part`; the corner triangles left by the partial-volume boundary are
+    neither lung nor consolidation).
+    """
+    nx = labels.shape[2]
+    recovered = np.zeros(labels.shape, dtype=bool)
+    depth = max(1, int(round(GUTTER_DEPTH_MM / spacing[1])))
+    width = max(1, int(round(GUTTER_WIDTH_MM / spacing[2])))
+    bone = (hu >= BONE_HU) & trunk
+    for z in np.nonzero(labels.any(axis=(1, 2)))[0]:
+        vb = _vertebral_body(bone[z], trunk[z], spacing, float(body_x[z]))
+        if vb is None:
+            continue
+        cy, _, left, right, back = vb
+        pad = int(np.ceil(CAGE_MARGIN_3D_MM / min(spacing[1], spacing[2]))) + 1
+        # rows that matter: the gutter rows plus the reach of the rib behind them (and bone just around them)
+        ya, yb = max(0, cy - pad), min(labels.shape[1], back + depth + 2)
+        for value in (RIGHT, LEFT):
+            # gutter columns [x0, x1) next to the body (the right lung has the smaller x, LPS); the analysed band
+            # [xa, xb) extends one gutter width further out so that the lung lateral of the gutter is seen
+            if value == RIGHT:
+                x0, x1 = max(0, left - width), left
+                xa, xb = max(0, x0 - width), x1
+            else:
+                x0, x1 = right + 1, min(nx, right + 1 + width)
+                xa, xb = x0, min(nx, x1 + width)
+            if x1 <= x0:
+                continue
+            window = (z, slice(ya, yb), slice(xa, xb))
+            lung = labels[window] == value
+            ok = dense_ok[window] & (labels[window] == 0)
+            reach = _reach_along(lung, ok, axis=1, reverse=value == LEFT, max_steps=width)
+            reach[: cy - ya] = False
+            reach[back + 1 - ya :] = False
+            if not reach.any():
+                continue
+            reach &= _reach_along(bone[window], ok, axis=0, reverse=True, max_steps=depth)
+            # distance to bone within the window padded by the margin (bone just outside the band counts too)
+            pa, pb = max(0, xa - pad), min(nx, xb + pad)
+            far = ndimage.distance_transform_edt(~bone[z, ya:yb, pa:pb], sampling=spacing[1:]) > CAGE_MARGIN_3D_MM
+            reach = _thick_part(reach & far[:, xa - pa : xb - pa])
+            recovered[z, ya:yb, x0:x1] |= reach[:, x0 - xa : x1 - xa]
     return recovered
 
 
