@@ -64,9 +64,8 @@ from skimage.morphology import convex_hull_image
 
 from ..errors import SegmentationError
 
-ALGORITHM_VERSION = (
-    "lungs-1.4"  # 1.4: abdominal-gas rule + paravertebral-gutter rule (3-D); 1.3: cage between slices, lung-base dome
-)
+# 1.4: abdominal-gas rule + paravertebral-gutter rule (3-D); 1.3: cage between slices, lung-base dome (3-D)
+ALGORITHM_VERSION = "lungs-1.4"
 RIGHT, LEFT = 1, 2
 TIGHT_CROP_BORDER_AIR = 0.5  # slices whose border is < 50 % air are crops through the body
 TIGHT_CROP_OUTSIDE_MAX_HU = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
