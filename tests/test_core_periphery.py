@@ -76,3 +76,38 @@ def test_quantify_core_periphery_rows_add_up_and_locate_a_subpleural_lesion():
     # the extra rows change neither the standard rows nor the severity total
     assert table.loc["both", "severity_total"] == plain.loc["both", "severity_total"]
     np.testing.assert_allclose(table.loc[plain.index, "opacity_pct"], plain["opacity_pct"])
+
+
+def test_filled_hull_is_exact_and_contains_skimage_hull():
+    from matplotlib.path import Path
+    from scipy.spatial import ConvexHull
+    from skimage.morphology import convex_hull_image
+
+    from kicc_analysis.quantification.opacity import _filled_hull
+
+    # a 3 x 7 bar and a single pixel below it: the hull edge from corner (4.5, 1.5) to (8.5, 4.5) passes x = 1.875
+    # at row 5, so the centre (5, 2) is strictly inside the hull of the pixel squares
+    mask = np.zeros((12, 12), dtype=bool)
+    mask[2:5, 2:9] = True
+    mask[8, 5] = True
+    hull = _filled_hull(mask)
+    assert hull[5, 2] and hull[5, 8] and hull[7, 5]
+    assert not hull[5, 1] and not hull[8, 4] and not hull[1, 2]
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:60, 0:70]
+    for _ in range(50):
+        blobs = np.zeros((60, 70), dtype=bool)
+        for _ in range(int(rng.integers(1, 5))):
+            cy, cx, r = int(rng.integers(5, 55)), int(rng.integers(5, 65)), int(rng.integers(1, 10))
+            blobs |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        ours, reference = _filled_hull(blobs), convex_hull_image(blobs)
+        assert not (reference & ~ours).any()  # never smaller than scikit-image's
+        # exact: the same pixel centres as matplotlib's point-in-polygon test of the hull of the pixel squares
+        # (either boundary convention: centres exactly on an edge may go either way)
+        corners = np.argwhere(blobs)[:, None, :] + np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
+        corners = corners.reshape(-1, 2)
+        path = Path(corners[ConvexHull(corners).vertices])
+        centres = np.column_stack([yy.ravel(), xx.ravel()])
+        inside_a = path.contains_points(centres, radius=-1e-6).reshape(blobs.shape) | blobs
+        inside_b = path.contains_points(centres, radius=1e-6).reshape(blobs.shape) | blobs
+        assert not ((ours != inside_a) & (ours != inside_b)).any()

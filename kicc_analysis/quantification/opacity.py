@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
-from skimage.morphology import convex_hull_image
+from scipy.spatial import ConvexHull, QhullError
 
 from ..errors import AnalysisError
 from .bins import get_bins
@@ -501,17 +501,47 @@ def periphery_mask(
         box = _bounding_box(stack[z])
         crop = stack[z][box]
         coarse = _block_majority(crop, factors)
-        hull = convex_hull_image(np.pad(coarse, 1))  # padded: the outside of the hull always exists
+        hull = _filled_hull(np.pad(coarse, 1))  # padded: the outside of the hull always exists
         # EDT gives the distance from a pixel centre to the nearest outside pixel centre: half a pixel more than
         # the distance to the hull edge, so half a (coarse) pixel is subtracted
         coarse_mm = spacing_yx * factors
         depth = ndimage.distance_transform_edt(hull, sampling=coarse_mm)[1:-1, 1:-1] - 0.5 * float(coarse_mm.min())
-        fine_y = (np.arange(crop.shape[0]) - (factors[0] - 1) / 2.0) / factors[0]  # fine pixel centres, coarse units
-        fine_x = (np.arange(crop.shape[1]) - (factors[1] - 1) / 2.0) / factors[1]
-        grid = np.meshgrid(fine_y, fine_x, indexing="ij")
-        depth_full = ndimage.map_coordinates(depth, grid, order=1, mode="nearest")
-        out[z][box] = crop & (depth_full < fraction * depth.max())
+        ys, xs = np.nonzero(crop)  # depth is interpolated at the lung pixels only (fine centres, coarse units)
+        coords = [(ys - (factors[0] - 1) / 2.0) / factors[0], (xs - (factors[1] - 1) / 2.0) / factors[1]]
+        depth_lung = ndimage.map_coordinates(depth, coords, order=1, mode="nearest")
+        keep = depth_lung < fraction * depth.max()
+        out[z][box][ys[keep], xs[keep]] = True  # basic slicing: a view into out
     return out.reshape(lung.shape)
+
+
+def _filled_hull(mask: np.ndarray) -> np.ndarray:
+    """Convex hull of a 2-D mask, filled: pixel centres inside the SciPy ``ConvexHull`` of the pixel corners.
+
+    Computed row by row from the hull's half-planes (a convex region cuts each row in one interval) instead of a
+    point-in-polygon test of every pixel: 1.5x faster :func:`periphery_mask` than ``skimage.morphology.
+    convex_hull_image``, and exact (scikit-image leaves out some pixel centres strictly inside the hull near its
+    vertices; never the other way round in 300 random masks). Centres on the hull boundary are outside.
+    """
+    points = np.argwhere(mask & ~ndimage.binary_erosion(mask)).astype(float)
+    if len(points) < 3:
+        return mask.copy()
+    corners = (points[:, None, :] + np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])).reshape(-1, 2)
+    try:
+        equations = ConvexHull(corners).equations  # rows (n_y, n_x, offset): inside when n . (y, x) + offset <= 0
+    except QhullError:  # collinear pixels: the mask is its own hull
+        return mask.copy()
+    rows = np.arange(mask.shape[0], dtype=float)[:, None]
+    n_y, n_x, offset = equations[:, 0][None], equations[:, 1][None], equations[:, 2][None]
+    bound = -(n_y * rows + offset)  # n_x * x <= bound, per row and edge
+    eps = 1e-9
+    with np.errstate(divide="ignore", invalid="ignore"):
+        limit = bound / n_x
+    x_high = np.min(np.where(n_x > eps, limit, np.inf), axis=1)
+    x_low = np.max(np.where(n_x < -eps, limit, -np.inf), axis=1)
+    row_ok = np.all(np.where(np.abs(n_x) <= eps, bound > eps, True), axis=1)
+    cols = np.arange(mask.shape[1], dtype=float)[None, :]
+    hull = (cols > x_low[:, None] + eps) & (cols < x_high[:, None] - eps) & row_ok[:, None]  # open set, as skimage
+    return hull | mask
 
 
 def _block_majority(mask: np.ndarray, factors: np.ndarray) -> np.ndarray:
