@@ -208,12 +208,13 @@ def join_to_cohort(cohort: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
             cols["qa_flags"] = f"ct_qa_flags{suffix}"
         part = sub.set_index("subjid")[list(cols)].rename(columns=cols)
         out = out.join(part, on="subjid")
+        # core / periphery of the SAME series that was picked above
+        series = sub.set_index("subjid")["series_uid"] if "series_uid" in sub.columns else None
         for name, (region, column) in REGION_METRICS.items():
-            rows = results[(results["region"] == region) & (results["timepoint"] == timepoint)] if len(results) else []
+            rows = results[results["region"] == region] if series is not None and len(results) else results[:0]
             if len(rows):
-                rows = rows.sort_values("img_day", kind="stable").groupby("subjid", sort=False)
-                picked = rows.tail(1) if pick_last else rows.head(1)
-                out = out.join(picked.set_index("subjid")[column].rename(f"{name}{suffix}"), on="subjid")
+                values = series.map(rows.set_index("series_uid")[column]).rename(f"{name}{suffix}")
+                out = out.join(values, on="subjid")
     for name in COHORT_METRICS:
         out[f"{name}_change"] = out[f"{name}_followup"] - out[name]
     return out
