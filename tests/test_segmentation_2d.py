@@ -84,3 +84,42 @@ def test_low_window_top_models_no_cage():
     hu[10:20, 10:20] = 400.0
     bone = lungs._cage_bone_2d(hu, trunk)
     assert bone is not None and bone[15, 15] and not bone[30, 30]
+
+
+def _with_bronchograms(n_per_lung: int, spacing_mm: float = 0.8) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The teaching slice with air bronchograms (3 x 10 mm air tubes) in each consolidated crescent and an
+    air-filled oesophagus beside the aorta (mediastinal air, never lung)."""
+    hu, s = _teaching_slice(spacing_mm)
+    ny, nx = hu.shape
+    yy, xx = np.mgrid[0:ny, 0:nx] * spacing_mm
+    cy, cx = 0.5 * ny * spacing_mm, 0.5 * nx * spacing_mm
+    for sign, name in ((-1.0, "right"), (1.0, "left")):
+        for k in range(n_per_lung):
+            x0 = cx + sign * (55.0 + 12.0 * k)
+            tube = (((yy - (cy + 50.0 + 5.0 * (k % 2))) / 5.0) ** 2 + ((xx - x0) / 1.5) ** 2) <= 1.0
+            hu[tube & s[f"{name}_crescent"]] = -950.0
+    oesophagus = (((yy - (cy + 40.0)) / 5.0) ** 2 + ((xx - (cx + 8.0)) / 5.0) ** 2) <= 1.0
+    hu[oesophagus] = -950.0
+    s["oesophagus"] = oesophagus
+    return hu, s
+
+
+def _without_dependent_rule(monkeypatch) -> None:
+    monkeypatch.setattr(lungs, "_recover_dependent_2d", lambda labels, *args, **kwargs: np.zeros(labels.shape, bool))
+
+
+def test_air_bronchograms_bring_the_consolidation_in(monkeypatch):
+    _without_dependent_rule(monkeypatch)  # the crescent must come from the bronchogram rule alone
+    hu, s = _with_bronchograms(4)
+    labels = _labels(hu)
+    crescent = s["right_crescent"] | s["left_crescent"]
+    assert (labels[crescent] > 0).mean() >= 0.5
+    for structure in ("aorta", "mediastinum", "oesophagus"):
+        assert (labels[s[structure]] > 0).mean() < 0.05, structure
+
+
+def test_a_few_air_pockets_are_not_enough(monkeypatch):
+    _without_dependent_rule(monkeypatch)
+    hu, s = _with_bronchograms(1)  # 2 pockets in the slice (+ oesophagus): below BRONCHOGRAM_MIN_COUNT
+    labels = _labels(hu)
+    assert (labels[s["right_crescent"] | s["left_crescent"]] > 0).mean() < 0.2

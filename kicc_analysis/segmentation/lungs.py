@@ -115,7 +115,14 @@ DEPENDENT_AORTA_MM = 30.0  # ... on the left (descending aorta beside the verteb
 DEPENDENT_LUNG_MEDIAL = 0.35  # ... columns in the medial share (x lung width) of each lung are never filled
 DEPENDENT_LUNG_LATERAL = 0.1  # ... nor the lateral share (x lung width): the column runs along the chest wall there
 DEPENDENT_MIN_COLUMNS = 3  # ... bands narrower than this many working-grid columns are dropped (opening)
-DEPENDENT_MAX_HU = 150.0  # ... walked tissue up to this (HU)
+DEPENDENT_MAX_HU = 150.0  # ... walked tissue up to this (HU); brighter = bone / contrast, stops the walk
+BRONCHOGRAM_MAX_AREA_MM2 = 400.0  # air-bronchogram rule (2-D): enclosed air pockets up to this area (mm^2)
+BRONCHOGRAM_RING_DENSE = 0.9  # ... whose one-pixel surrounding ring is at least this share dense (-400..+150 HU)
+BRONCHOGRAM_MIN_COUNT = 5  # ... the rule fires only on slices with at least this many such pockets (consolidation)
+BRONCHOGRAM_POSTERIOR = -0.3  # ... pocket centre posterior of trunk centre + this x trunk half-height
+BRONCHOGRAM_ROWS_MM = 10.0  # ... mediastinum = between the two lungs' medial edges within +- this (mm) of the row
+BRONCHOGRAM_MIDLINE_MM = 60.0  # ... but at most this far (mm) from the body midline on each side
+BRONCHOGRAM_RADIUS_MM = 25.0  # ... dense tissue within this distance (mm) of an accepted pocket is lung
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
@@ -568,6 +575,9 @@ def _recover_dense(
     recovered |= _recover_between_slices(labels, dense_ok & ~recovered, spacing)
     if body_x is None:  # 2-D path only: dependent consolidation between the lung and the posterior cage
         recovered |= _recover_dependent_2d(labels, hu, dense_ok & ~recovered, body, spacing, recovered)
+        recovered |= _recover_bronchograms_2d(
+            labels, hu, air_threshold, dense_ok & ~recovered, body, spacing, recovered
+        )
     if body_x is not None:  # 3-D path only (lung base rule, paravertebral gutter)
         recovered |= _recover_lung_base(labels, dense_ok & ~recovered, spacing, body_x)
         recovered |= _recover_gutter(labels, hu, dense_ok & ~recovered, body, spacing, body_x)
@@ -575,6 +585,112 @@ def _recover_dense(
     if recovered.any():
         labels[recovered] = _nearest_label(labels, recovered)[recovered]
     return recovered
+
+
+def _recover_bronchograms_2d(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    air_threshold: float,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    recovered: np.ndarray,
+) -> np.ndarray:
+    """Consolidated lung around air bronchograms (2-D thin stacks only).
+
+    An air bronchogram is an aerated bronchus inside consolidated lung: on a single slice, a small air pocket
+    (< ``air_threshold``, at most ``BRONCHOGRAM_MAX_AREA_MM2``, not touching the image border, not lung) whose
+    one-pixel ring is almost all dense tissue (``BRONCHOGRAM_RING_DENSE``). Pockets near the vertebral body and
+    descending aorta (the dependent rule's medial band), anterior of ``BRONCHOGRAM_POSTERIOR`` or between the two
+    lungs (:func:`_between_lungs`: oesophagus, main bronchi in the mediastinum) are not counted. When a slice holds
+    at least ``BRONCHOGRAM_MIN_COUNT`` pockets before the mediastinum test (several bronchograms = a consolidated
+    lobe; an isolated pocket is as often a hilar bronchus or the oesophagus), dense tissue within
+    ``BRONCHOGRAM_RADIUS_MM`` of the accepted pockets, more than ``DEPENDENT_MARGIN_MM`` from bone, is lung.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        uint8 (z, y, x) lung labels on the working grid (thin stack).
+    hu : numpy.ndarray
+        Working-grid CT (HU).
+    air_threshold : float
+        Air-like below this (HU).
+    dense_ok : numpy.ndarray
+        bool (z, y, x): soft-tissue-range voxels not yet recovered.
+    trunk : numpy.ndarray
+        bool (z, y, x) trunk mask.
+    spacing : numpy.ndarray
+        Working spacing (z, y, x) in mm.
+    recovered : numpy.ndarray
+        bool (z, y, x) voxels already recovered by the other rules (counted as lung).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (z, y, x) recovered voxels (air pockets included).
+    """
+    out = np.zeros(labels.shape, dtype=bool)
+    pixel_mm2 = float(spacing[1] * spacing[2])
+    for z in range(labels.shape[0]):
+        lung = (labels[z] > 0) | recovered[z]
+        if not lung.any() or not trunk[z].any():
+            continue
+        bone = _cage_bone_2d(hu[z], trunk[z])
+        midline = float(np.nonzero(trunk[z])[1].mean())
+        vb = _vertebral_body(bone, trunk[z], spacing, midline) if bone is not None else None
+        vb_left, vb_right = (vb[2], vb[3]) if vb is not None else (int(round(midline)), int(round(midline)))
+        tys = np.nonzero(trunk[z])[0]
+        posterior_y = 0.5 * (tys.min() + tys.max()) + BRONCHOGRAM_POSTERIOR * 0.5 * (tys.max() - tys.min())
+        air = (hu[z] < air_threshold) & trunk[z] & ~lung
+        comp, n = ndimage.label(air, structure=np.ones((3, 3)))
+        if n < BRONCHOGRAM_MIN_COUNT:
+            continue
+        index = np.arange(1, n + 1)
+        area = ndimage.sum_labels(air, comp, index) * pixel_mm2
+        centres = np.array(ndimage.center_of_mass(air, comp, index)).reshape(-1, 2)
+        border = np.unique(np.concatenate([comp[0], comp[-1], comp[:, 0], comp[:, -1]]))
+        ring = ndimage.binary_dilation(air, structure=np.ones((3, 3))) & ~air
+        owner = ndimage.grey_dilation(comp, size=(3, 3))  # ring pixel -> (one of) the pocket(s) it surrounds
+        dense_share = np.nan_to_num(np.asarray(ndimage.mean(dense_ok[z][ring], owner[ring], index), dtype=float))
+        cx = centres[:, 1]
+        medial = (cx >= vb_left - DEPENDENT_MEDIAL_MM / spacing[2]) & (cx <= vb_right + DEPENDENT_AORTA_MM / spacing[2])
+        pockets = (area <= BRONCHOGRAM_MAX_AREA_MM2) & ~np.isin(index, border) & (dense_share >= BRONCHOGRAM_RING_DENSE)
+        pockets &= ~medial & (centres[:, 0] >= posterior_y)
+        if pockets.sum() < BRONCHOGRAM_MIN_COUNT:
+            continue
+        pockets &= ~_between_lungs(labels[z], recovered[z], centres, midline, spacing)
+        seeds = np.isin(comp, index[pockets])
+        near = ndimage.distance_transform_edt(~seeds, sampling=spacing[1:]) <= BRONCHOGRAM_RADIUS_MM
+        region = (near & dense_ok[z]) | seeds
+        if bone is not None:
+            region &= ndimage.distance_transform_edt(~bone, sampling=spacing[1:]) > DEPENDENT_MARGIN_MM
+        out[z] = region & ~lung
+    return out
+
+
+def _between_lungs(
+    labels: np.ndarray, recovered: np.ndarray, points: np.ndarray, midline: float, spacing: np.ndarray
+) -> np.ndarray:
+    """For (y, x) points of one slice: True when the point lies between the two lungs (mediastinum) in its rows.
+
+    Per row window (+- ``BRONCHOGRAM_ROWS_MM``), the mediastinum spans from the right lung's most medial pixel to
+    the left lung's; a side without lung in the window is replaced by the midline +- ``BRONCHOGRAM_MIDLINE_MM``.
+    """
+    ny, nx = labels.shape
+    xs = np.arange(nx)[None, :]
+    side = _nearest_label(labels[None], recovered[None])[0]
+    right = (labels == RIGHT) | (recovered & (side == RIGHT))
+    left = (labels == LEFT) | (recovered & (side == LEFT))
+    r_edge = np.where(right.any(axis=1), np.where(right, xs, -1).max(axis=1), -1).astype(float)
+    l_edge = np.where(left.any(axis=1), np.where(left, xs, nx).min(axis=1), nx).astype(float)
+    size = 2 * max(1, int(round(BRONCHOGRAM_ROWS_MM / spacing[1]))) + 1
+    r_edge = ndimage.maximum_filter1d(r_edge, size, mode="nearest")
+    l_edge = ndimage.minimum_filter1d(l_edge, size, mode="nearest")
+    half = BRONCHOGRAM_MIDLINE_MM / spacing[2]
+    r_edge = np.maximum(r_edge, midline - half)  # the mediastinum is never assumed wider than +- half
+    l_edge = np.minimum(l_edge, midline + half)
+    rows = np.clip(np.round(points[:, 0]).astype(int), 0, ny - 1)
+    return (points[:, 1] > r_edge[rows]) & (points[:, 1] < l_edge[rows])
 
 
 def _band_to_cage(
