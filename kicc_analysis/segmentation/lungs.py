@@ -44,6 +44,15 @@ input grid at the end):
    bone near the midline in the posterior half of the trunk) and a dense pocket lateral of it, between its centre
    and its posterior edge, is lung when it is enclosed by that lung laterally (reached row by row) and by the rib
    head / vertebra behind it (reached column by column), is more than 4 mm from bone and is thicker than two pixels.
+   lungs-1.5 (2-D thin stacks only; teaching slices have no neighbouring slices): two single-slice rules.
+   **Dependent rule** (:func:`_recover_dependent_2d`): per lung and column, from the deepest (most posterior) lung
+   pixel down to the posterior rib cage (first bone behind it, rolling minimum over 20 mm; bone = within 40 HU of
+   the image maximum when that is below ``BONE_HU``, as display-converted images clip bone at the window top),
+   minus 6 mm of pleura, in posterior-half columns away from the vertebral body / aorta and from the lung's medial
+   and lateral edges; columns leaving the crop have no cage and are skipped. **Air-bronchogram rule**
+   (:func:`_recover_bronchograms_2d`): a slice with at least five small air pockets enclosed in dense tissue
+   (aerated bronchi inside consolidation), outside the paravertebral / aortic band and the mediastinum, takes the
+   dense tissue within 25 mm of them (more than 6 mm from bone) as lung.
 7. Labels go back to the input grid block by block; in the boundary band each full-resolution voxel is lung when
    it is air-like or lies in a recovered dense block (edges follow the true boundary).
 
