@@ -44,6 +44,15 @@ input grid at the end):
    bone near the midline in the posterior half of the trunk) and a dense pocket lateral of it, between its centre
    and its posterior edge, is lung when it is enclosed by that lung laterally (reached row by row) and by the rib
    head / vertebra behind it (reached column by column), is more than 4 mm from bone and is thicker than two pixels.
+   lungs-1.5 (2-D thin stacks only; teaching slices have no neighbouring slices): two single-slice rules.
+   **Dependent rule** (:func:`_recover_dependent_2d`): per lung and column, from the deepest (most posterior) lung
+   pixel down to the posterior rib cage (first bone behind it, rolling minimum over 20 mm; bone = within 40 HU of
+   the image maximum when that is below ``BONE_HU``, as display-converted images clip bone at the window top),
+   minus 6 mm of pleura, in posterior-half columns away from the vertebral body / aorta and from the lung's medial
+   and lateral edges; columns leaving the crop have no cage and are skipped. **Air-bronchogram rule**
+   (:func:`_recover_bronchograms_2d`): a slice with at least five small air pockets enclosed in dense tissue
+   (aerated bronchi inside consolidation), outside the paravertebral / aortic band and the mediastinum, takes the
+   dense tissue within 25 mm of them (more than 6 mm from bone) as lung.
 7. Labels go back to the input grid block by block; in the boundary band each full-resolution voxel is lung when
    it is air-like or lies in a recovered dense block (edges follow the true boundary).
 
@@ -64,8 +73,9 @@ from skimage.morphology import convex_hull_image
 
 from ..errors import SegmentationError
 
-# 1.4: abdominal-gas rule + paravertebral-gutter rule (3-D); 1.3: cage between slices, lung-base dome (3-D)
-ALGORITHM_VERSION = "lungs-1.4"
+# 1.5: dependent-consolidation rule (2-D thin stacks only); 1.4: abdominal-gas rule + paravertebral-gutter rule (3-D);
+# 1.3: cage between slices, lung-base dome (3-D)
+ALGORITHM_VERSION = "lungs-1.5"
 RIGHT, LEFT = 1, 2
 TIGHT_CROP_BORDER_AIR = 0.5  # slices whose border is < 50 % air are crops through the body
 TIGHT_CROP_OUTSIDE_MAX_HU = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
@@ -101,6 +111,27 @@ GUTTER_MIDLINE_MM = 20.0  # paravertebral-gutter rule (3-D): vertebral body cent
 GUTTER_MIN_RADIUS_MM = 8.0  # ... thickest inscribed radius (mm) of a vertebral body (thinner bone: rib, sternum)
 GUTTER_WIDTH_MM = 25.0  # ... gutter = up to this far (mm) lateral of the vertebral body's lateral edge
 GUTTER_DEPTH_MM = 25.0  # ... dense voxels at most this far (mm) anterior of the rib / vertebra behind them
+DEPENDENT_BONE_BELOW_TOP_HU = 40.0  # 2-D dependent rule: bone = within this (HU) of the image maximum when that
+# maximum is below BONE_HU (display-converted teaching images clip bone at the window top, level + width / 2)
+DEPENDENT_MIN_BONE_PX = 3  # ... smaller bone specks (working-grid pixels) are image noise, not rib
+DEPENDENT_MIN_TOP_HU = 120.0  # ... image maximum below this (HU): soft tissue saturates too, no cage is modelled
+DEPENDENT_MARGIN_MM = 6.0  # ... pleura + intercostal soft tissue in front of the posterior cage (mm), never lung
+DEPENDENT_MIN_BAND_MM = 8.0  # ... a column band thinner than this (mm) is not recovered
+DEPENDENT_MAX_DEPTH_MM = 80.0  # ... at most this far (mm) behind the deepest lung pixel of the column
+DEPENDENT_CAGE_WINDOW_MM = 20.0  # ... posterior cage = rolling minimum depth of the first bone over this width (mm)
+DEPENDENT_MEDIAL_MM = 10.0  # ... columns closer than this (mm) to the vertebral body's edge are never filled
+DEPENDENT_AORTA_MM = 30.0  # ... on the left (descending aorta beside the vertebral body) this (mm)
+DEPENDENT_LUNG_MEDIAL = 0.35  # ... columns in the medial share (x lung width) of each lung are never filled
+DEPENDENT_LUNG_LATERAL = 0.1  # ... nor the lateral share (x lung width): the column runs along the chest wall there
+DEPENDENT_MIN_COLUMNS = 3  # ... bands narrower than this many working-grid columns are dropped (opening)
+DEPENDENT_MAX_HU = 150.0  # ... walked tissue up to this (HU); brighter = bone / contrast, stops the walk
+BRONCHOGRAM_MAX_AREA_MM2 = 400.0  # air-bronchogram rule (2-D): enclosed air pockets up to this area (mm^2)
+BRONCHOGRAM_RING_DENSE = 0.9  # ... whose one-pixel surrounding ring is at least this share dense (-400..+150 HU)
+BRONCHOGRAM_MIN_COUNT = 5  # ... the rule fires only on slices with at least this many such pockets (consolidation)
+BRONCHOGRAM_POSTERIOR = -0.3  # ... pocket centre posterior of trunk centre + this x trunk half-height
+BRONCHOGRAM_ROWS_MM = 10.0  # ... mediastinum = between the two lungs' medial edges within +- this (mm) of the row
+BRONCHOGRAM_MIDLINE_MM = 60.0  # ... but at most this far (mm) from the body midline on each side
+BRONCHOGRAM_RADIUS_MM = 25.0  # ... dense tissue within this distance (mm) of an accepted pocket is lung
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
@@ -551,6 +582,11 @@ def _recover_dense(
     # 3-D path: the cage is interpolated between slices
     recovered |= _recover_rib_cage(labels, hu, dense_ok, body, spacing, between_slices=body_x is not None)
     recovered |= _recover_between_slices(labels, dense_ok & ~recovered, spacing)
+    if body_x is None:  # 2-D path only: dependent consolidation between the lung and the posterior cage
+        recovered |= _recover_dependent_2d(labels, hu, dense_ok & ~recovered, body, spacing, recovered)
+        recovered |= _recover_bronchograms_2d(
+            labels, hu, air_threshold, dense_ok & ~recovered, body, spacing, recovered
+        )
     if body_x is not None:  # 3-D path only (lung base rule, paravertebral gutter)
         recovered |= _recover_lung_base(labels, dense_ok & ~recovered, spacing, body_x)
         recovered |= _recover_gutter(labels, hu, dense_ok & ~recovered, body, spacing, body_x)
@@ -558,6 +594,257 @@ def _recover_dense(
     if recovered.any():
         labels[recovered] = _nearest_label(labels, recovered)[recovered]
     return recovered
+
+
+def _recover_bronchograms_2d(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    air_threshold: float,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    recovered: np.ndarray,
+) -> np.ndarray:
+    """Consolidated lung around air bronchograms (2-D thin stacks only).
+
+    An air bronchogram is an aerated bronchus inside consolidated lung: on a single slice, a small air pocket
+    (< ``air_threshold``, at most ``BRONCHOGRAM_MAX_AREA_MM2``, not touching the image border, not lung) whose
+    one-pixel ring is almost all dense tissue (``BRONCHOGRAM_RING_DENSE``). Pockets near the vertebral body and
+    descending aorta (the dependent rule's medial band), anterior of ``BRONCHOGRAM_POSTERIOR`` or between the two
+    lungs (:func:`_between_lungs`: oesophagus, main bronchi in the mediastinum) are not counted. When a slice holds
+    at least ``BRONCHOGRAM_MIN_COUNT`` pockets before the mediastinum test (several bronchograms = a consolidated
+    lobe; an isolated pocket is as often a hilar bronchus or the oesophagus), dense tissue within
+    ``BRONCHOGRAM_RADIUS_MM`` of the accepted pockets, more than ``DEPENDENT_MARGIN_MM`` from bone, is lung.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        uint8 (z, y, x) lung labels on the working grid (thin stack).
+    hu : numpy.ndarray
+        Working-grid CT (HU).
+    air_threshold : float
+        Air-like below this (HU).
+    dense_ok : numpy.ndarray
+        bool (z, y, x): soft-tissue-range voxels not yet recovered.
+    trunk : numpy.ndarray
+        bool (z, y, x) trunk mask.
+    spacing : numpy.ndarray
+        Working spacing (z, y, x) in mm.
+    recovered : numpy.ndarray
+        bool (z, y, x) voxels already recovered by the other rules (counted as lung).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (z, y, x) recovered voxels (air pockets included).
+    """
+    out = np.zeros(labels.shape, dtype=bool)
+    pixel_mm2 = float(spacing[1] * spacing[2])
+    for z in range(labels.shape[0]):
+        lung = (labels[z] > 0) | recovered[z]
+        if not lung.any() or not trunk[z].any():
+            continue
+        bone = _cage_bone_2d(hu[z], trunk[z])
+        midline = float(np.nonzero(trunk[z])[1].mean())
+        vb = _vertebral_body(bone, trunk[z], spacing, midline) if bone is not None else None
+        vb_left, vb_right = (vb[2], vb[3]) if vb is not None else (int(round(midline)), int(round(midline)))
+        tys = np.nonzero(trunk[z])[0]
+        posterior_y = 0.5 * (tys.min() + tys.max()) + BRONCHOGRAM_POSTERIOR * 0.5 * (tys.max() - tys.min())
+        air = (hu[z] < air_threshold) & trunk[z] & ~lung
+        comp, n = ndimage.label(air, structure=np.ones((3, 3)))
+        if n < BRONCHOGRAM_MIN_COUNT:
+            continue
+        index = np.arange(1, n + 1)
+        area = ndimage.sum_labels(air, comp, index) * pixel_mm2
+        centres = np.array(ndimage.center_of_mass(air, comp, index)).reshape(-1, 2)
+        border = np.unique(np.concatenate([comp[0], comp[-1], comp[:, 0], comp[:, -1]]))
+        ring = ndimage.binary_dilation(air, structure=np.ones((3, 3))) & ~air
+        owner = ndimage.grey_dilation(comp, size=(3, 3))  # ring pixel -> (one of) the pocket(s) it surrounds
+        dense_share = np.nan_to_num(np.asarray(ndimage.mean(dense_ok[z][ring], owner[ring], index), dtype=float))
+        cx = centres[:, 1]
+        medial = (cx >= vb_left - DEPENDENT_MEDIAL_MM / spacing[2]) & (cx <= vb_right + DEPENDENT_AORTA_MM / spacing[2])
+        pockets = (area <= BRONCHOGRAM_MAX_AREA_MM2) & ~np.isin(index, border) & (dense_share >= BRONCHOGRAM_RING_DENSE)
+        pockets &= ~medial & (centres[:, 0] >= posterior_y)
+        if pockets.sum() < BRONCHOGRAM_MIN_COUNT:
+            continue
+        pockets &= ~_between_lungs(labels[z], recovered[z], centres, midline, spacing)
+        seeds = np.isin(comp, index[pockets])
+        near = ndimage.distance_transform_edt(~seeds, sampling=spacing[1:]) <= BRONCHOGRAM_RADIUS_MM
+        region = (near & dense_ok[z]) | seeds
+        if bone is not None:
+            region &= ndimage.distance_transform_edt(~bone, sampling=spacing[1:]) > DEPENDENT_MARGIN_MM
+        out[z] = region & ~lung
+    return out
+
+
+def _between_lungs(
+    labels: np.ndarray, recovered: np.ndarray, points: np.ndarray, midline: float, spacing: np.ndarray
+) -> np.ndarray:
+    """For (y, x) points of one slice: True when the point lies between the two lungs (mediastinum) in its rows.
+
+    Per row window (+- ``BRONCHOGRAM_ROWS_MM``), the mediastinum spans from the right lung's most medial pixel to
+    the left lung's; a side without lung in the window is replaced by the midline +- ``BRONCHOGRAM_MIDLINE_MM``.
+    """
+    ny, nx = labels.shape
+    xs = np.arange(nx)[None, :]
+    side = _nearest_label(labels[None], recovered[None])[0]
+    right = (labels == RIGHT) | (recovered & (side == RIGHT))
+    left = (labels == LEFT) | (recovered & (side == LEFT))
+    r_edge = np.where(right.any(axis=1), np.where(right, xs, -1).max(axis=1), -1).astype(float)
+    l_edge = np.where(left.any(axis=1), np.where(left, xs, nx).min(axis=1), nx).astype(float)
+    size = 2 * max(1, int(round(BRONCHOGRAM_ROWS_MM / spacing[1]))) + 1
+    r_edge = ndimage.maximum_filter1d(r_edge, size, mode="nearest")
+    l_edge = ndimage.minimum_filter1d(l_edge, size, mode="nearest")
+    half = BRONCHOGRAM_MIDLINE_MM / spacing[2]
+    r_edge = np.maximum(r_edge, midline - half)  # the mediastinum is never assumed wider than +- half
+    l_edge = np.minimum(l_edge, midline + half)
+    rows = np.clip(np.round(points[:, 0]).astype(int), 0, ny - 1)
+    return (points[:, 1] > r_edge[rows]) & (points[:, 1] < l_edge[rows])
+
+
+def _band_to_cage(
+    lung: np.ndarray,
+    bone: np.ndarray,
+    ok: np.ndarray,
+    allowed: np.ndarray,
+    half: int,
+    margin: float,
+    min_band: float,
+    depth: int,
+) -> np.ndarray:
+    """Tissue behind the lung (increasing row index) and in front of the cage, per column of a 2-D slice.
+
+    Per column, the cage is the first ``bone`` pixel behind the last ``lung`` pixel, as a rolling minimum over
+    ``2 * half + 1`` columns; pixels of ``ok`` reached from the lung through ``ok`` (at most ``depth`` pixels),
+    more than ``margin`` pixels in front of the cage, in ``allowed`` columns whose band is at least ``min_band``
+    pixels deep, are returned. Columns without a cage (leaving the image) give nothing.
+    """
+    n = lung.shape[0]
+    index = np.arange(n)[:, None]
+    has = lung.any(axis=0)
+    deepest = np.where(has, n - 1 - np.argmax(lung[::-1], axis=0), -1)
+    behind = bone & (index > deepest[None, :])
+    first = np.where(behind.any(axis=0), np.argmax(behind, axis=0), 11 * n).astype(float)
+    cage = ndimage.minimum_filter1d(first, 2 * half + 1, mode="nearest")
+    inner = np.where(cage > n, -1.0, cage - margin)
+    columns = has & allowed & (inner - deepest >= min_band)
+    if not columns.any():
+        return np.zeros(lung.shape, dtype=bool)
+    reach = _reach_along(lung, ok, axis=0, reverse=False, max_steps=depth)
+    return reach & columns[None, :] & (index < inner[None, :])
+
+
+def _no_new_holes(lung: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """Components of ``band`` (2-D) whose addition to ``lung`` encloses no new hole (a ring around the heart)."""
+    if not band.any():
+        return band
+    before = ndimage.binary_fill_holes(lung)
+    comp, n = ndimage.label(band, structure=np.ones((3, 3)))
+    keep = np.zeros(n + 1, dtype=bool)
+    for i in range(1, n + 1):
+        part = comp == i
+        keep[i] = not (ndimage.binary_fill_holes(lung | part) & ~before & ~part).any()
+    return keep[comp]
+
+
+def _cage_bone_2d(hu: np.ndarray, trunk: np.ndarray) -> np.ndarray | None:
+    """Bone of one slice for the 2-D cage: >= ``BONE_HU``, or near the saturated top of a display-converted image.
+
+    Returns ``None`` when the image maximum is below ``DEPENDENT_MIN_TOP_HU`` (a window so low that muscle
+    saturates like bone).
+    """
+    if not trunk.any():
+        return None
+    top = float(hu[trunk].max())
+    if top < DEPENDENT_MIN_TOP_HU:
+        return None
+    bone = (hu >= min(BONE_HU, top - DEPENDENT_BONE_BELOW_TOP_HU)) & trunk
+    lab, n = ndimage.label(bone, structure=np.ones((3, 3)))
+    if n == 0:
+        return bone
+    sizes = ndimage.sum_labels(bone, lab, np.arange(1, n + 1))
+    return np.isin(lab, 1 + np.nonzero(sizes >= DEPENDENT_MIN_BONE_PX)[0])
+
+
+def _recover_dependent_2d(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    recovered: np.ndarray,
+) -> np.ndarray:
+    """Dependent (posterior) consolidation of single slices: dense tissue between the lung and the posterior cage.
+
+    Per column (x) of each slice and lung, the deepest lung pixel (largest y = most posterior) is found and the
+    column is walked posteriorly, through non-bone tissue up to ``DEPENDENT_MAX_HU``, towards the posterior cage:
+    the first bone pixel behind it (:func:`_cage_bone_2d`), as the rolling minimum depth over
+    ``DEPENDENT_CAGE_WINDOW_MM`` (a column between two ribs takes the neighbouring ribs). Tissue more than
+    ``DEPENDENT_MARGIN_MM`` in front of the cage, at most ``DEPENDENT_MAX_DEPTH_MM`` behind the lung, in bands of
+    at least ``DEPENDENT_MIN_BAND_MM`` and ``DEPENDENT_MIN_COLUMNS`` columns wide, is lung. Only columns whose
+    deepest lung pixel lies in the posterior half of the trunk (dependent lung) are walked, never columns near the
+    vertebral body (``DEPENDENT_MEDIAL_MM``; ``DEPENDENT_AORTA_MM`` on the left, descending aorta), in the medial
+    ``DEPENDENT_LUNG_MEDIAL`` or lateral ``DEPENDENT_LUNG_LATERAL`` share of the lung's width (mediastinum; chest
+    wall along the lung's lateral curve), nor columns without a cage (leaving a tight crop). A band that would
+    enclose a new hole in the lung (a ring around the heart) is dropped (:func:`_no_new_holes`).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        uint8 (z, y, x) lung labels on the working grid (thin stack).
+    hu : numpy.ndarray
+        Working-grid CT (HU).
+    dense_ok : numpy.ndarray
+        bool (z, y, x): soft-tissue-range voxels not yet recovered (only used to skip empty slices).
+    trunk : numpy.ndarray
+        bool (z, y, x) trunk mask.
+    spacing : numpy.ndarray
+        Working spacing (z, y, x) in mm.
+    recovered : numpy.ndarray
+        bool (z, y, x) voxels already recovered by the other rules (counted as lung).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (z, y, x) recovered voxels.
+    """
+    out = np.zeros(labels.shape, dtype=bool)
+    ny, nx = labels.shape[1:]
+    xs = np.arange(nx)
+    half = max(1, int(round(DEPENDENT_CAGE_WINDOW_MM / spacing[2] / 2)))
+    margin = DEPENDENT_MARGIN_MM / spacing[1]
+    min_band = max(2.0, DEPENDENT_MIN_BAND_MM / spacing[1])
+    depth = max(1, int(round(DEPENDENT_MAX_DEPTH_MM / spacing[1])))
+    for z in range(labels.shape[0]):
+        bone = _cage_bone_2d(hu[z], trunk[z])
+        if bone is None or not labels[z].any() or not dense_ok[z].any():
+            continue
+        midline = float(np.nonzero(trunk[z])[1].mean())
+        vb = _vertebral_body(bone, trunk[z], spacing, midline)
+        vb_left, vb_right = (vb[2], vb[3]) if vb is not None else (int(round(midline)), int(round(midline)))
+        medial = (xs >= vb_left - DEPENDENT_MEDIAL_MM / spacing[2]) & (xs <= vb_right + DEPENDENT_AORTA_MM / spacing[2])
+        tys = np.nonzero(trunk[z])[0]
+        centre_y = 0.5 * (tys.min() + tys.max())
+        ok = trunk[z] & ~bone & (hu[z] <= DEPENDENT_MAX_HU)
+        any_lung = (labels[z] > 0) | recovered[z]
+        side = _nearest_label(labels[z][None], recovered[z][None])[0]
+        for value in (RIGHT, LEFT):
+            lung = (labels[z] == value) | (recovered[z] & (side == value))
+            if lung.sum() < 20:
+                continue
+            lxs = np.nonzero(lung)[1]
+            width = float(lxs.max() - lxs.min() + 1)
+            inner_side = xs > lxs.max() - DEPENDENT_LUNG_MEDIAL * width  # right lung: medial = larger x
+            outer_side = xs < lxs.min() + DEPENDENT_LUNG_LATERAL * width
+            if value == LEFT:
+                inner_side = xs < lxs.min() + DEPENDENT_LUNG_MEDIAL * width
+                outer_side = xs > lxs.max() - DEPENDENT_LUNG_LATERAL * width
+            deepest = np.where(lung.any(axis=0), ny - 1 - np.argmax(lung[::-1], axis=0), -1)
+            allowed = ~medial & ~inner_side & ~outer_side & (deepest >= centre_y)
+            band = _band_to_cage(lung, bone, ok, allowed, half, margin, min_band, depth) & ~any_lung
+            band = ndimage.binary_opening(band, structure=np.ones((1, DEPENDENT_MIN_COLUMNS), dtype=bool))
+            out[z] |= _no_new_holes(any_lung, band)
+    return out
 
 
 def _thick_part(mask: np.ndarray) -> np.ndarray:
