@@ -292,6 +292,29 @@ def test_opacity_regions_keep_small_ggo_nodule_but_not_vessel_segments():
     assert max((lax[stub] > 0).mean() for stub in stubs) > 0.5
 
 
+def test_opacity_regions_edge_relative_to_region_contrast():
+    # quant-1.3: a blurred dense nodule (16 mm, +30 HU, Gaussian sigma 3 mm) has a wide halo of mildly raised
+    # density; its region edge follows its own contrast (0.2 x its 90th-percentile excess), so the halo is trimmed,
+    # while a hazy GGO patch (excess about 250 HU: cut-off stays at the 100 HU lesion level) keeps its extent
+    from kicc_analysis.quantification import segment_opacity_regions
+
+    yy, xx = np.mgrid[0:200, 0:200].astype(float)
+    nodule = np.hypot(yy - 100, xx - 60) <= 8
+    patch = np.hypot(yy - 100, xx - 150) <= 15
+    hu = ndimage.gaussian_filter(np.where(nodule, 30.0, -850.0).astype(np.float32), 3.0)
+    hu[patch] = -600.0
+    hu += np.random.default_rng(0).normal(0, 15, hu.shape).astype(np.float32)
+    image, lungs = _image(hu, (1.0, 1.0)), _image(np.ones(hu.shape, np.uint8), (1.0, 1.0))
+    areas = {}
+    for fraction in (0.2, 0.0):
+        regions = sitk.GetArrayFromImage(segment_opacity_regions(image, lungs, edge_fraction=fraction))
+        assert (regions[nodule] > 0).all() and (regions[patch] > 0).all()
+        components, _ = ndimage.label(regions > 0)
+        areas[fraction] = [(components == components[100, x]).sum() for x in (60, 150)]
+    assert areas[0.2][0] < 0.9 * areas[0.0][0]  # measured 359 vs 421 mm^2
+    assert abs(areas[0.2][1] - areas[0.0][1]) <= 0.02 * areas[0.0][1]
+
+
 def test_opacity_regions_runtime_per_512_slice():
     import time
 
