@@ -55,7 +55,7 @@ QUICK_GRID = {
 }
 # quant-1.3 stage, after the lesion grid: region edge at this fraction of the region's 90th-percentile excess (0: off)
 # x smallest kept lesion component (mm^2; 150 = quant-1.2, no small-lesion rule). The small-lesion vessel-pixel limit
-# (small_max_tube_fraction 0.3) was chosen on the same half from 0.1 / 0.2 / 0.3 / 0.4 (0.642 / 0.646 / 0.648 / 0.648)
+# (small_max_tube_fraction 0.3) was chosen on the same half from 0.1 / 0.2 / 0.3 / 0.4 (0.643 / 0.646 / 0.648 / 0.648)
 # and is fixed here.
 REGION_GRID = {
     "edge_fraction": (0.0, 0.15, 0.2, 0.25),
