@@ -6,7 +6,8 @@ anatomy (:func:`kicc_analysis.imaging.estimate_display_window`: aerated-lung mod
 +40 HU). Lesion regions come from :func:`kicc_analysis.quantification.segment_opacity_regions`; its few
 parameters are calibrated on the even positions of the name-sorted slices only: first the lesion parameters
 (local-density offset above the aerated reference, 2-D vessel-tube contrast and scales) on a 12-point grid by mean
-lesion Dice, then the GGO / consolidation cut-off by the mean of GGO and consolidation Dice. Results are reported on
+lesion Dice, then the region edge relative to each region's contrast and the small-lesion minimum (quant-1.3) on an
+8-point grid by mean lesion Dice, then the GGO / consolidation cut-off by the mean of GGO and consolidation Dice. Results are reported on
 the odd positions (held out) and on all 50 (same-data, optimistic). Patients may overlap between halves (IDs
 unknown). The voxel-wise HU-bin labels (:func:`segment_opacities`) at the same per-image window are reported as the
 baseline. ``--oracle-lungs`` adds an UPPER-BOUND DIAGNOSTIC (never a result): the same parameters with the
@@ -52,6 +53,15 @@ QUICK_GRID = {
     "tube_structure_hu": (100.0,),
     "tube_scales_mm": ((1.0,),),
 }
+# quant-1.3 stage, after the lesion grid: region edge at this fraction of the region's 90th-percentile excess (0: off)
+# x smallest kept lesion component (mm^2; 150 = quant-1.2, no small-lesion rule). The small-lesion vessel-pixel limit
+# (small_max_tube_fraction 0.3) was chosen on the same half from 0.1 / 0.2 / 0.3 / 0.4 (0.643 / 0.646 / 0.648 / 0.648)
+# and is fixed here.
+REGION_GRID = {
+    "edge_fraction": (0.0, 0.15, 0.2, 0.25),
+    "small_min_area_mm2": (60.0, 150.0),
+}
+QUICK_REGION_GRID = {"edge_fraction": (0.2,), "small_min_area_mm2": (60.0,)}
 # density (HU; median of a 5 mm window) from which a lesion pixel is consolidation; chosen after the lesion grid
 # (quant-1.1: local mean >= -300 fixed)
 CONSOLIDATION_GRID = (-300.0, -350.0, -400.0, -450.0)
@@ -168,7 +178,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{params}: calibration lesion Dice {summary['lesion_dice_mean']:.3f}")
     best = max(grid, key=lambda row: row["lesion_dice_mean"])
     params = {k: best[k] for k in grid_spec}
-    # second stage (calibration half only): the GGO / consolidation split, by the mean of GGO and consolidation Dice
+    # second stage (calibration half only): region edge and small-lesion rule, by mean lesion Dice
+    region_spec = QUICK_REGION_GRID if args.quick else REGION_GRID
+    stage = []
+    for values in itertools.product(*region_spec.values()):
+        extra = dict(zip(region_spec, values, strict=True))
+        summary = summarise(evaluate(calib, **params, **extra))
+        stage.append((summary["lesion_dice_mean"], extra))
+        print(f"{extra}: calibration lesion Dice {summary['lesion_dice_mean']:.3f}")
+    params.update(max(stage, key=lambda row: row[0])[1])
+    # third stage (calibration half only): the GGO / consolidation split, by the mean of GGO and consolidation Dice
     split = []
     for cut in QUICK_CONSOLIDATION_GRID if args.quick else CONSOLIDATION_GRID:
         summary = summarise(evaluate(calib, **params, consolidation_hu=cut))

@@ -260,6 +260,61 @@ def test_opacity_regions_find_ggo_patch_but_not_branching_vessels():
     assert (legacy[vessels] > 0).mean() > 0.2
 
 
+def test_opacity_regions_keep_small_ggo_nodule_but_not_vessel_segments():
+    # quant-1.3 small-lesion rule: a 10 mm hazy nodule (79 mm^2, below the 150 mm^2 component minimum) is kept as GGO;
+    # the hilar vessel tree and short thick vessel stubs (7 mm wide, 17 mm long; small components made mostly of
+    # tube pixels) are still no lesion
+    from kicc_analysis.quantification import segment_opacity_regions
+
+    hu, lungs, vessels, core = _branching_vessels_and_ggo()
+    yy, xx = np.mgrid[0 : hu.shape[0], 0 : hu.shape[1]] * 0.7
+    nodule = np.hypot(yy - 300, xx - 300) <= 5.0
+    hu[nodule] = -600.0 + np.random.default_rng(1).normal(0, 20, int(nodule.sum()))
+    stubs = [
+        (np.abs((yy - y0) - (xx - x0)) <= 3.5 * np.sqrt(2)) & (np.abs(yy - y0 + xx - x0) <= 12)
+        for y0, x0 in ((60, 60), (300, 60), (300, 200))
+    ]
+    any_stub = np.any(stubs, axis=0)
+    near_stub = ndimage.binary_dilation(any_stub, iterations=10)
+    hu[near_stub] = ndimage.gaussian_filter(np.where(any_stub, 40.0, -850.0), 1.0)[near_stub]
+    image, lung_image = _image(hu, (0.7, 0.7)), _image(lungs, (0.7, 0.7))
+    regions = sitk.GetArrayFromImage(segment_opacity_regions(image, lung_image))
+    assert (regions[np.hypot(yy - 300, xx - 300) <= 3.5] == 1).all()  # the nodule is a GGO lesion
+    assert (regions[core] > 0).mean() > 0.95
+    assert (regions[vessels | any_stub] > 0).mean() < 0.05  # vessel tree and stubs are no lesion
+    near = ndimage.binary_dilation(vessels | any_stub, iterations=5) & ~ndimage.binary_dilation(core, iterations=20)
+    assert (regions[near & (lungs > 0)] > 0).mean() < 0.05
+    # without the rule (small components dropped below 150 mm^2, quant-1.2) the nodule is missed
+    legacy = sitk.GetArrayFromImage(segment_opacity_regions(image, lung_image, small_min_area_mm2=150.0))
+    assert (legacy[nodule] > 0).mean() < 0.05
+    # without the vessel-pixel criterion a stub becomes a small lesion
+    lax = sitk.GetArrayFromImage(segment_opacity_regions(image, lung_image, small_max_tube_fraction=1.0))
+    assert max((lax[stub] > 0).mean() for stub in stubs) > 0.5
+
+
+def test_opacity_regions_edge_relative_to_region_contrast():
+    # quant-1.3: a blurred dense nodule (16 mm, +30 HU, Gaussian sigma 3 mm) has a wide halo of mildly raised
+    # density; its region edge follows its own contrast (0.2 x its 90th-percentile excess), so the halo is trimmed,
+    # while a hazy GGO patch (excess about 250 HU: cut-off stays at the 100 HU lesion level) keeps its extent
+    from kicc_analysis.quantification import segment_opacity_regions
+
+    yy, xx = np.mgrid[0:200, 0:200].astype(float)
+    nodule = np.hypot(yy - 100, xx - 60) <= 8
+    patch = np.hypot(yy - 100, xx - 150) <= 15
+    hu = ndimage.gaussian_filter(np.where(nodule, 30.0, -850.0).astype(np.float32), 3.0)
+    hu[patch] = -600.0
+    hu += np.random.default_rng(0).normal(0, 15, hu.shape).astype(np.float32)
+    image, lungs = _image(hu, (1.0, 1.0)), _image(np.ones(hu.shape, np.uint8), (1.0, 1.0))
+    areas = {}
+    for fraction in (0.2, 0.0):
+        regions = sitk.GetArrayFromImage(segment_opacity_regions(image, lungs, edge_fraction=fraction))
+        assert (regions[nodule] > 0).all() and (regions[patch] > 0).all()
+        components, _ = ndimage.label(regions > 0)
+        areas[fraction] = [(components == components[100, x]).sum() for x in (60, 150)]
+    assert areas[0.2][0] < 0.9 * areas[0.0][0]  # measured 359 vs 421 mm^2
+    assert abs(areas[0.2][1] - areas[0.0][1]) <= 0.02 * areas[0.0][1]
+
+
 def test_opacity_regions_runtime_per_512_slice():
     import time
 

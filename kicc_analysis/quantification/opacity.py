@@ -27,7 +27,9 @@ from scipy.spatial import ConvexHull, QhullError
 from ..errors import AnalysisError
 from .bins import get_bins
 
-ALGORITHM_VERSION = "quant-1.2"  # 1.2: lesion regions (2-D tube discount, median split); 1.1: 3-D Frangi vessels
+# 1.3: lesion edge relative to each region's contrast, small lesions (60-150 mm^2, few vessel pixels) kept;
+# 1.2: 2-D tube discount, median split; 1.1: 3-D Frangi vessels
+ALGORITHM_VERSION = "quant-1.3"
 GGO, CONSOLIDATION = 1, 2
 SEVERITY_EDGES_PCT = (5.0, 25.0, 50.0, 75.0)
 PERCENTILES = (10, 25, 50, 75, 90)
@@ -153,7 +155,11 @@ REGION_GGO_ABOVE_AIR_HU = 100.0  # ... lesion = local density at least this much
 REGION_CONSOLIDATION_HU = -400.0  # ... consolidation = lesion at least this dense (HU; quant-1.1: -300)
 REGION_CONSOLIDATION_WINDOW_MM = 5.0  # ... judged on the median HU of a square window this wide (mm; 0: local mean)
 REGION_CLOSE_MM = 3.0  # ... closing radius (mm) before hole filling
-REGION_MIN_AREA_MM2 = 150.0  # ... smaller lesion components are dropped (per slice, mm^2)
+REGION_EDGE_FRACTION = 0.2  # ... lesion edge: region pixels whose excess over the reference is below this fraction ...
+REGION_EDGE_PERCENTILE = 90.0  # ... of this percentile (%) of their region's excess are dropped (0: off), re-closed
+REGION_MIN_AREA_MM2 = 150.0  # ... smaller lesion components are dropped (per slice, mm^2) unless ...
+REGION_SMALL_MIN_AREA_MM2 = 60.0  # ... they are at least this large (mm^2; a 9 mm nodule) and ...
+REGION_SMALL_MAX_TUBE_FRACTION = 0.3  # ... at most this fraction of their pixels are vessel (tube) pixels (GGO only)
 REGION_BACKGROUND_MM = 60.0  # ... aerated reference = Gaussian (this sigma, mm) mean of the aerated pixels (0: mode)
 REGION_REFERENCE_PASSES = 2  # ... passes; from the 2nd on the reference leaves out the previous pass's lesion (1: off)
 REGION_VESSEL_MM = 0.0  # ... (legacy, 0 = off) in-plane bright structures narrower than this (mm) count as air
@@ -175,7 +181,10 @@ def segment_opacity_regions(
     ggo_above_air_hu: float = REGION_GGO_ABOVE_AIR_HU,
     consolidation_hu: float = REGION_CONSOLIDATION_HU,
     close_mm: float = REGION_CLOSE_MM,
+    edge_fraction: float = REGION_EDGE_FRACTION,
     min_area_mm2: float = REGION_MIN_AREA_MM2,
+    small_min_area_mm2: float = REGION_SMALL_MIN_AREA_MM2,
+    small_max_tube_fraction: float = REGION_SMALL_MAX_TUBE_FRACTION,
     vessel_width_mm: float = REGION_VESSEL_MM,
     background_mm: float = REGION_BACKGROUND_MM,
     tube_scales_mm: tuple[float, ...] = REGION_TUBE_SCALES_MM,
@@ -202,7 +211,13 @@ def segment_opacity_regions(
        reference, robust to window and calibration errors): a wide Gaussian (``background_mm``) mean of the
        aerated pixels (those below the mode + ``ggo_above_air_hu``), which follows the anterior-posterior gravity
        gradient of lung density (0 = the slice's aerated mode everywhere); closed (``close_mm``), holes filled,
-       components < ``min_area_mm2`` dropped, restricted to the lung.
+       restricted to the lung. Edge relative to contrast: in each connected region, pixels whose excess (local
+       density minus reference, HU) is below ``edge_fraction`` x the region's 90th-percentile excess are dropped
+       (the blurred halo of dense lesions and vessel clusters; the cut-off is never below ``ggo_above_air_hu``),
+       then closed and filled again. Components < ``min_area_mm2`` dropped, except small lesions (nodular GGO): components
+       of at least ``small_min_area_mm2`` of which at most ``small_max_tube_fraction`` of the pixels are vessel
+       (tube) pixels of step 1 are kept, as GGO (never consolidation; only with the tube discount on). Short vessel
+       segments and their partial-volume rims are mostly tube pixels.
     4. Consolidation = lesion pixels whose median HU in a ``consolidation_window_mm`` square window (lung pixels;
        outside the lung counts as air) is >= ``consolidation_hu`` (0: the local density of step 2, quant-1.1).
 
@@ -222,6 +237,7 @@ def segment_opacity_regions(
     sigma = smooth_mm / spacing_yx
     close = _disk(close_mm, spacing_yx)
     min_pixels = min_area_mm2 / float(np.prod(spacing_yx))
+    small_pixels = small_min_area_mm2 / float(np.prod(spacing_yx))
     for z in range(hu3.shape[0]):
         lung = lab3[z]
         if lung.sum() < 20:
@@ -237,6 +253,7 @@ def segment_opacity_regions(
             thin = ndimage.binary_dilation(thin) & lung & (values >= air_mode + ggo_above_air_hu)  # + their rims
             evidence[thin] = air_mode
         counted = lung
+        tubes = None
         if tube_scales_mm:
             tubes = _region_vessels(
                 values, lung, air_mode, air_mode + ggo_above_air_hu, spacing_yx,
@@ -259,10 +276,11 @@ def segment_opacity_regions(
                 reference = np.where(w_air > 0.05, s_air / np.maximum(w_air, 1e-3), air_mode)
             lesion = lung & (local >= reference + ggo_above_air_hu)
         lesion = ndimage.binary_fill_holes(ndimage.binary_closing(lesion, structure=close)) & lung
-        comp, n = ndimage.label(lesion)
-        if n:
-            sizes = ndimage.sum_labels(lesion, comp, np.arange(1, n + 1))
-            lesion = np.isin(comp, 1 + np.flatnonzero(sizes >= min_pixels))
+        if edge_fraction > 0 and lesion.any():
+            excess = local - reference
+            lesion = excess >= _component_edge_cut(excess, lesion, edge_fraction, ggo_above_air_hu)
+            lesion = ndimage.binary_fill_holes(ndimage.binary_closing(lesion, structure=close)) & lung
+        lesion, small = _kept_components(lesion, tubes, min_pixels, small_pixels, small_max_tube_fraction)
         out[z][lesion] = GGO
         if consolidation_window_mm > 0:  # consolidation is homogeneous: most pixels around it are dense
             # median of the window >= consolidation_hu  <=>  more than half of its pixels are (odd window, box filter)
@@ -271,10 +289,60 @@ def segment_opacity_regions(
             dense = share > 0.5
         else:
             dense = local >= consolidation_hu
-        out[z][lesion & dense] = CONSOLIDATION
+        out[z][lesion & dense & ~small] = CONSOLIDATION
     result = sitk.GetImageFromArray(out.reshape(labels.shape))
     result.CopyInformation(lung_labels)
     return result
+
+
+def _component_edge_cut(excess: np.ndarray, lesion: np.ndarray, fraction: float, floor_hu: float) -> np.ndarray:
+    """Per-pixel lesion cut-off (HU of excess over the aerated reference) relative to each region's contrast.
+
+    For every connected region of ``lesion``: max(``floor_hu``, ``fraction`` x the ``REGION_EDGE_PERCENTILE``
+    percentile (nearest rank) of ``excess`` over the region); outside the regions +inf (nothing is added).
+    """
+    comp, n = ndimage.label(lesion)
+    cut = np.full(lesion.shape, np.inf, dtype=np.float32)
+    if not n:
+        return cut
+    labels = comp[lesion]
+    values = excess[lesion]
+    order = np.lexsort((values, labels))
+    counts = np.bincount(labels, minlength=n + 1)[1:]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rank = starts + np.round((REGION_EDGE_PERCENTILE / 100.0) * (counts - 1)).astype(int)
+    high = values[order][rank]
+    per_region = np.concatenate(([np.inf], np.maximum(floor_hu, fraction * high)))
+    return per_region[comp].astype(np.float32)
+
+
+def _kept_components(
+    lesion: np.ndarray,
+    tubes: np.ndarray | None,
+    min_pixels: float,
+    small_pixels: float,
+    small_max_tube_fraction: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lesion components that are kept (boolean slice) and the subset kept by the small-lesion rule.
+
+    Components of at least ``min_pixels`` pixels are kept. Smaller ones of at least ``small_pixels`` pixels are kept
+    too when at most ``small_max_tube_fraction`` (0-1) of their pixels are in ``tubes`` (the vessel pixels left out
+    of the evidence; ``None`` = no tube discount: the small-lesion rule is off): a nodular GGO patch is hazy
+    parenchyma, a leftover around a vessel segment is mostly the vessel itself.
+    """
+    comp, n = ndimage.label(lesion)
+    small = np.zeros(lesion.shape, dtype=bool)
+    if not n:
+        return lesion, small
+    index = np.arange(1, n + 1)
+    sizes = ndimage.sum_labels(lesion, comp, index)
+    kept = sizes >= min_pixels
+    if tubes is not None and small_pixels < min_pixels:
+        tube_fraction = ndimage.mean(tubes, comp, index)
+        is_small = ~kept & (sizes >= small_pixels) & (tube_fraction <= small_max_tube_fraction)
+        small = np.isin(comp, 1 + np.flatnonzero(is_small))
+        kept |= is_small
+    return np.isin(comp, 1 + np.flatnonzero(kept)), small
 
 
 def _wide_gaussian(values: np.ndarray, sigma_mm: float, spacing_yx: np.ndarray) -> np.ndarray:
