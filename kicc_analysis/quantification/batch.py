@@ -15,7 +15,8 @@ The cohort-level run (jobs built from the repository scan, cache folder, join) i
 tables so that it never depends on the repository scanner.
 
 Cache: one Parquet file per series in ``cache_dir``, named from the SeriesInstanceUID and
-:data:`CACHE_VERSION` (algorithm versions of segmentation and quantification). A re-run loads cached series
+:data:`CACHE_VERSION` (algorithm version of segmentation, version of the voxel-wise quantification outputs
+``opacity.VOXELWISE_VERSION`` and of the table layout). A re-run loads cached series
 instead of recomputing them; failures are not cached (they are retried).
 """
 
@@ -33,7 +34,7 @@ import pandas as pd
 from ..errors import AnalysisError, KiccError
 from ..progress import progress_bar
 from ..segmentation import ALGORITHM_VERSION as SEGMENTATION_VERSION
-from .opacity import ALGORITHM_VERSION as QUANTIFICATION_VERSION
+from .opacity import VOXELWISE_VERSION as QUANTIFICATION_VERSION
 
 TABLE_VERSION = "table-2"  # rows of the per-series table: table-2 adds the core/periphery regions
 CACHE_VERSION = f"{SEGMENTATION_VERSION}+{QUANTIFICATION_VERSION}+{TABLE_VERSION}"

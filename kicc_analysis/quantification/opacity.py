@@ -30,6 +30,9 @@ from .bins import get_bins
 # 1.3: lesion edge relative to each region's contrast, small lesions (60-150 mm^2, few vessel pixels) kept;
 # 1.2: 2-D tube discount, median split; 1.1: 3-D Frangi vessels
 ALGORITHM_VERSION = "quant-1.3"
+# last change of the voxel-wise outputs (segment_opacities, quantify): the cohort batch cache is keyed on this, so a
+# change of the teaching-slice lesion regions alone (quant-1.2, quant-1.3) does not invalidate cached series
+VOXELWISE_VERSION = "quant-1.1"
 GGO, CONSOLIDATION = 1, 2
 SEVERITY_EDGES_PCT = (5.0, 25.0, 50.0, 75.0)
 PERCENTILES = (10, 25, 50, 75, 90)
