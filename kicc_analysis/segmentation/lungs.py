@@ -52,7 +52,11 @@ input grid at the end):
    and lateral edges; columns leaving the crop have no cage and are skipped. **Air-bronchogram rule**
    (:func:`_recover_bronchograms_2d`): a slice with at least five small air pockets enclosed in dense tissue
    (aerated bronchi inside consolidation), outside the paravertebral / aortic band and the mediastinum, takes the
-   dense tissue within 25 mm of them (more than 6 mm from bone) as lung.
+   dense tissue within 25 mm of them (more than 6 mm from bone) as lung. **Mediastinum filter**
+   (:func:`_mediastinum_2d`, same session): on single slices the hull-deficit and sub-pleural cage rules keep
+   nothing between the two aerated lungs' medial edges (row window +- 10 mm, at most 60 mm either side of the
+   trunk midline): a cage ray through the mediastinum meets the sternum or spine, not a rib, and took in the
+   oesophagus, prevascular fat and hilar tissue.
 7. Labels go back to the input grid block by block; in the boundary band each full-resolution voxel is lung when
    it is air-like or lies in a recovered dense block (edges follow the true boundary).
 
@@ -73,7 +77,9 @@ from skimage.morphology import convex_hull_image
 
 from ..errors import SegmentationError
 
-# 1.5: dependent-consolidation rule (2-D thin stacks only); 1.4: abdominal-gas rule + paravertebral-gutter rule (3-D);
+# 1.5: dependent-consolidation + air-bronchogram rules, then the mediastinum filter (2-D thin stacks only; the
+# filter changes 2-D outputs within 1.5, 3-D outputs unchanged); 1.4: abdominal-gas rule + paravertebral-gutter
+# rule (3-D);
 # 1.3: cage between slices, lung-base dome (3-D)
 ALGORITHM_VERSION = "lungs-1.5"
 RIGHT, LEFT = 1, 2
