@@ -123,3 +123,34 @@ def test_a_few_air_pockets_are_not_enough(monkeypatch):
     hu, s = _with_bronchograms(1)  # 2 pockets in the slice (+ oesophagus): below BRONCHOGRAM_MIN_COUNT
     labels = _labels(hu)
     assert (labels[s["right_crescent"] | s["left_crescent"]] > 0).mean() < 0.2
+
+
+def test_mediastinum_mask_lies_between_the_lungs():
+    """_mediastinum_2d: between the right lung's and the left lung's medial edges, row by row; never lateral."""
+    labels = np.zeros((1, 100, 120), dtype=np.uint8)
+    labels[0, 20:80, 10:45] = lungs.RIGHT
+    labels[0, 20:80, 75:110] = lungs.LEFT
+    trunk = np.ones_like(labels, dtype=bool)
+    med = lungs._mediastinum_2d(labels, trunk, np.array([1.0, 1.0, 1.0]))[0]
+    assert med[50, 45:75].all() and not med[50, 44] and not med[50, 75]
+    assert not med[50, :45].any() and not med[50, 75:].any()  # lateral chest wall is never mediastinum
+    # rows without lung on either side: the midline +- BRONCHOGRAM_MIDLINE_MM (60 mm) bound, i.e. the whole row here
+    assert med[5, 1:119].all()
+
+
+def test_recovered_tissue_between_the_lungs_is_dropped(monkeypatch):
+    """A sub-pleural cage band that runs into the mediastinum (a ray meeting the sternum or spine) is not lung."""
+    hu, _ = _teaching_slice()
+
+    def central(shape: tuple[int, int]) -> np.ndarray:  # a pre-aortic soft-tissue ellipse, any grid
+        y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
+        return ((y / shape[0] - 0.465) / 0.15) ** 2 + ((x / shape[1] - 0.5) / 0.04) ** 2 <= 1.0
+
+    def cage_in_mediastinum(labels, *args, **kwargs):
+        return np.broadcast_to(central(labels.shape[1:]), labels.shape) & (labels == 0)
+
+    monkeypatch.setattr(lungs, "_recover_rib_cage", cage_in_mediastinum)
+    mediastinum = central(hu.shape)
+    assert (_labels(hu)[mediastinum] > 0).mean() < 0.05
+    monkeypatch.setattr(lungs, "_mediastinum_2d", lambda labels, *args: np.zeros(labels.shape, dtype=bool))
+    assert (_labels(hu)[mediastinum] > 0).mean() > 0.5  # without the filter the band is kept

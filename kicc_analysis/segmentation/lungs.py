@@ -52,7 +52,11 @@ input grid at the end):
    and lateral edges; columns leaving the crop have no cage and are skipped. **Air-bronchogram rule**
    (:func:`_recover_bronchograms_2d`): a slice with at least five small air pockets enclosed in dense tissue
    (aerated bronchi inside consolidation), outside the paravertebral / aortic band and the mediastinum, takes the
-   dense tissue within 25 mm of them (more than 6 mm from bone) as lung.
+   dense tissue within 25 mm of them (more than 6 mm from bone) as lung. **Mediastinum filter**
+   (:func:`_mediastinum_2d`, same session): on single slices the hull-deficit and sub-pleural cage rules keep
+   nothing between the two aerated lungs' medial edges (row window +- 10 mm, at most 60 mm either side of the
+   trunk midline): a cage ray through the mediastinum meets the sternum or spine, not a rib, and took in the
+   oesophagus, prevascular fat and hilar tissue.
 7. Labels go back to the input grid block by block; in the boundary band each full-resolution voxel is lung when
    it is air-like or lies in a recovered dense block (edges follow the true boundary).
 
@@ -73,7 +77,9 @@ from skimage.morphology import convex_hull_image
 
 from ..errors import SegmentationError
 
-# 1.5: dependent-consolidation rule (2-D thin stacks only); 1.4: abdominal-gas rule + paravertebral-gutter rule (3-D);
+# 1.5: dependent-consolidation + air-bronchogram rules, then the mediastinum filter (2-D thin stacks only; the
+# filter changes 2-D outputs within 1.5, 3-D outputs unchanged); 1.4: abdominal-gas rule + paravertebral-gutter
+# rule (3-D);
 # 1.3: cage between slices, lung-base dome (3-D)
 ALGORITHM_VERSION = "lungs-1.5"
 RIGHT, LEFT = 1, 2
@@ -580,7 +586,12 @@ def _recover_dense(
                 if lateral_offset > LATERAL_MIN or (posterior and not near_medial_edge):
                     recovered[z] |= lab == i
     # 3-D path: the cage is interpolated between slices
-    recovered |= _recover_rib_cage(labels, hu, dense_ok, body, spacing, between_slices=body_x is not None)
+    cage = _recover_rib_cage(labels, hu, dense_ok, body, spacing, between_slices=body_x is not None)
+    if body_x is None:  # 2-D path: nothing between the lungs (a mediastinal ray meets the sternum / spine, no rib)
+        mediastinum = _mediastinum_2d(labels, body, spacing)
+        cage &= ~mediastinum
+        recovered &= ~mediastinum
+    recovered |= cage
     recovered |= _recover_between_slices(labels, dense_ok & ~recovered, spacing)
     if body_x is None:  # 2-D path only: dependent consolidation between the lung and the posterior cage
         recovered |= _recover_dependent_2d(labels, hu, dense_ok & ~recovered, body, spacing, recovered)
@@ -685,6 +696,15 @@ def _between_lungs(
     Per row window (+- ``BRONCHOGRAM_ROWS_MM``), the mediastinum spans from the right lung's most medial pixel to
     the left lung's; a side without lung in the window is replaced by the midline +- ``BRONCHOGRAM_MIDLINE_MM``.
     """
+    r_edge, l_edge = _mediastinum_edges(labels, recovered, midline, spacing)
+    rows = np.clip(np.round(points[:, 0]).astype(int), 0, labels.shape[0] - 1)
+    return (points[:, 1] > r_edge[rows]) & (points[:, 1] < l_edge[rows])
+
+
+def _mediastinum_edges(
+    labels: np.ndarray, recovered: np.ndarray, midline: float, spacing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of one slice: x of the right lung's most medial pixel and of the left lung's (see _between_lungs)."""
     ny, nx = labels.shape
     xs = np.arange(nx)[None, :]
     side = _nearest_label(labels[None], recovered[None])[0]
@@ -698,8 +718,25 @@ def _between_lungs(
     half = BRONCHOGRAM_MIDLINE_MM / spacing[2]
     r_edge = np.maximum(r_edge, midline - half)  # the mediastinum is never assumed wider than +- half
     l_edge = np.minimum(l_edge, midline + half)
-    rows = np.clip(np.round(points[:, 0]).astype(int), 0, ny - 1)
-    return (points[:, 1] > r_edge[rows]) & (points[:, 1] < l_edge[rows])
+    return r_edge, l_edge
+
+
+def _mediastinum_2d(labels: np.ndarray, trunk: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """bool (z, y, x): per slice, the pixels between the two lungs' medial edges in their rows (mediastinum).
+
+    Same geometry as :func:`_between_lungs` (row window +- ``BRONCHOGRAM_ROWS_MM``, at most
+    ``BRONCHOGRAM_MIDLINE_MM`` either side of the trunk's mean x), from the aerated lung labels only. 2-D path: no
+    recovered dense tissue lies there (oesophagus, prevascular fat, hilar vessels, sternum / spine side of a ray).
+    """
+    out = np.zeros(labels.shape, dtype=bool)
+    xs = np.arange(labels.shape[2])[None, :]
+    for z in range(labels.shape[0]):
+        if not labels[z].any() or not trunk[z].any():
+            continue
+        midline = float(np.nonzero(trunk[z])[1].mean())
+        r_edge, l_edge = _mediastinum_edges(labels[z], np.zeros(labels.shape[1:], dtype=bool), midline, spacing)
+        out[z] = (xs > r_edge[:, None]) & (xs < l_edge[:, None])
+    return out
 
 
 def _band_to_cage(
