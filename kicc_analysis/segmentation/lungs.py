@@ -101,6 +101,7 @@ GUTTER_MIDLINE_MM = 20.0  # paravertebral-gutter rule (3-D): vertebral body cent
 GUTTER_MIN_RADIUS_MM = 8.0  # ... thickest inscribed radius (mm) of a vertebral body (thinner bone: rib, sternum)
 GUTTER_WIDTH_MM = 25.0  # ... gutter = up to this far (mm) lateral of the vertebral body's lateral edge
 GUTTER_DEPTH_MM = 25.0  # ... dense voxels at most this far (mm) anterior of the rib / vertebra behind them
+RECESS_MAX_GAP_DEG = 90.0  # costophrenic-recess rule (3-D): widest angular gap (degrees) bridged between lung rays
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
@@ -554,6 +555,7 @@ def _recover_dense(
     if body_x is not None:  # 3-D path only (lung base rule, paravertebral gutter)
         recovered |= _recover_lung_base(labels, dense_ok & ~recovered, spacing, body_x)
         recovered |= _recover_gutter(labels, hu, dense_ok & ~recovered, body, spacing, body_x)
+        recovered |= _recover_recess(labels, hu, dense_ok & ~recovered, body, spacing, recovered)
     # assign recovered voxels to the nearest lung (in place)
     if recovered.any():
         labels[recovered] = _nearest_label(labels, recovered)[recovered]
@@ -809,6 +811,110 @@ def _recover_gutter(
             reach = _thick_part(reach & far[:, xa - pa : xb - pa])
             recovered[z, ya:yb, x0:x1] |= reach[:, x0 - xa : x1 - xa]
     return recovered
+
+
+def _gap_runs(has: np.ndarray, allowed: np.ndarray, max_len: int) -> list[tuple[int, int]]:
+    """Circular runs of rays without lung, bounded by lung rays on both sides: (first ray, run length).
+
+    Only runs of at most ``max_len`` rays whose rays are all ``allowed`` are returned.
+    """
+    n = has.size
+    if has.all() or not has.any():
+        return []
+    start = int(np.nonzero(has)[0][0])
+    order = (start + np.arange(n)) % n  # begins on a lung ray, so every gap is closed on both sides
+    runs = []
+    k = 0
+    while k < n:
+        if has[order[k]]:
+            k += 1
+            continue
+        j = k
+        while j < n and not has[order[j]]:
+            j += 1
+        length = j - k
+        if length <= max_len and allowed[order[k:j]].all():
+            runs.append((int(order[k]), length))
+        k = j
+    return runs
+
+
+def _recover_recess(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    recovered: np.ndarray,
+) -> np.ndarray:
+    """Consolidated costophrenic recess: the crescent of dense lung between two stretches of lung (3-D path only).
+
+    Below its largest cross-section a lung base is a dome sitting in the bowl of the rib cage: in an axial slice the
+    lung is a crescent around the liver / spleen dome. When a stretch of that crescent is consolidated over its
+    whole depth, the rays from the trunk centre that cross it meet no lung of the slice, so the radial rib-cage rule
+    cannot see it. Here, per slice (cranial to caudal) and lung, a gap of at most ``RECESS_MAX_GAP_DEG`` between
+    rays that meet the lung, outside the anterior sector (``CAGE_Z_ANTERIOR_DEG``: heart, cardiac notch), gets
+    the radial extent of the lung interpolated (linearly in angle) between the two rays bounding it, and its
+    dense voxels are lung when they lie under the lung of the slice above (a lung base only narrows caudally;
+    in-plane tolerance one pixel), are more than ``CAGE_MARGIN_3D_MM`` from bone, form a part thicker than two
+    pixels and touch the lung. Slices are processed caudally so a recovered crescent carries on to the next slice.
+    ``recovered`` (voxels already accepted by the other rules) counts as lung.
+    """
+    nz, ny, nx = labels.shape
+    out = np.zeros(labels.shape, dtype=bool)
+    if nz < 3:
+        return out
+    current = labels.copy()
+    if recovered.any():
+        current[recovered] = _nearest_label(labels, recovered)[recovered]
+    n_rays = N_RAYS
+    rays = np.arange(n_rays)
+    angle = (rays + 0.5) / n_rays * 360.0 - 180.0  # image y = posterior; anterior = -90 degrees
+    allowed = np.abs(((angle + 90.0) + 180.0) % 360.0 - 180.0) >= CAGE_Z_ANTERIOR_DEG
+    max_len = int(round(RECESS_MAX_GAP_DEG / 360.0 * n_rays))
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    pixel_mm = float(np.sqrt(spacing[1] * spacing[2]))
+    one = np.ones((3, 3), dtype=bool)
+    for value in (RIGHT, LEFT):
+        area = (current == value).sum(axis=(1, 2))
+        if not area.any():
+            continue
+        z_top = int(np.argmax(area))
+        for z in range(z_top - 1, -1, -1):
+            lung = current[z] == value
+            if lung.sum() < 5 or not trunk[z].any():
+                continue
+            cy, cx = ndimage.center_of_mass(trunk[z])
+            radius = np.hypot((yy - cy) * spacing[1], (xx - cx) * spacing[2]) / pixel_mm
+            ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
+            r_in = np.full(n_rays, np.inf)
+            r_out = np.full(n_rays, -np.inf)
+            np.minimum.at(r_in, ray[lung], radius[lung])
+            np.maximum.at(r_out, ray[lung], radius[lung])
+            has = np.isfinite(r_in)
+            inner = np.full(n_rays, np.inf)
+            outer = np.full(n_rays, -np.inf)
+            for first, length in _gap_runs(has, allowed, max_len):
+                a, b = (first - 1) % n_rays, (first + length) % n_rays
+                w = (np.arange(1, length + 1)) / (length + 1.0)
+                gap = (first + np.arange(length)) % n_rays
+                inner[gap] = (1 - w) * r_in[a] + w * r_in[b]
+                outer[gap] = (1 - w) * r_out[a] + w * r_out[b]
+            if not np.isfinite(inner).any():
+                continue
+            band = (radius >= inner[ray]) & (radius <= outer[ray] + 1.0)
+            above = ndimage.binary_dilation(current[z + 1] == value, structure=one)
+            far = ndimage.distance_transform_edt(hu[z] < BONE_HU, sampling=spacing[1:]) > CAGE_MARGIN_3D_MM
+            band &= above & far & dense_ok[z] & (current[z] == 0)
+            band = _thick_part(band)
+            if not band.any():
+                continue
+            comp, _ = ndimage.label(band, structure=one)
+            touching = np.unique(comp[ndimage.binary_dilation(lung, structure=one) & (comp > 0)])
+            band = np.isin(comp, touching[touching > 0])
+            current[z][band] = value
+            out[z] |= band
+    return out
 
 
 def _nearest_label(labels: np.ndarray, where: np.ndarray) -> np.ndarray:
