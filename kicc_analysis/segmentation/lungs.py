@@ -64,8 +64,9 @@ from skimage.morphology import convex_hull_image
 
 from ..errors import SegmentationError
 
-# 1.4: abdominal-gas rule + paravertebral-gutter rule (3-D); 1.3: cage between slices, lung-base dome (3-D)
-ALGORITHM_VERSION = "lungs-1.4"
+# 1.5: consolidated lung base -- costophrenic recess + base layer (3-D); 1.4: abdominal-gas rule + paravertebral
+# gutter (3-D); 1.3: cage between slices, lung-base dome (3-D)
+ALGORITHM_VERSION = "lungs-1.5"
 RIGHT, LEFT = 1, 2
 TIGHT_CROP_BORDER_AIR = 0.5  # slices whose border is < 50 % air are crops through the body
 TIGHT_CROP_OUTSIDE_MAX_HU = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
@@ -102,6 +103,8 @@ GUTTER_MIN_RADIUS_MM = 8.0  # ... thickest inscribed radius (mm) of a vertebral 
 GUTTER_WIDTH_MM = 25.0  # ... gutter = up to this far (mm) lateral of the vertebral body's lateral edge
 GUTTER_DEPTH_MM = 25.0  # ... dense voxels at most this far (mm) anterior of the rib / vertebra behind them
 RECESS_MAX_GAP_DEG = 90.0  # costophrenic-recess rule (3-D): widest angular gap (degrees) bridged between lung rays
+LAYER_MIN_CONTRAST_HU = 15.0  # base-layer rule (3-D): organ under the diaphragm at least this much denser (HU)
+LAYER_MAX_MM = 25.0  # ... at most this far (mm) below the dense lung the layer starts from
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
@@ -555,7 +558,7 @@ def _recover_dense(
     if body_x is not None:  # 3-D path only (lung base rule, paravertebral gutter)
         recovered |= _recover_lung_base(labels, dense_ok & ~recovered, spacing, body_x)
         recovered |= _recover_gutter(labels, hu, dense_ok & ~recovered, body, spacing, body_x)
-        recovered |= _recover_recess(labels, hu, dense_ok & ~recovered, body, spacing, recovered)
+        recovered |= _recover_consolidated_base(labels, hu, dense_ok & ~recovered, body, spacing, recovered)
     # assign recovered voxels to the nearest lung (in place)
     if recovered.any():
         labels[recovered] = _nearest_label(labels, recovered)[recovered]
@@ -813,6 +816,25 @@ def _recover_gutter(
     return recovered
 
 
+def _recover_consolidated_base(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    recovered: np.ndarray,
+) -> np.ndarray:
+    """lungs-1.5 (3-D path only): a lung base consolidated over its whole depth, after the other dense rules.
+
+    First the costophrenic recess (:func:`_recover_recess`: angular gaps of a base slice's lung crescent), then
+    the lowest slices under dense lung (:func:`_recover_base_layer`). ``recovered`` (voxels accepted by the other
+    rules) counts as lung; only new voxels are returned.
+    """
+    recess = _recover_recess(labels, hu, dense_ok, trunk, spacing, recovered)
+    layer = _recover_base_layer(labels, hu, dense_ok & ~recess, trunk, spacing, recovered | recess)
+    return recess | layer
+
+
 def _gap_runs(has: np.ndarray, allowed: np.ndarray, max_len: int) -> list[tuple[int, int]]:
     """Circular runs of rays without lung, bounded by lung rays on both sides: (first ray, run length).
 
@@ -914,6 +936,71 @@ def _recover_recess(
             band = np.isin(comp, touching[touching > 0])
             current[z][band] = value
             out[z] |= band
+    return out
+
+
+def _recover_base_layer(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    recovered: np.ndarray,
+) -> np.ndarray:
+    """Consolidated lung under consolidated lung, down to the top of the liver / spleen (3-D path only).
+
+    The lowest slices of a consolidated base hold no aerated lung, so no rule above reaches them. Going caudally
+    from dense lung already recovered, a voxel directly under dense lung (same (y, x) column) stays lung while its
+    in-plane 3 x 3 mean HU resembles that lung rather than the organ under the diaphragm. Both references are
+    measured per scan and lung, never fixed: the organ is the median HU of the dense voxels 10-30 mm below the
+    lung base in the lung's footprint (liver on the right, spleen / stomach on the left); the consolidation is the
+    upper quartile of the recovered dense lung (its lower part is partial volume with aerated lung). The rule runs
+    only when the organ is at least ``LAYER_MIN_CONTRAST_HU`` denser (unenhanced liver ~+60 HU vs consolidation
+    +20...+40; contrast-enhanced liver ~+100) and accepts mean HU within half that contrast of the consolidation
+    reference (not fat, not the organ), more than ``CAGE_MARGIN_3D_MM`` from bone, in parts thicker than two pixels,
+    at most ``LAYER_MAX_MM`` below the dense lung it started from, and only below the lung's largest cross-section
+    (the base; higher up, the voxel under a sub-pleural band is chest wall).
+    """
+    nz = labels.shape[0]
+    out = np.zeros(labels.shape, dtype=bool)
+    if nz < 3 or not recovered.any():
+        return out
+    current = labels.copy()
+    current[recovered] = _nearest_label(labels, recovered)[recovered]
+    smooth = ndimage.uniform_filter(hu.astype(np.float32), size=(1, 3, 3))
+    z_mm = np.arange(nz)[:, None, None] * spacing[0]
+    max_steps = max(1, int(round(LAYER_MAX_MM / spacing[0])))
+    bone = hu >= BONE_HU
+    for value in (RIGHT, LEFT):
+        lung = current == value
+        source = recovered & lung
+        if source.sum() < 20:
+            continue
+        footprint = lung.any(axis=0)
+        base_mm = np.argmax(lung, axis=0) * spacing[0]
+        depth = base_mm[None] - z_mm
+        organ = dense_ok & trunk & footprint[None] & (depth >= 10.0) & (depth <= 30.0)
+        if organ.sum() < 100:
+            continue  # the lung base is at the bottom of the scan: no organ to compare with
+        organ_hu = float(np.median(smooth[organ]))
+        lung_hu = float(np.percentile(smooth[source], 75))
+        half = 0.5 * (organ_hu - lung_hu)
+        if 2.0 * half < LAYER_MIN_CONTRAST_HU:
+            continue
+        like_lung = (smooth >= lung_hu - half) & (smooth < lung_hu + half) & dense_ok
+        dense_lung = source.copy()
+        steps = np.zeros(labels.shape[1:], dtype=np.int32)
+        for z in range(int(np.argmax(lung.sum(axis=(1, 2)))) - 1, -1, -1):  # below the largest cross-section
+            cand = dense_lung[z + 1] & like_lung[z] & (current[z] == 0) & (steps < max_steps)
+            if not cand.any():
+                steps[:] = 0
+                continue
+            far = ndimage.distance_transform_edt(~bone[z], sampling=spacing[1:]) > CAGE_MARGIN_3D_MM
+            cand = _thick_part(cand & far)
+            steps = np.where(cand, steps + 1, 0)
+            current[z][cand] = value
+            dense_lung[z] |= cand
+            out[z] |= cand
     return out
 
 
