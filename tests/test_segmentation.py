@@ -213,6 +213,79 @@ def test_gutter_rule_fills_the_paravertebral_pocket_only():
     assert _vertebral_body(np.zeros((60, 60), dtype=bool), trunk[1], spacing, 30.0) is None
 
 
+def _recess_stack() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Right lung as a ring (radii 15-22 px) around a liver dome: full in slice 2, in slice 1 consolidated over
+    its whole depth in a posterior and an anterior sector (+40 HU, like muscle), nothing in slice 0."""
+    ny = nx = 61
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    radius = np.hypot(yy - 30, xx - 30)
+    angle = np.degrees(np.arctan2(yy - 30, xx - 30))  # image y = posterior: +90 posterior, -90 anterior
+    ring = (radius >= 15) & (radius <= 22)
+    posterior = ring & (np.abs(angle - 90) < 20)
+    anterior = ring & (np.abs(angle + 90) < 20)
+    hu = np.full((3, ny, nx), 40.0)  # chest wall / consolidation
+    hu[:, radius < 15] = 60.0  # liver dome
+    labels = np.zeros((3, ny, nx), dtype=np.uint8)
+    labels[2, ring] = RIGHT
+    labels[1, ring & ~posterior & ~anterior] = RIGHT
+    hu[labels == RIGHT] = -850.0
+    dense_ok = (hu >= -400) & (hu <= 150) & (labels == 0)
+    return labels, hu, dense_ok, posterior, radius
+
+
+def test_recess_rule_fills_a_consolidated_stretch_of_the_crescent_only():
+    from kicc_analysis.segmentation.lungs import _recover_recess
+
+    labels, hu, dense_ok, posterior, radius = _recess_stack()
+    trunk = np.ones(labels.shape, dtype=bool)
+    spacing = np.array([5.0, 2.5, 2.5])
+    recovered = _recover_recess(labels, hu, dense_ok, trunk, spacing, np.zeros(labels.shape, dtype=bool))
+    assert (recovered[1] & posterior).sum() >= 0.7 * posterior.sum()  # the posterior stretch (pixel-wise radii)
+    assert not (recovered[1] & ~posterior).any()  # not the anterior stretch (heart sector), not liver or chest wall
+    assert not (recovered[1] & ((radius < 14) | (radius > 24))).any()
+    assert not recovered[[0, 2]].any()  # slice 0 has no lung to interpolate from
+    # without lung above the gap (a lung base only narrows caudally) nothing is added
+    labels[2][posterior] = 0
+    assert not _recover_recess(labels, hu, dense_ok, trunk, spacing, np.zeros(labels.shape, dtype=bool)).any()
+
+
+def _layer_stack(consolidation_hu: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Right lung in slices 6-11 over a liver (+60 HU); a consolidated block (already recovered in slices 6-7)
+    continues without aerated lung into slices 4-5 (the layer to find); liver below it in slices 0-3."""
+    shape = (12, 40, 40)
+    hu = np.full(shape, 60.0)  # liver under the diaphragm
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[6:, 5:35, 5:35] = RIGHT
+    hu[6:, 5:35, 5:35] = -850.0
+    block = np.zeros(shape, dtype=bool)
+    block[:, 20:32, 8:20] = True
+    recovered = block.copy()
+    recovered[:6] = False
+    recovered[8:] = False
+    layer = block.copy()
+    layer[6:] = False
+    layer[:4] = False
+    hu[recovered | layer] = consolidation_hu
+    labels[recovered] = 0
+    dense_ok = (hu >= -400) & (hu <= 150) & (labels == 0) & ~recovered
+    return labels, hu, dense_ok, recovered, layer
+
+
+def test_base_layer_rule_stops_at_the_organ_and_needs_contrast():
+    from kicc_analysis.segmentation.lungs import _recover_base_layer
+
+    spacing = np.array([5.0, 2.5, 2.5])
+    trunk = np.ones((12, 40, 40), dtype=bool)
+    labels, hu, dense_ok, recovered, layer = _layer_stack(-30.0)
+    added = _recover_base_layer(labels, hu, dense_ok, trunk, spacing, recovered)
+    assert (added & layer).sum() >= 0.6 * layer.sum()  # the consolidated lowest slices
+    assert not added[:4].any()  # not the liver under them
+    assert not (added & ~layer).any()
+    # consolidation as dense as the organ below (no HU step in this scan): the rule stays off
+    labels, hu, dense_ok, recovered, _ = _layer_stack(55.0)
+    assert not _recover_base_layer(labels, hu, dense_ok, trunk, spacing, recovered).any()
+
+
 def test_phantom_dense_recovery_helps(chest):
     ph, image, result = chest
     plain = sitk.GetArrayFromImage(segment_lungs(image, recover_dense=False).labels)

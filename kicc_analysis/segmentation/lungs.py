@@ -924,7 +924,7 @@ def _recover_recess(
                 outer[gap] = (1 - w) * r_out[a] + w * r_out[b]
             if not np.isfinite(inner).any():
                 continue
-            band = (radius >= inner[ray]) & (radius <= outer[ray] + 1.0)
+            band = (radius >= inner[ray]) & (radius <= outer[ray])
             above = ndimage.binary_dilation(current[z + 1] == value, structure=one)
             far = ndimage.distance_transform_edt(hu[z] < BONE_HU, sampling=spacing[1:]) > CAGE_MARGIN_3D_MM
             band &= above & far & dense_ok[z] & (current[z] == 0)
