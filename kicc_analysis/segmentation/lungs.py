@@ -44,6 +44,14 @@ input grid at the end):
    bone near the midline in the posterior half of the trunk) and a dense pocket lateral of it, between its centre
    and its posterior edge, is lung when it is enclosed by that lung laterally (reached row by row) and by the rib
    head / vertebra behind it (reached column by column), is more than 4 mm from bone and is thicker than two pixels.
+   lungs-1.5 (3-D path only), a lung base consolidated over its whole depth, see :func:`_recover_consolidated_base`:
+   a **costophrenic-recess rule** -- below a lung's largest cross-section, a gap of at most ``RECESS_MAX_GAP_DEG``
+   (outside the anterior sector) between rays of one slice that meet the lung gets the lung's radial extent
+   interpolated between the two rays bounding it; dense voxels there under the lung of the slice above (a base only
+   narrows caudally), > 4 mm from bone, thicker than two pixels and touching the lung are lung -- and a
+   **base-layer rule**: going caudally under recovered dense lung (same column, at most ``LAYER_MAX_MM``), voxels
+   whose 3 x 3 mean HU is nearer that lung's HU than the HU of the organ below the diaphragm (both measured per
+   scan; rule off when they differ by less than ``LAYER_MIN_CONTRAST_HU``) are lung.
 7. Labels go back to the input grid block by block; in the boundary band each full-resolution voxel is lung when
    it is air-like or lies in a recovered dense block (edges follow the true boundary).
 
