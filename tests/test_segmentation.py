@@ -240,14 +240,14 @@ def test_recess_rule_fills_a_consolidated_stretch_of_the_crescent_only():
     labels, hu, dense_ok, posterior, radius = _recess_stack()
     trunk = np.ones(labels.shape, dtype=bool)
     spacing = np.array([5.0, 2.5, 2.5])
-    recovered = _recover_recess(labels, hu, dense_ok, trunk, spacing, np.zeros(labels.shape, dtype=bool))
+    recovered = _recover_recess(labels.copy(), hu, dense_ok, trunk, spacing)
     assert (recovered[1] & posterior).sum() >= 0.7 * posterior.sum()  # the posterior stretch (pixel-wise radii)
     assert not (recovered[1] & ~posterior).any()  # not the anterior stretch (heart sector), not liver or chest wall
     assert not (recovered[1] & ((radius < 14) | (radius > 24))).any()
     assert not recovered[[0, 2]].any()  # slice 0 has no lung to interpolate from
     # without lung above the gap (a lung base only narrows caudally) nothing is added
     labels[2][posterior] = 0
-    assert not _recover_recess(labels, hu, dense_ok, trunk, spacing, np.zeros(labels.shape, dtype=bool)).any()
+    assert not _recover_recess(labels, hu, dense_ok, trunk, spacing).any()
 
 
 def _layer_stack(consolidation_hu: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -267,8 +267,8 @@ def _layer_stack(consolidation_hu: float) -> tuple[np.ndarray, np.ndarray, np.nd
     layer[6:] = False
     layer[:4] = False
     hu[recovered | layer] = consolidation_hu
-    labels[recovered] = 0
-    dense_ok = (hu >= -400) & (hu <= 150) & (labels == 0) & ~recovered
+    labels[layer] = 0  # labels include the recovered dense lung (the layer's start), as the rule receives them
+    dense_ok = (hu >= -400) & (hu <= 150) & (labels == 0)
     return labels, hu, dense_ok, recovered, layer
 
 
@@ -285,6 +285,21 @@ def test_base_layer_rule_stops_at_the_organ_and_needs_contrast():
     # consolidation as dense as the organ below (no HU step in this scan): the rule stays off
     labels, hu, dense_ok, recovered, _ = _layer_stack(55.0)
     assert not _recover_base_layer(labels, hu, dense_ok, trunk, spacing, recovered).any()
+
+
+def test_side_of_recovered_components_matches_nearest_label():
+    from kicc_analysis.segmentation.lungs import _nearest_label, _side_of_components
+
+    labels = np.zeros((6, 30, 40), dtype=np.uint8)
+    labels[:, 5:25, 3:17] = RIGHT
+    labels[:, 5:25, 23:37] = LEFT
+    where = np.zeros(labels.shape, dtype=bool)
+    where[1:4, 25:28, 8:12] = True  # under the right lung only
+    where[2:5, 10:14, 17:23] = True  # bridging the gap between both lungs
+    where[0:2, 28:30, 30:34] = True  # touching no lung (two voxels below the left lung)
+    expected = labels.copy()
+    expected[where] = _nearest_label(labels, where)[where]
+    np.testing.assert_array_equal(_side_of_components(labels, where), expected)
 
 
 def test_phantom_dense_recovery_helps(chest):

@@ -836,11 +836,46 @@ def _recover_consolidated_base(
 
     First the costophrenic recess (:func:`_recover_recess`: angular gaps of a base slice's lung crescent), then
     the lowest slices under dense lung (:func:`_recover_base_layer`). ``recovered`` (voxels accepted by the other
-    rules) counts as lung; only new voxels are returned.
+    rules) counts as lung, on the side of the nearest lung; only new voxels are returned.
     """
-    recess = _recover_recess(labels, hu, dense_ok, trunk, spacing, recovered)
-    layer = _recover_base_layer(labels, hu, dense_ok & ~recess, trunk, spacing, recovered | recess)
+    current = _side_of_components(labels, recovered)
+    recess = _recover_recess(current, hu, dense_ok, trunk, spacing)
+    layer = _recover_base_layer(current, hu, dense_ok & ~recess, trunk, spacing, recovered | recess)
     return recess | layer
+
+
+def _side_of_components(labels: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``labels`` with each 3-D component of ``where`` given the side of the lung voxels touching it most.
+
+    A cheap stand-in for :func:`_nearest_label` (one 3-D distance transform of the thorax, ~0.2 s on a 512 x 512 x
+    300 scan) for recovered voxels, which nearly all touch one lung; components touching both lungs or neither are
+    assigned voxel by voxel to the nearest lung within 5 voxels around them (0 when there is none).
+    """
+    out = labels.copy()
+    if not where.any():
+        return out
+    box = tuple(slice(max(0, int(idx.min()) - 1), int(idx.max()) + 2) for idx in np.nonzero(where))  # one voxel around
+    comp, n = ndimage.label(where[box], structure=_STRUCT_3D)
+    grown = ndimage.grey_dilation(comp, footprint=_STRUCT_3D)  # id of a component next to each voxel
+    sub = labels[box]
+    right = np.bincount(grown[(sub == RIGHT) & (grown > 0)], minlength=n + 1)
+    left = np.bincount(grown[(sub == LEFT) & (grown > 0)], minlength=n + 1)
+    side = np.where(right >= left, RIGHT, LEFT).astype(labels.dtype)
+    side[(right + left) == 0] = 0
+    side[0] = 0
+    out[box] = np.where(comp > 0, side[comp], sub)
+    unsure = np.nonzero(((right > 0) & (left > 0)) | ((right + left) == 0))[0]
+    unsure = unsure[unsure > 0]
+    if unsure.size:  # touching both lungs or neither: voxel by voxel, nearest lung within a local box
+        mask = np.isin(comp, unsure)
+        local = tuple(slice(max(0, int(i.min()) - 5), int(i.max()) + 6) for i in np.nonzero(mask))
+        sub_local = sub[local]
+        if (sub_local > 0).any():
+            _, idx = ndimage.distance_transform_edt(sub_local == 0, return_indices=True)
+            nearest = sub_local[tuple(idx)]
+            view = out[box][local]
+            view[mask[local]] = nearest[mask[local]]
+    return out
 
 
 def _gap_runs(has: np.ndarray, allowed: np.ndarray, max_len: int) -> list[tuple[int, int]]:
@@ -870,12 +905,7 @@ def _gap_runs(has: np.ndarray, allowed: np.ndarray, max_len: int) -> list[tuple[
 
 
 def _recover_recess(
-    labels: np.ndarray,
-    hu: np.ndarray,
-    dense_ok: np.ndarray,
-    trunk: np.ndarray,
-    spacing: np.ndarray,
-    recovered: np.ndarray,
+    current: np.ndarray, hu: np.ndarray, dense_ok: np.ndarray, trunk: np.ndarray, spacing: np.ndarray
 ) -> np.ndarray:
     """Consolidated costophrenic recess: the crescent of dense lung between two stretches of lung (3-D path only).
 
@@ -888,15 +918,13 @@ def _recover_recess(
     dense voxels are lung when they lie under the lung of the slice above (a lung base only narrows caudally;
     in-plane tolerance one pixel), are more than ``CAGE_MARGIN_3D_MM`` from bone, form a part thicker than two
     pixels and touch the lung. Slices are processed caudally so a recovered crescent carries on to the next slice.
-    ``recovered`` (voxels already accepted by the other rules) counts as lung.
+    ``current``: lung labels including the voxels recovered so far; the voxels added here are labelled in place.
+    Returns the added voxels.
     """
-    nz, ny, nx = labels.shape
-    out = np.zeros(labels.shape, dtype=bool)
+    nz, ny, nx = current.shape
+    out = np.zeros(current.shape, dtype=bool)
     if nz < 3:
         return out
-    current = labels.copy()
-    if recovered.any():
-        current[recovered] = _nearest_label(labels, recovered)[recovered]
     n_rays = N_RAYS
     rays = np.arange(n_rays)
     angle = (rays + 0.5) / n_rays * 360.0 - 180.0  # image y = posterior; anterior = -90 degrees
@@ -905,6 +933,7 @@ def _recover_recess(
     yy, xx = np.mgrid[0:ny, 0:nx]
     pixel_mm = float(np.sqrt(spacing[1] * spacing[2]))
     one = np.ones((3, 3), dtype=bool)
+    geometry: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per slice: radius (pixels) and ray index
     for value in (RIGHT, LEFT):
         area = (current == value).sum(axis=(1, 2))
         if not area.any():
@@ -914,9 +943,12 @@ def _recover_recess(
             lung = current[z] == value
             if lung.sum() < 5 or not trunk[z].any():
                 continue
-            cy, cx = ndimage.center_of_mass(trunk[z])
-            radius = np.hypot((yy - cy) * spacing[1], (xx - cx) * spacing[2]) / pixel_mm
-            ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
+            if z not in geometry:
+                cy, cx = ndimage.center_of_mass(trunk[z])
+                radius = np.hypot((yy - cy) * spacing[1], (xx - cx) * spacing[2]) / pixel_mm
+                ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
+                geometry[z] = (radius, ray)
+            radius, ray = geometry[z]
             r_in = np.full(n_rays, np.inf)
             r_out = np.full(n_rays, -np.inf)
             np.minimum.at(r_in, ray[lung], radius[lung])
@@ -933,10 +965,11 @@ def _recover_recess(
             if not np.isfinite(inner).any():
                 continue
             band = (radius >= inner[ray]) & (radius <= outer[ray])
-            above = ndimage.binary_dilation(current[z + 1] == value, structure=one)
+            band &= ndimage.binary_dilation(current[z + 1] == value, structure=one) & dense_ok[z] & (current[z] == 0)
+            if not band.any():
+                continue
             far = ndimage.distance_transform_edt(hu[z] < BONE_HU, sampling=spacing[1:]) > CAGE_MARGIN_3D_MM
-            band &= above & far & dense_ok[z] & (current[z] == 0)
-            band = _thick_part(band)
+            band = _thick_part(band & far)
             if not band.any():
                 continue
             comp, _ = ndimage.label(band, structure=one)
@@ -948,7 +981,7 @@ def _recover_recess(
 
 
 def _recover_base_layer(
-    labels: np.ndarray,
+    current: np.ndarray,
     hu: np.ndarray,
     dense_ok: np.ndarray,
     trunk: np.ndarray,
@@ -967,14 +1000,14 @@ def _recover_base_layer(
     +20...+40; contrast-enhanced liver ~+100) and accepts mean HU within half that contrast of the consolidation
     reference (not fat, not the organ), more than ``CAGE_MARGIN_3D_MM`` from bone, in parts thicker than two pixels,
     at most ``LAYER_MAX_MM`` below the dense lung it started from, and only below the lung's largest cross-section
-    (the base; higher up, the voxel under a sub-pleural band is chest wall).
+    (the base; higher up, the voxel under a sub-pleural band is chest wall). ``current``: lung labels including the
+    recovered voxels (``recovered``: the dense lung the layer starts from); added voxels are labelled in place.
+    Returns the added voxels.
     """
-    nz = labels.shape[0]
-    out = np.zeros(labels.shape, dtype=bool)
+    nz = current.shape[0]
+    out = np.zeros(current.shape, dtype=bool)
     if nz < 3 or not recovered.any():
         return out
-    current = labels.copy()
-    current[recovered] = _nearest_label(labels, recovered)[recovered]
     smooth = ndimage.uniform_filter(hu.astype(np.float32), size=(1, 3, 3))
     z_mm = np.arange(nz)[:, None, None] * spacing[0]
     max_steps = max(1, int(round(LAYER_MAX_MM / spacing[0])))
@@ -997,7 +1030,7 @@ def _recover_base_layer(
             continue
         like_lung = (smooth >= lung_hu - half) & (smooth < lung_hu + half) & dense_ok
         dense_lung = source.copy()
-        steps = np.zeros(labels.shape[1:], dtype=np.int32)
+        steps = np.zeros(current.shape[1:], dtype=np.int32)
         for z in range(int(np.argmax(lung.sum(axis=(1, 2)))) - 1, -1, -1):  # below the largest cross-section
             cand = dense_lung[z + 1] & like_lung[z] & (current[z] == 0) & (steps < max_steps)
             if not cand.any():
