@@ -120,7 +120,7 @@ def test_phantom_lung_dice(chest):
 
 @pytest.mark.xfail(
     reason="massive basal / dependent consolidation with no aerated lung below it is only partly recovered "
-    "(61-72 % of consolidation voxels on the phantom with lungs-1.5; ~15 % lies within the 4 mm pleural margin of "
+    "(61-71 % of consolidation voxels on the phantom with lungs-1.5; ~15 % lies within the 4 mm pleural margin of "
     "bone); see docs/ct.md 'Known limitations'",
     strict=True,
 )

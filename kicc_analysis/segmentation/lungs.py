@@ -49,7 +49,8 @@ input grid at the end):
    (outside the anterior sector) between rays of one slice that meet the lung gets the lung's radial extent
    interpolated between the two rays bounding it; dense voxels there under the lung of the slice above (a base only
    narrows caudally), > 4 mm from bone, thicker than two pixels and touching the lung are lung -- and a
-   **base-layer rule**: going caudally under recovered dense lung (same column, at most ``LAYER_MAX_MM``), voxels
+   **base-layer rule**: going caudally under recovered dense lung (same column, at most ``LAYER_MAX_MM``, posterior
+   half of the lung's footprint), voxels
    whose 3 x 3 mean HU is nearer that lung's HU than the HU of the organ below the diaphragm (both measured per
    scan; rule off when they differ by less than ``LAYER_MIN_CONTRAST_HU``) are lung.
 7. Labels go back to the input grid block by block; in the boundary band each full-resolution voxel is lung when
@@ -999,8 +1000,9 @@ def _recover_base_layer(
     only when the organ is at least ``LAYER_MIN_CONTRAST_HU`` denser (unenhanced liver ~+60 HU vs consolidation
     +20...+40; contrast-enhanced liver ~+100) and accepts mean HU within half that contrast of the consolidation
     reference (not fat, not the organ), more than ``CAGE_MARGIN_3D_MM`` from bone, in parts thicker than two pixels,
-    at most ``LAYER_MAX_MM`` below the dense lung it started from, and only below the lung's largest cross-section
-    (the base; higher up, the voxel under a sub-pleural band is chest wall). ``current``: lung labels including the
+    at most ``LAYER_MAX_MM`` below the dense lung it started from, only below the lung's largest cross-section
+    (the base; higher up, the voxel under a sub-pleural band is chest wall) and only in the posterior half of the
+    lung's footprint (dependent lung; the heart and pericardial fat sit on the anterior diaphragm). ``current``: lung labels including the
     recovered voxels (``recovered``: the dense lung the layer starts from); added voxels are labelled in place.
     Returns the added voxels.
     """
@@ -1028,7 +1030,9 @@ def _recover_base_layer(
         half = 0.5 * (organ_hu - lung_hu)
         if 2.0 * half < LAYER_MIN_CONTRAST_HU:
             continue
-        like_lung = (smooth >= lung_hu - half) & (smooth < lung_hu + half) & dense_ok
+        in_window = (smooth >= lung_hu - half) & (smooth < lung_hu + half)
+        dependent = np.arange(current.shape[1])[:, None] >= np.nonzero(footprint)[0].mean()  # posterior half
+        like_lung = in_window & dense_ok & dependent[None]
         dense_lung = source.copy()
         steps = np.zeros(current.shape[1:], dtype=np.int32)
         for z in range(int(np.argmax(lung.sum(axis=(1, 2)))) - 1, -1, -1):  # below the largest cross-section
