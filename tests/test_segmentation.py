@@ -215,17 +215,17 @@ def test_gutter_rule_fills_the_paravertebral_pocket_only():
 
 
 def _recess_stack() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Right lung as a ring (radii 15-22 px) around a liver dome: full in slice 2, in slice 1 consolidated over
-    its whole depth in a posterior and an anterior sector (+40 HU, like muscle), nothing in slice 0."""
-    ny = nx = 61
+    """Right lung as a ring (radii 28-38 px) around a liver dome: full in slice 2, in slice 1 consolidated over
+    its whole depth in a postero-lateral and an anterior 40-degree sector (+40 HU, like muscle), nothing in slice 0."""
+    ny = nx = 101
     yy, xx = np.mgrid[0:ny, 0:nx]
-    radius = np.hypot(yy - 30, xx - 30)
-    angle = np.degrees(np.arctan2(yy - 30, xx - 30))  # image y = posterior: +90 posterior, -90 anterior
-    ring = (radius >= 15) & (radius <= 22)
-    posterior = ring & (np.abs(angle - 90) < 20)
+    radius = np.hypot(yy - 50, xx - 50)
+    angle = np.degrees(np.arctan2(yy - 50, xx - 50))  # image y = posterior: +90 posterior, -90 anterior
+    ring = (radius >= 28) & (radius <= 38)
+    posterior = ring & (np.abs(angle - 150) < 20)  # postero-lateral, > 20 mm from the midline
     anterior = ring & (np.abs(angle + 90) < 20)
     hu = np.full((3, ny, nx), 40.0)  # chest wall / consolidation
-    hu[:, radius < 15] = 60.0  # liver dome
+    hu[:, radius < 28] = 60.0  # liver dome
     labels = np.zeros((3, ny, nx), dtype=np.uint8)
     labels[2, ring] = RIGHT
     labels[1, ring & ~posterior & ~anterior] = RIGHT
@@ -241,9 +241,9 @@ def test_recess_rule_fills_a_consolidated_stretch_of_the_crescent_only():
     trunk = np.ones(labels.shape, dtype=bool)
     spacing = np.array([5.0, 2.5, 2.5])
     recovered = _recover_recess(labels.copy(), hu, dense_ok, trunk, spacing)
-    assert (recovered[1] & posterior).sum() >= 0.7 * posterior.sum()  # the posterior stretch (pixel-wise radii)
+    assert (recovered[1] & posterior).sum() >= 0.7 * posterior.sum()  # the postero-lateral stretch
     assert not (recovered[1] & ~posterior).any()  # not the anterior stretch (heart sector), not liver or chest wall
-    assert not (recovered[1] & ((radius < 14) | (radius > 24))).any()
+    assert not (recovered[1] & ((radius < 27) | (radius > 39))).any()
     assert not recovered[[0, 2]].any()  # slice 0 has no lung to interpolate from
     # without lung above the gap (a lung base only narrows caudally) nothing is added
     labels[2][posterior] = 0

@@ -917,8 +917,8 @@ def _recover_recess(
     rays that meet the lung, outside the anterior sector (``CAGE_Z_ANTERIOR_DEG``: heart, cardiac notch), gets
     the radial extent of the lung interpolated (linearly in angle) between the two rays bounding it, and its
     dense voxels are lung when they lie under the lung of the slice above (a lung base only narrows caudally;
-    in-plane tolerance one pixel), are more than ``CAGE_MARGIN_3D_MM`` from bone, form a part thicker than two
-    pixels and touch the lung. Slices are processed caudally so a recovered crescent carries on to the next slice.
+    in-plane tolerance one pixel), at least ``BASE_MIDLINE_MM`` from the trunk's midline (vertebral body, aorta,
+    oesophagus), more than ``CAGE_MARGIN_3D_MM`` from bone, form a part thicker than two pixels and touch the lung. Slices are processed caudally so a recovered crescent carries on to the next slice.
     ``current``: lung labels including the voxels recovered so far; the voxels added here are labelled in place.
     Returns the added voxels.
     """
@@ -934,7 +934,7 @@ def _recover_recess(
     yy, xx = np.mgrid[0:ny, 0:nx]
     pixel_mm = float(np.sqrt(spacing[1] * spacing[2]))
     one = np.ones((3, 3), dtype=bool)
-    geometry: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per slice: radius (pixels) and ray index
+    geometry: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # per slice: radius (px), ray, off midline
     for value in (RIGHT, LEFT):
         area = (current == value).sum(axis=(1, 2))
         if not area.any():
@@ -948,8 +948,9 @@ def _recover_recess(
                 cy, cx = ndimage.center_of_mass(trunk[z])
                 radius = np.hypot((yy - cy) * spacing[1], (xx - cx) * spacing[2]) / pixel_mm
                 ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
-                geometry[z] = (radius, ray)
-            radius, ray = geometry[z]
+                lateral = np.abs(xx - cx) * spacing[2] >= BASE_MIDLINE_MM  # not the spine, aorta, oesophagus
+                geometry[z] = (radius, ray, lateral)
+            radius, ray, lateral = geometry[z]
             r_in = np.full(n_rays, np.inf)
             r_out = np.full(n_rays, -np.inf)
             np.minimum.at(r_in, ray[lung], radius[lung])
@@ -965,7 +966,7 @@ def _recover_recess(
                 outer[gap] = (1 - w) * r_out[a] + w * r_out[b]
             if not np.isfinite(inner).any():
                 continue
-            band = (radius >= inner[ray]) & (radius <= outer[ray])
+            band = (radius >= inner[ray]) & (radius <= outer[ray]) & lateral
             band &= ndimage.binary_dilation(current[z + 1] == value, structure=one) & dense_ok[z] & (current[z] == 0)
             if not band.any():
                 continue
