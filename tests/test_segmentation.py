@@ -250,43 +250,6 @@ def test_recess_rule_fills_a_consolidated_stretch_of_the_crescent_only():
     assert not _recover_recess(labels, hu, dense_ok, trunk, spacing).any()
 
 
-def _layer_stack(consolidation_hu: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Right lung in slices 6-11 over a liver (+60 HU); a consolidated block (already recovered in slices 6-7)
-    continues without aerated lung into slices 4-5 (the layer to find); liver below it in slices 0-3."""
-    shape = (12, 40, 40)
-    hu = np.full(shape, 60.0)  # liver under the diaphragm
-    labels = np.zeros(shape, dtype=np.uint8)
-    labels[6:, 5:35, 5:35] = RIGHT
-    hu[6:, 5:35, 5:35] = -850.0
-    block = np.zeros(shape, dtype=bool)
-    block[:, 20:32, 8:20] = True
-    recovered = block.copy()
-    recovered[:6] = False
-    recovered[8:] = False
-    layer = block.copy()
-    layer[6:] = False
-    layer[:4] = False
-    hu[recovered | layer] = consolidation_hu
-    labels[layer] = 0  # labels include the recovered dense lung (the layer's start), as the rule receives them
-    dense_ok = (hu >= -400) & (hu <= 150) & (labels == 0)
-    return labels, hu, dense_ok, recovered, layer
-
-
-def test_base_layer_rule_stops_at_the_organ_and_needs_contrast():
-    from kicc_analysis.segmentation.lungs import _recover_base_layer
-
-    spacing = np.array([5.0, 2.5, 2.5])
-    trunk = np.ones((12, 40, 40), dtype=bool)
-    labels, hu, dense_ok, recovered, layer = _layer_stack(-30.0)
-    added = _recover_base_layer(labels, hu, dense_ok, trunk, spacing, recovered)
-    assert (added & layer).sum() >= 0.6 * layer.sum()  # the consolidated lowest slices
-    assert not added[:4].any()  # not the liver under them
-    assert not (added & ~layer).any()
-    # consolidation as dense as the organ below (no HU step in this scan): the rule stays off
-    labels, hu, dense_ok, recovered, _ = _layer_stack(55.0)
-    assert not _recover_base_layer(labels, hu, dense_ok, trunk, spacing, recovered).any()
-
-
 def test_side_of_recovered_components_matches_nearest_label():
     from kicc_analysis.segmentation.lungs import _nearest_label, _side_of_components
 

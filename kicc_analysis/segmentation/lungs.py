@@ -48,11 +48,9 @@ input grid at the end):
    a **costophrenic-recess rule** -- below a lung's largest cross-section, a gap of at most ``RECESS_MAX_GAP_DEG``
    (outside the anterior sector) between rays of one slice that meet the lung gets the lung's radial extent
    interpolated between the two rays bounding it; dense voxels there under the lung of the slice above (a base only
-   narrows caudally), > 4 mm from bone, thicker than two pixels and touching the lung are lung -- and a
-   **base-layer rule**: going caudally under recovered dense lung (same column, at most ``LAYER_MAX_MM``, posterior
-   half of the lung's footprint), voxels
-   whose 3 x 3 mean HU is nearer that lung's HU than the HU of the organ below the diaphragm (both measured per
-   scan; rule off when they differ by less than ``LAYER_MIN_CONTRAST_HU``) are lung.
+   narrows caudally), at least ``BASE_MIDLINE_MM`` from the midline, > 4 mm from bone, thicker than two pixels and
+   touching the lung are lung. No HU step between organ and consolidation is used (see docs/ct.md, lungs-1.5 trial
+   log, for the rejected base-layer rule).
 7. Labels go back to the input grid block by block; in the boundary band each full-resolution voxel is lung when
    it is air-like or lies in a recovered dense block (edges follow the true boundary).
 
@@ -73,7 +71,7 @@ from skimage.morphology import convex_hull_image
 
 from ..errors import SegmentationError
 
-# 1.5: consolidated lung base -- costophrenic recess + base layer (3-D); 1.4: abdominal-gas rule + paravertebral
+# 1.5: consolidated lung base -- costophrenic-recess rule (3-D); 1.4: abdominal-gas rule + paravertebral
 # gutter (3-D); 1.3: cage between slices, lung-base dome (3-D)
 ALGORITHM_VERSION = "lungs-1.5"
 RIGHT, LEFT = 1, 2
@@ -112,8 +110,6 @@ GUTTER_MIN_RADIUS_MM = 8.0  # ... thickest inscribed radius (mm) of a vertebral 
 GUTTER_WIDTH_MM = 25.0  # ... gutter = up to this far (mm) lateral of the vertebral body's lateral edge
 GUTTER_DEPTH_MM = 25.0  # ... dense voxels at most this far (mm) anterior of the rib / vertebra behind them
 RECESS_MAX_GAP_DEG = 90.0  # costophrenic-recess rule (3-D): widest angular gap (degrees) bridged between lung rays
-LAYER_MIN_CONTRAST_HU = 15.0  # base-layer rule (3-D): organ under the diaphragm at least this much denser (HU)
-LAYER_MAX_MM = 25.0  # ... at most this far (mm) below the dense lung the layer starts from
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
@@ -835,14 +831,12 @@ def _recover_consolidated_base(
 ) -> np.ndarray:
     """lungs-1.5 (3-D path only): a lung base consolidated over its whole depth, after the other dense rules.
 
-    First the costophrenic recess (:func:`_recover_recess`: angular gaps of a base slice's lung crescent), then
-    the lowest slices under dense lung (:func:`_recover_base_layer`). ``recovered`` (voxels accepted by the other
-    rules) counts as lung, on the side of the nearest lung; only new voxels are returned.
+    The costophrenic recess (:func:`_recover_recess`: angular gaps of a base slice's lung crescent). ``recovered``
+    (voxels accepted by the other rules) counts as lung, on the side of the nearest lung; only new voxels are
+    returned.
     """
     current = _side_of_components(labels, recovered)
-    recess = _recover_recess(current, hu, dense_ok, trunk, spacing)
-    layer = _recover_base_layer(current, hu, dense_ok & ~recess, trunk, spacing, recovered | recess)
-    return recess | layer
+    return _recover_recess(current, hu, dense_ok, trunk, spacing)
 
 
 def _side_of_components(labels: np.ndarray, where: np.ndarray) -> np.ndarray:
@@ -979,74 +973,6 @@ def _recover_recess(
             band = np.isin(comp, touching[touching > 0])
             current[z][band] = value
             out[z] |= band
-    return out
-
-
-def _recover_base_layer(
-    current: np.ndarray,
-    hu: np.ndarray,
-    dense_ok: np.ndarray,
-    trunk: np.ndarray,
-    spacing: np.ndarray,
-    recovered: np.ndarray,
-) -> np.ndarray:
-    """Consolidated lung under consolidated lung, down to the top of the liver / spleen (3-D path only).
-
-    The lowest slices of a consolidated base hold no aerated lung, so no rule above reaches them. Going caudally
-    from dense lung already recovered, a voxel directly under dense lung (same (y, x) column) stays lung while its
-    in-plane 3 x 3 mean HU resembles that lung rather than the organ under the diaphragm. Both references are
-    measured per scan and lung, never fixed: the organ is the median HU of the dense voxels 10-30 mm below the
-    lung base in the lung's footprint (liver on the right, spleen / stomach on the left); the consolidation is the
-    upper quartile of the recovered dense lung (its lower part is partial volume with aerated lung). The rule runs
-    only when the organ is at least ``LAYER_MIN_CONTRAST_HU`` denser (unenhanced liver ~+60 HU vs consolidation
-    +20...+40; contrast-enhanced liver ~+100) and accepts mean HU within half that contrast of the consolidation
-    reference (not fat, not the organ), more than ``CAGE_MARGIN_3D_MM`` from bone, in parts thicker than two pixels,
-    at most ``LAYER_MAX_MM`` below the dense lung it started from, only below the lung's largest cross-section
-    (the base; higher up, the voxel under a sub-pleural band is chest wall) and only in the posterior half of the
-    lung's footprint (dependent lung; the heart and pericardial fat sit on the anterior diaphragm). ``current``: lung labels including the
-    recovered voxels (``recovered``: the dense lung the layer starts from); added voxels are labelled in place.
-    Returns the added voxels.
-    """
-    nz = current.shape[0]
-    out = np.zeros(current.shape, dtype=bool)
-    if nz < 3 or not recovered.any():
-        return out
-    smooth = ndimage.uniform_filter(hu.astype(np.float32), size=(1, 3, 3))
-    z_mm = np.arange(nz)[:, None, None] * spacing[0]
-    max_steps = max(1, int(round(LAYER_MAX_MM / spacing[0])))
-    bone = hu >= BONE_HU
-    for value in (RIGHT, LEFT):
-        lung = current == value
-        source = recovered & lung
-        if source.sum() < 20:
-            continue
-        footprint = lung.any(axis=0)
-        base_mm = np.argmax(lung, axis=0) * spacing[0]
-        depth = base_mm[None] - z_mm
-        organ = dense_ok & trunk & footprint[None] & (depth >= 10.0) & (depth <= 30.0)
-        if organ.sum() < 100:
-            continue  # the lung base is at the bottom of the scan: no organ to compare with
-        organ_hu = float(np.median(smooth[organ]))
-        lung_hu = float(np.percentile(smooth[source], 75))
-        half = 0.5 * (organ_hu - lung_hu)
-        if 2.0 * half < LAYER_MIN_CONTRAST_HU:
-            continue
-        in_window = (smooth >= lung_hu - half) & (smooth < lung_hu + half)
-        dependent = np.arange(current.shape[1])[:, None] >= np.nonzero(footprint)[0].mean()  # posterior half
-        like_lung = in_window & dense_ok & dependent[None]
-        dense_lung = source.copy()
-        steps = np.zeros(current.shape[1:], dtype=np.int32)
-        for z in range(int(np.argmax(lung.sum(axis=(1, 2)))) - 1, -1, -1):  # below the largest cross-section
-            cand = dense_lung[z + 1] & like_lung[z] & (current[z] == 0) & (steps < max_steps)
-            if not cand.any():
-                steps[:] = 0
-                continue
-            far = ndimage.distance_transform_edt(~bone[z], sampling=spacing[1:]) > CAGE_MARGIN_3D_MM
-            cand = _thick_part(cand & far)
-            steps = np.where(cand, steps + 1, 0)
-            current[z][cand] = value
-            dense_lung[z] |= cand
-            out[z] |= cand
     return out
 
 
