@@ -110,6 +110,7 @@ GUTTER_MIN_RADIUS_MM = 8.0  # ... thickest inscribed radius (mm) of a vertebral 
 GUTTER_WIDTH_MM = 25.0  # ... gutter = up to this far (mm) lateral of the vertebral body's lateral edge
 GUTTER_DEPTH_MM = 25.0  # ... dense voxels at most this far (mm) anterior of the rib / vertebra behind them
 RECESS_MAX_GAP_DEG = 90.0  # costophrenic-recess rule (3-D): widest angular gap (degrees) bridged between lung rays
+RECESS_CAGE_REACH_MM = 10.0  # ... the gap's outer edge moves out to the rib cage when it lies within this (mm)
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
@@ -960,6 +961,12 @@ def _recover_recess(
                 outer[gap] = (1 - w) * r_out[a] + w * r_out[b]
             if not np.isfinite(inner).any():
                 continue
+            # the crescent reaches the inner surface of the rib cage: first bone outside the interpolated inner edge
+            bone = (hu[z] >= BONE_HU) & trunk[z] & (radius > inner[ray])
+            r_bone = np.full(n_rays, np.inf)
+            np.minimum.at(r_bone, ray[bone], radius[bone])
+            reach = np.isfinite(inner) & (r_bone > outer) & (r_bone - outer <= RECESS_CAGE_REACH_MM / pixel_mm)
+            outer = np.where(reach, r_bone, outer)
             band = (radius >= inner[ray]) & (radius <= outer[ray]) & lateral
             band &= ndimage.binary_dilation(current[z + 1] == value, structure=one) & dense_ok[z] & (current[z] == 0)
             if not band.any():
