@@ -47,9 +47,10 @@ input grid at the end):
    lungs-1.5 (3-D path only), a lung base consolidated over its whole depth, see :func:`_recover_consolidated_base`:
    a **costophrenic-recess rule** -- below a lung's largest cross-section, a gap of at most ``RECESS_MAX_GAP_DEG``
    (outside the anterior sector) between rays of one slice that meet the lung gets the lung's radial extent
-   interpolated between the two rays bounding it; dense voxels there under the lung of the slice above (a base only
-   narrows caudally), at least ``BASE_MIDLINE_MM`` from the midline, > 4 mm from bone, thicker than two pixels and
-   touching the lung are lung. No HU step between organ and consolidation is used (see docs/ct.md, lungs-1.5 trial
+   interpolated between the two rays bounding it (outer edge out to the rib cage when within
+   ``RECESS_CAGE_REACH_MM``); dense voxels there under the lung of the slice above (a base only narrows caudally),
+   at least ``BASE_MIDLINE_MM`` from the midline, > 4 mm from bone, thicker than two pixels and touching the lung
+   are lung. No HU step between organ and consolidation is used (see docs/ct.md, lungs-1.5 trial
    log, for the rejected base-layer rule).
 7. Labels go back to the input grid block by block; in the boundary band each full-resolution voxel is lung when
    it is air-like or lies in a recovered dense block (edges follow the true boundary).
@@ -910,8 +911,9 @@ def _recover_recess(
     whole depth, the rays from the trunk centre that cross it meet no lung of the slice, so the radial rib-cage rule
     cannot see it. Here, per slice (cranial to caudal) and lung, a gap of at most ``RECESS_MAX_GAP_DEG`` between
     rays that meet the lung, outside the anterior sector (``CAGE_Z_ANTERIOR_DEG``: heart, cardiac notch), gets
-    the radial extent of the lung interpolated (linearly in angle) between the two rays bounding it, and its
-    dense voxels are lung when they lie under the lung of the slice above (a lung base only narrows caudally;
+    the radial extent of the lung interpolated (linearly in angle) between the two rays bounding it -- the outer
+    edge moves out to the first bone on the ray when that lies within ``RECESS_CAGE_REACH_MM`` (the lung fills the
+    cavity up to the inner surface of the rib cage) -- and its dense voxels are lung when they lie under the lung of the slice above (a lung base only narrows caudally;
     in-plane tolerance one pixel), at least ``BASE_MIDLINE_MM`` from the trunk's midline (vertebral body, aorta,
     oesophagus), more than ``CAGE_MARGIN_3D_MM`` from bone, form a part thicker than two pixels and touch the lung. Slices are processed caudally so a recovered crescent carries on to the next slice.
     ``current``: lung labels including the voxels recovered so far; the voxels added here are labelled in place.
