@@ -193,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", required=True, help="repository folder")
     p.add_argument("--cache", help="cache folder (default REPOSITORY/.kicc_cache/quantification)")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
-    p.add_argument("--out", help="folder for ct_quantification_by_region.csv, ct_failures.csv and cohort_with_ct.parquet")
+    p.add_argument(
+        "--out", help="folder for ct_quantification_by_region.csv, ct_failures.csv and cohort_with_ct.parquet"
+    )
     p.set_defaults(func=_cmd_quantify)
 
     p = sub.add_parser(

@@ -11,7 +11,7 @@ from kicc_analysis.errors import StudyError
 from kicc_analysis.provenance import OutputWriter, read_provenance
 from kicc_analysis.study import discover_notebooks, run_study
 
-NOTEBOOK = '''# ---
+NOTEBOOK = """# ---
 # jupyter:
 #   jupytext:
 #     text_representation: {extension: .py, format_name: percent}
@@ -31,7 +31,7 @@ out.table(pd.DataFrame({"repository": [repository]}), "probe_table", title="Prob
 fig, ax = plt.subplots()
 ax.plot([0, 1], [0, 1])
 out.figure(fig, "probe_figure")
-'''
+"""
 
 FAILING = NOTEBOOK.split("# %%\nimport matplotlib")[0] + '# %%\nraise RuntimeError("deliberate failure")\n'
 
@@ -71,7 +71,13 @@ def test_runs_notebooks_with_parameters_and_indexes_outputs(notebook_dir, tmp_pa
     png = results / "figures" / "probe_figure.png"
     assert b"abc123" in png.read_bytes() and "abc123" in png.with_suffix(".svg").read_text()
     index = run.index_html.read_text()
-    for name in ("tables/probe_table.csv", "figures/probe_figure.png", "figures/probe_figure.svg", "02_fail", "deliberate failure"):
+    for name in (
+        "tables/probe_table.csv",
+        "figures/probe_figure.png",
+        "figures/probe_figure.svg",
+        "02_fail",
+        "deliberate failure",
+    ):
         assert name in index
     assert (results / "notebooks" / "01_probe.ipynb").exists()
 
