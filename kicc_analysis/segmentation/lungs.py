@@ -667,8 +667,7 @@ def _recover_bronchograms_2d(
             continue
         bone = _cage_bone_2d(hu[z], trunk[z])
         midline = float(np.nonzero(trunk[z])[1].mean())
-        vb = _vertebral_body(bone, trunk[z], spacing, midline) if bone is not None else None
-        vb_left, vb_right = (vb[2], vb[3]) if vb is not None else (int(round(midline)), int(round(midline)))
+        band_lo, band_hi = _paravertebral_band(bone, trunk[z], spacing, midline)
         tys = np.nonzero(trunk[z])[0]
         posterior_y = 0.5 * (tys.min() + tys.max()) + BRONCHOGRAM_POSTERIOR * 0.5 * (tys.max() - tys.min())
         air = (hu[z] < air_threshold) & trunk[z] & ~lung
@@ -683,7 +682,7 @@ def _recover_bronchograms_2d(
         owner = ndimage.grey_dilation(comp, size=(3, 3))  # ring pixel -> (one of) the pocket(s) it surrounds
         dense_share = np.nan_to_num(np.asarray(ndimage.mean(dense_ok[z][ring], owner[ring], index), dtype=float))
         cx = centres[:, 1]
-        medial = (cx >= vb_left - DEPENDENT_MEDIAL_MM / spacing[2]) & (cx <= vb_right + DEPENDENT_AORTA_MM / spacing[2])
+        medial = (cx >= band_lo) & (cx <= band_hi)
         pockets = (area <= BRONCHOGRAM_MAX_AREA_MM2) & ~np.isin(index, border) & (dense_share >= BRONCHOGRAM_RING_DENSE)
         pockets &= ~medial & (centres[:, 0] >= posterior_y)
         if pockets.sum() < BRONCHOGRAM_MIN_COUNT:
@@ -794,6 +793,20 @@ def _no_new_holes(lung: np.ndarray, band: np.ndarray) -> np.ndarray:
     return keep[comp]
 
 
+def _paravertebral_band(
+    bone: np.ndarray | None, trunk: np.ndarray, spacing: np.ndarray, midline: float
+) -> tuple[float, float]:
+    """Column range (x, working-grid pixels) of the vertebral body and descending aorta in one slice (2-D rules).
+
+    From ``DEPENDENT_MEDIAL_MM`` beyond the vertebral body's smaller-x (patient-right) edge to ``DEPENDENT_AORTA_MM``
+    beyond its larger-x (patient-left) edge, where the descending aorta lies beside the spine. Without bone or a
+    vertebral body (:func:`_vertebral_body`) the trunk ``midline`` (x index) stands in for the body.
+    """
+    vb = _vertebral_body(bone, trunk, spacing, midline) if bone is not None else None
+    right_edge, left_edge = (vb[2], vb[3]) if vb is not None else (int(round(midline)), int(round(midline)))
+    return right_edge - DEPENDENT_MEDIAL_MM / spacing[2], left_edge + DEPENDENT_AORTA_MM / spacing[2]
+
+
 def _cage_bone_2d(hu: np.ndarray, trunk: np.ndarray) -> np.ndarray | None:
     """Bone of one slice for the 2-D cage: >= ``BONE_HU``, or near the saturated top of a display-converted image.
 
@@ -867,9 +880,8 @@ def _recover_dependent_2d(
         if bone is None or not labels[z].any() or not dense_ok[z].any():
             continue
         midline = float(np.nonzero(trunk[z])[1].mean())
-        vb = _vertebral_body(bone, trunk[z], spacing, midline)
-        vb_left, vb_right = (vb[2], vb[3]) if vb is not None else (int(round(midline)), int(round(midline)))
-        medial = (xs >= vb_left - DEPENDENT_MEDIAL_MM / spacing[2]) & (xs <= vb_right + DEPENDENT_AORTA_MM / spacing[2])
+        band_lo, band_hi = _paravertebral_band(bone, trunk[z], spacing, midline)
+        medial = (xs >= band_lo) & (xs <= band_hi)
         tys = np.nonzero(trunk[z])[0]
         centre_y = 0.5 * (tys.min() + tys.max())
         ok = trunk[z] & ~bone & (hu[z] <= DEPENDENT_MAX_HU)
