@@ -29,7 +29,7 @@ from .bins import get_bins
 
 # 1.3: lesion edge relative to each region's contrast, small lesions (60-150 mm^2, few vessel pixels) kept;
 # 1.2: 2-D tube discount, median split; 1.1: 3-D Frangi vessels
-ALGORITHM_VERSION = "quant-1.3"
+ALGORITHM_VERSION = "quant-1.4"
 # last change of the voxel-wise outputs (segment_opacities, quantify): the cohort batch cache is keyed on this, so a
 # change of the teaching-slice lesion regions alone (quant-1.2, quant-1.3) does not invalidate cached series
 VOXELWISE_VERSION = "quant-1.1"
@@ -165,6 +165,7 @@ REGION_SMALL_MIN_AREA_MM2 = 60.0  # ... they are at least this large (mm^2; a 9 
 REGION_SMALL_MAX_TUBE_FRACTION = 0.3  # ... at most this fraction of their pixels are vessel (tube) pixels (GGO only)
 REGION_BACKGROUND_MM = 60.0  # ... aerated reference = Gaussian (this sigma, mm) mean of the aerated pixels (0: mode)
 REGION_REFERENCE_PASSES = 2  # ... passes; from the 2nd on the reference leaves out the previous pass's lesion (1: off)
+REGION_LOCAL_AERATED = True  # ... from the 2nd pass on, aerated = below the previous pass's LOCAL reference + offset
 REGION_VESSEL_MM = 0.0  # ... (legacy, 0 = off) in-plane bright structures narrower than this (mm) count as air
 # 2-D vessel (tube) discount of the lesion regions: multi-scale Frangi objectness of bright ridges, scale-normalised
 REGION_TUBE_SCALES_MM = (1.0,)  # Gaussian sigma (mm) of the scales (calibrated; (1, 2, 3.5) tied: ridges 2-10 mm)
@@ -197,6 +198,7 @@ def segment_opacity_regions(
     tube_keep_wide_mm: float = REGION_TUBE_KEEP_WIDE_MM,
     consolidation_window_mm: float = REGION_CONSOLIDATION_WINDOW_MM,
     reference_passes: int = REGION_REFERENCE_PASSES,
+    local_aerated: bool = REGION_LOCAL_AERATED,
 ) -> sitk.Image:
     """Lesion REGIONS (1 GGO, 2 consolidation) as a radiologist outlines them, slice by slice.
 
@@ -213,7 +215,11 @@ def segment_opacity_regions(
     3. Lesion = local density at least ``ggo_above_air_hu`` above the local aerated-lung reference (the image's own
        reference, robust to window and calibration errors): a wide Gaussian (``background_mm``) mean of the
        aerated pixels (those below the mode + ``ggo_above_air_hu``), which follows the anterior-posterior gravity
-       gradient of lung density (0 = the slice's aerated mode everywhere); closed (``close_mm``), holes filled,
+       gradient of lung density (0 = the slice's aerated mode everywhere). In the second pass (``reference_passes``)
+       the previous pass's lesion is left out and, with ``local_aerated``, the aerated pixels are those below the
+       previous pass's local reference + ``ggo_above_air_hu`` rather than the slice's mode + ``ggo_above_air_hu``:
+       where the lung is diffusely diseased the mildly raised pixels between the two are not taken as aerated
+       (they biased the reference up and hid faint GGO). The result is closed (``close_mm``), holes filled,
        restricted to the lung. Edge relative to contrast: in each connected region, pixels whose excess (local
        density minus reference, HU) is below ``edge_fraction`` x the region's 90th-percentile excess are dropped
        (the blurred halo of dense lesions and vessel clusters; the cut-off is never below ``ggo_above_air_hu``),
@@ -270,10 +276,12 @@ def segment_opacity_regions(
         weight = ndimage.gaussian_filter(counted.astype(np.float32), sigma)
         local = ndimage.gaussian_filter(evidence, sigma) / np.maximum(weight, 1e-3)
         lesion = np.zeros_like(lung)
+        reference = air_mode
         for _ in range(max(1, reference_passes) if background_mm > 0 else 1):
+            aerated_below = (reference if local_aerated else air_mode) + ggo_above_air_hu  # HU, scalar or per pixel
             reference = air_mode
             if background_mm > 0:  # aerated pixels outside the previous pass's lesion (its specks are no reference)
-                aerated = lung & (values < air_mode + ggo_above_air_hu) & ~lesion
+                aerated = lung & (values < aerated_below) & ~lesion
                 w_air = _wide_gaussian(aerated.astype(np.float32), background_mm, spacing_yx)
                 s_air = _wide_gaussian(np.where(aerated, values, 0.0).astype(np.float32), background_mm, spacing_yx)
                 reference = np.where(w_air > 0.05, s_air / np.maximum(w_air, 1e-3), air_mode)
