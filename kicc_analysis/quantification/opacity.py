@@ -155,7 +155,8 @@ def _opacity_array(
 
 REGION_SMOOTH_MM = 2.0  # lesion regions: Gaussian sigma (mm) of the local lung density (normalised in the lung)
 REGION_GGO_ABOVE_AIR_HU = 100.0  # ... lesion = local density at least this much above the aerated-lung mode
-REGION_CONSOLIDATION_HU = -400.0  # ... consolidation = lesion at least this dense (HU; quant-1.1: -300)
+REGION_CONSOLIDATION_HU = -400.0  # ... consolidation = lesion at least this dense (HU; quant-1.1: -300; quant-1.2/1.3)
+REGION_CONSOLIDATION_ABOVE_AIR_HU = 450.0  # ... quant-1.4: instead, at least this much (HU) above the aerated reference
 REGION_CONSOLIDATION_WINDOW_MM = 5.0  # ... judged on the median HU of a square window this wide (mm; 0: local mean)
 REGION_CLOSE_MM = 3.0  # ... closing radius (mm) before hole filling
 REGION_EDGE_FRACTION = 0.2  # ... lesion edge: region pixels whose excess over the reference is below this fraction ...
@@ -184,6 +185,7 @@ def segment_opacity_regions(
     smooth_mm: float = REGION_SMOOTH_MM,
     ggo_above_air_hu: float = REGION_GGO_ABOVE_AIR_HU,
     consolidation_hu: float = REGION_CONSOLIDATION_HU,
+    consolidation_above_air_hu: float | None = REGION_CONSOLIDATION_ABOVE_AIR_HU,
     close_mm: float = REGION_CLOSE_MM,
     edge_fraction: float = REGION_EDGE_FRACTION,
     min_area_mm2: float = REGION_MIN_AREA_MM2,
@@ -228,7 +230,10 @@ def segment_opacity_regions(
        (tube) pixels of step 1 are kept, as GGO (never consolidation; only with the tube discount on). Short vessel
        segments and their partial-volume rims are mostly tube pixels.
     4. Consolidation = lesion pixels whose median HU in a ``consolidation_window_mm`` square window (lung pixels;
-       outside the lung counts as air) is >= ``consolidation_hu`` (0: the local density of step 2, quant-1.1).
+       outside the lung counts as air) is >= the local aerated reference of step 3 + ``consolidation_above_air_hu``
+       (quant-1.4: relative to the slice's own aerated lung, like the lesion itself, so an error of the estimated
+       display window shifts both; ``None``: the absolute ``consolidation_hu``, quant-1.2/1.3); with
+       ``consolidation_window_mm`` 0 the local density of step 2 is compared instead (quant-1.1).
 
     Used for teaching images (8-bit display slices converted with :func:`~kicc_analysis.imaging.display_to_hu`);
     parameters were calibrated on half of the MedSeg slices (docs/ct.md, "Lesion regions on teaching slices").
@@ -293,13 +298,15 @@ def segment_opacity_regions(
             lesion = ndimage.binary_fill_holes(ndimage.binary_closing(lesion, structure=close)) & lung
         lesion, small = _kept_components(lesion, tubes, min_pixels, small_pixels, small_max_tube_fraction)
         out[z][lesion] = GGO
+        # consolidation cut-off (HU; per pixel when relative to the aerated reference)
+        dense_hu = consolidation_hu if consolidation_above_air_hu is None else reference + consolidation_above_air_hu
         if consolidation_window_mm > 0:  # consolidation is homogeneous: most pixels around it are dense
-            # median of the window >= consolidation_hu  <=>  more than half of its pixels are (odd window, box filter)
+            # median of the window >= cut-off  <=>  more than half of its pixels are (odd window, box filter)
             size = np.maximum(3, 2 * np.round(consolidation_window_mm / spacing_yx / 2.0).astype(int) + 1)
-            share = ndimage.uniform_filter((lung & (values >= consolidation_hu)).astype(np.float32), size=tuple(size))
+            share = ndimage.uniform_filter((lung & (values >= dense_hu)).astype(np.float32), size=tuple(size))
             dense = share > 0.5
         else:
-            dense = local >= consolidation_hu
+            dense = local >= dense_hu
         out[z][lesion & dense & ~small] = CONSOLIDATION
     result = sitk.GetImageFromArray(out.reshape(labels.shape))
     result.CopyInformation(lung_labels)
