@@ -378,3 +378,24 @@ def test_medseg_local_aerated_reference_finds_faint_ggo():
             dice[local].append(2 * (pred & gt).sum() / (pred.sum() + gt.sum()))
     assert np.mean(dice[True]) >= np.mean(dice[False]) + 0.03
     assert min(np.subtract(dice[True], dice[False])) > 0.01  # each of the three slices gains
+
+
+def test_opacity_regions_consolidation_relative_to_aerated_reference():
+    # quant-1.4: consolidation = lesion whose 5 mm median is >= the local aerated reference + 450 HU, so a display
+    # window estimated 250 HU too high (aerated lung read as -600 HU) shifts GGO and consolidation alike: the GGO
+    # patch (-600 + 250 HU) stays GGO and the consolidation (+30 + 250 HU) stays consolidation. The absolute quant-1.3
+    # cut-off (-400 HU) calls the shifted GGO consolidation.
+    from kicc_analysis.quantification import segment_opacity_regions
+
+    yy, xx = np.mgrid[0:200, 0:200].astype(float)
+    ggo = np.hypot(yy - 100, xx - 150) <= 15
+    dense = np.hypot(yy - 100, xx - 60) <= 12
+    hu = np.full(yy.shape, -850.0, dtype=np.float32)
+    hu[ggo], hu[dense] = -600.0, 30.0
+    hu += 250.0 + np.random.default_rng(0).normal(0, 15, hu.shape).astype(np.float32)
+    image, lungs = _image(hu, (1.0, 1.0)), _image(np.ones(hu.shape, np.uint8), (1.0, 1.0))
+    inner_ggo, inner_dense = np.hypot(yy - 100, xx - 150) <= 10, np.hypot(yy - 100, xx - 60) <= 8
+    regions = sitk.GetArrayFromImage(segment_opacity_regions(image, lungs))
+    assert (regions[inner_ggo] == 1).all() and (regions[inner_dense] == 2).all()
+    absolute = sitk.GetArrayFromImage(segment_opacity_regions(image, lungs, consolidation_above_air_hu=None))
+    assert (absolute[inner_ggo] == 2).mean() > 0.9
