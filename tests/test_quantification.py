@@ -399,3 +399,25 @@ def test_opacity_regions_consolidation_relative_to_aerated_reference():
     assert (regions[inner_ggo] == 1).all() and (regions[inner_dense] == 2).all()
     absolute = sitk.GetArrayFromImage(segment_opacity_regions(image, lungs, consolidation_above_air_hu=None))
     assert (absolute[inner_ggo] == 2).mean() > 0.9
+
+
+def test_opacity_regions_ignore_partial_volume_border_of_lung_mask():
+    # quant-1.4: the outer pixel of the lung mask (partial volume with the chest wall: -300 HU here) is neither
+    # lesion evidence nor aerated reference; without the rule (border_px=0) it raises the local density along the
+    # whole lung edge into a sub-pleural "lesion" band, while a real GGO patch is found either way. The tube discount
+    # is off: this synthetic rim is a perfect 1-pixel ridge, which the tube discount also removes (real partial-volume
+    # borders are not such clean ridges)
+    from kicc_analysis.quantification import segment_opacity_regions
+
+    yy, xx = np.mgrid[0:200, 0:200].astype(float)
+    lung = np.hypot(yy - 100, xx - 100) <= 90
+    rim = lung & ~ndimage.binary_erosion(lung)
+    patch = np.hypot(yy - 100, xx - 100) <= 15
+    hu = np.full(yy.shape, -850.0, dtype=np.float32) + np.random.default_rng(0).normal(0, 15, yy.shape)
+    hu[rim], hu[patch], hu[~lung] = -300.0, -600.0, 40.0
+    image, lungs = _image(hu.astype(np.float32), (1.0, 1.0)), _image(lung.astype(np.uint8), (1.0, 1.0))
+    band = lung & ~ndimage.binary_erosion(lung, iterations=4)
+    regions = sitk.GetArrayFromImage(segment_opacity_regions(image, lungs, tube_scales_mm=()))
+    assert (regions[patch] > 0).all() and (regions[band] > 0).mean() < 0.02
+    legacy = sitk.GetArrayFromImage(segment_opacity_regions(image, lungs, tube_scales_mm=(), border_px=0))
+    assert (legacy[patch] > 0).all() and (legacy[band] > 0).mean() > 0.3

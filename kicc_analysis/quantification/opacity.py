@@ -167,6 +167,9 @@ REGION_SMALL_MAX_TUBE_FRACTION = 0.3  # ... at most this fraction of their pixel
 REGION_BACKGROUND_MM = 60.0  # ... aerated reference = Gaussian (this sigma, mm) mean of the aerated pixels (0: mode)
 REGION_REFERENCE_PASSES = 2  # ... passes; from the 2nd on the reference leaves out the previous pass's lesion (1: off)
 REGION_LOCAL_AERATED = True  # ... from the 2nd pass on, aerated = below the previous pass's LOCAL reference + offset
+REGION_BORDER_PX = (
+    1  # quant-1.4: the lung mask's boundary band (pixels; partial volume) is neither evidence nor reference
+)
 REGION_VESSEL_MM = 0.0  # ... (legacy, 0 = off) in-plane bright structures narrower than this (mm) count as air
 # 2-D vessel (tube) discount of the lesion regions: multi-scale Frangi objectness of bright ridges, scale-normalised
 REGION_TUBE_SCALES_MM = (1.0,)  # Gaussian sigma (mm) of the scales (calibrated; (1, 2, 3.5) tied: ridges 2-10 mm)
@@ -201,6 +204,7 @@ def segment_opacity_regions(
     consolidation_window_mm: float = REGION_CONSOLIDATION_WINDOW_MM,
     reference_passes: int = REGION_REFERENCE_PASSES,
     local_aerated: bool = REGION_LOCAL_AERATED,
+    border_px: int = REGION_BORDER_PX,
 ) -> sitk.Image:
     """Lesion REGIONS (1 GGO, 2 consolidation) as a radiologist outlines them, slice by slice.
 
@@ -213,7 +217,9 @@ def segment_opacity_regions(
        least ``tube_protect_hu`` dense (bands inside a consolidation stay). ``vessel_width_mm`` > 0 also replaces
        bright (>= ``consolidation_hu``) structures narrower than it by the aerated mode (the quant-1.1 rule).
     2. Local lung density = Gaussian (``smooth_mm``) average of the remaining lung pixels (normalised convolution:
-       chest wall and vessels never leak in; a vessel pixel takes the density of the parenchyma around it).
+       chest wall and vessels never leak in; a vessel pixel takes the density of the parenchyma around it). The
+       outer ``border_px`` pixels of the lung mask (partial volume with chest wall, mediastinum, airway walls) are
+       left out of this average and of the aerated reference of step 3 too (quant-1.4); they can still be lesion.
     3. Lesion = local density at least ``ggo_above_air_hu`` above the local aerated-lung reference (the image's own
        reference, robust to window and calibration errors): a wide Gaussian (``background_mm``) mean of the
        aerated pixels (those below the mode + ``ggo_above_air_hu``), which follows the anterior-posterior gravity
@@ -278,6 +284,12 @@ def segment_opacity_regions(
                 tubes &= ~_without_thin_structures(dense, tube_keep_wide_mm, spacing_yx)
             counted = lung & ~tubes
             evidence[tubes] = 0.0
+        inner = ndimage.binary_erosion(lung, iterations=border_px) if border_px > 0 else lung
+        if border_px > 0 and inner.sum() >= 20:  # the mask's boundary band is partial volume: no evidence
+            counted = counted & inner
+            evidence = np.where(counted, evidence, 0.0).astype(np.float32)
+        else:
+            inner = lung
         weight = ndimage.gaussian_filter(counted.astype(np.float32), sigma)
         local = ndimage.gaussian_filter(evidence, sigma) / np.maximum(weight, 1e-3)
         lesion = np.zeros_like(lung)
@@ -286,7 +298,7 @@ def segment_opacity_regions(
             aerated_below = (reference if local_aerated else air_mode) + ggo_above_air_hu  # HU, scalar or per pixel
             reference = air_mode
             if background_mm > 0:  # aerated pixels outside the previous pass's lesion (its specks are no reference)
-                aerated = lung & (values < aerated_below) & ~lesion
+                aerated = inner & (values < aerated_below) & ~lesion
                 w_air = _wide_gaussian(aerated.astype(np.float32), background_mm, spacing_yx)
                 s_air = _wide_gaussian(np.where(aerated, values, 0.0).astype(np.float32), background_mm, spacing_yx)
                 reference = np.where(w_air > 0.05, s_air / np.maximum(w_air, 1e-3), air_mode)
