@@ -27,11 +27,12 @@ from scipy.spatial import ConvexHull, QhullError
 from ..errors import AnalysisError
 from .bins import get_bins
 
+# 1.4: local aerated set (2nd pass), consolidation relative to the aerated reference, mask border band out;
 # 1.3: lesion edge relative to each region's contrast, small lesions (60-150 mm^2, few vessel pixels) kept;
 # 1.2: 2-D tube discount, median split; 1.1: 3-D Frangi vessels
 ALGORITHM_VERSION = "quant-1.4"
 # last change of the voxel-wise outputs (segment_opacities, quantify): the cohort batch cache is keyed on this, so a
-# change of the teaching-slice lesion regions alone (quant-1.2, quant-1.3) does not invalidate cached series
+# change of the teaching-slice lesion regions alone (quant-1.2 ... quant-1.4) does not invalidate cached series
 VOXELWISE_VERSION = "quant-1.1"
 GGO, CONSOLIDATION = 1, 2
 SEVERITY_EDGES_PCT = (5.0, 25.0, 50.0, 75.0)
@@ -167,9 +168,7 @@ REGION_SMALL_MAX_TUBE_FRACTION = 0.3  # ... at most this fraction of their pixel
 REGION_BACKGROUND_MM = 60.0  # ... aerated reference = Gaussian (this sigma, mm) mean of the aerated pixels (0: mode)
 REGION_REFERENCE_PASSES = 2  # ... passes; from the 2nd on the reference leaves out the previous pass's lesion (1: off)
 REGION_LOCAL_AERATED = True  # ... from the 2nd pass on, aerated = below the previous pass's LOCAL reference + offset
-REGION_BORDER_PX = (
-    1  # quant-1.4: the lung mask's boundary band (pixels; partial volume) is neither evidence nor reference
-)
+REGION_BORDER_PX = 1  # ... lung-mask boundary band (pixels; partial volume): neither evidence nor reference
 REGION_VESSEL_MM = 0.0  # ... (legacy, 0 = off) in-plane bright structures narrower than this (mm) count as air
 # 2-D vessel (tube) discount of the lesion regions: multi-scale Frangi objectness of bright ridges, scale-normalised
 REGION_TUBE_SCALES_MM = (1.0,)  # Gaussian sigma (mm) of the scales (calibrated; (1, 2, 3.5) tied: ridges 2-10 mm)
