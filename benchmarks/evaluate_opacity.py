@@ -7,7 +7,8 @@ anatomy (:func:`kicc_analysis.imaging.estimate_display_window`: aerated-lung mod
 parameters are calibrated on the even positions of the name-sorted slices only: first the lesion parameters
 (local-density offset above the aerated reference, 2-D vessel-tube contrast and scales) on a 12-point grid by mean
 lesion Dice, then the region edge relative to each region's contrast and the small-lesion minimum (quant-1.3) on an
-8-point grid by mean lesion Dice, then the GGO / consolidation cut-off by the mean of GGO and consolidation Dice. Results are reported on
+8-point grid by mean lesion Dice, then the GGO / consolidation cut-off (quant-1.4: HU above the local aerated
+reference) by the mean of GGO and consolidation Dice. Results are reported on
 the odd positions (held out) and on all 50 (same-data, optimistic). Patients may overlap between halves (IDs
 unknown). The voxel-wise HU-bin labels (:func:`segment_opacities`) at the same per-image window are reported as the
 baseline. ``--oracle-lungs`` adds an UPPER-BOUND DIAGNOSTIC (never a result): the same parameters with the
@@ -62,10 +63,11 @@ REGION_GRID = {
     "small_min_area_mm2": (60.0, 150.0),
 }
 QUICK_REGION_GRID = {"edge_fraction": (0.2,), "small_min_area_mm2": (60.0,)}
-# density (HU; median of a 5 mm window) from which a lesion pixel is consolidation; chosen after the lesion grid
-# (quant-1.1: local mean >= -300 fixed)
-CONSOLIDATION_GRID = (-300.0, -350.0, -400.0, -450.0)
-QUICK_CONSOLIDATION_GRID = (-400.0,)
+# density (median of a 5 mm window) from which a lesion pixel is consolidation, in HU above the local aerated
+# reference (quant-1.4; quant-1.2/1.3: absolute -300 / -350 / -400 / -450 HU gave 0.463 / 0.474 / 0.476 / 0.470 on the
+# calibration half with quant-1.4 lesions, -400 chosen); chosen after the lesion grid
+CONSOLIDATION_GRID = (400.0, 425.0, 450.0, 475.0, 500.0)
+QUICK_CONSOLIDATION_GRID = (450.0,)
 ASSUMED_WIDTH_MM = 320.0
 
 
@@ -190,10 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     # third stage (calibration half only): the GGO / consolidation split, by the mean of GGO and consolidation Dice
     split = []
     for cut in QUICK_CONSOLIDATION_GRID if args.quick else CONSOLIDATION_GRID:
-        summary = summarise(evaluate(calib, **params, consolidation_hu=cut))
+        summary = summarise(evaluate(calib, **params, consolidation_above_air_hu=cut))
         split.append((0.5 * (summary["ggo_dice_mean"] + summary["consolidation_dice_mean"]), cut))
-        print(f"consolidation_hu {cut}: calibration mean of GGO and consolidation Dice {split[-1][0]:.3f}")
-    params["consolidation_hu"] = max(split)[1]
+        print(f"consolidation_above_air_hu {cut}: calibration mean of GGO and consolidation Dice {split[-1][0]:.3f}")
+    params["consolidation_above_air_hu"] = max(split)[1]
     every = evaluate(prepared, **params)
     every["half"] = ["calibration" if i % 2 == 0 else "held_out" for i in range(len(every))]
     voxelwise = evaluate(prepared, method="voxels")

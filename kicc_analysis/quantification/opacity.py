@@ -27,11 +27,12 @@ from scipy.spatial import ConvexHull, QhullError
 from ..errors import AnalysisError
 from .bins import get_bins
 
+# 1.4: local aerated set (2nd pass), consolidation relative to the aerated reference, mask border band out;
 # 1.3: lesion edge relative to each region's contrast, small lesions (60-150 mm^2, few vessel pixels) kept;
 # 1.2: 2-D tube discount, median split; 1.1: 3-D Frangi vessels
-ALGORITHM_VERSION = "quant-1.3"
+ALGORITHM_VERSION = "quant-1.4"
 # last change of the voxel-wise outputs (segment_opacities, quantify): the cohort batch cache is keyed on this, so a
-# change of the teaching-slice lesion regions alone (quant-1.2, quant-1.3) does not invalidate cached series
+# change of the teaching-slice lesion regions alone (quant-1.2 ... quant-1.4) does not invalidate cached series
 VOXELWISE_VERSION = "quant-1.1"
 GGO, CONSOLIDATION = 1, 2
 SEVERITY_EDGES_PCT = (5.0, 25.0, 50.0, 75.0)
@@ -155,7 +156,8 @@ def _opacity_array(
 
 REGION_SMOOTH_MM = 2.0  # lesion regions: Gaussian sigma (mm) of the local lung density (normalised in the lung)
 REGION_GGO_ABOVE_AIR_HU = 100.0  # ... lesion = local density at least this much above the aerated-lung mode
-REGION_CONSOLIDATION_HU = -400.0  # ... consolidation = lesion at least this dense (HU; quant-1.1: -300)
+REGION_CONSOLIDATION_HU = -400.0  # ... consolidation = lesion at least this dense (HU; quant-1.1: -300; quant-1.2/1.3)
+REGION_CONSOLIDATION_ABOVE_AIR_HU = 450.0  # ... quant-1.4: instead, at least this much (HU) above the aerated reference
 REGION_CONSOLIDATION_WINDOW_MM = 5.0  # ... judged on the median HU of a square window this wide (mm; 0: local mean)
 REGION_CLOSE_MM = 3.0  # ... closing radius (mm) before hole filling
 REGION_EDGE_FRACTION = 0.2  # ... lesion edge: region pixels whose excess over the reference is below this fraction ...
@@ -165,6 +167,8 @@ REGION_SMALL_MIN_AREA_MM2 = 60.0  # ... they are at least this large (mm^2; a 9 
 REGION_SMALL_MAX_TUBE_FRACTION = 0.3  # ... at most this fraction of their pixels are vessel (tube) pixels (GGO only)
 REGION_BACKGROUND_MM = 60.0  # ... aerated reference = Gaussian (this sigma, mm) mean of the aerated pixels (0: mode)
 REGION_REFERENCE_PASSES = 2  # ... passes; from the 2nd on the reference leaves out the previous pass's lesion (1: off)
+REGION_LOCAL_AERATED = True  # ... from the 2nd pass on, aerated = below the previous pass's LOCAL reference + offset
+REGION_BORDER_PX = 1  # ... lung-mask boundary band (pixels; partial volume): neither evidence nor reference
 REGION_VESSEL_MM = 0.0  # ... (legacy, 0 = off) in-plane bright structures narrower than this (mm) count as air
 # 2-D vessel (tube) discount of the lesion regions: multi-scale Frangi objectness of bright ridges, scale-normalised
 REGION_TUBE_SCALES_MM = (1.0,)  # Gaussian sigma (mm) of the scales (calibrated; (1, 2, 3.5) tied: ridges 2-10 mm)
@@ -183,6 +187,7 @@ def segment_opacity_regions(
     smooth_mm: float = REGION_SMOOTH_MM,
     ggo_above_air_hu: float = REGION_GGO_ABOVE_AIR_HU,
     consolidation_hu: float = REGION_CONSOLIDATION_HU,
+    consolidation_above_air_hu: float | None = REGION_CONSOLIDATION_ABOVE_AIR_HU,
     close_mm: float = REGION_CLOSE_MM,
     edge_fraction: float = REGION_EDGE_FRACTION,
     min_area_mm2: float = REGION_MIN_AREA_MM2,
@@ -197,6 +202,8 @@ def segment_opacity_regions(
     tube_keep_wide_mm: float = REGION_TUBE_KEEP_WIDE_MM,
     consolidation_window_mm: float = REGION_CONSOLIDATION_WINDOW_MM,
     reference_passes: int = REGION_REFERENCE_PASSES,
+    local_aerated: bool = REGION_LOCAL_AERATED,
+    border_px: int = REGION_BORDER_PX,
 ) -> sitk.Image:
     """Lesion REGIONS (1 GGO, 2 consolidation) as a radiologist outlines them, slice by slice.
 
@@ -209,11 +216,17 @@ def segment_opacity_regions(
        least ``tube_protect_hu`` dense (bands inside a consolidation stay). ``vessel_width_mm`` > 0 also replaces
        bright (>= ``consolidation_hu``) structures narrower than it by the aerated mode (the quant-1.1 rule).
     2. Local lung density = Gaussian (``smooth_mm``) average of the remaining lung pixels (normalised convolution:
-       chest wall and vessels never leak in; a vessel pixel takes the density of the parenchyma around it).
+       chest wall and vessels never leak in; a vessel pixel takes the density of the parenchyma around it). The
+       outer ``border_px`` pixels of the lung mask (partial volume with chest wall, mediastinum, airway walls) are
+       left out of this average and of the aerated reference of step 3 too (quant-1.4); they can still be lesion.
     3. Lesion = local density at least ``ggo_above_air_hu`` above the local aerated-lung reference (the image's own
        reference, robust to window and calibration errors): a wide Gaussian (``background_mm``) mean of the
        aerated pixels (those below the mode + ``ggo_above_air_hu``), which follows the anterior-posterior gravity
-       gradient of lung density (0 = the slice's aerated mode everywhere); closed (``close_mm``), holes filled,
+       gradient of lung density (0 = the slice's aerated mode everywhere). In the second pass (``reference_passes``)
+       the previous pass's lesion is left out and, with ``local_aerated``, the aerated pixels are those below the
+       previous pass's local reference + ``ggo_above_air_hu`` rather than the slice's mode + ``ggo_above_air_hu``:
+       where the lung is diffusely diseased the mildly raised pixels between the two are not taken as aerated
+       (they biased the reference up and hid faint GGO). The result is closed (``close_mm``), holes filled,
        restricted to the lung. Edge relative to contrast: in each connected region, pixels whose excess (local
        density minus reference, HU) is below ``edge_fraction`` x the region's 90th-percentile excess are dropped
        (the blurred halo of dense lesions and vessel clusters; the cut-off is never below ``ggo_above_air_hu``),
@@ -222,7 +235,10 @@ def segment_opacity_regions(
        (tube) pixels of step 1 are kept, as GGO (never consolidation; only with the tube discount on). Short vessel
        segments and their partial-volume rims are mostly tube pixels.
     4. Consolidation = lesion pixels whose median HU in a ``consolidation_window_mm`` square window (lung pixels;
-       outside the lung counts as air) is >= ``consolidation_hu`` (0: the local density of step 2, quant-1.1).
+       outside the lung counts as air) is >= the local aerated reference of step 3 + ``consolidation_above_air_hu``
+       (quant-1.4: relative to the slice's own aerated lung, like the lesion itself, so an error of the estimated
+       display window shifts both; ``None``: the absolute ``consolidation_hu``, quant-1.2/1.3); with
+       ``consolidation_window_mm`` 0 the local density of step 2 is compared instead (quant-1.1).
 
     Used for teaching images (8-bit display slices converted with :func:`~kicc_analysis.imaging.display_to_hu`);
     parameters were calibrated on half of the MedSeg slices (docs/ct.md, "Lesion regions on teaching slices").
@@ -267,13 +283,21 @@ def segment_opacity_regions(
                 tubes &= ~_without_thin_structures(dense, tube_keep_wide_mm, spacing_yx)
             counted = lung & ~tubes
             evidence[tubes] = 0.0
+        inner = ndimage.binary_erosion(lung, iterations=border_px) if border_px > 0 else lung
+        if border_px > 0 and inner.sum() >= 20:  # the mask's boundary band is partial volume: no evidence
+            counted = counted & inner
+            evidence = np.where(counted, evidence, 0.0).astype(np.float32)
+        else:
+            inner = lung
         weight = ndimage.gaussian_filter(counted.astype(np.float32), sigma)
         local = ndimage.gaussian_filter(evidence, sigma) / np.maximum(weight, 1e-3)
         lesion = np.zeros_like(lung)
+        reference = air_mode
         for _ in range(max(1, reference_passes) if background_mm > 0 else 1):
+            aerated_below = (reference if local_aerated else air_mode) + ggo_above_air_hu  # HU, scalar or per pixel
             reference = air_mode
             if background_mm > 0:  # aerated pixels outside the previous pass's lesion (its specks are no reference)
-                aerated = lung & (values < air_mode + ggo_above_air_hu) & ~lesion
+                aerated = inner & (values < aerated_below) & ~lesion
                 w_air = _wide_gaussian(aerated.astype(np.float32), background_mm, spacing_yx)
                 s_air = _wide_gaussian(np.where(aerated, values, 0.0).astype(np.float32), background_mm, spacing_yx)
                 reference = np.where(w_air > 0.05, s_air / np.maximum(w_air, 1e-3), air_mode)
@@ -285,13 +309,15 @@ def segment_opacity_regions(
             lesion = ndimage.binary_fill_holes(ndimage.binary_closing(lesion, structure=close)) & lung
         lesion, small = _kept_components(lesion, tubes, min_pixels, small_pixels, small_max_tube_fraction)
         out[z][lesion] = GGO
+        # consolidation cut-off (HU; per pixel when relative to the aerated reference)
+        dense_hu = consolidation_hu if consolidation_above_air_hu is None else reference + consolidation_above_air_hu
         if consolidation_window_mm > 0:  # consolidation is homogeneous: most pixels around it are dense
-            # median of the window >= consolidation_hu  <=>  more than half of its pixels are (odd window, box filter)
+            # median of the window >= cut-off  <=>  more than half of its pixels are (odd window, box filter)
             size = np.maximum(3, 2 * np.round(consolidation_window_mm / spacing_yx / 2.0).astype(int) + 1)
-            share = ndimage.uniform_filter((lung & (values >= consolidation_hu)).astype(np.float32), size=tuple(size))
+            share = ndimage.uniform_filter((lung & (values >= dense_hu)).astype(np.float32), size=tuple(size))
             dense = share > 0.5
         else:
-            dense = local >= consolidation_hu
+            dense = local >= dense_hu
         out[z][lesion & dense & ~small] = CONSOLIDATION
     result = sitk.GetImageFromArray(out.reshape(labels.shape))
     result.CopyInformation(lung_labels)
