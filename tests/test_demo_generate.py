@@ -123,6 +123,26 @@ def test_out_dir_guard_and_if_missing(demo: Path, tmp_path: Path) -> None:
         generate_demo(tmp_path / "x", n_patients=0)
 
 
+def test_if_missing_keeps_the_demo_and_its_cache(tmp_path: Path) -> None:
+    # a second `make study` finds the demo with the cache that the first run wrote into it (.kicc_cache)
+    out = tmp_path / "repo"
+    generate_demo(out, n_patients=1, seed=1, show_progress=False)
+    cached = out / ".kicc_cache" / "quantification" / "series.parquet"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("cached")
+    before = (out / "manifest.json").stat().st_mtime_ns
+    m = generate_demo(out, n_patients=1, seed=1, show_progress=False, if_missing=True)
+    assert m.seed == 1 and (out / "manifest.json").stat().st_mtime_ns == before
+    assert cached.read_text() == "cached"
+    # a different demo replaces the old one and the cache derived from it; a user's file still blocks it
+    generate_demo(out, n_patients=1, seed=2, show_progress=False)
+    assert load_manifest(out).seed == 2 and not (out / ".kicc_cache").exists()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(RepositoryError, match="other files"):
+        generate_demo(out, n_patients=1, seed=3, show_progress=False)
+    assert (out / "notes.txt").read_text() == "mine" and load_manifest(out).seed == 2
+
+
 def test_regenerates_over_previous_demo(tmp_path: Path) -> None:
     out = tmp_path / "repo"
     generate_demo(out, n_patients=1, seed=1, show_progress=False)

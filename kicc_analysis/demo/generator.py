@@ -47,6 +47,9 @@ __all__ = ["GENERATOR_VERSION", "DemoManifest", "generate_demo", "load_manifest"
 GENERATOR_VERSION = "1.0.0"
 MANIFEST_KIND = "kicc-analysis demo repository"
 _DEMO_ENTRIES = {"manifest.json", "dicom", "clinical", "readings", "ground_truth"}
+# derived files kicc itself writes into a writable repository (scan index, cohort snapshots, quantification cache:
+# kicc_analysis.cohort.cache_dir); kept when the demo is reused, removed with the demo it was derived from
+_DERIVED_ENTRIES = {".kicc_cache"}
 
 #: default (fast) and full-resolution CT grids: in-plane pixels and pixel size (mm); z covers 300 mm
 DEFAULT_INPLANE = (128, 2.7)
@@ -375,12 +378,6 @@ def _check_out_dir(out: Path, seed: int, n_patients: int, full: bool, if_missing
             f"refusing to write the demo into {out}: the folder is not empty ({len(entries)} entries, e.g. "
             f"{sorted(entries)[:3]}) and is not a previous demo repository ({exc}). Choose an empty or new folder."
         ) from None
-    foreign = entries - _DEMO_ENTRIES
-    if foreign:
-        raise RepositoryError(
-            f"refusing to overwrite {out}: it holds a demo but also other files {sorted(foreign)[:5]}; "
-            "move them away or choose another folder"
-        )
     same = (
         old.seed == seed
         and old.n_patients == n_patients
@@ -388,8 +385,14 @@ def _check_out_dir(out: Path, seed: int, n_patients: int, full: bool, if_missing
         and old.generator_version == GENERATOR_VERSION
     )
     if if_missing and same:
-        return old
-    for name in _DEMO_ENTRIES & entries:
+        return old  # nothing is written: files beside the demo (its cache, a user's notes) stay as they are
+    foreign = entries - _DEMO_ENTRIES - _DERIVED_ENTRIES
+    if foreign:
+        raise RepositoryError(
+            f"refusing to overwrite {out}: it holds a demo but also other files {sorted(foreign)[:5]}; "
+            "move them away or choose another folder"
+        )
+    for name in (_DEMO_ENTRIES | _DERIVED_ENTRIES) & entries:
         p = out / name
         if p.is_dir():
             shutil.rmtree(p)
