@@ -35,8 +35,8 @@ input grid at the end):
    pixels (the partial-volume rim of the pleural boundary is neither lung nor consolidation); the rib cage of a
    ray passing between two ribs is interpolated from the slices above and below (``CAGE_Z_REACH_MM``; not in the
    anterior sector where the heart lies against the sternum, nor in the upper third of the lungs where the ribs
-   run obliquely), with a 4 mm margin and 5 mm bands there; and a **lung-base rule** models the diaphragm: per lung, a quadratic dome is fitted to the lower
-   envelope of the lowest lung voxel of every (y, x) column, and dense voxels between the dome and the base of
+   run obliquely), with a 4 mm margin and 5 mm bands there; and a **lung-base rule** models the diaphragm: per
+   lung, a quadratic dome is fitted to the lower envelope of the lowest lung voxel of every (y, x) column, and dense voxels between the dome and the base of
    posterior columns raised above it (consolidation lying on the diaphragm has no aerated lung below it) are
    lung, away from the midline (vertebral body, aorta) and only when the whole lung is in the scan.
    Pleural effusion lying on the diaphragm is included by this rule like consolidation (HU cannot tell them apart).
@@ -1244,12 +1244,14 @@ def _recover_recess(
     lung is a crescent around the liver / spleen dome. When a stretch of that crescent is consolidated over its
     whole depth, the rays from the trunk centre that cross it meet no lung of the slice, so the radial rib-cage rule
     cannot see it. Here, per slice (cranial to caudal) and lung, a gap of at most ``RECESS_MAX_GAP_DEG`` between
-    rays that meet the lung, outside the anterior sector (``CAGE_Z_ANTERIOR_DEG``: heart, cardiac notch), gets
-    the radial extent of the lung interpolated (linearly in angle) between the two rays bounding it -- the outer
-    edge moves out to the first bone on the ray when that lies within ``RECESS_CAGE_REACH_MM`` (the lung fills the
-    cavity up to the inner surface of the rib cage) -- and its dense voxels are lung when they lie under the lung of the slice above (a lung base only narrows caudally;
-    in-plane tolerance one pixel), at least ``BASE_MIDLINE_MM`` from the trunk's midline (vertebral body, aorta,
-    oesophagus), more than ``CAGE_MARGIN_3D_MM`` from bone, form a part thicker than two pixels and touch the lung. Slices are processed caudally so a recovered crescent carries on to the next slice.
+    rays that meet the lung, outside the anterior sector (``CAGE_Z_ANTERIOR_DEG``: heart, cardiac notch), gets the
+    radial extent of the lung interpolated (linearly in angle) between the two rays bounding it -- the outer edge
+    moves out to the first bone on the ray when that lies within ``RECESS_CAGE_REACH_MM`` (the lung fills the cavity
+    up to the inner surface of the rib cage) -- and its dense voxels are lung when they lie under the lung of the
+    slice above (a lung base only narrows caudally; in-plane tolerance one pixel), at least ``BASE_MIDLINE_MM`` from
+    the trunk's midline (vertebral body, aorta, oesophagus), more than ``CAGE_MARGIN_3D_MM`` from bone, form a part
+    thicker than two pixels and touch the lung. Slices are processed caudally so a recovered crescent carries on to
+    the next slice.
     ``current``: lung labels including the voxels recovered so far; the voxels added here are labelled in place.
     Returns the added voxels.
     """
