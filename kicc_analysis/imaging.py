@@ -79,6 +79,9 @@ class LoadReport:
         Fraction of voxels that were outside the field of view and were set to ``AIR_HU``.
     transfer_syntax : str
         Transfer syntax UID of the first file (DICOM only).
+    patient_position : str
+        DICOM PatientPosition (0018,5100) of the first file, e.g. ``"HFS"`` (head first supine), ``"FFP"``
+        (feet first prone), ``"HFDL"`` (decubitus left); empty when absent or not DICOM.
     warnings : list of str
         Human-readable warnings (no patient identifiers).
     """
@@ -95,6 +98,7 @@ class LoadReport:
     gantry_tilt_deg: float = 0.0
     padding_fraction: float = 0.0
     transfer_syntax: str = ""
+    patient_position: str = ""
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -395,6 +399,7 @@ def _load_dicom(files: list[Path], series_uid: str | None) -> tuple[sitk.Image, 
     datasets = _select_series(datasets, series_uid, report)
     first = datasets[0]
     report.transfer_syntax = str(first.file_meta.get("TransferSyntaxUID", ""))
+    report.patient_position = str(first.get("PatientPosition", "") or "").strip().upper()
     _check_codec(first, f"series in {report.source}")
 
     iop = np.asarray(first.get("ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), dtype=float)

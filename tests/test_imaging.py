@@ -70,7 +70,7 @@ def test_padding_minus_3024_and_rescale_intercept():
 
 
 # ------------------------------------------------------------------ synthetic series (run everywhere)
-def _write_slice(path, z, pixels, uid, syntax=ExplicitVRLittleEndian, tilt=None, intercept=-1024):
+def _write_slice(path, z, pixels, uid, syntax=ExplicitVRLittleEndian, tilt=None, intercept=-1024, position=None):
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -94,6 +94,8 @@ def _write_slice(path, z, pixels, uid, syntax=ExplicitVRLittleEndian, tilt=None,
     ds.RescaleSlope = 1
     if tilt is not None:
         ds.GantryDetectorTilt = tilt
+    if position is not None:
+        ds.PatientPosition = position
     ds.PixelData = pixels.astype(np.uint16).tobytes()
     ds.save_as(path, enforce_file_format=True)
 
@@ -120,6 +122,14 @@ def test_gantry_tilt_reported(tmp_path):
     report = get_load_report(load_ct(tmp_path))
     assert report.gantry_tilt_deg == pytest.approx(15.0)
     assert any("tilt" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize("position", ["FFP", None])
+def test_patient_position_reported(tmp_path, position):
+    uid = generate_uid()
+    for z in range(3):
+        _write_slice(tmp_path / f"s{z}.dcm", z * 2.0, np.full((4, 4), 1000), uid, position=position)
+    assert get_load_report(load_ct(tmp_path)).patient_position == (position or "")
 
 
 def test_missing_codec_fails_early(tmp_path, monkeypatch):

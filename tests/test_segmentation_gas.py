@@ -137,3 +137,30 @@ def test_anterior_aerated_component_is_kept(healthy):
     seg = segment_lungs(_image(hu, ph.spacing_mm))
     assert seg.qa["dropped_gas_ml"] == 0.0
     assert (sitk.GetArrayFromImage(seg.labels)[pocket] > 0).mean() > 0.5
+
+
+@pytest.mark.parametrize("position", ["HFP", "FFDL"])
+def test_gas_rule_off_when_not_supine(healthy, position):
+    """The gas rule assumes gas rises anteriorly (supine). For a prone or decubitus scan it is not applied: the
+    pocket is not dropped, and the QA flag says so (it may be labelled lung)."""
+    ph, _ = healthy
+    hu, pocket = _anterior_pocket(ph, wall_hu=-600.0, interior_hu=-1000.0)
+    supine = segment_lungs(_image(hu, ph.spacing_mm), patient_position="HFS")
+    assert supine.qa["dropped_gas_ml"] > 0 and "gas_rule_off_not_supine" not in supine.qa["flags"]
+    other = segment_lungs(_image(hu, ph.spacing_mm), patient_position=position)
+    assert other.qa["dropped_gas_ml"] == 0.0 and other.qa["dropped_gas"] == []
+    assert "gas_rule_off_not_supine" in other.qa["flags"] and other.qa["patient_position"] == position
+
+
+def test_patient_position_from_the_load_report(healthy):
+    """segment_lungs reads PatientPosition from load_ct's report (image metadata) when none is given; the DICOM
+    side (load_ct filling the report) is tested in tests/test_imaging.py."""
+    from kicc_analysis.imaging import REPORT_KEY, LoadReport
+
+    ph, _ = healthy
+    hu, _ = _anterior_pocket(ph, wall_hu=-600.0, interior_hu=-1000.0)
+    image = _image(hu, ph.spacing_mm)
+    image.SetMetaData(REPORT_KEY, LoadReport(source="series", kind="dicom", patient_position="FFP").to_json())
+    seg = segment_lungs(image)
+    assert seg.qa["patient_position"] == "FFP" and "gas_rule_off_not_supine" in seg.qa["flags"]
+    assert seg.qa["dropped_gas_ml"] == 0.0

@@ -84,9 +84,10 @@ from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
 from ..errors import SegmentationError
+from ..imaging import get_load_report
 
 # 1.5: 2-D thin stacks: dependent-consolidation + air-bronchogram rules and the mediastinum filter; 3-D:
-# costophrenic-recess rule for a consolidated lung base; 1.4: abdominal-gas rule + paravertebral-gutter rule
+# costophrenic-recess rule for a consolidated lung base, abdominal-gas rule only for supine (or unknown) scans; 1.4: abdominal-gas rule + paravertebral-gutter rule
 # (3-D); 1.3: cage between slices, lung-base dome (3-D)
 ALGORITHM_VERSION = "lungs-1.5"
 RIGHT, LEFT = 1, 2
@@ -117,6 +118,7 @@ BASE_MIN_LUNG_HEIGHT_MM = 120.0  # ... lungs shorter than this (mm) in the scan 
 GAS_MAX_POSTERIOR_SHARE = 0.1  # abdominal-gas rule (3-D): a component with less than this share of its voxels in the
 # posterior half of the trunk (per slice) is non-dependent (gas rises anteriorly in the supine abdomen; every lung
 # reaches the posterior ribs beside the spine: measured lung shares 0.49-0.90, stomach/bowel gas 0.00)
+SUPINE_POSITIONS = ("HFS", "FFS")  # DICOM PatientPosition values for which the abdominal-gas rule holds (gas anterior)
 GAS_MAX_HU = -940.0  # ... and whose interior (1-voxel eroded) median HU is below this is pure gas (stomach/bowel
 # gas -955..-980 HU; aerated lung -900..-750 HU, the emphysematous COPDGene ct64 lung -930 HU -- HU alone is not
 # trusted, see the docstring of _drop_abdominal_gas)
@@ -167,7 +169,9 @@ class LungSegmentation:
         ``leak_fraction`` (share of the mask next to outside air), ``airway_ml`` (trachea/bronchi removed),
         ``mode`` ("3d" or "2d"), ``working_spacing_mm`` and ``flags`` (list of strings, empty when all is well):
         ``no_lung``, ``one_lung``, ``implausible_volume``, ``lr_imbalance``, ``leak_outside_thorax``,
-        ``large_dense_recovered``, ``airway_not_found``, ``no_lung_gas_only`` (only abdominal gas was found).
+        ``large_dense_recovered``, ``airway_not_found``, ``no_lung_gas_only`` (only abdominal gas was found),
+        ``gas_rule_off_not_supine`` (prone or decubitus scan: the abdominal-gas rule was not applied).
+        ``patient_position`` (the DICOM PatientPosition used, ``""`` when unknown).
         ``dropped_gas_ml`` (mL) and ``dropped_gas`` (one dict per component dropped as abdominal gas: ``volume_ml``,
         ``interior_median_hu``, ``posterior_share``, ``z_slices``).
     dense_recovered : SimpleITK.Image
@@ -190,6 +194,7 @@ def segment_lungs(
     air_threshold_hu: float = -400.0,
     recover_dense: bool = True,
     dense_max_hu: float = 150.0,
+    patient_position: str | None = None,
 ) -> LungSegmentation:
     """Segment the right and left lung of a chest CT, keeping consolidation inside the lung.
 
@@ -208,6 +213,12 @@ def segment_lungs(
         Run step 6 (dense recovery). Switch off to get a classical aerated-lung mask.
     dense_max_hu : float
         Upper HU limit of recovered dense lung (bone and contrast-filled vessels above are not lung).
+    patient_position : str, optional
+        DICOM PatientPosition (``"HFS"``/``"FFS"`` supine, ``"HFP"``/``"FFP"`` prone, ``"HFDL"``, ... decubitus).
+        ``None`` (default): taken from the load report of :func:`kicc_analysis.imaging.load_ct` when there is one,
+        else unknown, which is treated as supine (the usual chest CT). The abdominal-gas rule (3-D) assumes gas rises
+        anteriorly, as in a supine patient; for any other position it is switched off and the QA flag
+        ``gas_rule_off_not_supine`` is set (bowel or stomach gas may then be labelled lung: check ``qa``).
 
     Returns
     -------
@@ -220,6 +231,7 @@ def segment_lungs(
         When the image is not a scalar 2-D/3-D image.
     """
     image3d, was_2d = _as_3d(image)
+    position = _patient_position(image, patient_position)
     spacing = np.array(image3d.GetSpacing()[::-1], dtype=float)  # (z, y, x) mm
     factors = np.maximum(1, np.floor(working_spacing_mm / spacing + 1e-6)).astype(int)
     factors = np.minimum(factors, np.array(image3d.GetSize()[::-1]))  # never shrink an axis below one voxel
@@ -235,7 +247,9 @@ def segment_lungs(
         air_threshold=air_threshold_hu,
         recover_dense=recover_dense,
         dense_max=dense_max_hu,
+        gas_rule=position in SUPINE_POSITIONS or not position,
     )
+    info["patient_position"] = position
 
     labels_full, dense_full = _upsample_refined(labels_w, dense_w, factors, image3d, air_threshold_hu)
     labels_img = _array_to_image(labels_full, image3d)
@@ -263,8 +277,23 @@ def _as_3d(image: sitk.Image) -> tuple[sitk.Image, bool]:
     return image, False
 
 
+def _patient_position(image: sitk.Image, given: str | None) -> str:
+    """DICOM PatientPosition to use: ``given``, else the one in ``load_ct``'s report, else ``""`` (unknown)."""
+    if given is not None:
+        return str(given).strip().upper()
+    report = get_load_report(image)
+    return report.patient_position if report is not None else ""
+
+
 def _segment_array(
-    hu: np.ndarray, spacing: np.ndarray, *, thin: bool, air_threshold: float, recover_dense: bool, dense_max: float
+    hu: np.ndarray,
+    spacing: np.ndarray,
+    *,
+    thin: bool,
+    air_threshold: float,
+    recover_dense: bool,
+    dense_max: float,
+    gas_rule: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Steps 1-6 on the working-grid array (z, y, x). Returns labels, dense-recovered mask, info."""
     voxel_ml = float(np.prod(spacing)) / 1000.0
@@ -302,7 +331,8 @@ def _segment_array(
     lungs = _drop_small_and_gas(lungs, hu, voxel_ml, pixel_mm2, thin)
     trunk = _trunk(outside)
     info["dropped_gas"] = []
-    if not thin:
+    info["gas_rule_off"] = not thin and not gas_rule
+    if not thin and gas_rule:
         lungs, info["dropped_gas"] = _drop_abdominal_gas(lungs, hu, trunk, voxel_ml)
 
     labels = _split_left_right(lungs, body_x, thin)
@@ -1541,6 +1571,8 @@ def _quality(labels: sitk.Image, dense: sitk.Image, info: dict[str, Any], thin: 
     dropped_gas_ml = sum(d["volume_ml"] for d in info.get("dropped_gas", []))
     if total == 0 and dropped_gas_ml > 0:
         flags.append("no_lung_gas_only")
+    if info.get("gas_rule_off"):
+        flags.append("gas_rule_off_not_supine")
     return {
         "right_ml": right,
         "left_ml": left,
@@ -1552,6 +1584,7 @@ def _quality(labels: sitk.Image, dense: sitk.Image, info: dict[str, Any], thin: 
         "airway_ml": info.get("airway_ml", 0.0),
         "dropped_gas_ml": dropped_gas_ml,
         "dropped_gas": info.get("dropped_gas", []),
+        "patient_position": info.get("patient_position", ""),
         "mode": "2d" if thin else "3d",
         "working_spacing_mm": tuple(float(s) for s in work_spacing[::-1]),
         "algorithm_version": ALGORITHM_VERSION,
