@@ -746,9 +746,8 @@ def _mediastinum_edges(
     """Per row of one slice: x of the right lung's most medial pixel and of the left lung's (see _between_lungs)."""
     ny, nx = labels.shape
     xs = np.arange(nx)[None, :]
-    side = _nearest_label(labels[None], recovered[None])[0]
-    right = (labels == RIGHT) | (recovered & (side == RIGHT))
-    left = (labels == LEFT) | (recovered & (side == LEFT))
+    sides = _with_recovered(labels, recovered)
+    right, left = sides == RIGHT, sides == LEFT
     r_edge = np.where(right.any(axis=1), np.where(right, xs, -1).max(axis=1), -1).astype(float)
     l_edge = np.where(left.any(axis=1), np.where(left, xs, nx).min(axis=1), nx).astype(float)
     size = 2 * max(1, int(round(BRONCHOGRAM_ROWS_MM / spacing[1]))) + 1
@@ -758,6 +757,14 @@ def _mediastinum_edges(
     r_edge = np.maximum(r_edge, midline - half)  # the mediastinum is never assumed wider than +- half
     l_edge = np.minimum(l_edge, midline + half)
     return r_edge, l_edge
+
+
+def _with_recovered(labels: np.ndarray, recovered: np.ndarray) -> np.ndarray:
+    """Lung labels of one slice with the ``recovered`` pixels (outside ``labels``) given the nearest lung's label."""
+    if not recovered.any():
+        return labels
+    nearest = _nearest_label(labels[None], recovered[None])[0]
+    return np.where(recovered, nearest, labels)
 
 
 def _mediastinum_2d(labels: np.ndarray, trunk: np.ndarray, spacing: np.ndarray) -> np.ndarray:
@@ -915,10 +922,10 @@ def _recover_dependent_2d(
         tys = np.nonzero(trunk[z])[0]
         centre_y = 0.5 * (tys.min() + tys.max())
         ok = trunk[z] & ~bone & (hu[z] <= DEPENDENT_MAX_HU)
-        any_lung = (labels[z] > 0) | recovered[z]
-        side = _nearest_label(labels[z][None], recovered[z][None])[0]
+        sides = _with_recovered(labels[z], recovered[z])
+        any_lung = sides > 0
         for value in (RIGHT, LEFT):
-            lung = (labels[z] == value) | (recovered[z] & (side == value))
+            lung = sides == value
             if lung.sum() < 20:
                 continue
             lxs = np.nonzero(lung)[1]
