@@ -161,7 +161,7 @@ def _base_block(cut_at_top: bool = False) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def test_lung_base_rule_fills_the_layer_not_the_liver():
-    from kicc_analysis.segmentation.lungs import _recover_lung_base
+    from kicc_analysis.segmentation.dense_3d import _recover_lung_base
 
     labels, dense_ok, layer = _base_block()
     spacing = np.array([5.0, 2.5, 2.5])
@@ -198,7 +198,8 @@ def _gutter_slice(pocket: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
 
 
 def test_gutter_rule_fills_the_paravertebral_pocket_only():
-    from kicc_analysis.segmentation.lungs import _recover_gutter, _vertebral_body
+    from kicc_analysis.segmentation._common import _vertebral_body
+    from kicc_analysis.segmentation.dense_3d import _recover_gutter
 
     spacing = np.array([3.0, 3.0, 3.0])
     trunk = np.ones((3, 60, 60), dtype=bool)
@@ -235,7 +236,7 @@ def _recess_stack() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.
 
 
 def test_recess_rule_fills_a_consolidated_stretch_of_the_crescent_only():
-    from kicc_analysis.segmentation.lungs import _recover_recess
+    from kicc_analysis.segmentation.dense_3d import _recover_recess
 
     labels, hu, dense_ok, posterior, radius = _recess_stack()
     trunk = np.ones(labels.shape, dtype=bool)
@@ -261,7 +262,7 @@ def test_recess_rule_fills_a_consolidated_stretch_of_the_crescent_only():
 
 
 def test_side_of_recovered_components_matches_nearest_label():
-    from kicc_analysis.segmentation.lungs import _nearest_label, _side_of_components
+    from kicc_analysis.segmentation._common import _nearest_label, _side_of_components
 
     labels = np.zeros((6, 30, 40), dtype=np.uint8)
     labels[:, 5:25, 3:17] = RIGHT

@@ -7,7 +7,9 @@ import SimpleITK as sitk
 from conftest import shared_path
 
 from kicc_analysis.imaging import display_to_hu, load_ct
-from kicc_analysis.segmentation import lungs, segment_lungs
+from kicc_analysis.segmentation import dense_2d, lungs, segment_lungs
+
+# Rules are monkeypatched on ``lungs``, where _recover_dense looks them up (imported there from dense_2d / _common).
 
 WINDOW_TOP_HU = 166.0  # display-converted slice: bone clipped at level + width / 2 (like MedSeg slice 23)
 
@@ -82,9 +84,9 @@ def test_low_window_top_models_no_cage():
     """A window whose top is below DEPENDENT_MIN_TOP_HU saturates muscle like bone: no cage, no bone mask."""
     hu = np.full((40, 40), 30.0)
     trunk = np.ones((40, 40), dtype=bool)
-    assert lungs._cage_bone_2d(hu, trunk) is None
+    assert dense_2d._cage_bone_2d(hu, trunk) is None
     hu[10:20, 10:20] = 400.0
-    bone = lungs._cage_bone_2d(hu, trunk)
+    bone = dense_2d._cage_bone_2d(hu, trunk)
     assert bone is not None and bone[15, 15] and not bone[30, 30]
 
 
@@ -133,7 +135,7 @@ def test_mediastinum_mask_lies_between_the_lungs():
     labels[0, 20:80, 10:45] = lungs.RIGHT
     labels[0, 20:80, 75:110] = lungs.LEFT
     trunk = np.ones_like(labels, dtype=bool)
-    med = lungs._mediastinum_2d(labels, trunk, np.array([1.0, 1.0, 1.0]))[0]
+    med = dense_2d._mediastinum_2d(labels, trunk, np.array([1.0, 1.0, 1.0]))[0]
     assert med[50, 45:75].all() and not med[50, 44] and not med[50, 75]
     assert not med[50, :45].any() and not med[50, 75:].any()  # lateral chest wall is never mediastinum
     # rows without lung on either side: the midline +- BRONCHOGRAM_MIDLINE_MM (60 mm) bound, i.e. the whole row here

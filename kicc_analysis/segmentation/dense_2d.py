@@ -1,0 +1,350 @@
+"""Dense-recovery rules of the 2-D path only (step 6d of :func:`~kicc_analysis.segmentation.lungs.segment_lungs`).
+
+Single teaching slices and thin stacks (< 30 mm) have no neighbouring slices, so the 3-D rules (outline
+interpolation, lung-base dome, gutter, recess) cannot see dense lung there; these rules (lungs-1.5) use the geometry
+of one slice instead. :func:`~kicc_analysis.segmentation.lungs._recover_dense` calls them in this order:
+
+1. **Mediastinum filter** (:func:`_mediastinum_2d`): the hull-deficit and sub-pleural cage rules keep nothing between
+   the two aerated lungs' medial edges (row window +- 10 mm, at most 60 mm either side of the trunk midline;
+   :func:`_mediastinum_edges`): a cage ray through the mediastinum meets the sternum or spine, not a rib, and took
+   in the oesophagus, prevascular fat and hilar tissue.
+2. **Dependent rule** (:func:`_recover_dependent_2d`): per lung and column, from the deepest (most posterior) lung
+   pixel down to the posterior rib cage (first bone behind it, rolling minimum over 20 mm; bone = within 40 HU of
+   the image maximum when that is below ``BONE_HU``, as display-converted images clip bone at the window top:
+   :func:`_cage_bone_2d`), minus 6 mm of pleura (:func:`_band_to_cage`), in posterior-half columns away from the
+   vertebral body / aorta (:func:`_paravertebral_band`) and from the lung's medial and lateral edges; columns leaving
+   the crop have no cage and are skipped; a band closing a ring around the heart is dropped (:func:`_no_new_holes`).
+3. **Air-bronchogram rule** (:func:`_recover_bronchograms_2d`): a slice with at least five small air pockets enclosed
+   in dense tissue (aerated bronchi inside consolidation), outside the paravertebral / aortic band and the
+   mediastinum (:func:`_between_lungs`), takes the dense tissue within 25 mm of them (more than 6 mm from bone) as
+   lung.
+
+Tissue recovered by an earlier rule counts as lung of the nearest side (:func:`_with_recovered`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ._common import BONE_HU, LEFT, RIGHT, _nearest_label, _reach_along, _vertebral_body
+
+DEPENDENT_BONE_BELOW_TOP_HU = 40.0  # dependent rule: bone = within this (HU) of the image maximum when that
+# maximum is below BONE_HU (display-converted teaching images clip bone at the window top, level + width / 2)
+DEPENDENT_MIN_BONE_PX = 3  # ... smaller bone specks (working-grid pixels) are image noise, not rib
+DEPENDENT_MIN_TOP_HU = 120.0  # ... image maximum below this (HU): soft tissue saturates too, no cage is modelled
+DEPENDENT_MARGIN_MM = 6.0  # ... pleura + intercostal soft tissue in front of the posterior cage (mm), never lung
+# (also the air-bronchogram rule's distance from bone)
+DEPENDENT_MIN_BAND_MM = 8.0  # ... a column band thinner than this (mm) is not recovered
+DEPENDENT_MAX_DEPTH_MM = 80.0  # ... at most this far (mm) behind the deepest lung pixel of the column
+DEPENDENT_CAGE_WINDOW_MM = 20.0  # ... posterior cage = rolling minimum depth of the first bone over this width (mm)
+DEPENDENT_MEDIAL_MM = 10.0  # ... columns closer than this (mm) to the vertebral body's edge are never filled
+DEPENDENT_AORTA_MM = 30.0  # ... on the left (descending aorta beside the vertebral body) this (mm)
+DEPENDENT_LUNG_MEDIAL = 0.35  # ... columns in the medial share (x lung width) of each lung are never filled
+DEPENDENT_LUNG_LATERAL = 0.1  # ... nor the lateral share (x lung width): the column runs along the chest wall there
+DEPENDENT_MIN_COLUMNS = 3  # ... bands narrower than this many working-grid columns are dropped (opening)
+DEPENDENT_MAX_HU = 150.0  # ... walked tissue up to this (HU); brighter = bone / contrast, stops the walk
+BRONCHOGRAM_MAX_AREA_MM2 = 400.0  # air-bronchogram rule: enclosed air pockets up to this area (mm^2)
+BRONCHOGRAM_RING_DENSE = 0.9  # ... whose one-pixel surrounding ring is at least this share dense (-400..+150 HU)
+BRONCHOGRAM_MIN_COUNT = 5  # ... the rule fires only on slices with at least this many such pockets (consolidation)
+BRONCHOGRAM_POSTERIOR = -0.3  # ... pocket centre posterior of trunk centre + this x trunk half-height
+BRONCHOGRAM_RADIUS_MM = 25.0  # ... dense tissue within this distance (mm) of an accepted pocket is lung
+BRONCHOGRAM_ROWS_MM = 10.0  # ... mediastinum = between the two lungs' medial edges within +- this (mm) of the row
+BRONCHOGRAM_MIDLINE_MM = 60.0  # ... but at most this far (mm) from the body midline on each side
+# (these two also bound the mediastinum filter, _mediastinum_2d)
+
+
+def _mediastinum_2d(labels: np.ndarray, trunk: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """bool (z, y, x): per slice, the pixels between the two lungs' medial edges in their rows (mediastinum).
+
+    Same geometry as :func:`_between_lungs` (row window +- ``BRONCHOGRAM_ROWS_MM``, at most
+    ``BRONCHOGRAM_MIDLINE_MM`` either side of the trunk's mean x), from the aerated lung labels only. 2-D path: no
+    recovered dense tissue lies there (oesophagus, prevascular fat, hilar vessels, sternum / spine side of a ray).
+    """
+    out = np.zeros(labels.shape, dtype=bool)
+    xs = np.arange(labels.shape[2])[None, :]
+    for z in range(labels.shape[0]):
+        if not labels[z].any() or not trunk[z].any():
+            continue
+        midline = float(np.nonzero(trunk[z])[1].mean())
+        r_edge, l_edge = _mediastinum_edges(labels[z], np.zeros(labels.shape[1:], dtype=bool), midline, spacing)
+        out[z] = (xs > r_edge[:, None]) & (xs < l_edge[:, None])
+    return out
+
+
+def _mediastinum_edges(
+    labels: np.ndarray, recovered: np.ndarray, midline: float, spacing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of one slice: x of the right lung's most medial pixel and of the left lung's (see _between_lungs)."""
+    ny, nx = labels.shape
+    xs = np.arange(nx)[None, :]
+    sides = _with_recovered(labels, recovered)
+    right, left = sides == RIGHT, sides == LEFT
+    r_edge = np.where(right.any(axis=1), np.where(right, xs, -1).max(axis=1), -1).astype(float)
+    l_edge = np.where(left.any(axis=1), np.where(left, xs, nx).min(axis=1), nx).astype(float)
+    size = 2 * max(1, int(round(BRONCHOGRAM_ROWS_MM / spacing[1]))) + 1
+    r_edge = ndimage.maximum_filter1d(r_edge, size, mode="nearest")
+    l_edge = ndimage.minimum_filter1d(l_edge, size, mode="nearest")
+    half = BRONCHOGRAM_MIDLINE_MM / spacing[2]
+    r_edge = np.maximum(r_edge, midline - half)  # the mediastinum is never assumed wider than +- half
+    l_edge = np.minimum(l_edge, midline + half)
+    return r_edge, l_edge
+
+
+def _between_lungs(
+    labels: np.ndarray, recovered: np.ndarray, points: np.ndarray, midline: float, spacing: np.ndarray
+) -> np.ndarray:
+    """For (y, x) points of one slice: True when the point lies between the two lungs (mediastinum) in its rows.
+
+    Per row window (+- ``BRONCHOGRAM_ROWS_MM``), the mediastinum spans from the right lung's most medial pixel to
+    the left lung's; a side without lung in the window is replaced by the midline +- ``BRONCHOGRAM_MIDLINE_MM``.
+    """
+    r_edge, l_edge = _mediastinum_edges(labels, recovered, midline, spacing)
+    rows = np.clip(np.round(points[:, 0]).astype(int), 0, labels.shape[0] - 1)
+    return (points[:, 1] > r_edge[rows]) & (points[:, 1] < l_edge[rows])
+
+
+def _with_recovered(labels: np.ndarray, recovered: np.ndarray) -> np.ndarray:
+    """Lung labels of one slice with the ``recovered`` pixels (outside ``labels``) given the nearest lung's label."""
+    if not recovered.any():
+        return labels
+    nearest = _nearest_label(labels[None], recovered[None])[0]
+    return np.where(recovered, nearest, labels)
+
+
+def _recover_dependent_2d(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    recovered: np.ndarray,
+) -> np.ndarray:
+    """Dependent (posterior) consolidation of single slices: dense tissue between the lung and the posterior cage.
+
+    Per column (x) of each slice and lung, the deepest lung pixel (largest y = most posterior) is found and the
+    column is walked posteriorly, through non-bone tissue up to ``DEPENDENT_MAX_HU``, towards the posterior cage:
+    the first bone pixel behind it (:func:`_cage_bone_2d`), as the rolling minimum depth over
+    ``DEPENDENT_CAGE_WINDOW_MM`` (a column between two ribs takes the neighbouring ribs). Tissue more than
+    ``DEPENDENT_MARGIN_MM`` in front of the cage, at most ``DEPENDENT_MAX_DEPTH_MM`` behind the lung, in bands of
+    at least ``DEPENDENT_MIN_BAND_MM`` and ``DEPENDENT_MIN_COLUMNS`` columns wide, is lung. Only columns whose
+    deepest lung pixel lies in the posterior half of the trunk (dependent lung) are walked, never columns near the
+    vertebral body (``DEPENDENT_MEDIAL_MM``; ``DEPENDENT_AORTA_MM`` on the left, descending aorta), in the medial
+    ``DEPENDENT_LUNG_MEDIAL`` or lateral ``DEPENDENT_LUNG_LATERAL`` share of the lung's width (mediastinum; chest
+    wall along the lung's lateral curve), nor columns without a cage (leaving a tight crop). A band that would
+    enclose a new hole in the lung (a ring around the heart) is dropped (:func:`_no_new_holes`).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        uint8 (z, y, x) lung labels on the working grid (thin stack).
+    hu : numpy.ndarray
+        Working-grid CT (HU).
+    dense_ok : numpy.ndarray
+        bool (z, y, x): soft-tissue-range voxels not yet recovered (only used to skip empty slices).
+    trunk : numpy.ndarray
+        bool (z, y, x) trunk mask.
+    spacing : numpy.ndarray
+        Working spacing (z, y, x) in mm.
+    recovered : numpy.ndarray
+        bool (z, y, x) voxels already recovered by the other rules (counted as lung).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (z, y, x) recovered voxels.
+    """
+    out = np.zeros(labels.shape, dtype=bool)
+    ny, nx = labels.shape[1:]
+    xs = np.arange(nx)
+    half = max(1, int(round(DEPENDENT_CAGE_WINDOW_MM / spacing[2] / 2)))
+    margin = DEPENDENT_MARGIN_MM / spacing[1]
+    min_band = max(2.0, DEPENDENT_MIN_BAND_MM / spacing[1])
+    depth = max(1, int(round(DEPENDENT_MAX_DEPTH_MM / spacing[1])))
+    for z in range(labels.shape[0]):
+        bone = _cage_bone_2d(hu[z], trunk[z])
+        if bone is None or not labels[z].any() or not dense_ok[z].any():
+            continue
+        midline = float(np.nonzero(trunk[z])[1].mean())
+        band_lo, band_hi = _paravertebral_band(bone, trunk[z], spacing, midline)
+        medial = (xs >= band_lo) & (xs <= band_hi)
+        tys = np.nonzero(trunk[z])[0]
+        centre_y = 0.5 * (tys.min() + tys.max())
+        ok = trunk[z] & ~bone & (hu[z] <= DEPENDENT_MAX_HU)
+        sides = _with_recovered(labels[z], recovered[z])
+        any_lung = sides > 0
+        for value in (RIGHT, LEFT):
+            lung = sides == value
+            if lung.sum() < 20:
+                continue
+            lxs = np.nonzero(lung)[1]
+            width = float(lxs.max() - lxs.min() + 1)
+            inner_side = xs > lxs.max() - DEPENDENT_LUNG_MEDIAL * width  # right lung: medial = larger x
+            outer_side = xs < lxs.min() + DEPENDENT_LUNG_LATERAL * width
+            if value == LEFT:
+                inner_side = xs < lxs.min() + DEPENDENT_LUNG_MEDIAL * width
+                outer_side = xs > lxs.max() - DEPENDENT_LUNG_LATERAL * width
+            deepest = np.where(lung.any(axis=0), ny - 1 - np.argmax(lung[::-1], axis=0), -1)
+            allowed = ~medial & ~inner_side & ~outer_side & (deepest >= centre_y)
+            band = _band_to_cage(lung, bone, ok, allowed, half, margin, min_band, depth) & ~any_lung
+            band = ndimage.binary_opening(band, structure=np.ones((1, DEPENDENT_MIN_COLUMNS), dtype=bool))
+            out[z] |= _no_new_holes(any_lung, band)
+    return out
+
+
+def _cage_bone_2d(hu: np.ndarray, trunk: np.ndarray) -> np.ndarray | None:
+    """Bone of one slice for the 2-D cage: >= ``BONE_HU``, or near the saturated top of a display-converted image.
+
+    Returns ``None`` when the image maximum is below ``DEPENDENT_MIN_TOP_HU`` (a window so low that muscle
+    saturates like bone).
+    """
+    if not trunk.any():
+        return None
+    top = float(hu[trunk].max())
+    if top < DEPENDENT_MIN_TOP_HU:
+        return None
+    bone = (hu >= min(BONE_HU, top - DEPENDENT_BONE_BELOW_TOP_HU)) & trunk
+    lab, n = ndimage.label(bone, structure=np.ones((3, 3)))
+    if n == 0:
+        return bone
+    sizes = ndimage.sum_labels(bone, lab, np.arange(1, n + 1))
+    return np.isin(lab, 1 + np.nonzero(sizes >= DEPENDENT_MIN_BONE_PX)[0])
+
+
+def _paravertebral_band(
+    bone: np.ndarray | None, trunk: np.ndarray, spacing: np.ndarray, midline: float
+) -> tuple[float, float]:
+    """Column range (x, working-grid pixels) of the vertebral body and descending aorta in one slice (2-D rules).
+
+    From ``DEPENDENT_MEDIAL_MM`` beyond the vertebral body's smaller-x (patient-right) edge to ``DEPENDENT_AORTA_MM``
+    beyond its larger-x (patient-left) edge, where the descending aorta lies beside the spine. Without bone or a
+    vertebral body (:func:`_vertebral_body`) the trunk ``midline`` (x index) stands in for the body.
+    """
+    vb = _vertebral_body(bone, trunk, spacing, midline) if bone is not None else None
+    right_edge, left_edge = (vb[2], vb[3]) if vb is not None else (int(round(midline)), int(round(midline)))
+    return right_edge - DEPENDENT_MEDIAL_MM / spacing[2], left_edge + DEPENDENT_AORTA_MM / spacing[2]
+
+
+def _band_to_cage(
+    lung: np.ndarray,
+    bone: np.ndarray,
+    ok: np.ndarray,
+    allowed: np.ndarray,
+    half: int,
+    margin: float,
+    min_band: float,
+    depth: int,
+) -> np.ndarray:
+    """Tissue behind the lung (increasing row index) and in front of the cage, per column of a 2-D slice.
+
+    Per column, the cage is the first ``bone`` pixel behind the last ``lung`` pixel, as a rolling minimum over
+    ``2 * half + 1`` columns; pixels of ``ok`` reached from the lung through ``ok`` (at most ``depth`` pixels),
+    more than ``margin`` pixels in front of the cage, in ``allowed`` columns whose band is at least ``min_band``
+    pixels deep, are returned. Columns without a cage (leaving the image) give nothing.
+    """
+    n = lung.shape[0]
+    index = np.arange(n)[:, None]
+    has = lung.any(axis=0)
+    deepest = np.where(has, n - 1 - np.argmax(lung[::-1], axis=0), -1)
+    behind = bone & (index > deepest[None, :])
+    first = np.where(behind.any(axis=0), np.argmax(behind, axis=0), 11 * n).astype(float)
+    cage = ndimage.minimum_filter1d(first, 2 * half + 1, mode="nearest")
+    inner = np.where(cage > n, -1.0, cage - margin)
+    columns = has & allowed & (inner - deepest >= min_band)
+    if not columns.any():
+        return np.zeros(lung.shape, dtype=bool)
+    reach = _reach_along(lung, ok, axis=0, reverse=False, max_steps=depth)
+    return reach & columns[None, :] & (index < inner[None, :])
+
+
+def _no_new_holes(lung: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """Components of ``band`` (2-D) whose addition to ``lung`` encloses no new hole (a ring around the heart)."""
+    if not band.any():
+        return band
+    before = ndimage.binary_fill_holes(lung)
+    comp, n = ndimage.label(band, structure=np.ones((3, 3)))
+    keep = np.zeros(n + 1, dtype=bool)
+    for i in range(1, n + 1):
+        part = comp == i
+        keep[i] = not (ndimage.binary_fill_holes(lung | part) & ~before & ~part).any()
+    return keep[comp]
+
+
+def _recover_bronchograms_2d(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    air_threshold: float,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    recovered: np.ndarray,
+) -> np.ndarray:
+    """Consolidated lung around air bronchograms (2-D thin stacks only).
+
+    An air bronchogram is an aerated bronchus inside consolidated lung: on a single slice, a small air pocket
+    (< ``air_threshold``, at most ``BRONCHOGRAM_MAX_AREA_MM2``, not touching the image border, not lung) whose
+    one-pixel ring is almost all dense tissue (``BRONCHOGRAM_RING_DENSE``). Pockets near the vertebral body and
+    descending aorta (the dependent rule's medial band), anterior of ``BRONCHOGRAM_POSTERIOR`` or between the two
+    lungs (:func:`_between_lungs`: oesophagus, main bronchi in the mediastinum) are not counted. When a slice holds
+    at least ``BRONCHOGRAM_MIN_COUNT`` pockets before the mediastinum test (several bronchograms = a consolidated
+    lobe; an isolated pocket is as often a hilar bronchus or the oesophagus), dense tissue within
+    ``BRONCHOGRAM_RADIUS_MM`` of the accepted pockets, more than ``DEPENDENT_MARGIN_MM`` from bone, is lung.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        uint8 (z, y, x) lung labels on the working grid (thin stack).
+    hu : numpy.ndarray
+        Working-grid CT (HU).
+    air_threshold : float
+        Air-like below this (HU).
+    dense_ok : numpy.ndarray
+        bool (z, y, x): soft-tissue-range voxels not yet recovered.
+    trunk : numpy.ndarray
+        bool (z, y, x) trunk mask.
+    spacing : numpy.ndarray
+        Working spacing (z, y, x) in mm.
+    recovered : numpy.ndarray
+        bool (z, y, x) voxels already recovered by the other rules (counted as lung).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (z, y, x) recovered voxels (air pockets included).
+    """
+    out = np.zeros(labels.shape, dtype=bool)
+    pixel_mm2 = float(spacing[1] * spacing[2])
+    for z in range(labels.shape[0]):
+        lung = (labels[z] > 0) | recovered[z]
+        if not lung.any() or not trunk[z].any():
+            continue
+        bone = _cage_bone_2d(hu[z], trunk[z])
+        midline = float(np.nonzero(trunk[z])[1].mean())
+        band_lo, band_hi = _paravertebral_band(bone, trunk[z], spacing, midline)
+        tys = np.nonzero(trunk[z])[0]
+        posterior_y = 0.5 * (tys.min() + tys.max()) + BRONCHOGRAM_POSTERIOR * 0.5 * (tys.max() - tys.min())
+        air = (hu[z] < air_threshold) & trunk[z] & ~lung
+        comp, n = ndimage.label(air, structure=np.ones((3, 3)))
+        if n < BRONCHOGRAM_MIN_COUNT:
+            continue
+        index = np.arange(1, n + 1)
+        area = ndimage.sum_labels(air, comp, index) * pixel_mm2
+        centres = np.array(ndimage.center_of_mass(air, comp, index)).reshape(-1, 2)
+        border = np.unique(np.concatenate([comp[0], comp[-1], comp[:, 0], comp[:, -1]]))
+        ring = ndimage.binary_dilation(air, structure=np.ones((3, 3))) & ~air
+        owner = ndimage.grey_dilation(comp, size=(3, 3))  # ring pixel -> (one of) the pocket(s) it surrounds
+        dense_share = np.nan_to_num(np.asarray(ndimage.mean(dense_ok[z][ring], owner[ring], index), dtype=float))
+        cx = centres[:, 1]
+        medial = (cx >= band_lo) & (cx <= band_hi)
+        pockets = (area <= BRONCHOGRAM_MAX_AREA_MM2) & ~np.isin(index, border) & (dense_share >= BRONCHOGRAM_RING_DENSE)
+        pockets &= ~medial & (centres[:, 0] >= posterior_y)
+        if pockets.sum() < BRONCHOGRAM_MIN_COUNT:
+            continue
+        pockets &= ~_between_lungs(labels[z], recovered[z], centres, midline, spacing)
+        seeds = np.isin(comp, index[pockets])
+        near = ndimage.distance_transform_edt(~seeds, sampling=spacing[1:]) <= BRONCHOGRAM_RADIUS_MM
+        region = (near & dense_ok[z]) | seeds
+        if bone is not None:
+            region &= ndimage.distance_transform_edt(~bone, sampling=spacing[1:]) > DEPENDENT_MARGIN_MM
+        out[z] = region & ~lung
+    return out

@@ -1,0 +1,339 @@
+"""Dense-recovery rules of the 3-D path only (step 6e of :func:`~kicc_analysis.segmentation.lungs.segment_lungs`).
+
+A volume has neighbouring slices, so the diaphragm dome, the spine and the lung base can be modelled. Thin stacks
+(< 30 mm) never reach these rules. :func:`~kicc_analysis.segmentation.lungs._recover_dense` calls them in this order,
+each on the soft-tissue voxels (-400..+150 HU) not recovered yet:
+
+1. **Lung base** (:func:`_recover_lung_base`, lungs-1.3): models the diaphragm. Per lung, a quadratic dome
+   (:func:`_fit_dome`) is fitted to the lower envelope of the lowest lung voxel of every (y, x) column; dense voxels
+   between the dome and the base of posterior columns raised 5-40 mm above it (:func:`_raised_columns`:
+   consolidation lying on the diaphragm has no aerated lung below it), at least 20 mm from the midline (vertebral
+   body, aorta), touching the lung, are lung. Only when the whole lung is in the scan (at least 120 mm high; the
+   first and last slice hold at most 10 % of its largest cross-section). Pleural effusion lying on the diaphragm is
+   included like consolidation (HU cannot tell them apart).
+2. **Paravertebral gutter** (:func:`_recover_gutter`, lungs-1.4): per slice the vertebral body is found
+   (:func:`~kicc_analysis.segmentation._common._vertebral_body`: thickest bone near the midline in the posterior half
+   of the trunk); a dense pocket up to 25 mm lateral of it, between its centre and its posterior edge, is lung when
+   it is enclosed by that lung laterally (reached row by row) and by the rib head / vertebra behind it (reached
+   column by column, at most 25 mm), is more than 4 mm from bone and is thicker than two pixels.
+3. **Costophrenic recess** (:func:`_recover_consolidated_base` -> :func:`_recover_recess`, lungs-1.5): a lung base
+   consolidated over its whole depth. Below a lung's largest cross-section, a gap of at most 90 degrees (outside the
+   anterior 60 degrees) between rays of one slice that meet the lung gets the lung's radial extent interpolated
+   between the two rays bounding it (outer edge out to the rib cage when within 10 mm); dense voxels there under the
+   lung of the slice above (a base only narrows caudally), at least 20 mm from the midline, more than 4 mm from bone,
+   thicker than two pixels and touching the lung are lung. No HU step between organ and consolidation is used (see
+   docs/ct.md, lungs-1.5 trial log, for the rejected base-layer rule).
+
+The other 3-D-only rule, abdominal gas (step 2), filters the air candidate rather than recovering dense lung: see
+:func:`~kicc_analysis.segmentation.lungs._drop_abdominal_gas`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ._common import (
+    _STRUCT_3D,
+    BONE_HU,
+    CAGE_MARGIN_3D_MM,
+    CAGE_Z_ANTERIOR_DEG,
+    GUTTER_WIDTH_MM,
+    LEFT,
+    N_RAYS,
+    RIGHT,
+    _reach_along,
+    _side_of_components,
+    _thick_part,
+    _vertebral_body,
+)
+
+BASE_FIT_DEGREE = 2  # lung-base rule: polynomial degree of the dome model (2: quadratic; 3, 4 tried: worse)
+BASE_FIT_ITERATIONS = 12  # ... iterations of the asymmetric (lower-envelope) dome fit
+BASE_FIT_ASYMMETRY = 0.05  # ... weight of columns whose base lies above the fitted dome (1 - this below it)
+BASE_RAISED_MM = 5.0  # ... a column whose base is at least this far (mm) above the dome is raised by dense lung
+BASE_MAX_RAISE_MM = 40.0  # ... and at most this far (mm): higher bases are apex / mediastinal overhang, not base
+BASE_MIN_LUNG_HEIGHT_MM = 120.0  # ... lungs shorter than this (mm) in the scan are not modelled (bases only)
+BASE_MIDLINE_MM = 20.0  # ... columns closer than this (mm) to the body midline (spine, aorta) are never filled
+# (also the costophrenic-recess rule's distance from the trunk midline)
+GUTTER_DEPTH_MM = 25.0  # paravertebral-gutter rule: dense voxels at most this far (mm) anterior of the rib / vertebra
+# behind them (the vertebral body and the gutter width: GUTTER_* in _common)
+RECESS_MAX_GAP_DEG = 90.0  # costophrenic-recess rule: widest angular gap (degrees) bridged between lung rays
+RECESS_CAGE_REACH_MM = 10.0  # ... the gap's outer edge moves out to the rib cage when it lies within this (mm)
+
+
+def _recover_lung_base(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.ndarray, body_x: np.ndarray) -> np.ndarray:
+    """Dense lung lying on the diaphragm: raised columns are filled down to the modelled dome (3-D path only).
+
+    Per lung, the lowest lung voxel of every (y, x) column gives the base height; a smooth dome (:func:`_fit_dome`)
+    models the diaphragm under aerated lung. In the columns whose base lies clearly above the dome
+    (:func:`_raised_columns`; consolidation on the diaphragm has no aerated lung below it), dense voxels between
+    the dome and the base, in 3-D components touching the lung, are lung. Skipped when the first or last slice
+    holds more than 10 % of the largest lung cross-section (lung cut by the scan range: base or apex missing) or
+    the lung is shorter than ``BASE_MIN_LUNG_HEIGHT_MM`` (lung bases of an abdominal CT: no dome to model).
+    """
+    nz = labels.shape[0]
+    recovered = np.zeros(labels.shape, dtype=bool)
+    if nz < 3:
+        return recovered
+    z_mm = np.arange(nz)[:, None, None] * spacing[0]
+    for value in (RIGHT, LEFT):
+        lung = labels == value
+        footprint = lung.any(axis=0)
+        if footprint.sum() < 12:
+            continue
+        area = lung.sum(axis=(1, 2))
+        z_lung = np.nonzero(area)[0]
+        height_mm = (z_lung[-1] - z_lung[0] + 1) * spacing[0]
+        if max(area[0], area[-1]) > 0.1 * area.max() or height_mm < BASE_MIN_LUNG_HEIGHT_MM:
+            continue
+        base = np.argmax(lung, axis=0)  # lowest lung slice of each column
+        ys, xs = np.nonzero(footprint)
+        dome = np.full(footprint.shape, np.inf)
+        dome[ys, xs] = _fit_dome(base[ys, xs] * spacing[0], ys * spacing[1], xs * spacing[2])
+        base_mm = np.where(footprint, base * spacing[0], -np.inf)
+        columns = _raised_columns(footprint, base_mm - dome, spacing, float(np.median(body_x)))
+        if not columns.any():
+            continue
+        candidate = (z_mm >= dome[None]) & (z_mm < base_mm[None]) & columns[None] & dense_ok & (labels == 0)
+        comp, _ = ndimage.label(candidate, structure=_STRUCT_3D)
+        touching = np.unique(comp[ndimage.binary_dilation(lung, structure=_STRUCT_3D) & (comp > 0)])
+        recovered |= np.isin(comp, touching[touching > 0])
+    return recovered
+
+
+def _dome_design(ys_mm: np.ndarray, xs_mm: np.ndarray) -> np.ndarray:
+    """Design matrix of the dome model: all monomials y^i x^j, i + j <= ``BASE_FIT_DEGREE`` (y, x centred, dm)."""
+    yc = (ys_mm - float(np.mean(ys_mm))) / 100.0  # decimetres: keeps the least-squares system well conditioned
+    xc = (xs_mm - float(np.mean(xs_mm))) / 100.0
+    terms = [yc**i * xc**j for i in range(BASE_FIT_DEGREE + 1) for j in range(BASE_FIT_DEGREE + 1 - i)]
+    return np.stack(terms, axis=-1)
+
+
+def _fit_dome(base_mm: np.ndarray, ys_mm: np.ndarray, xs_mm: np.ndarray) -> np.ndarray:
+    """Lower-envelope fit of the lung base height (mm) over the lung footprint; returns the dome height (mm).
+
+    Asymmetric iteratively reweighted least squares: columns whose base lies above the current surface (raised by
+    consolidation lying on the diaphragm, or by the heart) get weight ``BASE_FIT_ASYMMETRY``, columns below it
+    ``1 - BASE_FIT_ASYMMETRY``, so the surface follows the part of the dome that carries aerated lung.
+    """
+    design = _dome_design(ys_mm, xs_mm)
+    weights = np.ones_like(base_mm)
+    for _ in range(BASE_FIT_ITERATIONS):
+        sw = np.sqrt(weights)
+        coef, *_ = np.linalg.lstsq(design * sw[:, None], base_mm * sw, rcond=None)
+        dome = design @ coef
+        weights = np.where(base_mm > dome, BASE_FIT_ASYMMETRY, 1.0 - BASE_FIT_ASYMMETRY)
+    return dome
+
+
+def _raised_columns(footprint: np.ndarray, raise_mm: np.ndarray, spacing: np.ndarray, midline_x: float) -> np.ndarray:
+    """(y, x) columns of one lung whose base is raised above the dome by a dependent, sub-pleural dense layer.
+
+    Raised by ``BASE_RAISED_MM`` ... ``BASE_MAX_RAISE_MM`` (higher: apex or mediastinal overhang), posterior half of
+    the footprint (the heart sits on the anterior diaphragm), at least ``BASE_MIDLINE_MM`` from the midline
+    (vertebral body, aorta), at least three columns wide (a rim column clips the curved lung wall high) and
+    reaching the rim of the footprint (sub-pleural: against the chest wall).
+    """
+    ny, nx = footprint.shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    ys = np.nonzero(footprint)[0]
+    columns = footprint & (raise_mm >= BASE_RAISED_MM) & (raise_mm <= BASE_MAX_RAISE_MM)
+    columns &= yy >= ys.mean()
+    columns &= np.abs(xx - midline_x) * spacing[2] >= BASE_MIDLINE_MM
+    columns = ndimage.binary_opening(columns, structure=np.ones((3, 3), dtype=bool))
+    rim = footprint & ~ndimage.binary_erosion(footprint, iterations=2)
+    comp, _ = ndimage.label(columns)
+    keep = np.unique(comp[rim & (comp > 0)])
+    return np.isin(comp, keep[keep > 0])
+
+
+def _recover_gutter(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    body_x: np.ndarray,
+) -> np.ndarray:
+    """Dense lung filling the paravertebral gutter (posterior costovertebral recess), 3-D path only.
+
+    Per slice the vertebral body is located (:func:`_vertebral_body`). The gutter of each lung is the band up to
+    ``GUTTER_WIDTH_MM`` lateral of the body's lateral edge, between the body's centre and its posterior edge (the
+    descending aorta and the azygos vein lie antero-lateral, in front of the centre; the paravertebral muscles lie
+    behind the rib heads and transverse processes). A dense pocket there is lung when it is enclosed: reached
+    medially, row by row, from that lung lying lateral of it, and anteriorly, column by column, from the rib head or
+    vertebra behind it (at most ``GUTTER_DEPTH_MM``), through dense voxels only. Voxels within
+    ``CAGE_MARGIN_3D_MM`` of bone (pleura, periosteum, intercostal vessels) are never lung, and only pockets thicker
+    than two pixels are kept (:func:`_thick_part`; the corner triangles left by the partial-volume boundary are
+    neither lung nor consolidation).
+    """
+    nx = labels.shape[2]
+    recovered = np.zeros(labels.shape, dtype=bool)
+    depth = max(1, int(round(GUTTER_DEPTH_MM / spacing[1])))
+    width = max(1, int(round(GUTTER_WIDTH_MM / spacing[2])))
+    bone = (hu >= BONE_HU) & trunk
+    for z in np.nonzero(labels.any(axis=(1, 2)))[0]:
+        vb = _vertebral_body(bone[z], trunk[z], spacing, float(body_x[z]))
+        if vb is None:
+            continue
+        cy, _, left, right, back = vb
+        pad = int(np.ceil(CAGE_MARGIN_3D_MM / min(spacing[1], spacing[2]))) + 1
+        # rows that matter: the gutter rows plus the reach of the rib behind them (and bone just around them)
+        ya, yb = max(0, cy - pad), min(labels.shape[1], back + depth + 2)
+        for value in (RIGHT, LEFT):
+            # gutter columns [x0, x1) next to the body (the right lung has the smaller x, LPS); the analysed band
+            # [xa, xb) extends one gutter width further out so that the lung lateral of the gutter is seen
+            if value == RIGHT:
+                x0, x1 = max(0, left - width), left
+                xa, xb = max(0, x0 - width), x1
+            else:
+                x0, x1 = right + 1, min(nx, right + 1 + width)
+                xa, xb = x0, min(nx, x1 + width)
+            if x1 <= x0:
+                continue
+            window = (z, slice(ya, yb), slice(xa, xb))
+            lung = labels[window] == value
+            ok = dense_ok[window] & (labels[window] == 0)
+            reach = _reach_along(lung, ok, axis=1, reverse=value == LEFT, max_steps=width)
+            reach[: cy - ya] = False
+            reach[back + 1 - ya :] = False
+            if not reach.any():
+                continue
+            reach &= _reach_along(bone[window], ok, axis=0, reverse=True, max_steps=depth)
+            # distance to bone within the window padded by the margin (bone just outside the band counts too)
+            pa, pb = max(0, xa - pad), min(nx, xb + pad)
+            far = ndimage.distance_transform_edt(~bone[z, ya:yb, pa:pb], sampling=spacing[1:]) > CAGE_MARGIN_3D_MM
+            reach = _thick_part(reach & far[:, xa - pa : xb - pa])
+            recovered[z, ya:yb, x0:x1] |= reach[:, x0 - xa : x1 - xa]
+    return recovered
+
+
+def _recover_consolidated_base(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    recovered: np.ndarray,
+) -> np.ndarray:
+    """lungs-1.5 (3-D path only): a lung base consolidated over its whole depth, after the other dense rules.
+
+    The costophrenic recess (:func:`_recover_recess`: angular gaps of a base slice's lung crescent). ``recovered``
+    (voxels accepted by the other rules) counts as lung, on the side of the nearest lung; only new voxels are
+    returned.
+    """
+    current = _side_of_components(labels, recovered)
+    return _recover_recess(current, hu, dense_ok, trunk, spacing)
+
+
+def _gap_runs(has: np.ndarray, allowed: np.ndarray, max_len: int) -> list[tuple[int, int]]:
+    """Circular runs of rays without lung, bounded by lung rays on both sides: (first ray, run length).
+
+    Only runs of at most ``max_len`` rays whose rays are all ``allowed`` are returned.
+    """
+    n = has.size
+    if has.all() or not has.any():
+        return []
+    start = int(np.nonzero(has)[0][0])
+    order = (start + np.arange(n)) % n  # begins on a lung ray, so every gap is closed on both sides
+    runs = []
+    k = 0
+    while k < n:
+        if has[order[k]]:
+            k += 1
+            continue
+        j = k
+        while j < n and not has[order[j]]:
+            j += 1
+        length = j - k
+        if length <= max_len and allowed[order[k:j]].all():
+            runs.append((int(order[k]), length))
+        k = j
+    return runs
+
+
+def _recover_recess(
+    current: np.ndarray, hu: np.ndarray, dense_ok: np.ndarray, trunk: np.ndarray, spacing: np.ndarray
+) -> np.ndarray:
+    """Consolidated costophrenic recess: the crescent of dense lung between two stretches of lung (3-D path only).
+
+    Below its largest cross-section a lung base is a dome sitting in the bowl of the rib cage: in an axial slice the
+    lung is a crescent around the liver / spleen dome. When a stretch of that crescent is consolidated over its
+    whole depth, the rays from the trunk centre that cross it meet no lung of the slice, so the radial rib-cage rule
+    cannot see it. Here, per slice (cranial to caudal) and lung, a gap of at most ``RECESS_MAX_GAP_DEG`` between
+    rays that meet the lung, outside the anterior sector (``CAGE_Z_ANTERIOR_DEG``: heart, cardiac notch), gets the
+    radial extent of the lung interpolated (linearly in angle) between the two rays bounding it -- the outer edge
+    moves out to the first bone on the ray when that lies within ``RECESS_CAGE_REACH_MM`` (the lung fills the cavity
+    up to the inner surface of the rib cage) -- and its dense voxels are lung when they lie under the lung of the
+    slice above (a lung base only narrows caudally; in-plane tolerance one pixel), at least ``BASE_MIDLINE_MM`` from
+    the trunk's midline (vertebral body, aorta, oesophagus), more than ``CAGE_MARGIN_3D_MM`` from bone, form a part
+    thicker than two pixels and touch the lung. Slices are processed caudally so a recovered crescent carries on to
+    the next slice.
+    ``current``: lung labels including the voxels recovered so far; the voxels added here are labelled in place.
+    Returns the added voxels.
+    """
+    nz, ny, nx = current.shape
+    out = np.zeros(current.shape, dtype=bool)
+    if nz < 3:
+        return out
+    n_rays = N_RAYS
+    rays = np.arange(n_rays)
+    angle = (rays + 0.5) / n_rays * 360.0 - 180.0  # image y = posterior; anterior = -90 degrees
+    allowed = np.abs(((angle + 90.0) + 180.0) % 360.0 - 180.0) >= CAGE_Z_ANTERIOR_DEG
+    max_len = int(round(RECESS_MAX_GAP_DEG / 360.0 * n_rays))
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    pixel_mm = float(np.sqrt(spacing[1] * spacing[2]))
+    one = np.ones((3, 3), dtype=bool)
+    geometry: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # per slice: radius (px), ray, off midline
+    for value in (RIGHT, LEFT):
+        area = (current == value).sum(axis=(1, 2))
+        if not area.any():
+            continue
+        z_top = int(np.argmax(area))
+        for z in range(z_top - 1, -1, -1):
+            lung = current[z] == value
+            if lung.sum() < 5 or not trunk[z].any():
+                continue
+            if z not in geometry:
+                cy, cx = ndimage.center_of_mass(trunk[z])
+                radius = np.hypot((yy - cy) * spacing[1], (xx - cx) * spacing[2]) / pixel_mm
+                ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
+                lateral = np.abs(xx - cx) * spacing[2] >= BASE_MIDLINE_MM  # not the spine, aorta, oesophagus
+                geometry[z] = (radius, ray, lateral)
+            radius, ray, lateral = geometry[z]
+            r_in = np.full(n_rays, np.inf)
+            r_out = np.full(n_rays, -np.inf)
+            np.minimum.at(r_in, ray[lung], radius[lung])
+            np.maximum.at(r_out, ray[lung], radius[lung])
+            has = np.isfinite(r_in)
+            inner = np.full(n_rays, np.inf)
+            outer = np.full(n_rays, -np.inf)
+            for first, length in _gap_runs(has, allowed, max_len):
+                a, b = (first - 1) % n_rays, (first + length) % n_rays
+                w = (np.arange(1, length + 1)) / (length + 1.0)
+                gap = (first + np.arange(length)) % n_rays
+                inner[gap] = (1 - w) * r_in[a] + w * r_in[b]
+                outer[gap] = (1 - w) * r_out[a] + w * r_out[b]
+            if not np.isfinite(inner).any():
+                continue
+            # the crescent reaches the inner surface of the rib cage: first bone outside the interpolated inner edge
+            bone = (hu[z] >= BONE_HU) & trunk[z] & (radius > inner[ray])
+            r_bone = np.full(n_rays, np.inf)
+            np.minimum.at(r_bone, ray[bone], radius[bone])
+            reach = np.isfinite(inner) & (r_bone > outer) & (r_bone - outer <= RECESS_CAGE_REACH_MM / pixel_mm)
+            outer = np.where(reach, r_bone, outer)
+            band = (radius >= inner[ray]) & (radius <= outer[ray]) & lateral
+            band &= ndimage.binary_dilation(current[z + 1] == value, structure=one) & dense_ok[z] & (current[z] == 0)
+            if not band.any():
+                continue
+            far = ndimage.distance_transform_edt(hu[z] < BONE_HU, sampling=spacing[1:]) > CAGE_MARGIN_3D_MM
+            band = _thick_part(band & far)
+            if not band.any():
+                continue
+            comp, _ = ndimage.label(band, structure=one)
+            touching = np.unique(comp[ndimage.binary_dilation(lung, structure=one) & (comp > 0)])
+            band = np.isin(comp, touching[touching > 0])
+            current[z][band] = value
+            out[z] |= band
+    return out
