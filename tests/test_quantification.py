@@ -135,11 +135,43 @@ def test_phantom_ggo_volume_within_5_percent_on_our_mask(phantom_on_our_mask):
         assert table.loc["both", "ggo_ml"] == pytest.approx(ph.volumes_ml["ggo"], rel=0.05)
 
 
+@pytest.mark.xfail(
+    reason="lungs-1.6: -37 % (seed 0) / -29 % (seed 3). The mask misses 33-42 % of the consolidation (basal / "
+    "dependent consolidation with no aerated lung below it). lungs-1.5 passed (-3.8 % / -1.5 %) only because about "
+    "800 dense non-lung voxels per phantom (pericardial fat, hilar vessels, chest-wall rim) were counted as "
+    "consolidation; the lungs-1.6 halo gate removes them (see docs/ct.md 'Known limitations')",
+    strict=True,
+)
 def test_phantom_consolidation_volume_within_5_percent_on_our_mask(phantom_on_our_mask):
-    # lungs-1.5: -3.8 % (seed 0) / -1.5 % (seed 3); lungs-1.4: -5.4 % / -1.5 %. The error is a balance of missed
-    # basal consolidation (~40 % of it) and dense non-lung voxels counted as consolidation (docs/ct.md)
     for ph, table in phantom_on_our_mask:
         assert table.loc["both", "consolidation_ml"] == pytest.approx(ph.volumes_ml["consolidation"], rel=0.05)
+
+
+def test_phantom_consolidation_on_our_mask_is_not_made_of_non_lung_tissue():
+    # lungs-1.6 halo gate: what our mask counts as consolidation lies in the lung. lungs-1.5: 815 voxels of seed 0
+    # outside the true lung (34 % of the true consolidation: pericardial fat ring, hilar vessels, chest-wall rim);
+    # lungs-1.6: 88 (3.7 %)
+    from kicc_analysis.segmentation import segment_lungs
+
+    ph = phantom.chest_phantom(lesions="random", seed=0)
+    image = _image(ph.hu, tuple(float(s) for s in ph.spacing_mm[::-1]))
+    opacities = sitk.GetArrayFromImage(segment_opacities(image, segment_lungs(image).labels))
+    outside = ((opacities == 2) & (ph.lung_labels == 0)).sum()
+    assert outside <= 0.1 * (ph.lesion_labels == 2).sum()
+
+
+def test_lesion_free_phantom_has_no_consolidation_on_our_mask():
+    # specificity on healthy anatomy: lungs-1.5 counted 31 mL of pericardial fat, hilar vessels and chest-wall rim as
+    # consolidation on this lesion-free phantom (true mask: 2.5 mL of partial-volume vessel); lungs-1.6: 4.2 mL
+    from kicc_analysis.segmentation import segment_lungs
+
+    ph = phantom.chest_phantom(lesions=None, seed=0)
+    spacing = tuple(float(s) for s in ph.spacing_mm[::-1])
+    image = _image(ph.hu, spacing)
+    ours = quantify(image, segment_lungs(image).labels).set_index("region").loc["both"]
+    truth = quantify(image, _image(ph.lung_labels, spacing)).set_index("region").loc["both"]
+    assert ours.consolidation_ml <= truth.consolidation_ml + 5.0
+    assert ours.consolidation_pct < 0.25
 
 
 def test_vessel_filter_3d_removes_tubes_keeps_blobs():

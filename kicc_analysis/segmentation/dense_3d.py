@@ -24,6 +24,16 @@ each on the soft-tissue voxels (-400..+150 HU) not recovered yet:
    thicker than two pixels and touching the lung are lung. No HU step between organ and consolidation is used (see
    docs/ct.md, lungs-1.5 trial log, for the rejected base-layer rule).
 
+4. **Halo gate** (:func:`_with_abnormal_halo`, lungs-1.6): a filter on everything rules (a)-(e) recovered, not a
+   rule of its own. Per slice, a recovered component is kept when at least 30 % of the aerated lung in the ring just
+   beyond it (the first pixel around it skipped: partial volume) is denser than -700 HU (ground glass, partly
+   aerated lung), or when no aerated lung lies in that ring. COVID-19 consolidation lies in diseased lung; the
+   pericardial fat, heart border, hilar vessels and chest-wall rim that the geometric rules also take in border
+   normal lung. It uses no HU of the dense tissue itself. On the healthy real ct64 it cuts what ``quantify`` counts
+   as consolidation from 97 to 18 mL (10 mL on the CIP mask; lung Dice 0.977 -> 0.986); on the phantoms the
+   consolidation voxels outside the true lung from 815 / 983 / 716 to 88 / 269 / 108 (seeds 0 / 1 / 3) while the
+   consolidation inside the mask goes from 0.599 / 0.570 / 0.684 to 0.576 / 0.562 / 0.674.
+
 The other 3-D-only rule, abdominal gas (step 2), filters the air candidate rather than recovering dense lung: see
 :func:`~kicc_analysis.segmentation.lungs._drop_abdominal_gas`.
 """
@@ -60,6 +70,9 @@ GUTTER_DEPTH_MM = 25.0  # paravertebral-gutter rule: dense voxels at most this f
 # behind them (the vertebral body and the gutter width: GUTTER_* in _common)
 RECESS_MAX_GAP_DEG = 90.0  # costophrenic-recess rule: widest angular gap (degrees) bridged between lung rays
 RECESS_CAGE_REACH_MM = 10.0  # ... the gap's outer edge moves out to the rib cage when it lies within this (mm)
+HALO_ABNORMAL_HU = -700.0  # halo gate: an aerated-lung pixel denser than this (HU) is abnormal (GGO bin lower edge)
+HALO_MIN_SHARE = 0.3  # ... a recovered component is kept when at least this share (0-1) of its halo is abnormal
+HALO_GAP_PX = 1  # ... the halo is the lung ring just beyond this many working-grid pixels around the component
 
 
 def _recover_lung_base(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.ndarray, body_x: np.ndarray) -> np.ndarray:
@@ -337,3 +350,44 @@ def _recover_recess(
             current[z][band] = value
             out[z] |= band
     return out
+
+
+def _with_abnormal_halo(recovered: np.ndarray, labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
+    """The recovered pixels whose per-slice component borders diseased lung (halo gate, 3-D path, lungs-1.6).
+
+    COVID-19 consolidation lies in diseased lung: ground-glass opacity or partly aerated lung surrounds it, while the
+    dense non-lung tissue the geometric rules can take in -- pericardial fat, the heart border, hilar vessels and
+    bronchial walls, the partial-volume rim of the chest wall -- borders normal aerated lung. Per axial slice, each
+    8-connected component of ``recovered`` is kept when its halo -- the aerated lung pixels of the ring lying just
+    beyond ``HALO_GAP_PX`` pixels around it (the first ring is skipped: partial volume with the component itself)
+    -- holds at least ``HALO_MIN_SHARE`` of pixels denser than ``HALO_ABNORMAL_HU``, or when no aerated lung lies
+    in that ring (a consolidation that fills its surroundings). No HU of the dense tissue itself is used, so the
+    gate behaves the same for consolidation at -30 HU and at +40 HU.
+
+    Parameters
+    ----------
+    recovered : numpy.ndarray
+        bool (z, y, x): dense pixels accepted by the geometric rules.
+    labels : numpy.ndarray
+        Lung labels (z, y, x) before the recovery (aerated lung, > 0).
+    hu : numpy.ndarray
+        Working-grid CT (z, y, x) in HU.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (z, y, x): the kept subset of ``recovered``.
+    """
+    kept = np.zeros(recovered.shape, dtype=bool)
+    square = np.ones((3, 3), dtype=bool)
+    pad = HALO_GAP_PX + 2
+    for z in np.nonzero(recovered.any(axis=(1, 2)))[0]:
+        components, _ = ndimage.label(recovered[z], structure=square)
+        for index, box in enumerate(ndimage.find_objects(components), start=1):
+            box = tuple(slice(max(0, side.start - pad), side.stop + pad) for side in box)
+            component = components[box] == index
+            near = ndimage.binary_dilation(component, structure=square, iterations=HALO_GAP_PX)
+            halo = ndimage.binary_dilation(near, structure=square) & ~near & (labels[z][box] > 0)
+            if not halo.any() or (hu[z][box][halo] > HALO_ABNORMAL_HU).mean() >= HALO_MIN_SHARE:
+                kept[z][box] |= component
+    return kept

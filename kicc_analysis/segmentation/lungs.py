@@ -24,7 +24,9 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
    b. sub-pleural band up to the rib cage (``_common.py``, :func:`_recover_rib_cage`);
    c. 3-D outline interpolation between slices (``_common.py``, :func:`_recover_between_slices`);
    d. 2-D path only (``dense_2d.py``): mediastinum filter on (a) and (b); after (c), dependent rule, air bronchograms;
-   e. 3-D path only (``dense_3d.py``): lung base on the diaphragm dome, paravertebral gutter, costophrenic recess.
+   e. 3-D path only (``dense_3d.py``): lung base on the diaphragm dome, paravertebral gutter, costophrenic recess;
+   f. 3-D path only (``dense_3d.py``): halo gate -- of all recovered components, only those bordering diseased lung
+      (ground glass) or no aerated lung at all are kept (:func:`_with_abnormal_halo`).
 
    Recovered voxels take the nearest lung's label and are returned as ``dense_recovered``.
 7. **Input grid** (:func:`_upsample_refined`): labels go back block by block; in the boundary band a full-resolution
@@ -39,6 +41,8 @@ Versions (``ALGORITHM_VERSION``; details and measurements in docs/ct.md):
 - lungs-1.4: 3-D: abdominal-gas rule, paravertebral-gutter rule.
 - lungs-1.5: 2-D: dependent and air-bronchogram rules, mediastinum filter; 3-D: costophrenic recess, abdominal-gas rule
   only for supine (or unknown) patient position.
+- lungs-1.6: 3-D: halo gate on the recovered dense tissue (pericardial fat, heart border, hilar vessels and the
+  chest-wall rim next to normal lung are no longer taken in).
 
 Why hand-written: no maintained Python library provides a weight-free lung segmentation that keeps dense lung
 (lungmask and TotalSegmentator need downloaded model weights); every heavy step (resampling, labelling, distance
@@ -69,9 +73,9 @@ from ._common import (
     _trunk,
 )
 from .dense_2d import _mediastinum_2d, _recover_bronchograms_2d, _recover_dependent_2d
-from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base
+from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
 
-ALGORITHM_VERSION = "lungs-1.5"  # bump when outputs change; history in the module docstring
+ALGORITHM_VERSION = "lungs-1.6"  # bump when outputs change; history in the module docstring
 
 TIGHT_CROP_BORDER_AIR = 0.5  # slices whose border is < 50 % air are crops through the body
 TIGHT_CROP_OUTSIDE_MAX_HU = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
@@ -572,6 +576,7 @@ def _recover_dense(
         recovered |= _recover_lung_base(labels, dense_ok & ~recovered, spacing, body_x)
         recovered |= _recover_gutter(labels, hu, dense_ok & ~recovered, body, spacing, body_x)
         recovered |= _recover_consolidated_base(labels, hu, dense_ok & ~recovered, body, spacing, recovered)
+        recovered &= _with_abnormal_halo(recovered, labels, hu)  # only dense tissue next to diseased lung
     # assign recovered voxels to the nearest lung (in place)
     if recovered.any():
         labels[recovered] = _nearest_label(labels, recovered)[recovered]
