@@ -24,15 +24,18 @@ each on the soft-tissue voxels (-400..+150 HU) not recovered yet:
    thicker than two pixels and touching the lung are lung. No HU step between organ and consolidation is used (see
    docs/ct.md, lungs-1.5 trial log, for the rejected base-layer rule).
 
-4. **Halo gate** (:func:`_with_abnormal_halo`, lungs-1.6): a filter on everything rules (a)-(e) recovered, not a
-   rule of its own. Per slice, a recovered component is kept when at least 30 % of the aerated lung in the ring just
-   beyond it (the first pixel around it skipped: partial volume) is denser than -700 HU (ground glass, partly
-   aerated lung), or when no aerated lung lies in that ring. COVID-19 consolidation lies in diseased lung; the
-   pericardial fat, heart border, hilar vessels and chest-wall rim that the geometric rules also take in border
-   normal lung. It uses no HU of the dense tissue itself. On the healthy real ct64 it cuts what ``quantify`` counts
-   as consolidation from 97 to 18 mL (10 mL on the CIP mask; lung Dice 0.977 -> 0.986); on the phantoms the
-   consolidation voxels outside the true lung from 815 / 983 / 716 to 88 / 269 / 108 (seeds 0 / 1 / 3) while the
-   consolidation inside the mask goes from 0.599 / 0.570 / 0.684 to 0.576 / 0.562 / 0.674.
+4. **Halo gate** (:func:`_with_abnormal_halo`, lungs-1.6; ``segment_lungs(..., halo_gate=False)`` switches it
+   off): a filter on what the two rules that reach along the chest wall and across the heart and hila -- the
+   rib-cage band and the outline interpolation (``_common.py``) -- recovered. Per slice, a recovered component is
+   kept when at least 30 % of the aerated lung in the ring just beyond it (the first pixel around it skipped:
+   partial volume) is denser than -700 HU (ground glass, partly aerated lung), or when no aerated lung lies in that
+   ring; otherwise its rib-cage-band and interpolated voxels are dropped. COVID-19 consolidation lies in diseased
+   lung; the pericardial fat, heart border, hilar vessels and chest-wall rim those rules also take in border normal
+   lung. No HU of the dense tissue itself is used. On the healthy real ct64, what ``quantify`` counts as
+   consolidation falls from 97 to 18 mL (10 mL on the CIP mask; Dice vs CIP 0.977 -> 0.986); on the COVID phantoms
+   the consolidation voxels outside the true lung fall from 815 / 983 / 716 to 90 / 269 / 114 (seeds 0 / 1 / 3)
+   while the consolidation inside the mask goes from 0.599 / 0.570 / 0.684 to 0.591 / 0.562 / 0.678. Pure
+   consolidation against normal lung (no ground glass around it) is dropped too: see docs/ct.md, Known limitations.
 
 The other 3-D-only rule, abdominal gas (step 2), filters the air candidate rather than recovering dense lung: see
 :func:`~kicc_analysis.segmentation.lungs._drop_abdominal_gas`.

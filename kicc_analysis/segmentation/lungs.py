@@ -25,8 +25,8 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
    c. 3-D outline interpolation between slices (``_common.py``, :func:`_recover_between_slices`);
    d. 2-D path only (``dense_2d.py``): mediastinum filter on (a) and (b); after (c), dependent rule, air bronchograms;
    e. 3-D path only (``dense_3d.py``): lung base on the diaphragm dome, paravertebral gutter, costophrenic recess;
-   f. 3-D path only (``dense_3d.py``): halo gate -- of all recovered components, only those bordering diseased lung
-      (ground glass) or no aerated lung at all are kept (:func:`_with_abnormal_halo`).
+   f. 3-D path only (``dense_3d.py``, ``halo_gate=True``): halo gate -- voxels from (b) and (c) are kept only in
+      recovered components that border diseased lung (ground glass) or no aerated lung (:func:`_with_abnormal_halo`).
 
    Recovered voxels take the nearest lung's label and are returned as ``dense_recovered``.
 7. **Input grid** (:func:`_upsample_refined`): labels go back block by block; in the boundary band a full-resolution
@@ -41,8 +41,8 @@ Versions (``ALGORITHM_VERSION``; details and measurements in docs/ct.md):
 - lungs-1.4: 3-D: abdominal-gas rule, paravertebral-gutter rule.
 - lungs-1.5: 2-D: dependent and air-bronchogram rules, mediastinum filter; 3-D: costophrenic recess, abdominal-gas rule
   only for supine (or unknown) patient position.
-- lungs-1.6: 3-D: halo gate on the recovered dense tissue (pericardial fat, heart border, hilar vessels and the
-  chest-wall rim next to normal lung are no longer taken in).
+- lungs-1.6: 3-D: halo gate on the rib-cage band and the outline interpolation (pericardial fat, heart border,
+  hilar vessels and the chest-wall rim next to normal lung are no longer taken in); ``halo_gate=False`` = lungs-1.5.
 
 Why hand-written: no maintained Python library provides a weight-free lung segmentation that keeps dense lung
 (lungmask and TotalSegmentator need downloaded model weights); every heavy step (resampling, labelling, distance
@@ -132,6 +132,7 @@ def segment_lungs(
     recover_dense: bool = True,
     dense_max_hu: float = 150.0,
     patient_position: str | None = None,
+    halo_gate: bool = True,
 ) -> LungSegmentation:
     """Segment the right and left lung of a chest CT, keeping consolidation inside the lung.
 
@@ -156,6 +157,12 @@ def segment_lungs(
         else unknown, which is treated as supine (the usual chest CT). The abdominal-gas rule (3-D) assumes gas rises
         anteriorly, as in a supine patient; for any other position it is switched off and the QA flag
         ``gas_rule_off_not_supine`` is set (bowel or stomach gas may then be labelled lung: check ``qa``).
+    halo_gate : bool
+        3-D path (lungs-1.6): dense tissue recovered by the rib-cage band and the outline interpolation is kept only
+        where it borders diseased lung (ground glass) or no aerated lung at all, so the heart border, pericardial
+        fat, hilar vessels and chest-wall rim next to normal lung are not counted as consolidation (healthy real
+        CT: 97 -> 18 mL). ``False`` restores lungs-1.5 (more pure consolidation against normal lung kept, and that
+        non-lung tissue with it). ``qa["halo_dropped_ml"]`` reports what the gate removed.
 
     Returns
     -------
@@ -185,6 +192,7 @@ def segment_lungs(
         recover_dense=recover_dense,
         dense_max=dense_max_hu,
         gas_rule=position in SUPINE_POSITIONS or not position,
+        halo_gate=halo_gate,
     )
     info["patient_position"] = position
 
@@ -233,11 +241,16 @@ def _segment_array(
     recover_dense: bool,
     dense_max: float,
     gas_rule: bool = True,
+    halo_gate: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Steps 1-6 on the working-grid array (z, y, x). Returns labels, dense-recovered mask, info."""
     voxel_ml = float(np.prod(spacing)) / 1000.0
     pixel_mm2 = float(spacing[1] * spacing[2])
-    info: dict[str, Any] = {"airway_found": None}
+    info: dict[str, Any] = {
+        "airway_found": None,
+        "halo_gate": halo_gate and recover_dense and not thin,
+        "halo_dropped_ml": 0.0,
+    }
 
     air = hu < air_threshold
     lab2d, _ = ndimage.label(air, structure=_STRUCT_2D)
@@ -278,7 +291,9 @@ def _segment_array(
     labels = _fill_slices(labels, airway)
     dense = np.zeros_like(lungs)
     if recover_dense and labels.any():
-        dense = _recover_dense(labels, hu, air_threshold, dense_max, trunk, spacing, None if thin else body_x)
+        dense = _recover_dense(
+            labels, hu, air_threshold, dense_max, trunk, spacing, None if thin else body_x, halo_gate, info
+        )
         labels = _fill_slices(labels, airway)
     info["leak_fraction"] = _leak_fraction(labels, outside)
     return labels, dense & (labels > 0), info
@@ -534,6 +549,8 @@ def _recover_dense(
     body: np.ndarray,
     spacing: np.ndarray,
     body_x: np.ndarray | None = None,
+    halo_gate: bool = True,
+    info: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """Step 6: the dense-recovery rules in order; recovered voxels are labelled in place with the nearest lung.
 
@@ -551,6 +568,11 @@ def _recover_dense(
         Working spacing (z, y, x) in mm.
     body_x : numpy.ndarray, optional
         Per-slice x centre (index) of the body: 3-D path. ``None``: 2-D path (thin stacks).
+    halo_gate : bool
+        3-D path: drop rib-cage-band and outline-interpolation voxels whose component borders normal lung
+        (:func:`~kicc_analysis.segmentation.dense_3d._with_abnormal_halo`).
+    info : dict, optional
+        Receives ``halo_dropped_ml`` (mL on the working grid removed by the halo gate).
 
     Returns
     -------
@@ -566,7 +588,8 @@ def _recover_dense(
         cage &= ~mediastinum
         recovered &= ~mediastinum
     recovered |= cage
-    recovered |= _recover_between_slices(labels, dense_ok & ~recovered, spacing)
+    between = _recover_between_slices(labels, dense_ok & ~recovered, spacing)
+    recovered |= between
     if body_x is None:  # 2-D path only: dependent consolidation between the lung and the posterior cage
         recovered |= _recover_dependent_2d(labels, hu, dense_ok & ~recovered, body, spacing, recovered)
         recovered |= _recover_bronchograms_2d(
@@ -576,7 +599,13 @@ def _recover_dense(
         recovered |= _recover_lung_base(labels, dense_ok & ~recovered, spacing, body_x)
         recovered |= _recover_gutter(labels, hu, dense_ok & ~recovered, body, spacing, body_x)
         recovered |= _recover_consolidated_base(labels, hu, dense_ok & ~recovered, body, spacing, recovered)
-        recovered &= _with_abnormal_halo(recovered, labels, hu)  # only dense tissue next to diseased lung
+        if halo_gate:  # the rib-cage band and the outline interpolation keep only tissue next to diseased lung
+            gated = (cage | between) & recovered
+            kept = _with_abnormal_halo(recovered, labels, hu)
+            dropped = gated & ~kept
+            recovered &= ~dropped
+            if info is not None:
+                info["halo_dropped_ml"] = float(dropped.sum()) * float(np.prod(spacing)) / 1000.0
     # assign recovered voxels to the nearest lung (in place)
     if recovered.any():
         labels[recovered] = _nearest_label(labels, recovered)[recovered]
@@ -731,6 +760,8 @@ def _quality(labels: sitk.Image, dense: sitk.Image, info: dict[str, Any], thin: 
         "dropped_gas_ml": dropped_gas_ml,
         "dropped_gas": info.get("dropped_gas", []),
         "patient_position": info.get("patient_position", ""),
+        "halo_gate": bool(info.get("halo_gate", False)),
+        "halo_dropped_ml": float(info.get("halo_dropped_ml", 0.0)),
         "mode": "2d" if thin else "3d",
         "working_spacing_mm": tuple(float(s) for s in work_spacing[::-1]),
         "algorithm_version": ALGORITHM_VERSION,
