@@ -89,13 +89,15 @@ def segment_opacities(
     bins : str or mapping
         HU bin preset name (see :mod:`kicc_analysis.quantification.bins`) or a custom ``{class: (low, high)}``.
     remove_vessels : bool
-        Drop thin dense structures (vessels) from the consolidation class: consolidation is opened in-plane with a
-        disk (at least the 3x3 cross) and grown back by the same disk inside the original consolidation voxels, so
-        tubes narrower than about 3 voxels are removed while blobs keep their edges. Removed voxels get label 0.
+        Drop vessels from the consolidation class; removed voxels get label 0. With ``vessel_width_mm = 0`` (default)
+        a CT volume uses the 3-D rule: voxels of bright tubes found by a two-scale Frangi objectness with hysteresis
+        (:func:`_vessels_3d`); a single slice or thin stack uses the 2-D rule: consolidation is opened in-plane with
+        the 3x3 cross and grown back inside the original consolidation voxels, so tubes narrower than about 3
+        voxels go while blobs keep their edges.
     vessel_width_mm : float
-        When > 0 (and ``remove_vessels``), the disk has this diameter (mm) and GGO + consolidation are filtered
-        together, which also removes the GGO-range partial-volume rims of vessels (used for thin-section and
-        teaching images, where vessels span several pixels). 0 (default) = the 3x3 cross on consolidation only.
+        When > 0 (and ``remove_vessels``), the 2-D opening is used on volumes too, with a disk of this diameter (mm),
+        and GGO + consolidation are filtered together, which also removes the GGO-range partial-volume rims of vessels
+        (used for thin-section and teaching images, where vessels span several pixels).
 
     Returns
     -------

@@ -22,7 +22,7 @@ each on the soft-tissue voxels (-400..+150 HU) not recovered yet:
    between the two rays bounding it (outer edge out to the rib cage when within 10 mm); dense voxels there under the
    lung of the slice above (a base only narrows caudally), at least 20 mm from the midline, more than 4 mm from bone,
    thicker than two pixels and touching the lung are lung. No HU step between organ and consolidation is used (see
-   docs/ct.md, lungs-1.5 trial log, for the rejected base-layer rule).
+   docs/ct_development_log.md, lungs-1.5 trial log, for the rejected base-layer rule).
 
 4. **Halo gate** (:func:`_with_abnormal_halo`, lungs-1.6; ``segment_lungs(..., halo_gate=False)`` switches it
    off): a filter on what the two rules that reach along the chest wall and across the heart and hila -- the

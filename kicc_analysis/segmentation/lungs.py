@@ -32,7 +32,7 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
 7. **Input grid** (:func:`_upsample_refined`): labels go back block by block; in the boundary band a full-resolution
    voxel is lung when it is air-like or lies in a recovered dense block. QA volumes and flags: :func:`_quality`.
 
-Versions (``ALGORITHM_VERSION``; details and measurements in docs/ct.md):
+Versions (``ALGORITHM_VERSION``; details and measurements in docs/ct_development_log.md):
 
 - lungs-1.0: steps 1-7 with the hull-deficit rule and a skin-distance sub-pleural rule.
 - lungs-1.1: sub-pleural band bounded by the rib cage (first bone outside the lung, 6 mm margin).
