@@ -321,15 +321,18 @@ def _halo_slice(halo_hu: float, with_lung: bool = True) -> tuple[np.ndarray, np.
     return component, labels, hu
 
 
+PIXEL_2P7 = np.array([5.0, 2.7, 2.7])  # working spacing (z, y, x) mm: the halo skips one pixel
+
+
 def test_halo_gate_keeps_dense_tissue_in_diseased_lung_only():
     from kicc_analysis.segmentation.dense_3d import _with_abnormal_halo
 
     for halo_hu, kept in ((-850.0, False), (-550.0, True), (-720.0, False), (-680.0, True)):
         component, labels, hu = _halo_slice(halo_hu)
-        assert _with_abnormal_halo(component, labels, hu)[component].all() == kept, halo_hu
-        assert not _with_abnormal_halo(component, labels, hu)[~component].any()
+        assert _with_abnormal_halo(component, labels, hu, PIXEL_2P7)[component].all() == kept, halo_hu
+        assert not _with_abnormal_halo(component, labels, hu, PIXEL_2P7)[~component].any()
     component, labels, hu = _halo_slice(-850.0, with_lung=False)  # no aerated lung around: kept
-    assert _with_abnormal_halo(component, labels, hu)[component].all()
+    assert _with_abnormal_halo(component, labels, hu, PIXEL_2P7)[component].all()
 
 
 def test_phantom_dense_recovery_helps(chest):

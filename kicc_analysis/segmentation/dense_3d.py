@@ -27,7 +27,7 @@ each on the soft-tissue voxels (-400..+150 HU) not recovered yet:
 4. **Halo gate** (:func:`_with_abnormal_halo`, lungs-1.6; ``segment_lungs(..., halo_gate=False)`` switches it
    off): a filter on what the two rules that reach along the chest wall and across the heart and hila -- the
    rib-cage band and the outline interpolation (``_common.py``) -- recovered. Per slice, a recovered component is
-   kept when at least 30 % of the aerated lung in the ring just beyond it (the first pixel around it skipped:
+   kept when at least 30 % of the aerated lung in the ring just beyond 3 mm from it (nearer pixels skipped:
    partial volume) is denser than -700 HU (ground glass, partly aerated lung), or when no aerated lung lies in that
    ring; otherwise its rib-cage-band and interpolated voxels are dropped. COVID-19 consolidation lies in diseased
    lung; the pericardial fat, heart border, hilar vessels and chest-wall rim those rules also take in border normal
@@ -75,7 +75,9 @@ RECESS_MAX_GAP_DEG = 90.0  # costophrenic-recess rule: widest angular gap (degre
 RECESS_CAGE_REACH_MM = 10.0  # ... the gap's outer edge moves out to the rib cage when it lies within this (mm)
 HALO_ABNORMAL_HU = -700.0  # halo gate: an aerated-lung pixel denser than this (HU) is abnormal (GGO bin lower edge)
 HALO_MIN_SHARE = 0.3  # ... a recovered component is kept when at least this share (0-1) of its halo is abnormal
-HALO_GAP_PX = 1  # ... the halo is the lung ring just beyond this many working-grid pixels around the component
+HALO_GAP_MM = (
+    3.0  # ... the halo is the lung ring just beyond this distance (mm; at least one pixel) around the component
+)
 
 
 def _recover_lung_base(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.ndarray, body_x: np.ndarray) -> np.ndarray:
@@ -355,14 +357,14 @@ def _recover_recess(
     return out
 
 
-def _with_abnormal_halo(recovered: np.ndarray, labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
+def _with_abnormal_halo(recovered: np.ndarray, labels: np.ndarray, hu: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     """The recovered pixels whose per-slice component borders diseased lung (halo gate, 3-D path, lungs-1.6).
 
     COVID-19 consolidation lies in diseased lung: ground-glass opacity or partly aerated lung surrounds it, while the
     dense non-lung tissue the geometric rules can take in -- pericardial fat, the heart border, hilar vessels and
     bronchial walls, the partial-volume rim of the chest wall -- borders normal aerated lung. Per axial slice, each
     8-connected component of ``recovered`` is kept when its halo -- the aerated lung pixels of the ring lying just
-    beyond ``HALO_GAP_PX`` pixels around it (the first ring is skipped: partial volume with the component itself)
+    beyond ``HALO_GAP_MM`` around it (the pixels nearer than that are skipped: partial volume with the component)
     -- holds at least ``HALO_MIN_SHARE`` of pixels denser than ``HALO_ABNORMAL_HU``, or when no aerated lung lies
     in that ring (a consolidation that fills its surroundings). No HU of the dense tissue itself is used, so the
     gate behaves the same for consolidation at -30 HU and at +40 HU.
@@ -375,6 +377,8 @@ def _with_abnormal_halo(recovered: np.ndarray, labels: np.ndarray, hu: np.ndarra
         Lung labels (z, y, x) before the recovery (aerated lung, > 0).
     hu : numpy.ndarray
         Working-grid CT (z, y, x) in HU.
+    spacing : numpy.ndarray
+        Working spacing (z, y, x) in mm; the in-plane pixel size sets the skipped gap (``HALO_GAP_MM``).
 
     Returns
     -------
@@ -383,13 +387,14 @@ def _with_abnormal_halo(recovered: np.ndarray, labels: np.ndarray, hu: np.ndarra
     """
     kept = np.zeros(recovered.shape, dtype=bool)
     square = np.ones((3, 3), dtype=bool)
-    pad = HALO_GAP_PX + 2
+    gap_px = max(1, int(round(HALO_GAP_MM / float(np.sqrt(spacing[1] * spacing[2])))))
+    pad = gap_px + 2
     for z in np.nonzero(recovered.any(axis=(1, 2)))[0]:
         components, _ = ndimage.label(recovered[z], structure=square)
         for index, box in enumerate(ndimage.find_objects(components), start=1):
             box = tuple(slice(max(0, side.start - pad), side.stop + pad) for side in box)
             component = components[box] == index
-            near = ndimage.binary_dilation(component, structure=square, iterations=HALO_GAP_PX)
+            near = ndimage.binary_dilation(component, structure=square, iterations=gap_px)
             halo = ndimage.binary_dilation(near, structure=square) & ~near & (labels[z][box] > 0)
             if not halo.any() or (hu[z][box][halo] > HALO_ABNORMAL_HU).mean() >= HALO_MIN_SHARE:
                 kept[z][box] |= component

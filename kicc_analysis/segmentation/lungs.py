@@ -601,7 +601,7 @@ def _recover_dense(
         recovered |= _recover_consolidated_base(labels, hu, dense_ok & ~recovered, body, spacing, recovered)
         if halo_gate:  # the rib-cage band and the outline interpolation keep only tissue next to diseased lung
             gated = (cage | between) & recovered
-            kept = _with_abnormal_halo(recovered, labels, hu)
+            kept = _with_abnormal_halo(recovered, labels, hu, spacing)
             dropped = gated & ~kept
             recovered &= ~dropped
             if info is not None:
