@@ -75,9 +75,7 @@ RECESS_MAX_GAP_DEG = 90.0  # costophrenic-recess rule: widest angular gap (degre
 RECESS_CAGE_REACH_MM = 10.0  # ... the gap's outer edge moves out to the rib cage when it lies within this (mm)
 HALO_ABNORMAL_HU = -700.0  # halo gate: an aerated-lung pixel denser than this (HU) is abnormal (GGO bin lower edge)
 HALO_MIN_SHARE = 0.3  # ... a recovered component is kept when at least this share (0-1) of its halo is abnormal
-HALO_GAP_MM = (
-    3.0  # ... the halo is the lung ring just beyond this distance (mm; at least one pixel) around the component
-)
+HALO_GAP_MM = 3.0  # ... the halo is the lung ring just beyond this distance (mm; at least one pixel) around it
 
 
 def _recover_lung_base(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.ndarray, body_x: np.ndarray) -> np.ndarray:
