@@ -63,7 +63,7 @@ out.table(results.drop(columns=["cached"]), "ct_quantification_by_region",
 both = results[results["region"] == "both"]
 qa = both.loc[(both["qa_flags"] != "") | (both["load_warnings"] != ""),
               ["subjid", "timepoint", "qa_flags", "load_warnings", "qa_total_ml", "qa_lr_ratio",
-               "qa_dense_recovered_fraction"]]
+               "qa_dense_recovered_fraction", "qa_halo_dropped_ml"]]
 qa_all = pd.concat([qa, failures.rename(columns={"error": "qa_flags"})], ignore_index=True)
 out.table(qa_all, "ct_qa_list", title="CT QA list", description="Flags, warnings and failures per series")
 qa_all

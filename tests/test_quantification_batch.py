@@ -75,6 +75,9 @@ def test_batch_parallel_cache_and_failures(series_files, tmp_path):
     assert row.ct_periphery_opacity_pct == pytest.approx(regions.loc["both_periphery", "opacity_pct"])
     assert row.ct_core_opacity_pct == pytest.approx(regions.loc["both_core", "opacity_pct"])
     assert "ct_periphery_opacity_pct_followup" in joined.columns
+    # table-3: what the lungs-1.6 halo gate removed is reported per series (mL, >= 0, one value per series)
+    per_series = first.groupby("series_uid").qa_halo_dropped_ml.nunique()
+    assert (per_series == 1).all() and (first.qa_halo_dropped_ml >= 0).all()
 
 
 def test_batch_rejects_bad_jobs(tmp_path):

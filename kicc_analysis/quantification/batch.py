@@ -36,11 +36,18 @@ from ..progress import progress_bar
 from ..segmentation import ALGORITHM_VERSION as SEGMENTATION_VERSION
 from .opacity import VOXELWISE_VERSION as QUANTIFICATION_VERSION
 
-TABLE_VERSION = "table-2"  # rows of the per-series table: table-2 adds the core/periphery regions
+TABLE_VERSION = "table-3"  # per-series table layout: table-2 adds core/periphery rows, table-3 qa_halo_dropped_ml
 CACHE_VERSION = f"{SEGMENTATION_VERSION}+{QUANTIFICATION_VERSION}+{TABLE_VERSION}"
 JOB_COLUMNS = ("subjid", "series_uid", "timepoint", "img_day", "source")
 TIMEPOINTS = ("baseline", "follow-up")
-QA_COLUMNS = ("qa_flags", "qa_total_ml", "qa_lr_ratio", "qa_dense_recovered_fraction", "qa_leak_fraction")
+QA_COLUMNS = (
+    "qa_flags",
+    "qa_total_ml",
+    "qa_lr_ratio",
+    "qa_dense_recovered_fraction",
+    "qa_halo_dropped_ml",
+    "qa_leak_fraction",
+)
 COHORT_METRICS = {
     "ct_opacity_pct": "opacity_pct",
     "ct_ggo_pct": "ggo_pct",
@@ -68,6 +75,7 @@ def quantify_series(source: Any, bins: str = "default") -> pd.DataFrame:
     table["qa_total_ml"] = seg.qa["total_ml"]
     table["qa_lr_ratio"] = seg.qa["lr_ratio"]
     table["qa_dense_recovered_fraction"] = seg.qa["dense_recovered_fraction"]
+    table["qa_halo_dropped_ml"] = seg.qa["halo_dropped_ml"]
     table["qa_leak_fraction"] = seg.qa["leak_fraction"]
     table["load_warnings"] = "; ".join(report.warnings) if report else ""
     table["algorithm_version"] = CACHE_VERSION
