@@ -288,13 +288,13 @@ def _segment_array(
         lungs, info["dropped_gas"] = _drop_abdominal_gas(lungs, hu, trunk, voxel_ml)
 
     labels = _split_left_right(lungs, body_x, thin)
-    labels = _fill_slices(labels, airway)
+    labels = _fill_slices(labels)
     dense = np.zeros_like(lungs)
     if recover_dense and labels.any():
         dense = _recover_dense(
             labels, hu, air_threshold, dense_max, trunk, spacing, None if thin else body_x, halo_gate, info
         )
-        labels = _fill_slices(labels, airway)
+        labels = _fill_slices(labels)
     info["leak_fraction"] = _leak_fraction(labels, outside)
     return labels, dense & (labels > 0), info
 
@@ -526,7 +526,7 @@ def _two_markers(mask: np.ndarray, structure: np.ndarray, max_erosions: int = 6)
     return None
 
 
-def _fill_slices(labels: np.ndarray, airway: np.ndarray) -> np.ndarray:
+def _fill_slices(labels: np.ndarray) -> np.ndarray:
     """Fill holes of each lung in each axial slice (vessels, bronchi, enclosed opacities)."""
     out = labels.copy()
     for z in np.nonzero(labels.any(axis=(1, 2)))[0]:
