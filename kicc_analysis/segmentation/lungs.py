@@ -600,7 +600,7 @@ def _recover_dense(
         recovered |= _recover_gutter(labels, hu, dense_ok & ~recovered, body, spacing, body_x)
         recovered |= _recover_consolidated_base(labels, hu, dense_ok & ~recovered, body, spacing, recovered)
         if halo_gate:  # the rib-cage band and the outline interpolation keep only tissue next to diseased lung
-            gated = (cage | between) & recovered
+            gated = cage | between
             kept = _with_abnormal_halo(recovered, labels, hu, spacing)
             dropped = gated & ~kept
             recovered &= ~dropped
