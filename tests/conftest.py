@@ -46,3 +46,12 @@ def demo_repository(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo") / "repository"
     generate_demo(root, n_patients=8, seed=19, show_progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def default_demo_plan():
+    """The default demo (522 patients, 17 sites, seed 19) as a plan: clinical table and patients -> studies -> series,
+    no pixel data (~2 s; writing its DICOM takes minutes)."""
+    from kicc_analysis.demo.generator import DEFAULT_PATIENTS, plan_demo
+
+    return plan_demo(DEFAULT_PATIENTS, seed=19)

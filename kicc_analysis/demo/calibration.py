@@ -15,7 +15,9 @@ Intervals: proportions use the binomial 99 % interval of the published proportio
 mean age uses the normal 99 % interval (published mean +/- 2.576 SD / sqrt(n), SD of the demo); scan counts are
 the published counts scaled to the demo's size (the generator makes them exact). The discrimination of CT extent
 (baseline lesion burden, % of lung) is the AUC (Mann-Whitney) among patients with a CT; the literature range for
-COVID-19 CT severity scores is about 0.75-0.85.
+COVID-19 CT severity scores is about 0.75-0.85, widened by the 99 % sampling half-width of an AUC at the demo's
+numbers of events and non-events (Hanley-McNeil standard error at AUC 0.80): with 21 deaths in 522 patients a
+demo AUC of 0.86 is as consistent with a true 0.80 as 0.74 would be.
 
 Examples
 --------
@@ -71,6 +73,17 @@ def _auc(score: np.ndarray, event: np.ndarray) -> float:
         return float("nan")
     u = stats.mannwhitneyu(pos, neg, alternative="two-sided").statistic
     return float(u) / (len(pos) * len(neg))
+
+
+def _hanley_mcneil_se(auc: float, n_events: int, n_controls: int) -> float:
+    """Standard error of an AUC (Hanley & McNeil, Radiology 1982;143:29-36)."""
+    if n_events == 0 or n_controls == 0:
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = (auc * (1 - auc) + (n_events - 1) * (q1 - auc**2) + (n_controls - 1) * (q2 - auc**2)) / (
+        n_events * n_controls
+    )
+    return float(np.sqrt(var))
 
 
 def published_comparison(demo) -> pd.DataFrame:
@@ -146,15 +159,14 @@ def published_comparison(demo) -> pd.DataFrame:
     count("radiographs per patient", PUBLISHED["radiograph_scans"] / PUBLISHED["n_patients"], (~is_ct).sum() / n,
           round(PUBLISHED["radiograph_scans"] * scale) / n, "per patient")  # fmt: skip
 
-    outcome = clinical.set_index("subjid").assign(
-        died=lambda d: d["outco_outcome"] == 2, inter_suppleo2=o2.to_numpy()
-    )
+    outcome = clinical.set_index("subjid").assign(died=lambda d: d["outco_outcome"] == 2, inter_suppleo2=o2.to_numpy())
     with_ct = outcome.loc[burden.index]
     for col, label in _OUTCOMES.items():
         event = with_ct[col].astype(bool).to_numpy()
+        half = _Z99 * _hanley_mcneil_se(float(np.mean(AUC_RANGE)), int(event.sum()), int((~event).sum()))
         rows.append({"figure": f"AUC of CT extent for {label}", "published": float("nan"),
-                     "demo": _auc(burden.to_numpy(float), event), "low": AUC_RANGE[0], "high": AUC_RANGE[1],
-                     "n": len(with_ct), "unit": "AUC", "kind": "auc"})  # fmt: skip
+                     "demo": _auc(burden.to_numpy(float), event), "low": AUC_RANGE[0] - half,
+                     "high": AUC_RANGE[1] + half, "n": len(with_ct), "unit": "AUC", "kind": "auc"})  # fmt: skip
     return pd.DataFrame(rows, columns=["figure", "published", "demo", "low", "high", "n", "unit", "kind"])
 
 
