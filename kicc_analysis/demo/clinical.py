@@ -174,9 +174,10 @@ def _logistic(x: np.ndarray) -> np.ndarray:
 
 
 def _top_fraction(score: np.ndarray, fraction: float) -> np.ndarray:
-    """Boolean mask of the ``round(fraction * n)`` highest scores (stable ranking)."""
+    """Boolean mask of the ``round(fraction * n)`` highest scores (stable ranking); at least one when ``n >= 2``, so
+    that a small demo still has every outcome (e.g. one death among 8 patients) and the notebooks can run on it."""
     n = len(score)
-    k = int(round(fraction * n))
+    k = max(int(round(fraction * n)), 1 if n >= 2 and fraction > 0 else 0)
     out = np.zeros(n, dtype=bool)
     if k > 0:
         out[np.argsort(-score, kind="stable")[:k]] = True
