@@ -23,7 +23,7 @@ Examples
 --------
 >>> from kicc_analysis.demo.generator import plan_demo
 >>> table = published_comparison(plan_demo(40, seed=2))
->>> table.set_index("figure").loc["patients", "demo"]
+>>> float(table.set_index("figure").loc["patients", "demo"])
 40.0
 """
 
