@@ -46,3 +46,12 @@ def demo_repository(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo") / "repository"
     generate_demo(root, n_patients=8, seed=19, show_progress=False)
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _derived_files_in_tmp(tmp_path_factory) -> Path:
+    """Derived files (scan index, quantification cache...) of every test go to a temporary ``$KICC_CACHE``,
+    never to ``~/.cache`` nor into an input repository (see ``kicc_analysis._cache.default_cache_dir``)."""
+    folder = tmp_path_factory.mktemp("kicc_cache")
+    os.environ["KICC_CACHE"] = str(folder)
+    return folder

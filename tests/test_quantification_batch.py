@@ -92,7 +92,13 @@ def test_batch_rejects_bad_jobs(tmp_path):
 
 def _one_job(source, **extra):
     return pd.DataFrame(
-        {"subjid": ["KICC-S01-0001"], "series_uid": ["9.9"], "timepoint": ["baseline"], "img_day": [0], "source": [source]}
+        {
+            "subjid": ["KICC-S01-0001"],
+            "series_uid": ["9.9"],
+            "timepoint": ["baseline"],
+            "img_day": [0],
+            "source": [source],
+        }
         | {k: [v] for k, v in extra.items()}
     )
 
@@ -131,4 +137,6 @@ def test_cache_follows_the_series_content_and_parameters(series_files, tmp_path)
     mask.write_bytes(b"mask 1")
     with_mask = batch.job_cache_key(_one_job(str(source), mask_path=str(mask)).iloc[0].to_dict(), bins="default")
     mask.write_bytes(b"mask 2")
-    assert with_mask != batch.job_cache_key(_one_job(str(source), mask_path=str(mask)).iloc[0].to_dict(), bins="default")
+    assert with_mask != batch.job_cache_key(
+        _one_job(str(source), mask_path=str(mask)).iloc[0].to_dict(), bins="default"
+    )

@@ -250,7 +250,8 @@ def test_incremental_index(tmp_path):
     root = _tree(tmp_path)
     first = scan_repository(root, workers=1)
     n = first.n_files
-    assert first.n_read == n and (root / INDEX_DIRNAME / "files.parquet").exists()
+    assert first.n_read == n and first.index_path.exists()
+    assert root not in first.index_path.parents and not (root / INDEX_DIRNAME).exists()  # never inside the input
     again = scan_repository(root, workers=1)
     assert again.n_read == 0 and again.n_reused == n
     pd.testing.assert_frame_equal(again.instances, first.instances)
@@ -300,8 +301,7 @@ def test_index_from_another_version_is_rebuilt(tmp_path):
     import pyarrow.parquet as pq
 
     root = _tree(tmp_path)
-    scan_repository(root, workers=1)
-    path = root / INDEX_DIRNAME / "files.parquet"
+    path = scan_repository(root, workers=1).index_path
     table = pq.read_table(path).replace_schema_metadata({"kicc_index_version": "0"})
     pq.write_table(table, path)
     scan = scan_repository(root, workers=1)
