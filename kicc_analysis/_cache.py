@@ -146,6 +146,8 @@ def is_read_only(path: str | os.PathLike[str]) -> bool:
     not used: it reports every folder writable to root.
     """
     p = Path(path).expanduser().resolve()
+    while not p.exists() and p != p.parent:  # a folder still to be created: judge the first existing parent
+        p = p.parent
     try:
         st = os.stat(p)
     except OSError:

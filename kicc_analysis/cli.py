@@ -43,7 +43,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_scan(args: argparse.Namespace) -> int:
     from kicc_analysis.repository import scan_repository
 
-    scan = scan_repository(args.root, index_dir=args.index, workers=args.workers)
+    scan = scan_repository(
+        args.root,
+        index_dir=args.index,
+        workers=args.workers,
+        follow_symlinks=args.follow_symlinks,
+        verify=args.verify,
+    )
     print(scan.summary() if hasattr(scan, "summary") else scan)
     if args.out:
         out = Path(args.out)
@@ -155,7 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Scan a DICOM tree and print the instance/series/study summary; unreadable files are listed with the reason.",
     )
     p.add_argument("root", help="root folder of the DICOM tree")
-    p.add_argument("--index", help="folder for the incremental index (default ROOT/.kicc_index)")
+    p.add_argument(
+        "--index",
+        help="folder for the incremental index (default: outside ROOT, in $KICC_CACHE or ~/.cache/kicc-analysis)",
+    )
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="walk symlinked folders too (each folder once; default: list them in skipped)",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-read every header and report files changed without a change of size, mtime or ctime",
+    )
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.add_argument("--out", help="folder to write instances/series/studies/skipped/selection CSV tables")
     p.set_defaults(func=_cmd_scan)
@@ -191,7 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Quantify the cohort's selected CT series in parallel (cached; failures recorded).",
     )
     p.add_argument("--repository", required=True, help="repository folder")
-    p.add_argument("--cache", help="cache folder (default REPOSITORY/.kicc_cache/quantification)")
+    p.add_argument(
+        "--cache",
+        help="cache folder (default: outside REPOSITORY, $KICC_CACHE or ~/.cache/kicc-analysis/<name-hash>/quantification)",
+    )
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.add_argument(
         "--out", help="folder for ct_quantification_by_region.csv, ct_failures.csv and cohort_with_ct.parquet"

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,18 +69,14 @@ def dicom_root(repository: str | Path) -> Path:
 
 
 def cache_dir(repository: str | Path) -> Path:
-    """Where derived files (index, snapshots, quantification cache) go.
+    """Where derived files (index, snapshots, quantification cache) go: never inside the repository.
 
-    ``$KICC_CACHE/<name>`` when set, else ``REPOSITORY/.kicc_cache`` when writable, else
-    ``~/.cache/kicc-analysis/<name>-<hash>`` (real repositories are often read-only).
+    ``$KICC_CACHE/<name>-<hash>`` when set, else ``~/.cache/kicc-analysis/<name>-<hash>``
+    (:func:`kicc_analysis._cache.default_cache_dir`).
     """
-    repository = Path(repository).resolve()
-    tag = f"{repository.name}-{hashlib.sha1(str(repository).encode()).hexdigest()[:8]}"
-    if os.environ.get("KICC_CACHE"):
-        return Path(os.environ["KICC_CACHE"]) / tag
-    if os.access(repository, os.W_OK):
-        return repository / ".kicc_cache"
-    return Path.home() / ".cache" / "kicc-analysis" / tag
+    from kicc_analysis._cache import default_cache_dir
+
+    return default_cache_dir(repository)
 
 
 # --------------------------------------------------------------------------- readings

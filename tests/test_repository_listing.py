@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import checked_scan as scan_repository
 
 from kicc_analysis.repository import scan as scan_mod
-from kicc_analysis.repository import scan_repository
 from kicc_analysis.repository.scan import INDEX_DIRNAME
 from kicc_analysis.repository.synthetic import write_scanner_like_tree
 

@@ -55,7 +55,7 @@ FIRST_READ = 8192
 GROW_READ = 16384
 #: Most bytes a deflated data set may inflate to while its header is read (a larger header is reported as
 #: corrupt: a 2 MB deflated "bomb" must not take gigabytes of memory).
-MAX_INFLATED_BYTES = 64 << 20
+MAX_INFLATED_BYTES = 16 << 20
 #: Most compressed bytes read from a deflated file while looking for its header.
 MAX_DEFLATED_INPUT = 64 << 20
 
@@ -441,7 +441,8 @@ def _inflated_window(w: _Window, pos: int) -> _Window:
         if inflater.eof:
             break
     capped = len(out) >= MAX_INFLATED_BYTES and not inflater.eof
-    inner = _Window(io.BytesIO(bytes(out)), len(out))
+    inner = _Window(io.BytesIO(out), len(out))
+    del out
     inner.capped = capped
     return inner
 
@@ -485,7 +486,9 @@ def _read_header(path: str | os.PathLike[str], size: int | None, digest: list[st
                 if ts == DEFLATED_LE:
                     inner = _inflated_window(w, pos)
                     try:
-                        _walk(inner, 0, False, raw, 0)
+                        end = _walk(inner, 0, False, raw, 0)
+                        if inner.capped and end >= inner.size:
+                            raise _Corrupt("capped")
                     except (_Fallback, _Corrupt) as exc:
                         if inner.capped:
                             raise _Corrupt(
