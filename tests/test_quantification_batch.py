@@ -140,3 +140,21 @@ def test_cache_follows_the_series_content_and_parameters(series_files, tmp_path)
     assert with_mask != batch.job_cache_key(
         _one_job(str(source), mask_path=str(mask)).iloc[0].to_dict(), bins="default"
     )
+
+
+def test_single_reformatted_slice_is_a_named_failure(tmp_path):
+    """A single coronal/sagittal slice (real, ../shared covid_ny_sbu) used to crash inside a SimpleITK filter
+    ("fewer than four pixels along dimension 1"); it is now a one-line failure naming the file."""
+    from conftest import shared_path
+
+    root = shared_path("data", "ct", "covid_ny_sbu", "A048383")
+    coronal = sorted((root / "coronal").iterdir())[0]
+    sagittal = sorted((root / "sagittal").iterdir())[-1]
+    with pytest.raises(AnalysisError, match=r"coronal/.*\.dcm: a single coronal slice .*expected axial"):
+        batch.quantify_series(str(coronal))
+    with pytest.raises(AnalysisError, match=r"sagittal/.*\.dcm: a single sagittal slice .*expected axial"):
+        batch.quantify_series(str(sagittal))
+    jobs = _one_job(str(coronal))
+    out = batch.quantify_series_table(jobs, tmp_path / "cache", workers=1, show_progress=False)
+    failure = out.attrs["failures"].error.iloc[0]
+    assert failure.startswith("AnalysisError: ") and "\n" not in failure and coronal.name in failure

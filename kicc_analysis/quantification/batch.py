@@ -71,6 +71,7 @@ def quantify_series(source: Any, bins: str = "default") -> pd.DataFrame:
     from .opacity import quantify
 
     image = load_ct(source)
+    _require_axial(image)
     seg = segment_lungs(image)
     table = quantify(image, seg.labels, bins=bins, core_periphery=True)
     report = get_load_report(image)
@@ -83,6 +84,21 @@ def quantify_series(source: Any, bins: str = "default") -> pd.DataFrame:
     table["load_warnings"] = "; ".join(report.warnings) if report else ""
     table["algorithm_version"] = CACHE_VERSION
     return table
+
+
+def _require_axial(image: Any) -> None:
+    """A single coronal or sagittal slice (one voxel across x or y after LPS orientation) cannot be segmented or
+    quantified (the lung segmentation and the vessel filter expect axial slices): one-line error naming the file."""
+    from ..imaging import get_load_report
+
+    size = image.GetSize()
+    if size[0] == 1 or size[1] == 1:
+        report = get_load_report(image)
+        plane = "sagittal" if size[0] == 1 else "coronal"
+        raise AnalysisError(
+            f"{report.source if report else 'image'}: a single {plane} slice ({size[0]}x{size[1]}x{size[2]} voxels), "
+            "expected axial slices: lung segmentation and opacity quantification work on axial CT only"
+        )
 
 
 def _param_value(value: Any) -> Any:
