@@ -1,12 +1,13 @@
 """Parallel, incremental scan of a DICOM repository folder.
 
 A scan walks the folder tree (any nesting, any file names), reads the header of every file that is new
-or changed since the last scan (key: relative path + size in bytes + ``st_mtime_ns``) in a process pool,
-and keeps one row per file in a Parquet index (``<root>/.kicc_index/files.parquet`` or ``index_dir``).
-Files that are not DICOM or are corrupt are indexed too (with the reason), so an unchanged tree is
-re-scanned without opening any file. On Linux the tree is listed by GNU ``find`` in a separate process
-(while this one loads the cached tables), elsewhere by a Python walk; both give the same
-(relative path, size, mtime_ns) records.
+or changed since the last scan (key: relative path + size in bytes + ``st_mtime_ns`` + ``st_ctime_ns``) in a
+process pool, and keeps one row per file in a Parquet index (``files.parquet`` in ``index_dir``, by default
+outside the tree: :func:`kicc_analysis._cache.default_cache_dir`). Files that are not DICOM or are corrupt are
+indexed too (with the reason), and every directory entry that is not read (unreadable or symlinked folder,
+broken link, FIFO...) is listed with the reason, so an unchanged tree is re-scanned without opening any file
+and nothing is silently dropped. On Linux the tree is listed by GNU ``find`` in a separate process (while this
+one loads the cached tables), elsewhere by a Python walk; both give the same records.
 """
 
 from __future__ import annotations
