@@ -521,3 +521,17 @@ def test_derived_files_never_go_into_the_repository(tmp_path, monkeypatch):
     assert not is_read_only(root)
     (root / READ_ONLY_MARKER).write_text("")
     assert is_read_only(root / "sub") and is_read_only(root)
+
+
+def test_kicc_cohort_with_an_euc_kr_file_name(demo_repository, tmp_path, capsys):
+    """Issue 11 item 4: a DICOM file named in EUC-KR bytes inside a repository: `kicc cohort` runs to the end."""
+    from kicc_analysis.cli import main
+
+    repo = tmp_path / "repo"
+    shutil.copytree(demo_repository, repo, ignore=shutil.ignore_patterns(".kicc_cache"))
+    src = next(p for p in sorted((repo / "dicom").rglob("*")) if p.is_file())
+    raw = os.path.join(os.fsencode(src.parent), "영상_사본.dcm".encode("euc-kr"))
+    shutil.copyfile(src, raw)
+    assert main(["cohort", str(repo), "--workers", "1", "--out", str(tmp_path / "cohort.parquet")]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and (tmp_path / "cohort.parquet").exists()

@@ -27,7 +27,6 @@ Public API
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import io
 import logging
@@ -415,10 +414,27 @@ def _decode(raw: dict[str, bytes]) -> dict[str, Any]:
 
 
 def read_header(path: str | os.PathLike[str], size: int | None = None) -> HeaderResult:
-    """Read the scanner's attributes from one file, never raising for a bad file (see :func:`_read_header`)."""
+    """Read the scanner's attributes from one file, never raising for a bad file.
+
+    Parameters
+    ----------
+    path
+        File to read.
+    size
+        File size in bytes when already known (saves a ``stat``).
+
+    Returns
+    -------
+    HeaderResult
+        ``record`` maps every name of :data:`HEADER_FIELDS` to a value (``None`` when absent): text and
+        UIDs as ``str``, DS as ``float`` (mm for spacings and positions), IS/US as ``int``, multi-valued
+        DS (positions, orientation, spacings) as ``tuple[float, ...]``; ``parser`` is ``"fast"`` or
+        ``"pydicom"``. For a DICOMDIR, a non-DICOM or a corrupt file, ``record`` is None and ``error``
+        says why. ``header_hash`` is the SHA-1 of the first 4 KiB (None when the file cannot be opened).
+    """
     digest: list[str] = []
     result = _read_header(path, size, digest)
-    return dataclasses.replace(result, header_hash=digest[0]) if digest else result
+    return HeaderResult(result.record, result.error, digest[0]) if digest else result
 
 
 def _inflated_window(w: _Window, pos: int) -> _Window:
@@ -440,7 +456,8 @@ def _inflated_window(w: _Window, pos: int) -> _Window:
             raise _Corrupt(f"deflated data set cannot be inflated ({exc})") from None
         if inflater.eof:
             break
-    capped = len(out) >= MAX_INFLATED_BYTES and not inflater.eof
+    # not inflated to its end within the limits (a truncated stream, whose input ran out, is not "capped")
+    capped = not inflater.eof and (len(out) >= MAX_INFLATED_BYTES or read >= MAX_DEFLATED_INPUT)
     inner = _Window(io.BytesIO(out), len(out))
     del out
     inner.capped = capped
@@ -448,25 +465,9 @@ def _inflated_window(w: _Window, pos: int) -> _Window:
 
 
 def _read_header(path: str | os.PathLike[str], size: int | None, digest: list[str]) -> HeaderResult:
-    """Read the scanner's attributes from one file, never raising for a bad file.
-
-    Parameters
-    ----------
-    path
-        File to read.
-    size
-        File size in bytes when already known (saves a ``stat``).
-
-    Returns
-    -------
-    HeaderResult
-        ``record`` maps every name of :data:`HEADER_FIELDS` to a value (``None`` when absent): text and
-        UIDs as ``str``, DS as ``float`` (mm for spacings and positions), IS/US as ``int``, multi-valued
-        DS (positions, orientation, spacings) as ``tuple[float, ...]``; ``parser`` is ``"fast"`` or
-        ``"pydicom"``. For a DICOMDIR, a non-DICOM or a corrupt file, ``record`` is None and ``error``
-        says why.
-    """
+    """The work of :func:`read_header`; appends the header hash to ``digest`` once the file is open."""
     path = os.fspath(path)
+    ts: str | None = None
     try:
         if size is None:
             size = os.stat(path).st_size
@@ -474,7 +475,6 @@ def _read_header(path: str | os.PathLike[str], size: int | None, digest: list[st
             w = _Window(f, size)
             head = w.buf
             digest.append(hashlib.sha1(head[:HEADER_BYTES]).hexdigest())
-            ts: str | None = None
             if len(head) < 132 or head[128:132] != b"DICM":
                 return _no_preamble(path, head, size)
             try:
@@ -504,17 +504,14 @@ def _read_header(path: str | os.PathLike[str], size: int | None, digest: list[st
                         raise _Fallback(f"transfer syntax {ts!r} not handled by the fast parser")
                     header_end = _walk(w, pos, ts == IMPLICIT_LE, raw, 0)
             except _Fallback:
-                if ts == DEFLATED_LE and size > MAX_INFLATED_BYTES // 64:
-                    raise _Corrupt(
-                        "deflated data set with an element the fast parser does not handle, too large "
-                        f"({size} bytes) to inflate whole safely"
-                    ) from None
-                return read_header_pydicom(path)
+                return read_header_pydicom(path)  # a deflated data set gets here only when it inflated whole
     except _Corrupt as exc:
         return HeaderResult(None, f"corrupt DICOM: {exc}")
     except OSError as exc:
         return HeaderResult(None, f"unreadable: {exc.strerror or exc}")
-    except Exception:  # noqa: BLE001 - an unforeseen byte pattern: let pydicom judge the file
+    except Exception as exc:  # noqa: BLE001 - an unforeseen byte pattern: let pydicom judge the file
+        if ts == DEFLATED_LE:  # never let pydicom inflate a deflated data set of unknown size
+            return HeaderResult(None, f"corrupt DICOM: deflated data set not readable ({type(exc).__name__})")
         return read_header_pydicom(path)
     try:
         rec = _decode(raw)

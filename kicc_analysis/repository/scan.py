@@ -116,7 +116,7 @@ class RepositoryScan:
     def summary(self) -> str:
         """A short text report (no patient identifiers or dates)."""
         lines = [
-            f"Repository scan of {self.root}",
+            f"Repository scan of {_text_name(str(self.root))}",
             f"  files found: {self.n_files} (read {self.n_read}, reused from index {self.n_reused}, "
             f"removed from index {self.n_removed})",
             f"  DICOM instances: {len(self.instances)} in {len(self.series)} series, {len(self.studies)} studies",

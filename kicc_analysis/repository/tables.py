@@ -153,7 +153,7 @@ def build_instances(files: pd.DataFrame, root: str) -> tuple[pd.DataFrame, pd.Da
     ``duplicates`` has columns ``relpath, size, series_uid, reason`` for files whose SOP Instance UID was already
     seen in another file (first by path kept).
     """
-    df = files.drop(columns=["error"]).copy()
+    df = files.drop(columns=["error", "ctime_ns", "header_hash"]).copy()  # index-only columns
     df.insert(0, "path", [os.path.join(root, p) for p in df["relpath"]])
     df["mtime"] = pd.to_datetime(df["mtime_ns"], unit="ns", utc=True)
     for col in _INT_COLUMNS:
