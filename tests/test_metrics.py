@@ -139,3 +139,42 @@ def test_empty_masks():
         surface_distances(a, z)
     with pytest.raises(AnalysisError, match="weighting"):
         compute_surface_distances(a, a, weighting="area")
+
+
+# Published expectations of DeepMind's surface-distance library (google-deepmind/surface-distance,
+# surface_distance_test.py: test_on_2_pixels_2mm_away (2-D and 3-D) and test_two_cubes_shifted_by_one_pixel),
+# reproduced with weighting="surfel".
+def test_surfel_reproduces_deepmind_two_pixels_2mm_away():
+    gt = np.zeros((20, 20), bool)
+    pred = gt.copy()
+    gt[10, 7] = True
+    pred[10, 9] = True
+    sd = compute_surface_distances(gt, pred, (2, 1), weighting="surfel")
+    diag = 0.5 * np.hypot(2, 1)
+    assert sd.weights_a == pytest.approx([diag] * 4)
+    assert sorted(sd.a_to_b) == pytest.approx([1, 1, 2, 2])
+    assert (sd.average("a_to_b"), sd.average("b_to_a")) == pytest.approx((1.5, 1.5))
+    assert (sd.hausdorff(), sd.percentile_hausdorff(95)) == (2.0, 2.0)
+    assert sd.surface_dice(1.0) == pytest.approx(0.5)
+    gt3 = np.zeros((20, 20, 20), bool)
+    pred3 = gt3.copy()
+    gt3[10, 10, 7] = True
+    pred3[10, 10, 9] = True
+    sd3 = compute_surface_distances(gt3, pred3, (3, 2, 1), weighting="surfel")
+    assert (sd3.average("a_to_b"), sd3.average("b_to_a"), sd3.hausdorff()) == pytest.approx((1.5, 1.5, 2.0))
+    assert (sd3.surface_dice(1.0, "a_to_b"), sd3.surface_dice(1.0)) == pytest.approx((0.5, 0.5))
+
+
+def test_surfel_reproduces_deepmind_two_cubes_shifted_by_one_pixel():
+    gt = np.zeros((100, 100, 100), bool)
+    pred = gt.copy()
+    gt[0:50] = True
+    pred[0:51] = True
+    sd = compute_surface_distances(gt, pred, (2, 1, 1), weighting="surfel")
+    assert sd.average("a_to_b") == pytest.approx(0.322, abs=5e-4)
+    assert sd.average("b_to_a") == pytest.approx(0.339, abs=5e-4)
+    assert (sd.hausdorff(), sd.percentile_hausdorff(95)) == (2.0, 2.0)
+    assert sd.surface_dice(1.0, "a_to_b") == pytest.approx(0.842, abs=5e-4)
+    assert sd.surface_dice(1.0, "b_to_a") == pytest.approx(0.830, abs=5e-4)
+    assert sd.surface_dice(1.0) == pytest.approx(0.836, abs=5e-4)
+    assert dice(gt, pred) == pytest.approx(0.990, abs=5e-4)
