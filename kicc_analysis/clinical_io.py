@@ -223,9 +223,12 @@ def _read_csv(path: Path, data: bytes, encoding: str | None, delimiter: str | No
     except pd.errors.ParserError:
         table = None
     except pd.errors.EmptyDataError:
-        raise ValidationError(f"clinical table {path} is empty (expected a header line and one row per patient)") from None
-    # pandas pads short rows with NaN (empty cells are ""), so a NaN in the last column marks a ragged line too
-    if table is None or table.iloc[:, -1].isna().any():
+        raise ValidationError(
+            f"clinical table {path} is empty (expected a header line and one row per patient)"
+        ) from None
+    # pandas pads a short line with "" like an empty cell: a line is checked field by field (csv module) when the
+    # last column has an empty cell at all
+    if table is None or table.iloc[:, -1].isna().any() or table.iloc[:, -1].eq("").any():
         ragged = _ragged_line(text, delimiter)
         if ragged is not None:
             line, found, expected = ragged
@@ -302,7 +305,9 @@ def _read_xlsx(path: Path, data: bytes):
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise ValidationError(f"clinical table {path} is not a readable XLSX workbook ({type(exc).__name__}: {exc})") from None
+        raise ValidationError(
+            f"clinical table {path} is not a readable XLSX workbook ({type(exc).__name__}: {exc})"
+        ) from None
     try:
         sheets = workbook.sheetnames
         sheet = workbook[sheets[0]]

@@ -450,7 +450,13 @@ def _check_columns(
                 )
             else:
                 issues.add(
-                    pd.NA, pd.NA, column, "unknown_column", "", "column is not in the data dictionary; ignored", "warning"
+                    pd.NA,
+                    pd.NA,
+                    column,
+                    "unknown_column",
+                    "",
+                    "column is not in the data dictionary; ignored",
+                    "warning",
                 )
             continue
         if column != variable and not is_alias(column, variable, dictionary):
@@ -623,9 +629,7 @@ def _check_dates(var: Variable, cells: _Cells, subjids: pd.Series, issues: _Issu
         formats = date_formats(text)
         if formats:
             compatible[frozenset(formats)] = compatible.get(frozenset(formats), 0) + int(counts[code])
-        valid = (
-            expected in formats and pd.to_datetime(text, format=_STRPTIME[expected], errors="coerce") is not pd.NaT
-        )
+        valid = expected in formats and pd.to_datetime(text, format=_STRPTIME[expected], errors="coerce") is not pd.NaT
         bad[code] = not valid
     for idx in cells.rows(bad):
         text = cells.text(idx)[1]
@@ -710,7 +714,9 @@ def _check_site_units(
                 break
 
 
-def _check_branching(var: Variable, cells: _Cells, table: pd.DataFrame, columns: dict[str, str], subjids, issues) -> None:
+def _check_branching(
+    var: Variable, cells: _Cells, table: pd.DataFrame, columns: dict[str, str], subjids, issues
+) -> None:
     m = re.fullmatch(r"\[(\w+)\]\s*=\s*'([^']*)'", var.branching)
     if m is None or m.group(1) not in columns:
         return
@@ -767,7 +773,9 @@ def validate_clinical(
     if not isinstance(table, pd.DataFrame):
         table = read_clinical_table(table)
     elif len(table) == 0:
-        raise ValidationError(f"clinical table has no data rows ({table.shape[1]} columns; expected one row per patient)")
+        raise ValidationError(
+            f"clinical table has no data rows ({table.shape[1]} columns; expected one row per patient)"
+        )
     dictionary = dictionary or load_dictionary()
     issues = _Issues()
     columns, pairs = _check_columns(table, dictionary, forms, issues)
@@ -828,7 +836,11 @@ def summarise_report(report: pd.DataFrame) -> pd.DataFrame:
 
 
 def coerce_to_dictionary(
-    table: pd.DataFrame, dictionary: DataDictionary | None = None, *, forms: Iterable[str] | None = PATIENT_FORMS
+    table: pd.DataFrame,
+    dictionary: DataDictionary | None = None,
+    *,
+    forms: Iterable[str] | None = PATIENT_FORMS,
+    excel_serial_dates: bool = True,
 ) -> pd.DataFrame:
     """Return the table with dictionary names and dtypes; invalid cells become missing.
 
@@ -837,7 +849,9 @@ def coerce_to_dictionary(
     or near-miss (:func:`match_columns`). Unknown columns are kept unchanged (as text);
     the cohort then drops those that look like direct identifiers. Integer and coded
     variables use pandas' nullable ``Int64``; numbers ``float64``; dates ``datetime64``
-    (spreadsheet serial day numbers are converted, 1900 date system); text ``string``.
+    (spreadsheet serial day numbers are converted, 1900 date system, day 1 = 1900-01-01 as
+    in Excel and openpyxl; ``excel_serial_dates=False`` makes them missing instead, as the
+    NCCID cleaning pipeline does); text ``string``.
     """
     dictionary = dictionary or load_dictionary()
     mapping = match_columns(list(table.columns), dictionary, forms)
@@ -868,7 +882,7 @@ def coerce_to_dictionary(
             fmt = _STRPTIME[_EXPECTED_DATE_FORMAT.get(var.validation, "YYYY-MM-DD")]
             dates = pd.to_datetime(values.where(~blank), format=fmt, errors="coerce")
             serial = values.str.match(_SERIAL) & dates.isna()
-            if serial.any():
+            if serial.any() and excel_serial_dates:
                 days = pd.to_numeric(values.where(serial), errors="coerce")
                 days = days.where(days.between(*EXCEL_SERIAL_RANGE))
                 dates = dates.where(~serial, pd.Timestamp(EXCEL_EPOCH) + pd.to_timedelta(days.round(), unit="D"))

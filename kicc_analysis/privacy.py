@@ -64,7 +64,9 @@ PHONE_KR_MOBILE = re.compile(_D + r"01[016789][-. ]?\d{3,4}[-. ]?\d{4}" + _E)
 PHONE_KR_LANDLINE = re.compile(_D + r"0(?:2|[3-6][1-5]|70|50\d)[-. )]\d{3,4}[-. ]\d{4}" + _E)
 PHONE_INTERNATIONAL = re.compile(r"(?<![\w+])\+\d{1,3}[-. ]?\(?\d{1,4}\)?(?:[-. ]?\d{2,4}){2,3}" + _E)
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-PERSON_NAME_CARET = re.compile(r"[A-Za-z\uac00-\ud7a3][A-Za-z\uac00-\ud7a3' -]*\^[A-Za-z\uac00-\ud7a3][A-Za-z\uac00-\ud7a3'^ -]*")
+PERSON_NAME_CARET = re.compile(
+    r"[A-Za-z\uac00-\ud7a3][A-Za-z\uac00-\ud7a3' -]*\^[A-Za-z\uac00-\ud7a3][A-Za-z\uac00-\ud7a3'^ -]*"
+)
 _NAME_LABEL = r"(?:patient\s*name|full\s*name|name|이름|성명|환자명|환자\s*이름|보호자)"
 LABELLED_NAME = re.compile(
     _NAME_LABEL + r"\s*[:=]?\s*((?:[\uac00-\ud7a3]{2,4})(?![\uac00-\ud7a3])|[A-Z][a-z]+(?:[ -][A-Z][a-z]+){1,2})",
@@ -72,7 +74,9 @@ LABELLED_NAME = re.compile(
 )
 _DATE_TEXT = r"((?:19|20)\d{2})[-./년 ]\s?(\d{1,2})[-./월 ]\s?(\d{1,2})일?|(\d{1,2})[/.](\d{1,2})[/.]((?:19|20)\d{2})"
 LABELLED_BIRTH_DATE = re.compile(
-    r"(?:date\s*of\s*birth|birth\s*date|birthdate|d\.?o\.?b\.?|born|생년월일|생일|출생일?)\s*[:=]?\s*(?:" + _DATE_TEXT + ")",
+    r"(?:date\s*of\s*birth|birth\s*date|birthdate|d\.?o\.?b\.?|born|생년월일|생일|출생일?)\s*[:=]?\s*(?:"
+    + _DATE_TEXT
+    + ")",
     re.IGNORECASE,
 )
 _FULL_DATE = re.compile(r"^\s*(?:" + _DATE_TEXT + r"|(?:19|20)\d{6})(?:[ T]00:00(?::00)?)?\s*$")
@@ -82,25 +86,88 @@ LATIN_NAME = re.compile(r"[A-Z][a-z]+(?:[ -][A-Z][a-z]+){1,2}|[A-Z][A-Za-z'-]+\^
 #: Normalised column-name fragments that mark a direct identifier, by kind.
 IDENTIFIER_NAMES: dict[str, tuple[str, ...]] = {
     "person_name": (
-        "name", "patientname", "fullname", "firstname", "lastname", "surname", "forename", "givenname",
-        "familyname", "이름", "성명", "환자명", "환자이름", "성함", "보호자",
+        "name",
+        "patientname",
+        "fullname",
+        "firstname",
+        "lastname",
+        "surname",
+        "forename",
+        "givenname",
+        "familyname",
+        "이름",
+        "성명",
+        "환자명",
+        "환자이름",
+        "성함",
+        "보호자",
     ),
     "national_id": (
-        "rrn", "residentregistration", "residentnumber", "nationalid", "ssn", "socialsecurity", "jumin",
-        "주민등록번호", "주민번호", "주민등록", "외국인등록번호", "passport", "여권번호",
+        "rrn",
+        "residentregistration",
+        "residentnumber",
+        "nationalid",
+        "ssn",
+        "socialsecurity",
+        "jumin",
+        "주민등록번호",
+        "주민번호",
+        "주민등록",
+        "외국인등록번호",
+        "passport",
+        "여권번호",
     ),
-    "phone": ("phone", "telephone", "tel", "mobile", "cellphone", "fax", "전화", "전화번호", "휴대폰", "핸드폰", "연락처"),
+    "phone": (
+        "phone",
+        "telephone",
+        "tel",
+        "mobile",
+        "cellphone",
+        "fax",
+        "전화",
+        "전화번호",
+        "휴대폰",
+        "핸드폰",
+        "연락처",
+    ),
     "email": ("email", "mail", "이메일", "메일"),
     "address": ("address", "street", "zipcode", "postcode", "postalcode", "주소", "우편번호"),
     "date_of_birth": ("dob", "birth", "birthdate", "dateofbirth", "birthday", "생년월일", "생일", "출생일"),
     "record_number": (
-        "mrn", "medicalrecord", "hospitalnumber", "chartno", "chartnumber", "patientnumber", "등록번호",
-        "병록번호", "차트번호", "환자번호", "의무기록번호",
+        "mrn",
+        "medicalrecord",
+        "hospitalnumber",
+        "chartno",
+        "chartnumber",
+        "patientnumber",
+        "등록번호",
+        "병록번호",
+        "차트번호",
+        "환자번호",
+        "의무기록번호",
     ),
 }
 #: Name fragments that say a "name" column names something other than a person.
-_NOT_A_PERSON = ("site", "hospital", "centre", "center", "drug", "file", "study", "series", "variable", "reader",
-                 "sheet", "device", "station", "institution", "protocol", "병원", "기관", "약")
+_NOT_A_PERSON = (
+    "site",
+    "hospital",
+    "centre",
+    "center",
+    "drug",
+    "file",
+    "study",
+    "series",
+    "variable",
+    "reader",
+    "sheet",
+    "device",
+    "station",
+    "institution",
+    "protocol",
+    "병원",
+    "기관",
+    "약",
+)
 
 
 @dataclass(frozen=True)
@@ -262,12 +329,16 @@ def classify_column(name: str, values: Iterable[object]) -> Finding | None:
     hangul = sum(1 for t in unique if HANGUL_NAME.fullmatch(t) and _starts_with_surname(t))
     latin = sum(1 for t in unique if LATIN_NAME.fullmatch(t))
     if len(unique) >= 2 and distinct >= 0.8 and max(hangul, latin) >= 0.6 * len(unique):
-        return Finding("person_name", str(name), f"{max(hangul, latin)} of {len(unique)} distinct values look like names")
+        return Finding(
+            "person_name", str(name), f"{max(hangul, latin)} of {len(unique)} distinct values look like names"
+        )
     dates = [t for t in texts if _is_full_date(t)]
     if len(dates) >= 2 and len(dates) >= 0.8 * n:
         years = sorted(y for y in map(_year, dates) if y is not None)
         if years and (years[-1] - years[0] >= 15 or years[len(years) // 2] <= 2005):
-            return Finding("date_of_birth", str(name), f"{len(dates)} full dates spread over {years[-1] - years[0]} years")
+            return Finding(
+                "date_of_birth", str(name), f"{len(dates)} full dates spread over {years[-1] - years[0]} years"
+            )
     return None
 
 
@@ -337,9 +408,7 @@ def mask_ids(values: pd.Series) -> pd.Series:
     return values.map(mapping).where(values.notna(), values)
 
 
-def assert_no_identifiers(
-    content: str | bytes, *, known_values: Iterable[object] = (), where: str = "output"
-) -> None:
+def assert_no_identifiers(content: str | bytes, *, known_values: Iterable[object] = (), where: str = "output") -> None:
     """Fail closed: raise :class:`PrivacyError` when ``content`` holds an identifier.
 
     Parameters
