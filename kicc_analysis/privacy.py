@@ -67,10 +67,9 @@ EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 PERSON_NAME_CARET = re.compile(
     r"[A-Za-z\uac00-\ud7a3][A-Za-z\uac00-\ud7a3' -]*\^[A-Za-z\uac00-\ud7a3][A-Za-z\uac00-\ud7a3'^ -]*"
 )
-_NAME_LABEL = r"(?:patient\s*name|full\s*name|name|이름|성명|환자명|환자\s*이름|보호자)"
+_NAME_LABEL = r"(?<![A-Za-z_])(?i:patient\s*name|full\s*name|name|이름|성명|환자명|환자\s*이름|보호자)"
 LABELLED_NAME = re.compile(
-    _NAME_LABEL + r"\s*[:=]?\s*((?:[\uac00-\ud7a3]{2,4})(?![\uac00-\ud7a3])|[A-Z][a-z]+(?:[ -][A-Z][a-z]+){1,2})",
-    re.IGNORECASE,
+    _NAME_LABEL + r"\s*[:=]?\s*((?:[\uac00-\ud7a3]{2,4})(?![\uac00-\ud7a3])|[A-Z][a-z]+(?:[ -][A-Z][a-z]+){1,2})"
 )
 _DATE_TEXT = r"((?:19|20)\d{2})[-./년 ]\s?(\d{1,2})[-./월 ]\s?(\d{1,2})일?|(\d{1,2})[/.](\d{1,2})[/.]((?:19|20)\d{2})"
 LABELLED_BIRTH_DATE = re.compile(
@@ -121,7 +120,8 @@ IDENTIFIER_NAMES: dict[str, tuple[str, ...]] = {
         "phone",
         "telephone",
         "tel",
-        "mobile",
+        "mobileno",
+        "mobilenumber",
         "cellphone",
         "fax",
         "전화",
@@ -147,27 +147,40 @@ IDENTIFIER_NAMES: dict[str, tuple[str, ...]] = {
         "의무기록번호",
     ),
 }
-#: Name fragments that say a "name" column names something other than a person.
-_NOT_A_PERSON = (
-    "site",
-    "hospital",
-    "centre",
-    "center",
-    "drug",
-    "file",
-    "study",
-    "series",
-    "variable",
-    "reader",
-    "sheet",
-    "device",
-    "station",
-    "institution",
-    "protocol",
-    "병원",
-    "기관",
-    "약",
-)
+#: Name fragments that say a column of that kind holds something else ("site_name", "birth_weight").
+_NOT_THAT_KIND: dict[str, tuple[str, ...]] = {
+    "person_name": (
+        "site",
+        "hospital",
+        "centre",
+        "center",
+        "drug",
+        "med",
+        "immunosup",
+        "antibiotic",
+        "antiviral",
+        "vaccine",
+        "organism",
+        "pathogen",
+        "product",
+        "brand",
+        "test",
+        "file",
+        "study",
+        "series",
+        "variable",
+        "reader",
+        "sheet",
+        "device",
+        "station",
+        "institution",
+        "protocol",
+        "병원",
+        "기관",
+        "약",
+    ),
+    "date_of_birth": ("weight", "defect", "order", "place", "country", "length", "height", "control", "know"),
+}
 
 
 @dataclass(frozen=True)
@@ -259,14 +272,14 @@ def _name_kind(name: str) -> str | None:
         return None
     for kind, fragments in IDENTIFIER_NAMES.items():
         for fragment in fragments:
-            if fragment.isascii() and len(fragment) <= 4:
+            if fragment.isascii() and (len(fragment) <= 4 or fragment == "birth"):
                 # short Latin fragments (dob, rrn, tel, ssn, mrn, name) must be a whole word of the column name
                 words = re.split(r"[^0-9a-z]+", re.sub(r"([a-z])([A-Z])", r"\1_\2", str(name)).lower())
                 hit = fragment in words
             else:
                 hit = fragment in key
             if hit:
-                if kind == "person_name" and any(word in key for word in _NOT_A_PERSON):
+                if any(word in key for word in _NOT_THAT_KIND.get(kind, ())):
                     continue
                 return kind
     return None
