@@ -161,4 +161,4 @@ def test_assert_no_identifiers_fails_closed():
     # a known value is found however the bytes were encoded
     for encoding in ("utf-8", "cp949", "utf-16-le"):
         with pytest.raises(PrivacyError, match="known identifying value"):
-            assert_no_identifiers(f"patient 김민수 seen".encode(encoding), known_values=["김민수"])
+            assert_no_identifiers("patient 김민수 seen".encode(encoding), known_values=["김민수"])
