@@ -39,11 +39,16 @@ import numpy as np
 MODES = ("pandas", "pandas_str", "kicc")
 
 _CHILD = r"""
-import sys, time
+import os, sys, time
 mode, path = sys.argv[1], sys.argv[2]
+if os.environ.get("KICC_BENCH_ROOT"):  # another checkout: put it first and bypass the editable-install finder
+    sys.path.insert(0, os.environ["KICC_BENCH_ROOT"])
+    sys.meta_path = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()]
 import pandas as pd
 from kicc_analysis.dictionary import validate_clinical, load_dictionary
 load_dictionary()
+import kicc_analysis
+print(kicc_analysis.__file__, file=sys.stderr)
 start = time.perf_counter()
 if mode == "pandas":
     n = len(pd.read_csv(path))
@@ -74,7 +79,7 @@ def write_table(path: Path, rows: int, seed: int = 11) -> None:
 
 
 def run(mode: str, path: Path, kicc_root: str | None = None) -> dict:
-    env = dict(os.environ, PYTHONPATH=kicc_root) if kicc_root else None
+    env = dict(os.environ, KICC_BENCH_ROOT=kicc_root) if kicc_root else None
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, mode, str(path)], check=True, capture_output=True, text=True, env=env
     ).stdout.split()

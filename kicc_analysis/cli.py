@@ -81,6 +81,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         site_column=args.site_column,
         forms=None if args.all_forms else ("presentation", "laboratory", "severity", "outcome"),
     )
+    if args.out:
+        report.to_csv(args.out, index=False)
     if report.empty:
         print(f"{args.table}: conforms to the data dictionary (no problems found)")
         return 0
@@ -88,7 +90,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     print()
     _print_table(summarise_report(report))
     if args.out:
-        report.to_csv(args.out, index=False)
         print(f"report written to {args.out}")
     return 1 if (report["severity"] == "error").any() else 0
 
