@@ -208,20 +208,21 @@ def _read_csv(path: Path, data: bytes, encoding: str | None, delimiter: str | No
     except ValidationError as exc:
         raise ValidationError(f"clinical table {path}: {exc}") from None
     try:
-        text = data.decode(encoding)
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise ValidationError(f"clinical table {path}: cannot be decoded as {encoding} ({exc})") from None
-    text = text.removeprefix("\ufeff")
-    if not text.strip():
+        head = data[: 1 << 16].decode(encoding, errors="ignore").removeprefix("\ufeff")
+    except LookupError as exc:
+        raise ValidationError(f"clinical table {path}: unknown encoding {encoding} ({exc})") from None
+    if not head.strip():
         raise ValidationError(f"clinical table {path} is empty (expected a header line and one row per patient)")
-    delimiter = delimiter or detect_delimiter(text)
+    delimiter = delimiter or detect_delimiter(head)
     info = ReadInfo(path=str(path), format="csv", encoding=encoding, delimiter=delimiter)
-    try:
+    try:  # pandas decodes the bytes itself: no second copy of the file as text
         table = pd.read_csv(
-            io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False, na_filter=True, na_values=[]
+            io.BytesIO(data), encoding=encoding, sep=delimiter, dtype=str, keep_default_na=False, na_values=[]
         )
     except pd.errors.ParserError:
         table = None
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"clinical table {path}: cannot be decoded as {encoding} ({exc})") from None
     except pd.errors.EmptyDataError:
         raise ValidationError(
             f"clinical table {path} is empty (expected a header line and one row per patient)"
@@ -229,7 +230,7 @@ def _read_csv(path: Path, data: bytes, encoding: str | None, delimiter: str | No
     # pandas pads a short line with "" like an empty cell: a line is checked field by field (csv module) when the
     # last column has an empty cell at all
     if table is None or table.iloc[:, -1].isna().any() or table.iloc[:, -1].eq("").any():
-        ragged = _ragged_line(text, delimiter)
+        ragged = _ragged_line(data.decode(encoding).removeprefix("\ufeff"), delimiter)
         if ragged is not None:
             line, found, expected = ragged
             raise ValidationError(
