@@ -100,12 +100,12 @@ def load_readings(repository: str | Path) -> pd.DataFrame:
     path = Path(repository) / "readings" / "reader_scores.csv"
     if not path.is_file():
         raise CohortError(f"no readings in {repository}: expected {path} with columns {', '.join(READING_COLUMNS)}")
-    readings = pd.read_csv(path, dtype={"subjid": str, "reader": str, "item": str})
+    readings = read_clinical_table(path)  # any encoding/delimiter a spreadsheet wrote; every cell as text
     missing = [c for c in READING_COLUMNS if c not in readings.columns]
     if missing:
         raise CohortError(f"{path}: missing columns {missing} (found {list(readings.columns)})")
-    scores = pd.to_numeric(readings["score"], errors="coerce")
-    readings.attrs["invalid_scores"] = int((scores.isna() & readings["score"].notna()).sum())
+    scores = pd.to_numeric(readings["score"].str.strip().replace("", np.nan), errors="coerce")
+    readings.attrs["invalid_scores"] = int((scores.isna() & readings["score"].str.strip().ne("")).sum())
     readings["score"] = scores.astype("Int64")
     return readings
 

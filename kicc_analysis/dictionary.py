@@ -264,7 +264,7 @@ def load_dictionary(path: str | Path | None = None) -> DataDictionary:
     path = Path(path)
     if not path.is_file():
         raise DictionaryError(f"data dictionary not found: {path}")
-    return parse_dictionary(pd.read_csv(path, dtype=str), path)
+    return parse_dictionary(read_clinical_table(path), path)  # a dictionary edited in Korean Excel reads too
 
 
 # --------------------------------------------------------------------------- value parsing
