@@ -201,8 +201,7 @@ def identifier_columns(raw: pd.DataFrame, dictionary, forms=PATIENT_FORMS) -> di
     for column, variable in mapping.items():
         if variable is not None:
             continue
-        values = raw[column].drop_duplicates().tolist()
-        finding = classify_column(str(column), values)
+        finding = classify_column(str(column), raw[column].tolist())
         if finding is None and scan_text(str(column)):
             finding = scan_text(str(column))[0]
         if finding is not None:

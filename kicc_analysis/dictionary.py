@@ -438,7 +438,7 @@ def _check_columns(
     pairs: list[tuple[str, str]] = []
     for column, variable in mapping.items():
         if variable is None:
-            finding = classify_column(str(column), _as_text(table[column]).drop_duplicates().tolist())
+            finding = classify_column(str(column), _as_text(table[column]).tolist())
             if finding is not None:
                 issues.add(
                     pd.NA,

@@ -371,10 +371,7 @@ def find_identifier_columns(table: pd.DataFrame, *, exclude: Iterable[str] = ())
     for column in table.columns:
         if column in skip:
             continue
-        values = table[column]
-        if len(values) > 5000:  # content patterns: a sample plus every distinct value is enough to judge
-            values = values.drop_duplicates()
-        finding = classify_column(str(column), values.tolist())
+        finding = classify_column(str(column), table[column].tolist())
         if finding is None and str(column).strip() and not is_pseudonym(str(column)):
             for finding in scan_text(str(column)):  # a header that is itself an identifier
                 finding = Finding(finding.kind, str(column), "column header text")

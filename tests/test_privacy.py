@@ -162,3 +162,11 @@ def test_assert_no_identifiers_fails_closed():
     for encoding in ("utf-8", "cp949", "utf-16-le"):
         with pytest.raises(PrivacyError, match="known identifying value"):
             assert_no_identifiers("patient 김민수 seen".encode(encoding), known_values=["김민수"])
+
+
+def test_repeated_categories_in_a_large_table_are_not_names():
+    """The distinctness criterion must see every row, not the distinct values only."""
+    table = pd.DataFrame({"ethnicity": ["White British", "Black African", "Mixed Other"] * 3000})
+    assert find_identifier_columns(table) == []
+    names = pd.DataFrame({"who": [f"{a} {b}" for a in ("John", "Mary", "Ann") for b in ("Smith", "Jones", "Lee")]})
+    assert [f.kind for f in find_identifier_columns(names)] == ["person_name"]
