@@ -17,7 +17,8 @@ vectorised: ~5 % of laboratory cells empty, 0.1 % of CRP cells ``"<0.5"``, 0.1 %
 * ``kicc``      ``validate_clinical(path)`` -- encoding/delimiter detection, reading as text, every check
 
 Peak memory is the child's ``VmHWM`` (``ru_maxrss`` would carry the parent's high-water mark across exec).
-``--kicc-root /work/main`` imports another checkout's ``kicc_analysis`` (the "before" figure).
+``--kicc-root /work/main`` also runs another checkout's ``validate_clinical`` (row ``kicc_before``, interleaved
+with the others, ``--before-repeats`` times).
 
 Prints a Markdown table (medians of ``--repeats`` runs) and writes ``validate_results.json`` in the work folder.
 """
@@ -93,21 +94,26 @@ def main() -> None:
     parser.add_argument("--work-dir", default="/tmp/kicc_validate_benchmark")
     parser.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
     parser.add_argument(
-        "--kicc-root", help="import kicc_analysis from this checkout instead (e.g. a main worktree, for 'before')"
+        "--kicc-root", help="also run validate_clinical from this checkout (e.g. /work/main) as 'kicc_before'"
     )
+    parser.add_argument("--before-repeats", type=int, default=1, help="repeats of the (slow) 'kicc_before' run")
     args = parser.parse_args()
     path = Path(args.work_dir) / f"clinical_{args.rows}.csv"
     if not path.is_file():
         write_table(path, args.rows)
     results: dict[str, list[dict]] = {m: [] for m in args.modes}
-    for _ in range(args.repeats):
+    if args.kicc_root:
+        results["kicc_before"] = []
+    for repeat in range(args.repeats):
         for mode in args.modes:  # interleaved, so load changes hit every mode alike
-            results[mode].append(run(mode, path, args.kicc_root))
-    floor = statistics.median(r["seconds"] for r in results.get("pandas", results[args.modes[0]]))
+            results[mode].append(run(mode, path))
+        if args.kicc_root and repeat < args.before_repeats:
+            results["kicc_before"].append(run("kicc", path, args.kicc_root))
+    floor = statistics.median(r["seconds"] for r in results.get("pandas") or results[args.modes[0]])
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, load {os.getloadavg()[0]:.2f}; {path} ({path.stat().st_size / 2**20:.1f} MiB, "
-        f"{args.rows:,} rows); medians of {args.repeats}"
+        f"{args.rows:,} rows); medians of {args.repeats} (kicc_before: {args.before_repeats if args.kicc_root else 0})"
     )
     print("\n| run | median s | vs pandas.read_csv | peak RSS MiB | rows / report rows |\n|---|---:|---:|---:|---:|")
     for mode, runs in results.items():

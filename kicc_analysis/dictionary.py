@@ -8,7 +8,10 @@ laboratory values, alternative units with their conversion to the canonical
 unit, the matching ISARIC ARC variable and a standard (SNOMED) code.
 
 :func:`validate_clinical` checks a clinical export cell by cell and returns a
-tidy report (one row per problem) -- it never changes the table.
+tidy report (one row per problem) -- it never changes the table. Files are read by
+:mod:`kicc_analysis.clinical_io` (encodings, delimiters, XLSX cells); columns that look
+like direct identifiers are recognised by :mod:`kicc_analysis.privacy`. The checks run
+once per distinct value of a column and are mapped back to every row holding it.
 :func:`coerce_to_dictionary` then builds the typed table used by the cohort;
 every value it cannot convert is one of the problems the report lists, so
 nothing is dropped or coerced silently.
@@ -585,8 +588,8 @@ def _check_numeric(var: Variable, cells: _Cells, subjids: pd.Series, issues: _Is
         if high is not None:
             outside |= present & (parsed > high)
     for idx in cells.rows(outside):
-        raw, text = cells.text(idx)
-        number = float(text)
+        raw = cells.text(idx)[0]
+        number = float(parsed[cells.codes[cells.index.get_loc(idx)]])
         detail = f"outside {low}–{high} {var.unit_label}".strip()
         for alt in var.alternative_units:
             converted = float(alt.to_canonical(number))
