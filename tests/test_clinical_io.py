@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import shared_path
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openpyxl import Workbook
 from openpyxl.utils.datetime import from_excel
 from test_validation import clean_table
@@ -254,3 +256,32 @@ def test_out_into_a_missing_folder_fails_before_any_work(tmp_path, capsys):
     assert "nowhere" in err and "does not exist" in err and err.count("\n") == 1
     assert main(["cohort", str(tmp_path), "--out", str(tmp_path / "nowhere" / "cohort.parquet")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- property: any bytes, one kind of error
+
+_CELLS = st.sampled_from(
+    ["KICC-S01-0001", "54", "12,5", "나이", "성별", "", " ", '"a,b"', "2020-03-01", "\t", ";", "<0.5"]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(st.lists(_CELLS, min_size=0, max_size=5), min_size=0, max_size=6),
+    sep=st.sampled_from([",", ";", "\t"]),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "cp949", "utf-16"]),
+    suffix=st.sampled_from([".csv", ".xlsx", ".txt"]),
+    noise=st.binary(max_size=8),
+)
+def test_any_export_reads_or_fails_with_one_clear_line(tmp_path, rows, sep, encoding, suffix, noise):
+    """Whatever the bytes, reading gives a text table or one ValidationError line naming the file; never a crash."""
+    text = "\n".join(sep.join(row) for row in rows)
+    path = tmp_path / f"clinical{suffix}"
+    path.write_bytes(text.encode(encoding) + noise)
+    try:
+        table = read_clinical_table(path)
+    except ValidationError as exc:
+        assert str(path) in str(exc) and "\n" not in str(exc)
+    else:
+        assert len(table) > 0 and all(isinstance(v, str) for v in table.to_numpy().ravel())
+        assert table.attrs["read"]["n_rows"] == len(table)
