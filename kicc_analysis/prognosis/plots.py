@@ -63,6 +63,8 @@ def km_plot(
     """Kaplan–Meier curves with CI bands, censoring ticks and a numbers-at-risk table below."""
     if isinstance(fits, KaplanMeier):
         fits = {"All": fits}
+    elif list(fits) == ["all"]:  # an ungrouped kaplan_meier() fit
+        fits = {"All": fits["all"]}
     with plt.rc_context(STYLE):
         fig, (ax, ax_tab) = plt.subplots(
             2, 1, figsize=(5.5, 4.8), height_ratios=[4, 0.35 + 0.22 * len(fits)], sharex=True, layout="constrained"

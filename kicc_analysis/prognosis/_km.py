@@ -1,0 +1,118 @@
+"""The one product-limit (Kaplan–Meier) core of the prognosis package (private).
+
+Every module that needs a Kaplan–Meier curve or a step-function lookup (survival, cox, concordance,
+competing_risks, decision_curve) calls :func:`product_limit` and :func:`step_right` / :func:`step_left`.
+
+Ties between the counted transition and the other kind (an event and a censoring at the same time) are
+an explicit argument, ``tied_other``:
+
+* ``"at_risk"`` — subjects whose *other* transition happens at t are still at risk at t. For the survival
+  curve (counted transition = event) this is the usual convention that censorings at t happen just after
+  the deaths at t: R ``survival::survfit`` (Therneau & Grambsch 2000, §2.1), SAS ``PROC LIFETEST``,
+  lifelines. For the censoring distribution G it is what R ``cmprsk::crr`` uses
+  (``survfit(Surv(ftime, cenind) ~ 1)``: a subject failing at a censoring time is at risk for it).
+* ``"leave_first"`` — subjects whose other transition happens at t leave the risk set first. For G this
+  places censorings tied with events just after the events (events are not at risk of being censored at
+  their own time): Uno et al. (2011) IPCW, R ``survAUC``/``timeROC`` style and scikit-survival
+  ``kaplan_meier_estimator(reverse=True)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ProductLimit", "product_limit", "step_right", "step_left"]
+
+TIED_OTHER = ("at_risk", "leave_first")
+
+
+@dataclass(frozen=True)
+class ProductLimit:
+    """A product-limit curve on the distinct observed times (right-continuous steps).
+
+    Attributes
+    ----------
+    time : ndarray
+        Distinct observed times (every subject's time, whatever its status), ascending.
+    n_risk : ndarray
+        Number (or weight) at risk for the counted transition at each time.
+    n_event : ndarray
+        Number of counted transitions at each time.
+    n_other : ndarray
+        Number of subjects with the other status at each time.
+    surv : ndarray
+        Product-limit estimate just after each time, ``prod(1 - n_event / n_risk)``.
+    var_log : ndarray
+        Greenwood variance of ``log surv``: cumulative ``d / (n (n - d))`` (inf from the time S reaches 0).
+    """
+
+    time: np.ndarray
+    n_risk: np.ndarray
+    n_event: np.ndarray
+    n_other: np.ndarray
+    surv: np.ndarray
+    var_log: np.ndarray
+
+    def at(self, t: np.ndarray | float) -> np.ndarray:
+        """S(t), right-continuous (1 before the first time)."""
+        return step_right(self.time, self.surv, t)
+
+    def before(self, t: np.ndarray | float) -> np.ndarray:
+        """S(t-), the left limit (1 up to and including the first time)."""
+        return step_left(self.time, self.surv, t)
+
+
+def product_limit(
+    time: np.ndarray,
+    event: np.ndarray,
+    *,
+    tied_other: str = "at_risk",
+    weights: np.ndarray | None = None,
+) -> ProductLimit:
+    """Product-limit estimate of the transition flagged by ``event`` (clean 1-D arrays).
+
+    Parameters
+    ----------
+    time : ndarray
+        Observed time per subject.
+    event : ndarray of 0/1
+        1 = the counted transition (death for S, censoring for G), 0 = the other status.
+    tied_other : {"at_risk", "leave_first"}
+        Whether subjects with the other status at a time count at risk at that time (see module notes).
+    weights : ndarray, optional
+        Case weights (default 1).
+
+    Returns
+    -------
+    ProductLimit
+    """
+    if tied_other not in TIED_OTHER:
+        raise ValueError(f"tied_other must be one of {TIED_OTHER}, found {tied_other!r}")
+    utimes, inverse = np.unique(time, return_inverse=True)
+    m = len(utimes)
+    w = np.ones(len(time)) if weights is None else np.asarray(weights, dtype=float)
+    ev = np.asarray(event, dtype=float)
+    n_event = np.bincount(inverse, weights=w * ev, minlength=m)
+    n_total = np.bincount(inverse, weights=w, minlength=m)
+    n_other = n_total - n_event
+    n_risk = n_total[::-1].cumsum()[::-1]
+    if tied_other == "leave_first":
+        n_risk = n_risk - n_other
+    with np.errstate(divide="ignore", invalid="ignore"):
+        surv = np.cumprod(np.where(n_risk > 0, 1.0 - n_event / n_risk, 1.0))
+        terms = np.where(n_event > 0, n_event / (n_risk * (n_risk - n_event)), 0.0)  # inf once S reaches 0
+    return ProductLimit(utimes, n_risk, n_event, n_other, surv, np.cumsum(terms))
+
+
+def step_right(times: np.ndarray, values: np.ndarray, at: np.ndarray | float, start: float = 1.0) -> np.ndarray:
+    """Right-continuous step function: ``values[i]`` on ``[times[i], times[i+1])``, ``start`` before ``times[0]``."""
+    idx = np.searchsorted(times, np.asarray(at, dtype=float), side="right")
+    return np.r_[start, values][idx]
+
+
+def step_left(times: np.ndarray, values: np.ndarray, at: np.ndarray | float, start: float = 1.0) -> np.ndarray:
+    """Left limit of the step function: ``values[i]`` on ``(times[i], times[i+1]]``, ``start`` up to ``times[0]``."""
+    idx = np.searchsorted(times, np.asarray(at, dtype=float), side="left")
+    return np.r_[start, values][idx]
