@@ -40,6 +40,7 @@ from scipy import stats
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import as_float_array, check_columns, complete_mask
 from kicc_analysis.prognosis._coxcore import CoxFit, fit_cox, score_residuals
+from kicc_analysis.prognosis._km import product_limit, step_left, step_right
 from kicc_analysis.prognosis.cox import CoxResult, cox
 from kicc_analysis.prognosis.survival import group_order
 
@@ -100,14 +101,12 @@ def _cmprsk_variance(
 def _aj(
     time: np.ndarray, etype: np.ndarray, causes: list[Any], confidence: float, conf_type: str, variance: str
 ) -> pd.DataFrame:
-    utimes, inv = np.unique(time, return_inverse=True)
+    km = product_limit(time, (etype != 0).astype(float))  # all-cause Kaplan–Meier
+    utimes, n, d, surv = km.time, km.n_risk, km.n_event, km.surv
+    inv = np.searchsorted(utimes, time)
     m = len(utimes)
-    tot = np.bincount(inv, minlength=m).astype(float)
-    n = tot[::-1].cumsum()[::-1]
-    d = np.bincount(inv, weights=(etype != 0).astype(float), minlength=m)
+    s_left = np.r_[1.0, surv[:-1]]
     with np.errstate(divide="ignore", invalid="ignore"):
-        surv = np.cumprod(np.where(n > 0, 1 - d / n, 1.0))
-        s_left = np.r_[1.0, surv[:-1]]
         gw = np.where(n - d > 0, d / (n * (n - d)), 0.0)
     z = stats.norm.ppf(0.5 + confidence / 2)
     out = []
@@ -221,20 +220,16 @@ def _censoring_km(time: np.ndarray, etype: np.ndarray) -> tuple[np.ndarray, np.n
     """Kaplan–Meier of the censoring distribution G (right-continuous steps at the distinct times).
 
     As ``cmprsk::crr`` (``survfit(Surv(ftime, cenind) ~ 1)``): the number at risk at a censoring time
-    counts every subject still under observation, including those failing at that time.
+    counts every subject still under observation, including those failing at that time
+    (``tied_other="at_risk"`` of the package's product-limit core).
     """
-    utimes, inv = np.unique(time, return_inverse=True)
-    tot = np.bincount(inv, minlength=len(utimes)).astype(float)
-    cens = np.bincount(inv, weights=(etype == 0).astype(float), minlength=len(utimes))
-    at_risk = tot[::-1].cumsum()[::-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.cumprod(np.where(at_risk > 0, 1 - cens / at_risk, 1.0))
-    return utimes, g
+    g = product_limit(time, (etype == 0).astype(float), tied_other="at_risk")
+    return g.time, g.surv
 
 
 def _g_left(gt: np.ndarray, gv: np.ndarray, t: np.ndarray) -> np.ndarray:
     """G(t-) from the right-continuous steps (gt, gv)."""
-    return np.r_[1.0, gv][np.searchsorted(gt, t, side="left")]
+    return step_left(gt, gv, t)
 
 
 def _fine_gray_psi(time: np.ndarray, etype: np.ndarray, x: np.ndarray, beta: np.ndarray, cause: int) -> np.ndarray:
@@ -318,10 +313,10 @@ def finegray_expand(
     jumps = jumps[np.unique(last[last >= 0])]
 
     def g_right(t: np.ndarray) -> np.ndarray:
-        return np.r_[1.0, gv][np.searchsorted(gt, t, side="right")]
+        return step_right(gt, gv, t)
 
     def g_left(t: np.ndarray) -> np.ndarray:
-        return np.r_[1.0, gv][np.searchsorted(gt, t, side="left")]
+        return step_left(gt, gv, t)
 
     subj = [np.arange(n)]
     start = [np.zeros(n)]

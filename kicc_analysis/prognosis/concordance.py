@@ -30,6 +30,7 @@ import pandas as pd
 
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import as_float_array, check_survival, complete_mask
+from kicc_analysis.prognosis._km import product_limit, step_right
 from kicc_analysis.results import Estimate
 
 __all__ = [
@@ -235,21 +236,13 @@ def harrell_c(time: Any, event: Any, risk: Any) -> ConcordanceCounts:
 
 
 def censoring_survival(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kaplan–Meier of the censoring distribution G: returns (times, G(t)) right-continuous steps."""
-    utimes, inverse = np.unique(time, return_inverse=True)
-    cens = np.bincount(inverse, weights=(event == 0).astype(float), minlength=len(utimes))
-    tot = np.bincount(inverse, minlength=len(utimes)).astype(float)
-    events = tot - cens
-    # censorings tied with events are taken to happen just after them (events leave the censoring risk set)
-    at_risk = tot[::-1].cumsum()[::-1] - events
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.cumprod(np.where(at_risk > 0, 1.0 - cens / at_risk, 1.0))
-    return utimes, g
+    """Kaplan–Meier of the censoring distribution G: returns (times, G(t)) right-continuous steps.
 
-
-def _step(times: np.ndarray, values: np.ndarray, at: np.ndarray, left: bool = False) -> np.ndarray:
-    idx = np.searchsorted(times, at, side="left" if left else "right") - 1
-    return np.r_[1.0, values][idx + 1]
+    Censorings tied with events are taken to happen just after them (events leave the censoring risk set
+    first: ``tied_other="leave_first"`` of the package's product-limit core; scikit-survival ``reverse=True``).
+    """
+    g = product_limit(np.asarray(time, dtype=float), (np.asarray(event) == 0).astype(float), tied_other="leave_first")
+    return g.time, g.surv
 
 
 def uno_c(
@@ -284,7 +277,7 @@ def uno_c(
         gt = as_float_array(train_time, "train_time")
         ge = as_float_array(train_event, "train_event")
     gtimes, gvals = censoring_survival(gt, ge)
-    g_at = _step(gtimes, gvals, t)
+    g_at = step_right(gtimes, gvals, t)
     if tau is not None:
         e = np.where(t < tau, e, 0)
     if np.any((g_at <= 0) & (e == 1)):
@@ -307,7 +300,7 @@ def _ipcw_g(time: np.ndarray, event: np.ndarray, train_time: Any, train_event: A
     else:
         gt, ge = as_float_array(train_time, "train_time"), as_float_array(train_event, "train_event")
     gtimes, gvals = censoring_survival(gt, ge)
-    return lambda at: _step(gtimes, gvals, np.asarray(at, dtype=float))
+    return lambda at: step_right(gtimes, gvals, np.asarray(at, dtype=float))
 
 
 def time_dependent_auc(
@@ -358,11 +351,7 @@ def time_dependent_auc(
         rows.append({"time": tk, "auc": auc, "n_cases": int(case.sum()), "n_controls": int(ctrl.sum())})
     out = pd.DataFrame(rows)
     # KM-weighted mean AUC
-    ut, inv = np.unique(t, return_inverse=True)
-    d = np.bincount(inv, weights=e, minlength=len(ut))
-    nrisk = np.bincount(inv, minlength=len(ut))[::-1].cumsum()[::-1]
-    s = np.cumprod(1 - d / nrisk)
-    s_at = _step(ut, s, tt)
+    s_at = product_limit(t, e).at(tt)
     wts = -np.diff(np.r_[1.0, s_at])
     ok = np.isfinite(out["auc"].to_numpy())
     out.attrs["mean_auc"] = float((wts[ok] * out["auc"].to_numpy()[ok]).sum() / (1 - s_at[-1])) if ok.any() else np.nan

@@ -29,6 +29,7 @@ from scipy import stats
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import check_columns, check_survival, complete_mask
 from kicc_analysis.prognosis._coxcore import CoxFit, fit_cox, time_interaction_info
+from kicc_analysis.prognosis._km import product_limit
 from kicc_analysis.prognosis.concordance import ConcordanceCounts, concordance_counts
 
 __all__ = ["CoxResult", "cox", "ph_test"]
@@ -292,20 +293,6 @@ def _harrell_within_strata(t: np.ndarray, e: np.ndarray, lp: np.ndarray, st: np.
     return ConcordanceCounts(float(c), float(tot[0]), float(tot[1]), float(tot[2]), tied_time, float(tot[3]), se)
 
 
-def _km_left(time: np.ndarray, event: np.ndarray):
-    utimes, inverse = np.unique(time, return_inverse=True)
-    d = np.bincount(inverse, weights=event, minlength=len(utimes))
-    n_at = np.bincount(inverse, minlength=len(utimes)).astype(float)
-    risk = n_at[::-1].cumsum()[::-1]
-    surv = np.cumprod(1 - d / risk)
-
-    def left_limit(t: np.ndarray) -> np.ndarray:
-        idx = np.searchsorted(utimes, t, side="left") - 1
-        return np.r_[1.0, surv][idx + 1]
-
-    return left_limit
-
-
 def ph_test(model: CoxResult, transform: str = "km") -> pd.DataFrame:
     """Test of proportional hazards per covariate and globally (R ``cox.zph``, survival >= 3.0).
 
@@ -329,10 +316,10 @@ def ph_test(model: CoxResult, transform: str = "km") -> pd.DataFrame:
     d = model.data
     t, e = d["time"], d["event"]
     if transform == "km":
-        left = _km_left(t, e)
+        km = product_limit(t, e)
 
         def g(tt: np.ndarray) -> np.ndarray:
-            return 1.0 - left(tt)
+            return 1.0 - km.before(tt)
     elif transform == "identity":
 
         def g(tt: np.ndarray) -> np.ndarray:
