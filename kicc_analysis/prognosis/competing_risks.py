@@ -199,9 +199,11 @@ def cumulative_incidence(
 
     Examples
     --------
+    At t = 4 the one subject still at risk fails from cause 1, so F_1 rises by S(4-) * 1/1 = 0.5:
+
     >>> ci = cumulative_incidence([1, 2, 3, 4], [1, 2, 0, 1])
     >>> ci.cif(1)["cif"].round(3).tolist()
-    [0.25, 0.25, 0.25, 0.625]
+    [0.25, 0.25, 0.25, 0.75]
     """
     t, e, g, _ = _clean_cr(time, event_type, "cumulative_incidence", group)
     causes = sorted(set(e[e > 0].tolist())) if causes is None else list(causes)

@@ -178,7 +178,7 @@ class KaplanMeier:
         --------
         >>> km = kaplan_meier([1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 0, 1, 1, 0, 1, 1])
         >>> km.quantiles(conf_type="log-log")["time"].tolist()
-        [2.0, 5.0, 7.0]
+        [3.0, 5.0, 7.0]
         """
         ct = _conf_type(conf_type or self.conf_type)
         band = self.confidence_band(ct, confidence)
