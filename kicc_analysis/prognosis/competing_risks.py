@@ -46,6 +46,7 @@ from kicc_analysis.prognosis.survival import group_order
 
 __all__ = [
     "CumulativeIncidence",
+    "CumulativeIncidenceFit",
     "cumulative_incidence",
     "gray_test",
     "fine_gray",
@@ -71,6 +72,30 @@ class CumulativeIncidence:
         t = self.cif(cause)
         idx = np.searchsorted(t["time"].to_numpy(), np.atleast_1d(times), side="right") - 1
         return np.r_[0.0, t["cif"].to_numpy()][idx + 1]
+
+
+class CumulativeIncidenceFit(dict):
+    """What :func:`cumulative_incidence` returns, grouped or not: a mapping ``label -> CumulativeIncidence``.
+
+    Ungrouped fits have the single label ``"all"``; with one group its attributes (``table``, ``cif``,
+    ``at``, ``causes``) are available on the fit itself.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if len(self) == 1:
+            return getattr(next(iter(self.values())), name)
+        raise AttributeError(
+            f"CumulativeIncidenceFit has {len(self)} groups ({list(self)}); '{name}' belongs to one group: "
+            f"use fit[label].{name}"
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """All groups' CIF tables stacked with a ``group`` column."""
+        parts = [ci.table.assign(group=lab) for lab, ci in self.items()]
+        out = pd.concat(parts, ignore_index=True)
+        return out[["group", *[c for c in out.columns if c != "group"]]]
 
 
 def _cmprsk_variance(
@@ -176,7 +201,7 @@ def cumulative_incidence(
     confidence: float = 0.95,
     conf_type: str = "log-log",
     variance: str = "delta",
-) -> CumulativeIncidence | dict[Any, CumulativeIncidence]:
+) -> CumulativeIncidenceFit:
     """Aalen–Johansen cumulative incidence functions with delta-method SEs.
 
     Parameters
@@ -186,7 +211,7 @@ def cumulative_incidence(
     event_type : array-like of int
         0 = censored, k > 0 = failed from cause k.
     group : array-like, optional
-        Group labels; a dict of results per group is returned.
+        Group labels; one result per group.
     causes : sequence, optional
         Causes to report (default: all observed non-zero codes).
     confidence : float
@@ -196,6 +221,12 @@ def cumulative_incidence(
     variance : {"delta", "cmprsk"}
         ``"delta"``: delta-method SE (Stata ``stcompet``, statsmodels; default);
         ``"cmprsk"``: Gray's estimator as R ``cmprsk::cuminc`` prints it.
+
+    Returns
+    -------
+    CumulativeIncidenceFit
+        A mapping ``label -> CumulativeIncidence`` (label ``"all"`` without ``group``); with a single
+        group its attributes are reachable on the fit directly.
 
     Examples
     --------
@@ -209,9 +240,10 @@ def cumulative_incidence(
     causes = sorted(set(e[e > 0].tolist())) if causes is None else list(causes)
     if not causes:
         raise AnalysisError("cumulative_incidence: no events of any cause")
+    out = CumulativeIncidenceFit()
     if g is None:
-        return CumulativeIncidence(_aj(t, e, causes, confidence, conf_type, variance), causes)
-    out = {}
+        out["all"] = CumulativeIncidence(_aj(t, e, causes, confidence, conf_type, variance), causes)
+        return out
     for lab in group_order(group, g):
         sel = g == lab
         out[lab] = CumulativeIncidence(_aj(t[sel], e[sel], causes, confidence, conf_type, variance), causes, lab)

@@ -32,7 +32,13 @@ from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import check_columns, check_survival, complete_mask
 from kicc_analysis.prognosis._coxcore import CoxFit, fit_cox, schoenfeld_residuals, time_interaction_info
 from kicc_analysis.prognosis._km import product_limit
-from kicc_analysis.prognosis.concordance import ConcordanceCounts, concordance_counts
+from kicc_analysis.prognosis.concordance import (
+    HARRELL_CONVENTION,
+    Concordance,
+    ConcordanceCounts,
+    concordance_counts,
+    concordance_estimate,
+)
 
 __all__ = ["CoxResult", "cox", "ph_test"]
 
@@ -51,8 +57,8 @@ class CoxResult:
         Likelihood-ratio test of all coefficients = 0.
     score_chisq : float
         Score (log-rank) test at beta = 0.
-    concordance : ConcordanceCounts
-        Harrell's C of the linear predictor (within strata).
+    concordance : Concordance
+        Harrell's C of the linear predictor (within strata), an ``Estimate``.
     n, events, n_dropped : int
         Rows used, events, rows skipped for missing values.
     """
@@ -73,14 +79,18 @@ class CoxResult:
     confidence: float
     fit: CoxFit = field(repr=False)
     data: dict[str, Any] = field(repr=False, default_factory=dict)
-    _concordance: ConcordanceCounts | None = field(default=None, repr=False)
+    _concordance: Concordance | None = field(default=None, repr=False)
 
     @property
-    def concordance(self) -> ConcordanceCounts:
+    def concordance(self) -> Concordance:
         """Harrell's C of the linear predictor within strata (computed on first access, O(n log^2 n))."""
         if self._concordance is None:
             d = self.data
-            self._concordance = _harrell_within_strata(d["time"], d["event"], self.linear_predictor(), d["strata"])
+            counts = _harrell_within_strata(d["time"], d["event"], self.linear_predictor(), d["strata"])
+            self._concordance = concordance_estimate(
+                counts, self.n, method="harrell_c", confidence=self.confidence,
+                convention=HARRELL_CONVENTION + ("; pairs within strata" if d["strata"] is not None else ""),
+            )  # fmt: skip
         return self._concordance
 
     @property
@@ -103,7 +113,7 @@ class CoxResult:
                     "lr_chisq": self.lr_chisq,
                     "lr_df": self.lr_df,
                     "lr_p": self.lr_p,
-                    "concordance": self.concordance.c,
+                    "concordance": self.concordance.estimate,
                     "concordance_se": self.concordance.se,
                     "ties": self.ties,
                 }

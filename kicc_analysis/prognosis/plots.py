@@ -121,6 +121,8 @@ def cif_plot(
     """Cumulative incidence curves (one line per cause and group; dashed for the second cause)."""
     if isinstance(results, CumulativeIncidence):
         results = {"": results}
+    elif list(results) == ["all"]:  # an ungrouped cumulative_incidence() fit
+        results = {"": results["all"]}
     fig, ax = _new((5.5, 4.0), ax)
     cause_labels = dict(cause_labels or {})
     styles = ["-", "--", ":", "-."]
