@@ -90,12 +90,19 @@ def product_limit(
     """
     if tied_other not in TIED_OTHER:
         raise ValueError(f"tied_other must be one of {TIED_OTHER}, found {tied_other!r}")
-    utimes, inverse = np.unique(time, return_inverse=True)
-    m = len(utimes)
-    w = np.ones(len(time)) if weights is None else np.asarray(weights, dtype=float)
-    ev = np.asarray(event, dtype=float)
-    n_event = np.bincount(inverse, weights=w * ev, minlength=m)
-    n_total = np.bincount(inverse, weights=w, minlength=m)
+    time = np.asarray(time, dtype=float)
+    order = np.argsort(time)  # one sort; counts per distinct time by reduceat over the sorted runs
+    ts = time[order]
+    starts = np.r_[0, np.flatnonzero(ts[1:] != ts[:-1]) + 1] if len(ts) else np.zeros(0, dtype=int)
+    utimes = ts[starts]
+    ev = np.asarray(event, dtype=float)[order]
+    if weights is None:
+        n_total = np.diff(np.r_[starts, len(ts)]).astype(float)
+        n_event = np.add.reduceat(ev, starts) if len(ts) else np.zeros(0)
+    else:
+        w = np.asarray(weights, dtype=float)[order]
+        n_total = np.add.reduceat(w, starts) if len(ts) else np.zeros(0)
+        n_event = np.add.reduceat(w * ev, starts) if len(ts) else np.zeros(0)
     n_other = n_total - n_event
     n_risk = n_total[::-1].cumsum()[::-1]
     if tied_other == "leave_first":

@@ -181,11 +181,11 @@ class KaplanMeier:
         [3.0, 5.0, 7.0]
         """
         ct = _conf_type(conf_type or self.conf_type)
-        band = self.confidence_band(ct, confidence)
-        ev = (self.table["n_event"] > 0).to_numpy()
+        ev = self.table["n_event"].to_numpy() > 0
         t = self.table["time"].to_numpy()[ev]
         surv = self.table["surv"].to_numpy()[ev]
-        low, high = band["ci_low"].to_numpy()[ev], band["ci_high"].to_numpy()[ev]
+        z = stats.norm.ppf(0.5 + (confidence or self.confidence) / 2)
+        low, high = _conf_band(surv, self.var_log[ev], z, ct)
         rows = []
         for p in probs:
             if not 0 < p < 1:
