@@ -101,3 +101,15 @@ def test_cumulative_incidence_returns_one_type() -> None:
     with pytest.raises(AttributeError, match=r"use fit\[label\]\.cif"):
         grouped.cif(1)
     assert set(grouped.to_frame()["group"]) == {0, 1}
+
+
+def test_results_print_with_their_convention() -> None:
+    from kicc_analysis.prognosis import kaplan_meier, logrank
+
+    d = pd.DataFrame({"t": T, "e": E, "x": RISK, "g": np.arange(120) % 2})
+    text = str(cox(d, "t", "e", ["x"]))
+    assert "efron ties" in text and "Harrell's C" in text and "hr_ci_low" in text
+    lr = str(logrank(T, E, d["g"]))
+    assert lr.startswith("logrank test") and "R survdiff" in lr
+    km = str(kaplan_meier(T, E, conf_type="log-log"))
+    assert "CONFTYPE=LOGLOG" in km and "conf.type='log-log'" in km

@@ -120,6 +120,13 @@ class CoxResult:
             ]
         )
 
+    def __str__(self) -> str:
+        head = (f"Cox proportional-hazards model ({self.ties} ties; R coxph conventions): n = {self.n}, "
+                f"events = {self.events}, dropped = {self.n_dropped}\n"
+                f"LR chi-square = {self.lr_chisq:.4f} on {self.lr_df} df, p = {self.lr_p:.4g}; "
+                f"Harrell's C = {self.concordance.estimate:.4f} (se {self.concordance.se:.4f})\n")  # fmt: skip
+        return head + self.table.to_string(index=False)
+
     def linear_predictor(self, frame: pd.DataFrame | None = None) -> np.ndarray:
         """Centred linear predictor (x - mean) @ beta for ``frame`` (default: fitting data)."""
         if frame is None:

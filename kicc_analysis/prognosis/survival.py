@@ -392,6 +392,15 @@ class LogRankResult:
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{"test": self.weights, "chisq": self.chisq, "df": self.df, "p": self.p}])
 
+    def summary(self) -> str:
+        """Readable summary: the test, its weights convention, chi-square, df, p and the O/E table."""
+        return (f"{self.weights} test (weighted log-rank family, hypergeometric variance; R survdiff): "
+                f"chi-square = {self.chisq:.4f} on {self.df} df, p = {self.p:.4g}\n"
+                + self.table.to_string(index=False))  # fmt: skip
+
+    def __str__(self) -> str:
+        return self.summary()
+
 
 def _weights(kind: str, n_risk: np.ndarray, n_event: np.ndarray, p: float, q: float) -> np.ndarray:
     kind = kind.lower().replace("_", "-")
