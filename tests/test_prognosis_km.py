@@ -104,18 +104,33 @@ def _old_dca_km_at(time, event, horizon):  # decision_curve._km_at
 
 
 # --- random data with many ties ---------------------------------------------------------------------------
-def _data(seed: int, n: int = 300):
+def _data(seed: int, n: int = 600):
     rng = np.random.default_rng(seed)
     time = rng.integers(1, 40, n).astype(float)
     etype = rng.choice([0, 1, 2], n, p=[0.35, 0.4, 0.25])
     if seed % 2:  # make the last time all events so that S reaches 0
         time[rng.integers(0, n)] = 100.0
         etype[time == 100.0] = 1
+    if seed == 7:  # non-integer times (the sorting path of the core rather than the integer-count path)
+        time = time + np.round(rng.random(n), 1)
     probe = np.r_[0.0, 0.5, np.unique(time), np.unique(time) + 0.5, 1e6]
     return time, etype, (etype > 0).astype(float), probe
 
 
 SEEDS = [0, 1, 2, 3, 7]
+
+
+def test_integer_and_sorting_paths_agree_with_weights() -> None:
+    from kicc_analysis.prognosis._km import _counts_integer_times, _counts_sorted
+
+    time, _, event, _ = _data(0)
+    w = np.random.default_rng(9).random(len(time))
+    fast = _counts_integer_times(time, event, w)
+    assert fast is not None and _counts_integer_times(time + 0.5, event, w) is None
+    for a, b in zip(fast, _counts_sorted(time, event, w), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    weighted = product_limit(time, event, weights=np.full(len(time), 2.0))
+    np.testing.assert_allclose(weighted.surv, product_limit(time, event).surv, rtol=1e-12)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -91,18 +91,12 @@ def product_limit(
     if tied_other not in TIED_OTHER:
         raise ValueError(f"tied_other must be one of {TIED_OTHER}, found {tied_other!r}")
     time = np.asarray(time, dtype=float)
-    order = np.argsort(time)  # one sort; counts per distinct time by reduceat over the sorted runs
-    ts = time[order]
-    starts = np.r_[0, np.flatnonzero(ts[1:] != ts[:-1]) + 1] if len(ts) else np.zeros(0, dtype=int)
-    utimes = ts[starts]
-    ev = np.asarray(event, dtype=float)[order]
-    if weights is None:
-        n_total = np.diff(np.r_[starts, len(ts)]).astype(float)
-        n_event = np.add.reduceat(ev, starts) if len(ts) else np.zeros(0)
-    else:
-        w = np.asarray(weights, dtype=float)[order]
-        n_total = np.add.reduceat(w, starts) if len(ts) else np.zeros(0)
-        n_event = np.add.reduceat(w * ev, starts) if len(ts) else np.zeros(0)
+    ev = np.asarray(event, dtype=float)
+    w = None if weights is None else np.asarray(weights, dtype=float)
+    counted = _counts_integer_times(time, ev, w)
+    if counted is None:
+        counted = _counts_sorted(time, ev, w)
+    utimes, n_total, n_event = counted
     n_other = n_total - n_event
     n_risk = n_total[::-1].cumsum()[::-1]
     if tied_other == "leave_first":
@@ -111,6 +105,43 @@ def product_limit(
         surv = np.cumprod(np.where(n_risk > 0, 1.0 - n_event / n_risk, 1.0))
         terms = np.where(n_event > 0, n_event / (n_risk * (n_risk - n_event)), 0.0)  # inf once S reaches 0
     return ProductLimit(utimes, n_risk, n_event, n_other, surv, np.cumsum(terms))
+
+
+def _counts_integer_times(
+    time: np.ndarray, ev: np.ndarray, w: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Counts per distinct time without sorting when times are whole numbers over a short range (days)."""
+    if len(time) < 256:
+        return None
+    lo, hi = float(time.min()), float(time.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo > 4 * len(time) or not np.all(time == np.round(time)):
+        return None
+    idx = (time - lo).astype(np.int64)
+    size = int(hi - lo) + 1
+    n_total = np.bincount(idx, weights=w, minlength=size).astype(float)
+    n_event = np.bincount(idx, weights=ev if w is None else w * ev, minlength=size)
+    present = np.flatnonzero(np.bincount(idx, minlength=size))
+    return lo + present.astype(float), n_total[present], n_event[present]
+
+
+def _counts_sorted(
+    time: np.ndarray, ev: np.ndarray, w: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts per distinct time from one sort (reduceat over the runs of equal times)."""
+    order = np.argsort(time)
+    ts = time[order]
+    if len(ts) == 0:
+        return ts, np.zeros(0), np.zeros(0)
+    starts = np.r_[0, np.flatnonzero(ts[1:] != ts[:-1]) + 1]
+    evs = ev[order]
+    if w is None:
+        n_total = np.diff(np.r_[starts, len(ts)]).astype(float)
+        n_event = np.add.reduceat(evs, starts)
+    else:
+        ws = w[order]
+        n_total = np.add.reduceat(ws, starts)
+        n_event = np.add.reduceat(ws * evs, starts)
+    return ts[starts], n_total, n_event
 
 
 def step_right(times: np.ndarray, values: np.ndarray, at: np.ndarray | float, start: float = 1.0) -> np.ndarray:
