@@ -103,6 +103,28 @@ def _old_dca_km_at(time, event, horizon):  # decision_curve._km_at
     return 1.0 if i < 0 else float(s[i])
 
 
+def _old_fh_weights(n_risk, n_event, p, q):  # survival._weights("fleming-harrington")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.cumprod(np.where(n_risk > 0, 1.0 - n_event / n_risk, 1.0))
+    s_left = np.r_[1.0, s[:-1]]
+    return s_left**p * (1.0 - s_left) ** q
+
+
+def _old_gray_group_km(t, e, g, ng):  # competing_risks._gray_stratum: all-cause KM per group, pooled grid
+    ut, inv = np.unique(t, return_inverse=True)
+    nt = len(ut)
+    cell = inv * ng + g
+
+    def count(mask):
+        return np.bincount(cell[mask], minlength=nt * ng).reshape(nt, ng).astype(float)
+
+    d = count(e != 0)
+    n = count(np.ones(len(t), dtype=bool))[::-1].cumsum(axis=0)[::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = np.where(n > 0, (n - d) / n, 1.0)
+    return ut, np.cumprod(step, axis=0)
+
+
 # --- random data with many ties ---------------------------------------------------------------------------
 def _data(seed: int, n: int = 600):
     rng = np.random.default_rng(seed)
@@ -188,6 +210,29 @@ def test_core_matches_old_decision_curve_copy(seed: int) -> None:
         new = _km_at(time, event, h)
         assert (np.isnan(old) and np.isnan(new)) or new == pytest.approx(old, abs=1e-14)
     assert np.isnan(_km_at(time[:0], event[:0], 1.0))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_core_matches_old_fleming_harrington_and_gray_group_curves(seed: int) -> None:
+    from kicc_analysis.prognosis._km import survival_from_counts
+    from kicc_analysis.prognosis.survival import _weights
+
+    time, etype, event, _ = _data(seed)
+    km = product_limit(time, event)
+    ev = km.n_event > 0
+    r, d = km.n_risk[ev], km.n_event[ev]
+    np.testing.assert_allclose(_weights("fleming-harrington", r, d, 1.0, 0.5), _old_fh_weights(r, d, 1.0, 0.5),
+                               rtol=1e-12, atol=1e-14)  # fmt: skip
+    group = np.random.default_rng(seed).integers(0, 3, len(time))
+    ut, old = _old_gray_group_km(time, etype, group, 3)
+    for j in range(3):  # the core per group, looked up on the pooled grid
+        mine = product_limit(time[group == j], event[group == j]).at(ut)
+        np.testing.assert_allclose(mine, old[:, j], rtol=1e-12, atol=1e-14)
+    n = np.vstack([np.bincount(np.searchsorted(ut, time[group == j]), minlength=len(ut)) for j in range(3)]).T
+    dd = np.vstack([np.bincount(np.searchsorted(ut, time[(group == j) & (etype > 0)]), minlength=len(ut))
+                    for j in range(3)]).T  # fmt: skip
+    np.testing.assert_allclose(survival_from_counts(n[::-1].cumsum(axis=0)[::-1].astype(float), dd), old,
+                               rtol=1e-12, atol=1e-14)  # fmt: skip
 
 
 def test_tied_other_conventions_differ_as_documented() -> None:

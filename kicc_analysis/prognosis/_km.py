@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ProductLimit", "product_limit", "step_right", "step_left"]
+__all__ = ["ProductLimit", "product_limit", "survival_from_counts", "step_right", "step_left"]
 
 TIED_OTHER = ("at_risk", "leave_first")
 
@@ -101,10 +101,17 @@ def product_limit(
     n_risk = n_total[::-1].cumsum()[::-1]
     if tied_other == "leave_first":
         n_risk = n_risk - n_other
+    surv = survival_from_counts(n_risk, n_event)
     with np.errstate(divide="ignore", invalid="ignore"):
-        surv = np.cumprod(np.where(n_risk > 0, 1.0 - n_event / n_risk, 1.0))
         terms = np.where(n_event > 0, n_event / (n_risk * (n_risk - n_event)), 0.0)  # inf once S reaches 0
     return ProductLimit(utimes, n_risk, n_event, n_other, surv, np.cumsum(terms))
+
+
+def survival_from_counts(n_risk: np.ndarray, n_event: np.ndarray) -> np.ndarray:
+    """Product limit ``prod(1 - d / n)`` down axis 0 from counts at successive times (1-D, or 2-D with one
+    column per group on a shared time grid); a time where nobody is at risk leaves the curve unchanged."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.cumprod(np.where(n_risk > 0, 1.0 - n_event / n_risk, 1.0), axis=0)
 
 
 def _counts_integer_times(

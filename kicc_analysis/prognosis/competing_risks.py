@@ -40,7 +40,7 @@ from scipy import stats
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import as_float_array, check_columns, complete_mask
 from kicc_analysis.prognosis._coxcore import CoxFit, fit_cox, score_residuals
-from kicc_analysis.prognosis._km import product_limit, step_left, step_right
+from kicc_analysis.prognosis._km import product_limit, step_left, step_right, survival_from_counts
 from kicc_analysis.prognosis.cox import CoxResult, cox
 from kicc_analysis.prognosis.survival import group_order
 
@@ -488,9 +488,7 @@ def _gray_stratum(t: np.ndarray, e: np.ndarray, g: np.ndarray, ng: int, cause: i
     d2 = count((e != cause) & (e != 0))
     tot = count(np.ones(len(t), dtype=bool))
     n = tot[::-1].cumsum(axis=0)[::-1]  # at risk just before each time, per group
-    with np.errstate(divide="ignore", invalid="ignore"):
-        step = np.where(n > 0, (n - d1 - d2) / n, 1.0)
-    s_right = np.cumprod(step, axis=0)  # group KM (all causes), right-continuous
+    s_right = survival_from_counts(n, d1 + d2)  # group KM (all causes) on the pooled grid, right-continuous
     s_left = np.vstack([np.ones((1, ng)), s_right[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):
         inc = np.where(n > 0, s_left * d1 / n, 0.0)

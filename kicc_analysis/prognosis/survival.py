@@ -40,7 +40,7 @@ from scipy import stats
 
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import as_float_array, check_survival, complete_mask
-from kicc_analysis.prognosis._km import product_limit, step_right
+from kicc_analysis.prognosis._km import product_limit, step_right, survival_from_counts
 from kicc_analysis.results import Estimate
 
 __all__ = [
@@ -413,8 +413,7 @@ def _weights(kind: str, n_risk: np.ndarray, n_event: np.ndarray, p: float, q: fl
     if kind in ("peto", "peto-peto"):
         return np.cumprod(1.0 - n_event / (n_risk + 1.0))
     if kind in ("fleming-harrington", "fh"):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.cumprod(np.where(n_risk > 0, 1.0 - n_event / n_risk, 1.0))
+        s = survival_from_counts(n_risk, n_event)  # pooled Kaplan–Meier at the event times
         s_left = np.r_[1.0, s[:-1]]
         return s_left**p * (1.0 - s_left) ** q
     raise AnalysisError(
