@@ -121,7 +121,10 @@ def _counts_integer_times(
     if len(time) < 256:
         return None
     lo, hi = float(time.min()), float(time.max())
-    if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo > 4 * len(time) or not np.all(time == np.round(time)):
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo > 4 * len(time):
+        return None
+    head = time[:256]
+    if not np.array_equal(head, np.round(head)) or not np.array_equal(time, np.round(time)):
         return None
     idx = (time - lo).astype(np.int64)
     size = int(hi - lo) + 1

@@ -99,16 +99,15 @@ def _conf_band(surv: np.ndarray, var_log: np.ndarray, z: float, conf_type: str) 
 
 def _first_crossing(times: np.ndarray, curve: np.ndarray, level: float = 0.5) -> float:
     """R's quantile rule: first time the step curve drops to <= level, midpoint on an exact plateau."""
-    ok = ~np.isnan(curve)
-    times, curve = times[ok], curve[ok]
-    below = np.nonzero(curve <= level + 1e-12)[0]
-    if len(below) == 0:
+    below = curve <= level + 1e-12  # NaN compares False: undefined band values are skipped
+    i = int(np.argmax(below))
+    if not below[i]:
         return float("nan")
-    i = below[0]
     if abs(curve[i] - level) < 1e-12:
-        later = np.nonzero(curve < level - 1e-12)[0]
-        if len(later):
-            return float((times[i] + times[later[0]]) / 2)
+        later = curve[i:] < level - 1e-12
+        j = int(np.argmax(later))
+        if later[j]:
+            return float((times[i] + times[i + j]) / 2)
     return float(times[i])
 
 
@@ -116,21 +115,43 @@ def _first_crossing(times: np.ndarray, curve: np.ndarray, level: float = 0.5) ->
 class KaplanMeier:
     """Kaplan–Meier estimate of one group.
 
-    ``table`` has one row per distinct time with an event or censoring:
-    ``time, n_risk, n_event, n_censor, surv, se, ci_low, ci_high`` (CI under ``conf_type``).
+    ``table`` (built on first access) has one row per distinct time with an event or censoring:
+    ``time, n_risk, n_event, n_censor, surv, se, ci_low, ci_high`` (CI under ``conf_type``); ``curve``
+    holds the same columns as NumPy arrays.
     """
 
-    table: pd.DataFrame
+    curve: dict[str, np.ndarray] = field(repr=False, compare=False)
     group: Any
     conf_type: str
     confidence: float
     median: float
     median_ci: tuple[float, float]
     var_log: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
+    _table: list[pd.DataFrame] = field(default_factory=list, init=False, repr=False, compare=False)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The curve as a DataFrame (built once, on first access)."""
+        if not self._table:
+            frame = pd.DataFrame(self.curve)
+            for col in ("n_risk", "n_event", "n_censor"):
+                frame[col] = frame[col].astype(int)
+            self._table.append(frame)
+        return self._table[0]
+
+    @property
+    def n(self) -> int:
+        """Subjects in the curve."""
+        return int(self.curve["n_risk"][0]) if len(self.curve["n_risk"]) else 0
+
+    @property
+    def n_events(self) -> int:
+        """Events in the curve."""
+        return int(self.curve["n_event"].sum())
 
     def survival_at(self, times: Any) -> np.ndarray:
         """S(t) at arbitrary ``times`` (right-continuous step function)."""
-        return step_right(self.table["time"].to_numpy(), self.table["surv"].to_numpy(), np.atleast_1d(times))
+        return step_right(self.curve["time"], self.curve["surv"], np.atleast_1d(times))
 
     @property
     def events(self) -> pd.DataFrame:
@@ -149,10 +170,9 @@ class KaplanMeier:
         """
         ct = _conf_type(conf_type or self.conf_type)
         z = stats.norm.ppf(0.5 + (confidence or self.confidence) / 2)
-        low, high = _conf_band(self.table["surv"].to_numpy(), self.var_log, z, ct)
-        out = self.table[["time", "surv", "se"]].copy()
-        out["ci_low"], out["ci_high"] = low, high
-        return out
+        low, high = _conf_band(self.curve["surv"], self.var_log, z, ct)
+        return pd.DataFrame({"time": self.curve["time"], "surv": self.curve["surv"], "se": self.curve["se"],
+                             "ci_low": low, "ci_high": high})  # fmt: skip
 
     def quantiles(
         self, probs: Sequence[float] = (0.25, 0.5, 0.75), conf_type: str | None = None,
@@ -181,11 +201,14 @@ class KaplanMeier:
         [3.0, 5.0, 7.0]
         """
         ct = _conf_type(conf_type or self.conf_type)
-        ev = self.table["n_event"].to_numpy() > 0
-        t = self.table["time"].to_numpy()[ev]
-        surv = self.table["surv"].to_numpy()[ev]
-        z = stats.norm.ppf(0.5 + (confidence or self.confidence) / 2)
-        low, high = _conf_band(surv, self.var_log[ev], z, ct)
+        level_ci = confidence or self.confidence
+        ev = self.curve["n_event"] > 0
+        t = self.curve["time"][ev]
+        surv = self.curve["surv"][ev]
+        if ct == self.conf_type and level_ci == self.confidence:  # the fit's own band
+            low, high = self.curve["ci_low"][ev], self.curve["ci_high"][ev]
+        else:
+            low, high = _conf_band(surv, self.var_log[ev], stats.norm.ppf(0.5 + level_ci / 2), ct)
         rows = []
         for p in probs:
             if not 0 < p < 1:
@@ -200,18 +223,17 @@ class KaplanMeier:
         """Median survival time as an :class:`~kicc_analysis.results.Estimate` (Brookmeyer–Crowley CI)."""
         return Estimate(
             self.median, ci_low=self.median_ci[0], ci_high=self.median_ci[1],
-            n=int(self.table["n_risk"].iloc[0]) if len(self.table) else 0, method="median_survival",
+            n=self.n, method="median_survival",
             convention=f"Kaplan-Meier median, Brookmeyer-Crowley CI on the {self.conf_type} scale "
             f"(R survfit conf.type='{self.conf_type}', SAS CONFTYPE={_SAS_NAME[self.conf_type]})",
-            confidence=self.confidence, extra={"group": self.group, "events": int(self.table["n_event"].sum())},
+            confidence=self.confidence, extra={"group": self.group, "events": self.n_events},
         )  # fmt: skip
 
     def to_frame(self) -> pd.DataFrame:
         """One-row summary: ``group, n, events, median, median_ci_low, median_ci_high, conf_type``."""
         return pd.DataFrame([{
             "group": "all" if self.group is None else self.group,
-            "n": int(self.table["n_risk"].iloc[0]) if len(self.table) else 0,
-            "events": int(self.table["n_event"].sum()), "median": self.median,
+            "n": self.n, "events": self.n_events, "median": self.median,
             "median_ci_low": self.median_ci[0], "median_ci_high": self.median_ci[1], "conf_type": self.conf_type,
         }])  # fmt: skip
 
@@ -283,23 +305,13 @@ def _fit_one(time: np.ndarray, event: np.ndarray, group: Any, conf_type: str, co
         se = np.where(surv > 0, surv * np.sqrt(var_log), np.nan)
     z = stats.norm.ppf(0.5 + confidence / 2)
     low, high = _conf_band(surv, var_log, z, conf_type)
-    table = pd.DataFrame(
-        {
-            "time": pl.time,
-            "n_risk": pl.n_risk.astype(int),
-            "n_event": pl.n_event.astype(int),
-            "n_censor": pl.n_other.astype(int),
-            "surv": surv,
-            "se": se,
-            "ci_low": low,
-            "ci_high": high,
-        }
-    )
+    curve = {"time": pl.time, "n_risk": pl.n_risk, "n_event": pl.n_event, "n_censor": pl.n_other, "surv": surv,
+             "se": se, "ci_low": low, "ci_high": high}  # fmt: skip
     ev = pl.n_event > 0
     median = _first_crossing(pl.time[ev], surv[ev])
     med_low = _first_crossing(pl.time[ev], low[ev])
     med_high = _first_crossing(pl.time[ev], high[ev])
-    return KaplanMeier(table, group, conf_type, confidence, median, (med_low, med_high), var_log)
+    return KaplanMeier(curve, group, conf_type, confidence, median, (med_low, med_high), var_log)
 
 
 def kaplan_meier(
