@@ -92,7 +92,7 @@ def test_pool_rubin_names_cannot_be_misread() -> None:
 
 
 def test_cumulative_incidence_returns_one_type() -> None:
-    et = np.where(E == 1, RNG.integers(1, 3, 120), 0)
+    et = np.where(E == 1, np.random.default_rng(8).integers(1, 3, 120), 0)
     single = cumulative_incidence(T, et)
     grouped = cumulative_incidence(T, et, group=np.arange(120) % 2)
     assert isinstance(single, CumulativeIncidenceFit) and isinstance(grouped, CumulativeIncidenceFit)

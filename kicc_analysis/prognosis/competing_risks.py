@@ -70,8 +70,7 @@ class CumulativeIncidence:
 
     def at(self, cause: Any, times: Any) -> np.ndarray:
         t = self.cif(cause)
-        idx = np.searchsorted(t["time"].to_numpy(), np.atleast_1d(times), side="right") - 1
-        return np.r_[0.0, t["cif"].to_numpy()][idx + 1]
+        return step_right(t["time"].to_numpy(), t["cif"].to_numpy(), np.atleast_1d(times), start=0.0)
 
 
 class CumulativeIncidenceFit(dict):
@@ -403,7 +402,7 @@ class FineGrayResult:
         x = frame[self.covariates].to_numpy(dtype=float)
         lp = (x - self.fit.center) @ self.fit.beta
         tk, cumhaz = self.fit.baseline[0]
-        h0 = np.r_[0.0, cumhaz][np.searchsorted(tk, np.atleast_1d(times), side="right")]
+        h0 = step_right(tk, cumhaz, np.atleast_1d(times), start=0.0)
         return 1.0 - np.exp(-np.outer(np.exp(lp), h0))
 
 

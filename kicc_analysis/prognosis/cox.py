@@ -31,7 +31,7 @@ from scipy import stats
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import check_columns, check_survival, complete_mask
 from kicc_analysis.prognosis._coxcore import CoxFit, fit_cox, schoenfeld_residuals, time_interaction_info
-from kicc_analysis.prognosis._km import product_limit
+from kicc_analysis.prognosis._km import product_limit, step_right
 from kicc_analysis.prognosis.concordance import (
     HARRELL_CONVENTION,
     Concordance,
@@ -145,7 +145,7 @@ class CoxResult:
         lp = self.linear_predictor(frame)
         tk, cumhaz = self.fit.baseline[stratum_index]
         t = np.atleast_1d(np.asarray(times, dtype=float))
-        h0 = np.r_[0.0, cumhaz][np.searchsorted(tk, t, side="right")]
+        h0 = step_right(tk, cumhaz, t, start=0.0)
         return np.exp(-np.outer(np.exp(lp), h0))
 
 
