@@ -116,7 +116,7 @@ def icc(
     Examples
     --------
     >>> sf = [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]
-    >>> round(icc(sf).loc["ICC3", "estimate"], 6)   # Shrout & Fleiss (1979): 0.71
+    >>> round(float(icc(sf).loc["ICC3", "estimate"]), 6)   # Shrout & Fleiss (1979): 0.71
     0.714841
     """
     wide = to_wide(data, targets, raters, ratings)
