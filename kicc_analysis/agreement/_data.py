@@ -4,8 +4,11 @@ Two input layouts are accepted everywhere:
 
 * a *tidy long* :class:`pandas.DataFrame` with one row per (subject, rater) rating, the three column names
   passed as ``subject=``, ``rater=``, ``rating=``;
-* a *wide* subjects x raters array (NumPy array, nested list or DataFrame whose index is the subject and whose
-  columns are the raters), missing ratings as NaN/None.
+* a *wide* array (NumPy array, nested list or DataFrame), missing ratings as NaN/None, read as **subjects x raters**
+  (rows = subjects; for a DataFrame the index is the subject and the columns the raters) unless
+  ``layout="raters_x_subjects"`` says the rows are raters (Krippendorff's "reliability data", the layout of the
+  ``krippendorff`` package and of Krippendorff's papers). A wide input with more raters than subjects and no explicit
+  ``layout`` looks transposed and raises a :class:`LayoutWarning`.
 
 Ordered categories are declared explicitly with ``categories=`` so that a level nobody used still counts
 (it changes chance agreement for weighted coefficients and the ordinal Krippendorff metric).
@@ -13,6 +16,7 @@ Ordered categories are declared explicitly with ``categories=`` so that a level 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +27,19 @@ import pandas as pd
 from kicc_analysis.errors import AnalysisError
 
 WeightsArg = None | str | np.ndarray | Sequence[Sequence[float]]
+LAYOUTS = ("subjects_x_raters", "raters_x_subjects")
+
+
+class AgreementWarning(UserWarning):
+    """Base class of the warnings of :mod:`kicc_analysis.agreement`."""
+
+
+class LayoutWarning(AgreementWarning):
+    """A wide ratings array looks transposed (more raters than subjects) and no ``layout`` was given."""
+
+
+class ConventionWarning(AgreementWarning):
+    """Two published conventions give different results on these data; the warning says which was used."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,18 @@ class Wide:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
+def warn(message: str, category: type[Warning]) -> None:
+    """Issue a warning attributed to the first caller outside :mod:`kicc_analysis.agreement`."""
+    import sys
+    from pathlib import Path
+
+    here = str(Path(__file__).parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(here):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
 def to_wide(
     data: Any,
     subject: str | None = None,
@@ -42,6 +71,7 @@ def to_wide(
     rating: str | None = None,
     *,
     numeric: bool = True,
+    layout: str | None = None,
 ) -> Wide:
     """Return ratings as a wide subjects x raters array.
 
@@ -53,6 +83,14 @@ def to_wide(
         Column names of the long layout.
     numeric : bool
         Convert ratings to float (non-numeric strings raise). With ``False`` the object array is kept.
+    layout : {None, "subjects_x_raters", "raters_x_subjects"}
+        Orientation of wide input (rows are subjects, or rows are raters). ``None`` reads subjects x raters and
+        warns (:class:`LayoutWarning`) when there are more raters than subjects.
+
+    Examples
+    --------
+    >>> to_wide([[1, 2, 2], [1, 2, 3]], layout="raters_x_subjects").values.shape  # 2 raters, 3 subjects
+    (3, 2)
 
     Raises
     ------
@@ -65,7 +103,13 @@ def to_wide(
             "long-format input needs all three column names subject=, rater=, rating= "
             f"(got subject={subject!r}, rater={rater!r}, rating={rating!r})"
         )
+    if layout is not None and layout not in LAYOUTS:
+        raise AnalysisError(f"layout must be one of {LAYOUTS} (or None), got {layout!r}")
     if all(given):
+        if layout is not None:
+            raise AnalysisError(
+                f"layout={layout!r} applies to wide arrays; a long table names its subject, rater and rating columns"
+            )
         if not isinstance(data, pd.DataFrame):
             raise AnalysisError(f"column names were given but data is a {type(data).__name__}, not a DataFrame")
         missing = [c for c in (subject, rater, rating) if c not in data.columns]
@@ -82,19 +126,33 @@ def to_wide(
         subjects = np.asarray(wide.index)
         raters = np.asarray(wide.columns)
         values = _frame_values(wide)
-    elif isinstance(data, pd.DataFrame):
-        subjects = np.asarray(data.index)
-        raters = np.asarray(data.columns)
-        values = _frame_values(data)
     else:
-        try:
-            values = np.asarray(data, dtype=float)
-        except (TypeError, ValueError):
-            values = np.asarray(data, dtype=object)
-        if values.ndim != 2:
-            raise AnalysisError(f"wide ratings must be 2-D subjects x raters, got an array of shape {values.shape}")
-        subjects = np.arange(values.shape[0])
-        raters = np.arange(values.shape[1])
+        if isinstance(data, pd.DataFrame):
+            rows, cols = np.asarray(data.index), np.asarray(data.columns)
+            values = _frame_values(data)
+        else:
+            try:
+                values = np.asarray(data, dtype=float)
+            except (TypeError, ValueError):
+                values = np.asarray(data, dtype=object)
+            if values.ndim != 2:
+                raise AnalysisError(
+                    f"wide ratings must be a 2-D array (subjects x raters, or raters x subjects with "
+                    f"layout='raters_x_subjects'), got an array of shape {values.shape}"
+                )
+            rows, cols = np.arange(values.shape[0]), np.arange(values.shape[1])
+        if layout == "raters_x_subjects":
+            values, subjects, raters = values.T, cols, rows
+        else:
+            subjects, raters = rows, cols
+            if layout is None and values.shape[1] > values.shape[0]:
+                warn(
+                    f"wide ratings read as subjects x raters gave {values.shape[0]} subjects and {values.shape[1]} "
+                    "raters: more raters than subjects looks transposed (Krippendorff's reliability data and the "
+                    "krippendorff package put raters in rows). Pass layout='raters_x_subjects' if rows are raters, "
+                    "layout='subjects_x_raters' if they are subjects, or a long table.",
+                    LayoutWarning,
+                )
     if values.size == 0 or values.shape[0] == 0:
         raise AnalysisError("no ratings: the input has no subjects")
     if values.dtype != object:

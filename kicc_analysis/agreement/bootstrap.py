@@ -102,6 +102,9 @@ def make_estimate(
         convention=convention,
         confidence=confidence,
         extra=dict(extra or {}),
+        statistic=float(z),
+        statistic_name=("t" if df is not None else "z") if np.isfinite(z) else "",
+        df=float(df) if df is not None else np.nan,
     )
 
 

@@ -84,8 +84,9 @@ def _prepare(
     categories: Sequence[Any] | None,
     weights: WeightsArg,
     weight_kind: str = "agreement",
+    layout: str | None = None,
 ) -> Prepared:
-    wide = drop_unrated(to_wide(data, subject, rater, rating, numeric=False))
+    wide = drop_unrated(to_wide(data, subject, rater, rating, numeric=False, layout=layout))
     values = wide.values
     try:
         numeric = np.asarray(values, dtype=float)
@@ -239,9 +240,30 @@ def _kripp_parts(counts: np.ndarray, wm: np.ndarray, W: np.ndarray) -> tuple[np.
         return (pa - pe) / (1 - pe), pa, pe
 
 
+KRIPP_SE = ("irrcac", "irrcac_1.0", "irrcac_dist")
+
+
 @_quiet
-def _kripp_raw(counts: np.ndarray, wm: np.ndarray) -> dict[str, float]:
-    """Krippendorff's alpha with Gwet's (2014) variance (irrCAC ``krippen.alpha.raw``)."""
+def _kripp_raw(counts: np.ndarray, wm: np.ndarray, se_method: str = "irrcac") -> dict[str, float]:
+    """Krippendorff's alpha with Gwet's (2014) linearised variance, in one of irrCAC's three forms.
+
+    ``pa' = mean_i sum_k r_ik (r*_ik - 1) / (rbar (r_i - 1))`` is the *uncorrected* observed agreement and
+    ``pa = (1 - eps) pa' + eps`` (``eps = 1 / sum r_i``) Krippendorff's small-sample corrected one. The variance is
+    ``sum_i (alpha*_i - centre)^2 / (n (n - 1))`` over the n pairable subjects, with
+
+    * ``"irrcac"`` (irrCAC source since Aug 2021, ``krippen.alpha.raw``): ``pa_i`` linearises the ratio ``pa'``,
+      centred on ``pa'`` itself: ``pa_i = b_i / rbar - pa' (r_i - rbar) / rbar``; ``alpha*_i = alpha_i -
+      2 (1 - alpha') (pe_i - pe) / (1 - pe)``, centre ``alpha' = (pa' - pe) / (1 - pe)``.
+    * ``"irrcac_1.0"`` (CRAN irrCAC 1.0, Gwet's vignette printout, Python irrCAC 0.4): the same, but ``pa_i`` is
+      centred on the *corrected* ``pa`` (``- pa (r_i - rbar) / rbar``), which is not the linearisation of ``pa'``
+      and inflates the SE slightly when subjects have unequal numbers of ratings.
+    * ``"irrcac_dist"`` (irrCAC ``krippen.alpha.dist``, count-table input): ``pa_i = (1 - eps) (b_i / rbar -
+      pa' (r_i - rbar) / rbar) + eps``; ``alpha*_i = alpha_i - (1 - alpha) (pe_i - pe) / (1 - pe)``, centre
+      ``alpha``.
+    """
+    if se_method not in KRIPP_SE:
+        raise AnalysisError(f"se_method must be one of {KRIPP_SE}, got {se_method!r}")
+    n_rated = int((counts.sum(1) > 0).sum())
     ri_all = counts.sum(1)
     counts = counts[ri_all >= 2]
     n = counts.shape[0]
@@ -250,19 +272,26 @@ def _kripp_raw(counts: np.ndarray, wm: np.ndarray) -> dict[str, float]:
     alpha, pa, pe = (float(v) for v in _kripp_parts(counts, wm, np.ones(n)))
     ri = counts.sum(1)
     ri_mean = ri.mean()
-    sum_q = (counts * (counts @ wm.T - 1.0)).sum(1)
-    # Linearisation of irrCAC 1.0 (krippen.alpha.raw): centred on alpha' = (pa' - pe)/(1 - pe), the alpha
-    # before Krippendorff's small-sample correction of pa.
-    pa_prime = np.mean(sum_q / (ri_mean * (ri - 1)))
+    b_i = (counts * (counts @ wm.T - 1.0)).sum(1) / (ri_mean * (ri - 1))
+    pa_prime = np.mean(b_i)
+    eps = 1.0 / ri.sum()
     alpha_prime = (pa_prime - pe) / (1 - pe)
-    pa_i = sum_q / (ri_mean * (ri - 1)) - pa_prime * (ri - ri_mean) / ri_mean
-    k_i = (pa_i - pe) / (1 - pe)
     pi = counts.sum(0) / ri.sum()
     pi_w = (wm @ pi + wm.T @ pi) / 2
     pe_i = (counts @ pi_w) / ri_mean - pe * (ri - ri_mean) / ri_mean
-    k_x = k_i - 2 * (1 - alpha_prime) * (pe_i - pe) / (1 - pe)
-    var = np.sum((k_x - alpha_prime) ** 2) / (n * (n - 1)) if n > 1 else np.nan
-    return {"coef": alpha, "se": float(np.sqrt(var)), "pa": pa, "pe": pe, "n": n, "n2": n}
+    if se_method == "irrcac_dist":
+        pa_i = (1 - eps) * (b_i - pa_prime * (ri - ri_mean) / ri_mean) + eps
+        centre = alpha
+        k_x = (pa_i - pe) / (1 - pe) - (1 - alpha) * (pe_i - pe) / (1 - pe)
+    else:
+        pa_centre = pa_prime if se_method == "irrcac" else pa
+        pa_i = b_i - pa_centre * (ri - ri_mean) / ri_mean
+        centre = alpha_prime
+        k_x = (pa_i - pe) / (1 - pe) - 2 * (1 - alpha_prime) * (pe_i - pe) / (1 - pe)
+    var = np.sum((k_x - centre) ** 2) / (n * (n - 1)) if n > 1 else np.nan
+    # t reference: irrCAC >= 1.1 uses every subject of the input (n0 - 1 df), 1.0 and .dist the pairable ones.
+    df = n_rated - 1 if se_method == "irrcac" else n - 1
+    return {"coef": alpha, "se": float(np.sqrt(var)), "pa": pa, "pe": pe, "n": n, "n2": n, "df": df}
 
 
 def _raw_estimate(
@@ -275,6 +304,7 @@ def _raw_estimate(
     extra: dict[str, Any] | None = None,
 ) -> Estimate:
     n = int(res["n"])
+    df = int(res.get("df", n - 1))
     info = {
         "pa": res["pa"],
         "pe": res["pe"],
@@ -291,7 +321,7 @@ def _raw_estimate(
         method=method,
         convention=convention,
         confidence=confidence,
-        df=n - 1 if n > 1 else None,
+        df=df if df > 0 else None,
         extra=info,
     )
 
@@ -522,8 +552,9 @@ def cohen_kappa(
 
     Examples
     --------
-    >>> cohen_kappa(table=[[0, 4, 1], [0, 8, 0], [0, 1, 5]]).estimate  # SAS example, 0.4842
-    0.48416289592760187
+    >>> k = cohen_kappa(table=[[0, 4, 1], [0, 8, 0], [0, 1, 5]])  # SAS PROC FREQ example
+    >>> round(k.estimate, 4), round(k.se, 4), round(k.extra["se0"], 4)
+    (0.4842, 0.138, 0.1484)
     """
     return _two_rater(
         "kappa",
@@ -558,6 +589,7 @@ def _multi(
     confidence: float,
     n_boot: int,
     seed: Any,
+    layout: str | None = None,
 ) -> Estimate:
     if table is not None:
         table_kind = {"fleiss": "scott"}.get(kind, kind)
@@ -567,7 +599,7 @@ def _multi(
     prep = (
         _prepare_counts(counts, categories, weights)
         if counts is not None
-        else _prepare(data, subject, rater, rating, categories, weights)
+        else _prepare(data, subject, rater, rating, categories, weights, layout=layout)
     )
     res = _gwet_raw(kind, prep.counts, prep.weights)
     est = _raw_estimate(res, method, prep, weights, confidence)
@@ -588,6 +620,7 @@ def percent_agreement(
     categories: Sequence[Any] | None = None,
     table: Any = None,
     counts: Any = None,
+    layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
     seed: int | None = 0,
@@ -607,6 +640,7 @@ def percent_agreement(
         confidence,
         n_boot,
         seed,
+        layout=layout,
     )
 
 
@@ -620,6 +654,7 @@ def brennan_prediger(
     categories: Sequence[Any] | None = None,
     table: Any = None,
     counts: Any = None,
+    layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
     seed: int | None = 0,
@@ -640,6 +675,7 @@ def brennan_prediger(
         confidence,
         n_boot,
         seed,
+        layout=layout,
     )
 
 
@@ -653,6 +689,7 @@ def gwet_ac(
     categories: Sequence[Any] | None = None,
     table: Any = None,
     counts: Any = None,
+    layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
     seed: int | None = 0,
@@ -676,7 +713,20 @@ def gwet_ac(
     """
     method = "gwet_ac1" if weights is None else "gwet_ac2"
     return _multi(
-        "ac", method, data, subject, rater, rating, weights, categories, table, counts, confidence, n_boot, seed
+        "ac",
+        method,
+        data,
+        subject,
+        rater,
+        rating,
+        weights,
+        categories,
+        table,
+        counts,
+        confidence,
+        n_boot,
+        seed,
+        layout=layout,
     )
 
 
@@ -690,13 +740,27 @@ def scott_pi(
     categories: Sequence[Any] | None = None,
     table: Any = None,
     counts: Any = None,
+    layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
     seed: int | None = 0,
 ) -> Estimate:
     """Scott's pi; with raw ratings of more than two raters this is Fleiss' kappa (Gwet's generalisation)."""
     return _multi(
-        "fleiss", "scott_pi", data, subject, rater, rating, weights, categories, table, counts, confidence, n_boot, seed
+        "fleiss",
+        "scott_pi",
+        data,
+        subject,
+        rater,
+        rating,
+        weights,
+        categories,
+        table,
+        counts,
+        confidence,
+        n_boot,
+        seed,
+        layout=layout,
     )
 
 
@@ -735,6 +799,7 @@ def fleiss_kappa(
     weights: WeightsArg = None,
     counts: Any = None,
     method: str = "fleiss",
+    layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
     seed: int | None = 0,
@@ -765,6 +830,7 @@ def fleiss_kappa(
             weights=weights,
             categories=categories,
             counts=counts,
+            layout=layout,
             confidence=confidence,
             n_boot=n_boot,
             seed=seed,
@@ -776,7 +842,7 @@ def fleiss_kappa(
     prep = (
         _prepare_counts(counts, categories, weights)
         if counts is not None
-        else _prepare(data, subject, rater, rating, categories, weights)
+        else _prepare(data, subject, rater, rating, categories, weights, layout=layout)
     )
     res = _gwet_raw("fleiss", prep.counts, prep.weights)
     if np.allclose(prep.weights, np.eye(len(prep.categories))):
@@ -808,6 +874,7 @@ def conger_kappa(
     *,
     weights: WeightsArg = None,
     categories: Sequence[Any] | None = None,
+    layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
     seed: int | None = 0,
@@ -816,7 +883,7 @@ def conger_kappa(
 
     Equals Cohen's kappa for two raters with complete data. Needs raw ratings (rater identities matter).
     """
-    prep = _prepare(data, subject, rater, rating, categories, weights)
+    prep = _prepare(data, subject, rater, rating, categories, weights, layout=layout)
     res = _conger_raw(prep.codes, prep.counts, prep.weights)
     est = _raw_estimate(res, "conger_kappa", prep, weights, confidence)
     if n_boot:
@@ -892,6 +959,7 @@ def light_kappa(
     *,
     weights: WeightsArg = None,
     categories: Sequence[Any] | None = None,
+    layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
     seed: int | None = 0,
@@ -901,7 +969,7 @@ def light_kappa(
     Each pair uses the subjects both raters rated. The SE is the delete-one-subject jackknife (normal CI); there is
     no closed-form SE in common use.
     """
-    prep = _prepare(data, subject, rater, rating, categories, weights)
+    prep = _prepare(data, subject, rater, rating, categories, weights, layout=layout)
     if prep.codes.shape[1] < 2:
         raise AnalysisError("Light's kappa needs at least 2 raters")
     q = len(prep.categories)
@@ -970,6 +1038,8 @@ def krippendorff_alpha(
     weights: WeightsArg = None,
     counts: Any = None,
     table: Any = None,
+    se_method: str = "irrcac",
+    layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
     seed: int | None = 0,
@@ -979,7 +1049,8 @@ def krippendorff_alpha(
     Parameters
     ----------
     data : DataFrame or array
-        Long table or wide *subjects x raters* array (note: the krippendorff package uses raters x units).
+        Long table or wide array; a wide array is subjects x raters unless ``layout="raters_x_subjects"``
+        (Krippendorff's "reliability data", the layout of the ``krippendorff`` package).
     level : {"nominal", "ordinal", "interval", "ratio"}
         Krippendorff's metric; converted to agreement weights ``1 - delta^2 / max(delta^2)`` (alpha is unchanged
         by that scaling). Ignored when ``weights`` is given.
@@ -987,10 +1058,34 @@ def krippendorff_alpha(
         Declared values (needed so that unused ordinal levels enter ``n_g`` with 0).
     table : q x q array, optional
         Two-rater contingency table (Gwet's two-rater alpha and SE; ``level``/``weights`` as for raw data).
+    counts : n x q array, optional
+        Subjects x categories count table instead of raw ratings.
+    se_method : {"irrcac", "irrcac_1.0", "irrcac_dist"}
+        Form of Gwet's linearised variance (see ``docs/agreement.md``). ``"irrcac"`` (default): irrCAC's current
+        ``krippen.alpha.raw`` (the linearisation of the uncorrected agreement pa'; t with (subjects rated) - 1 df);
+        ``"irrcac_1.0"``: CRAN irrCAC 1.0 / Gwet's vignette printout (centred on the corrected pa; t with
+        (pairable subjects) - 1 df); ``"irrcac_dist"``: irrCAC ``krippen.alpha.dist`` for count tables.
+    layout : {None, "subjects_x_raters", "raters_x_subjects"}
+        Orientation of a wide array (see :func:`kicc_analysis.agreement.to_wide`).
 
     Notes
     -----
     Only subjects with at least two ratings (pairable) enter, as in Krippendorff's definition; ``n`` counts them.
+
+    Examples
+    --------
+    Krippendorff's (2011) reliability data, 4 observers (rows) x 12 units, as in the ``krippendorff`` package:
+
+    >>> nan = float("nan")
+    >>> reliability_data = [[1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
+    ...                     [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, nan],
+    ...                     [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, 3],
+    ...                     [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan]]
+    >>> est = krippendorff_alpha(reliability_data, layout="raters_x_subjects")
+    >>> round(est.estimate, 4), round(est.se, 5), est.n
+    (0.7434, 0.14548, 11)
+    >>> round(krippendorff_alpha(reliability_data, layout="raters_x_subjects", se_method="irrcac_1.0").se, 5)
+    0.14557
     """
     if table is not None:
         t = _check_table(table)
@@ -1015,13 +1110,13 @@ def krippendorff_alpha(
     if counts is not None:
         prep = _prepare_counts(counts, categories, None)
     else:
-        prep = _prepare(data, subject, rater, rating, categories, None)
+        prep = _prepare(data, subject, rater, rating, categories, None, layout=layout)
     pairable = prep.counts.sum(1) >= 2
     if weights is not None:
         wm = weight_matrix(weights, prep.categories)
     else:
         wm = _level_weights(level, prep.categories, prep.counts[pairable].sum(0))
-    res = _kripp_raw(prep.counts, wm)
+    res = _kripp_raw(prep.counts, wm, se_method)
     dropped = dict(prep.dropped)
     if (~pairable).any():
         dropped["single_rating"] = int((~pairable).sum())
@@ -1032,13 +1127,23 @@ def krippendorff_alpha(
         prep,
         weights if weights is not None else level,
         confidence,
-        convention="Krippendorff (2011) alpha; Gwet (2014) variance, CI alpha +/- t(n-1) SE",
+        convention=_KRIPP_CONVENTION[se_method],
     )
     if n_boot:
         sub = prep.counts[pairable]
         # The ordinal metric depends on the marginals; it is held fixed at the observed ones in replicates.
         est = with_bootstrap(est, lambda W: _kripp_parts(sub, wm, W)[0], sub.shape[0], n_boot, seed)
     return est
+
+
+_KRIPP_CONVENTION = {
+    "irrcac": "Krippendorff (2011) alpha; Gwet (2014) variance linearising the uncorrected pa' (irrCAC "
+    "krippen.alpha.raw, source since 2021); CI alpha +/- t(subjects rated - 1) SE",
+    "irrcac_1.0": "Krippendorff (2011) alpha; Gwet (2014) variance centred on the corrected pa (CRAN irrCAC 1.0 "
+    "krippen.alpha.raw); CI alpha +/- t(pairable subjects - 1) SE",
+    "irrcac_dist": "Krippendorff (2011) alpha; irrCAC krippen.alpha.dist variance (count table); "
+    "CI alpha +/- t(pairable subjects - 1) SE",
+}
 
 
 def _level_weights(level: str, cats: np.ndarray, marginals: np.ndarray) -> np.ndarray:
