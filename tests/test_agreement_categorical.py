@@ -102,3 +102,51 @@ def test_transposed_reliability_data_warns_and_explicit_layout_matches_krippendo
     assert same.estimate == right.estimate
     with pytest.raises(AnalysisError, match="layout"):
         krippendorff_alpha(RELIABILITY_DATA, layout="units_by_coders")
+
+
+# Two raters' scores on a 0-5 scale where nobody used 3 and 4: observed values 0, 1, 2, 5 are not equally spaced.
+SCORES_A = [0, 1, 2, 5, 5, 1, 0, 2, 2, 5, 1, 0, 5, 2, 1]
+SCORES_B = [0, 2, 2, 5, 2, 1, 1, 2, 5, 5, 0, 0, 5, 1, 1]
+
+
+@pytest.mark.parametrize("weights", ["linear", "quadratic"])
+def test_weights_by_rank_reproduce_sklearn_and_statsmodels(weights):
+    from sklearn.metrics import cohen_kappa_score
+    from statsmodels.stats.inter_rater import cohens_kappa, to_table
+
+    from kicc_analysis.agreement import ConventionWarning, cohen_kappa
+
+    peer = cohen_kappa_score(SCORES_A, SCORES_B, weights=weights)
+    ours = cohen_kappa(SCORES_A, SCORES_B, weights=weights, weight_scale="rank")
+    assert ours.estimate == pytest.approx(peer, abs=1e-12)
+    assert ours.extra["weights"] == f"{weights} (ranks)"
+    table = to_table(np.column_stack([SCORES_A, SCORES_B]))[0]
+    sm = cohens_kappa(table, wt=weights)
+    assert ours.estimate == pytest.approx(sm.kappa, abs=1e-12)
+    assert ours.se == pytest.approx(sm.std_kappa, abs=1e-12)
+    # declared 0-5 levels: ranks = values, and scikit-learn with labels=range(6) agrees with the default
+    declared = cohen_kappa(SCORES_A, SCORES_B, weights=weights, categories=range(6), weight_scale="rank")
+    assert declared.estimate == pytest.approx(
+        cohen_kappa_score(SCORES_A, SCORES_B, weights=weights, labels=list(range(6))), abs=1e-12
+    )
+    # the default (values) differs here, and says so
+    with pytest.warns(ConventionWarning, match="weight_scale='rank'"):
+        by_value = cohen_kappa(SCORES_A, SCORES_B, weights=weights)
+    assert by_value.estimate != pytest.approx(ours.estimate, abs=1e-3)
+    assert by_value.estimate == pytest.approx(declared.estimate, abs=1e-12)  # values 0..5 = declared ranks
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cohen_kappa(SCORES_A, SCORES_B, weights=weights, weight_scale="value")  # explicit: no warning
+        cohen_kappa(SCORES_A, SCORES_B, weights=weights, categories=range(6))  # equally spaced: no warning
+
+
+def test_weight_scale_reaches_multi_rater_coefficients():
+    from kicc_analysis.agreement import gwet_ac
+
+    x = np.column_stack([SCORES_A, SCORES_B, SCORES_A[::-1]])
+    rank = gwet_ac(x, weights="quadratic", weight_scale="rank")
+    declared = gwet_ac(x, weights="quadratic", categories=[0, 1, 2, 5], weight_scale="rank")
+    value = gwet_ac(x, weights="quadratic", weight_scale="value")
+    assert rank.estimate == declared.estimate != value.estimate
+    with pytest.raises(AnalysisError, match="weight_scale"):
+        gwet_ac(x, weights="quadratic", weight_scale="position")

@@ -293,33 +293,57 @@ def category_scores(categories: np.ndarray) -> np.ndarray:
     return np.arange(len(categories), dtype=float)
 
 
-def weight_matrix(weights: WeightsArg, categories: np.ndarray, *, kind: str = "agreement") -> np.ndarray:
+WEIGHT_SCALES = ("value", "rank")
+
+
+def weight_matrix(
+    weights: WeightsArg, categories: np.ndarray, *, kind: str = "agreement", scale: str | None = None
+) -> np.ndarray:
     """Agreement weight matrix ``w_kl`` (1 on the diagonal, in [0, 1]).
 
     Parameters
     ----------
     weights : None, "identity", "linear", "quadratic" or a q x q matrix
-        ``linear`` = 1 - |c_k - c_l| / (c_max - c_min) and ``quadratic`` = 1 - (c_k - c_l)^2 / (c_max - c_min)^2,
-        computed on the category *values* when they are numeric (as Gwet's irrCAC; identical to the position-based
-        weights of statsmodels/scikit-learn for consecutive integer codes), else on their positions.
+        ``linear`` = 1 - |c_k - c_l| / (c_max - c_min) and ``quadratic`` = 1 - (c_k - c_l)^2 / (c_max - c_min)^2.
     categories : ndarray
-        The ordered categories.
+        The ordered categories (declared, else the observed ones).
     kind : {"agreement", "disagreement"}
         How a user matrix is to be read. Disagreement weights ``v`` (Cohen 1968) are converted to
         ``1 - v / max(v)``, which leaves every kappa-type coefficient unchanged.
+    scale : {None, "value", "rank"}
+        What ``c_k`` is for ``linear``/``quadratic``: the category's numeric **value** (default; Gwet's irrCAC) or its
+        **rank** (position 0, 1, 2, ... among the categories: R irr ``kappa2``, scikit-learn ``cohen_kappa_score``,
+        statsmodels ``cohens_kappa``). They differ when the values are not equally spaced (e.g. an undeclared unused
+        level, or scores 0, 1, 2, 5). ``None`` uses values and raises a :class:`ConventionWarning` when the two
+        differ; non-numeric categories always use ranks.
+
+    Examples
+    --------
+    >>> weight_matrix("linear", np.array([0, 1, 3]), scale="value")[0].tolist()
+    [1.0, 0.6666666666666667, 0.0]
+    >>> weight_matrix("linear", np.array([0, 1, 3]), scale="rank")[0].tolist()
+    [1.0, 0.5, 0.0]
     """
     q = len(categories)
+    if scale is not None and scale not in WEIGHT_SCALES:
+        raise AnalysisError(f"weight_scale must be 'value' or 'rank' (or None), got {scale!r}")
     if weights is None or (isinstance(weights, str) and weights in ("identity", "unweighted", "nominal")):
         return np.eye(q)
     if isinstance(weights, str):
-        scores = category_scores(categories)
-        span = scores.max() - scores.min() if q > 1 else 1.0
-        diff = np.abs(scores[:, None] - scores[None, :]) / (span if span > 0 else 1.0)
-        if weights == "linear":
-            return 1.0 - diff
-        if weights == "quadratic":
-            return 1.0 - diff**2
-        raise AnalysisError(f"unknown weights {weights!r}; expected None, 'linear', 'quadratic' or a matrix")
+        if weights not in ("linear", "quadratic"):
+            raise AnalysisError(f"unknown weights {weights!r}; expected None, 'linear', 'quadratic' or a matrix")
+        ranks = np.arange(q, dtype=float)
+        values = category_scores(categories)
+        if scale is None and not np.allclose(_scaled_diff(values), _scaled_diff(ranks)):
+            warn(
+                f"{weights} weights on the category values {np.asarray(categories).tolist()} differ from weights on "
+                "their ranks (the convention of R irr, scikit-learn and statsmodels): using the values. Pass "
+                "weight_scale='value' to keep them without this warning, or weight_scale='rank' to reproduce those "
+                "packages.",
+                ConventionWarning,
+            )
+        diff = _scaled_diff(ranks if scale == "rank" else values)
+        return 1.0 - diff if weights == "linear" else 1.0 - diff**2
     w = np.asarray(weights, dtype=float)
     if w.shape != (q, q):
         raise AnalysisError(f"weight matrix must be {q}x{q} for categories {list(categories)}, got shape {w.shape}")
@@ -335,10 +359,16 @@ def weight_matrix(weights: WeightsArg, categories: np.ndarray, *, kind: str = "a
     return w
 
 
-def weights_label(weights: WeightsArg) -> str:
-    """Short printable name of a weights argument."""
+def _scaled_diff(scores: np.ndarray) -> np.ndarray:
+    """|c_k - c_l| / (c_max - c_min)."""
+    span = scores.max() - scores.min() if scores.size > 1 else 1.0
+    return np.abs(scores[:, None] - scores[None, :]) / (span if span > 0 else 1.0)
+
+
+def weights_label(weights: WeightsArg, scale: str | None = None) -> str:
+    """Short printable name of a weights argument (with ``(ranks)`` when rank-based)."""
     if weights is None:
         return "identity"
     if isinstance(weights, str):
-        return weights
+        return f"{weights} (ranks)" if scale == "rank" and weights in ("linear", "quadratic") else weights
     return "custom"

@@ -85,6 +85,7 @@ def _prepare(
     weights: WeightsArg,
     weight_kind: str = "agreement",
     layout: str | None = None,
+    weight_scale: str | None = None,
 ) -> Prepared:
     wide = drop_unrated(to_wide(data, subject, rater, rating, numeric=False, layout=layout))
     values = wide.values
@@ -93,11 +94,13 @@ def _prepare(
         codes, cats = fast_codes(numeric, categories)
     except (TypeError, ValueError):
         codes, cats = encode_categories(values, categories)
-    wm = weight_matrix(weights, cats, kind=weight_kind)
+    wm = weight_matrix(weights, cats, kind=weight_kind, scale=weight_scale)
     return Prepared(codes, count_matrix(codes, len(cats)), cats, wm, wide.dropped)
 
 
-def _prepare_counts(counts: Any, categories: Sequence[Any] | None, weights: WeightsArg) -> Prepared:
+def _prepare_counts(
+    counts: Any, categories: Sequence[Any] | None, weights: WeightsArg, weight_scale: str | None = None
+) -> Prepared:
     table = np.asarray(counts, dtype=float)
     if table.ndim != 2:
         raise AnalysisError(f"a count table must be subjects x categories (2-D), got shape {table.shape}")
@@ -108,7 +111,7 @@ def _prepare_counts(counts: Any, categories: Sequence[Any] | None, weights: Weig
         raise AnalysisError(f"{len(cats)} categories declared but the count table has {table.shape[1]} columns")
     keep = table.sum(1) > 0
     dropped = {"no_rating": int((~keep).sum())} if (~keep).any() else {}
-    return Prepared(None, table[keep], cats, weight_matrix(weights, cats), dropped)
+    return Prepared(None, table[keep], cats, weight_matrix(weights, cats, scale=weight_scale), dropped)
 
 
 # --------------------------------------------------------------------------- Gwet raw-ratings framework
@@ -449,6 +452,7 @@ def _two_rater(
     n_boot: int,
     seed: Any,
     convention: str,
+    weight_scale: str | None = None,
 ) -> Estimate:
     n_drop = 0
     if table is not None:
@@ -460,13 +464,13 @@ def _two_rater(
         if rater2 is None:
             raise AnalysisError("give rater1 and rater2 ratings, or table= a q x q contingency table")
         t, cats, n_drop = _table_from_raters(rater1, rater2, categories)
-    wm = weight_matrix(weights, cats, kind=weight_kind)
+    wm = weight_matrix(weights, cats, kind=weight_kind, scale=weight_scale)
     res = _table_coefficient(kind, t, wm)
     n = res["n"]
     extra = {
         "pa": res["pa"],
         "pe": res["pe"],
-        "weights": weights_label(weights),
+        "weights": weights_label(weights, weight_scale),
         "categories": cats.tolist(),
         "dropped": {"missing_rating": n_drop} if n_drop else {},
         "table": t,
@@ -519,6 +523,7 @@ def cohen_kappa(
     weights: WeightsArg = None,
     categories: Sequence[Any] | None = None,
     table: Any = None,
+    weight_scale: str | None = None,
     weight_kind: str = "agreement",
     convention: str = "fce",
     confidence: float = 0.95,
@@ -537,6 +542,10 @@ def cohen_kappa(
         reads a matrix as Cohen's (1968) disagreement weights.
     categories : sequence, optional
         Ordered categories; declare them so that an unused level still counts.
+    weight_scale : {None, "value", "rank"}
+        Linear/quadratic weights on the categories' numeric values (default, irrCAC) or on their ranks (R irr
+        ``kappa2``, scikit-learn ``cohen_kappa_score``, statsmodels ``cohens_kappa``); ``None`` uses values and warns
+        (:class:`~kicc_analysis.agreement.ConventionWarning`) when the two differ.
     table : q x q array, optional
         Contingency table (rows rater 1, columns rater 2) instead of raw ratings.
     convention : {"fce", "gwet"}
@@ -569,6 +578,7 @@ def cohen_kappa(
         n_boot,
         seed,
         convention,
+        weight_scale=weight_scale,
     )
 
 
@@ -590,16 +600,29 @@ def _multi(
     n_boot: int,
     seed: Any,
     layout: str | None = None,
+    weight_scale: str | None = None,
 ) -> Estimate:
     if table is not None:
         table_kind = {"fleiss": "scott"}.get(kind, kind)
         return _two_rater(
-            table_kind, method, None, None, table, weights, categories, "agreement", confidence, n_boot, seed, "gwet"
+            table_kind,
+            method,
+            None,
+            None,
+            table,
+            weights,
+            categories,
+            "agreement",
+            confidence,
+            n_boot,
+            seed,
+            "gwet",
+            weight_scale=weight_scale,
         )
     prep = (
-        _prepare_counts(counts, categories, weights)
+        _prepare_counts(counts, categories, weights, weight_scale)
         if counts is not None
-        else _prepare(data, subject, rater, rating, categories, weights, layout=layout)
+        else _prepare(data, subject, rater, rating, categories, weights, layout=layout, weight_scale=weight_scale)
     )
     res = _gwet_raw(kind, prep.counts, prep.weights)
     est = _raw_estimate(res, method, prep, weights, confidence)
@@ -620,6 +643,7 @@ def percent_agreement(
     categories: Sequence[Any] | None = None,
     table: Any = None,
     counts: Any = None,
+    weight_scale: str | None = None,
     layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
@@ -641,6 +665,7 @@ def percent_agreement(
         n_boot,
         seed,
         layout=layout,
+        weight_scale=weight_scale,
     )
 
 
@@ -654,6 +679,7 @@ def brennan_prediger(
     categories: Sequence[Any] | None = None,
     table: Any = None,
     counts: Any = None,
+    weight_scale: str | None = None,
     layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
@@ -676,6 +702,7 @@ def brennan_prediger(
         n_boot,
         seed,
         layout=layout,
+        weight_scale=weight_scale,
     )
 
 
@@ -689,6 +716,7 @@ def gwet_ac(
     categories: Sequence[Any] | None = None,
     table: Any = None,
     counts: Any = None,
+    weight_scale: str | None = None,
     layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
@@ -708,8 +736,24 @@ def gwet_ac(
         Two-rater contingency table instead of raw ratings (Gwet's two-rater variance).
     counts : n x q array, optional
         Subjects x categories count table (how many raters chose each category) instead of raw ratings.
+    weight_scale : {None, "value", "rank"}
+        Linear/quadratic weights on category values (default) or ranks; see :func:`cohen_kappa`.
+    layout : {None, "subjects_x_raters", "raters_x_subjects"}
+        Orientation of a wide array (see :func:`~kicc_analysis.agreement.to_wide`); a wide input with more raters
+        than subjects and no ``layout`` raises a :class:`~kicc_analysis.agreement.LayoutWarning`.
     n_boot : int
         Bootstrap replicates for a percentile interval in ``extra`` (0 = none).
+
+    Examples
+    --------
+    Gwet's (2014) 12 units x 4 raters with missing ratings (irrCAC ``cac.raw4raters``; AC1 0.77544, SE 0.14295):
+
+    >>> nan = float("nan")
+    >>> ratings = [[1, 1, nan, 1], [2, 2, 3, 2], [3, 3, 3, 3], [3, 3, 3, 3], [2, 2, 2, 2], [1, 2, 3, 4],
+    ...            [4, 4, 4, 4], [1, 1, 2, 1], [2, 2, 2, 2], [nan, 5, 5, 5], [nan, nan, 1, 1], [nan, nan, 3, nan]]
+    >>> est = gwet_ac(ratings, categories=[1, 2, 3, 4, 5])
+    >>> round(est.estimate, 5), round(est.se, 5), est.n
+    (0.77544, 0.14295, 12)
     """
     method = "gwet_ac1" if weights is None else "gwet_ac2"
     return _multi(
@@ -727,6 +771,7 @@ def gwet_ac(
         n_boot,
         seed,
         layout=layout,
+        weight_scale=weight_scale,
     )
 
 
@@ -740,6 +785,7 @@ def scott_pi(
     categories: Sequence[Any] | None = None,
     table: Any = None,
     counts: Any = None,
+    weight_scale: str | None = None,
     layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
@@ -761,6 +807,7 @@ def scott_pi(
         n_boot,
         seed,
         layout=layout,
+        weight_scale=weight_scale,
     )
 
 
@@ -799,6 +846,7 @@ def fleiss_kappa(
     weights: WeightsArg = None,
     counts: Any = None,
     method: str = "fleiss",
+    weight_scale: str | None = None,
     layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
@@ -831,6 +879,7 @@ def fleiss_kappa(
             categories=categories,
             counts=counts,
             layout=layout,
+            weight_scale=weight_scale,
             confidence=confidence,
             n_boot=n_boot,
             seed=seed,
@@ -840,9 +889,9 @@ def fleiss_kappa(
     import pandas as pd
 
     prep = (
-        _prepare_counts(counts, categories, weights)
+        _prepare_counts(counts, categories, weights, weight_scale)
         if counts is not None
-        else _prepare(data, subject, rater, rating, categories, weights, layout=layout)
+        else _prepare(data, subject, rater, rating, categories, weights, layout=layout, weight_scale=weight_scale)
     )
     res = _gwet_raw("fleiss", prep.counts, prep.weights)
     if np.allclose(prep.weights, np.eye(len(prep.categories))):
@@ -874,6 +923,7 @@ def conger_kappa(
     *,
     weights: WeightsArg = None,
     categories: Sequence[Any] | None = None,
+    weight_scale: str | None = None,
     layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
@@ -883,7 +933,7 @@ def conger_kappa(
 
     Equals Cohen's kappa for two raters with complete data. Needs raw ratings (rater identities matter).
     """
-    prep = _prepare(data, subject, rater, rating, categories, weights, layout=layout)
+    prep = _prepare(data, subject, rater, rating, categories, weights, layout=layout, weight_scale=weight_scale)
     res = _conger_raw(prep.codes, prep.counts, prep.weights)
     est = _raw_estimate(res, "conger_kappa", prep, weights, confidence)
     if n_boot:
@@ -959,6 +1009,7 @@ def light_kappa(
     *,
     weights: WeightsArg = None,
     categories: Sequence[Any] | None = None,
+    weight_scale: str | None = None,
     layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
@@ -969,7 +1020,7 @@ def light_kappa(
     Each pair uses the subjects both raters rated. The SE is the delete-one-subject jackknife (normal CI); there is
     no closed-form SE in common use.
     """
-    prep = _prepare(data, subject, rater, rating, categories, weights, layout=layout)
+    prep = _prepare(data, subject, rater, rating, categories, weights, layout=layout, weight_scale=weight_scale)
     if prep.codes.shape[1] < 2:
         raise AnalysisError("Light's kappa needs at least 2 raters")
     q = len(prep.categories)
@@ -1039,6 +1090,7 @@ def krippendorff_alpha(
     counts: Any = None,
     table: Any = None,
     se_method: str = "irrcac",
+    weight_scale: str | None = None,
     layout: str | None = None,
     confidence: float = 0.95,
     n_boot: int = 0,
@@ -1106,6 +1158,7 @@ def krippendorff_alpha(
             n_boot,
             seed,
             "gwet",
+            weight_scale=weight_scale,
         )
     if counts is not None:
         prep = _prepare_counts(counts, categories, None)
@@ -1113,7 +1166,7 @@ def krippendorff_alpha(
         prep = _prepare(data, subject, rater, rating, categories, None, layout=layout)
     pairable = prep.counts.sum(1) >= 2
     if weights is not None:
-        wm = weight_matrix(weights, prep.categories)
+        wm = weight_matrix(weights, prep.categories, scale=weight_scale)
     else:
         wm = _level_weights(level, prep.categories, prep.counts[pairable].sum(0))
     res = _kripp_raw(prep.counts, wm, se_method)
