@@ -183,9 +183,11 @@ def drop_unrated(wide: Wide) -> Wide:
     """Remove subjects nobody rated, reporting how many in ``dropped['no_rating']``."""
     missing = np.isnan(wide.values) if wide.values.dtype.kind == "f" else pd.isna(pd.DataFrame(wide.values)).to_numpy()
     keep = ~missing.all(axis=1)
-    n_drop = int((~keep).sum())
-    if keep.sum() == 0:
+    n_drop = int(keep.size - np.count_nonzero(keep))
+    if n_drop == keep.size:
         raise AnalysisError("every subject has only missing ratings")
+    if n_drop == 0:
+        return wide
     dropped = dict(wide.dropped)
     if n_drop:
         dropped["no_rating"] = n_drop

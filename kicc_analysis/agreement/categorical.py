@@ -266,20 +266,26 @@ def _kripp_raw(counts: np.ndarray, wm: np.ndarray, se_method: str = "irrcac") ->
     """
     if se_method not in KRIPP_SE:
         raise AnalysisError(f"se_method must be one of {KRIPP_SE}, got {se_method!r}")
-    n_rated = int((counts.sum(1) > 0).sum())
     ri_all = counts.sum(1)
-    counts = counts[ri_all >= 2]
+    n_rated = int(np.count_nonzero(ri_all > 0))
+    pairable = ri_all >= 2
+    if not pairable.all():
+        counts = counts[pairable]
     n = counts.shape[0]
     if n == 0:
         raise AnalysisError("no subject was rated by two raters or more; Krippendorff's alpha is not defined")
-    alpha, pa, pe = (float(v) for v in _kripp_parts(counts, wm, np.ones(n)))
+    # One pass over the pairable subjects (the same quantities as _kripp_parts with unit weights).
     ri = counts.sum(1)
-    ri_mean = ri.mean()
-    b_i = (counts * (counts @ wm.T - 1.0)).sum(1) / (ri_mean * (ri - 1))
+    total = ri.sum()
+    ri_mean = total / n
+    b_i = np.einsum("ik,ik->i", counts, counts @ wm.T - 1.0) / (ri_mean * (ri - 1))
     pa_prime = np.mean(b_i)
-    eps = 1.0 / ri.sum()
+    eps = 1.0 / total
+    pa = float((1 - eps) * pa_prime + eps)
+    pi = counts.sum(0) / total
+    pe = float(pi @ wm @ pi)
+    alpha = (pa - pe) / (1 - pe) if pe != 1 else np.nan
     alpha_prime = (pa_prime - pe) / (1 - pe)
-    pi = counts.sum(0) / ri.sum()
     pi_w = (wm @ pi + wm.T @ pi) / 2
     pe_i = (counts @ pi_w) / ri_mean - pe * (ri - ri_mean) / ri_mean
     if se_method == "irrcac_dist":
@@ -1069,9 +1075,9 @@ def krippendorff_distance(level: str, categories: np.ndarray, marginals: np.ndar
         order = np.argsort(values)
         nm = marginals[order]
         cum = np.concatenate([[0.0], np.cumsum(nm)])
-        i, j = np.meshgrid(np.arange(q), np.arange(q), indexing="ij")
-        lo, hi = np.minimum(i, j), np.maximum(i, j)
-        d_sorted = (cum[hi + 1] - cum[lo] - (nm[i] + nm[j]) / 2) ** 2
+        idx = np.arange(q)
+        lo, hi = np.minimum.outer(idx, idx), np.maximum.outer(idx, idx)
+        d_sorted = (cum[hi + 1] - cum[lo] - np.add.outer(nm, nm) / 2) ** 2
         inv = np.empty(q, dtype=int)
         inv[order] = np.arange(q)
         return d_sorted[np.ix_(inv, inv)]
@@ -1168,7 +1174,8 @@ def krippendorff_alpha(
     if weights is not None:
         wm = weight_matrix(weights, prep.categories, scale=weight_scale)
     else:
-        wm = _level_weights(level, prep.categories, prep.counts[pairable].sum(0))
+        marginals = prep.counts.sum(0) if pairable.all() else prep.counts[pairable].sum(0)
+        wm = _level_weights(level, prep.categories, marginals)
     res = _kripp_raw(prep.counts, wm, se_method)
     dropped = dict(prep.dropped)
     if (~pairable).any():
