@@ -72,7 +72,7 @@ class Estimate:
     >>> est = Estimate(0.5, se=0.1, ci_low=0.3, ci_high=0.7, z=5.0, p=5.7e-07, n=40, method="demo",
     ...                convention="Wald", statistic=5.0, statistic_name="z")
     >>> print(est)
-    demo: 0.5000 (95% CI 0.3000 to 0.7000), SE 0.1000, z = 5.0000, p = 5.700e-07, n = 40
+    demo: 0.5000 (95% CI 0.3000 to 0.7000), SE 0.1000, z = 5.0000, p = 5.7e-07, n = 40
       convention: Wald
     >>> list(est.to_frame().columns[:8])
     ['estimate', 'se', 'ci_low', 'ci_high', 'z', 'p', 'n', 'method']
@@ -103,7 +103,7 @@ class Estimate:
         """Return a one-row DataFrame of the scalar fields."""
         return pd.DataFrame([self.as_dict()])
 
-    def _test_text(self) -> str:
+    def _test_text(self, digits: int = 4) -> str:
         stat, name = self.statistic, self.statistic_name
         if not name or math.isnan(stat):
             z = object.__getattribute__(self, "z")
@@ -111,7 +111,9 @@ class Estimate:
                 return ""
             stat, name = z, "z"
         df = f"({_fmt(float(self.df), 0) if float(self.df).is_integer() else _fmt(float(self.df), 1)})"
-        return f"{name}{df if not math.isnan(self.df) else ''} = {_fmt(float(stat))}, p = {_fmt(float(self.p))}"
+        p = float(self.p)
+        p_text = "NaN" if math.isnan(p) else f"{p:.3g}"
+        return f"{name}{df if not math.isnan(self.df) else ''} = {_fmt(float(stat), digits)}, p = {p_text}"
 
     def summary(self, digits: int = 4) -> str:
         """A readable summary: estimate with CI, SE, test, n and the convention followed.
@@ -127,7 +129,7 @@ class Estimate:
             parts[0] += f" ({level} CI {_fmt(float(self.ci_low), digits)} to {_fmt(float(self.ci_high), digits)})"
         if not math.isnan(self.se):
             parts.append(f"SE {_fmt(float(self.se), digits)}")
-        test = self._test_text()
+        test = self._test_text(digits)
         if test:
             parts.append(test)
         parts.append(f"n = {self.n}")
