@@ -89,3 +89,18 @@ def test_transposed_icc_input_warns_and_layout_gives_the_same_table():
     right = icc(sf.T, layout="raters_x_subjects")
     assert right.loc["ICC3", "estimate"] == pytest.approx(0.714841, abs=1e-6)  # Shrout & Fleiss (1979)
     assert right.loc["ICC3", "estimate"] == icc(sf).loc["ICC3", "estimate"]
+
+
+def test_icc_table_and_bland_altman_carry_the_estimate_protocol():
+    from kicc_analysis.agreement import bland_altman
+
+    sf = [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]
+    table = icc(sf, icc2k_ci="mcgraw_wong")
+    assert {"estimate", "se", "ci_low", "ci_high", "p", "n", "method", "convention"} <= set(table.columns)
+    assert table["n"].eq(6).all() and table.loc["ICC2k", "convention"].endswith("CI McGraw & Wong")
+    ba = bland_altman([1.0, 2.0, 3.0, 4.0, 5.5], [1.1, 2.2, 2.9, 4.3, 5.0])
+    frame = ba.to_frame()
+    assert {"p", "method", "convention"} <= set(frame.columns)
+    text = str(ba)
+    assert text.startswith("Bland-Altman, n = 5") and f"bias: {ba.bias.estimate:.3f}" in text
+    assert "convention: " in text

@@ -115,8 +115,9 @@ def icc(
     -------
     DataFrame
         One row per form ``ICC1, ICC2, ICC3, ICC1k, ICC2k, ICC3k`` with columns ``mcgraw_wong, description,
-        estimate, F, df1, df2, p, ci_low, ci_high``; ``attrs`` holds the mean squares, ``n``, ``k`` and ``dropped``
-        (subjects removed for a missing rating).
+        estimate, F, df1, df2, p, ci_low, ci_high, se, n, method, convention`` (the estimate protocol's columns;
+        ``se`` is NaN: the Shrout & Fleiss intervals come from F distributions, not from an SE); ``attrs`` holds the
+        mean squares, ``n``, ``k`` and ``dropped`` (subjects removed for a missing rating).
 
     Examples
     --------
@@ -198,6 +199,12 @@ def icc(
                 "p": stats.f.sf(f_value, df1, d2),
                 "ci_low": ci[form][0],
                 "ci_high": ci[form][1],
+                "se": np.nan,
+                "n": n,
+                "method": form.lower(),
+                "convention": f"Shrout & Fleiss (1979) {form} = McGraw & Wong {_MCGRAW_WONG[form]}; F test on "
+                f"({df1:g}, {d2:g}) df; CI "
+                + ("McGraw & Wong" if form == "ICC2k" and icc2k_ci == "mcgraw_wong" else "psych/pingouin"),
             }
         )
     table = pd.DataFrame(rows).set_index("form")
@@ -233,7 +240,7 @@ class BlandAltman:
     convention: str = ""
 
     def to_frame(self) -> pd.DataFrame:
-        """Three-row table: bias and the two limits of agreement with their CIs."""
+        """Three-row table: bias and the two limits of agreement with their CIs (estimate protocol columns)."""
         rows = []
         for name, est in (("bias", self.bias), ("lower_loa", self.lower), ("upper_loa", self.upper)):
             rows.append(
@@ -243,12 +250,30 @@ class BlandAltman:
                     "se": est.se,
                     "ci_low": est.ci_low,
                     "ci_high": est.ci_high,
+                    "p": est.p,
                     "n": self.n,
+                    "method": est.method,
+                    "convention": est.convention,
                 }
             )
         frame = pd.DataFrame(rows)
         frame.attrs.update(sd=self.sd, multiplier=self.multiplier, proportional=self.proportional)
         return frame
+
+    def summary(self, digits: int = 3) -> str:
+        """Readable summary: bias and limits of agreement with their CIs, SD of differences, convention."""
+        lines = [f"Bland-Altman, n = {self.n}, SD of differences {self.sd:.{digits}f}"]
+        for name, est in (("bias", self.bias), ("lower limit", self.lower), ("upper limit", self.upper)):
+            level = f"{100 * est.confidence:g}%"
+            lines.append(
+                f"  {name}: {est.estimate:.{digits}f} ({level} CI {est.ci_low:.{digits}f} to {est.ci_high:.{digits}f})"
+            )
+        if self.convention:
+            lines.append(f"  convention: {self.convention}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
 
 
 def bland_altman(
