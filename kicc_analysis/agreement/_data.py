@@ -58,7 +58,7 @@ def warn(message: str, category: type[Warning]) -> None:
     from pathlib import Path
 
     here = str(Path(__file__).parent)
-    frame, level = sys._getframe(1), 1
+    frame, level = sys._getframe(1), 2  # stacklevel 2 = the caller of warn()
     while frame is not None and frame.f_code.co_filename.startswith(here):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
