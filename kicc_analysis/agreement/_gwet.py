@@ -139,11 +139,11 @@ def _coef(kind: str, counts: np.ndarray, wm: np.ndarray, W: np.ndarray) -> np.nd
 def _gwet_raw(kind: str, counts: np.ndarray, wm: np.ndarray) -> dict[str, float]:
     """Point estimate and Gwet variance of a Fleiss/AC/BP/PA-type coefficient from the count matrix."""
     n, q = counts.shape
-    ri, two, pa_i, _ = _agreement_parts(counts, wm)
+    ri, two, pa_i, share = _agreement_parts(counts, wm)
     n2 = two.sum()
     if n2 == 0:
         raise AnalysisError("no subject was rated by two raters or more; agreement is not defined")
-    pa, pi = _pa_pi(counts, wm, np.ones(n))
+    pa, pi = pa_i.sum() / n2, share.sum(0) / n  # = _pa_pi(counts, wm, ones(n)) without recomputing the parts
     pe = float(_pe(kind, pi, wm))
     with np.errstate(divide="ignore", invalid="ignore"):
         coef = (pa - pe) / (1 - pe)

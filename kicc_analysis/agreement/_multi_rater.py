@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.results import Estimate
@@ -281,7 +281,7 @@ def _fleiss_h0(counts: np.ndarray) -> dict[str, Any]:
         kappa_k = (pjk - pj) / (1 - pj)
     se_k = np.sqrt(2 / (n * m * (m - 1)))
     z_k = kappa_k / se_k
-    per = {"kappa": kappa_k, "se0": np.full_like(kappa_k, se_k), "z": z_k, "p": 2 * stats.norm.sf(np.abs(z_k))}
+    per = {"kappa": kappa_k, "se0": np.full_like(kappa_k, se_k), "z": z_k, "p": 2 * special.ndtr(-np.abs(z_k))}
     return {"se0": float(np.sqrt(var0)), "per_category": per}
 
 
