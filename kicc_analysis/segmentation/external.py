@@ -253,23 +253,29 @@ def _guess_convention(counts: np.ndarray, values: np.ndarray, ct: sitk.Image) ->
     if max(present) > max(CONVENTIONS["totalsegmentator_v1"]) and max(present) > 104:  # v1 has 104 classes
         return "totalsegmentator", CONVENTIONS["totalsegmentator"], "auto: values above 104 -> TotalSegmentator >= 2"
     hu = sitk.GetArrayViewFromImage(ct)
-    medians = {}
+    candidates = (values >= 10) & (values <= 17)  # the lobe labels of both class maps
+    label_of, hu_of = values[candidates], hu[candidates]
+    median = {int(v): float(np.median(hu_of[label_of == v])) for v in np.unique(label_of)}
+    size = {int(v): int(np.count_nonzero(label_of == v)) for v in median}
+    total = max(sum(size.values()), 1)
+    verdict = {}
     for kind in ("totalsegmentator", "totalsegmentator_v1"):
-        inside = np.isin(values, list(CONVENTIONS[kind]))
-        medians[kind] = float(np.median(hu[inside])) if inside.any() else np.nan
-    for kind in ("totalsegmentator", "totalsegmentator_v1"):
-        if medians[kind] < LUNG_HU_MAX:
-            return kind, CONVENTIONS[kind], (
-                f"auto: TotalSegmentator class map {kind}: its lobe labels have median {medians[kind]:.0f} HU "
-                f"(the other map's: {medians[_other(kind)]:.0f} HU)"
-            )
-    return "totalsegmentator", CONVENTIONS["totalsegmentator"], (
-        f"auto: no TotalSegmentator lobe labels with lung-like HU (medians {medians}); class map v2 assumed"
+        present = [v for v in CONVENTIONS[kind] if v in median]
+        # every lobe label holding >= 1 % of the candidate voxels must have lung-like HU
+        valid = bool(present) and all(median[v] < LUNG_HU_MAX for v in present if size[v] >= 0.01 * total)
+        verdict[kind] = (valid, len(present))
+    ranked = sorted(verdict, key=lambda k: (verdict[k][0], verdict[k][1], k == "totalsegmentator"), reverse=True)
+    kind = ranked[0]
+    shown = {v: round(m) for v, m in median.items()}
+    if not verdict[kind][0]:
+        return "totalsegmentator", CONVENTIONS["totalsegmentator"], (
+            f"auto: no TotalSegmentator class map whose lobe labels have lung-like HU (median HU per label {shown}); "
+            "class map v2 assumed"
+        )
+    return kind, CONVENTIONS[kind], (
+        f"auto: TotalSegmentator class map {kind}: {verdict[kind][1]} of its 5 lobe labels present, all with "
+        f"lung-like HU (median HU per label {shown})"
     )
-
-
-def _other(kind: str) -> str:
-    return "totalsegmentator_v1" if kind == "totalsegmentator" else "totalsegmentator"
 
 
 def _checked_mapping(mapping: Mapping[int, str] | None, path: Path) -> dict[int, str]:
