@@ -301,3 +301,36 @@ def test_result_quantifies_like_segment_lungs(phantom):
     assert lobe_rows.loc[["RUL", "RML", "RLL"], "volume_ml"].sum() == pytest.approx(table.loc["right", "volume_ml"])
     assert table["lobe_score_total"].nunique() == 1
     assert table.loc["RUL", "lobe_score_total"] == lobe_rows["lobe_score"].sum()
+
+
+def test_demo_lobe_truth_is_a_totalsegmentator_file(tmp_path):
+    """The demo's lobe truth (kicc_analysis.demo.lobes) is read back as TotalSegmentator v2 onto the series grid."""
+    from kicc_analysis.demo.dicom_writer import geometry_for
+    from kicc_analysis.demo.lobes import TOTALSEG_TOTAL_LOBES, write_lobe_truth
+    from kicc_analysis.demo.phantom import chest_phantom
+
+    assert {v: LOBES[k - 1] for k, v in TOTALSEG_TOTAL_LOBES.items()} == CONVENTIONS["totalsegmentator"]
+    ph = chest_phantom((24, 64, 64), (10.0, 5.0, 5.0), seed=3)
+    geometry = geometry_for(ph, -250.0)
+    assert write_lobe_truth(ph, geometry, tmp_path, "1.2.3", "soft_tissue") is None
+    path = write_lobe_truth(ph, geometry, tmp_path, "1.2.3")
+    assert path == tmp_path / "lobes" / "1.2.3.nii.gz"
+    ct = sitk.GetImageFromArray(ph.hu)
+    ct.SetSpacing(geometry.spacing_mm[::-1])
+    ct.SetOrigin(geometry.origin_mm)
+    mask = load_lung_mask(path, ct)
+    assert mask.qa["convention"] == "totalsegmentator" and mask.qa["grid"] == "same"
+    _same(mask, ph)
+
+
+def test_find_series_mask_by_uid_then_by_series_path(tmp_path):
+    from kicc_analysis.segmentation.external import find_series_mask
+
+    (tmp_path / "dicom" / "S01" / "P1").mkdir(parents=True)
+    (tmp_path / "dicom" / "S01" / "P1" / "CT2.nrrd").touch()
+    assert find_series_mask(tmp_path, "1.2.3", "dicom/S01/P1/CT2") == tmp_path / "dicom" / "S01" / "P1" / "CT2.nrrd"
+    (tmp_path / "1.2.3").mkdir()
+    assert find_series_mask(tmp_path, "1.2.3", "dicom/S01/P1/CT2").name == "CT2.nrrd"  # empty folder: not a mask
+    (tmp_path / "1.2.3" / "lung_upper_lobe_left.nii.gz").touch()
+    assert find_series_mask(tmp_path, "1.2.3", "dicom/S01/P1/CT2") == tmp_path / "1.2.3"
+    assert find_series_mask(tmp_path, "4.5.6", "../escape") is None

@@ -57,6 +57,7 @@ __all__ = [
     "LOBES",
     "LOBE_SIDE",
     "ExternalLungMask",
+    "find_series_mask",
     "load_lung_mask",
     "write_lung_mask",
 ]
@@ -589,6 +590,46 @@ def _right_is_on_left(labels: np.ndarray, ct: sitk.Image) -> bool:
         cx = float(profile @ np.arange(profile.size) / profile.sum())
         centre.append(ct.TransformContinuousIndexToPhysicalPoint((cx, labels.shape[1] / 2, labels.shape[0] / 2))[0])
     return centre[0] > centre[1]
+
+
+# ------------------------------------------------------------------------------------------------ mask folders
+
+MASK_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm")
+
+
+def find_series_mask(
+    masks_dir: str | os.PathLike[str], series_uid: str, series_path: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """The mask of one series in a folder of masks, or None (the series then uses the classical method).
+
+    Looked up in this order (first hit wins), ``<suffix>`` one of ``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``,
+    ``.mhd``, ``.dcm``:
+
+    1. ``masks_dir/<SeriesInstanceUID><suffix>`` or a folder ``masks_dir/<SeriesInstanceUID>/`` (TotalSegmentator's
+       per-structure output, or one DICOM SEG file);
+    2. ``masks_dir/<series_path><suffix>`` or a folder ``masks_dir/<series_path>/``, where ``series_path`` is the
+       series' folder relative to the repository (e.g. ``dicom/S01/KICC-S01-0007/CT1`` ->
+       ``masks_dir/dicom/S01/KICC-S01-0007/CT1.nii.gz``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp()); (root / "1.2.3.nii.gz").touch()
+    >>> find_series_mask(root, "1.2.3").name, find_series_mask(root, "9.9")
+    ('1.2.3.nii.gz', None)
+    """
+    root = Path(masks_dir)
+    for stem in [str(series_uid)] + ([Path(series_path).as_posix().strip("/")] if series_path else []):
+        if not stem or stem.startswith(".."):
+            continue
+        for suffix in MASK_SUFFIXES:
+            candidate = root / f"{stem}{suffix}"
+            if candidate.is_file():
+                return candidate
+        folder = root / stem
+        if folder.is_dir() and (any(folder.glob("lung_*_lobe_*.nii*")) or any(folder.glob("*.dcm"))):
+            return folder
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------- writing
