@@ -97,3 +97,56 @@ def test_missing_lobe_gives_no_total():
     lobes[0, 0, 0] = 7
     with pytest.raises(AnalysisError, match="value 7"):
         quantify_lobes(ct, sitk.GetImageFromArray(lobes))
+
+
+def test_batch_with_a_mask_for_one_series(tmp_path):
+    """kicc quantify --masks: the masked series gets lobe rows and a comparison, the other the classical method;
+    the cache key follows the mask's content."""
+    import pandas as pd
+
+    from kicc_analysis.demo.phantom import chest_phantom
+    from kicc_analysis.quantification.batch import join_to_cohort, quantify_series_table
+    from kicc_analysis.segmentation import write_lung_mask
+
+    jobs = []
+    for k, seed in enumerate((0, 1)):
+        ph = chest_phantom(lesions="random", seed=seed)
+        ct = sitk.GetImageFromArray(ph.hu)
+        ct.SetSpacing(tuple(float(s) for s in ph.spacing_mm[::-1]))
+        sitk.WriteImage(ct, str(tmp_path / f"ct{k}.nrrd"))
+        jobs.append({"subjid": f"P{k}", "series_uid": f"1.2.{k}", "timepoint": "baseline", "img_day": 0,
+                     "source": str(tmp_path / f"ct{k}.nrrd"), "mask": None})  # fmt: skip
+    lungs = sitk.GetImageFromArray(ph.lung_labels.astype(np.uint8))
+    lobes = sitk.GetImageFromArray(ph.lobe_labels.astype(np.uint8))
+    for image in (lungs, lobes):
+        image.CopyInformation(ct)
+    mask = write_lung_mask(lungs, tmp_path / "masks" / "1.2.1.nii.gz", "totalsegmentator", lobes=lobes)
+    jobs[1]["mask"] = str(mask)
+    table = pd.DataFrame(jobs)
+    results = quantify_series_table(table, cache_dir=tmp_path / "cache", workers=1, show_progress=False)
+    assert len(results.attrs["failures"]) == 0
+    by_series = results.groupby("series_uid")
+    assert by_series["mask_source"].unique().to_dict() == {"1.2.0": ["classical"], "1.2.1": [
+        "totalsegmentator:1.2.1.nii.gz"]}  # fmt: skip
+    masked = results[results["series_uid"] == "1.2.1"].set_index("region")
+    assert set(LOBES) <= set(masked.index) and not set(LOBES) & set(results.loc[results["series_uid"] == "1.2.0",
+                                                                                 "region"])  # fmt: skip
+    truth = np.array([100.0 * ph.lobe_involvement[lobe] for lobe in LOBES])
+    assert np.abs(masked.loc[LOBES, "opacity_pct"].to_numpy() - truth).max() < 0.5  # the true lobes were used
+    assert masked["qa_mask_dice"].iloc[0] > 0.95  # the classical mask agrees with the phantom's true lungs
+    assert np.isnan(results.loc[results["series_uid"] == "1.2.0", "qa_mask_dice"]).all()
+    cohort = join_to_cohort(pd.DataFrame({"subjid": ["P0", "P1"]}), results).set_index("subjid")
+    assert np.isnan(cohort.loc["P0", "ct_lobe_score_total"])
+    assert cohort.loc["P1", "ct_lobe_score_total"] == severity_scores(truth).sum()
+    assert cohort.loc["P1", "ct_mask_source"].startswith("totalsegmentator")
+    # re-run: both cached; then the mask changes (RUL relabelled RML) -> only that series is recomputed
+    again = quantify_series_table(table, cache_dir=tmp_path / "cache", workers=1, show_progress=False)
+    assert again["cached"].all()
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(mask)))
+    array[array == 12] = 13
+    edited = sitk.GetImageFromArray(array)
+    edited.CopyInformation(ct)
+    sitk.WriteImage(edited, str(mask))
+    third = quantify_series_table(table, cache_dir=tmp_path / "cache", workers=1, show_progress=False)
+    assert third.groupby("series_uid")["cached"].all().to_dict() == {"1.2.0": True, "1.2.1": False}
+    assert third.set_index(["series_uid", "region"]).loc[("1.2.1", "RUL"), "volume_ml"] == 0
