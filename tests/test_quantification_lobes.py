@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -150,3 +152,31 @@ def test_batch_with_a_mask_for_one_series(tmp_path):
     third = quantify_series_table(table, cache_dir=tmp_path / "cache", workers=1, show_progress=False)
     assert third.groupby("series_uid")["cached"].all().to_dict() == {"1.2.0": True, "1.2.1": False}
     assert third.set_index(["series_uid", "region"]).loc[("1.2.1", "RUL"), "volume_ml"] == 0
+
+
+def test_demo_repository_masks_are_found_for_its_lung_series(demo_repository):
+    """The demo writes lobe truth for its lung-kernel series; series_masks finds them by SeriesInstanceUID, and by
+    the series folder once renamed to the repository layout."""
+    import shutil
+
+    import pandas as pd
+
+    from kicc_analysis.cohort import build_cohort, ct_series_jobs
+    from kicc_analysis.pipeline import series_masks
+
+    build = build_cohort(demo_repository, workers=1, show_progress=False)
+    jobs = ct_series_jobs(build)
+    masks = series_masks(jobs, demo_repository / "ground_truth" / "lobes", demo_repository)
+    truth = pd.read_csv(demo_repository / "ground_truth" / "truth.csv").set_index("series_uid")
+    roles = truth.loc[jobs["series_uid"], "series_role"].to_numpy()
+    assert all((m is not None) == (role == "lung") for m, role in zip(masks, roles, strict=True))
+    assert any(m is not None for m in masks)
+    # by series path: MASKS/<series folder relative to the repository>.nii.gz
+    by_path = demo_repository.parent / "masks_by_path"
+    k = next(i for i, m in enumerate(masks) if m is not None)
+    folder = os.path.commonpath([os.path.dirname(f) for f in jobs.loc[k, "source"]])
+    relative = os.path.relpath(folder, demo_repository)
+    (by_path / relative).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(masks[k], by_path / f"{relative}.nii.gz")
+    found = series_masks(jobs, by_path, demo_repository)
+    assert found[k] == str(by_path / f"{relative}.nii.gz") and sum(m is not None for m in found) == 1
