@@ -198,7 +198,7 @@ def load_lung_mask(
     else:
         image = _read_label_file(path)
         table = _checked_mapping(mapping, path) if kind == "labelmap" else CONVENTIONS.get(kind)
-    source_counts = np.bincount(sitk.GetArrayViewFromImage(image).ravel())
+    source_counts = _counts(sitk.GetArrayViewFromImage(image))
     values, grid, grid_note = _onto_grid(image, ct)
     if grid_note:
         notes.append(grid_note)
@@ -216,10 +216,33 @@ def load_lung_mask(
         raise SegmentationError(
             f"{path}: no lung label of convention {kind} ({sorted(table)}) in the mask; label values found: {found}"
         )
-    codes = lut[values]
+    codes = _map(values, lut)
     del values
     source_ml = source_lung * float(np.prod(image.GetSpacing())) / 1000.0
     return _result(codes, ct, kind, path, source_ml, grid, notes, flags)
+
+
+# ------------------------------------------------------------------------------------------ chunked helpers
+
+_CHUNK = 16  # slices per chunk: numpy casts uint8 indices to intp, so whole-volume fancy indexing and bincount
+# allocate 8 bytes per voxel (0.6 GB for 512 x 512 x 300); per chunk they stay in cache and are ~8x faster
+
+
+def _map(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """``lut[values]`` computed slab by slab (uint8 result)."""
+    out = np.empty(values.shape, dtype=lut.dtype)
+    for z in range(0, values.shape[0], _CHUNK):
+        out[z : z + _CHUNK] = lut[values[z : z + _CHUNK]]
+    return out
+
+
+def _counts(values: np.ndarray, minlength: int = 0) -> np.ndarray:
+    """``np.bincount(values.ravel())`` computed slab by slab."""
+    total = np.zeros(max(minlength, int(values.max()) + 1 if values.size else 1), dtype=np.int64)
+    for z in range(0, values.shape[0], _CHUNK):
+        part = np.bincount(values[z : z + _CHUNK].ravel(), minlength=total.size)
+        total += part
+    return total
 
 
 # ----------------------------------------------------------------------------------------------- conventions
@@ -256,8 +279,13 @@ def _guess_convention(counts: np.ndarray, values: np.ndarray, ct: sitk.Image) ->
     hu = sitk.GetArrayViewFromImage(ct)
     candidates = (values >= 10) & (values <= 17)  # the lobe labels of both class maps
     label_of, hu_of = values[candidates], hu[candidates]
-    median = {int(v): float(np.median(hu_of[label_of == v])) for v in np.unique(label_of)}
-    size = {int(v): int(np.count_nonzero(label_of == v)) for v in median}
+    on_grid = [v for v in range(10, 18) if v < len(counts) and counts[v]]
+    median, size = {}, {}
+    for v in on_grid:
+        inside = label_of == v
+        size[v] = int(np.count_nonzero(inside))
+        if size[v]:
+            median[v] = float(np.median(hu_of[inside]))
     total = max(sum(size.values()), 1)
     verdict = {}
     for kind in ("totalsegmentator", "totalsegmentator_v1"):
@@ -505,15 +533,21 @@ def _paste(values: np.ndarray, ct: sitk.Image, offset_zyx: np.ndarray) -> np.nda
 # ---------------------------------------------------------------------------------------------------- result
 
 
-_SIDE_OF_CODE = np.array([0, RIGHT, RIGHT, RIGHT, LEFT, LEFT, RIGHT, LEFT], dtype=np.uint8)
-_LOBE_OF_CODE = np.array([0, 1, 2, 3, 4, 5, 0, 0], dtype=np.uint8)
+def _sides(codes: np.ndarray) -> np.ndarray:
+    """Lung labels (1 right, 2 left) of the code image (1-3 and 6 right, 4, 5 and 7 left), slab by slab."""
+    out = np.empty(codes.shape, dtype=np.uint8)
+    for z in range(0, codes.shape[0], _CHUNK):
+        c = codes[z : z + _CHUNK]
+        left = ((c >= LOBE_CODE["LUL"]) & (c != _SIDE_CODE["right"])).view(np.uint8)
+        out[z : z + _CHUNK] = (c > 0).view(np.uint8) + left
+    return out
 
 
 def _result(
     codes: np.ndarray, ct: sitk.Image, convention: str, path: Path, source_ml: float, grid: str,
     notes: list[str], flags: list[str],
 ) -> ExternalLungMask:
-    counts = np.bincount(codes.ravel(), minlength=8)
+    counts = _counts(codes, minlength=8)
     if counts[1:].sum() == 0:
         raise SegmentationError(
             f"{path}: the mask does not overlap the CT: its {source_ml:.0f} mL of lung lie outside the CT's field "
@@ -524,7 +558,7 @@ def _result(
     left_ml = float(counts[[4, 5, 7]].sum()) * voxel_ml
     total_ml = right_ml + left_ml
     lobe_ml = {lobe: float(counts[LOBE_CODE[lobe]]) * voxel_ml for lobe in LOBES if counts[LOBE_CODE[lobe]]}
-    labels_arr = _SIDE_OF_CODE[codes]
+    labels_arr = _sides(codes)
     lung = labels_arr > 0
     hu = sitk.GetArrayViewFromImage(ct)
     inside = hu[lung]
@@ -549,7 +583,7 @@ def _result(
     labels.CopyInformation(ct)
     lobes = None
     if lobe_ml:
-        lobes = sitk.GetImageFromArray(_LOBE_OF_CODE[codes])
+        lobes = sitk.GetImageFromArray(np.where(codes <= len(LOBES), codes, 0).astype(np.uint8))
         lobes.CopyInformation(ct)
     dense = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
     dense.CopyInformation(ct)
@@ -585,8 +619,9 @@ def _result(
 def _right_is_on_left(labels: np.ndarray, ct: sitk.Image) -> bool:
     """True when the right-lung label's centroid lies on the patient's left of the left-lung label's (LPS x)."""
     centre = []
+    sample = labels[::2, ::4]  # every 2nd slice and 4th row: enough for a centroid's x
     for value in (RIGHT, LEFT):
-        profile = (labels == value).sum(axis=(0, 1), dtype=np.int64)
+        profile = (sample == value).sum(axis=(0, 1), dtype=np.int64)
         cx = float(profile @ np.arange(profile.size) / profile.sum())
         centre.append(ct.TransformContinuousIndexToPhysicalPoint((cx, labels.shape[1] / 2, labels.shape[0] / 2))[0])
     return centre[0] > centre[1]
