@@ -91,6 +91,10 @@ def compare_lung_masks(a: Any, b: Any, ct: sitk.Image, *, names: tuple[str, str]
     hu = sitk.GetArrayViewFromImage(ct)
     voxel_ml = float(np.prod(ct.GetSpacing())) / 1000.0
     places = _places(la > 0, lb > 0, hu, float(min(ct.GetSpacing()[:2])))
+    box = _box((la > 0) | (lb > 0))  # the region statistics need only the masks' bounding box
+    la, lb, places = la[box], lb[box], places[box]
+    lobes_a = lobes_a[box] if lobes_a is not None else None
+    lobes_b = lobes_b[box] if lobes_b is not None else None
     regions: list[tuple[str, np.ndarray, np.ndarray]] = [
         ("both", la > 0, lb > 0),
         ("right", la == RIGHT, lb == RIGHT),
@@ -119,6 +123,15 @@ def compare_lung_masks(a: Any, b: Any, ct: sitk.Image, *, names: tuple[str, str]
     frame = pd.DataFrame(rows)
     frame.attrs["names"] = names
     return frame
+
+
+def _box(mask: np.ndarray) -> tuple[slice, ...]:
+    """Bounding box of ``mask`` (the whole array when it is empty)."""
+    box = []
+    for axis in range(mask.ndim):
+        present = np.flatnonzero(mask.any(axis=tuple(i for i in range(mask.ndim) if i != axis)))
+        box.append(slice(int(present[0]), int(present[-1]) + 1) if present.size else slice(None))
+    return tuple(box)
 
 
 def _places(a: np.ndarray, b: np.ndarray, hu: np.ndarray, pixel_mm: float) -> np.ndarray:
