@@ -116,7 +116,7 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
 def _cmd_quantify(args: argparse.Namespace) -> int:
     from kicc_analysis.pipeline import quantify_cohort
 
-    run = quantify_cohort(args.repository, cache=args.cache, workers=args.workers)
+    run = quantify_cohort(args.repository, cache=args.cache, workers=args.workers, masks=args.masks)
     print(run.describe())
     if args.out:
         out = Path(args.out)
@@ -234,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="cache folder (default: outside REPOSITORY, $KICC_CACHE or ~/.cache/kicc-analysis/<name-hash>/quantification)",
     )
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument(
+        "--masks",
+        help="folder of lung/lobe masks (TotalSegmentator, lungmask, DICOM SEG, label maps), one per series: "
+        "MASKS/<SeriesInstanceUID>.nii.gz (or a folder of that name) or MASKS/<series folder relative to the "
+        "repository>.nii.gz; series without one use the classical segmentation",
+    )
     p.add_argument(
         "--out", help="folder for ct_quantification_by_region.csv, ct_failures.csv and cohort_with_ct.parquet"
     )
