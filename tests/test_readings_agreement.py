@@ -8,7 +8,6 @@ from __future__ import annotations
 import krippendorff
 import matplotlib
 import numpy as np
-import pandas as pd
 import pingouin as pg
 import pytest
 from conftest import shared_path
