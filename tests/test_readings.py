@@ -173,3 +173,11 @@ def test_cohen_severity_parsed_with_ranges(tmp_path):
 def test_docstring_examples_run(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_demo_readings_in_both_layouts(demo_repository):
+    ct = read_reader_scores(demo_repository / "readings" / "reader_scores.csv")
+    assert set(ct["scheme"]) == {"ct_lobe", "ct_suspicion"} and validate_readings(ct).empty
+    cxr = read_reader_scores(demo_repository / "readings" / "radiograph_scores.csv")
+    assert set(cxr["scheme"]) == {"brixia"} and set(cxr["reader"]) == {"S1", "J1", "J2"}
+    assert validate_readings(cxr).empty
