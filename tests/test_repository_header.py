@@ -44,7 +44,8 @@ def _real_dicom_files() -> list[Path]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and (p.suffix == ".dcm" or p.parent.name == "example_ct_dicom")
     ]
-    assert len(files) == 2 + 79 + 2 + 20
+    # ct64 79 + crop 2 + LIDC 2 + TotalSegmentator 20 + COVID-19-NY-SBU 30 single slices
+    assert len(files) == 2 + 79 + 2 + 20 + 30
     return files
 
 

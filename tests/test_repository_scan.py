@@ -31,10 +31,14 @@ def _series_in(scan, folder: str) -> pd.Series:
     return rows.iloc[0]
 
 
+# covid_ny_sbu/: 5 patients x 2 studies x (axial, coronal, sagittal) single slices (its SOURCE.txt)
+N_COVID_SLICES = 5 * 2 * 3
+
+
 def test_real_counts(real_scan):
-    assert len(real_scan.instances) == 2 + 79 + 2 + 20
-    assert len(real_scan.series) == 4
-    assert len(real_scan.studies) == 4
+    assert len(real_scan.instances) == 2 + 79 + 2 + 20 + N_COVID_SLICES
+    assert len(real_scan.series) == 4 + N_COVID_SLICES
+    assert len(real_scan.studies) == 4 + 5 * 2
     # every non-DICOM file (nrrd, png, txt, xml, nii.gz) is listed with its reason, nothing else
     assert set(real_scan.skipped["kind"]) == {"not DICOM"}
     assert all(not p.endswith(".dcm") for p in real_scan.skipped["relpath"])
@@ -89,7 +93,7 @@ def test_real_two_slice_series_and_sparse_header(real_scan):
 
 def test_real_selection(real_scan):
     sel = real_scan.selection.set_index("study_uid")
-    assert len(sel) == 4
+    assert len(sel) == 4 + 5 * 2
     ct64 = _series_in(real_scan, "cip_copdgene_ct64/ct-64Dicom")
     assert sel.loc[ct64["study_uid"], "series_uid"] == ct64["series_uid"]
     assert "axial, complete" in sel.loc[ct64["study_uid"], "reason"]
@@ -99,11 +103,23 @@ def test_real_selection(real_scan):
         assert "too few slices (2 < 10)" in sel.loc[s["study_uid"], "reason"]
     studies = real_scan.studies.set_index("study_uid")
     assert studies.loc[ct64["study_uid"], "selected_series_uid"] == ct64["series_uid"]
+    # the COVID-19-NY-SBU single slices: no study has an eligible series, each reason names why
+    covid = real_scan.series[real_scan.series["folder"].str.startswith("covid_ny_sbu/")]
+    assert set(covid["plane"]) == {"axial", "coronal", "sagittal"} and (covid["n_slices"] == 1).all()
+    for study_uid in covid["study_uid"].unique():
+        reason = sel.loc[study_uid, "reason"]
+        assert sel.loc[study_uid, "series_uid"] is None
+        assert "too few slices (1 < 10)" in reason and "not axial (plane coronal)" in reason
 
 
 def test_real_selection_with_lower_min_slices(tmp_path):
     scan = scan_repository(shared_path("data", "ct"), index_dir=tmp_path, workers=1, min_slices=2)
-    assert scan.selection["series_uid"].notna().all()
+    covid_studies = set(scan.series.loc[scan.series["folder"].str.startswith("covid_ny_sbu/"), "study_uid"])
+    sel = scan.selection.set_index("study_uid")
+    others = sel.drop(index=list(covid_studies))
+    assert len(others) == 4 and others["series_uid"].notna().all()
+    # one axial slice per study stays below min_slices=2
+    assert sel.loc[list(covid_studies), "series_uid"].isna().all()
 
 
 def test_real_series_files_sorted_along_normal(real_scan):
@@ -119,7 +135,7 @@ def test_summary_and_repr_print_no_dates(real_scan):
     text = real_scan.summary() + repr(real_scan)
     for date in real_scan.instances["study_date"].dropna().unique():
         assert date not in text
-    assert "103" in text
+    assert str(103 + N_COVID_SLICES) in text
 
 
 # ----------------------------------------------------------------------------------------------------------------------
