@@ -207,6 +207,32 @@ def identifier_columns(raw: pd.DataFrame, dictionary, forms=PATIENT_FORMS) -> di
 def column_label(column: str, position: int) -> str:
     """How a dropped column is named in reports: its name, or ``column N`` when the name itself identifies."""
     return f"column {position + 1}" if scan_text(str(column)) else str(column)
+def _radiograph_timeline(table: pd.DataFrame, inventory: pd.DataFrame, repository: Path) -> pd.DataFrame:
+    """Radiograph timeline per patient (issue 17): ``baseline_cxr_day`` (first CR/DX study, days from admission),
+    ``baseline_cxr_brixia`` and ``worst_cxr_brixia`` (Brixia total 0-18, mean over readers, of the first scored
+    radiograph and the highest over the patient's radiographs) from ``readings/radiograph_scores.csv`` when present.
+    """
+    from kicc_analysis.readings import read_reader_scores, reading_totals
+
+    out = table.copy()
+    for column in ("baseline_cxr_day", "baseline_cxr_brixia", "worst_cxr_brixia"):
+        out[column] = np.nan
+    if inventory.empty or "modality" not in inventory.columns:
+        return out
+    cxr = inventory[inventory["modality"].isin(["CR", "DX"])][[ID, "study_uid", "img_day"]].copy()
+    cxr["img_day"] = pd.to_numeric(cxr["img_day"], errors="coerce")
+    first_day = cxr.groupby(ID)["img_day"].min()
+    out["baseline_cxr_day"] = out[ID].map(first_day).astype(float)
+    path = repository / "readings" / "radiograph_scores.csv"
+    if not path.is_file():
+        return out
+    totals = reading_totals(read_reader_scores(path), "brixia")
+    per_study = totals.groupby("study", as_index=False)["score"].mean()
+    scored = cxr.merge(per_study, left_on="study_uid", right_on="study", how="inner").dropna(subset=["score"])
+    scored = scored.sort_values([ID, "img_day", "study_uid"], na_position="last")
+    out["baseline_cxr_brixia"] = out[ID].map(scored.groupby(ID)["score"].first()).astype(float)
+    out["worst_cxr_brixia"] = out[ID].map(scored.groupby(ID)["score"].max()).astype(float)
+    return out
 
 
 def _linkage_problems(clinical: pd.DataFrame, inventory: pd.DataFrame, imaging_studies: pd.DataFrame) -> pd.DataFrame:
@@ -440,6 +466,7 @@ def build_cohort(
         _patient_imaging(inventory, scan) if not inventory.empty else pd.DataFrame({ID: pd.Series(dtype="string")})
     )
     table = unique.merge(patient_imaging, on=ID, how="left")
+    table = _radiograph_timeline(table, inventory, repository)  # issue 17: radiograph timeline and Brixia scores
     for column in ("n_ct_studies", "n_radiographs", "n_followup_ct"):
         table[column] = table.get(column, pd.Series(0, index=table.index)).fillna(0).astype("int64")
     for column in ("baseline_ct_study_uid", "baseline_ct_series_uid", "baseline_ct_selection", "baseline_ct_kernel"):

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from kicc_analysis.demo.clinical import ClinicalSimulation, inject_problems, simulate_clinical
+from kicc_analysis.demo.cxr_readers import write_demo_cxr_readings
 from kicc_analysis.demo.dicom_writer import (
     SITE_PROFILES,
     SiteProfile,
@@ -481,6 +482,7 @@ def generate_demo(
         cases[lobe] = [res["baseline_inv"].get(lobe, 0.0) for res in results]
     readings = simulate_readings(cases, np.random.default_rng(np.random.SeedSequence([seed, 3])))
     readings.to_csv(out / "readings" / "reader_scores.csv", index=False, lineterminator="\n")
+    write_demo_cxr_readings(out, plans, seed)  # issue 17 hook: 3 readers' Brixia scores (demo/cxr_readers.py)
 
     # --- a few non-DICOM files in the DICOM tree ---------------------------------------------------------------
     non_dicom = []
