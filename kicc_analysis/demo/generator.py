@@ -38,6 +38,7 @@ from kicc_analysis.demo.dicom_writer import (
     write_ground_truth,
     write_radiograph,
 )
+from kicc_analysis.demo.lobes import write_lobe_truth  # issue 15 (ctmask)
 from kicc_analysis.demo.phantom import chest_phantom
 from kicc_analysis.demo.readers import LOBES, simulate_readings
 from kicc_analysis.errors import RepositoryError
@@ -319,6 +320,7 @@ def _write_patient(plan: dict[str, Any], root_str: str) -> dict[str, Any]:
             )
             files += len(ws.files)
             write_ground_truth(ph, ws.geometry, root / "ground_truth", ws.series_uid)
+            write_lobe_truth(ph, ws.geometry, root / "ground_truth", ws.series_uid, role)  # issue 15 (ctmask): lobes
             v = ph.volumes_ml
             truth.append(
                 {
