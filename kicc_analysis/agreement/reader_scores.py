@@ -112,12 +112,15 @@ def score_agreement(
                 rows.append((name, label, "bland_altman", quantity, est.estimate, est.ci_low, est.ci_high, ba.n))
         complete = wide.dropna()
         everyone = "all readers" if len(chosen) > 2 else f"{chosen[0]} vs {chosen[1]}"
-        forms = icc(complete.to_numpy(), confidence=confidence)
+        long = complete.rename_axis("case").reset_index().melt(id_vars="case", var_name="reader", value_name="score")
+        forms = icc(long, targets="case", raters="reader", ratings="score", confidence=confidence)
         for form, setting in (("ICC2", "ICC2 = ICC(A,1) absolute agreement"), ("ICC3", "ICC3 = ICC(C,1) consistency")):
             r = forms.loc[form]
             rows.append((name, everyone, "icc", setting, r["estimate"], r["ci_low"], r["ci_high"], len(complete)))
         level = "interval" if is_total else "ordinal"
-        alpha = krippendorff_alpha(wide.to_numpy(), level=level, categories=categories, confidence=confidence)
+        every = wide.rename_axis("case").reset_index().melt(id_vars="case", var_name="reader", value_name="score")
+        alpha = krippendorff_alpha(every.dropna(subset=["score"]), subject="case", rater="reader", rating="score",
+                                   level=level, categories=categories, confidence=confidence)  # fmt: skip
         rows.append((name, everyone, "krippendorff_alpha", level, alpha.estimate, alpha.ci_low, alpha.ci_high,
                      alpha.n))  # fmt: skip
     return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)

@@ -7,7 +7,9 @@ interstitial, as in the Brixia grades). The true grade is 0 below 0.02, 1 below 
 The phantom is rebuilt from the radiograph's own parameters (seed, opacity, consolidation, habitus) on a grid of
 half the radiograph phantom's resolution (same lesion layout: lobe involvement within ~0.01).
 
-Readers perceive the burden with a multiplicative bias and log-normal noise, may miss faint zones, and slip by one
+Each radiograph shows its zones' burden through an image factor shared by every reader (log-normal, sd
+``IMAGE_LOG_SD``: projection, inspiration, exposure, overlap with soft tissue), so that the radiograph score is
+related to CT burden but looser than two CT reads are. Readers perceive the burden with a multiplicative bias and log-normal noise, may miss faint zones, and slip by one
 grade now and then: ``S1`` senior (unbiased, low noise), ``J1`` junior (under-calls, noisy), ``J2`` junior
 (over-calls, noisy). Juniors are therefore less consistent with each other and with the senior than the senior is
 with the truth. Output: ``readings/radiograph_scores.csv`` in the common reader-score format of
@@ -39,6 +41,8 @@ BRIXIA_ZONES: tuple[str, ...] = ("A", "B", "C", "D", "E", "F")
 GRADE_BOUNDS: tuple[float, ...] = (0.02, 0.10, 0.25)
 #: half the resolution of the radiograph phantom of the demo generator ((50, 64, 96) voxels of (6, 5.39, 3.6) mm)
 TRUTH_GRID = ((25, 32, 48), (12.0, 10.78, 7.2))
+#: log-scale sd of the per-radiograph image factor (shared by the readers)
+IMAGE_LOG_SD = 0.45
 
 
 @dataclass(frozen=True)
@@ -113,10 +117,11 @@ def simulate_brixia_readings(
     rows = []
     readers = tuple(readers)
     for case in cases.itertuples(index=False):
+        image_factor = float(np.exp(rng.normal(0.0, IMAGE_LOG_SD)))
         for r in readers:
             grades = []
             for zone in BRIXIA_ZONES:
-                burden = float(getattr(case, zone))
+                burden = float(getattr(case, zone)) * image_factor
                 perceived = burden * float(np.exp(r.log_bias + rng.normal(0.0, r.log_sd))) if burden > 0 else 0.0
                 if 0 < burden < r.miss_below and rng.random() < r.miss_prob:
                     perceived = 0.0
