@@ -170,3 +170,11 @@ def test_repeated_categories_in_a_large_table_are_not_names():
     assert find_identifier_columns(table) == []
     names = pd.DataFrame({"who": [f"{a} {b}" for a in ("John", "Mary", "Ann") for b in ("Smith", "Jones", "Lee")]})
     assert [f.kind for f in find_identifier_columns(names)] == ["person_name"]
+
+
+def test_embedded_images_are_not_scanned_as_text():
+    page = '<img src="data:image/png;base64,iVBORw0KGgo01012345678AAAA9001011234568==">KICC-S01-0001'
+    assert scan_text(page) != []  # the digit runs do look like a phone and an RRN ...
+    assert_no_identifiers(page)  # ... but a renderer's embedded image is not text
+    with pytest.raises(PrivacyError):
+        assert_no_identifiers(page + " 010-2222-3333")

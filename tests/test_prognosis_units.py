@@ -471,3 +471,15 @@ def test_fine_gray_estimate_solves_the_crr_score_equation() -> None:
         w = np.where(t >= t[i], 1.0, np.where((e == 2), _g_left(gt, gv, t[i]) / _g_left(gt, gv, t), 0.0))
         score += x[i] - (w * r) @ x / (w * r).sum()
     np.testing.assert_allclose(score, 0.0, atol=1e-7)
+
+
+def test_kaplan_meier_group_without_events_has_no_median():
+    # R survival: print(survfit(Surv(c(1, 2, 3), c(0, 0, 0)) ~ 1)) shows median NA; a group without events used to
+    # raise "attempt to get argmax of an empty sequence" (notebook 04, CT-extent groups on a small demo)
+    from kicc_analysis.prognosis import kaplan_meier, km_table
+
+    table = km_table(kaplan_meier([1, 2, 3, 4, 5, 6], [0, 0, 0, 1, 1, 0], group=["a"] * 3 + ["b"] * 3)).set_index("group")
+    assert table.loc["a", "events"] == 0 and np.isnan(table.loc["a", "median"])
+    assert table.loc["b", "median"] == 5.0
+    single = km_table(kaplan_meier([5.0], [0.0]))
+    assert np.isnan(single["median"].iloc[0])

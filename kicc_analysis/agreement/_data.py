@@ -52,6 +52,22 @@ class Wide:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
+class DeprecatedKeys(dict):
+    """A dict whose deprecated keys still work for one release, with a :class:`DeprecationWarning` on reading."""
+
+    def __init__(self, values: Any, deprecated: dict[str, str]) -> None:
+        super().__init__(values)
+        self._deprecated = dict(deprecated)
+
+    def __getitem__(self, key: Any) -> Any:
+        if key in self._deprecated:
+            warn(self._deprecated[key], DeprecationWarning)
+        return super().__getitem__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+
 def warn(message: str, category: type[Warning]) -> None:
     """Issue a warning attributed to the first caller outside :mod:`kicc_analysis.agreement`."""
     import sys

@@ -21,7 +21,7 @@ Conventions (see ``docs/agreement.md``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from scipy import stats
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.results import Estimate, KendallW
 
-from ._data import to_wide
+from ._data import DeprecatedKeys, to_wide
 from .bootstrap import with_bootstrap
 
 ICC_FORMS = ("ICC1", "ICC2", "ICC3", "ICC1k", "ICC2k", "ICC3k")
@@ -505,7 +505,11 @@ def lin_ccc(
             return 2 * cxy / (vx + vy + (s[:, 0] - s[:, 1]) ** 2)
 
         est = with_bootstrap(est, stat, n, n_boot, seed)
-    return est
+    moved = {
+        "u": "extra['u'] (x relative to y) is deprecated: use extra['location_shift'] (y relative to x, epiR l.shift)",
+        "v": "extra['v'] (x relative to y) is deprecated: use extra['scale_shift'] (y relative to x, epiR s.shift)",
+    }
+    return replace(est, extra=DeprecatedKeys(est.extra, moved))
 
 
 # --------------------------------------------------------------------------- Kendall's W

@@ -100,11 +100,9 @@ def _conf_band(surv: np.ndarray, var_log: np.ndarray, z: float, conf_type: str) 
 def _first_crossing(times: np.ndarray, curve: np.ndarray, level: float = 0.5) -> float:
     """R's quantile rule: first time the step curve drops to <= level, midpoint on an exact plateau."""
     below = curve <= level + 1e-12  # NaN compares False: undefined band values are skipped
-    if not len(below):  # no event time (a group without events)
+    if not below.any():  # never reaches the level, or no step at all (a group without events)
         return float("nan")
     i = int(np.argmax(below))
-    if not below[i]:
-        return float("nan")
     if abs(curve[i] - level) < 1e-12:
         later = curve[i:] < level - 1e-12
         j = int(np.argmax(later))
