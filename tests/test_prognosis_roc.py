@@ -49,7 +49,8 @@ def test_paired_delong_matches_proc_to_its_printed_digits(asah: pd.DataFrame) ->
 def test_unpaired_delong_matches_proc(asah: pd.DataFrame, a: str, b: str, d: float, p: float) -> None:
     res = delong_test_unpaired(asah["poor"], asah[a], asah["poor"], asah[b])
     assert res.z == pytest.approx(d, rel=1e-10)
-    assert res.extra["statistic_d"] == res.z
+    assert res.extra["statistic_d"] == res.z == res.statistic and res.statistic_name == "D"
+    assert res.df == res.extra["df"] and f"D({res.df:.1f})" in str(res)
     assert res.p == pytest.approx(p, rel=1e-9)
     assert res.method == "delong_test_unpaired" and "paired=FALSE" in res.convention
     swapped = delong_test_unpaired(asah["poor"], asah[b], asah["poor"], asah[a])

@@ -152,3 +152,9 @@ def test_one_return_type_grouped_or_not() -> None:
     text = str(grouped)
     assert "Brookmeyer-Crowley" in text and "conf.type='log'" in text and "CONFTYPE=LOG" in text
     assert list(grouped.quantiles().columns) == ["group", "prob", "time", "ci_low", "ci_high", "conf_type"]
+
+
+def test_a_group_without_events_has_undefined_quantiles() -> None:
+    fit = kaplan_meier([1, 2, 3, 4, 5], [1, 1, 0, 0, 0], group=["a", "a", "b", "b", "b"])
+    assert np.isnan(fit["b"].median) and fit["b"].quantiles()[["time", "ci_low", "ci_high"]].isna().all().all()
+    assert fit.to_frame().set_index("group").loc["b", "events"] == 0

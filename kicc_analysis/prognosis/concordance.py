@@ -96,6 +96,7 @@ def concordance_estimate(counts: ConcordanceCounts, n: int, *, method: str, conv
         ci_low=float(max(0.0, counts.c - zc * se)) if finite else np.nan,
         ci_high=float(min(1.0, counts.c + zc * se)) if finite else np.nan,
         z=float(z), p=float(2 * stats.norm.sf(abs(z))) if finite else np.nan, n=n, method=method,
+        statistic=float(z), statistic_name="z" if finite else "",
         convention=convention, confidence=confidence,
         extra={"concordant": counts.concordant, "discordant": counts.discordant, "tied_risk": counts.tied_risk,
                "tied_time": counts.tied_time, "comparable": counts.comparable, **extra},

@@ -103,8 +103,6 @@ def _first_crossing(times: np.ndarray, curve: np.ndarray, level: float = 0.5) ->
     if not below.any():  # never reaches the level, or no step at all (a group without events)
         return float("nan")
     i = int(np.argmax(below))
-    if not below[i]:
-        return float("nan")
     if abs(curve[i] - level) < 1e-12:
         later = curve[i:] < level - 1e-12
         j = int(np.argmax(later))
