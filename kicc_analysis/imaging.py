@@ -40,6 +40,7 @@ import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from .errors import ImagingError, MissingCodecError
+from .radiography import load_radiograph  # noqa: F401  re-exported: kicc_analysis.imaging.load_radiograph
 
 AIR_HU = -1024
 PADDING_THRESHOLD_HU = -1500.0

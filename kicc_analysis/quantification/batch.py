@@ -39,7 +39,9 @@ from ..progress import progress_bar
 from ..segmentation import ALGORITHM_VERSION as SEGMENTATION_VERSION
 from .opacity import VOXELWISE_VERSION as QUANTIFICATION_VERSION
 
-TABLE_VERSION = "table-3"  # per-series table layout: table-2 adds core/periphery rows, table-3 qa_halo_dropped_ml
+# per-series table layout: table-2 adds core/periphery rows, table-3 qa_halo_dropped_ml, table-4 mask_source,
+# qa_mask_dice, qa_mask_volume_difference_ml and (with a lobe mask) lobe rows with lobe_score / lobe_score_total
+TABLE_VERSION = "table-4"
 CACHE_VERSION = f"{SEGMENTATION_VERSION}+{QUANTIFICATION_VERSION}+{TABLE_VERSION}"
 JOB_COLUMNS = ("subjid", "series_uid", "timepoint", "img_day", "source")
 TIMEPOINTS = ("baseline", "follow-up")
@@ -58,24 +60,46 @@ COHORT_METRICS = {
     "ct_severity_total": "severity_total",
     "ct_lung_volume_ml": "volume_ml",
 }
+OPTIONAL_METRICS = {  # issue 15: joined when the results hold them (lobe masks; the mask used per series)
+    "ct_lobe_score_total": "lobe_score_total",
+    "ct_mask_source": "mask_source",
+}
 REGION_METRICS = {  # cohort column -> (region, quantify column); peripheral predominance of the opacities
     "ct_periphery_opacity_pct": ("both_periphery", "opacity_pct"),
     "ct_core_opacity_pct": ("both_core", "opacity_pct"),
 }
 
 
-def quantify_series(source: Any, bins: str = "default") -> pd.DataFrame:
-    """Load, segment and quantify one series; returns the :func:`quantify` table plus ``qa_*`` columns."""
+def quantify_series(source: Any, bins: str = "default", mask: Any = None) -> pd.DataFrame:
+    """Load, segment and quantify one series; returns the :func:`quantify` table plus ``qa_*`` columns.
+
+    With ``mask`` (a file or folder :func:`~kicc_analysis.segmentation.load_lung_mask` reads) the lungs and lobes
+    come from it: one row per lobe is added, and the classical mask is computed too and compared
+    (``qa_mask_dice``, ``qa_mask_volume_difference_ml`` = external - classical; ``mask_disagreement`` in
+    ``qa_flags`` when they disagree, see :func:`~kicc_analysis.segmentation.compare.disagreement_flags`).
+    ``mask_source`` is ``classical`` or ``<convention>:<mask file name>``.
+    """
     from ..imaging import get_load_report, load_ct
-    from ..segmentation import segment_lungs
+    from ..segmentation import compare_lung_masks, load_lung_mask, segment_lungs
+    from ..segmentation.compare import disagreement_flags
     from .opacity import quantify
 
     image = load_ct(source)
     _require_axial(image)
-    seg = segment_lungs(image)
-    table = quantify(image, seg.labels, bins=bins, core_periphery=True)
+    classical = segment_lungs(image)
+    seg = classical if mask is None else load_lung_mask(mask, image)
+    table = quantify(image, seg.labels, bins=bins, core_periphery=True, lobe_labels=getattr(seg, "lobes", None))
     report = get_load_report(image)
-    table["qa_flags"] = ";".join(seg.qa["flags"])
+    flags = list(seg.qa["flags"])
+    table["mask_source"] = "classical" if mask is None else f"{seg.qa['convention']}:{seg.qa['mask_source']}"
+    table["qa_mask_dice"] = table["qa_mask_volume_difference_ml"] = np.nan
+    if mask is not None:  # issue 15: both masks exist -> report their agreement
+        comparison = compare_lung_masks(seg, classical, image)
+        both = comparison.set_index("region").loc["both"]
+        table["qa_mask_dice"] = both["dice"]
+        table["qa_mask_volume_difference_ml"] = both["volume_difference_ml"]
+        flags += disagreement_flags(comparison)
+    table["qa_flags"] = ";".join(flags)
     table["qa_total_ml"] = seg.qa["total_ml"]
     table["qa_lr_ratio"] = seg.qa["lr_ratio"]
     table["qa_dense_recovered_fraction"] = seg.qa["dense_recovered_fraction"]
@@ -99,6 +123,12 @@ def _require_axial(image: Any) -> None:
             f"{report.source if report else 'image'}: a single {plane} slice ({size[0]}x{size[1]}x{size[2]} voxels), "
             "expected axial slices: lung segmentation and opacity quantification work on axial CT only"
         )
+
+
+def _job_mask(job: dict[str, Any]) -> Any:
+    """The job's ``mask`` (issue 15), None when absent or empty."""
+    mask = job.get("mask")
+    return None if mask is None or (isinstance(mask, float) and np.isnan(mask)) or mask == "" else mask
 
 
 def _param_value(value: Any) -> Any:
@@ -148,7 +178,7 @@ def _run_job(
 ) -> tuple[dict[str, Any], pd.DataFrame | None, str]:
     """Worker: returns (job, table or None, error message)."""
     try:
-        table = quantify_series(job["source"], bins=bins)
+        table = quantify_series(job["source"], bins=bins, mask=_job_mask(job))
     except (KiccError, OSError, RuntimeError, ValueError, MemoryError) as exc:
         return job, None, f"{type(exc).__name__}: {exc}"
     if cache_dir is not None and key is not None:
@@ -184,7 +214,9 @@ def quantify_series_table(
     Parameters
     ----------
     jobs : DataFrame
-        Columns ``subjid, series_uid, timepoint ("baseline"/"follow-up"), img_day, source``.
+        Columns ``subjid, series_uid, timepoint ("baseline"/"follow-up"), img_day, source``; optional ``mask``:
+        a lung / lobe mask per series (path read by :func:`~kicc_analysis.segmentation.load_lung_mask`; empty =
+        classical segmentation). The cache key holds the mask's content.
     cache_dir : path or None
         Folder for the per-series Parquet cache (created); None disables caching.
     workers : int
@@ -258,7 +290,9 @@ def join_to_cohort(cohort: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     ct_consolidation_pct, ct_severity_total, ct_lung_volume_ml`` (baseline), the same with suffix ``_followup``,
     and ``<name>_change`` = follow-up minus baseline (NaN when either is missing), plus ``ct_qa_flags``;
     ``ct_periphery_opacity_pct`` / ``ct_core_opacity_pct`` (regions ``both_periphery`` / ``both_core``) at baseline
-    and follow-up when the results hold those regions.
+    and follow-up when the results hold those regions; ``ct_lobe_score_total`` (0-25, lobar CT severity score; with
+    ``_followup`` / ``_change``) and ``ct_mask_source`` when the results hold them (series quantified with a lobe
+    mask).
     """
     if "subjid" not in cohort.columns:
         raise AnalysisError("cohort table has no 'subjid' column")
@@ -272,6 +306,7 @@ def join_to_cohort(cohort: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
         sub = both[both["timepoint"] == timepoint].sort_values("img_day", kind="stable")
         sub = sub.groupby("subjid", sort=False).tail(1) if pick_last else sub.groupby("subjid", sort=False).head(1)
         cols = {src: f"{dst}{suffix}" for dst, src in COHORT_METRICS.items()}
+        cols |= {src: f"{dst}{suffix}" for dst, src in OPTIONAL_METRICS.items() if src in sub.columns}
         if "qa_flags" in sub.columns:
             cols["qa_flags"] = f"ct_qa_flags{suffix}"
         part = sub.set_index("subjid")[list(cols)].rename(columns=cols)
@@ -283,6 +318,7 @@ def join_to_cohort(cohort: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
             if len(rows):
                 values = series.map(rows.set_index("series_uid")[column]).rename(f"{name}{suffix}")
                 out = out.join(values, on="subjid")
-    for name in COHORT_METRICS:
-        out[f"{name}_change"] = out[f"{name}_followup"] - out[name]
+    for name in [*COHORT_METRICS, "ct_lobe_score_total"]:
+        if f"{name}_followup" in out.columns:
+            out[f"{name}_change"] = out[f"{name}_followup"] - out[name]
     return out
