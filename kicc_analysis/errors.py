@@ -46,3 +46,7 @@ class AnalysisError(KiccError):
 
 class StudyError(KiccError):
     """A notebook of the study failed to run."""
+
+
+class PrivacyError(KiccError):
+    """Output would contain a direct identifier (a name, national ID, phone, e-mail, date of birth)."""

@@ -154,7 +154,7 @@ out.table(icc_table, "total_score_icc", title="ICC of the total severity score",
           description="Shrout & Fleiss six forms; psych/pingouin F tests and CIs; "
           f"{icc_table.attrs['dropped']} patients without a complete total for every reader excluded")
 w = kendall_w(totals, "subjid", "reader", "total")
-print(f"Kendall's W = {w.estimate:.3f}, chi2 = {w.z:.1f} on {w.extra['df']} df, p = {w.p:.2g}")
+print(f"Kendall's W = {w.estimate:.3f}, chi2 = {w.chi_square:.1f} on {w.df:g} df, p = {w.p:.2g}")
 icc_table[["form", "mcgraw_wong", "estimate", "ci_low", "ci_high", "F", "p"]].round(3)
 
 # %%

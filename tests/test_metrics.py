@@ -178,3 +178,11 @@ def test_surfel_reproduces_deepmind_two_cubes_shifted_by_one_pixel():
     assert sd.surface_dice(1.0, "b_to_a") == pytest.approx(0.830, abs=5e-4)
     assert sd.surface_dice(1.0) == pytest.approx(0.836, abs=5e-4)
     assert dice(gt, pred) == pytest.approx(0.990, abs=5e-4)
+
+
+def test_segmentation_agreement_summary_names_directed_values_and_convention():
+    a = _square(lo=2, hi=6)
+    res = segmentation_agreement(a, _square(lo=1, hi=7), weighting="surfel")
+    text = str(res)
+    assert text == res.summary() and "A->B" in text and "B->A" in text
+    assert "surfel" in res.convention and text.endswith(res.convention)

@@ -54,6 +54,22 @@ class SegmentationAgreement:
         """One-row DataFrame."""
         return pd.DataFrame([self.as_dict()])
 
+    def summary(self, digits: int = 3) -> str:
+        """Readable summary of the overlap, volume and surface-distance values (mm, mL) and the convention."""
+        f = f".{digits}f"
+        return (
+            f"Dice {self.dice:{f}}, Jaccard {self.jaccard:{f}}; volumes {self.volume_a_ml:{f}} and "
+            f"{self.volume_b_ml:{f}} mL (A - B {self.volume_difference_ml:{f}} mL)\n"
+            f"  Hausdorff {self.hausdorff_mm:{f}} mm, HD95 {self.hd95_mm:{f}} mm, ASSD {self.assd_mm:{f}} mm "
+            f"(A->B {self.asd_a_to_b_mm:{f}}, B->A {self.asd_b_to_a_mm:{f}})\n"
+            f"  surface Dice at {self.tolerance_mm:g} mm {self.surface_dice:{f}} (A->B {self.surface_dice_a_to_b:{f}}, "
+            f"B->A {self.surface_dice_b_to_a:{f}}); empty: {self.empty}\n"
+            f"  convention: {self.convention}"
+        )
+
+    def __str__(self) -> str:
+        return self.summary()
+
 
 def segmentation_agreement(
     mask_a: Any,

@@ -14,15 +14,17 @@ The cohort-level run (jobs built from the repository scan, cache folder, join) i
 :func:`kicc_analysis.pipeline.quantify_cohort` and the CLI ``kicc quantify``: this module takes plain
 tables so that it never depends on the repository scanner.
 
-Cache: one Parquet file per series in ``cache_dir``, named from the SeriesInstanceUID and
-:data:`CACHE_VERSION` (algorithm version of segmentation, version of the voxel-wise quantification outputs
-``opacity.VOXELWISE_VERSION`` and of the table layout). A re-run loads cached series
-instead of recomputing them; failures are not cached (they are retried).
+Cache: one Parquet file per series in ``cache_dir``, named by :func:`job_cache_key`: a key
+(:func:`kicc_analysis._cache.cache_key`) of the series' files as they are on disk (path, size, mtime_ns, ctime_ns
+and a hash of the first 4 KiB of every file), the HU-bin preset, the core/periphery option, :data:`CACHE_VERSION`
+(algorithm version of segmentation, version of the voxel-wise quantification outputs ``opacity.VOXELWISE_VERSION``
+and of the table layout) and every extra job column (e.g. a mask file: keyed on its content hash). A re-run loads
+cached series instead of recomputing them only when none of these changed; failures are not cached (they are
+retried).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._cache import cache_key, file_content_hash, files_fingerprint, source_files
 from ..errors import AnalysisError, KiccError
 from ..progress import progress_bar
 from ..segmentation import ALGORITHM_VERSION as SEGMENTATION_VERSION
@@ -82,6 +85,7 @@ def quantify_series(source: Any, bins: str = "default", mask: Any = None) -> pd.
     from .opacity import quantify
 
     image = load_ct(source)
+    _require_axial(image)
     classical = segment_lungs(image)
     seg = classical if mask is None else load_lung_mask(mask, image)
     table = quantify(image, seg.labels, bins=bins, core_periphery=True, lobe_labels=getattr(seg, "lobes", None))
@@ -112,32 +116,73 @@ def _job_mask(job: dict[str, Any]) -> Any:
     return None if mask is None or (isinstance(mask, float) and np.isnan(mask)) or mask == "" else mask
 
 
-def _mask_digest(mask: Any) -> str:
-    """Content hash of a mask file, or of every file of a mask folder (names and bytes); "" without a mask."""
-    if mask is None:
-        return ""
-    path = Path(mask)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(file.relative_to(path).as_posix().encode() if path.is_dir() else b"")
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
+def _require_axial(image: Any) -> None:
+    """A single coronal or sagittal slice (one voxel across x or y after LPS orientation) cannot be segmented or
+    quantified (the lung segmentation and the vessel filter expect axial slices): one-line error naming the file."""
+    from ..imaging import get_load_report
+
+    size = image.GetSize()
+    if size[0] == 1 or size[1] == 1:
+        report = get_load_report(image)
+        plane = "sagittal" if size[0] == 1 else "coronal"
+        raise AnalysisError(
+            f"{report.source if report else 'image'}: a single {plane} slice ({size[0]}x{size[1]}x{size[2]} voxels), "
+            "expected axial slices: lung segmentation and opacity quantification work on axial CT only"
+        )
 
 
-def _cache_path(cache_dir: Path, series_uid: str, mask: Any = None) -> Path:
-    digest = hashlib.sha1(f"{series_uid}|{CACHE_VERSION}|{_mask_digest(mask)}".encode()).hexdigest()[:16]
-    return cache_dir / f"series_{digest}.parquet"
+def _param_value(value: Any) -> Any:
+    """A job parameter as it enters the cache key: an existing file by its content hash, a folder by its files'
+    identities, anything else as is."""
+    if isinstance(value, str | os.PathLike) and str(value):
+        p = Path(value)
+        try:
+            if p.is_file():
+                return ("file", file_content_hash(p))
+            if p.is_dir():
+                return ("folder", files_fingerprint(source_files(p)))
+        except OSError as exc:
+            return ("unreadable", os.fspath(p), exc.errno)
+    return value
 
 
-def _run_job(job: dict[str, Any], cache_dir: str | None, bins: str) -> tuple[dict[str, Any], pd.DataFrame | None, str]:
+def job_cache_key(job: dict[str, Any], **params: Any) -> str:
+    """Cache key of one quantification job (hex): content of its source files and every result parameter.
+
+    Parameters
+    ----------
+    job : dict
+        A row of the jobs table. ``source`` is keyed on its files' identities
+        (:func:`kicc_analysis._cache.files_fingerprint`); every column beyond :data:`JOB_COLUMNS` (a mask source,
+        a mask file, ...) is a parameter too (files by content hash); ``subjid``, ``timepoint`` and ``img_day``
+        are not (they do not change the numbers).
+    **params
+        Options of the run that change the result (``bins``, ``core_periphery``...).
+    """
+    extra = {f"job.{k}": _param_value(v) for k, v in job.items() if k not in JOB_COLUMNS}
+    return cache_key(
+        files_fingerprint(source_files(job["source"])),
+        series_uid=str(job["series_uid"]),
+        algorithm=CACHE_VERSION,
+        **extra,
+        **params,
+    )
+
+
+def _cache_path(cache_dir: Path, key: str) -> Path:
+    return cache_dir / f"series_{key[:24]}.parquet"
+
+
+def _run_job(
+    job: dict[str, Any], cache_dir: str | None, bins: str, key: str | None = None
+) -> tuple[dict[str, Any], pd.DataFrame | None, str]:
     """Worker: returns (job, table or None, error message)."""
     try:
         table = quantify_series(job["source"], bins=bins, mask=_job_mask(job))
     except (KiccError, OSError, RuntimeError, ValueError, MemoryError) as exc:
         return job, None, f"{type(exc).__name__}: {exc}"
-    if cache_dir is not None:
-        table.to_parquet(_cache_path(Path(cache_dir), str(job["series_uid"]), _job_mask(job)), index=False)
+    if cache_dir is not None and key is not None:
+        table.to_parquet(_cache_path(Path(cache_dir), key), index=False)
     return job, table, ""
 
 
@@ -194,13 +239,14 @@ def quantify_series_table(
         cache.mkdir(parents=True, exist_ok=True)
     tables: list[pd.DataFrame] = []
     failures: list[dict[str, Any]] = []
-    todo: list[dict[str, Any]] = []
+    todo: list[tuple[dict[str, Any], str | None]] = []
     for job in jobs.to_dict("records"):
-        path = _cache_path(cache, str(job["series_uid"]), _job_mask(job)) if cache is not None else None
+        key = job_cache_key(job, bins=bins, core_periphery=True) if cache is not None else None
+        path = _cache_path(cache, key) if cache is not None and key is not None else None
         if path is not None and path.exists():
             tables.append(_with_job(pd.read_parquet(path), job, cached=True))
         else:
-            todo.append(job)
+            todo.append((job, key))
 
     def collect(result: tuple[dict[str, Any], pd.DataFrame | None, str]) -> None:
         job, table, error = result
@@ -211,11 +257,11 @@ def quantify_series_table(
 
     cache_arg = str(cache) if cache is not None else None
     if workers <= 1 or len(todo) <= 1:
-        for job in progress_bar(todo, show=show_progress, desc="CT series", unit="series"):
-            collect(_run_job(job, cache_arg, bins))
+        for job, key in progress_bar(todo, show=show_progress, desc="CT series", unit="series"):
+            collect(_run_job(job, cache_arg, bins, key))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_run_job, job, cache_arg, bins) for job in todo]
+            futures = [pool.submit(_run_job, job, cache_arg, bins, key) for job, key in todo]
             for future in progress_bar(
                 as_completed(futures), show=show_progress, total=len(futures), desc="CT series", unit="series"
             ):
