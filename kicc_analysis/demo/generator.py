@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from kicc_analysis.demo.clinical import PUBLISHED, ClinicalSimulation, inject_problems, simulate_clinical
+from kicc_analysis.demo.cxr_readers import write_demo_cxr_readings
 from kicc_analysis.demo.dicom_writer import (
     SITE_PROFILES,
     SiteProfile,
@@ -37,6 +38,7 @@ from kicc_analysis.demo.dicom_writer import (
     write_ground_truth,
     write_radiograph,
 )
+from kicc_analysis.demo.lobes import write_lobe_truth  # issue 15 (ctmask)
 from kicc_analysis.demo.phantom import chest_phantom
 from kicc_analysis.demo.readers import LOBES, simulate_readings
 from kicc_analysis.errors import RepositoryError
@@ -282,6 +284,23 @@ class DemoPlan:
         return pd.DataFrame(rows, columns=["subjid", "img_study_uid", "img_modality", "img_day", "img_timepoint"])
 
 
+def _plan_dicts(plans: tuple[PatientPlan, ...]) -> list[dict[str, Any]]:
+    """The plan in the mapping form ``cxr_readers`` reads (``studies`` with ``modality, day, opacity, cons``)."""
+    return [
+        {
+            "subjid": p.subjid,
+            "seed": p.seed,
+            "patient_seed": p.patient_seed,
+            "body_scale": p.body_scale,
+            "studies": [
+                {"modality": s.modality, "day": s.day, "opacity": s.opacity_pct, "cons": s.consolidation_fraction}
+                for s in p.studies
+            ],
+        }
+        for p in plans
+    ]
+
+
 def _top_k(score: np.ndarray, k: int) -> np.ndarray:
     out = np.zeros(len(score), dtype=bool)
     if k > 0:
@@ -511,6 +530,7 @@ def _write_patient(plan: PatientPlan, root_str: str) -> dict[str, Any]:
             )
             files += len(ws.files)
             write_ground_truth(ph, ws.geometry, root / "ground_truth", ws.series_uid)
+            write_lobe_truth(ph, ws.geometry, root / "ground_truth", ws.series_uid, sp.role)  # issue 15 (ctmask): lobes
             v = ph.volumes_ml
             truth.append(
                 {
@@ -688,6 +708,7 @@ def generate_demo(
         cases[lobe] = [res["baseline_inv"][lobe] for res in results if res["baseline_inv"]]
     readings = simulate_readings(cases, np.random.default_rng(np.random.SeedSequence([seed, 3])))
     readings.to_csv(out / "readings" / "reader_scores.csv", index=False, lineterminator="\n")
+    write_demo_cxr_readings(out, _plan_dicts(plans), seed)  # issue 17 hook: 3 readers' Brixia scores (demo/cxr_readers.py)
 
     # --- a few non-DICOM files in the DICOM tree ---------------------------------------------------------------
     non_dicom = []
