@@ -24,9 +24,6 @@ seed = 2020
 # %%
 NOTEBOOK_VERSION = "1.0.0"
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -77,7 +74,6 @@ overview.attrs["invalid_scores"] = readings.attrs.get("invalid_scores", 0)
 out.table(overview, "readings_overview", title="Readings per item",
           description="Subjects, readers, non-missing ratings and missing ratings per item; "
           f"{overview.attrs['invalid_scores']} non-numeric scores were set missing")
-overview
 
 # %% [markdown]
 # ## Lobe severity scores (ordinal 0–5)
