@@ -218,22 +218,27 @@ class OutputWriter:
         return path
 
     def _show_table(self, table: pd.DataFrame, path: Path, title: str, *, index: bool) -> None:
-        shown = table.head(DISPLAY_ROWS).rename(columns=readable_column)
-        if index and shown.index.name:
-            shown.index.name = readable_column(shown.index.name)
-        rows = f"{len(table)} rows × {table.shape[1]} columns"
-        if len(table) > DISPLAY_ROWS:
-            rows += f"; first {DISPLAY_ROWS} shown, all in the CSV"
-        frame_html = shown.to_html(
-            index=index, float_format=lambda v: f"{v:.4g}", na_rep="–", border=0, classes="dataframe kicc-table"
-        )
-        self._display(
-            {
+        try:
+            shown = table.head(DISPLAY_ROWS).copy()
+            shown.attrs = {}  # attrs may hold frames, which pandas' formatter cannot compare
+            names = [readable_column(c) for c in shown.columns]
+            if len(set(names)) == len(names):  # never merge two columns under one label
+                shown.columns = names
+            if index and shown.index.name:
+                shown.index.name = readable_column(shown.index.name)
+            rows = f"{len(table)} rows × {table.shape[1]} columns"
+            if len(table) > DISPLAY_ROWS:
+                rows += f"; first {DISPLAY_ROWS} shown, all in the CSV"
+            frame_html = shown.to_html(
+                index=index, float_format=lambda v: f"{v:.4g}", na_rep="–", border=0, classes="dataframe kicc-table"
+            )
+            data = {
                 "text/html": f"<div style='font-size:0.8em;color:#555'>{html.escape(rows)}</div>{frame_html}",
                 "text/plain": shown.to_string(index=index, max_cols=12),
-            },
-            {"kicc_table": str(path.relative_to(self.output_dir))},
-        )
+            }
+        except Exception as exc:  # showing is a convenience: the CSV is written; never fail the notebook here
+            data = {"text/plain": f"(table written, not shown: {type(exc).__name__}: {exc})"}
+        self._display(data, {"kicc_table": str(path.relative_to(self.output_dir))})
         self._show_caption(title, [path])
 
     def figure(self, figure: Any, name: str, *, title: str = "", description: str = "", dpi: int = 200) -> list[Path]:

@@ -442,8 +442,11 @@ def _purpose(source: Path | None) -> str:
             elif text and not content:
                 break
     sentence = " ".join(text)
-    match = re.match(r"(.+?[.:;])(\s|$)", sentence)
-    return (match.group(1) if match else sentence).rstrip(":;").strip()
+    match = re.match(r"(.+?[.?!])(\s|$)", sentence)
+    sentence = (match.group(1) if match else sentence).strip()
+    if len(sentence) > 200:
+        sentence = sentence[:200].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+    return sentence
 
 
 def _version(source: Path | None, outputs: list[dict]) -> str:
@@ -467,7 +470,7 @@ def _table_preview(path: Path, esc, page: _Page) -> tuple[str, str]:
             rows = max(sum(1 for _ in handle) - 1, 0)
     except Exception:
         return "", ""
-    shown = head.iloc[:, :5].rename(columns=readable_column)
+    shown = head.iloc[:, :5].rename(columns=lambda c: "" if str(c).startswith("Unnamed: ") else readable_column(c))
     cells = "".join(f"<th>{esc(page.clean(str(c)))}</th>" for c in shown.columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{esc(_short(page.clean(v) if isinstance(v, str) else v))}</td>" for v in row) + "</tr>"

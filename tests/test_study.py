@@ -228,7 +228,7 @@ def test_front_page_sections_per_notebook(notebook_dir, repository, tmp_path):
     )
     index = write_index(results, StudyRun(results, notebooks=[nb], repository=repository)).read_text()
     assert "Writes one table and two figures so that the runner can be checked." in index  # purpose in a line
-    assert "Second sentence" not in index
+    assert "Second sentence" not in index and "Unnamed" not in index
     assert "version 2.1.0" in index and "3.2 s" in index
     assert "<b>8</b> patients analysed (of 10" in index and "2 excluded: no CT" in index
     assert index.count("<article") == 2  # one entry per figure (PNG+SVG) and per table
@@ -258,3 +258,19 @@ def test_output_writer_stamps_sidecar(tmp_path):
     path = out.table(pd.DataFrame({"a": [1]}), "t", description="d")
     record = json.loads(path.with_name("t.csv.json").read_text())
     assert record["parameters"] == {"p": str(tmp_path)} and record["description"] == "d" and record["kind"] == "table"
+
+
+def test_writer_shows_tables_with_units_even_when_attrs_hold_frames(tmp_path, monkeypatch):
+    import pandas as pd
+
+    shown = []
+    monkeypatch.setattr(OutputWriter, "_display", lambda self, data, metadata: shown.append((data, metadata)))
+    out = OutputWriter(tmp_path, notebook="nb", version="1", show=True)
+    table = pd.DataFrame({"volume_ml": range(40), "opacity_pct": 12.345678})
+    table.attrs["detail"] = pd.DataFrame({"x": [1]})  # made pandas' HTML formatter raise before
+    out.table(table, "volumes", title="Volumes")
+    (frame, frame_md), (caption, caption_md) = shown
+    assert "volume (mL)" in frame["text/html"] and "opacity (%)" in frame["text/html"]
+    assert "12.35" in frame["text/html"] and "first 25 shown" in frame["text/html"]
+    assert frame_md == {"kicc_table": "tables/volumes.csv"}
+    assert "tables/volumes.csv — nb 1" in caption["text/plain"] and caption_md["kicc_output"] == ["tables/volumes.csv"]
