@@ -13,8 +13,8 @@
 # and the data-quality report of the clinical export, linkage problems, and the imaging inventory.
 
 # %% tags=["parameters"]
-repository = "demo_repository"  # path of the repository (demo or real)
-output_dir = "results"
+repository = "../demo_repository"  # path of the repository (demo or real), relative to notebooks/ in JupyterLab
+output_dir = "../results"
 
 # %%
 NOTEBOOK_VERSION = "1.0.0"

@@ -15,8 +15,8 @@
 # radiologists' visual lobe scores, example overlays, and baseline → follow-up change.
 
 # %% tags=["parameters"]
-repository = "demo_repository"  # path of the repository (demo or real)
-output_dir = "results"
+repository = "../demo_repository"  # path of the repository (demo or real), relative to notebooks/ in JupyterLab
+output_dir = "../results"
 workers = 2
 
 # %%

@@ -15,8 +15,8 @@
 # table names the formula. All computations are in `kicc_analysis.agreement`; conventions in `docs/agreement.md`.
 
 # %% tags=["parameters"]
-repository = "demo_repository"  # path of the repository (demo or real)
-output_dir = "results"
+repository = "../demo_repository"  # path of the repository (demo or real), relative to notebooks/ in JupyterLab
+output_dir = "../results"
 n_boot = 1000  # bootstrap replicates (subjects resampled) added to the coefficient tables
 use_quantification = True  # compare readers with kicc_analysis.quantification zone scores (cached) when available
 seed = 2020

@@ -16,8 +16,8 @@
 # All computations are in `kicc_analysis.prognosis`; see `docs/prognosis.md` for the conventions.
 
 # %% tags=["parameters"]
-repository = "demo_repository"  # path of the repository (demo or real)
-output_dir = "results"
+repository = "../demo_repository"  # path of the repository (demo or real), relative to notebooks/ in JupyterLab
+output_dir = "../results"
 primary_outcome = "inter_suppleo2"  # outcome for the detailed calibration / decision-curve / validation section
 n_boot = 200  # bootstrap replicates (optimism correction, curve bands)
 n_imputations = 10  # multiple imputation of the full model

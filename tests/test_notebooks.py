@@ -62,3 +62,15 @@ def test_quantification_and_prognosis_notebooks_run_on_the_demo(demo_repository,
     assert {s["notebook"] for s in stamps} == {"02_quantification", "04_prognosis"}
     assert len({s["cohort_version"] for s in stamps}) == 1
     assert assert_figures_shown_in_executed_notebooks(results) >= 8
+
+
+def test_default_parameters_work_from_jupyterlab(project_root):
+    """JupyterLab starts the kernel in notebooks/: the defaults must reach the demo repository and results/ there."""
+    import jupytext
+
+    for path in discover_notebooks(project_root / "notebooks"):
+        cell = next(c for c in jupytext.read(path).cells if "parameters" in c.metadata.get("tags", []))
+        values: dict = {}
+        exec(cell.source, {}, values)  # the parameters cell holds plain assignments only
+        assert (path.parent / values["repository"]).resolve() == project_root / "demo_repository", path.name
+        assert (path.parent / values["output_dir"]).resolve() == project_root / "results", path.name
