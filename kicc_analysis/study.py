@@ -217,6 +217,9 @@ def _source_cells(source: Path) -> list[tuple[int, str]]:
             kind = "markdown" if "[markdown]" in line else "code"
             current, start = [], number + 1
         elif kind is not None:
+            if not current and not line.strip():
+                start = number + 1  # jupytext drops blank lines between the marker and the code
+                continue
             current.append(line)
     if kind == "code":
         cells.append((start, "\n".join(current)))
