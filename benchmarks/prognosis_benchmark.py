@@ -5,6 +5,11 @@ Tasks (brief, issue 5):
 2. AUC with DeLong variance on 100,000 scores (peer: scikit-learn ``roc_auc_score``, AUC only).
 3. 200-replicate bootstrap optimism validation of a 10-predictor logistic model on 1,500 patients
    (AUC, calibration slope/intercept, Brier), peers: the same loop with scikit-learn and statsmodels.
+4. Kaplan–Meier with the 25th/50th/75th percentiles and their Brookmeyer–Crowley CIs (log-log), 100,000
+   rows (issue 14), peers: statsmodels ``SurvfuncRight`` + ``quantile_ci``, lifelines ``KaplanMeierFitter``
+   (median CI from the band; lifelines has no quartile CI).
+5. Proportional-hazards test, pre-3.0 ``cox.zph`` (scaled Schoenfeld, ``method="schoenfeld"``) on a fitted
+   Cox model of 20,000 rows x 5 covariates, peer: lifelines ``proportional_hazard_test`` (rank transform).
 
 Run:  .venv/bin/python benchmarks/prognosis_benchmark.py [--repeats 5] [--quick]
 Prints a Markdown table (medians over repeats, ratio = peer / ours) for docs/benchmarks.md.
@@ -25,7 +30,7 @@ import pandas as pd
 
 os.environ.setdefault("KICC_NO_PROGRESS", "1")
 
-from kicc_analysis.prognosis import bootstrap_validate, cox, roc_auc  # noqa: E402
+from kicc_analysis.prognosis import bootstrap_validate, cox, kaplan_meier, ph_test, roc_auc  # noqa: E402
 from kicc_analysis.prognosis.validation import logistic_model  # noqa: E402
 
 
@@ -166,16 +171,76 @@ def bench_bootstrap(n: int, p: int, reps: int, repeats: int) -> list[dict]:
     ]
 
 
+def bench_km_quantiles(n: int, repeats: int, continuous: bool = False) -> list[dict]:
+    d = cox_data(n, 1, seed=3)
+    t, e = d["time"].to_numpy(), d["event"].to_numpy()
+    if continuous:  # every time distinct: the core's sorting path instead of its integer-count path
+        t = t - np.random.default_rng(5).random(n)
+    probs = (0.25, 0.5, 0.75)
+    from statsmodels.duration.survfunc import SurvfuncRight
+
+    def sm() -> None:
+        sf = SurvfuncRight(t, e)
+        [sf.quantile_ci(p, method="cloglog") for p in probs]
+
+    fns = {"ours": lambda: kaplan_meier(t, e, conf_type="log-log").quantiles(probs), "statsmodels": sm}
+    try:
+        from lifelines import KaplanMeierFitter
+        from lifelines.utils import median_survival_times
+
+        def ll() -> None:
+            kmf = KaplanMeierFitter().fit(t, e)
+            [kmf.percentile(1 - p) for p in probs]
+            median_survival_times(kmf.confidence_interval_)
+
+        fns["lifelines"] = ll
+    except ImportError:
+        pass
+    res = interleaved(fns, repeats)
+    task = f"Kaplan-Meier + quartiles with CIs, {n:,} rows ({'distinct real times' if continuous else 'integer days'})"
+    peers = {"statsmodels": "statsmodels SurvfuncRight + quantile_ci", "lifelines": "lifelines KaplanMeierFitter (median CI only)"}
+    return [{"task": task, "ours_s": res["ours"], "peer": peers[k], "peer_s": res[k]} for k in fns if k != "ours"]
+
+
+def bench_ph_test(n: int, p: int, repeats: int) -> list[dict]:
+    d = cox_data(n, p, seed=4)
+    cols = [f"x{i}" for i in range(p)]
+    ours_model = cox(d, "time", "event", cols)
+    try:
+        from lifelines import CoxPHFitter
+        from lifelines.statistics import proportional_hazard_test
+    except ImportError:
+        return []
+    peer_model = CoxPHFitter().fit(d[[*cols, "time", "event"]], "time", "event")
+    frame = d[[*cols, "time", "event"]]
+    res = interleaved({
+        "ours": lambda: ph_test(ours_model, "lifelines_rank", method="schoenfeld"),
+        "lifelines": lambda: proportional_hazard_test(peer_model, frame, time_transform="rank"),
+    }, repeats)  # fmt: skip
+    return [{"task": f"PH test (scaled Schoenfeld, pre-3.0 cox.zph), {n:,} x {p}", "ours_s": res["ours"],
+             "peer": "lifelines proportional_hazard_test", "peer_s": res["lifelines"]}]  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run")
+    ap.add_argument("--tasks", default="cox,delong,bootstrap,km,ph", help="comma-separated subset of the tasks")
     args = ap.parse_args()
+    tasks = set(args.tasks.split(","))
     n_cox, n_auc, n_boot = (10_000, 10_000, 20) if args.quick else (100_000, 100_000, 200)
     rows = []
-    rows += bench_cox(n_cox, 10, args.repeats)
-    rows += bench_delong(n_auc, args.repeats * 3)
-    rows += bench_bootstrap(1500, 10, n_boot, max(1, args.repeats // 2))
+    if "cox" in tasks:
+        rows += bench_cox(n_cox, 10, args.repeats)
+    if "delong" in tasks:
+        rows += bench_delong(n_auc, args.repeats * 3)
+    if "bootstrap" in tasks:
+        rows += bench_bootstrap(1500, 10, n_boot, max(1, args.repeats // 2))
+    if "km" in tasks:
+        rows += bench_km_quantiles(n_auc, args.repeats)
+        rows += bench_km_quantiles(n_auc, args.repeats, continuous=True)
+    if "ph" in tasks:
+        rows += bench_ph_test(n_cox // 5, 5, args.repeats)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     print("| task | kicc_analysis (s) | peer | peer (s) | peer / ours |")

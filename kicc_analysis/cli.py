@@ -43,28 +43,52 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_scan(args: argparse.Namespace) -> int:
     from kicc_analysis.repository import scan_repository
 
-    scan = scan_repository(args.root, index_dir=args.index, workers=args.workers)
+    scan = scan_repository(
+        args.root,
+        index_dir=args.index,
+        workers=args.workers,
+        follow_symlinks=args.follow_symlinks,
+        verify=args.verify,
+    )
     print(scan.summary() if hasattr(scan, "summary") else scan)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
+        from kicc_analysis.privacy import mask_ids
+
         for name in ("instances", "series", "studies", "skipped", "selection"):
-            getattr(scan, name).to_csv(out / f"{name}.csv", index=False)
+            table = getattr(scan, name)
+            if "patient_id" in table.columns:  # a PatientID that is not a pseudonym is written masked
+                table = table.assign(patient_id=mask_ids(table["patient_id"]))
+            table.to_csv(out / f"{name}.csv", index=False)
         print(f"tables written to {out}/")
     return 0
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
-    from kicc_analysis.dictionary import load_dictionary, summarise_report, validate_clinical
+def _check_out_file(out: str | None, error: type[KiccError]) -> None:
+    """Refuse an ``--out`` file whose folder does not exist, before any work is done."""
+    if out and not Path(out).resolve().parent.is_dir():
+        raise error(f"--out {out}: folder {Path(out).resolve().parent} does not exist (expected an existing folder)")
 
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from kicc_analysis.clinical_io import describe_read, read_clinical_table
+    from kicc_analysis.dictionary import load_dictionary, summarise_report, validate_clinical
+    from kicc_analysis.errors import ValidationError
+
+    _check_out_file(args.out, ValidationError)
     dictionary = load_dictionary(args.dictionary)
+    table = read_clinical_table(args.table)
+    print(f"read {describe_read(table)}")
     report = validate_clinical(
-        args.table,
+        table,
         dictionary,
         id_column=args.id_column,
         site_column=args.site_column,
         forms=None if args.all_forms else ("presentation", "laboratory", "severity", "outcome"),
     )
+    if args.out:
+        report.to_csv(args.out, index=False)
     if report.empty:
         print(f"{args.table}: conforms to the data dictionary (no problems found)")
         return 0
@@ -72,14 +96,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     print()
     _print_table(summarise_report(report))
     if args.out:
-        report.to_csv(args.out, index=False)
         print(f"report written to {args.out}")
     return 1 if (report["severity"] == "error").any() else 0
 
 
 def _cmd_cohort(args: argparse.Namespace) -> int:
     from kicc_analysis.cohort import build_cohort
+    from kicc_analysis.errors import CohortError
 
+    _check_out_file(args.out, CohortError)
     build = build_cohort(args.repository, workers=args.workers)
     print(build.describe())
     if args.out:
@@ -91,7 +116,7 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
 def _cmd_quantify(args: argparse.Namespace) -> int:
     from kicc_analysis.pipeline import quantify_cohort
 
-    run = quantify_cohort(args.repository, cache=args.cache, workers=args.workers)
+    run = quantify_cohort(args.repository, cache=args.cache, workers=args.workers, masks=args.masks)
     print(run.describe())
     if args.out:
         out = Path(args.out)
@@ -155,7 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Scan a DICOM tree and print the instance/series/study summary; unreadable files are listed with the reason.",
     )
     p.add_argument("root", help="root folder of the DICOM tree")
-    p.add_argument("--index", help="folder for the incremental index (default ROOT/.kicc_index)")
+    p.add_argument(
+        "--index",
+        help="folder for the incremental index (default: outside ROOT, in $KICC_CACHE or ~/.cache/kicc-analysis)",
+    )
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="walk symlinked folders too (each folder once; default: list them in skipped)",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-read every header and report files changed without a change of size, mtime or ctime",
+    )
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.add_argument("--out", help="folder to write instances/series/studies/skipped/selection CSV tables")
     p.set_defaults(func=_cmd_scan)
@@ -191,8 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Quantify the cohort's selected CT series in parallel (cached; failures recorded).",
     )
     p.add_argument("--repository", required=True, help="repository folder")
-    p.add_argument("--cache", help="cache folder (default REPOSITORY/.kicc_cache/quantification)")
+    p.add_argument(
+        "--cache",
+        help="cache folder (default: outside REPOSITORY, $KICC_CACHE or ~/.cache/kicc-analysis/<name-hash>/quantification)",
+    )
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument(
+        "--masks",
+        help="folder of lung/lobe masks (TotalSegmentator, lungmask, DICOM SEG, label maps), one per series: "
+        "MASKS/<SeriesInstanceUID>.nii.gz (or a folder of that name) or MASKS/<series folder relative to the "
+        "repository>.nii.gz; series without one use the classical segmentation",
+    )
     p.add_argument(
         "--out", help="folder for ct_quantification_by_region.csv, ct_failures.csv and cohort_with_ct.parquet"
     )

@@ -23,23 +23,24 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from kicc_analysis.clinical_io import describe_read, read_clinical_table
 from kicc_analysis.dictionary import (
     IMAGING_FORM,
     PATIENT_FORMS,
     coerce_to_dictionary,
     load_dictionary,
-    read_clinical_table,
+    match_columns,
     summarise_report,
     validate_clinical,
 )
 from kicc_analysis.errors import CohortError
+from kicc_analysis.privacy import classify_column, mask_ids, scan_text
 
 ID = "subjid"
 READING_COLUMNS = ("subjid", "reader", "item", "score")
@@ -70,18 +71,14 @@ def dicom_root(repository: str | Path) -> Path:
 
 
 def cache_dir(repository: str | Path) -> Path:
-    """Where derived files (index, snapshots, quantification cache) go.
+    """Where derived files (index, snapshots, quantification cache) go: never inside the repository.
 
-    ``$KICC_CACHE/<name>`` when set, else ``REPOSITORY/.kicc_cache`` when writable, else
-    ``~/.cache/kicc-analysis/<name>-<hash>`` (real repositories are often read-only).
+    ``$KICC_CACHE/<name>-<hash>`` when set, else ``~/.cache/kicc-analysis/<name>-<hash>``
+    (:func:`kicc_analysis._cache.default_cache_dir`).
     """
-    repository = Path(repository).resolve()
-    tag = f"{repository.name}-{hashlib.sha1(str(repository).encode()).hexdigest()[:8]}"
-    if os.environ.get("KICC_CACHE"):
-        return Path(os.environ["KICC_CACHE"]) / tag
-    if os.access(repository, os.W_OK):
-        return repository / ".kicc_cache"
-    return Path.home() / ".cache" / "kicc-analysis" / tag
+    from kicc_analysis._cache import default_cache_dir
+
+    return default_cache_dir(repository)
 
 
 # --------------------------------------------------------------------------- readings
@@ -98,12 +95,12 @@ def load_readings(repository: str | Path) -> pd.DataFrame:
     path = Path(repository) / "readings" / "reader_scores.csv"
     if not path.is_file():
         raise CohortError(f"no readings in {repository}: expected {path} with columns {', '.join(READING_COLUMNS)}")
-    readings = pd.read_csv(path, dtype={"subjid": str, "reader": str, "item": str})
+    readings = read_clinical_table(path)  # any encoding/delimiter a spreadsheet wrote; every cell as text
     missing = [c for c in READING_COLUMNS if c not in readings.columns]
     if missing:
         raise CohortError(f"{path}: missing columns {missing} (found {list(readings.columns)})")
-    scores = pd.to_numeric(readings["score"], errors="coerce")
-    readings.attrs["invalid_scores"] = int((scores.isna() & readings["score"].notna()).sum())
+    scores = pd.to_numeric(readings["score"].str.strip().replace("", np.nan), errors="coerce")
+    readings.attrs["invalid_scores"] = int((scores.isna() & readings["score"].str.strip().ne("")).sum())
     readings["score"] = scores.astype("Int64")
     return readings
 
@@ -188,7 +185,58 @@ def _patient_imaging(inventory: pd.DataFrame, scan) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def identifier_columns(raw: pd.DataFrame, dictionary, forms=PATIENT_FORMS) -> dict[str, str]:
+    """Columns of a clinical export that are not dictionary variables and look like direct identifiers.
+
+    Returns ``{column: kind}`` (see :func:`kicc_analysis.privacy.classify_column`); a column whose
+    header itself holds an identifier is keyed by its name anyway (callers print :func:`column_label`).
+    """
+    mapping = match_columns(list(raw.columns), dictionary, forms)
+    found = {}
+    for column, variable in mapping.items():
+        if variable is not None:
+            continue
+        finding = classify_column(str(column), raw[column].tolist())
+        if finding is None and scan_text(str(column)):
+            finding = scan_text(str(column))[0]
+        if finding is not None:
+            found[column] = finding.kind
+    return found
+
+
+def column_label(column: str, position: int) -> str:
+    """How a dropped column is named in reports: its name, or ``column N`` when the name itself identifies."""
+    return f"column {position + 1}" if scan_text(str(column)) else str(column)
+def _radiograph_timeline(table: pd.DataFrame, inventory: pd.DataFrame, repository: Path) -> pd.DataFrame:
+    """Radiograph timeline per patient (issue 17): ``baseline_cxr_day`` (first CR/DX study, days from admission),
+    ``baseline_cxr_brixia`` and ``worst_cxr_brixia`` (Brixia total 0-18, mean over readers, of the first scored
+    radiograph and the highest over the patient's radiographs) from ``readings/radiograph_scores.csv`` when present.
+    """
+    from kicc_analysis.readings import read_reader_scores, reading_totals
+
+    out = table.copy()
+    for column in ("baseline_cxr_day", "baseline_cxr_brixia", "worst_cxr_brixia"):
+        out[column] = np.nan
+    if inventory.empty or "modality" not in inventory.columns:
+        return out
+    cxr = inventory[inventory["modality"].isin(["CR", "DX"])][[ID, "study_uid", "img_day"]].copy()
+    cxr["img_day"] = pd.to_numeric(cxr["img_day"], errors="coerce")
+    first_day = cxr.groupby(ID)["img_day"].min()
+    out["baseline_cxr_day"] = out[ID].map(first_day).astype(float)
+    path = repository / "readings" / "radiograph_scores.csv"
+    if not path.is_file():
+        return out
+    totals = reading_totals(read_reader_scores(path), "brixia")
+    per_study = totals.groupby("study", as_index=False)["score"].mean()
+    scored = cxr.merge(per_study, left_on="study_uid", right_on="study", how="inner").dropna(subset=["score"])
+    scored = scored.sort_values([ID, "img_day", "study_uid"], na_position="last")
+    out["baseline_cxr_brixia"] = out[ID].map(scored.groupby(ID)["score"].first()).astype(float)
+    out["worst_cxr_brixia"] = out[ID].map(scored.groupby(ID)["score"].max()).astype(float)
+    return out
+
+
 def _linkage_problems(clinical: pd.DataFrame, inventory: pd.DataFrame, imaging_studies: pd.DataFrame) -> pd.DataFrame:
+    """Linkage problems; IDs that are not pseudonyms (a PatientID holding a name or hospital number) are masked."""
     problems: list[dict] = []
     clinical_ids = set(clinical[ID].dropna())
     image_ids = set(inventory[ID].dropna()) if not inventory.empty else set()
@@ -241,7 +289,8 @@ def _linkage_problems(clinical: pd.DataFrame, inventory: pd.DataFrame, imaging_s
                     "problem": "study_patient_mismatch",
                     "subjid": study[ID],
                     "study_uid": study["study_uid"],
-                    "detail": f"DICOM PatientID differs from imaging_studies.csv ({study['listed_subjid']})",
+                    "detail": "DICOM PatientID differs from imaging_studies.csv "
+                    f"({mask_ids(pd.Series([study['listed_subjid']])).iat[0]})",
                 }
             )
         unlisted = inventory[inventory["listed_subjid"].isna()]
@@ -254,7 +303,9 @@ def _linkage_problems(clinical: pd.DataFrame, inventory: pd.DataFrame, imaging_s
                     "detail": "DICOM study missing from imaging_studies.csv (day from admission unknown)",
                 }
             )
-    return pd.DataFrame(problems, columns=LINKAGE_COLUMNS)
+    linkage = pd.DataFrame(problems, columns=LINKAGE_COLUMNS)
+    linkage["subjid"] = mask_ids(linkage["subjid"])
+    return linkage
 
 
 # --------------------------------------------------------------------------- the cohort
@@ -289,6 +340,11 @@ class CohortBuild:
         The repository scan (instances, series, studies, skipped files, selection).
     cohort_version : str
         Content hash of ``table``.
+    notes : list of str
+        How the clinical table was read (encoding, delimiter, ...) and which columns were dropped.
+    dropped_identifiers : list of str
+        Clinical columns (not dictionary variables) that look like direct identifiers
+        (:mod:`kicc_analysis.privacy`): dropped before typing, so they reach no derived file.
     """
 
     table: pd.DataFrame
@@ -301,10 +357,13 @@ class CohortBuild:
     repository: Path
     snapshot: Path | None = None
     notes: list[str] = field(default_factory=list)
+    dropped_identifiers: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """A short plain-text summary (no identifiers beyond pseudonyms, no dates)."""
-        lines = [f"cohort_version {self.cohort_version}: {len(self.table)} patients", "", "Cohort flow:"]
+        lines = [f"cohort_version {self.cohort_version}: {len(self.table)} patients"]
+        lines += [f"  {note}" for note in self.notes]
+        lines += ["", "Cohort flow:"]
         lines += [
             f"  {r.step:55s} {r.n:6d}" + (f"   (excluded {r.excluded}: {r.reason})" if r.excluded else "")
             for r in self.flow.itertuples()
@@ -379,7 +438,15 @@ def build_cohort(
     dictionary = load_dictionary()
     raw = read_clinical_table(find_clinical_table(repository))
     validation = validate_clinical(raw, dictionary, forms=PATIENT_FORMS)
-    typed = coerce_to_dictionary(raw, dictionary, forms=PATIENT_FORMS)
+    identifiers = identifier_columns(raw, dictionary)
+    typed = coerce_to_dictionary(raw.drop(columns=list(identifiers)), dictionary, forms=PATIENT_FORMS)
+    notes = [f"clinical table read: {describe_read(raw)}"]
+    if identifiers:
+        positions = {c: i for i, c in enumerate(raw.columns)}
+        notes.append(
+            f"{len(identifiers)} clinical columns dropped as direct identifiers (never written to any derived file): "
+            + ", ".join(f"{column_label(c, positions[c])} ({kind})" for c, kind in identifiers.items())
+        )
     if ID not in typed.columns:
         raise CohortError(f"clinical table of {repository} has no '{ID}' (pseudonymous patient id) column")
     unique = typed[typed[ID].notna() & ~typed[ID].duplicated(keep="first")].copy()
@@ -399,6 +466,7 @@ def build_cohort(
         _patient_imaging(inventory, scan) if not inventory.empty else pd.DataFrame({ID: pd.Series(dtype="string")})
     )
     table = unique.merge(patient_imaging, on=ID, how="left")
+    table = _radiograph_timeline(table, inventory, repository)  # issue 17: radiograph timeline and Brixia scores
     for column in ("n_ct_studies", "n_radiographs", "n_followup_ct"):
         table[column] = table.get(column, pd.Series(0, index=table.index)).fillna(0).astype("int64")
     for column in ("baseline_ct_study_uid", "baseline_ct_series_uid", "baseline_ct_selection", "baseline_ct_kernel"):
@@ -420,6 +488,8 @@ def build_cohort(
         scan=scan,
         cohort_version=version,
         repository=repository,
+        notes=notes,
+        dropped_identifiers=[column_label(c, list(raw.columns).index(c)) for c in identifiers],
     )
     if write_snapshot:
         cache.mkdir(parents=True, exist_ok=True)

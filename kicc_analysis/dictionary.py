@@ -8,7 +8,10 @@ laboratory values, alternative units with their conversion to the canonical
 unit, the matching ISARIC ARC variable and a standard (SNOMED) code.
 
 :func:`validate_clinical` checks a clinical export cell by cell and returns a
-tidy report (one row per problem) -- it never changes the table.
+tidy report (one row per problem) -- it never changes the table. Files are read by
+:mod:`kicc_analysis.clinical_io` (encodings, delimiters, XLSX cells); columns that look
+like direct identifiers are recognised by :mod:`kicc_analysis.privacy`. The checks run
+once per distinct value of a column and are mapped back to every row holding it.
 :func:`coerce_to_dictionary` then builds the typed table used by the cohort;
 every value it cannot convert is one of the problems the report lists, so
 nothing is dropped or coerced silently.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -33,7 +37,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kicc_analysis.clinical_io import read_clinical_table
 from kicc_analysis.errors import DictionaryError, ValidationError
+from kicc_analysis.privacy import classify_column, scan_text
 
 #: REDCap data-dictionary columns (in order) followed by the KICC extensions.
 REDCAP_COLUMNS = (
@@ -51,7 +57,15 @@ REDCAP_COLUMNS = (
     "Branching Logic (Show field only if...)",
     "Required Field?",
 )
-EXTENSION_COLUMNS = ("Unit (UCUM)", "Unit Label", "LOINC Code", "Alternative Units", "ISARIC Variable", "Standard Code")
+EXTENSION_COLUMNS = (
+    "Unit (UCUM)",
+    "Unit Label",
+    "LOINC Code",
+    "Alternative Units",
+    "ISARIC Variable",
+    "Standard Code",
+    "Aliases",
+)
 
 #: Forms whose variables are one row per patient in ``clinical.csv``; ``imaging`` is a repeating instrument.
 PATIENT_FORMS = ("presentation", "laboratory", "severity", "outcome")
@@ -63,6 +77,8 @@ REPORT_COLUMNS = ["row", "subjid", "variable", "problem", "value", "detail", "se
 PROBLEM_CLASSES: dict[str, str] = {
     "missing_column": "a required variable is absent from the table",
     "unknown_column": "a column is not in the dictionary",
+    "identifier_column": "a column not in the dictionary looks like a direct identifier (name, national ID, phone, "
+    "e-mail, date of birth, record number); it is dropped from every derived file",
     "header_typo": "a column name is a near-miss of a dictionary variable (typo, case, spacing)",
     "duplicate_column": "two columns map to the same dictionary variable",
     "duplicate_id": "the pseudonymous patient id occurs on more than one row",
@@ -78,7 +94,7 @@ PROBLEM_CLASSES: dict[str, str] = {
     "label_instead_of_code": "an answer label (e.g. 'Yes', 'Male') given instead of its code",
     "invalid_date": "a value that is not a date",
     "date_format": "a date in a format other than the dictionary's",
-    "excel_serial_date": "a spreadsheet serial number where a date is expected",
+    "excel_serial_date": "a spreadsheet serial day number where a date is expected (read as that date)",
     "mixed_date_formats": "one column holds dates in several formats",
     "unit_mismatch": "a site's values sit at a constant factor from the others: a different unit",
     "branching_inconsistent": "a value given where its branching logic says the field does not apply",
@@ -123,6 +139,7 @@ class Variable:
     standard_code: str = ""
     section: str = ""
     note: str = ""
+    aliases: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -233,6 +250,7 @@ def parse_dictionary(table: pd.DataFrame, path: Path | None = None) -> DataDicti
             standard_code=row.get("Standard Code", "").strip(),
             section=row["Section Header"].strip(),
             note=row["Field Note"].strip(),
+            aliases=tuple(a.strip() for a in row.get("Aliases", "").split("|") if a.strip()),
         )
     return DataDictionary(table=table, variables=variables, path=path)
 
@@ -249,36 +267,7 @@ def load_dictionary(path: str | Path | None = None) -> DataDictionary:
     path = Path(path)
     if not path.is_file():
         raise DictionaryError(f"data dictionary not found: {path}")
-    return parse_dictionary(pd.read_csv(path, dtype=str), path)
-
-
-# --------------------------------------------------------------------------- reading exports
-
-
-def read_clinical_table(path: str | Path) -> pd.DataFrame:
-    """Read a clinical export (CSV or XLSX) with every cell as text, nothing converted.
-
-    Raises
-    ------
-    ValidationError
-        When the file is missing, empty or of an unsupported type.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValidationError(f"clinical table not found: {path} (expected a CSV or XLSX export)")
-    suffix = path.suffix.lower()
-    if suffix in {".csv", ".txt"}:
-        try:
-            table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-        except pd.errors.EmptyDataError:
-            raise ValidationError(f"clinical table {path} is empty") from None
-    elif suffix in {".xlsx", ".xlsm"}:
-        table = pd.read_excel(path, dtype=str, keep_default_na=False)
-    else:
-        raise ValidationError(f"clinical table {path}: unsupported file type {suffix!r} (use .csv or .xlsx)")
-    if table.shape[1] == 0:
-        raise ValidationError(f"clinical table {path} has no columns")
-    return table
+    return parse_dictionary(read_clinical_table(path), path)  # a dictionary edited in Korean Excel reads too
 
 
 # --------------------------------------------------------------------------- value parsing
@@ -287,16 +276,48 @@ _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _UNIT_IN_VALUE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*([A-Za-zµ%/^*\d.]+)\s*$")
 _EMBEDDED = re.compile(r"^\[([^\]]*)\]\s*-\s*(.+)$")
 _CENSORED = re.compile(r"^\s*([<>]=?|≤|≥)\s*(\d+(\.\d+)?)\s*$")
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 _SLASH_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})$")
 _DATE_ANYWHERE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}")
+_SERIAL = re.compile(r"^\d{5}(\.\d+)?$")
 _EXPECTED_DATE_FORMAT = {"date_ymd": "YYYY-MM-DD", "date_dmy": "DD/MM/YYYY", "date_mdy": "MM/DD/YYYY"}
-
+#: Spreadsheet serial day numbers accepted as dates (1954-10-03 .. 2119-01-08) and their origin (1900 system).
+EXCEL_SERIAL_RANGE = (20000, 80000)
+EXCEL_EPOCH = "1899-12-30"
 
 _STRPTIME = {"YYYY-MM-DD": "%Y-%m-%d", "DD/MM/YYYY": "%d/%m/%Y", "MM/DD/YYYY": "%m/%d/%Y"}
+_BLANKS = frozenset({"", "nan", "none", "null", "na", "n/a"})
 
 
 def _is_blank(value: str) -> bool:
-    return value == "" or value.lower() in {"nan", "none", "null", "na", "n/a"}
+    return value == "" or value.lower() in _BLANKS
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """The column as ``str`` cells (``""`` where missing); cheap when it already is (as read by clinical_io)."""
+    if values.dtype == object and not values.isna().any():
+        return values if len(values) == 0 or isinstance(values.iat[0], str) else values.astype(str)
+    return values.astype(object).where(values.notna(), "").astype(str)
+
+
+def _missing(value: object) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def _blank_mask(stripped: pd.Series) -> pd.Series:
+    short = stripped.str.len().le(4)
+    return stripped.eq("") | (short & stripped.str.lower().isin(_BLANKS))
+
+
+def _parse_numbers(stripped: pd.Series) -> pd.Series:
+    """Clean numbers as float (NaN where the cell is not a bare decimal number such as ``12``, ``-0.5``, ``1e3``)."""
+    numbers = pd.to_numeric(stripped, errors="coerce")
+    if numbers.dtype == object:  # pragma: no cover - to_numeric always gives a numeric dtype with coerce
+        numbers = numbers.astype(float)
+    numbers = numbers.astype(float)
+    numbers[np.isinf(numbers)] = np.nan
+    # to_numeric also takes "nan"/"inf" spellings and surrounding blanks; those are not clean numbers
+    return numbers
 
 
 def date_formats(value: str) -> set[str]:
@@ -329,6 +350,27 @@ def _redacted(fmt: str | None) -> str:
     return f"<date redacted; format {fmt}>" if fmt else "<date redacted>"
 
 
+def _shape(value: str) -> str:
+    """The value with every digit shown as 9 and every letter as a/A: why it failed, not what it was."""
+    shape = re.sub(r"\d", "9", value)
+    shape = re.sub(r"[A-Za-z]", lambda m: "A" if m.group(0).isupper() else "a", shape)
+    return re.sub(r"[^\x00-\x7f]", "?", shape)[:40]
+
+
+def _is_serial(text: str) -> bool:
+    return bool(_SERIAL.match(text)) and EXCEL_SERIAL_RANGE[0] <= float(text) <= EXCEL_SERIAL_RANGE[1]
+
+
+def _safe(value):
+    """A report cell with any direct identifier (see :mod:`kicc_analysis.privacy`) replaced by its kind."""
+    if not isinstance(value, str) or not value:
+        return value
+    findings = scan_text(value)
+    if not findings:
+        return value
+    return "<redacted: " + ", ".join(sorted({f.kind for f in findings})) + ">"
+
+
 @dataclass
 class _Issues:
     rows: list[dict] = field(default_factory=list)
@@ -338,10 +380,10 @@ class _Issues:
         self.rows.append(
             {
                 "row": row,
-                "subjid": subjid,
+                "subjid": _safe(subjid),
                 "variable": variable,
                 "problem": problem,
-                "value": value,
+                "value": _safe(value),
                 "detail": detail,
                 "severity": severity,
             }
@@ -349,15 +391,24 @@ class _Issues:
 
 
 def _normalise_header(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+    return re.sub(r"[^a-z0-9\uac00-\ud7a3]", "", unicodedata.normalize("NFC", str(name)).lower())
 
 
 def match_columns(
     columns: Sequence[str], dictionary: DataDictionary, forms: Iterable[str] | None = None
 ) -> dict[str, str | None]:
-    """Map each table column to a dictionary variable (exact, normalised, or near-miss), or None."""
+    """Map each table column to a dictionary variable, or None.
+
+    A column matches its variable by name (exactly or after dropping case, spaces and punctuation), by one
+    of the variable's label aliases (``Aliases`` column of the dictionary: Korean labels such as ``나이``,
+    ``성별``, ``체온``, or common abbreviations such as ``CRP``), or as a near-miss of the name (a typo).
+    """
     names = dictionary.names(forms)
     normalised = {_normalise_header(n): n for n in names}
+    aliases: dict[str, str] = {}
+    for name in names:
+        for alias in dictionary.variables[name].aliases:
+            aliases.setdefault(_normalise_header(alias), name)
     mapping: dict[str, str | None] = {}
     for column in columns:
         if column in names:
@@ -367,9 +418,18 @@ def match_columns(
         if key in normalised:
             mapping[column] = normalised[key]
             continue
-        close = difflib.get_close_matches(key, list(normalised), n=1, cutoff=0.82)
+        if key in aliases:
+            mapping[column] = aliases[key]
+            continue
+        close = difflib.get_close_matches(key, list(normalised), n=1, cutoff=0.82) if key.isascii() else []
         mapping[column] = normalised[close[0]] if close else None
     return mapping
+
+
+def is_alias(column: str, variable: str, dictionary: DataDictionary) -> bool:
+    """True when ``column`` names ``variable`` through one of its aliases."""
+    key = _normalise_header(column)
+    return variable in dictionary and any(_normalise_header(a) == key for a in dictionary[variable].aliases)
 
 
 def _check_columns(
@@ -381,11 +441,28 @@ def _check_columns(
     pairs: list[tuple[str, str]] = []
     for column, variable in mapping.items():
         if variable is None:
-            issues.add(
-                pd.NA, pd.NA, column, "unknown_column", "", "column is not in the data dictionary; ignored", "warning"
-            )
+            finding = classify_column(str(column), _as_text(table[column]).tolist())
+            if finding is not None:
+                issues.add(
+                    pd.NA,
+                    pd.NA,
+                    column,
+                    "identifier_column",
+                    "",
+                    f"looks like a direct identifier ({finding.kind}; {finding.reason}); dropped from every derived file",
+                )
+            else:
+                issues.add(
+                    pd.NA,
+                    pd.NA,
+                    column,
+                    "unknown_column",
+                    "",
+                    "column is not in the data dictionary; ignored",
+                    "warning",
+                )
             continue
-        if column != variable:
+        if column != variable and not is_alias(column, variable, dictionary):
             issues.add(
                 pd.NA,
                 pd.NA,
@@ -412,16 +489,49 @@ def _check_columns(
     return used, pairs
 
 
-def _check_numeric(var: Variable, values: pd.Series, subjids: pd.Series, issues: _Issues) -> pd.Series:
-    """Check a numeric column; return the parsed numbers (NaN where not a clean number)."""
-    parsed = pd.Series(np.nan, index=values.index, dtype=float)
-    for idx, raw in values.items():
-        text = raw.strip()
-        if _is_blank(text):
-            continue
-        if _NUMBER.match(text):
-            parsed[idx] = float(text)
-            continue
+@dataclass
+class _Cells:
+    """One column's cells, worked on per distinct value (a 200,000-row column has a few thousand at most)."""
+
+    index: pd.Index  # row labels
+    codes: np.ndarray  # per row: position of its value in ``raw``
+    raw: np.ndarray  # distinct cell texts ("" for a missing cell)
+    stripped: np.ndarray  # the same, white space stripped
+    blank: np.ndarray  # empty, white space only or a missing-value word ("NA", "null", ...)
+
+    @classmethod
+    def of(cls, series: pd.Series) -> _Cells:
+        codes, uniques = pd.factorize(series.to_numpy(dtype=object), sort=False, use_na_sentinel=False)
+        raw = np.array(["" if _missing(u) else str(u) for u in uniques], dtype=object)
+        stripped = pd.Series(raw, dtype=object).str.strip()
+        return cls(series.index, codes, raw, stripped.to_numpy(dtype=object), _blank_mask(stripped).to_numpy(bool))
+
+    def rows(self, mask: np.ndarray) -> pd.Index:
+        """Row labels whose value is flagged in ``mask`` (one flag per distinct value)."""
+        if not mask.any():
+            return self.index[:0]
+        return self.index[mask[self.codes]]
+
+    def expand(self, per_value: np.ndarray) -> np.ndarray:
+        return per_value[self.codes]
+
+    def numbers(self) -> np.ndarray:
+        """Each distinct value as a clean number (NaN when blank or not a bare decimal number)."""
+        if not hasattr(self, "_numbers"):
+            self._numbers = _parse_numbers(pd.Series(self.stripped).where(~self.blank)).to_numpy(float)
+        return self._numbers
+
+    def text(self, idx) -> tuple[str, str]:
+        """(raw, stripped) text of one row."""
+        code = self.codes[self.index.get_loc(idx)]
+        return self.raw[code], self.stripped[code]
+
+
+def _check_numeric(var: Variable, cells: _Cells, subjids: pd.Series, issues: _Issues) -> np.ndarray:
+    """Check a numeric column; return the parsed number of each distinct value (NaN where not a clean number)."""
+    parsed = cells.numbers()
+    for idx in cells.rows(~cells.blank & np.isnan(parsed)):
+        raw, text = cells.text(idx)
         subjid = subjids[idx]
         if (m := _CENSORED.match(text)) is not None:
             issues.add(
@@ -445,6 +555,16 @@ def _check_numeric(var: Variable, values: pd.Series, subjids: pd.Series, issues:
                 raw,
                 f"number {m.group(1)} followed by {m.group(2)!r}; expected a bare number in {var.unit_label or 'the dictionary unit'}",
             )
+        elif _DECIMAL_COMMA.match(text):
+            issues.add(
+                idx,
+                subjid,
+                var.name,
+                "not_numeric",
+                raw,
+                "decimal comma; expected a number with a decimal point"
+                + (f" in {var.unit_label}" if var.unit_label else ""),
+            )
         else:
             issues.add(
                 idx,
@@ -454,34 +574,40 @@ def _check_numeric(var: Variable, values: pd.Series, subjids: pd.Series, issues:
                 raw,
                 f"expected a number{(' in ' + var.unit_label) if var.unit_label else ''}",
             )
-    for idx, number in parsed.dropna().items():
-        subjid = subjids[idx]
-        if var.kind == "integer" and number != round(number):
-            issues.add(idx, subjid, var.name, "not_integer", values[idx], "expected a whole number", "warning")
+    present = ~np.isnan(parsed)
+    with np.errstate(invalid="ignore"):
+        if var.kind == "integer":
+            for idx in cells.rows(present & (parsed != np.round(parsed))):
+                issues.add(
+                    idx, subjids[idx], var.name, "not_integer", cells.text(idx)[0], "expected a whole number", "warning"
+                )
         low, high = var.minimum, var.maximum
-        if (low is not None and number < low) or (high is not None and number > high):
-            detail = f"outside {low}–{high} {var.unit_label}".strip()
-            for alt in var.alternative_units:
-                converted = float(alt.to_canonical(number))
-                if (low is None or converted >= low) and (high is None or converted <= high):
-                    detail += f"; plausible if given in {alt.unit} (= {converted:.4g} {var.unit_label})"
-                    break
-            issues.add(idx, subjid, var.name, "out_of_range", values[idx], detail)
+        outside = np.zeros(len(parsed), bool)
+        if low is not None:
+            outside |= present & (parsed < low)
+        if high is not None:
+            outside |= present & (parsed > high)
+    for idx in cells.rows(outside):
+        raw = cells.text(idx)[0]
+        number = float(parsed[cells.codes[cells.index.get_loc(idx)]])
+        detail = f"outside {low}–{high} {var.unit_label}".strip()
+        for alt in var.alternative_units:
+            converted = float(alt.to_canonical(number))
+            if (low is None or converted >= low) and (high is None or converted <= high):
+                detail += f"; plausible if given in {alt.unit} (= {converted:.4g} {var.unit_label})"
+                break
+        issues.add(idx, subjids[idx], var.name, "out_of_range", raw, detail)
     return parsed
 
 
-def _check_coded(var: Variable, values: pd.Series, subjids: pd.Series, issues: _Issues) -> None:
+def _check_coded(var: Variable, cells: _Cells, subjids: pd.Series, issues: _Issues) -> None:
     labels = {label.lower(): code for code, label in var.choices.items()}
-    for idx, raw in values.items():
-        text = raw.strip()
-        if _is_blank(text):
-            continue
-        code = text
-        if var.numeric_codes and _NUMBER.match(text) and float(text) == int(float(text)):
-            code = str(int(float(text)))
-        if code in var.choices:
-            continue
-        allowed = ", ".join(f"{c}={lbl}" for c, lbl in var.choices.items())
+    ok = cells.blank | np.isin(cells.stripped, list(var.choices))
+    if var.numeric_codes:
+        ok |= np.isin(cells.numbers(), [float(c) for c in var.choices])
+    allowed = ", ".join(f"{c}={lbl}" for c, lbl in var.choices.items())
+    for idx in cells.rows(~ok):
+        raw, text = cells.text(idx)
         if text.lower() in labels:
             issues.add(
                 idx,
@@ -495,13 +621,21 @@ def _check_coded(var: Variable, values: pd.Series, subjids: pd.Series, issues: _
             issues.add(idx, subjids[idx], var.name, "invalid_code", raw, f"allowed codes: {allowed}")
 
 
-def _check_dates(var: Variable, values: pd.Series, subjids: pd.Series, issues: _Issues) -> None:
+def _check_dates(var: Variable, cells: _Cells, subjids: pd.Series, issues: _Issues) -> None:
     expected = _EXPECTED_DATE_FORMAT.get(var.validation, "YYYY-MM-DD")
-    compatible: list[set[str]] = []
-    for idx, raw in values.items():
-        text = raw.strip()
-        if _is_blank(text):
+    counts = np.bincount(cells.codes, minlength=len(cells.raw))
+    bad = np.zeros(len(cells.raw), bool)
+    compatible: dict[frozenset[str], int] = {}
+    for code, text in enumerate(cells.stripped):
+        if cells.blank[code] or counts[code] == 0:
             continue
+        formats = date_formats(text)
+        if formats:
+            compatible[frozenset(formats)] = compatible.get(frozenset(formats), 0) + int(counts[code])
+        valid = expected in formats and pd.to_datetime(text, format=_STRPTIME[expected], errors="coerce") is not pd.NaT
+        bad[code] = not valid
+    for idx in cells.rows(bad):
+        text = cells.text(idx)[1]
         subjid = subjids[idx]
         if (m := _EMBEDDED.match(text)) is not None and date_formats(m.group(2)):
             issues.add(
@@ -510,54 +644,63 @@ def _check_dates(var: Variable, values: pd.Series, subjids: pd.Series, issues: _
             continue
         formats = date_formats(text)
         if not formats:
-            if re.fullmatch(r"\d{5}(\.\d+)?", text) and 20000 <= float(text) <= 80000:
+            if _is_serial(text):
                 issues.add(
                     idx,
                     subjid,
                     var.name,
                     "excel_serial_date",
                     "<date redacted; spreadsheet serial>",
-                    f"convert to {expected}",
+                    f"spreadsheet day number read as a date (1900 date system); better send {expected}",
+                    "warning",
                 )
             else:
-                issues.add(idx, subjid, var.name, "invalid_date", "<redacted>", f"not a date; expected {expected}")
+                issues.add(
+                    idx,
+                    subjid,
+                    var.name,
+                    "invalid_date",
+                    f"<redacted; shape {_shape(text)}>",
+                    f"not a date; expected {expected}",
+                )
             continue
-        compatible.append(formats)
         shown = _redacted("/".join(sorted(formats)))
         if expected not in formats:
             issues.add(idx, subjid, var.name, "date_format", shown, f"expected {expected}")
-        elif pd.to_datetime(text, format=_STRPTIME[expected], errors="coerce") is pd.NaT:
+        else:
             issues.add(idx, subjid, var.name, "invalid_date", shown, "not a calendar date")
-    if compatible and not set.intersection(*compatible):
-        counts: dict[str, int] = {}
-        for formats in compatible:
-            key = "/".join(sorted(formats))
-            counts[key] = counts.get(key, 0) + 1
-        detail = ", ".join(f"{fmt} ({n})" for fmt, n in sorted(counts.items()))
+    if compatible and not frozenset.intersection(*compatible):
+        seen = {"/".join(sorted(formats)): n for formats, n in compatible.items()}
+        detail = ", ".join(f"{fmt} ({n})" for fmt, n in sorted(seen.items()))
         issues.add(
             pd.NA, pd.NA, var.name, "mixed_date_formats", "", f"no single format fits every value; seen: {detail}"
         )
 
 
 def _check_site_units(
-    var: Variable, numbers: pd.Series, sites: pd.Series | None, issues: _Issues, min_values: int = 5
+    var: Variable, numbers: np.ndarray, sites: _Cells | None, issues: _Issues, min_values: int = 5
 ) -> None:
-    """Flag a site whose median differs from the other sites' by one of the alternative-unit factors."""
+    """Flag a site whose median differs from the other sites' by one of the alternative-unit factors.
+
+    ``numbers`` holds one value per row; ``sites`` the site column.
+    """
     if sites is None or not var.alternative_units:
         return
-    positive = numbers[(numbers > 0) & numbers.notna()]
-    if positive.empty:
+    with np.errstate(invalid="ignore"):
+        positive = numbers > 0
+    if not positive.any():
         return
-    by_site = positive.groupby(sites[positive.index])
-    medians = by_site.median()
-    counts = by_site.size()
-    for site, median in medians.items():
-        if counts[site] < min_values:
+    site_of_row = sites.codes[positive]
+    values = numbers[positive]
+    per_site = np.bincount(site_of_row, minlength=len(sites.raw))
+    for code in np.flatnonzero(per_site >= min_values):
+        mine = site_of_row == code
+        if len(values) - per_site[code] < min_values:
             continue
-        others = positive[sites[positive.index] != site]
-        if len(others) < min_values:
-            continue
-        ratio = float(others.median()) / float(median)
+        site = sites.stripped[code]
+        median = float(np.median(values[mine]))
+        others = float(np.median(values[~mine]))
+        ratio = others / median
         for alt in var.alternative_units:
             if alt.offset != 0 or alt.factor == 1:
                 continue
@@ -568,30 +711,31 @@ def _check_site_units(
                     var.name,
                     "unit_mismatch",
                     f"site {site}",
-                    f"site {site}: median {median:.4g} vs {others.median():.4g} elsewhere (×{ratio:.3g}); "
+                    f"site {site}: median {median:.4g} vs {others:.4g} elsewhere (×{ratio:.3g}); "
                     f"looks like {alt.unit} instead of {var.unit_label} (×{alt.factor:g})",
                 )
                 break
 
 
 def _check_branching(
-    var: Variable, values: pd.Series, table: pd.DataFrame, columns: dict[str, str], subjids, issues
+    var: Variable, cells: _Cells, table: pd.DataFrame, columns: dict[str, str], subjids, issues
 ) -> None:
     m = re.fullmatch(r"\[(\w+)\]\s*=\s*'([^']*)'", var.branching)
     if m is None or m.group(1) not in columns:
         return
-    parent = table[columns[m.group(1)]].astype(str).str.strip()
-    for idx, raw in values.items():
-        if not _is_blank(raw.strip()) and parent[idx] != m.group(2) and not _is_blank(parent[idx]):
-            issues.add(
-                idx,
-                subjids[idx],
-                var.name,
-                "branching_inconsistent",
-                raw,
-                f"given although {m.group(1)} is not {m.group(2)}",
-                "warning",
-            )
+    parent = _Cells.of(table[columns[m.group(1)]])
+    parent_other = parent.expand((parent.stripped != m.group(2)) & ~parent.blank)
+    inconsistent = cells.expand(~cells.blank) & parent_other
+    for idx in cells.index[inconsistent]:
+        issues.add(
+            idx,
+            subjids[idx],
+            var.name,
+            "branching_inconsistent",
+            cells.text(idx)[0],
+            f"given although {m.group(1)} is not {m.group(2)}",
+            "warning",
+        )
 
 
 def validate_clinical(
@@ -607,8 +751,9 @@ def validate_clinical(
     Parameters
     ----------
     table : DataFrame or path
-        The clinical export. Cells are read as text (``read_clinical_table``) so that
-        free text in numeric fields is seen, not lost.
+        The clinical export. A path is read by :func:`kicc_analysis.clinical_io.read_clinical_table`
+        (encoding, delimiter and decimal mark detected; every cell as text, so free text in numeric
+        fields is seen, not lost); how it was read is in ``report.attrs["read"]``.
     dictionary : DataDictionary, optional
         Defaults to the KICC-19 dictionary.
     forms : iterable of str, optional
@@ -623,48 +768,61 @@ def validate_clinical(
     DataFrame
         One row per problem with columns ``row`` (0-based data row, NA for column-level
         problems), ``subjid``, ``variable``, ``problem`` (see :data:`PROBLEM_CLASSES`),
-        ``value`` (as submitted; dates are redacted), ``detail`` and ``severity``
-        (``error``/``warning``/``info``). An empty report means the table conforms.
+        ``value`` (as submitted; dates and anything that looks like a direct identifier are
+        redacted), ``detail`` and ``severity`` (``error``/``warning``/``info``). An empty report
+        means the table conforms. Columns that look like direct identifiers (names, national IDs,
+        phones, birth dates; :mod:`kicc_analysis.privacy`) are reported as ``identifier_column``.
     """
     if not isinstance(table, pd.DataFrame):
         table = read_clinical_table(table)
+    elif len(table) == 0:
+        raise ValidationError(
+            f"clinical table has no data rows ({table.shape[1]} columns; expected one row per patient)"
+        )
     dictionary = dictionary or load_dictionary()
-    text = table.astype(object).where(table.notna(), "").astype(str)
     issues = _Issues()
-    columns, pairs = _check_columns(text, dictionary, forms, issues)
+    columns, pairs = _check_columns(table, dictionary, forms, issues)
     id_source = columns.get(id_column)
-    subjids = text[id_source].str.strip() if id_source else pd.Series(pd.NA, index=text.index)
+    subjids = _as_text(table[id_source]).str.strip() if id_source else pd.Series(pd.NA, index=table.index)
     if id_source:
         duplicated = subjids[subjids.duplicated(keep=False) & (subjids != "")]
+        times = duplicated.map(duplicated.value_counts())
         for idx, value in duplicated.items():
-            issues.add(
-                idx, value, id_column, "duplicate_id", value, f"pseudonym occurs {int((subjids == value).sum())} times"
-            )
-    sites = text[columns[site_column]].str.strip() if site_column and site_column in columns else None
+            issues.add(idx, value, id_column, "duplicate_id", value, f"pseudonym occurs {int(times[idx])} times")
+    sites = _Cells.of(table[columns[site_column]]) if site_column and site_column in columns else None
     for column, variable in pairs:
         # problems are reported under the column name as submitted, so the cell can be found
         var = replace(dictionary[variable], name=column)
-        values = text[column]
-        blanks = values.str.len().gt(0) & values.str.strip().eq("")
-        for idx in values[blanks].index:
+        cells = _Cells.of(table[column])
+        whitespace = np.array([len(r) > 0 for r in cells.raw], bool) & (cells.stripped == "")
+        for idx in cells.rows(whitespace):
             issues.add(
-                idx, subjids[idx], variable, "blank_value", values[idx], "white space only; treated as missing", "info"
+                idx,
+                subjids[idx],
+                variable,
+                "blank_value",
+                cells.text(idx)[0],
+                "white space only; treated as missing",
+                "info",
             )
         if var.required and columns[variable] == column:
-            for idx in values[values.str.strip().map(_is_blank)].index:
+            for idx in cells.rows(cells.blank):
                 issues.add(idx, subjids[idx], variable, "missing_required", "", "required value is empty")
         if var.kind in {"integer", "number"}:
-            numbers = _check_numeric(var, values, subjids, issues)
-            _check_site_units(var, numbers, sites, issues)
+            numbers = _check_numeric(var, cells, subjids, issues)
+            _check_site_units(var, cells.expand(numbers), sites, issues)
         elif var.kind == "coded":
-            _check_coded(var, values, subjids, issues)
+            _check_coded(var, cells, subjids, issues)
         elif var.kind == "date":
-            _check_dates(var, values, subjids, issues)
+            _check_dates(var, cells, subjids, issues)
         if var.branching:
-            _check_branching(var, values, text, columns, subjids, issues)
+            _check_branching(var, cells, table, columns, subjids, issues)
     report = pd.DataFrame(issues.rows, columns=REPORT_COLUMNS)
     report["row"] = report["row"].astype("Int64")
-    return report.sort_values(["row", "variable"], na_position="first", kind="stable").reset_index(drop=True)
+    report = report.sort_values(["row", "variable"], na_position="first", kind="stable").reset_index(drop=True)
+    if "read" in table.attrs:
+        report.attrs["read"] = table.attrs["read"]
+    return report
 
 
 def summarise_report(report: pd.DataFrame) -> pd.DataFrame:
@@ -681,27 +839,36 @@ def summarise_report(report: pd.DataFrame) -> pd.DataFrame:
 
 
 def coerce_to_dictionary(
-    table: pd.DataFrame, dictionary: DataDictionary | None = None, *, forms: Iterable[str] | None = PATIENT_FORMS
+    table: pd.DataFrame,
+    dictionary: DataDictionary | None = None,
+    *,
+    forms: Iterable[str] | None = PATIENT_FORMS,
+    excel_serial_dates: bool = True,
 ) -> pd.DataFrame:
     """Return the table with dictionary names and dtypes; invalid cells become missing.
 
     Every cell that becomes missing here is listed by :func:`validate_clinical` on the
-    same table, so call both (the cohort does). Unknown columns are kept unchanged
-    (as text) so nothing is dropped. Integer and coded variables use pandas'
-    nullable ``Int64``; numbers ``float64``; dates ``datetime64``; text ``string``.
+    same table, so call both (the cohort does). Columns are matched by name, label alias
+    or near-miss (:func:`match_columns`). Unknown columns are kept unchanged (as text);
+    the cohort then drops those that look like direct identifiers. Integer and coded
+    variables use pandas' nullable ``Int64``; numbers ``float64``; dates ``datetime64``
+    (spreadsheet serial day numbers are converted, 1900 date system, day 1 = 1900-01-01 as
+    in Excel and openpyxl; ``excel_serial_dates=False`` makes them missing instead, as the
+    NCCID cleaning pipeline does); text ``string``.
     """
     dictionary = dictionary or load_dictionary()
     mapping = match_columns(list(table.columns), dictionary, forms)
-    typed = pd.DataFrame(index=table.index)
+    typed: dict[str, pd.Series] = {}
     for column in table.columns:
         variable = mapping.get(column)
-        values = table[column].astype(object).where(table[column].notna(), "").astype(str).str.strip()
-        if variable is None or variable in typed.columns:
+        values = _as_text(table[column]).str.strip()
+        if variable is None or variable in typed:
             typed[column] = values.replace("", pd.NA).astype("string")
             continue
         var = dictionary[variable]
+        blank = _blank_mask(values)
         if var.kind in {"integer", "number"}:
-            numbers = pd.to_numeric(values.where(values.str.match(_NUMBER)), errors="coerce")
+            numbers = _parse_numbers(values.where(~blank))
             low, high = var.minimum, var.maximum
             if low is not None:
                 numbers = numbers.where(numbers >= low)
@@ -709,17 +876,23 @@ def coerce_to_dictionary(
                 numbers = numbers.where(numbers <= high)
             typed[variable] = numbers.round().astype("Int64") if var.kind == "integer" else numbers.astype(float)
         elif var.kind == "coded" and var.numeric_codes:
-            numbers = pd.to_numeric(values.where(values.str.match(_NUMBER)), errors="coerce")
-            numbers = numbers.where(numbers.isin([int(c) for c in var.choices]))
+            numbers = _parse_numbers(values.where(~blank))
+            numbers = numbers.where(numbers.isin([float(c) for c in var.choices]))
             typed[variable] = numbers.astype("Int64")
         elif var.kind == "coded":
             typed[variable] = pd.Categorical(values.where(values.isin(list(var.choices))), categories=list(var.choices))
         elif var.kind == "date":
             fmt = _STRPTIME[_EXPECTED_DATE_FORMAT.get(var.validation, "YYYY-MM-DD")]
-            typed[variable] = pd.to_datetime(values, format=fmt, errors="coerce")
+            dates = pd.to_datetime(values.where(~blank), format=fmt, errors="coerce")
+            serial = values.str.match(_SERIAL) & dates.isna()
+            if serial.any() and excel_serial_dates:
+                days = pd.to_numeric(values.where(serial), errors="coerce")
+                days = days.where(days.between(*EXCEL_SERIAL_RANGE))
+                dates = dates.where(~serial, pd.Timestamp(EXCEL_EPOCH) + pd.to_timedelta(days.round(), unit="D"))
+            typed[variable] = dates
         else:
             typed[variable] = values.replace("", pd.NA).astype("string")
-    return typed
+    return pd.DataFrame(typed, index=table.index)
 
 
 def code_labels(variable: str, dictionary: DataDictionary | None = None) -> dict[int | str, str]:
@@ -739,7 +912,8 @@ def render_markdown(dictionary: DataDictionary | None = None) -> str:
         "",
         "Generated from `kicc19_dictionary.csv` by `kicc_analysis.dictionary.render_markdown` — edit the CSV, then run",
         "`kicc dictionary --write`. Column layout: REDCap data dictionary plus unit (UCUM), LOINC code, alternative units",
-        "(`unit|factor|offset`: canonical = (value + offset) × factor), the aligned ISARIC ARC variable and a standard code.",
+        "(`unit|factor|offset`: canonical = (value + offset) × factor), the aligned ISARIC ARC variable, a standard code",
+        "and the column labels accepted for each variable (Korean labels, common abbreviations).",
         "",
         "Variable names, answer options and codes follow ISARIC ARC wherever a variable exists there (column *ISARIC*).",
         "The `imaging` form is a repeating instrument (one row per imaging study, `clinical/imaging_studies.csv`).",
@@ -765,6 +939,8 @@ def render_markdown(dictionary: DataDictionary | None = None) -> str:
         if var.alternative_units:
             unit += "; also " + ", ".join(a.unit for a in var.alternative_units)
         label = var.label + (f" — only if {var.branching}" if var.branching else "")
+        if var.aliases:
+            label += " (also: " + ", ".join(var.aliases) + ")"
         lines.append(
             f"| `{var.name}` | {label} | {var.field_type} | {values} | {unit} | {var.loinc} | {'yes' if var.required else ''} | {var.isaric} |"
         )

@@ -36,6 +36,10 @@ class MissingCodecError(ImagingError):
     """Pixel data uses a compressed transfer syntax whose decoder is not installed."""
 
 
+class ReadingsError(KiccError):
+    """A reader-score file or scoring scheme is unusable (unknown scheme, missing columns...)."""
+
+
 class SegmentationError(KiccError):
     """Lung segmentation failed or produced an unusable result."""
 
@@ -46,3 +50,7 @@ class AnalysisError(KiccError):
 
 class StudyError(KiccError):
     """A notebook of the study failed to run."""
+
+
+class PrivacyError(KiccError):
+    """Output would contain a direct identifier (a name, national ID, phone, e-mail, date of birth)."""

@@ -40,6 +40,7 @@ import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from .errors import ImagingError, MissingCodecError
+from .radiography import load_radiograph  # noqa: F401  re-exported: kicc_analysis.imaging.load_radiograph
 
 AIR_HU = -1024
 PADDING_THRESHOLD_HU = -1500.0
@@ -367,10 +368,60 @@ def _select_series(
     return groups[chosen]
 
 
+#: Image storage SOP classes that are not CT, by the modality they imply (for files without a Modality attribute).
+_NON_CT_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.1": "CR",
+    "1.2.840.10008.5.1.4.1.1.1.1": "DX",
+    "1.2.840.10008.5.1.4.1.1.1.1.1": "DX",
+    "1.2.840.10008.5.1.4.1.1.4": "MR",
+    "1.2.840.10008.5.1.4.1.1.4.1": "MR",
+    "1.2.840.10008.5.1.4.1.1.128": "PT",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RTDOSE",
+    "1.2.840.10008.5.1.4.1.1.6.1": "US",
+}
+
+
+def _check_ct_slices(datasets: list[pydicom.Dataset]) -> None:
+    """One-line errors naming the file when a slice is not a single-frame grayscale CT image."""
+    for ds in datasets:
+        where = ds.filename
+        modality = str(ds.get("Modality", "") or "").strip().upper()
+        sop_class = str(ds.get("SOPClassUID", "") or "")
+        implied = modality or _NON_CT_SOP_CLASSES.get(sop_class, "")
+        if implied and implied != "CT":
+            source = "Modality" if modality else "SOP Class"
+            raise ImagingError(
+                f"{where}: Modality {implied} (from its {source}, SOP Class {sop_class or 'absent'}), "
+                "expected CT: load_ct reads CT series in HU"
+            )
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        if frames != 1:
+            raise ImagingError(
+                f"{where}: multi-frame image ({frames} frames), expected single-frame CT slices "
+                "(convert an Enhanced CT to NIfTI/NRRD and load that file)"
+            )
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        if samples != 1:
+            photometric = str(ds.get("PhotometricInterpretation", "") or "?")
+            raise ImagingError(
+                f"{where}: {samples} samples per pixel ({photometric}), expected a grayscale CT slice "
+                "(1 sample per pixel, MONOCHROME1/2)"
+            )
+
+
 def _check_codec(ds: pydicom.Dataset, where: str) -> None:
-    """Fail before decoding anything when the transfer syntax has no installed decoder."""
+    """Fail before decoding anything when the transfer syntax is unknown or has no installed decoder."""
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    if syntax is None or not syntax.is_compressed:
+    if syntax is None:
+        return
+    try:
+        compressed = syntax.is_compressed
+    except ValueError:
+        raise ImagingError(
+            f"{where}: transfer syntax {syntax} is not a DICOM transfer syntax (expected e.g. "
+            "1.2.840.10008.1.2.1 Explicit VR Little Endian or a standard compressed one)"
+        ) from None
+    if not compressed:
         return
     from pydicom.pixels import get_decoder
 
@@ -400,7 +451,8 @@ def _load_dicom(files: list[Path], series_uid: str | None) -> tuple[sitk.Image, 
     first = datasets[0]
     report.transfer_syntax = str(first.file_meta.get("TransferSyntaxUID", ""))
     report.patient_position = str(first.get("PatientPosition", "") or "").strip().upper()
-    _check_codec(first, f"series in {report.source}")
+    _check_ct_slices(datasets)
+    _check_codec(first, str(first.filename))
 
     iop = np.asarray(first.get("ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), dtype=float)
     row, col = iop[:3] / np.linalg.norm(iop[:3]), iop[3:] / np.linalg.norm(iop[3:])

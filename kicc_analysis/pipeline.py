@@ -49,6 +49,7 @@ def quantify_cohort(
     workers: int = 2,
     show_progress: bool | None = None,
     build: CohortBuild | None = None,
+    masks: str | Path | None = None,
 ) -> QuantificationRun:
     """Segment and quantify every selected CT series of the cohort (cached per series).
 
@@ -62,11 +63,18 @@ def quantify_cohort(
         Parallel processes.
     build : CohortBuild, optional
         An already built cohort (avoids building it twice in a notebook).
+    masks : path, optional
+        Folder of lung / lobe masks from other tools (TotalSegmentator, lungmask, DICOM SEG...), one per series,
+        found by SeriesInstanceUID or by the series' folder relative to the repository
+        (:func:`kicc_analysis.segmentation.external.find_series_mask`); series without one use the classical
+        segmentation. The results record the mask per series (``mask_source``).
     """
     from kicc_analysis.quantification.batch import join_to_cohort, quantify_series_table
 
     build = build or build_cohort(repository, workers=workers, show_progress=show_progress)
     jobs = ct_series_jobs(build)
+    if masks is not None:
+        jobs["mask"] = series_masks(jobs, masks, build.repository)
     cache = Path(cache) if cache else cache_dir(build.repository) / "quantification"
     outcome = quantify_series_table(jobs, cache_dir=cache, workers=workers, show_progress=show_progress)
     results, failures = (
@@ -75,3 +83,27 @@ def quantify_cohort(
     cohort = join_to_cohort(build.table, results)
     cohort.attrs.update(build.table.attrs)
     return QuantificationRun(build=build, jobs=jobs, results=results, failures=failures, cohort=cohort)
+
+
+def series_masks(jobs: pd.DataFrame, masks: str | Path, repository: str | Path) -> list[str | None]:
+    """The mask file or folder of each job's series in ``masks`` (None where there is none), see
+    :func:`kicc_analysis.segmentation.external.find_series_mask`; the series path is the folder holding the
+    series' files, relative to ``repository``."""
+    import os
+
+    from kicc_analysis.errors import CohortError
+    from kicc_analysis.segmentation.external import find_series_mask
+
+    if not Path(masks).is_dir():
+        raise CohortError(f"masks folder {masks} not found; expected a folder of per-series mask files")
+    root = Path(repository).resolve()
+    out: list[str | None] = []
+    for uid, source in zip(jobs["series_uid"], jobs["source"], strict=True):
+        files = [source] if isinstance(source, str | os.PathLike) else list(source)
+        relative = None
+        if files:
+            folder = Path(os.path.commonpath([str(Path(f).resolve().parent) for f in files]))
+            relative = folder.relative_to(root).as_posix() if folder.is_relative_to(root) else None
+        found = find_series_mask(masks, str(uid), relative)
+        out.append(str(found) if found is not None else None)
+    return out

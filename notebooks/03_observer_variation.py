@@ -150,7 +150,7 @@ out.table(icc_table, "total_score_icc", title="ICC of the total severity score",
           description="Shrout & Fleiss six forms; psych/pingouin F tests and CIs; "
           f"{icc_table.attrs['dropped']} patients without a complete total for every reader excluded")
 w = kendall_w(totals, "subjid", "reader", "total")
-print(f"Kendall's W = {w.estimate:.3f}, chi2 = {w.z:.1f} on {w.extra['df']} df, p = {w.p:.2g}")
+print(f"Kendall's W = {w.estimate:.3f}, chi2 = {w.chi_square:.1f} on {w.df:g} df, p = {w.p:.2g}")
 icc_table[["form", "mcgraw_wong", "estimate", "ci_low", "ci_high", "F", "p"]].round(3)
 
 # %%
@@ -202,26 +202,36 @@ out.figure(fig, "suspicion_confusion_matrices", title="Suspicion score: reader c
 susp_table[["coefficient", "weights", "summary", "n"]]
 
 # %% [markdown]
-# ## Readers against the automatic zone scores
+# ## Readers against the automatic scores
 #
-# `kicc_analysis.quantification` scores six zones (upper/middle/lower third of each lung) 0–5 from the % of the zone
-# with opacity. Lobes and zones are not the same anatomy; we compare (1) the total score on a common 0–100 % of
-# maximum scale (readers' mean total / 25, automatic total / 30) with Lin's CCC and Bland–Altman, and (2) each
-# reader's lobe score with the corresponding zone (RUL↔right upper, RML↔right middle, RLL↔right lower, LUL↔left
-# upper, LLL↔left lower; the left middle zone is not used) with quadratic-weighted kappa. This section is skipped
-# (with the reason printed) when the quantification is unavailable.
+# With lobe masks (TotalSegmentator or lungmask LTRCLobes files, one per series; the demo repository carries its lobe
+# truth in this layout in `ground_truth/lobes/`), `kicc_analysis.quantification` scores each **lobe** 0–5 exactly as
+# the readers do (Pan et al. 2020; total 0–25), and readers and machine are compared directly: (1) the total score
+# with Lin's CCC and Bland–Altman, (2) each reader's lobe score against the automatic score of the same lobe with
+# quadratic-weighted kappa. Without lobe masks it falls back to the six **zones** (upper/middle/lower third of each
+# lung, total 0–30): lobes and zones are not the same anatomy, so the totals are compared as % of the maximum score
+# and each lobe with the nearest zone (RUL↔right upper, RML↔right middle, RLL↔right lower, LUL↔left upper,
+# LLL↔left lower). This section is skipped (with the reason printed) when the quantification is unavailable.
 
 # %%
-auto_zones = None
+auto_zones = auto_lobes = None
 if use_quantification:
     try:
+        from pathlib import Path
+
         from kicc_analysis.pipeline import quantify_cohort
 
-        run = quantify_cohort(repository, build=build)
+        lobe_masks = Path(repository) / "ground_truth" / "lobes"  # demo lobe truth; a real study: its masks folder
+        run = quantify_cohort(repository, build=build, masks=lobe_masks if lobe_masks.is_dir() else None)
         res = run.results
         baseline = res[(res["timepoint"] == "baseline") & res["region"].str.contains("_")]
         auto_zones = baseline.groupby(["subjid", "region"])["severity_score"].first().unstack()
         auto_total = baseline.groupby("subjid")["severity_total"].first()
+        if "lobe_score" in res.columns:  # series quantified with a lobe mask
+            lobe_rows = res[(res["timepoint"] == "baseline") & (res["zone"] == "lobe")]
+            auto_lobes = lobe_rows.groupby(["subjid", "region"])["lobe_score"].first().unstack()
+            auto_lobe_total = lobe_rows.groupby("subjid")["lobe_score_total"].first()
+            print(f"lobe masks for {auto_lobes.shape[0]} patients: readers compared with automatic lobe scores")
         print(run.describe().splitlines()[0])
     except (ImportError, KiccError, OSError, KeyError) as exc:  # keep the notebook running without quantification
         print(f"automatic scores unavailable ({type(exc).__name__}: {exc}); reader-vs-automatic section skipped")
@@ -230,7 +240,28 @@ else:
     print("use_quantification=False: reader-vs-automatic section skipped")
 
 # %%
-if auto_zones is not None:
+if auto_lobes is not None:  # lobes against lobes, totals 0-25 against 0-25
+    reader_total = wide_totals.mean(axis=1)
+    auto_scale = auto_lobe_total.reindex(reader_total.index)
+    ccc = lin_ccc(reader_total, auto_scale, n_boot=n_boot, seed=seed)
+    ba_auto = bland_altman(auto_scale, reader_total)
+    fig = bland_altman_plot(ba_auto, units="score points (0-25)", title="Automatic − readers' mean total (lobes)")
+    out.figure(fig, "auto_vs_reader_bland_altman", title="Automatic vs reader total severity",
+               description="Bland–Altman of the total lobar severity score (0–25): automatic (lobe masks) − "
+               "readers' mean")
+    rows = {"lin_ccc_total": ccc}
+    for reader in readers:
+        mine = lobes[lobes["reader"] == reader].pivot(index="subjid", columns="item", values="score")
+        for lobe in LOBES:
+            a = mine[lobe].astype(float)
+            b = auto_lobes[lobe].reindex(a.index).astype(float)
+            rows[f"{reader}_{lobe}_vs_auto_{lobe}"] = cohen_kappa(a, b, weights="quadratic", categories=SEVERITY)
+    auto_table = estimates_to_frame(rows, index_name="comparison")
+    out.table(auto_table, "auto_vs_reader_agreement", title="Readers vs automatic severity",
+              description="Lin's CCC of the total lobar score (0–25) and quadratic-weighted kappa of each reader's "
+              "lobe score against the automatic score of the same lobe (lobe masks)")
+    display_table = auto_table[["comparison", "estimate", "ci_low", "ci_high", "n"]].round(3)
+elif auto_zones is not None:
     ZONE_OF = {"RUL": "right_upper", "RML": "right_middle", "RLL": "right_lower", "LUL": "left_upper",
                "LLL": "left_lower"}
     reader_pct = wide_totals.mean(axis=1) / 25 * 100

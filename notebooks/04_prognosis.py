@@ -314,10 +314,11 @@ out.table(zph, "ph_test_cause_specific", title="Proportional hazards test (R cox
 lp = cs.linear_predictor()
 horizons = [h for h in (7, 14, 21) if (surv_cc["time"] > h).any()]
 disc = pd.DataFrame(
-    [{"statistic": "Harrell C", "value": cs.concordance.c},
+    [{"statistic": "Harrell C", "value": cs.concordance.estimate},
      {"statistic": "Uno C", "value": uno_c(surv_cc["time"], surv_cc["event_type"] == 1, lp).estimate}]
     + [{"statistic": f"time-dependent AUC day {h}", "value": a}
-       for h, a in zip(horizons, time_dependent_auc(surv_cc["time"], surv_cc["event_type"] == 1, lp, horizons)["auc"],
+       for h, a in zip(horizons,
+                       time_dependent_auc(surv_cc["time"], surv_cc["event_type"] == 1, lp, horizons).table["auc"],
                        strict=True)]
 )  # fmt: skip
 out.table(disc, "discrimination_death_cause_specific", title="Discrimination of the cause-specific Cox model for death",

@@ -187,7 +187,7 @@ def test_kendall_w_known_values():
     assert kendall_w(y).estimate == pytest.approx(0.0)
     w = kendall_w(np.array(SHROUT_FLEISS))
     assert 0 < w.estimate < 1
-    assert w.z == pytest.approx(4 * 5 * w.estimate)
+    assert w.chi_square == pytest.approx(4 * 5 * w.estimate)
 
 
 def test_segmentation_empty_and_conventions():

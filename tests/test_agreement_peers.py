@@ -85,7 +85,7 @@ def test_kendall_w_matches_friedman_chi_square():
     x = _ratings(n=25, r=4, seed=7)  # many ties: exercises the tie correction
     w = kendall_w(x)
     friedman = stats.friedmanchisquare(*x)  # treatments = subjects, blocks = raters
-    assert w.z == pytest.approx(friedman.statistic, rel=1e-10)
+    assert w.chi_square == pytest.approx(friedman.statistic, rel=1e-10)
     assert w.p == pytest.approx(friedman.pvalue, rel=1e-8)
 
 

@@ -139,7 +139,8 @@ def test_two_rater_conger_equals_cohen():
 
 
 def test_light_fast_jackknife_equals_brute_force():
-    from kicc_analysis.agreement.categorical import _pairwise_kappa_stat, _prepare
+    from kicc_analysis.agreement._gwet import _prepare
+    from kicc_analysis.agreement._multi_rater import _pairwise_kappa_stat
 
     x = _simulated(120, raters=4, seed=5)
     x[np.random.default_rng(6).random(x.shape) < 0.1] = np.nan  # missing ratings change the pair tables

@@ -221,22 +221,17 @@ def check_gwet_raw(case):
         "pa": percent_agreement,
     }
     for name, func in funcs.items():
-        est = func(x, categories=cats)
+        # The printouts are CRAN irrCAC 1.0's (Gwet's vignette); its Krippendorff SE is se_method="irrcac_1.0".
+        options = {"se_method": "irrcac_1.0"} if name == "kripp" else {}
+        est = func(x, categories=cats, **options)
         assert est.estimate == pytest.approx(exp[name], abs=6e-6), name
         assert est.extra["pa"] == pytest.approx(exp[f"{name}_pa"], abs=1e-6), name
         assert est.extra["pe"] == pytest.approx(exp[f"{name}_pe"], abs=1e-6), name
         low = float(exp[f"{name}_ci95"].strip("()").split(",")[0])
         assert est.ci_high == 1.0, name  # clipped at 1 as in irrCAC
-        if name == "kripp":
-            # Documented disagreement: the vignette's SE (0.14557) comes from an older irrCAC linearisation; we
-            # follow irrCAC 1.0's source (0.145479). Agreement to 1e-4 on the SE, 1% on p, 1e-3 on the limit.
-            assert est.se == pytest.approx(exp[f"{name}_se"], abs=1e-4)
-            assert est.p == pytest.approx(exp[f"{name}_p"], rel=0.01)
-            assert est.ci_low == pytest.approx(low, abs=1e-3)
-        else:
-            assert est.se == pytest.approx(exp[f"{name}_se"], abs=6e-6), name
-            assert est.p == pytest.approx(exp[f"{name}_p"], rel=1e-4), name
-            assert est.ci_low == pytest.approx(low, abs=5e-4), name
+        assert est.se == pytest.approx(exp[f"{name}_se"], abs=6e-6), name
+        assert est.p == pytest.approx(exp[f"{name}_p"], rel=1e-4), name
+        assert est.ci_low == pytest.approx(low, abs=5e-4), name
 
 
 def check_bland_altman(case):

@@ -34,6 +34,8 @@ def _write_image(
     ds.file_meta = meta
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    if not patient.isascii():
+        ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8, as Korean PACS exports declare it
     ds.PatientID = patient
     ds.PatientName = patient
     ds.StudyInstanceUID = study_uid

@@ -405,8 +405,9 @@ def test_interventions_monotone_and_days_ordered(big_sim) -> None:
 # readers
 # ---------------------------------------------------------------------------------------------------------------
 def test_lobe_score_categories() -> None:
+    # the cut-offs of kicc_analysis.scores (Pan et al. 2020: "1, < 5 %; 2, 5 %-25 %"), so exactly 5 % scores 2
     np.testing.assert_array_equal(
-        lobe_score([0.0, 0.01, 0.05, 0.051, 0.25, 0.3, 0.5, 0.6, 0.75, 0.9]), [0, 1, 1, 2, 2, 3, 3, 4, 4, 5]
+        lobe_score([0.0, 0.01, 0.05, 0.051, 0.25, 0.3, 0.5, 0.6, 0.75, 0.9]), [0, 1, 2, 2, 2, 3, 3, 4, 4, 5]
     )
 
 

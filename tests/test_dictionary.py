@@ -160,3 +160,21 @@ def test_isaric_standard_codes_agree(isaric):
                 assert var.standard_code.split()[1] in reference, (var.name, var.standard_code, reference)
                 checked += 1
     assert checked >= 10
+
+
+def test_label_aliases_are_unambiguous_and_cover_the_korean_labels():
+    from kicc_analysis.dictionary import _normalise_header, match_columns
+
+    dictionary = load_dictionary()
+    seen: dict[str, str] = {}
+    names = {_normalise_header(n) for n in dictionary.names()}
+    for var in dictionary.variables.values():
+        for alias in var.aliases:
+            key = _normalise_header(alias)
+            assert key, (var.name, alias)
+            assert key not in names or key == _normalise_header(var.name), (var.name, alias)
+            assert seen.setdefault(key, var.name) == var.name, f"alias {alias!r} of {var.name} and {seen[key]}"
+    korean = {"나이": "demog_age", "성별": "demog_sex", "체온": "vital_highesttem_c", "산소포화도": "vital_spo2room"}
+    assert match_columns(list(korean), dictionary) == korean
+    # an alias matches whole, not as a near-miss: unrelated Korean headers stay unknown
+    assert match_columns(["비고", "담당의"], dictionary) == {"비고": None, "담당의": None}

@@ -207,3 +207,83 @@ def test_estimate_display_window_rejects_image_without_two_modes():
         estimate_display_window(np.full((20, 20), 200, dtype=np.uint8))
     with pytest.raises(ImagingError, match="empty"):
         estimate_display_window(np.array([]))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Issue 11 item 9: inputs that are not a CT series end in one line naming the file and what was expected.
+
+
+def _series(tmp_path, n=3, **changes):
+    uid = generate_uid()
+    for z in range(n):
+        _write_slice(tmp_path / f"s{z}.dcm", z * 2.0, np.full((4, 4), 1000), uid)
+        if changes:
+            ds = pydicom.dcmread(tmp_path / f"s{z}.dcm")
+            for key, value in changes.items():
+                if key == "TransferSyntaxUID":
+                    ds.file_meta.TransferSyntaxUID = value
+                else:
+                    setattr(ds, key, value)
+            ds.save_as(tmp_path / f"s{z}.dcm")
+    return tmp_path
+
+
+def _one_line(exc_info) -> str:
+    text = str(exc_info.value)
+    assert "\n" not in text
+    return text
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"Modality": "MR", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.4"}, r"Modality MR.*expected CT"),
+        ({"Modality": "CR", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.1"}, r"Modality CR.*expected CT"),
+        ({"TransferSyntaxUID": "1.2.3.4.5.6"}, r"transfer syntax 1\.2\.3\.4\.5\.6 is not a DICOM transfer syntax"),
+    ],
+)
+def test_not_a_ct_series_is_named_with_its_file(tmp_path, changes, expected):
+    folder = _series(tmp_path, **changes)
+    with pytest.raises(ImagingError, match=expected) as exc:
+        load_ct(folder)
+    assert "s0.dcm" in _one_line(exc) or "s1.dcm" in _one_line(exc) or "s2.dcm" in _one_line(exc)
+
+
+def test_mr_without_modality_attribute_is_rejected_by_sop_class(tmp_path):
+    folder = _series(tmp_path, SOPClassUID="1.2.840.10008.5.1.4.1.1.4")
+    for p in folder.iterdir():
+        ds = pydicom.dcmread(p)
+        del ds.Modality
+        ds.save_as(p)
+    with pytest.raises(ImagingError, match=r"\.dcm: .*MR.*expected CT"):
+        load_ct(folder)
+
+
+def test_rgb_and_multi_frame_files_are_named_with_their_file(tmp_path):
+    from pathlib import Path
+
+    data = Path(pydicom.__file__).parent / "data" / "test_files"  # the installed wheel's files, never downloaded
+    rgb, frames = data / "SC_rgb_small_odd.dcm", data / "rtdose.dcm"
+    if not (rgb.exists() and frames.exists()):
+        pytest.skip("pydicom's wheel has no SC_rgb_small_odd.dcm / rtdose.dcm")
+    with pytest.raises(ImagingError, match=r"SC_rgb_small_odd\.dcm: Modality OT .*expected CT"):
+        load_ct(rgb)
+    ds = pydicom.dcmread(rgb)
+    ds.Modality = "CT"  # an RGB screenshot labelled CT
+    ds.save_as(tmp_path / "rgb.dcm")
+    with pytest.raises(ImagingError, match=r"rgb\.dcm: 3 samples per pixel \(RGB\), expected a grayscale") as exc:
+        load_ct(tmp_path / "rgb.dcm")
+    _one_line(exc)
+    with pytest.raises(ImagingError, match=r"rtdose\.dcm: .*(Modality RTDOSE|frames).*expected"):
+        load_ct(frames)
+
+
+def test_multi_frame_ct_is_named_with_its_file(tmp_path):
+    folder = _series(tmp_path, n=1)
+    ds = pydicom.dcmread(folder / "s0.dcm")
+    ds.NumberOfFrames = 2
+    ds.PixelData = ds.PixelData * 2
+    ds.save_as(folder / "s0.dcm")
+    with pytest.raises(ImagingError, match=r"s0\.dcm: multi-frame image \(2 frames\).*expected") as exc:
+        load_ct(folder)
+    _one_line(exc)

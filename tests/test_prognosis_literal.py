@@ -76,8 +76,8 @@ HARRELL_CASES = [
 @pytest.mark.parametrize("event,time,risk,expected", HARRELL_CASES)
 def test_harrell_c_matches_sksurv_fixtures(event, time, risk, expected) -> None:
     res = harrell_c(time, event, risk)
-    assert res.c == pytest.approx(expected[0], abs=5e-8)
-    assert [res.concordant, res.discordant, res.tied_risk, res.tied_time] == expected[1:]
+    assert res.estimate == pytest.approx(expected[0], abs=5e-8)
+    assert [res.extra[k] for k in ("concordant", "discordant", "tied_risk", "tied_time")] == expected[1:]
 
 
 UNO_TIME = (1, 5, 6, 10, 11, 34, 45, 46, 50, 56)
@@ -136,15 +136,15 @@ def test_time_dependent_auc_matches_sksurv_fixtures() -> None:
     from kicc_analysis.prognosis import time_dependent_auc
 
     one = time_dependent_auc(TD_TIME, TD_EVENT, TD_RISK, [28])
-    assert one["auc"].iloc[0] == pytest.approx(0.362963, abs=5e-7)
+    assert one.table["auc"].iloc[0] == pytest.approx(0.362963, abs=5e-7)
     two = time_dependent_auc(TD_TIME, TD_EVENT, TD_RISK, [15, 66])
-    np.testing.assert_allclose(two["auc"], [0.3030303, 0.45], atol=5e-8)
-    assert two.attrs["mean_auc"] == pytest.approx(0.3943949, abs=5e-8)
+    np.testing.assert_allclose(two.table["auc"], [0.3030303, 0.45], atol=5e-8)
+    assert two.summary_estimate.estimate == pytest.approx(0.3943949, abs=5e-8)
     trained = time_dependent_auc(TD_TIME, TD_EVENT, TD_RISK, [15, 66], train_time=TD_TRAIN_TIME,
                                  train_event=TD_TRAIN_EVENT)  # fmt: skip
-    np.testing.assert_allclose(trained["auc"], [0.3030303, 0.4357061], atol=5e-8)
-    assert trained.attrs["mean_auc"] == pytest.approx(0.385509, abs=5e-7)
+    np.testing.assert_allclose(trained.table["auc"], [0.3030303, 0.4357061], atol=5e-8)
+    assert trained.summary_estimate.estimate == pytest.approx(0.385509, abs=5e-7)
     tied = list(TD_RISK)
     tied[0] = tied[-1]
     res = time_dependent_auc(TD_TIME, TD_EVENT, tied, [15, 66], train_time=TD_TRAIN_TIME, train_event=TD_TRAIN_EVENT)
-    np.testing.assert_allclose(res["auc"], [0.4242424, 0.539036], atol=5e-7)
+    np.testing.assert_allclose(res.table["auc"], [0.4242424, 0.539036], atol=5e-7)

@@ -107,8 +107,8 @@ def test_whas500_harrell_and_uno_c() -> None:
     d = np.loadtxt(shared_path("data", "stats", "whas500_predictions.csv"), delimiter=",")
     event, time, risk = d[:, 0], d[:, 1], d[:, 2]
     h = harrell_c(time, event, risk)
-    assert h.c == pytest.approx(0.7697907, abs=5e-8)
-    assert (h.concordant, h.discordant, h.tied_risk, h.tied_time) == (57849, 17300, 0, 14)
+    assert h.estimate == pytest.approx(0.7697907, abs=5e-8)
+    assert [h.extra[k] for k in ("concordant", "discordant", "tied_risk", "tied_time")] == [57849, 17300, 0, 14]
     assert uno_c(time, event, risk).estimate == pytest.approx(0.7929275009049014, abs=1e-10)
 
 
@@ -130,7 +130,7 @@ def test_lung_efron_with_missing_covariate_matches_lifelines_peer() -> None:
     assert ours.n_dropped == 1  # one missing ph.ecog, reported rather than silently dropped
     peer = lifelines.CoxPHFitter().fit(lung.dropna(), "time", "status")
     np.testing.assert_allclose(ours.table["coef"], peer.params_.to_numpy(), atol=2e-5)
-    assert ours.concordance.c == pytest.approx(peer.concordance_index_, abs=1e-9)
+    assert ours.concordance.estimate == pytest.approx(peer.concordance_index_, abs=1e-9)
 
 
 def test_pbc_table_one_by_treatment_matches_r_tableone() -> None:
@@ -152,12 +152,12 @@ def test_whas500_time_dependent_auc_matches_sksurv() -> None:
     res = time_dependent_auc(time[300:], event[300:], risk[300:], (200, 400, 600, 800, 1000, 1200, 1400),
                              train_time=time[:300], train_event=event[:300])  # fmt: skip
     expected = [0.7720669, 0.7765915, 0.7962623, 0.8759295, 0.8759295, 0.8759513, 0.9147647]
-    np.testing.assert_allclose(res["auc"], expected, atol=1.5e-7)
-    assert res.attrs["mean_auc"] == pytest.approx(0.8045058, abs=5e-8)
+    np.testing.assert_allclose(res.table["auc"], expected, atol=1.5e-7)
+    assert res.summary_estimate.estimate == pytest.approx(0.8045058, abs=5e-8)
 
 
 def test_lung_concordance_standard_error_matches_r_print() -> None:
     # R: coxph(Surv(time, status) ~ age + sex, lung) prints "Concordance= 0.603 (se = 0.025)"
     res = cox(_stats("lung.csv"), "time", "status", ["age", "sex"])
-    assert res.concordance.c == pytest.approx(0.603, abs=5e-4)
+    assert res.concordance.estimate == pytest.approx(0.603, abs=5e-4)
     assert res.concordance.se == pytest.approx(0.025, abs=5e-4)

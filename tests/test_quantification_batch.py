@@ -88,3 +88,73 @@ def test_batch_rejects_bad_jobs(tmp_path):
     )
     with pytest.raises(AnalysisError, match="timepoint"):
         batch.quantify_series_table(jobs, tmp_path)
+
+
+def _one_job(source, **extra):
+    return pd.DataFrame(
+        {
+            "subjid": ["KICC-S01-0001"],
+            "series_uid": ["9.9"],
+            "timepoint": ["baseline"],
+            "img_day": [0],
+            "source": [source],
+        }
+        | {k: [v] for k, v in extra.items()}
+    )
+
+
+def test_cache_follows_the_series_content_and_parameters(series_files, tmp_path):
+    """Issue 11 item 1: the same UID re-sent with other pixels (size and mtime restored) is recomputed, a series
+    that fails now is reported as failed (not served from the cache), and the bin preset or an extra job
+    parameter (a mask file, by content) are part of the key."""
+    import os
+    import shutil
+
+    source = tmp_path / "series.nrrd"
+    shutil.copyfile(series_files["a0"], source)
+    cache = tmp_path / "cache"
+    first = batch.quantify_series_table(_one_job(str(source)), cache, workers=1, show_progress=False)
+    assert not first.cached.any()
+    again = batch.quantify_series_table(_one_job(str(source)), cache, workers=1, show_progress=False)
+    assert again.cached.all()
+    # a corrected series re-sent under the same UID (more opacity); same size, mtime put back
+    st = os.stat(source)
+    shutil.copyfile(series_files["a1"], source)
+    os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))
+    changed = batch.quantify_series_table(_one_job(str(source)), cache, workers=1, show_progress=False)
+    assert not changed.cached.any()
+    both = lambda t: t.set_index("region").loc["both", "opacity_pct"]  # noqa: E731
+    assert both(changed) > both(first) + 5
+    # the series is now broken: a failure, never the old cached numbers
+    source.write_text("not an image")
+    broken = batch.quantify_series_table(_one_job(str(source)), cache, workers=1, show_progress=False)
+    assert broken.empty and list(broken.attrs["failures"].series_uid) == ["9.9"]
+    # parameters: the bin preset and a mask file (by content) key the result too
+    shutil.copyfile(series_files["a0"], source)
+    key = batch.job_cache_key(_one_job(str(source)).iloc[0].to_dict(), bins="default", core_periphery=True)
+    assert key != batch.job_cache_key(_one_job(str(source)).iloc[0].to_dict(), bins="wide", core_periphery=True)
+    mask = tmp_path / "mask.nrrd"
+    mask.write_bytes(b"mask 1")
+    with_mask = batch.job_cache_key(_one_job(str(source), mask_path=str(mask)).iloc[0].to_dict(), bins="default")
+    mask.write_bytes(b"mask 2")
+    assert with_mask != batch.job_cache_key(
+        _one_job(str(source), mask_path=str(mask)).iloc[0].to_dict(), bins="default"
+    )
+
+
+def test_single_reformatted_slice_is_a_named_failure(tmp_path):
+    """A single coronal/sagittal slice (real, ../shared covid_ny_sbu) used to crash inside a SimpleITK filter
+    ("fewer than four pixels along dimension 1"); it is now a one-line failure naming the file."""
+    from conftest import shared_path
+
+    root = shared_path("data", "ct", "covid_ny_sbu", "A048383")
+    coronal = sorted((root / "coronal").iterdir())[0]
+    sagittal = sorted((root / "sagittal").iterdir())[-1]
+    with pytest.raises(AnalysisError, match=r"coronal/.*\.dcm: a single coronal slice .*expected axial"):
+        batch.quantify_series(str(coronal))
+    with pytest.raises(AnalysisError, match=r"sagittal/.*\.dcm: a single sagittal slice .*expected axial"):
+        batch.quantify_series(str(sagittal))
+    jobs = _one_job(str(coronal))
+    out = batch.quantify_series_table(jobs, tmp_path / "cache", workers=1, show_progress=False)
+    failure = out.attrs["failures"].error.iloc[0]
+    assert failure.startswith("AnalysisError: ") and "\n" not in failure and coronal.name in failure

@@ -44,7 +44,8 @@ def _real_dicom_files() -> list[Path]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and (p.suffix == ".dcm" or p.parent.name == "example_ct_dicom")
     ]
-    assert len(files) == 2 + 79 + 2 + 20
+    # ct64 79 + crop 2 + LIDC 2 + TotalSegmentator 20 + COVID-19-NY-SBU 30 single slices
+    assert len(files) == 2 + 79 + 2 + 20 + 30
     return files
 
 
@@ -141,7 +142,7 @@ def _write(ds: Dataset, path: Path, ts: str) -> Path:
         (ExplicitVRLittleEndian, "fast"),
         (ImplicitVRLittleEndian, "fast"),
         (ExplicitVRBigEndian, "pydicom"),
-        (DeflatedExplicitVRLittleEndian, "pydicom"),
+        (DeflatedExplicitVRLittleEndian, "fast"),  # inflated in a stream, capped
     ],
 )
 def test_transfer_syntaxes_and_fallback(tmp_path, ts, parser):
@@ -311,3 +312,79 @@ def test_pixel_padding_value_sign_follows_pixel_representation(tmp_path, ts, rep
     ds.add_new(0x00280120, "SS" if representation else "US", padding)
     rec = _same(_write(ds, tmp_path / "pad.dcm", ts))
     assert rec["pixel_padding_value"] == padding
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Issue 11: hostile files and wrong skip reasons. Odd files come from the data folder of the installed pydicom
+# wheel (listed on disk; pydicom's get_testdata_file would download missing files and is never called).
+
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def test_deflate_bomb_is_skipped_without_inflating_it(tmp_path):
+    import tracemalloc
+
+    from kicc_analysis.repository.header import MAX_INFLATED_BYTES
+    from kicc_analysis.repository.synthetic import write_deflated_bomb
+
+    bomb = write_deflated_bomb(tmp_path / "bomb.dcm", 128 << 20)
+    assert bomb.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        res = read_header(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert res.record is None and res.error.startswith("corrupt DICOM:") and "decompression bomb" in res.error
+    assert peak < 3 * MAX_INFLATED_BYTES < 128 << 20
+    # a small deflated file is read by the same (streaming) parser, values as pydicom gives them
+    small = write_deflated_bomb(tmp_path / "small.dcm", 1 << 16)
+    rec = read_header(small).record
+    assert rec["parser"] == "fast" and rec["rows"] == 4 and rec["series_uid"] == "1.2.826.0.1.3680043.8.498.2"
+    ref = read_header_pydicom(small).record
+    assert {k: v for k, v in rec.items() if k != "parser"} == {k: v for k, v in ref.items() if k != "parser"}
+
+
+def test_valid_ybr_full_422_is_not_called_truncated():
+    path = PYDICOM_FILES / "SC_ybr_full_422_uncompressed.dcm"
+    if not path.exists():
+        pytest.skip(f"{path.name} not in this pydicom wheel")
+    res = read_header(path)
+    assert res.error is None, res.error
+    assert res.record["photometric_interpretation"] == "YBR_FULL_422" and res.record["samples_per_pixel"] == 3
+    # the same file cut short is still reported as truncated
+    assert _same_error(path, 2000).startswith("corrupt DICOM: truncated")
+
+
+def _same_error(path: Path, keep: int) -> str:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cut = Path(tmp) / "cut.dcm"
+        cut.write_bytes(path.read_bytes()[:-keep])
+        return read_header(cut).error
+
+
+def test_big_endian_data_set_without_file_meta_is_dicom(tmp_path):
+    path = PYDICOM_FILES / "ExplVR_BigEndNoMeta.dcm"
+    if not path.exists():
+        pytest.skip(f"{path.name} not in this pydicom wheel")
+    res = read_header(path)
+    assert res.error is None, res.error
+    ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+    assert res.record["sop_uid"] == ds.SOPInstanceUID and res.record["transfer_syntax"] == ExplicitVRBigEndian
+    # written by us too: a big-endian data set without preamble or file meta
+    ds = _dataset()
+    out = tmp_path / "be.dcm"
+    ds.save_as(out, enforce_file_format=False, little_endian=False, implicit_vr=False)
+    assert out.read_bytes()[128:132] != b"DICM"
+    got = read_header(out)
+    assert got.error is None and got.record["series_uid"] == "1.2.3.4.5"
+
+
+def test_header_hash_is_the_cache_helper_hash(tmp_path):
+    from kicc_analysis._cache import header_hash
+
+    path = _write(_dataset(), tmp_path / "x.dcm", ExplicitVRLittleEndian)
+    assert read_header(path).header_hash == header_hash(path)
+    assert read_header(tmp_path / "missing.dcm").header_hash is None

@@ -7,25 +7,27 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import checked_scan as scan_repository
 
 from kicc_analysis.repository import scan as scan_mod
-from kicc_analysis.repository import scan_repository
 from kicc_analysis.repository.scan import INDEX_DIRNAME
 from kicc_analysis.repository.synthetic import write_scanner_like_tree
 
 needs_find = pytest.mark.skipif(scan_mod._find_program() is None, reason="no `find` program (or not Linux)")
 
 
-def _find_listing(root: Path, exclude: set[str]) -> list[tuple[str, int, int]] | None:
+def _find_listing(root: Path, exclude: set[str]) -> tuple[list, list]:
     proc = scan_mod._start_find(str(root), exclude)
     assert proc is not None
     raw = scan_mod._collect_find(proc)
     assert raw is not None, "find failed"
-    return scan_mod._Listing(root, exclude, raw).entries()
+    listing = scan_mod._Listing(root, exclude, raw)
+    assert listing.method == "find"
+    return listing.entries(), listing.problems()
 
 
-def _frame(entries: list[tuple[str, int, int]]) -> pd.DataFrame:
-    df = pd.DataFrame(entries, columns=["relpath", "size", "mtime_ns"])
+def _frame(entries: list[tuple[str, int, int, int]]) -> pd.DataFrame:
+    df = pd.DataFrame(entries, columns=["relpath", "size", "mtime_ns", "ctime_ns"])
     return df.sort_values("relpath").reset_index(drop=True)
 
 
@@ -67,12 +69,27 @@ def _awkward_tree(tmp_path: Path) -> tuple[Path, set[str]]:
 @needs_find
 def test_find_and_python_walk_list_the_same_files(tmp_path):
     root, exclude = _awkward_tree(tmp_path)
-    by_find = _frame(_find_listing(root, exclude))
-    by_walk = _frame(scan_mod._walk(str(root), exclude))
+    found, problems = _find_listing(root, exclude)
+    walked, walk_problems = scan_mod._walk(str(root), exclude)
+    by_find = _frame(found)
+    by_walk = _frame(walked)
     pd.testing.assert_frame_equal(by_find, by_walk)
+    # every entry not read is listed, with the same reason by both
+    assert sorted(problems) == sorted(walk_problems)
+    assert dict(problems) == {
+        INDEX_DIRNAME: scan_mod.REASON_INDEX_FOLDER,
+        "a/" + INDEX_DIRNAME: scan_mod.REASON_INDEX_FOLDER,
+        "my cache[1]": scan_mod.REASON_INDEX_FOLDER,
+        "linkdir": scan_mod.REASON_LINKED_FOLDER,
+        "dangling": scan_mod.REASON_BROKEN_LINK,
+        "a/fifo": scan_mod.REASON_NOT_REGULAR,
+    }
     rel = set(by_find["relpath"])
     assert "link.dcm" in rel and "a/b/" + INDEX_DIRNAME in rel and "my cache[2]/kept.dcm" in rel
-    assert "caf\udce9/\udcff.dcm" in rel and "a/b/c/new\nline" in rel
+    # names that are not UTF-8 are kept losslessly as UTF-8-safe text, and map back to the real path
+    esc = scan_mod._text_name("caf\udce9/\udcff.dcm")
+    assert esc in rel and "a/b/c/new\nline" in rel
+    assert esc.encode("utf-8") and scan_mod.fs_path(esc) == "caf\udce9/\udcff.dcm"
     assert not any(INDEX_DIRNAME + "/" in r or r.startswith("my cache[1]") or r.startswith("linkdir") for r in rel)
     assert {"dangling", "a/fifo"}.isdisjoint(rel)
     got = by_find.set_index("relpath")
@@ -85,23 +102,39 @@ def test_find_and_python_walk_list_the_same_files(tmp_path):
 def test_find_listing_on_the_synthetic_tree_matches_walk(tmp_path):
     root = tmp_path / "repo"
     write_scanner_like_tree(root, 40, seed=2, slices_per_series=(10, 12))
-    by_find = _frame(_find_listing(root, set()))
-    assert len(by_find) >= 40
-    pd.testing.assert_frame_equal(by_find, _frame(scan_mod._walk(str(root), set())))
+    found, problems = _find_listing(root, set())
+    by_find = _frame(found)
+    assert len(by_find) >= 40 and problems == []
+    walked, walk_problems = scan_mod._walk(str(root), set())
+    pd.testing.assert_frame_equal(by_find, _frame(walked))
+    assert walk_problems == []
 
 
 def test_parse_find_output_exactly():
-    raw = b"fa/b.dcm\x0012\x001700000000.1234567890\x00fc\x000\x000.0000000010\x00"
-    assert scan_mod._parse_find(raw, "/nonexistent") == [
-        ("a/b.dcm", 12, 1_700_000_000_123_456_789),
-        ("c", 0, 1),
-    ]
-    assert scan_mod._parse_find(b"", "/x") == []
+    raw = (
+        b"ffa/b.dcm\x0012\x001700000000.1234567890\x001700000001.0000000010\x00"
+        b"ffc\x000\x000.0000000010\x000.0000000020\x00"
+        b"ppq\x000\x001.0000000000\x001.0000000000\x00"
+        b"ldd\x004\x001.0000000000\x001.0000000000\x00"
+        b"lNe\x004\x001.0000000000\x001.0000000000\x00"
+        b"dd.kicc_index\x004096\x001.0000000000\x001.0000000000\x00"
+    )
+    assert scan_mod._parse_find(raw, "/nonexistent") == (
+        [("a/b.dcm", 12, 1_700_000_000_123_456_789, 1_700_000_001_000_000_001), ("c", 0, 1, 2)],
+        [
+            ("q", scan_mod.REASON_NOT_REGULAR),
+            ("d", scan_mod.REASON_LINKED_FOLDER),
+            ("e", scan_mod.REASON_BROKEN_LINK),
+            (".kicc_index", scan_mod.REASON_INDEX_FOLDER),
+        ],
+    )
+    assert scan_mod._parse_find(b"", "/x") == ([], [])
     # not as expected -> None (the scan then uses the Python walk)
-    assert scan_mod._parse_find(b"fa\x001\x00-5.0000000000\x00", "/x") is None  # before 1970
-    assert scan_mod._parse_find(b"fa\x001\x001700000000.5\x00", "/x") is None  # low precision
-    assert scan_mod._parse_find(b"fa\x001\x00", "/x") is None  # truncated record
-    assert scan_mod._parse_find(b"da\x001\x001.0000000000\x00", "/x") is None  # unexpected type
+    ok = b"\x001700000000.0000000000"
+    assert scan_mod._parse_find(b"ffa\x001\x00-5.0000000000" + ok + b"\x00", "/x") is None  # before 1970
+    assert scan_mod._parse_find(b"ffa\x001\x001700000000.5" + ok + b"\x00", "/x") is None  # low precision
+    assert scan_mod._parse_find(b"ffa\x001\x00", "/x") is None  # truncated record
+    assert scan_mod._parse_find(b"xxa\x001" + ok + ok + b"\x00", "/x") is None  # unexpected type
 
 
 def _small_tree(tmp_path: Path) -> Path:

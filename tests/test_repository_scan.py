@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import checked_scan as scan_repository
 from conftest import shared_path
 
 from kicc_analysis.errors import RepositoryError
-from kicc_analysis.repository import scan_repository, series_files
+from kicc_analysis.repository import series_files
 from kicc_analysis.repository.scan import INDEX_DIRNAME, POOL_THRESHOLD
 from kicc_analysis.repository.synthetic import write_scanner_like_tree
 
@@ -31,10 +32,14 @@ def _series_in(scan, folder: str) -> pd.Series:
     return rows.iloc[0]
 
 
+# covid_ny_sbu/: 5 patients x 2 studies x (axial, coronal, sagittal) single slices (its SOURCE.txt)
+N_COVID_SLICES = 5 * 2 * 3
+
+
 def test_real_counts(real_scan):
-    assert len(real_scan.instances) == 2 + 79 + 2 + 20
-    assert len(real_scan.series) == 4
-    assert len(real_scan.studies) == 4
+    assert len(real_scan.instances) == 2 + 79 + 2 + 20 + N_COVID_SLICES
+    assert len(real_scan.series) == 4 + N_COVID_SLICES
+    assert len(real_scan.studies) == 4 + 5 * 2
     # every non-DICOM file (nrrd, png, txt, xml, nii.gz) is listed with its reason, nothing else
     assert set(real_scan.skipped["kind"]) == {"not DICOM"}
     assert all(not p.endswith(".dcm") for p in real_scan.skipped["relpath"])
@@ -89,7 +94,7 @@ def test_real_two_slice_series_and_sparse_header(real_scan):
 
 def test_real_selection(real_scan):
     sel = real_scan.selection.set_index("study_uid")
-    assert len(sel) == 4
+    assert len(sel) == 4 + 5 * 2
     ct64 = _series_in(real_scan, "cip_copdgene_ct64/ct-64Dicom")
     assert sel.loc[ct64["study_uid"], "series_uid"] == ct64["series_uid"]
     assert "axial, complete" in sel.loc[ct64["study_uid"], "reason"]
@@ -99,11 +104,23 @@ def test_real_selection(real_scan):
         assert "too few slices (2 < 10)" in sel.loc[s["study_uid"], "reason"]
     studies = real_scan.studies.set_index("study_uid")
     assert studies.loc[ct64["study_uid"], "selected_series_uid"] == ct64["series_uid"]
+    # the COVID-19-NY-SBU single slices: no study has an eligible series, each reason names why
+    covid = real_scan.series[real_scan.series["folder"].str.startswith("covid_ny_sbu/")]
+    assert set(covid["plane"]) == {"axial", "coronal", "sagittal"} and (covid["n_slices"] == 1).all()
+    for study_uid in covid["study_uid"].unique():
+        reason = sel.loc[study_uid, "reason"]
+        assert sel.loc[study_uid, "series_uid"] is None
+        assert "too few slices (1 < 10)" in reason and "not axial (plane coronal)" in reason
 
 
 def test_real_selection_with_lower_min_slices(tmp_path):
     scan = scan_repository(shared_path("data", "ct"), index_dir=tmp_path, workers=1, min_slices=2)
-    assert scan.selection["series_uid"].notna().all()
+    covid_studies = set(scan.series.loc[scan.series["folder"].str.startswith("covid_ny_sbu/"), "study_uid"])
+    sel = scan.selection.set_index("study_uid")
+    others = sel.drop(index=list(covid_studies))
+    assert len(others) == 4 and others["series_uid"].notna().all()
+    # one axial slice per study stays below min_slices=2
+    assert sel.loc[list(covid_studies), "series_uid"].isna().all()
 
 
 def test_real_series_files_sorted_along_normal(real_scan):
@@ -119,7 +136,7 @@ def test_summary_and_repr_print_no_dates(real_scan):
     text = real_scan.summary() + repr(real_scan)
     for date in real_scan.instances["study_date"].dropna().unique():
         assert date not in text
-    assert "103" in text
+    assert str(103 + N_COVID_SLICES) in text
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -234,7 +251,8 @@ def test_incremental_index(tmp_path):
     root = _tree(tmp_path)
     first = scan_repository(root, workers=1)
     n = first.n_files
-    assert first.n_read == n and (root / INDEX_DIRNAME / "files.parquet").exists()
+    assert first.n_read == n and first.index_path.exists()
+    assert root not in first.index_path.parents and not (root / INDEX_DIRNAME).exists()  # never inside the input
     again = scan_repository(root, workers=1)
     assert again.n_read == 0 and again.n_reused == n
     pd.testing.assert_frame_equal(again.instances, first.instances)
@@ -284,8 +302,7 @@ def test_index_from_another_version_is_rebuilt(tmp_path):
     import pyarrow.parquet as pq
 
     root = _tree(tmp_path)
-    scan_repository(root, workers=1)
-    path = root / INDEX_DIRNAME / "files.parquet"
+    path = scan_repository(root, workers=1).index_path
     table = pq.read_table(path).replace_schema_metadata({"kicc_index_version": "0"})
     pq.write_table(table, path)
     scan = scan_repository(root, workers=1)
@@ -331,3 +348,190 @@ def test_demo_repository_matches_its_manifest_and_truth(tmp_path):
     lung = truth[truth["series_role"] == "lung"].set_index("study_uid")["series_uid"]
     chosen = scan.selection.set_index("study_uid")["series_uid"]
     assert chosen.reindex(lung.index).tolist() == lung.tolist()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Issue 11: re-scan correctness, nothing silently dropped, Korean file names, cache outside the input.
+
+from kicc_analysis.repository import scan as scan_mod  # noqa: E402
+
+
+def test_chmod_alone_makes_a_file_be_read_again(tmp_path, monkeypatch):
+    """ctime is part of a file's identity: a chmod (ctime changes, mtime does not) re-reads the file, so a file
+    recorded as unreadable is retried once its permissions are fixed."""
+    root = _tree(tmp_path)
+    first = scan_repository(root, workers=1)
+    victim = Path(first.instances["path"].iloc[3])
+    mtime = victim.stat().st_mtime_ns
+    if os.geteuid() != 0:  # a real unreadable file (root reads every file)
+        victim.chmod(0)
+        blocked = scan_repository(root, workers=1)
+        assert blocked.n_read == 1 and "unreadable" in set(blocked.skipped["kind"])
+    else:
+        victim.chmod(0o600)
+    victim.chmod(0o644)
+    assert victim.stat().st_mtime_ns == mtime
+    fixed = scan_repository(root, workers=1)
+    assert fixed.n_read == 1 and len(fixed.instances) == len(first.instances)
+    assert "unreadable" not in set(fixed.skipped["kind"])
+
+
+def test_verify_finds_an_edit_that_the_fast_path_cannot_see(tmp_path):
+    """On a file system that does not update ctime (simulated by writing the new ctime into the index), the fast
+    path reuses a rewritten header; ``verify=True`` re-reads every header and reports the change."""
+    import pyarrow.parquet as pq
+
+    root = _tree(tmp_path)
+    first = scan_repository(root, workers=1)
+    victim = Path(first.instances["path"].iloc[5])
+    st = victim.stat()
+    data = bytearray(victim.read_bytes())
+    at = data.find(first.instances["patient_id"].iloc[5].encode(), data.find(b"\x10\x00\x20\x00"))  # PatientID
+    data[at : at + 4] = b"XXXX"
+    victim.write_bytes(bytes(data))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    rel = first.instances["relpath"].iloc[5]
+    path = first.index_path
+    table = pq.read_table(path)
+    df = table.to_pandas()
+    df.loc[df["relpath"] == rel, "ctime_ns"] = victim.stat().st_ctime_ns
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pandas(df, schema=table.schema, preserve_index=False), path)
+    stale = scan_repository(root, workers=1)
+    assert stale.n_read == 0  # the documented assumption of the fast path
+    checked = scan_repository(root, workers=1, verify=True)
+    assert checked.n_read == checked.n_files and checked.n_verify_changed == 1
+    assert any("1 file(s) had changed" in w for w in checked.warnings)
+    assert checked.instances.set_index("relpath").loc[rel, "patient_id"].startswith("XXXX")
+
+
+def _tree_with_links(tmp_path: Path) -> Path:
+    root = _tree(tmp_path, n=30)
+    outside = tmp_path / "outside"
+    write_scanner_like_tree(outside, 12, seed=9, slices_per_series=(12, 13), radiograph_fraction=0.0)
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    (root / "loop").symlink_to(root, target_is_directory=True)
+    (root / "dangling.dcm").symlink_to(tmp_path / "nothing")
+    os.mkfifo(root / "pipe")
+    return root
+
+
+@pytest.mark.parametrize("walker", ["find", "python"])
+def test_symlinked_folders_are_listed_or_followed_loop_safe(tmp_path, monkeypatch, walker):
+    monkeypatch.setenv("KICC_SCAN_WALK", walker)
+    root = _tree_with_links(tmp_path)
+    plain = scan_repository(root, workers=1)
+    why = plain.skipped.set_index("relpath")["kind"]
+    assert why["linked"] == why["loop"] == "symbolic link to a folder"
+    assert why["dangling.dcm"] == "broken symbolic link" and why["pipe"] == "not a regular file"
+    followed = scan_repository(root, workers=1, follow_symlinks=True)
+    n_outside = sum(1 for p in (tmp_path / "outside").rglob("*") if p.is_file())
+    under_link = pd.concat([followed.instances["relpath"], followed.skipped["relpath"]]).str.startswith("linked/")
+    assert under_link.sum() == n_outside >= 12
+    assert followed.n_files == plain.n_files - 1 + n_outside
+    assert followed.skipped.set_index("relpath").loc["loop", "kind"] == "folder already scanned"
+
+
+def test_find_failure_and_unreadable_folders_lose_nothing(tmp_path, monkeypatch):
+    root = _tree_with_links(tmp_path)
+    (root / "locked" / "deep").mkdir(parents=True)
+    (root / "locked" / "deep" / "IM1").write_bytes(b"x" * 300)
+    by_find = scan_repository(root, workers=1, use_index=False)
+    monkeypatch.setattr(scan_mod, "_find_program", lambda: "/bin/false")  # find fails: the Python walk lists
+    by_walk = scan_repository(root, workers=1, use_index=False)
+    pd.testing.assert_frame_equal(by_find.skipped, by_walk.skipped)
+    pd.testing.assert_frame_equal(by_find.instances, by_walk.instances)
+    # an unreadable folder is one skipped entry with the reason (root reads every folder: simulated there)
+    locked = root / "locked"
+    if os.geteuid() != 0:
+        locked.chmod(0)
+    else:
+        real = os.scandir
+
+        def scandir(path):
+            if os.fspath(path) == str(locked):
+                raise PermissionError(13, "Permission denied")
+            return real(path)
+
+        monkeypatch.setattr(scan_mod.os, "scandir", scandir)
+    try:
+        scan = scan_mod.scan_repository(root, workers=1, use_index=False)
+    finally:
+        locked.chmod(0o755)
+    row = scan.skipped.set_index("relpath").loc["locked"]
+    assert row["kind"] == "unreadable folder" and "Permission denied" in row["reason"]
+
+
+def _euc_kr_tree(tmp_path: Path) -> tuple[Path, bytes]:
+    root = tmp_path / "repo"
+    write_scanner_like_tree(root, 20, seed=5, slices_per_series=(10, 11), radiograph_fraction=0.0)
+    src = next(p for p in sorted(root.rglob("*")) if p.is_file() and p.name != "tree.json")
+    folder = os.path.join(os.fsencode(root), "흉부CT".encode("euc-kr"))
+    os.mkdir(folder)
+    name = "환자_001.dcm".encode("euc-kr")
+    shutil.copyfile(src, os.path.join(folder, name))
+    src.unlink()  # the same SOP instance only under its Korean name
+    return root, os.path.join(folder, name)
+
+
+def test_euc_kr_file_names_do_not_stop_a_scan(tmp_path, monkeypatch, capsys):
+    from kicc_analysis.cli import main
+
+    for walker in ("find", "python"):
+        monkeypatch.setenv("KICC_SCAN_WALK", walker)
+        root, raw_path = _euc_kr_tree(tmp_path / walker)
+        scan = scan_repository(root, workers=1)
+        again = scan_repository(root, workers=1)
+        assert again.n_read == 0
+        pd.testing.assert_frame_equal(scan.instances, again.instances)
+        korean = scan.instances[scan.instances["relpath"].map(lambda r: not r.isascii())]
+        assert len(korean) == 1
+        uid = korean["series_uid"].iloc[0]
+        assert os.fsencode(str(korean["path"].iloc[0])) != raw_path  # text form: UTF-8 safe ...
+        assert os.fsencode(scan_mod.fs_path(korean["path"].iloc[0])) == raw_path  # ... maps back to the bytes
+        assert any(os.fsencode(p) == raw_path for p in series_files(scan, uid))
+        out = tmp_path / walker / "tables"
+        assert main(["scan", str(root), "--out", str(out)]) == 0
+        assert len(pd.read_csv(out / "instances.csv")) == len(scan.instances)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_derived_files_never_go_into_the_repository(tmp_path, monkeypatch):
+    from kicc_analysis._cache import READ_ONLY_MARKER, default_cache_dir, is_read_only
+    from kicc_analysis.cli import main
+
+    root = _tree(tmp_path)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    assert main(["scan", str(root)]) == 0
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    cache = default_cache_dir(root)
+    assert (cache / "index" / "files.parquet").exists() and root not in cache.parents
+    monkeypatch.delenv("KICC_CACHE")
+    assert default_cache_dir(root).parent == Path.home() / ".cache" / "kicc-analysis"
+    # asked to write inside a read-only tree: refused even as root (mode bits, not os.access)
+    root.chmod(0o555)
+    try:
+        assert is_read_only(root)
+        scan = scan_repository(root, workers=1, index_dir=root / ".kicc_index")
+        assert scan.index_path is None and any("read-only" in w for w in scan.warnings)
+        assert not (root / ".kicc_index").exists()
+    finally:
+        root.chmod(0o755)
+    assert not is_read_only(root)
+    (root / READ_ONLY_MARKER).write_text("")
+    assert is_read_only(root / "sub") and is_read_only(root)
+
+
+def test_kicc_cohort_with_an_euc_kr_file_name(demo_repository, tmp_path, capsys):
+    """Issue 11 item 4: a DICOM file named in EUC-KR bytes inside a repository: `kicc cohort` runs to the end."""
+    from kicc_analysis.cli import main
+
+    repo = tmp_path / "repo"
+    shutil.copytree(demo_repository, repo, ignore=shutil.ignore_patterns(".kicc_cache"))
+    src = next(p for p in sorted((repo / "dicom").rglob("*")) if p.is_file())
+    raw = os.path.join(os.fsencode(src.parent), "영상_사본.dcm".encode("euc-kr"))
+    shutil.copyfile(src, raw)
+    assert main(["cohort", str(repo), "--workers", "1", "--out", str(tmp_path / "cohort.parquet")]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and (tmp_path / "cohort.parquet").exists()

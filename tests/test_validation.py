@@ -279,3 +279,57 @@ def test_site_specific_units_from_the_peer_database_are_detected():
         report = validate_clinical(table, dictionary)
         flagged = report[(report["problem"] == "unit_mismatch") & (report["variable"] == variable)]
         assert flagged["value"].tolist() == ["site S03"], analyte
+
+
+# ----------------------------------------------------------------- per distinct value, identifiers
+
+
+def test_problems_found_per_distinct_value_map_back_to_every_row():
+    """The validator works on each column's distinct values; every row holding a bad value is still reported."""
+    table = clean_table(n=12)
+    table.loc[1, "labs_crp_mgl"] = "10L"
+    table.loc[2, "demog_age"] = "199"
+    table.loc[3, "demog_sex"] = "Male"
+    table.loc[4, "outco_outcome"] = " "
+    table.loc[5, "inter_invent_day"] = "4"
+    table.loc[5, "inter_invent"] = "0"
+    small = validate_clinical(table)
+    copies = 40
+    big = pd.concat([table] * copies, ignore_index=True)
+    big["subjid"] = [f"KICC-S01-{i:05d}" for i in range(len(big))]
+    report = validate_clinical(big)
+    row_level = small[small["row"].notna()]
+    assert len(report[report["row"].notna()]) == copies * len(row_level)
+    for copy in (0, 17, copies - 1):
+        shifted = report[report["row"].between(copy * len(table), (copy + 1) * len(table) - 1)]
+        got = sorted(zip(shifted["row"] - copy * len(table), shifted["variable"], shifted["problem"], strict=True))
+        assert got == sorted(zip(row_level["row"], row_level["variable"], row_level["problem"], strict=True))
+
+
+def test_identifiers_are_never_echoed_in_the_report():
+    table = clean_table()
+    table.loc[2, "demog_age"] = "900101-1234568"
+    table.loc[3, "labs_crp_mgl"] = "call 010-2345-6789"
+    table["patient_name"] = [f"Name{i} Surname" for i in range(len(table))]
+    table["환자명"] = [
+        "김민수",
+        "이서연",
+        "박지훈",
+        "최유진",
+        "정하늘",
+        "강민준",
+        "조서윤",
+        "윤도현",
+        "장수아",
+        "임하준",
+        "한지우",
+        "오세훈",
+    ]
+    report = validate_clinical(table)
+    assert report.loc[(report["row"] == 2) & (report["variable"] == "demog_age"), "value"].tolist() == [
+        "<redacted: rrn>"
+    ]
+    assert report.loc[(report["row"] == 3), "value"].tolist() == ["<redacted: phone>"]
+    assert set(report.loc[report["problem"] == "identifier_column", "variable"]) == {"patient_name", "환자명"}
+    text = report.to_csv()
+    assert "1234568" not in text and "2345-6789" not in text and "김민수" not in text

@@ -6,6 +6,7 @@ ci_high, z, p, n, method, convention``); ``convention`` says which published for
 ``docs/agreement.md`` for the conventions and the references each one reproduces.
 """
 
+from ._data import LAYOUTS, AgreementWarning, ConventionWarning, LayoutWarning, to_wide
 from .categorical import (
     brennan_prediger,
     cohen_kappa,
@@ -25,6 +26,11 @@ from .tables import COEFFICIENTS, agreement_table, confusion_matrix, pairwise_ta
 
 __all__ = [
     "COEFFICIENTS",
+    "LAYOUTS",
+    "AgreementWarning",
+    "ConventionWarning",
+    "LayoutWarning",
+    "to_wide",
     "BlandAltman",
     "SegmentationAgreement",
     "StapleResult",

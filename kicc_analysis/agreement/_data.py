@@ -4,8 +4,11 @@ Two input layouts are accepted everywhere:
 
 * a *tidy long* :class:`pandas.DataFrame` with one row per (subject, rater) rating, the three column names
   passed as ``subject=``, ``rater=``, ``rating=``;
-* a *wide* subjects x raters array (NumPy array, nested list or DataFrame whose index is the subject and whose
-  columns are the raters), missing ratings as NaN/None.
+* a *wide* array (NumPy array, nested list or DataFrame), missing ratings as NaN/None, read as **subjects x raters**
+  (rows = subjects; for a DataFrame the index is the subject and the columns the raters) unless
+  ``layout="raters_x_subjects"`` says the rows are raters (Krippendorff's "reliability data", the layout of the
+  ``krippendorff`` package and of Krippendorff's papers). A wide input with more raters than subjects and no explicit
+  ``layout`` looks transposed and raises a :class:`LayoutWarning`.
 
 Ordered categories are declared explicitly with ``categories=`` so that a level nobody used still counts
 (it changes chance agreement for weighted coefficients and the ordinal Krippendorff metric).
@@ -13,6 +16,7 @@ Ordered categories are declared explicitly with ``categories=`` so that a level 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +27,19 @@ import pandas as pd
 from kicc_analysis.errors import AnalysisError
 
 WeightsArg = None | str | np.ndarray | Sequence[Sequence[float]]
+LAYOUTS = ("subjects_x_raters", "raters_x_subjects")
+
+
+class AgreementWarning(UserWarning):
+    """Base class of the warnings of :mod:`kicc_analysis.agreement`."""
+
+
+class LayoutWarning(AgreementWarning):
+    """A wide ratings array looks transposed (more raters than subjects) and no ``layout`` was given."""
+
+
+class ConventionWarning(AgreementWarning):
+    """Two published conventions give different results on these data; the warning says which was used."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,34 @@ class Wide:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
+class DeprecatedKeys(dict):
+    """A dict whose deprecated keys still work for one release, with a :class:`DeprecationWarning` on reading."""
+
+    def __init__(self, values: Any, deprecated: dict[str, str]) -> None:
+        super().__init__(values)
+        self._deprecated = dict(deprecated)
+
+    def __getitem__(self, key: Any) -> Any:
+        if key in self._deprecated:
+            warn(self._deprecated[key], DeprecationWarning)
+        return super().__getitem__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """Issue a warning attributed to the first caller outside :mod:`kicc_analysis.agreement`."""
+    import sys
+    from pathlib import Path
+
+    here = str(Path(__file__).parent)
+    frame, level = sys._getframe(1), 2  # stacklevel 2 = the caller of warn()
+    while frame is not None and frame.f_code.co_filename.startswith(here):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
 def to_wide(
     data: Any,
     subject: str | None = None,
@@ -42,6 +87,7 @@ def to_wide(
     rating: str | None = None,
     *,
     numeric: bool = True,
+    layout: str | None = None,
 ) -> Wide:
     """Return ratings as a wide subjects x raters array.
 
@@ -53,6 +99,14 @@ def to_wide(
         Column names of the long layout.
     numeric : bool
         Convert ratings to float (non-numeric strings raise). With ``False`` the object array is kept.
+    layout : {None, "subjects_x_raters", "raters_x_subjects"}
+        Orientation of wide input (rows are subjects, or rows are raters). ``None`` reads subjects x raters and
+        warns (:class:`LayoutWarning`) when there are more raters than subjects.
+
+    Examples
+    --------
+    >>> to_wide([[1, 2, 2], [1, 2, 3]], layout="raters_x_subjects").values.shape  # 2 raters, 3 subjects
+    (3, 2)
 
     Raises
     ------
@@ -65,7 +119,13 @@ def to_wide(
             "long-format input needs all three column names subject=, rater=, rating= "
             f"(got subject={subject!r}, rater={rater!r}, rating={rating!r})"
         )
+    if layout is not None and layout not in LAYOUTS:
+        raise AnalysisError(f"layout must be one of {LAYOUTS} (or None), got {layout!r}")
     if all(given):
+        if layout is not None:
+            raise AnalysisError(
+                f"layout={layout!r} applies to wide arrays; a long table names its subject, rater and rating columns"
+            )
         if not isinstance(data, pd.DataFrame):
             raise AnalysisError(f"column names were given but data is a {type(data).__name__}, not a DataFrame")
         missing = [c for c in (subject, rater, rating) if c not in data.columns]
@@ -82,19 +142,33 @@ def to_wide(
         subjects = np.asarray(wide.index)
         raters = np.asarray(wide.columns)
         values = _frame_values(wide)
-    elif isinstance(data, pd.DataFrame):
-        subjects = np.asarray(data.index)
-        raters = np.asarray(data.columns)
-        values = _frame_values(data)
     else:
-        try:
-            values = np.asarray(data, dtype=float)
-        except (TypeError, ValueError):
-            values = np.asarray(data, dtype=object)
-        if values.ndim != 2:
-            raise AnalysisError(f"wide ratings must be 2-D subjects x raters, got an array of shape {values.shape}")
-        subjects = np.arange(values.shape[0])
-        raters = np.arange(values.shape[1])
+        if isinstance(data, pd.DataFrame):
+            rows, cols = np.asarray(data.index), np.asarray(data.columns)
+            values = _frame_values(data)
+        else:
+            try:
+                values = np.asarray(data, dtype=float)
+            except (TypeError, ValueError):
+                values = np.asarray(data, dtype=object)
+            if values.ndim != 2:
+                raise AnalysisError(
+                    f"wide ratings must be a 2-D array (subjects x raters, or raters x subjects with "
+                    f"layout='raters_x_subjects'), got an array of shape {values.shape}"
+                )
+            rows, cols = np.arange(values.shape[0]), np.arange(values.shape[1])
+        if layout == "raters_x_subjects":
+            values, subjects, raters = values.T, cols, rows
+        else:
+            subjects, raters = rows, cols
+            if layout is None and values.shape[1] > values.shape[0]:
+                warn(
+                    f"wide ratings read as subjects x raters gave {values.shape[0]} subjects and {values.shape[1]} "
+                    "raters: more raters than subjects looks transposed (Krippendorff's reliability data and the "
+                    "krippendorff package put raters in rows). Pass layout='raters_x_subjects' if rows are raters, "
+                    "layout='subjects_x_raters' if they are subjects, or a long table.",
+                    LayoutWarning,
+                )
     if values.size == 0 or values.shape[0] == 0:
         raise AnalysisError("no ratings: the input has no subjects")
     if values.dtype != object:
@@ -125,9 +199,11 @@ def drop_unrated(wide: Wide) -> Wide:
     """Remove subjects nobody rated, reporting how many in ``dropped['no_rating']``."""
     missing = np.isnan(wide.values) if wide.values.dtype.kind == "f" else pd.isna(pd.DataFrame(wide.values)).to_numpy()
     keep = ~missing.all(axis=1)
-    n_drop = int((~keep).sum())
-    if keep.sum() == 0:
+    n_drop = int(keep.size - np.count_nonzero(keep))
+    if n_drop == keep.size:
         raise AnalysisError("every subject has only missing ratings")
+    if n_drop == 0:
+        return wide
     dropped = dict(wide.dropped)
     if n_drop:
         dropped["no_rating"] = n_drop
@@ -235,33 +311,57 @@ def category_scores(categories: np.ndarray) -> np.ndarray:
     return np.arange(len(categories), dtype=float)
 
 
-def weight_matrix(weights: WeightsArg, categories: np.ndarray, *, kind: str = "agreement") -> np.ndarray:
+WEIGHT_SCALES = ("value", "rank")
+
+
+def weight_matrix(
+    weights: WeightsArg, categories: np.ndarray, *, kind: str = "agreement", scale: str | None = None
+) -> np.ndarray:
     """Agreement weight matrix ``w_kl`` (1 on the diagonal, in [0, 1]).
 
     Parameters
     ----------
     weights : None, "identity", "linear", "quadratic" or a q x q matrix
-        ``linear`` = 1 - |c_k - c_l| / (c_max - c_min) and ``quadratic`` = 1 - (c_k - c_l)^2 / (c_max - c_min)^2,
-        computed on the category *values* when they are numeric (as Gwet's irrCAC; identical to the position-based
-        weights of statsmodels/scikit-learn for consecutive integer codes), else on their positions.
+        ``linear`` = 1 - |c_k - c_l| / (c_max - c_min) and ``quadratic`` = 1 - (c_k - c_l)^2 / (c_max - c_min)^2.
     categories : ndarray
-        The ordered categories.
+        The ordered categories (declared, else the observed ones).
     kind : {"agreement", "disagreement"}
         How a user matrix is to be read. Disagreement weights ``v`` (Cohen 1968) are converted to
         ``1 - v / max(v)``, which leaves every kappa-type coefficient unchanged.
+    scale : {None, "value", "rank"}
+        What ``c_k`` is for ``linear``/``quadratic``: the category's numeric **value** (default; Gwet's irrCAC) or its
+        **rank** (position 0, 1, 2, ... among the categories: R irr ``kappa2``, scikit-learn ``cohen_kappa_score``,
+        statsmodels ``cohens_kappa``). They differ when the values are not equally spaced (e.g. an undeclared unused
+        level, or scores 0, 1, 2, 5). ``None`` uses values and raises a :class:`ConventionWarning` when the two
+        differ; non-numeric categories always use ranks.
+
+    Examples
+    --------
+    >>> weight_matrix("linear", np.array([0, 1, 3]), scale="value")[0].tolist()
+    [1.0, 0.6666666666666667, 0.0]
+    >>> weight_matrix("linear", np.array([0, 1, 3]), scale="rank")[0].tolist()
+    [1.0, 0.5, 0.0]
     """
     q = len(categories)
+    if scale is not None and scale not in WEIGHT_SCALES:
+        raise AnalysisError(f"weight_scale must be 'value' or 'rank' (or None), got {scale!r}")
     if weights is None or (isinstance(weights, str) and weights in ("identity", "unweighted", "nominal")):
         return np.eye(q)
     if isinstance(weights, str):
-        scores = category_scores(categories)
-        span = scores.max() - scores.min() if q > 1 else 1.0
-        diff = np.abs(scores[:, None] - scores[None, :]) / (span if span > 0 else 1.0)
-        if weights == "linear":
-            return 1.0 - diff
-        if weights == "quadratic":
-            return 1.0 - diff**2
-        raise AnalysisError(f"unknown weights {weights!r}; expected None, 'linear', 'quadratic' or a matrix")
+        if weights not in ("linear", "quadratic"):
+            raise AnalysisError(f"unknown weights {weights!r}; expected None, 'linear', 'quadratic' or a matrix")
+        ranks = np.arange(q, dtype=float)
+        values = category_scores(categories)
+        if scale is None and not np.allclose(_scaled_diff(values), _scaled_diff(ranks)):
+            warn(
+                f"{weights} weights on the category values {np.asarray(categories).tolist()} differ from weights on "
+                "their ranks (the convention of R irr, scikit-learn and statsmodels): using the values. Pass "
+                "weight_scale='value' to keep them without this warning, or weight_scale='rank' to reproduce those "
+                "packages.",
+                ConventionWarning,
+            )
+        diff = _scaled_diff(ranks if scale == "rank" else values)
+        return 1.0 - diff if weights == "linear" else 1.0 - diff**2
     w = np.asarray(weights, dtype=float)
     if w.shape != (q, q):
         raise AnalysisError(f"weight matrix must be {q}x{q} for categories {list(categories)}, got shape {w.shape}")
@@ -277,10 +377,16 @@ def weight_matrix(weights: WeightsArg, categories: np.ndarray, *, kind: str = "a
     return w
 
 
-def weights_label(weights: WeightsArg) -> str:
-    """Short printable name of a weights argument."""
+def _scaled_diff(scores: np.ndarray) -> np.ndarray:
+    """|c_k - c_l| / (c_max - c_min)."""
+    span = scores.max() - scores.min() if scores.size > 1 else 1.0
+    return np.abs(scores[:, None] - scores[None, :]) / (span if span > 0 else 1.0)
+
+
+def weights_label(weights: WeightsArg, scale: str | None = None) -> str:
+    """Short printable name of a weights argument (with ``(ranks)`` when rank-based)."""
     if weights is None:
         return "identity"
     if isinstance(weights, str):
-        return weights
+        return f"{weights} (ranks)" if scale == "rank" and weights in ("linear", "quadratic") else weights
     return "custom"

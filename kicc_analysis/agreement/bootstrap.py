@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.results import Estimate
@@ -79,7 +79,8 @@ def make_estimate(
     """
     if confidence <= 0 or confidence >= 1:
         raise AnalysisError(f"confidence must be in (0, 1), got {confidence}")
-    q = stats.t.ppf(0.5 + confidence / 2, df) if df is not None else stats.norm.ppf(0.5 + confidence / 2)
+    # scipy.special's t and normal functions: the same values as scipy.stats' ppf/sf, without its ~0.1 ms overhead
+    q = special.stdtrit(df, 0.5 + confidence / 2) if df is not None else special.ndtri(0.5 + confidence / 2)
     low, high = estimate - q * se, estimate + q * se
     if bounds is not None and np.isfinite(low):
         low, high = max(bounds[0], low), min(bounds[1], high)
@@ -87,7 +88,7 @@ def make_estimate(
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (estimate - null) / s_test if s_test and np.isfinite(s_test) and s_test > 0 else np.nan
     if np.isfinite(z):
-        p = 2 * stats.t.sf(abs(z), df) if df is not None else 2 * stats.norm.sf(abs(z))
+        p = 2 * special.stdtr(df, -abs(z)) if df is not None else 2 * special.ndtr(-abs(z))
     else:
         p = np.nan
     return Estimate(
@@ -102,6 +103,9 @@ def make_estimate(
         convention=convention,
         confidence=confidence,
         extra=dict(extra or {}),
+        statistic=float(z),
+        statistic_name=("t" if df is not None else "z") if np.isfinite(z) else "",
+        df=float(df) if df is not None else np.nan,
     )
 
 

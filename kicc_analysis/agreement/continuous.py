@@ -13,13 +13,15 @@ Conventions (see ``docs/agreement.md``)
   (Bland & Altman 1999; ``loa_se="bland_altman_1986"`` gives the 1986 approximation ``sqrt(3 s^2 / n)``).
   Repeated measurements per subject (``subject=``): Bland & Altman (2007) one-way variance components, true value
   varying.
-* ``lin_ccc``: Lin (1989) with 1/n moments, CI on Fisher's z scale (Lin's asymptotic variance).
-* ``kendall_w``: ranks within rater (ties averaged), tie-corrected W, chi-square test m(n-1)W on n-1 df.
+* ``lin_ccc``: Lin (1989) with 1/n moments, CI on Fisher's z scale (Lin's asymptotic variance) or the asymptotic
+  CI (``ci="asymptotic"``); location and scale shifts of y relative to x as R ``epiR::epi.ccc``.
+* ``kendall_w``: ranks within rater (ties averaged), tie-corrected W (``tie_correction=False`` for Kendall's
+  uncorrected W), chi-square test m(n-1)W on n-1 df in ``chi_square``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,9 +29,9 @@ import pandas as pd
 from scipy import stats
 
 from kicc_analysis.errors import AnalysisError
-from kicc_analysis.results import Estimate
+from kicc_analysis.results import Estimate, KendallW
 
-from ._data import to_wide
+from ._data import DeprecatedKeys, to_wide
 from .bootstrap import with_bootstrap
 
 ICC_FORMS = ("ICC1", "ICC2", "ICC3", "ICC1k", "ICC2k", "ICC3k")
@@ -93,13 +95,16 @@ def icc(
     confidence: float = 0.95,
     *,
     icc2k_ci: str = "spearman_brown",
+    layout: str | None = None,
 ) -> pd.DataFrame:
     """Intraclass correlation coefficients, the six Shrout & Fleiss forms.
 
     Parameters
     ----------
     data : DataFrame or array
-        Long table (``targets``, ``raters``, ``ratings`` column names) or wide subjects x raters array.
+        Long table (``targets``, ``raters``, ``ratings`` column names) or wide array: subjects x raters, or
+        ``layout="raters_x_subjects"`` (a wide input with more raters than subjects and no ``layout`` warns:
+        :class:`~kicc_analysis.agreement.LayoutWarning`).
     confidence : float
         Confidence level of the intervals.
     icc2k_ci : {"spearman_brown", "mcgraw_wong"}
@@ -110,16 +115,17 @@ def icc(
     -------
     DataFrame
         One row per form ``ICC1, ICC2, ICC3, ICC1k, ICC2k, ICC3k`` with columns ``mcgraw_wong, description,
-        estimate, F, df1, df2, p, ci_low, ci_high``; ``attrs`` holds the mean squares, ``n``, ``k`` and ``dropped``
-        (subjects removed for a missing rating).
+        estimate, F, df1, df2, p, ci_low, ci_high, se, n, method, convention`` (the estimate protocol's columns;
+        ``se`` is NaN: the Shrout & Fleiss intervals come from F distributions, not from an SE); ``attrs`` holds the
+        mean squares, ``n``, ``k`` and ``dropped`` (subjects removed for a missing rating).
 
     Examples
     --------
     >>> sf = [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]
-    >>> round(icc(sf).loc["ICC3", "estimate"], 6)   # Shrout & Fleiss (1979): 0.71
+    >>> float(round(icc(sf).loc["ICC3", "estimate"], 6))   # Shrout & Fleiss (1979): 0.71
     0.714841
     """
-    wide = to_wide(data, targets, raters, ratings)
+    wide = to_wide(data, targets, raters, ratings, layout=layout)
     x = wide.values
     complete = ~np.isnan(x).any(axis=1)
     dropped = int((~complete).sum())
@@ -193,6 +199,12 @@ def icc(
                 "p": stats.f.sf(f_value, df1, d2),
                 "ci_low": ci[form][0],
                 "ci_high": ci[form][1],
+                "se": np.nan,
+                "n": n,
+                "method": form.lower(),
+                "convention": f"Shrout & Fleiss (1979) {form} = McGraw & Wong {_MCGRAW_WONG[form]}; F test on "
+                f"({df1:g}, {d2:g}) df; CI "
+                + ("McGraw & Wong" if form == "ICC2k" and icc2k_ci == "mcgraw_wong" else "psych/pingouin"),
             }
         )
     table = pd.DataFrame(rows).set_index("form")
@@ -228,7 +240,7 @@ class BlandAltman:
     convention: str = ""
 
     def to_frame(self) -> pd.DataFrame:
-        """Three-row table: bias and the two limits of agreement with their CIs."""
+        """Three-row table: bias and the two limits of agreement with their CIs (estimate protocol columns)."""
         rows = []
         for name, est in (("bias", self.bias), ("lower_loa", self.lower), ("upper_loa", self.upper)):
             rows.append(
@@ -238,12 +250,30 @@ class BlandAltman:
                     "se": est.se,
                     "ci_low": est.ci_low,
                     "ci_high": est.ci_high,
+                    "p": est.p,
                     "n": self.n,
+                    "method": est.method,
+                    "convention": est.convention,
                 }
             )
         frame = pd.DataFrame(rows)
         frame.attrs.update(sd=self.sd, multiplier=self.multiplier, proportional=self.proportional)
         return frame
+
+    def summary(self, digits: int = 3) -> str:
+        """Readable summary: bias and limits of agreement with their CIs, SD of differences, convention."""
+        lines = [f"Bland-Altman, n = {self.n}, SD of differences {self.sd:.{digits}f}"]
+        for name, est in (("bias", self.bias), ("lower limit", self.lower), ("upper limit", self.upper)):
+            level = f"{100 * est.confidence:g}%"
+            lines.append(
+                f"  {name}: {est.estimate:.{digits}f} ({level} CI {est.ci_low:.{digits}f} to {est.ci_high:.{digits}f})"
+            )
+        if self.convention:
+            lines.append(f"  convention: {self.convention}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
 
 
 def bland_altman(
@@ -369,12 +399,46 @@ def _repeated_sd(d: np.ndarray, subj: np.ndarray) -> tuple[float, float, int]:
 # --------------------------------------------------------------------------- Lin's CCC
 
 
-def lin_ccc(x: Any, y: Any, *, confidence: float = 0.95, n_boot: int = 0, seed: int | None = 0) -> Estimate:
-    """Lin's (1989) concordance correlation coefficient with a Fisher-z confidence interval.
+def lin_ccc(
+    x: Any,
+    y: Any,
+    *,
+    ci: str = "z-transform",
+    confidence: float = 0.95,
+    n_boot: int = 0,
+    seed: int | None = 0,
+) -> Estimate:
+    """Lin's (1989) concordance correlation coefficient with its z-transform and asymptotic intervals.
 
-    Moments use 1/n (Lin's definition). ``extra`` holds the location shift ``u``, scale shift ``v`` and the
-    accuracy ``C_b`` (so that ``rho_c = r * C_b``). Pairs with a missing value are dropped and counted.
+    Moments use 1/n (Lin's definition). Pairs with a missing value are dropped and counted in ``extra["dropped"]``.
+
+    Parameters
+    ----------
+    x, y : array-like
+        The two methods' measurements of the same subjects (same units).
+    ci : {"z-transform", "asymptotic"}
+        Interval reported in ``ci_low``/``ci_high``: on Fisher's z scale, back-transformed (default; R
+        ``epiR::epi.ccc`` default), or ``rho_c +/- z SE`` with Lin's (2000) asymptotic SE (``epi.ccc(ci =
+        "asymptotic")``). Both are always in ``extra`` (``z_ci_low/high``, ``asymptotic_ci_low/high``).
+
+    Returns
+    -------
+    Estimate
+        ``se`` is Lin's asymptotic SE of rho_c; ``extra`` holds ``r`` (Pearson), ``accuracy`` (= ``C_b`` = rho_c /
+        r), and the shifts of **y relative to x** as in ``epi.ccc``: ``scale_shift`` = sd(y) / sd(x) (``s.shift``) and
+        ``location_shift`` = (mean(y) - mean(x)) / sqrt(sd(x) sd(y)) with 1/n SDs (``l.shift``). ``u`` and ``v``
+        are the same shifts of x relative to y (``u = -location_shift``, ``v = 1 / scale_shift``), kept for one
+        release.
+
+    Examples
+    --------
+    >>> x = [1.0, 2.0, 3.0, 4.0, 5.0]
+    >>> est = lin_ccc(x, [2.0 * v + 1.0 for v in x])   # y = 1 + 2x
+    >>> round(est.estimate, 4), est.extra["scale_shift"], round(est.extra["location_shift"], 4)
+    (0.3077, 2.0, 2.0)
     """
+    if ci not in ("z-transform", "asymptotic"):
+        raise AnalysisError(f"ci must be 'z-transform' or 'asymptotic', got {ci!r}")
     xa = np.asarray(x, dtype=float).ravel()
     ya = np.asarray(y, dtype=float).ravel()
     if xa.shape != ya.shape:
@@ -399,26 +463,38 @@ def lin_ccc(x: Any, y: Any, *, confidence: float = 0.95, n_boot: int = 0, seed: 
         se_z = float(np.sqrt(var_z))
         z = float(np.arctanh(rc))
     q = stats.norm.ppf(0.5 + confidence / 2)
-    low, high = np.tanh(z - q * se_z), np.tanh(z + q * se_z)
-    se = se_z * (1 - rc**2)  # delta method back on the rho scale
+    z_low, z_high = float(np.tanh(z - q * se_z)), float(np.tanh(z + q * se_z))
+    se = se_z * (1 - rc**2)  # Lin's (2000) asymptotic SE of rho_c (delta method of the z-scale SE)
+    a_low, a_high = float(rc - q * se), float(rc + q * se)
+    low, high = (z_low, z_high) if ci == "z-transform" else (a_low, a_high)
+    conv_ci = "CI on Fisher's z scale" if ci == "z-transform" else "asymptotic CI rho_c +/- z SE (Lin 2000)"
     est = Estimate(
         float(rc),
         float(se),
-        float(low),
-        float(high),
+        low,
+        high,
         z / se_z if se_z > 0 else np.nan,
         float(2 * stats.norm.sf(abs(z / se_z))) if se_z > 0 else np.nan,
         n,
         "lin_ccc",
-        "Lin (1989) CCC, 1/n moments; CI on Fisher z scale",
+        f"Lin (1989) CCC, 1/n moments; {conv_ci} (epiR epi.ccc ci='{ci}'); shifts of y relative to x",
         confidence,
         {
             "r": float(r),
+            "accuracy": float(rc / r),
+            "C_b": float(rc / r),
+            "scale_shift": float(np.sqrt(sy2 / sx2)),
+            "location_shift": float(-u),
             "u": float(u),
             "v": float(np.sqrt(sx2 / sy2)),
-            "C_b": float(rc / r),
+            "z_ci_low": z_low,
+            "z_ci_high": z_high,
+            "asymptotic_ci_low": a_low,
+            "asymptotic_ci_high": a_high,
             "dropped": int((~ok).sum()),
         },
+        statistic=z / se_z if se_z > 0 else np.nan,
+        statistic_name="z" if se_z > 0 else "",
     )
     if n_boot:
         feats = np.stack([xa, ya, xa**2, ya**2, xa * ya], 1)
@@ -429,7 +505,11 @@ def lin_ccc(x: Any, y: Any, *, confidence: float = 0.95, n_boot: int = 0, seed: 
             return 2 * cxy / (vx + vy + (s[:, 0] - s[:, 1]) ** 2)
 
         est = with_bootstrap(est, stat, n, n_boot, seed)
-    return est
+    moved = {
+        "u": "extra['u'] (x relative to y) is deprecated: use extra['location_shift'] (y relative to x, epiR l.shift)",
+        "v": "extra['v'] (x relative to y) is deprecated: use extra['scale_shift'] (y relative to x, epiR s.shift)",
+    }
+    return replace(est, extra=DeprecatedKeys(est.extra, moved))
 
 
 # --------------------------------------------------------------------------- Kendall's W
@@ -441,15 +521,38 @@ def kendall_w(
     rater: str | None = None,
     rating: str | None = None,
     *,
+    tie_correction: bool = True,
+    layout: str | None = None,
     confidence: float = 0.95,
-) -> Estimate:
-    """Kendall's coefficient of concordance W with tie correction and chi-square test.
+) -> KendallW:
+    """Kendall's coefficient of concordance W, with or without the tie correction, and its chi-square test.
 
     Each rater's ratings are ranked over the subjects (ties get average ranks);
-    ``W = 12 S / (m^2 (n^3 - n) - m sum T)``, ``T = sum (t^3 - t)`` over tie groups; ``chi2 = m (n - 1) W`` on
-    ``n - 1`` df (in ``z``/``p`` and ``extra``). Subjects with a missing rating are dropped and counted.
+    ``W = 12 S / (m^2 (n^3 - n) - m sum T)`` with ``T = sum (t^3 - t)`` over each rater's tie groups
+    (``tie_correction=False``: ``T = 0``, Kendall's uncorrected W, R ``irr::kendall(correct=FALSE)`` and
+    ``DescTools::KendallW(correct=FALSE)``); ``chi_square = m (n - 1) W`` on ``n - 1`` df. With the tie correction
+    the chi-square equals Friedman's statistic (``scipy.stats.friedmanchisquare``). Subjects with a missing rating are
+    dropped and counted in ``extra["dropped"]``.
+
+    Parameters
+    ----------
+    data, subject, rater, rating : see :func:`kicc_analysis.agreement.gwet_ac`
+        Long table, or wide subjects x raters array (``layout`` as in :func:`~kicc_analysis.agreement.to_wide`).
+    tie_correction : bool
+        Apply the tie correction (default; R ``irr::kendall(correct=TRUE)``).
+
+    Returns
+    -------
+    KendallW
+        ``estimate`` = W, ``chi_square`` (= ``statistic``), ``df``, ``p``; no SE or CI.
+
+    Examples
+    --------
+    >>> w = kendall_w([[1, 1, 2], [2, 2, 1], [3, 3, 3], [4, 4, 4]])
+    >>> round(w.estimate, 4), round(w.chi_square, 2), w.df
+    (0.9111, 8.2, 3.0)
     """
-    wide = to_wide(data, subject, rater, rating)
+    wide = to_wide(data, subject, rater, rating, layout=layout)
     x = wide.values
     complete = ~np.isnan(x).any(axis=1)
     x = x[complete]
@@ -463,17 +566,18 @@ def kendall_w(
     for j in range(m):
         _, counts = np.unique(x[:, j], return_counts=True)
         ties += np.sum(counts**3 - counts)
-    denom = m**2 * (n**3 - n) - m * ties
+    denom = m**2 * (n**3 - n) - (m * ties if tie_correction else 0.0)
     w = 12 * s / denom if denom > 0 else np.nan
     chi2 = m * (n - 1) * w
     p = float(stats.chi2.sf(chi2, n - 1))
-    return Estimate(
+    corrected = "tie-corrected" if tie_correction else "uncorrected (no tie correction)"
+    return KendallW(
         estimate=float(w),
         z=float(chi2),
         p=p,
         n=n,
         method="kendall_w",
-        convention="Kendall & Babington Smith; tie-corrected W; z holds chi2 = m(n-1)W on n-1 df",
+        convention=f"Kendall & Babington Smith (1939) W, {corrected}; chi-square = m(n-1)W on n-1 df",
         confidence=confidence,
         extra={
             "chi2": float(chi2),
@@ -482,4 +586,9 @@ def kendall_w(
             "dropped": int((~complete).sum()),
             "tie_correction": float(ties),
         },
+        statistic=float(chi2),
+        statistic_name="chi-square",
+        df=float(n - 1),
+        chi_square=float(chi2),
+        tie_correction=tie_correction,
     )

@@ -1,23 +1,11 @@
 """Agreement between segmentations drawn by several readers: overlap, surface distances (mm), STAPLE consensus.
 
-Conventions (see ``docs/agreement.md``)
----------------------------------------
-* **Surface voxels**: foreground voxels with at least one face neighbour (connectivity 1: 6 in 3-D, 4 in 2-D) in the
-  background, i.e. ``mask XOR binary_erosion(mask)``; the array border counts as background. This is MedPy's and
-  MONAI's definition; ``connectivity=ndim`` (full, 26-neighbourhood) is available.
-* **Distances** are Euclidean in mm (``spacing`` per array axis) from each surface voxel of one mask to the nearest
-  surface voxel of the other (exact nearest-neighbour search on surface voxel centres with a k-d tree; identical to
-  reading :func:`scipy.ndimage.distance_transform_edt` of the other surface, and much faster on CT-sized masks).
-* **Hausdorff** = max of the two directed maxima. **HD95** default ``percentile_mode="directed"``: the larger of the
-  two directed 95th percentiles (MONAI, DeepMind surface-distance); ``"pooled"``: 95th percentile of both directions'
-  distances pooled (MedPy ``hd95``).
-* **ASSD** default ``assd_mode="pooled"``: mean of all distances of both directions (MONAI, MedPy ``assd``);
-  ``"mean_of_means"``: average of the two directed means (older MedPy, many papers).
-* **Surface Dice** at ``tolerance`` mm (Nikolov et al. 2021) counts surface *voxels* within tolerance (not surfel
-  areas as DeepMind's implementation).
-* **Empty masks**: both empty -> Dice = Jaccard = surface Dice = 1, distances 0, volume difference 0 (the readers
-  agree that there is nothing); exactly one empty -> Dice = Jaccard = surface Dice = 0 and every distance NaN
-  (undefined), flagged in ``empty``.
+The metrics themselves live in :mod:`kicc_analysis.metrics` (one implementation shared with segmentation QA); the
+conventions are described there and in ``docs/agreement.md``. In short: surface voxels (``mask XOR erosion``) or
+DeepMind-style surfels (``weighting="surfel"``), Euclidean nearest-surface distances in mm, HD95 as the larger of
+the two directed 95th percentiles (``percentile_mode="pooled"`` for MedPy), ASSD pooled over both directions
+(``assd_mode="mean_of_means"`` for older MedPy), directed ASD and surface Dice in both directions; both masks empty ->
+Dice = Jaccard = surface Dice = 1 and distances 0; exactly one empty -> 0 and NaN, flagged in ``empty``.
 """
 
 from __future__ import annotations
@@ -28,67 +16,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from kicc_analysis.errors import AnalysisError
+from kicc_analysis.metrics import as_mask, compute_surface_distances, surface_distances
 
-
-def _as_array(mask: Any, spacing: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean array and spacing (mm) in array-axis order; SimpleITK images bring their own spacing."""
-    try:
-        import SimpleITK as sitk
-
-        if isinstance(mask, sitk.Image):
-            arr = sitk.GetArrayFromImage(mask) != 0
-            sp = np.asarray(mask.GetSpacing()[::-1], dtype=float) if spacing is None else np.asarray(spacing, float)
-            return arr, sp
-    except ImportError:  # pragma: no cover - SimpleITK is a dependency
-        pass
-    arr = np.asarray(mask)
-    if arr.dtype != bool:
-        if not np.issubdtype(arr.dtype, np.number):
-            raise AnalysisError(f"a mask must be numeric or boolean, got dtype {arr.dtype}")
-        arr = arr != 0
-    sp = np.ones(arr.ndim) if spacing is None else np.asarray(spacing, dtype=float).ravel()
-    if sp.size == 1 and arr.ndim > 1:
-        sp = np.repeat(sp, arr.ndim)
-    if sp.size != arr.ndim:
-        raise AnalysisError(f"spacing has {sp.size} values for a {arr.ndim}-D mask (one per array axis, in mm)")
-    if np.any(sp <= 0) or not np.all(np.isfinite(sp)):
-        raise AnalysisError(f"spacing must be positive finite mm values, got {sp.tolist()}")
-    return arr, sp
-
-
-def _surface(mask: np.ndarray, connectivity: int) -> np.ndarray:
-    structure = ndimage.generate_binary_structure(mask.ndim, connectivity)
-    return mask & ~ndimage.binary_erosion(mask, structure=structure, border_value=0)
-
-
-def surface_distances(
-    mask_a: np.ndarray, mask_b: np.ndarray, spacing: np.ndarray, connectivity: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """Directed surface distances (mm): from every surface voxel of A to B's surface, and from B to A.
-
-    Both masks must be non-empty. Work is confined to the bounding box of the two masks (exact: the nearest
-    surface voxel always lies inside it).
-    """
-    both = mask_a | mask_b
-    idx = np.nonzero(both)
-    lo = [max(int(i.min()) - 1, 0) for i in idx]
-    hi = [min(int(i.max()) + 2, s) for i, s in zip(idx, both.shape, strict=True)]
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    # Pad the crop with background so that erosion sees the same neighbourhood as in the full array.
-    a = _surface(np.pad(mask_a[box], 1), connectivity)
-    b = _surface(np.pad(mask_b[box], 1), connectivity)
-    # Exact Euclidean nearest-surface-voxel distances with a k-d tree on the surface voxel centres (mm): the same
-    # values as a distance transform of the other surface read at these voxels, but ~20x faster on large masks
-    # because only surface voxels are touched.
-    points_a = np.argwhere(a) * spacing
-    points_b = np.argwhere(b) * spacing
-    dist_to_b = cKDTree(points_b).query(points_a, workers=2)[0]
-    dist_to_a = cKDTree(points_a).query(points_b, workers=2)[0]
-    return dist_to_b, dist_to_a
+__all__ = ["SegmentationAgreement", "StapleResult", "segmentation_agreement", "staple", "surface_distances"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +42,9 @@ class SegmentationAgreement:
     tolerance_mm: float
     empty: str
     convention: str
+    surface_dice_a_to_b: float = float("nan")
+    surface_dice_b_to_a: float = float("nan")
+    weighting: str = "voxel"
 
     def as_dict(self) -> dict[str, Any]:
         """Flat dict of every field."""
@@ -118,6 +53,22 @@ class SegmentationAgreement:
     def to_frame(self) -> pd.DataFrame:
         """One-row DataFrame."""
         return pd.DataFrame([self.as_dict()])
+
+    def summary(self, digits: int = 3) -> str:
+        """Readable summary of the overlap, volume and surface-distance values (mm, mL) and the convention."""
+        f = f".{digits}f"
+        return (
+            f"Dice {self.dice:{f}}, Jaccard {self.jaccard:{f}}; volumes {self.volume_a_ml:{f}} and "
+            f"{self.volume_b_ml:{f}} mL (A - B {self.volume_difference_ml:{f}} mL)\n"
+            f"  Hausdorff {self.hausdorff_mm:{f}} mm, HD95 {self.hd95_mm:{f}} mm, ASSD {self.assd_mm:{f}} mm "
+            f"(A->B {self.asd_a_to_b_mm:{f}}, B->A {self.asd_b_to_a_mm:{f}})\n"
+            f"  surface Dice at {self.tolerance_mm:g} mm {self.surface_dice:{f}} (A->B {self.surface_dice_a_to_b:{f}}, "
+            f"B->A {self.surface_dice_b_to_a:{f}}); empty: {self.empty}\n"
+            f"  convention: {self.convention}"
+        )
+
+    def __str__(self) -> str:
+        return self.summary()
 
 
 def segmentation_agreement(
@@ -130,6 +81,7 @@ def segmentation_agreement(
     percentile_mode: str = "directed",
     assd_mode: str = "pooled",
     connectivity: int = 1,
+    weighting: str = "voxel",
 ) -> SegmentationAgreement:
     """Compare two binary masks of the same grid.
 
@@ -150,6 +102,14 @@ def segmentation_agreement(
         See the module conventions.
     connectivity : int
         Neighbourhood defining surface voxels (1 = faces).
+    weighting : {"voxel", "surfel"}
+        Each surface voxel counts once (default) or surfels weighted by their area (DeepMind ``surface-distance``).
+
+    Returns
+    -------
+    SegmentationAgreement
+        ``asd_a_to_b_mm``/``asd_b_to_a_mm`` and ``surface_dice_a_to_b``/``surface_dice_b_to_a`` are the directed
+        values (share of A's surface within ``tolerance`` of B's, and the reverse).
 
     Examples
     --------
@@ -157,80 +117,49 @@ def segmentation_agreement(
     >>> round(segmentation_agreement(a, np.roll(a, 1, axis=0)).dice, 3)
     0.75
     """
-    a, sp = _as_array(mask_a, spacing)
-    b, sp_b = _as_array(mask_b, spacing)
-    if a.shape != b.shape:
-        raise AnalysisError(f"masks must have the same shape, got {a.shape} and {b.shape}")
-    if spacing is None and not np.allclose(sp, sp_b):
-        raise AnalysisError(f"the two images have different spacings {sp.tolist()} and {sp_b.tolist()} mm")
     if percentile_mode not in ("directed", "pooled"):
         raise AnalysisError(f"percentile_mode must be 'directed' or 'pooled', got {percentile_mode!r}")
     if assd_mode not in ("pooled", "mean_of_means"):
         raise AnalysisError(f"assd_mode must be 'pooled' or 'mean_of_means', got {assd_mode!r}")
+    a, sp = as_mask(mask_a, spacing)
+    b, _ = as_mask(mask_b, spacing)
+    sd = compute_surface_distances(mask_a, mask_b, spacing, connectivity=connectivity, weighting=weighting)
     voxel_ml = float(np.prod(sp)) / 1000.0
-    na, nb = int(a.sum()), int(b.sum())
+    na, nb = int(np.count_nonzero(a)), int(np.count_nonzero(b))
     inter = int(np.count_nonzero(a & b))
     vol_a, vol_b = na * voxel_ml, nb * voxel_ml
-    convention = (
-        f"surface = mask XOR erosion (connectivity {connectivity}); HD{percentile:g} {percentile_mode}; "
-        f"ASSD {assd_mode}; surface Dice by voxel counts at {tolerance} mm"
+    surface = (
+        f"surface = mask XOR erosion (connectivity {connectivity})"
+        if weighting == "voxel"
+        else ("surface = marching-cubes surfels, area-weighted (DeepMind surface-distance)")
     )
-    common = {
-        "volume_a_ml": vol_a,
-        "volume_b_ml": vol_b,
-        "volume_difference_ml": vol_a - vol_b,
-        "relative_volume_difference": (vol_a - vol_b) / vol_b if vol_b > 0 else (0.0 if vol_a == 0 else np.nan),
-        "tolerance_mm": tolerance,
-        "convention": convention,
-    }
-    if na == 0 and nb == 0:
-        return SegmentationAgreement(
-            dice=1.0,
-            jaccard=1.0,
-            hausdorff_mm=0.0,
-            hd95_mm=0.0,
-            assd_mm=0.0,
-            asd_a_to_b_mm=0.0,
-            asd_b_to_a_mm=0.0,
-            surface_dice=1.0,
-            empty="both",
-            **common,
-        )
-    if na == 0 or nb == 0:
-        nan = float("nan")
-        return SegmentationAgreement(
-            dice=0.0,
-            jaccard=0.0,
-            hausdorff_mm=nan,
-            hd95_mm=nan,
-            assd_mm=nan,
-            asd_a_to_b_mm=nan,
-            asd_b_to_a_mm=nan,
-            surface_dice=0.0,
-            empty="a" if na == 0 else "b",
-            **common,
-        )
-    d_ab, d_ba = surface_distances(a, b, sp, connectivity)
-    if percentile_mode == "directed":
-        hd_p = max(np.percentile(d_ab, percentile), np.percentile(d_ba, percentile))
+    convention = (
+        f"{surface}; HD{percentile:g} {percentile_mode}; ASSD {assd_mode}; "
+        f"surface Dice by {'voxel counts' if weighting == 'voxel' else 'surfel areas'} at {tolerance} mm"
+    )
+    if na + nb == 0:
+        dice, jaccard = 1.0, 1.0
     else:
-        hd_p = np.percentile(np.concatenate([d_ab, d_ba]), percentile)
-    if assd_mode == "pooled":
-        assd = np.concatenate([d_ab, d_ba]).mean()
-    else:
-        assd = (d_ab.mean() + d_ba.mean()) / 2
-    surface_dice = (np.count_nonzero(d_ab <= tolerance) + np.count_nonzero(d_ba <= tolerance)) / (d_ab.size + d_ba.size)
+        dice, jaccard = 2 * inter / (na + nb), inter / (na + nb - inter)
     return SegmentationAgreement(
-        dice=2 * inter / (na + nb),
-        jaccard=inter / (na + nb - inter),
-        hausdorff_mm=float(max(d_ab.max(), d_ba.max())),
-        hd95_mm=float(hd_p),
-        assd_mm=float(assd),
-        asd_a_to_b_mm=float(d_ab.mean()),
-        asd_b_to_a_mm=float(d_ba.mean()),
-        surface_dice=float(surface_dice),
-        empty="none",
-        **common,
+        dice=dice,
+        jaccard=jaccard,
+        volume_a_ml=vol_a,
+        volume_b_ml=vol_b,
+        volume_difference_ml=vol_a - vol_b,
+        relative_volume_difference=(vol_a - vol_b) / vol_b if vol_b > 0 else (0.0 if vol_a == 0 else np.nan),
+        hausdorff_mm=sd.hausdorff(),
+        hd95_mm=sd.percentile_hausdorff(percentile, percentile_mode),
+        assd_mm=sd.average(assd_mode),
+        asd_a_to_b_mm=sd.average("a_to_b"),
+        asd_b_to_a_mm=sd.average("b_to_a"),
+        surface_dice=sd.surface_dice(tolerance),
+        surface_dice_a_to_b=sd.surface_dice(tolerance, "a_to_b"),
+        surface_dice_b_to_a=sd.surface_dice(tolerance, "b_to_a"),
+        tolerance_mm=tolerance,
+        empty=sd.empty,
+        convention=convention,
+        weighting=weighting,
     )
 
 
@@ -267,7 +196,7 @@ def staple(
 
     if len(masks) < 2:
         raise AnalysisError(f"STAPLE needs at least 2 readers' masks, got {len(masks)}")
-    arrays = [_as_array(m, None)[0] for m in masks]
+    arrays = [as_mask(m, None)[0] for m in masks]
     shapes = {arr.shape for arr in arrays}
     if len(shapes) != 1:
         raise AnalysisError(f"all masks must have the same shape, got {sorted(shapes)}")

@@ -19,19 +19,20 @@ from .continuous import icc, kendall_w
 
 def _icc_estimate(form: str) -> Callable[..., Estimate]:
     def run(x: np.ndarray, weights: WeightsArg, categories: Any, confidence: float, n_boot: int) -> Estimate:
-        table = icc(x, confidence=confidence)
+        table = icc(x, confidence=confidence, layout="subjects_x_raters")
         row = table.loc[form]
         return Estimate(
             estimate=float(row["estimate"]),
             ci_low=float(row["ci_low"]),
             ci_high=float(row["ci_high"]),
-            z=float(row["F"]),
             p=float(row["p"]),
             n=int(table.attrs["n"]),
             method=form.lower(),
-            convention=f"{row['mcgraw_wong']} {row['description']}; z holds F (df {row['df1']}, {row['df2']})",
+            convention=f"{row['mcgraw_wong']} {row['description']}; F test on ({row['df1']}, {row['df2']}) df",
             confidence=confidence,
-            extra={"dropped": table.attrs["dropped"]},
+            extra={"dropped": table.attrs["dropped"], "df1": row["df1"], "df2": row["df2"]},
+            statistic=float(row["F"]),
+            statistic_name="F",
         )
 
     return run
@@ -46,7 +47,9 @@ def _cat(func: Callable[..., Estimate], *, weighted: bool | None = None, **fixed
             kwargs["weights"] = weights
         elif weighted:
             kwargs["weights"] = weights if weights is not None else "quadratic"
-        return func(x, categories=categories, confidence=confidence, n_boot=n_boot, **kwargs)
+        return func(
+            x, categories=categories, confidence=confidence, n_boot=n_boot, layout="subjects_x_raters", **kwargs
+        )
 
     return run
 
@@ -69,7 +72,9 @@ COEFFICIENTS: dict[str, Callable[..., Estimate]] = {
     "icc1k": _icc_estimate("ICC1k"),
     "icc2k": _icc_estimate("ICC2k"),
     "icc3k": _icc_estimate("ICC3k"),
-    "kendall_w": lambda x, weights, categories, confidence, n_boot: kendall_w(x, confidence=confidence),
+    "kendall_w": lambda x, weights, categories, confidence, n_boot: kendall_w(
+        x, confidence=confidence, layout="subjects_x_raters"
+    ),
 }
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from kicc_analysis.demo.clinical import ClinicalSimulation, inject_problems, simulate_clinical
+from kicc_analysis.demo.cxr_readers import write_demo_cxr_readings
 from kicc_analysis.demo.dicom_writer import (
     SITE_PROFILES,
     SiteProfile,
@@ -37,6 +38,7 @@ from kicc_analysis.demo.dicom_writer import (
     write_ground_truth,
     write_radiograph,
 )
+from kicc_analysis.demo.lobes import write_lobe_truth  # issue 15 (ctmask)
 from kicc_analysis.demo.phantom import chest_phantom
 from kicc_analysis.demo.readers import LOBES, simulate_readings
 from kicc_analysis.errors import RepositoryError
@@ -318,6 +320,7 @@ def _write_patient(plan: dict[str, Any], root_str: str) -> dict[str, Any]:
             )
             files += len(ws.files)
             write_ground_truth(ph, ws.geometry, root / "ground_truth", ws.series_uid)
+            write_lobe_truth(ph, ws.geometry, root / "ground_truth", ws.series_uid, role)  # issue 15 (ctmask): lobes
             v = ph.volumes_ml
             truth.append(
                 {
@@ -479,6 +482,7 @@ def generate_demo(
         cases[lobe] = [res["baseline_inv"].get(lobe, 0.0) for res in results]
     readings = simulate_readings(cases, np.random.default_rng(np.random.SeedSequence([seed, 3])))
     readings.to_csv(out / "readings" / "reader_scores.csv", index=False, lineterminator="\n")
+    write_demo_cxr_readings(out, plans, seed)  # issue 17 hook: 3 readers' Brixia scores (demo/cxr_readers.py)
 
     # --- a few non-DICOM files in the DICOM tree ---------------------------------------------------------------
     non_dicom = []

@@ -1,7 +1,7 @@
 """Simulated radiologists reading the baseline CTs of the demo cohort.
 
 Per-lobe visual severity score (0-5) follows the widely used lobar CT severity score (Pan et al., Radiology 2020;
-Chung et al., Radiology 2020): 0 none, 1 < 5 %, 2 5-25 %, 3 26-49 %, 4 50-75 %, 5 > 75 % of the lobe involved.
+cut-offs in :mod:`kicc_analysis.scores`): 0 none, 1 < 5 %, 2 5-25 %, 3 26-49 %, 4 50-75 %, 5 > 75 % of the lobe.
 Each reader perceives the *true* per-lobe involvement (from the phantom truth) with a reader-specific
 multiplicative bias and noise on the log scale, misses very small lesions with some probability, and then
 categorises. The 5-level categorical suspicion score (1 very low ... 5 very high, CO-RADS-like) comes from the true
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..scores import severity_scores
+
 __all__ = ["LOBES", "READERS", "ReaderProfile", "lobe_score", "simulate_readings", "true_suspicion"]
 
 LOBES: tuple[str, ...] = ("RUL", "RML", "RLL", "LUL", "LLL")
-#: upper bounds (fraction of lobe) of scores 0..4; above the last bound the score is 5
-SCORE_BOUNDS: tuple[float, ...] = (0.0, 0.05, 0.25, 0.50, 0.75)
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,8 @@ READERS: tuple[ReaderProfile, ...] = (
 
 
 def lobe_score(fraction: float | np.ndarray) -> np.ndarray:
-    """Lobar severity score (0-5) of involvement fraction(s) (0-1)."""
-    f = np.asarray(fraction, dtype=float)
-    return np.where(f <= 0.0, 0, np.digitize(f, SCORE_BOUNDS[1:], right=True) + 1).astype(int)
+    """Lobar severity score (0-5) of involvement fraction(s) (0-1): the cut-offs of :mod:`kicc_analysis.scores`."""
+    return severity_scores(100.0 * np.asarray(fraction, dtype=float))
 
 
 def true_suspicion(opacity_pct: float, involvement: Mapping[str, float], consolidation_fraction: float) -> int:

@@ -37,14 +37,21 @@ from kicc_analysis.prognosis.cox import cox, ph_test
 from kicc_analysis.prognosis.decision_curve import decision_curve, decision_curve_survival
 from kicc_analysis.prognosis.imputation import impute_and_pool, pool_rubin
 from kicc_analysis.prognosis.logistic import hosmer_lemeshow, logistic
-from kicc_analysis.prognosis.roc import delong_test, hanley_mcneil_se, roc_auc, roc_curve, youden
+from kicc_analysis.prognosis.roc import (
+    delong_test,
+    delong_test_unpaired,
+    hanley_mcneil_se,
+    roc_auc,
+    roc_curve,
+    youden,
+)
 from kicc_analysis.prognosis.survival import kaplan_meier, km_table, logrank
 from kicc_analysis.prognosis.table_one import table_one
 from kicc_analysis.prognosis.validation import bootstrap_validate
 
 __all__ = [
     "bootstrap_validate", "brier_score", "calibration", "cause_specific_cox", "competing_outcome", "cox",
-    "cumulative_incidence", "decision_curve", "decision_curve_survival", "delong_test", "fine_gray", "gray_test",
+    "cumulative_incidence", "decision_curve", "decision_curve_survival", "delong_test", "delong_test_unpaired", "fine_gray", "gray_test",
     "hanley_mcneil_se", "harrell_c", "hosmer_lemeshow", "impute_and_pool", "kaplan_meier", "km_table", "logistic",
     "logrank", "MissingDataWarning", "ph_test", "plots", "pool_rubin", "roc_auc", "roc_curve", "table_one", "time_dependent_auc", "uno_c",
     "youden",

@@ -374,3 +374,49 @@ def score_residuals(
         res[di] += s.x[di] - xbar[s.death_k]
         out[g[s.perm]] = s.w[:, None] * res
     return out
+
+
+def schoenfeld_residuals(
+    x: np.ndarray,
+    stop: np.ndarray,
+    event: np.ndarray,
+    beta: np.ndarray,
+    *,
+    ties: str = "efron",
+    strata: np.ndarray | None = None,
+    start: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Schoenfeld residuals, one row per death: ``(row index, event time, x_i - xbar(t_i))``.
+
+    With Efron ties every tied death gets ``x_i`` minus the average of the d Efron-weighted means
+    (R ``residuals(fit, "schoenfeld")``, survival's ``coxscho``; lifelines). Rows are in order of event time
+    within strata (strata in sorted order), tied deaths in their input order.
+    """
+    n, p = x.shape
+    w = np.ones(n) if weights is None else weights
+    xc = x - (w @ x) / w.sum()
+    groups = [np.arange(n)] if strata is None else [np.nonzero(strata == s)[0] for s in np.unique(strata)]
+    rows, times, res = [], [], []
+    for g in groups:
+        s = _prepare(xc[g], stop[g], event[g], w[g], None if start is None else start[g])
+        if s is None:
+            continue
+        r = s.w * np.exp(s.x @ beta)
+        rx = r[:, None] * s.x
+        s0, s1 = _risk_sums(s, r, rx)
+        di = s.death_idx
+        m = len(s.tk)
+        if ties == "efron":
+            frac = s.death_l / s.d_k[s.death_k]
+            d0 = np.bincount(s.death_k, weights=r[di], minlength=m)
+            d1 = np.add.reduceat(rx[di], s.death_first, axis=0)
+            mean_e = (s1[s.death_k] - frac[:, None] * d1[s.death_k]) / (s0[s.death_k] - frac * d0[s.death_k])[:, None]
+            xbar = np.vstack([np.bincount(s.death_k, weights=mean_e[:, j], minlength=m) for j in range(p)]).T
+            xbar = xbar / s.d_k[:, None]
+        else:
+            xbar = s1 / s0[:, None]
+        rows.append(g[s.perm[di]])
+        times.append(s.stop_sorted[di])
+        res.append(s.x[di] - xbar[s.death_k])
+    return np.concatenate(rows), np.concatenate(times), np.vstack(res)

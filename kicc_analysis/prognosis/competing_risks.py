@@ -40,11 +40,13 @@ from scipy import stats
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import as_float_array, check_columns, complete_mask
 from kicc_analysis.prognosis._coxcore import CoxFit, fit_cox, score_residuals
+from kicc_analysis.prognosis._km import product_limit, step_left, step_right, survival_from_counts
 from kicc_analysis.prognosis.cox import CoxResult, cox
 from kicc_analysis.prognosis.survival import group_order
 
 __all__ = [
     "CumulativeIncidence",
+    "CumulativeIncidenceFit",
     "cumulative_incidence",
     "gray_test",
     "fine_gray",
@@ -68,8 +70,31 @@ class CumulativeIncidence:
 
     def at(self, cause: Any, times: Any) -> np.ndarray:
         t = self.cif(cause)
-        idx = np.searchsorted(t["time"].to_numpy(), np.atleast_1d(times), side="right") - 1
-        return np.r_[0.0, t["cif"].to_numpy()][idx + 1]
+        return step_right(t["time"].to_numpy(), t["cif"].to_numpy(), np.atleast_1d(times), start=0.0)
+
+
+class CumulativeIncidenceFit(dict):
+    """What :func:`cumulative_incidence` returns, grouped or not: a mapping ``label -> CumulativeIncidence``.
+
+    Ungrouped fits have the single label ``"all"``; with one group its attributes (``table``, ``cif``,
+    ``at``, ``causes``) are available on the fit itself.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if len(self) == 1:
+            return getattr(next(iter(self.values())), name)
+        raise AttributeError(
+            f"CumulativeIncidenceFit has {len(self)} groups ({list(self)}); '{name}' belongs to one group: "
+            f"use fit[label].{name}"
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """All groups' CIF tables stacked with a ``group`` column."""
+        parts = [ci.table.assign(group=lab) for lab, ci in self.items()]
+        out = pd.concat(parts, ignore_index=True)
+        return out[["group", *[c for c in out.columns if c != "group"]]]
 
 
 def _cmprsk_variance(
@@ -100,14 +125,12 @@ def _cmprsk_variance(
 def _aj(
     time: np.ndarray, etype: np.ndarray, causes: list[Any], confidence: float, conf_type: str, variance: str
 ) -> pd.DataFrame:
-    utimes, inv = np.unique(time, return_inverse=True)
+    km = product_limit(time, (etype != 0).astype(float))  # all-cause Kaplan–Meier
+    utimes, n, d, surv = km.time, km.n_risk, km.n_event, km.surv
+    inv = np.searchsorted(utimes, time)
     m = len(utimes)
-    tot = np.bincount(inv, minlength=m).astype(float)
-    n = tot[::-1].cumsum()[::-1]
-    d = np.bincount(inv, weights=(etype != 0).astype(float), minlength=m)
+    s_left = np.r_[1.0, surv[:-1]]
     with np.errstate(divide="ignore", invalid="ignore"):
-        surv = np.cumprod(np.where(n > 0, 1 - d / n, 1.0))
-        s_left = np.r_[1.0, surv[:-1]]
         gw = np.where(n - d > 0, d / (n * (n - d)), 0.0)
     z = stats.norm.ppf(0.5 + confidence / 2)
     out = []
@@ -177,7 +200,7 @@ def cumulative_incidence(
     confidence: float = 0.95,
     conf_type: str = "log-log",
     variance: str = "delta",
-) -> CumulativeIncidence | dict[Any, CumulativeIncidence]:
+) -> CumulativeIncidenceFit:
     """Aalen–Johansen cumulative incidence functions with delta-method SEs.
 
     Parameters
@@ -187,7 +210,7 @@ def cumulative_incidence(
     event_type : array-like of int
         0 = censored, k > 0 = failed from cause k.
     group : array-like, optional
-        Group labels; a dict of results per group is returned.
+        Group labels; one result per group.
     causes : sequence, optional
         Causes to report (default: all observed non-zero codes).
     confidence : float
@@ -198,19 +221,28 @@ def cumulative_incidence(
         ``"delta"``: delta-method SE (Stata ``stcompet``, statsmodels; default);
         ``"cmprsk"``: Gray's estimator as R ``cmprsk::cuminc`` prints it.
 
+    Returns
+    -------
+    CumulativeIncidenceFit
+        A mapping ``label -> CumulativeIncidence`` (label ``"all"`` without ``group``); with a single
+        group its attributes are reachable on the fit directly.
+
     Examples
     --------
+    At t = 4 the one subject still at risk fails from cause 1, so F_1 rises by S(4-) * 1/1 = 0.5:
+
     >>> ci = cumulative_incidence([1, 2, 3, 4], [1, 2, 0, 1])
     >>> ci.cif(1)["cif"].round(3).tolist()
-    [0.25, 0.25, 0.25, 0.625]
+    [0.25, 0.25, 0.25, 0.75]
     """
     t, e, g, _ = _clean_cr(time, event_type, "cumulative_incidence", group)
     causes = sorted(set(e[e > 0].tolist())) if causes is None else list(causes)
     if not causes:
         raise AnalysisError("cumulative_incidence: no events of any cause")
+    out = CumulativeIncidenceFit()
     if g is None:
-        return CumulativeIncidence(_aj(t, e, causes, confidence, conf_type, variance), causes)
-    out = {}
+        out["all"] = CumulativeIncidence(_aj(t, e, causes, confidence, conf_type, variance), causes)
+        return out
     for lab in group_order(group, g):
         sel = g == lab
         out[lab] = CumulativeIncidence(_aj(t[sel], e[sel], causes, confidence, conf_type, variance), causes, lab)
@@ -221,20 +253,16 @@ def _censoring_km(time: np.ndarray, etype: np.ndarray) -> tuple[np.ndarray, np.n
     """Kaplan–Meier of the censoring distribution G (right-continuous steps at the distinct times).
 
     As ``cmprsk::crr`` (``survfit(Surv(ftime, cenind) ~ 1)``): the number at risk at a censoring time
-    counts every subject still under observation, including those failing at that time.
+    counts every subject still under observation, including those failing at that time
+    (``tied_other="at_risk"`` of the package's product-limit core).
     """
-    utimes, inv = np.unique(time, return_inverse=True)
-    tot = np.bincount(inv, minlength=len(utimes)).astype(float)
-    cens = np.bincount(inv, weights=(etype == 0).astype(float), minlength=len(utimes))
-    at_risk = tot[::-1].cumsum()[::-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.cumprod(np.where(at_risk > 0, 1 - cens / at_risk, 1.0))
-    return utimes, g
+    g = product_limit(time, (etype == 0).astype(float), tied_other="at_risk")
+    return g.time, g.surv
 
 
 def _g_left(gt: np.ndarray, gv: np.ndarray, t: np.ndarray) -> np.ndarray:
     """G(t-) from the right-continuous steps (gt, gv)."""
-    return np.r_[1.0, gv][np.searchsorted(gt, t, side="left")]
+    return step_left(gt, gv, t)
 
 
 def _fine_gray_psi(time: np.ndarray, etype: np.ndarray, x: np.ndarray, beta: np.ndarray, cause: int) -> np.ndarray:
@@ -318,10 +346,10 @@ def finegray_expand(
     jumps = jumps[np.unique(last[last >= 0])]
 
     def g_right(t: np.ndarray) -> np.ndarray:
-        return np.r_[1.0, gv][np.searchsorted(gt, t, side="right")]
+        return step_right(gt, gv, t)
 
     def g_left(t: np.ndarray) -> np.ndarray:
-        return np.r_[1.0, gv][np.searchsorted(gt, t, side="left")]
+        return step_left(gt, gv, t)
 
     subj = [np.arange(n)]
     start = [np.zeros(n)]
@@ -374,7 +402,7 @@ class FineGrayResult:
         x = frame[self.covariates].to_numpy(dtype=float)
         lp = (x - self.fit.center) @ self.fit.beta
         tk, cumhaz = self.fit.baseline[0]
-        h0 = np.r_[0.0, cumhaz][np.searchsorted(tk, np.atleast_1d(times), side="right")]
+        h0 = step_right(tk, cumhaz, np.atleast_1d(times), start=0.0)
         return 1.0 - np.exp(-np.outer(np.exp(lp), h0))
 
 
@@ -459,9 +487,7 @@ def _gray_stratum(t: np.ndarray, e: np.ndarray, g: np.ndarray, ng: int, cause: i
     d2 = count((e != cause) & (e != 0))
     tot = count(np.ones(len(t), dtype=bool))
     n = tot[::-1].cumsum(axis=0)[::-1]  # at risk just before each time, per group
-    with np.errstate(divide="ignore", invalid="ignore"):
-        step = np.where(n > 0, (n - d1 - d2) / n, 1.0)
-    s_right = np.cumprod(step, axis=0)  # group KM (all causes), right-continuous
+    s_right = survival_from_counts(n, d1 + d2)  # group KM (all causes) on the pooled grid, right-continuous
     s_left = np.vstack([np.ones((1, ng)), s_right[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):
         inc = np.where(n > 0, s_left * d1 / n, 0.0)

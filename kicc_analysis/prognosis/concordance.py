@@ -22,18 +22,21 @@ installed library offers this without a Python-level loop over subjects.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import as_float_array, check_survival, complete_mask
+from kicc_analysis.prognosis._km import product_limit, step_right
 from kicc_analysis.results import Estimate
 
 __all__ = [
-    "ConcordanceCounts", "harrell_c", "uno_c", "concordance_counts", "censoring_survival", "time_dependent_auc",
+    "Concordance", "ConcordanceCounts", "SurvivalCurveMetric", "harrell_c", "concordance_estimate", "uno_c", "concordance_counts", "censoring_survival", "time_dependent_auc",
     "brier_score",
 ]  # fmt: skip
 
@@ -50,6 +53,101 @@ class ConcordanceCounts:
     comparable: float
     se: float = float("nan")  # infinitesimal-jackknife SE (R concordance); NaN for weighted (Uno) C
     pair_sums: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"'{old}' is deprecated and will be removed in the next release; use {new}", DeprecationWarning,
+                  stacklevel=3)  # fmt: skip
+
+
+class Concordance(Estimate):
+    """A C-index as an :class:`~kicc_analysis.results.Estimate` (``estimate`` = C).
+
+    The pair counts are in ``extra`` (``concordant, discordant, tied_risk, tied_time, comparable``). The old
+    attribute names of the pre-protocol result (``c`` and the counts) still work for one release with a
+    :class:`DeprecationWarning`.
+    """
+
+    @property
+    def c(self) -> float:
+        _deprecated("c", "'.estimate'")
+        return self.estimate
+
+    def _count(self, name: str) -> float:
+        _deprecated(name, f"'.extra[\"{name}\"]'")
+        return self.extra[name]
+
+    concordant = property(lambda self: self._count("concordant"))
+    discordant = property(lambda self: self._count("discordant"))
+    tied_risk = property(lambda self: self._count("tied_risk"))
+    tied_time = property(lambda self: self._count("tied_time"))
+    comparable = property(lambda self: self._count("comparable"))
+
+
+def concordance_estimate(counts: ConcordanceCounts, n: int, *, method: str, convention: str,
+                         confidence: float = 0.95, **extra: Any) -> Concordance:  # fmt: skip
+    """Wrap pair counts as a :class:`Concordance`: Wald CI ``C +- z se`` clipped to [0, 1], z and p for C = 0.5."""
+    se = counts.se
+    zc = stats.norm.ppf(0.5 + confidence / 2)
+    finite = bool(np.isfinite(se) and se > 0)
+    z = (counts.c - 0.5) / se if finite else np.nan
+    return Concordance(
+        counts.c, se=se,
+        ci_low=float(max(0.0, counts.c - zc * se)) if finite else np.nan,
+        ci_high=float(min(1.0, counts.c + zc * se)) if finite else np.nan,
+        z=float(z), p=float(2 * stats.norm.sf(abs(z))) if finite else np.nan, n=n, method=method,
+        statistic=float(z), statistic_name="z" if finite else "",
+        convention=convention, confidence=confidence,
+        extra={"concordant": counts.concordant, "discordant": counts.discordant, "tied_risk": counts.tied_risk,
+               "tied_time": counts.tied_time, "comparable": counts.comparable, **extra},
+    )  # fmt: skip
+
+
+HARRELL_CONVENTION = (
+    "Harrell's C, R survival::concordance: tied times comparable only event vs censored, tied risks count 1/2; "
+    "infinitesimal-jackknife SE, Wald CI"
+)
+
+
+@dataclass(frozen=True)
+class SurvivalCurveMetric:
+    """A metric over prediction times (time-dependent AUC, Brier score) and its summary over the times.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per time (``time, auc, n_cases, n_controls`` or ``time, brier``).
+    summary_estimate : Estimate
+        The summary over the times (KM-weighted mean AUC, integrated Brier score).
+
+    The pre-protocol return value was the DataFrame itself with the summary in ``attrs``; indexing the
+    result (``res["auc"]``), DataFrame attributes and ``attrs`` still work for one release with a
+    :class:`DeprecationWarning`.
+    """
+
+    table: pd.DataFrame
+    summary_estimate: Estimate
+
+    def to_frame(self) -> pd.DataFrame:
+        """The per-time table."""
+        return self.table
+
+    def __getitem__(self, key: Any) -> Any:
+        _deprecated("indexing the result", "'.table[...]'")
+        return self.table[key]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("table", "summary_estimate"):
+            raise AttributeError(name)
+        _deprecated(name, f"'.table.{name}' (summary: '.summary_estimate')")
+        return getattr(self.table, name)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __str__(self) -> str:
+        est = self.summary_estimate
+        return f"{est.method} = {est.estimate:.4f} ({est.convention})\n{self.table.to_string(index=False)}"
 
 
 def _later_smaller(rank: np.ndarray, outer: np.ndarray | None = None, counted: np.ndarray | None = None) -> np.ndarray:
@@ -208,7 +306,7 @@ def _clean(time: Any, event: Any, risk: Any, where: str) -> tuple[np.ndarray, np
     return t, e.astype(int), r
 
 
-def harrell_c(time: Any, event: Any, risk: Any) -> ConcordanceCounts:
+def harrell_c(time: Any, event: Any, risk: Any, *, confidence: float = 0.95) -> Concordance:
     """Harrell's concordance index of a risk score (higher = earlier event).
 
     Parameters
@@ -219,37 +317,34 @@ def harrell_c(time: Any, event: Any, risk: Any) -> ConcordanceCounts:
         Event indicator.
     risk : array-like
         Predicted risk (e.g. Cox linear predictor). Use ``-predicted_time`` for time predictions.
+    confidence : float
+        Confidence level of the Wald CI.
 
     Returns
     -------
-    ConcordanceCounts
-        ``c`` plus concordant, discordant, tied-risk and tied-time pair counts.
+    Concordance
+        ``estimate`` = C with its infinitesimal-jackknife ``se`` (R ``concordance``), Wald CI clipped to
+        [0, 1], ``z``/``p`` for C = 0.5; ``extra`` holds the concordant, discordant, tied-risk, tied-time
+        and comparable pair counts.
 
     Examples
     --------
-    >>> harrell_c([1, 2, 3], [1, 1, 0], [3, 2, 1]).c
+    >>> harrell_c([1, 2, 3], [1, 1, 0], [3, 2, 1]).estimate
     1.0
     """
     t, e, r = _clean(time, event, risk, "harrell_c")
-    return concordance_counts(t, e, r)
+    return concordance_estimate(concordance_counts(t, e, r), len(t), method="harrell_c",
+                                convention=HARRELL_CONVENTION, confidence=confidence)  # fmt: skip
 
 
 def censoring_survival(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kaplan–Meier of the censoring distribution G: returns (times, G(t)) right-continuous steps."""
-    utimes, inverse = np.unique(time, return_inverse=True)
-    cens = np.bincount(inverse, weights=(event == 0).astype(float), minlength=len(utimes))
-    tot = np.bincount(inverse, minlength=len(utimes)).astype(float)
-    events = tot - cens
-    # censorings tied with events are taken to happen just after them (events leave the censoring risk set)
-    at_risk = tot[::-1].cumsum()[::-1] - events
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.cumprod(np.where(at_risk > 0, 1.0 - cens / at_risk, 1.0))
-    return utimes, g
+    """Kaplan–Meier of the censoring distribution G: returns (times, G(t)) right-continuous steps.
 
-
-def _step(times: np.ndarray, values: np.ndarray, at: np.ndarray, left: bool = False) -> np.ndarray:
-    idx = np.searchsorted(times, at, side="left" if left else "right") - 1
-    return np.r_[1.0, values][idx + 1]
+    Censorings tied with events are taken to happen just after them (events leave the censoring risk set
+    first: ``tied_other="leave_first"`` of the package's product-limit core; scikit-survival ``reverse=True``).
+    """
+    g = product_limit(np.asarray(time, dtype=float), (np.asarray(event) == 0).astype(float), tied_other="leave_first")
+    return g.time, g.surv
 
 
 def uno_c(
@@ -260,7 +355,7 @@ def uno_c(
     tau: float | None = None,
     train_time: Any = None,
     train_event: Any = None,
-) -> Estimate:
+) -> Concordance:
     """Uno's IPCW concordance index, truncated at ``tau``.
 
     Parameters
@@ -274,8 +369,9 @@ def uno_c(
 
     Returns
     -------
-    Estimate
-        ``estimate`` = C; ``extra`` holds the pair counts.
+    Concordance
+        ``estimate`` = C (no SE: ``se``, CI and ``p`` are NaN); ``extra`` holds ``tau`` and the weighted
+        pair counts.
     """
     t, e, r = _clean(time, event, risk, "uno_c")
     if train_time is None:
@@ -284,7 +380,7 @@ def uno_c(
         gt = as_float_array(train_time, "train_time")
         ge = as_float_array(train_event, "train_event")
     gtimes, gvals = censoring_survival(gt, ge)
-    g_at = _step(gtimes, gvals, t)
+    g_at = step_right(gtimes, gvals, t)
     if tau is not None:
         e = np.where(t < tau, e, 0)
     if np.any((g_at <= 0) & (e == 1)):
@@ -292,13 +388,11 @@ def uno_c(
     with np.errstate(divide="ignore"):
         w = np.where(e == 1, 1.0 / np.square(g_at), 0.0)
     counts = concordance_counts(t, e, r, w)
-    return Estimate(
-        counts.c,
-        n=len(t),
-        method="uno_c",
-        convention="Uno 2011 IPCW C, G = KM of censoring at time_i, truncated at tau",
-        extra={"tau": tau, "concordant": counts.concordant, "discordant": counts.discordant},
-    )
+    return concordance_estimate(
+        counts, len(t), method="uno_c", tau=tau,
+        convention="Uno 2011 IPCW C, G = KM of censoring (censorings tied with events after them) at time_i, "
+        "truncated at tau (scikit-survival concordance_index_ipcw)",
+    )  # fmt: skip
 
 
 def _ipcw_g(time: np.ndarray, event: np.ndarray, train_time: Any, train_event: Any):
@@ -307,7 +401,7 @@ def _ipcw_g(time: np.ndarray, event: np.ndarray, train_time: Any, train_event: A
     else:
         gt, ge = as_float_array(train_time, "train_time"), as_float_array(train_event, "train_event")
     gtimes, gvals = censoring_survival(gt, ge)
-    return lambda at: _step(gtimes, gvals, np.asarray(at, dtype=float))
+    return lambda at: step_right(gtimes, gvals, np.asarray(at, dtype=float))
 
 
 def time_dependent_auc(
@@ -318,7 +412,7 @@ def time_dependent_auc(
     *,
     train_time: Any = None,
     train_event: Any = None,
-) -> pd.DataFrame:
+) -> SurvivalCurveMetric:
     """Cumulative/dynamic time-dependent AUC with IPCW (Uno et al. 2007; Hung & Chiang 2010).
 
     Cases at time t: event at or before t (weighted 1/G(T_i)); controls: still event-free after t.
@@ -326,9 +420,9 @@ def time_dependent_auc(
 
     Returns
     -------
-    DataFrame
-        ``time, auc, n_cases, n_controls``; ``attrs["mean_auc"]`` is the KM-weighted mean
-        over ``times`` (as scikit-survival ``cumulative_dynamic_auc``).
+    SurvivalCurveMetric
+        ``table``: ``time, auc, n_cases, n_controls``; ``summary_estimate``: the KM-weighted mean AUC
+        over ``times`` (as scikit-survival ``cumulative_dynamic_auc``), method ``"mean_auc"``.
     """
     t = as_float_array(time, "time")
     e = as_float_array(event, "event")
@@ -358,15 +452,16 @@ def time_dependent_auc(
         rows.append({"time": tk, "auc": auc, "n_cases": int(case.sum()), "n_controls": int(ctrl.sum())})
     out = pd.DataFrame(rows)
     # KM-weighted mean AUC
-    ut, inv = np.unique(t, return_inverse=True)
-    d = np.bincount(inv, weights=e, minlength=len(ut))
-    nrisk = np.bincount(inv, minlength=len(ut))[::-1].cumsum()[::-1]
-    s = np.cumprod(1 - d / nrisk)
-    s_at = _step(ut, s, tt)
+    s_at = product_limit(t, e).at(tt)
     wts = -np.diff(np.r_[1.0, s_at])
     ok = np.isfinite(out["auc"].to_numpy())
-    out.attrs["mean_auc"] = float((wts[ok] * out["auc"].to_numpy()[ok]).sum() / (1 - s_at[-1])) if ok.any() else np.nan
-    return out
+    mean_auc = float((wts[ok] * out["auc"].to_numpy()[ok]).sum() / (1 - s_at[-1])) if ok.any() else np.nan
+    out.attrs["mean_auc"] = mean_auc  # pre-protocol location, kept one release
+    return SurvivalCurveMetric(out, Estimate(
+        mean_auc, n=len(t), method="mean_auc", extra={"times": tt.tolist()},
+        convention="cumulative/dynamic AUC with IPCW (Uno 2007), mean weighted by KM jumps "
+        "(scikit-survival cumulative_dynamic_auc)",
+    ))  # fmt: skip
 
 
 def brier_score(
@@ -377,7 +472,7 @@ def brier_score(
     *,
     train_time: Any = None,
     train_event: Any = None,
-) -> pd.DataFrame:
+) -> SurvivalCurveMetric:
     """IPCW Brier score of predicted survival probabilities (Graf et al. 1999).
 
     Parameters
@@ -387,9 +482,9 @@ def brier_score(
 
     Returns
     -------
-    DataFrame
-        ``time, brier``; ``attrs["integrated_brier"]`` is the trapezoidal integral over
-        ``times`` divided by its range (when more than one time is given).
+    SurvivalCurveMetric
+        ``table``: ``time, brier``; ``summary_estimate``: the integrated Brier score, the trapezoidal
+        integral over ``times`` divided by its range (NaN for a single time), method ``"integrated_brier"``.
     """
     t = as_float_array(time, "time")
     e = as_float_array(event, "event")
@@ -409,6 +504,10 @@ def brier_score(
             term = np.where(died, s[:, k] ** 2 / gi, 0.0) + np.where(alive, (1 - s[:, k]) ** 2 / gt[k], 0.0)
         scores.append(float(term.mean()))
     out = pd.DataFrame({"time": tt, "brier": scores})
+    ibs = float(np.trapezoid(scores, tt) / (tt[-1] - tt[0])) if len(tt) > 1 else np.nan
     if len(tt) > 1:
-        out.attrs["integrated_brier"] = float(np.trapezoid(scores, tt) / (tt[-1] - tt[0]))
-    return out
+        out.attrs["integrated_brier"] = ibs  # pre-protocol location, kept one release
+    return SurvivalCurveMetric(out, Estimate(
+        ibs, n=len(t), method="integrated_brier", extra={"times": tt.tolist()},
+        convention="IPCW Brier score (Graf et al. 1999), trapezoidal integral over the times / their range",
+    ))  # fmt: skip

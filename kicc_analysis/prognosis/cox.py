@@ -10,8 +10,10 @@ Conventions
 * Harrell's C uses the linear predictor (within strata, pairs in different
   strata are not compared); see :mod:`kicc_analysis.prognosis.concordance`.
 * :func:`ph_test` reproduces R ``cox.zph`` from **survival >= 3.0** (the score
-  test for adding ``x * g(t)``, ``transform="km"`` i.e. g(t) = 1 - KM(t-)),
-  not the survival 2.x approximation based on scaled Schoenfeld residuals.
+  test for adding ``x * g(t)``, ``transform="km"`` i.e. g(t) = 1 - KM(t-)) by default;
+  ``method="schoenfeld"`` gives the survival 2.x approximation based on scaled Schoenfeld
+  residuals, which lifelines ``proportional_hazard_test`` implements (lifelines' own ``"km"`` and
+  ``"rank"`` transforms are ``"lifelines_km"`` and ``"lifelines_rank"`` here).
 * Survival predictions use the Breslow (``ties="breslow"``) or Efron-adjusted
   (``ties="efron"``, as R ``survfit.coxph``) baseline cumulative hazard.
 """
@@ -28,8 +30,15 @@ from scipy import stats
 
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import check_columns, check_survival, complete_mask
-from kicc_analysis.prognosis._coxcore import CoxFit, fit_cox, time_interaction_info
-from kicc_analysis.prognosis.concordance import ConcordanceCounts, concordance_counts
+from kicc_analysis.prognosis._coxcore import CoxFit, fit_cox, schoenfeld_residuals, time_interaction_info
+from kicc_analysis.prognosis._km import product_limit, step_right
+from kicc_analysis.prognosis.concordance import (
+    HARRELL_CONVENTION,
+    Concordance,
+    ConcordanceCounts,
+    concordance_counts,
+    concordance_estimate,
+)
 
 __all__ = ["CoxResult", "cox", "ph_test"]
 
@@ -48,8 +57,8 @@ class CoxResult:
         Likelihood-ratio test of all coefficients = 0.
     score_chisq : float
         Score (log-rank) test at beta = 0.
-    concordance : ConcordanceCounts
-        Harrell's C of the linear predictor (within strata).
+    concordance : Concordance
+        Harrell's C of the linear predictor (within strata), an ``Estimate``.
     n, events, n_dropped : int
         Rows used, events, rows skipped for missing values.
     """
@@ -70,14 +79,18 @@ class CoxResult:
     confidence: float
     fit: CoxFit = field(repr=False)
     data: dict[str, Any] = field(repr=False, default_factory=dict)
-    _concordance: ConcordanceCounts | None = field(default=None, repr=False)
+    _concordance: Concordance | None = field(default=None, repr=False)
 
     @property
-    def concordance(self) -> ConcordanceCounts:
+    def concordance(self) -> Concordance:
         """Harrell's C of the linear predictor within strata (computed on first access, O(n log^2 n))."""
         if self._concordance is None:
             d = self.data
-            self._concordance = _harrell_within_strata(d["time"], d["event"], self.linear_predictor(), d["strata"])
+            counts = _harrell_within_strata(d["time"], d["event"], self.linear_predictor(), d["strata"])
+            self._concordance = concordance_estimate(
+                counts, self.n, method="harrell_c", confidence=self.confidence,
+                convention=HARRELL_CONVENTION + ("; pairs within strata" if d["strata"] is not None else ""),
+            )  # fmt: skip
         return self._concordance
 
     @property
@@ -100,12 +113,19 @@ class CoxResult:
                     "lr_chisq": self.lr_chisq,
                     "lr_df": self.lr_df,
                     "lr_p": self.lr_p,
-                    "concordance": self.concordance.c,
+                    "concordance": self.concordance.estimate,
                     "concordance_se": self.concordance.se,
                     "ties": self.ties,
                 }
             ]
         )
+
+    def __str__(self) -> str:
+        head = (f"Cox proportional-hazards model ({self.ties} ties; R coxph conventions): n = {self.n}, "
+                f"events = {self.events}, dropped = {self.n_dropped}\n"
+                f"LR chi-square = {self.lr_chisq:.4f} on {self.lr_df} df, p = {self.lr_p:.4g}; "
+                f"Harrell's C = {self.concordance.estimate:.4f} (se {self.concordance.se:.4f})\n")  # fmt: skip
+        return head + self.table.to_string(index=False)
 
     def linear_predictor(self, frame: pd.DataFrame | None = None) -> np.ndarray:
         """Centred linear predictor (x - mean) @ beta for ``frame`` (default: fitting data)."""
@@ -125,7 +145,7 @@ class CoxResult:
         lp = self.linear_predictor(frame)
         tk, cumhaz = self.fit.baseline[stratum_index]
         t = np.atleast_1d(np.asarray(times, dtype=float))
-        h0 = np.r_[0.0, cumhaz][np.searchsorted(tk, t, side="right")]
+        h0 = step_right(tk, cumhaz, t, start=0.0)
         return np.exp(-np.outer(np.exp(lp), h0))
 
 
@@ -185,9 +205,10 @@ def cox(
     Examples
     --------
     >>> import pandas as pd
-    >>> d = pd.DataFrame({"t": [5, 8, 3, 9, 12, 4], "e": [1, 1, 0, 1, 0, 1], "x": [1, 0, 1, 0, 0, 1]})
-    >>> round(cox(d, "t", "e", ["x"]).table.loc[0, "hr"], 3) > 1
-    True
+    >>> d = pd.DataFrame({"t": [5, 8, 3, 9, 12, 4, 7, 10], "e": [1, 1, 0, 1, 0, 1, 1, 1],
+    ...                   "x": [1, 0, 1, 1, 0, 0, 1, 0]})
+    >>> round(float(cox(d, "t", "e", ["x"]).table.loc[0, "hr"]), 2)
+    2.5
     """
     covariates = list(covariates)
     if not covariates:
@@ -292,63 +313,112 @@ def _harrell_within_strata(t: np.ndarray, e: np.ndarray, lp: np.ndarray, st: np.
     return ConcordanceCounts(float(c), float(tot[0]), float(tot[1]), float(tot[2]), tied_time, float(tot[3]), se)
 
 
-def _km_left(time: np.ndarray, event: np.ndarray):
-    utimes, inverse = np.unique(time, return_inverse=True)
-    d = np.bincount(inverse, weights=event, minlength=len(utimes))
-    n_at = np.bincount(inverse, minlength=len(utimes)).astype(float)
-    risk = n_at[::-1].cumsum()[::-1]
-    surv = np.cumprod(1 - d / risk)
-
-    def left_limit(t: np.ndarray) -> np.ndarray:
-        idx = np.searchsorted(utimes, t, side="left") - 1
-        return np.r_[1.0, surv][idx + 1]
-
-    return left_limit
+PH_METHODS = ("score", "schoenfeld")
+#: g(t) names; each name means the same function under both methods
+PH_TRANSFORMS = ("km", "rank", "identity", "log", "lifelines_km", "lifelines_rank")
 
 
-def ph_test(model: CoxResult, transform: str = "km") -> pd.DataFrame:
-    """Test of proportional hazards per covariate and globally (R ``cox.zph``, survival >= 3.0).
+def _ph_transform(transform: str, t: np.ndarray, e: np.ndarray, method: str):
+    """g(t) as a function of event times (``lifelines_rank`` is handled by the caller: it is per death)."""
+    if transform == "km":  # 1 - KM(t-): R cox.zph, survival 2.x and >= 3
+        km = product_limit(t, e)
+        return lambda tt: 1.0 - km.before(tt)
+    if transform == "lifelines_km":  # 1 - KM(t), right-continuous: lifelines TimeTransformers "km"
+        km = product_limit(t, e)
+        return lambda tt: 1.0 - km.at(tt)
+    if transform == "identity":
+        return lambda tt: np.asarray(tt, dtype=float)
+    if transform == "log":
+        return lambda tt: np.log(tt)
+    if transform == "rank":  # R rank(times) of the event times: tied deaths share their average rank
+        ev_t = np.sort(t[e > 0])
+        ranks = stats.rankdata(ev_t)
+        return lambda tt: np.interp(tt, ev_t, ranks)
+    raise AnalysisError(
+        f"ph_test: transform must be one of {', '.join(PH_TRANSFORMS)}; found {transform!r}"
+        + (" ('lifelines_rank' exists only with method='schoenfeld')" if transform == "lifelines_rank" else "")
+    )
 
-    For each covariate the score test of adding ``x * g(t)`` to the fitted model
-    (all other time terms at 0) is computed from the joint information matrix;
-    ``GLOBAL`` tests all time terms together.
+
+def _ph_schoenfeld(model: CoxResult, transform: str) -> list[dict[str, Any]]:
+    """The test of R survival < 3.0 ``cox.zph`` and lifelines ``proportional_hazard_test``.
+
+    Scaled Schoenfeld residuals ``r* = d * r V`` (d deaths, V the model variance) are correlated with
+    g(t) at the death times: ``T_j = (sum (g - gbar) r*_j)^2 / (d V_jj sum (g - gbar)^2)`` on 1 df; the
+    global statistic is ``(u' V u) d / sum (g - gbar)^2`` with ``u = sum (g - gbar) r`` on p df (R 2.x).
+    """
+    d = model.data
+    t, e = d["time"], d["event"]
+    _, times, resid = schoenfeld_residuals(d["x"], t, e, model.fit.beta, ties=model.ties, strata=d["strata"],
+                                           start=d["entry"], weights=d["weights"])  # fmt: skip
+    if transform == "lifelines_rank":  # cumulative count of deaths in time order (ties in input order)
+        gt = np.arange(1, len(times) + 1, dtype=float)[np.argsort(np.argsort(times, kind="stable"), kind="stable")]
+    else:
+        gt = np.asarray(_ph_transform(transform, t, e, "schoenfeld")(times), dtype=float)
+    xx = gt - gt.mean()
+    n_dead = len(times)
+    var = model.fit.var
+    scaled = n_dead * resid @ var
+    test = xx @ scaled
+    chisq = test**2 / (np.diag(var) * n_dead * (xx @ xx))
+    rows = [{"covariate": name, "chisq": float(c), "df": 1, "p": float(stats.chi2.sf(c, 1))}
+            for name, c in zip(model.covariates, chisq, strict=True)]  # fmt: skip
+    u = xx @ resid
+    glob = float(u @ var @ u * n_dead / (xx @ xx))
+    p = len(model.covariates)
+    rows.append({"covariate": "GLOBAL", "chisq": glob, "df": p, "p": float(stats.chi2.sf(glob, p))})
+    return rows
+
+
+def ph_test(model: CoxResult, transform: str = "km", *, method: str = "score") -> pd.DataFrame:
+    """Test of proportional hazards per covariate and globally.
+
+    ``method="score"`` (default) is R ``cox.zph`` from **survival >= 3.0**: for each covariate the score
+    test of adding ``x * g(t)`` to the fitted model (all other time terms at 0), computed from the joint
+    information matrix; ``GLOBAL`` tests all time terms together.
+    ``method="schoenfeld"`` is the earlier approximation of **survival < 3.0** ``cox.zph`` (Grambsch &
+    Therneau 1994), which lifelines ``proportional_hazard_test`` implements: the correlation of scaled
+    Schoenfeld residuals with g(t).
 
     Parameters
     ----------
     model : CoxResult
         A model returned by :func:`cox`.
-    transform : {"km", "identity", "log", "rank"}
-        g(t): ``"km"`` = 1 - KM(t-) (R default), ``"identity"`` = t, ``"log"`` = log t,
-        ``"rank"`` = rank of the event time.
+    transform : str
+        g(t), the same function under both methods: ``"km"`` = 1 - KM(t-) (R's default), ``"rank"`` = R
+        ``rank(times)`` of the event times (ties share the average rank), ``"identity"`` = t, ``"log"`` = log t.
+        lifelines defines two of its names differently, so they get their own names here:
+        ``"lifelines_km"`` = 1 - KM(t) (right-continuous) and, with ``method="schoenfeld"`` only,
+        ``"lifelines_rank"`` = the running count of deaths (tied deaths numbered in input order;
+        lifelines' default ``"rank"``).
+    method : {"score", "schoenfeld"}
+        Which test (see above).
 
     Returns
     -------
     DataFrame
-        ``covariate, chisq, df, p`` with a final ``GLOBAL`` row.
+        ``covariate, chisq, df, p, method, transform`` with a final ``GLOBAL`` row.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> d = pd.DataFrame({"t": [5, 8, 3, 9, 12, 4, 7, 10], "e": [1, 1, 0, 1, 0, 1, 1, 1],
+    ...                   "x": [1, 0, 1, 1, 0, 0, 1, 0]})
+    >>> ph_test(cox(d, "t", "e", ["x"]))["covariate"].tolist()
+    ['x', 'GLOBAL']
     """
+    if method not in PH_METHODS:
+        raise AnalysisError(f"ph_test: method must be 'score' (R survival >= 3) or 'schoenfeld' "
+                            f"(R survival < 3, lifelines); found {method!r}")  # fmt: skip
+    if method == "schoenfeld":
+        if transform not in PH_TRANSFORMS:
+            _ph_transform(transform, model.data["time"], model.data["event"], method)  # raises the message
+        rows = _ph_schoenfeld(model, transform)
+        label = "R survival < 3.0 cox.zph / lifelines proportional_hazard_test (scaled Schoenfeld)"
+        return pd.DataFrame(rows).assign(method=label, transform=transform)
     d = model.data
     t, e = d["time"], d["event"]
-    if transform == "km":
-        left = _km_left(t, e)
-
-        def g(tt: np.ndarray) -> np.ndarray:
-            return 1.0 - left(tt)
-    elif transform == "identity":
-
-        def g(tt: np.ndarray) -> np.ndarray:
-            return tt
-    elif transform == "log":
-
-        def g(tt: np.ndarray) -> np.ndarray:
-            return np.log(tt)
-    elif transform == "rank":
-        ranks = stats.rankdata(t[e > 0])
-        ev_t = t[e > 0]
-
-        def g(tt: np.ndarray) -> np.ndarray:
-            return np.interp(tt, np.sort(ev_t), np.sort(ranks))
-    else:
-        raise AnalysisError(f"ph_test: transform must be km, identity, log or rank; found {transform!r}")
+    g = _ph_transform(transform, t, e, method)
     u, imat = time_interaction_info(
         d["x"], t, e, model.fit.beta, g, ties=model.ties, strata=d["strata"], start=d["entry"], weights=d["weights"]
     )
@@ -366,4 +436,4 @@ def ph_test(model: CoxResult, transform: str = "km") -> pd.DataFrame:
         rows.append({"covariate": name, "chisq": chisq, "df": 1, "p": float(stats.chi2.sf(chisq, 1))})
     chisq = float(u @ np.linalg.solve(imat, u))
     rows.append({"covariate": "GLOBAL", "chisq": chisq, "df": p, "p": float(stats.chi2.sf(chisq, p))})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).assign(method="R survival >= 3.0 cox.zph (score test)", transform=transform)

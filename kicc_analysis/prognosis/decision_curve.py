@@ -25,6 +25,7 @@ import pandas as pd
 
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import as_float_array, check_binary, complete_mask
+from kicc_analysis.prognosis._km import product_limit
 
 __all__ = ["decision_curve", "decision_curve_survival", "DEFAULT_THRESHOLDS"]
 
@@ -136,17 +137,13 @@ def decision_curve(
 
 
 def _km_at(time: np.ndarray, event: np.ndarray, horizon: float) -> float:
+    """Kaplan–Meier S(horizon); NaN beyond the last follow-up time (R ``summary(survfit, times=)`` -> dcurves NA)."""
     if len(time) == 0:
         return np.nan
-    ut, inv = np.unique(time, return_inverse=True)
-    d = np.bincount(inv, weights=event, minlength=len(ut))
-    tot = np.bincount(inv, minlength=len(ut)).astype(float)
-    risk = tot[::-1].cumsum()[::-1]
-    s = np.cumprod(1 - d / risk)
-    if horizon > ut[-1]:  # R summary(survfit, times=) drops times beyond follow-up -> dcurves NA
+    km = product_limit(time, event)
+    if horizon > km.time[-1]:
         return np.nan
-    i = np.searchsorted(ut, horizon, side="right") - 1
-    return 1.0 if i < 0 else float(s[i])
+    return float(km.at(horizon))
 
 
 def decision_curve_survival(

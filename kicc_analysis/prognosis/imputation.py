@@ -13,10 +13,15 @@ Conventions
   ``df_obs = (dfcom + 1) / (dfcom + 3) * dfcom * (1 - lambda)``; ``dfcom = inf``
   gives ``df_old``; fraction of missing information ``fmi = (riv + 2 / (df + 3)) / (riv + 1)``.
   CIs and p-values use the t distribution with ``df``.
+* Column names: mice's ``ubar`` and ``b`` keep their names; mice's total variance ``t`` is ``total_var``
+  and the Wald t statistic ``Qbar / sqrt(T)`` is ``statistic`` (mice ``summary()``), so that no column
+  called ``t`` can be read as the other quantity. Reading ``t`` still gives the statistic for one
+  release, with a :class:`DeprecationWarning`.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,12 +33,42 @@ from scipy import stats
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.progress import progress_bar
 
-__all__ = ["pool_rubin", "impute", "impute_and_pool", "PooledResult"]
+__all__ = ["pool_rubin", "impute", "impute_and_pool", "PooledResult", "PooledTable"]
+
+
+class PooledTable(pd.DataFrame):
+    """The table :func:`pool_rubin` returns (a DataFrame).
+
+    Reading the pre-protocol column ``t`` (``table["t"]`` or ``table.t``) returns ``statistic`` with a
+    :class:`DeprecationWarning`: in R ``mice::pool`` ``t`` is the total variance, here ``total_var``.
+    """
+
+    @property
+    def _constructor(self) -> type[pd.DataFrame]:
+        return pd.DataFrame
+
+    @staticmethod
+    def _warn_t() -> None:
+        warnings.warn("pool_rubin: column 't' is deprecated and will be removed in the next release; the t "
+                      "statistic is 'statistic' and Rubin's total variance T (mice's 't') is 'total_var'",
+                      DeprecationWarning, stacklevel=3)  # fmt: skip
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str) and key == "t":
+            self._warn_t()
+            return super().__getitem__("statistic").rename("t")
+        return super().__getitem__(key)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "t":
+            self._warn_t()
+            return super().__getitem__("statistic").rename("t")
+        return super().__getattr__(name)
 
 
 @dataclass(frozen=True)
 class PooledResult:
-    """Pooled estimates (``table``: ``term, estimate, se, t, df, p, ci_low, ci_high, riv, lambda, fmi, ubar, b``)."""
+    """Pooled estimates (``table``: a :class:`PooledTable`, see :func:`pool_rubin`)."""
 
     table: pd.DataFrame
     m: int
@@ -63,6 +98,18 @@ def pool_rubin(
         Term names.
     confidence : float
         CI level.
+
+    Returns
+    -------
+    PooledTable
+        One row per term: ``term, estimate, se, statistic, df, p, ci_low, ci_high, riv, lambda, fmi, ubar, b,
+        total_var`` (``estimate`` = Qbar, ``se = sqrt(total_var)``, ``statistic = estimate / se`` on ``df``).
+
+    Examples
+    --------
+    >>> pooled = pool_rubin([[1.0], [1.2], [0.8]], [[0.04], [0.05], [0.06]])
+    >>> round(float(pooled["total_var"].iloc[0]), 4)  # Ubar 0.05 + (1 + 1/3) * B 0.04
+    0.1033
     """
     q = np.atleast_2d(np.asarray(estimates, dtype=float))
     v = np.asarray(variances, dtype=float)
@@ -92,12 +139,12 @@ def pool_rubin(
     se = np.sqrt(t)
     tstat = qbar / se
     crit = stats.t.ppf(0.5 + confidence / 2, df)
-    return pd.DataFrame(
+    return PooledTable(
         {
             "term": list(names) if names is not None else [f"b{i}" for i in range(q.shape[1])],
-            "estimate": qbar, "se": se, "t": tstat, "df": df, "p": 2 * stats.t.sf(np.abs(tstat), df),
+            "estimate": qbar, "se": se, "statistic": tstat, "df": df, "p": 2 * stats.t.sf(np.abs(tstat), df),
             "ci_low": qbar - crit * se, "ci_high": qbar + crit * se, "riv": riv, "lambda": lam, "fmi": fmi,
-            "ubar": ubar, "b": b,
+            "ubar": ubar, "b": b, "total_var": t,
         }
     )  # fmt: skip
 

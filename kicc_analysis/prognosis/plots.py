@@ -63,6 +63,8 @@ def km_plot(
     """Kaplan–Meier curves with CI bands, censoring ticks and a numbers-at-risk table below."""
     if isinstance(fits, KaplanMeier):
         fits = {"All": fits}
+    elif list(fits) == ["all"]:  # an ungrouped kaplan_meier() fit
+        fits = {"All": fits["all"]}
     with plt.rc_context(STYLE):
         fig, (ax, ax_tab) = plt.subplots(
             2, 1, figsize=(5.5, 4.8), height_ratios=[4, 0.35 + 0.22 * len(fits)], sharex=True, layout="constrained"
@@ -119,6 +121,8 @@ def cif_plot(
     """Cumulative incidence curves (one line per cause and group; dashed for the second cause)."""
     if isinstance(results, CumulativeIncidence):
         results = {"": results}
+    elif list(results) == ["all"]:  # an ungrouped cumulative_incidence() fit
+        results = {"": results["all"]}
     fig, ax = _new((5.5, 4.0), ax)
     cause_labels = dict(cause_labels or {})
     styles = ["-", "--", ":", "-."]

@@ -10,6 +10,11 @@ Conventions
   interval ``auc +- z * se`` clipped to [0, 1] (pROC).
 * :func:`delong_test` is ``pROC::roc.test(method="delong", paired=TRUE)``: z on
   the AUC difference with the DeLong covariance; the CI is for ``auc_a - auc_b``.
+* :func:`delong_test_unpaired` is ``pROC::roc.test(method="delong", paired=FALSE)`` for two
+  curves from different patients: ``D = (auc_a - auc_b) / sqrt(V_a + V_b)`` with the DeLong
+  variances, referred to Student's t with Welch–Satterthwaite df
+  ``(V_a + V_b)^2 / (V_a^2 / (N_a - 1) + V_b^2 / (N_b - 1))`` (N = cases + controls), as pROC's
+  ``delong.unpaired.test``; the CI is ``diff +- t_df * se`` (pROC prints no CI for this test).
 * :func:`hanley_mcneil_se`: Hanley & McNeil (1982) eq. 2 with Q1 = A/(2-A), Q2 = 2A^2/(1+A).
 * Youden cut-off: the threshold maximising sensitivity + specificity - 1 where
   subjects with ``score >= threshold`` are called positive; thresholds are the
@@ -30,7 +35,7 @@ from kicc_analysis.prognosis._checks import as_float_array, check_binary, comple
 from kicc_analysis.progress import progress_bar
 from kicc_analysis.results import Estimate
 
-__all__ = ["roc_auc", "delong_test", "youden", "hanley_mcneil_se", "roc_curve", "delong_components"]
+__all__ = ["roc_auc", "delong_test", "delong_test_unpaired", "youden", "hanley_mcneil_se", "roc_curve", "delong_components"]
 
 
 def _clean(y: Any, *scores: Any, where: str) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -140,6 +145,8 @@ def roc_auc(y: Any, score: Any, *, direction: str = "<", confidence: float = 0.9
         z=z,
         p=float(2 * stats.norm.sf(abs(z))) if np.isfinite(z) else np.nan,
         n=len(yy),
+        statistic=z,
+        statistic_name="z",
         method="roc_auc",
         convention="DeLong 1988 variance (pROC ci.auc method='delong'); Wald CI clipped to [0, 1]",
         confidence=confidence,
@@ -172,10 +179,78 @@ def delong_test(y: Any, score_a: Any, score_b: Any, *, direction: str = "<", con
         z=z,
         p=float(2 * stats.norm.sf(abs(z))) if np.isfinite(z) else np.nan,
         n=len(yy),
+        statistic=z,
+        statistic_name="z",
         method="delong_test",
         convention="pROC roc.test(method='delong', paired=TRUE)",
         confidence=confidence,
         extra={"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "correlation": corr},
+    )
+
+
+def delong_test_unpaired(
+    y_a: Any,
+    score_a: Any,
+    y_b: Any,
+    score_b: Any,
+    *,
+    direction: str = "<",
+    confidence: float = 0.95,
+) -> Estimate:
+    """DeLong test of two AUCs from different patients (unpaired ROC curves).
+
+    Parameters
+    ----------
+    y_a, score_a : array-like
+        Class (1 = case) and marker of the first sample.
+    y_b, score_b : array-like
+        Class and marker of the second, independent sample (other patients).
+    direction : {"<", ">"}
+        ``"<"``: higher score = more likely a case (both curves).
+    confidence : float
+        Confidence level of the CI of ``auc_a - auc_b``.
+
+    Returns
+    -------
+    Estimate
+        ``estimate`` = AUC_a - AUC_b, ``se = sqrt(V_a + V_b)``, ``z`` = pROC's statistic ``D``,
+        two-sided ``p`` from Student's t on ``extra["df"]`` degrees of freedom, CI ``diff +- t * se``;
+        ``extra`` has both AUCs, ``statistic_d`` and ``df``.
+
+    Examples
+    --------
+    >>> res = delong_test_unpaired([0, 0, 1, 1, 0, 1], [1, 2, 3, 4, 2, 5], [0, 1, 0, 1, 0], [1, 2, 3, 4, 0])
+    >>> round(res.extra["auc_a"], 3), round(res.extra["auc_b"], 3)
+    (1.0, 0.833)
+    """
+    ya, (sa,) = _clean(y_a, score_a, where="delong_test_unpaired (sample a)")
+    yb, (sb,) = _clean(y_b, score_b, where="delong_test_unpaired (sample b)")
+    auc_a, var_a = _delong_cov(ya, [_orient(sa, direction)])
+    auc_b, var_b = _delong_cov(yb, [_orient(sb, direction)])
+    va, vb = float(var_a[0, 0]), float(var_b[0, 0])
+    diff = float(auc_a[0] - auc_b[0])
+    se = float(np.sqrt(va + vb))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = (va + vb) ** 2 / (va**2 / (len(ya) - 1) + vb**2 / (len(yb) - 1))
+    d = diff / se if se > 0 else np.nan
+    p = float(2 * stats.t.sf(abs(d), df)) if np.isfinite(d) else np.nan
+    tc = stats.t.ppf(0.5 + confidence / 2, df) if np.isfinite(df) else np.nan
+    return Estimate(
+        diff,
+        se=se,
+        ci_low=float(diff - tc * se),
+        ci_high=float(diff + tc * se),
+        z=float(d),
+        p=p,
+        n=len(ya) + len(yb),
+        statistic=float(d),
+        statistic_name="D",
+        df=float(df),
+        method="delong_test_unpaired",
+        convention="pROC roc.test(method='delong', paired=FALSE): D on Welch-Satterthwaite t df",
+        confidence=confidence,
+        extra={"auc_a": float(auc_a[0]), "auc_b": float(auc_b[0]), "statistic_d": float(d), "df": float(df),
+               "n_a": len(ya), "n_b": len(yb)},  # fmt: skip
     )
 
 

@@ -1,20 +1,28 @@
-"""Kaplan–Meier estimation and the log-rank family of tests.
+"""Kaplan–Meier estimation, survival quantiles and the log-rank family of tests.
 
 Conventions
 -----------
+* Product limit from the package's one core (:mod:`kicc_analysis.prognosis._km`, censorings tied with
+  deaths stay at risk at the death time, as R ``survfit`` and SAS ``LIFETEST``).
 * Kaplan–Meier variance: Greenwood. ``se`` is the standard error of S(t)
-  (``S * sqrt(sum d / (n (n - d)))``), as printed by R ``survfit``.
-* Confidence intervals: ``conf_type="log"`` (R ``survfit`` default:
-  ``S * exp(+-z * se(log S))``, upper limit capped at 1), ``"log-log"``
-  (lifelines' default, ``S ** exp(+-z * se(log S) / log S)``) or ``"plain"``.
-* Median survival: smallest time with S(t) <= 0.5; when S(t) equals 0.5
-  exactly over an interval the midpoint of that interval is reported (R).
-  Its CI is read off the confidence bands in the same way (R ``survfit``,
-  Brookmeyer–Crowley style).
-* Log-rank family (``weights``): ``"logrank"`` (w = 1, R ``survdiff(rho=0)``),
-  ``"wilcoxon"``/``"gehan"`` (w = n at risk, Gehan–Breslow), ``"tarone-ware"``
-  (w = sqrt(n)), ``"peto"`` (w = prod(1 - d / (n + 1)), Peto–Peto as in Klein &
-  Moeschberger 2003 §7.3), ``"fleming-harrington"`` (w = S(t-)^p (1 - S(t-))^q
+  (``S * sqrt(sum d / (n (n - d)))``), as printed by R ``survfit`` and SAS.
+* Pointwise confidence intervals, ``conf_type`` (R ``survfit(conf.type=)`` name / SAS ``CONFTYPE=`` name):
+  ``"log"`` (default, R's default; SAS ``LOG``): ``S exp(+-z se_log)``, upper limit capped at 1;
+  ``"log-log"`` (SAS's and lifelines' default; SAS ``LOGLOG``, statsmodels ``cloglog``): ``S ** exp(+-z se_log / log S)``;
+  ``"plain"`` (SAS ``LINEAR``): ``S +- z se`` clipped to [0, 1];
+  ``"logit"`` (SAS ``LOGIT``): ``logit S +- z se_log / (1 - S)``;
+  ``"arcsin"`` (SAS ``ASINSQRT``): ``asin(sqrt S) +- z se_log sqrt(S / (1 - S)) / 2`` (limits kept in [0, pi/2]).
+  ``se_log = sqrt(sum d / (n (n - d)))``; SAS names are accepted as aliases.
+* Quantiles (:meth:`KaplanMeier.quantiles`; 25th, 50th, 75th percentile = times where S drops to 0.75,
+  0.5, 0.25): smallest event time with S(t) <= 1 - p; when S(t) equals 1 - p exactly over an interval the
+  midpoint of that interval is reported (R ``quantile.survfit``, SAS LIFETEST). Brookmeyer–Crowley CI
+  (generalised to any p and transform, Klein & Moeschberger 1997 §4.5): the set of event times whose
+  transformed pointwise interval contains 1 - p, i.e. the lower limit is where the lower band reaches
+  1 - p and the upper limit where the upper band does (NaN when it never does; R prints NA, SAS ".").
+  This is R ``quantile(survfit(..., conf.type=))`` and SAS ``LIFETEST CONFTYPE=`` "Quartile Estimates".
+* Log-rank family (``weights``): ``"logrank"`` (w = 1, R ``survdiff(rho=0)``), ``"wilcoxon"``/``"gehan"``
+  (w = n at risk, Gehan–Breslow), ``"tarone-ware"`` (w = sqrt(n)), ``"peto"`` (w = prod(1 - d / (n + 1)),
+  Peto–Peto as in Klein & Moeschberger 2003 §7.3), ``"fleming-harrington"`` (w = S(t-)^p (1 - S(t-))^q
   with the pooled KM left limit; p = 1, q = 0 reproduces R ``survdiff(rho=1)``).
   Variance is the hypergeometric one; stratified tests sum the score and
   variance over strata (R ``survdiff(... + strata(s))``).
@@ -22,6 +30,7 @@ Conventions
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,50 +40,36 @@ from scipy import stats
 
 from kicc_analysis.errors import AnalysisError
 from kicc_analysis.prognosis._checks import as_float_array, check_survival, complete_mask
+from kicc_analysis.prognosis._km import product_limit, step_right, survival_from_counts
+from kicc_analysis.results import Estimate
 
-__all__ = ["KaplanMeier", "LogRankResult", "kaplan_meier", "logrank", "km_table", "median_survival"]
+__all__ = [
+    "CONF_TYPES", "KaplanMeier", "KaplanMeierFit", "LogRankResult", "kaplan_meier", "logrank", "km_table",
+    "median_survival",
+]  # fmt: skip
 
-
-@dataclass(frozen=True)
-class KaplanMeier:
-    """Kaplan–Meier estimate of one group.
-
-    ``table`` has one row per distinct time with an event or censoring:
-    ``time, n_risk, n_event, n_censor, surv, se, ci_low, ci_high``.
-    """
-
-    table: pd.DataFrame
-    group: Any
-    conf_type: str
-    confidence: float
-    median: float
-    median_ci: tuple[float, float]
-
-    def survival_at(self, times: Any) -> np.ndarray:
-        """S(t) at arbitrary ``times`` (right-continuous step function)."""
-        t = np.atleast_1d(np.asarray(times, dtype=float))
-        idx = np.searchsorted(self.table["time"].to_numpy(), t, side="right") - 1
-        surv = np.r_[1.0, self.table["surv"].to_numpy()]
-        return surv[idx + 1]
-
-    @property
-    def events(self) -> pd.DataFrame:
-        """Rows at event times only (the R ``summary(survfit)`` layout)."""
-        return self.table[self.table["n_event"] > 0].reset_index(drop=True)
+#: canonical pointwise-CI transforms (R ``survfit`` names) and their accepted aliases (SAS, statsmodels)
+CONF_TYPES = {
+    "log": "log", "log-log": "log-log", "loglog": "log-log", "cloglog": "log-log", "plain": "plain",
+    "linear": "plain", "logit": "logit", "arcsin": "arcsin", "asinsqrt": "arcsin",
+}  # fmt: skip
+_SAS_NAME = {"log": "LOG", "log-log": "LOGLOG", "plain": "LINEAR", "logit": "LOGIT", "arcsin": "ASINSQRT"}
 
 
-def _km_counts(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct times with numbers at risk, events and censorings (vectorised)."""
-    utimes, inverse = np.unique(time, return_inverse=True)
-    n_event = np.bincount(inverse, weights=event, minlength=len(utimes))
-    n_total = np.bincount(inverse, minlength=len(utimes)).astype(float)
-    n_risk = n_total[::-1].cumsum()[::-1]
-    return utimes, n_risk, n_event, n_total - n_event
+def _conf_type(name: str) -> str:
+    key = str(name).lower().replace("_", "-")
+    if key not in CONF_TYPES:
+        raise AnalysisError(
+            f"conf_type must be one of log, log-log, plain, logit, arcsin (or SAS LOG, LOGLOG, LINEAR, LOGIT, "
+            f"ASINSQRT); found {name!r}"
+        )
+    return CONF_TYPES[key]
 
 
 def _conf_band(surv: np.ndarray, var_log: np.ndarray, z: float, conf_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise CI of S under ``conf_type`` (canonical name); R ``survfit`` ``survfit_confint``."""
     se_log = np.sqrt(var_log)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if conf_type == "log":
             low, high = surv * np.exp(-z * se_log), np.minimum(surv * np.exp(z * se_log), 1.0)
         elif conf_type == "log-log":
@@ -83,9 +78,18 @@ def _conf_band(surv: np.ndarray, var_log: np.ndarray, z: float, conf_type: str) 
         elif conf_type == "plain":
             se = surv * se_log
             low, high = np.maximum(surv - z * se, 0.0), np.minimum(surv + z * se, 1.0)
-        else:
-            raise AnalysisError(f"conf_type must be 'log', 'log-log' or 'plain', found {conf_type!r}")
-    # Where S = 0 or S = 1 the band collapses (R: NA when S = 0 on the log scale).
+        elif conf_type == "logit":
+            centre = np.log(surv / (1 - surv))
+            half = z * se_log / (1 - surv)
+            low, high = 1 / (1 + np.exp(-(centre - half))), 1 / (1 + np.exp(-(centre + half)))
+        elif conf_type == "arcsin":
+            centre = np.arcsin(np.sqrt(surv))
+            half = 0.5 * z * se_log * np.sqrt(surv / (1 - surv))
+            low = np.sin(np.maximum(0.0, centre - half)) ** 2
+            high = np.sin(np.minimum(np.pi / 2, centre + half)) ** 2
+        else:  # pragma: no cover - names are canonicalised by _conf_type
+            raise AnalysisError(f"unknown conf_type {conf_type!r}")
+    # Where S = 0 or S = 1 the band collapses (R: NA when S = 0 except on the plain scale).
     low = np.where(surv == 0, np.nan if conf_type != "plain" else 0.0, low)
     high = np.where(surv == 0, np.nan if conf_type != "plain" else 0.0, high)
     low = np.where(surv == 1, 1.0, low)
@@ -95,17 +99,198 @@ def _conf_band(surv: np.ndarray, var_log: np.ndarray, z: float, conf_type: str) 
 
 def _first_crossing(times: np.ndarray, curve: np.ndarray, level: float = 0.5) -> float:
     """R's quantile rule: first time the step curve drops to <= level, midpoint on an exact plateau."""
-    ok = ~np.isnan(curve)
-    times, curve = times[ok], curve[ok]
-    below = np.nonzero(curve <= level + 1e-12)[0]
-    if len(below) == 0:
+    below = curve <= level + 1e-12  # NaN compares False: undefined band values are skipped
+    if not below.any():  # never reaches the level, or no step at all (a group without events)
         return float("nan")
-    i = below[0]
+    i = int(np.argmax(below))
     if abs(curve[i] - level) < 1e-12:
-        later = np.nonzero(curve < level - 1e-12)[0]
-        if len(later):
-            return float((times[i] + times[later[0]]) / 2)
+        later = curve[i:] < level - 1e-12
+        j = int(np.argmax(later))
+        if later[j]:
+            return float((times[i] + times[i + j]) / 2)
     return float(times[i])
+
+
+@dataclass(frozen=True)
+class KaplanMeier:
+    """Kaplan–Meier estimate of one group.
+
+    ``table`` (built on first access) has one row per distinct time with an event or censoring:
+    ``time, n_risk, n_event, n_censor, surv, se, ci_low, ci_high`` (CI under ``conf_type``); ``curve``
+    holds the same columns as NumPy arrays.
+    """
+
+    curve: dict[str, np.ndarray] = field(repr=False, compare=False)
+    group: Any
+    conf_type: str
+    confidence: float
+    median: float
+    median_ci: tuple[float, float]
+    var_log: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
+    _table: list[pd.DataFrame] = field(default_factory=list, init=False, repr=False, compare=False)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The curve as a DataFrame (built once, on first access)."""
+        if not self._table:
+            frame = pd.DataFrame(self.curve)
+            for col in ("n_risk", "n_event", "n_censor"):
+                frame[col] = frame[col].astype(int)
+            self._table.append(frame)
+        return self._table[0]
+
+    @property
+    def n(self) -> int:
+        """Subjects in the curve."""
+        return int(self.curve["n_risk"][0]) if len(self.curve["n_risk"]) else 0
+
+    @property
+    def n_events(self) -> int:
+        """Events in the curve."""
+        return int(self.curve["n_event"].sum())
+
+    def survival_at(self, times: Any) -> np.ndarray:
+        """S(t) at arbitrary ``times`` (right-continuous step function)."""
+        return step_right(self.curve["time"], self.curve["surv"], np.atleast_1d(times))
+
+    @property
+    def events(self) -> pd.DataFrame:
+        """Rows at event times only (the R ``summary(survfit)`` layout)."""
+        return self.table[self.table["n_event"] > 0].reset_index(drop=True)
+
+    def confidence_band(self, conf_type: str | None = None, confidence: float | None = None) -> pd.DataFrame:
+        """Pointwise CI of S(t) under another transform: ``time, surv, se, ci_low, ci_high``.
+
+        Parameters
+        ----------
+        conf_type : str, optional
+            ``"log"``, ``"log-log"``, ``"plain"``, ``"logit"``, ``"arcsin"`` or a SAS name (default: the fit's).
+        confidence : float, optional
+            Confidence level (default: the fit's).
+        """
+        ct = _conf_type(conf_type or self.conf_type)
+        z = stats.norm.ppf(0.5 + (confidence or self.confidence) / 2)
+        low, high = _conf_band(self.curve["surv"], self.var_log, z, ct)
+        return pd.DataFrame({"time": self.curve["time"], "surv": self.curve["surv"], "se": self.curve["se"],
+                             "ci_low": low, "ci_high": high})  # fmt: skip
+
+    def quantiles(
+        self, probs: Sequence[float] = (0.25, 0.5, 0.75), conf_type: str | None = None,
+        confidence: float | None = None,
+    ) -> pd.DataFrame:  # fmt: skip
+        """Survival-time percentiles with Brookmeyer–Crowley CIs.
+
+        Parameters
+        ----------
+        probs : sequence of float
+            Percentiles as fractions: 0.25 is the time by which 25 % have had the event (S = 0.75).
+        conf_type : str, optional
+            Transform of the CI (see the module notes; default: the fit's ``conf_type``).
+        confidence : float, optional
+            Confidence level (default: the fit's).
+
+        Returns
+        -------
+        DataFrame
+            ``prob, time, ci_low, ci_high, conf_type`` (time units of the input; NaN where not reached).
+
+        Examples
+        --------
+        >>> km = kaplan_meier([1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 0, 1, 1, 0, 1, 1])
+        >>> km.quantiles(conf_type="log-log")["time"].tolist()
+        [3.0, 5.0, 7.0]
+        """
+        ct = _conf_type(conf_type or self.conf_type)
+        level_ci = confidence or self.confidence
+        ev = self.curve["n_event"] > 0
+        t = self.curve["time"][ev]
+        surv = self.curve["surv"][ev]
+        if ct == self.conf_type and level_ci == self.confidence:  # the fit's own band
+            low, high = self.curve["ci_low"][ev], self.curve["ci_high"][ev]
+        else:
+            low, high = _conf_band(surv, self.var_log[ev], stats.norm.ppf(0.5 + level_ci / 2), ct)
+        rows = []
+        for p in probs:
+            if not 0 < p < 1:
+                raise AnalysisError(f"quantiles: probs must lie in (0, 1), found {p}")
+            level = 1.0 - p
+            rows.append({"prob": float(p), "time": _first_crossing(t, surv, level),
+                         "ci_low": _first_crossing(t, low, level), "ci_high": _first_crossing(t, high, level),
+                         "conf_type": ct})  # fmt: skip
+        return pd.DataFrame(rows)
+
+    def median_estimate(self) -> Estimate:
+        """Median survival time as an :class:`~kicc_analysis.results.Estimate` (Brookmeyer–Crowley CI)."""
+        return Estimate(
+            self.median, ci_low=self.median_ci[0], ci_high=self.median_ci[1],
+            n=self.n, method="median_survival",
+            convention=f"Kaplan-Meier median, Brookmeyer-Crowley CI on the {self.conf_type} scale "
+            f"(R survfit conf.type='{self.conf_type}', SAS CONFTYPE={_SAS_NAME[self.conf_type]})",
+            confidence=self.confidence, extra={"group": self.group, "events": self.n_events},
+        )  # fmt: skip
+
+    def to_frame(self) -> pd.DataFrame:
+        """One-row summary: ``group, n, events, median, median_ci_low, median_ci_high, conf_type``."""
+        return pd.DataFrame([{
+            "group": "all" if self.group is None else self.group,
+            "n": self.n, "events": self.n_events, "median": self.median,
+            "median_ci_low": self.median_ci[0], "median_ci_high": self.median_ci[1], "conf_type": self.conf_type,
+        }])  # fmt: skip
+
+    def summary(self) -> str:
+        """Readable summary (n, events, median and CI, the convention used)."""
+        return _summary_text([self], self.conf_type, self.confidence)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _summary_text(curves: Sequence[KaplanMeier], conf_type: str, confidence: float) -> str:
+    frame = pd.concat([c.to_frame() for c in curves], ignore_index=True).drop(columns="conf_type")
+    head = (f"Kaplan-Meier estimate ({len(curves)} curve{'s' if len(curves) != 1 else ''}); "
+            f"{confidence:.0%} CI of the median: Brookmeyer-Crowley, {conf_type} transform "
+            f"(R survfit conf.type='{conf_type}', SAS CONFTYPE={_SAS_NAME[conf_type]}); Greenwood variance")  # fmt: skip
+    return head + "\n" + frame.to_string(index=False)
+
+
+class KaplanMeierFit(dict):
+    """What :func:`kaplan_meier` returns, grouped or not: a mapping ``label -> KaplanMeier``.
+
+    Ungrouped fits have the single label ``"all"``. With one curve the curve's attributes (``table``,
+    ``events``, ``median``, ``survival_at``, ``quantiles``...) are available on the fit itself.
+    """
+
+    conf_type: str = "log"
+    confidence: float = 0.95
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if len(self) == 1:
+            return getattr(next(iter(self.values())), name)
+        raise AttributeError(
+            f"KaplanMeierFit has {len(self)} curves ({list(self)}); '{name}' belongs to one curve: "
+            f"use fit[label].{name}"
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per curve: ``group, n, events, median, median_ci_low, median_ci_high, conf_type``."""
+        return pd.concat([km.to_frame() for km in self.values()], ignore_index=True)
+
+    def quantiles(
+        self, probs: Sequence[float] = (0.25, 0.5, 0.75), conf_type: str | None = None,
+        confidence: float | None = None,
+    ) -> pd.DataFrame:  # fmt: skip
+        """:meth:`KaplanMeier.quantiles` of every curve, stacked with a ``group`` column."""
+        parts = [km.quantiles(probs, conf_type, confidence).assign(group=lab) for lab, km in self.items()]
+        out = pd.concat(parts, ignore_index=True)
+        return out[["group", *[c for c in out.columns if c != "group"]]]
+
+    def summary(self) -> str:
+        return _summary_text(list(self.values()), self.conf_type, self.confidence)
+
+    def __str__(self) -> str:
+        return self.summary()
 
 
 def median_survival(km: KaplanMeier) -> tuple[float, float, float]:
@@ -114,32 +299,19 @@ def median_survival(km: KaplanMeier) -> tuple[float, float, float]:
 
 
 def _fit_one(time: np.ndarray, event: np.ndarray, group: Any, conf_type: str, confidence: float) -> KaplanMeier:
-    utimes, n_risk, n_event, n_censor = _km_counts(time, event)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        surv = np.cumprod(1.0 - n_event / n_risk)
-        terms = np.where(n_event > 0, n_event / (n_risk * (n_risk - n_event)), 0.0)
-    var_log = np.cumsum(terms)
+    pl = product_limit(time, event)
+    surv, var_log = pl.surv, pl.var_log
     with np.errstate(invalid="ignore"):
         se = np.where(surv > 0, surv * np.sqrt(var_log), np.nan)
     z = stats.norm.ppf(0.5 + confidence / 2)
     low, high = _conf_band(surv, var_log, z, conf_type)
-    table = pd.DataFrame(
-        {
-            "time": utimes,
-            "n_risk": n_risk.astype(int),
-            "n_event": n_event.astype(int),
-            "n_censor": n_censor.astype(int),
-            "surv": surv,
-            "se": se,
-            "ci_low": low,
-            "ci_high": high,
-        }
-    )
-    ev = n_event > 0
-    median = _first_crossing(utimes[ev], surv[ev])
-    med_low = _first_crossing(utimes[ev], low[ev])
-    med_high = _first_crossing(utimes[ev], high[ev])
-    return KaplanMeier(table, group, conf_type, confidence, median, (med_low, med_high))
+    curve = {"time": pl.time, "n_risk": pl.n_risk, "n_event": pl.n_event, "n_censor": pl.n_other, "surv": surv,
+             "se": se, "ci_low": low, "ci_high": high}  # fmt: skip
+    ev = pl.n_event > 0
+    median = _first_crossing(pl.time[ev], surv[ev])
+    med_low = _first_crossing(pl.time[ev], low[ev])
+    med_high = _first_crossing(pl.time[ev], high[ev])
+    return KaplanMeier(curve, group, conf_type, confidence, median, (med_low, med_high), var_log)
 
 
 def kaplan_meier(
@@ -149,8 +321,8 @@ def kaplan_meier(
     *,
     conf_type: str = "log",
     confidence: float = 0.95,
-) -> KaplanMeier | dict[Any, KaplanMeier]:
-    """Kaplan–Meier survival curve(s) with Greenwood CIs and median survival.
+) -> KaplanMeierFit:
+    """Kaplan–Meier survival curve(s) with Greenwood CIs, median survival and quantiles.
 
     Parameters
     ----------
@@ -159,33 +331,43 @@ def kaplan_meier(
     event : array-like of 0/1
         1 = event observed at ``time``, 0 = censored.
     group : array-like, optional
-        Group label per subject; when given a dict ``{label: KaplanMeier}`` is returned.
-    conf_type : {"log", "log-log", "plain"}
-        Scale of the pointwise CI; ``"log"`` is R's default.
+        Group label per subject; one curve per label.
+    conf_type : {"log", "log-log", "plain", "logit", "arcsin"}
+        Transform of the pointwise CI and of the median's CI; ``"log"`` is R's default, ``"log-log"``
+        SAS's. SAS names (``LINEAR``, ``LOGLOG``, ``ASINSQRT``...) are accepted.
     confidence : float
         Confidence level of the pointwise CIs and of the median CI.
 
     Returns
     -------
-    KaplanMeier or dict of KaplanMeier
+    KaplanMeierFit
+        A mapping ``label -> KaplanMeier`` (label ``"all"`` without ``group``); with a single curve its
+        attributes are reachable on the fit directly.
 
     Examples
     --------
     >>> km = kaplan_meier([6, 6, 7, 10], [1, 0, 1, 1])
     >>> km.events["surv"].round(3).tolist()
     [0.75, 0.375, 0.0]
+    >>> sorted(kaplan_meier([1, 2, 3, 4], [1, 1, 0, 1], group=["a", "b", "a", "b"]))
+    ['a', 'b']
     """
+    ct = _conf_type(conf_type)
     t = as_float_array(time, "time")
     e = as_float_array(event, "event")
     g = None if group is None else np.asarray(group, dtype=object)
     keep = complete_mask("kaplan_meier", time=t, event=e, group=g)
     t, e = t[keep], e[keep]
     check_survival(t, e, "kaplan_meier")
+    fit = KaplanMeierFit()
+    fit.conf_type, fit.confidence = ct, confidence
     if g is None:
-        return _fit_one(t, e, None, conf_type, confidence)
+        fit["all"] = _fit_one(t, e, None, ct, confidence)
+        return fit
     g = g[keep]
-    labels = group_order(group, g)
-    return {lab: _fit_one(t[g == lab], e[g == lab], lab, conf_type, confidence) for lab in labels}
+    for lab in group_order(group, g):
+        fit[lab] = _fit_one(t[g == lab], e[g == lab], lab, ct, confidence)
+    return fit
 
 
 def group_order(original: Any, present: np.ndarray) -> list[Any]:
@@ -201,22 +383,11 @@ def group_order(original: Any, present: np.ndarray) -> list[Any]:
 
 
 def km_table(fits: KaplanMeier | dict[Any, KaplanMeier]) -> pd.DataFrame:
-    """Summary table: n, events, median and its CI per group."""
+    """Summary table: n, events, median and its CI per group (same as ``fit.to_frame()``)."""
     if isinstance(fits, KaplanMeier):
         fits = {"all": fits}
-    rows = []
-    for lab, km in fits.items():
-        rows.append(
-            {
-                "group": lab,
-                "n": int(km.table["n_risk"].iloc[0]),
-                "events": int(km.table["n_event"].sum()),
-                "median": km.median,
-                "median_ci_low": km.median_ci[0],
-                "median_ci_high": km.median_ci[1],
-            }
-        )
-    return pd.DataFrame(rows)
+    frame = pd.concat([km.to_frame().assign(group=lab) for lab, km in fits.items()], ignore_index=True)
+    return frame.drop(columns="conf_type")
 
 
 @dataclass(frozen=True)
@@ -233,6 +404,15 @@ class LogRankResult:
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{"test": self.weights, "chisq": self.chisq, "df": self.df, "p": self.p}])
 
+    def summary(self) -> str:
+        """Readable summary: the test, its weights convention, chi-square, df, p and the O/E table."""
+        return (f"{self.weights} test (weighted log-rank family, hypergeometric variance; R survdiff): "
+                f"chi-square = {self.chisq:.4f} on {self.df} df, p = {self.p:.4g}\n"
+                + self.table.to_string(index=False))  # fmt: skip
+
+    def __str__(self) -> str:
+        return self.summary()
+
 
 def _weights(kind: str, n_risk: np.ndarray, n_event: np.ndarray, p: float, q: float) -> np.ndarray:
     kind = kind.lower().replace("_", "-")
@@ -245,8 +425,7 @@ def _weights(kind: str, n_risk: np.ndarray, n_event: np.ndarray, p: float, q: fl
     if kind in ("peto", "peto-peto"):
         return np.cumprod(1.0 - n_event / (n_risk + 1.0))
     if kind in ("fleming-harrington", "fh"):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.cumprod(np.where(n_risk > 0, 1.0 - n_event / n_risk, 1.0))
+        s = survival_from_counts(n_risk, n_event)  # pooled Kaplan–Meier at the event times
         s_left = np.r_[1.0, s[:-1]]
         return s_left**p * (1.0 - s_left) ** q
     raise AnalysisError(

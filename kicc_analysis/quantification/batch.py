@@ -14,15 +14,17 @@ The cohort-level run (jobs built from the repository scan, cache folder, join) i
 :func:`kicc_analysis.pipeline.quantify_cohort` and the CLI ``kicc quantify``: this module takes plain
 tables so that it never depends on the repository scanner.
 
-Cache: one Parquet file per series in ``cache_dir``, named from the SeriesInstanceUID and
-:data:`CACHE_VERSION` (algorithm version of segmentation, version of the voxel-wise quantification outputs
-``opacity.VOXELWISE_VERSION`` and of the table layout). A re-run loads cached series
-instead of recomputing them; failures are not cached (they are retried).
+Cache: one Parquet file per series in ``cache_dir``, named by :func:`job_cache_key`: a key
+(:func:`kicc_analysis._cache.cache_key`) of the series' files as they are on disk (path, size, mtime_ns, ctime_ns
+and a hash of the first 4 KiB of every file), the HU-bin preset, the core/periphery option, :data:`CACHE_VERSION`
+(algorithm version of segmentation, version of the voxel-wise quantification outputs ``opacity.VOXELWISE_VERSION``
+and of the table layout) and every extra job column (e.g. a mask file: keyed on its content hash). A re-run loads
+cached series instead of recomputing them only when none of these changed; failures are not cached (they are
+retried).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -31,12 +33,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._cache import cache_key, file_content_hash, files_fingerprint, source_files
 from ..errors import AnalysisError, KiccError
 from ..progress import progress_bar
 from ..segmentation import ALGORITHM_VERSION as SEGMENTATION_VERSION
 from .opacity import VOXELWISE_VERSION as QUANTIFICATION_VERSION
 
-TABLE_VERSION = "table-3"  # per-series table layout: table-2 adds core/periphery rows, table-3 qa_halo_dropped_ml
+# per-series table layout: table-2 adds core/periphery rows, table-3 qa_halo_dropped_ml, table-4 mask_source,
+# qa_mask_dice, qa_mask_volume_difference_ml and (with a lobe mask) lobe rows with lobe_score / lobe_score_total
+TABLE_VERSION = "table-4"
 CACHE_VERSION = f"{SEGMENTATION_VERSION}+{QUANTIFICATION_VERSION}+{TABLE_VERSION}"
 JOB_COLUMNS = ("subjid", "series_uid", "timepoint", "img_day", "source")
 TIMEPOINTS = ("baseline", "follow-up")
@@ -55,23 +60,46 @@ COHORT_METRICS = {
     "ct_severity_total": "severity_total",
     "ct_lung_volume_ml": "volume_ml",
 }
+OPTIONAL_METRICS = {  # issue 15: joined when the results hold them (lobe masks; the mask used per series)
+    "ct_lobe_score_total": "lobe_score_total",
+    "ct_mask_source": "mask_source",
+}
 REGION_METRICS = {  # cohort column -> (region, quantify column); peripheral predominance of the opacities
     "ct_periphery_opacity_pct": ("both_periphery", "opacity_pct"),
     "ct_core_opacity_pct": ("both_core", "opacity_pct"),
 }
 
 
-def quantify_series(source: Any, bins: str = "default") -> pd.DataFrame:
-    """Load, segment and quantify one series; returns the :func:`quantify` table plus ``qa_*`` columns."""
+def quantify_series(source: Any, bins: str = "default", mask: Any = None) -> pd.DataFrame:
+    """Load, segment and quantify one series; returns the :func:`quantify` table plus ``qa_*`` columns.
+
+    With ``mask`` (a file or folder :func:`~kicc_analysis.segmentation.load_lung_mask` reads) the lungs and lobes
+    come from it: one row per lobe is added, and the classical mask is computed too and compared
+    (``qa_mask_dice``, ``qa_mask_volume_difference_ml`` = external - classical; ``mask_disagreement`` in
+    ``qa_flags`` when they disagree, see :func:`~kicc_analysis.segmentation.compare.disagreement_flags`).
+    ``mask_source`` is ``classical`` or ``<convention>:<mask file name>``.
+    """
     from ..imaging import get_load_report, load_ct
-    from ..segmentation import segment_lungs
+    from ..segmentation import compare_lung_masks, load_lung_mask, segment_lungs
+    from ..segmentation.compare import disagreement_flags
     from .opacity import quantify
 
     image = load_ct(source)
-    seg = segment_lungs(image)
-    table = quantify(image, seg.labels, bins=bins, core_periphery=True)
+    _require_axial(image)
+    classical = segment_lungs(image)
+    seg = classical if mask is None else load_lung_mask(mask, image)
+    table = quantify(image, seg.labels, bins=bins, core_periphery=True, lobe_labels=getattr(seg, "lobes", None))
     report = get_load_report(image)
-    table["qa_flags"] = ";".join(seg.qa["flags"])
+    flags = list(seg.qa["flags"])
+    table["mask_source"] = "classical" if mask is None else f"{seg.qa['convention']}:{seg.qa['mask_source']}"
+    table["qa_mask_dice"] = table["qa_mask_volume_difference_ml"] = np.nan
+    if mask is not None:  # issue 15: both masks exist -> report their agreement
+        comparison = compare_lung_masks(seg, classical, image)
+        both = comparison.set_index("region").loc["both"]
+        table["qa_mask_dice"] = both["dice"]
+        table["qa_mask_volume_difference_ml"] = both["volume_difference_ml"]
+        flags += disagreement_flags(comparison)
+    table["qa_flags"] = ";".join(flags)
     table["qa_total_ml"] = seg.qa["total_ml"]
     table["qa_lr_ratio"] = seg.qa["lr_ratio"]
     table["qa_dense_recovered_fraction"] = seg.qa["dense_recovered_fraction"]
@@ -82,19 +110,79 @@ def quantify_series(source: Any, bins: str = "default") -> pd.DataFrame:
     return table
 
 
-def _cache_path(cache_dir: Path, series_uid: str) -> Path:
-    digest = hashlib.sha1(f"{series_uid}|{CACHE_VERSION}".encode()).hexdigest()[:16]
-    return cache_dir / f"series_{digest}.parquet"
+def _require_axial(image: Any) -> None:
+    """A single coronal or sagittal slice (one voxel across x or y after LPS orientation) cannot be segmented or
+    quantified (the lung segmentation and the vessel filter expect axial slices): one-line error naming the file."""
+    from ..imaging import get_load_report
+
+    size = image.GetSize()
+    if size[0] == 1 or size[1] == 1:
+        report = get_load_report(image)
+        plane = "sagittal" if size[0] == 1 else "coronal"
+        raise AnalysisError(
+            f"{report.source if report else 'image'}: a single {plane} slice ({size[0]}x{size[1]}x{size[2]} voxels), "
+            "expected axial slices: lung segmentation and opacity quantification work on axial CT only"
+        )
 
 
-def _run_job(job: dict[str, Any], cache_dir: str | None, bins: str) -> tuple[dict[str, Any], pd.DataFrame | None, str]:
+def _job_mask(job: dict[str, Any]) -> Any:
+    """The job's ``mask`` (issue 15), None when absent or empty."""
+    mask = job.get("mask")
+    return None if mask is None or (isinstance(mask, float) and np.isnan(mask)) or mask == "" else mask
+
+
+def _param_value(value: Any) -> Any:
+    """A job parameter as it enters the cache key: an existing file by its content hash, a folder by its files'
+    identities, anything else as is."""
+    if isinstance(value, str | os.PathLike) and str(value):
+        p = Path(value)
+        try:
+            if p.is_file():
+                return ("file", file_content_hash(p))
+            if p.is_dir():
+                return ("folder", files_fingerprint(source_files(p)))
+        except OSError as exc:
+            return ("unreadable", os.fspath(p), exc.errno)
+    return value
+
+
+def job_cache_key(job: dict[str, Any], **params: Any) -> str:
+    """Cache key of one quantification job (hex): content of its source files and every result parameter.
+
+    Parameters
+    ----------
+    job : dict
+        A row of the jobs table. ``source`` is keyed on its files' identities
+        (:func:`kicc_analysis._cache.files_fingerprint`); every column beyond :data:`JOB_COLUMNS` (a mask source,
+        a mask file, ...) is a parameter too (files by content hash); ``subjid``, ``timepoint`` and ``img_day``
+        are not (they do not change the numbers).
+    **params
+        Options of the run that change the result (``bins``, ``core_periphery``...).
+    """
+    extra = {f"job.{k}": _param_value(v) for k, v in job.items() if k not in JOB_COLUMNS}
+    return cache_key(
+        files_fingerprint(source_files(job["source"])),
+        series_uid=str(job["series_uid"]),
+        algorithm=CACHE_VERSION,
+        **extra,
+        **params,
+    )
+
+
+def _cache_path(cache_dir: Path, key: str) -> Path:
+    return cache_dir / f"series_{key[:24]}.parquet"
+
+
+def _run_job(
+    job: dict[str, Any], cache_dir: str | None, bins: str, key: str | None = None
+) -> tuple[dict[str, Any], pd.DataFrame | None, str]:
     """Worker: returns (job, table or None, error message)."""
     try:
-        table = quantify_series(job["source"], bins=bins)
+        table = quantify_series(job["source"], bins=bins, mask=_job_mask(job))
     except (KiccError, OSError, RuntimeError, ValueError, MemoryError) as exc:
         return job, None, f"{type(exc).__name__}: {exc}"
-    if cache_dir is not None:
-        table.to_parquet(_cache_path(Path(cache_dir), str(job["series_uid"])), index=False)
+    if cache_dir is not None and key is not None:
+        table.to_parquet(_cache_path(Path(cache_dir), key), index=False)
     return job, table, ""
 
 
@@ -126,7 +214,9 @@ def quantify_series_table(
     Parameters
     ----------
     jobs : DataFrame
-        Columns ``subjid, series_uid, timepoint ("baseline"/"follow-up"), img_day, source``.
+        Columns ``subjid, series_uid, timepoint ("baseline"/"follow-up"), img_day, source``; optional ``mask``:
+        a lung / lobe mask per series (path read by :func:`~kicc_analysis.segmentation.load_lung_mask`; empty =
+        classical segmentation). The cache key holds the mask's content.
     cache_dir : path or None
         Folder for the per-series Parquet cache (created); None disables caching.
     workers : int
@@ -149,13 +239,14 @@ def quantify_series_table(
         cache.mkdir(parents=True, exist_ok=True)
     tables: list[pd.DataFrame] = []
     failures: list[dict[str, Any]] = []
-    todo: list[dict[str, Any]] = []
+    todo: list[tuple[dict[str, Any], str | None]] = []
     for job in jobs.to_dict("records"):
-        path = _cache_path(cache, str(job["series_uid"])) if cache is not None else None
+        key = job_cache_key(job, bins=bins, core_periphery=True) if cache is not None else None
+        path = _cache_path(cache, key) if cache is not None and key is not None else None
         if path is not None and path.exists():
             tables.append(_with_job(pd.read_parquet(path), job, cached=True))
         else:
-            todo.append(job)
+            todo.append((job, key))
 
     def collect(result: tuple[dict[str, Any], pd.DataFrame | None, str]) -> None:
         job, table, error = result
@@ -166,11 +257,11 @@ def quantify_series_table(
 
     cache_arg = str(cache) if cache is not None else None
     if workers <= 1 or len(todo) <= 1:
-        for job in progress_bar(todo, show=show_progress, desc="CT series", unit="series"):
-            collect(_run_job(job, cache_arg, bins))
+        for job, key in progress_bar(todo, show=show_progress, desc="CT series", unit="series"):
+            collect(_run_job(job, cache_arg, bins, key))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_run_job, job, cache_arg, bins) for job in todo]
+            futures = [pool.submit(_run_job, job, cache_arg, bins, key) for job, key in todo]
             for future in progress_bar(
                 as_completed(futures), show=show_progress, total=len(futures), desc="CT series", unit="series"
             ):
@@ -199,7 +290,9 @@ def join_to_cohort(cohort: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     ct_consolidation_pct, ct_severity_total, ct_lung_volume_ml`` (baseline), the same with suffix ``_followup``,
     and ``<name>_change`` = follow-up minus baseline (NaN when either is missing), plus ``ct_qa_flags``;
     ``ct_periphery_opacity_pct`` / ``ct_core_opacity_pct`` (regions ``both_periphery`` / ``both_core``) at baseline
-    and follow-up when the results hold those regions.
+    and follow-up when the results hold those regions; ``ct_lobe_score_total`` (0-25, lobar CT severity score; with
+    ``_followup`` / ``_change``) and ``ct_mask_source`` when the results hold them (series quantified with a lobe
+    mask).
     """
     if "subjid" not in cohort.columns:
         raise AnalysisError("cohort table has no 'subjid' column")
@@ -213,6 +306,7 @@ def join_to_cohort(cohort: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
         sub = both[both["timepoint"] == timepoint].sort_values("img_day", kind="stable")
         sub = sub.groupby("subjid", sort=False).tail(1) if pick_last else sub.groupby("subjid", sort=False).head(1)
         cols = {src: f"{dst}{suffix}" for dst, src in COHORT_METRICS.items()}
+        cols |= {src: f"{dst}{suffix}" for dst, src in OPTIONAL_METRICS.items() if src in sub.columns}
         if "qa_flags" in sub.columns:
             cols["qa_flags"] = f"ct_qa_flags{suffix}"
         part = sub.set_index("subjid")[list(cols)].rename(columns=cols)
@@ -224,6 +318,7 @@ def join_to_cohort(cohort: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
             if len(rows):
                 values = series.map(rows.set_index("series_uid")[column]).rename(f"{name}{suffix}")
                 out = out.join(values, on="subjid")
-    for name in COHORT_METRICS:
-        out[f"{name}_change"] = out[f"{name}_followup"] - out[name]
+    for name in [*COHORT_METRICS, "ct_lobe_score_total"]:
+        if f"{name}_followup" in out.columns:
+            out[f"{name}_change"] = out[f"{name}_followup"] - out[name]
     return out

@@ -25,6 +25,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from ..errors import AnalysisError
+from ..scores import SEVERITY_EDGES_PCT, severity_score  # noqa: F401 - the 0-5 cut-offs live in kicc_analysis.scores
 from .bins import get_bins
 
 # 1.4: local aerated set (2nd pass), consolidation relative to the aerated reference, mask border band out;
@@ -35,7 +36,6 @@ ALGORITHM_VERSION = "quant-1.4"
 # change of the teaching-slice lesion regions alone (quant-1.2 ... quant-1.4) does not invalidate cached series
 VOXELWISE_VERSION = "quant-1.1"
 GGO, CONSOLIDATION = 1, 2
-SEVERITY_EDGES_PCT = (5.0, 25.0, 50.0, 75.0)
 PERCENTILES = (10, 25, 50, 75, 90)
 ZONE_NAMES = ("upper", "middle", "lower")
 HU_LOW, HU_HIGH = -2048, 4095  # histogram range of density statistics (HU, 1-HU bins; values outside are clipped)
@@ -521,16 +521,6 @@ def _without_thin_structures(mask: np.ndarray, width_mm: float, spacing_yx: np.n
     return ndimage.binary_dilation(opened, structure=disk) & mask
 
 
-def severity_score(opacity_pct: float) -> int:
-    """Zone severity 0-5 from the percentage involved: 0 none, 1 <5, 2 5-25, 3 >25-50, 4 >50-75, 5 >75 (%)."""
-    if not np.isfinite(opacity_pct) or opacity_pct <= 0:
-        return 0
-    if opacity_pct < SEVERITY_EDGES_PCT[0]:
-        return 1
-    # 5 <= p <= 25 -> 2, 25 < p <= 50 -> 3, 50 < p <= 75 -> 4, p > 75 -> 5
-    return 2 + int(np.searchsorted(SEVERITY_EDGES_PCT[1:], opacity_pct, side="left"))
-
-
 def zone_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
     """Boolean masks of the six zones (thirds of each lung's cranio-caudal extent; array z = inferior->superior)."""
     zones: dict[str, np.ndarray] = {}
@@ -663,6 +653,7 @@ def quantify(
     remove_vessels: bool = True,
     core_periphery: bool = False,
     periphery_fraction: float = PERIPHERY_FRACTION,
+    lobe_labels: sitk.Image | None = None,
 ) -> pd.DataFrame:
     """Quantify lung volume, GGO and consolidation per region.
 
@@ -683,6 +674,10 @@ def quantify(
         ``periphery``; see :func:`periphery_mask`). They do not enter ``severity_total``.
     periphery_fraction : float
         Outer share of the depth from the thoracic outline that is periphery (default 1/3).
+    lobe_labels : SimpleITK.Image, optional
+        1 RUL, 2 RML, 3 RLL, 4 LUL, 5 LLL (same grid, e.g. ``load_lung_mask(...).lobes``): adds one row per lobe
+        (``zone`` = ``"lobe"``) with ``lobe_score`` (0-5) and ``lobe_score_total`` (0-25), see
+        :mod:`kicc_analysis.quantification.lobes`; their ``severity_score`` (a zone score) is NaN.
 
     Returns
     -------
@@ -763,6 +758,10 @@ def quantify(
     frame = pd.DataFrame(rows)
     zone_rows = frame["zone"].isin(ZONE_NAMES)
     frame["severity_total"] = float(frame.loc[zone_rows, "severity_score"].sum()) if zone_rows.any() else np.nan
+    if lobe_labels is not None:  # issue 15: one row per lobe, the same opacity labels
+        from .lobes import append_lobe_rows
+
+        frame = append_lobe_rows(frame, image, hu_c, lobe_labels, box, opac_c, table, voxel_ml)
     frame.attrs["bins"] = table
     return frame
 

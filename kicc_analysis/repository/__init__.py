@@ -12,7 +12,7 @@ Example
 from __future__ import annotations
 
 from .header import HEADER_FIELDS, HeaderResult, read_header, read_header_pydicom
-from .scan import INDEX_DIRNAME, RepositoryScan, scan_repository, series_files
+from .scan import INDEX_DIRNAME, RepositoryScan, fs_path, scan_repository, series_files
 from .selection import kernel_class, select_ct_series
 from .tables import build_instances, build_series, build_studies
 
@@ -24,6 +24,7 @@ __all__ = [
     "build_instances",
     "build_series",
     "build_studies",
+    "fs_path",
     "kernel_class",
     "read_header",
     "read_header_pydicom",

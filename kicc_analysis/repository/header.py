@@ -11,7 +11,10 @@ Why a hand-written parser?
     by every modern scanner (explicit and implicit VR) and every encapsulated transfer syntax (JPEG,
     JPEG 2000, RLE...), whose data set is explicit VR little endian.
 
-    Anything unusual (big endian, deflated data set, missing file meta, a malformed element) falls back to
+    A deflated data set is inflated in a stream, at most :data:`MAX_INFLATED_BYTES` (a decompression bomb is
+    reported as corrupt, never inflated whole), and walked by the same parser.
+
+    Anything unusual (big endian, missing file meta, a malformed element) falls back to
     ``pydicom.dcmread(stop_before_pixels=True, specific_tags=...)``, so the result never depends on which
     path read the file. ``tests/test_repository_header.py`` checks both paths give identical values on all
     the real DICOM files in ``../shared`` and on the benchmark's synthetic scanner-like tree.
@@ -24,13 +27,18 @@ Public API
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import logging
 import os
 import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from .._cache import HEADER_BYTES
 
 __all__ = [
     "HEADER_FIELDS",
@@ -44,6 +52,11 @@ __all__ = [
 FIRST_READ = 8192
 #: Size of later reads when an element goes past the current window.
 GROW_READ = 16384
+#: Most bytes a deflated data set may inflate to while its header is read (a larger header is reported as
+#: corrupt: a 2 MB deflated "bomb" must not take gigabytes of memory).
+MAX_INFLATED_BYTES = 16 << 20
+#: Most compressed bytes read from a deflated file while looking for its header.
+MAX_DEFLATED_INPUT = 64 << 20
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -97,6 +110,7 @@ _WANTED: tuple[tuple[int, str, str], ...] = (
     (0x00200037, "image_orientation", "DS"),
     (0x00200052, "frame_of_reference_uid", "UI"),
     (0x00280002, "samples_per_pixel", "US"),
+    (0x00280004, "photometric_interpretation", "CS"),
     (0x00280008, "number_of_frames", "IS"),
     (0x00280010, "rows", "US"),
     (0x00280011, "columns", "US"),
@@ -151,6 +165,7 @@ _ITEM_END = 0xFFFEE00D
 _SEQ_END = 0xFFFEE0DD
 
 _TAG = struct.Struct("<HH")
+_TAG_BE = struct.Struct(">HH")
 _U16 = struct.Struct("<H")
 _S16 = struct.Struct("<h")
 _U32 = struct.Struct("<I")
@@ -160,10 +175,15 @@ _TAG_VR_LEN16 = struct.Struct("<HH2sH")  # explicit VR element header with short
 
 @dataclass(frozen=True, slots=True)
 class HeaderResult:
-    """Outcome of reading one file: ``record`` (field -> value) when it is DICOM, else ``error`` (reason)."""
+    """Outcome of reading one file: ``record`` (field -> value) when it is DICOM, else ``error`` (reason).
+
+    ``header_hash``: hex SHA-1 of the file's first :data:`kicc_analysis._cache.HEADER_BYTES` bytes (the same
+    value as :func:`kicc_analysis._cache.header_hash`), None when the file could not be opened.
+    """
 
     record: dict[str, Any] | None
     error: str | None
+    header_hash: str | None = None
 
 
 class _Fallback(Exception):
@@ -177,9 +197,10 @@ class _Corrupt(Exception):
 class _Window:
     """A forward-only window on an open file: ``need(offset, n)`` guarantees bytes [offset, offset+n)."""
 
-    __slots__ = ("f", "buf", "base", "end", "size")
+    __slots__ = ("f", "buf", "base", "end", "size", "capped")
 
     def __init__(self, f: Any, size: int) -> None:
+        self.capped = False  # an inflated window cut at MAX_INFLATED_BYTES
         self.f = f
         self.size = size
         self.buf = f.read(FIRST_READ)
@@ -409,15 +430,51 @@ def read_header(path: str | os.PathLike[str], size: int | None = None) -> Header
         UIDs as ``str``, DS as ``float`` (mm for spacings and positions), IS/US as ``int``, multi-valued
         DS (positions, orientation, spacings) as ``tuple[float, ...]``; ``parser`` is ``"fast"`` or
         ``"pydicom"``. For a DICOMDIR, a non-DICOM or a corrupt file, ``record`` is None and ``error``
-        says why.
+        says why. ``header_hash`` is the SHA-1 of the first 4 KiB (None when the file cannot be opened).
     """
+    digest: list[str] = []
+    result = _read_header(path, size, digest)
+    return HeaderResult(result.record, result.error, digest[0]) if digest else result
+
+
+def _inflated_window(w: _Window, pos: int) -> _Window:
+    """A window on the inflated data set of a deflated file (data set from byte ``pos``), inflated in a stream
+    up to :data:`MAX_INFLATED_BYTES`."""
+    w.f.seek(pos)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    read = 0
+    while len(out) < MAX_INFLATED_BYTES and read < MAX_DEFLATED_INPUT:
+        chunk = inflater.unconsumed_tail or w.f.read(1 << 16)
+        if not inflater.unconsumed_tail:
+            read += len(chunk)
+        if not chunk:
+            break
+        try:
+            out += inflater.decompress(chunk, MAX_INFLATED_BYTES - len(out))
+        except zlib.error as exc:
+            raise _Corrupt(f"deflated data set cannot be inflated ({exc})") from None
+        if inflater.eof:
+            break
+    # not inflated to its end within the limits (a truncated stream, whose input ran out, is not "capped")
+    capped = not inflater.eof and (len(out) >= MAX_INFLATED_BYTES or read >= MAX_DEFLATED_INPUT)
+    inner = _Window(io.BytesIO(out), len(out))
+    del out
+    inner.capped = capped
+    return inner
+
+
+def _read_header(path: str | os.PathLike[str], size: int | None, digest: list[str]) -> HeaderResult:
+    """The work of :func:`read_header`; appends the header hash to ``digest`` once the file is open."""
     path = os.fspath(path)
+    ts: str | None = None
     try:
         if size is None:
             size = os.stat(path).st_size
         with open(path, "rb") as f:
             w = _Window(f, size)
             head = w.buf
+            digest.append(hashlib.sha1(head[:HEADER_BYTES]).hexdigest())
             if len(head) < 132 or head[128:132] != b"DICM":
                 return _no_preamble(path, head, size)
             try:
@@ -425,17 +482,36 @@ def read_header(path: str | os.PathLike[str], size: int | None = None) -> Header
                 if _clean(meta.get("media_sop_class_uid", b"").decode("latin-1")) == MEDIA_STORAGE_DIRECTORY:
                     return _finish(_decode(meta), size)  # DICOMDIR: no need to walk its record sequence
                 ts = _clean(meta.get("transfer_syntax", b"").decode("latin-1"))
-                if ts is None or ts in (DEFLATED_LE, EXPLICIT_BE):
-                    raise _Fallback(f"transfer syntax {ts!r} not handled by the fast parser")
                 raw: dict[str, bytes] = dict(meta)
-                header_end = _walk(w, pos, ts == IMPLICIT_LE, raw, 0)
+                if ts == DEFLATED_LE:
+                    inner = _inflated_window(w, pos)
+                    try:
+                        end = _walk(inner, 0, False, raw, 0)
+                        if inner.capped and end >= inner.size:
+                            raise _Corrupt("capped")
+                    except (_Fallback, _Corrupt) as exc:
+                        if inner.capped:
+                            raise _Corrupt(
+                                f"deflated data set inflates to more than {MAX_INFLATED_BYTES >> 20} MiB before the "
+                                "end of its header (decompression bomb?); not read further"
+                            ) from None
+                        if isinstance(exc, _Corrupt):
+                            raise
+                        raise _Fallback(str(exc)) from None
+                    header_end = 0  # pixel data size is not checked on inflated data
+                else:
+                    if ts is None or ts == EXPLICIT_BE:
+                        raise _Fallback(f"transfer syntax {ts!r} not handled by the fast parser")
+                    header_end = _walk(w, pos, ts == IMPLICIT_LE, raw, 0)
             except _Fallback:
-                return read_header_pydicom(path)
+                return read_header_pydicom(path)  # a deflated data set gets here only when it inflated whole
     except _Corrupt as exc:
         return HeaderResult(None, f"corrupt DICOM: {exc}")
     except OSError as exc:
         return HeaderResult(None, f"unreadable: {exc.strerror or exc}")
-    except Exception:  # noqa: BLE001 - an unforeseen byte pattern: let pydicom judge the file
+    except Exception as exc:  # noqa: BLE001 - an unforeseen byte pattern: let pydicom judge the file
+        if ts == DEFLATED_LE:  # never let pydicom inflate a deflated data set of unknown size
+            return HeaderResult(None, f"corrupt DICOM: deflated data set not readable ({type(exc).__name__})")
         return read_header_pydicom(path)
     try:
         rec = _decode(raw)
@@ -466,7 +542,10 @@ def _finish(rec: dict[str, Any], size: int, header_end: int = 0) -> HeaderResult
         frames = rec.get("number_of_frames") or 1
         samples = rec.get("samples_per_pixel") or 1
         bits = rec.get("bits_allocated") or 0
-        needed = rec["rows"] * rec["columns"] * frames * samples * bits // 8
+        photometric = (rec.get("photometric_interpretation") or "").upper()
+        # YBR_FULL_422 / YBR_PARTIAL_422 store the chroma of two pixels once: 2 samples per pixel, not 3
+        per_pixel = 2 if photometric in ("YBR_FULL_422", "YBR_PARTIAL_422") and samples == 3 else samples
+        needed = rec["rows"] * rec["columns"] * frames * per_pixel * bits // 8
         if header_end + needed > size:
             return HeaderResult(
                 None,
@@ -481,7 +560,8 @@ def _no_preamble(path: str, head: bytes, size: int) -> HeaderResult:
     """A file without the 'DICM' marker: accept it only if it starts like a raw DICOM data set."""
     if len(head) >= 8:
         g, e = _TAG.unpack_from(head, 0)
-        if g in (0x0002, 0x0008) and e < 0x0100:
+        gb, eb = _TAG_BE.unpack_from(head, 0)
+        if (g in (0x0002, 0x0008) and e < 0x0100) or (gb in (0x0002, 0x0008) and eb < 0x0100):
             return read_header_pydicom(path, force=True)
     if size == 0:
         return HeaderResult(None, "not DICOM: empty file")

@@ -1,12 +1,13 @@
 """Parallel, incremental scan of a DICOM repository folder.
 
 A scan walks the folder tree (any nesting, any file names), reads the header of every file that is new
-or changed since the last scan (key: relative path + size in bytes + ``st_mtime_ns``) in a process pool,
-and keeps one row per file in a Parquet index (``<root>/.kicc_index/files.parquet`` or ``index_dir``).
-Files that are not DICOM or are corrupt are indexed too (with the reason), so an unchanged tree is
-re-scanned without opening any file. On Linux the tree is listed by GNU ``find`` in a separate process
-(while this one loads the cached tables), elsewhere by a Python walk; both give the same
-(relative path, size, mtime_ns) records.
+or changed since the last scan (key: relative path + size in bytes + ``st_mtime_ns`` + ``st_ctime_ns``) in a
+process pool, and keeps one row per file in a Parquet index (``files.parquet`` in ``index_dir``, by default
+outside the tree: :func:`kicc_analysis._cache.default_cache_dir`). Files that are not DICOM or are corrupt are
+indexed too (with the reason), and every directory entry that is not read (unreadable or symlinked folder,
+broken link, FIFO...) is listed with the reason, so an unchanged tree is re-scanned without opening any file
+and nothing is silently dropped. On Linux the tree is listed by GNU ``find`` in a separate process (while this
+one loads the cached tables), elsewhere by a Python walk; both give the same records.
 """
 
 from __future__ import annotations
@@ -27,27 +28,27 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from stat import S_ISREG
-from typing import Any
+from stat import S_ISDIR, S_ISREG
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
+from .._cache import default_cache_dir, is_read_only
 from ..errors import RepositoryError
 from ..progress import progress_bar
-from .header import read_header
+from .header import HeaderResult, read_header
 from .selection import select_ct_series
 from .tables import FLAT_COLUMNS, INT_INDEX_COLUMNS, TEXT_COLUMNS, build_instances, build_series, build_studies
 
-__all__ = ["INDEX_DIRNAME", "INDEX_VERSION", "RepositoryScan", "scan_repository", "series_files"]
+__all__ = ["INDEX_DIRNAME", "INDEX_VERSION", "RepositoryScan", "fs_path", "scan_repository", "series_files"]
 
-#: Default index folder name, created inside the scanned root.
+#: Name of index folders written inside a tree by earlier versions (or on request): never scanned.
 INDEX_DIRNAME = ".kicc_index"
 INDEX_FILE = "files.parquet"
 #: Bump when the index columns or the parser's output change: older indexes are then rebuilt.
-INDEX_VERSION = "2"
+INDEX_VERSION = "3"
 #: Below this many files to read, the scan stays in-process (starting and feeding a pool costs ~50 ms).
 POOL_THRESHOLD = 200
 
@@ -110,11 +111,12 @@ class RepositoryScan:
     n_removed: int = 0
     index_path: Path | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    n_verify_changed: int | None = None
 
     def summary(self) -> str:
         """A short text report (no patient identifiers or dates)."""
         lines = [
-            f"Repository scan of {self.root}",
+            f"Repository scan of {_text_name(str(self.root))}",
             f"  files found: {self.n_files} (read {self.n_read}, reused from index {self.n_reused}, "
             f"removed from index {self.n_removed})",
             f"  DICOM instances: {len(self.instances)} in {len(self.series)} series, {len(self.studies)} studies",
@@ -142,46 +144,140 @@ class RepositoryScan:
         )
 
 
-def _walk(root: str, exclude: set[str]) -> list[tuple[str, int, int]]:
-    """(relative path, size in bytes, mtime_ns) of every regular file under ``root``, in walk order.
+#: Skip reasons of directory entries the scanner did not read (the text before ":" is the ``kind``).
+REASON_INDEX_FOLDER = "index folder: derived files of kicc-analysis, not scanned"
+REASON_LINKED_FOLDER = "symbolic link to a folder: not followed (use --follow-symlinks / follow_symlinks=True)"
+REASON_BROKEN_LINK = "broken symbolic link: its target is missing or it loops"
+REASON_NOT_REGULAR = "not a regular file: FIFO, socket or device"
+REASON_SEEN_FOLDER = "folder already scanned: a symbolic link loop or a second path to a scanned folder"
 
-    Symlinked folders are not followed (no cycles); index folders (``exclude``, any ``.kicc_index``) are
-    skipped; unreadable folders and files that vanish during the walk are ignored. This loop is the floor
-    of an unchanged re-scan (one ``stat`` per file), so it is kept lean.
+#: Bytes of a file name that are not UTF-8 (EUC-KR/CP949 names of Korean PACS exports) are kept losslessly in
+#: ``relpath``/``path`` as the characters U+10FC80..U+10FCFF (byte 0x80..0xFF); :func:`fs_path` maps them back.
+_ESCAPE_BASE = 0x10FC00
+
+
+def _text_name(name: str) -> str:
+    """A file name (decoded by ``os.fsdecode``) as UTF-8-safe text: undecodable bytes become U+10FC80..FF."""
+    if name.isascii():
+        return name
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return "".join(chr(_ESCAPE_BASE + ord(c) - 0xDC00) if 0xDC80 <= ord(c) <= 0xDCFF else c for c in name)
+
+
+def fs_path(text: str) -> str:
+    """The real file-system path of a ``relpath``/``path`` value of the scan tables (see :func:`_text_name`).
+
+    >>> fs_path("a/b.dcm")
+    'a/b.dcm'
+    >>> fs_path(chr(0x10FCC8) + ".dcm") == os.fsdecode(bytes([0xC8]) + b".dcm")
+    True
     """
-    out: list[tuple[str, int, int]] = []
+    if text.isascii() or not any(0x10FC80 <= ord(c) <= 0x10FCFF for c in text):
+        return text
+    return "".join(chr(0xDC00 + ord(c) - _ESCAPE_BASE) if 0x10FC80 <= ord(c) <= 0x10FCFF else c for c in text)
+
+
+Entry = tuple[str, int, int, int]  # relative path (text), size in bytes, mtime_ns, ctime_ns
+Problem = tuple[str, str]  # relative path (text), reason
+
+
+def _walk(root: str, exclude: set[str], follow_symlinks: bool = False) -> tuple[list[Entry], list[Problem]]:
+    """Every directory entry under ``root``: regular files as (relpath, size, mtime_ns, ctime_ns), and every
+    entry not descended into or not a regular file as (relpath, reason).
+
+    Symlinked folders are listed as problems unless ``follow_symlinks``; then they are walked after the real
+    tree, each folder (device, inode) once, so loops end. Index folders (``exclude``, any ``.kicc_index``) are
+    not walked (listed with the reason). Files that vanish during the walk are no longer on disk: not listed.
+    This loop is the floor of an unchanged re-scan (one ``stat`` per file), so it is kept lean.
+    """
+    out: list[Entry] = []
+    problems: list[Problem] = []
     append = out.append
     scandir = os.scandir
     stack = [(root, "")]
-    while stack:
+    deferred: list[tuple[str, str]] = []
+    visited: set[tuple[int, int]] = set()
+    if follow_symlinks:
+        st = os.stat(root)
+        visited.add((st.st_dev, st.st_ino))
+    while stack or deferred:
+        if not stack:
+            path, rel = deferred.pop(0)
+            try:
+                st = os.stat(path)
+            except OSError:
+                problems.append((rel, REASON_BROKEN_LINK))
+                continue
+            if (st.st_dev, st.st_ino) in visited:
+                problems.append((rel, REASON_SEEN_FOLDER))
+                continue
+            visited.add((st.st_dev, st.st_ino))
+            stack.append((path, rel + "/"))
+            continue
         folder, prefix = stack.pop()
         try:
             it = scandir(folder)
-        except OSError:
+        except OSError as exc:
+            if not prefix:
+                raise RepositoryError(f"cannot read repository folder {folder}: {exc.strerror or exc}") from exc
+            problems.append((prefix[:-1], f"unreadable folder: {exc.strerror or exc}; its files were not scanned"))
             continue
         with it:
             for e in it:
+                name = e.name if e.name.isascii() else _text_name(e.name)
                 try:
                     if e.is_dir(follow_symlinks=False):
-                        if e.name != INDEX_DIRNAME and e.path not in exclude:
-                            stack.append((e.path, f"{prefix}{e.name}/"))
+                        if e.name == INDEX_DIRNAME or e.path in exclude:
+                            problems.append((prefix + name, REASON_INDEX_FOLDER))
+                            continue
+                        if follow_symlinks:
+                            st = e.stat(follow_symlinks=False)
+                            if (st.st_dev, st.st_ino) in visited:
+                                problems.append((prefix + name, REASON_SEEN_FOLDER))
+                                continue
+                            visited.add((st.st_dev, st.st_ino))
+                        stack.append((e.path, f"{prefix}{name}/"))
+                    elif e.is_symlink():
+                        try:
+                            st = e.stat()
+                        except OSError:
+                            problems.append((prefix + name, REASON_BROKEN_LINK))
+                            continue
+                        if S_ISREG(st.st_mode):
+                            append((prefix + name, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+                        elif S_ISDIR(st.st_mode):
+                            if follow_symlinks:
+                                deferred.append((e.path, prefix + name))
+                            else:
+                                problems.append((prefix + name, REASON_LINKED_FOLDER))
+                        else:
+                            problems.append((prefix + name, REASON_NOT_REGULAR))
                     else:
                         st = e.stat()
                         if S_ISREG(st.st_mode):
-                            append((prefix + e.name, st.st_size, st.st_mtime_ns))
+                            append((prefix + name, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+                        else:
+                            problems.append((prefix + name, REASON_NOT_REGULAR))
                 except OSError:
-                    continue
-    return out
+                    continue  # vanished during the walk: no longer on disk
+    return out, problems
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Listing the tree with GNU find (Linux): the same (relpath, size, mtime_ns) as :func:`_walk`, at C speed, in a
-# separate process, so the main process loads the cached tables meanwhile. An unchanged re-scan is bounded by one
-# ``stat`` per file; find does it ~1.5x faster than the Python loop and the table load is hidden behind it.
+# Listing the tree with GNU find (Linux): the same records as :func:`_walk`, at C speed, in a separate process, so
+# the main process loads the cached tables meanwhile. An unchanged re-scan is bounded by one ``stat`` per file; find
+# does it ~1.5x faster than the Python loop and the table load is hidden behind it. find prints every entry that is
+# not a folder it descends into (regular files, symlinks, FIFOs..., pruned index folders); when it cannot read a
+# folder it fails and the Python walk (which reports the folder) is used.
 
-#: One record per file: type (f regular, l symlink to a regular file), relative path, size (bytes), mtime
-#: (seconds since the epoch with a 10-digit fraction in GNU find >= 4.3, i.e. exact nanoseconds + a "0").
-_FIND_FORMAT = "%y%P\\0%s\\0%T@\\0"
+#: One record per entry: type and target type (``ff`` regular file, ``lf`` symlink to a regular file, ``ld`` to a
+#: folder, ``dd`` pruned index folder, ...), relative path, size (bytes), mtime and ctime (seconds since the epoch
+#: with a 10-digit fraction in GNU find >= 4.3, i.e. exact nanoseconds + a "0").
+_FIND_FORMAT = "%y%Y%P\\0%s\\0%T@\\0%C@\\0"
+_FIND_FIELDS = 4
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
@@ -193,27 +289,31 @@ def _find_program() -> str | None:
     return shutil.which("find")
 
 
-def _find_command(root: str, exclude: set[str]) -> list[str] | None:
-    """The ``find`` command listing what :func:`_walk` lists (same pruning, symlinked folders not followed)."""
+def _find_command(root: str, exclude: set[str], follow_symlinks: bool = False) -> list[str] | None:
+    """The ``find`` command listing what :func:`_walk` lists (same pruning, symlinked folders not followed).
+
+    None where find is missing, ``KICC_SCAN_WALK=python`` is set, or symlinked folders are followed (the loop-safe
+    Python walk does that).
+    """
     prog = _find_program()
-    if prog is None or os.environ.get("KICC_SCAN_WALK", "").lower() == "python":
+    if prog is None or follow_symlinks or os.environ.get("KICC_SCAN_WALK", "").lower() == "python":
         return None
     prune = ["-name", INDEX_DIRNAME]
     for ex in sorted(exclude):
         if ex.startswith(root.rstrip(os.sep) + os.sep):  # an index folder inside the tree (not under another name)
             prune += ["-o", "-path", ex.translate(_GLOB_SPECIAL)]
     # -mindepth 1: the root itself is never pruned (as in _walk); -P: symbolic links are not followed, but
-    # links to regular files are listed (type "l") and stat-ed by Python, as os.scandir's DirEntry.stat() does.
+    # listed with their target's type (links to regular files are stat-ed by Python, as DirEntry.stat() does).
     return [
         prog, "-P", root, "-mindepth", "1",
-        "(", "-type", "d", "(", *prune, ")", "-prune", ")",
-        "-o", "(", "-type", "f", "-o", "-type", "l", "-xtype", "f", ")", "-printf", _FIND_FORMAT,
+        "(", "-type", "d", "(", *prune, ")", "-printf", _FIND_FORMAT, "-prune", ")",
+        "-o", "(", "!", "-type", "d", "-printf", _FIND_FORMAT, ")",
     ]  # fmt: skip
 
 
-def _start_find(root: str, exclude: set[str]) -> subprocess.Popen[bytes] | None:
+def _start_find(root: str, exclude: set[str], follow_symlinks: bool = False) -> subprocess.Popen[bytes] | None:
     """Start listing ``root`` with find in the background; None where find is unavailable."""
-    cmd = _find_command(root, exclude)
+    cmd = _find_command(root, exclude, follow_symlinks)
     if cmd is None:
         return None
     try:
@@ -239,93 +339,132 @@ def _collect_find(proc: subprocess.Popen[bytes]) -> bytes | None:
     return out if proc.returncode == 0 else None
 
 
-def _parse_find(raw: bytes, root: str) -> list[tuple[str, int, int]] | None:
-    """(relative path, size in bytes, mtime_ns) records from find's output, or None if it is not as expected.
+def _ns(stamp: bytes) -> int | None:
+    sec, dot, frac = stamp.partition(b".")
+    if not (dot and len(frac) >= 9 and sec.isdigit() and frac.isdigit()):
+        return None
+    return int(sec) * 1_000_000_000 + int(frac[:9])
 
-    ``%T@`` is converted to integer nanoseconds exactly from its string parts (no float). Negative or
+
+def _parse_find(raw: bytes, root: str) -> tuple[list[Entry], list[Problem]] | None:
+    """The records of :func:`_walk` from find's output, or None if it is not as expected.
+
+    ``%T@``/``%C@`` are converted to integer nanoseconds exactly from their string parts (no float). Negative or
     lower-precision timestamps (pre-1970 files, other find versions) return None: the Python walk is used.
-    Symbolic links to regular files are stat-ed here (size and mtime of the target, like ``_walk``).
+    Symbolic links to regular files are stat-ed here (size and times of the target, like ``_walk``).
     """
     parts = raw.split(b"\0")
-    if len(parts) % 3 != 1 or parts[-1]:
+    if len(parts) % _FIND_FIELDS != 1 or parts[-1]:
         return None
-    out: list[tuple[str, int, int]] = []
+    out: list[Entry] = []
+    problems: list[Problem] = []
     append = out.append
     fsdecode = os.fsdecode
-    for rec, size, stamp in zip(parts[0:-1:3], parts[1::3], parts[2::3], strict=True):
-        sec, dot, frac = stamp.partition(b".")
-        if not (dot and len(frac) >= 9 and sec.isdigit() and frac.isdigit() and size.isdigit()):
+    for rec, size, mstamp, cstamp in zip(parts[0:-1:4], parts[1::4], parts[2::4], parts[3::4], strict=True):
+        mtime, ctime = _ns(mstamp), _ns(cstamp)
+        if mtime is None or ctime is None or not size.isdigit() or len(rec) < 3:
             return None
-        kind, rel = rec[:1], fsdecode(rec[1:])
+        kind, target = rec[:1], rec[1:2]
+        rel = fsdecode(rec[2:])
+        if not rel.isascii():
+            rel = _text_name(rel)
         if kind == b"f":
-            append((rel, int(size), int(sec) * 1_000_000_000 + int(frac[:9])))
+            append((rel, int(size), mtime, ctime))
         elif kind == b"l":
-            try:
-                st = os.stat(os.path.join(root, rel))
-            except OSError:
-                continue
-            if S_ISREG(st.st_mode):
-                append((rel, st.st_size, st.st_mtime_ns))
+            if target == b"f":
+                try:
+                    st = os.stat(os.path.join(root, fsdecode(rec[2:])))
+                except OSError:
+                    continue  # vanished since find listed it
+                if S_ISREG(st.st_mode):
+                    append((rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+                    continue
+                problems.append((rel, REASON_NOT_REGULAR))
+            elif target == b"d":
+                problems.append((rel, REASON_LINKED_FOLDER))
+            elif target in (b"L", b"N", b"l", b"?"):
+                problems.append((rel, REASON_BROKEN_LINK))
+            else:
+                problems.append((rel, REASON_NOT_REGULAR))
+        elif kind == b"d":
+            problems.append((rel, REASON_INDEX_FOLDER))
+        elif kind in (b"p", b"s", b"c", b"b", b"D"):
+            problems.append((rel, REASON_NOT_REGULAR))
         else:
             return None
-    return out
+    return out, problems
 
 
 class _Listing:
-    """The files of the tree: count and fingerprint at once, the (relpath, size, mtime_ns) list on demand.
+    """The entries of the tree: count and fingerprint at once, the records on demand.
 
-    From find's raw output the fingerprint is a hash of the bytes (no parsing), so an unchanged re-scan never
-    builds the list. When the output cannot be parsed, :meth:`entries` falls back to the Python walk and
-    updates ``token`` (the caller then checks the cache again with it).
+    From find's raw output of a tree of regular files only, the fingerprint is a hash of the bytes (no parsing),
+    so an unchanged re-scan never builds the list. When the output cannot be parsed, :meth:`entries` falls back
+    to the Python walk and updates ``token`` (the caller then checks the cache again with it).
     """
 
-    def __init__(self, root: Path, exclude: set[str], raw: bytes | None) -> None:
+    def __init__(self, root: Path, exclude: set[str], raw: bytes | None, follow_symlinks: bool = False) -> None:
         self.root = root
         self.exclude = exclude
+        self.follow_symlinks = follow_symlinks
         self._raw = raw
-        self._entries: list[tuple[str, int, int]] | None = None
-        if raw is not None and (raw.startswith(b"l") or b"\0l" in raw):
-            # symbolic links: their targets' size/mtime are not in the output, so fingerprint the parsed list
-            self._raw = None
-            self._entries = _parse_find(raw, str(root))
-            if self._entries is not None:
+        self._entries: list[Entry] | None = None
+        self._problems: list[Problem] = []
+        if raw is not None:
+            n = raw.count(b"\0") // _FIND_FIELDS
+            if raw.count(b"\0ff") + raw.startswith(b"ff") != n:
+                # links, FIFOs, pruned folders...: parse now (link targets' size/times are not in the output)
+                self._raw = None
+                parsed = _parse_find(raw, str(root))
+                if parsed is not None:
+                    self._entries, self._problems = parsed
+                    self.method = "find"
+                    self.token = _tree_token(self._entries, self._problems, root, self.method)
+                    self.n_files = len(self._entries) + len(self._problems)
+                    return
+            else:
                 self.method = "find"
-                self.token = _tree_token(self._entries, root, self.method)
-                self.n_files = len(self._entries)
+                self.token = _raw_token(raw, root)
+                self.n_files = n
                 return
-        if self._raw is not None:
-            self.method = "find"
-            self.token = _raw_token(self._raw, root)
-            self.n_files = self._raw.count(b"\0") // 3
-        else:
-            self._python_walk()
+        self._python_walk()
 
     def _python_walk(self) -> None:
         self._raw = None
-        self._entries = _walk(str(self.root), self.exclude)
-        self.method = "walk"
-        self.token = _tree_token(self._entries, self.root, self.method)
-        self.n_files = len(self._entries)
+        self._entries, self._problems = _walk(str(self.root), self.exclude, self.follow_symlinks)
+        self.method = "walk-follow" if self.follow_symlinks else "walk"
+        self.token = _tree_token(self._entries, self._problems, self.root, self.method)
+        self.n_files = len(self._entries) + len(self._problems)
 
-    def entries(self) -> list[tuple[str, int, int]]:
+    def entries(self) -> list[Entry]:
+        """Regular files: (relpath, size in bytes, mtime_ns, ctime_ns)."""
         if self._entries is None and self._raw is not None:
             parsed = _parse_find(self._raw, str(self.root))
             if parsed is None:
                 self._python_walk()
             else:
-                self._entries = parsed
+                self._entries, self._problems = parsed
         assert self._entries is not None
         return self._entries
 
+    def problems(self) -> list[Problem]:
+        """Entries not read: (relpath, reason)."""
+        self.entries()
+        return self._problems
 
-def _list_files(root: Path, exclude: set[str], proc: subprocess.Popen[bytes] | None) -> _Listing:
-    return _Listing(root, exclude, _collect_find(proc) if proc is not None else None)
+
+def _list_files(
+    root: Path, exclude: set[str], proc: subprocess.Popen[bytes] | None, follow_symlinks: bool = False
+) -> _Listing:
+    return _Listing(root, exclude, _collect_find(proc) if proc is not None else None, follow_symlinks)
 
 
-def _flatten(rel: str, size: int, mtime_ns: int, rec: dict[str, Any] | None, error: str | None) -> tuple:
-    """One index row (in :data:`FLAT_COLUMNS` order) from a header record."""
+def _flatten(entry: Entry, res: HeaderResult) -> tuple:
+    """One index row (in :data:`FLAT_COLUMNS` order) from a listing record and its header result."""
+    rel, size, mtime_ns, ctime_ns = entry
+    rec = res.record
     if rec is None:
-        return (rel, size, mtime_ns, error) + (None,) * (len(FLAT_COLUMNS) - 4)
+        return (rel, size, mtime_ns, ctime_ns, res.error, res.header_hash) + (None,) * (len(FLAT_COLUMNS) - 6)
     ipp = rec["image_position"] or ()
     iop = rec["image_orientation"] or ()
     ps = rec["pixel_spacing"] or ()
@@ -339,7 +478,9 @@ def _flatten(rel: str, size: int, mtime_ns: int, rec: dict[str, Any] | None, err
         rel,
         size,
         mtime_ns,
+        ctime_ns,
         None,
+        res.header_hash,
         g("parser"),
         g("media_sop_class_uid"),
         g("media_sop_uid"),
@@ -370,6 +511,7 @@ def _flatten(rel: str, size: int, mtime_ns: int, rec: dict[str, Any] | None, err
         *iop,
         g("frame_of_reference_uid"),
         g("samples_per_pixel"),
+        g("photometric_interpretation"),
         g("number_of_frames"),
         g("rows"),
         g("columns"),
@@ -389,12 +531,13 @@ def _batch(rows: list[tuple]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=_SCHEMA)
 
 
-def _read_chunk(root: str, items: Sequence[tuple[str, int, int]]) -> pa.RecordBatch:
+def _read_chunk(root: str, items: Sequence[Entry]) -> pa.RecordBatch:
     """Worker: read the headers of a chunk of files; never raises for a bad file."""
     out = []
-    for rel, size, mtime_ns in items:
-        res = read_header(os.path.join(root, rel), size=size)
-        out.append(_flatten(rel, size, mtime_ns, res.record, res.error))
+    for entry in items:
+        rel = entry[0]
+        res = read_header(os.path.join(root, rel if rel.isascii() else fs_path(rel)), size=entry[1])
+        out.append(_flatten(entry, res))
     return _batch(out)
 
 
@@ -403,7 +546,7 @@ def _chunks(items: list, n: int) -> Iterator[list]:
         yield items[i : i + n]
 
 
-def _read_all(root: str, todo: list[tuple[str, int, int]], workers: int, show: bool | None) -> pa.Table:
+def _read_all(root: str, todo: list[Entry], workers: int, show: bool | None) -> pa.Table:
     """Read headers of ``todo`` files, in a process pool when there are enough of them."""
     if not todo:
         return _SCHEMA.empty_table()
@@ -487,6 +630,8 @@ def scan_repository(
     use_index: bool = True,
     min_slices: int = 10,
     kernel_first: bool = False,
+    follow_symlinks: bool = False,
+    verify: bool = False,
 ) -> RepositoryScan:
     """Scan a folder tree of DICOM files into instance, series and study tables.
 
@@ -495,8 +640,11 @@ def scan_repository(
     root
         Folder to scan (any nesting; names with or without ``.dcm``; DICOMDIR and non-DICOM files allowed).
     index_dir
-        Folder of the incremental Parquet index (default ``<root>/.kicc_index``). When it cannot be
-        written (read-only media), the scan still succeeds and says so in ``warnings``.
+        Folder of the incremental Parquet index. Default: ``<cache>/index`` with ``<cache>`` from
+        :func:`kicc_analysis._cache.default_cache_dir` (``$KICC_CACHE`` or ``~/.cache/kicc-analysis``), never
+        inside ``root``. An ``index_dir`` inside a read-only ``root`` (mode bits, read-only mount or a
+        ``.kicc-read-only`` marker; root users included) is not written. When the index cannot be written, the
+        scan still succeeds and says so in ``warnings``.
     workers
         Processes reading headers (default 2). Small scans (< 200 files to read) stay in-process.
     show_progress
@@ -507,6 +655,12 @@ def scan_repository(
         Fewest slices for a CT series to be selectable (see :func:`select_ct_series`).
     kernel_first
         Rank the lung/sharp kernel preference before slice thickness in the selection.
+    follow_symlinks
+        Walk symlinked folders too (each folder once: loops end, a folder reached twice is listed in ``skipped``).
+        Default False: each symlinked folder is listed in ``skipped`` with the reason.
+    verify
+        Re-read every header, compare each file's header hash with the index and report (in ``warnings`` and
+        ``n_verify_changed``) files that changed without a change of size, mtime or ctime.
 
     Returns
     -------
@@ -515,36 +669,52 @@ def scan_repository(
     Raises
     ------
     RepositoryError
-        ``root`` does not exist, is not a folder, or contains no file at all. Problems of single files are
-        reported in ``RepositoryScan.skipped``, never raised.
+        ``root`` does not exist, is not a folder, cannot be read, or contains nothing at all. Problems of single
+        files or folders are reported in ``RepositoryScan.skipped``, never raised.
 
     Notes
     -----
-    A file is re-read when its size or ``mtime_ns`` changed (even by 1 ns). On Linux the tree is listed by
-    GNU ``find``; where it is missing or fails the Python walk is used (``KICC_SCAN_WALK=python`` forces it).
+    Fast path: a file is re-read when its size, ``mtime_ns`` or ``ctime_ns`` changed (even by 1 ns). ``ctime``
+    cannot be set back by a user, so an in-place edit with the mtime restored, or a ``chmod`` that makes an
+    unreadable file readable, is noticed; the fast path assumes the file system updates ctime on every change
+    (all POSIX file systems do; some network and FAT mounts do not: use ``verify=True`` there). On Linux the tree
+    is listed by GNU ``find``; where it is missing or fails the Python walk is used (``KICC_SCAN_WALK=python``
+    forces it); both give the same listing. Every directory entry is either read (``instances`` or ``skipped``
+    with the header's problem) or listed in ``skipped`` with the reason it was not read.
     """
     root_path = Path(root).expanduser().resolve()
     if not root_path.exists():
         raise RepositoryError(f"repository folder {root_path} does not exist (expected a folder of DICOM files)")
     if not root_path.is_dir():
         raise RepositoryError(f"repository path {root_path} is a file, expected a folder of DICOM files")
-    index_folder = Path(index_dir).expanduser().resolve() if index_dir is not None else root_path / INDEX_DIRNAME
+    if index_dir is not None:
+        index_folder = Path(index_dir).expanduser().resolve()
+    else:
+        index_folder = default_cache_dir(root_path) / "index"
     index_path = index_folder / INDEX_FILE
     notes: list[str] = []
+    inside = index_folder == root_path or root_path in index_folder.parents
+    if use_index and inside and is_read_only(root_path):
+        notes.append(
+            f"repository {root_path} is read-only: the index was not written into it (index_dir {index_folder}); "
+            "the next scan will read every file again"
+        )
+        use_index = False
 
     exclude = {str(index_folder)}
     # find lists the tree in another process while this one loads the cached tables (an unchanged re-scan
     # costs max(listing, load) on 2 cores); the cache is used only if its fingerprint matches the listing.
-    finder = _start_find(str(root_path), exclude)
-    raw_cache = _read_cached_tables(index_folder) if use_index and finder is not None else None
-    listing = _list_files(root_path, exclude, finder)
+    finder = _start_find(str(root_path), exclude, follow_symlinks)
+    read_cache = use_index and not verify
+    raw_cache = _read_cached_tables(index_folder) if read_cache and finder is not None else None
+    listing = _list_files(root_path, exclude, finder, follow_symlinks)
     if listing.n_files == 0:
         raise RepositoryError(f"repository folder {root_path} contains no files (expected DICOM files, any nesting)")
 
     # The fingerprint follows the listing order (stable for unchanged folders); if a file system ever
     # lists an unchanged folder in another order, the scan merely takes the slower path below.
     params = f"min_slices={min_slices};kernel_first={kernel_first}"
-    if use_index:
+    if read_cache:
         if raw_cache is None:  # Python walk: load the cache only now (loading it in a thread was slower: GIL)
             raw_cache = _read_cached_tables(index_folder, listing.token)
         cached = _valid_cached_tables(raw_cache, listing.token, params)
@@ -558,24 +728,39 @@ def scan_repository(
             return _finish_scan(root_path, cached, n, 0, n, 0, index_path, notes, min_slices, kernel_first)
         raw_cache = None  # free the memory of stale tables before reading headers
     found = listing.entries()
+    problems = listing.problems()
     token = listing.token
 
     old, note = _load_index(index_path) if use_index else (None, None)
     if note:
         notes.append(note)
-    current = pd.DataFrame(found, columns=["relpath", "size", "mtime_ns"])
+    current = pd.DataFrame(found, columns=list(_KEY))
     reused = _SCHEMA.empty_table().to_pandas()
     n_removed = 0
+    key = list(_KEY)
     if old is not None and not old.empty:
-        key = ["relpath", "size", "mtime_ns"]
         merged = old.merge(current, on=key, how="inner")
-        reused = merged[list(FLAT_COLUMNS)]
         n_removed = int((~old["relpath"].isin(current["relpath"])).sum())
-        todo_mask = ~current.set_index(key).index.isin(merged.set_index(key).index)
-        todo = [tuple(r) for r in current.loc[todo_mask].itertuples(index=False, name=None)]
+        if verify:
+            todo = found
+        else:
+            reused = merged[list(FLAT_COLUMNS)]
+            todo_mask = ~current.set_index(key).index.isin(merged.set_index(key).index)
+            todo = [tuple(r) for r in current.loc[todo_mask].itertuples(index=False, name=None)]
     else:
+        merged = None
         todo = found
     new = _read_all(str(root_path), todo, workers, show_progress).to_pandas()
+    n_verify_changed = None
+    if verify:
+        n_verify_changed = 0
+        if merged is not None and not merged.empty:
+            both = merged[[*key, "header_hash"]].merge(new[[*key, "header_hash"]], on=key, suffixes=("_old", ""))
+            n_verify_changed = int((both["header_hash_old"].fillna("") != both["header_hash"].fillna("")).sum())
+        notes.append(
+            f"verify: {len(todo)} header(s) re-read; {n_verify_changed} file(s) had changed on disk without a change "
+            "of size, mtime or ctime"
+        )
     files = pd.concat([reused, new], ignore_index=True) if len(reused) else new
     files = files.sort_values("relpath", kind="stable").reset_index(drop=True)
 
@@ -586,11 +771,22 @@ def scan_repository(
             notes.append(err)
             saved_path = None
 
-    instances, series, skipped = _build_tables(root_path, files)
+    instances, series, skipped = _build_tables(root_path, files, problems)
     tables = {"instances": instances, "series": series, "skipped": skipped}
     scan = _finish_scan(
-        root_path, tables, len(files), len(todo), len(reused), n_removed, saved_path, notes, min_slices, kernel_first
+        root_path,
+        tables,
+        len(files) + len(problems),
+        len(todo),
+        len(reused),
+        n_removed,
+        saved_path,
+        notes,
+        min_slices,
+        kernel_first,
     )
+    if n_verify_changed is not None:
+        scan = dataclasses.replace(scan, n_verify_changed=n_verify_changed)
     if saved_path is not None:
         tables.update(selection=scan.selection, studies=scan.studies)
         err = _save_tables(index_folder, token, params, tables)
@@ -600,20 +796,25 @@ def scan_repository(
     return scan
 
 
-def _tree_token(found: list[tuple[str, int, int]], root: Path, method: str = "walk") -> str:
-    """Fingerprint of the tree (root, relative paths in listing order, sizes, mtimes) and of the table format.
+#: The identity of a file in the index: a file is read again when any of these changed.
+_KEY = ("relpath", "size", "mtime_ns", "ctime_ns")
 
-    ``pickle`` serialises the list of (str, int, int) tuples in one C call, deterministically (no value
-    repeats, so no memo references), which makes this ~10x cheaper than joining the fields in Python.
+
+def _tree_token(found: list[Entry], problems: list[Problem], root: Path, method: str = "walk") -> str:
+    """Fingerprint of the tree (root, relative paths in listing order, sizes, mtimes, ctimes, entries not read)
+    and of the table format.
+
+    ``pickle`` serialises the lists of tuples of our own ints and strings (never repository content) in one C
+    call, deterministically, which makes this ~10x cheaper than joining the fields in Python.
     """
-    h = hashlib.sha1(f"{INDEX_VERSION}\x1f{method}\x1f{root}\x1f{len(found)}\x1f".encode())
-    h.update(pickle.dumps(found, protocol=5))
+    h = hashlib.sha1(f"{INDEX_VERSION}\x1f{method}\x1f{root}\x1f{len(found)}\x1f".encode("utf-8", "surrogateescape"))
+    h.update(pickle.dumps((found, problems), protocol=5))
     return h.hexdigest()
 
 
 def _raw_token(raw: bytes, root: Path) -> str:
     """Fingerprint of the tree from find's output bytes (paths, sizes, mtimes in listing order): ~1 ms."""
-    h = hashlib.sha1(f"{INDEX_VERSION}\x1ffind-raw\x1f{root}\x1f".encode())
+    h = hashlib.sha1(f"{INDEX_VERSION}\x1ffind-raw\x1f{root}\x1f".encode("utf-8", "surrogateescape"))
     h.update(raw)
     return h.hexdigest()
 
@@ -688,14 +889,17 @@ def _arrow_strings(df: pd.DataFrame) -> pd.DataFrame:
     return df.astype(dict.fromkeys(text, _STRING)) if text else df
 
 
-def _build_tables(root: Path, files: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _build_tables(
+    root: Path, files: pd.DataFrame, problems: list[Problem]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     bad = files["error"].notna()
     skipped = files.loc[bad, ["relpath", "size", "error"]].rename(columns={"error": "reason"})
-    instances, duplicates = build_instances(files.loc[~bad], str(root))
+    instances, duplicates = build_instances(files.loc[~bad], _text_name(str(root)))
     series = build_series(instances, duplicates)
     instances = _arrow_strings(instances)
-    skipped = pd.concat([skipped, duplicates[["relpath", "size", "reason"]]], ignore_index=True)
-    skipped.insert(0, "path", [str(root / p) for p in skipped["relpath"]])
+    not_read = pd.DataFrame({"relpath": [p[0] for p in problems], "size": 0, "reason": [p[1] for p in problems]})
+    skipped = pd.concat([skipped, duplicates[["relpath", "size", "reason"]], not_read], ignore_index=True)
+    skipped.insert(0, "path", [os.path.join(_text_name(str(root)), p) for p in skipped["relpath"]])
     skipped["kind"] = skipped["reason"].str.split(":").str[0]
     skipped = skipped.sort_values("relpath", kind="stable").reset_index(drop=True)
     skipped["size"] = skipped["size"].astype("int64")
@@ -753,4 +957,4 @@ def series_files(scan: RepositoryScan, series_uid: str) -> list[Path]:
             "see scan.series['series_uid'])"
         )
     sub = sub.sort_values(["slice_position", "instance_number", "relpath"], kind="stable", na_position="last")
-    return [Path(p) for p in sub["path"]]
+    return [Path(fs_path(p)) for p in sub["path"]]

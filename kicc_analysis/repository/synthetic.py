@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-__all__ = ["write_scanner_like_tree"]
+__all__ = ["write_deflated_bomb", "write_scanner_like_tree"]
 
 _UID_ROOT = "1.2.826.0.1.3680043.8.498.77"
 _SOP_PLACEHOLDER = "1.2.826.0.1.3680043.8.498.77.999999999.999999"  # same width as real values below
@@ -327,3 +327,60 @@ def write_scanner_like_tree(
             p.write_bytes(_instance_bytes(template, f"{_UID_ROOT}.{100_000_000 + patient * 10 + 9}.100001", 1, 0.0))
             paths.append(p)
     return paths
+
+
+def write_deflated_bomb(path: str | os.PathLike[str], inflated_bytes: int = 256 << 20, *, tail: bool = True) -> Path:
+    """Write a hostile test file: a Deflated Explicit VR Little Endian CT whose data set inflates to about
+    ``inflated_bytes`` (a zero-filled private OB element before the image attributes) from a file of
+    ~1/1000 of that size. Used to check that a header read never inflates it whole.
+
+    ``tail`` adds Series Instance UID and Rows/Columns after the bomb (where a header reader would have to
+    inflate everything to reach them).
+    """
+    import struct
+    import zlib
+
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    def element(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
+        if len(value) % 2:
+            value += b"\0" if vr == b"UI" else b" "
+        if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT"):
+            return struct.pack("<HH2sHI", group, elem, vr, 0, len(value)) + value
+        return struct.pack("<HH2sH", group, elem, vr, len(value)) + value
+
+    sop_uid = "1.2.826.0.1.3680043.8.498.1"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    write_file_meta_info(buf, meta, enforce_standard=True)
+    head = (
+        element(0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.2")
+        + element(0x0008, 0x0018, b"UI", sop_uid.encode())
+        + element(0x0008, 0x0060, b"CS", b"CT")
+        + element(0x0009, 0x0010, b"LO", b"KICC BOMB")
+        + struct.pack("<HH2sHI", 0x0009, 0x1000, b"OB", 0, inflated_bytes)
+    )
+    rest = b""
+    if tail:
+        rest = (
+            element(0x0020, 0x000E, b"UI", b"1.2.826.0.1.3680043.8.498.2")
+            + element(0x0028, 0x0010, b"US", struct.pack("<H", 4))
+            + element(0x0028, 0x0011, b"US", struct.pack("<H", 4))
+        )
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    path = Path(path)
+    with open(path, "wb") as f:
+        f.write(b"\0" * 128 + b"DICM" + buf.getvalue())
+        f.write(deflater.compress(head))
+        left = inflated_bytes
+        while left > 0:
+            f.write(deflater.compress(zeros[: min(left, len(zeros))]))
+            left -= len(zeros)
+        f.write(deflater.compress(rest) + deflater.flush())
+    return path

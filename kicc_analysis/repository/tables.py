@@ -48,7 +48,9 @@ INDEX_COLUMN_TYPES: dict[str, str] = {
     "relpath": "text",
     "size": "int",
     "mtime_ns": "int",
+    "ctime_ns": "int",
     "error": "text",
+    "header_hash": "text",
     "parser": "text",
     "media_sop_class_uid": "text",
     "media_sop_uid": "text",
@@ -86,6 +88,7 @@ INDEX_COLUMN_TYPES: dict[str, str] = {
     "orient_cz": "float",
     "frame_of_reference_uid": "text",
     "samples_per_pixel": "float",
+    "photometric_interpretation": "text",
     "number_of_frames": "float",
     "rows": "float",
     "columns": "float",
@@ -150,7 +153,7 @@ def build_instances(files: pd.DataFrame, root: str) -> tuple[pd.DataFrame, pd.Da
     ``duplicates`` has columns ``relpath, size, series_uid, reason`` for files whose SOP Instance UID was already
     seen in another file (first by path kept).
     """
-    df = files.drop(columns=["error"]).copy()
+    df = files.drop(columns=["error", "ctime_ns", "header_hash"]).copy()  # index-only columns
     df.insert(0, "path", [os.path.join(root, p) for p in df["relpath"]])
     df["mtime"] = pd.to_datetime(df["mtime_ns"], unit="ns", utc=True)
     for col in _INT_COLUMNS:
