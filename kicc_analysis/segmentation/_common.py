@@ -11,14 +11,14 @@ them.
   partial-volume rim of the pleural boundary is neither lung nor consolidation), propagation along one axis through
   allowed pixels (:func:`_reach_along`) and the vertebral body of a slice (:func:`_vertebral_body`: paravertebral
   gutter in 3-D, paravertebral band in 2-D).
-- **Sub-pleural rib-cage band** (step 6b, :func:`_recover_rib_cage`, lungs-1.1): along ``N_RAYS`` rays from the
+- **Sub-pleural rib-cage band** (step 6b, :func:`_recover_rib_cage`, lungs-1.1): along ``n_rays`` rays from the
   trunk centre, dense pixels between the outermost lung pixel and the inner surface of the rib cage (first bone
-  >= ``BONE_HU`` outside the lung, minus 6 mm of pleura and intercostal tissue; bands >= 8 mm, touching the lung)
+  >= ``bone_hu`` outside the lung, minus 6 mm of pleura and intercostal tissue; bands >= 8 mm, touching the lung)
   are lung. 3-D path (lungs-1.3): a ray passing between two ribs takes the cage interpolated from the slices within
-  ``CAGE_Z_REACH_MM``, with a 4 mm margin and 5 mm bands, except in the anterior sector where the heart lies against
-  the sternum (``CAGE_Z_ANTERIOR_DEG``) and in the upper third of the lungs, where the ribs run obliquely.
+  ``cage_z_reach_mm``, with a 4 mm margin and 5 mm bands, except in the anterior sector where the heart lies against
+  the sternum (``cage_z_anterior_deg``) and in the upper third of the lungs, where the ribs run obliquely.
 - **Outline interpolation** (step 6c, :func:`_recover_between_slices`, lungs-1.2): dense voxels with lung of the same
-  side both above and below in their (y, x) column (within ``INTERP_WINDOW_MM``) lie inside the lung outline
+  side both above and below in their (y, x) column (within ``interp_window_mm``) lie inside the lung outline
   (interpolation only: the liver under the diaphragm dome has lung above but not below). Needs at least 3 slices.
 """
 
@@ -27,26 +27,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .parameters import DEFAULT_PARAMETERS, LungParameters
+
 RIGHT, LEFT = 1, 2  # lung labels (LPS: the right lung has the smaller x)
 
 _STRUCT_2D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
 _STRUCT_3D = ndimage.generate_binary_structure(3, 1)
-
-N_RAYS = 180  # sub-pleural (rib-cage) rule: rays per slice (also the costophrenic-recess rule, 3-D)
-MIN_BAND_MM = 8.0  # ... a band thinner than this (mm) is not recovered
-BONE_HU = 200.0  # ... rib cage = first pixel at least this dense (HU) outside the lung (bone in the other rules too)
-CAGE_MARGIN_MM = 6.0  # ... pleura + intercostal soft tissue inside the ribs (mm), never lung
-CAGE_MAX_GAP_DEG = 12.0  # ... rays farther than this (degrees) from a rib hit get no cage
-CAGE_Z_REACH_MM = 15.0  # ... 3-D path: a ray between ribs takes the cage from slices within this distance (mm)
-CAGE_Z_ANTERIOR_DEG = 60.0  # ... but not within this angle (degrees) of anterior (heart against the sternum)
-CAGE_MARGIN_3D_MM = 4.0  # ... 3-D path, outside that anterior sector: pleura + intercostal margin (mm)
-MIN_BAND_3D_MM = 5.0  # ... 3-D path, outside that anterior sector: thinnest recovered band (mm)
-CAGE_APEX_FRACTION = 1.0 / 3.0  # ... 3-D path: upper share of the lung height treated as in 2-D (oblique ribs)
-INTERP_WINDOW_MM = 25.0  # outline interpolation: lung above and below within this distance (mm)
-GUTTER_MIDLINE_MM = 20.0  # vertebral body (3-D gutter, 2-D paravertebral band): centre within this (mm) of midline
-GUTTER_MIN_RADIUS_MM = 8.0  # ... thickest inscribed radius (mm) of a vertebral body (thinner bone: rib, sternum)
-GUTTER_WIDTH_MM = 25.0  # ... gutter = up to this far (mm) lateral of the vertebral body's lateral edge (3-D rule)
 
 
 def _trunk(outside: np.ndarray) -> np.ndarray:
@@ -145,15 +132,20 @@ def _reach_along(start: np.ndarray, ok: np.ndarray, axis: int, reverse: bool, ma
 
 
 def _vertebral_body(
-    bone: np.ndarray, trunk: np.ndarray, spacing: np.ndarray, midline_x: float
+    bone: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    midline_x: float,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
 ) -> tuple[int, int, int, int, int] | None:
     """Vertebral body of one axial slice: (centre y, centre x, left x, right x, posterior y) indices, or ``None``.
 
     The vertebral body is the thickest bone of the posterior half of the trunk near the midline (within
-    ``GUTTER_MIDLINE_MM``): the maximum of the in-plane distance transform of the hole-filled bone mask (cortical
+    ``gutter_midline_mm``): the maximum of the in-plane distance transform of the hole-filled bone mask (cortical
     ring + cancellous interior), so thin posterior elements (transverse processes, rib heads) do not move it. Its
     left / right / posterior edges are the extent of the filled bone along the centre row / column. ``None`` when
-    the thickest bone has an inscribed radius below ``GUTTER_MIN_RADIUS_MM`` (no vertebra in the slice).
+    the thickest bone has an inscribed radius below ``gutter_min_radius_mm`` (no vertebra in the slice).
     """
     ys = np.nonzero(trunk)[0]
     if ys.size == 0 or not bone.any():
@@ -161,16 +153,16 @@ def _vertebral_body(
     # posterior half of the trunk (y = posterior), within a vertebral half-width of the allowed centres: the
     # crop also keeps a closed rib ring from filling the whole thorax
     y0 = int(ys.mean())
-    half = int(np.ceil((GUTTER_MIDLINE_MM + GUTTER_WIDTH_MM) / spacing[2]))
+    half = int(np.ceil((params.gutter_midline_mm + params.gutter_width_mm) / spacing[2]))
     x0, x1 = max(0, int(midline_x) - half), min(bone.shape[1], int(midline_x) + half + 1)
     filled = ndimage.binary_fill_holes(bone[y0:, x0:x1])
     if not filled.any():
         return None
     dist = ndimage.distance_transform_edt(np.pad(filled, 1), sampling=spacing[1:])[1:-1, 1:-1]
     xs = np.arange(x0, x1)[None, :]
-    dist[:, np.abs(xs[0] - midline_x) * spacing[2] > GUTTER_MIDLINE_MM] = 0.0  # centre near the midline
+    dist[:, np.abs(xs[0] - midline_x) * spacing[2] > params.gutter_midline_mm] = 0.0  # centre near the midline
     cy, cx = (int(i) for i in np.unravel_index(int(np.argmax(dist)), dist.shape))
-    if dist[cy, cx] < GUTTER_MIN_RADIUS_MM:
+    if dist[cy, cx] < params.gutter_min_radius_mm:
         return None
     row, col = filled[cy], filled[:, cx]
     left = cx - int(np.argmax(~row[cx::-1])) + 1 if (~row[: cx + 1]).any() else 0
@@ -187,28 +179,30 @@ def _recover_rib_cage(
     trunk: np.ndarray,
     spacing: np.ndarray,
     between_slices: bool = False,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
 ) -> np.ndarray:
     """Dense lung between the aerated lung and the inner surface of the rib cage (radial rule).
 
     Rays are cast from each slice's trunk centre. On each ray that meets lung, the rib cage is the first bone
-    pixel (>= ``BONE_HU``) outside the outermost lung pixel; rays without bone take the cage radius from the
-    neighbouring rays (circular interpolation, at most ``CAGE_MAX_GAP_DEG`` away) and the cage radius is smoothed
+    pixel (>= ``bone_hu``) outside the outermost lung pixel; rays without bone take the cage radius from the
+    neighbouring rays (circular interpolation, at most ``cage_max_gap_deg`` away) and the cage radius is smoothed
     by a rolling lower quartile (+-10 degrees) so a scapula behind a gap between ribs does not count. Dense pixels
-    (soft-tissue range) farther out than the lung and more than ``CAGE_MARGIN_MM`` inside the cage, in bands at
-    least ``MIN_BAND_MM`` deep and touching the lung, are consolidated lung lying against the pleura.
+    (soft-tissue range) farther out than the lung and more than ``cage_margin_mm`` inside the cage, in bands at
+    least ``min_band_mm`` deep and touching the lung, are consolidated lung lying against the pleura.
 
     ``between_slices`` (3-D path): real ribs are discontinuous in axial slices (they slope), so a ray of one slice
     often passes between two ribs. Missing rays are then filled by linear interpolation along z from the nearest
-    slices with a rib hit on that ray, at most ``CAGE_Z_REACH_MM`` away (the inner surface of the rib cage between
-    ribs), and the margin and band are ``CAGE_MARGIN_3D_MM`` / ``MIN_BAND_3D_MM``. Rays within
-    ``CAGE_Z_ANTERIOR_DEG`` of anterior (heart against the sternum and costal cartilage) and slices in the upper
-    ``CAGE_APEX_FRACTION`` of the lung height (oblique ribs near the apex) keep the per-slice rule (6 mm, 8 mm).
+    slices with a rib hit on that ray, at most ``cage_z_reach_mm`` away (the inner surface of the rib cage between
+    ribs), and the margin and band are ``cage_margin_3d_mm`` / ``min_band_3d_mm``. Rays within
+    ``cage_z_anterior_deg`` of anterior (heart against the sternum and costal cartilage) and slices in the upper
+    ``cage_apex_fraction`` of the lung height (oblique ribs near the apex) keep the per-slice rule (6 mm, 8 mm).
     """
     nz, ny, nx = labels.shape
-    n_rays = N_RAYS
+    n_rays = params.n_rays
     yy, xx = np.mgrid[0:ny, 0:nx]
     pixel_mm = float(np.sqrt(spacing[1] * spacing[2]))
-    max_gap = int(round(CAGE_MAX_GAP_DEG / 360.0 * n_rays))
+    max_gap = int(round(params.cage_max_gap_deg / 360.0 * n_rays))
     window = max(3, int(round(20.0 / 360.0 * n_rays)) | 1)
     rays = np.arange(n_rays)
     recovered = np.zeros(labels.shape, dtype=bool)
@@ -225,24 +219,24 @@ def _recover_rib_cage(
         lung = labels[z] > 0
         r_lung = np.full(n_rays, -1.0)
         np.maximum.at(r_lung, ray[lung], radius[lung])
-        bone = (hu[z] >= BONE_HU) & trunk[z] & (radius > r_lung[ray])
+        bone = (hu[z] >= params.bone_hu) & trunk[z] & (radius > r_lung[ray])
         r_bone = np.full(n_rays, np.inf)
         np.minimum.at(r_bone, ray[bone], radius[bone])
         r_bone_all[z] = np.where(np.isfinite(r_bone), r_bone, np.nan)
         geometry[z] = (radius, ray, r_lung)
     # pass 2: fill rays between ribs from the slices above and below (linear in z, within the reach)
-    reach = CAGE_Z_REACH_MM / spacing[0]
+    reach = params.cage_z_reach_mm / spacing[0]
     z_index = np.arange(nz)
     # ray k points at angle (k + 0.5) / n_rays * 360 - 180 degrees (image y = posterior); anterior = -90 degrees
     angle = (rays + 0.5) / n_rays * 360.0 - 180.0
-    anterior = np.abs(((angle + 90.0) + 180.0) % 360.0 - 180.0) < CAGE_Z_ANTERIOR_DEG
+    anterior = np.abs(((angle + 90.0) + 180.0) % 360.0 - 180.0) < params.cage_z_anterior_deg
     if not between_slices:  # per-slice rule: every ray as the anterior sector (no interpolation, 6 mm / 8 mm)
         anterior[:] = True
     # posterior and lateral rays (ossified ribs, dependent lung): thinner margin and bands; anterior as in 2-D
-    margin = np.where(anterior, CAGE_MARGIN_MM, CAGE_MARGIN_3D_MM) / pixel_mm
-    min_band = np.maximum(2.0, np.where(anterior, MIN_BAND_MM, MIN_BAND_3D_MM) / pixel_mm)
+    margin = np.where(anterior, params.cage_margin_mm, params.cage_margin_3d_mm) / pixel_mm
+    min_band = np.maximum(2.0, np.where(anterior, params.min_band_mm, params.min_band_3d_mm) / pixel_mm)
     # upper part of the lungs: the ribs run obliquely near the apex, so no interpolation and the 2-D margins there
-    apical = z_index >= slices[0] + (1.0 - CAGE_APEX_FRACTION) * (slices[-1] - slices[0])
+    apical = z_index >= slices[0] + (1.0 - params.cage_apex_fraction) * (slices[-1] - slices[0])
     for k in rays[~anterior]:
         hit = np.isfinite(r_bone_all[:, k])
         if not hit.any() or hit.all():
@@ -271,8 +265,8 @@ def _recover_rib_cage(
         cage_low = ndimage.percentile_filter(padded, 25, size=window, mode="nearest")[window // 2 : -(window // 2)]
         cage = np.where(np.isnan(cage) | (cage_low > 1e5), np.nan, np.minimum(cage, cage_low))
         if apical[z]:
-            inner = cage - CAGE_MARGIN_MM / pixel_mm
-            deep = has_lung & np.isfinite(inner) & (inner - r_lung >= max(2.0, MIN_BAND_MM / pixel_mm))
+            inner = cage - params.cage_margin_mm / pixel_mm
+            deep = has_lung & np.isfinite(inner) & (inner - r_lung >= max(2.0, params.min_band_mm / pixel_mm))
         else:
             inner = cage - margin
             deep = has_lung & np.isfinite(inner) & (inner - r_lung >= min_band)
@@ -289,19 +283,21 @@ def _recover_rib_cage(
     return recovered
 
 
-def _recover_between_slices(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+def _recover_between_slices(
+    labels: np.ndarray, dense_ok: np.ndarray, spacing: np.ndarray, *, params: LungParameters = DEFAULT_PARAMETERS
+) -> np.ndarray:
     """Dense voxels with lung of the same side above AND below in their (y, x) column (3-D outline interpolation).
 
     A consolidated region that slices above and below show as aerated lung lies inside the lung outline: for each
     voxel the nearest lung voxel of each side is looked up cranially and caudally in the same column, within
-    ``INTERP_WINDOW_MM``. Only interpolation, never extrapolation: the liver and spleen below the diaphragm dome
+    ``interp_window_mm``. Only interpolation, never extrapolation: the liver and spleen below the diaphragm dome
     have lung above them but none below. Accepted regions must touch the lung (3-D components).
     """
     nz = labels.shape[0]
     recovered = np.zeros(labels.shape, dtype=bool)
     if nz < 3:
         return recovered
-    reach = max(1, int(round(INTERP_WINDOW_MM / spacing[0])))
+    reach = max(1, int(round(params.interp_window_mm / spacing[0])))
     for value in (RIGHT, LEFT):
         lung = labels == value
         big = np.iinfo(np.int32).max // 2
