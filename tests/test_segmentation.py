@@ -230,8 +230,8 @@ def _gutter_slice(pocket: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
 
 
 def test_gutter_rule_fills_the_paravertebral_pocket_only():
-    from kicc_analysis.segmentation._common import _vertebral_body
     from kicc_analysis.segmentation.dense_3d import _recover_gutter
+    from kicc_analysis.segmentation.geometry import vertebral_body as _vertebral_body
 
     spacing = np.array([3.0, 3.0, 3.0])
     trunk = np.ones((3, 60, 60), dtype=bool)
@@ -294,7 +294,8 @@ def test_recess_rule_fills_a_consolidated_stretch_of_the_crescent_only():
 
 
 def test_side_of_recovered_components_matches_nearest_label():
-    from kicc_analysis.segmentation._common import _nearest_label, _side_of_components
+    from kicc_analysis.segmentation.geometry import nearest_label as _nearest_label
+    from kicc_analysis.segmentation.geometry import side_of_components as _side_of_components
 
     labels = np.zeros((6, 30, 40), dtype=np.uint8)
     labels[:, 5:25, 3:17] = RIGHT

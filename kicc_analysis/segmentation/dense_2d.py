@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ._common import LEFT, RIGHT, _nearest_label, _reach_along, _vertebral_body
+from ._common import LEFT, RIGHT, nearest_label, reach_along, vertebral_body
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
 
@@ -100,7 +100,7 @@ def _with_recovered(labels: np.ndarray, recovered: np.ndarray) -> np.ndarray:
     """Lung labels of one slice with the ``recovered`` pixels (outside ``labels``) given the nearest lung's label."""
     if not recovered.any():
         return labels
-    nearest = _nearest_label(labels[None], recovered[None])[0]
+    nearest = nearest_label(labels[None], recovered[None])[0]
     return np.where(recovered, nearest, labels)
 
 
@@ -219,9 +219,9 @@ def _paravertebral_band(
 
     From ``dependent_medial_mm`` beyond the vertebral body's smaller-x (patient-right) edge to ``dependent_aorta_mm``
     beyond its larger-x (patient-left) edge, where the descending aorta lies beside the spine. Without bone or a
-    vertebral body (:func:`_vertebral_body`) the trunk ``midline`` (x index) stands in for the body.
+    vertebral body (:func:`vertebral_body`) the trunk ``midline`` (x index) stands in for the body.
     """
-    vb = _vertebral_body(bone, trunk, spacing, midline, params=params) if bone is not None else None
+    vb = vertebral_body(bone, trunk, spacing, midline, params=params) if bone is not None else None
     right_edge, left_edge = (vb[2], vb[3]) if vb is not None else (int(round(midline)), int(round(midline)))
     return right_edge - params.dependent_medial_mm / spacing[2], left_edge + params.dependent_aorta_mm / spacing[2]
 
@@ -254,7 +254,7 @@ def _band_to_cage(
     columns = has & allowed & (inner - deepest >= min_band)
     if not columns.any():
         return np.zeros(lung.shape, dtype=bool)
-    reach = _reach_along(lung, ok, axis=0, reverse=False, max_steps=depth)
+    reach = reach_along(lung, ok, axis=0, reverse=False, max_steps=depth)
     return reach & columns[None, :] & (index < inner[None, :])
 
 

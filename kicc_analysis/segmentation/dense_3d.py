@@ -46,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ._common import _STRUCT_3D, LEFT, RIGHT, _reach_along, _side_of_components, _thick_part, _vertebral_body
+from ._common import LEFT, RIGHT, STRUCT_3D, reach_along, side_of_components, thick_part, vertebral_body
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
 
@@ -91,8 +91,8 @@ def _recover_lung_base(
         if not columns.any():
             continue
         candidate = (z_mm >= dome[None]) & (z_mm < base_mm[None]) & columns[None] & dense_ok & (labels == 0)
-        comp, _ = ndimage.label(candidate, structure=_STRUCT_3D)
-        touching = np.unique(comp[ndimage.binary_dilation(lung, structure=_STRUCT_3D) & (comp > 0)])
+        comp, _ = ndimage.label(candidate, structure=STRUCT_3D)
+        touching = np.unique(comp[ndimage.binary_dilation(lung, structure=STRUCT_3D) & (comp > 0)])
         recovered |= np.isin(comp, touching[touching > 0])
     return recovered
 
@@ -164,14 +164,14 @@ def _recover_gutter(
 ) -> np.ndarray:
     """Dense lung filling the paravertebral gutter (posterior costovertebral recess), 3-D path only.
 
-    Per slice the vertebral body is located (:func:`_vertebral_body`). The gutter of each lung is the band up to
+    Per slice the vertebral body is located (:func:`vertebral_body`). The gutter of each lung is the band up to
     ``gutter_width_mm`` lateral of the body's lateral edge, between the body's centre and its posterior edge (the
     descending aorta and the azygos vein lie antero-lateral, in front of the centre; the paravertebral muscles lie
     behind the rib heads and transverse processes). A dense pocket there is lung when it is enclosed: reached
     medially, row by row, from that lung lying lateral of it, and anteriorly, column by column, from the rib head or
     vertebra behind it (at most ``gutter_depth_mm``), through dense voxels only. Voxels within
     ``cage_margin_3d_mm`` of bone (pleura, periosteum, intercostal vessels) are never lung, and only pockets thicker
-    than two pixels are kept (:func:`_thick_part`; the corner triangles left by the partial-volume boundary are
+    than two pixels are kept (:func:`thick_part`; the corner triangles left by the partial-volume boundary are
     neither lung nor consolidation).
     """
     nx = labels.shape[2]
@@ -180,7 +180,7 @@ def _recover_gutter(
     width = max(1, int(round(params.gutter_width_mm / spacing[2])))
     bone = (hu >= params.bone_hu) & trunk
     for z in np.nonzero(labels.any(axis=(1, 2)))[0]:
-        vb = _vertebral_body(bone[z], trunk[z], spacing, float(body_x[z]), params=params)
+        vb = vertebral_body(bone[z], trunk[z], spacing, float(body_x[z]), params=params)
         if vb is None:
             continue
         cy, _, left, right, back = vb
@@ -201,18 +201,18 @@ def _recover_gutter(
             window = (z, slice(ya, yb), slice(xa, xb))
             lung = labels[window] == value
             ok = dense_ok[window] & (labels[window] == 0)
-            reach = _reach_along(lung, ok, axis=1, reverse=value == LEFT, max_steps=width)
+            reach = reach_along(lung, ok, axis=1, reverse=value == LEFT, max_steps=width)
             reach[: cy - ya] = False
             reach[back + 1 - ya :] = False
             if not reach.any():
                 continue
-            reach &= _reach_along(bone[window], ok, axis=0, reverse=True, max_steps=depth)
+            reach &= reach_along(bone[window], ok, axis=0, reverse=True, max_steps=depth)
             # distance to bone within the window padded by the margin (bone just outside the band counts too)
             pa, pb = max(0, xa - pad), min(nx, xb + pad)
             far = (
                 ndimage.distance_transform_edt(~bone[z, ya:yb, pa:pb], sampling=spacing[1:]) > params.cage_margin_3d_mm
             )
-            reach = _thick_part(reach & far[:, xa - pa : xb - pa])
+            reach = thick_part(reach & far[:, xa - pa : xb - pa])
             recovered[z, ya:yb, x0:x1] |= reach[:, x0 - xa : x1 - xa]
     return recovered
 
@@ -233,7 +233,7 @@ def _recover_consolidated_base(
     (voxels accepted by the other rules) counts as lung, on the side of the nearest lung; only new voxels are
     returned.
     """
-    current = _side_of_components(labels, recovered)
+    current = side_of_components(labels, recovered)
     return _recover_recess(current, hu, dense_ok, trunk, spacing, params=params)
 
 
@@ -346,7 +346,7 @@ def _recover_recess(
             far = (
                 ndimage.distance_transform_edt(hu[z] < params.bone_hu, sampling=spacing[1:]) > params.cage_margin_3d_mm
             )
-            band = _thick_part(band & far)
+            band = thick_part(band & far)
             if not band.any():
                 continue
             comp, _ = ndimage.label(band, structure=one)

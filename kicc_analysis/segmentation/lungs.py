@@ -55,15 +55,15 @@ from skimage.morphology import convex_hull_image
 from ..errors import SegmentationError
 from ..imaging import get_load_report
 from ._common import (
-    _STRUCT_2D,
-    _STRUCT_3D,
     LEFT,
     RIGHT,
-    _nearest_label,
+    STRUCT_2D,
+    STRUCT_3D,
     _recover_between_slices,
     _recover_rib_cage,
-    _thick_part,
-    _trunk,
+    nearest_label,
+    thick_part,
+    trunk_mask,
 )
 from .dense_2d import _mediastinum_2d, _recover_bronchograms_2d, _recover_dependent_2d
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
@@ -251,7 +251,7 @@ def _segment_array(
     }
 
     air = hu < params.air_threshold_hu
-    lab2d, _ = ndimage.label(air, structure=_STRUCT_2D)
+    lab2d, _ = ndimage.label(air, structure=STRUCT_2D)
     outside_labels = []
     for z in range(hu.shape[0]):
         edge = np.concatenate([lab2d[z, 0, :], lab2d[z, -1, :], lab2d[z, :, 0], lab2d[z, :, -1]])
@@ -279,7 +279,7 @@ def _segment_array(
     info["airway_ml"] = float(airway.sum()) * voxel_ml
     lungs = candidate & ~airway
     lungs = _drop_small_and_gas(lungs, hu, voxel_ml, pixel_mm2, thin)
-    trunk = _trunk(outside)
+    trunk = trunk_mask(outside)
     info["dropped_gas"] = []
     info["gas_rule_off"] = not thin and not gas_rule
     if not thin and gas_rule:
@@ -309,7 +309,7 @@ def _body_centre_x(body: np.ndarray) -> np.ndarray:
 
 def _drop_small_and_gas(mask: np.ndarray, hu: np.ndarray, voxel_ml: float, pixel_mm2: float, thin: bool):
     """Keep lung-like components: large enough and not pure gas (mean HU >= -960)."""
-    structure = _STRUCT_2D if thin else _STRUCT_3D
+    structure = STRUCT_2D if thin else STRUCT_3D
     lab, n = ndimage.label(mask, structure=structure)
     if n == 0:
         return mask
@@ -356,7 +356,7 @@ def _drop_abdominal_gas(
     hu : numpy.ndarray
         Working-grid CT (HU).
     trunk : numpy.ndarray
-        bool (z, y, x) trunk mask (see :func:`_trunk`).
+        bool (z, y, x) trunk mask (see :func:`~kicc_analysis.segmentation.geometry.trunk_mask`).
     voxel_ml : float
         Working voxel volume (mL).
 
@@ -366,7 +366,7 @@ def _drop_abdominal_gas(
         The candidate without gas components and, per dropped component, a dict with ``volume_ml``,
         ``interior_median_hu``, ``posterior_share`` and ``z_slices`` (first, last working-grid slice).
     """
-    lab, n = ndimage.label(lungs, structure=_STRUCT_3D)
+    lab, n = ndimage.label(lungs, structure=STRUCT_3D)
     if n == 0:
         return lungs, []
     rows = trunk.any(axis=2)  # (z, y)
@@ -388,7 +388,7 @@ def _drop_abdominal_gas(
         if share >= params.gas_max_posterior_share:
             continue
         component = lab[box] == i
-        core = ndimage.binary_erosion(component, structure=_STRUCT_3D)  # skip the partial-volume wall
+        core = ndimage.binary_erosion(component, structure=STRUCT_3D)  # skip the partial-volume wall
         median_hu = float(np.median(hu[box][core if core.any() else component]))
         if median_hu >= params.gas_max_hu:
             continue
@@ -475,7 +475,7 @@ def _airway_3d(
             airway[z] = nxt
             current = nxt
             z += direction
-    ring = ndimage.binary_dilation(airway, structure=_STRUCT_2D) & candidate & ~lumen
+    ring = ndimage.binary_dilation(airway, structure=STRUCT_2D) & candidate & ~lumen
     return airway | ring
 
 
@@ -486,9 +486,9 @@ def _split_left_right(lungs: np.ndarray, body_x: np.ndarray, thin: bool) -> np.n
         return labels
     if thin:
         for z in range(lungs.shape[0]):
-            labels[z] = _split_block(lungs[z : z + 1], body_x[z : z + 1], _STRUCT_2D)[0]
+            labels[z] = _split_block(lungs[z : z + 1], body_x[z : z + 1], STRUCT_2D)[0]
         return labels
-    return _split_block(lungs, body_x, _STRUCT_3D)
+    return _split_block(lungs, body_x, STRUCT_3D)
 
 
 def _split_block(mask: np.ndarray, body_x: np.ndarray, structure: np.ndarray) -> np.ndarray:
@@ -504,7 +504,7 @@ def _split_block(mask: np.ndarray, body_x: np.ndarray, structure: np.ndarray) ->
             labels[lab == i] = RIGHT if c[2] < centre else LEFT
         return labels
     # grow markers back into the mask (nearest marker voxel)
-    nearest = _nearest_label(markers, mask)
+    nearest = nearest_label(markers, mask)
     c1 = ndimage.center_of_mass(nearest == 1)[2]
     c2 = ndimage.center_of_mass(nearest == 2)[2]
     right_marker = 1 if c1 < c2 else 2
@@ -562,7 +562,7 @@ class DenseContext:
     dense_ok : numpy.ndarray
         bool, soft tissue that may be lung: ``air_threshold_hu <= HU <= dense_max_hu`` inside the trunk.
     trunk : numpy.ndarray
-        bool trunk mask (:func:`~kicc_analysis.segmentation.geometry.trunk`).
+        bool trunk mask (:func:`~kicc_analysis.segmentation.geometry.trunk_mask`).
     spacing : numpy.ndarray
         Working spacing (z, y, x) in mm.
     body_x : numpy.ndarray or None
@@ -743,7 +743,7 @@ def _recover_dense(
     recovered = context.recovered
     # assign recovered voxels to the nearest lung (in place)
     if recovered.any():
-        labels[recovered] = _nearest_label(labels, recovered)[recovered]
+        labels[recovered] = nearest_label(labels, recovered)[recovered]
     return recovered
 
 
@@ -759,7 +759,7 @@ def _recover_hull_deficit(
     posterior of it by more than ``posterior_min`` x lung height and not within a quarter of the lung width of the
     lung's medial edge (cardiac notch, hilum, mediastinum; consolidation in COVID-19 is peripheral, posterior and
     sub-pleural). ``thick_only`` (3-D path, lungs-1.3): only deficit parts thicker than two pixels
-    (:func:`_thick_part`: the partial-volume rim of the pleural boundary is neither lung nor consolidation).
+    (:func:`thick_part`: the partial-volume rim of the pleural boundary is neither lung nor consolidation).
 
     Returns
     -------
@@ -775,7 +775,7 @@ def _recover_hull_deficit(
             hull = convex_hull_image(lung)
             deficit = hull & ~lung & (labels[z] == 0) & dense_ok[z]
             if thick_only:  # 3-D path: not the partial-volume rim of the pleural boundary
-                deficit = _thick_part(deficit)
+                deficit = thick_part(deficit)
             if not deficit.any():
                 continue
             lab, n = ndimage.label(deficit, structure=np.ones((3, 3)))
@@ -851,7 +851,7 @@ def _leak_fraction(labels: np.ndarray, outside: np.ndarray) -> float:
     lung = labels > 0
     if not lung.any():
         return 0.0
-    near_outside = ndimage.binary_dilation(outside, structure=_STRUCT_2D, iterations=2)
+    near_outside = ndimage.binary_dilation(outside, structure=STRUCT_2D, iterations=2)
     return float((lung & near_outside).sum() / lung.sum())
 
 
