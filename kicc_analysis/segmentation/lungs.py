@@ -69,7 +69,7 @@ from .dense_2d import _mediastinum_2d, _recover_bronchograms_2d, _recover_depend
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
-ALGORITHM_VERSION = "lungs-1.6"  # bump when outputs change; history in CHANGELOG.md
+ALGORITHM_VERSION = "lungs-1.7"  # bump when outputs change; history in CHANGELOG.md
 
 
 @dataclass
@@ -87,7 +87,15 @@ class LungSegmentation:
         ``mode`` ("3d" or "2d"), ``working_spacing_mm`` and ``flags`` (list of strings, empty when all is well):
         ``no_lung``, ``one_lung``, ``implausible_volume``, ``lr_imbalance``, ``leak_outside_thorax``,
         ``large_dense_recovered``, ``airway_not_found``, ``no_lung_gas_only`` (only abdominal gas was found),
-        ``gas_rule_off_not_supine`` (prone or decubitus scan: the abdominal-gas rule was not applied).
+        ``gas_rule_off_not_supine`` (prone or decubitus scan: the abdominal-gas rule was not applied),
+        ``low_confidence`` (the mask is likely wrong; use an external mask, see
+        :func:`~kicc_analysis.segmentation.load_lung_mask`). ``low_confidence`` (bool) and
+        ``low_confidence_reasons`` (list of strings): no lung or one lung, implausible volume, leak outside the
+        thorax, smaller / larger lung below ``low_confidence_lr_ratio_3d`` (0.5; single slices
+        ``low_confidence_lr_ratio_2d``, 0.25), or more than ``low_confidence_dense_fraction`` (0.3) of the mask
+        added by dense recovery (the mask then rests on the rules more than on aerated lung). On the six outlined
+        covid_ny_sbu slices it is set on the four with Dice 0.71-0.83 against the outlines (11-57 % of the mask outside
+        the reference lung), not on the two at 0.91 and 0.94.
         ``patient_position`` (the DICOM PatientPosition used, ``""`` when unknown).
         ``dropped_gas_ml`` (mL) and ``dropped_gas`` (one dict per component dropped as abdominal gas: ``volume_ml``,
         ``interior_median_hu``, ``posterior_share``, ``z_slices``). ``rule_added_ml`` (per step-6 rule run, in
@@ -855,6 +863,19 @@ def _leak_fraction(labels: np.ndarray, outside: np.ndarray) -> float:
     return float((lung & near_outside).sum() / lung.sum())
 
 
+def _low_confidence_reasons(
+    flags: list[str], total: float, ratio: float, dense_fraction: float, thin: bool, params: LungParameters
+) -> list[str]:
+    """Why the mask is likely wrong (empty list: no reason found); see ``qa["low_confidence"]``."""
+    reasons = [flag for flag in ("no_lung", "one_lung", "implausible_volume", "leak_outside_thorax") if flag in flags]
+    min_ratio = params.low_confidence_lr_ratio_2d if thin else params.low_confidence_lr_ratio_3d
+    if total > 0 and "one_lung" not in flags and ratio < min_ratio:
+        reasons.append(f"lr_ratio<{min_ratio:g}")
+    if dense_fraction > params.low_confidence_dense_fraction:
+        reasons.append(f"dense_recovered_fraction>{params.low_confidence_dense_fraction:g}")
+    return reasons
+
+
 def _quality(
     labels: sitk.Image, dense: sitk.Image, info: dict[str, Any], thin: bool, work_spacing, params: LungParameters
 ) -> dict[str, Any]:
@@ -887,6 +908,9 @@ def _quality(
         flags.append("no_lung_gas_only")
     if info.get("gas_rule_off"):
         flags.append("gas_rule_off_not_supine")
+    reasons = _low_confidence_reasons(flags, total, ratio, dense_fraction, thin, params)
+    if reasons:
+        flags.append("low_confidence")
     return {
         "right_ml": right,
         "left_ml": left,
@@ -906,4 +930,6 @@ def _quality(
         "algorithm_version": ALGORITHM_VERSION,
         "flags": flags,
         "rule_added_ml": dict(info.get("rule_added_ml", {})),
+        "low_confidence": bool(reasons),
+        "low_confidence_reasons": reasons,
     }

@@ -50,6 +50,10 @@ class LungParameters:
     dense_max_hu: float = 150.0  # upper HU limit of recovered dense lung (bone, contrast-filled vessels above)
     halo_gate: bool = True  # 3-D path: halo gate on the rib-cage band and the outline interpolation
     disabled_rules: frozenset[str] = field(default_factory=frozenset)  # step-6 rules switched off (RULE_NAMES)
+    # --- QA: low_confidence (the mask is likely wrong: use an external mask); measured on covid_ny_sbu, docs/ct.md
+    low_confidence_dense_fraction: float = 0.3  # more than this share (0-1) of the mask was added by dense recovery
+    low_confidence_lr_ratio_3d: float = 0.5  # volume: smaller / larger lung below this
+    low_confidence_lr_ratio_2d: float = 0.25  # single slice (the left lung is smaller beside the heart): below this
     # --- steps 1-6a (lungs.py): outside air, gas, airways, hull deficit
     tight_crop_border_air: float = 0.5  # slices whose border is < 50 % air are crops through the body
     tight_crop_outside_max_hu: float = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
