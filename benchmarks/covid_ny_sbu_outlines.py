@@ -5,7 +5,7 @@ label), area of the mask outside the reference lung as % of the reference lung a
 reference lung: most of the mask pixels on it carry its label), the per-side Dice, the QA flags and
 ``low_confidence``. No reference needed: mask pixels outside the trunk are not computed here (see docs/ct.md).
 
-    python benchmarks/covid_ny_sbu_outlines.py [--data ../shared/data/ct/covid_ny_sbu]
+    python benchmarks/covid_ny_sbu_outlines.py [--data ../shared/data/ct/covid_ny_sbu] [--disable bronchograms_2d]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from kicc_analysis.imaging import load_ct
-from kicc_analysis.segmentation import LEFT, RIGHT, segment_lungs
+from kicc_analysis.segmentation import LEFT, RIGHT, RULE_NAMES, LungParameters, segment_lungs
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct" / "covid_ny_sbu"
 
@@ -73,11 +73,12 @@ def evaluate(data: Path = DEFAULT_DATA, **segment_kwargs) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--disable", action="append", default=[], choices=RULE_NAMES, help="switch a rule off")
     args = parser.parse_args(argv)
     if not (args.data / "reference_outlines").is_dir():
         print(f"no reference outlines under {args.data}", file=sys.stderr)
         return 1
-    frame = evaluate(args.data)
+    frame = evaluate(args.data, parameters=LungParameters(disabled_rules=frozenset(args.disable)))
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(frame.round(3).to_string(index=False))
     print(
