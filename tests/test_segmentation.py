@@ -357,3 +357,28 @@ def test_no_lung_is_flagged_not_raised():
     result = segment_lungs(image)
     assert sitk.GetArrayViewFromImage(result.labels).max() == 0
     assert "no_lung" in result.qa["flags"]
+
+
+def test_phantom_rule_volumes_follow_the_3d_rule_list(chest):
+    """qa["rule_added_ml"]: every 3-D rule in dense_rules order; the halo gate's entry is minus halo_dropped_ml."""
+    from kicc_analysis.segmentation import dense_rules
+
+    _, _, result = chest
+    added = result.qa["rule_added_ml"]
+    assert list(added) == [rule.name for rule in dense_rules("3d")]
+    assert added["halo_gate"] == -result.qa["halo_dropped_ml"] <= 0.0
+    assert all(value >= 0.0 for name, value in added.items() if name != "halo_gate")
+    assert sum(added.values()) > 0.0
+
+
+def test_lung_parameters_reject_unknown_rules_and_are_frozen():
+    import dataclasses
+
+    from kicc_analysis.errors import SegmentationError
+    from kicc_analysis.segmentation import LungParameters
+
+    with pytest.raises(SegmentationError, match="unknown rule name"):
+        LungParameters(disabled_rules=frozenset({"bronchogram_2d"}))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        LungParameters().bone_hu = 150.0  # type: ignore[misc]
+    assert not LungParameters(halo_gate=False).rule_enabled("halo_gate")
