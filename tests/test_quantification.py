@@ -440,3 +440,25 @@ def test_opacity_regions_ignore_partial_volume_border_of_lung_mask():
     assert (regions[patch] > 0).all() and (regions[band] > 0).mean() < 0.02
     legacy = sitk.GetArrayFromImage(segment_opacity_regions(image, lungs, tube_scales_mm=(), border_px=0))
     assert (legacy[patch] > 0).all() and (legacy[band] > 0).mean() > 0.3
+
+
+def test_region_parameters_object_and_keyword_overrides_agree():
+    """segment_opacity_regions takes one RegionParameters; keyword arguments named like its fields override it."""
+    from dataclasses import replace
+
+    from kicc_analysis.quantification import segment_opacity_regions
+    from kicc_analysis.quantification.regions import RegionParameters
+
+    hu = np.full((80, 80), -850.0, dtype=np.float32)
+    yy, xx = np.mgrid[0:80, 0:80]
+    hu[(yy - 40) ** 2 + (xx - 40) ** 2 <= 100] = -500.0  # a 20 mm GGO disk
+    image, lungs = _image(hu, (1.0, 1.0)), _image(np.ones(hu.shape, dtype=np.uint8), (1.0, 1.0))
+    default = sitk.GetArrayFromImage(segment_opacity_regions(image, lungs))
+    assert (default[(yy - 40) ** 2 + (xx - 40) ** 2 <= 49] == 1).all()
+    strict = replace(RegionParameters(), ggo_above_air_hu=500.0)  # -500 is only 350 HU above the aerated lung
+    by_object = sitk.GetArrayFromImage(segment_opacity_regions(image, lungs, strict))
+    by_keyword = sitk.GetArrayFromImage(segment_opacity_regions(image, lungs, ggo_above_air_hu=500.0))
+    np.testing.assert_array_equal(by_object, by_keyword)
+    assert not by_object.any()
+    with pytest.raises(AnalysisError, match="unknown setting"):
+        segment_opacity_regions(image, lungs, edge_fractoin=0.1)

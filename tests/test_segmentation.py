@@ -230,8 +230,8 @@ def _gutter_slice(pocket: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
 
 
 def test_gutter_rule_fills_the_paravertebral_pocket_only():
-    from kicc_analysis.segmentation._common import _vertebral_body
     from kicc_analysis.segmentation.dense_3d import _recover_gutter
+    from kicc_analysis.segmentation.geometry import vertebral_body as _vertebral_body
 
     spacing = np.array([3.0, 3.0, 3.0])
     trunk = np.ones((3, 60, 60), dtype=bool)
@@ -294,7 +294,8 @@ def test_recess_rule_fills_a_consolidated_stretch_of_the_crescent_only():
 
 
 def test_side_of_recovered_components_matches_nearest_label():
-    from kicc_analysis.segmentation._common import _nearest_label, _side_of_components
+    from kicc_analysis.segmentation.geometry import nearest_label as _nearest_label
+    from kicc_analysis.segmentation.geometry import side_of_components as _side_of_components
 
     labels = np.zeros((6, 30, 40), dtype=np.uint8)
     labels[:, 5:25, 3:17] = RIGHT
@@ -356,3 +357,28 @@ def test_no_lung_is_flagged_not_raised():
     result = segment_lungs(image)
     assert sitk.GetArrayViewFromImage(result.labels).max() == 0
     assert "no_lung" in result.qa["flags"]
+
+
+def test_phantom_rule_volumes_follow_the_3d_rule_list(chest):
+    """qa["rule_added_ml"]: every 3-D rule in dense_rules order; the halo gate's entry is minus halo_dropped_ml."""
+    from kicc_analysis.segmentation import dense_rules
+
+    _, _, result = chest
+    added = result.qa["rule_added_ml"]
+    assert list(added) == [rule.name for rule in dense_rules("3d")]
+    assert added["halo_gate"] == -result.qa["halo_dropped_ml"] <= 0.0
+    assert all(value >= 0.0 for name, value in added.items() if name != "halo_gate")
+    assert sum(added.values()) > 0.0
+
+
+def test_lung_parameters_reject_unknown_rules_and_are_frozen():
+    import dataclasses
+
+    from kicc_analysis.errors import SegmentationError
+    from kicc_analysis.segmentation import LungParameters
+
+    with pytest.raises(SegmentationError, match="unknown rule name"):
+        LungParameters(disabled_rules=frozenset({"bronchogram_2d"}))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        LungParameters().bone_hu = 150.0  # type: ignore[misc]
+    assert not LungParameters(halo_gate=False).rule_enabled("halo_gate")

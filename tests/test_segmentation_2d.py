@@ -7,9 +7,11 @@ import SimpleITK as sitk
 from conftest import shared_path
 
 from kicc_analysis.imaging import display_to_hu, load_ct
-from kicc_analysis.segmentation import dense_2d, lungs, segment_lungs
+from kicc_analysis.segmentation import LungParameters, dense_2d, lungs, segment_lungs
 
-# Rules are monkeypatched on ``lungs``, where _recover_dense looks them up (imported there from dense_2d / _common).
+# Rules are switched off through LungParameters.disabled_rules. One test injects a synthetic rib-cage band by
+# monkeypatching ``lungs._recover_rib_cage`` (dense_rules looks the rule functions up when it is called).
+WITHOUT_DEPENDENT = LungParameters(disabled_rules=frozenset({"dependent_2d"}))
 
 WINDOW_TOP_HU = 166.0  # display-converted slice: bone clipped at level + width / 2 (like MedSeg slice 23)
 
@@ -49,10 +51,10 @@ def _teaching_slice(spacing_mm: float = 0.8) -> tuple[np.ndarray, dict[str, np.n
     return hu.astype(np.float32), structures
 
 
-def _labels(hu: np.ndarray, spacing_mm: float = 0.8) -> np.ndarray:
+def _labels(hu: np.ndarray, spacing_mm: float = 0.8, parameters: LungParameters | None = None) -> np.ndarray:
     image = sitk.GetImageFromArray(hu)
     image.SetSpacing((spacing_mm, spacing_mm))
-    return sitk.GetArrayFromImage(segment_lungs(image).labels)
+    return sitk.GetArrayFromImage(segment_lungs(image, parameters=parameters).labels)
 
 
 def test_posterior_crescent_inside_rib_arc_is_recovered():
@@ -60,7 +62,7 @@ def test_posterior_crescent_inside_rib_arc_is_recovered():
     labels = _labels(hu)
     for side, value in (("right", lungs.RIGHT), ("left", lungs.LEFT)):
         crescent = s[f"{side}_crescent"]
-        # the dependent rule stops DEPENDENT_MARGIN_MM in front of the ribs and skips the medial share of the lung
+        # the dependent rule stops dependent_margin_mm in front of the ribs and skips the medial share of the lung
         assert (labels[crescent] == value).mean() >= 0.4, side  # measured 0.51; 0.0 without the rule
         assert (labels[s[f"{side}_aerated"]] == value).mean() >= 0.95, side
 
@@ -72,16 +74,15 @@ def test_mediastinum_and_aorta_are_not_recovered():
     assert (labels[s["mediastinum"]] > 0).mean() < 0.05
 
 
-def test_without_the_dependent_rule_the_crescent_is_missed(monkeypatch):
-    """The crescent is recovered by the new rule, not by the older 2-D rules (bone clipped below BONE_HU)."""
+def test_without_the_dependent_rule_the_crescent_is_missed():
+    """The crescent is recovered by the new rule, not by the older 2-D rules (bone clipped below bone_hu)."""
     hu, s = _teaching_slice()
-    monkeypatch.setattr(lungs, "_recover_dependent_2d", lambda labels, *args, **kwargs: np.zeros(labels.shape, bool))
-    labels = _labels(hu)
+    labels = _labels(hu, parameters=WITHOUT_DEPENDENT)
     assert (labels[s["right_crescent"] | s["left_crescent"]] > 0).mean() < 0.2
 
 
 def test_low_window_top_models_no_cage():
-    """A window whose top is below DEPENDENT_MIN_TOP_HU saturates muscle like bone: no cage, no bone mask."""
+    """A window whose top is below dependent_min_top_hu saturates muscle like bone: no cage, no bone mask."""
     hu = np.full((40, 40), 30.0)
     trunk = np.ones((40, 40), dtype=bool)
     assert dense_2d._cage_bone_2d(hu, trunk) is None
@@ -108,24 +109,18 @@ def _with_bronchograms(n_per_lung: int, spacing_mm: float = 0.8) -> tuple[np.nda
     return hu, s
 
 
-def _without_dependent_rule(monkeypatch) -> None:
-    monkeypatch.setattr(lungs, "_recover_dependent_2d", lambda labels, *args, **kwargs: np.zeros(labels.shape, bool))
-
-
-def test_air_bronchograms_bring_the_consolidation_in(monkeypatch):
-    _without_dependent_rule(monkeypatch)  # the crescent must come from the bronchogram rule alone
+def test_air_bronchograms_bring_the_consolidation_in():
     hu, s = _with_bronchograms(4)
-    labels = _labels(hu)
+    labels = _labels(hu, parameters=WITHOUT_DEPENDENT)  # the crescent must come from the bronchogram rule alone
     crescent = s["right_crescent"] | s["left_crescent"]
     assert (labels[crescent] > 0).mean() >= 0.5
     for structure in ("aorta", "mediastinum", "oesophagus"):
         assert (labels[s[structure]] > 0).mean() < 0.05, structure
 
 
-def test_a_few_air_pockets_are_not_enough(monkeypatch):
-    _without_dependent_rule(monkeypatch)
-    hu, s = _with_bronchograms(1)  # 2 pockets in the slice (+ oesophagus): below BRONCHOGRAM_MIN_COUNT
-    labels = _labels(hu)
+def test_a_few_air_pockets_are_not_enough():
+    hu, s = _with_bronchograms(1)  # 2 pockets in the slice (+ oesophagus): below bronchogram_min_count
+    labels = _labels(hu, parameters=WITHOUT_DEPENDENT)
     assert (labels[s["right_crescent"] | s["left_crescent"]] > 0).mean() < 0.2
 
 
@@ -150,14 +145,14 @@ def test_recovered_tissue_between_the_lungs_is_dropped(monkeypatch):
         y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
         return ((y / shape[0] - 0.465) / 0.15) ** 2 + ((x / shape[1] - 0.5) / 0.04) ** 2 <= 1.0
 
-    def cage_in_mediastinum(labels, *args, **kwargs):
+    def cage_in_mediastinum(labels, *args, **kwargs):  # a synthetic rib-cage band (injected, not switched off)
         return np.broadcast_to(central(labels.shape[1:]), labels.shape) & (labels == 0)
 
     monkeypatch.setattr(lungs, "_recover_rib_cage", cage_in_mediastinum)
     mediastinum = central(hu.shape)
     assert (_labels(hu)[mediastinum] > 0).mean() < 0.05
-    monkeypatch.setattr(lungs, "_mediastinum_2d", lambda labels, *args: np.zeros(labels.shape, dtype=bool))
-    assert (_labels(hu)[mediastinum] > 0).mean() > 0.5  # without the filter the band is kept
+    without_filter = LungParameters(disabled_rules=frozenset({"mediastinum_2d"}))
+    assert (_labels(hu, parameters=without_filter)[mediastinum] > 0).mean() > 0.5  # without the filter: kept
 
 
 def _ct64_slices_alone(display: bool) -> tuple[list[float], int]:
@@ -201,3 +196,18 @@ def test_2d_mediastinum_filter_on_normal_real_slices():
     dices, extra = _ct64_slices_alone(display=False)
     assert np.mean(dices) >= 0.967
     assert extra <= 3500
+
+
+def test_rule_volumes_in_qa_follow_the_rule_list():
+    """qa["rule_added_ml"]: one entry per rule run, in dense_rules order; a switched-off rule adds nothing."""
+    hu, _ = _teaching_slice()
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing((0.8, 0.8))
+    full = segment_lungs(image).qa["rule_added_ml"]
+    assert list(full) == [rule.name for rule in lungs.dense_rules("2d")]
+    assert full["dependent_2d"] > 1.0  # mL on the working grid (the crescents; 1 mm thick slice of a 2-D image)
+    assert full["mediastinum_2d"] <= 0.0  # a filter removes
+    off = segment_lungs(image, parameters=WITHOUT_DEPENDENT).qa["rule_added_ml"]
+    assert "dependent_2d" not in off and list(off) == [name for name in full if name != "dependent_2d"]
+    none = segment_lungs(image, recover_dense=False)
+    assert none.qa["rule_added_ml"] == {} and none.qa["dense_recovered_ml"] == 0.0

@@ -10,7 +10,7 @@ of one slice instead. :func:`~kicc_analysis.segmentation.lungs._recover_dense` c
    in the oesophagus, prevascular fat and hilar tissue.
 2. **Dependent rule** (:func:`_recover_dependent_2d`): per lung and column, from the deepest (most posterior) lung
    pixel down to the posterior rib cage (first bone behind it, rolling minimum over 20 mm; bone = within 40 HU of
-   the image maximum when that is below ``BONE_HU``, as display-converted images clip bone at the window top:
+   the image maximum when that is below ``bone_hu``, as display-converted images clip bone at the window top:
    :func:`_cage_bone_2d`), minus 6 mm of pleura (:func:`_band_to_cage`), in posterior-half columns away from the
    vertebral body / aorta (:func:`_paravertebral_band`) and from the lung's medial and lateral edges; columns leaving
    the crop have no cage and are skipped; a band closing a ring around the heart is dropped (:func:`_no_new_holes`).
@@ -27,38 +27,17 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ._common import BONE_HU, LEFT, RIGHT, _nearest_label, _reach_along, _vertebral_body
-
-DEPENDENT_BONE_BELOW_TOP_HU = 40.0  # dependent rule: bone = within this (HU) of the image maximum when that
-# maximum is below BONE_HU (display-converted teaching images clip bone at the window top, level + width / 2)
-DEPENDENT_MIN_BONE_PX = 3  # ... smaller bone specks (working-grid pixels) are image noise, not rib
-DEPENDENT_MIN_TOP_HU = 120.0  # ... image maximum below this (HU): soft tissue saturates too, no cage is modelled
-DEPENDENT_MARGIN_MM = 6.0  # ... pleura + intercostal soft tissue in front of the posterior cage (mm), never lung
-# (also the air-bronchogram rule's distance from bone)
-DEPENDENT_MIN_BAND_MM = 8.0  # ... a column band thinner than this (mm) is not recovered
-DEPENDENT_MAX_DEPTH_MM = 80.0  # ... at most this far (mm) behind the deepest lung pixel of the column
-DEPENDENT_CAGE_WINDOW_MM = 20.0  # ... posterior cage = rolling minimum depth of the first bone over this width (mm)
-DEPENDENT_MEDIAL_MM = 10.0  # ... columns closer than this (mm) to the vertebral body's edge are never filled
-DEPENDENT_AORTA_MM = 30.0  # ... on the left (descending aorta beside the vertebral body) this (mm)
-DEPENDENT_LUNG_MEDIAL = 0.35  # ... columns in the medial share (x lung width) of each lung are never filled
-DEPENDENT_LUNG_LATERAL = 0.1  # ... nor the lateral share (x lung width): the column runs along the chest wall there
-DEPENDENT_MIN_COLUMNS = 3  # ... bands narrower than this many working-grid columns are dropped (opening)
-DEPENDENT_MAX_HU = 150.0  # ... walked tissue up to this (HU); brighter = bone / contrast, stops the walk
-BRONCHOGRAM_MAX_AREA_MM2 = 400.0  # air-bronchogram rule: enclosed air pockets up to this area (mm^2)
-BRONCHOGRAM_RING_DENSE = 0.9  # ... whose one-pixel surrounding ring is at least this share dense (-400..+150 HU)
-BRONCHOGRAM_MIN_COUNT = 5  # ... the rule fires only on slices with at least this many such pockets (consolidation)
-BRONCHOGRAM_POSTERIOR = -0.3  # ... pocket centre posterior of trunk centre + this x trunk half-height
-BRONCHOGRAM_RADIUS_MM = 25.0  # ... dense tissue within this distance (mm) of an accepted pocket is lung
-BRONCHOGRAM_ROWS_MM = 10.0  # ... mediastinum = between the two lungs' medial edges within +- this (mm) of the row
-BRONCHOGRAM_MIDLINE_MM = 60.0  # ... but at most this far (mm) from the body midline on each side
-# (these two also bound the mediastinum filter, _mediastinum_2d)
+from ._common import LEFT, RIGHT, nearest_label, reach_along, vertebral_body
+from .parameters import DEFAULT_PARAMETERS, LungParameters
 
 
-def _mediastinum_2d(labels: np.ndarray, trunk: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+def _mediastinum_2d(
+    labels: np.ndarray, trunk: np.ndarray, spacing: np.ndarray, *, params: LungParameters = DEFAULT_PARAMETERS
+) -> np.ndarray:
     """bool (z, y, x): per slice, the pixels between the two lungs' medial edges in their rows (mediastinum).
 
-    Same geometry as :func:`_between_lungs` (row window +- ``BRONCHOGRAM_ROWS_MM``, at most
-    ``BRONCHOGRAM_MIDLINE_MM`` either side of the trunk's mean x), from the aerated lung labels only. 2-D path: no
+    Same geometry as :func:`_between_lungs` (row window +- ``bronchogram_rows_mm``, at most
+    ``bronchogram_midline_mm`` either side of the trunk's mean x), from the aerated lung labels only. 2-D path: no
     recovered dense tissue lies there (oesophagus, prevascular fat, hilar vessels, sternum / spine side of a ray).
     """
     out = np.zeros(labels.shape, dtype=bool)
@@ -67,13 +46,20 @@ def _mediastinum_2d(labels: np.ndarray, trunk: np.ndarray, spacing: np.ndarray) 
         if not labels[z].any() or not trunk[z].any():
             continue
         midline = float(np.nonzero(trunk[z])[1].mean())
-        r_edge, l_edge = _mediastinum_edges(labels[z], np.zeros(labels.shape[1:], dtype=bool), midline, spacing)
+        r_edge, l_edge = _mediastinum_edges(
+            labels[z], np.zeros(labels.shape[1:], dtype=bool), midline, spacing, params=params
+        )
         out[z] = (xs > r_edge[:, None]) & (xs < l_edge[:, None])
     return out
 
 
 def _mediastinum_edges(
-    labels: np.ndarray, recovered: np.ndarray, midline: float, spacing: np.ndarray
+    labels: np.ndarray,
+    recovered: np.ndarray,
+    midline: float,
+    spacing: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row of one slice: x of the right lung's most medial pixel and of the left lung's (see _between_lungs)."""
     ny, nx = labels.shape
@@ -82,24 +68,30 @@ def _mediastinum_edges(
     right, left = sides == RIGHT, sides == LEFT
     r_edge = np.where(right.any(axis=1), np.where(right, xs, -1).max(axis=1), -1).astype(float)
     l_edge = np.where(left.any(axis=1), np.where(left, xs, nx).min(axis=1), nx).astype(float)
-    size = 2 * max(1, int(round(BRONCHOGRAM_ROWS_MM / spacing[1]))) + 1
+    size = 2 * max(1, int(round(params.bronchogram_rows_mm / spacing[1]))) + 1
     r_edge = ndimage.maximum_filter1d(r_edge, size, mode="nearest")
     l_edge = ndimage.minimum_filter1d(l_edge, size, mode="nearest")
-    half = BRONCHOGRAM_MIDLINE_MM / spacing[2]
+    half = params.bronchogram_midline_mm / spacing[2]
     r_edge = np.maximum(r_edge, midline - half)  # the mediastinum is never assumed wider than +- half
     l_edge = np.minimum(l_edge, midline + half)
     return r_edge, l_edge
 
 
 def _between_lungs(
-    labels: np.ndarray, recovered: np.ndarray, points: np.ndarray, midline: float, spacing: np.ndarray
+    labels: np.ndarray,
+    recovered: np.ndarray,
+    points: np.ndarray,
+    midline: float,
+    spacing: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
 ) -> np.ndarray:
     """For (y, x) points of one slice: True when the point lies between the two lungs (mediastinum) in its rows.
 
-    Per row window (+- ``BRONCHOGRAM_ROWS_MM``), the mediastinum spans from the right lung's most medial pixel to
-    the left lung's; a side without lung in the window is replaced by the midline +- ``BRONCHOGRAM_MIDLINE_MM``.
+    Per row window (+- ``bronchogram_rows_mm``), the mediastinum spans from the right lung's most medial pixel to
+    the left lung's; a side without lung in the window is replaced by the midline +- ``bronchogram_midline_mm``.
     """
-    r_edge, l_edge = _mediastinum_edges(labels, recovered, midline, spacing)
+    r_edge, l_edge = _mediastinum_edges(labels, recovered, midline, spacing, params=params)
     rows = np.clip(np.round(points[:, 0]).astype(int), 0, labels.shape[0] - 1)
     return (points[:, 1] > r_edge[rows]) & (points[:, 1] < l_edge[rows])
 
@@ -108,7 +100,7 @@ def _with_recovered(labels: np.ndarray, recovered: np.ndarray) -> np.ndarray:
     """Lung labels of one slice with the ``recovered`` pixels (outside ``labels``) given the nearest lung's label."""
     if not recovered.any():
         return labels
-    nearest = _nearest_label(labels[None], recovered[None])[0]
+    nearest = nearest_label(labels[None], recovered[None])[0]
     return np.where(recovered, nearest, labels)
 
 
@@ -119,18 +111,20 @@ def _recover_dependent_2d(
     trunk: np.ndarray,
     spacing: np.ndarray,
     recovered: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
 ) -> np.ndarray:
     """Dependent (posterior) consolidation of single slices: dense tissue between the lung and the posterior cage.
 
     Per column (x) of each slice and lung, the deepest lung pixel (largest y = most posterior) is found and the
-    column is walked posteriorly, through non-bone tissue up to ``DEPENDENT_MAX_HU``, towards the posterior cage:
+    column is walked posteriorly, through non-bone tissue up to ``dependent_max_hu``, towards the posterior cage:
     the first bone pixel behind it (:func:`_cage_bone_2d`), as the rolling minimum depth over
-    ``DEPENDENT_CAGE_WINDOW_MM`` (a column between two ribs takes the neighbouring ribs). Tissue more than
-    ``DEPENDENT_MARGIN_MM`` in front of the cage, at most ``DEPENDENT_MAX_DEPTH_MM`` behind the lung, in bands of
-    at least ``DEPENDENT_MIN_BAND_MM`` and ``DEPENDENT_MIN_COLUMNS`` columns wide, is lung. Only columns whose
+    ``dependent_cage_window_mm`` (a column between two ribs takes the neighbouring ribs). Tissue more than
+    ``dependent_margin_mm`` in front of the cage, at most ``dependent_max_depth_mm`` behind the lung, in bands of
+    at least ``dependent_min_band_mm`` and ``dependent_min_columns`` columns wide, is lung. Only columns whose
     deepest lung pixel lies in the posterior half of the trunk (dependent lung) are walked, never columns near the
-    vertebral body (``DEPENDENT_MEDIAL_MM``; ``DEPENDENT_AORTA_MM`` on the left, descending aorta), in the medial
-    ``DEPENDENT_LUNG_MEDIAL`` or lateral ``DEPENDENT_LUNG_LATERAL`` share of the lung's width (mediastinum; chest
+    vertebral body (``dependent_medial_mm``; ``dependent_aorta_mm`` on the left, descending aorta), in the medial
+    ``dependent_lung_medial`` or lateral ``dependent_lung_lateral`` share of the lung's width (mediastinum; chest
     wall along the lung's lateral curve), nor columns without a cage (leaving a tight crop). A band that would
     enclose a new hole in the lung (a ring around the heart) is dropped (:func:`_no_new_holes`).
 
@@ -157,20 +151,20 @@ def _recover_dependent_2d(
     out = np.zeros(labels.shape, dtype=bool)
     ny, nx = labels.shape[1:]
     xs = np.arange(nx)
-    half = max(1, int(round(DEPENDENT_CAGE_WINDOW_MM / spacing[2] / 2)))
-    margin = DEPENDENT_MARGIN_MM / spacing[1]
-    min_band = max(2.0, DEPENDENT_MIN_BAND_MM / spacing[1])
-    depth = max(1, int(round(DEPENDENT_MAX_DEPTH_MM / spacing[1])))
+    half = max(1, int(round(params.dependent_cage_window_mm / spacing[2] / 2)))
+    margin = params.dependent_margin_mm / spacing[1]
+    min_band = max(2.0, params.dependent_min_band_mm / spacing[1])
+    depth = max(1, int(round(params.dependent_max_depth_mm / spacing[1])))
     for z in range(labels.shape[0]):
-        bone = _cage_bone_2d(hu[z], trunk[z])
+        bone = _cage_bone_2d(hu[z], trunk[z], params=params)
         if bone is None or not labels[z].any() or not dense_ok[z].any():
             continue
         midline = float(np.nonzero(trunk[z])[1].mean())
-        band_lo, band_hi = _paravertebral_band(bone, trunk[z], spacing, midline)
+        band_lo, band_hi = _paravertebral_band(bone, trunk[z], spacing, midline, params=params)
         medial = (xs >= band_lo) & (xs <= band_hi)
         tys = np.nonzero(trunk[z])[0]
         centre_y = 0.5 * (tys.min() + tys.max())
-        ok = trunk[z] & ~bone & (hu[z] <= DEPENDENT_MAX_HU)
+        ok = trunk[z] & ~bone & (hu[z] <= params.dependent_max_hu)
         sides = _with_recovered(labels[z], recovered[z])
         any_lung = sides > 0
         for value in (RIGHT, LEFT):
@@ -179,50 +173,57 @@ def _recover_dependent_2d(
                 continue
             lxs = np.nonzero(lung)[1]
             width = float(lxs.max() - lxs.min() + 1)
-            inner_side = xs > lxs.max() - DEPENDENT_LUNG_MEDIAL * width  # right lung: medial = larger x
-            outer_side = xs < lxs.min() + DEPENDENT_LUNG_LATERAL * width
+            inner_side = xs > lxs.max() - params.dependent_lung_medial * width  # right lung: medial = larger x
+            outer_side = xs < lxs.min() + params.dependent_lung_lateral * width
             if value == LEFT:
-                inner_side = xs < lxs.min() + DEPENDENT_LUNG_MEDIAL * width
-                outer_side = xs > lxs.max() - DEPENDENT_LUNG_LATERAL * width
+                inner_side = xs < lxs.min() + params.dependent_lung_medial * width
+                outer_side = xs > lxs.max() - params.dependent_lung_lateral * width
             deepest = np.where(lung.any(axis=0), ny - 1 - np.argmax(lung[::-1], axis=0), -1)
             allowed = ~medial & ~inner_side & ~outer_side & (deepest >= centre_y)
             band = _band_to_cage(lung, bone, ok, allowed, half, margin, min_band, depth) & ~any_lung
-            band = ndimage.binary_opening(band, structure=np.ones((1, DEPENDENT_MIN_COLUMNS), dtype=bool))
+            band = ndimage.binary_opening(band, structure=np.ones((1, params.dependent_min_columns), dtype=bool))
             out[z] |= _no_new_holes(any_lung, band)
     return out
 
 
-def _cage_bone_2d(hu: np.ndarray, trunk: np.ndarray) -> np.ndarray | None:
-    """Bone of one slice for the 2-D cage: >= ``BONE_HU``, or near the saturated top of a display-converted image.
+def _cage_bone_2d(
+    hu: np.ndarray, trunk: np.ndarray, *, params: LungParameters = DEFAULT_PARAMETERS
+) -> np.ndarray | None:
+    """Bone of one slice for the 2-D cage: >= ``bone_hu``, or near the saturated top of a display-converted image.
 
-    Returns ``None`` when the image maximum is below ``DEPENDENT_MIN_TOP_HU`` (a window so low that muscle
+    Returns ``None`` when the image maximum is below ``dependent_min_top_hu`` (a window so low that muscle
     saturates like bone).
     """
     if not trunk.any():
         return None
     top = float(hu[trunk].max())
-    if top < DEPENDENT_MIN_TOP_HU:
+    if top < params.dependent_min_top_hu:
         return None
-    bone = (hu >= min(BONE_HU, top - DEPENDENT_BONE_BELOW_TOP_HU)) & trunk
+    bone = (hu >= min(params.bone_hu, top - params.dependent_bone_below_top_hu)) & trunk
     lab, n = ndimage.label(bone, structure=np.ones((3, 3)))
     if n == 0:
         return bone
     sizes = ndimage.sum_labels(bone, lab, np.arange(1, n + 1))
-    return np.isin(lab, 1 + np.nonzero(sizes >= DEPENDENT_MIN_BONE_PX)[0])
+    return np.isin(lab, 1 + np.nonzero(sizes >= params.dependent_min_bone_px)[0])
 
 
 def _paravertebral_band(
-    bone: np.ndarray | None, trunk: np.ndarray, spacing: np.ndarray, midline: float
+    bone: np.ndarray | None,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    midline: float,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
 ) -> tuple[float, float]:
     """Column range (x, working-grid pixels) of the vertebral body and descending aorta in one slice (2-D rules).
 
-    From ``DEPENDENT_MEDIAL_MM`` beyond the vertebral body's smaller-x (patient-right) edge to ``DEPENDENT_AORTA_MM``
+    From ``dependent_medial_mm`` beyond the vertebral body's smaller-x (patient-right) edge to ``dependent_aorta_mm``
     beyond its larger-x (patient-left) edge, where the descending aorta lies beside the spine. Without bone or a
-    vertebral body (:func:`_vertebral_body`) the trunk ``midline`` (x index) stands in for the body.
+    vertebral body (:func:`vertebral_body`) the trunk ``midline`` (x index) stands in for the body.
     """
-    vb = _vertebral_body(bone, trunk, spacing, midline) if bone is not None else None
+    vb = vertebral_body(bone, trunk, spacing, midline, params=params) if bone is not None else None
     right_edge, left_edge = (vb[2], vb[3]) if vb is not None else (int(round(midline)), int(round(midline)))
-    return right_edge - DEPENDENT_MEDIAL_MM / spacing[2], left_edge + DEPENDENT_AORTA_MM / spacing[2]
+    return right_edge - params.dependent_medial_mm / spacing[2], left_edge + params.dependent_aorta_mm / spacing[2]
 
 
 def _band_to_cage(
@@ -253,7 +254,7 @@ def _band_to_cage(
     columns = has & allowed & (inner - deepest >= min_band)
     if not columns.any():
         return np.zeros(lung.shape, dtype=bool)
-    reach = _reach_along(lung, ok, axis=0, reverse=False, max_steps=depth)
+    reach = reach_along(lung, ok, axis=0, reverse=False, max_steps=depth)
     return reach & columns[None, :] & (index < inner[None, :])
 
 
@@ -278,17 +279,19 @@ def _recover_bronchograms_2d(
     trunk: np.ndarray,
     spacing: np.ndarray,
     recovered: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
 ) -> np.ndarray:
     """Consolidated lung around air bronchograms (2-D thin stacks only).
 
     An air bronchogram is an aerated bronchus inside consolidated lung: on a single slice, a small air pocket
-    (< ``air_threshold``, at most ``BRONCHOGRAM_MAX_AREA_MM2``, not touching the image border, not lung) whose
-    one-pixel ring is almost all dense tissue (``BRONCHOGRAM_RING_DENSE``). Pockets near the vertebral body and
-    descending aorta (the dependent rule's medial band), anterior of ``BRONCHOGRAM_POSTERIOR`` or between the two
+    (< ``air_threshold``, at most ``bronchogram_max_area_mm2``, not touching the image border, not lung) whose
+    one-pixel ring is almost all dense tissue (``bronchogram_ring_dense``). Pockets near the vertebral body and
+    descending aorta (the dependent rule's medial band), anterior of ``bronchogram_posterior`` or between the two
     lungs (:func:`_between_lungs`: oesophagus, main bronchi in the mediastinum) are not counted. When a slice holds
-    at least ``BRONCHOGRAM_MIN_COUNT`` pockets before the mediastinum test (several bronchograms = a consolidated
+    at least ``bronchogram_min_count`` pockets before the mediastinum test (several bronchograms = a consolidated
     lobe; an isolated pocket is as often a hilar bronchus or the oesophagus), dense tissue within
-    ``BRONCHOGRAM_RADIUS_MM`` of the accepted pockets, more than ``DEPENDENT_MARGIN_MM`` from bone, is lung.
+    ``bronchogram_radius_mm`` of the accepted pockets, more than ``dependent_margin_mm`` from bone, is lung.
 
     Parameters
     ----------
@@ -318,14 +321,14 @@ def _recover_bronchograms_2d(
         lung = (labels[z] > 0) | recovered[z]
         if not lung.any() or not trunk[z].any():
             continue
-        bone = _cage_bone_2d(hu[z], trunk[z])
+        bone = _cage_bone_2d(hu[z], trunk[z], params=params)
         midline = float(np.nonzero(trunk[z])[1].mean())
-        band_lo, band_hi = _paravertebral_band(bone, trunk[z], spacing, midline)
+        band_lo, band_hi = _paravertebral_band(bone, trunk[z], spacing, midline, params=params)
         tys = np.nonzero(trunk[z])[0]
-        posterior_y = 0.5 * (tys.min() + tys.max()) + BRONCHOGRAM_POSTERIOR * 0.5 * (tys.max() - tys.min())
+        posterior_y = 0.5 * (tys.min() + tys.max()) + params.bronchogram_posterior * 0.5 * (tys.max() - tys.min())
         air = (hu[z] < air_threshold) & trunk[z] & ~lung
         comp, n = ndimage.label(air, structure=np.ones((3, 3)))
-        if n < BRONCHOGRAM_MIN_COUNT:
+        if n < params.bronchogram_min_count:
             continue
         index = np.arange(1, n + 1)
         area = ndimage.sum_labels(air, comp, index) * pixel_mm2
@@ -336,15 +339,19 @@ def _recover_bronchograms_2d(
         dense_share = np.nan_to_num(np.asarray(ndimage.mean(dense_ok[z][ring], owner[ring], index), dtype=float))
         cx = centres[:, 1]
         medial = (cx >= band_lo) & (cx <= band_hi)
-        pockets = (area <= BRONCHOGRAM_MAX_AREA_MM2) & ~np.isin(index, border) & (dense_share >= BRONCHOGRAM_RING_DENSE)
+        pockets = (
+            (area <= params.bronchogram_max_area_mm2)
+            & ~np.isin(index, border)
+            & (dense_share >= params.bronchogram_ring_dense)
+        )
         pockets &= ~medial & (centres[:, 0] >= posterior_y)
-        if pockets.sum() < BRONCHOGRAM_MIN_COUNT:
+        if pockets.sum() < params.bronchogram_min_count:
             continue
-        pockets &= ~_between_lungs(labels[z], recovered[z], centres, midline, spacing)
+        pockets &= ~_between_lungs(labels[z], recovered[z], centres, midline, spacing, params=params)
         seeds = np.isin(comp, index[pockets])
-        near = ndimage.distance_transform_edt(~seeds, sampling=spacing[1:]) <= BRONCHOGRAM_RADIUS_MM
+        near = ndimage.distance_transform_edt(~seeds, sampling=spacing[1:]) <= params.bronchogram_radius_mm
         region = (near & dense_ok[z]) | seeds
         if bone is not None:
-            region &= ndimage.distance_transform_edt(~bone, sampling=spacing[1:]) > DEPENDENT_MARGIN_MM
+            region &= ndimage.distance_transform_edt(~bone, sampling=spacing[1:]) > params.dependent_margin_mm
         out[z] = region & ~lung
     return out

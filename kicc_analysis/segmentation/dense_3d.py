@@ -46,39 +46,18 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ._common import (
-    _STRUCT_3D,
-    BONE_HU,
-    CAGE_MARGIN_3D_MM,
-    CAGE_Z_ANTERIOR_DEG,
-    GUTTER_WIDTH_MM,
-    LEFT,
-    N_RAYS,
-    RIGHT,
-    _reach_along,
-    _side_of_components,
-    _thick_part,
-    _vertebral_body,
-)
-
-BASE_FIT_DEGREE = 2  # lung-base rule: polynomial degree of the dome model (2: quadratic; 3, 4 tried: worse)
-BASE_FIT_ITERATIONS = 12  # ... iterations of the asymmetric (lower-envelope) dome fit
-BASE_FIT_ASYMMETRY = 0.05  # ... weight of columns whose base lies above the fitted dome (1 - this below it)
-BASE_RAISED_MM = 5.0  # ... a column whose base is at least this far (mm) above the dome is raised by dense lung
-BASE_MAX_RAISE_MM = 40.0  # ... and at most this far (mm): higher bases are apex / mediastinal overhang, not base
-BASE_MIN_LUNG_HEIGHT_MM = 120.0  # ... lungs shorter than this (mm) in the scan are not modelled (bases only)
-BASE_MIDLINE_MM = 20.0  # ... columns closer than this (mm) to the body midline (spine, aorta) are never filled
-# (also the costophrenic-recess rule's distance from the trunk midline)
-GUTTER_DEPTH_MM = 25.0  # paravertebral-gutter rule: dense voxels at most this far (mm) anterior of the rib / vertebra
-# behind them (the vertebral body and the gutter width: GUTTER_* in _common)
-RECESS_MAX_GAP_DEG = 90.0  # costophrenic-recess rule: widest angular gap (degrees) bridged between lung rays
-RECESS_CAGE_REACH_MM = 10.0  # ... the gap's outer edge moves out to the rib cage when it lies within this (mm)
-HALO_ABNORMAL_HU = -700.0  # halo gate: an aerated-lung pixel denser than this (HU) is abnormal (GGO bin lower edge)
-HALO_MIN_SHARE = 0.3  # ... a recovered component is kept when at least this share (0-1) of its halo is abnormal
-HALO_GAP_MM = 3.0  # ... the halo is the lung ring just beyond this distance (mm; at least one pixel) around it
+from ._common import LEFT, RIGHT, STRUCT_3D, reach_along, side_of_components, thick_part, vertebral_body
+from .parameters import DEFAULT_PARAMETERS, LungParameters
 
 
-def _recover_lung_base(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.ndarray, body_x: np.ndarray) -> np.ndarray:
+def _recover_lung_base(
+    labels: np.ndarray,
+    dense_ok: np.ndarray,
+    spacing: np.ndarray,
+    body_x: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray:
     """Dense lung lying on the diaphragm: raised columns are filled down to the modelled dome (3-D path only).
 
     Per lung, the lowest lung voxel of every (y, x) column gives the base height; a smooth dome (:func:`_fit_dome`)
@@ -86,7 +65,7 @@ def _recover_lung_base(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.nda
     (:func:`_raised_columns`; consolidation on the diaphragm has no aerated lung below it), dense voxels between
     the dome and the base, in 3-D components touching the lung, are lung. Skipped when the first or last slice
     holds more than 10 % of the largest lung cross-section (lung cut by the scan range: base or apex missing) or
-    the lung is shorter than ``BASE_MIN_LUNG_HEIGHT_MM`` (lung bases of an abdominal CT: no dome to model).
+    the lung is shorter than ``base_min_lung_height_mm`` (lung bases of an abdominal CT: no dome to model).
     """
     nz = labels.shape[0]
     recovered = np.zeros(labels.shape, dtype=bool)
@@ -101,62 +80,71 @@ def _recover_lung_base(labels: np.ndarray, dense_ok: np.ndarray, spacing: np.nda
         area = lung.sum(axis=(1, 2))
         z_lung = np.nonzero(area)[0]
         height_mm = (z_lung[-1] - z_lung[0] + 1) * spacing[0]
-        if max(area[0], area[-1]) > 0.1 * area.max() or height_mm < BASE_MIN_LUNG_HEIGHT_MM:
+        if max(area[0], area[-1]) > 0.1 * area.max() or height_mm < params.base_min_lung_height_mm:
             continue
         base = np.argmax(lung, axis=0)  # lowest lung slice of each column
         ys, xs = np.nonzero(footprint)
         dome = np.full(footprint.shape, np.inf)
-        dome[ys, xs] = _fit_dome(base[ys, xs] * spacing[0], ys * spacing[1], xs * spacing[2])
+        dome[ys, xs] = _fit_dome(base[ys, xs] * spacing[0], ys * spacing[1], xs * spacing[2], params=params)
         base_mm = np.where(footprint, base * spacing[0], -np.inf)
-        columns = _raised_columns(footprint, base_mm - dome, spacing, float(np.median(body_x)))
+        columns = _raised_columns(footprint, base_mm - dome, spacing, float(np.median(body_x)), params=params)
         if not columns.any():
             continue
         candidate = (z_mm >= dome[None]) & (z_mm < base_mm[None]) & columns[None] & dense_ok & (labels == 0)
-        comp, _ = ndimage.label(candidate, structure=_STRUCT_3D)
-        touching = np.unique(comp[ndimage.binary_dilation(lung, structure=_STRUCT_3D) & (comp > 0)])
+        comp, _ = ndimage.label(candidate, structure=STRUCT_3D)
+        touching = np.unique(comp[ndimage.binary_dilation(lung, structure=STRUCT_3D) & (comp > 0)])
         recovered |= np.isin(comp, touching[touching > 0])
     return recovered
 
 
-def _dome_design(ys_mm: np.ndarray, xs_mm: np.ndarray) -> np.ndarray:
-    """Design matrix of the dome model: all monomials y^i x^j, i + j <= ``BASE_FIT_DEGREE`` (y, x centred, dm)."""
+def _dome_design(ys_mm: np.ndarray, xs_mm: np.ndarray, *, params: LungParameters = DEFAULT_PARAMETERS) -> np.ndarray:
+    """Design matrix of the dome model: all monomials y^i x^j, i + j <= ``base_fit_degree`` (y, x centred, dm)."""
     yc = (ys_mm - float(np.mean(ys_mm))) / 100.0  # decimetres: keeps the least-squares system well conditioned
     xc = (xs_mm - float(np.mean(xs_mm))) / 100.0
-    terms = [yc**i * xc**j for i in range(BASE_FIT_DEGREE + 1) for j in range(BASE_FIT_DEGREE + 1 - i)]
+    terms = [yc**i * xc**j for i in range(params.base_fit_degree + 1) for j in range(params.base_fit_degree + 1 - i)]
     return np.stack(terms, axis=-1)
 
 
-def _fit_dome(base_mm: np.ndarray, ys_mm: np.ndarray, xs_mm: np.ndarray) -> np.ndarray:
+def _fit_dome(
+    base_mm: np.ndarray, ys_mm: np.ndarray, xs_mm: np.ndarray, *, params: LungParameters = DEFAULT_PARAMETERS
+) -> np.ndarray:
     """Lower-envelope fit of the lung base height (mm) over the lung footprint; returns the dome height (mm).
 
     Asymmetric iteratively reweighted least squares: columns whose base lies above the current surface (raised by
-    consolidation lying on the diaphragm, or by the heart) get weight ``BASE_FIT_ASYMMETRY``, columns below it
-    ``1 - BASE_FIT_ASYMMETRY``, so the surface follows the part of the dome that carries aerated lung.
+    consolidation lying on the diaphragm, or by the heart) get weight ``base_fit_asymmetry``, columns below it
+    ``1 - base_fit_asymmetry``, so the surface follows the part of the dome that carries aerated lung.
     """
-    design = _dome_design(ys_mm, xs_mm)
+    design = _dome_design(ys_mm, xs_mm, params=params)
     weights = np.ones_like(base_mm)
-    for _ in range(BASE_FIT_ITERATIONS):
+    for _ in range(params.base_fit_iterations):
         sw = np.sqrt(weights)
         coef, *_ = np.linalg.lstsq(design * sw[:, None], base_mm * sw, rcond=None)
         dome = design @ coef
-        weights = np.where(base_mm > dome, BASE_FIT_ASYMMETRY, 1.0 - BASE_FIT_ASYMMETRY)
+        weights = np.where(base_mm > dome, params.base_fit_asymmetry, 1.0 - params.base_fit_asymmetry)
     return dome
 
 
-def _raised_columns(footprint: np.ndarray, raise_mm: np.ndarray, spacing: np.ndarray, midline_x: float) -> np.ndarray:
+def _raised_columns(
+    footprint: np.ndarray,
+    raise_mm: np.ndarray,
+    spacing: np.ndarray,
+    midline_x: float,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray:
     """(y, x) columns of one lung whose base is raised above the dome by a dependent, sub-pleural dense layer.
 
-    Raised by ``BASE_RAISED_MM`` ... ``BASE_MAX_RAISE_MM`` (higher: apex or mediastinal overhang), posterior half of
-    the footprint (the heart sits on the anterior diaphragm), at least ``BASE_MIDLINE_MM`` from the midline
+    Raised by ``base_raised_mm`` ... ``base_max_raise_mm`` (higher: apex or mediastinal overhang), posterior half of
+    the footprint (the heart sits on the anterior diaphragm), at least ``base_midline_mm`` from the midline
     (vertebral body, aorta), at least three columns wide (a rim column clips the curved lung wall high) and
     reaching the rim of the footprint (sub-pleural: against the chest wall).
     """
     ny, nx = footprint.shape
     yy, xx = np.mgrid[0:ny, 0:nx]
     ys = np.nonzero(footprint)[0]
-    columns = footprint & (raise_mm >= BASE_RAISED_MM) & (raise_mm <= BASE_MAX_RAISE_MM)
+    columns = footprint & (raise_mm >= params.base_raised_mm) & (raise_mm <= params.base_max_raise_mm)
     columns &= yy >= ys.mean()
-    columns &= np.abs(xx - midline_x) * spacing[2] >= BASE_MIDLINE_MM
+    columns &= np.abs(xx - midline_x) * spacing[2] >= params.base_midline_mm
     columns = ndimage.binary_opening(columns, structure=np.ones((3, 3), dtype=bool))
     rim = footprint & ~ndimage.binary_erosion(footprint, iterations=2)
     comp, _ = ndimage.label(columns)
@@ -171,30 +159,32 @@ def _recover_gutter(
     trunk: np.ndarray,
     spacing: np.ndarray,
     body_x: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
 ) -> np.ndarray:
     """Dense lung filling the paravertebral gutter (posterior costovertebral recess), 3-D path only.
 
-    Per slice the vertebral body is located (:func:`_vertebral_body`). The gutter of each lung is the band up to
-    ``GUTTER_WIDTH_MM`` lateral of the body's lateral edge, between the body's centre and its posterior edge (the
+    Per slice the vertebral body is located (:func:`vertebral_body`). The gutter of each lung is the band up to
+    ``gutter_width_mm`` lateral of the body's lateral edge, between the body's centre and its posterior edge (the
     descending aorta and the azygos vein lie antero-lateral, in front of the centre; the paravertebral muscles lie
     behind the rib heads and transverse processes). A dense pocket there is lung when it is enclosed: reached
     medially, row by row, from that lung lying lateral of it, and anteriorly, column by column, from the rib head or
-    vertebra behind it (at most ``GUTTER_DEPTH_MM``), through dense voxels only. Voxels within
-    ``CAGE_MARGIN_3D_MM`` of bone (pleura, periosteum, intercostal vessels) are never lung, and only pockets thicker
-    than two pixels are kept (:func:`_thick_part`; the corner triangles left by the partial-volume boundary are
+    vertebra behind it (at most ``gutter_depth_mm``), through dense voxels only. Voxels within
+    ``cage_margin_3d_mm`` of bone (pleura, periosteum, intercostal vessels) are never lung, and only pockets thicker
+    than two pixels are kept (:func:`thick_part`; the corner triangles left by the partial-volume boundary are
     neither lung nor consolidation).
     """
     nx = labels.shape[2]
     recovered = np.zeros(labels.shape, dtype=bool)
-    depth = max(1, int(round(GUTTER_DEPTH_MM / spacing[1])))
-    width = max(1, int(round(GUTTER_WIDTH_MM / spacing[2])))
-    bone = (hu >= BONE_HU) & trunk
+    depth = max(1, int(round(params.gutter_depth_mm / spacing[1])))
+    width = max(1, int(round(params.gutter_width_mm / spacing[2])))
+    bone = (hu >= params.bone_hu) & trunk
     for z in np.nonzero(labels.any(axis=(1, 2)))[0]:
-        vb = _vertebral_body(bone[z], trunk[z], spacing, float(body_x[z]))
+        vb = vertebral_body(bone[z], trunk[z], spacing, float(body_x[z]), params=params)
         if vb is None:
             continue
         cy, _, left, right, back = vb
-        pad = int(np.ceil(CAGE_MARGIN_3D_MM / min(spacing[1], spacing[2]))) + 1
+        pad = int(np.ceil(params.cage_margin_3d_mm / min(spacing[1], spacing[2]))) + 1
         # rows that matter: the gutter rows plus the reach of the rib behind them (and bone just around them)
         ya, yb = max(0, cy - pad), min(labels.shape[1], back + depth + 2)
         for value in (RIGHT, LEFT):
@@ -211,16 +201,18 @@ def _recover_gutter(
             window = (z, slice(ya, yb), slice(xa, xb))
             lung = labels[window] == value
             ok = dense_ok[window] & (labels[window] == 0)
-            reach = _reach_along(lung, ok, axis=1, reverse=value == LEFT, max_steps=width)
+            reach = reach_along(lung, ok, axis=1, reverse=value == LEFT, max_steps=width)
             reach[: cy - ya] = False
             reach[back + 1 - ya :] = False
             if not reach.any():
                 continue
-            reach &= _reach_along(bone[window], ok, axis=0, reverse=True, max_steps=depth)
+            reach &= reach_along(bone[window], ok, axis=0, reverse=True, max_steps=depth)
             # distance to bone within the window padded by the margin (bone just outside the band counts too)
             pa, pb = max(0, xa - pad), min(nx, xb + pad)
-            far = ndimage.distance_transform_edt(~bone[z, ya:yb, pa:pb], sampling=spacing[1:]) > CAGE_MARGIN_3D_MM
-            reach = _thick_part(reach & far[:, xa - pa : xb - pa])
+            far = (
+                ndimage.distance_transform_edt(~bone[z, ya:yb, pa:pb], sampling=spacing[1:]) > params.cage_margin_3d_mm
+            )
+            reach = thick_part(reach & far[:, xa - pa : xb - pa])
             recovered[z, ya:yb, x0:x1] |= reach[:, x0 - xa : x1 - xa]
     return recovered
 
@@ -232,6 +224,8 @@ def _recover_consolidated_base(
     trunk: np.ndarray,
     spacing: np.ndarray,
     recovered: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
 ) -> np.ndarray:
     """lungs-1.5 (3-D path only): a lung base consolidated over its whole depth, after the other dense rules.
 
@@ -239,8 +233,8 @@ def _recover_consolidated_base(
     (voxels accepted by the other rules) counts as lung, on the side of the nearest lung; only new voxels are
     returned.
     """
-    current = _side_of_components(labels, recovered)
-    return _recover_recess(current, hu, dense_ok, trunk, spacing)
+    current = side_of_components(labels, recovered)
+    return _recover_recess(current, hu, dense_ok, trunk, spacing, params=params)
 
 
 def _gap_runs(has: np.ndarray, allowed: np.ndarray, max_len: int) -> list[tuple[int, int]]:
@@ -270,20 +264,26 @@ def _gap_runs(has: np.ndarray, allowed: np.ndarray, max_len: int) -> list[tuple[
 
 
 def _recover_recess(
-    current: np.ndarray, hu: np.ndarray, dense_ok: np.ndarray, trunk: np.ndarray, spacing: np.ndarray
+    current: np.ndarray,
+    hu: np.ndarray,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
 ) -> np.ndarray:
     """Consolidated costophrenic recess: the crescent of dense lung between two stretches of lung (3-D path only).
 
     Below its largest cross-section a lung base is a dome sitting in the bowl of the rib cage: in an axial slice the
     lung is a crescent around the liver / spleen dome. When a stretch of that crescent is consolidated over its
     whole depth, the rays from the trunk centre that cross it meet no lung of the slice, so the radial rib-cage rule
-    cannot see it. Here, per slice (cranial to caudal) and lung, a gap of at most ``RECESS_MAX_GAP_DEG`` between
-    rays that meet the lung, outside the anterior sector (``CAGE_Z_ANTERIOR_DEG``: heart, cardiac notch), gets the
+    cannot see it. Here, per slice (cranial to caudal) and lung, a gap of at most ``recess_max_gap_deg`` between
+    rays that meet the lung, outside the anterior sector (``cage_z_anterior_deg``: heart, cardiac notch), gets the
     radial extent of the lung interpolated (linearly in angle) between the two rays bounding it -- the outer edge
-    moves out to the first bone on the ray when that lies within ``RECESS_CAGE_REACH_MM`` (the lung fills the cavity
+    moves out to the first bone on the ray when that lies within ``recess_cage_reach_mm`` (the lung fills the cavity
     up to the inner surface of the rib cage) -- and its dense voxels are lung when they lie under the lung of the
-    slice above (a lung base only narrows caudally; in-plane tolerance one pixel), at least ``BASE_MIDLINE_MM`` from
-    the trunk's midline (vertebral body, aorta, oesophagus), more than ``CAGE_MARGIN_3D_MM`` from bone, form a part
+    slice above (a lung base only narrows caudally; in-plane tolerance one pixel), at least ``base_midline_mm`` from
+    the trunk's midline (vertebral body, aorta, oesophagus), more than ``cage_margin_3d_mm`` from bone, form a part
     thicker than two pixels and touch the lung. Slices are processed caudally so a recovered crescent carries on to
     the next slice.
     ``current``: lung labels including the voxels recovered so far; the voxels added here are labelled in place.
@@ -293,11 +293,11 @@ def _recover_recess(
     out = np.zeros(current.shape, dtype=bool)
     if nz < 3:
         return out
-    n_rays = N_RAYS
+    n_rays = params.n_rays
     rays = np.arange(n_rays)
     angle = (rays + 0.5) / n_rays * 360.0 - 180.0  # image y = posterior; anterior = -90 degrees
-    allowed = np.abs(((angle + 90.0) + 180.0) % 360.0 - 180.0) >= CAGE_Z_ANTERIOR_DEG
-    max_len = int(round(RECESS_MAX_GAP_DEG / 360.0 * n_rays))
+    allowed = np.abs(((angle + 90.0) + 180.0) % 360.0 - 180.0) >= params.cage_z_anterior_deg
+    max_len = int(round(params.recess_max_gap_deg / 360.0 * n_rays))
     yy, xx = np.mgrid[0:ny, 0:nx]
     pixel_mm = float(np.sqrt(spacing[1] * spacing[2]))
     one = np.ones((3, 3), dtype=bool)
@@ -315,7 +315,7 @@ def _recover_recess(
                 cy, cx = ndimage.center_of_mass(trunk[z])
                 radius = np.hypot((yy - cy) * spacing[1], (xx - cx) * spacing[2]) / pixel_mm
                 ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
-                lateral = np.abs(xx - cx) * spacing[2] >= BASE_MIDLINE_MM  # not the spine, aorta, oesophagus
+                lateral = np.abs(xx - cx) * spacing[2] >= params.base_midline_mm  # not the spine, aorta, oesophagus
                 geometry[z] = (radius, ray, lateral)
             radius, ray, lateral = geometry[z]
             r_in = np.full(n_rays, np.inf)
@@ -334,17 +334,19 @@ def _recover_recess(
             if not np.isfinite(inner).any():
                 continue
             # the crescent reaches the inner surface of the rib cage: first bone outside the interpolated inner edge
-            bone = (hu[z] >= BONE_HU) & trunk[z] & (radius > inner[ray])
+            bone = (hu[z] >= params.bone_hu) & trunk[z] & (radius > inner[ray])
             r_bone = np.full(n_rays, np.inf)
             np.minimum.at(r_bone, ray[bone], radius[bone])
-            reach = np.isfinite(inner) & (r_bone > outer) & (r_bone - outer <= RECESS_CAGE_REACH_MM / pixel_mm)
+            reach = np.isfinite(inner) & (r_bone > outer) & (r_bone - outer <= params.recess_cage_reach_mm / pixel_mm)
             outer = np.where(reach, r_bone, outer)
             band = (radius >= inner[ray]) & (radius <= outer[ray]) & lateral
             band &= ndimage.binary_dilation(current[z + 1] == value, structure=one) & dense_ok[z] & (current[z] == 0)
             if not band.any():
                 continue
-            far = ndimage.distance_transform_edt(hu[z] < BONE_HU, sampling=spacing[1:]) > CAGE_MARGIN_3D_MM
-            band = _thick_part(band & far)
+            far = (
+                ndimage.distance_transform_edt(hu[z] < params.bone_hu, sampling=spacing[1:]) > params.cage_margin_3d_mm
+            )
+            band = thick_part(band & far)
             if not band.any():
                 continue
             comp, _ = ndimage.label(band, structure=one)
@@ -355,15 +357,22 @@ def _recover_recess(
     return out
 
 
-def _with_abnormal_halo(recovered: np.ndarray, labels: np.ndarray, hu: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+def _with_abnormal_halo(
+    recovered: np.ndarray,
+    labels: np.ndarray,
+    hu: np.ndarray,
+    spacing: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray:
     """The recovered pixels whose per-slice component borders diseased lung (halo gate, 3-D path, lungs-1.6).
 
     COVID-19 consolidation lies in diseased lung: ground-glass opacity or partly aerated lung surrounds it, while the
     dense non-lung tissue the geometric rules can take in -- pericardial fat, the heart border, hilar vessels and
     bronchial walls, the partial-volume rim of the chest wall -- borders normal aerated lung. Per axial slice, each
     8-connected component of ``recovered`` is kept when its halo -- the aerated lung pixels of the ring lying just
-    beyond ``HALO_GAP_MM`` around it (the pixels nearer than that are skipped: partial volume with the component)
-    -- holds at least ``HALO_MIN_SHARE`` of pixels denser than ``HALO_ABNORMAL_HU``, or when no aerated lung lies
+    beyond ``halo_gap_mm`` around it (the pixels nearer than that are skipped: partial volume with the component)
+    -- holds at least ``halo_min_share`` of pixels denser than ``halo_abnormal_hu``, or when no aerated lung lies
     in that ring (a consolidation that fills its surroundings). No HU of the dense tissue itself is used, so the
     gate behaves the same for consolidation at -30 HU and at +40 HU.
 
@@ -376,7 +385,7 @@ def _with_abnormal_halo(recovered: np.ndarray, labels: np.ndarray, hu: np.ndarra
     hu : numpy.ndarray
         Working-grid CT (z, y, x) in HU.
     spacing : numpy.ndarray
-        Working spacing (z, y, x) in mm; the in-plane pixel size sets the skipped gap (``HALO_GAP_MM``).
+        Working spacing (z, y, x) in mm; the in-plane pixel size sets the skipped gap (``halo_gap_mm``).
 
     Returns
     -------
@@ -385,7 +394,7 @@ def _with_abnormal_halo(recovered: np.ndarray, labels: np.ndarray, hu: np.ndarra
     """
     kept = np.zeros(recovered.shape, dtype=bool)
     square = np.ones((3, 3), dtype=bool)
-    gap_px = max(1, int(round(HALO_GAP_MM / float(np.sqrt(spacing[1] * spacing[2])))))
+    gap_px = max(1, int(round(params.halo_gap_mm / float(np.sqrt(spacing[1] * spacing[2])))))
     pad = gap_px + 2
     for z in np.nonzero(recovered.any(axis=(1, 2)))[0]:
         components, _ = ndimage.label(recovered[z], structure=square)
@@ -394,6 +403,6 @@ def _with_abnormal_halo(recovered: np.ndarray, labels: np.ndarray, hu: np.ndarra
             component = components[box] == index
             near = ndimage.binary_dilation(component, structure=square, iterations=gap_px)
             halo = ndimage.binary_dilation(near, structure=square) & ~near & (labels[z][box] > 0)
-            if not halo.any() or (hu[z][box][halo] > HALO_ABNORMAL_HU).mean() >= HALO_MIN_SHARE:
+            if not halo.any() or (hu[z][box][halo] > params.halo_abnormal_hu).mean() >= params.halo_min_share:
                 kept[z][box] |= component
     return kept

@@ -32,17 +32,9 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
 7. **Input grid** (:func:`_upsample_refined`): labels go back block by block; in the boundary band a full-resolution
    voxel is lung when it is air-like or lies in a recovered dense block. QA volumes and flags: :func:`_quality`.
 
-Versions (``ALGORITHM_VERSION``; details and measurements in docs/ct_development_log.md):
-
-- lungs-1.0: steps 1-7 with the hull-deficit rule and a skin-distance sub-pleural rule.
-- lungs-1.1: sub-pleural band bounded by the rib cage (first bone outside the lung, 6 mm margin).
-- lungs-1.2: 3-D outline interpolation between slices.
-- lungs-1.3: 3-D: hull-deficit parts thicker than two pixels only, rib cage interpolated between slices, lung-base dome.
-- lungs-1.4: 3-D: abdominal-gas rule, paravertebral-gutter rule.
-- lungs-1.5: 2-D: dependent and air-bronchogram rules, mediastinum filter; 3-D: costophrenic recess, abdominal-gas rule
-  only for supine (or unknown) patient position.
-- lungs-1.6: 3-D: halo gate on the rib-cage band and the outline interpolation (pericardial fat, heart border,
-  hilar vessels and the chest-wall rim next to normal lung are no longer taken in); ``halo_gate=False`` = lungs-1.5.
+Settings: :class:`~kicc_analysis.segmentation.parameters.LungParameters`; step-6 rules in order:
+:func:`dense_rules`, the mL each added in ``qa["rule_added_ml"]``. Version history (``ALGORITHM_VERSION``): CHANGELOG.md;
+measurements: docs/ct_development_log.md.
 
 Why hand-written: no maintained Python library provides a weight-free lung segmentation that keeps dense lung
 (lungmask and TotalSegmentator need downloaded model weights); every heavy step (resampling, labelling, distance
@@ -51,7 +43,8 @@ transforms, hulls) is SimpleITK, SciPy or scikit-image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -62,34 +55,21 @@ from skimage.morphology import convex_hull_image
 from ..errors import SegmentationError
 from ..imaging import get_load_report
 from ._common import (
-    _STRUCT_2D,
-    _STRUCT_3D,
     LEFT,
     RIGHT,
-    _nearest_label,
+    STRUCT_2D,
+    STRUCT_3D,
     _recover_between_slices,
     _recover_rib_cage,
-    _thick_part,
-    _trunk,
+    nearest_label,
+    thick_part,
+    trunk_mask,
 )
 from .dense_2d import _mediastinum_2d, _recover_bronchograms_2d, _recover_dependent_2d
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
+from .parameters import DEFAULT_PARAMETERS, LungParameters
 
-ALGORITHM_VERSION = "lungs-1.6"  # bump when outputs change; history in the module docstring
-
-TIGHT_CROP_BORDER_AIR = 0.5  # slices whose border is < 50 % air are crops through the body
-TIGHT_CROP_OUTSIDE_MAX_HU = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
-AIRWAY_LUMEN_HU = -900.0  # airway tracking: lumen darker than lung parenchyma (~-850 HU)
-SUPINE_POSITIONS = ("HFS", "FFS")  # DICOM PatientPosition values for which the abdominal-gas rule holds (gas anterior)
-GAS_MAX_POSTERIOR_SHARE = 0.1  # abdominal-gas rule (3-D): a component with less than this share of its voxels in the
-# posterior half of the trunk (per slice) is non-dependent (gas rises anteriorly in the supine abdomen; every lung
-# reaches the posterior ribs beside the spine: measured lung shares 0.49-0.90, stomach/bowel gas 0.00)
-GAS_MAX_HU = -940.0  # ... and whose interior (1-voxel eroded) median HU is below this is pure gas (stomach/bowel
-# gas -955..-980 HU; aerated lung -900..-750 HU, the emphysematous COPDGene ct64 lung -930 HU -- HU alone is not
-# trusted, see the docstring of _drop_abdominal_gas)
-LATERAL_MIN = 0.05  # hull-deficit rule: component centroid lateral of the lung centroid (x lung width)
-POSTERIOR_MIN = 0.15  # ... or posterior of it (x lung height) and away from the medial edge
-MAX_DEFICIT_TO_LUNG = 0.5  # ... and at most half the lung area of the slice
+ALGORITHM_VERSION = "lungs-1.7"  # bump when outputs change; history in CHANGELOG.md
 
 
 @dataclass
@@ -107,10 +87,19 @@ class LungSegmentation:
         ``mode`` ("3d" or "2d"), ``working_spacing_mm`` and ``flags`` (list of strings, empty when all is well):
         ``no_lung``, ``one_lung``, ``implausible_volume``, ``lr_imbalance``, ``leak_outside_thorax``,
         ``large_dense_recovered``, ``airway_not_found``, ``no_lung_gas_only`` (only abdominal gas was found),
-        ``gas_rule_off_not_supine`` (prone or decubitus scan: the abdominal-gas rule was not applied).
+        ``gas_rule_off_not_supine`` (prone or decubitus scan: the abdominal-gas rule was not applied),
+        ``low_confidence`` (the mask is likely wrong; use an external mask, see
+        :func:`~kicc_analysis.segmentation.load_lung_mask`). ``low_confidence`` (bool) and
+        ``low_confidence_reasons`` (list of strings): no lung or one lung, implausible volume, leak outside the
+        thorax, smaller / larger lung below ``low_confidence_lr_ratio_3d`` (0.5; single slices
+        ``low_confidence_lr_ratio_2d``, 0.25), or more than ``low_confidence_dense_fraction`` (0.3) of the mask
+        added by dense recovery (the mask then rests on the rules more than on aerated lung). On the six outlined
+        covid_ny_sbu slices it is set on the four with Dice 0.71-0.83 against the outlines (11-57 % of the mask outside
+        the reference lung), not on the two at 0.91 and 0.94.
         ``patient_position`` (the DICOM PatientPosition used, ``""`` when unknown).
         ``dropped_gas_ml`` (mL) and ``dropped_gas`` (one dict per component dropped as abdominal gas: ``volume_ml``,
-        ``interior_median_hu``, ``posterior_share``, ``z_slices``).
+        ``interior_median_hu``, ``posterior_share``, ``z_slices``). ``rule_added_ml`` (per step-6 rule run, in
+        :func:`dense_rules` order: mL on the working grid it added; negative: what a filter removed).
     dense_recovered : SimpleITK.Image
         uint8 mask (input grid) of the voxels added by dense recovery (step 6).
     """
@@ -127,12 +116,13 @@ class LungSegmentation:
 def segment_lungs(
     image: sitk.Image,
     *,
-    working_spacing_mm: float = 2.5,
-    air_threshold_hu: float = -400.0,
-    recover_dense: bool = True,
-    dense_max_hu: float = 150.0,
+    working_spacing_mm: float | None = None,
+    air_threshold_hu: float | None = None,
+    recover_dense: bool | None = None,
+    dense_max_hu: float | None = None,
     patient_position: str | None = None,
-    halo_gate: bool = True,
+    halo_gate: bool | None = None,
+    parameters: LungParameters | None = None,
 ) -> LungSegmentation:
     """Segment the right and left lung of a chest CT, keeping consolidation inside the lung.
 
@@ -163,6 +153,10 @@ def segment_lungs(
         fat, hilar vessels and chest-wall rim next to normal lung are not counted as consolidation (healthy real
         CT: 97 -> 18 mL). ``False`` restores lungs-1.5 (more pure consolidation against normal lung kept, and that
         non-lung tissue with it). ``qa["halo_dropped_ml"]`` reports what the gate removed.
+    parameters : LungParameters, optional
+        Every setting (:class:`~kicc_analysis.segmentation.parameters.LungParameters`; default: its defaults,
+        2.5 mm, -400 HU, dense recovery on, 150 HU, halo gate on). The five keyword arguments above override the
+        fields of the same name when given. ``parameters.disabled_rules`` switches step-6 rules off by name.
 
     Returns
     -------
@@ -174,6 +168,16 @@ def segment_lungs(
     SegmentationError
         When the image is not a scalar 2-D/3-D image.
     """
+    params = _resolve_parameters(
+        parameters,
+        working_spacing_mm=working_spacing_mm,
+        air_threshold_hu=air_threshold_hu,
+        recover_dense=recover_dense,
+        dense_max_hu=dense_max_hu,
+        halo_gate=halo_gate,
+    )
+    working_spacing_mm = params.working_spacing_mm
+    air_threshold_hu = params.air_threshold_hu
     image3d, was_2d = _as_3d(image)
     position = _patient_position(image, patient_position)
     spacing = np.array(image3d.GetSpacing()[::-1], dtype=float)  # (z, y, x) mm
@@ -185,24 +189,28 @@ def segment_lungs(
     thin = hu.shape[0] * work_spacing[0] < 30.0
 
     labels_w, dense_w, info = _segment_array(
-        hu,
-        work_spacing,
-        thin=thin,
-        air_threshold=air_threshold_hu,
-        recover_dense=recover_dense,
-        dense_max=dense_max_hu,
-        gas_rule=position in SUPINE_POSITIONS or not position,
-        halo_gate=halo_gate,
+        hu, work_spacing, thin=thin, gas_rule=position in params.supine_positions or not position, params=params
     )
     info["patient_position"] = position
 
     labels_full, dense_full = _upsample_refined(labels_w, dense_w, factors, image3d, air_threshold_hu)
     labels_img = _array_to_image(labels_full, image3d)
     dense_img = _array_to_image(dense_full, image3d)
-    qa = _quality(labels_img, dense_img, info, thin, work_spacing)
+    qa = _quality(labels_img, dense_img, info, thin, work_spacing, params)
     if was_2d:
         labels_img, dense_img = labels_img[:, :, 0], dense_img[:, :, 0]
     return LungSegmentation(labels=labels_img, qa=qa, dense_recovered=dense_img)
+
+
+def _resolve_parameters(parameters: LungParameters | None, **overrides: Any) -> LungParameters:
+    """``parameters`` (default :data:`DEFAULT_PARAMETERS`) with the keyword arguments that were given."""
+    params = DEFAULT_PARAMETERS if parameters is None else parameters
+    if not isinstance(params, LungParameters):
+        raise SegmentationError(f"parameters: expected a LungParameters, got {type(params).__name__}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    names = {f.name for f in fields(LungParameters)}
+    assert set(given) <= names
+    return replace(params, **given) if given else params
 
 
 # --------------------------------------------------------------------------------------------------- core steps
@@ -237,34 +245,32 @@ def _segment_array(
     spacing: np.ndarray,
     *,
     thin: bool,
-    air_threshold: float,
-    recover_dense: bool,
-    dense_max: float,
     gas_rule: bool = True,
-    halo_gate: bool = True,
+    params: LungParameters = DEFAULT_PARAMETERS,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Steps 1-6 on the working-grid array (z, y, x). Returns labels, dense-recovered mask, info."""
     voxel_ml = float(np.prod(spacing)) / 1000.0
     pixel_mm2 = float(spacing[1] * spacing[2])
     info: dict[str, Any] = {
         "airway_found": None,
-        "halo_gate": halo_gate and recover_dense and not thin,
+        "halo_gate": params.rule_enabled("halo_gate") and params.recover_dense and not thin,
         "halo_dropped_ml": 0.0,
+        "rule_added_ml": {},
     }
 
-    air = hu < air_threshold
-    lab2d, _ = ndimage.label(air, structure=_STRUCT_2D)
+    air = hu < params.air_threshold_hu
+    lab2d, _ = ndimage.label(air, structure=STRUCT_2D)
     outside_labels = []
     for z in range(hu.shape[0]):
         edge = np.concatenate([lab2d[z, 0, :], lab2d[z, -1, :], lab2d[z, :, 0], lab2d[z, :, -1]])
         border = np.unique(edge[edge > 0])
-        if border.size and (edge > 0).mean() < TIGHT_CROP_BORDER_AIR:
+        if border.size and (edge > 0).mean() < params.tight_crop_border_air:
             # tight crop through the body (teaching images): border air is outside air only if it is pure air
             # (or a small corner piece: < 10 % of the largest air region of the slice)
             means = np.asarray(ndimage.mean(hu[z], lab2d[z], border))
             sizes = np.bincount(lab2d[z].ravel())
             small = sizes[border] < 0.1 * sizes[1:].max()
-            border = border[(means < TIGHT_CROP_OUTSIDE_MAX_HU) | small]
+            border = border[(means < params.tight_crop_outside_max_hu) | small]
         outside_labels.append(border)
     border = np.concatenate(outside_labels)
     outside = np.isin(lab2d, border)
@@ -276,24 +282,22 @@ def _segment_array(
     if thin:
         airway = _airway_2d(candidate, hu, body_x, pixel_mm2)
     else:
-        airway = _airway_3d(candidate, hu, body_x, pixel_mm2)
+        airway = _airway_3d(candidate, hu, body_x, pixel_mm2, params=params)
         info["airway_found"] = bool(airway.any())
     info["airway_ml"] = float(airway.sum()) * voxel_ml
     lungs = candidate & ~airway
     lungs = _drop_small_and_gas(lungs, hu, voxel_ml, pixel_mm2, thin)
-    trunk = _trunk(outside)
+    trunk = trunk_mask(outside)
     info["dropped_gas"] = []
     info["gas_rule_off"] = not thin and not gas_rule
     if not thin and gas_rule:
-        lungs, info["dropped_gas"] = _drop_abdominal_gas(lungs, hu, trunk, voxel_ml)
+        lungs, info["dropped_gas"] = _drop_abdominal_gas(lungs, hu, trunk, voxel_ml, params=params)
 
     labels = _split_left_right(lungs, body_x, thin)
     labels = _fill_slices(labels)
     dense = np.zeros_like(lungs)
-    if recover_dense and labels.any():
-        dense = _recover_dense(
-            labels, hu, air_threshold, dense_max, trunk, spacing, None if thin else body_x, halo_gate, info
-        )
+    if params.recover_dense and labels.any():
+        dense = _recover_dense(labels, hu, trunk, spacing, None if thin else body_x, params, info)
         labels = _fill_slices(labels)
     info["leak_fraction"] = _leak_fraction(labels, outside)
     return labels, dense & (labels > 0), info
@@ -313,7 +317,7 @@ def _body_centre_x(body: np.ndarray) -> np.ndarray:
 
 def _drop_small_and_gas(mask: np.ndarray, hu: np.ndarray, voxel_ml: float, pixel_mm2: float, thin: bool):
     """Keep lung-like components: large enough and not pure gas (mean HU >= -960)."""
-    structure = _STRUCT_2D if thin else _STRUCT_3D
+    structure = STRUCT_2D if thin else STRUCT_3D
     lab, n = ndimage.label(mask, structure=structure)
     if n == 0:
         return mask
@@ -330,7 +334,12 @@ def _drop_small_and_gas(mask: np.ndarray, hu: np.ndarray, voxel_ml: float, pixel
 
 
 def _drop_abdominal_gas(
-    lungs: np.ndarray, hu: np.ndarray, trunk: np.ndarray, voxel_ml: float
+    lungs: np.ndarray,
+    hu: np.ndarray,
+    trunk: np.ndarray,
+    voxel_ml: float,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Drop stomach and bowel gas (3-D path): air components that are anterior-only and pure air.
 
@@ -339,10 +348,10 @@ def _drop_abdominal_gas(
     abdomen gas rises to the non-dependent (anterior) side, whereas every lung, also a lung base, an emphysematous
     or a single lung, lies against the posterior ribs beside the spine. A component is gas when both hold:
 
-    * less than ``GAS_MAX_POSTERIOR_SHARE`` of its voxels lie in the posterior half of the trunk (per slice,
+    * less than ``gas_max_posterior_share`` of its voxels lie in the posterior half of the trunk (per slice,
       midpoint of the trunk's anterior-posterior extent), and
     * the median HU of its interior (component eroded by one voxel, to skip the partial-volume wall) is below
-      ``GAS_MAX_HU`` -- pure air, so the aerated anterior lung left when the dependent lung is consolidated
+      ``gas_max_hu`` -- pure air, so the aerated anterior lung left when the dependent lung is consolidated
       (ARDS, COVID-19, around -800 HU) is never dropped.
 
     HU alone is not used: the emphysematous COPDGene lung (4 mm) has an interior median of -930 HU and 19 % of its
@@ -355,7 +364,7 @@ def _drop_abdominal_gas(
     hu : numpy.ndarray
         Working-grid CT (HU).
     trunk : numpy.ndarray
-        bool (z, y, x) trunk mask (see :func:`_trunk`).
+        bool (z, y, x) trunk mask (see :func:`~kicc_analysis.segmentation.geometry.trunk_mask`).
     voxel_ml : float
         Working voxel volume (mL).
 
@@ -365,7 +374,7 @@ def _drop_abdominal_gas(
         The candidate without gas components and, per dropped component, a dict with ``volume_ml``,
         ``interior_median_hu``, ``posterior_share`` and ``z_slices`` (first, last working-grid slice).
     """
-    lab, n = ndimage.label(lungs, structure=_STRUCT_3D)
+    lab, n = ndimage.label(lungs, structure=STRUCT_3D)
     if n == 0:
         return lungs, []
     rows = trunk.any(axis=2)  # (z, y)
@@ -384,12 +393,12 @@ def _drop_abdominal_gas(
     keep = np.ones(n + 1, dtype=bool)
     keep[0] = False
     for i, share, box in zip(index, posterior_share, boxes, strict=True):
-        if share >= GAS_MAX_POSTERIOR_SHARE:
+        if share >= params.gas_max_posterior_share:
             continue
         component = lab[box] == i
-        core = ndimage.binary_erosion(component, structure=_STRUCT_3D)  # skip the partial-volume wall
+        core = ndimage.binary_erosion(component, structure=STRUCT_3D)  # skip the partial-volume wall
         median_hu = float(np.median(hu[box][core if core.any() else component]))
-        if median_hu >= GAS_MAX_HU:
+        if median_hu >= params.gas_max_hu:
             continue
         keep[i] = False
         dropped.append(
@@ -424,14 +433,21 @@ def _airway_2d(candidate: np.ndarray, hu: np.ndarray, body_x: np.ndarray, pixel_
     return airway
 
 
-def _airway_3d(candidate: np.ndarray, hu: np.ndarray, body_x: np.ndarray, pixel_mm2: float) -> np.ndarray:
+def _airway_3d(
+    candidate: np.ndarray,
+    hu: np.ndarray,
+    body_x: np.ndarray,
+    pixel_mm2: float,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray:
     """Find the trachea in cranial slices and track trachea + main bronchi slice by slice.
 
-    Tracking runs on the airway lumen (< ``AIRWAY_LUMEN_HU``, darker than parenchyma) so the trachea stays apart
+    Tracking runs on the airway lumen (< ``airway_lumen_hu``, darker than parenchyma) so the trachea stays apart
     from touching lung; the partial-volume ring around the tracked lumen is then removed too.
     """
     nz = candidate.shape[0]
-    lumen = candidate & (hu < AIRWAY_LUMEN_HU)
+    lumen = candidate & (hu < params.airway_lumen_hu)
     airway = np.zeros_like(candidate)
     seed_z, seed = None, None
     radius_px = 30.0 / np.sqrt(pixel_mm2)
@@ -467,7 +483,7 @@ def _airway_3d(candidate: np.ndarray, hu: np.ndarray, body_x: np.ndarray, pixel_
             airway[z] = nxt
             current = nxt
             z += direction
-    ring = ndimage.binary_dilation(airway, structure=_STRUCT_2D) & candidate & ~lumen
+    ring = ndimage.binary_dilation(airway, structure=STRUCT_2D) & candidate & ~lumen
     return airway | ring
 
 
@@ -478,9 +494,9 @@ def _split_left_right(lungs: np.ndarray, body_x: np.ndarray, thin: bool) -> np.n
         return labels
     if thin:
         for z in range(lungs.shape[0]):
-            labels[z] = _split_block(lungs[z : z + 1], body_x[z : z + 1], _STRUCT_2D)[0]
+            labels[z] = _split_block(lungs[z : z + 1], body_x[z : z + 1], STRUCT_2D)[0]
         return labels
-    return _split_block(lungs, body_x, _STRUCT_3D)
+    return _split_block(lungs, body_x, STRUCT_3D)
 
 
 def _split_block(mask: np.ndarray, body_x: np.ndarray, structure: np.ndarray) -> np.ndarray:
@@ -496,7 +512,7 @@ def _split_block(mask: np.ndarray, body_x: np.ndarray, structure: np.ndarray) ->
             labels[lab == i] = RIGHT if c[2] < centre else LEFT
         return labels
     # grow markers back into the mask (nearest marker voxel)
-    nearest = _nearest_label(markers, mask)
+    nearest = nearest_label(markers, mask)
     c1 = ndimage.center_of_mass(nearest == 1)[2]
     c2 = ndimage.center_of_mass(nearest == 2)[2]
     right_marker = 1 if c1 < c2 else 2
@@ -541,18 +557,151 @@ def _fill_slices(labels: np.ndarray) -> np.ndarray:
 # -------------------------------------------------------------------------------------- dense recovery (step 6)
 
 
+@dataclass
+class DenseContext:
+    """What the step-6 rules of :func:`segment_lungs` share (working grid, (z, y, x)); ``recovered`` grows rule by rule.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        uint8 lung labels (1 right, 2 left) before dense recovery.
+    hu : numpy.ndarray
+        CT (HU).
+    dense_ok : numpy.ndarray
+        bool, soft tissue that may be lung: ``air_threshold_hu <= HU <= dense_max_hu`` inside the trunk.
+    trunk : numpy.ndarray
+        bool trunk mask (:func:`~kicc_analysis.segmentation.geometry.trunk_mask`).
+    spacing : numpy.ndarray
+        Working spacing (z, y, x) in mm.
+    body_x : numpy.ndarray or None
+        Per-slice x centre (index) of the body on the 3-D path; ``None`` on the 2-D path.
+    params : LungParameters
+        The settings.
+    recovered : numpy.ndarray
+        bool voxels accepted so far.
+    gated : numpy.ndarray
+        bool voxels added by rules the halo gate applies to.
+    """
+
+    labels: np.ndarray
+    hu: np.ndarray
+    dense_ok: np.ndarray
+    trunk: np.ndarray
+    spacing: np.ndarray
+    body_x: np.ndarray | None
+    params: LungParameters
+    recovered: np.ndarray
+    gated: np.ndarray
+
+    @property
+    def free(self) -> np.ndarray:
+        """Soft tissue not recovered yet (what an adding rule may take)."""
+        return self.dense_ok & ~self.recovered
+
+
+@dataclass(frozen=True)
+class DenseRule:
+    """One step-6 rule: ``name`` (see :data:`~kicc_analysis.segmentation.parameters.RULE_NAMES`), ``function``
+    (context -> bool mask), ``gated`` (its voxels pass the halo gate, 3-D path) and ``removes`` (a filter: the mask is
+    taken out of what is recovered so far instead of added)."""
+
+    name: str
+    function: Callable[[DenseContext], np.ndarray]
+    gated: bool = False
+    removes: bool = False
+
+
+def dense_rules(path: str) -> list[DenseRule]:
+    """The step-6 rules of the ``"2d"`` or ``"3d"`` path, in the order they run.
+
+    Adding rules see only tissue not recovered yet (:attr:`DenseContext.free`, except the first two); removing rules
+    (filters) take voxels out of what is recovered so far.
+
+    Examples
+    --------
+    >>> [rule.name for rule in dense_rules("2d")]
+    ['hull_deficit', 'rib_cage', 'mediastinum_2d', 'between_slices', 'dependent_2d', 'bronchograms_2d']
+    >>> [(rule.name, rule.gated) for rule in dense_rules("3d") if rule.gated or rule.removes]
+    [('rib_cage', True), ('between_slices', True), ('halo_gate', False)]
+    """
+    common = [
+        DenseRule(
+            "hull_deficit",
+            lambda c: _recover_hull_deficit(c.labels, c.dense_ok, thick_only=c.body_x is not None, params=c.params),
+        ),
+        # 3-D path: the cage is interpolated between slices
+        DenseRule(
+            "rib_cage",
+            lambda c: _recover_rib_cage(
+                c.labels, c.hu, c.dense_ok, c.trunk, c.spacing, between_slices=c.body_x is not None, params=c.params
+            ),
+            gated=True,
+        ),
+    ]
+    between = DenseRule(
+        "between_slices",
+        lambda c: _recover_between_slices(c.labels, c.free, c.spacing, params=c.params),
+        gated=True,
+    )
+    if path == "2d":
+        return [
+            *common,
+            # nothing between the lungs (a mediastinal ray meets the sternum / spine, no rib)
+            DenseRule(
+                "mediastinum_2d", lambda c: _mediastinum_2d(c.labels, c.trunk, c.spacing, params=c.params), removes=True
+            ),
+            between,
+            # dependent consolidation between the lung and the posterior cage
+            DenseRule(
+                "dependent_2d",
+                lambda c: _recover_dependent_2d(
+                    c.labels, c.hu, c.free, c.trunk, c.spacing, c.recovered, params=c.params
+                ),
+            ),
+            DenseRule(
+                "bronchograms_2d",
+                lambda c: _recover_bronchograms_2d(
+                    c.labels, c.hu, c.params.air_threshold_hu, c.free, c.trunk, c.spacing, c.recovered, params=c.params
+                ),
+            ),
+        ]
+    if path == "3d":
+        return [
+            *common,
+            between,
+            DenseRule(
+                "lung_base", lambda c: _recover_lung_base(c.labels, c.free, c.spacing, c.body_x, params=c.params)
+            ),
+            DenseRule(
+                "gutter",
+                lambda c: _recover_gutter(c.labels, c.hu, c.free, c.trunk, c.spacing, c.body_x, params=c.params),
+            ),
+            DenseRule(
+                "costophrenic_recess",
+                lambda c: _recover_consolidated_base(
+                    c.labels, c.hu, c.free, c.trunk, c.spacing, c.recovered, params=c.params
+                ),
+            ),
+            # the rib-cage band and the outline interpolation keep only tissue next to diseased lung
+            DenseRule(
+                "halo_gate",
+                lambda c: c.gated & ~_with_abnormal_halo(c.recovered, c.labels, c.hu, c.spacing, params=c.params),
+                removes=True,
+            ),
+        ]
+    raise SegmentationError(f"dense_rules: path must be '2d' or '3d', got {path!r}")
+
+
 def _recover_dense(
     labels: np.ndarray,
     hu: np.ndarray,
-    air_threshold: float,
-    dense_max: float,
-    body: np.ndarray,
+    trunk: np.ndarray,
     spacing: np.ndarray,
-    body_x: np.ndarray | None = None,
-    halo_gate: bool = True,
-    info: dict[str, Any] | None = None,
+    body_x: np.ndarray | None,
+    params: LungParameters,
+    info: dict[str, Any],
 ) -> np.ndarray:
-    """Step 6: the dense-recovery rules in order; recovered voxels are labelled in place with the nearest lung.
+    """Step 6: the rules of :func:`dense_rules` in order; recovered voxels are labelled in place with the nearest lung.
 
     Parameters
     ----------
@@ -560,69 +709,65 @@ def _recover_dense(
         uint8 (z, y, x) lung labels on the working grid; updated in place.
     hu : numpy.ndarray
         Working-grid CT (HU).
-    air_threshold, dense_max : float
-        Soft-tissue range (HU) of recoverable voxels: ``air_threshold <= HU <= dense_max``.
-    body : numpy.ndarray
-        bool (z, y, x) trunk mask (:func:`_trunk`).
+    trunk : numpy.ndarray
+        bool (z, y, x) trunk mask.
     spacing : numpy.ndarray
         Working spacing (z, y, x) in mm.
-    body_x : numpy.ndarray, optional
+    body_x : numpy.ndarray or None
         Per-slice x centre (index) of the body: 3-D path. ``None``: 2-D path (thin stacks).
-    halo_gate : bool
-        3-D path: drop rib-cage-band and outline-interpolation voxels whose component borders normal lung
-        (:func:`~kicc_analysis.segmentation.dense_3d._with_abnormal_halo`).
-    info : dict, optional
-        Receives ``halo_dropped_ml`` (mL on the working grid removed by the halo gate).
+    params : LungParameters
+        Settings; rules switched off there do not run.
+    info : dict
+        Receives ``rule_added_ml`` (per rule run, in order: mL on the working grid it added, negative for what a
+        filter removed) and ``halo_dropped_ml``.
 
     Returns
     -------
     numpy.ndarray
-        bool (z, y, x) recovered voxels. Each rule after the hull deficit sees only voxels not recovered yet.
+        bool (z, y, x) recovered voxels.
     """
-    dense_ok = (hu >= air_threshold) & (hu <= dense_max) & body
-    recovered = _recover_hull_deficit(labels, dense_ok, thick_only=body_x is not None)
-    # 3-D path: the cage is interpolated between slices
-    cage = _recover_rib_cage(labels, hu, dense_ok, body, spacing, between_slices=body_x is not None)
-    if body_x is None:  # 2-D path: nothing between the lungs (a mediastinal ray meets the sternum / spine, no rib)
-        mediastinum = _mediastinum_2d(labels, body, spacing)
-        cage &= ~mediastinum
-        recovered &= ~mediastinum
-    recovered |= cage
-    between = _recover_between_slices(labels, dense_ok & ~recovered, spacing)
-    recovered |= between
-    if body_x is None:  # 2-D path only: dependent consolidation between the lung and the posterior cage
-        recovered |= _recover_dependent_2d(labels, hu, dense_ok & ~recovered, body, spacing, recovered)
-        recovered |= _recover_bronchograms_2d(
-            labels, hu, air_threshold, dense_ok & ~recovered, body, spacing, recovered
-        )
-    if body_x is not None:  # 3-D path only (lung base, paravertebral gutter, costophrenic recess)
-        recovered |= _recover_lung_base(labels, dense_ok & ~recovered, spacing, body_x)
-        recovered |= _recover_gutter(labels, hu, dense_ok & ~recovered, body, spacing, body_x)
-        recovered |= _recover_consolidated_base(labels, hu, dense_ok & ~recovered, body, spacing, recovered)
-        if halo_gate:  # the rib-cage band and the outline interpolation keep only tissue next to diseased lung
-            gated = cage | between
-            kept = _with_abnormal_halo(recovered, labels, hu, spacing)
-            dropped = gated & ~kept
-            recovered &= ~dropped
-            if info is not None:
-                info["halo_dropped_ml"] = float(dropped.sum()) * float(np.prod(spacing)) / 1000.0
+    dense_ok = (hu >= params.air_threshold_hu) & (hu <= params.dense_max_hu) & trunk
+    empty = np.zeros(labels.shape, dtype=bool)
+    context = DenseContext(labels, hu, dense_ok, trunk, spacing, body_x, params, empty, empty)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    added: dict[str, float] = {}
+    for rule in dense_rules("3d" if body_x is not None else "2d"):
+        if not params.rule_enabled(rule.name):
+            continue
+        mask = rule.function(context)
+        if rule.removes:
+            change = context.recovered & mask
+            context.recovered = context.recovered & ~mask
+            context.gated = context.gated & ~mask
+            added[rule.name] = -float(change.sum()) * voxel_ml
+        else:
+            change = mask & ~context.recovered
+            context.recovered = context.recovered | mask
+            if rule.gated:
+                context.gated = context.gated | mask
+            added[rule.name] = float(change.sum()) * voxel_ml
+    info["rule_added_ml"] = added
+    info["halo_dropped_ml"] = 0.0 - added.get("halo_gate", 0.0)  # never -0.0
+    recovered = context.recovered
     # assign recovered voxels to the nearest lung (in place)
     if recovered.any():
-        labels[recovered] = _nearest_label(labels, recovered)[recovered]
+        labels[recovered] = nearest_label(labels, recovered)[recovered]
     return recovered
 
 
-def _recover_hull_deficit(labels: np.ndarray, dense_ok: np.ndarray, thick_only: bool) -> np.ndarray:
+def _recover_hull_deficit(
+    labels: np.ndarray, dense_ok: np.ndarray, thick_only: bool, *, params: LungParameters = DEFAULT_PARAMETERS
+) -> np.ndarray:
     """Step 6a (both paths): soft-tissue components of each slice's convex-hull deficit that are not medial.
 
     Per slice and lung, the hull deficit (convex hull minus the lung, outside both lungs) is searched for
-    ``dense_ok`` components. A component is consolidated lung unless it is larger than ``MAX_DEFICIT_TO_LUNG`` of the
+    ``dense_ok`` components. A component is consolidated lung unless it is larger than ``max_deficit_to_lung`` of the
     lung area of the slice (a crescent of lung around the liver dome or the heart: the hull is not lung) or medial:
-    it is accepted when its centroid lies lateral of the lung centroid by more than ``LATERAL_MIN`` x lung width, or
-    posterior of it by more than ``POSTERIOR_MIN`` x lung height and not within a quarter of the lung width of the
+    it is accepted when its centroid lies lateral of the lung centroid by more than ``lateral_min`` x lung width, or
+    posterior of it by more than ``posterior_min`` x lung height and not within a quarter of the lung width of the
     lung's medial edge (cardiac notch, hilum, mediastinum; consolidation in COVID-19 is peripheral, posterior and
     sub-pleural). ``thick_only`` (3-D path, lungs-1.3): only deficit parts thicker than two pixels
-    (:func:`_thick_part`: the partial-volume rim of the pleural boundary is neither lung nor consolidation).
+    (:func:`thick_part`: the partial-volume rim of the pleural boundary is neither lung nor consolidation).
 
     Returns
     -------
@@ -638,7 +783,7 @@ def _recover_hull_deficit(labels: np.ndarray, dense_ok: np.ndarray, thick_only: 
             hull = convex_hull_image(lung)
             deficit = hull & ~lung & (labels[z] == 0) & dense_ok[z]
             if thick_only:  # 3-D path: not the partial-volume rim of the pleural boundary
-                deficit = _thick_part(deficit)
+                deficit = thick_part(deficit)
             if not deficit.any():
                 continue
             lab, n = ndimage.label(deficit, structure=np.ones((3, 3)))
@@ -651,12 +796,12 @@ def _recover_hull_deficit(labels: np.ndarray, dense_ok: np.ndarray, thick_only: 
             centres = ndimage.center_of_mass(deficit, lab, np.arange(1, n + 1))
             areas = ndimage.sum_labels(deficit, lab, np.arange(1, n + 1))
             for i, (cy, cx) in enumerate(centres, start=1):
-                if areas[i - 1] > MAX_DEFICIT_TO_LUNG * lung.sum():
+                if areas[i - 1] > params.max_deficit_to_lung * lung.sum():
                     continue  # a crescent of lung around the liver dome / heart: the hull is not lung
                 lateral_offset = (cx - lung_cx) * lat_sign / lung_width  # > 0: lateral of the lung centroid
-                posterior = (cy - lung_cy) / lung_height > POSTERIOR_MIN
+                posterior = (cy - lung_cy) / lung_height > params.posterior_min
                 near_medial_edge = abs(cx - medial_edge) < 0.25 * lung_width
-                if lateral_offset > LATERAL_MIN or (posterior and not near_medial_edge):
+                if lateral_offset > params.lateral_min or (posterior and not near_medial_edge):
                     recovered[z] |= lab == i
     return recovered
 
@@ -714,11 +859,26 @@ def _leak_fraction(labels: np.ndarray, outside: np.ndarray) -> float:
     lung = labels > 0
     if not lung.any():
         return 0.0
-    near_outside = ndimage.binary_dilation(outside, structure=_STRUCT_2D, iterations=2)
+    near_outside = ndimage.binary_dilation(outside, structure=STRUCT_2D, iterations=2)
     return float((lung & near_outside).sum() / lung.sum())
 
 
-def _quality(labels: sitk.Image, dense: sitk.Image, info: dict[str, Any], thin: bool, work_spacing) -> dict[str, Any]:
+def _low_confidence_reasons(
+    flags: list[str], total: float, ratio: float, dense_fraction: float, thin: bool, params: LungParameters
+) -> list[str]:
+    """Why the mask is likely wrong (empty list: no reason found); see ``qa["low_confidence"]``."""
+    reasons = [flag for flag in ("no_lung", "one_lung", "implausible_volume", "leak_outside_thorax") if flag in flags]
+    min_ratio = params.low_confidence_lr_ratio_2d if thin else params.low_confidence_lr_ratio_3d
+    if total > 0 and "one_lung" not in flags and ratio < min_ratio:
+        reasons.append(f"lr_ratio<{min_ratio:g}")
+    if dense_fraction > params.low_confidence_dense_fraction:
+        reasons.append(f"dense_recovered_fraction>{params.low_confidence_dense_fraction:g}")
+    return reasons
+
+
+def _quality(
+    labels: sitk.Image, dense: sitk.Image, info: dict[str, Any], thin: bool, work_spacing, params: LungParameters
+) -> dict[str, Any]:
     arr = sitk.GetArrayViewFromImage(labels)
     voxel_ml = float(np.prod(labels.GetSpacing())) / 1000.0
     right = float((arr == RIGHT).sum()) * voxel_ml
@@ -748,6 +908,9 @@ def _quality(labels: sitk.Image, dense: sitk.Image, info: dict[str, Any], thin: 
         flags.append("no_lung_gas_only")
     if info.get("gas_rule_off"):
         flags.append("gas_rule_off_not_supine")
+    reasons = _low_confidence_reasons(flags, total, ratio, dense_fraction, thin, params)
+    if reasons:
+        flags.append("low_confidence")
     return {
         "right_ml": right,
         "left_ml": left,
@@ -766,4 +929,7 @@ def _quality(labels: sitk.Image, dense: sitk.Image, info: dict[str, Any], thin: 
         "working_spacing_mm": tuple(float(s) for s in work_spacing[::-1]),
         "algorithm_version": ALGORITHM_VERSION,
         "flags": flags,
+        "rule_added_ml": dict(info.get("rule_added_ml", {})),
+        "low_confidence": bool(reasons),
+        "low_confidence_reasons": reasons,
     }

@@ -1,0 +1,92 @@
+"""Classical lung mask vs the hand-drawn reference outlines of covid_ny_sbu (6 axial COVID-19 slices, true HU).
+
+Scores per slice, uncertain pixels left out (``*_uncertain.npy``, as the outlines' README asks): lung Dice (any
+label), area of the mask outside the reference lung as % of the reference lung area, left/right correct (each
+reference lung: most of the mask pixels on it carry its label), the per-side Dice, the QA flags and
+``low_confidence``. No reference needed: mask pixels outside the trunk are not computed here (see docs/ct.md).
+
+    python benchmarks/covid_ny_sbu_outlines.py [--data ../shared/data/ct/covid_ny_sbu] [--disable bronchograms_2d]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from kicc_analysis.imaging import load_ct
+from kicc_analysis.segmentation import LEFT, RIGHT, RULE_NAMES, LungParameters, segment_lungs
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct" / "covid_ny_sbu"
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.sum() + b.sum()
+    return float(2 * (a & b).sum() / total) if total else float("nan")
+
+
+def score_slice(labels: np.ndarray, reference: np.ndarray, uncertain: np.ndarray) -> dict[str, float | bool]:
+    """Scores of one slice (arrays 2-D, same shape; ``uncertain`` pixels left out)."""
+    keep = uncertain == 0
+    mask, ref = (labels > 0) & keep, (reference > 0) & keep
+    ref_area = float(ref.sum())
+    sides_ok = True
+    for value in (RIGHT, LEFT):
+        on_side = (reference == value) & keep & (labels > 0)
+        if on_side.any():
+            sides_ok &= bool((labels[on_side] == value).mean() > 0.5)
+        else:
+            sides_ok = False
+    return {
+        "dice": dice(mask, ref),
+        "outside_pct": 100.0 * float((mask & ~ref).sum()) / ref_area if ref_area else float("nan"),
+        "missed_pct": 100.0 * float((ref & ~mask).sum()) / ref_area if ref_area else float("nan"),
+        "right_dice": dice((labels == RIGHT) & keep, (reference == RIGHT) & keep),
+        "left_dice": dice((labels == LEFT) & keep, (reference == LEFT) & keep),
+        "sides_ok": sides_ok,
+    }
+
+
+def evaluate(data: Path = DEFAULT_DATA, **segment_kwargs) -> pd.DataFrame:
+    """One row per outlined slice: scores, QA flags, ``low_confidence`` and its reasons."""
+    rows = []
+    for ref_path in sorted((data / "reference_outlines").glob("*.npy")):
+        if ref_path.stem.endswith("_uncertain"):
+            continue
+        patient, stem = ref_path.stem.split("_", 1)
+        image = load_ct(data / patient / "axial" / f"{stem}.dcm")
+        seg = segment_lungs(image, **segment_kwargs)
+        labels = sitk.GetArrayFromImage(seg.labels).reshape(np.load(ref_path).shape)
+        uncertain = np.load(ref_path.with_name(f"{ref_path.stem}_uncertain.npy"))
+        row = {"slice": ref_path.stem, **score_slice(labels, np.load(ref_path), uncertain)}
+        row["flags"] = ",".join(seg.qa["flags"])
+        row["low_confidence"] = seg.qa.get("low_confidence")
+        row["reasons"] = ",".join(seg.qa.get("low_confidence_reasons", []))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--disable", action="append", default=[], choices=RULE_NAMES, help="switch a rule off")
+    args = parser.parse_args(argv)
+    if not (args.data / "reference_outlines").is_dir():
+        print(f"no reference outlines under {args.data}", file=sys.stderr)
+        return 1
+    frame = evaluate(args.data, parameters=LungParameters(disabled_rules=frozenset(args.disable)))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(frame.round(3).to_string(index=False))
+    print(
+        f"mean Dice {frame.dice.mean():.3f}, min {frame.dice.min():.3f}; max outside {frame.outside_pct.max():.1f} %;"
+        f" sides right on {int(frame.sides_ok.sum())}/{len(frame)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

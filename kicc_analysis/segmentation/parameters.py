@@ -1,0 +1,166 @@
+"""The parameters of :func:`~kicc_analysis.segmentation.segment_lungs`: one frozen object, :class:`LungParameters`.
+
+Every threshold and distance of the classical lung mask is a field here (HU, mm, degrees, shares 0-1); the rules of
+both paths read them from the object passed down from :func:`segment_lungs`. Rules of step 6 (dense recovery) are
+switched off by name with ``disabled_rules`` (names: :data:`RULE_NAMES`; see
+:func:`kicc_analysis.segmentation.lungs.dense_rules` for their order).
+
+Examples
+--------
+>>> from kicc_analysis.segmentation import LungParameters
+>>> p = LungParameters(disabled_rules=frozenset({"dependent_2d"}))
+>>> p.rule_enabled("dependent_2d"), p.rule_enabled("rib_cage"), p.bone_hu
+(False, True, 200.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import SegmentationError
+
+#: Step-6 rule names (both paths; a path runs only its own), in the order they run.
+RULE_NAMES = (
+    "hull_deficit",
+    "rib_cage",
+    "mediastinum_2d",
+    "between_slices",
+    "dependent_2d",
+    "bronchograms_2d",
+    "lung_base",
+    "gutter",
+    "costophrenic_recess",
+    "halo_gate",
+)
+
+
+@dataclass(frozen=True)
+class LungParameters:
+    """Every setting of the classical lung mask (frozen; ``dataclasses.replace`` makes a variant).
+
+    The first six fields are the arguments of :func:`~kicc_analysis.segmentation.segment_lungs`; the others are the
+    rule thresholds, grouped by the module whose rules read them. ``disabled_rules`` (names from
+    :data:`RULE_NAMES`) switches step-6 rules off; ``recover_dense=False`` switches all of step 6 off and
+    ``halo_gate=False`` is the same as disabling ``"halo_gate"``.
+    """
+
+    working_spacing_mm: float = 2.5  # approximate working-grid spacing (mm); input block-averaged, never upsampled
+    air_threshold_hu: float = -400.0  # voxels below this (HU) are air-like (aerated lung, airways, outside air)
+    recover_dense: bool = True  # run step 6 (dense recovery)
+    dense_max_hu: float = 150.0  # upper HU limit of recovered dense lung (bone, contrast-filled vessels above)
+    halo_gate: bool = True  # 3-D path: halo gate on the rib-cage band and the outline interpolation
+    disabled_rules: frozenset[str] = field(default_factory=frozenset)  # step-6 rules switched off (RULE_NAMES)
+    # --- QA: low_confidence (the mask is likely wrong: use an external mask); measured on covid_ny_sbu, docs/ct.md
+    low_confidence_dense_fraction: float = 0.3  # more than this share (0-1) of the mask was added by dense recovery
+    low_confidence_lr_ratio_3d: float = 0.5  # volume: smaller / larger lung below this
+    low_confidence_lr_ratio_2d: float = 0.25  # single slice (the left lung is smaller beside the heart): below this
+    # --- steps 1-6a (lungs.py): outside air, gas, airways, hull deficit
+    tight_crop_border_air: float = 0.5  # slices whose border is < 50 % air are crops through the body
+    tight_crop_outside_max_hu: float = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
+    airway_lumen_hu: float = -900.0  # airway tracking: lumen darker than lung parenchyma (~-850 HU)
+    # DICOM PatientPosition values for which the abdominal-gas rule holds (gas anterior)
+    supine_positions: tuple[str, ...] = ("HFS", "FFS")
+    # abdominal-gas rule (3-D): a component with less than this share of its voxels in the
+    gas_max_posterior_share: float = 0.1
+    # posterior half of the trunk (per slice) is non-dependent (gas rises anteriorly in the supine abdomen; every lung
+    # reaches the posterior ribs beside the spine: measured lung shares 0.49-0.90, stomach/bowel gas 0.00)
+    # ... and whose interior (1-voxel eroded) median HU is below this is pure gas (stomach/bowel
+    gas_max_hu: float = -940.0
+    # gas -955..-980 HU; aerated lung -900..-750 HU, the emphysematous COPDGene ct64 lung -930 HU -- HU alone is not
+    # trusted, see the docstring of _drop_abdominal_gas)
+    lateral_min: float = 0.05  # hull-deficit rule: component centroid lateral of the lung centroid (x lung width)
+    posterior_min: float = 0.15  # ... or posterior of it (x lung height) and away from the medial edge
+    max_deficit_to_lung: float = 0.5  # ... and at most half the lung area of the slice
+    # --- rules of both paths (_common.py): rib-cage band, outline interpolation, vertebral body
+    n_rays: int = 180  # sub-pleural (rib-cage) rule: rays per slice (also the costophrenic-recess rule, 3-D)
+    min_band_mm: float = 8.0  # ... a band thinner than this (mm) is not recovered
+    # ... rib cage = first pixel at least this dense (HU) outside the lung (bone in the other rules too)
+    bone_hu: float = 200.0
+    cage_margin_mm: float = 6.0  # ... pleura + intercostal soft tissue inside the ribs (mm), never lung
+    cage_max_gap_deg: float = 12.0  # ... rays farther than this (degrees) from a rib hit get no cage
+    # ... 3-D path: a ray between ribs takes the cage from slices within this distance (mm)
+    cage_z_reach_mm: float = 15.0
+    cage_z_anterior_deg: float = 60.0  # ... but not within this angle (degrees) of anterior (heart against the sternum)
+    cage_margin_3d_mm: float = 4.0  # ... 3-D path, outside that anterior sector: pleura + intercostal margin (mm)
+    min_band_3d_mm: float = 5.0  # ... 3-D path, outside that anterior sector: thinnest recovered band (mm)
+    # ... 3-D path: upper share of the lung height treated as in 2-D (oblique ribs)
+    cage_apex_fraction: float = 1.0 / 3.0
+    interp_window_mm: float = 25.0  # outline interpolation: lung above and below within this distance (mm)
+    # vertebral body (3-D gutter, 2-D paravertebral band): centre within this (mm) of midline
+    gutter_midline_mm: float = 20.0
+    # ... thickest inscribed radius (mm) of a vertebral body (thinner bone: rib, sternum)
+    gutter_min_radius_mm: float = 8.0
+    # ... gutter = up to this far (mm) lateral of the vertebral body's lateral edge (3-D rule)
+    gutter_width_mm: float = 25.0
+    # --- 2-D path rules (dense_2d.py): dependent consolidation, air bronchograms, mediastinum filter
+    dependent_bone_below_top_hu: float = 40.0  # dependent rule: bone = within this (HU) of the image maximum when that
+    # maximum is below bone_hu (display-converted teaching images clip bone at the window top, level + width / 2)
+    dependent_min_bone_px: int = 3  # ... smaller bone specks (working-grid pixels) are image noise, not rib
+    # ... image maximum below this (HU): soft tissue saturates too, no cage is modelled
+    dependent_min_top_hu: float = 120.0
+    # ... pleura + intercostal soft tissue in front of the posterior cage (mm), never lung
+    dependent_margin_mm: float = 6.0
+    # (also the air-bronchogram rule's distance from bone)
+    dependent_min_band_mm: float = 8.0  # ... a column band thinner than this (mm) is not recovered
+    dependent_max_depth_mm: float = 80.0  # ... at most this far (mm) behind the deepest lung pixel of the column
+    # ... posterior cage = rolling minimum depth of the first bone over this width (mm)
+    dependent_cage_window_mm: float = 20.0
+    dependent_medial_mm: float = 10.0  # ... columns closer than this (mm) to the vertebral body's edge are never filled
+    dependent_aorta_mm: float = 30.0  # ... on the left (descending aorta beside the vertebral body) this (mm)
+    dependent_lung_medial: float = 0.35  # ... columns in the medial share (x lung width) of each lung are never filled
+    # ... nor the lateral share (x lung width): the column runs along the chest wall there
+    dependent_lung_lateral: float = 0.1
+    dependent_min_columns: int = 3  # ... bands narrower than this many working-grid columns are dropped (opening)
+    dependent_max_hu: float = 150.0  # ... walked tissue up to this (HU); brighter = bone / contrast, stops the walk
+    bronchogram_max_area_mm2: float = 400.0  # air-bronchogram rule: enclosed air pockets up to this area (mm^2)
+    # ... whose one-pixel surrounding ring is at least this share dense (-400..+150 HU)
+    bronchogram_ring_dense: float = 0.9
+    # ... the rule fires only on slices with at least this many such pockets (consolidation)
+    bronchogram_min_count: int = 5
+    bronchogram_posterior: float = -0.3  # ... pocket centre posterior of trunk centre + this x trunk half-height
+    bronchogram_radius_mm: float = 25.0  # ... dense tissue within this distance (mm) of an accepted pocket is lung
+    # ... mediastinum = between the two lungs' medial edges within +- this (mm) of the row
+    bronchogram_rows_mm: float = 10.0
+    bronchogram_midline_mm: float = 60.0  # ... but at most this far (mm) from the body midline on each side
+    # (these two also bound the mediastinum filter, _mediastinum_2d)
+    # --- 3-D path rules (dense_3d.py): lung base, gutter, costophrenic recess, halo gate
+    base_fit_degree: int = 2  # lung-base rule: polynomial degree of the dome model (2: quadratic; 3, 4 tried: worse)
+    base_fit_iterations: int = 12  # ... iterations of the asymmetric (lower-envelope) dome fit
+    base_fit_asymmetry: float = 0.05  # ... weight of columns whose base lies above the fitted dome (1 - this below it)
+    # ... a column whose base is at least this far (mm) above the dome is raised by dense lung
+    base_raised_mm: float = 5.0
+    # ... and at most this far (mm): higher bases are apex / mediastinal overhang, not base
+    base_max_raise_mm: float = 40.0
+    base_min_lung_height_mm: float = 120.0  # ... lungs shorter than this (mm) in the scan are not modelled (bases only)
+    # ... columns closer than this (mm) to the body midline (spine, aorta) are never filled
+    base_midline_mm: float = 20.0
+    # (also the costophrenic-recess rule's distance from the trunk midline)
+    # paravertebral-gutter rule: dense voxels at most this far (mm) anterior of the rib / vertebra
+    gutter_depth_mm: float = 25.0
+    # behind them (the vertebral body and the gutter width: gutter_* above)
+    recess_max_gap_deg: float = 90.0  # costophrenic-recess rule: widest angular gap (degrees) bridged between lung rays
+    # ... the gap's outer edge moves out to the rib cage when it lies within this (mm)
+    recess_cage_reach_mm: float = 10.0
+    # halo gate: an aerated-lung pixel denser than this (HU) is abnormal (GGO bin lower edge)
+    halo_abnormal_hu: float = -700.0
+    # ... a recovered component is kept when at least this share (0-1) of its halo is abnormal
+    halo_min_share: float = 0.3
+    # ... the halo is the lung ring just beyond this distance (mm; at least one pixel) around it
+    halo_gap_mm: float = 3.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "disabled_rules", frozenset(self.disabled_rules))
+        unknown = sorted(self.disabled_rules - set(RULE_NAMES))
+        if unknown:
+            raise SegmentationError(
+                f"LungParameters.disabled_rules: unknown rule name(s) {unknown}; expected some of {list(RULE_NAMES)}"
+            )
+
+    def rule_enabled(self, name: str) -> bool:
+        """Whether step-6 rule ``name`` runs (``halo_gate=False`` disables ``"halo_gate"``)."""
+        if name == "halo_gate" and not self.halo_gate:
+            return False
+        return name not in self.disabled_rules
+
+
+DEFAULT_PARAMETERS = LungParameters()
