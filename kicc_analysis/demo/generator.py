@@ -38,6 +38,7 @@ from kicc_analysis.demo.dicom_writer import (
     write_ground_truth,
     write_radiograph,
 )
+from kicc_analysis.demo.finding_readers import write_demo_finding_readings
 from kicc_analysis.demo.lobes import write_lobe_truth  # issue 15 (ctmask)
 from kicc_analysis.demo.phantom import chest_phantom
 from kicc_analysis.demo.readers import LOBES, simulate_readings
@@ -483,6 +484,7 @@ def generate_demo(
     readings = simulate_readings(cases, np.random.default_rng(np.random.SeedSequence([seed, 3])))
     readings.to_csv(out / "readings" / "reader_scores.csv", index=False, lineterminator="\n")
     write_demo_cxr_readings(out, plans, seed)  # issue 17 hook: 3 readers' Brixia scores (demo/cxr_readers.py)
+    write_demo_finding_readings(out, cases, seed)  # issue 20 hook: CT findings, RSNA, CO-RADS (finding_readers.py)
 
     # --- a few non-DICOM files in the DICOM tree ---------------------------------------------------------------
     non_dicom = []
