@@ -47,7 +47,7 @@ from kicc_analysis.progress import progress_bar
 
 __all__ = ["GENERATOR_VERSION", "DemoManifest", "generate_demo", "load_manifest"]
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1.0: readings/ct_findings.csv (issue 20)
 MANIFEST_KIND = "kicc-analysis demo repository"
 _DEMO_ENTRIES = {"manifest.json", "dicom", "clinical", "readings", "ground_truth"}
 # derived files kicc itself writes into a writable repository (scan index, cohort snapshots, quantification cache:
