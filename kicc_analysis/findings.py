@@ -91,7 +91,7 @@ def reader_indicators(readings: pd.DataFrame) -> pd.DataFrame:
     --------
     >>> t = pd.DataFrame({"subject": "P1", "study": "", "reader": "R1", "scheme": ["ct_findings", "ct_findings"],
     ...                   "item": ["ggo", "laterality"], "score": [1, 2]})
-    >>> reader_indicators(t).loc[0, ["ggo", "bilateral", "unilateral", "consolidation"]].tolist()
+    >>> reader_indicators(t).loc[0, ["ggo", "bilateral", "unilateral", "consolidation"]].astype(float).tolist()
     [1.0, 1.0, 0.0, nan]
     """
     needed = ("subject", "reader", "scheme", "item", "score")
