@@ -281,6 +281,10 @@ def test_true_findings_follow_the_phantom_lesions():
 def test_frequency_figure_draws_every_indicator():
     calls = finding_calls(simulate_finding_readings(_demo_cases(20), np.random.default_rng(1)))
     freq = finding_frequencies(calls.assign(g=np.where(np.arange(len(calls)) % 2, "a", "b")), by="g")
+    import matplotlib.pyplot as plt
+
     fig = frequency_figure(freq)
-    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(dict.fromkeys(freq["label"]))
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    plt.close(fig)  # an open current figure would be drawn on by later tests that plot on plt.gca()
+    assert labels == list(dict.fromkeys(freq["label"]))
     assert len(INDICATORS) == len(set(freq["indicator"]))
