@@ -38,6 +38,7 @@ from kicc_analysis.demo.dicom_writer import (
     write_ground_truth,
     write_radiograph,
 )
+from kicc_analysis.demo.finding_readers import write_demo_finding_readings
 from kicc_analysis.demo.lobes import write_lobe_truth  # issue 15 (ctmask)
 from kicc_analysis.demo.phantom import chest_phantom
 from kicc_analysis.demo.readers import LOBES, simulate_readings
@@ -57,7 +58,7 @@ __all__ = [
     "plan_demo",
 ]
 
-GENERATOR_VERSION = "2.0.0"
+GENERATOR_VERSION = "2.1.0"  # 2.1.0: readings/ct_findings.csv (issue 20)
 #: default size: the published KICC-19 cohort (522 patients, 17 hospitals)
 DEFAULT_PATIENTS = int(PUBLISHED["n_patients"])
 MANIFEST_KIND = "kicc-analysis demo repository"
@@ -709,6 +710,7 @@ def generate_demo(
     readings = simulate_readings(cases, np.random.default_rng(np.random.SeedSequence([seed, 3])))
     readings.to_csv(out / "readings" / "reader_scores.csv", index=False, lineterminator="\n")
     write_demo_cxr_readings(out, _plan_dicts(plans), seed)  # issue 17 hook: 3 readers' Brixia scores (demo/cxr_readers.py)
+    write_demo_finding_readings(out, cases, seed)  # issue 20 hook: CT findings, RSNA, CO-RADS (finding_readers.py)
 
     # --- a few non-DICOM files in the DICOM tree ---------------------------------------------------------------
     non_dicom = []

@@ -1,8 +1,9 @@
-"""Reader scores: the scoring schemes (Brixia, RALE, Cohen, CT per-lobe, CT suspicion) in one table, one
+"""Reader scores: the scoring schemes (Brixia, RALE, Cohen, CT per-lobe, CT suspicion, RSNA CT category,
+CO-RADS, structured CT findings) in one table, one
 reader-score file format validated against it, and loaders of public reader-score data sets."""
 
 from .public import load_brixia_annotations, load_cohen_severity
-from .schemes import SCHEMES, Item, Scheme, Total, get_scheme, scheme_table
+from .schemes import FINDING_ITEMS, SCHEMES, Item, Scheme, Total, get_scheme, scheme_table
 from .scores import (
     PROBLEM_COLUMNS,
     SCORE_COLUMNS,
@@ -13,6 +14,7 @@ from .scores import (
 )
 
 __all__ = [
+    "FINDING_ITEMS",
     "PROBLEM_COLUMNS",
     "SCHEMES",
     "SCORE_COLUMNS",

@@ -26,6 +26,19 @@ scheme              definition
                     the quantification layer (``kicc_analysis.quantification``), not here.
 ``ct_suspicion``    5-level categorical suspicion of COVID-19 pneumonia on CT, 1 very low ... 5 very high
                     (CO-RADS-like; Prokop et al., Radiology 2020;296:E97-E104); no total.
+``rsna_ct``         RSNA expert consensus CT category: ``category`` 0 negative, 1 atypical, 2 indeterminate, 3
+                    typical appearance of COVID-19 pneumonia (Simpson et al., Radiol Cardiothorac Imaging
+                    2020;2:e200152); codes ordered by likelihood of COVID-19; no total.
+``co_rads``         CO-RADS 1-5 (1 very low ... 5 very high level of suspicion; Prokop et al. 2020). CO-RADS 0 (not
+                    interpretable) and 6 (PCR-proven) are not reading categories here: record them as missing.
+``ct_findings``     Structured CT findings, one item each: presence (0 absent, 1 present) of ground-glass opacity
+                    (``ggo``), ``consolidation``, ``crazy_paving``, ``reticulation``, ``reversed_halo``,
+                    ``air_bronchogram``, ``vascular_enlargement``, ``pleural_effusion``, ``lymphadenopathy``
+                    (Fleischner glossary terms, Hansell et al., Radiology 2008;246:697-722); distribution:
+                    ``axial_distribution`` 0 none, 1 peripheral, 2 central, 3 diffuse; ``lower_zone`` 0/1 (lower-zone
+                    predominance); ``laterality`` 0 none, 1 unilateral, 2 bilateral; ``lobes_involved`` 0-5. No
+                    total. Consistency of the items (e.g. a finding with 0 lobes) is checked by
+                    :func:`kicc_analysis.findings.finding_problems`.
 ==================  ============================================================================================
 
 Examples
@@ -46,7 +59,7 @@ import pandas as pd
 
 from kicc_analysis.errors import ReadingsError
 
-__all__ = ["SCHEMES", "Item", "Scheme", "Total", "get_scheme", "scheme_table"]
+__all__ = ["FINDING_ITEMS", "SCHEMES", "Item", "Scheme", "Total", "get_scheme", "scheme_table"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,13 @@ class Item:
     max: int
     description: str
     optional_when_zero: str = ""  # the item may be absent when this other item is 0 (RALE density vs extent)
+    levels: tuple[str, ...] = ()  # names of the codes min..max for categorical items (empty: a graded score)
+
+    def level(self, code: int) -> str:
+        """Name of the code ``code`` (the code itself as text when the item has no named levels)."""
+        if self.levels and self.min <= code <= self.max:
+            return self.levels[int(code) - self.min]
+        return str(code)
 
 
 @dataclass(frozen=True)
@@ -146,6 +166,19 @@ _RALE_QUADRANTS = {
 _LOBES = {"RUL": "right upper lobe", "RML": "right middle lobe", "RLL": "right lower lobe", "LUL": "left upper lobe",
           "LLL": "left lower lobe"}  # fmt: skip
 
+#: presence items of the ``ct_findings`` scheme and their Fleischner-glossary names
+FINDING_ITEMS: dict[str, str] = {
+    "ggo": "ground-glass opacity",
+    "consolidation": "consolidation",
+    "crazy_paving": "crazy-paving pattern",
+    "reticulation": "reticulation (interlobular septal thickening / reticular pattern)",
+    "reversed_halo": "reversed halo (atoll) sign",
+    "air_bronchogram": "air bronchogram",
+    "vascular_enlargement": "vascular enlargement within opacities",
+    "pleural_effusion": "pleural effusion",
+    "lymphadenopathy": "mediastinal lymphadenopathy (short axis > 10 mm)",
+}
+
 SCHEMES: dict[str, Scheme] = {
     "brixia": Scheme(
         name="brixia",
@@ -222,6 +255,72 @@ SCHEMES: dict[str, Scheme] = {
     ),
 }
 
+SCHEMES.update(
+    {
+        "rsna_ct": Scheme(
+            name="rsna_ct",
+            title="RSNA expert consensus CT category",
+            modality="CT",
+            item_list=(
+                Item(
+                    "category",
+                    0,
+                    3,
+                    "0 negative, 1 atypical, 2 indeterminate, 3 typical appearance for COVID-19 pneumonia",
+                    levels=("negative", "atypical", "indeterminate", "typical"),
+                ),
+            ),  # fmt: skip
+            citation="Simpson S, Kay FU, Abbara S, et al. Radiological Society of North America expert consensus "
+            "statement on reporting chest CT findings related to COVID-19. Radiol Cardiothorac Imaging "
+            "2020;2:e200152",
+            notes="Codes ordered by the likelihood of COVID-19 (the statement lists typical first).",
+        ),
+        "co_rads": Scheme(
+            name="co_rads",
+            title="CO-RADS",
+            modality="CT",
+            item_list=(
+                Item(
+                    "co_rads",
+                    1,
+                    5,
+                    "level of suspicion: 1 very low, 2 low, 3 equivocal, 4 high, 5 very high",
+                    levels=("CO-RADS 1", "CO-RADS 2", "CO-RADS 3", "CO-RADS 4", "CO-RADS 5"),
+                ),
+            ),  # fmt: skip
+            citation="Prokop M, van Everdingen W, van Rees Vellinga T, et al. CO-RADS: a categorical CT assessment "
+            "scheme for patients suspected of having COVID-19. Radiology 2020;296:E97-E104",
+            notes="CO-RADS 0 (scan not interpretable) and 6 (PCR-proven) are recorded as missing, not as a code.",
+        ),
+        "ct_findings": Scheme(
+            name="ct_findings",
+            title="Structured CT findings of COVID-19 pneumonia",
+            modality="CT",
+            item_list=(
+                *(
+                    Item(name, 0, 1, f"{text}: 0 absent, 1 present", levels=("absent", "present"))
+                    for name, text in FINDING_ITEMS.items()
+                ),
+                Item(
+                    "axial_distribution",
+                    0,
+                    3,
+                    "axial distribution: 0 none, 1 peripheral, 2 central, 3 diffuse",
+                    levels=("none", "peripheral", "central", "diffuse"),
+                ),
+                Item("lower_zone", 0, 1, "lower-zone predominance: 0 no, 1 yes", levels=("no", "yes")),
+                Item(
+                    "laterality", 0, 2, "0 none, 1 unilateral, 2 bilateral", levels=("none", "unilateral", "bilateral")
+                ),
+                Item("lobes_involved", 0, 5, "number of lobes with any finding of pneumonia (0-5)"),
+            ),  # fmt: skip
+            citation="Hansell DM, Bankier AA, MacMahon H, et al. Fleischner Society: glossary of terms for thoracic "
+            "imaging. Radiology 2008;246:697-722; Simpson S, et al. Radiol Cardiothorac Imaging 2020;2:e200152",
+            notes="Presence items are 0/1; distribution items describe the parenchymal findings as a whole.",
+        ),
+    }
+)
+
 
 def get_scheme(name: str) -> Scheme:
     """The scheme called ``name`` (case-insensitive).
@@ -238,8 +337,8 @@ def get_scheme(name: str) -> Scheme:
 
 
 def scheme_table() -> pd.DataFrame:
-    """All schemes as one table: ``scheme, title, modality, kind (item/total), item, min, max, rule, description,
-    citation``."""
+    """All schemes as one table: ``scheme, title, modality, kind (item/total), item, min, max, rule, levels,
+    description, citation`` (``levels``: the named codes of a categorical item, e.g. ``0 absent; 1 present``)."""
     rows = []
     for scheme in SCHEMES.values():
         for item in scheme.item_list:
@@ -253,6 +352,7 @@ def scheme_table() -> pd.DataFrame:
                     "min": item.min,
                     "max": item.max,
                     "rule": f"optional when {item.optional_when_zero} = 0" if item.optional_when_zero else "",
+                    "levels": "; ".join(f"{item.min + i} {name}" for i, name in enumerate(item.levels)),
                     "description": item.description,
                     "citation": scheme.citation,
                 }
@@ -269,6 +369,7 @@ def scheme_table() -> pd.DataFrame:
                     "min": low,
                     "max": high,
                     "rule": total.rule,
+                    "levels": "",
                     "description": total.description,
                     "citation": scheme.citation,
                 }
