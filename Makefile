@@ -9,6 +9,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_repository
+# make study's demo size: 300 of the published 522 patients keeps make study under 10 min on 2 cores (docs/demo.md);
+# `make study DEMO_PATIENTS=522` builds the full-size cohort
+DEMO_PATIENTS ?= 300
 RESULTS ?= results
 KICC_REPOSITORY ?=
 # JupyterLab settings that live in the environment, not in the user's home: the jupytext helper writes the
@@ -42,7 +45,7 @@ demo: $(STAMP)
 
 study: env
 ifeq ($(strip $(KICC_REPOSITORY)),)
-	$(BIN)/kicc demo $(DEMO_DIR) --if-missing
+	$(BIN)/kicc demo $(DEMO_DIR) --if-missing --patients $(DEMO_PATIENTS)
 	$(BIN)/kicc study --repository $(DEMO_DIR) --output $(RESULTS)
 else
 	$(BIN)/kicc study --repository "$(KICC_REPOSITORY)" --output $(RESULTS)
