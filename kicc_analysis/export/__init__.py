@@ -27,6 +27,7 @@ from kicc_analysis.export.cases import (
     LUNG_LABELS,
     TASKS,
     ExportError,
+    add_scanner,
     clinical_targets,
     ct_cases,
     cxr_cases,
@@ -169,7 +170,7 @@ def export_dataset(
         raise ExportError(f"export: the repository has no case for task '{task}'")
     if baseline_only:
         cases = cases[cases["timepoint"] == "baseline"]
-    cases = number_cases(cases)
+    cases = number_cases(add_scanner(cases, build))
     patients = cohort[cohort["subjid"].isin(cases["subjid"])]
     assignment = patient_splits(patients, fractions=fractions, seed=seed, stratify=stratify)
     cases = cases.merge(assignment[["subjid", "split"]], on="subjid", how="left")
@@ -221,8 +222,11 @@ def export_dataset(
     name = f"KICC19_{task.replace('-', '_')}"
     description = f"KICC-19 {task} export (cohort_version {build.cohort_version}, seed {seed})"
     if export_format == "nnunet":
-        write_json(nnunet.dataset_json(cases, labels, name=name, description=description, licence=datasheet.LICENCE),
-                   out / "dataset.json", known_values=known)
+        write_json(
+            nnunet.dataset_json(cases, labels, name=name, description=description, licence=datasheet.LICENCE),
+            out / "dataset.json",
+            known_values=known,
+        )
         if folds is not None:
             write_json(nnunet.splits_final(cases), out / "splits_final.json", known_values=known)
     elif export_format == "monai":
@@ -243,7 +247,9 @@ def export_dataset(
     write_csv(report, out / "split_report.csv", known_values=known)
     fold_table = leave_one_site_out(patients).rename(columns={"fold": "loso_site"})
     if folds is not None:
-        fold_table = fold_table.merge(folds[["subjid", "fold"]].rename(columns={"fold": "kfold"}), on="subjid", how="left")
+        fold_table = fold_table.merge(
+            folds[["subjid", "fold"]].rename(columns={"fold": "kfold"}), on="subjid", how="left"
+        )
         fold_table["kfold"] = fold_table["kfold"].astype("Int64")
     fold_table = fold_table.merge(assignment[["subjid", "split"]], on="subjid")
     write_csv(fold_table, out / "folds.csv", known_values=known)

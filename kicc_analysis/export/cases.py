@@ -21,7 +21,15 @@ TASKS = CT_TASKS + CXR_TASKS
 LUNG_LABELS = {"background": 0, "right_lung": 1, "left_lung": 2}
 LOBE_LABELS = {"background": 0, "RUL": 1, "RML": 2, "RLL": 3, "LUL": 4, "LLL": 5}
 #: clinical columns copied to every case's targets (when present in the cohort)
-CLINICAL_TARGETS = ("kicc_site", "demog_age", "demog_sex", "inter_suppleo2", "crito_icu", "inter_invent", "outco_outcome")
+CLINICAL_TARGETS = (
+    "kicc_site",
+    "demog_age",
+    "demog_sex",
+    "inter_suppleo2",
+    "crito_icu",
+    "inter_invent",
+    "outco_outcome",
+)
 
 
 class ExportError(KiccError):
@@ -29,7 +37,7 @@ class ExportError(KiccError):
 
 
 def ct_cases(build, task: str) -> pd.DataFrame:
-    """CT series of the cohort: ``subjid, study_uid, series_uid, timepoint, img_day, source``."""
+    """CT series of the cohort (selected series of each study): ``subjid, study_uid, series_uid, timepoint, img_day, source``."""
     from kicc_analysis.cohort import ct_series_jobs
 
     jobs = ct_series_jobs(build)
@@ -48,9 +56,16 @@ def cxr_cases(build, task: str) -> pd.DataFrame:
     from kicc_analysis.repository import series_files
 
     inventory = build.inventory
-    cxr = inventory[
-        inventory["modality"].isin(["CR", "DX"]) & inventory["selected_series_uid"].notna() & inventory[ID].isin(build.table[ID])
-    ].copy()
+    series = build.scan.series
+    radiograph_series = (
+        series[series["modality"].isin(["CR", "DX"])]
+        .sort_values(["study_uid", "series_number", "series_uid"], na_position="last")
+        .drop_duplicates("study_uid")
+        .set_index("study_uid")["series_uid"]
+    )
+    cxr = inventory[inventory["modality"].isin(["CR", "DX"]) & inventory[ID].isin(build.table[ID])].copy()
+    cxr["selected_series_uid"] = cxr["study_uid"].map(radiograph_series)
+    cxr = cxr[cxr["selected_series_uid"].notna()]
     cxr["img_day"] = pd.to_numeric(cxr["img_day"], errors="coerce")
     cxr = cxr.sort_values([ID, "img_day", "study_uid"], na_position="last")
     cxr["timepoint"] = np.where(~cxr[ID].duplicated(), "baseline", "follow-up")
@@ -74,6 +89,13 @@ def cxr_cases(build, task: str) -> pd.DataFrame:
     cases["source"] = [[str(p) for p in series_files(build.scan, uid)][:1] for uid in cases["series_uid"]]
     cases["brixia"] = cases["study_uid"].map(brixia).astype(float)
     return cases.reset_index(drop=True)
+
+
+def add_scanner(cases: pd.DataFrame, build) -> pd.DataFrame:
+    """Add ``scanner`` (the series' manufacturer, for the split report; not exported per case)."""
+    series = build.scan.series.drop_duplicates("series_uid").set_index("series_uid")
+    manufacturer = series["manufacturer"] if "manufacturer" in series else pd.Series(dtype="string")
+    return cases.assign(scanner=cases["series_uid"].map(manufacturer).astype("string").fillna("unknown"))
 
 
 def number_cases(cases: pd.DataFrame) -> pd.DataFrame:

@@ -65,7 +65,9 @@ def render(
     exported = cohort[cohort["subjid"].isin(cases["subjid"])]
     missing = exported.drop(columns=["subjid"]).isna().mean().sort_values(ascending=False)
     missing = missing[missing > 0].head(10)
-    sites = exported["kicc_site"].astype("string").value_counts().sort_index() if "kicc_site" in exported else pd.Series()
+    sites = (
+        exported["kicc_site"].astype("string").value_counts().sort_index() if "kicc_site" in exported else pd.Series()
+    )
     largest = float(sites.max() / sites.sum()) if len(sites) else np.nan
     per_split = cases.groupby("split").agg(cases=("case_id", "size"), patients=("subjid", "nunique")).reset_index()
     lines = [
@@ -117,7 +119,7 @@ def render(
         "",
         "## Known biases and limitations",
         f"- Sites are unequal: the largest site contributes {largest:.0%} of exported patients. Use leave-one-site-"
-        "out folds (`kfold`/`loso` in `folds.csv`) to see how a model transfers between hospitals.",
+        "out folds (`loso_site` in `folds.csv`; `kfold` gives patient-level cross-validation folds) to see how a model transfers between hospitals.",
         "- Scanners and reconstruction kernels differ between sites; a site's scanner may occur in one split only.",
         "- Missing values (share of exported patients, top 10):",
         "",

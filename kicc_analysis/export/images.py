@@ -44,12 +44,16 @@ def ct_label(ct: sitk.Image, task: str, mask_source: str, mask_dir: Path | None,
 
     if mask_source == "classical":
         if task != "lungs":
-            raise ExportError(f"export: task '{task}' needs external masks (--mask-dir); classical masks are lungs only")
+            raise ExportError(
+                f"export: task '{task}' needs external masks (--mask-dir); classical masks are lungs only"
+            )
         labels = segment_lungs(ct).labels
     elif mask_source == "external":
         path = external_mask_path(mask_dir, series_uid) if mask_dir is not None else None
         if path is None:
-            raise ExportError(f"export: no external mask for a {task} case in {mask_dir} (expected <series UID>.nii.gz)")
+            raise ExportError(
+                f"export: no external mask for a {task} case in {mask_dir} (expected <series UID>.nii.gz)"
+            )
         mask = load_lung_mask(path, ct)
         labels = mask.labels if task == "lungs" else mask.lobes
         if labels is None:

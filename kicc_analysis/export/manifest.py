@@ -30,7 +30,10 @@ def write_image(image: sitk.Image, path: Path) -> None:
             plain = Path(folder) / "image.nii"
             sitk.WriteImage(image, str(plain), useCompression=False)
             data = plain.read_bytes()
-        with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
+        with (
+            open(path, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
+        ):
             gz.write(data)
     else:
         sitk.WriteImage(image, str(path), useCompression=False)

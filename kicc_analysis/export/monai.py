@@ -34,7 +34,13 @@ def _clean(value):
 
 def datalist(cases: pd.DataFrame, targets: list[str]) -> dict[str, list[dict]]:
     """The datalist: one list per split, items in ``case_id`` order, missing targets as ``null``."""
-    keys = ["case_id", "image", *(["label"] if "label" in cases else []), *targets, *(["fold"] if "fold" in cases else [])]
+    keys = [
+        "case_id",
+        "image",
+        *(["label"] if "label" in cases else []),
+        *targets,
+        *(["fold"] if "fold" in cases else []),
+    ]
     out: dict[str, list[dict]] = {name: [] for name in LISTS.values()}
     for row in cases.sort_values("case_id").to_dict("records"):
         out[LISTS[row["split"]]].append({key: _clean(row[key]) for key in keys})

@@ -101,7 +101,12 @@ def patient_splits(
 
 
 def kfold_splits(
-    cohort: pd.DataFrame, *, k: int = 5, seed: int = 19, site: str | None = "kicc_site", stratify: str | None = "outco_outcome"
+    cohort: pd.DataFrame,
+    *,
+    k: int = 5,
+    seed: int = 19,
+    site: str | None = "kicc_site",
+    stratify: str | None = "outco_outcome",
 ) -> pd.DataFrame:
     """Patient-level stratified k-fold lists: ``subjid, fold`` (0 .. k-1), each patient in exactly one fold.
 
@@ -186,7 +191,11 @@ def split_report(cohort: pd.DataFrame, assignment: pd.DataFrame, items: pd.DataF
             row["age_median_years"] = float(pd.to_numeric(part["demog_age"], errors="coerce").median())
         if "outco_outcome" in part.columns:
             row["death_rate"] = float((pd.to_numeric(part["outco_outcome"], errors="coerce") == 2).mean())
-        for column, label in (("crito_icu", "icu_rate"), ("inter_invent", "ventilation_rate"), ("inter_suppleo2", "oxygen_rate")):
+        for column, label in (
+            ("crito_icu", "icu_rate"),
+            ("inter_invent", "ventilation_rate"),
+            ("inter_suppleo2", "oxygen_rate"),
+        ):
             if column in part.columns:
                 values = pd.to_numeric(part[column], errors="coerce").replace(99, np.nan)
                 row[label] = float(values.mean()) if values.notna().any() else np.nan
