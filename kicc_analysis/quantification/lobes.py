@@ -156,9 +156,7 @@ def append_lobe_rows(
 ) -> pd.DataFrame:
     """``quantify``'s table with the lobe rows appended (arrays cropped to the lung's bounding ``box``)."""
     if lobe_labels.GetSize() != image.GetSize():
-        raise AnalysisError(
-            f"lobe labels must share the CT grid: CT size {image.GetSize()}, lobes {lobe_labels.GetSize()}"
-        )
+        raise AnalysisError(f"lobe labels must share the CT grid: CT size {image.GetSize()}, lobes {lobe_labels.GetSize()}")
     lobes = lobe_table(hu, sitk.GetArrayViewFromImage(lobe_labels)[box], opacity, table, voxel_ml)
     lobes["severity_score"] = np.nan
     lobes["severity_total"] = frame["severity_total"].iloc[0] if len(frame) else np.nan
