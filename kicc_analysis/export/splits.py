@@ -2,8 +2,10 @@
 
 Every study and series of a patient lands in the split of that patient: the unit of assignment is the patient
 (``subjid``), never the image. Strata are ``site x outcome`` (or ``site x severity bin``); inside each stratum the
-patients are shuffled with ``numpy.random.default_rng(seed)`` and dealt round-robin over the splits in proportion
-to the requested fractions, so every split receives patients of every stratum large enough to share. This is the
+patients are shuffled with ``numpy.random.default_rng(seed)`` and each in turn goes to the split furthest below its
+share *within the stratum* (ties: within its outcome level, then its site, then overall), so every split receives its
+share of every stratum large enough to share and the leftovers of small strata still balance the outcome (k-fold: the
+fold with the fewest patients of the stratum, then of the outcome level, the site, overall). This is the
 same idea as scikit-learn's ``StratifiedGroupKFold`` (a development-only dependency here), implemented in a few lines
 so that the export needs no run-time scikit-learn; because patients are the rows, grouping is exact by construction.
 
@@ -39,6 +41,15 @@ def _strata(patients: pd.DataFrame, site: str | None, stratify: str | None) -> p
     for part in parts[1:]:
         key = key + "|" + part
     return key
+
+
+def _margins(patients: pd.DataFrame, site: str | None, stratify: str | None) -> list[pd.Series]:
+    """The single stratification columns as labelled strings (``stratify`` first, then ``site``)."""
+    return [
+        column + "=" + patients[column].astype("string").fillna("NA")
+        for column in (stratify, site)
+        if column is not None
+    ]
 
 
 def patient_splits(
@@ -85,18 +96,27 @@ def patient_splits(
     strata = _strata(patients, site, stratify)
     rng = np.random.default_rng(seed)
     assigned = pd.Series("", index=patients.index, dtype=object)
-    # running totals across strata so that rounding errors do not accumulate in one split
-    counts = np.zeros(3)
+    counts = np.zeros(3)  # patients per split over all strata (tie-break)
+    margins = _margins(patients, site, stratify)
+    margin_counts = {key: np.zeros(3) for values in margins for key in values.unique()}
+
+    def deficit(tally: np.ndarray) -> np.ndarray:
+        return np.round(np.where(shares > 0, shares * (tally.sum() + 1) - tally, -np.inf), 9)
+
     for key in sorted(strata.unique()):
         members = patients.index[strata == key].to_numpy()
         members = members[rng.permutation(len(members))]
+        local = np.zeros(3)
         for index in members:
-            # give the patient to the split furthest below its target share (ties: train, validation, test)
-            target = shares * (counts.sum() + 1)
-            deficit = np.where(shares > 0, target - counts, -np.inf)
-            choice = int(np.argmax(deficit))
+            keys = [values[index] for values in margins]
+            # the split furthest below its share within the stratum; ties: within its outcome, its site, overall
+            gaps = [deficit(local), *(deficit(margin_counts[m]) for m in keys), deficit(counts)]
+            choice = max(range(3), key=lambda j: (*(gap[j] for gap in gaps), -j))
             assigned[index] = SPLITS[choice]
+            local[choice] += 1
             counts[choice] += 1
+            for m in keys:
+                margin_counts[m][choice] += 1
     return pd.DataFrame({ID: patients[ID].to_numpy(), "split": assigned.to_numpy(), "stratum": strata.to_numpy()})
 
 
@@ -123,13 +143,21 @@ def kfold_splits(
     rng = np.random.default_rng(seed)
     fold = np.full(len(patients), -1)
     counts = np.zeros(k)
+    margins = _margins(patients, site, stratify)
+    margin_counts = {key: np.zeros(k) for values in margins for key in values.unique()}
     for key in sorted(strata.unique()):
         members = patients.index[strata == key].to_numpy()
         members = members[rng.permutation(len(members))]
+        local = np.zeros(k)
         for index in members:
-            choice = int(np.argmin(counts))
+            keys = [values[index] for values in margins]  # outcome level first, then site
+            # fewest of this stratum, then of its outcome, then of its site, then overall, then lowest fold number
+            choice = min(range(k), key=lambda j: (local[j], *(margin_counts[m][j] for m in keys), counts[j], j))
             fold[index] = choice
+            local[choice] += 1
             counts[choice] += 1
+            for m in keys:
+                margin_counts[m][choice] += 1
     return pd.DataFrame({ID: patients[ID].to_numpy(), "fold": fold, "stratum": strata.to_numpy()})
 
 
