@@ -196,6 +196,10 @@ def check_no_leakage(items: pd.DataFrame, *, group: str = "split") -> None:
             )
 
 
+def _numbers(values: pd.Series) -> np.ndarray:
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
 def split_report(cohort: pd.DataFrame, assignment: pd.DataFrame, items: pd.DataFrame | None = None) -> pd.DataFrame:
     """Balance per split: patients, studies, outcome rates, sites, scanners.
 
@@ -216,17 +220,23 @@ def split_report(cohort: pd.DataFrame, assignment: pd.DataFrame, items: pd.DataF
         if "kicc_site" in part.columns:
             row["sites"] = int(part["kicc_site"].nunique())
         if "demog_age" in part.columns:
-            row["age_median_years"] = float(pd.to_numeric(part["demog_age"], errors="coerce").median())
+            ages = _numbers(part["demog_age"])
+            ages = ages[~np.isnan(ages)]
+            row["age_median_years"] = float(np.median(ages)) if len(ages) else np.nan
         if "outco_outcome" in part.columns:
-            row["death_rate"] = float((pd.to_numeric(part["outco_outcome"], errors="coerce") == 2).mean())
+            outcome = _numbers(part["outco_outcome"])
+            row["death_rate"] = (
+                float(np.mean(outcome[~np.isnan(outcome)] == 2)) if (~np.isnan(outcome)).any() else np.nan
+            )
         for column, label in (
             ("crito_icu", "icu_rate"),
             ("inter_invent", "ventilation_rate"),
             ("inter_suppleo2", "oxygen_rate"),
         ):
             if column in part.columns:
-                values = pd.to_numeric(part[column], errors="coerce").replace(99, np.nan)
-                row[label] = float(values.mean()) if values.notna().any() else np.nan
+                values = _numbers(part[column])
+                values = values[~np.isnan(values) & (values != 99)]
+                row[label] = float(values.mean()) if len(values) else np.nan
         if items is not None and len(items):
             mine = items[items[ID].isin(part[ID])]
             row["studies"] = int(mine["study_uid"].nunique()) if "study_uid" in mine else 0
