@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -159,6 +160,7 @@ def main() -> None:
     summary["compare"] = compare(folder)
     summary["machine"] = f"{platform.node()} {platform.processor() or platform.machine()}, {platform.python_version()}"
     summary["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    summary["load_average_1_5_15"] = [round(v, 1) for v in os.getloadavg()]
     summary["repeats"] = args.repeats
     print(json.dumps(summary, indent=2))
     if tmp is not None:

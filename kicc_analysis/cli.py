@@ -28,10 +28,11 @@ def _print_table(table: pd.DataFrame, max_rows: int = 60) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from kicc_analysis.demo import generate_demo
+    from kicc_analysis.demo.generator import DEFAULT_PATIENTS
 
     manifest = generate_demo(
         args.out,
-        n_patients=args.patients,
+        n_patients=DEFAULT_PATIENTS if args.patients is None else args.patients,
         seed=args.seed,
         full_resolution=args.full,
         if_missing=args.if_missing,
@@ -192,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a deterministic demo repository (DICOM, clinical table, readings, ground truth).",
     )
     p.add_argument("out", help="output folder (must be empty, absent, or a previous demo)")
-    p.add_argument("--patients", type=int, default=120, help="number of patients (default 120)")
+    p.add_argument(
+        "--patients", type=int, default=None, help="number of patients (default 522, the published KICC-19 cohort)"
+    )
     p.add_argument("--seed", type=int, default=19, help="random seed (default 19)")
     p.add_argument("--full", action="store_true", help="full 512×512 CT series (slow, large)")
     p.add_argument("--if-missing", action="store_true", help="do nothing when OUT already holds this demo")

@@ -202,6 +202,21 @@ def _ragged_line(text: str, delimiter: str) -> tuple[int, int, int] | None:
     return None
 
 
+def _check_header(where: Path | str, names: list[str]) -> None:
+    """One-line error when a header names a column twice (pandas would silently rename the second to ``name.1``)."""
+    first: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        key = str(name).strip()
+        if not key:
+            continue
+        if key in first:
+            raise ValidationError(
+                f"clinical table {where}: column header {key!r} appears twice (columns {first[key]} and {position}); "
+                "expected one column per variable"
+            )
+        first[key] = position
+
+
 def _read_csv(path: Path, data: bytes, encoding: str | None, delimiter: str | None, decimal: str | None):
     try:
         encoding = encoding or detect_encoding(data)
@@ -214,6 +229,7 @@ def _read_csv(path: Path, data: bytes, encoding: str | None, delimiter: str | No
     if not head.strip():
         raise ValidationError(f"clinical table {path} is empty (expected a header line and one row per patient)")
     delimiter = delimiter or detect_delimiter(head)
+    _check_header(path, next(csv.reader(io.StringIO(head.lstrip("\r\n")), delimiter=delimiter), []))
     info = ReadInfo(path=str(path), format="csv", encoding=encoding, delimiter=delimiter)
     try:  # pandas decodes the bytes itself: no second copy of the file as text
         table = pd.read_csv(
@@ -336,6 +352,7 @@ def _read_xlsx(path: Path, data: bytes):
     body = [r + [""] * (width - len(r)) for r in rows[1:]]
     while width and not header[width - 1].strip() and not any(r[width - 1].strip() for r in body):
         width -= 1
+    _check_header(f"{path}, sheet {sheets[0]!r}", header[:width])
     header = [h if h.strip() else f"Unnamed: {i}" for i, h in enumerate(header[:width])]
     table = pd.DataFrame([r[:width] for r in body], columns=header, dtype=object)
     if table.empty:

@@ -50,6 +50,7 @@ def quantify_cohort(
     show_progress: bool | None = None,
     build: CohortBuild | None = None,
     masks: str | Path | None = None,
+    compare_masks: bool = True,
 ) -> QuantificationRun:
     """Segment and quantify every selected CT series of the cohort (cached per series).
 
@@ -68,6 +69,9 @@ def quantify_cohort(
         found by SeriesInstanceUID or by the series' folder relative to the repository
         (:func:`kicc_analysis.segmentation.external.find_series_mask`); series without one use the classical
         segmentation. The results record the mask per series (``mask_source``).
+    compare_masks : bool
+        For series with a mask, also run the classical segmentation and report the comparison (``qa_mask_dice``,
+        ``mask_disagreement``); False is faster.
     """
     from kicc_analysis.quantification.batch import join_to_cohort, quantify_series_table
 
@@ -76,7 +80,9 @@ def quantify_cohort(
     if masks is not None:
         jobs["mask"] = series_masks(jobs, masks, build.repository)
     cache = Path(cache) if cache else cache_dir(build.repository) / "quantification"
-    outcome = quantify_series_table(jobs, cache_dir=cache, workers=workers, show_progress=show_progress)
+    outcome = quantify_series_table(
+        jobs, cache_dir=cache, workers=workers, show_progress=show_progress, compare_masks=compare_masks
+    )
     results, failures = (
         outcome if isinstance(outcome, tuple) else (outcome, outcome.attrs.get("failures", pd.DataFrame()))
     )

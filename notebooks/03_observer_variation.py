@@ -226,7 +226,8 @@ if use_quantification:
         from kicc_analysis.pipeline import quantify_cohort
 
         lobe_masks = Path(repository) / "ground_truth" / "lobes"  # demo lobe truth; a real study: its masks folder
-        run = quantify_cohort(repository, build=build, masks=lobe_masks if lobe_masks.is_dir() else None)
+        run = quantify_cohort(repository, build=build, masks=lobe_masks if lobe_masks.is_dir() else None,
+                              compare_masks=False)  # lobe scores only: no classical mask for comparison
         res = run.results
         baseline = res[(res["timepoint"] == "baseline") & res["region"].str.contains("_")]
         auto_zones = baseline.groupby(["subjid", "region"])["severity_score"].first().unstack()

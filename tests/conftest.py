@@ -49,6 +49,15 @@ def demo_repository(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def default_demo_plan():
+    """The default demo (522 patients, 17 sites, seed 19) as a plan: clinical table and patients -> studies -> series,
+    no pixel data (~2 s; writing its DICOM takes minutes)."""
+    from kicc_analysis.demo.generator import DEFAULT_PATIENTS, plan_demo
+
+    return plan_demo(DEFAULT_PATIENTS, seed=19)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _derived_files_in_tmp(tmp_path_factory) -> Path:
     """Derived files (scan index, quantification cache...) of every test go to a temporary ``$KICC_CACHE``,

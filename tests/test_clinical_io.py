@@ -285,3 +285,25 @@ def test_any_export_reads_or_fails_with_one_clear_line(tmp_path, rows, sep, enco
     else:
         assert len(table) > 0 and all(isinstance(v, str) for v in table.to_numpy().ravel())
         assert table.attrs["read"]["n_rows"] == len(table)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_duplicate_column_headers_are_one_line_errors(tmp_path, suffix):
+    # pandas would rename the second "age" to "age.1" silently; hypothesis found a header of repeated pseudonyms
+    # that crashed with InvalidIndexError
+    rows = [["subjid", "age", "age"], ["KICC-S01-0001", "40", "41"]]
+    path = tmp_path / f"clinical{suffix}"
+    if suffix == ".csv":
+        path.write_text("\n".join(",".join(r) for r in rows), encoding="utf-8")
+    else:
+        import openpyxl
+
+        book = openpyxl.Workbook()
+        for row in rows:
+            book.active.append(row)
+        book.save(path)
+    with pytest.raises(ValidationError) as info:
+        read_clinical_table(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert "'age' appears twice (columns 2 and 3)" in message

@@ -17,11 +17,14 @@ def demo_build(demo_repository):
     return build_cohort(demo_repository, workers=1, show_progress=False)
 
 
-def test_every_demo_patient_has_a_selected_baseline_ct(demo_build):
+def test_every_demo_patient_with_a_ct_has_a_selected_baseline_ct(demo_build):
     table = demo_build.table
     assert len(table) == 8
-    assert table["baseline_ct_series_uid"].notna().all()
-    assert (table["n_ct_studies"] >= 1).all()
+    # the demo images 89.1 % of patients by CT (published KICC-19): 7 of 8 here
+    with_ct = table["n_ct_studies"] >= 1
+    assert with_ct.sum() == 7
+    assert table.loc[with_ct, "baseline_ct_series_uid"].notna().all()
+    assert table.loc[~with_ct, "baseline_ct_series_uid"].isna().all()
     assert demo_build.linkage[demo_build.linkage["problem"] != "study_not_listed"].empty
 
 
@@ -38,10 +41,11 @@ def test_injected_problems_are_all_reported(demo_repository, demo_build):
 def test_jobs_cover_every_ct_study_and_readings_load(demo_repository, demo_build):
     jobs = ct_series_jobs(demo_build)
     assert len(jobs) == int(demo_build.table["n_ct_studies"].sum())
-    assert (jobs["timepoint"] == "baseline").sum() == len(demo_build.table)
+    with_ct = demo_build.table.loc[demo_build.table["n_ct_studies"] >= 1, "subjid"]
+    assert (jobs["timepoint"] == "baseline").sum() == len(with_ct)
     readings = load_readings(demo_repository)
     assert set(readings["reader"]) == {"R1", "R2", "R3"}
-    assert set(readings["subjid"]) == set(demo_build.table["subjid"])
+    assert set(readings["subjid"]) == set(with_ct)  # readers score the baseline CT
 
 
 @pytest.mark.slow

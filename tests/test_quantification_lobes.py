@@ -152,6 +152,13 @@ def test_batch_with_a_mask_for_one_series(tmp_path):
     third = quantify_series_table(table, cache_dir=tmp_path / "cache", workers=1, show_progress=False)
     assert third.groupby("series_uid")["cached"].all().to_dict() == {"1.2.0": True, "1.2.1": False}
     assert third.set_index(["series_uid", "region"]).loc[("1.2.1", "RUL"), "volume_ml"] == 0
+    # without the comparison (faster): the unmasked series stays cached, the masked one has no qa_mask_dice
+    fast = quantify_series_table(table, cache_dir=tmp_path / "cache", workers=1, show_progress=False,
+                                 compare_masks=False)  # fmt: skip
+    assert fast.groupby("series_uid")["cached"].all().to_dict() == {"1.2.0": True, "1.2.1": False}
+    masked_fast = fast[fast["series_uid"] == "1.2.1"]
+    assert masked_fast["qa_mask_dice"].isna().all() and "mask_disagreement" not in masked_fast["qa_flags"].iloc[0]
+    assert (masked_fast["mask_source"] == "totalsegmentator:1.2.1.nii.gz").all()
 
 
 def test_demo_repository_masks_are_found_for_its_lung_series(demo_repository):

@@ -78,18 +78,56 @@ CLINICAL_COLUMNS: tuple[str, ...] = (
     "outco_day",
 )
 
-SITES: tuple[str, ...] = ("S01", "S02", "S03", "S04", "S05", "S06")
-SITE_WEIGHTS = np.array([0.24, 0.20, 0.18, 0.15, 0.13, 0.10])
+#: Published summary of KICC-19 (J Korean Med Sci 2020;35:e413) that the demo is calibrated to; see
+#: :mod:`kicc_analysis.demo.calibration` for how each figure is computed from a demo and docs/demo.md for the table.
+PUBLISHED: dict[str, float] = {
+    "n_patients": 522,
+    "n_sites": 17,
+    "male": 0.458,
+    "age_mean": 52.3,
+    "age_min": 11,
+    "age_max": 97,
+    "underlying_disease": 0.385,
+    "lymphocytopenia": 0.289,
+    "thrombocytopenia": 0.165,
+    "elevated_crp": 0.435,
+    "oxygen_or_ventilation": 0.234,
+    "mechanical_ventilation": 0.073,
+    "icu": 0.094,
+    "death": 0.040,
+    "ct_patients": 0.891,
+    "ct_scans": 658,
+    "radiograph_patients": 0.952,
+    "radiograph_scans": 1475,
+}
+
+SITES: tuple[str, ...] = tuple(f"S{i:02d}" for i in range(1, 18))
+#: 17 hospitals of different sizes (patients per site at the published 522; the real per-site counts are not
+#: published): the six largest carry the six original site habits, so that small demos (n >= 6) still cover them
+SITE_SIZES_522 = np.array([78, 64, 55, 47, 41, 36, 32, 28, 25, 22, 19, 17, 15, 13, 12, 10, 8])
+SITE_WEIGHTS = SITE_SIZES_522 / SITE_SIZES_522.sum()
+#: rates of the interventions and outcomes that the paper does not report (HFNC, ECMO): plausible for the cohort
+HFNC_RATE = 0.09
+ECMO_RATE = 0.015
+
+AGE_RANGE = (PUBLISHED["age_min"], PUBLISHED["age_max"])
+#: beta shape parameters: mean (52.3 - 11) / 86 = 0.48, SD ~ 18 years
+AGE_BETA = (2.27, 2.46)
+#: noise of the latent severity (host risk and CT burden -> severity) and of each intervention's ranking score:
+#: chosen so that baseline CT burden discriminates O2 / ICU / MV / death with AUC ~0.75-0.85 (literature range),
+#: not near-separation
+SEVERITY_NOISE = 0.8
+OUTCOME_NOISE = 1.3
 
 # comorbidity prevalence model: logit P = a + b * (age - 55) / 10
 _COMOR_MODEL = {
-    "comor_hypertensi": (-1.1, 0.75),
-    "comor_diabetes": (-1.9, 0.45),
-    "comor_chrpulmona": (-3.2, 0.35),
-    "comor_chrcardiac": (-3.0, 0.55),
-    "comor_chrkidney": (-3.4, 0.45),
-    "comor_malignantn": (-3.1, 0.35),
-    "comor_immunosupp": (-3.5, 0.10),
+    "comor_hypertensi": (-1.3, 0.75),
+    "comor_diabetes": (-2.25, 0.45),
+    "comor_chrpulmona": (-3.5, 0.35),
+    "comor_chrcardiac": (-3.3, 0.55),
+    "comor_chrkidney": (-3.7, 0.45),
+    "comor_malignantn": (-3.4, 0.35),
+    "comor_immunosupp": (-3.8, 0.10),
 }
 _COMOR_RISK = {
     "comor_hypertensi": 0.25,
@@ -102,9 +140,9 @@ _COMOR_RISK = {
 }
 # (median at S = 0, log-scale slope per unit S, log-scale SD, decimals)
 _LABS = {
-    "labs_lymphocyte_109l": (1.25, -0.22, 0.35, 2),
-    "labs_platelets_109l": (205.0, -0.06, 0.25, 0),
-    "labs_crp_mgl": (9.0, 0.85, 0.9, 1),
+    "labs_lymphocyte_109l": (1.245, -0.22, 0.35, 2),
+    "labs_platelets_109l": (191.0, -0.06, 0.25, 0),
+    "labs_crp_mgl": (4.1, 0.85, 0.9, 1),
     "labs_ldh": (235.0, 0.17, 0.22, 0),
     "labs_ddimer_mgl": (0.55, 0.38, 0.55, 2),
     "labs_ferritin": (260.0, 0.35, 0.7, 0),
@@ -136,9 +174,10 @@ def _logistic(x: np.ndarray) -> np.ndarray:
 
 
 def _top_fraction(score: np.ndarray, fraction: float) -> np.ndarray:
-    """Boolean mask of the ``round(fraction * n)`` highest scores (stable ranking)."""
+    """Boolean mask of the ``round(fraction * n)`` highest scores (stable ranking); at least one when ``n >= 2``, so
+    that a small demo still has every outcome (e.g. one death among 8 patients) and the notebooks can run on it."""
     n = len(score)
-    k = int(round(fraction * n))
+    k = max(int(round(fraction * n)), 1 if n >= 2 and fraction > 0 else 0)
     out = np.zeros(n, dtype=bool)
     if k > 0:
         out[np.argsort(-score, kind="stable")[:k]] = True
@@ -172,8 +211,9 @@ def simulate_clinical(n_patients: int, rng: np.random.Generator) -> ClinicalSimu
         counters[s] = counters.get(s, 0) + 1
         subjid.append(f"KICC-{s}-{counters[s]:04d}")
 
-    age = np.clip(np.rint(rng.normal(55.0, 18.0, n)), 18, 95).astype(int)
-    male = rng.random(n) < 0.5
+    # age: scaled beta on the published range 11-97 years with the published mean 52.3 (SD ~ 18)
+    age = np.rint(AGE_RANGE[0] + (AGE_RANGE[1] - AGE_RANGE[0]) * rng.beta(*AGE_BETA, n)).astype(int)
+    male = rng.random(n) < PUBLISHED["male"]
     sex = np.where(male, 1, 2)
     bmi = np.round(np.clip(rng.normal(24.0, 3.5, n), 15.0, 42.0), 1)
     smoking = np.where(rng.random(n) < np.where(male, 0.38, 0.06), 1, 0)
@@ -195,20 +235,21 @@ def simulate_clinical(n_patients: int, rng: np.random.Generator) -> ClinicalSimu
 
     log_opac = np.log(opacity + 1.0)
     opac_z = (log_opac - log_opac.mean()) / (log_opac.std() or 1.0)
-    sev = 0.6 * host_z + 0.9 * opac_z + rng.normal(0.0, 0.8, n)
+    sev = 0.6 * host_z + 0.9 * opac_z + rng.normal(0.0, SEVERITY_NOISE, n)
     sev = (sev - sev.mean()) / (sev.std() or 1.0)
 
     def noisy(sd: float) -> np.ndarray:
         return sev + rng.normal(0.0, sd, n)
 
-    o2 = _top_fraction(noisy(0.35), 0.45)
-    hfno = _top_fraction(noisy(0.45), 0.15)
-    icu = _top_fraction(noisy(0.35), 0.12)
-    mv = _top_fraction(noisy(0.3), 0.08)
-    ecmo = _top_fraction(noisy(0.3) + 5.0 * mv, 0.02) & mv
-    icu |= mv
-    o2 |= hfno | icu
-    death = _top_fraction(0.7 * sev + 0.5 * (age - 55.0) / 18.0 + rng.normal(0, 0.4, n) + 3.0 * o2, 0.07) & o2
+    # nested by construction (ECMO => MV => ICU => O2) with the published rates exactly (largest scores first)
+    mv = _top_fraction(noisy(OUTCOME_NOISE), PUBLISHED["mechanical_ventilation"])
+    ecmo = _top_fraction(np.where(mv, noisy(OUTCOME_NOISE), -np.inf), ECMO_RATE) & mv
+    icu = _top_fraction(np.where(mv, np.inf, noisy(OUTCOME_NOISE)), PUBLISHED["icu"]) | mv
+    hfno = _top_fraction(noisy(OUTCOME_NOISE), HFNC_RATE)
+    o2 = _top_fraction(np.where(icu | hfno, np.inf, noisy(OUTCOME_NOISE)), PUBLISHED["oxygen_or_ventilation"])
+    o2 |= icu | hfno
+    death_score = 0.1 * sev + 0.75 * (age - 55.0) / 18.0 + rng.normal(0, 1.0, n)
+    death = _top_fraction(np.where(o2, death_score, -np.inf), PUBLISHED["death"]) & o2
 
     # days, ordered O2 <= HFNC <= ICU <= MV <= ECMO
     o2_day = np.where(o2, np.clip(np.rint(rng.exponential(1.8, n)), 0, 10), np.nan)
@@ -248,7 +289,7 @@ def simulate_clinical(n_patients: int, rng: np.random.Generator) -> ClinicalSimu
     national[icu] = 4
 
     softplus = np.log1p(np.exp(sev))
-    spo2 = np.clip(np.rint(97.5 - 3.2 * softplus * (1 + 0.5 * o2) + rng.normal(0, 1.2, n)), 72, 100).astype(int)
+    spo2 = np.clip(np.rint(97.6 - 2.2 * softplus + rng.normal(0, 1.6, n)), 72, 100).astype(int)
     rr = np.clip(np.rint(17 + 3.0 * softplus + rng.normal(0, 1.8, n)), 12, 44).astype(int)
     temp = np.round(np.clip(37.2 + 0.45 * sev + rng.normal(0, 0.5, n), 35.6, 40.5), 1)
 

@@ -62,7 +62,9 @@ class SiteProfile:
     site : site code, e.g. ``"S01"``.
     manufacturer, model : (0008,0070) and (0008,1090).
     lung_kernel, soft_kernel : (0018,1210) ConvolutionKernel of the lung and soft-tissue reconstructions.
-    slice_mm : slice spacing = thickness (mm) of the lung series in the default (low-resolution) demo.
+    slice_mm : slice spacing = thickness (mm) of the lung series in the default (low-resolution) demo: 6-9 mm, thicker
+        than a clinical lung series so that quantifying the 522-patient demo fits the study budget (axial images
+        look the same; see docs/demo.md).
     soft_series_mm : thickness (mm) of a second soft-tissue series, or ``None`` when the site sends only one series.
     unsigned : store ``HU + 1024`` as unsigned 12-bit with RescaleIntercept -1024 (else signed, intercept 0).
     padding : stored value outside a circular reconstruction field of view (``PixelPaddingValue``), or ``None``.
@@ -91,17 +93,38 @@ class SiteProfile:
 SITE_PROFILES: dict[str, SiteProfile] = {
     p.site: p
     for p in (
-        SiteProfile("S01", "SIEMENS", "SOMATOM Definition Edge", "B70f", "B30f", 5.0, 10.0, False, -2048, False,
+        SiteProfile("S01", "SIEMENS", "SOMATOM Definition Edge", "B70f", "B30f", 7.5, 10.0, False, -2048, False,
                     "nested_dcm", 18.0, "DX"),
-        SiteProfile("S02", "GE MEDICAL SYSTEMS", "Revolution CT", "LUNG", "STANDARD", 5.0, None, False, None, False,
+        SiteProfile("S02", "GE MEDICAL SYSTEMS", "Revolution CT", "LUNG", "STANDARD", 7.5, None, False, None, False,
                     "bare_numbers", 16.0, "DX"),
-        SiteProfile("S03", "Philips", "iCT 256", "YB", "B", 4.0, None, True, None, False, "flat", 14.0, "CR"),
-        SiteProfile("S04", "TOSHIBA", "Aquilion ONE", "FC52", "FC08", 6.0, 10.0, False, -2048, True,
+        SiteProfile("S03", "Philips", "iCT 256", "YB", "B", 6.0, None, True, None, False, "flat", 14.0, "CR"),
+        SiteProfile("S04", "TOSHIBA", "Aquilion ONE", "FC52", "FC08", 9.0, 10.0, False, -2048, True,
                     "dicomdir_like", 15.0, "CR"),
-        SiteProfile("S05", "SIEMENS", "SOMATOM Force", "Br64", "Br40", 5.0, None, False, -2048, False,
+        SiteProfile("S05", "SIEMENS", "SOMATOM Force", "Br64", "Br40", 7.5, None, False, -2048, False,
                     "by_description", 12.0, "DX"),
-        SiteProfile("S06", "GE MEDICAL SYSTEMS", "Discovery CT750 HD", "BONEPLUS", "STANDARD", 5.0, None, False,
+        SiteProfile("S06", "GE MEDICAL SYSTEMS", "Discovery CT750 HD", "BONEPLUS", "STANDARD", 7.5, None, False,
                     None, True, "uid_names", 16.0, "DX"),
+        # eleven smaller hospitals: other scanners, the same six file-layout habits
+        SiteProfile("S07", "SIEMENS", "SOMATOM go.Top", "Bl57", "Br40", 7.5, None, False, -2048, False,
+                    "nested_dcm", 15.0, "DX"),
+        SiteProfile("S08", "GE MEDICAL SYSTEMS", "Optima CT660", "LUNG", "STANDARD", 7.5, None, False, None, False,
+                    "bare_numbers", 17.0, "DX"),
+        SiteProfile("S09", "Philips", "Ingenuity CT", "L", "B", 6.0, None, True, None, False, "flat", 15.0, "CR"),
+        SiteProfile("S10", "CANON_MEDICAL", "Aquilion Prime SP", "FC56", "FC13", 9.0, None, False, -2048, True,
+                    "dicomdir_like", 16.0, "DX"),
+        SiteProfile("S11", "SIEMENS", "SOMATOM Definition AS+", "I70f", "I30f", 7.5, None, False, -2048, False,
+                    "by_description", 14.0, "DX"),
+        SiteProfile("S12", "GE MEDICAL SYSTEMS", "Revolution EVO", "BONEPLUS", "STANDARD", 7.5, None, False, None,
+                    True, "uid_names", 16.0, "CR"),
+        SiteProfile("S13", "SIEMENS", "SOMATOM Drive", "Br59", "Br36", 6.0, None, False, -2048, False,
+                    "by_description", 13.0, "DX"),
+        SiteProfile("S14", "Philips", "Brilliance 64", "YC", "B", 7.5, None, True, None, False, "flat", 17.0, "DX"),
+        SiteProfile("S15", "GE MEDICAL SYSTEMS", "LightSpeed VCT", "LUNG", "STANDARD", 7.5, None, False, None, False,
+                    "bare_numbers", 18.0, "CR"),
+        SiteProfile("S16", "CANON_MEDICAL", "Aquilion ONE GENESIS", "FC86", "FC08", 9.0, None, False, -2048, True,
+                    "dicomdir_like", 14.0, "DX"),
+        SiteProfile("S17", "SIEMENS", "SOMATOM Perspective", "B60f", "B30f", 7.5, None, False, -2048, False,
+                    "nested_dcm", 17.0, "DX"),
     )
 }  # fmt: skip
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kicc_analysis.demo.clinical import ClinicalSimulation, inject_problems, simulate_clinical
+from kicc_analysis.demo.clinical import PUBLISHED, ClinicalSimulation, inject_problems, simulate_clinical
 from kicc_analysis.demo.cxr_readers import write_demo_cxr_readings
 from kicc_analysis.demo.dicom_writer import (
     SITE_PROFILES,
@@ -44,9 +44,22 @@ from kicc_analysis.demo.readers import LOBES, simulate_readings
 from kicc_analysis.errors import RepositoryError
 from kicc_analysis.progress import progress_bar
 
-__all__ = ["GENERATOR_VERSION", "DemoManifest", "generate_demo", "load_manifest"]
+__all__ = [
+    "DEFAULT_PATIENTS",
+    "GENERATOR_VERSION",
+    "DemoManifest",
+    "DemoPlan",
+    "PatientPlan",
+    "SeriesPlan",
+    "StudyPlan",
+    "generate_demo",
+    "load_manifest",
+    "plan_demo",
+]
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "2.0.0"
+#: default size: the published KICC-19 cohort (522 patients, 17 hospitals)
+DEFAULT_PATIENTS = int(PUBLISHED["n_patients"])
 MANIFEST_KIND = "kicc-analysis demo repository"
 _DEMO_ENTRIES = {"manifest.json", "dicom", "clinical", "readings", "ground_truth"}
 # derived files kicc itself writes into a writable repository (scan index, cohort snapshots, quantification cache:
@@ -164,83 +177,277 @@ def _file_namer(site: SiteProfile, k: int, sn: int, modality: str):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Planning (main process, deterministic) and writing (worker processes)
+# The plan: patients -> studies -> series, decided in the main process before any pixel is made
 # ----------------------------------------------------------------------------------------------------------------
-def _plan_patients(sim: ClinicalSimulation, seed: int, full: bool) -> list[dict[str, Any]]:
+#: scan counts per patient, from the published KICC-19 summary: CT in 89.1 % of patients (658 scans: 1.415 per
+#: patient with CT, i.e. a follow-up CT in 41.5 % of them), radiographs in 95.2 % (1,475: 2.83 per patient)
+CT_PATIENT_RATE = PUBLISHED["ct_patients"]
+FOLLOWUP_CT_RATE = PUBLISHED["ct_scans"] / round(PUBLISHED["ct_patients"] * PUBLISHED["n_patients"]) - 1.0
+RADIOGRAPH_PATIENT_RATE = PUBLISHED["radiograph_patients"]
+RADIOGRAPHS_PER_PATIENT = PUBLISHED["radiograph_scans"] / PUBLISHED["n_patients"]
+#: grid of the phantom that radiographs of patients without a CT are projected from (z, y, x voxels; mm)
+RADIOGRAPH_PHANTOM = ((50, 64, 96), (6.0, 5.39, 3.6))
+
+
+@dataclass(frozen=True)
+class SeriesPlan:
+    """One CT series to write: role (``lung`` or ``soft_tissue``), series number, kernel, noise (HU), grid."""
+
+    role: str
+    series_number: int
+    kernel: str
+    noise_hu: float
+    shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+
+    @property
+    def description(self) -> str:
+        return f"{'LUNG' if self.role == 'lung' else 'MEDIASTINUM'} {self.spacing_mm[0]:.1f} {self.kernel}"
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """One imaging study of a patient.
+
+    Attributes
+    ----------
+    number : 1-based study index within the patient (part of every UID's entropy and of folder names).
+    modality : ``CT``, ``DX`` or ``CR``.
+    day : days since admission; ``timepoint`` 1 baseline, 2 follow-up.
+    opacity_pct, consolidation_fraction : lesion burden the phantom is built with (% of lung; share of it that is
+        consolidation). A radiograph shows the burden of the patient's nearest CT (or the baseline burden).
+    change : ``baseline``, ``progression``, ``resolution``, ``unchanged`` (CT) or ``""`` (radiographs).
+    study_uid : StudyInstanceUID (deterministic).
+    series : CT series to write (empty for a radiograph: one image).
+    source_ct : for a radiograph, ``number`` of the CT study whose phantom it is projected from, or ``None``.
+    """
+
+    number: int
+    modality: str
+    day: int
+    timepoint: int
+    opacity_pct: float
+    consolidation_fraction: float
+    change: str
+    study_uid: str
+    series: tuple[SeriesPlan, ...] = ()
+    source_ct: int | None = None
+
+
+@dataclass(frozen=True)
+class PatientPlan:
+    """Everything needed to write one patient's images, in a worker process (picklable, no pixels)."""
+
+    index: int
+    subjid: str
+    site: str
+    sex: str
+    age: str
+    admission: str
+    body_scale: float
+    seed: int
+    full: bool
+    patient_seed: int
+    studies: tuple[StudyPlan, ...]
+    table_z: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """The demo repository without pixels: clinical table, injected problems, and patients -> studies -> series.
+
+    ``inventory`` is exactly ``clinical/imaging_studies.csv`` of the written demo, so scan counts, outcomes and the
+    CT burden can be checked at full size without writing images (:func:`plan_demo`).
+    """
+
+    seed: int
+    n_patients: int
+    full_resolution: bool
+    simulation: ClinicalSimulation
+    clinical: pd.DataFrame
+    injected_problems: list[dict[str, Any]]
+    patients: tuple[PatientPlan, ...]
+
+    @property
+    def inventory(self) -> pd.DataFrame:
+        rows = [
+            {
+                "subjid": p.subjid,
+                "img_study_uid": st.study_uid,
+                "img_modality": st.modality,
+                "img_day": st.day,
+                "img_timepoint": st.timepoint,
+            }
+            for p in self.patients
+            for st in p.studies
+        ]
+        return pd.DataFrame(rows, columns=["subjid", "img_study_uid", "img_modality", "img_day", "img_timepoint"])
+
+
+def _plan_dicts(plans: tuple[PatientPlan, ...]) -> list[dict[str, Any]]:
+    """The plan in the mapping form ``cxr_readers`` reads (``studies`` with ``modality, day, opacity, cons``)."""
+    return [
+        {
+            "subjid": p.subjid,
+            "seed": p.seed,
+            "patient_seed": p.patient_seed,
+            "body_scale": p.body_scale,
+            "studies": [
+                {"modality": s.modality, "day": s.day, "opacity": s.opacity_pct, "cons": s.consolidation_fraction}
+                for s in p.studies
+            ],
+        }
+        for p in plans
+    ]
+
+
+def _top_k(score: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros(len(score), dtype=bool)
+    if k > 0:
+        out[np.argsort(-score, kind="stable")[:k]] = True
+    return out
+
+
+def _ct_series(site: SiteProfile, full: bool) -> tuple[SeriesPlan, ...]:
+    roles = [("lung", 2, site.lung_kernel, site.noise_hu)]
+    if site.soft_series_mm is not None:
+        roles.append(("soft_tissue", 3, site.soft_kernel, 8.0))
+    out = []
+    for role, sn, kernel, noise in roles:
+        shape, spacing = _ct_grid(site, full, role)
+        out.append(SeriesPlan(role, sn, kernel, noise, shape, spacing))
+    return tuple(out)
+
+
+def _plan_patients(sim: ClinicalSimulation, seed: int, full: bool) -> tuple[PatientPlan, ...]:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
-    plans = []
     c, lat = sim.clinical, sim.latent
-    for i in range(len(c)):
+    n = len(c)
+    sev = lat["severity"].to_numpy(float)
+    out_days = c["outco_day"].to_numpy(int)
+    dead_all = c["outco_outcome"].to_numpy(int) == 2
+    # who is imaged, and how often: exact counts at every size (published rates), sicker patients more often
+    has_ct = _top_k(0.6 * sev + rng.normal(0.0, 1.0, n), int(round(CT_PATIENT_RATE * n)))
+    fu_eligible = has_ct & ~(dead_all & (out_days < 5))
+    n_fu = min(int(round(FOLLOWUP_CT_RATE * has_ct.sum())), int(fu_eligible.sum()))
+    has_fu = _top_k(np.where(fu_eligible, 0.7 * sev + rng.logistic(0.0, 1.0, n), -np.inf), n_fu)
+    has_rx = _top_k(0.4 * sev + rng.normal(0.0, 1.0, n), int(round(RADIOGRAPH_PATIENT_RATE * n)))
+    extra = max(0, int(round(RADIOGRAPHS_PER_PATIENT * n)) - int(has_rx.sum()))
+    weight = np.where(has_rx, np.exp(0.5 * sev), 0.0)
+    n_rx = has_rx.astype(int)
+    if extra and weight.sum() > 0:
+        n_rx = n_rx + rng.multinomial(extra, weight / weight.sum())
+
+    plans = []
+    for i in range(n):
         row, lrow = c.iloc[i], lat.iloc[i]
         site = SITE_PROFILES[row["kicc_site"]]
-        out_day = int(row["outco_day"])
-        dead = int(row["outco_outcome"]) == 2
-        sev = float(lrow["severity"])
+        subjid = row["subjid"]
+        out_day, dead = int(out_days[i]), bool(dead_all[i])
+        base_op, base_cons = float(lrow["opacity_pct"]), float(lrow["consolidation_fraction"])
         studies: list[dict[str, Any]] = []
         base_day = int(rng.choice([0, 0, 0, 1, 1, 2]))
-        studies.append(
-            {
-                "modality": "CT",
-                "day": base_day,
-                "timepoint": 1,
-                "opacity": float(lrow["opacity_pct"]),
-                "cons": float(lrow["consolidation_fraction"]),
-                "change": "baseline",
-            }
-        )
-        p_fu = 1.0 / (1.0 + np.exp(-(-0.75 + 0.7 * sev)))
-        if rng.random() < p_fu:
-            fu_day = int(rng.integers(7, 22))
-            if not (dead and fu_day >= out_day):
-                worse = rng.random() < 1.0 / (1.0 + np.exp(-(0.9 * sev - 0.3)))
-                factor = float(rng.uniform(1.3, 2.2)) if worse else float(rng.uniform(0.3, 0.8))
-                base_op = float(lrow["opacity_pct"])
-                if base_op == 0:
-                    factor, worse = 1.0, False
-                studies.append(
-                    {
-                        "modality": "CT",
-                        "day": fu_day,
-                        "timepoint": 2,
-                        "opacity": round(min(80.0, base_op * factor), 2),
-                        "cons": round(min(0.7, float(lrow["consolidation_fraction"]) + (0.1 if worse else 0.15)), 3),
-                        "change": ("progression" if worse else "resolution") if base_op > 0 else "unchanged",
-                    }
-                )
-        if rng.random() < 0.5:
-            n_rx = int(rng.integers(1, 4))
-            last = max(1, min(out_day - (1 if dead else 0), 21))
-            days = sorted(int(d) for d in rng.integers(0, last + 1, n_rx))
+        if has_ct[i]:
+            studies.append({"modality": "CT", "day": base_day, "timepoint": 1, "opacity": base_op,
+                            "cons": base_cons, "change": "baseline"})  # fmt: skip
+        if has_fu[i]:
+            hi = min(21, out_day - 1) if dead else 21
+            fu_day = max(base_day + 1, int(rng.integers(min(7, hi), hi + 1)))
+            worse = rng.random() < 1.0 / (1.0 + np.exp(-(0.9 * sev[i] - 0.3)))
+            factor = float(rng.uniform(1.3, 2.2)) if worse else float(rng.uniform(0.3, 0.8))
+            if base_op == 0:
+                factor, worse = 1.0, False
+            studies.append(
+                {
+                    "modality": "CT",
+                    "day": fu_day,
+                    "timepoint": 2,
+                    "opacity": round(min(80.0, base_op * factor), 2),
+                    "cons": round(min(0.7, base_cons + (0.1 if worse else 0.15)), 3),
+                    "change": ("progression" if worse else "resolution") if base_op > 0 else "unchanged",
+                }
+            )
+        cts = list(enumerate(studies, start=1))
+        if n_rx[i]:
+            last = max(1, min(out_day - (1 if dead else 0), 28))
+            days = sorted(int(d) for d in rng.integers(0, last + 1, int(n_rx[i])))
+            if rng.random() < 0.8:
+                days[0] = 0  # the admission film
             for d in days:
-                # the radiograph shows the burden of the nearest CT
-                near = min(studies[: (2 if len(studies) > 1 else 1)], key=lambda s: abs(s["day"] - d))
+                # the radiograph shows the burden of the nearest CT (projected from that CT's phantom)
+                near = min(cts, key=lambda kv: abs(kv[1]["day"] - d)) if cts else None
                 studies.append(
                     {
                         "modality": site.radiograph_class,
                         "day": d,
                         "timepoint": 1 if d <= base_day + 1 else 2,
-                        "opacity": near["opacity"],
-                        "cons": near["cons"],
+                        "opacity": near[1]["opacity"] if near else base_op,
+                        "cons": near[1]["cons"] if near else base_cons,
                         "change": "",
+                        "source_ct": near[0] if near else None,
                     }
                 )
-        plans.append(
-            {
-                "index": i,
-                "subjid": row["subjid"],
-                "site": site.site,
-                "sex": {1: "M", 2: "F"}.get(int(row["demog_sex"]), "O"),
-                "age": f"{int(min(row['demog_age'], 120)):03d}Y",
-                "admission": str(lrow["admission_date"])[:10],
-                "body_scale": float(lrow["body_scale"]),
-                "studies": studies,
-                "seed": seed,
-                "full": full,
-                "patient_seed": int(np.random.SeedSequence([seed, 1000 + i]).generate_state(1)[0]),
-                "table_z": [round(float(rng.uniform(-330.0, -290.0)), 2) for _ in studies],
-            }
+        study_plans = tuple(
+            StudyPlan(
+                number=k,
+                modality=st["modality"],
+                day=int(st["day"]),
+                timepoint=int(st["timepoint"]),
+                opacity_pct=float(st["opacity"]),
+                consolidation_fraction=float(st["cons"]),
+                change=st["change"],
+                study_uid=demo_uid(seed, subjid, k, "study"),
+                series=_ct_series(site, full) if st["modality"] == "CT" else (),
+                source_ct=st.get("source_ct"),
+            )
+            for k, st in enumerate(studies, start=1)
         )
-    return plans
+        plans.append(
+            PatientPlan(
+                index=i,
+                subjid=subjid,
+                site=site.site,
+                sex={1: "M", 2: "F"}.get(int(row["demog_sex"]), "O"),
+                age=f"{int(min(row['demog_age'], 120)):03d}Y",
+                admission=str(lrow["admission_date"])[:10],
+                body_scale=float(lrow["body_scale"]),
+                seed=seed,
+                full=full,
+                patient_seed=int(np.random.SeedSequence([seed, 1000 + i]).generate_state(1)[0]),
+                studies=study_plans,
+                table_z=tuple(round(float(rng.uniform(-330.0, -290.0)), 2) for _ in studies),
+            )
+        )
+    return tuple(plans)
+
+
+def plan_demo(n_patients: int = DEFAULT_PATIENTS, seed: int = 19, full_resolution: bool = False) -> DemoPlan:
+    """Everything :func:`generate_demo` decides before writing pixels (fast: no phantom is built).
+
+    Parameters
+    ----------
+    n_patients : number of patients (>= 1).
+    seed : the demo's seed (same plan as ``generate_demo(..., seed=seed)``).
+    full_resolution : plan the full-resolution CT grids.
+
+    Returns
+    -------
+    DemoPlan: the clinical table as written (with the injected problems), the list of problems, the clean
+    simulation (``simulation.latent`` holds the baseline CT burden) and patients -> studies -> series.
+
+    Examples
+    --------
+    >>> plan = plan_demo(12, seed=3)
+    >>> len(plan.patients), plan.inventory.columns.tolist()[:3]
+    (12, ['subjid', 'img_study_uid', 'img_modality'])
+    """
+    if int(n_patients) < 1:
+        raise RepositoryError(f"generate_demo: n_patients must be >= 1, got {n_patients!r}")
+    seed = int(seed)
+    sim = simulate_clinical(int(n_patients), np.random.default_rng(np.random.SeedSequence([seed, 1])))
+    clinical, problems = inject_problems(sim.clinical, np.random.default_rng(np.random.SeedSequence([seed, 2])))
+    patients = _plan_patients(sim, seed, bool(full_resolution))
+    return DemoPlan(seed, int(n_patients), bool(full_resolution), sim, clinical, problems, patients)
 
 
 def _ct_grid(site: SiteProfile, full: bool, role: str) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
@@ -253,85 +460,88 @@ def _ct_grid(site: SiteProfile, full: bool, role: str) -> tuple[tuple[int, int, 
     return (nz, n_xy, n_xy), (sz, px, px)
 
 
-def _write_patient(plan: dict[str, Any], root_str: str) -> dict[str, Any]:
+def _write_patient(plan: PatientPlan, root_str: str) -> dict[str, Any]:
     """Write every study of one patient; returns inventory rows, truth rows and baseline lobe involvement."""
     root = Path(root_str)
-    site = SITE_PROFILES[plan["site"]]
-    subjid = plan["subjid"]
-    patient = {"subjid": subjid, "sex": plan["sex"], "age": plan["age"]}
-    admission = dt.date.fromisoformat(plan["admission"])
-    pseed = plan["patient_seed"]
-    inventory, truth, files = [], [], 0
+    site = SITE_PROFILES[plan.site]
+    subjid = plan.subjid
+    patient = {"subjid": subjid, "sex": plan.sex, "age": plan.age}
+    admission = dt.date.fromisoformat(plan.admission)
+    pseed = plan.patient_seed
+    truth, radiographs, files = [], [], 0
     baseline_inv: dict[str, float] = {}
-    for k, st in enumerate(plan["studies"], start=1):
-        entropy = (plan["seed"], subjid, k)
+    ct_phantoms: dict[int, Any] = {}  # study number -> lung-series phantom (radiographs are projected from it)
+    for st in plan.studies:
+        k = st.number
+        entropy = (plan.seed, subjid, k)
         study = {
-            "uid": demo_uid(*entropy, "study"),
-            "date": study_date(admission, st["day"]),
+            "uid": st.study_uid,
+            "date": study_date(admission, st.day),
             "time": f"{8 + (pseed + k) % 10:02d}{(pseed // 7 + 13 * k) % 60:02d}00",
-            "accession": f"D{plan['seed'] % 1000:03d}{plan['index']:05d}{k}",
+            "accession": f"D{plan.seed % 1000:03d}{plan.index:05d}{k}",
             "study_id": str(k),
-            "description": "CT CHEST" if st["modality"] == "CT" else "CHEST PA",
+            "description": "CT CHEST" if st.modality == "CT" else "CHEST PA",
         }
-        inventory.append(
-            {
-                "subjid": subjid,
-                "img_study_uid": study["uid"],
-                "img_modality": st["modality"],
-                "img_day": st["day"],
-                "img_timepoint": st["timepoint"],
-            }
-        )
         common = {
-            "lesions": "random" if st["opacity"] > 0 else None,
+            "lesions": "random" if st.opacity_pct > 0 else None,
             "seed": pseed,
-            "opacity_fraction": st["opacity"] / 100.0,
-            "consolidation_fraction": st["cons"],
-            "body_scale": plan["body_scale"],
+            "opacity_fraction": st.opacity_pct / 100.0,
+            "consolidation_fraction": st.consolidation_fraction,
+            "body_scale": plan.body_scale,
         }
-        if st["modality"] != "CT":
-            ph = chest_phantom((50, 64, 96), (6.0, 5.39, 3.6), noise_hu=0.0, **common)
+        if st.modality != "CT":
+            ph = ct_phantoms.get(st.source_ct) if st.source_ct is not None else None
+            if ph is None:
+                ph = chest_phantom(*RADIOGRAPH_PHANTOM, noise_hu=0.0, **common)
             pixels, spacing = radiograph_from_phantom(ph, 256, np.random.default_rng([pseed, k]))
-            folder = _series_folder(root, site, subjid, plan["index"], k, 1, "CHEST PA")
-            path = folder / _file_namer(site, k, 1, st["modality"])(1, demo_uid(*entropy, "sop"))
+            folder = _series_folder(root, site, subjid, plan.index, k, 1, "CHEST PA")
+            path = folder / _file_namer(site, k, 1, st.modality)(1, demo_uid(*entropy, "sop"))
             write_radiograph(pixels, spacing, path, site=site, patient=patient, study=study, entropy=entropy)
             files += 1
+            radiographs.append(
+                {
+                    "subjid": subjid,
+                    "study_uid": st.study_uid,
+                    "modality": st.modality,
+                    "img_day": st.day,
+                    "source_ct_study_uid": plan.studies[st.source_ct - 1].study_uid if st.source_ct else "",
+                    "opacity_pct": round(float(ph.volumes_ml["opacity_pct"]), 4),
+                    **{f"{lobe}_involvement": round(ph.lobe_involvement[lobe], 4) for lobe in LOBES},
+                }
+            )
             continue
-        roles = [("lung", 2, site.lung_kernel, site.noise_hu)]
-        if site.soft_series_mm is not None:
-            roles.append(("soft_tissue", 3, site.soft_kernel, 8.0))
-        for role, sn, kernel, noise in roles:
-            shape, spacing = _ct_grid(site, plan["full"], role)
-            ph = chest_phantom(shape, spacing, noise_hu=noise, noise_seed=pseed + 7919 * k + sn, **common)
-            desc = f"{'LUNG' if role == 'lung' else 'MEDIASTINUM'} {spacing[0]:.1f} {kernel}"
-            folder = _series_folder(root, site, subjid, plan["index"], k, sn, desc)
+        for sp in st.series:
+            ph = chest_phantom(
+                sp.shape, sp.spacing_mm, noise_hu=sp.noise_hu, noise_seed=pseed + 7919 * k + sp.series_number, **common
+            )
+            folder = _series_folder(root, site, subjid, plan.index, k, sp.series_number, sp.description)
             ws = write_ct_series(
                 ph,
                 folder,
                 site=site,
                 patient=patient,
                 study=study,
-                series_number=sn,
-                role=role,
-                kernel=kernel,
-                file_name=_file_namer(site, k, sn, "CT"),
-                table_z_mm=plan["table_z"][k - 1],
+                series_number=sp.series_number,
+                role=sp.role,
+                kernel=sp.kernel,
+                file_name=_file_namer(site, k, sp.series_number, "CT"),
+                table_z_mm=plan.table_z[k - 1],
                 entropy=entropy,
             )
             files += len(ws.files)
             write_ground_truth(ph, ws.geometry, root / "ground_truth", ws.series_uid)
-            write_lobe_truth(ph, ws.geometry, root / "ground_truth", ws.series_uid, role)  # issue 15 (ctmask): lobes
+            write_lobe_truth(ph, ws.geometry, root / "ground_truth", ws.series_uid, sp.role)  # issue 15 (ctmask): lobes
             v = ph.volumes_ml
             truth.append(
                 {
                     "subjid": subjid,
                     "series_uid": ws.series_uid,
-                    "study_uid": study["uid"],
-                    "timepoint": st["timepoint"],
-                    "img_day": st["day"],
-                    "series_role": role,
-                    "change": st["change"],
-                    "slice_mm": spacing[0],
+                    "study_uid": st.study_uid,
+                    "timepoint": st.timepoint,
+                    "img_day": st.day,
+                    "series_role": sp.role,
+                    "change": st.change,
+                    "slice_mm": sp.spacing_mm[0],
                     "lung_right_ml": round(v["lung_right"], 3),
                     "lung_left_ml": round(v["lung_left"], 3),
                     "lung_ml": round(v["lung_total"], 3),
@@ -343,10 +553,22 @@ def _write_patient(plan: dict[str, Any], root_str: str) -> dict[str, Any]:
                     **{f"{lobe}_involvement": round(ph.lobe_involvement[lobe], 4) for lobe in LOBES},
                 }
             )
-            if role == "lung" and st["timepoint"] == 1 and not baseline_inv:
-                baseline_inv = dict(ph.lobe_involvement)
-    return {"inventory": inventory, "truth": truth, "files": files, "baseline_inv": baseline_inv}
+            if sp.role == "lung":
+                ct_phantoms[k] = ph
+                if st.timepoint == 1 and not baseline_inv:
+                    baseline_inv = dict(ph.lobe_involvement)
+    return {"truth": truth, "radiographs": radiographs, "files": files, "baseline_inv": baseline_inv}
 
+
+_RADIOGRAPH_TRUTH_COLUMNS = [
+    "subjid",
+    "study_uid",
+    "modality",
+    "img_day",
+    "source_ct_study_uid",
+    "opacity_pct",
+    *(f"{lobe}_involvement" for lobe in LOBES),
+]
 
 #: quantification HU bins as specified for KICC-19 (the analysis layer owns the authoritative table; the demo, a lower
 #: layer, must not import it): GGO -700 <= HU < -300, consolidation -300 <= HU <= +50
@@ -406,7 +628,7 @@ def _check_out_dir(out: Path, seed: int, n_patients: int, full: bool, if_missing
 
 def generate_demo(
     out_dir: str | os.PathLike,
-    n_patients: int = 120,
+    n_patients: int = DEFAULT_PATIENTS,
     seed: int = 19,
     full_resolution: bool = False,
     show_progress: bool | None = None,
@@ -419,7 +641,8 @@ def generate_demo(
     Parameters
     ----------
     out_dir : destination folder: new, empty, or a previous demo (which is replaced).
-    n_patients : number of patients (>= 1), spread over six sites S01-S06.
+    n_patients : number of patients (>= 1), spread over 17 sites S01-S17 of different sizes (the six largest
+        first: every one of S01-S06 has a patient when ``n_patients >= 6``). Default: the published 522.
     seed : everything (clinical values, anatomy, lesions, noise, UIDs) follows from it.
     full_resolution : 512 x 512 CT slices of 0.7 mm, 1.25 mm apart (slow, large) instead of the default
         128 x 128 x 2.7 mm with 4-6 mm slices.
@@ -446,21 +669,21 @@ def generate_demo(
         return existing
     out.mkdir(parents=True, exist_ok=True)
     seed = int(seed)
-    sim = simulate_clinical(int(n_patients), np.random.default_rng(np.random.SeedSequence([seed, 1])))
-    plans = _plan_patients(sim, seed, bool(full_resolution))
+    plan = plan_demo(int(n_patients), seed, bool(full_resolution))
+    plans = plan.patients
 
     n_workers = workers if workers is not None else (min(2, os.cpu_count() or 1) if n_patients > 10 else 1)
     results: list[dict[str, Any]] = []
     bar = progress_bar(total=len(plans), show=show_progress, desc="demo patients", unit="patient")
     try:
         if n_workers <= 1:
-            for plan in plans:
-                results.append(_write_patient(plan, str(out)))
+            for p in plans:
+                results.append(_write_patient(p, str(out)))
                 bar.update(1)
         else:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-                futures = [pool.submit(_write_patient, plan, str(out)) for plan in plans]
+                futures = [pool.submit(_write_patient, p, str(out)) for p in plans]
                 for fut in futures:
                     results.append(fut.result())
                     bar.update(1)
@@ -471,18 +694,21 @@ def generate_demo(
     (out / "clinical").mkdir(exist_ok=True)
     (out / "readings").mkdir(exist_ok=True)
     (out / "ground_truth").mkdir(exist_ok=True)
-    clinical, problems = inject_problems(sim.clinical, np.random.default_rng(np.random.SeedSequence([seed, 2])))
-    clinical.to_csv(out / "clinical" / "clinical.csv", index=False, lineterminator="\n")
-    inventory = pd.DataFrame([r for res in results for r in res["inventory"]])
+    plan.clinical.to_csv(out / "clinical" / "clinical.csv", index=False, lineterminator="\n")
+    inventory = plan.inventory
     inventory.to_csv(out / "clinical" / "imaging_studies.csv", index=False, lineterminator="\n")
     truth = pd.DataFrame([r for res in results for r in res["truth"]])
     truth.to_csv(out / "ground_truth" / "truth.csv", index=False, lineterminator="\n")
-    cases = sim.latent[["subjid", "opacity_pct", "consolidation_fraction"]].copy()
+    radiographs = pd.DataFrame([r for res in results for r in res["radiographs"]], columns=_RADIOGRAPH_TRUTH_COLUMNS)
+    radiographs.to_csv(out / "ground_truth" / "radiographs.csv", index=False, lineterminator="\n")
+    # readers score the baseline CT: patients without a CT have no reading
+    with_ct = [bool(res["baseline_inv"]) for res in results]
+    cases = plan.simulation.latent.loc[with_ct, ["subjid", "opacity_pct", "consolidation_fraction"]].copy()
     for lobe in LOBES:
-        cases[lobe] = [res["baseline_inv"].get(lobe, 0.0) for res in results]
+        cases[lobe] = [res["baseline_inv"][lobe] for res in results if res["baseline_inv"]]
     readings = simulate_readings(cases, np.random.default_rng(np.random.SeedSequence([seed, 3])))
     readings.to_csv(out / "readings" / "reader_scores.csv", index=False, lineterminator="\n")
-    write_demo_cxr_readings(out, plans, seed)  # issue 17 hook: 3 readers' Brixia scores (demo/cxr_readers.py)
+    write_demo_cxr_readings(out, _plan_dicts(plans), seed)  # issue 17 hook: 3 readers' Brixia scores (demo/cxr_readers.py)
 
     # --- a few non-DICOM files in the DICOM tree ---------------------------------------------------------------
     non_dicom = []
@@ -500,16 +726,19 @@ def generate_demo(
     non_dicom.append(thumbs)
 
     n_ct_series = int(len(truth))
+    is_ct = inventory["img_modality"] == "CT"
     sizes = {
         "n_patients": int(n_patients),
-        "n_sites": int(sim.clinical["kicc_site"].nunique()),
+        "n_sites": int(plan.clinical["kicc_site"].nunique()),
+        "n_patients_with_ct": int(inventory.loc[is_ct, "subjid"].nunique()),
+        "n_patients_with_radiographs": int(inventory.loc[~is_ct, "subjid"].nunique()),
         "n_ct_studies": int((inventory["img_modality"] == "CT").sum()),
         "n_ct_series": n_ct_series,
         "n_ct_followup_studies": int(((inventory["img_modality"] == "CT") & (inventory["img_timepoint"] == 2)).sum()),
         "n_radiographs": int((inventory["img_modality"] != "CT").sum()),
         "n_dicom_files": int(sum(res["files"] for res in results)),
         "n_non_dicom_files": len(non_dicom),
-        "n_ground_truth_files": 2 * n_ct_series + 1,
+        "n_ground_truth_files": 2 * n_ct_series + 2,
     }
     manifest = DemoManifest(
         out_dir=str(out),
@@ -517,8 +746,8 @@ def generate_demo(
         n_patients=int(n_patients),
         full_resolution=bool(full_resolution),
         sizes=sizes,
-        sites={k: int(v) for k, v in sim.clinical["kicc_site"].value_counts().sort_index().items()},
-        injected_problems=problems,
+        sites={k: int(v) for k, v in plan.clinical["kicc_site"].value_counts().sort_index().items()},
+        injected_problems=plan.injected_problems,
         non_dicom_files=[str(p.relative_to(out)) for p in non_dicom],
     )
     (out / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -70,11 +70,11 @@ REGION_METRICS = {  # cohort column -> (region, quantify column); peripheral pre
 }
 
 
-def quantify_series(source: Any, bins: str = "default", mask: Any = None) -> pd.DataFrame:
+def quantify_series(source: Any, bins: str = "default", mask: Any = None, compare: bool = True) -> pd.DataFrame:
     """Load, segment and quantify one series; returns the :func:`quantify` table plus ``qa_*`` columns.
 
     With ``mask`` (a file or folder :func:`~kicc_analysis.segmentation.load_lung_mask` reads) the lungs and lobes
-    come from it: one row per lobe is added, and the classical mask is computed too and compared
+    come from it: one row per lobe is added, and (``compare=True``) the classical mask is computed too and compared
     (``qa_mask_dice``, ``qa_mask_volume_difference_ml`` = external - classical; ``mask_disagreement`` in
     ``qa_flags`` when they disagree, see :func:`~kicc_analysis.segmentation.compare.disagreement_flags`).
     ``mask_source`` is ``classical`` or ``<convention>:<mask file name>``.
@@ -86,14 +86,14 @@ def quantify_series(source: Any, bins: str = "default", mask: Any = None) -> pd.
 
     image = load_ct(source)
     _require_axial(image)
-    classical = segment_lungs(image)
+    classical = segment_lungs(image) if mask is None or compare else None
     seg = classical if mask is None else load_lung_mask(mask, image)
     table = quantify(image, seg.labels, bins=bins, core_periphery=True, lobe_labels=getattr(seg, "lobes", None))
     report = get_load_report(image)
     flags = list(seg.qa["flags"])
     table["mask_source"] = "classical" if mask is None else f"{seg.qa['convention']}:{seg.qa['mask_source']}"
     table["qa_mask_dice"] = table["qa_mask_volume_difference_ml"] = np.nan
-    if mask is not None:  # issue 15: both masks exist -> report their agreement
+    if mask is not None and classical is not None:  # issue 15: both masks exist -> report their agreement
         comparison = compare_lung_masks(seg, classical, image)
         both = comparison.set_index("region").loc["both"]
         table["qa_mask_dice"] = both["dice"]
@@ -110,6 +110,12 @@ def quantify_series(source: Any, bins: str = "default", mask: Any = None) -> pd.
     return table
 
 
+def _job_mask(job: dict[str, Any]) -> Any:
+    """The job's ``mask`` (issue 15), None when absent or empty."""
+    mask = job.get("mask")
+    return None if mask is None or (isinstance(mask, float) and np.isnan(mask)) or mask == "" else mask
+
+
 def _require_axial(image: Any) -> None:
     """A single coronal or sagittal slice (one voxel across x or y after LPS orientation) cannot be segmented or
     quantified (the lung segmentation and the vessel filter expect axial slices): one-line error naming the file."""
@@ -123,12 +129,6 @@ def _require_axial(image: Any) -> None:
             f"{report.source if report else 'image'}: a single {plane} slice ({size[0]}x{size[1]}x{size[2]} voxels), "
             "expected axial slices: lung segmentation and opacity quantification work on axial CT only"
         )
-
-
-def _job_mask(job: dict[str, Any]) -> Any:
-    """The job's ``mask`` (issue 15), None when absent or empty."""
-    mask = job.get("mask")
-    return None if mask is None or (isinstance(mask, float) and np.isnan(mask)) or mask == "" else mask
 
 
 def _param_value(value: Any) -> Any:
@@ -174,11 +174,11 @@ def _cache_path(cache_dir: Path, key: str) -> Path:
 
 
 def _run_job(
-    job: dict[str, Any], cache_dir: str | None, bins: str, key: str | None = None
+    job: dict[str, Any], cache_dir: str | None, bins: str, key: str | None = None, compare_masks: bool = True
 ) -> tuple[dict[str, Any], pd.DataFrame | None, str]:
     """Worker: returns (job, table or None, error message)."""
     try:
-        table = quantify_series(job["source"], bins=bins, mask=_job_mask(job))
+        table = quantify_series(job["source"], bins=bins, mask=_job_mask(job), compare=compare_masks)
     except (KiccError, OSError, RuntimeError, ValueError, MemoryError) as exc:
         return job, None, f"{type(exc).__name__}: {exc}"
     if cache_dir is not None and key is not None:
@@ -208,6 +208,7 @@ def quantify_series_table(
     show_progress: bool | None = None,
     *,
     bins: str = "default",
+    compare_masks: bool = True,
 ) -> pd.DataFrame:
     """Quantify every series of ``jobs`` (parallel, cached); failures are recorded, never raised.
 
@@ -225,6 +226,9 @@ def quantify_series_table(
         Progress bar (default: on unless ``KICC_NO_PROGRESS`` is set).
     bins : str
         HU bin preset.
+    compare_masks : bool
+        For series with a ``mask``: also run the classical segmentation and report the comparison
+        (:func:`quantify_series`); False skips it (faster).
 
     Returns
     -------
@@ -241,7 +245,8 @@ def quantify_series_table(
     failures: list[dict[str, Any]] = []
     todo: list[tuple[dict[str, Any], str | None]] = []
     for job in jobs.to_dict("records"):
-        key = job_cache_key(job, bins=bins, core_periphery=True) if cache is not None else None
+        masked = {"compare_masks": compare_masks} if _job_mask(job) is not None else {}
+        key = job_cache_key(job, bins=bins, core_periphery=True, **masked) if cache is not None else None
         path = _cache_path(cache, key) if cache is not None and key is not None else None
         if path is not None and path.exists():
             tables.append(_with_job(pd.read_parquet(path), job, cached=True))
@@ -258,10 +263,10 @@ def quantify_series_table(
     cache_arg = str(cache) if cache is not None else None
     if workers <= 1 or len(todo) <= 1:
         for job, key in progress_bar(todo, show=show_progress, desc="CT series", unit="series"):
-            collect(_run_job(job, cache_arg, bins, key))
+            collect(_run_job(job, cache_arg, bins, key, compare_masks))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_run_job, job, cache_arg, bins, key) for job, key in todo]
+            futures = [pool.submit(_run_job, job, cache_arg, bins, key, compare_masks) for job, key in todo]
             for future in progress_bar(
                 as_completed(futures), show=show_progress, total=len(futures), desc="CT series", unit="series"
             ):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import multiprocessing as mp
 import os
 import pickle
@@ -35,7 +34,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from .._cache import default_cache_dir, is_read_only
+from .._cache import cache_key, content_digest, default_cache_dir, is_read_only
 from ..errors import RepositoryError
 from ..progress import progress_bar
 from .header import HeaderResult, read_header
@@ -713,7 +712,7 @@ def scan_repository(
 
     # The fingerprint follows the listing order (stable for unchanged folders); if a file system ever
     # lists an unchanged folder in another order, the scan merely takes the slower path below.
-    params = f"min_slices={min_slices};kernel_first={kernel_first}"
+    params = cache_key(min_slices=min_slices, kernel_first=kernel_first)
     if read_cache:
         if raw_cache is None:  # Python walk: load the cache only now (loading it in a thread was slower: GIL)
             raw_cache = _read_cached_tables(index_folder, listing.token)
@@ -807,16 +806,13 @@ def _tree_token(found: list[Entry], problems: list[Problem], root: Path, method:
     ``pickle`` serialises the lists of tuples of our own ints and strings (never repository content) in one C
     call, deterministically, which makes this ~10x cheaper than joining the fields in Python.
     """
-    h = hashlib.sha1(f"{INDEX_VERSION}\x1f{method}\x1f{root}\x1f{len(found)}\x1f".encode("utf-8", "surrogateescape"))
-    h.update(pickle.dumps((found, problems), protocol=5))
-    return h.hexdigest()
+    listing = pickle.dumps((found, problems), protocol=5)
+    return content_digest(INDEX_VERSION, method, str(root), str(len(found)), listing)
 
 
 def _raw_token(raw: bytes, root: Path) -> str:
-    """Fingerprint of the tree from find's output bytes (paths, sizes, mtimes in listing order): ~1 ms."""
-    h = hashlib.sha1(f"{INDEX_VERSION}\x1ffind-raw\x1f{root}\x1f".encode("utf-8", "surrogateescape"))
-    h.update(raw)
-    return h.hexdigest()
+    """Fingerprint of the tree from find's output bytes (paths, sizes, mtimes, ctimes in listing order): ~2 ms."""
+    return content_digest(INDEX_VERSION, "find-raw", str(root), raw)
 
 
 #: Table cache (Arrow IPC / Feather: memory-mapped, the fastest format to load back into pandas).

@@ -203,18 +203,23 @@ def load_lung_mask(
         notes.append(grid_note)
     if grid == "resampled":
         flags.append("mask_resampled")
-    counts = _counts(values)  # label values on the CT grid
-    if table is None:  # a label file read with convention="auto"
-        kind, table, note = _guess_convention(counts, values, ct)
+    if table is None:  # a label file read with convention="auto": judged on every 8th voxel on the CT grid
+        seen = _counts(values[::2, ::2, ::2])
+        if not seen[1:].any():  # nothing there: judged on the file
+            seen = _counts(sitk.GetArrayViewFromImage(image))
+        kind, table, note = _guess_convention(seen, values, ct)
         notes.append(note)
-    lut = np.zeros(max(len(counts), max(table) + 1), dtype=np.uint8)
+    top = int(values.max()) if values.size else 0
+    lut = np.zeros(max(top, max(table)) + 1, dtype=np.uint8)
     for value, name in table.items():
         lut[value] = _CODE_OF[name]
-    code_counts = np.bincount(lut[: len(counts)], weights=counts, minlength=8).astype(np.int64)
+    labels_arr, lobes_arr, counts = _decode(values, lut)
+    del values
+    code_counts = np.bincount(lut, weights=counts, minlength=8).astype(np.int64)
     source_voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
     if grid == "same":
         source_ml = float(code_counts[1:].sum()) * source_voxel_ml
-    else:  # the part outside the CT is gone from ``values``: count the source itself
+    else:  # the part outside the CT is gone from the grid: count the source itself
         source_counts = _counts(sitk.GetArrayViewFromImage(image))
         source_ml = float(source_counts[np.flatnonzero(lut[: len(source_counts)])].sum()) * source_voxel_ml
     if code_counts[1:].sum() == 0:
@@ -224,23 +229,13 @@ def load_lung_mask(
             raise SegmentationError(
                 f"{path}: no lung label of convention {kind} ({sorted(table)}) in the mask; label values found: {found}"
             )
-    codes = _map(values, lut)
-    del values
-    return _result(codes, code_counts, ct, kind, path, source_ml, grid, notes, flags)
+    return _result(labels_arr, lobes_arr, code_counts, ct, kind, path, source_ml, grid, notes, flags)
 
 
 # ------------------------------------------------------------------------------------------ chunked helpers
 
 _CHUNK = 16  # slices per chunk: numpy casts uint8 indices to intp, so whole-volume fancy indexing and bincount
 # allocate 8 bytes per voxel (0.6 GB for 512 x 512 x 300); per chunk they stay in cache and are ~8x faster
-
-
-def _map(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """``lut[values]`` computed slab by slab (uint8 result)."""
-    out = np.empty(values.shape, dtype=lut.dtype)
-    for z in range(0, values.shape[0], _CHUNK):
-        out[z : z + _CHUNK] = lut[values[z : z + _CHUNK]]
-    return out
 
 
 def _counts(values: np.ndarray, minlength: int = 0) -> np.ndarray:
@@ -564,19 +559,27 @@ def _paste(values: np.ndarray, ct: sitk.Image, offset_zyx: np.ndarray) -> np.nda
 # ---------------------------------------------------------------------------------------------------- result
 
 
-def _sides(codes: np.ndarray) -> np.ndarray:
-    """Lung labels (1 right, 2 left) of the code image (1-3 and 6 right, 4, 5 and 7 left), slab by slab."""
-    out = np.empty(codes.shape, dtype=np.uint8)
-    for z in range(0, codes.shape[0], _CHUNK):
-        c = codes[z : z + _CHUNK]
-        left = ((c >= LOBE_CODE["LUL"]) & (c != _SIDE_CODE["right"])).view(np.uint8)
-        out[z : z + _CHUNK] = (c > 0).view(np.uint8) + left
-    return out
+def _decode(values: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass, slab by slab: lung labels (1 right, 2 left), lobe labels (1-5) and the counts of the label values.
+
+    ``lut`` maps label values to codes (1-5 lobes, 6 right lung, 7 left lung).
+    """
+    labels = np.empty(values.shape, dtype=np.uint8)
+    lobes = np.empty(values.shape, dtype=np.uint8)
+    counts = np.zeros(len(lut), dtype=np.int64)
+    for z in range(0, values.shape[0], _CHUNK):
+        v = values[z : z + _CHUNK]
+        counts += np.bincount(v.ravel(), minlength=len(lut))
+        c = lut[v]
+        left = (c >= LOBE_CODE["LUL"]) & (c != _SIDE_CODE["right"])
+        labels[z : z + _CHUNK] = (c > 0).view(np.uint8) + left.view(np.uint8)
+        lobes[z : z + _CHUNK] = np.where(c <= len(LOBES), c, 0)
+    return labels, lobes, counts
 
 
 def _result(
-    codes: np.ndarray, counts: np.ndarray, ct: sitk.Image, convention: str, path: Path, source_ml: float, grid: str,
-    notes: list[str], flags: list[str],
+    labels_arr: np.ndarray, lobes_arr: np.ndarray, counts: np.ndarray, ct: sitk.Image, convention: str, path: Path,
+    source_ml: float, grid: str, notes: list[str], flags: list[str],
 ) -> ExternalLungMask:
     if counts[1:].sum() == 0:
         raise SegmentationError(
@@ -588,7 +591,6 @@ def _result(
     left_ml = float(counts[[4, 5, 7]].sum()) * voxel_ml
     total_ml = right_ml + left_ml
     lobe_ml = {lobe: float(counts[LOBE_CODE[lobe]]) * voxel_ml for lobe in LOBES if counts[LOBE_CODE[lobe]]}
-    labels_arr = _sides(codes)
     hu = sitk.GetArrayViewFromImage(ct)
     inside = hu[::2, ::2, ::2][labels_arr[::2, ::2, ::2] > 0]  # every 8th voxel (speed)
     if inside.size == 0:
@@ -614,7 +616,7 @@ def _result(
     labels.CopyInformation(ct)
     lobes = None
     if lobe_ml:
-        lobes = sitk.GetImageFromArray(np.where(codes <= len(LOBES), codes, 0).astype(np.uint8))
+        lobes = sitk.GetImageFromArray(lobes_arr)
         lobes.CopyInformation(ct)
     dense = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
     dense.CopyInformation(ct)
