@@ -171,6 +171,19 @@ def export_dataset(
     if baseline_only:
         cases = cases[cases["timepoint"] == "baseline"]
     cases = number_cases(add_scanner(cases, build))
+    problems = []
+    if ct_task and mask_source == "external" and mask_dir is not None:
+        from kicc_analysis.export.images import external_mask_path
+
+        has_mask = [external_mask_path(Path(mask_dir), uid) is not None for uid in cases["series_uid"]]
+        problems += [
+            {"case_id": case, "problem": "no external mask for the series in the mask folder"}
+            for case, ok in zip(cases["case_id"], has_mask, strict=True)
+            if not ok
+        ]
+        cases = cases[has_mask].reset_index(drop=True)  # splits are made on exportable cases only
+        if cases.empty:
+            raise ExportError(f"export: no CT series of task '{task}' has a mask in {mask_dir}")
     patients = cohort[cohort["subjid"].isin(cases["subjid"])]
     assignment = patient_splits(patients, fractions=fractions, seed=seed, stratify=stratify)
     cases = cases.merge(assignment[["subjid", "split"]], on="subjid", how="left")
@@ -195,7 +208,6 @@ def export_dataset(
     cases["mask_source"] = mask_source if ct_task else ""
 
     out.mkdir(parents=True, exist_ok=True)
-    problems = []
     written = []
     mask_folder = Path(mask_dir) if mask_dir is not None else None
     for row in progress_bar(cases.itertuples(index=False), total=len(cases), desc="export", show=show_progress):

@@ -3,7 +3,8 @@
 Every study and series of a patient lands in the split of that patient: the unit of assignment is the patient
 (``subjid``), never the image. Strata are ``site x outcome`` (or ``site x severity bin``); inside each stratum the
 patients are shuffled with ``numpy.random.default_rng(seed)`` and each in turn goes to the split furthest below its
-share *within the stratum* (ties: within its outcome level, then its site, then overall), so every split receives its
+share *within the stratum* by at least one whole patient (ties, including every patient of a small stratum: the split
+furthest below its share within the patient's outcome level, then site, then overall), so every split receives its
 share of every stratum large enough to share and the leftovers of small strata still balance the outcome (k-fold: the
 fold with the fewest patients of the stratum, then of the outcome level, the site, overall). This is the
 same idea as scikit-learn's ``StratifiedGroupKFold`` (a development-only dependency here), implemented in a few lines
@@ -110,7 +111,9 @@ def patient_splits(
         for index in members:
             keys = [values[index] for values in margins]
             # the split furthest below its share within the stratum; ties: within its outcome, its site, overall
-            gaps = [deficit(local), *(deficit(margin_counts[m]) for m in keys), deficit(counts)]
+            # within the stratum only whole owed patients count (floor), so singleton strata fall to the margins
+            owed = np.where(shares > 0, np.floor(shares * (local.sum() + 1) - local + 1e-9), -np.inf)
+            gaps = [owed, *(deficit(margin_counts[m]) for m in keys), deficit(counts)]
             choice = max(range(3), key=lambda j: (*(gap[j] for gap in gaps), -j))
             assigned[index] = SPLITS[choice]
             local[choice] += 1
