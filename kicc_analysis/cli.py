@@ -1,6 +1,6 @@
 """The ``kicc`` command: argument parsing only; every subcommand calls a package function.
 
-Subcommands: ``demo``, ``scan``, ``validate``, ``cohort``, ``quantify``, ``study``, ``dictionary``.
+Subcommands: ``demo``, ``scan``, ``validate``, ``cohort``, ``quantify``, ``study``, ``dictionary``, ``export``.
 Run ``kicc <subcommand> --help`` for each one's options. Errors raised on purpose by
 the package (:class:`kicc_analysis.errors.KiccError`) are printed as one clear line and
 give exit status 2; ``kicc validate`` exits 1 when the table has errors.
@@ -158,6 +158,30 @@ def _cmd_dictionary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from kicc_analysis.export import export_dataset
+
+    result = export_dataset(
+        args.repository,
+        args.out,
+        export_format=args.format,
+        task=args.task,
+        seed=args.seed,
+        fractions=tuple(args.fractions),
+        k_folds=args.folds,
+        baseline_only=args.baseline_only,
+        mask_source="external" if args.mask_dir else "classical",
+        mask_dir=args.mask_dir,
+        image_format=args.image_format,
+        workers=args.workers,
+    )
+    print(f"exported {len(result.cases)} cases (cohort_version {result.cohort_version}) to {result.out}")
+    _print_table(result.report)
+    if len(result.problems):
+        print(f"{len(result.problems)} cases not exported (see problems.csv)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kicc", description="KICC-19 cohort, CT quantification and statistics.")
     parser.add_argument("--version", action="version", version=f"kicc-analysis {__version__}")
@@ -267,6 +291,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dictionary", help="dictionary CSV (default: the KICC-19 dictionary)")
     p.add_argument("--write", action="store_true", help="write the .md beside the CSV instead of printing")
     p.set_defaults(func=_cmd_dictionary)
+
+    p = sub.add_parser(
+        "export",
+        help="export a task as an AI training dataset (nnU-Net v2, MONAI datalist, radiographs + CSV)",
+        description="Patient-level splits, images, labels, DATASHEET.md and MANIFEST.csv; never identifiers.",
+    )
+    p.add_argument("--repository", required=True, help="repository folder (only read)")
+    p.add_argument("--out", required=True, help="export folder (new or empty)")
+    p.add_argument("--format", required=True, choices=["nnunet", "monai", "images-csv"], help="dataset format")
+    p.add_argument("--task", required=True, choices=["lungs", "lobes", "cxr-severity", "outcome"], help="task")
+    p.add_argument("--seed", type=int, default=19, help="split seed (default 19)")
+    p.add_argument(
+        "--fractions", type=float, nargs=3, default=[0.7, 0.1, 0.2], help="train validation test shares of patients"
+    )
+    p.add_argument("--folds", type=int, default=5, help="patient-level cross-validation folds (default 5)")
+    p.add_argument("--baseline-only", action="store_true", help="only each patient's baseline CT / radiograph")
+    p.add_argument(
+        "--mask-dir",
+        help="external masks, MASK_DIR/<SeriesInstanceUID>.nii.gz or a TotalSegmentator folder of that "
+        "name (default: classical lung segmentation)",
+    )
+    p.add_argument("--image-format", choices=["png", "nifti"], default="png", help="radiograph files (images-csv)")
+    p.add_argument("--workers", type=int, default=2, help="processes for the DICOM scan (default 2)")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -55,7 +55,7 @@ def test_no_gpl_jpeg_codec_is_declared(project_root):
     assert "pylibjpeg-libjpeg" not in text
 
 
-@pytest.mark.parametrize("command", ["demo", "scan", "validate", "cohort", "quantify", "study", "dictionary"])
+@pytest.mark.parametrize("command", ["demo", "scan", "validate", "cohort", "quantify", "study", "dictionary", "export"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

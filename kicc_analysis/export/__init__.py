@@ -1,0 +1,292 @@
+"""AI-ready export of the cohort: nnU-Net v2, MONAI datalist, radiographs + CSV; patient-level splits; datasheet.
+
+:func:`export_dataset` builds the cohort (:func:`kicc_analysis.cohort.build_cohort`), lists the cases of a task,
+splits the **patients** (:func:`~kicc_analysis.export.splits.patient_splits`), checks that no patient, study or series
+lies in two splits, writes the images (reusing ``load_ct``, ``load_radiograph``, ``segment_lungs``,
+``load_lung_mask``) and the format's index files, then ``cases.csv``, ``split_report.csv``, ``folds.csv``,
+``DATASHEET.md`` and ``MANIFEST.csv`` (SHA-256 of every file). Every text file passes the identifier detector
+(:mod:`kicc_analysis.privacy`). The same repository, task, format and seed give byte-identical files.
+
+Tasks: ``lungs`` (CT, labels 1 right / 2 left lung), ``lobes`` (CT, labels 1 RUL ... 5 LLL, external masks),
+``cxr-severity`` (every radiograph, target Brixia total) and ``outcome`` (baseline radiograph per patient, targets
+oxygen / ICU / ventilation / death). Formats: ``nnunet`` (CT tasks), ``monai`` (all), ``images-csv`` (radiograph tasks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from kicc_analysis.export import images_csv, monai, nnunet
+from kicc_analysis.export.cases import (
+    CT_TASKS,
+    CXR_TASKS,
+    LOBE_LABELS,
+    LUNG_LABELS,
+    TASKS,
+    ExportError,
+    add_scanner,
+    clinical_targets,
+    ct_cases,
+    cxr_cases,
+    number_cases,
+)
+from kicc_analysis.export.manifest import write_csv, write_image, write_json, write_manifest, write_text
+from kicc_analysis.export.splits import (
+    SplitError,
+    check_no_leakage,
+    kfold_splits,
+    leave_one_site_out,
+    patient_splits,
+    split_report,
+)
+
+FORMATS = ("nnunet", "monai", "images-csv")
+__all__ = [
+    "FORMATS",
+    "TASKS",
+    "ExportError",
+    "ExportResult",
+    "SplitError",
+    "check_no_leakage",
+    "export_dataset",
+    "kfold_splits",
+    "leave_one_site_out",
+    "patient_splits",
+    "split_report",
+]
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_dataset` wrote.
+
+    Attributes
+    ----------
+    out : Path
+        The export folder.
+    cases : DataFrame
+        One row per case: ``case_id, subjid, split, timepoint, img_day, image, label, mask_source`` and targets
+        (also in ``cases.csv``; study/series UIDs are kept here in memory only).
+    report : DataFrame
+        The split report (``split_report.csv``).
+    manifest : DataFrame
+        ``path, bytes, sha256`` of every file (``MANIFEST.csv``).
+    problems : DataFrame
+        ``case_id, problem``: cases that could not be exported (never silently dropped).
+    cohort_version : str
+    """
+
+    out: Path
+    cases: pd.DataFrame
+    report: pd.DataFrame
+    manifest: pd.DataFrame
+    problems: pd.DataFrame
+    cohort_version: str
+
+
+def _check_combination(export_format: str, task: str) -> None:
+    if export_format not in FORMATS:
+        raise ExportError(f"export: format must be one of {', '.join(FORMATS)}, found '{export_format}'")
+    if task not in TASKS:
+        raise ExportError(f"export: task must be one of {', '.join(TASKS)}, found '{task}'")
+    if export_format == "nnunet" and task not in CT_TASKS:
+        raise ExportError(f"export: nnunet is a segmentation format; task '{task}' is not (use monai or images-csv)")
+    if export_format == "images-csv" and task not in CXR_TASKS:
+        raise ExportError(f"export: images-csv holds radiographs; task '{task}' is a CT task (use nnunet or monai)")
+
+
+def export_dataset(
+    repository: str | Path,
+    out: str | Path,
+    *,
+    export_format: str = "nnunet",
+    task: str = "lungs",
+    seed: int = 19,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    stratify: str | None = "outco_outcome",
+    k_folds: int = 5,
+    baseline_only: bool = False,
+    mask_source: str = "classical",
+    mask_dir: str | Path | None = None,
+    image_format: str = "png",
+    workers: int = 2,
+    show_progress: bool | None = None,
+) -> ExportResult:
+    """Export one task of a repository in one format (see the module docstring).
+
+    Parameters
+    ----------
+    repository : path
+        The repository (clinical table, ``dicom/``, ``readings/``); it is only read.
+    out : path
+        The export folder (created; must be empty or absent).
+    export_format : str
+        ``nnunet``, ``monai`` or ``images-csv``.
+    task : str
+        ``lungs``, ``lobes``, ``cxr-severity`` or ``outcome``.
+    seed : int
+        Seed of the patient-level split and the folds.
+    fractions : tuple of 3 floats
+        Shares of patients in train, validation, test.
+    stratify : str or None
+        Cohort column stratified on together with the site (default ``outco_outcome``).
+    k_folds : int
+        Number of patient-level cross-validation folds over train + validation (``folds.csv``).
+    baseline_only : bool
+        Keep only each patient's baseline CT series / radiograph.
+    mask_source : str
+        ``classical`` or ``external`` (then ``mask_dir`` holds ``<series UID>.nii.gz`` or a TotalSegmentator
+        folder ``<series UID>/`` per CT series).
+    image_format : str
+        ``png`` or ``nifti`` for ``images-csv``.
+
+    Raises
+    ------
+    ExportError
+        Unknown task / format / mask source, non-empty ``out``, no exportable case.
+    SplitError
+        A patient, study or series would be in two splits.
+    """
+    from kicc_analysis import __version__
+    from kicc_analysis.cohort import build_cohort
+    from kicc_analysis.export import datasheet
+    from kicc_analysis.export.images import ct_image, ct_label, radiograph_image
+    from kicc_analysis.progress import progress_bar
+
+    _check_combination(export_format, task)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ExportError(f"export: output folder {out} is not empty (expected an empty or new folder)")
+    if image_format not in images_csv.IMAGE_ENDINGS:
+        raise ExportError(f"export: image format must be png or nifti, found '{image_format}'")
+    build = build_cohort(repository, workers=workers, show_progress=show_progress, write_snapshot=False)
+    cohort = build.table
+    ct_task = task in CT_TASKS
+    cases = ct_cases(build, task) if ct_task else cxr_cases(build, task)
+    if cases.empty:
+        raise ExportError(f"export: the repository has no case for task '{task}'")
+    if baseline_only:
+        cases = cases[cases["timepoint"] == "baseline"]
+    cases = number_cases(add_scanner(cases, build))
+    problems = []
+    if ct_task and mask_source == "external" and mask_dir is not None:
+        from kicc_analysis.export.images import external_mask_path
+
+        has_mask = [external_mask_path(Path(mask_dir), uid) is not None for uid in cases["series_uid"]]
+        problems += [
+            {"case_id": case, "problem": "no external mask for the series in the mask folder"}
+            for case, ok in zip(cases["case_id"], has_mask, strict=True)
+            if not ok
+        ]
+        cases = cases[has_mask].reset_index(drop=True)  # splits are made on exportable cases only
+        if cases.empty:
+            raise ExportError(f"export: no CT series of task '{task}' has a mask in {mask_dir}")
+    patients = cohort[cohort["subjid"].isin(cases["subjid"])]
+    assignment = patient_splits(patients, fractions=fractions, seed=seed, stratify=stratify)
+    cases = cases.merge(assignment[["subjid", "split"]], on="subjid", how="left")
+    check_no_leakage(cases)
+    training = patients[patients["subjid"].isin(assignment.loc[assignment["split"] != "test", "subjid"])]
+    folds = kfold_splits(training, k=k_folds, seed=seed, stratify=stratify) if len(training) >= k_folds else None
+    targets = clinical_targets(cohort)
+    cases = cases.merge(targets, on="subjid", how="left")
+    target_columns = [c for c in targets.columns if c not in ("subjid", "kicc_site", "outco_outcome")]
+    if not ct_task:
+        target_columns = ["brixia", *target_columns]
+    if folds is not None:
+        cases = cases.merge(folds[["subjid", "fold"]], on="subjid", how="left")
+        cases["fold"] = cases["fold"].astype("Int64")
+
+    if export_format == "nnunet":
+        cases = nnunet.paths(cases)
+    elif export_format == "monai":
+        cases = monai.paths(cases, segmentation=ct_task)
+    else:
+        cases = images_csv.paths(cases, image_format)
+    cases["mask_source"] = mask_source if ct_task else ""
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    mask_folder = Path(mask_dir) if mask_dir is not None else None
+    for row in progress_bar(cases.itertuples(index=False), total=len(cases), desc="export", show=show_progress):
+        try:
+            if ct_task:
+                image = ct_image(row.source)
+                label = ct_label(image, task, mask_source, mask_folder, row.series_uid)
+                write_image(image, out / row.image)
+                write_image(label, out / row.label)
+            else:
+                write_image(radiograph_image(row.source), out / row.image)
+            written.append(row.case_id)
+        except (ExportError, SplitError):
+            raise
+        except Exception as error:  # noqa: BLE001 -- one bad series never stops the export; reported
+            problems.append({"case_id": row.case_id, "problem": f"{type(error).__name__}: {str(error)[:200]}"})
+    problem_table = pd.DataFrame(problems, columns=["case_id", "problem"])
+    cases = cases[cases["case_id"].isin(written)].reset_index(drop=True)
+    if cases.empty:
+        raise ExportError(f"export: no case of task '{task}' could be exported ({len(problem_table)} problems)")
+
+    known = [*cases["study_uid"].dropna().astype(str), *cases["series_uid"].dropna().astype(str)]
+    labels = LUNG_LABELS if task == "lungs" else LOBE_LABELS
+    name = f"KICC19_{task.replace('-', '_')}"
+    description = f"KICC-19 {task} export (cohort_version {build.cohort_version}, seed {seed})"
+    if export_format == "nnunet":
+        write_json(
+            nnunet.dataset_json(cases, labels, name=name, description=description, licence=datasheet.LICENCE),
+            out / "dataset.json",
+            known_values=known,
+        )
+        if folds is not None:
+            write_json(nnunet.splits_final(cases), out / "splits_final.json", known_values=known)
+    elif export_format == "monai":
+        data = monai.datalist(cases, target_columns)
+        data.update(
+            {"name": name, "description": description, "cohort_version": build.cohort_version}
+            | ({"labels": {str(v): k for k, v in labels.items()}} if ct_task else {})
+        )
+        write_json(data, out / "datalist.json", known_values=known)
+    else:
+        write_csv(images_csv.targets_table(cases, target_columns), out / "targets.csv", known_values=known)
+
+    public = ["case_id", "subjid", "split", "timepoint", "img_day", "image"]
+    public += ["label", "mask_source"] if ct_task else []
+    public += [c for c in ("fold", *target_columns) if c in cases.columns and c not in public]
+    write_csv(cases[public], out / "cases.csv", known_values=known)
+    report = split_report(patients, assignment, cases)
+    write_csv(report, out / "split_report.csv", known_values=known)
+    fold_table = leave_one_site_out(patients).rename(columns={"fold": "loso_site"})
+    if folds is not None:
+        fold_table = fold_table.merge(
+            folds[["subjid", "fold"]].rename(columns={"fold": "kfold"}), on="subjid", how="left"
+        )
+        fold_table["kfold"] = fold_table["kfold"].astype("Int64")
+    fold_table = fold_table.merge(assignment[["subjid", "split"]], on="subjid")
+    write_csv(fold_table, out / "folds.csv", known_values=known)
+    if len(problem_table):
+        write_csv(problem_table, out / "problems.csv", known_values=known)
+    text = datasheet.render(
+        task=task,
+        export_format=export_format,
+        cohort=patients,
+        cases=cases,
+        report=report,
+        agreement=datasheet.brixia_agreement(build.repository),
+        cohort_version=build.cohort_version,
+        seed=seed,
+        fractions=fractions,
+        mask_source=mask_source if ct_task else "none (radiograph task)",
+        package_version=__version__,
+    )
+    write_text(text, out / "DATASHEET.md", known_values=known)
+    manifest = write_manifest(out, known_values=known)
+    return ExportResult(
+        out=out,
+        cases=cases,
+        report=report,
+        manifest=manifest,
+        problems=problem_table,
+        cohort_version=build.cohort_version,
+    )
