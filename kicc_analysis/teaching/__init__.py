@@ -4,6 +4,22 @@ Every output is checked by the package's one identifier detector (:mod:`kicc_ana
 written, and nothing is written when the check fails.
 """
 
+from .case import CSP, TeachingCase, age_band, build_case, check_bytes, load_educator_text, render_case
 from .images import OVERLAY_STYLES, KeyImage, TeachingError, apply_window, key_image, resolve_window, save_figure
 
-__all__ = ["OVERLAY_STYLES", "KeyImage", "TeachingError", "apply_window", "key_image", "resolve_window", "save_figure"]
+__all__ = [
+    "CSP",
+    "TeachingCase",
+    "age_band",
+    "build_case",
+    "check_bytes",
+    "load_educator_text",
+    "render_case",
+    "OVERLAY_STYLES",
+    "KeyImage",
+    "TeachingError",
+    "apply_window",
+    "key_image",
+    "resolve_window",
+    "save_figure",
+]
