@@ -167,19 +167,32 @@ def test_png_is_300_dpi(sbu, tmp_path):
 def test_radiograph_with_and_without_spacing(cxr_dir):
     with_spacing = load_radiograph(cxr_dir / "fodicom_CR-ModalitySequenceLUT.dcm")
     assert with_spacing.spacing_mm is not None
-    k = key_image(with_spacing)
+    k = key_image(with_spacing, burned_in_cleared=True)
     assert k.scale_bar_px == pytest.approx(50.0 / with_spacing.spacing_mm[1])
     np.testing.assert_array_equal(k.display, with_spacing.pixels)  # the header's VOI is kept
     no_spacing = load_radiograph(cxr_dir / "fodicom_CR-MONO1-10-chest.dcm")
     assert no_spacing.spacing_mm is None and no_spacing.view_position == "PA"
-    k2 = key_image(no_spacing)
+    k2 = key_image(no_spacing, burned_in_cleared=True)
     assert k2.scale_bar_px is None and "no scale bar" in " ".join(k2.notes)
     drawn = {t.get_text() for t in k2.figure.axes[0].texts}
     assert "no scale (spacing unknown)" in drawn
     assert k2.letters == {"left": "R", "right": "L"}
     assert k2.window_text.startswith("W 1024 / L 550")
     with pytest.raises(TeachingError, match="spacing"):
-        key_image(no_spacing, arrows=[(10.0, 10.0)])
+        key_image(no_spacing, arrows=[(10.0, 10.0)], burned_in_cleared=True)
+
+
+def test_burned_in_annotation_refused_unless_redacted(cxr_dir):
+    unknown = load_radiograph(cxr_dir / "fodicom_CR-MONO1-10-chest.dcm")
+    assert unknown.burned_in_annotation == "unknown"
+    with pytest.raises(TeachingError, match="BurnedInAnnotation is 'unknown'"):
+        key_image(unknown)
+    k = key_image(unknown, redaction=[(0, 0, 40, 440)])
+    assert np.all(k.display[:40] == 0.0) and k.display[40:].max() > 0.5
+    assert unknown.pixels[:40].max() > 0.0  # the loaded radiograph itself is not modified
+    cleared = load_radiograph(cxr_dir / "highdicom_dx_image.dcm")
+    assert cleared.burned_in_annotation == "NO"
+    np.testing.assert_array_equal(key_image(cleared).display, cleared.pixels)
 
 
 def test_apply_window_edges_exact():

@@ -250,6 +250,8 @@ def key_image(
     orientation_labels: bool = True,
     ax: Any = None,
     width_in: float = 3.5,
+    redaction: Sequence[Sequence[int]] | None = None,
+    burned_in_cleared: bool = False,
 ) -> KeyImage:
     """Draw one key image of a CT (volume or single slice) or a radiograph in radiological convention.
 
@@ -277,6 +279,10 @@ def key_image(
         Draw into this axes instead of a new figure.
     width_in : float
         Figure width (inches; 3.5 = single journal column).
+    redaction : sequence of (row0, col0, row1, col1), optional
+        Radiographs: pixel boxes blacked out before drawing (burned-in text).
+    burned_in_cleared : bool
+        Radiographs: the de-identification audit cleared this image of burned-in text.
 
     Returns
     -------
@@ -284,7 +290,16 @@ def key_image(
     """
     notes: list[str] = []
     if isinstance(image, Radiograph):
-        display = np.asarray(image.pixels, dtype=float)
+        if image.burned_in_annotation != "NO" and not redaction and not burned_in_cleared:
+            raise TeachingError(
+                f"{image.source}: BurnedInAnnotation is {image.burned_in_annotation!r}: expected 'NO', a redaction "
+                "region or an audit clearance (burned_in_cleared=True) before it is shown"
+            )
+        display = np.array(image.pixels, dtype=float)
+        for row0, col0, row1, col1 in redaction or ():
+            display[int(row0) : int(row1), int(col0) : int(col1)] = 0.0
+        if redaction:
+            notes.append(f"{len(redaction)} region(s) redacted")
         labels = None if overlay is None else np.asarray(overlay)
         spacing = image.spacing_mm
         plane_name, idx, rule, level_width = "radiograph", None, "radiograph", None
