@@ -13,15 +13,12 @@
 # and the data-quality report of the clinical export, linkage problems, and the imaging inventory.
 
 # %% tags=["parameters"]
-repository = "demo_repository"  # path of the repository (demo or real)
-output_dir = "results"
+repository = "../demo_repository"  # path of the repository (demo or real), relative to notebooks/ in JupyterLab
+output_dir = "../results"
 
 # %%
 NOTEBOOK_VERSION = "1.0.0"
 
-import matplotlib
-
-matplotlib.use("Agg")
 from kicc_analysis.cohort import build_cohort
 from kicc_analysis.dictionary import summarise_report
 from kicc_analysis.figures import cohort_figures
@@ -41,7 +38,6 @@ print(build.describe())
 
 # %%
 out.table(build.flow, "cohort_flow", title="Cohort flow", description="Patients at each inclusion step and why others were excluded")
-build.flow
 
 # %% [markdown]
 # ## Table 1 by national severity category
@@ -63,7 +59,6 @@ table1 = table_one(readable, groupby="sever_national", variables=continuous + ca
                    nonnormal=nonnormal, categorical=categorical, labels=display_labels(continuous + categorical))
 out.table(table1.table, "table1_by_severity", title="Table 1 by national severity category", index=True)
 out.table(table1.tests, "table1_by_severity_tests", title="Table 1 tests and standardised mean differences", index=True)
-table1.table
 
 # %% [markdown]
 # ## Missingness and data quality
@@ -76,7 +71,6 @@ quality = summarise_report(build.validation)
 out.table(build.validation, "data_quality_report", title="Clinical table validation report (one row per problem)")
 out.table(quality, "data_quality_summary", title="Clinical table problems by class")
 out.table(build.linkage, "linkage_problems", title="Linkage problems between images and clinical rows")
-quality
 
 # %% [markdown]
 # ## Imaging inventory

@@ -15,16 +15,13 @@
 # radiologists' visual lobe scores, example overlays, and baseline → follow-up change.
 
 # %% tags=["parameters"]
-repository = "demo_repository"  # path of the repository (demo or real)
-output_dir = "results"
+repository = "../demo_repository"  # path of the repository (demo or real), relative to notebooks/ in JupyterLab
+output_dir = "../results"
 workers = 2
 
 # %%
 NOTEBOOK_VERSION = "1.1.0"
 
-import matplotlib
-
-matplotlib.use("Agg")
 import pandas as pd
 from scipy import stats
 
@@ -66,7 +63,6 @@ qa = both.loc[(both["qa_flags"] != "") | (both["load_warnings"] != ""),
                "qa_dense_recovered_fraction", "qa_halo_dropped_ml"]]
 qa_all = pd.concat([qa, failures.rename(columns={"error": "qa_flags"})], ignore_index=True)
 out.table(qa_all, "ct_qa_list", title="CT QA list", description="Flags, warnings and failures per series")
-qa_all
 
 # %% [markdown]
 # ## Opacity by national severity category (baseline CT)
@@ -103,7 +99,6 @@ out.table(predominance, "ct_peripheral_predominance",
           title="Peripheral vs core opacity at baseline (Wilcoxon signed-rank)")
 fig = core_periphery_figure(cohort_ct)
 out.figure(fig, "ct_core_vs_periphery", title="Peripheral vs core opacity per patient (baseline CT)")
-predominance
 
 # %% [markdown]
 # ## Agreement with the radiologists' visual scores
@@ -123,7 +118,6 @@ for reader in visual.columns:
         rows.append({"reader": reader, "ct_metric": metric, "n": len(pair), "spearman_rho": rho, "p": p})
 correlation = pd.DataFrame(rows)
 out.table(correlation, "ct_vs_visual_scores", title="CT metrics vs readers' summed lobe scores (Spearman)")
-correlation
 
 # %% [markdown]
 # ## Example overlays (lowest, median and highest baseline opacity)

@@ -15,8 +15,8 @@
 # table names the formula. All computations are in `kicc_analysis.agreement`; conventions in `docs/agreement.md`.
 
 # %% tags=["parameters"]
-repository = "demo_repository"  # path of the repository (demo or real)
-output_dir = "results"
+repository = "../demo_repository"  # path of the repository (demo or real), relative to notebooks/ in JupyterLab
+output_dir = "../results"
 n_boot = 1000  # bootstrap replicates (subjects resampled) added to the coefficient tables
 use_quantification = True  # compare readers with kicc_analysis.quantification zone scores (cached) when available
 seed = 2020
@@ -24,9 +24,6 @@ seed = 2020
 # %%
 NOTEBOOK_VERSION = "1.0.0"
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -77,7 +74,6 @@ overview.attrs["invalid_scores"] = readings.attrs.get("invalid_scores", 0)
 out.table(overview, "readings_overview", title="Readings per item",
           description="Subjects, readers, non-missing ratings and missing ratings per item; "
           f"{overview.attrs['invalid_scores']} non-numeric scores were set missing")
-overview
 
 # %% [markdown]
 # ## Lobe severity scores (ordinal 0–5)

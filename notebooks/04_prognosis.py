@@ -16,8 +16,8 @@
 # All computations are in `kicc_analysis.prognosis`; see `docs/prognosis.md` for the conventions.
 
 # %% tags=["parameters"]
-repository = "demo_repository"  # path of the repository (demo or real)
-output_dir = "results"
+repository = "../demo_repository"  # path of the repository (demo or real), relative to notebooks/ in JupyterLab
+output_dir = "../results"
 primary_outcome = "inter_suppleo2"  # outcome for the detailed calibration / decision-curve / validation section
 n_boot = 200  # bootstrap replicates (optimism correction, curve bands)
 n_imputations = 10  # multiple imputation of the full model
@@ -29,9 +29,6 @@ NOTEBOOK_VERSION = "1.0.0"
 
 import warnings
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -127,7 +124,6 @@ event_counts = pd.DataFrame(
      for v, label in outcomes.items()]
 )  # fmt: skip
 out.table(event_counts, "outcome_counts", title="Events per outcome")
-event_counts
 
 # %% [markdown]
 # ## Table 1 by death
@@ -142,7 +138,6 @@ t1 = table_one(
 )  # fmt: skip
 out.table(t1.table, "table1_by_death", title="Table 1 by in-hospital death")
 out.table(t1.tests, "table1_by_death_tests", title="Table 1 tests and standardised mean differences")
-t1.table
 
 # %% [markdown]
 # ## Univariable and multivariable logistic models, with and without CT
@@ -189,7 +184,6 @@ discrimination = pd.DataFrame(discrimination)
 out.table(discrimination, "discrimination_base_vs_ct", title="AUC without and with CT opacity (DeLong)")
 if failures:
     out.table(pd.DataFrame(failures), "model_failures", title="Models that could not be fitted")
-discrimination
 
 # %%
 if (primary_outcome, "with CT") in models:
@@ -300,7 +294,6 @@ out.figure(fig, "cif_by_group", title="Cumulative incidence of death and dischar
 plt.close(fig)
 gray = gray_test(surv["time"], surv["event_type"], groups, cause=1)
 out.table(gray, "gray_test_death", title="Test of equal cumulative incidence of death between groups")
-gray
 
 # %% [markdown]
 # ## Fine–Gray and cause-specific Cox models for death
@@ -334,7 +327,6 @@ fig = plots.forest_plot(fg.table, estimate="shr", low="shr_ci_low", high="shr_ci
                         xlabel="Subdistribution hazard ratio (95% CI)", title="Fine–Gray: death")  # fmt: skip
 out.figure(fig, "forest_fine_gray_death", title="Fine–Gray forest plot")
 plt.close(fig)
-fg.table
 
 # %% [markdown]
 # ## Notes

@@ -15,8 +15,8 @@
 # `kicc_analysis.readings`; agreement: `kicc_analysis.agreement.reader_scores` (conventions in `docs/radiographs.md`).
 
 # %% tags=["parameters"]
-repository = "demo_repository"  # path of the repository (demo or real)
-output_dir = "results"
+repository = "../demo_repository"  # path of the repository (demo or real), relative to notebooks/ in JupyterLab
+output_dir = "../results"
 use_quantification = True  # CT opacity from kicc_analysis.quantification (cached); else the cohort column if present
 primary_outcome = "inter_suppleo2"  # binary outcome of the prediction section
 seed = 2020
@@ -27,9 +27,6 @@ NOTEBOOK_VERSION = "1.0.0"
 import warnings
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -75,7 +72,6 @@ summary = pd.DataFrame(
     }
 )
 out.table(summary, "radiograph_inventory", title="Radiograph inventory")
-summary
 
 # %% [markdown]
 # ## Timeline per patient: CT and radiographs (days from admission)
@@ -250,7 +246,6 @@ for name, predictors in models.items():
 prediction = pd.DataFrame(rows)
 out.table(prediction, "brixia_prediction", title=f"Prediction of {primary_outcome}: Brixia total next to CT opacity",
           description="Same complete rows for every model; AUC 95% CI by DeLong's method")  # fmt: skip
-prediction
 
 # %% [markdown]
 # ## Teaching figure: a radiograph with its zone grid and the readers' scores
@@ -275,4 +270,3 @@ if readings is not None and len(selection):
 # %%
 skipped = pd.DataFrame(skipped, columns=["analysis", "reason"])
 out.table(skipped, "radiograph_skipped", title="Analyses skipped on this repository")
-skipped

@@ -135,3 +135,177 @@ def checked_scan(root, **kwargs):
         scan, follow_symlinks=kwargs.get("follow_symlinks", False), index_dir=kwargs.get("index_dir")
     )
     return scan
+
+
+# --------------------------------------------------------------------------------------------------
+# The one headless-browser fixture (Debian's /usr/bin/chromium driven over the DevTools protocol).
+# --------------------------------------------------------------------------------------------------
+
+CHROMIUM = Path(os.environ.get("KICC_CHROMIUM", "/usr/bin/chromium"))
+TEST_OUTPUT_DIR = Path(os.environ.get("KICC_TEST_OUTPUT", PROJECT_ROOT / "tests" / "_output"))
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+)
+
+
+class BrowserPage:
+    """One tab of the shared headless Chromium, with the few operations tests need.
+
+    Every network request the page makes is recorded in :attr:`requests` (URL strings, in order), so a
+    test can assert that a self-contained page asks for nothing from the network.
+    ``page`` is the underlying Playwright page for anything not covered here.
+    """
+
+    def __init__(self, page, output_dir: Path) -> None:
+        self.page = page
+        self.output_dir = output_dir
+        self.requests: list[str] = []
+        self.failed_requests: list[str] = []
+        self.console_errors: list[str] = []
+        page.on("request", lambda request: self.requests.append(request.url))
+        page.on("requestfailed", lambda request: self.failed_requests.append(request.url))
+        page.on("console", lambda msg: self.console_errors.append(msg.text) if msg.type == "error" else None)
+
+    def open(self, target: str | Path, *, wait_until: str = "load", timeout_s: float = 30) -> BrowserPage:
+        """Load a URL (``http://…``, ``file://…``) or a local file path and wait for ``wait_until``."""
+        url = target.resolve().as_uri() if isinstance(target, Path) else str(target)
+        self.page.goto(url, wait_until=wait_until, timeout=timeout_s * 1000)
+        return self
+
+    def evaluate(self, script: str, arg=None):
+        """Evaluate a JavaScript expression or function in the page and return its JSON value."""
+        return self.page.evaluate(script, arg)
+
+    def wait_for(self, selector: str, *, timeout_s: float = 30, state: str = "visible") -> None:
+        """Wait until a CSS ``selector`` matches an element in ``state``; raises on timeout."""
+        self.page.wait_for_selector(selector, timeout=timeout_s * 1000, state=state)
+
+    def wait_until(self, script: str, *, timeout_s: float = 30) -> None:
+        """Wait until the JavaScript expression ``script`` is truthy in the page; raises on timeout."""
+        self.page.wait_for_function(script, timeout=timeout_s * 1000)
+
+    def set_viewport(self, width: int, height: int = 800) -> None:
+        """Resize the viewport (CSS px), e.g. ``set_viewport(390)`` for a phone."""
+        self.page.set_viewport_size({"width": int(width), "height": int(height)})
+
+    def screenshot(self, name: str, *, full_page: bool = True) -> Path:
+        """Save a PNG under the test-output folder, print its path and return it."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / (name if name.endswith(".png") else f"{name}.png")
+        self.page.screenshot(path=str(path), full_page=full_page)
+        print(f"screenshot: {path}")
+        return path
+
+    def network_requests(self, *, external_only: bool = False) -> list[str]:
+        """Requests made so far; ``external_only`` keeps those leaving the machine (not file:, data:, blob:, loopback)."""
+        if not external_only:
+            return list(self.requests)
+        local = ("file:", "data:", "blob:", "about:", "http://127.0.0.1", "http://localhost", "ws://127.0.0.1")
+        return [url for url in self.requests if not url.startswith(local)]
+
+    def close(self) -> None:
+        self.page.close()
+
+
+class Browser:
+    """The session's headless Chromium: ``new_page()`` gives a fresh tab with its own recorded requests."""
+
+    def __init__(self, context, output_dir: Path) -> None:
+        self.context = context
+        self.output_dir = output_dir
+
+    def new_page(self, *, width: int = 1280, height: int = 800, output_dir: Path | None = None) -> BrowserPage:
+        page = self.context.new_page()
+        wrapped = BrowserPage(page, output_dir or self.output_dir)
+        wrapped.set_viewport(width, height)
+        return wrapped
+
+
+def _launch_chromium(user_data_dir: Path, log_path: Path):
+    """Start Chromium headless and return (process, DevTools HTTP endpoint)."""
+    import subprocess
+    import time
+
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={user_data_dir}", "about:blank"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    port_file = user_data_dir / "DevToolsActivePort"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        if port_file.exists() and port_file.read_text().strip():
+            return process, f"http://127.0.0.1:{port_file.read_text().split()[0]}"
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+    pytest.skip(f"{CHROMIUM} did not start a DevTools endpoint within 60 s: {' | '.join(tail) or 'no output'}")
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """Headless Debian Chromium (``/usr/bin/chromium``, or ``$KICC_CHROMIUM``) for page tests.
+
+    Launched once per test session with a fresh profile and no network side traffic, driven over the
+    Chrome DevTools Protocol by Playwright's Python client (which never downloads a browser here: it only
+    connects). Skips with the reason when Chromium or the client is missing (``.ci/run`` installs
+    Chromium when it can). Screenshots go to ``tests/_output/`` (git-ignored; ``$KICC_TEST_OUTPUT``).
+
+    Example::
+
+        def test_page(browser):
+            page = browser.new_page(width=390)
+            page.open(Path("results/index.html"))
+            assert page.evaluate("document.title")
+            page.screenshot("results_index_phone")
+            assert page.network_requests(external_only=True) == []
+    """
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"headless browser tests need Chromium at {CHROMIUM} (Debian package 'chromium'; .ci/run installs it)"
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        pytest.skip(f"headless browser tests need the 'playwright' Python client (dev extra): {exc}")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    process, endpoint = _launch_chromium(profile, profile.parent / "chromium.log")
+    manager = sync_playwright().start()
+    try:
+        cdp = manager.chromium.connect_over_cdp(endpoint)
+        context = cdp.contexts[0] if cdp.contexts else cdp.new_context()
+        yield Browser(context, TEST_OUTPUT_DIR)
+        cdp.close()
+    finally:
+        manager.stop()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except Exception:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture()
+def browser_page(browser, request):
+    """A fresh tab of the shared browser; screenshots go to ``tests/_output/<test name>/``."""
+    name = request.node.name.replace("/", "_").replace("[", "_").replace("]", "")
+    page = browser.new_page(output_dir=TEST_OUTPUT_DIR / name)
+    yield page
+    page.close()
