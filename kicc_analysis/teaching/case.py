@@ -350,7 +350,8 @@ def _page_html(case: TeachingCase, outputs: dict[str, bytes], *, quiz: bool, lan
 body{{font-family:"NanumGothic","Nanum Gothic","Noto Sans CJK KR",sans-serif;margin:0 auto;max-width:900px;padding:8px;
 box-sizing:border-box;overflow-wrap:anywhere}}
 img{{max-width:100%;height:auto;display:block}} figure{{margin:8px 0}} input[type=range]{{width:100%}}
-#stack img.slice{{background:#000;touch-action:none}}
+#stack img.slice{{background:#000;touch-action:none;width:100%;image-rendering:pixelated}}
+[hidden]{{display:none !important}}
 </style></head><body>
 <h1>{title}</h1>
 <section id="presentation"><h2>History</h2><p>{t(case.presentation)}</p></section>
