@@ -476,3 +476,19 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 300) -> Path:
     with matplotlib.rc_context({"svg.hashsalt": "kicc-teaching", "svg.fonttype": "path", "pdf.fonttype": 42}):
         fig.savefig(path, dpi=dpi, metadata=metadata)
     return path
+
+
+def hangul_font(family: str = "NanumGothic") -> str | None:
+    """Register the system's Nanum font with matplotlib (its font cache may predate the install); return its
+    file path, or ``None`` when absent (Debian package ``fonts-nanum``, which ``.ci/run`` installs)."""
+    from matplotlib import font_manager
+
+    try:
+        return font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+    except ValueError:
+        pass
+    for path in sorted(font_manager.findSystemFonts()):
+        if Path(path).stem == family:
+            font_manager.fontManager.addfont(path)
+            return path
+    return None
