@@ -45,6 +45,12 @@ from .radiography import load_radiograph  # noqa: F401  re-exported: kicc_analys
 AIR_HU = -1024
 PADDING_THRESHOLD_HU = -1500.0
 REPORT_KEY = "kicc_load_report"
+#: The package's one table of CT display windows: name -> (level, width) in HU.
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (40.0, 400.0),
+    "bone": (400.0, 1800.0),
+}
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 CODEC_HINT = (
     "install a decoder into the environment: `pip install pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg` "

@@ -422,7 +422,9 @@ def mask_ids(values: pd.Series) -> pd.Series:
     return values.map(mapping).where(values.notna(), values)
 
 
-def assert_no_identifiers(content: str | bytes, *, known_values: Iterable[object] = (), where: str = "output") -> None:
+def assert_no_identifiers(
+    content: str | bytes, *, known_values: Iterable[object] = (), where: str = "output", patterns: bool = True
+) -> None:
     """Fail closed: raise :class:`PrivacyError` when ``content`` holds an identifier.
 
     Parameters
@@ -437,6 +439,9 @@ def assert_no_identifiers(content: str | bytes, *, known_values: Iterable[object
         non-pseudonym PatientIDs); each one must not occur at all.
     where : str
         Named in the error message (file name, page).
+    patterns : bool
+        Also run the identifier patterns (default). ``False`` searches only ``known_values``: for binary
+        content (compressed pixels, font programs) whose random bytes would match text patterns.
 
     Raises
     ------
@@ -470,6 +475,8 @@ def assert_no_identifiers(content: str | bytes, *, known_values: Iterable[object
                     break
         if position >= 0:
             raise PrivacyError(f"{where}: a known identifying value at position {position}")
+    if not patterns:
+        return
     findings = scan_text(_DATA_URI.sub("data:", text))  # embedded images are pixels, not text (checked by OCR)
     if findings:
         first = findings[0]

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from ..imaging import WINDOW_PRESETS
 from .opacity import CONSOLIDATION, GGO
 
-LUNG_WINDOW = (-600.0, 1500.0)  # level, width (HU) for display
+LUNG_WINDOW = WINDOW_PRESETS["lung"]  # level, width (HU) for display
 
 
 def overlay_figure(
