@@ -413,6 +413,7 @@ def build_cohort(
     index_dir: str | Path | None = None,
     show_progress: bool | None = None,
     write_snapshot: bool = True,
+    scan=None,
 ) -> CohortBuild:
     """Build the cohort table of a repository (see module docstring for the layout).
 
@@ -426,6 +427,8 @@ def build_cohort(
         Folder of the incremental scan index (default: the cache folder, see :func:`cache_dir`).
     write_snapshot : bool
         Write ``cohort-<version>.parquet`` to the cache folder.
+    scan : RepositoryScan, optional
+        Use this scan (of another source, or a synthetic index) instead of scanning ``repository``'s DICOM tree.
 
     Raises
     ------
@@ -458,9 +461,10 @@ def build_cohort(
             ignore_index=True,
         )
     cache = cache_dir(repository)
-    scan = scan_repository(
-        dicom_root(repository), index_dir=index_dir or cache / "index", workers=workers, show_progress=show_progress
-    )
+    if scan is None:
+        scan = scan_repository(
+            dicom_root(repository), index_dir=index_dir or cache / "index", workers=workers, show_progress=show_progress
+        )
     inventory = _study_inventory(scan, imaging_studies)
     patient_imaging = (
         _patient_imaging(inventory, scan) if not inventory.empty else pd.DataFrame({ID: pd.Series(dtype="string")})
