@@ -107,7 +107,7 @@ def synthetic_index(
         "instance_number": (k + 1).astype(float),
         "image_position_x": np.where(dx, np.nan, -180.0),
         "image_position_y": np.where(dx, np.nan, -180.0),
-        "image_position_z": np.where(dx, np.nan, -float(k)),
+        "image_position_z": np.where(dx, np.nan, -k.astype(float)),
         "orient_rx": np.where(dx, np.nan, 1.0),
         "orient_ry": np.where(dx, np.nan, 0.0),
         "orient_rz": np.where(dx, np.nan, 0.0),
