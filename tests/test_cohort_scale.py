@@ -89,8 +89,9 @@ def test_vectorised_patient_imaging_equals_the_loop_with_days_timepoints_and_gap
             "subjid": studies["patient_id"].to_numpy(),
             "img_study_uid": studies["study_uid"].to_numpy(),
             "img_modality": pd.NA,
-            "img_day": pd.array(np.where(rng.random(len(studies)) < 0.2, np.nan, rng.integers(0, 30, len(studies))),
-                                dtype="Float64"),
+            "img_day": pd.array(
+                np.where(rng.random(len(studies)) < 0.2, np.nan, rng.integers(0, 30, len(studies))), dtype="Float64"
+            ),
             "img_timepoint": pd.array(rng.choice([1, 2, np.nan], len(studies)), dtype="Float64"),
         }
     ).sample(frac=0.8, random_state=1)  # some studies unlisted

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .tables import FLAT_COLUMNS, INDEX_COLUMN_TYPES
 
-__all__ = ["synthetic_index", "synthetic_scan", "write_synthetic_clinical"]
+__all__ = ["load_scan_tables", "save_scan_tables", "synthetic_index", "synthetic_scan", "write_synthetic_clinical"]
 
 _ROOT = "1.2.826.0.1.3680043.8.498.78"
 _CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -144,6 +144,42 @@ def synthetic_scan(index: pd.DataFrame, root: str | Path = "/synthetic/dicom"):
     instances, series, skipped = _build_tables(root, index, [])
     tables = {"instances": instances, "series": series, "skipped": skipped}
     return _finish_scan(root, tables, len(index), 0, len(index), 0, None, [], 10, False)
+
+
+def save_scan_tables(scan, folder: str | Path) -> None:
+    """Write a scan's tables to ``folder`` in the scanner's table-cache format (Arrow IPC, one file per table)."""
+    from .scan import _save_tables
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    tables = {key: getattr(scan, key) for key in ("instances", "series", "studies", "skipped", "selection")}
+    problem = _save_tables(Path(folder), "synthetic", "", tables)
+    if problem:
+        raise OSError(problem)
+
+
+def load_scan_tables(folder: str | Path, root: str | Path = "/synthetic/dicom"):
+    """Load tables written by :func:`save_scan_tables` the way a re-scan of an unchanged tree loads its cache."""
+    from pyarrow import feather
+
+    from .scan import _STRING_MAPPER, _TABLES, RepositoryScan
+
+    tables = {}
+    for key in _TABLES:
+        table = feather.read_table(Path(folder) / f"{key}.arrow", memory_map=True)
+        mapper = _STRING_MAPPER if key == "instances" else None
+        tables[key] = table.to_pandas(split_blocks=True, types_mapper=mapper)
+    n = len(tables["instances"])
+    return RepositoryScan(
+        root=Path(root),
+        instances=tables["instances"],
+        series=tables["series"],
+        studies=tables["studies"],
+        skipped=tables["skipped"],
+        selection=tables["selection"],
+        n_files=n,
+        n_read=0,
+        n_reused=n,
+    )
 
 
 def write_synthetic_clinical(repository: str | Path, n_patients: int = 20_000, *, seed: int = 0) -> Path:
