@@ -25,6 +25,15 @@ import tempfile
 import time
 
 
+def _peak_rss_gb() -> float:
+    """This process's peak resident memory (``VmHWM``: unlike ``ru_maxrss`` it is not inherited across exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def _child(folder: str, patients: int) -> dict:
     from kicc_analysis.cohort import build_cohort
     from kicc_analysis.repository.synthetic_index import load_scan_tables
@@ -40,7 +49,7 @@ def _child(folder: str, patients: int) -> dict:
         "load_s": t1 - t0,
         "build_cohort_s": t2 - t1,
         "total_s": t2 - t0,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_rss_gb": _peak_rss_gb(),
         "with_baseline": int(build.table["baseline_ct_series_uid"].notna().sum()),
     }
 
@@ -51,11 +60,33 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=100_000)
     parser.add_argument("--instances", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--work-dir", help="keep the generated tables here and reuse them on the next run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(_child(args.child, args.patients)))
         return
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.work_dir or scratch
+        if os.path.isfile(os.path.join(folder, "tables", "instances.arrow")):
+            print(f"reusing the tables in {folder}", flush=True)
+        else:
+            _generate(folder, args.patients, args.series, args.instances)
+        runs = []
+        for _ in range(args.repeats):
+            cmd = [sys.executable, __file__, "--child", folder, "--patients", str(args.patients)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(runs[-1], flush=True)
+    keys = ("load_s", "build_cohort_s", "total_s", "peak_rss_gb")
+    medians = {k: sorted(r[k] for r in runs)[len(runs) // 2] for k in keys}
+    print(
+        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; median of {len(runs)}: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in medians.items())
+    )
+
+
+def _generate(folder: str, patients: int, n_series: int, instances: int) -> None:
     from kicc_analysis.repository.synthetic_index import (
         save_scan_tables,
         synthetic_index,
@@ -63,32 +94,17 @@ def main() -> None:
         write_synthetic_clinical,
     )
 
-    with tempfile.TemporaryDirectory() as folder:
-        t0 = time.perf_counter()
-        index = synthetic_index(args.patients, args.series, args.instances)
-        t1 = time.perf_counter()
-        scan = synthetic_scan(index)
-        t2 = time.perf_counter()
-        save_scan_tables(scan, os.path.join(folder, "tables"))
-        write_synthetic_clinical(os.path.join(folder, "repo"), args.patients)
-        print(
-            f"generated {len(index)} instances / {len(scan.series)} series in {t1 - t0:.1f} s; "
-            f"tables_s {t2 - t1:.1f} (index -> instance/series/study tables)",
-            flush=True,
-        )
-        del index, scan
-        runs = []
-        for _ in range(args.repeats):
-            cmd = [sys.executable, __file__, "--child", folder, "--patients", str(args.patients)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(runs[-1], flush=True)
-    medians = {
-        k: sorted(r[k] for r in runs)[len(runs) // 2] for k in ("load_s", "build_cohort_s", "total_s", "peak_rss_gb")
-    }
+    t0 = time.perf_counter()
+    index = synthetic_index(patients, n_series, instances)
+    t1 = time.perf_counter()
+    scan = synthetic_scan(index)
+    t2 = time.perf_counter()
+    save_scan_tables(scan, os.path.join(folder, "tables"))
+    write_synthetic_clinical(os.path.join(folder, "repo"), patients)
     print(
-        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; median of {len(runs)}: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in medians.items())
+        f"generated {len(index)} instances / {len(scan.series)} series in {t1 - t0:.1f} s; "
+        f"tables_s {t2 - t1:.1f} (index -> instance/series/study tables), peak RSS {_peak_rss_gb():.2f} GB",
+        flush=True,
     )
 
 
