@@ -240,6 +240,8 @@ def identifier_columns(raw: pd.DataFrame, dictionary, forms=PATIENT_FORMS) -> di
 def column_label(column: str, position: int) -> str:
     """How a dropped column is named in reports: its name, or ``column N`` when the name itself identifies."""
     return f"column {position + 1}" if scan_text(str(column)) else str(column)
+
+
 def _radiograph_timeline(table: pd.DataFrame, inventory: pd.DataFrame, repository: Path) -> pd.DataFrame:
     """Radiograph timeline per patient (issue 17): ``baseline_cxr_day`` (first CR/DX study, days from admission),
     ``baseline_cxr_brixia`` and ``worst_cxr_brixia`` (Brixia total 0-18, mean over readers, of the first scored
