@@ -146,43 +146,76 @@ def _study_inventory(scan, imaging_studies: pd.DataFrame) -> pd.DataFrame:
 
 
 def _patient_imaging(inventory: pd.DataFrame, scan) -> pd.DataFrame:
-    """Aggregate the study inventory to one row per patient."""
-    rows = []
-    series = scan.series.set_index("series_uid") if not scan.series.empty else pd.DataFrame()
-    for subjid, group in inventory.groupby(ID, sort=True):
-        ct = group[group["modality"] == "CT"].copy()
-        radiographs = group[group["modality"].isin(["CR", "DX"])]
-        ct["order_day"] = pd.to_numeric(ct["img_day"], errors="coerce")
-        baseline = ct[ct["img_timepoint"] == 1]
-        if baseline.empty and not ct.empty:
-            baseline = ct.sort_values(["order_day", "study_date"], na_position="last").head(1)
-        row = {ID: subjid, "n_ct_studies": len(ct), "n_radiographs": len(radiographs)}
-        if not baseline.empty:
-            first = baseline.iloc[0]
-            uid = first["selected_series_uid"]
-            row.update(
-                baseline_ct_study_uid=first["study_uid"],
-                baseline_ct_series_uid=uid if isinstance(uid, str) else pd.NA,
-                baseline_ct_day=first["order_day"],
-                baseline_ct_selection=first["selection_reason"],
-            )
-            if isinstance(uid, str) and uid in series.index:
-                info = series.loc[uid]
-                for src, dst in (
-                    ("n_slices", "baseline_ct_n_slices"),
-                    ("slice_thickness", "baseline_ct_slice_thickness_mm"),
-                    ("kernel", "baseline_ct_kernel"),
-                ):
-                    if src in info.index:
-                        row[dst] = info[src]
-            followups = ct[ct["study_uid"] != first["study_uid"]]
-            row["n_followup_ct"] = len(followups)
-            days = followups["order_day"].dropna()
-            row["last_followup_ct_day"] = days.max() if len(days) else np.nan
-        else:
-            row["n_followup_ct"] = 0
-        rows.append(row)
-    return pd.DataFrame(rows)
+    """Aggregate the study inventory to one row per patient (vectorised: 20,000 patients in well under a second).
+
+    Baseline CT study: the patient's first study (inventory order) with ``img_timepoint == 1``, else the CT study
+    with the smallest day from admission (then study date; missing last; ties in inventory order). Follow-ups are
+    the patient's other CT studies. The columns and their order are those of one dict per patient
+    (``n_followup_ct`` before the baseline columns when the first patient has no baseline).
+    """
+    inv = inventory[inventory[ID].notna()]
+    if inv.empty:
+        return pd.DataFrame([])
+    patients = inv.groupby(ID, sort=True).size().index
+    out = pd.DataFrame({ID: patients})
+    is_ct = (inv["modality"] == "CT").to_numpy(dtype=bool)
+    out["n_ct_studies"] = out[ID].map(inv[is_ct].groupby(ID).size()).fillna(0).astype("int64")
+    is_cxr = inv["modality"].isin(["CR", "DX"]).to_numpy(dtype=bool)
+    out["n_radiographs"] = out[ID].map(inv[is_cxr].groupby(ID).size()).fillna(0).astype("int64")
+
+    ct = inv[is_ct].copy()
+    ct["order_day"] = pd.to_numeric(ct["img_day"], errors="coerce")
+    flagged = (ct["img_timepoint"] == 1).fillna(False).to_numpy(dtype=bool) if len(ct) else np.zeros(0, bool)
+    first_flagged = ct[flagged].drop_duplicates(ID, keep="first")
+    rest = ct[~ct[ID].isin(first_flagged[ID])]
+    rest = rest.sort_values(["order_day", "study_date"], na_position="last", kind="stable")
+    baseline = pd.concat([first_flagged, rest.drop_duplicates(ID, keep="first")]).set_index(ID)
+    has_baseline = out[ID].isin(baseline.index).to_numpy()
+
+    uid = out[ID].map(baseline["selected_series_uid"])
+    uid = uid.where(uid.map(lambda v: isinstance(v, str)), pd.NA).where(has_baseline, np.nan)
+    series = scan.series if not scan.series.empty else pd.DataFrame({"series_uid": []})
+    series = series[~series["series_uid"].duplicated(keep=False)].set_index("series_uid")
+    info_columns = [
+        (src, dst)
+        for src, dst in (
+            ("n_slices", "baseline_ct_n_slices"),
+            ("slice_thickness", "baseline_ct_slice_thickness_mm"),
+            ("kernel", "baseline_ct_kernel"),
+        )
+        if src in series.columns
+    ]
+    has_info = (has_baseline & uid.isin(series.index).to_numpy()) if info_columns else np.zeros(len(out), bool)
+
+    columns: dict[str, pd.Series] = {}
+    columns["baseline_ct_study_uid"] = out[ID].map(baseline["study_uid"]).astype(object)
+    columns["baseline_ct_series_uid"] = uid.astype(object)
+    columns["baseline_ct_day"] = out[ID].map(baseline["order_day"]).astype(float)
+    columns["baseline_ct_selection"] = out[ID].map(baseline["selection_reason"]).astype(object)
+    for src, dst in info_columns:
+        columns[dst] = uid.map(series[src].astype(object)).astype(object).where(has_info, np.nan)
+    base_study = ct[ID].map(baseline["study_uid"])
+    followups = ct[base_study.notna().to_numpy() & (ct["study_uid"] != base_study).fillna(True).to_numpy(dtype=bool)]
+    n_follow = out[ID].map(followups.groupby(ID).size()).fillna(0).astype("int64")
+    last_day = out[ID].map(followups.groupby(ID)["order_day"].max()).astype(float)
+    columns["n_followup_ct"] = n_follow
+    columns["last_followup_ct_day"] = last_day.where(has_baseline, np.nan)
+
+    # column order of the per-patient dicts this replaces: keys in order of first appearance over the patients
+    order = [ID, "n_ct_studies", "n_radiographs"]
+    full = ["baseline_ct_study_uid", "baseline_ct_series_uid", "baseline_ct_day", "baseline_ct_selection"]
+    signatures = pd.DataFrame({"b": has_baseline, "i": has_info}).drop_duplicates()
+    for b, i in signatures.itertuples(index=False):
+        keys = (
+            [*full, *(dst for _, dst in info_columns if i), "n_followup_ct", "last_followup_ct_day"]
+            if b
+            else ["n_followup_ct"]
+        )
+        order += [k for k in keys if k not in order]
+    for key in order[3:]:
+        out[key] = columns[key].to_numpy()
+    # object columns as a list-of-dicts construction would have typed them
+    return pd.DataFrame(out[order].to_dict("records"))
 
 
 def identifier_columns(raw: pd.DataFrame, dictionary, forms=PATIENT_FORMS) -> dict[str, str]:
@@ -207,6 +240,8 @@ def identifier_columns(raw: pd.DataFrame, dictionary, forms=PATIENT_FORMS) -> di
 def column_label(column: str, position: int) -> str:
     """How a dropped column is named in reports: its name, or ``column N`` when the name itself identifies."""
     return f"column {position + 1}" if scan_text(str(column)) else str(column)
+
+
 def _radiograph_timeline(table: pd.DataFrame, inventory: pd.DataFrame, repository: Path) -> pd.DataFrame:
     """Radiograph timeline per patient (issue 17): ``baseline_cxr_day`` (first CR/DX study, days from admission),
     ``baseline_cxr_brixia`` and ``worst_cxr_brixia`` (Brixia total 0-18, mean over readers, of the first scored
@@ -406,6 +441,10 @@ def _flow(raw: pd.DataFrame, unique: pd.DataFrame, table: pd.DataFrame) -> pd.Da
     return pd.DataFrame(steps, columns=["step", "n", "excluded", "reason"])
 
 
+def _parquet_round_trip(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(table.reset_index(drop=True).to_parquet(index=False)))
+
+
 def build_cohort(
     repository: str | Path,
     *,
@@ -413,6 +452,7 @@ def build_cohort(
     index_dir: str | Path | None = None,
     show_progress: bool | None = None,
     write_snapshot: bool = True,
+    scan=None,
 ) -> CohortBuild:
     """Build the cohort table of a repository (see module docstring for the layout).
 
@@ -426,6 +466,8 @@ def build_cohort(
         Folder of the incremental scan index (default: the cache folder, see :func:`cache_dir`).
     write_snapshot : bool
         Write ``cohort-<version>.parquet`` to the cache folder.
+    scan : RepositoryScan, optional
+        Use this scan (of another source, or a synthetic index) instead of scanning ``repository``'s DICOM tree.
 
     Raises
     ------
@@ -458,9 +500,10 @@ def build_cohort(
             ignore_index=True,
         )
     cache = cache_dir(repository)
-    scan = scan_repository(
-        dicom_root(repository), index_dir=index_dir or cache / "index", workers=workers, show_progress=show_progress
-    )
+    if scan is None:
+        scan = scan_repository(
+            dicom_root(repository), index_dir=index_dir or cache / "index", workers=workers, show_progress=show_progress
+        )
     inventory = _study_inventory(scan, imaging_studies)
     patient_imaging = (
         _patient_imaging(inventory, scan) if not inventory.empty else pd.DataFrame({ID: pd.Series(dtype="string")})
@@ -476,7 +519,7 @@ def build_cohort(
             else pd.Series(pd.NA, index=table.index, dtype="string")
         )
     # round-trip through Parquet so the in-memory table has exactly the snapshot's dtypes (and hash)
-    table = pd.read_parquet(io.BytesIO(table.reset_index(drop=True).to_parquet(index=False)))
+    table = _parquet_round_trip(table)
     version = content_hash(table)
     table.attrs.update(cohort_version=version, repository=str(repository))
     build = CohortBuild(

@@ -1,0 +1,115 @@
+"""Cohort building at scale (issue 21): the synthetic index and the vectorised per-patient aggregation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kicc_analysis import cohort
+from kicc_analysis.repository.synthetic_index import synthetic_index, synthetic_scan, write_synthetic_clinical
+
+ID = "subjid"
+
+
+def _patient_imaging_loop(inventory: pd.DataFrame, scan) -> pd.DataFrame:
+    """The per-patient loop ``_patient_imaging`` was before it was vectorised (commit b69fbcf), as the oracle."""
+    rows = []
+    series = scan.series.set_index("series_uid") if not scan.series.empty else pd.DataFrame()
+    for subjid, group in inventory.groupby(ID, sort=True):
+        ct = group[group["modality"] == "CT"].copy()
+        radiographs = group[group["modality"].isin(["CR", "DX"])]
+        ct["order_day"] = pd.to_numeric(ct["img_day"], errors="coerce")
+        baseline = ct[ct["img_timepoint"] == 1]
+        if baseline.empty and not ct.empty:
+            baseline = ct.sort_values(["order_day", "study_date"], na_position="last").head(1)
+        row = {ID: subjid, "n_ct_studies": len(ct), "n_radiographs": len(radiographs)}
+        if not baseline.empty:
+            first = baseline.iloc[0]
+            uid = first["selected_series_uid"]
+            row.update(
+                baseline_ct_study_uid=first["study_uid"],
+                baseline_ct_series_uid=uid if isinstance(uid, str) else pd.NA,
+                baseline_ct_day=first["order_day"],
+                baseline_ct_selection=first["selection_reason"],
+            )
+            if isinstance(uid, str) and uid in series.index:
+                info = series.loc[uid]
+                for src, dst in (
+                    ("n_slices", "baseline_ct_n_slices"),
+                    ("slice_thickness", "baseline_ct_slice_thickness_mm"),
+                    ("kernel", "baseline_ct_kernel"),
+                ):
+                    if src in info.index:
+                        row[dst] = info[src]
+            followups = ct[ct["study_uid"] != first["study_uid"]]
+            row["n_followup_ct"] = len(followups)
+            days = followups["order_day"].dropna()
+            row["last_followup_ct_day"] = days.max() if len(days) else np.nan
+        else:
+            row["n_followup_ct"] = 0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Equal after the Parquet round trip build_cohort applies (so the cohort_version is unchanged)."""
+    assert list(a.columns) == list(b.columns)
+    pd.testing.assert_frame_equal(cohort._parquet_round_trip(a), cohort._parquet_round_trip(b))
+
+
+@pytest.fixture(scope="module")
+def small_scan():
+    return synthetic_scan(synthetic_index(n_patients=30, n_series=150, n_instances=1500, seed=3))
+
+
+def _inventory(scan, imaging: pd.DataFrame | None = None) -> pd.DataFrame:
+    columns = ["subjid", "img_study_uid", "img_modality", "img_day", "img_timepoint"]
+    return cohort._study_inventory(scan, imaging if imaging is not None else pd.DataFrame(columns=columns))
+
+
+def test_synthetic_index_has_the_requested_sizes(small_scan):
+    assert len(small_scan.instances) == 1500
+    assert len(small_scan.series) == 150
+    assert small_scan.instances["patient_id"].nunique() == 30
+    # every CT study got a selected series by the scanner's own selection code
+    assert small_scan.selection["series_uid"].notna().all()
+
+
+def test_vectorised_patient_imaging_equals_the_loop_without_imaging_list(small_scan):
+    inventory = _inventory(small_scan)
+    _same(cohort._patient_imaging(inventory, small_scan), _patient_imaging_loop(inventory, small_scan))
+
+
+def test_vectorised_patient_imaging_equals_the_loop_with_days_timepoints_and_gaps(small_scan):
+    studies = small_scan.studies
+    rng = np.random.default_rng(7)
+    imaging = pd.DataFrame(
+        {
+            "subjid": studies["patient_id"].to_numpy(),
+            "img_study_uid": studies["study_uid"].to_numpy(),
+            "img_modality": pd.NA,
+            "img_day": pd.array(
+                np.where(rng.random(len(studies)) < 0.2, np.nan, rng.integers(0, 30, len(studies))), dtype="Float64"
+            ),
+            "img_timepoint": pd.array(rng.choice([1, 2, np.nan], len(studies)), dtype="Float64"),
+        }
+    ).sample(frac=0.8, random_state=1)  # some studies unlisted
+    inventory = _inventory(small_scan, imaging)
+    # patients without CT, without selected series and radiograph-only patients
+    inventory.loc[inventory.index[:6], "modality"] = "DX"
+    inventory.loc[inventory.index[6:9], "selected_series_uid"] = pd.NA
+    _same(cohort._patient_imaging(inventory, small_scan), _patient_imaging_loop(inventory, small_scan))
+    first_no_ct = inventory.sort_values(ID).copy()
+    first_no_ct.loc[first_no_ct[ID] == first_no_ct[ID].iloc[0], "modality"] = "CR"
+    _same(cohort._patient_imaging(first_no_ct, small_scan), _patient_imaging_loop(first_no_ct, small_scan))
+
+
+def test_build_cohort_from_a_synthetic_scan(tmp_path, monkeypatch, small_scan):
+    monkeypatch.setenv("KICC_CACHE", str(tmp_path / "cache"))
+    write_synthetic_clinical(tmp_path / "repo", 32)  # two clinical rows without images
+    build = cohort.build_cohort(tmp_path / "repo", scan=small_scan, show_progress=False)
+    assert len(build.table) == 32
+    assert int(build.table["baseline_ct_series_uid"].notna().sum()) == 30
+    assert int((build.linkage["problem"] == "clinical_row_without_images").sum()) == 2
+    assert (build.table["n_ct_studies"].iloc[:30] == 2).all()  # 5 series: 1 DX + 2 CT studies of 2 kernels
