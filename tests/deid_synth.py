@@ -250,16 +250,18 @@ def make_repository(folder: Path, *, seed: int = 18, n_patients: int = 3) -> Pla
         birth = f"19{rng.randint(40, 69)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
         p.tokens |= {rrn, rrn.replace("-", "")}
         admission = ["2020-03-15", "2020.03.16", "2020년 3월 17일"][k % 3]
-        table_rows.append({
-            "patient_id": local_id,
-            "patient_name": hangul,
-            "rrn": rrn,
-            "phone": phone,
-            "birth_date": birth,
-            "admission_date": admission,
-            "notes": f"이름: {hangul}, 연락처 {phone}, 주민번호 {rrn}",
-            "crp_mgl": f"{rng.uniform(1, 50):.1f}",
-        })
+        table_rows.append(
+            {
+                "patient_id": local_id,
+                "patient_name": hangul,
+                "rrn": rrn,
+                "phone": phone,
+                "birth_date": birth,
+                "admission_date": admission,
+                "notes": f"이름: {hangul}, 연락처 {phone}, 주민번호 {rrn}",
+                "crp_mgl": f"{rng.uniform(1, 50):.1f}",
+            }
+        )
         p.table_cells.add((k, "notes"))
     p.table_columns = {"patient_name", "rrn", "phone", "birth_date"}
     import pandas as pd

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
-
 from deid_synth import left_in, make_repository
+
 from kicc_analysis.cli import main
 from kicc_analysis.deid.audit import audit_repository, audit_table, masked_name
 from kicc_analysis.deid.deidentify import deidentify_repository
@@ -69,8 +69,13 @@ def test_private_sequences_uids_and_identity_removed(audited):
 
 def test_report_masks_values_and_writes_every_format(planted, audited, tmp_path):
     paths = write_report(audited, tmp_path / "report")
-    assert {p.name for p in paths.values()} == {"findings.jsonl", "findings.csv", "review.csv", "summary.txt",
-                                                 "audit.html"}
+    assert {p.name for p in paths.values()} == {
+        "findings.jsonl",
+        "findings.csv",
+        "review.csv",
+        "summary.txt",
+        "audit.html",
+    }
     first = json.loads(paths["jsonl"].read_text(encoding="utf-8").splitlines()[0])
     assert {"file", "element_path", "vr", "rule", "severity", "preview", "value_hash", "bbox"} <= set(first)
     body = b"".join(p.read_bytes() for p in paths.values())

@@ -138,9 +138,19 @@ def _walk(ds: pydicom.Dataset, prefix: str = "") -> Iterator[tuple[str, Any]]:
 def _known_values(ds: pydicom.Dataset) -> set[str]:
     """The file's own identifying values (names and their parts, IDs) that must not appear elsewhere."""
     known: set[str] = set()
-    for keyword in ("PatientName", "PatientID", "OtherPatientIDs", "PatientBirthName", "PatientMotherBirthName",
-                    "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName", "AccessionNumber",
-                    "InstitutionName", "IssuerOfPatientID"):
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "OtherPatientIDs",
+        "PatientBirthName",
+        "PatientMotherBirthName",
+        "ReferringPhysicianName",
+        "PerformingPhysicianName",
+        "OperatorsName",
+        "AccessionNumber",
+        "InstitutionName",
+        "IssuerOfPatientID",
+    ):
         value = ds.get(keyword)
         if value in (None, ""):
             continue
@@ -163,20 +173,32 @@ class _Collector:
         self.key, self.file, self.unmasked = key, file, unmasked
         self.rows: list[dict[str, Any]] = []
 
-    def add(self, rule: str, severity: str, value: str = "", *, path: str = "", tag: int | None = None,
-            keyword: str = "", vr: str = "", bbox: str = "") -> None:
-        self.rows.append({
-            "file": self.file,
-            "element_path": path,
-            "tag": _tag_text(tag) if tag is not None else "",
-            "keyword": keyword,
-            "vr": vr,
-            "rule": rule,
-            "severity": severity,
-            "preview": (value if self.unmasked else str(mask_identifier(value))) if value else "",
-            "value_hash": keyed_hash(self.key, value) if value else "",
-            "bbox": bbox,
-        })
+    def add(
+        self,
+        rule: str,
+        severity: str,
+        value: str = "",
+        *,
+        path: str = "",
+        tag: int | None = None,
+        keyword: str = "",
+        vr: str = "",
+        bbox: str = "",
+    ) -> None:
+        self.rows.append(
+            {
+                "file": self.file,
+                "element_path": path,
+                "tag": _tag_text(tag) if tag is not None else "",
+                "keyword": keyword,
+                "vr": vr,
+                "rule": rule,
+                "severity": severity,
+                "preview": (value if self.unmasked else str(mask_identifier(value))) if value else "",
+                "value_hash": keyed_hash(self.key, value) if value else "",
+                "bbox": bbox,
+            }
+        )
 
 
 def masked_name(part: str, key: bytes) -> str:
@@ -206,8 +228,14 @@ def audit_dataset(ds: pydicom.Dataset, c: _Collector, review: dict | None = None
     options = _claimed_options(ds)
     known = _known_values(ds)
     if str(ds.get("PatientIdentityRemoved", "")).strip().upper() != "YES":
-        c.add("identity_not_removed", "high", path="(0012,0062)", tag=0x00120062, keyword="PatientIdentityRemoved",
-              vr="CS")
+        c.add(
+            "identity_not_removed",
+            "high",
+            path="(0012,0062)",
+            tag=0x00120062,
+            keyword="PatientIdentityRemoved",
+            vr="CS",
+        )
     for path, elem in _walk(ds):
         tag = int(elem.tag)
         vr = str(getattr(elem, "VR", "") or "")
@@ -317,8 +345,9 @@ def _list(root: Path) -> list[str]:
     return out
 
 
-def audit_table(path: str | os.PathLike[str], key: bytes, *, rel: str | None = None,
-                unmasked: bool = False) -> list[dict]:
+def audit_table(
+    path: str | os.PathLike[str], key: bytes, *, rel: str | None = None, unmasked: bool = False
+) -> list[dict]:
     """Findings in one clinical export: identifier columns, and identifiers in every other text cell."""
     from kicc_analysis.clinical_io import read_clinical_table
 
@@ -389,8 +418,9 @@ def audit_repository(
         method = "fork" if sys.platform.startswith("linux") else "spawn"
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
             results = []
-            for part in pool.map(_audit_chunk, [str(root)] * len(chunks), chunks, [key] * len(chunks),
-                                 [unmasked] * len(chunks)):
+            for part in pool.map(
+                _audit_chunk, [str(root)] * len(chunks), chunks, [key] * len(chunks), [unmasked] * len(chunks)
+            ):
                 results.append(part)
                 bar.update(len(part))
     else:
@@ -446,8 +476,12 @@ def _date_consistency(facts: list[dict], key: bytes) -> list[dict]:
     for patient, dates in sorted(births.items()):
         if len(dates) > 1:
             c.file = f"patient {patient}"
-            c.add("date_inconsistent", "medium", path=f"{len(dates)} birth dates for one patient",
-                  keyword="PatientBirthDate")
+            c.add(
+                "date_inconsistent",
+                "medium",
+                path=f"{len(dates)} birth dates for one patient",
+                keyword="PatientBirthDate",
+            )
     return c.rows
 
 
@@ -459,7 +493,15 @@ def _review_table(review: dict, key: bytes, unmasked: bool) -> pd.DataFrame:
         examples = "; ".join(
             f"{text if unmasked else mask_identifier(text)} [{h[:8]}] x{n}" for h, (text, n) in ranked[:5]
         )
-        rows.append({"tag": tag, "keyword": keyword, "vr": vr, "annex_e": code,
-                     "occurrences": sum(n for _, n in values.values()), "distinct": len(values),
-                     "examples": examples})
+        rows.append(
+            {
+                "tag": tag,
+                "keyword": keyword,
+                "vr": vr,
+                "annex_e": code,
+                "occurrences": sum(n for _, n in values.values()),
+                "distinct": len(values),
+                "examples": examples,
+            }
+        )
     return pd.DataFrame(rows, columns=["tag", "keyword", "vr", "annex_e", "occurrences", "distinct", "examples"])

@@ -162,8 +162,10 @@ def _process(ds: Dataset, ctx: _Context) -> None:
             elif vr == "DT":
                 elem.value = _shift_dt(str(elem.value), ctx.offset)
             elif vr in _TEXT_VRS:
-                text = "\\".join(map(str, elem.value)) if isinstance(elem.value, pydicom.multival.MultiValue) else str(
-                    elem.value
+                text = (
+                    "\\".join(map(str, elem.value))
+                    if isinstance(elem.value, pydicom.multival.MultiValue)
+                    else str(elem.value)
                 )
                 cleaned = _scrub(text, ctx.known)
                 if cleaned != text:
@@ -314,8 +316,10 @@ def deidentify_repository(
             digest = _sha256(path)
             previous = done.get(digest)
             if previous is not None and (
-                previous.get("output") is None or (
-                    (out / previous["output"]).is_file() and _sha256(out / previous["output"]) == previous["output_sha256"]
+                previous.get("output") is None
+                or (
+                    (out / previous["output"]).is_file()
+                    and _sha256(out / previous["output"]) == previous["output_sha256"]
                 )
             ):
                 entries[digest] = previous
@@ -341,8 +345,9 @@ def deidentify_repository(
     return run
 
 
-def _one_file(path: Path, out: Path, key: bytes, site: str, options: tuple[str, ...], digest: str,
-              run: DeidRun) -> dict | None:
+def _one_file(
+    path: Path, out: Path, key: bytes, site: str, options: tuple[str, ...], digest: str, run: DeidRun
+) -> dict | None:
     try:
         with _quiet_pydicom():
             ds = pydicom.dcmread(path, force=path.suffix.lower() in (".dcm", ".dicom", ".ima") or not path.suffix)
@@ -369,13 +374,22 @@ def _one_file(path: Path, out: Path, key: bytes, site: str, options: tuple[str, 
     except Exception as exc:  # one bad file never stops the run
         run.problems.append(f"input sha256 {digest[:12]}: {type(exc).__name__}")
         return None
-    rel = Path("dicom", pseudo, str(ds.get("StudyInstanceUID", "nostudy")), str(ds.get("SeriesInstanceUID", "noseries")),
-               f"{ds.SOPInstanceUID}.dcm")
+    rel = Path(
+        "dicom",
+        pseudo,
+        str(ds.get("StudyInstanceUID", "nostudy")),
+        str(ds.get("SeriesInstanceUID", "noseries")),
+        f"{ds.SOPInstanceUID}.dcm",
+    )
     data = buffer.getvalue()
     _atomic_write(out / rel, data)
     run.written += 1
-    return {"input_sha256": digest, "output": rel.as_posix(), "output_sha256": hashlib.sha256(data).hexdigest(),
-            "status": "written"}
+    return {
+        "input_sha256": digest,
+        "output": rel.as_posix(),
+        "output_sha256": hashlib.sha256(data).hexdigest(),
+        "status": "written",
+    }
 
 
 def verify_output(out: str | os.PathLike[str], key_file: str | os.PathLike[str]) -> list[str]:
