@@ -297,7 +297,27 @@ def _check_uid(text: str, code: str | None, c: _Collector, path: str, tag: int, 
             c.add("uid_timestamp", "medium", uid, path=path, tag=tag, keyword=keyword, vr=vr)
 
 
-def _audit_file(root: str, rel: str, key: bytes, unmasked: bool) -> tuple[list[dict], dict | None, dict]:
+def _ocr_file(full: str, ds: pydicom.Dataset, known: set[str], c: _Collector) -> None:
+    """Burned-in text of a radiograph or secondary capture (pixels read only for those modalities)."""
+    from kicc_analysis.deid import ocr
+
+    modality = str(ds.get("Modality", "")).upper()
+    if modality not in ocr.OCR_MODALITIES:
+        return
+    try:
+        with _quiet_pydicom():
+            pixels = pydicom.dcmread(full).pixel_array
+        hits = ocr.burned_in_findings(pixels, known)
+    except Exception as exc:  # undecodable pixels: reported, never fatal
+        c.add("ocr_failed", "medium", path=f"{type(exc).__name__}")
+        return
+    for rule, text, box in hits:
+        c.add(rule, "high", text, path="(7FE0,0010)", tag=0x7FE00010, keyword="PixelData", vr="", bbox=box)
+
+
+def _audit_file(
+    root: str, rel: str, key: bytes, unmasked: bool, ocr: bool = False
+) -> tuple[list[dict], dict | None, dict]:
     c = _Collector(key, rel, unmasked)
     review: dict = {}
     full = os.path.join(root, rel)
@@ -324,6 +344,8 @@ def _audit_file(root: str, rel: str, key: bytes, unmasked: bool) -> tuple[list[d
     except Exception as exc:  # one bad file never stops the audit
         c.add("unreadable_element", "medium", path=f"{type(exc).__name__}: {str(exc)[:80]}")
         facts = {"patient": "", "birth": "", "study": "", "study_date": "", "known": set()}
+    if ocr:
+        _ocr_file(full, ds, facts["known"], c)
     shown = audit_path_names(rel, facts["known"], c)
     for row in c.rows:
         row["file"] = shown
@@ -332,8 +354,8 @@ def _audit_file(root: str, rel: str, key: bytes, unmasked: bool) -> tuple[list[d
     return c.rows, facts, review
 
 
-def _audit_chunk(root: str, rels: Sequence[str], key: bytes, unmasked: bool) -> list[tuple]:
-    return [_audit_file(root, rel, key, unmasked) for rel in rels]
+def _audit_chunk(root: str, rels: Sequence[str], key: bytes, unmasked: bool, ocr: bool = False) -> list[tuple]:
+    return [_audit_file(root, rel, key, unmasked, ocr) for rel in rels]
 
 
 def _list(root: Path) -> list[str]:
@@ -407,6 +429,15 @@ def audit_repository(
 
         raise RepositoryError(f"{root}: not a folder (expected the repository to audit)")
     key = key or secrets.token_bytes(32)
+    warns: list[str] = []
+    if ocr:
+        from kicc_analysis.deid import ocr as ocr_module
+
+        if not ocr_module.tesseract_available():
+            message = "burned-in text check skipped: the tesseract program is not installed (apt: tesseract-ocr)"
+            warnings.warn(message, stacklevel=2)
+            warns.append(message)
+            ocr = False
     rels = _list(root)
     rows: list[dict] = []
     facts: list[dict] = []
@@ -419,14 +450,19 @@ def audit_repository(
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
             results = []
             for part in pool.map(
-                _audit_chunk, [str(root)] * len(chunks), chunks, [key] * len(chunks), [unmasked] * len(chunks)
+                _audit_chunk,
+                [str(root)] * len(chunks),
+                chunks,
+                [key] * len(chunks),
+                [unmasked] * len(chunks),
+                [ocr] * len(chunks),
             ):
                 results.append(part)
                 bar.update(len(part))
     else:
         results = []
         for chunk in chunks:
-            results.append(_audit_chunk(str(root), chunk, key, unmasked))
+            results.append(_audit_chunk(str(root), chunk, key, unmasked, ocr))
             bar.update(len(chunk))
     bar.close()
     n_dicom = 0
@@ -446,14 +482,6 @@ def audit_repository(
     for table in tables:
         rows += audit_table(table, key, rel=str(table), unmasked=unmasked)
     rows += _date_consistency(facts, key)
-    warns: list[str] = []
-    if ocr:
-        from kicc_analysis.deid import ocr as ocr_module
-
-        if not ocr_module.tesseract_available():
-            message = "burned-in text check skipped: the tesseract program is not installed (apt: tesseract-ocr)"
-            warnings.warn(message, stacklevel=2)
-            warns.append(message)
     columns = ["file", "element_path", "tag", "keyword", "vr", "rule", "severity", "preview", "value_hash", "bbox"]
     findings = pd.DataFrame(rows, columns=columns)
     return AuditResult(findings, _review_table(review, key, unmasked), len(rels), n_dicom, warns)
