@@ -201,8 +201,7 @@ def deidentify_dataset(
     local_id = str(ds.get("PatientID", "")).strip()
     pseudo = pseudonym(key, site, local_id)
     ctx = _Context(key, pseudo, date_offset_days(key, pseudo), _known_values(ds), tuple(options))
-    ds.remove_private_tags()
-    _process(ds, ctx)
+    _process(ds, ctx)  # removes private elements at every depth too
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = f"kicc deidentify; PS3.15 {annex_e.EDITION} Basic Profile + {len(options)} options"
     items = []
@@ -231,9 +230,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # readers see the old file or the whole new one, never a part
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
