@@ -73,18 +73,30 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         return out
 
-    rows.append(("kicc audit, headers (workers=1)", _time(
-        lambda: audit_repository(tree, workers=1, ocr=False, show=False), args.repeats)))
-    rows.append(("kicc audit, headers (workers=2)", _time(
-        lambda: audit_repository(tree, workers=2, ocr=False, show=False), args.repeats)))
+    rows.append(
+        (
+            "kicc audit, headers (workers=1)",
+            _time(lambda: audit_repository(tree, workers=1, ocr=False, show=False), args.repeats),
+        )
+    )
+    rows.append(
+        (
+            "kicc audit, headers (workers=2)",
+            _time(lambda: audit_repository(tree, workers=2, ocr=False, show=False), args.repeats),
+        )
+    )
     try:
         from deid.dicom import get_identifiers
 
         rows.append(("deid get_identifiers", _time(lambda: get_identifiers([str(f) for f in files]), args.repeats)))
     except ImportError:
         print("deid not installed: skipped")
-    rows.append(("kicc deidentify", _time(
-        lambda: deidentify_repository(tree, fresh("kicc_out"), key, "S01", show=False), args.repeats)))
+    rows.append(
+        (
+            "kicc deidentify",
+            _time(lambda: deidentify_repository(tree, fresh("kicc_out"), key, "S01", show=False), args.repeats),
+        )
+    )
     try:
         from dicognito.anonymizer import Anonymizer
 
@@ -111,9 +123,11 @@ def main() -> None:
         rows.append(("deid replace_identifiers (default recipe) + save", _time(deid_run, args.repeats)))
     except ImportError:
         pass
-    print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, pydicom "
-          f"{pydicom.__version__}; {n} files ({sum(f.stat().st_size for f in files) / 2**20:.0f} MiB), "
-          f"median of {args.repeats}; load {os.getloadavg()[0]:.2f}")
+    print(
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, pydicom "
+        f"{pydicom.__version__}; {n} files ({sum(f.stat().st_size for f in files) / 2**20:.0f} MiB), "
+        f"median of {args.repeats}; load {os.getloadavg()[0]:.2f}"
+    )
     print("| run | median s | files/s |\n|---|---:|---:|")
     for name, seconds in rows:
         print(f"| {name} | {seconds:.2f} | {n / seconds:,.0f} |")
@@ -130,8 +144,10 @@ def main() -> None:
             t = time.perf_counter()
             ocr.burned_in_findings(pixels, set())
             per.append(time.perf_counter() - t)
-        print(f"OCR pass alone: {len(per)} radiographs, median {statistics.median(per):.2f} s per radiograph "
-              f"(min {min(per):.2f}, max {max(per):.2f})")
+        print(
+            f"OCR pass alone: {len(per)} radiographs, median {statistics.median(per):.2f} s per radiograph "
+            f"(min {min(per):.2f}, max {max(per):.2f})"
+        )
     shutil.rmtree(work, ignore_errors=True)
 
 

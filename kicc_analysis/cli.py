@@ -190,7 +190,7 @@ def _cmd_deidentify(args: argparse.Namespace) -> int:
     if not args.site:
         parser_error = "--site is required (S01-S99) unless --verify"
         raise KiccError(parser_error)
-    run = deidentify_repository(args.input, args.out, args.key, args.site)
+    run = deidentify_repository(args.input, args.out, args.key, args.site, workers=args.workers)
     print(run.summary())
     for problem in run.problems:
         print(f"  problem: {problem}")
@@ -340,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", required=True, help="secret key file (at least 32 bytes; never under OUT)")
     p.add_argument("--site", help="contributing site S01-S99")
     p.add_argument("--verify", action="store_true", help="check OUT against its manifest instead")
+    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.set_defaults(func=_cmd_deidentify)
 
     p = sub.add_parser(

@@ -31,9 +31,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import re
+import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -279,6 +282,7 @@ def deidentify_repository(
     site: str,
     *,
     options: tuple[str, ...] = annex_e.OPTIONS,
+    workers: int = 2,
     show: bool | None = None,
 ) -> DeidRun:
     """De-identify every DICOM file under ``inp`` into ``out`` (see the module docstring).
@@ -291,6 +295,8 @@ def deidentify_repository(
         The secret key (:func:`kicc_analysis.deid.keys.load_key`); never written under ``out``.
     site : str
         The contributing site, ``S01``-``S99`` (part of every pseudonym).
+    workers : int
+        Processes (a fork pool on Linux, from 16 files); the output does not depend on it.
     """
     inp, out, key_path = Path(inp).resolve(), Path(out).resolve(), Path(key_file).resolve()
     _check_paths(inp, out, key_path)
@@ -308,26 +314,49 @@ def deidentify_repository(
     run = DeidRun(out)
     files = sorted(p for p in inp.rglob("*") if p.is_file())
     entries: dict[str, dict] = {}
+    todo: list[tuple[Path, str]] = []
+    for path in files:
+        digest = _sha256(path)
+        previous = done.get(digest)
+        if previous is not None and (
+            previous.get("output") is None
+            or ((out / previous["output"]).is_file() and _sha256(out / previous["output"]) == previous["output_sha256"])
+        ):
+            entries[digest] = previous
+            run.resumed += 1
+        else:
+            todo.append((path, digest))
+    chunks = [todo[i : i + 16] for i in range(0, len(todo), 16)]
+    bar = progress_bar(total=len(todo), show=show, desc="deidentify", unit="file")
     with open(partial, "a", encoding="utf-8") as log:
-        for path in progress_bar(files, show=show, desc="deidentify", unit="file"):
-            digest = _sha256(path)
-            previous = done.get(digest)
-            if previous is not None and (
-                previous.get("output") is None
-                or (
-                    (out / previous["output"]).is_file()
-                    and _sha256(out / previous["output"]) == previous["output_sha256"]
-                )
-            ):
-                entries[digest] = previous
-                run.resumed += 1
-                continue
-            entry = _one_file(path, out, key, site, options, digest, run)
-            if entry is None:
-                continue
-            entries[digest] = entry
-            log.write(json.dumps(entry, sort_keys=True) + "\n")
+
+        def record(part: tuple[list[dict], int, list[str]]) -> None:
+            done_entries, not_dicom, problems = part
+            run.not_dicom += not_dicom
+            run.problems += problems
+            for entry in done_entries:
+                entries[entry["input_sha256"]] = entry
+                run.written += entry["status"] == "written"
+                log.write(json.dumps(entry, sort_keys=True) + "\n")
             log.flush()
+            bar.update(len(done_entries) + not_dicom + len(problems))
+
+        if workers > 1 and len(todo) >= 16:
+            method = "fork" if sys.platform.startswith("linux") else "spawn"
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
+                for part in pool.map(
+                    _chunk,
+                    chunks,
+                    [out] * len(chunks),
+                    [key] * len(chunks),
+                    [site] * len(chunks),
+                    [tuple(options)] * len(chunks),
+                ):
+                    record(part)
+        else:
+            for chunk in chunks:
+                record(_chunk(chunk, out, key, site, tuple(options)))
+    bar.close()
     manifest = {
         "profile": PROFILE,
         "options": list(options),
@@ -340,6 +369,19 @@ def deidentify_repository(
     partial.unlink(missing_ok=True)
     run.quarantined = sum(1 for e in entries.values() if e.get("status") == "quarantined")
     return run
+
+
+def _chunk(
+    items: list[tuple[Path, str]], out: Path, key: bytes, site: str, options: tuple[str, ...]
+) -> tuple[list[dict], int, list[str]]:
+    """Worker: de-identify a chunk of files; (manifest entries, files not DICOM, problems)."""
+    run = DeidRun(out)
+    entries = []
+    for path, digest in items:
+        entry = _one_file(path, out, key, site, options, digest, run)
+        if entry is not None:
+            entries.append(entry)
+    return entries, run.not_dicom, run.problems
 
 
 def _one_file(
@@ -380,7 +422,6 @@ def _one_file(
     )
     data = buffer.getvalue()
     _atomic_write(out / rel, data)
-    run.written += 1
     return {
         "input_sha256": digest,
         "output": rel.as_posix(),
