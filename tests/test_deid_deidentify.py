@@ -199,3 +199,23 @@ def test_dciodvfy_no_new_errors(run):
     deidentify_repository(out.parent / "ct_repo", target, out.parent / "key", "S01", show=False)
     clean_out = errors(next(target.rglob("*.dcm")))
     assert clean_out <= clean_in, sorted(clean_out - clean_in)
+
+
+def test_cli_deidentify_and_table(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    pydicom.examples.ct.save_as(tmp_path / "in" / "ct.dcm")
+    new_key_file(tmp_path / "key")
+    key = str(tmp_path / "key")
+    assert main(["deidentify", str(tmp_path / "in"), str(tmp_path / "out"), "--key", key, "--site", "S07"]) == 0
+    assert "1 files written" in capsys.readouterr().out
+    (tmp_path / "t.csv").write_text(
+        "patient_id,name,visit\n" + f"{pydicom.examples.ct.PatientID},홍길동,2020-03-01\n", encoding="utf-8"
+    )
+    assert (
+        main(["deidentify-table", str(tmp_path / "t.csv"), str(tmp_path / "t_out.csv"), "--key", key, "--site", "S07"])
+        == 0
+    )
+    written = (tmp_path / "t_out.csv").read_text(encoding="utf-8")
+    dicom_id = str(pydicom.dcmread(next((tmp_path / "out").rglob("*.dcm"))).PatientID)
+    assert dicom_id in written and "홍길동" not in written and "2020-03-01" not in written
+    assert main(["deidentify", str(tmp_path / "in"), str(tmp_path / "in" / "o"), "--key", key, "--site", "S07"]) == 2
