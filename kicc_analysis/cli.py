@@ -1,6 +1,7 @@
 """The ``kicc`` command: argument parsing only; every subcommand calls a package function.
 
-Subcommands: ``demo``, ``scan``, ``validate``, ``cohort``, ``quantify``, ``study``, ``dictionary``, ``export``.
+Subcommands: ``demo``, ``scan``, ``validate``, ``cohort``, ``quantify``, ``study``, ``dictionary``, ``export``,
+``audit``, ``deidentify``, ``deidentify-table``.
 Run ``kicc <subcommand> --help`` for each one's options. Errors raised on purpose by
 the package (:class:`kicc_analysis.errors.KiccError`) are printed as one clear line and
 give exit status 2; ``kicc validate`` exits 1 when the table has errors.
@@ -182,6 +183,55 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from kicc_analysis.deid.audit import audit_repository
+    from kicc_analysis.deid.keys import load_key
+    from kicc_analysis.deid.report import write_report
+
+    result = audit_repository(
+        args.repository,
+        key=load_key(args.key) if args.key else None,
+        tables=args.table or (),
+        workers=args.workers,
+        unmasked=args.unmasked,
+        ocr=not args.no_ocr,
+    )
+    print(result.summary())
+    if args.out:
+        paths = write_report(result, args.out)
+        print(f"report written to {paths['html'].parent}/ (findings.jsonl, findings.csv, review.csv, audit.html)")
+    return 1 if result.n_high else 0
+
+
+def _cmd_deidentify(args: argparse.Namespace) -> int:
+    from kicc_analysis.deid.deidentify import deidentify_repository, verify_output
+
+    if args.verify:
+        problems = verify_output(args.out, args.key)
+        for problem in problems:
+            print(problem)
+        print(f"verify: {len(problems)} problems" if problems else "verify: the output matches its manifest")
+        return 1 if problems else 0
+    if not args.site:
+        parser_error = "--site is required (S01-S99) unless --verify"
+        raise KiccError(parser_error)
+    run = deidentify_repository(args.input, args.out, args.key, args.site, workers=args.workers)
+    print(run.summary())
+    for problem in run.problems:
+        print(f"  problem: {problem}")
+    return 1 if run.problems else 0
+
+
+def _cmd_deidentify_table(args: argparse.Namespace) -> int:
+    from kicc_analysis.deid.deidentify import deidentify_table
+
+    table = deidentify_table(
+        args.table, args.out, args.key, site=args.site, id_column=args.id_column, site_column=args.site_column
+    )
+    print(f"{len(table)} rows, {table.shape[1]} columns written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kicc", description="KICC-19 cohort, CT quantification and statistics.")
     parser.add_argument("--version", action="version", version=f"kicc-analysis {__version__}")
@@ -315,6 +365,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-format", choices=["png", "nifti"], default="png", help="radiograph files (images-csv)")
     p.add_argument("--workers", type=int, default=2, help="processes for the DICOM scan (default 2)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "audit",
+        help="audit a repository for identifiers left behind (DICOM headers, names, clinical tables)",
+        description="Check every header element against PS3.15 Annex E and the identifier detector; exit status 1 "
+        "on any high-severity finding.",
+    )
+    p.add_argument("repository", help="repository folder (read only)")
+    p.add_argument("--out", help="folder for findings.jsonl/.csv, review.csv, summary.txt and audit.html")
+    p.add_argument("--key", help="key file for keyed hashes of values (default: a random key for this run)")
+    p.add_argument("--table", action="append", help="a clinical export to audit too (repeatable)")
+    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--unmasked", action="store_true", help="write values unmasked in the report (sensitive!)")
+    p.add_argument("--no-ocr", action="store_true", help="skip the burned-in text check")
+    p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser(
+        "deidentify",
+        help="de-identify a DICOM repository with a secret key",
+        description="Basic Profile + options, keyed pseudonyms, UIDs and date offsets; never modifies IN.",
+    )
+    p.add_argument("input", nargs="?", help="input repository (read only)")
+    p.add_argument("out", help="output folder (outside IN)")
+    p.add_argument("--key", required=True, help="secret key file (at least 32 bytes; never under OUT)")
+    p.add_argument("--site", help="contributing site S01-S99")
+    p.add_argument("--verify", action="store_true", help="check OUT against its manifest instead")
+    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.set_defaults(func=_cmd_deidentify)
+
+    p = sub.add_parser(
+        "deidentify-table",
+        help="de-identify a clinical export with the same key (pseudonyms equal the DICOM ones)",
+        description="Replace local IDs by pseudonyms, drop identifier columns, shift dates, clean free text.",
+    )
+    p.add_argument("table", help="clinical export (CSV/XLSX)")
+    p.add_argument("out", help="output CSV")
+    p.add_argument("--key", required=True, help="secret key file")
+    p.add_argument("--site", help="site S01-S99 for every row")
+    p.add_argument("--site-column", help="column holding each row's site instead of --site")
+    p.add_argument("--id-column", default="patient_id", help="local patient ID column (default patient_id)")
+    p.set_defaults(func=_cmd_deidentify_table)
     return parser
 
 

@@ -1,0 +1,535 @@
+"""Audit a DICOM repository (and its clinical tables) for identifiers left behind: ``kicc audit``.
+
+Every element of every file, at every sequence depth and in private groups, is checked:
+
+* against PS3.15 Table E.1-1 (:mod:`kicc_analysis.deid.annex_e`) under the options the file claims in its
+  De-identification Method Code Sequence (0012,0064): a non-empty value where the profile removes, empties or
+  replaces it (``annex_e``), a UID not replaced by a ``2.25.`` UID (``uid_not_replaced``);
+* free text (every string VR, private values too) through the package's one identifier detector
+  (:func:`kicc_analysis.privacy.scan_text`) and against the file's own identifying values (names, IDs)
+  (``free_text:<kind>``, ``known_identifier``);
+* private elements (``private_tag``; the Basic Profile removes them), UIDs under an organisation's root or with an embedded date
+  (``uid_root``, ``uid_timestamp``), ``PatientIdentityRemoved`` not ``YES`` (``identity_not_removed``);
+* file and folder names (``path:<kind>``, ``path_known_identifier``);
+* dates not consistent within a study or a patient (``date_inconsistent``);
+* the clinical tables (``table_column:<kind>``, ``table_text:<kind>``) through :mod:`kicc_analysis.privacy`.
+
+Findings never hold a value: a masked preview (:func:`kicc_analysis.privacy.mask_identifier`) and a keyed hash
+(:func:`kicc_analysis.deid.keys.keyed_hash`) only, unless ``unmasked=True``. A per-tag review table lists every
+tag's distinct values (counted, hashed, masked) as TCIA's Posda does.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import re
+import secrets
+import sys
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from kicc_analysis.deid import annex_e
+from kicc_analysis.deid.keys import keyed_hash
+from kicc_analysis.privacy import find_identifier_columns, is_pseudonym, mask_identifier, scan_text
+from kicc_analysis.progress import progress_bar
+from kicc_analysis.repository.header import _quiet_pydicom
+
+#: String VRs whose values are scanned as free text.
+TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "DS", "IS", "AS", "UN", "OB"})
+#: Values the de-identifier writes for ``D`` actions (accepted by the audit as de-identified).
+DUMMY_VALUES = frozenset(
+    {"", "ANONYMIZED", "ANON", "REMOVED", "0", "00000000", "000000", "19000101", "19000101000000", "000Y"}
+)
+#: UID roots that are not an organisation's (standard UIDs, UUID-derived UIDs).
+NEUTRAL_UID_ROOTS = ("1.2.840.10008.", "2.25.")
+_UID_DATE = re.compile(r"(?:^|\.)((?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))")
+SEVERITIES = ("high", "medium", "low", "info")
+CLINICAL_SUFFIXES = (".csv", ".xlsx", ".tsv", ".txt")
+
+
+@dataclass
+class AuditResult:
+    """Everything :func:`audit_repository` found.
+
+    Attributes
+    ----------
+    findings : pandas.DataFrame
+        One row per finding: file, element_path, tag, keyword, vr, rule, severity, preview, value_hash, bbox.
+    review : pandas.DataFrame
+        Per tag (keyword, VR, Annex E action): files, distinct values, masked examples with keyed hashes.
+    n_files, n_dicom : int
+        Files looked at and DICOM files among them.
+    warnings : list of str
+        Checks skipped and why (e.g. OCR without tesseract).
+    """
+
+    findings: pd.DataFrame
+    review: pd.DataFrame
+    n_files: int
+    n_dicom: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_high(self) -> int:
+        return int((self.findings["severity"] == "high").sum()) if len(self.findings) else 0
+
+    def summary(self) -> str:
+        """A few lines: files, findings by severity and by rule."""
+        lines = [f"audit: {self.n_files} files ({self.n_dicom} DICOM), {len(self.findings)} findings"]
+        if len(self.findings):
+            by_sev = self.findings["severity"].value_counts()
+            lines.append("  " + ", ".join(f"{s}: {int(by_sev.get(s, 0))}" for s in SEVERITIES))
+            for rule, n in self.findings["rule"].value_counts().head(25).items():
+                lines.append(f"  {rule:32s} {n}")
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _value_text(elem: Any) -> str:
+    value = elem.value
+    if value is None:
+        return ""
+    if isinstance(value, bytes | bytearray):
+        if len(value) > 65536:
+            return ""
+        return bytes(value).decode("utf-8", errors="replace").replace("\x00", " ").strip()
+    if isinstance(value, list | tuple | pydicom.multival.MultiValue):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _walk(ds: pydicom.Dataset, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(element path, element) for every element at every depth; unreadable elements are skipped."""
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]
+        except Exception:  # an element pydicom cannot convert (bad VR/length): its raw bytes are checked below
+            try:
+                elem = ds.get_item(tag)
+            except Exception:
+                continue
+            if elem is None:
+                continue
+        path = prefix + _tag_text(int(tag))
+        yield path, elem
+        if getattr(elem, "VR", None) == "SQ" and elem.value is not None:
+            try:
+                items = list(elem.value)
+            except Exception:
+                continue
+            for i, item in enumerate(items):
+                yield from _walk(item, f"{path}[{i}]>")
+
+
+def _known_values(ds: pydicom.Dataset) -> set[str]:
+    """The file's own identifying values (names and their parts, IDs) that must not appear elsewhere."""
+    known: set[str] = set()
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "OtherPatientIDs",
+        "PatientBirthName",
+        "PatientMotherBirthName",
+        "ReferringPhysicianName",
+        "PerformingPhysicianName",
+        "OperatorsName",
+        "AccessionNumber",
+        "InstitutionName",
+        "IssuerOfPatientID",
+    ):
+        value = ds.get(keyword)
+        if value in (None, ""):
+            continue
+        text = str(value).strip()
+        if not text or is_pseudonym(text) or text.upper() in DUMMY_VALUES:
+            continue
+        for part in [text, *re.split(r"[\^\\ =]+", text)]:
+            if len(part) >= 4 or (len(part) >= 2 and not part.isascii()):
+                known.add(part)
+    return known
+
+
+def _claimed_options(ds: pydicom.Dataset) -> tuple[str, ...]:
+    codes = {str(item.get("CodeValue", "")) for item in ds.get("DeidentificationMethodCodeSequence", []) or []}
+    return tuple(name for name, (code, _) in annex_e.PROFILE_CODES.items() if code in codes and name != "basic")
+
+
+class _Collector:
+    def __init__(self, key: bytes, file: str, unmasked: bool) -> None:
+        self.key, self.file, self.unmasked = key, file, unmasked
+        self.rows: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        rule: str,
+        severity: str,
+        value: str = "",
+        *,
+        path: str = "",
+        tag: int | None = None,
+        keyword: str = "",
+        vr: str = "",
+        bbox: str = "",
+    ) -> None:
+        self.rows.append(
+            {
+                "file": self.file,
+                "element_path": path,
+                "tag": _tag_text(tag) if tag is not None else "",
+                "keyword": keyword,
+                "vr": vr,
+                "rule": rule,
+                "severity": severity,
+                "preview": (value if self.unmasked else str(mask_identifier(value))) if value else "",
+                "value_hash": keyed_hash(self.key, value) if value else "",
+                "bbox": bbox,
+            }
+        )
+
+
+def masked_name(part: str, key: bytes) -> str:
+    """A file or folder name as reports show it: masked, plus 8 characters of its keyed hash (distinct names
+    stay distinct)."""
+    return f"{mask_identifier(part)}#{keyed_hash(key, part)[:8]}"
+
+
+def audit_path_names(rel: str, known: set[str], c: _Collector) -> str:
+    """Identifiers in the folder and file names of ``rel`` (one finding per component); return ``rel`` with
+    those components masked (as every report shows it, unless unmasked)."""
+    shown = []
+    for part in Path(rel).parts:
+        stem = re.sub(r"\.(dcm|dicom|ima|csv|xlsx)$", "", part, flags=re.IGNORECASE)
+        spaced = re.sub(r"[_]+", " ", stem)
+        found = scan_text(spaced)
+        rule = f"path:{found[0].kind}" if found else ("path_known_identifier" if any(k in part for k in known) else "")
+        masked = part if (not rule or c.unmasked) else masked_name(part, c.key)
+        if rule:
+            c.add(rule, "high", part, path=masked)
+        shown.append(masked)
+    return "/".join(shown)
+
+
+def audit_dataset(ds: pydicom.Dataset, c: _Collector, review: dict | None = None) -> dict[str, Any]:
+    """Check every element of ``ds`` into collector ``c``; return the file's facts for cross-file checks."""
+    options = _claimed_options(ds)
+    known = _known_values(ds)
+    if str(ds.get("PatientIdentityRemoved", "")).strip().upper() != "YES":
+        c.add(
+            "identity_not_removed",
+            "high",
+            path="(0012,0062)",
+            tag=0x00120062,
+            keyword="PatientIdentityRemoved",
+            vr="CS",
+        )
+    for path, elem in _walk(ds):
+        tag = int(elem.tag)
+        vr = str(getattr(elem, "VR", "") or "")
+        keyword = getattr(elem, "keyword", "") or ""
+        if vr == "SQ":
+            code = annex_e.action(tag, options)
+            if code in ("X", "Z") and elem.value:
+                c.add(f"annex_e:{code}", "high", path=path, tag=tag, keyword=keyword, vr=vr)
+            continue
+        if tag in (0x7FE00010,) or (tag >> 16) in (0x0002,) and tag != 0x00020003:
+            continue
+        text = _value_text(elem)
+        if review is not None and text and vr not in ("OB", "OW", "OF", "UN", "OD", "OL", "OV"):
+            key = (_tag_text(tag), keyword, vr)
+            review.setdefault(key, {}).setdefault(keyed_hash(c.key, text), [text, 0])[1] += 1
+        if not text:
+            continue
+        private = bool(elem.tag.is_private)
+        if private:
+            if elem.tag.element < 0x0100:  # private creator: the vendor's block name
+                continue
+            c.add("private_tag", "high", text, path=path, tag=tag, keyword=keyword, vr=vr)
+        code = None if private else annex_e.action(tag, options)
+        if vr == "UI" or code == "U":
+            _check_uid(text, code, c, path, tag, keyword, vr)
+            continue
+        if code is not None and code != "K":
+            if code == "C":
+                if options and "longitudinal_modified_dates" in options and vr in ("DA", "DT", "TM"):
+                    continue
+            elif not (is_pseudonym(text) or text.upper() in DUMMY_VALUES or text.startswith("KICC-")):
+                c.add(f"annex_e:{code}", "high", text, path=path, tag=tag, keyword=keyword, vr=vr)
+                continue
+        if vr in TEXT_VRS or private:
+            found = scan_text(text)
+            if found:
+                c.add(f"free_text:{found[0].kind}", "high", text, path=path, tag=tag, keyword=keyword, vr=vr)
+            elif tag not in (0x00100010, 0x00100020) and any(k in text for k in known):
+                c.add("known_identifier", "high", text, path=path, tag=tag, keyword=keyword, vr=vr)
+    return {
+        "patient": str(ds.get("PatientID", "")),
+        "birth": str(ds.get("PatientBirthDate", "")),
+        "study": str(ds.get("StudyInstanceUID", "")),
+        "study_date": str(ds.get("StudyDate", "")),
+        "known": known,
+    }
+
+
+def _check_uid(text: str, code: str | None, c: _Collector, path: str, tag: int, keyword: str, vr: str) -> None:
+    for uid in text.split("\\"):
+        uid = uid.strip().rstrip("\0")
+        if not uid or uid.startswith(NEUTRAL_UID_ROOTS):
+            continue
+        if code is not None and code != "K":
+            c.add("uid_not_replaced", "high", uid, path=path, tag=tag, keyword=keyword, vr=vr)
+        else:
+            c.add("uid_root", "medium", uid, path=path, tag=tag, keyword=keyword, vr=vr)
+        if _UID_DATE.search(uid):
+            c.add("uid_timestamp", "medium", uid, path=path, tag=tag, keyword=keyword, vr=vr)
+
+
+def _ocr_file(full: str, ds: pydicom.Dataset, known: set[str], c: _Collector) -> None:
+    """Burned-in text of a radiograph or secondary capture (pixels read only for those modalities)."""
+    from kicc_analysis.deid import ocr
+
+    modality = str(ds.get("Modality", "")).upper()
+    if modality not in ocr.OCR_MODALITIES:
+        return
+    try:
+        with _quiet_pydicom():
+            pixels = pydicom.dcmread(full).pixel_array
+        hits = ocr.burned_in_findings(pixels, known)
+    except Exception as exc:  # undecodable pixels: reported, never fatal
+        c.add("ocr_failed", "medium", path=f"{type(exc).__name__}")
+        return
+    for rule, text, box in hits:
+        c.add(rule, "high", text, path="(7FE0,0010)", tag=0x7FE00010, keyword="PixelData", vr="", bbox=box)
+
+
+def _audit_file(
+    root: str, rel: str, key: bytes, unmasked: bool, ocr: bool = False
+) -> tuple[list[dict], dict | None, dict]:
+    c = _Collector(key, rel, unmasked)
+    review: dict = {}
+    full = os.path.join(root, rel)
+    try:
+        with _quiet_pydicom():
+            try:
+                ds = pydicom.dcmread(full, stop_before_pixels=True, force=False)
+            except InvalidDicomError:
+                if not rel.lower().endswith((".dcm", ".dicom", ".ima")) and "." in Path(rel).name:
+                    raise
+                ds = pydicom.dcmread(full, stop_before_pixels=True, force=True)
+                if "SOPClassUID" not in ds and "PatientID" not in ds:
+                    raise
+    except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        c.file = audit_path_names(rel, set(), c)
+        for row in c.rows:
+            row["file"] = c.file
+        if not rel.lower().endswith(CLINICAL_SUFFIXES):
+            c.add("not_dicom", "info", path=f"{type(exc).__name__}")
+        return c.rows, None, review
+    try:
+        with _quiet_pydicom():
+            facts = audit_dataset(ds, c, review)
+    except Exception as exc:  # one bad file never stops the audit
+        c.add("unreadable_element", "medium", path=f"{type(exc).__name__}: {str(exc)[:80]}")
+        facts = {"patient": "", "birth": "", "study": "", "study_date": "", "known": set()}
+    if ocr:
+        _ocr_file(full, ds, facts["known"], c)
+    shown = audit_path_names(rel, facts["known"], c)
+    for row in c.rows:
+        row["file"] = shown
+    facts = {k: (keyed_hash(key, v) if isinstance(v, str) and v and k != "study_date" else v) for k, v in facts.items()}
+    facts["known"] = set()
+    return c.rows, facts, review
+
+
+def _audit_chunk(root: str, rels: Sequence[str], key: bytes, unmasked: bool, ocr: bool = False) -> list[tuple]:
+    return [_audit_file(root, rel, key, unmasked, ocr) for rel in rels]
+
+
+def _list(root: Path) -> list[str]:
+    out = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            out.append(os.path.relpath(os.path.join(folder, name), root))
+    return out
+
+
+def audit_table(
+    path: str | os.PathLike[str], key: bytes, *, rel: str | None = None, unmasked: bool = False
+) -> list[dict]:
+    """Findings in one clinical export: identifier columns, and identifiers in every other text cell."""
+    from kicc_analysis.clinical_io import read_clinical_table
+
+    c = _Collector(key, rel or str(path), unmasked)
+    try:
+        table = read_clinical_table(path)
+    except Exception as exc:
+        c.add("table_unreadable", "medium", path=f"{type(exc).__name__}: {str(exc)[:80]}")
+        return c.rows
+    flagged = set()
+    for f in find_identifier_columns(table):
+        flagged.add(f.where)
+        c.add(f"table_column:{f.kind}", "high", path=f"column {f.where}", keyword=f.where)
+    for column in table.columns:
+        if column in flagged or table[column].dtype.kind in "biufcM":
+            continue
+        for row, value in table[column].items():
+            if not isinstance(value, str) or not value.strip():
+                continue
+            found = scan_text(value)
+            if found:
+                c.add(f"table_text:{found[0].kind}", "high", value, path=f"row {row} column {column}", keyword=column)
+    return c.rows
+
+
+def audit_repository(
+    root: str | os.PathLike[str],
+    *,
+    key: bytes | None = None,
+    tables: Sequence[str | os.PathLike[str]] = (),
+    workers: int = 2,
+    unmasked: bool = False,
+    ocr: bool = True,
+    show: bool | None = None,
+) -> AuditResult:
+    """Audit every file under ``root`` (DICOM headers, file and folder names) and the clinical ``tables``.
+
+    Parameters
+    ----------
+    root : path
+        The repository (never written to).
+    key : bytes, optional
+        Key for the keyed hashes of values; a random one for this run when omitted (hashes then compare only
+        within this report).
+    tables : paths
+        Clinical exports to audit too; CSV/XLSX files found under ``root`` are audited as tables anyway.
+    workers : int
+        Processes reading headers in parallel (the scanner's fork pool pattern).
+    unmasked : bool
+        Write values unmasked in previews (only when explicitly asked).
+    ocr : bool
+        Look for burned-in text (needs the ``tesseract`` program; skipped with a warning when absent).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        from kicc_analysis.errors import RepositoryError
+
+        raise RepositoryError(f"{root}: not a folder (expected the repository to audit)")
+    key = key or secrets.token_bytes(32)
+    warns: list[str] = []
+    if ocr:
+        from kicc_analysis.deid import ocr as ocr_module
+
+        if not ocr_module.tesseract_available():
+            message = "burned-in text check skipped: the tesseract program is not installed (apt: tesseract-ocr)"
+            warnings.warn(message, stacklevel=2)
+            warns.append(message)
+            ocr = False
+    rels = _list(root)
+    rows: list[dict] = []
+    facts: list[dict] = []
+    review: dict = {}
+    chunks = [rels[i : i + 64] for i in range(0, len(rels), 64)]
+    bar = progress_bar(total=len(rels), show=show, desc="audit headers", unit="file")
+    results: list[list[tuple]]
+    if workers > 1 and len(rels) >= 128:
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
+            results = []
+            for part in pool.map(
+                _audit_chunk,
+                [str(root)] * len(chunks),
+                chunks,
+                [key] * len(chunks),
+                [unmasked] * len(chunks),
+                [ocr] * len(chunks),
+            ):
+                results.append(part)
+                bar.update(len(part))
+    else:
+        results = []
+        for chunk in chunks:
+            results.append(_audit_chunk(str(root), chunk, key, unmasked, ocr))
+            bar.update(len(chunk))
+    bar.close()
+    n_dicom = 0
+    for part in results:
+        for file_rows, file_facts, file_review in part:
+            rows += file_rows
+            if file_facts is not None:
+                n_dicom += 1
+                facts.append({**file_facts, "file": file_rows[0]["file"] if file_rows else ""})
+            for k, values in file_review.items():
+                merged = review.setdefault(k, {})
+                for h, (text, n) in values.items():
+                    merged.setdefault(h, [text, 0])[1] += n
+    for rel in rels:
+        if rel.lower().endswith(CLINICAL_SUFFIXES):
+            rows += audit_table(root / rel, key, rel=rel, unmasked=unmasked)
+    for table in tables:
+        rows += audit_table(table, key, rel=str(table), unmasked=unmasked)
+    rows += _date_consistency(facts, key)
+    columns = ["file", "element_path", "tag", "keyword", "vr", "rule", "severity", "preview", "value_hash", "bbox"]
+    findings = pd.DataFrame(rows, columns=columns)
+    return AuditResult(findings, _review_table(review, key, unmasked), len(rels), n_dicom, warns)
+
+
+def _date_consistency(facts: list[dict], key: bytes) -> list[dict]:
+    """Studies with more than one Study Date, patients with more than one birth date."""
+    c = _Collector(key, "", False)
+    study_dates: dict[str, set] = defaultdict(set)
+    births: dict[str, set] = defaultdict(set)
+    for f in facts:
+        if f["study"] and f["study_date"]:
+            study_dates[f["study"]].add(f["study_date"])
+        if f["patient"] and f["birth"]:
+            births[f["patient"]].add(f["birth"])
+    for study, dates in sorted(study_dates.items()):
+        if len(dates) > 1:
+            c.file = f"study {study}"
+            c.add("date_inconsistent", "medium", path=f"{len(dates)} Study Dates in one study", keyword="StudyDate")
+    for patient, dates in sorted(births.items()):
+        if len(dates) > 1:
+            c.file = f"patient {patient}"
+            c.add(
+                "date_inconsistent",
+                "medium",
+                path=f"{len(dates)} birth dates for one patient",
+                keyword="PatientBirthDate",
+            )
+    return c.rows
+
+
+def _review_table(review: dict, key: bytes, unmasked: bool) -> pd.DataFrame:
+    rows = []
+    for (tag, keyword, vr), values in sorted(review.items()):
+        code = annex_e.basic_action(int(tag[1:5] + tag[6:10], 16)) or ""
+        ranked = sorted(values.items(), key=lambda kv: -kv[1][1])
+        examples = "; ".join(
+            f"{text if unmasked else mask_identifier(text)} [{h[:8]}] x{n}" for h, (text, n) in ranked[:5]
+        )
+        rows.append(
+            {
+                "tag": tag,
+                "keyword": keyword,
+                "vr": vr,
+                "annex_e": code,
+                "occurrences": sum(n for _, n in values.values()),
+                "distinct": len(values),
+                "examples": examples,
+            }
+        )
+    return pd.DataFrame(rows, columns=["tag", "keyword", "vr", "annex_e", "occurrences", "distinct", "examples"])

@@ -1,0 +1,539 @@
+"""Keyed de-identification of a DICOM repository and its clinical table: ``kicc deidentify``.
+
+What is done to each DICOM file (PS3.15 2026c Table E.1-1, :mod:`kicc_analysis.deid.annex_e`):
+
+* the Basic Profile, with the options Clean Pixel Data, Clean Descriptors, Retain Longitudinal Temporal
+  Information with Modified Dates and Retain Patient Characteristics (ages above 89 years written as ``090Y``);
+  ``D`` rows get a dummy value (:data:`DUMMY_BY_VR`), ``Z`` rows are emptied, ``X`` rows removed; sequences are
+  processed item by item at every depth;
+* PatientID and PatientName = the patient pseudonym, HMAC of ``--site`` and the local PatientID
+  (:func:`kicc_analysis.deid.keys.pseudonym`), the same one :func:`deidentify_table` writes;
+* every UID outside the standard's root ``1.2.840.10008`` (so SOP Class and Transfer Syntax UIDs are kept) is
+  replaced by ``2.25.`` + an HMAC-derived integer (references between files stay intact);
+* every DA/DT value is shifted by the patient's keyed offset (-3650 to -1 days); TM values are kept;
+* every other free-text value is cleaned of what :func:`kicc_analysis.privacy.scan_text` finds and of the
+  file's own identifying values (names, IDs), which are overwritten with ``*``;
+* every private element is removed except :data:`SAFE_PRIVATE` (empty: no private attribute has been verified
+  safe for this repository's vendors yet);
+* files whose Burned In Annotation is ``YES`` are quarantined (not written; counted in the manifest), since
+  text cannot be localised without OCR;
+* PatientIdentityRemoved ``YES``, De-identification Method and its Code Sequence, and Longitudinal Temporal
+  Information Modified ``MODIFIED`` are recorded.
+
+The input is never modified; OUT may not be inside IN (nor IN inside OUT); the key file may not be under OUT.
+Every output file is written to a temporary name and renamed (atomic); ``manifest.partial.jsonl`` records each
+file as it is done, so an interrupted run resumes; the final ``manifest.json`` (input and output SHA-256, key
+fingerprint, profile) lets :func:`verify_output` prove the output matches it. Output paths hold only
+pseudonyms and new UIDs: ``OUT/dicom/<pseudonym>/<study>/<series>/<instance>.dcm``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import re
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+
+from kicc_analysis.deid import annex_e
+from kicc_analysis.deid.audit import _known_values
+from kicc_analysis.deid.keys import DeidError, date_offset_days, fingerprint, load_key, new_uid, pseudonym
+from kicc_analysis.privacy import find_identifier_columns, scan_text
+from kicc_analysis.progress import progress_bar
+from kicc_analysis.repository.header import _quiet_pydicom
+
+#: Private attributes kept: (private creator, element offset). None verified safe yet, so none kept.
+SAFE_PRIVATE: frozenset[tuple[str, int]] = frozenset()
+#: Dummy values for ``D`` actions, by VR (anything else: ``ANONYMIZED``).
+DUMMY_BY_VR = {"DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000Y", "IS": "0", "DS": "0"}
+_BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
+_NUMERIC_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "AT"}
+_TEXT_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
+PROFILE = f"PS3.15 {annex_e.EDITION} Basic Application Level Confidentiality Profile"
+
+
+def _shift_da(value: str, days: int) -> str:
+    value = value.strip()
+    if not re.fullmatch(r"\d{8}", value):
+        return ""
+    try:
+        d = date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError:
+        return ""
+    return (d + timedelta(days=days)).strftime("%Y%m%d")
+
+
+def _shift_dt(value: str, days: int) -> str:
+    value = value.strip()
+    if len(value) < 8:
+        return ""
+    head = _shift_da(value[:8], days)
+    return head + value[8:] if head else ""
+
+
+def _scrub(text: str, known: set[str]) -> str:
+    """``text`` with identifier spans (privacy detector) and known identifying values overwritten by ``*``."""
+    chars = list(text)
+    for f in scan_text(text):
+        if f.start is not None and f.end is not None:
+            chars[f.start : f.end] = "*" * (f.end - f.start)
+    out = "".join(chars)
+    for value in sorted(known, key=len, reverse=True):
+        out = re.sub(re.escape(value), lambda m: "*" * len(m.group(0)), out, flags=re.IGNORECASE)
+    return out
+
+
+def _cap_age(value: str) -> str:
+    m = re.fullmatch(r"(\d{3})Y", value.strip())
+    return "090Y" if m and int(m.group(1)) > 89 else value
+
+
+@dataclass
+class _Context:
+    key: bytes
+    pseudonym: str
+    offset: int
+    known: set[str]
+    options: tuple[str, ...]
+
+
+def _map_uids(value: Any, key: bytes) -> Any:
+    def one(uid: str) -> str:
+        uid = str(uid).strip().rstrip("\0")
+        return uid if not uid or uid.startswith("1.2.840.10008.") else new_uid(key, uid)
+
+    if isinstance(value, list | tuple | pydicom.multival.MultiValue):
+        return [one(u) for u in value]
+    return one(value) if value is not None else value
+
+
+def _process(ds: Dataset, ctx: _Context) -> None:
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]
+        except Exception:  # unconvertible value: nothing safe to keep
+            del ds[tag]
+            continue
+        t = int(tag)
+        if elem.tag.is_private:
+            creator = getattr(elem, "private_creator", None)
+            if (creator, elem.tag.element & 0xFF) not in SAFE_PRIVATE:
+                del ds[tag]
+            continue
+        if t >> 16 == 0x0002:
+            continue
+        vr = elem.VR
+        if t in (0x00100010, 0x00100020):
+            elem.value = ctx.pseudonym
+            continue
+        code = annex_e.action(t, ctx.options)
+        if vr == "SQ":
+            if code == "X":
+                del ds[tag]
+            elif code == "Z":
+                elem.value = []
+            else:
+                for item in elem.value or []:
+                    _process(item, ctx)
+            continue
+        if vr == "UI":
+            if code == "X":
+                del ds[tag]
+            else:
+                elem.value = _map_uids(elem.value, ctx.key)
+            continue
+        if elem.value in (None, "", b"") or (code is None and vr not in _TEXT_VRS | {"DA", "DT"}):
+            continue
+        if code == "K" and t == 0x00101010:
+            elem.value = _cap_age(str(elem.value))
+            continue
+        if code is None or code in ("C", "K"):
+            if vr == "DA":
+                elem.value = _shift_da(str(elem.value), ctx.offset)
+            elif vr == "DT":
+                elem.value = _shift_dt(str(elem.value), ctx.offset)
+            elif vr in _TEXT_VRS:
+                text = (
+                    "\\".join(map(str, elem.value))
+                    if isinstance(elem.value, pydicom.multival.MultiValue)
+                    else str(elem.value)
+                )
+                cleaned = _scrub(text, ctx.known)
+                if cleaned != text:
+                    elem.value = cleaned.split("\\") if "\\" in cleaned and vr not in ("LT", "ST", "UT") else cleaned
+            continue
+        if code == "X":
+            del ds[tag]
+        elif "D" in code.split("/"):
+            if vr in _BINARY_VRS:
+                elem.value = b""
+            elif vr in _NUMERIC_VRS:
+                elem.value = 0
+            else:
+                elem.value = DUMMY_BY_VR.get(vr, "ANONYMIZED")
+        else:  # Z, X/Z, X/Z/U* on a non-sequence
+            elem.value = b"" if vr in _BINARY_VRS else ("" if vr not in _NUMERIC_VRS else None)
+
+
+def deidentify_dataset(
+    ds: Dataset, key: bytes, site: str, *, options: tuple[str, ...] = annex_e.OPTIONS
+) -> tuple[Dataset, str]:
+    """De-identify ``ds`` in place (see the module docstring); return it and the patient pseudonym.
+
+    Examples
+    --------
+    >>> from pydicom.dataset import Dataset
+    >>> ds = Dataset(); ds.PatientID = "12345678"; ds.PatientName = "HONG^GILDONG"; ds.StudyDate = "20200301"
+    >>> ds.StudyInstanceUID = "1.2.410.200010.1.20200301"; ds.SeriesDescription = "CHEST HONG"
+    >>> out, p = deidentify_dataset(ds, b"k" * 32, "S03")
+    >>> str(out.PatientName) == p == out.PatientID, out.StudyDate, out.SeriesDescription, out.PatientIdentityRemoved
+    (True, '20150806', 'CHEST ****', 'YES')
+    """
+    local_id = str(ds.get("PatientID", "")).strip()
+    pseudo = pseudonym(key, site, local_id)
+    ctx = _Context(key, pseudo, date_offset_days(key, pseudo), _known_values(ds), tuple(options))
+    _process(ds, ctx)  # removes private elements at every depth too
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = f"kicc deidentify; PS3.15 {annex_e.EDITION} Basic Profile + {len(options)} options"
+    items = []
+    for name in ("basic", *options):
+        code, meaning = annex_e.PROFILE_CODES[name]
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code, "DCM", meaning
+        items.append(item)
+    ds.DeidentificationMethodCodeSequence = items
+    if "longitudinal_modified_dates" in options:
+        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+    return ds, pseudo
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)  # readers see the old file or the whole new one, never a part
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.relative_to(parent)
+        return True
+    except ValueError:
+        return False
+
+
+@dataclass
+class DeidRun:
+    """What :func:`deidentify_repository` did (counts only; no input path or value)."""
+
+    out: Path
+    written: int = 0
+    resumed: int = 0
+    quarantined: int = 0
+    not_dicom: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"deidentify: {self.written} files written, {self.resumed} already done (resumed), "
+            f"{self.quarantined} quarantined (burned-in annotation), {self.not_dicom} not DICOM (not copied), "
+            f"{len(self.problems)} problems; manifest {self.out / 'manifest.json'}"
+        )
+
+
+def _check_paths(inp: Path, out: Path, key_path: Path) -> None:
+    if not inp.is_dir():
+        raise DeidError(f"{inp}: not a folder (expected the repository to de-identify)")
+    if _inside(out, inp) or _inside(inp, out):
+        raise DeidError(f"OUT {out} is inside IN {inp} (or IN inside OUT): choose an output folder outside the input")
+    if _inside(key_path, out):
+        raise DeidError(f"key file {key_path} is under OUT {out}: keep the key outside the output")
+
+
+def deidentify_repository(
+    inp: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    key_file: str | os.PathLike[str],
+    site: str,
+    *,
+    options: tuple[str, ...] = annex_e.OPTIONS,
+    workers: int = 2,
+    show: bool | None = None,
+) -> DeidRun:
+    """De-identify every DICOM file under ``inp`` into ``out`` (see the module docstring).
+
+    Parameters
+    ----------
+    inp, out : path
+        Input repository (read only) and output folder (created; may hold an interrupted run to resume).
+    key_file : path
+        The secret key (:func:`kicc_analysis.deid.keys.load_key`); never written under ``out``.
+    site : str
+        The contributing site, ``S01``-``S99`` (part of every pseudonym).
+    workers : int
+        Processes (a fork pool on Linux, from 16 files); the output does not depend on it.
+    """
+    inp, out, key_path = Path(inp).resolve(), Path(out).resolve(), Path(key_file).resolve()
+    _check_paths(inp, out, key_path)
+    key = load_key(key_path)
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / "manifest.partial.jsonl"
+    done: dict[str, dict] = {}
+    if partial.exists():
+        for line in partial.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by the interruption
+                continue
+            done[entry["input_sha256"]] = entry
+    run = DeidRun(out)
+    files = sorted(p for p in inp.rglob("*") if p.is_file())
+    entries: dict[str, dict] = {}
+    todo: list[tuple[Path, str]] = []
+    for path in files:
+        digest = _sha256(path)
+        previous = done.get(digest)
+        if previous is not None and (
+            previous.get("output") is None
+            or ((out / previous["output"]).is_file() and _sha256(out / previous["output"]) == previous["output_sha256"])
+        ):
+            entries[digest] = previous
+            run.resumed += 1
+        else:
+            todo.append((path, digest))
+    chunks = [todo[i : i + 16] for i in range(0, len(todo), 16)]
+    bar = progress_bar(total=len(todo), show=show, desc="deidentify", unit="file")
+    with open(partial, "a", encoding="utf-8") as log:
+
+        def record(part: tuple[list[dict], int, list[str]]) -> None:
+            done_entries, not_dicom, problems = part
+            run.not_dicom += not_dicom
+            run.problems += problems
+            for entry in done_entries:
+                entries[entry["input_sha256"]] = entry
+                run.written += entry["status"] == "written"
+                log.write(json.dumps(entry, sort_keys=True) + "\n")
+            log.flush()
+            bar.update(len(done_entries) + not_dicom + len(problems))
+
+        if workers > 1 and len(todo) >= 16:
+            method = "fork" if sys.platform.startswith("linux") else "spawn"
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
+                for part in pool.map(
+                    _chunk,
+                    chunks,
+                    [out] * len(chunks),
+                    [key] * len(chunks),
+                    [site] * len(chunks),
+                    [tuple(options)] * len(chunks),
+                ):
+                    record(part)
+        else:
+            for chunk in chunks:
+                record(_chunk(chunk, out, key, site, tuple(options)))
+    bar.close()
+    manifest = {
+        "profile": PROFILE,
+        "options": list(options),
+        "table_edition": annex_e.EDITION,
+        "key_fingerprint": fingerprint(key),
+        "site": site,
+        "files": sorted(entries.values(), key=lambda e: (e.get("output") or "", e["input_sha256"])),
+    }
+    _atomic_write(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
+    partial.unlink(missing_ok=True)
+    run.quarantined = sum(1 for e in entries.values() if e.get("status") == "quarantined")
+    return run
+
+
+def _chunk(
+    items: list[tuple[Path, str]], out: Path, key: bytes, site: str, options: tuple[str, ...]
+) -> tuple[list[dict], int, list[str]]:
+    """Worker: de-identify a chunk of files; (manifest entries, files not DICOM, problems)."""
+    run = DeidRun(out)
+    entries = []
+    for path, digest in items:
+        entry = _one_file(path, out, key, site, options, digest, run)
+        if entry is not None:
+            entries.append(entry)
+    return entries, run.not_dicom, run.problems
+
+
+def _one_file(
+    path: Path, out: Path, key: bytes, site: str, options: tuple[str, ...], digest: str, run: DeidRun
+) -> dict | None:
+    try:
+        with _quiet_pydicom():
+            ds = pydicom.dcmread(path, force=path.suffix.lower() in (".dcm", ".dicom", ".ima") or not path.suffix)
+            if "SOPClassUID" not in ds or "PixelData" not in ds and ds.get("DirectoryRecordSequence") is not None:
+                raise InvalidDicomError("not an image instance (DICOMDIR or not DICOM)")
+    except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError):
+        run.not_dicom += 1
+        return None
+    if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES" and "clean_pixel" in options:
+        return {"input_sha256": digest, "output": None, "output_sha256": None, "status": "quarantined"}
+    try:
+        with _quiet_pydicom():
+            ds, pseudo = deidentify_dataset(ds, key, site, options=options)
+            sop_class = ds.get("SOPClassUID")
+            transfer = ds.file_meta.get("TransferSyntaxUID") if ds.get("file_meta") is not None else None
+            transfer = transfer or getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID = sop_class
+            meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            meta.TransferSyntaxUID = transfer or pydicom.uid.ExplicitVRLittleEndian
+            ds.file_meta = meta
+            buffer = pydicom.filebase.DicomBytesIO()
+            pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    except Exception as exc:  # one bad file never stops the run
+        run.problems.append(f"input sha256 {digest[:12]}: {type(exc).__name__}")
+        return None
+    rel = Path(
+        "dicom",
+        pseudo,
+        str(ds.get("StudyInstanceUID", "nostudy")),
+        str(ds.get("SeriesInstanceUID", "noseries")),
+        f"{ds.SOPInstanceUID}.dcm",
+    )
+    data = buffer.getvalue()
+    _atomic_write(out / rel, data)
+    return {
+        "input_sha256": digest,
+        "output": rel.as_posix(),
+        "output_sha256": hashlib.sha256(data).hexdigest(),
+        "status": "written",
+    }
+
+
+def verify_output(out: str | os.PathLike[str], key_file: str | os.PathLike[str]) -> list[str]:
+    """Problems between ``out`` and its manifest (empty list = the output is exactly what the manifest says)."""
+    out = Path(out)
+    manifest_path = out / "manifest.json"
+    if not manifest_path.is_file():
+        return [f"{manifest_path}: no manifest (run kicc deidentify first, or it was interrupted)"]
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    problems = []
+    if manifest.get("key_fingerprint") != fingerprint(load_key(key_file)):
+        problems.append("key fingerprint differs from the manifest's (another key made this output)")
+    listed = set()
+    for entry in manifest["files"]:
+        if entry.get("output") is None:
+            continue
+        listed.add(entry["output"])
+        path = out / entry["output"]
+        if not path.is_file():
+            problems.append(f"{entry['output']}: missing")
+        elif _sha256(path) != entry["output_sha256"]:
+            problems.append(f"{entry['output']}: content differs from the manifest")
+    for path in out.rglob("*"):
+        rel = path.relative_to(out).as_posix()
+        if path.is_file() and rel not in listed and rel != "manifest.json" and not rel.startswith("clinical/"):
+            problems.append(f"{rel}: not in the manifest")
+    return problems
+
+
+_DATE_FORMATS = (
+    (re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*$"), (1, 2, 3)),
+    (re.compile(r"^\s*(\d{4})[./](\d{1,2})[./](\d{1,2})\.?\s*$"), (1, 2, 3)),
+    (re.compile(r"^\s*(\d{4})\s*년\s*(\d{1,2})\s*월\s*(\d{1,2})\s*일\s*$"), (1, 2, 3)),
+    (re.compile(r"^\s*(\d{4})(\d{2})(\d{2})\s*$"), (1, 2, 3)),
+)
+
+
+def _parse_date(text: str) -> date | None:
+    for pattern, (y, m, d) in _DATE_FORMATS:
+        match = pattern.match(text)
+        if match:
+            try:
+                return date(int(match.group(y)), int(match.group(m)), int(match.group(d)))
+            except ValueError:
+                return None
+    return None
+
+
+def _free_text(values: pd.Series) -> bool:
+    """True when most values hold several words (notes), not one value each (a name, a number)."""
+    texts = [str(v) for v in values if str(v).strip()]
+    return bool(texts) and sum(len(t.split()) >= 3 for t in texts) >= 0.5 * len(texts)
+
+
+def deidentify_table(
+    path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    key_file: str | os.PathLike[str],
+    *,
+    site: str | None = None,
+    id_column: str = "patient_id",
+    site_column: str | None = None,
+) -> pd.DataFrame:
+    """De-identify a clinical export with the same key as the DICOM: ``kicc deidentify-table``.
+
+    The ``id_column`` (local patient IDs) becomes ``subjid`` = the same pseudonym the DICOM gets; identifier
+    columns (:func:`kicc_analysis.privacy.find_identifier_columns`) are dropped, except free-text columns flagged
+    for their content, which are cleaned; date columns (80 % or more of
+    the values dates as ``YYYY-MM-DD``, ``YYYY.MM.DD``, ``YYYY년 MM월 DD일`` or ``YYYYMMDD``) are shifted by the
+    patient's offset and written ``YYYY-MM-DD``; other text is cleaned of identifiers and of the dropped
+    columns' values. Written atomically as UTF-8 CSV; returns the written table.
+    """
+    from kicc_analysis.clinical_io import read_clinical_table
+
+    key = load_key(key_file)
+    table = read_clinical_table(path)
+    if id_column not in table.columns:
+        raise DeidError(f"{path}: no column {id_column!r} (expected the local patient ID column; see --id-column)")
+    if site_column is None and site is None:
+        raise DeidError("give --site or --site-column (the site is part of every pseudonym)")
+    sites = table[site_column] if site_column else pd.Series([site] * len(table), index=table.index)
+    pseudos = [pseudonym(key, s, i) for s, i in zip(sites, table[id_column], strict=True)]
+    offsets = [date_offset_days(key, p) for p in pseudos]
+    keep = {id_column} | ({site_column} if site_column else set())
+    flagged = find_identifier_columns(table, exclude=keep)
+    # identifier columns go; a column flagged for its content alone (free text with an identifier in it) is
+    # kept and cleaned, with every identifying value of the dropped columns
+    drop = [f.where for f in flagged if f.reason == "column name" or not _free_text(table[f.where])]
+    known = {str(v).strip() for c in drop + [id_column] for v in table[c] if len(str(v).strip()) >= 2}
+    result = pd.DataFrame({"subjid": pseudos}, index=table.index)
+    for column in table.columns:
+        if column in drop or column == id_column:
+            continue
+        values = table[column].astype(str)
+        non_empty = [v for v in values if v.strip()]
+        parsed = [_parse_date(v) for v in non_empty]
+        if non_empty and sum(p is not None for p in parsed) >= 0.8 * len(non_empty):
+            shifted = []
+            for v, offset in zip(values, offsets, strict=True):
+                d = _parse_date(v)
+                shifted.append((d + timedelta(days=offset)).isoformat() if d else "")
+            result[column] = shifted
+        elif column == site_column:
+            result[column] = values
+        else:
+            result[column] = [_scrub(v, known) if v.strip() else v for v in values]
+    out_path = Path(out_path)
+    _atomic_write(out_path, result.to_csv(index=False).encode("utf-8"))
+    return result

@@ -1,0 +1,86 @@
+"""Burned-in text: tesseract (eng+kor) finds planted names and IDs in both polarities, with bounding boxes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+from kicc_analysis.deid import ocr
+from kicc_analysis.deid.audit import audit_repository
+
+NANUM = Path("/usr/share/fonts/truetype/nanum/NanumGothicBold.ttf")
+pytestmark = pytest.mark.skipif(not ocr.tesseract_available(), reason="tesseract (Debian tesseract-ocr) not installed")
+
+# planted tokens: (text drawn, polarity) -- a Latin name, a patient ID and a Hangul name, white-on-black and
+# black-on-white
+PLANTED = [("KIMMINSU", "white"), ("83920174", "black"), ("박서준", "white"), ("YOONJIHO", "black")]
+
+
+def _image(text_polarity: list[tuple[str, str]]) -> np.ndarray:
+    image = Image.new("L", (900, 700), 128)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(str(NANUM), 44) if NANUM.exists() else ImageFont.load_default(44)
+    for k, (text, polarity) in enumerate(text_polarity):
+        y = 40 + 160 * k
+        background, ink = (0, 255) if polarity == "white" else (255, 0)
+        draw.rectangle([30, y - 10, 560, y + 70], fill=background)
+        draw.text((50, y), text, fill=ink, font=font)
+    return (np.asarray(image, dtype=np.uint16) * 16).astype(np.uint16)
+
+
+def _write(folder: Path, pixels: np.ndarray, names: tuple[str, str, str]) -> Path:
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+    ds.Modality = "DX"
+    ds.PatientName = f"{names[0]}^{names[2]}"
+    ds.PatientID = names[1]
+    ds.OtherPatientNames = names[2]
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.PixelData = pixels.tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    path = folder / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_burned_in_words_found_in_both_polarities(tmp_path):
+    pixels = _image(PLANTED)
+    hits = ocr.burned_in_findings(pixels, {"KIMMINSU", "83920174", "박서준", "YOONJIHO"})
+    read = {text.replace(" ", "") for _, text, _ in hits}
+    found = [t for t, _ in PLANTED if any(t in r for r in read)]
+    assert len(found) / len(PLANTED) >= 0.95, (found, read)  # the issue's floor for burned-in tokens
+    for _, _, box in hits:
+        x, y, w, h = map(int, box.split(","))
+        assert 0 <= x < 900 and 0 <= y < 700 and w > 0 and h > 0
+
+
+def test_audit_reports_burned_in_text_with_bbox(tmp_path):
+    (tmp_path / "repo").mkdir()
+    _write(tmp_path / "repo", _image(PLANTED), ("KIMMINSU", "83920174", "박서준"))
+    result = audit_repository(tmp_path / "repo", workers=1, show=False)
+    burned = result.findings[result.findings["rule"].str.startswith("burned_in")]
+    assert len(burned) >= 2 and (burned["bbox"] != "").all()
+    assert not burned["preview"].str.contains("KIMMINSU|83920174").any()  # masked
+
+
+def test_blank_image_has_no_burned_in_finding():
+    assert ocr.burned_in_findings(np.full((300, 300), 500, dtype=np.uint16), {"KIMMINSU"}) == []
+
+
+def test_skipped_with_warning_without_tesseract(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    (tmp_path / "repo").mkdir()
+    with pytest.warns(UserWarning, match="tesseract"):
+        result = audit_repository(tmp_path / "repo", workers=1, show=False)
+    assert any("tesseract" in w for w in result.warnings)
