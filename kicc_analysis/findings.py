@@ -173,7 +173,14 @@ def proportion_ci(count: Any, nobs: Any, method: str = "wilson", confidence: flo
         raise AnalysisError(f"proportion_ci: confidence must lie in (0, 1), got {confidence!r}")
     from statsmodels.stats.proportion import proportion_confint
 
-    return proportion_confint(count, nobs, alpha=1 - confidence, method=method)
+    low, high = proportion_confint(count, nobs, alpha=1 - confidence, method=method)
+    # the score interval's closed form leaves rounding error at 0/n and n/n (e.g. 5.6e-17 above a proportion of 0):
+    # a limit within 1e-12 beyond the observed proportion is set to it (Jeffreys' real 0/n lower limit > 0 stays)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        proportion = np.asarray(count, dtype=float) / np.asarray(nobs, dtype=float)
+    low = np.where((low > proportion) & (low - proportion < 1e-12), proportion, low)
+    high = np.where((high < proportion) & (proportion - high < 1e-12), proportion, high)
+    return (float(low), float(high)) if np.ndim(low) == 0 else (low, high)
 
 
 def onset_group(days: Any) -> pd.Series:

@@ -16,8 +16,8 @@
 # analyses: `kicc_analysis.findings` (conventions in `docs/findings.md`).
 
 # %% tags=["parameters"]
-repository = "demo_repository"  # path of the repository (demo or real)
-output_dir = "results"
+repository = "../demo_repository"  # path of the repository (demo or real), relative to notebooks/ in JupyterLab
+output_dir = "../results"
 reader = "majority"  # a patient's call: "majority" of the readers, or one reader's code (e.g. "R1")
 ci_method = "wilson"  # statsmodels proportion_confint method: wilson, beta (Clopper-Pearson), agresti_coull, ...
 outcome = "inter_suppleo2"  # binary outcome of the association section
@@ -29,9 +29,6 @@ NOTEBOOK_VERSION = "1.0.0"
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

@@ -243,19 +243,38 @@ def _figure_bytes(key: KeyImage, suffix: str) -> bytes:
 
 
 def check_bytes(content: bytes | str, case: TeachingCase, where: str) -> None:
-    """Fail closed on ``content``: identifier patterns, the case's identifying values, and the text chunks of
-    every PNG inside (raw or base64-embedded)."""
+    """Fail closed on ``content``: identifier patterns, the case's identifying values, and every PNG inside.
+
+    Base64 image payloads of a page are not searched as text (a short value such as a site code occurs in base64
+    text by chance); each is decoded and checked as an image instead. In image and PDF bytes (compressed data) the
+    known values of at least :data:`MIN_BINARY_VALUE_LENGTH` characters are searched; text chunks, decompressed PDF
+    streams and page text are searched for every known value and for identifier patterns.
+    """
+    import re
+
     known = [v for v in case.identifying_values if not (case.allow_pseudonym and v == case.subject)]
+    binary = isinstance(content, bytes) and (content.startswith(b"\x89PNG") or content.startswith(b"%PDF"))
+    embedded: list[bytes] = []
+    if not binary:
+        text = content if isinstance(content, str) else content.decode("utf-8", errors="replace")
+        embedded = [base64.b64decode(m) for m in re.findall(_DATA_PNG, text)]
+        content = re.sub(_DATA_URI, r"\1", text)
     if not case.allow_pseudonym and case.subject:
         raw = content if isinstance(content, str) else content.decode("utf-8", errors="replace")
         if case.subject in raw:
             from ..errors import PrivacyError
 
             raise PrivacyError(f"{where}: the subject's pseudonym at position {raw.find(case.subject)}")
-    binary = isinstance(content, bytes) and (content.startswith(b"\x89PNG") or content.startswith(b"%PDF"))
-    assert_no_identifiers(content, known_values=known, where=where, patterns=not binary)
+    if binary and content.startswith(b"\x89PNG"):  # text chunks first: a finding there is named as metadata
+        from PIL import Image
+
+        with Image.open(io.BytesIO(content)) as im:
+            chunks = " ".join(f"{k} {v}" for k, v in getattr(im, "text", {}).items())
+        if chunks:
+            check_bytes(chunks, case, f"{where} metadata")
+    searched = [v for v in known if len(v) >= MIN_BINARY_VALUE_LENGTH] if binary else known
+    assert_no_identifiers(content, known_values=searched, where=where, patterns=not binary)
     if isinstance(content, bytes) and content.startswith(b"%PDF"):
-        import re
         import zlib
 
         for i, stream in enumerate(re.findall(rb"stream\r?\n(.*?)\r?\nendstream", content, flags=re.S)):
@@ -264,21 +283,14 @@ def check_bytes(content: bytes | str, case: TeachingCase, where: str) -> None:
             except zlib.error:
                 continue
             assert_no_identifiers(inflated, known_values=known, where=f"{where} (stream {i})", patterns=False)
-    for png in _embedded_pngs(content):
-        from PIL import Image
-
-        with Image.open(io.BytesIO(png)) as im:
-            chunks = " ".join(f"{k} {v}" for k, v in getattr(im, "text", {}).items())
-        if chunks:
-            check_bytes(chunks, case, f"{where} (embedded image metadata)")
+    for png in embedded:
+        check_bytes(png, case, f"{where}: embedded image")
 
 
-def _embedded_pngs(content: bytes | str) -> list[bytes]:
-    import re
-
-    if isinstance(content, bytes):
-        return [content] if content.startswith(b"\x89PNG") else []
-    return [base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", content)]
+#: shortest known value searched in compressed image/PDF bytes (shorter ones match compressed data by chance)
+MIN_BINARY_VALUE_LENGTH = 6
+_DATA_PNG = r"data:image/png;base64,([A-Za-z0-9+/=]+)"
+_DATA_URI = r"(data:image/[a-z+.-]+;base64,)[A-Za-z0-9+/=]+"
 
 
 def render_case(case: TeachingCase, out_dir: str | Path, *, quiz: bool = True, lang: str = "en") -> Path:
