@@ -245,7 +245,13 @@ def _read_csv(path: Path, data: bytes, encoding: str | None, delimiter: str | No
         ) from None
     # pandas pads a short line with "" like an empty cell: a line is checked field by field (csv module) when the
     # last column has an empty cell at all
-    if table is None or table.iloc[:, -1].isna().any() or table.iloc[:, -1].eq("").any():
+    # and when pandas took the first column as an index (data lines with one field more than the header)
+    if (
+        table is None
+        or not isinstance(table.index, pd.RangeIndex)
+        or table.iloc[:, -1].isna().any()
+        or table.iloc[:, -1].eq("").any()
+    ):
         ragged = _ragged_line(data.decode(encoding).removeprefix("\ufeff"), delimiter)
         if ragged is not None:
             line, found, expected = ragged

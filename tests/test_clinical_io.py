@@ -307,3 +307,14 @@ def test_duplicate_column_headers_are_one_line_errors(tmp_path, suffix):
     message = str(info.value)
     assert "\n" not in message and str(path) in message
     assert "'age' appears twice (columns 2 and 3)" in message
+
+
+def test_data_lines_longer_than_the_header_are_ragged_not_an_index(tmp_path):
+    # hypothesis (CI, 2026-12-06): a one-column header over two-field lines made pandas use the first column as the
+    # index, and a non-unique index crashed later with InvalidIndexError
+    path = tmp_path / "clinical.csv"
+    path.write_text("KICC-S01-0001\nKICC-S01-0001,KICC-S01-0001\nKICC-S01-0001,\t", encoding="utf-8")
+    with pytest.raises(ValidationError) as info:
+        read_clinical_table(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and "line 2: 2 fields where the header has 1" in message
