@@ -229,7 +229,11 @@ def _read_csv(path: Path, data: bytes, encoding: str | None, delimiter: str | No
     if not head.strip():
         raise ValidationError(f"clinical table {path} is empty (expected a header line and one row per patient)")
     delimiter = delimiter or detect_delimiter(head)
-    _check_header(path, next(csv.reader(io.StringIO(head.lstrip("\r\n")), delimiter=delimiter), []))
+    try:
+        header = next(csv.reader(io.StringIO(head.lstrip("\r\n"), newline=""), delimiter=delimiter), [])
+    except csv.Error:  # a header the csv module cannot split: pandas reads it or fails below with its own line
+        header = []
+    _check_header(path, header)
     info = ReadInfo(path=str(path), format="csv", encoding=encoding, delimiter=delimiter)
     try:  # pandas decodes the bytes itself: no second copy of the file as text
         table = pd.read_csv(
