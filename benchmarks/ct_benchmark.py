@@ -45,11 +45,15 @@ def make_series(folder: Path) -> None:
     reference.SetSpacing(spacing)
     reference.SetOrigin(source.GetOrigin())
     image = sitk.Resample(source, reference, sitk.Transform(), sitk.sitkLinear, -1024, sitk.sitkInt16)
+    write_dicom_series(image, folder, "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2")
+
+
+def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, study_uid: str) -> None:
+    """Write a 3-D HU image as an axial CT DICOM series (SimpleITK writer, one ``IMnnnn.dcm`` file per slice)."""
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    series_uid = "1.2.826.0.1.3680043.8.498.1"
-    for k in range(SIZE[2]):
+    for k in range(image.GetSize()[2]):
         sl = image[:, :, k]
         position = image.TransformIndexToPhysicalPoint((0, 0, k))
         for tag, value in (
@@ -57,11 +61,11 @@ def make_series(folder: Path) -> None:
             ("0008|0016", "1.2.840.10008.5.1.4.1.1.2"),
             ("0008|0018", f"{series_uid}.{k + 1}"),
             ("0020|000e", series_uid),
-            ("0020|000d", "1.2.826.0.1.3680043.8.498.2"),
+            ("0020|000d", study_uid),
             ("0020|0013", str(k + 1)),
             ("0020|0032", "\\".join(f"{v:.4f}" for v in position)),
             ("0020|0037", "1\\0\\0\\0\\1\\0"),
-            ("0018|0050", f"{spacing[2]:.4f}"),
+            ("0018|0050", f"{image.GetSpacing()[2]:.4f}"),
             ("0028|1052", "0"),
             ("0028|1053", "1"),
         ):

@@ -47,30 +47,9 @@ def make_data(folder: Path) -> dict[str, float]:
     image = sitk.GetImageFromArray(ph.hu)
     image.SetSpacing(SPACING[::-1])
     image.SetOrigin((-174.0, -174.0, -300.0))
-    dicom = folder / "dicom"
-    dicom.mkdir(parents=True, exist_ok=True)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    series_uid = "1.2.826.0.1.3680043.8.498.15"
-    for k in range(SHAPE[0]):
-        sl = image[:, :, k]
-        position = image.TransformIndexToPhysicalPoint((0, 0, k))
-        for tag, value in (
-            ("0008|0060", "CT"),
-            ("0008|0016", "1.2.840.10008.5.1.4.1.1.2"),
-            ("0008|0018", f"{series_uid}.{k + 1}"),
-            ("0020|000e", series_uid),
-            ("0020|000d", "1.2.826.0.1.3680043.8.498.16"),
-            ("0020|0013", str(k + 1)),
-            ("0020|0032", "\\".join(f"{v:.4f}" for v in position)),
-            ("0020|0037", "1\\0\\0\\0\\1\\0"),
-            ("0018|0050", f"{SPACING[0]:.4f}"),
-            ("0028|1052", "0"),
-            ("0028|1053", "1"),
-        ):
-            sl.SetMetaData(tag, value)
-        writer.SetFileName(str(dicom / f"IM{k + 1:04d}.dcm"))
-        writer.Execute(sl)
+    from ct_benchmark import write_dicom_series  # same folder: the one CT series writer of the benchmarks
+
+    write_dicom_series(image, folder / "dicom", "1.2.826.0.1.3680043.8.498.15", "1.2.826.0.1.3680043.8.498.16")
     lut = np.zeros(256, np.uint8)
     for code, label in TOTAL_V2.items():
         lut[code] = label
