@@ -1,10 +1,13 @@
 """Teaching cases: a de-identified case model and a self-contained HTML case page.
 
 :func:`build_case` fills a :class:`TeachingCase` from the cohort table and the repository (age in 5-year bands,
-sex, relative days only, key labs, course, the baseline CT with its key image and a scrollable stack) plus the
+sex, relative days only, key labs, course, the baseline CT with its key image and a scrollable stack, the opacity
+quantification of :mod:`kicc_analysis.quantification`, the readers' scores, the baseline radiograph) plus the
 educator's own text (question, options, answer, discussion, teaching points; English and Korean) from a small
-YAML file. :func:`render_case` writes one HTML page (images embedded as ``data:`` URIs, a Content-Security-Policy
-that forbids every network request, the answer hidden in quiz mode), the figures as files and a manifest.
+YAML or Markdown file (:func:`load_educator_text`). :func:`render_case` writes one HTML page (images embedded as
+``data:`` URIs, a Content-Security-Policy that forbids every network request, the answer hidden in quiz mode), the
+figures as files and a manifest. In JupyterLab a case shows itself inline (:meth:`TeachingCase._repr_html_`: the
+same page in a sandboxed ``<iframe srcdoc>``).
 
 Fail closed: every byte to be written (page, figures, the PNG text chunks of every embedded image, the manifest,
 the file names) is checked by :func:`kicc_analysis.privacy.assert_no_identifiers` against the pattern detector and
@@ -93,18 +96,120 @@ class TeachingCase:
     allow_pseudonym: bool = False
     subject: str = ""
 
+    def _repr_html_(self) -> str:
+        """JupyterLab shows the case inline: the checked page in a sandboxed iframe (:func:`case_iframe`, quiz mode).
+
+        When the identifier check fails, only the error (which names the kind and position, never the value) is
+        shown.
+        """
+        from ..errors import PrivacyError
+
+        try:
+            return case_iframe(self, quiz=True)
+        except PrivacyError as exc:
+            return f"<p><b>Case not shown</b>: {html.escape(str(exc))}</p>"
+
+
+#: the educator's fields: scalar text fields and list fields, each item a string or ``{en: ..., ko: ...}``
+EDUCATOR_TEXT_FIELDS = ("title", "question", "answer", "discussion")
+EDUCATOR_LIST_FIELDS = ("options", "teaching_points")
+
 
 def load_educator_text(path: str | Path) -> dict[str, Any]:
-    """Read the educator's YAML file (keys: title, question, options, answer, discussion, teaching_points)."""
-    import yaml
+    """Read the educator's text: a YAML file, or a Markdown file (``.md``) with one ``##`` section per field.
 
+    Fields: ``title``, ``question``, ``answer``, ``discussion`` (text) and ``options``, ``teaching_points``
+    (lists). In YAML each value is a string or ``{en: ..., ko: ...}``. In Markdown a section is headed by the
+    field's name, with ``(ko)`` for the Korean text (``## Teaching points (ko)``); list fields are ``-`` bullets
+    (English and Korean bullets are paired by position)::
+
+        ## Question
+        What is the most likely diagnosis?
+        ## Question (ko)
+        가장 가능성 높은 진단은?
+        ## Options
+        - COVID-19 pneumonia
+        - Pulmonary oedema
+
+    Raises
+    ------
+    TeachingError
+        The file cannot be read, or holds an unknown field or a value of the wrong type (named with the file).
+    """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise TeachingError(f"{path.name}: cannot read the educator text as YAML ({type(exc).__name__})") from exc
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TeachingError(f"{path.name}: cannot read the educator text ({type(exc).__name__})") from exc
+    if path.suffix.lower() in (".md", ".markdown"):
+        data: Any = _markdown_fields(raw, path.name)
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(raw) or {}
+        except yaml.YAMLError as exc:
+            raise TeachingError(f"{path.name}: cannot read the educator text as YAML ({type(exc).__name__})") from exc
+    return validate_educator_text(data, path.name)
+
+
+def validate_educator_text(data: Any, where: str = "educator text") -> dict[str, Any]:
+    """Check the educator's fields (names and types); return them unchanged.
+
+    Examples
+    --------
+    >>> validate_educator_text({"question": {"en": "Diagnosis?", "ko": "진단은?"}, "options": ["A", "B"]})["options"]
+    ['A', 'B']
+    >>> validate_educator_text({"qestion": "Diagnosis?"}, "week19.yaml")
+    Traceback (most recent call last):
+    ...
+    kicc_analysis.teaching.images.TeachingError: week19.yaml: unknown field 'qestion'; expected title, question, answer, discussion, options, teaching_points
+    """
     if not isinstance(data, dict):
-        raise TeachingError(f"{path.name}: expected a mapping of fields, found {type(data).__name__}")
+        raise TeachingError(f"{where}: expected a mapping of fields, found {type(data).__name__}")
+    known = EDUCATOR_TEXT_FIELDS + EDUCATOR_LIST_FIELDS
+    for key, value in data.items():
+        if key not in known:
+            raise TeachingError(f"{where}: unknown field {key!r}; expected {', '.join(known)}")
+        items = value if key in EDUCATOR_LIST_FIELDS else [value]
+        if key in EDUCATOR_LIST_FIELDS and not isinstance(value, list):
+            raise TeachingError(f"{where}: field {key!r} must be a list, found {type(value).__name__}")
+        for item in items:
+            if isinstance(item, dict):
+                extra = sorted(set(item) - set(LANGS))
+                if extra:
+                    raise TeachingError(f"{where}: field {key!r} has language(s) {extra}; expected {list(LANGS)}")
+            elif item is not None and not isinstance(item, str | int | float):
+                raise TeachingError(f"{where}: field {key!r} must be text or {{en, ko}}, found {type(item).__name__}")
+    return data
+
+
+def _markdown_fields(text: str, where: str) -> dict[str, Any]:
+    import re
+
+    sections: dict[tuple[str, str], list[str]] = {}
+    current: tuple[str, str] | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        heading = re.match(r"^##\s+(.+?)\s*(?:\((en|ko)\))?\s*$", line)
+        if heading:
+            name = heading.group(1).strip().lower().replace(" ", "_").replace("-", "_")
+            if name not in EDUCATOR_TEXT_FIELDS + EDUCATOR_LIST_FIELDS:
+                raise TeachingError(f"{where} line {number}: unknown section {heading.group(1)!r}")
+            current = (name, heading.group(2) or "en")
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    data: dict[str, Any] = {}
+    for (name, lang), lines in sections.items():
+        if name in EDUCATOR_LIST_FIELDS:
+            bullets = [re.sub(r"^\s*[-*]\s+", "", ln).strip() for ln in lines if re.match(r"^\s*[-*]\s+", ln)]
+            items = data.setdefault(name, [])
+            while len(items) < len(bullets):
+                items.append({})
+            for item, bullet in zip(items, bullets, strict=False):
+                item[lang] = bullet
+        else:
+            data.setdefault(name, {})[lang] = "\n".join(lines).strip()
     return data
 
 
@@ -136,6 +241,14 @@ def _date_forms(value: Any) -> list[str]:
     ]
 
 
+QUANTIFICATION_FIELDS = {  # cohort column (kicc_analysis.quantification.batch.join_to_cohort) -> results column
+    "ct_opacity_pct": "opacity_pct",
+    "ct_ggo_pct": "ggo_pct",
+    "ct_consolidation_pct": "consolidation_pct",
+    "ct_severity_total": "severity_total",
+}
+
+
 def build_case(
     cohort: pd.DataFrame,
     subject: str,
@@ -144,29 +257,59 @@ def build_case(
     educator: str | Path | dict[str, Any] | None = None,
     allow_pseudonym: bool = False,
     stack_step: int = 1,
+    quantification: pd.DataFrame | None = None,
+    opacity_labels: sitk.Image | None = None,
+    overlay: bool = False,
+    radiograph: bool = True,
+    redaction: Any = None,
+    audit: Any = None,
 ) -> TeachingCase:
     """Build a :class:`TeachingCase` for ``subject`` from the cohort table and the repository.
 
     Parameters
     ----------
     cohort : DataFrame
-        The cohort table (:func:`kicc_analysis.cohort.load_cohort`).
+        The cohort table (:func:`kicc_analysis.cohort.load_cohort`), or the cohort with CT columns from
+        :func:`kicc_analysis.pipeline.quantify_cohort` (its ``ct_opacity_pct``... columns are then shown).
     subject : str
         The subject's pseudonym (``subjid``).
     repository : path
         The repository the cohort was built from (read only).
     educator : path or dict, optional
-        The educator's text (YAML file or the same as a dict); missing fields stay empty.
+        The educator's text (YAML or Markdown file, :func:`load_educator_text`, or the same as a dict); missing
+        fields stay empty.
     allow_pseudonym : bool
         Show the pseudonym on the page (default: no; it is then checked for like any identifier).
     stack_step : int
         Keep every n-th axial slice in the scrollable stack.
+    quantification : DataFrame, optional
+        Per-series results of :func:`kicc_analysis.quantification.batch.quantify_series_table` (e.g.
+        ``QuantificationRun.results``); the subject's ``region == "both"`` rows are shown per timepoint. Without
+        it the cohort's ``ct_*`` columns are used when present; nothing is recomputed here.
+    opacity_labels : SimpleITK.Image, optional
+        Opacity labels of the baseline series (1 GGO, 2 consolidation, on the CT grid) to draw on the key image;
+        the key slice is then the one of largest opacity burden.
+    overlay : bool
+        Compute the labels with the quantification module's own functions (``segment_lungs`` then
+        :func:`kicc_analysis.quantification.segment_opacities`, default HU bins) when ``opacity_labels`` is not
+        given.
+    radiograph : bool
+        Add the baseline radiograph (first CR/DX study) as a key image. A radiograph whose BurnedInAnnotation is
+        YES or unknown is refused (:class:`TeachingError`) unless ``redaction`` boxes are given or ``audit``
+        cleared it.
+    redaction : sequence of (row0, col0, row1, col1), optional
+        Pixel boxes blacked out on the radiograph before it is drawn.
+    audit : kicc_analysis.deid.audit.AuditResult, optional
+        An audit of this repository run with OCR: the radiograph is cleared when the audit looked for burned-in
+        text and found none (and no OCR failure) in its file (:func:`audit_clears`).
     """
     rows = cohort.loc[cohort["subjid"] == subject]
     if rows.empty:
         raise TeachingError(f"subject {subject!r}: not in the cohort table ({len(cohort)} subjects)")
     row = rows.iloc[0]
-    text = educator if isinstance(educator, dict) else (load_educator_text(educator) if educator else {})
+    text = validate_educator_text(educator) if isinstance(educator, dict) else (
+        load_educator_text(educator) if educator else {}
+    )  # fmt: skip
     sex_en, sex_ko = SEX.get(
         int(row["demog_sex"]) if pd.notna(row.get("demog_sex")) else -1, ("sex unknown", "성별 미상")
     )
@@ -193,34 +336,138 @@ def build_case(
         title=_bilingual(text.get("title", {"en": "Chest imaging case", "ko": "흉부 영상 증례"})),
         presentation=presentation,
         question=_bilingual(text.get("question")),
-        options=[_bilingual(o) for o in text.get("options", [])],
+        options=[_bilingual(o) for o in text.get("options") or []],
         answer=_bilingual(text.get("answer")),
         discussion=_bilingual(text.get("discussion")),
-        teaching_points=[_bilingual(p) for p in text.get("teaching_points", [])],
+        teaching_points=[_bilingual(p) for p in text.get("teaching_points") or []],
         allow_pseudonym=allow_pseudonym,
         subject=subject,
         facts={
             "age_band": band,
             "sex": sex_en,
             "baseline_ct_day": _day(row.get("baseline_ct_day")),
+            "last_followup_ct_day": _day(row.get("last_followup_ct_day")),
+            "n_ct_studies": _day(row.get("n_ct_studies")),
             "outcome_day": _day(row.get("outco_day")),
         },  # fmt: skip
     )
+    case.facts["quantification"] = _quantification_facts(row, subject, quantification)
+    case.facts["reader_scores"] = _reader_facts(row, subject, repository)
+    folders = sorted(p for p in dicom_root(repository).glob(f"*/{subject}") if p.is_dir())
+    files = sorted(f for f in folders[0].rglob("*") if f.is_file()) if folders else []
+    identifying += _dicom_identifiers(files)
     series_uid = row.get("baseline_ct_series_uid")
     if isinstance(series_uid, str) and series_uid:
-        folders = sorted(p for p in dicom_root(repository).glob(f"*/{subject}") if p.is_dir())
         if not folders:
             raise TeachingError(f"{subject}: no DICOM folder under {dicom_root(repository).name}/<site>/{subject}")
-        files = sorted(f for f in folders[0].rglob("*") if f.is_file())
         ct = load_ct(folders[0], series_uid=series_uid)
-        identifying += _dicom_identifiers(files)
-        case.key_images["ct_axial"] = key_image(ct, plane="axial", window="lung")
+        if opacity_labels is None and overlay:
+            opacity_labels = _opacity_overlay(ct)
+        case.key_images["ct_axial"] = key_image(ct, plane="axial", window="lung", overlay=opacity_labels)
         hu = sitk.GetArrayViewFromImage(ct)
         case.stack = [apply_window(hu[z], -600.0, 1500.0) for z in range(hu.shape[0] - 1, -1, -stack_step)]
         case.stack_window = "W 1500 / L -600 HU"
+    if radiograph:
+        found = _baseline_radiograph(files)
+        if found is not None:
+            from ..radiography import load_radiograph
+
+            cleared = audit is not None and audit_clears(audit, found.relative_to(Path(repository)).as_posix())
+            image = load_radiograph(found)
+            case.key_images["cxr"] = key_image(image, redaction=redaction, burned_in_cleared=cleared)
+            case.facts["radiograph_day"] = _day(row.get("baseline_cxr_day"))
     identifying.append(subject)
     case.identifying_values = sorted({v for v in identifying if v and len(v) >= 2})
     return case
+
+
+def audit_clears(audit: Any, relative_path: str) -> bool:
+    """Whether a de-identification audit (:func:`kicc_analysis.deid.audit.audit_repository`) clears a file of
+    burned-in text: it ran the OCR check (no "burned-in text check skipped" warning) and has no ``burned_in:*`` or
+    ``ocr_failed`` finding for ``relative_path`` (the file's path relative to the audited repository).
+
+    The audit must be of the repository the case is built from: the result does not record its root.
+    """
+    if any("burned-in text check skipped" in w for w in getattr(audit, "warnings", [])):
+        return False
+    findings = audit.findings
+    if not getattr(audit, "n_dicom", 0):
+        return False
+    if len(findings) == 0:
+        return True
+    rules = findings["rule"].astype(str)
+    bad = rules.str.startswith("burned_in") | (rules == "ocr_failed")
+    return not bool((bad & (findings["file"].astype(str) == relative_path)).any())
+
+
+def _opacity_overlay(ct: sitk.Image) -> sitk.Image:
+    """Overlay labels (1 GGO, 2 consolidation, 3 other lung) from the quantification module's own segmentation."""
+    from ..quantification import segment_opacities
+    from ..segmentation import segment_lungs
+
+    lungs = segment_lungs(ct).labels
+    opacity = sitk.GetArrayFromImage(segment_opacities(ct, lungs))
+    labels = np.where(opacity > 0, opacity, np.where(sitk.GetArrayViewFromImage(lungs) > 0, 3, 0)).astype(np.uint8)
+    out = sitk.GetImageFromArray(labels)
+    out.CopyInformation(ct)
+    return out
+
+
+def _quantification_facts(row: pd.Series, subject: str, results: pd.DataFrame | None) -> dict[str, Any]:
+    """Opacity quantification of the subject's CT timepoints, from the quantification module's results."""
+    found: list[dict[str, Any]] = []
+    source = ""
+    if results is not None and len(results):
+        both = results[(results["subjid"] == subject) & (results["region"] == "both")].sort_values("img_day")
+        for _, r in both.iterrows():
+            found.append({"timepoint": str(r["timepoint"]), "day": _day(r["img_day"]),
+                          **{v: _number(r.get(v)) for v in QUANTIFICATION_FIELDS.values()}})  # fmt: skip
+        source = "quantification results table"
+    elif pd.notna(row.get("ct_opacity_pct")):
+        for timepoint, suffix, day in (("baseline", "", "baseline_ct_day"),
+                                       ("follow-up", "_followup", "last_followup_ct_day")):  # fmt: skip
+            if pd.notna(row.get(f"ct_opacity_pct{suffix}")):
+                found.append({"timepoint": timepoint, "day": _day(row.get(day)),
+                              **{v: _number(row.get(f"{c}{suffix}")) for c, v in QUANTIFICATION_FIELDS.items()}})  # fmt: skip
+        source = "cohort table (quantify_cohort)"
+    change = None
+    if len(found) >= 2 and found[0]["opacity_pct"] is not None and found[-1]["opacity_pct"] is not None:
+        change = round(found[-1]["opacity_pct"] - found[0]["opacity_pct"], 2)
+    return {"source": source, "timepoints": found, "opacity_pct_change": change}
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else round(float(value), 2)
+
+
+def _reader_facts(row: pd.Series, subject: str, repository: str | Path) -> dict[str, Any]:
+    """Readers' CT lobe totals (0-25) from ``readings/reader_scores.csv`` and the radiograph Brixia means."""
+    facts: dict[str, Any] = {
+        "baseline_cxr_brixia": _number(row.get("baseline_cxr_brixia")),
+        "worst_cxr_brixia": _number(row.get("worst_cxr_brixia")),
+    }
+    path = Path(repository) / "readings" / "reader_scores.csv"
+    if path.is_file():
+        from ..readings import read_reader_scores, reading_totals
+
+        scores = read_reader_scores(path)
+        totals = reading_totals(scores[scores["subject"] == subject], "ct_lobe")
+        facts["ct_lobe_total"] = {str(r): _number(v) for r, v in zip(totals["reader"], totals["score"], strict=True)}
+    return facts
+
+
+def _baseline_radiograph(files: list[Path]) -> Path | None:
+    """The first CR/DX file by study date and time (headers only; unreadable files are skipped)."""
+    found: list[tuple[str, str, str, Path]] = []
+    for path in files:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
+                                 specific_tags=["Modality", "StudyDate", "StudyTime"])  # fmt: skip
+        except Exception:  # noqa: BLE001 - not a DICOM file (Thumbs.db...): not a radiograph
+            continue
+        if str(ds.get("Modality", "")).upper() in ("CR", "DX"):
+            found.append((str(ds.get("StudyDate", "")), str(ds.get("StudyTime", "")), str(path), path))
+    return min(found)[3] if found else None
 
 
 def _day(value: Any) -> int | None:
@@ -289,8 +536,42 @@ def check_bytes(content: bytes | str, case: TeachingCase, where: str) -> None:
 
 #: shortest known value searched in compressed image/PDF bytes (shorter ones match compressed data by chance)
 MIN_BINARY_VALUE_LENGTH = 6
-_DATA_PNG = r"data:image/png;base64,([A-Za-z0-9+/=]+)"
-_DATA_URI = r"(data:image/[a-z+.-]+;base64,)[A-Za-z0-9+/=]+"
+_DATA_PNG = r"data:image/png;base64,([A-Za-z0-9+/=\s]+)"  # SVG wraps its base64 payloads over lines
+_DATA_URI = r"(data:image/[a-z+.-]+;base64,)[A-Za-z0-9+/=\s]+"
+
+
+def case_outputs(
+    case: TeachingCase, *, quiz: bool = True, lang: str = "en", index_href: str | None = None
+) -> dict[str, bytes]:
+    """Every file of a case page in memory (``case.html``, figures as PNG/SVG/PDF, ``manifest.json``), each
+    already checked by :func:`check_bytes` (file names too); a finding raises
+    :class:`~kicc_analysis.errors.PrivacyError`.
+
+    ``index_href`` adds a link back to a casebook's index page (relative URL).
+    """
+    if lang not in LANGS:
+        raise TeachingError(f"lang {lang!r}: expected one of {LANGS}")
+    outputs: dict[str, bytes] = {}
+    for name, key in case.key_images.items():
+        for suffix in (".png", ".svg", ".pdf"):
+            outputs[f"{name}{suffix}"] = _figure_bytes(key, suffix)
+    page = _page_html(case, outputs, quiz=quiz, lang=lang, index_href=index_href)
+    outputs["case.html"] = page.encode("utf-8")
+    manifest = {
+        "kicc_analysis": __version__,
+        "quiz": quiz,
+        "lang": lang,
+        "key_images": {name: key.record() for name, key in case.key_images.items()},
+        "stack": {"n_slices": len(case.stack), "window": case.stack_window},
+        "quantification": case.facts.get("quantification"),
+        "reader_scores": case.facts.get("reader_scores"),
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(outputs.items())},
+    }
+    outputs["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    for name, data in outputs.items():  # every check before any write: fail closed
+        check_bytes(name, case, f"file name {name}")
+        check_bytes(data if not name.endswith(".html") else data.decode("utf-8"), case, name)
+    return outputs
 
 
 def render_case(case: TeachingCase, out_dir: str | Path, *, quiz: bool = True, lang: str = "en") -> Path:
@@ -299,34 +580,69 @@ def render_case(case: TeachingCase, out_dir: str | Path, *, quiz: bool = True, l
     Every output is checked first (:func:`check_bytes`); on any finding a
     :class:`~kicc_analysis.errors.PrivacyError` is raised and nothing is written.
     """
-    if lang not in LANGS:
-        raise TeachingError(f"lang {lang!r}: expected one of {LANGS}")
+    outputs = case_outputs(case, quiz=quiz, lang=lang)
     out_dir = Path(out_dir)
-    outputs: dict[str, bytes] = {}
-    for name, key in case.key_images.items():
-        for suffix in (".png", ".svg", ".pdf"):
-            outputs[f"{name}{suffix}"] = _figure_bytes(key, suffix)
-    page = _page_html(case, outputs, quiz=quiz, lang=lang)
-    outputs["case.html"] = page.encode("utf-8")
-    manifest = {
-        "kicc_analysis": __version__,
-        "quiz": quiz,
-        "lang": lang,
-        "key_images": {name: key.record() for name, key in case.key_images.items()},
-        "stack": {"n_slices": len(case.stack), "window": case.stack_window},
-        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(outputs.items())},
-    }
-    outputs["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8")
-    for name, data in outputs.items():  # every check before any write: fail closed
-        check_bytes(name, case, f"file name {name}")
-        check_bytes(data if not name.endswith(".html") else data.decode("utf-8"), case, name)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in outputs.items():
         (out_dir / name).write_bytes(data)
     return out_dir / "case.html"
 
 
-def _page_html(case: TeachingCase, outputs: dict[str, bytes], *, quiz: bool, lang: str) -> str:
+def case_iframe(case: TeachingCase, *, quiz: bool = True, lang: str = "en", height_px: int = 900) -> str:
+    """The case page inline: an ``<iframe sandbox="allow-scripts" srcdoc=...>`` holding the checked page.
+
+    The sandbox gives the page an opaque origin (no access to the notebook, no forms, no top navigation) and its
+    own Content-Security-Policy still forbids every request. Figures are embedded as PNG only.
+    """
+    if lang not in LANGS:
+        raise TeachingError(f"lang {lang!r}: expected one of {LANGS}")
+    pngs = {f"{name}.png": _figure_bytes(key, ".png") for name, key in case.key_images.items()}
+    page = _page_html(case, pngs, quiz=quiz, lang=lang)
+    check_bytes(page, case, "inline case page")
+    return (
+        f'<iframe sandbox="allow-scripts" title="{html.escape(case.title.get(lang) or "case")}" '
+        f'style="width:100%;height:{int(height_px)}px;border:1px solid #ccc" srcdoc="{html.escape(page, quote=True)}">'
+        "</iframe>"
+    )
+
+
+def _facts_html(case: TeachingCase, lang: str) -> str:
+    """Quantification and reader scores as small tables (empty when the case has none)."""
+    ko = lang == "ko"
+    parts = []
+    quant = case.facts.get("quantification") or {}
+    if quant.get("timepoints"):
+        head = ("시점", "일", "음영 %", "간유리 %", "경화 %", "중증도 점수") if ko else (
+            "timepoint", "day", "opacity %", "GGO %", "consolidation %", "severity score")  # fmt: skip
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in (
+                t["timepoint"], t["day"], t["opacity_pct"], t["ggo_pct"], t["consolidation_pct"], t["severity_total"]))
+            + "</tr>" for t in quant["timepoints"]
+        )  # fmt: skip
+        change = quant.get("opacity_pct_change")
+        note = "" if change is None else f"<p>{'음영 변화' if ko else 'Change in opacity'}: {change:+.1f} %p</p>"
+        parts.append(
+            f'<section id="quantification"><h2>{"정량 분석" if ko else "Quantification"}</h2>'
+            f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{body}</table>{note}"
+            f'<p class="small">{"HU 구간 기반 자동 분석" if ko else "Automatic HU-bin analysis"}'
+            " (kicc_analysis.quantification)</p></section>"
+        )
+    readers = case.facts.get("reader_scores") or {}
+    lines = []
+    if readers.get("ct_lobe_total"):
+        scores = ", ".join(f"{html.escape(r)} {v:g}" for r, v in readers["ct_lobe_total"].items() if v is not None)
+        lines.append(f"<li>{'CT 엽별 점수 (0-25)' if ko else 'CT lobe score (0-25)'}: {scores}</li>")
+    if readers.get("baseline_cxr_brixia") is not None:
+        lines.append(f"<li>Brixia (0-18): {readers['baseline_cxr_brixia']:g}</li>")
+    if lines:
+        parts.append(f'<section id="readers"><h2>{"판독자 점수" if ko else "Reader scores"}</h2>'
+                     f"<ul>{''.join(lines)}</ul></section>")  # fmt: skip
+    return "".join(parts)
+
+
+def _page_html(
+    case: TeachingCase, outputs: dict[str, bytes], *, quiz: bool, lang: str, index_href: str | None = None
+) -> str:
     def t(field_: dict[str, str]) -> str:
         return html.escape(field_.get(lang) or field_.get("en", ""))
 
@@ -353,6 +669,9 @@ def _page_html(case: TeachingCase, outputs: dict[str, bytes], *, quiz: bool, lan
     hidden = " hidden" if quiz else ""
     reveal = '<button id="reveal" type="button">Show answer / 정답 보기</button>' if quiz else ""
     title = t(case.title) + (f" ({html.escape(case.subject)})" if case.allow_pseudonym else "")
+    facts = _facts_html(case, lang)
+    back = f'<nav><a id="index" href="{html.escape(index_href)}">{"목록" if lang == "ko" else "Casebook"}</a></nav>' if (
+        index_href) else ""  # fmt: skip
     return f"""<!DOCTYPE html>
 <html lang="{lang}"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
@@ -364,11 +683,14 @@ box-sizing:border-box;overflow-wrap:anywhere}}
 img{{max-width:100%;height:auto;display:block}} figure{{margin:8px 0}} input[type=range]{{width:100%}}
 #stack img.slice{{background:#000;touch-action:none;width:100%;image-rendering:pixelated}}
 [hidden]{{display:none !important}}
+table{{border-collapse:collapse;font-size:0.9em}} td,th{{border:1px solid #ccc;padding:2px 6px}}
+.small{{font-size:0.8em;color:#555}}
 </style></head><body>
-<h1>{title}</h1>
+{back}<h1>{title}</h1>
 <section id="presentation"><h2>History</h2><p>{t(case.presentation)}</p></section>
 <section id="images">{images}</section>
 {stack}
+{facts}
 <section id="question"><h2>Question</h2><p>{t(case.question)}</p><ol>{options}</ol></section>
 {reveal}
 <section id="answer"{hidden}><h2>Answer</h2><p>{t(case.answer)}</p><p>{t(case.discussion)}</p>
