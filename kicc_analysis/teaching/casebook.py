@@ -1,0 +1,141 @@
+"""A casebook: an index page for a series of teaching cases, each case page linked, all offline and checked.
+
+:func:`render_casebook` writes ``index.html`` (one card per case: title, presentation, key-image thumbnail, link)
+and one folder per case (``case_01/case.html``... from :func:`~kicc_analysis.teaching.case.case_outputs`, with a
+link back to the index), plus ``casebook.json`` (the cases, their folders and the SHA-256 of every file).
+
+The index carries the case pages' Content-Security-Policy (no request of any kind; the links are relative, so
+the book works from a folder, a USB stick or a zip file). Folder names are numbers, never pseudonyms. Fail
+closed: every file of every case and the index are checked against the identifying values of *every* case
+before anything is written; one finding and nothing is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from .case import CSP, LANGS, TeachingCase, case_outputs, check_bytes
+from .images import TeachingError
+
+
+def _thumbnail(case: TeachingCase, width_px: int = 240) -> bytes | None:
+    """A small PNG of the case's first key image (from its windowed display pixels; no metadata chunks)."""
+    from PIL import Image
+
+    if not case.key_images:
+        return None
+    display = next(iter(case.key_images.values())).display
+    pixels = np.rint(np.clip(np.nan_to_num(display), 0, 1) * 255).astype(np.uint8)
+    image = Image.fromarray(pixels)
+    image.thumbnail((width_px, width_px))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _index_html(cases: Sequence[TeachingCase], folders: list[str], *, title: str, lang: str) -> str:
+    def t(field_: dict[str, str]) -> str:
+        return html.escape(field_.get(lang) or field_.get("en", ""))
+
+    cards = []
+    for number, (case, folder) in enumerate(zip(cases, folders, strict=True), start=1):
+        thumb = _thumbnail(case)
+        img = (
+            f'<img alt="" src="data:image/png;base64,{base64.b64encode(thumb).decode()}">' if thumb is not None else ""
+        )
+        cards.append(
+            f'<li class="card"><a class="case" href="{folder}/case.html">{img}'
+            f"<span>{number}. {t(case.title)}</span></a><p>{t(case.presentation)}</p></li>"
+        )
+    heading = html.escape(title)
+    return f"""<!DOCTYPE html>
+<html lang="{lang}"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{heading}</title>
+<style>
+body{{font-family:"NanumGothic","Nanum Gothic","Noto Sans CJK KR",sans-serif;margin:0 auto;max-width:900px;padding:8px;
+box-sizing:border-box;overflow-wrap:anywhere}}
+ol{{list-style:none;padding:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:12px}}
+.card{{border:1px solid #ccc;border-radius:6px;padding:8px}} .card img{{width:100%;height:auto;display:block;
+background:#000}} .card a{{font-weight:bold;text-decoration:none}}
+</style></head><body>
+<h1>{heading}</h1>
+<p>{len(cases)} {"증례" if lang == "ko" else "cases"}</p>
+<ol id="cases">{"".join(cards)}</ol>
+</body></html>
+"""
+
+
+def render_casebook(
+    cases: Sequence[TeachingCase],
+    out_dir: str | Path,
+    *,
+    quiz: bool = True,
+    lang: str = "en",
+    title: str = "KICC-19 teaching cases",
+) -> Path:
+    """Write a casebook of ``cases`` into ``out_dir``; return the path of ``index.html``.
+
+    Parameters
+    ----------
+    cases : sequence of TeachingCase
+        From :func:`~kicc_analysis.teaching.case.build_case`, in the order of the book.
+    out_dir : path
+        Output folder (created); ``index.html``, ``casebook.json`` and ``case_01/``, ``case_02/``...
+    quiz : bool
+        Answers hidden until revealed on every case page.
+    lang : {"en", "ko"}
+        Language of the pages.
+    title : str
+        The index page's title (checked like everything else).
+
+    Raises
+    ------
+    TeachingError
+        No cases, or an unknown language.
+    kicc_analysis.errors.PrivacyError
+        Any file holds an identifier of any case; nothing is written.
+    """
+    if not cases:
+        raise TeachingError("render_casebook: expected at least one case, found none")
+    if lang not in LANGS:
+        raise TeachingError(f"lang {lang!r}: expected one of {LANGS}")
+    width = max(2, len(str(len(cases))))
+    folders = [f"case_{i:0{width}d}" for i in range(1, len(cases) + 1)]
+    files: dict[str, bytes] = {}
+    for case, folder in zip(cases, folders, strict=True):
+        for name, data in case_outputs(case, quiz=quiz, lang=lang, index_href="../index.html").items():
+            files[f"{folder}/{name}"] = data
+    files["index.html"] = _index_html(cases, folders, title=title, lang=lang).encode("utf-8")
+    book = {
+        "kicc_analysis": __version__,
+        "title": title,
+        "quiz": quiz,
+        "lang": lang,
+        "cases": [
+            {"folder": f, "title": c.title.get(lang) or c.title.get("en", "")}
+            for c, f in zip(cases, folders, strict=True)
+        ],
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+    }
+    files["casebook.json"] = json.dumps(book, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    for case in cases:  # a case's identifiers must not appear in any file of the book (index, other cases)
+        for name, data in files.items():
+            check_bytes(name, case, f"file name {name}")
+            check_bytes(data.decode("utf-8") if name.endswith(".html") else data, case, name)
+    out_dir = Path(out_dir)
+    for name, data in files.items():
+        path = out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return out_dir / "index.html"
