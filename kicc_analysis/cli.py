@@ -1,7 +1,7 @@
 """The ``kicc`` command: argument parsing only; every subcommand calls a package function.
 
 Subcommands: ``demo``, ``scan``, ``validate``, ``cohort``, ``quantify``, ``study``, ``dictionary``, ``export``,
-``audit``, ``deidentify``, ``deidentify-table``.
+``audit``, ``deidentify``, ``deidentify-table``, ``teach case|book|propose``.
 Run ``kicc <subcommand> --help`` for each one's options. Errors raised on purpose by
 the package (:class:`kicc_analysis.errors.KiccError`) are printed as one clear line and
 give exit status 2; ``kicc validate`` exits 1 when the table has errors.
@@ -232,6 +232,66 @@ def _cmd_deidentify_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _teach_cohort(repository: str, quantify: bool) -> pd.DataFrame:
+    """The cohort table; with the quantification module's CT columns (cached per series) when ``quantify``."""
+    if quantify:
+        from kicc_analysis.pipeline import quantify_cohort
+
+        return quantify_cohort(repository, show_progress=False).cohort
+    from kicc_analysis.cohort import build_cohort
+
+    return build_cohort(repository, show_progress=False).table
+
+
+def _cmd_teach_case(args: argparse.Namespace) -> int:
+    from kicc_analysis.teaching import build_case, render_case
+
+    cohort = _teach_cohort(args.repository, args.quantify)
+    case = build_case(
+        cohort,
+        args.subject,
+        repository=args.repository,
+        educator=args.text,
+        allow_pseudonym=args.allow_pseudonym,
+        overlay=args.overlay,
+        stack_step=args.stack_step,
+    )
+    page = render_case(case, args.out, quiz=not args.no_quiz, lang=args.lang)
+    print(f"case page written to {page} ({len(case.key_images)} key images, {len(case.stack)} stack slices)")
+    return 0
+
+
+def _cmd_teach_book(args: argparse.Namespace) -> int:
+    from kicc_analysis.errors import CohortError
+    from kicc_analysis.teaching.casebook import build_casebook, load_casebook_spec
+
+    spec = load_casebook_spec(args.cases)
+    repository = args.repository or spec.get("repository")
+    if not repository:
+        raise CohortError(f"{args.cases}: no repository (give 'repository:' in the file or --repository)")
+    cohort = _teach_cohort(repository, bool(spec.get("quantify")))
+    index = build_casebook(
+        spec,
+        args.out,
+        cohort=cohort,
+        repository=repository,
+        quiz=False if args.no_quiz else None,
+        lang=args.lang,
+    )
+    print(f"casebook of {len(spec['cases'])} cases written to {index}")
+    return 0
+
+
+def _cmd_teach_propose(args: argparse.Namespace) -> int:
+    from kicc_analysis.teaching import propose_cases
+
+    cohort = _teach_cohort(args.repository, not args.no_quantify)
+    readings = Path(args.repository) / "readings" / "reader_scores.csv"
+    table = propose_cases(cohort, readings=readings if readings.is_file() else None, top=args.top)
+    _print_table(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kicc", description="KICC-19 cohort, CT quantification and statistics.")
     parser.add_argument("--version", action="version", version=f"kicc-analysis {__version__}")
@@ -406,6 +466,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site-column", help="column holding each row's site instead of --site")
     p.add_argument("--id-column", default="patient_id", help="local patient ID column (default patient_id)")
     p.set_defaults(func=_cmd_deidentify_table)
+
+    p = sub.add_parser(
+        "teach",
+        help="teaching cases: one case page, a casebook, or proposed cases",
+        description="Self-contained, offline, identifier-checked case pages for educators (docs/teaching.md).",
+    )
+    teach = p.add_subparsers(dest="teach_command", required=True, metavar="WHAT")
+    t = teach.add_parser("case", help="write one case page", description="Write DIR/case.html, figures, manifest.")
+    t.add_argument("--repository", required=True, help="repository folder (only read)")
+    t.add_argument("--subject", required=True, help="the subject's pseudonym (subjid)")
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--text", help="the educator's text: question, options, answer... (YAML or Markdown)")
+    t.add_argument("--no-quiz", action="store_true", help="show the answer (default: hidden until revealed)")
+    t.add_argument("--lang", choices=["en", "ko"], default="en", help="page language (default en)")
+    t.add_argument("--overlay", action="store_true", help="draw the opacity labels on the CT key image")
+    t.add_argument("--quantify", action="store_true", help="show the CT quantification (kicc quantify, cached)")
+    t.add_argument("--allow-pseudonym", action="store_true", help="show the pseudonym on the page")
+    t.add_argument("--stack-step", type=int, default=1, help="keep every n-th slice in the CT stack (default 1)")
+    t.set_defaults(func=_cmd_teach_case)
+    t = teach.add_parser(
+        "book", help="write a casebook", description="Write DIR/index.html and one folder per case from CASES.yaml."
+    )
+    t.add_argument("cases", help="casebook file (YAML: repository, title, cases: [{subject, text}, ...])")
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--repository", help="repository folder (default: the file's 'repository')")
+    t.add_argument("--no-quiz", action="store_true", help="show the answers")
+    t.add_argument("--lang", choices=["en", "ko"], help="page language (default: the file's, else en)")
+    t.set_defaults(func=_cmd_teach_book)
+    t = teach.add_parser(
+        "propose",
+        help="propose teaching cases",
+        description="Rank patients by CT timepoints, change in opacity and reader disagreement, with reasons.",
+    )
+    t.add_argument("--repository", required=True, help="repository folder (only read)")
+    t.add_argument("--top", type=int, default=10, help="how many (default 10)")
+    t.add_argument("--no-quantify", action="store_true", help="do not quantify CT (Brixia change is used instead)")
+    t.set_defaults(func=_cmd_teach_propose)
     return parser
 
 

@@ -670,6 +670,7 @@ def _page_html(
     reveal = '<button id="reveal" type="button">Show answer / 정답 보기</button>' if quiz else ""
     title = t(case.title) + (f" ({html.escape(case.subject)})" if case.allow_pseudonym else "")
     facts = _facts_html(case, lang)
+    heads = ("병력", "질문", "정답") if lang == "ko" else ("History", "Question", "Answer")
     back = f'<nav><a id="index" href="{html.escape(index_href)}">{"목록" if lang == "ko" else "Casebook"}</a></nav>' if (
         index_href) else ""  # fmt: skip
     return f"""<!DOCTYPE html>
@@ -687,13 +688,13 @@ table{{border-collapse:collapse;font-size:0.9em}} td,th{{border:1px solid #ccc;p
 .small{{font-size:0.8em;color:#555}}
 </style></head><body>
 {back}<h1>{title}</h1>
-<section id="presentation"><h2>History</h2><p>{t(case.presentation)}</p></section>
+<section id="presentation"><h2>{heads[0]}</h2><p>{t(case.presentation)}</p></section>
 <section id="images">{images}</section>
 {stack}
 {facts}
-<section id="question"><h2>Question</h2><p>{t(case.question)}</p><ol>{options}</ol></section>
+<section id="question"><h2>{heads[1]}</h2><p>{t(case.question)}</p><ol>{options}</ol></section>
 {reveal}
-<section id="answer"{hidden}><h2>Answer</h2><p>{t(case.answer)}</p><p>{t(case.discussion)}</p>
+<section id="answer"{hidden}><h2>{heads[2]}</h2><p>{t(case.answer)}</p><p>{t(case.discussion)}</p>
 <ul>{points}</ul></section>
 <script>
 (function(){{

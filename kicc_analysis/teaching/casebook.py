@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .. import __version__
 from .case import CSP, LANGS, TeachingCase, case_outputs, check_bytes
@@ -139,3 +140,114 @@ def render_casebook(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return out_dir / "index.html"
+
+
+#: keys of a casebook file (``kicc teach book CASES.yaml``) and of each of its cases
+BOOK_KEYS = ("repository", "title", "lang", "quiz", "overlay", "quantify", "cases")
+CASE_KEYS = ("subject", "text", "allow_pseudonym")
+
+
+def load_casebook_spec(path: str | Path) -> dict:
+    """Read a casebook file (YAML): the repository, the book's options and its cases in order.
+
+    ::
+
+        repository: ../demo_repository   # relative to this file (kicc teach book --repository overrides it)
+        title: "Weekly chest cases"
+        lang: en                         # en or ko
+        quiz: true
+        overlay: true                    # draw the quantification module's opacity labels on the key images
+        quantify: true                   # show the (cached) CT quantification of each case
+        cases:
+          - subject: KICC-S02-0001
+            text: week19.md              # the educator's text (YAML or Markdown), relative to this file
+          - subject: KICC-S03-0001
+            question: {en: "What changed?", ko: "무엇이 변했는가?"}   # or the educator's fields inline
+
+    Returns the mapping with ``repository`` and every case's ``text`` resolved against the file's folder.
+
+    Raises
+    ------
+    TeachingError
+        Unreadable YAML, an unknown key, no cases, a case without ``subject`` (named by file and case number).
+    """
+    import yaml
+
+    from .case import EDUCATOR_LIST_FIELDS, EDUCATOR_TEXT_FIELDS
+
+    path = Path(path)
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise TeachingError(f"{path.name}: cannot read the casebook file ({type(exc).__name__})") from exc
+    if not isinstance(spec, dict):
+        raise TeachingError(f"{path.name}: expected a mapping with 'cases', found {type(spec).__name__}")
+    unknown = sorted(set(spec) - set(BOOK_KEYS))
+    if unknown:
+        raise TeachingError(f"{path.name}: unknown key(s) {unknown}; expected {', '.join(BOOK_KEYS)}")
+    cases = spec.get("cases")
+    if not isinstance(cases, list) or not cases:
+        raise TeachingError(f"{path.name}: expected a non-empty list 'cases', found {type(cases).__name__}")
+    base = path.resolve().parent
+    if spec.get("repository"):
+        spec["repository"] = str(base / spec["repository"])
+    allowed = set(CASE_KEYS) | set(EDUCATOR_TEXT_FIELDS) | set(EDUCATOR_LIST_FIELDS)
+    for number, case in enumerate(cases, start=1):
+        if not isinstance(case, dict) or not case.get("subject"):
+            raise TeachingError(f"{path.name}: case {number}: expected a mapping with 'subject'")
+        extra = sorted(set(case) - allowed)
+        if extra:
+            raise TeachingError(f"{path.name}: case {number}: unknown key(s) {extra}; expected {sorted(allowed)}")
+        if case.get("text"):
+            case["text"] = str(base / case["text"])
+    return spec
+
+
+def build_casebook(
+    spec: str | Path | dict,
+    out_dir: str | Path,
+    *,
+    cohort: pd.DataFrame,
+    repository: str | Path | None = None,
+    **overrides,
+) -> Path:
+    """Build and render the casebook a casebook file describes (:func:`load_casebook_spec`); return the index.
+
+    ``cohort`` is the repository's cohort table (with the CT columns of
+    :func:`kicc_analysis.pipeline.quantify_cohort` to show the quantification; ``kicc teach book`` runs it when
+    the file says ``quantify: true``). ``repository`` overrides the file's; ``overrides`` (``quiz``, ``lang``,
+    ``title``, ``overlay``) override its options when not None.
+    """
+    from .case import build_case
+
+    spec = load_casebook_spec(spec) if not isinstance(spec, dict) else spec
+    spec = {**spec, **{k: v for k, v in overrides.items() if v is not None}}
+    repository = repository or spec.get("repository")
+    if not repository:
+        raise TeachingError("casebook: no repository (give 'repository:' in the file or --repository)")
+    cases = []
+    for entry in spec["cases"]:
+        inline = {k: v for k, v in entry.items() if k not in CASE_KEYS}
+        educator = dict(inline) if inline else None
+        if entry.get("text"):
+            from .case import load_educator_text
+
+            educator = {**load_educator_text(entry["text"]), **inline}
+        cases.append(
+            build_case(
+                cohort,
+                str(entry["subject"]),
+                repository=repository,
+                educator=educator,
+                allow_pseudonym=bool(entry.get("allow_pseudonym", False)),
+                overlay=bool(spec.get("overlay", False)),
+                stack_step=2,
+            )
+        )
+    return render_casebook(
+        cases,
+        out_dir,
+        quiz=bool(spec.get("quiz", True)),
+        lang=str(spec.get("lang", "en")),
+        title=str(spec.get("title", "KICC-19 teaching cases")),
+    )

@@ -104,8 +104,8 @@ def propose_cases(
 
     table["n_ct_timepoints"] = np.nan_to_num(column("n_ct_studies")).astype(int)
     table["n_radiographs"] = np.nan_to_num(column("n_radiographs")).astype(int)
-    table["opacity_change_pct"] = column("ct_opacity_pct_change")
-    table["brixia_change"] = column("worst_cxr_brixia") - column("baseline_cxr_brixia")
+    table["opacity_change_pct"] = column("ct_opacity_pct_change").round(2)
+    table["brixia_change"] = (column("worst_cxr_brixia") - column("baseline_cxr_brixia")).round(2)
     table["reader_range"] = table["subjid"].map(_reader_range(readings, scheme)).astype(float)
     several = table["n_ct_timepoints"] >= min_timepoints
     change = table["opacity_change_pct"].abs() >= min_change_pct
