@@ -91,6 +91,7 @@ class TeachingCase:
     key_images: dict[str, KeyImage] = field(default_factory=dict)
     stack: list[np.ndarray] = field(default_factory=list)  # windowed axial slices (0-1), top to bottom
     stack_window: str = ""
+    stack_start: int = 0  # stack position shown first (the key image's slice when the stack has it)
     facts: dict[str, Any] = field(default_factory=dict)
     identifying_values: list[str] = field(default_factory=list)
     allow_pseudonym: bool = False
@@ -365,7 +366,11 @@ def build_case(
             opacity_labels = _opacity_overlay(ct)
         case.key_images["ct_axial"] = key_image(ct, plane="axial", window="lung", overlay=opacity_labels)
         hu = sitk.GetArrayViewFromImage(ct)
-        case.stack = [apply_window(hu[z], -600.0, 1500.0) for z in range(hu.shape[0] - 1, -1, -stack_step)]
+        levels = list(range(hu.shape[0] - 1, -1, -stack_step))
+        case.stack = [apply_window(hu[z], -600.0, 1500.0) for z in levels]
+        key_z = case.key_images["ct_axial"].index
+        if key_z is not None:  # the stack opens on the key slice (or the nearest kept one)
+            case.stack_start = int(np.argmin([abs(z - key_z) for z in levels]))
         case.stack_window = "W 1500 / L -600 HU"
     if radiograph:
         found = _baseline_radiograph(files)
@@ -655,16 +660,17 @@ def _page_html(
         for name, key in case.key_images.items()
     )
     stack = ""
+    start = min(max(case.stack_start, 0), max(len(case.stack) - 1, 0))
     if case.stack:
         slices = "".join(
-            f'<img class="slice" alt="slice {i + 1}" {"" if i == 0 else "hidden "}'
+            f'<img class="slice" alt="slice {i + 1}" {"" if i == start else "hidden "}'
             f'src="data:image/png;base64,{base64.b64encode(_png_bytes(s)).decode()}">'
             for i, s in enumerate(case.stack)
         )
         stack = (
             f'<section id="stack" tabindex="0" aria-label="CT stack">{slices}'
-            f'<input id="slider" type="range" min="1" max="{len(case.stack)}" value="1" aria-label="slice">'
-            f'<p><span id="counter">1 / {len(case.stack)}</span> · {html.escape(case.stack_window)}</p></section>'
+            f'<input id="slider" type="range" min="1" max="{len(case.stack)}" value="{start + 1}" aria-label="slice">'
+            f'<p><span id="counter">{start + 1} / {len(case.stack)}</span> · {html.escape(case.stack_window)}</p></section>'
         )
     options = "".join(f"<li>{t(o)}</li>" for o in case.options)
     points = "".join(f"<li>{t(p)}</li>" for p in case.teaching_points)
@@ -684,6 +690,8 @@ def _page_html(
 body{{font-family:"NanumGothic","Nanum Gothic","Noto Sans CJK KR",sans-serif;margin:0 auto;max-width:900px;padding:8px;
 box-sizing:border-box;overflow-wrap:anywhere}}
 img{{max-width:100%;height:auto;display:block}} figure{{margin:8px 0}} input[type=range]{{width:100%}}
+#images{{display:flex;flex-wrap:wrap;gap:8px}} #images figure{{flex:1 1 260px;max-width:440px;min-width:0}}
+#stack{{max-width:560px}}
 #stack img.slice{{background:#000;touch-action:none;width:100%;image-rendering:pixelated}}
 [hidden]{{display:none !important}}
 table{{border-collapse:collapse;font-size:0.9em}} td,th{{border:1px solid #ccc;padding:2px 6px}}
