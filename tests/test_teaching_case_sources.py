@@ -129,6 +129,10 @@ def test_quantification_from_the_quantification_module(quantified, subject, demo
     key = overlaid.key_images["ct_axial"]
     assert key.index == int(np.argmax(((labels == 1) | (labels == 2)).sum(axis=(1, 2))))
     assert "largest opacity burden" in key.index_rule
+    levels = list(range(labels.shape[0] - 1, -1, -8))  # the stack runs top to bottom, every 8th slice
+    assert abs(levels[overlaid.stack_start] - key.index) == min(abs(z - key.index) for z in levels)
+    page = render_case(overlaid, tmp_path / "overlaid").read_text(encoding="utf-8")
+    assert f'<span id="counter">{overlaid.stack_start + 1} / {len(levels)}</span>' in page  # opens on the key slice
 
 
 @pytest.fixture
