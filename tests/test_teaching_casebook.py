@@ -120,3 +120,25 @@ def test_casebook_in_browser(browser, book):
     assert page.evaluate("location.pathname").endswith("/book/index.html")
     assert all(url.startswith(("file://", "data:")) for url in page.requests)
     assert page.network_requests(external_only=True) == []
+
+
+def test_allowed_pseudonyms_of_one_site(tmp_path):
+    """Two cases of site S01 with their pseudonyms shown on purpose: the site code inside a shown pseudonym is no
+    finding for the other case, but one case's pseudonym on the other's page is."""
+    from kicc_analysis.teaching import TeachingCase
+
+    def case(subject: str) -> TeachingCase:
+        text = {"en": "Case", "ko": "증례"}
+        return TeachingCase(title=text, presentation=text, question=text, options=[], answer=text, discussion=text,
+                            teaching_points=[], identifying_values=["S01", subject], allow_pseudonym=True,
+                            subject=subject)  # fmt: skip
+
+    cases = [case("KICC-S01-0001"), case("KICC-S01-0002")]
+    index = render_casebook(cases, tmp_path / "book")
+    assert "KICC-S01-0002" in (index.parent / "case_02" / "case.html").read_text(encoding="utf-8")
+    assert "KICC-S01-0002" not in (index.parent / "case_01" / "case.html").read_text(encoding="utf-8")
+    cases[1].allow_pseudonym = False
+    cases[0].discussion = {"en": "Compare with KICC-S01-0002.", "ko": "."}
+    with pytest.raises(PrivacyError, match="case.html"):  # its site code and, for case 2, its pseudonym
+        render_casebook(cases, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()

@@ -130,10 +130,15 @@ def render_casebook(
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
     }
     files["casebook.json"] = json.dumps(book, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    owners = {f"{folder}/": case for case, folder in zip(cases, folders, strict=True)}
     for case in cases:  # a case's identifiers must not appear in any file of the book (index, other cases)
         for name, data in files.items():
             check_bytes(name, case, f"file name {name}")
-            check_bytes(data.decode("utf-8") if name.endswith(".html") else data, case, name)
+            content: str | bytes = data.decode("utf-8") if name.endswith((".html", ".json")) else data
+            owner = owners.get(name[: name.find("/") + 1])
+            if owner is not None and owner is not case and owner.allow_pseudonym and isinstance(content, str):
+                content = content.replace(owner.subject, "[pseudonym]")  # shown on purpose on its own page
+            check_bytes(content, case, name)
     out_dir = Path(out_dir)
     for name, data in files.items():
         path = out_dir / name
