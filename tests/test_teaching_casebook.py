@@ -142,3 +142,19 @@ def test_allowed_pseudonyms_of_one_site(tmp_path):
     with pytest.raises(PrivacyError, match="case.html"):  # its site code and, for case 2, its pseudonym
         render_casebook(cases, tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
+
+
+def test_pseudonym_of_another_case_is_refused(tmp_path):
+    from kicc_analysis.teaching import TeachingCase
+
+    text = {"en": "Case", "ko": "증례"}
+    cases = [
+        TeachingCase(title=text, presentation=text, question=text, options=[], answer=text,
+                     discussion={"en": "Compare with KICC-S02-0002.", "ko": "."}, teaching_points=[],
+                     identifying_values=["S01"], subject="KICC-S01-0001"),
+        TeachingCase(title=text, presentation=text, question=text, options=[], answer=text, discussion=text,
+                     teaching_points=[], identifying_values=["S02"], subject="KICC-S02-0002"),
+    ]  # fmt: skip
+    with pytest.raises(PrivacyError, match="case_01/case.html: the subject's pseudonym"):
+        render_casebook(cases, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
