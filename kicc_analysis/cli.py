@@ -232,25 +232,28 @@ def _cmd_deidentify_table(args: argparse.Namespace) -> int:
     return 0
 
 
-def _teach_cohort(repository: str, quantify: bool) -> pd.DataFrame:
-    """The cohort table; with the quantification module's CT columns (cached per series) when ``quantify``."""
+def _teach_cohort(repository: str, quantify: bool) -> tuple[pd.DataFrame, object]:
+    """The cohort table and build; the table with the quantification module's CT columns (cached per series) when
+    ``quantify``."""
+    from kicc_analysis.cohort import build_cohort
+
+    build = build_cohort(repository, show_progress=False)
     if quantify:
         from kicc_analysis.pipeline import quantify_cohort
 
-        return quantify_cohort(repository, show_progress=False).cohort
-    from kicc_analysis.cohort import build_cohort
-
-    return build_cohort(repository, show_progress=False).table
+        return quantify_cohort(repository, show_progress=False, build=build).cohort, build
+    return build.table, build
 
 
 def _cmd_teach_case(args: argparse.Namespace) -> int:
     from kicc_analysis.teaching import build_case, render_case
 
-    cohort = _teach_cohort(args.repository, args.quantify)
+    cohort, build = _teach_cohort(args.repository, args.quantify)
     case = build_case(
         cohort,
         args.subject,
         repository=args.repository,
+        build=build,
         educator=args.text,
         allow_pseudonym=args.allow_pseudonym,
         overlay=args.overlay,
@@ -269,11 +272,12 @@ def _cmd_teach_book(args: argparse.Namespace) -> int:
     repository = args.repository or spec.get("repository")
     if not repository:
         raise CohortError(f"{args.cases}: no repository (give 'repository:' in the file or --repository)")
-    cohort = _teach_cohort(repository, bool(spec.get("quantify")))
+    cohort, build = _teach_cohort(repository, bool(spec.get("quantify")))
     index = build_casebook(
         spec,
         args.out,
         cohort=cohort,
+        build=build,
         repository=repository,
         quiz=False if args.no_quiz else None,
         lang=args.lang,
@@ -285,7 +289,7 @@ def _cmd_teach_book(args: argparse.Namespace) -> int:
 def _cmd_teach_propose(args: argparse.Namespace) -> int:
     from kicc_analysis.teaching import propose_cases
 
-    cohort = _teach_cohort(args.repository, not args.no_quantify)
+    cohort, _ = _teach_cohort(args.repository, not args.no_quantify)
     readings = Path(args.repository) / "readings" / "reader_scores.csv"
     table = propose_cases(cohort, readings=readings if readings.is_file() else None, top=args.top)
     _print_table(table)

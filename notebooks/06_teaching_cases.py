@@ -88,8 +88,9 @@ for subject, change in zip(proposals["subjid"], proposals["opacity_change_pct"],
     if len(cases) == n_cases:
         break
     try:
-        cases.append(build_case(cohort, subject, repository=repository, educator=demo_text(None if pd.isna(change)
-                                else change), overlay=overlay, stack_step=stack_step))  # fmt: skip
+        text = demo_text(None if pd.isna(change) else change)
+        cases.append(build_case(cohort, subject, repository=repository, build=build, educator=text, overlay=overlay,
+                                stack_step=stack_step))  # fmt: skip
     except KiccError as exc:  # e.g. a radiograph with possible burned-in text: reported, never fatal
         skipped.append({"case": f"rank {len(cases) + len(skipped) + 1}", "reason": f"{type(exc).__name__}: {exc}"})
 if cases:

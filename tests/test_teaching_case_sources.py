@@ -137,14 +137,14 @@ def test_quantification_from_the_quantification_module(quantified, subject, demo
 
 @pytest.fixture
 def burned_repository(quantified, subject, demo_repository, tmp_path):
-    """A copy of one subject's folder whose baseline radiograph says BurnedInAnnotation YES."""
-    site = next((demo_repository / "dicom").glob(f"*/{subject}")).parent.name
+    """A copy of the demo repository whose subject's baseline radiograph says BurnedInAnnotation YES."""
     root = tmp_path / "repo"
-    shutil.copytree(demo_repository / "dicom" / site / subject, root / "dicom" / site / subject)
-    from kicc_analysis.teaching.case import _baseline_radiograph
+    shutil.copytree(demo_repository, root)
+    from kicc_analysis.cohort import build_cohort
+    from kicc_analysis.teaching.case import _baseline_radiograph, _subject_files
 
-    files = sorted(f for f in (root / "dicom").rglob("*") if f.is_file())
-    found = _baseline_radiograph(files)
+    found = _baseline_radiograph(_subject_files(build_cohort(root, show_progress=False), subject))
+    assert found is not None and found.is_relative_to(root)
     ds = pydicom.dcmread(found, force=True)
     ds.BurnedInAnnotation = "YES"
     ds.save_as(found)
@@ -162,7 +162,7 @@ def test_burned_in_radiograph_is_refused_unless_redacted_or_cleared(quantified, 
     redacted = build_case(cohort, subject, repository=root, stack_step=8, redaction=[(0, 0, 20, 60)])
     key = redacted.key_images["cxr"]
     assert "1 region(s) redacted" in key.notes
-    relative = found.relative_to(root).as_posix()
+    relative = found.resolve().relative_to(root.resolve()).as_posix()
     columns = ["file", "element_path", "tag", "keyword", "vr", "rule", "severity", "preview", "value_hash", "bbox"]
     clean = AuditResult(pd.DataFrame(columns=columns), pd.DataFrame(), n_files=10, n_dicom=10)
     assert audit_clears(clean, relative)

@@ -32,7 +32,7 @@ import pydicom
 import SimpleITK as sitk
 
 from .. import __version__
-from ..cohort import dicom_root
+from ..cohort import build_cohort
 from ..imaging import load_ct
 from ..privacy import assert_no_identifiers
 from .images import KeyImage, TeachingError, apply_window, key_image, save_figure
@@ -264,6 +264,7 @@ def build_case(
     radiograph: bool = True,
     redaction: Any = None,
     audit: Any = None,
+    build: Any = None,
 ) -> TeachingCase:
     """Build a :class:`TeachingCase` for ``subject`` from the cohort table and the repository.
 
@@ -303,6 +304,9 @@ def build_case(
     audit : kicc_analysis.deid.audit.AuditResult, optional
         An audit of this repository run with OCR: the radiograph is cleared when the audit looked for burned-in
         text and found none (and no OCR failure) in its file (:func:`audit_clears`).
+    build : kicc_analysis.cohort.CohortBuild, optional
+        The repository's cohort build, whose scan finds the subject's files whatever the folder layout (PACS
+        folders such as ``PA000128/ST000002/``); built (incrementally, cached) when not given.
     """
     rows = cohort.loc[cohort["subjid"] == subject]
     if rows.empty:
@@ -354,14 +358,14 @@ def build_case(
     )
     case.facts["quantification"] = _quantification_facts(row, subject, quantification)
     case.facts["reader_scores"] = _reader_facts(row, subject, repository)
-    folders = sorted(p for p in dicom_root(repository).glob(f"*/{subject}") if p.is_dir())
-    files = sorted(f for f in folders[0].rglob("*") if f.is_file()) if folders else []
+    build = build if build is not None else build_cohort(repository, show_progress=False)
+    files = _subject_files(build, subject)
     identifying += _dicom_identifiers(files)
     series_uid = row.get("baseline_ct_series_uid")
     if isinstance(series_uid, str) and series_uid:
-        if not folders:
-            raise TeachingError(f"{subject}: no DICOM folder under {dicom_root(repository).name}/<site>/{subject}")
-        ct = load_ct(folders[0], series_uid=series_uid)
+        from ..repository import series_files
+
+        ct = load_ct([str(f) for f in series_files(build.scan, series_uid)])
         if opacity_labels is None and overlay:
             opacity_labels = _opacity_overlay(ct)
         case.key_images["ct_axial"] = key_image(ct, plane="axial", window="lung", overlay=opacity_labels)
@@ -377,13 +381,24 @@ def build_case(
         if found is not None:
             from ..radiography import load_radiograph
 
-            cleared = audit is not None and audit_clears(audit, found.relative_to(Path(repository)).as_posix())
+            cleared = audit is not None and audit_clears(
+                audit, found.resolve().relative_to(Path(repository).resolve()).as_posix()
+            )
             image = load_radiograph(found)
             case.key_images["cxr"] = key_image(image, redaction=redaction, burned_in_cleared=cleared)
             case.facts["radiograph_day"] = _day(row.get("baseline_cxr_day"))
     identifying.append(subject)
-    case.identifying_values = sorted({v for v in identifying if v and len(v) >= 2})
+    # a number of 1-3 digits (StudyID "10", a series number) identifies no one and occurs in any text
+    case.identifying_values = sorted({v for v in identifying if v and len(v) >= 2 and not (v.isdigit() and len(v) < 4)})
     return case
+
+
+def _subject_files(build: Any, subject: str) -> list[Path]:
+    """Every DICOM file of the subject's studies (the cohort inventory links studies to pseudonyms)."""
+    inventory = build.inventory
+    studies = set(inventory.loc[inventory["subjid"] == subject, "study_uid"].dropna())
+    instances = build.scan.instances
+    return sorted(Path(p) for p in instances.loc[instances["study_uid"].isin(studies), "path"])
 
 
 def audit_clears(audit: Any, relative_path: str) -> bool:
@@ -500,7 +515,9 @@ def check_bytes(content: bytes | str, case: TeachingCase, where: str) -> None:
     Base64 image payloads of a page are not searched as text (a short value such as a site code occurs in base64
     text by chance); each is decoded and checked as an image instead. In image and PDF bytes (compressed data) the
     known values of at least :data:`MIN_BINARY_VALUE_LENGTH` characters are searched; text chunks, decompressed PDF
-    streams and page text are searched for every known value and for identifier patterns.
+    streams and page text are searched for every known value and for identifier patterns. In SVG (text drawn as
+    glyph paths, so its digits are coordinates) digit-only values shorter than :data:`MIN_BINARY_VALUE_LENGTH` are
+    not searched.
     """
     import re
 
@@ -527,6 +544,8 @@ def check_bytes(content: bytes | str, case: TeachingCase, where: str) -> None:
         if chunks:
             check_bytes(chunks, case, f"{where} metadata")
     searched = [v for v in known if len(v) >= MIN_BINARY_VALUE_LENGTH] if binary else known
+    if isinstance(content, str) and "<svg" in content[:400]:  # SVG text is drawn as glyph paths: its digits are
+        searched = [v for v in searched if not (v.isdigit() and len(v) < MIN_BINARY_VALUE_LENGTH)]  # coordinates
     assert_no_identifiers(content, known_values=searched, where=where, patterns=not binary)
     if isinstance(content, bytes) and content.startswith(b"%PDF"):
         import zlib

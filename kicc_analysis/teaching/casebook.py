@@ -19,6 +19,7 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -214,6 +215,7 @@ def build_casebook(
     *,
     cohort: pd.DataFrame,
     repository: str | Path | None = None,
+    build: Any = None,
     **overrides,
 ) -> Path:
     """Build and render the casebook a casebook file describes (:func:`load_casebook_spec`); return the index.
@@ -221,7 +223,8 @@ def build_casebook(
     ``cohort`` is the repository's cohort table (with the CT columns of
     :func:`kicc_analysis.pipeline.quantify_cohort` to show the quantification; ``kicc teach book`` runs it when
     the file says ``quantify: true``). ``repository`` overrides the file's; ``overrides`` (``quiz``, ``lang``,
-    ``title``, ``overlay``) override its options when not None.
+    ``title``, ``overlay``) override its options when not None. ``build`` (the repository's
+    :class:`~kicc_analysis.cohort.CohortBuild`) is built once when not given.
     """
     from .case import build_case
 
@@ -230,6 +233,10 @@ def build_casebook(
     repository = repository or spec.get("repository")
     if not repository:
         raise TeachingError("casebook: no repository (give 'repository:' in the file or --repository)")
+    if build is None:
+        from ..cohort import build_cohort
+
+        build = build_cohort(repository, show_progress=False)
     cases = []
     for entry in spec["cases"]:
         inline = {k: v for k, v in entry.items() if k not in CASE_KEYS}
@@ -243,6 +250,7 @@ def build_casebook(
                 cohort,
                 str(entry["subject"]),
                 repository=repository,
+                build=build,
                 educator=educator,
                 allow_pseudonym=bool(entry.get("allow_pseudonym", False)),
                 overlay=bool(spec.get("overlay", False)),
