@@ -191,3 +191,14 @@ def test_case_displays_inline_in_a_sandboxed_iframe(quantified, subject, demo_re
     srcdoc = html.unescape(shown.split('srcdoc="', 1)[1].rsplit('"></iframe>', 1)[0])
     assert f'content="{CSP}"' in srcdoc and '<section id="answer" hidden>' in srcdoc
     assert srcdoc.count('class="slice"') == len(case.stack) and subject not in shown
+
+
+def test_files_found_whatever_the_folder_layout(quantified, subject, demo_repository, tmp_path):
+    """PACS exports name folders PA000128/ST000002/...: the subject's files come from the scan, not folder names."""
+    root = tmp_path / "pacs"
+    shutil.copytree(demo_repository, root)
+    folder = next((root / "dicom").glob(f"*/{subject}"))
+    folder.rename(folder.with_name("PA000001"))
+    case = build_case(quantified.cohort, subject, repository=root, stack_step=8)
+    assert {"ct_axial", "cxr"} <= set(case.key_images) and case.stack
+    assert any(v.startswith("1.2.826.0.1.3680043") for v in case.identifying_values)  # headers were read
