@@ -127,3 +127,23 @@ def test_pattern_identifier_in_educator_text_refused(case, tmp_path):
     with pytest.raises(PrivacyError, match="phone"):
         render_case(case, tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_png_text_chunks_equal_pillow():
+    """The chunk reader (no pixel decoding) finds what Pillow's ``Image.text`` finds: tEXt, zTXt and Hangul iTXt."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from kicc_analysis.teaching.case import png_text_chunks
+
+    info = PngInfo()
+    info.add_text("Author", "홍길동")  # not Latin-1: Pillow writes iTXt
+    info.add_text("Comment", "Kim Minsu")
+    info.add_text("Title", "zipped name", zip=True)
+    info.add_itxt("Source", "강남 병원", zip=True)
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(buffer, format="PNG", pnginfo=info)
+    with Image.open(io.BytesIO(buffer.getvalue())) as im:
+        expected = dict(im.text)
+    found = {key: text.strip() for key, text in png_text_chunks(buffer.getvalue())}
+    assert found == expected and len(found) == 4

@@ -537,10 +537,7 @@ def check_bytes(content: bytes | str, case: TeachingCase, where: str) -> None:
     elif case.subject and isinstance(content, str):  # an allowed pseudonym holds the site code (KICC-S02-...):
         content = content.replace(case.subject, "[pseudonym]")  # shown on purpose, so not a site-code finding
     if binary and content.startswith(b"\x89PNG"):  # text chunks first: a finding there is named as metadata
-        from PIL import Image
-
-        with Image.open(io.BytesIO(content)) as im:
-            chunks = " ".join(f"{k} {v}" for k, v in getattr(im, "text", {}).items())
+        chunks = " ".join(f"{k} {v}" for k, v in png_text_chunks(content))
         if chunks:
             check_bytes(chunks, case, f"{where} metadata")
     searched = [v for v in known if len(v) >= MIN_BINARY_VALUE_LENGTH] if binary else known
@@ -558,6 +555,48 @@ def check_bytes(content: bytes | str, case: TeachingCase, where: str) -> None:
             assert_no_identifiers(inflated, known_values=known, where=f"{where} (stream {i})", patterns=False)
     for png in embedded:
         check_bytes(png, case, f"{where}: embedded image")
+
+
+def png_text_chunks(data: bytes) -> list[tuple[str, str]]:
+    """The (keyword, text) of every tEXt, zTXt and iTXt chunk of a PNG, read from the chunk structure without
+    decoding the pixels (PIL's ``Image.text`` decodes the whole image to reach chunks after the pixel data).
+
+    Raises
+    ------
+    TeachingError
+        A chunk runs past the end of the data, or a compressed text does not inflate (fail closed: such an image is
+        not written).
+    """
+    import struct
+    import zlib
+
+    out: list[tuple[str, str]] = []
+    position = 8
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        body = data[position + 8 : position + 8 + length]
+        if len(body) != length:
+            raise TeachingError(f"PNG chunk {kind!r} at byte {position}: {length} bytes announced, {len(body)} found")
+        try:
+            if kind == b"tEXt":
+                key, _, text = body.partition(b"\0")
+                out.append((key.decode("latin-1"), text.decode("latin-1")))
+            elif kind == b"zTXt":
+                key, _, rest = body.partition(b"\0")
+                out.append((key.decode("latin-1"), zlib.decompress(rest[1:]).decode("latin-1")))
+            elif kind == b"iTXt":
+                key, _, rest = body.partition(b"\0")
+                compressed, rest = rest[0], rest[2:]
+                language, _, rest = rest.partition(b"\0")
+                translated, _, text = rest.partition(b"\0")
+                text = zlib.decompress(text) if compressed else text
+                out.append((key.decode("latin-1"), " ".join(b.decode("utf-8", "replace") for b in (translated, text))))
+        except (zlib.error, IndexError) as exc:
+            raise TeachingError(f"PNG chunk {kind!r} at byte {position}: unreadable text ({exc})") from exc
+        if kind == b"IEND":
+            break
+        position += 12 + length
+    return out
 
 
 #: shortest known value searched in compressed image/PDF bytes (shorter ones match compressed data by chance)

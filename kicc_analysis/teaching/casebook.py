@@ -134,9 +134,11 @@ def render_casebook(
     owners = {f"{folder}/": case for case, folder in zip(cases, folders, strict=True)}
     for case in cases:  # a case's identifiers must not appear in any file of the book (index, other cases)
         for name, data in files.items():
+            owner = owners.get(name[: name.find("/") + 1])
+            if owner is case:  # already checked by case_outputs
+                continue
             check_bytes(name, case, f"file name {name}")
             content: str | bytes = data.decode("utf-8") if name.endswith((".html", ".json")) else data
-            owner = owners.get(name[: name.find("/") + 1])
             if owner is not None and owner is not case and owner.allow_pseudonym and isinstance(content, str):
                 content = content.replace(owner.subject, "[pseudonym]")  # shown on purpose on its own page
             check_bytes(content, case, name)
