@@ -55,7 +55,7 @@ run = quantify_cohort(repository, build=build)
 cohort = run.cohort
 readings = Path(repository) / "readings" / "reader_scores.csv"
 proposals = propose_cases(cohort, readings=readings if readings.is_file() else None, top=10)
-out.table(proposals, "teaching_case_proposals", title="Proposed teaching cases",
+_ = out.table(proposals, "teaching_case_proposals", title="Proposed teaching cases",
           description="Ranked by CT timepoints, |change in opacity| (%p) and reader range; the reason per case")  # fmt: skip
 
 # %% [markdown]
@@ -95,7 +95,7 @@ for subject, change in zip(proposals["subjid"], proposals["opacity_change_pct"],
         skipped.append({"case": f"rank {len(cases) + len(skipped) + 1}", "reason": f"{type(exc).__name__}: {exc}"})
 if cases:
     book = render_casebook(cases, Path(output_dir) / "teaching", quiz=quiz, lang=lang, title="KICC-19 teaching cases")
-    print(f"casebook of {len(cases)} cases: {book}")
+    print(f"casebook of {len(cases)} cases: {Path(output_dir).name}/{book.relative_to(output_dir).as_posix()}")
     key = next(iter(cases[0].key_images.values()))
     out.figure(key.figure, "teaching_case_key_image", title="Key image of the first proposed case",
                description=f"{key.plane}, {key.window_text}, {key.index_rule}")  # fmt: skip

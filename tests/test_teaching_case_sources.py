@@ -191,6 +191,9 @@ def test_case_displays_inline_in_a_sandboxed_iframe(quantified, subject, demo_re
     srcdoc = html.unescape(shown.split('srcdoc="', 1)[1].rsplit('"></iframe>', 1)[0])
     assert f'content="{CSP}"' in srcdoc and '<section id="answer" hidden>' in srcdoc
     assert srcdoc.count('class="slice"') == len(case.stack) and subject not in shown
+    text = repr(case)  # the plain-text display (notebook text/plain output) withholds the identifying values
+    assert text.startswith("TeachingCase(") and subject not in text
+    assert not any(value in text for value in case.identifying_values if len(value) >= 4)
 
 
 def test_files_found_whatever_the_folder_layout(quantified, subject, demo_repository, tmp_path):

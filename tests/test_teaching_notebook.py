@@ -25,3 +25,4 @@ def test_notebook_06_runs_on_the_demo(demo_repository, tmp_path):
     assert (results / "figures" / "teaching_case_key_image.png").exists()
     executed = (results / "notebooks" / "06_teaching_cases.ipynb").read_text(encoding="utf-8")
     assert "iframe sandbox" in executed  # the first case is shown inline
+    assert "1.2.826.0.1.3680043" not in executed  # no DICOM UID (identifying values) in any output

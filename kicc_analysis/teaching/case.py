@@ -73,7 +73,7 @@ def _bilingual(value: Any) -> dict[str, str]:
     return {lang: "" if value is None else str(value) for lang in LANGS}
 
 
-@dataclass
+@dataclass(repr=False)  # the default repr would print identifying_values and the pseudonym
 class TeachingCase:
     """A de-identified teaching case (every text field as ``{"en": ..., "ko": ...}``).
 
@@ -96,6 +96,15 @@ class TeachingCase:
     identifying_values: list[str] = field(default_factory=list)
     allow_pseudonym: bool = False
     subject: str = ""
+
+    def __repr__(self) -> str:
+        """What the case holds, without its identifying values or the pseudonym (unless allowed)."""
+        shown = f", subject={self.subject!r}" if self.allow_pseudonym else ""
+        return (
+            f"TeachingCase(title={self.title.get('en', '')!r}{shown}, key_images={list(self.key_images)}, "
+            f"stack={len(self.stack)} slices, options={len(self.options)}, "
+            f"{len(self.identifying_values)} identifying values withheld)"
+        )
 
     def _repr_html_(self) -> str:
         """JupyterLab shows the case inline: the checked page in a sandboxed iframe (:func:`case_iframe`, quiz mode).
@@ -320,7 +329,7 @@ def build_case(
     )
     band = age_band(row.get("demog_age"))
     onset = row.get("pres_onset_days")
-    onset_en = f", {int(onset)} days after symptom onset" if pd.notna(onset) else ""
+    onset_en = f", {int(onset)} day{'' if int(onset) == 1 else 's'} after symptom onset" if pd.notna(onset) else ""
     onset_ko = f", 증상 발현 {int(onset)}일 후" if pd.notna(onset) else ""
     labs = []
     for column, label in (("labs_crp_mgl", "CRP {:g} mg/L"), ("labs_lymphocyte_109l", "lymphocytes {:g} x10^9/L"),
