@@ -44,7 +44,15 @@ from ..quantification.opacity import CONSOLIDATION, GGO
 from ..radiography import Radiograph
 from .images import KeyImage, TeachingError, key_image, save_figure
 
-__all__ = ["MATCH_RULES", "Comparison", "ComparisonStudy", "comparison_figure", "find_carina", "lung_level"]
+__all__ = [
+    "MATCH_RULES",
+    "Comparison",
+    "ComparisonStudy",
+    "comparison_figure",
+    "find_carina",
+    "lung_level",
+    "repository_studies",
+]
 
 #: the level-matching rules of :func:`comparison_figure` and what each means
 MATCH_RULES = {
@@ -354,6 +362,15 @@ def _prepare_ct(study: ComparisonStudy, quantify: bool) -> tuple[np.ndarray | No
     return lungs, opacity, numbers
 
 
+def _native_plane(image: sitk.Image) -> str:
+    """Plane of a single CT slice (from its direction)."""
+    flat = [m for m in range(3) if image.GetSize()[m] == 1]
+    if not flat:
+        return "axial"
+    normal = np.array(image.GetDirection()).reshape(3, 3)[:, flat[0]]
+    return {0: "sagittal", 1: "coronal", 2: "axial"}[int(np.argmax(np.abs(normal)))]
+
+
 def _fmt(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
@@ -508,16 +525,30 @@ def comparison_figure(
             width = max(width, len(members))
         n_cols += width
 
+    import textwrap
+
     from matplotlib.figure import Figure
 
     width_in = width_mm / MM_PER_INCH
-    gap_in, caption_in = 0.04, 0.42
+    gap_in, font_pt, line_in = 0.04, 6.5, 6.5 * 1.3 / 72
     panel_w = (width_in - gap_in * (n_cols + 1)) / n_cols
-    panel_h = panel_w  # square panels; images keep their mm aspect inside (letterboxed in black)
-    height_in = len(row_kinds) * (panel_h + caption_in) + gap_in
-    footer_in = 0.22
-    height_in += footer_in
-    fig = Figure(figsize=(width_in, height_in), dpi=100, facecolor="white")
+    panel_h = panel_w  # square panels; images keep their mm aspect inside (letterboxed in white)
+    chars = max(20, int(panel_w * 72 / (font_pt * 0.56)))  # characters of a caption line (DejaVu Sans ~0.56 em)
+    captions: dict[int, str] = {}
+    numbers_of: dict[int, dict[str, Any]] = {}
+    for i, study in enumerate(studies):
+        if study.modality == "CT":
+            numbers_of[i] = prepared[i][2]
+            shown_plane = plane if levels[i]["index"] is not None else _native_plane(study.image)
+            text = _caption(study, numbers_of[i], levels[i], shown_plane)
+        else:
+            numbers_of[i] = dict(study.quantification or {})
+            text = _caption(study, numbers_of[i], {}, "radiograph")
+        captions[i] = "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+    caption_rows = [
+        max((captions[i].count("\n") + 1 for (r, _), i in cells.items() if r == row), default=1) * line_in + 0.1
+        for row in range(len(row_kinds))
+    ]
     footer = []
     if volumes:
         footer.append(f"Level: {MATCH_RULES[rule]}.")
@@ -525,34 +556,36 @@ def comparison_figure(
         footer.append("Contours: lungs dotted, GGO dashed, consolidation solid.")
     if target.get("warning"):
         footer.append(f"Note: {target['warning']}.")
-    fig.text(0.5, 0.06 / height_in, " ".join(footer), ha="center", va="bottom", fontsize=5.5, wrap=True,
-             gid="footer")  # fmt: skip
+    footer_text = textwrap.fill(" ".join(footer), int(width_in * 72 / (5.5 * 0.56)))
+    footer_in = (footer_text.count("\n") + 1) * 5.5 * 1.3 / 72 + 0.08
+    height_in = len(row_kinds) * (panel_h + gap_in) + sum(caption_rows) + footer_in
+    fig = Figure(figsize=(width_in, height_in), dpi=100, facecolor="white")
+    fig.text(0.5, 0.04 / height_in, footer_text, ha="center", va="bottom", fontsize=5.5, gid="footer")
     panels: list[dict[str, Any]] = [{} for _ in studies]
     keys: list[KeyImage] = []
     for (r, c), i in sorted(cells.items()):
         study = studies[i]
         left = (gap_in + c * (panel_w + gap_in)) / width_in
-        bottom = (height_in - (r + 1) * (panel_h + caption_in) + caption_in) / height_in
+        top_in = r * (panel_h + gap_in) + sum(caption_rows[:r]) + gap_in  # from the top of the figure
+        bottom = (height_in - top_in - panel_h) / height_in
         ax = fig.add_axes((left, bottom, panel_w / width_in, panel_h / height_in))
         if study.modality == "CT":
-            lungs, opacity, numbers = prepared[i]
+            lungs, opacity, _ = prepared[i]
             labels = None
             if overlay and (lungs is not None or opacity is not None):
                 labels = np.zeros(sitk.GetArrayViewFromImage(study.image).shape, dtype=np.uint8)
                 if lungs is not None:
                     labels[lungs > 0] = 3
                 if opacity is not None:
-                    labels[np.isin(opacity, (GGO, CONSOLIDATION))] = opacity[np.isin(opacity, (GGO, CONSOLIDATION))]
+                    lesion = np.isin(opacity, (GGO, CONSOLIDATION))
+                    labels[lesion] = opacity[lesion]
             key = key_image(study.image, plane=None if levels[i]["index"] is None else plane,
                             index=levels[i]["index"], window=window, overlay=labels, ax=ax)  # fmt: skip
-            caption = _caption(study, numbers, levels[i], key.plane)
         else:
             key = key_image(study.image, scores=study.scores, scheme=study.scheme or "brixia", ax=ax,
                             burned_in_cleared=study.burned_in_cleared, redaction=study.redaction)  # fmt: skip
-            numbers = dict(study.quantification or {})
-            caption = _caption(study, numbers, {}, "radiograph")
-        fig.text(left + 0.5 * panel_w / width_in, bottom - 0.03 / height_in, caption, ha="center", va="top",
-                 fontsize=6.5, linespacing=1.25, gid=f"caption-{i}")  # fmt: skip
+        fig.text(left + 0.5 * panel_w / width_in, bottom - 0.04 / height_in, captions[i], ha="center", va="top",
+                 fontsize=font_pt, linespacing=1.3, gid=f"caption-{i}")  # fmt: skip
         keys.append(key)
         panels[i] = {
             "study": i,
@@ -561,9 +594,9 @@ def comparison_figure(
             "label": study.label,
             "row": r,
             "column": c,
-            "caption": caption,
-            "numbers": {k: v for k, v in numbers.items()},
-            "level": {k: v for k, v in levels.get(i, {}).items()},
+            "caption": captions[i],
+            "numbers": dict(numbers_of[i]),
+            "level": dict(levels.get(i, {})),
             "key_image": key.record(),
         }
     return Comparison(
@@ -673,3 +706,109 @@ def _target(
             "how": "reference" if i == reference else "nearest slice to the reference's offset from the carina",
         }
     return target
+
+
+def repository_studies(
+    repository: str | Path,
+    subject: str,
+    *,
+    modalities: Sequence[str] = ("CT", "CR", "DX"),
+    readings: bool = True,
+) -> list[ComparisonStudy]:
+    """Every CT and radiograph study of ``subject`` in a repository, as :class:`ComparisonStudy` (read only).
+
+    Days come from ``clinical/imaging_studies.csv`` (``img_day`` per study, days from admission) when it lists
+    the study, else from the study dates relative to the subject's first study (the dates themselves are never
+    kept). Each CT study shows its series with the most slices; each radiograph study its first frontal image
+    (PA before AP before other views). Reader scores: ``readings/radiograph_scores.csv`` (the readers' mean per
+    zone of each radiograph study) and ``readings/reader_scores.csv`` (CT per-lobe scores, readers' mean; rows
+    without a study belong to the subject's first CT, which readers score). The first study is labelled
+    ``"baseline"``, later ones ``"follow-up"``.
+
+    Raises
+    ------
+    TeachingError
+        No DICOM folder for the subject, or no study of the requested modalities.
+    """
+    import pandas as pd
+    import pydicom
+
+    from ..cohort import dicom_root
+    from ..imaging import load_ct
+    from ..radiography import load_radiograph
+
+    repository = Path(repository)
+    folders = sorted(p for p in dicom_root(repository).glob(f"*/{subject}") if p.is_dir())
+    if not folders:
+        raise TeachingError(f"{subject}: no DICOM folder under {dicom_root(repository).name}/<site>/{subject}")
+    tags = ["StudyInstanceUID", "SeriesInstanceUID", "Modality", "ViewPosition", "StudyDate"]
+    rows = []
+    for path in sorted(f for folder in folders for f in folder.rglob("*") if f.is_file()):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags, force=True)
+        except Exception:  # noqa: BLE001 - not DICOM: not a study file
+            continue
+        if str(ds.get("Modality", "")) in modalities:
+            rows.append({"path": path, **{t: str(ds.get(t, "")) for t in tags}})
+    files = pd.DataFrame(rows, columns=["path", *tags])
+    if files.empty:
+        raise TeachingError(f"{subject}: no {'/'.join(modalities)} image in {', '.join(f.name for f in folders)}")
+    listed: dict[str, float] = {}
+    table = repository / "clinical" / "imaging_studies.csv"
+    if table.is_file():
+        studies_csv = pd.read_csv(table, dtype=str, encoding="utf-8-sig")
+        mine = studies_csv[studies_csv.get("subjid", pd.Series(dtype=str)) == subject]
+        listed = dict(zip(mine["img_study_uid"], pd.to_numeric(mine["img_day"], errors="coerce"), strict=False))
+    dates = pd.to_datetime(files.groupby("StudyInstanceUID")["StudyDate"].first(), format="%Y%m%d", errors="coerce")
+    first_date = dates.min()
+    scores = _repository_scores(repository, subject) if readings else {}
+    out: list[ComparisonStudy] = []
+    for study_uid, group in files.groupby("StudyInstanceUID", sort=False):
+        day = listed.get(study_uid)
+        if day is None or pd.isna(day):
+            date = dates.get(study_uid)
+            day = None if pd.isna(date) or pd.isna(first_date) else (date - first_date).days
+        day = None if day is None else int(day)
+        modality = group["Modality"].iloc[0]
+        if modality == "CT":
+            series = group.groupby("SeriesInstanceUID").size().sort_values(ascending=False, kind="stable").index[0]
+            image = load_ct(list(group.loc[group["SeriesInstanceUID"] == series, "path"]))
+            given = scores.get(study_uid)
+            study = ComparisonStudy(image, day=day, scheme="ct_lobe")
+        else:
+            rank = group["ViewPosition"].map({"PA": 0, "AP": 1}).fillna(2)
+            path = group.loc[rank.sort_values(kind="stable").index[0], "path"]
+            image = load_radiograph(path)
+            given = scores.get(study_uid)
+            study = ComparisonStudy(image, day=day, scheme="brixia")
+        if given:
+            study.scores, study.n_readers, study.scheme = given["scores"], given["n_readers"], given["scheme"]
+        out.append(study)
+    out.sort(key=lambda s: (s.day is None, s.day if s.day is not None else 0, s.modality))
+    first_ct = next((s for s in out if s.modality == "CT"), None)
+    subject_level = scores.get(("CT", None))
+    if first_ct is not None and first_ct.scores is None and subject_level:  # readers score the first CT
+        first_ct.scores, first_ct.n_readers = subject_level["scores"], subject_level["n_readers"]
+    first_day = out[0].day
+    for s in out:
+        s.label = "baseline" if s.day == first_day else "follow-up"
+    return out
+
+
+def _repository_scores(repository: Path, subject: str) -> dict[Any, dict[str, Any]]:
+    """Readers' mean score per item, keyed by study UID (``("CT", None)`` for CT rows without a study)."""
+    from ..readings import read_reader_scores
+
+    out: dict[Any, dict[str, Any]] = {}
+    for name, scheme in (("radiograph_scores.csv", "brixia"), ("reader_scores.csv", "ct_lobe")):
+        path = repository / "readings" / name
+        if not path.is_file():
+            continue
+        table = read_reader_scores(path)
+        table = table[(table["subject"] == subject) & (table["scheme"] == scheme) & table["score"].notna()]
+        for study, group in table.groupby(table["study"].fillna(""), sort=True):
+            key = study if study else ("CT", None)
+            means = group.groupby("item")["score"].mean()
+            out[key] = {"scores": {k: float(v) for k, v in means.items()}, "n_readers": int(group["reader"].nunique()),
+                        "scheme": scheme}  # fmt: skip
+    return out
