@@ -278,60 +278,66 @@ def lung_level(image: sitk.Image, lungs: Any, *, plane: str = "axial") -> dict[s
     }
 
 
-def find_carina(image: sitk.Image, lungs: Any, *, lumen_hu: float = -900.0, min_area_mm2: float = 20.0) -> int:
+def find_carina(
+    image: sitk.Image, lungs: Any, *, lumen_hu: float = -900.0, min_area_mm2: float = 30.0, narrow: float = 0.6
+) -> int:
     """Axial slice index (of the image's normal axis) of the carina: the last slice where the trachea is one lumen.
 
     The airway lumen is air (< ``lumen_hu``) outside the lung mask and inside the body (not connected, within
-    each axial slice, to the image border). The trachea is the lumen component that is nearest the body's
-    midline in the most cranial slices; followed caudally through 3-D connectivity, the carina is the last slice
-    above the first one where it splits into two lumina of at least ``min_area_mm2`` each.
+    each axial slice, to the image border). The trachea is the lumen component (26-connected in 3-D) nearest the
+    body's midline in the most cranial slice that has lumen. Followed caudally, the carina is the last slice in
+    which it is one lumen of at least ``narrow`` times its median area: the next slice shows the two main bronchi
+    (two lumina of at least ``min_area_mm2`` each), or only one of them (the other entering the lung mask), or
+    the narrowing where the trachea divides.
 
     Raises
     ------
     TeachingError
-        No trachea, or it does not divide within the image.
+        Not axial slices, no airway lumen, or a trachea that does not divide within the image.
     """
     mask = _array(lungs, image, "lung mask")
     assert mask is not None
     hu = sitk.GetArrayViewFromImage(image)
-    m = _normal(image, "axial")
-    if m != 2:
+    if _normal(image, "axial") != 2:
         raise TeachingError("find_carina expects axial slices (the image's third index axis along z)")
-    positions = _positions(image, "axial")
-    order = np.argsort(-positions)  # cranial first
+    order = np.argsort(-_positions(image, "axial"), kind="stable")  # cranial first
     air = hu < lumen_hu
     lumen = np.zeros(hu.shape, dtype=bool)
     for k in range(hu.shape[0]):
-        lab, n = ndimage.label(air[k])
+        lab, _ = ndimage.label(air[k])
         border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
         lumen[k] = air[k] & ~np.isin(lab, border[border > 0]) & (mask[k] == 0)
     pixel_mm2 = image.GetSpacing()[0] * image.GetSpacing()[1]
-    lab3, n3 = ndimage.label(lumen)
+    lab3, n3 = ndimage.label(lumen, structure=np.ones((3, 3, 3)))
     if n3 == 0:
         raise TeachingError("no airway lumen outside the lungs: the carina cannot be found")
-    body = ~(hu < lumen_hu)
     trachea = 0
-    for k in order:  # the most cranial slice with a small midline lumen
+    for k in order:  # the most cranial slice with lumen: its component nearest the body's midline
         ids = np.unique(lab3[k][lab3[k] > 0])
-        if ids.size == 0:
-            continue
-        cols = np.flatnonzero(body[k].any(axis=0))
-        mid = (cols[0] + cols[-1]) / 2 if cols.size else hu.shape[2] / 2
-        centres = ndimage.center_of_mass(lumen[k], lab3[k], ids)
-        trachea = int(ids[int(np.argmin([abs(c[1] - mid) for c in centres]))])
-        break
+        if ids.size:
+            cols = np.flatnonzero((~air[k]).any(axis=0))
+            mid = (cols[0] + cols[-1]) / 2 if cols.size else hu.shape[2] / 2
+            centres = ndimage.center_of_mass(lumen[k], lab3[k], ids)
+            trachea = int(ids[int(np.argmin([abs(c[1] - mid) for c in centres]))])
+            break
     comp = lab3 == trachea
+    areas_of: dict[int, np.ndarray] = {}
+    for k in order:
+        if comp[k].any():
+            lab2, n2 = ndimage.label(comp[k], structure=np.ones((3, 3)))
+            areas_of[int(k)] = ndimage.sum_labels(comp[k], lab2, np.arange(1, n2 + 1)) * pixel_mm2
+    if not areas_of:
+        raise TeachingError("no trachea found: the carina cannot be found")
+    tracheal = float(np.median([a.max() for a in areas_of.values()]))
     previous = None
     for k in order:
-        if not comp[k].any():
+        areas = areas_of.get(int(k))
+        single = areas is not None and int((areas >= min_area_mm2).sum()) == 1 and areas.max() >= narrow * tracheal
+        if not single:
             if previous is not None:
-                break
+                return previous
             continue
-        lab2, n2 = ndimage.label(comp[k])
-        areas = ndimage.sum_labels(comp[k], lab2, np.arange(1, n2 + 1)) * pixel_mm2
-        if previous is not None and int((areas >= min_area_mm2).sum()) >= 2:
-            return int(previous)
-        previous = k
+        previous = int(k)
     raise TeachingError("the trachea does not divide within the image: the carina cannot be found")
 
 
