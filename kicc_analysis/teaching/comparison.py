@@ -39,7 +39,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..privacy import assert_no_identifiers
+from ..errors import PrivacyError
+from ..privacy import CALENDAR_DATE, assert_no_identifiers
 from ..quantification.opacity import CONSOLIDATION, GGO
 from ..radiography import Radiograph
 from .images import KeyImage, TeachingError, key_image, save_figure
@@ -87,8 +88,9 @@ class ComparisonStudy:
         missing, the lungs are known and ``quantify=True``).
     quantification : mapping, optional
         Numbers for the caption: ``opacity_pct``, ``ggo_ml``, ``consolidation_ml``, ``volume_ml`` (lungs),
-        ``severity_total`` (any present are shown; computed with :func:`~kicc_analysis.quantification.quantify`
-        when missing and ``quantify=True``).
+        ``ggo_pct``, ``consolidation_pct``, ``severity_total`` (any present are shown; computed with
+        :func:`~kicc_analysis.quantification.quantify` when missing and ``quantify=True``: volumes for a CT
+        volume, shares of the lung area for a single slice, ``scope="slice"``).
     scores : mapping item -> score, optional
         Reader scores (one reader or the readers' mean) of ``scheme``: drawn as zones on a radiograph, summed into
         the caption of a CT (e.g. ``ct_lobe`` RUL..LLL).
@@ -143,6 +145,8 @@ class Comparison:
     key_images : list of KeyImage
     width_mm : float
         Figure width (mm).
+    footer : str
+        The line under the panels (level rule, overlay key, warnings).
     """
 
     figure: Any
@@ -152,6 +156,7 @@ class Comparison:
     panels: list[dict[str, Any]]
     key_images: list[KeyImage] = field(default_factory=list)
     width_mm: float = 174.0
+    footer: str = ""
 
     def record(self) -> dict[str, Any]:
         """The choices as a JSON-ready dict (for a case manifest)."""
@@ -175,12 +180,20 @@ class Comparison:
         identifying values (:func:`kicc_analysis.teaching.check_bytes`). Nothing is written when a check fails.
         """
         path = Path(path)
-        assert_no_identifiers(json.dumps(self.record(), ensure_ascii=False), where=f"{path.name} (captions)")
+        text = json.dumps(self.record(), ensure_ascii=False)  # every caption, as drawn (glyphs are not text in PNG)
         with tempfile.TemporaryDirectory() as tmp:
             data = save_figure(self.figure, Path(tmp) / f"figure{path.suffix.lower()}", dpi=dpi).read_bytes()
-        if case is not None:
+        for caption in [*self.captions(), self.footer]:  # relative days only: no calendar date in any caption
+            if (found := CALENDAR_DATE.search(caption)) is not None:
+                raise PrivacyError(
+                    f"{path.name} (captions): a calendar date at character {found.start()}: expected relative days"
+                )
+        if case is None:
+            assert_no_identifiers(text, where=f"{path.name} (captions)")
+        else:
             from .case import check_bytes
 
+            check_bytes(text, case, f"{path.name} (captions)")
             check_bytes(path.name, case, f"file name {path.name}")
             check_bytes(data, case, path.name)
         path.write_bytes(data)
@@ -363,7 +376,11 @@ def _prepare_ct(study: ComparisonStudy, quantify: bool) -> tuple[np.ndarray | No
             opacity_image = sitk.GetImageFromArray(opacity.astype(np.uint8))
             opacity_image.CopyInformation(image)
             row = quantify_ct(image, lung_image, opacity_labels=opacity_image).set_index("region").loc["both"]
-            numbers = {k: float(row[k]) for k in ("opacity_pct", "ggo_ml", "consolidation_ml", "volume_ml")}
+            if min(image.GetSize()) > 1:
+                numbers = {k: float(row[k]) for k in ("opacity_pct", "ggo_ml", "consolidation_ml", "volume_ml")}
+            else:  # one slice: shares of its lung area, not volumes
+                numbers = {k: float(row[k]) for k in ("opacity_pct", "ggo_pct", "consolidation_pct")}
+                numbers["scope"] = "slice"
             numbers["source"] = "kicc_analysis.quantification"
     return lungs, opacity, numbers
 
@@ -396,7 +413,11 @@ def _caption(study: ComparisonStudy, numbers: Mapping[str, Any], level: Mapping[
         lines.append(f"{head}: {where}")
         parts = []
         if "opacity_pct" in numbers:
-            parts.append(f"opacity {_fmt(float(numbers['opacity_pct']))} %")
+            scope = " of the lung in this slice" if numbers.get("scope") == "slice" else ""
+            parts.append(f"opacity {_fmt(float(numbers['opacity_pct']))} %{scope}")
+        if "ggo_pct" in numbers or "consolidation_pct" in numbers:
+            parts.append(f"GGO {_fmt(float(numbers.get('ggo_pct', np.nan)))} %, "
+                         f"consolidation {_fmt(float(numbers.get('consolidation_pct', np.nan)))} %")  # fmt: skip
         if "ggo_ml" in numbers or "consolidation_ml" in numbers:
             parts.append(f"GGO {_fmt(float(numbers.get('ggo_ml', np.nan)), 0)} mL, "
                          f"consolidation {_fmt(float(numbers.get('consolidation_ml', np.nan)), 0)} mL")  # fmt: skip
@@ -613,6 +634,7 @@ def comparison_figure(
         panels=panels,
         key_images=keys,
         width_mm=float(width_mm),
+        footer=footer_text,
     )
 
 
@@ -709,6 +731,7 @@ def _target(
             "carina": carinas[i][1],
             "offset_mm": float(positions[i][k] - positions[i][carinas[i][0]]),
             "fraction": None,
+            "lung_first_mm": None if prepared[i][0] is None else lung_level(studies[i].image, prepared[i][0])["first_mm"],
             "how": "reference" if i == reference else "nearest slice to the reference's offset from the carina",
         }
     return target
