@@ -221,10 +221,15 @@ def test_figure_bytes_reproducible_identifier_free_and_300_dpi(sbu, cxr, tmp_pat
                         teaching_points=[], identifying_values=_dicom_identifiers(files), subject="A002304")  # fmt: skip
     assert "A002304" in case.identifying_values and "19010112" in case.identifying_values
 
+    from kicc_analysis.segmentation import segment_lungs
+
+    cts = [load_ct(sbu / "coronal" / name) for name in ("19001231-076.dcm", "19010112-124.dcm")]
+    lungs = [segment_lungs(ct).labels for ct in cts]  # once: the figure, not the segmentation, is under test
+
     def build():
         case.studies = [
-            ComparisonStudy(load_ct(sbu / "coronal" / "19001231-076.dcm"), day=0, label="baseline"),
-            ComparisonStudy(load_ct(sbu / "coronal" / "19010112-124.dcm"), day=12, label="follow-up"),
+            ComparisonStudy(cts[0], day=0, label="baseline", lungs=lungs[0]),
+            ComparisonStudy(cts[1], day=12, label="follow-up", lungs=lungs[1]),
             ComparisonStudy(cxr, day=12, scores=BRIXIA),
         ]
         return comparison_figure(case, width_mm=174)

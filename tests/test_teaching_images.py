@@ -198,3 +198,29 @@ def test_burned_in_annotation_refused_unless_redacted(cxr_dir):
 def test_apply_window_edges_exact():
     values = np.array([-1351.0, -1350.0, -600.0, 150.0, 151.0])
     assert apply_window(values, -600, 1500).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+
+
+def test_radiograph_zone_scores_drawn(cxr_dir):
+    xr = load_radiograph(cxr_dir / "highdicom_dx_image.dcm")
+    scores = {"A": 2, "B": 1, "C": 3, "D": 0, "E": 1.5, "F": 2}
+    k = key_image(xr, scores=scores)
+    ax = k.figure.axes[0]
+    drawn = {t.get_gid(): t.get_text() for t in ax.texts if t.get_gid()}
+    assert drawn["zone-score-A"] == "A\n2" and drawn["zone-score-E"] == "E\n1.5"
+    assert drawn["zone-total"] == "Brixia score 9.5 / 18" == k.zone_scores["total_text"]
+    assert k.record()["zone_scores"]["zones"]["C"] == "C\n3"
+    # zones in display convention: A-C (patient right) on the viewer's left, A above B above C; drawn in mm
+    boxes = {p.get_gid(): p for p in ax.patches if (p.get_gid() or "").startswith("zone-")}
+    assert boxes["zone-A"].get_x() < boxes["zone-D"].get_x()
+    assert boxes["zone-A"].get_y() < boxes["zone-B"].get_y() < boxes["zone-C"].get_y()
+    rows, cols = xr.pixels.shape
+    width_mm = cols * xr.spacing_mm[1]
+    lung_w = boxes["zone-A"].get_width() + boxes["zone-D"].get_width()
+    assert lung_w == pytest.approx((0.88 - 0.12) * width_mm)
+    rale = {f"{q}_{p}": v for q in ("RUQ", "RLQ", "LUQ", "LLQ") for p, v in (("extent", 2), ("density", 3))}
+    k2 = key_image(xr, scores=rale, scheme="rale")
+    assert k2.zone_scores["zones"]["RUQ"] == "RUQ\n2\u00d73" and k2.zone_scores["total_text"].endswith("24 / 48")
+    with pytest.raises(TeachingError, match=r"lack Brixia score items \['F'\]"):
+        key_image(xr, scores={z: 1 for z in "ABCDE"})
+    with pytest.raises(TeachingError, match="expected a Radiograph"):
+        key_image(sitk.Image([4, 4, 1], sitk.sitkFloat32), scores=scores)
