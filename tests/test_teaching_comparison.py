@@ -287,3 +287,43 @@ def test_repository_studies_and_carina_on_two_cts(demo_repository: Path):
     depth = [lv["lung_first_mm"] - (lv["position_mm"] - lv["offset_mm"]) for lv in (base, follow)]
     assert abs(depth[0] - depth[1]) <= max(s.image.GetSpacing()[2] for s in cts)
     assert all("opacity" in c for c in cmp.captions())
+
+
+def test_coronal_levels_and_korean_labels(pair):
+    from kicc_analysis.teaching.images import hangul_font
+
+    studies = [
+        ComparisonStudy(s.image, day=s.day, label=label, lungs=s.lungs)
+        for s, label in zip(pair, ("기준", "추적"), strict=True)
+    ]
+    cmp = comparison_figure(studies, plane="coronal", fraction=0.4, quantify=False)
+    for panel, study in zip(cmp.panels, studies, strict=True):
+        level = panel["level"]
+        assert panel["key_image"]["plane"] == "coronal"
+        assert abs(level["fraction"] - 0.4) <= level["fraction_step"] / 2 + 1e-12
+        assert level["fraction_step"] == pytest.approx(
+            study.image.GetSpacing()[1] / abs(level["lung_last_mm"] - level["lung_first_mm"]))
+        assert level["lung_first_mm"] < level["lung_last_mm"]  # 0 = anterior (smaller y in LPS)
+    caption = next(t for t in cmp.figure.texts if t.get_gid() == "caption-0")
+    assert "(기준)" in caption.get_text()
+    if hangul_font() is not None:
+        assert caption.get_fontfamily()[0] == "NanumGothic"
+
+
+def test_case_without_studies_says_how_to_fill_them():
+    case = TeachingCase(title={}, presentation={}, question={}, options=[], answer={}, discussion={},
+                        teaching_points=[])  # fmt: skip
+    with pytest.raises(TeachingError, match="repository_studies"):
+        comparison_figure(case)
+
+
+def test_readme_figure_is_reproducible_and_current(demo_repository, project_root, tmp_path):
+    """docs/img/teaching_comparison.png is what docs/make_comparison_figure.py makes from the demo (seed 19)."""
+    import runpy
+
+    committed = project_root / "docs" / "img" / "teaching_comparison.png"
+    script = runpy.run_path(str(project_root / "docs" / "make_comparison_figure.py"))
+    made = script["main"](["--repository", str(demo_repository), "--out", str(tmp_path / "figure.png")])
+    data = made.read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) < 300 * 1024
+    assert data == committed.read_bytes(), "README figure out of date: run docs/make_comparison_figure.py"

@@ -29,6 +29,7 @@ Single CT slices (no stack to choose from) are shown as acquired; their level is
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ MATCH_RULES = {
 _WANTED_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}  # patient axis (LPS x, y, z) normal to the plane
 _START_AT_MAX = {"axial": True, "coronal": False, "sagittal": False}  # fraction 0 at the apex (largest z)
 MM_PER_INCH = 25.4
+_HANGUL = re.compile("[\uac00-\ud7a3\u3131-\u318e]")
 
 
 @dataclass
@@ -506,9 +508,14 @@ def comparison_figure(
     """
     from .case import TeachingCase
 
-    studies = list(case_or_studies.studies if isinstance(case_or_studies, TeachingCase) else case_or_studies)
+    is_case = isinstance(case_or_studies, TeachingCase)
+    studies = list(case_or_studies.studies if is_case else case_or_studies)
     if not studies:
-        raise TeachingError("no studies to compare: give ComparisonStudy objects (or a TeachingCase with studies)")
+        raise TeachingError(
+            "the case has no studies: set case.studies = repository_studies(repository, subject)"
+            if is_case
+            else "no studies to compare: give ComparisonStudy objects (or a TeachingCase with studies)"
+        )
     for i, study in enumerate(studies):
         if not isinstance(study, ComparisonStudy):
             raise TeachingError(f"study {i}: expected a ComparisonStudy, found {type(study).__name__}")
@@ -588,6 +595,12 @@ def comparison_figure(
     height_in = len(row_kinds) * (panel_h + gap_in) + sum(caption_rows) + footer_in
     fig = Figure(figsize=(width_in, height_in), dpi=100, facecolor="white")
     fig.text(0.5, 0.04 / height_in, footer_text, ha="center", va="bottom", fontsize=5.5, gid="footer")
+    family = ["DejaVu Sans"]
+    if any(_HANGUL.search(text) for text in captions.values()):  # Korean labels: a font with Hangul glyphs
+        from .images import hangul_font
+
+        if hangul_font() is not None:
+            family = ["NanumGothic", "DejaVu Sans"]
     panels: list[dict[str, Any]] = [{} for _ in studies]
     keys: list[KeyImage] = []
     for (r, c), i in sorted(cells.items()):
@@ -612,7 +625,7 @@ def comparison_figure(
             key = key_image(study.image, scores=study.scores, scheme=study.scheme or "brixia", ax=ax,
                             burned_in_cleared=study.burned_in_cleared, redaction=study.redaction)  # fmt: skip
         fig.text(left + 0.5 * panel_w / width_in, bottom - 0.04 / height_in, captions[i], ha="center", va="top",
-                 fontsize=font_pt, linespacing=1.3, gid=f"caption-{i}")  # fmt: skip
+                 fontsize=font_pt, linespacing=1.3, gid=f"caption-{i}", family=family)  # fmt: skip
         keys.append(key)
         panels[i] = {
             "study": i,
