@@ -170,7 +170,8 @@ def test_carina_agrees_with_cip_airway_labels(ct64):
     given = comparison_figure([ComparisonStudy(image, day=0, lungs=lungs)], rule="carina", carina=[50], index=40,
                               quantify=False)  # fmt: skip
     assert given.panels[0]["level"]["carina"] == "given" and given.target["offset_mm"] == pytest.approx(
-        image.TransformIndexToPhysicalPoint((0, 0, 40))[2] - image.TransformIndexToPhysicalPoint((0, 0, 50))[2])
+        image.TransformIndexToPhysicalPoint((0, 0, 40))[2] - image.TransformIndexToPhysicalPoint((0, 0, 50))[2]
+    )
     with pytest.raises(TeachingError, match="matches axial levels"):
         comparison_figure([ComparisonStudy(image, lungs=lungs)], rule="carina", plane="coronal")
 
@@ -302,7 +303,8 @@ def test_coronal_levels_and_korean_labels(pair):
         assert panel["key_image"]["plane"] == "coronal"
         assert abs(level["fraction"] - 0.4) <= level["fraction_step"] / 2 + 1e-12
         assert level["fraction_step"] == pytest.approx(
-            study.image.GetSpacing()[1] / abs(level["lung_last_mm"] - level["lung_first_mm"]))
+            study.image.GetSpacing()[1] / abs(level["lung_last_mm"] - level["lung_first_mm"])
+        )
         assert level["lung_first_mm"] < level["lung_last_mm"]  # 0 = anterior (smaller y in LPS)
     caption = next(t for t in cmp.figure.texts if t.get_gid() == "caption-0")
     assert "(기준)" in caption.get_text()

@@ -105,6 +105,8 @@ class ComparisonStudy:
         Radiographs: the de-identification audit cleared the image (see :func:`key_image`).
     redaction : sequence of (row0, col0, row1, col1), optional
         Radiographs: pixel boxes blacked out (burned-in text).
+    lung_box : (top, bottom, left, right), optional
+        Radiographs: the lung region (fractions of the image) the zones are drawn in (see :func:`key_image`).
     """
 
     image: Any
@@ -118,6 +120,7 @@ class ComparisonStudy:
     n_readers: int | None = None
     burned_in_cleared: bool = False
     redaction: Sequence[Sequence[int]] | None = None
+    lung_box: tuple[float, float, float, float] | None = None
 
     @property
     def modality(self) -> str:
@@ -484,8 +487,8 @@ def comparison_figure(
     index : int, optional
         The reference's slice index (along the plane's normal); default its slice of largest opacity burden.
     carina : sequence of int or None, optional
-        carina rule: each study's carina slice index (``None`` entries, or no sequence: found by
-        :func:`find_carina`).
+        carina rule: the carina slice index of each study (one entry per study, or one per CT volume in input
+        order); ``None`` entries, or no sequence: found by :func:`find_carina`.
     window : str or (level, width)
         CT window (preset of :data:`kicc_analysis.imaging.WINDOW_PRESETS` or HU).
     overlay : bool
@@ -623,7 +626,8 @@ def comparison_figure(
                             index=levels[i]["index"], window=window, overlay=labels, ax=ax)  # fmt: skip
         else:
             key = key_image(study.image, scores=study.scores, scheme=study.scheme or "brixia", ax=ax,
-                            burned_in_cleared=study.burned_in_cleared, redaction=study.redaction)  # fmt: skip
+                            burned_in_cleared=study.burned_in_cleared, redaction=study.redaction,
+                            lung_box=study.lung_box)  # fmt: skip
         fig.text(left + 0.5 * panel_w / width_in, bottom - 0.04 / height_in, captions[i], ha="center", va="top",
                  fontsize=font_pt, linespacing=1.3, gid=f"caption-{i}", family=family)  # fmt: skip
         keys.append(key)
@@ -701,7 +705,11 @@ def _target(
                                  "the matched level uncertain")  # fmt: skip
         for i in volumes:
             ext = extents[i]
-            k = int(ref_index) if i == reference and ref_index is not None else int(np.argmin(np.abs(ext["fractions"] - f)))
+            k = (
+                int(ref_index)
+                if i == reference and ref_index is not None
+                else int(np.argmin(np.abs(ext["fractions"] - f)))
+            )
             levels[i] = {
                 "index": k,
                 "n_slices": int(ext["fractions"].size),
@@ -744,7 +752,9 @@ def _target(
             "carina": carinas[i][1],
             "offset_mm": float(positions[i][k] - positions[i][carinas[i][0]]),
             "fraction": None,
-            "lung_first_mm": None if prepared[i][0] is None else lung_level(studies[i].image, prepared[i][0])["first_mm"],
+            "lung_first_mm": None
+            if prepared[i][0] is None
+            else lung_level(studies[i].image, prepared[i][0])["first_mm"],
             "how": "reference" if i == reference else "nearest slice to the reference's offset from the carina",
         }
     return target
