@@ -224,3 +224,31 @@ def test_radiograph_zone_scores_drawn(cxr_dir):
         key_image(xr, scores={z: 1 for z in "ABCDE"})
     with pytest.raises(TeachingError, match="expected a Radiograph"):
         key_image(sitk.Image([4, 4, 1], sitk.sitkFloat32), scores=scores)
+
+
+def test_real_reader_scores_on_real_radiographs(shared_dir):
+    """BrixIA's two radiologists' zone scores drawn on the images they scored; totals as the file states them."""
+    import pandas as pd
+
+    root = shared_dir / "data" / "cxr"
+    if not (root / "brixia_cohen" / "public-annotations.csv").is_file():
+        pytest.skip(f"{root}/brixia_cohen absent: the BrixIA reader scores are needed")
+    from kicc_analysis.readings import load_brixia_annotations
+
+    table = load_brixia_annotations(root / "brixia_cohen" / "public-annotations.csv")
+    raw = pd.read_csv(root / "brixia_cohen" / "public-annotations.csv", encoding="utf-8-sig").set_index("filename")
+    manifest = pd.read_csv(root / "images" / "manifest.csv").set_index("original_filename")
+    shown = 0
+    for name in ("01E392EE-69F9-4E33-BFCE-E5C968654078.jpeg", "03BF7561-A9BA-4C3C-B8A0-D3E585F73F3C.jpeg"):
+        xr = load_radiograph(root / "images" / manifest.loc[name, "image"])
+        assert xr.spacing_mm is None  # figures from papers: no spacing, said on the image
+        for reader, code in (("senior", "S"), ("junior", "J")):
+            rows = table[(table["subject"] == name) & (table["reader"] == reader) & (table["item"] != "total")]
+            scores = dict(zip(rows["item"], rows["score"], strict=True))
+            k = key_image(xr, scores=scores, burned_in_cleared=True)
+            assert k.zone_scores["total_text"] == f"Brixia score {raw.loc[name, f'{code}-Global']:g} / 18"
+            assert [k.zone_scores["zones"][z].split("\n")[1] for z in "ABCDEF"] == [
+                f"{raw.loc[name, f'{code}-{z}']:g}" for z in "ABCDEF"
+            ]
+            shown += 1
+    assert shown == 4
