@@ -267,6 +267,15 @@ def lung_level(image: sitk.Image, lungs: Any, *, plane: str = "axial") -> dict[s
     ------
     TeachingError
         No lung in the mask, or the lungs in a single slice along the normal.
+
+    Examples
+    --------
+    >>> ct = sitk.Image([4, 4, 10], sitk.sitkInt16)  # 1 mm slices, z = 0 ... 9 mm
+    >>> lungs = np.zeros((10, 4, 4), dtype=np.uint8)
+    >>> lungs[2:8] = 1  # lungs from z = 2 (base) to z = 7 mm (apex)
+    >>> level = lung_level(ct, lungs)
+    >>> level["fractions"][[7, 5, 2]].tolist(), level["extent_mm"], level["cut"]
+    ([0.0, 0.4, 1.0], 5.0, False)
     """
     if plane not in _WANTED_AXIS:
         raise TeachingError(f"plane {plane!r}: expected axial, coronal or sagittal")
