@@ -262,6 +262,8 @@ def test_bad_inputs(pair, cxr):
         comparison_figure(pair, rule="landmark")
     with pytest.raises(TeachingError, match="reference 1"):
         comparison_figure([pair[0], ComparisonStudy(cxr, day=0)], reference=1, quantify=False)
+    with pytest.raises(TeachingError, match="one sets the level"):
+        comparison_figure(pair, fraction=0.3, index=4, quantify=False)
     with pytest.raises(TeachingError, match="needs its lung mask"):
         comparison_figure([ComparisonStudy(pair[0].image)], quantify=False)
     with pytest.raises(TeachingError, match="lung mask of shape"):
@@ -329,3 +331,15 @@ def test_readme_figure_is_reproducible_and_current(demo_repository, project_root
     data = made.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) < 300 * 1024
     assert data == committed.read_bytes(), "README figure out of date: run docs/make_comparison_figure.py"
+
+
+def test_single_column_figure_shrinks_its_labels(pair):
+    wide = comparison_figure(pair, quantify=False, width_mm=174)
+    narrow = comparison_figure(pair, quantify=False, width_mm=84)
+    assert narrow.figure.get_size_inches()[0] == pytest.approx(84 / 25.4)
+
+    def letter_size(cmp):
+        return next(t.get_fontsize() for t in cmp.figure.axes[0].texts if t.get_text() == "A")
+
+    assert letter_size(wide) == 9 and letter_size(narrow) < 9
+    assert all(len(line) <= 40 for c in narrow.captions() for line in c.split("\n"))  # wrapped to the panel

@@ -13,8 +13,8 @@ plane's normal, measured from each study's own lung mask (labels > 0) between th
 slices that hold lung. ``f = 0`` is the lung apex and ``f = 1`` the lung base on axial images (cranio-caudal
 extent); on coronal images 0 is the most anterior and 1 the most posterior lung slice; on sagittal images 0 is the
 patient's right and 1 the left. ``f`` is set by the reference study (``reference``, default the first): by
-``fraction`` when given, else by ``index``, else by the reference's slice of largest opacity burden, else the
-middle of its lungs. Every other CT takes the slice whose position is nearest to ``f``; the fraction reached
+``fraction`` or by ``index`` (one of them) when given, else by the reference's slice of largest opacity burden,
+else the middle of its lungs. Every other CT takes the slice whose position is nearest to ``f``; the fraction reached
 differs from ``f`` by at most half a slice spacing over that study's lung extent (recorded as ``fraction`` and
 ``fraction_error``).
 
@@ -537,6 +537,8 @@ def comparison_figure(
         raise TeachingError(f"plane {plane!r}: expected axial, coronal or sagittal")
     if rule == "carina" and plane != "axial":
         raise TeachingError(f"the carina rule matches axial levels: plane {plane!r} given")
+    if fraction is not None and (index is not None or rule != "lung_fraction"):
+        raise TeachingError("fraction: expected with rule='lung_fraction' and without index (one sets the level)")
 
     prepared: dict[int, tuple[np.ndarray | None, np.ndarray | None, dict]] = {}
     levels: dict[int, dict[str, Any]] = {}
@@ -579,6 +581,7 @@ def comparison_figure(
     gap_in, font_pt, line_in = 0.04, 6.5, 6.5 * 1.3 / 72
     panel_w = (width_in - gap_in * (n_cols + 1)) / n_cols
     panel_h = panel_w  # square panels; images keep their mm aspect inside (letterboxed in white)
+    font_scale = float(min(1.0, max(0.5, panel_w / 2.4)))  # letters and labels of narrow panels shrink with them
     chars = max(20, int(panel_w * 72 / (font_pt * 0.56)))  # characters of a caption line (DejaVu Sans ~0.56 em)
     captions: dict[int, str] = {}
     numbers_of: dict[int, dict[str, Any]] = {}
@@ -632,11 +635,12 @@ def comparison_figure(
                     lesion = np.isin(opacity, (GGO, CONSOLIDATION))
                     labels[lesion] = opacity[lesion]
             key = key_image(study.image, plane=None if levels[i]["index"] is None else plane,
-                            index=levels[i]["index"], window=window, overlay=labels, ax=ax)  # fmt: skip
+                            index=levels[i]["index"], window=window, overlay=labels, ax=ax,
+                            font_scale=font_scale)  # fmt: skip
         else:
             key = key_image(study.image, scores=study.scores, scheme=study.scheme or "brixia", ax=ax,
                             burned_in_cleared=study.burned_in_cleared, redaction=study.redaction,
-                            lung_box=study.lung_box)  # fmt: skip
+                            lung_box=study.lung_box, font_scale=font_scale)  # fmt: skip
         fig.text(left + 0.5 * panel_w / width_in, bottom - 0.04 / height_in, captions[i], ha="center", va="top",
                  fontsize=font_pt, linespacing=1.3, gid=f"caption-{i}", family=family)  # fmt: skip
         keys.append(key)

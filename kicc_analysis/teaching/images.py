@@ -262,6 +262,7 @@ def key_image(
     scores: Mapping[str, float] | None = None,
     scheme: str = "brixia",
     lung_box: tuple[float, float, float, float] | None = None,
+    font_scale: float = 1.0,
 ) -> KeyImage:
     """Draw one key image of a CT (volume or single slice) or a radiograph in radiological convention.
 
@@ -300,6 +301,9 @@ def key_image(
     lung_box : (top, bottom, left, right), optional
         Radiographs: the lung region as fractions of the image (default
         :data:`kicc_analysis.figures.radiograph_figures.DEFAULT_LUNG_BOX`, a centred frontal chest radiograph).
+    font_scale : float
+        Size of the letters and labels relative to a 3.5-inch-wide image (9 pt letters, 6 pt labels); smaller
+        panels (comparison figures in one column) pass less than 1.
 
     Returns
     -------
@@ -390,12 +394,12 @@ def key_image(
             raise TeachingError(f"{image.source}: zone scores need a frontal view, found {image.view_position!r}")
         try:
             zone_scores = draw_zone_scores(ax, display.shape, scores, scheme=scheme, lung_box=lung_box or
-                                           DEFAULT_LUNG_BOX, spacing=(sr, sc), fontsize=6)  # fmt: skip
+                                           DEFAULT_LUNG_BOX, spacing=(sr, sc), fontsize=6 * font_scale)  # fmt: skip
         except ValueError as exc:
             raise TeachingError(f"{image.source}: {exc}") from exc
         notes.append(f"zone scores: {zone_scores['total_text']}")
     outline = [patheffects.withStroke(linewidth=2, foreground="black")]  # legible on white bone and air alike
-    text = {"color": "white", "fontsize": 9, "fontweight": "bold", "path_effects": outline}
+    text = {"color": "white", "fontsize": 9 * font_scale, "fontweight": "bold", "path_effects": outline}
     pos = {
         "left": (0.02, 0.5, "left", "center"),
         "right": (0.98, 0.5, "right", "center"),
@@ -413,7 +417,7 @@ def key_image(
         ha="left",
         va="top",
         color="white",
-        fontsize=6,
+        fontsize=6 * font_scale,
         path_effects=outline,
     )
     scale_bar_px = None
@@ -437,7 +441,7 @@ def key_image(
             ha="center",
             va="bottom",
             color="white",
-            fontsize=6,
+            fontsize=6 * font_scale,
             path_effects=outline,
         )
     else:
@@ -450,12 +454,13 @@ def key_image(
             ha="right",
             va="bottom",
             color="white",
-            fontsize=6,
+            fontsize=6 * font_scale,
             path_effects=outline,
         )
     if zone_scores:
         ax.text(0.02, 0.02, zone_scores["total_text"], transform=ax.transAxes, ha="left", va="bottom",
-                color="white", fontsize=6, fontweight="bold", path_effects=outline, gid="zone-total")  # fmt: skip
+                color="white", fontsize=6 * font_scale, fontweight="bold", path_effects=outline,
+                gid="zone-total")  # fmt: skip
     for col_px, row_px in arrows_px:
         tip = (col_px * sc, row_px * sr)
         tail = (tip[0] + 0.08 * cols * sc, tip[1] - 0.08 * rows * sr)
