@@ -220,6 +220,10 @@ def test_radiograph_zone_scores_drawn(cxr_dir):
     rale = {f"{q}_{p}": v for q in ("RUQ", "RLQ", "LUQ", "LLQ") for p, v in (("extent", 2), ("density", 3))}
     k2 = key_image(xr, scores=rale, scheme="rale")
     assert k2.zone_scores["zones"]["RUQ"] == "RUQ\n2\u00d73" and k2.zone_scores["total_text"].endswith("24 / 48")
+    cohen = {"right_extent": 3, "left_extent": 2, "right_opacity": 2, "left_opacity": 1}
+    k3 = key_image(xr, scores=cohen, scheme="cohen")
+    assert k3.zone_scores["zones"] == {"right": "right\nE3 O2", "left": "left\nE2 O1"}
+    assert k3.zone_scores["total_text"] == "extent 5 / 8, opacity 3 / 6"
     with pytest.raises(TeachingError, match=r"lack Brixia score items \['F'\]"):
         key_image(xr, scores={z: 1 for z in "ABCDE"})
     with pytest.raises(TeachingError, match="expected a Radiograph"):
