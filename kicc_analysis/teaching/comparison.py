@@ -784,8 +784,10 @@ def repository_studies(
 
     Days come from ``clinical/imaging_studies.csv`` (``img_day`` per study, days from admission) when it lists
     the study, else from the study dates relative to the subject's first study (the dates themselves are never
-    kept). Each CT study shows its series with the most slices; each radiograph study its first frontal image
-    (PA before AP before other views). Reader scores: ``readings/radiograph_scores.csv`` (the readers' mean per
+    kept). Each CT study shows its series with the most slices; each radiograph study the image the cohort
+    scores (:func:`~kicc_analysis.repository.cxr_selection.select_radiographs`: frontal before lateral, for
+    presentation before for processing, PA before AP). Headers are read with the scanner's reader
+    (:func:`~kicc_analysis.repository.header.read_header`). Reader scores: ``readings/radiograph_scores.csv`` (the readers' mean per
     zone of each radiograph study) and ``readings/reader_scores.csv`` (CT per-lobe scores, readers' mean; rows
     without a study belong to the subject's first CT, which readers score). The first study is labelled
     ``"baseline"``, later ones ``"follow-up"``.
@@ -796,54 +798,50 @@ def repository_studies(
         No DICOM folder for the subject, or no study of the requested modalities.
     """
     import pandas as pd
-    import pydicom
 
     from ..cohort import dicom_root
     from ..imaging import load_ct
     from ..radiography import load_radiograph
+    from ..repository.cxr_selection import select_radiographs
+    from ..repository.header import read_header
 
     repository = Path(repository)
     folders = sorted(p for p in dicom_root(repository).glob(f"*/{subject}") if p.is_dir())
     if not folders:
         raise TeachingError(f"{subject}: no DICOM folder under {dicom_root(repository).name}/<site>/{subject}")
-    tags = ["StudyInstanceUID", "SeriesInstanceUID", "Modality", "ViewPosition", "StudyDate"]
     rows = []
     for path in sorted(f for folder in folders for f in folder.rglob("*") if f.is_file()):
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags, force=True)
-        except Exception:  # noqa: BLE001 - not DICOM: not a study file
-            continue
-        if str(ds.get("Modality", "")) in modalities:
-            rows.append({"path": path, **{t: str(ds.get(t, "")) for t in tags}})
-    files = pd.DataFrame(rows, columns=["path", *tags])
+        record = read_header(path).record  # the scanner's header reader; None: not DICOM, not a study file
+        if record and str(record.get("modality") or "") in modalities:
+            rows.append({**record, "relpath": str(path)})
+    files = pd.DataFrame(rows)
     if files.empty:
         raise TeachingError(f"{subject}: no {'/'.join(modalities)} image in {', '.join(f.name for f in folders)}")
+    chosen_radiograph = dict(zip(*select_radiographs(files)[["study_uid", "relpath"]].to_numpy().T, strict=True))
     listed: dict[str, float] = {}
     table = repository / "clinical" / "imaging_studies.csv"
     if table.is_file():
         studies_csv = pd.read_csv(table, dtype=str, encoding="utf-8-sig")
         mine = studies_csv[studies_csv.get("subjid", pd.Series(dtype=str)) == subject]
         listed = dict(zip(mine["img_study_uid"], pd.to_numeric(mine["img_day"], errors="coerce"), strict=False))
-    dates = pd.to_datetime(files.groupby("StudyInstanceUID")["StudyDate"].first(), format="%Y%m%d", errors="coerce")
+    dates = pd.to_datetime(files.groupby("study_uid")["study_date"].first(), format="%Y%m%d", errors="coerce")
     first_date = dates.min()
     scores = _repository_scores(repository, subject) if readings else {}
     out: list[ComparisonStudy] = []
-    for study_uid, group in files.groupby("StudyInstanceUID", sort=False):
+    for study_uid, group in files.groupby("study_uid", sort=False):
         day = listed.get(study_uid)
         if day is None or pd.isna(day):
             date = dates.get(study_uid)
             day = None if pd.isna(date) or pd.isna(first_date) else (date - first_date).days
         day = None if day is None else int(day)
-        modality = group["Modality"].iloc[0]
+        modality = group["modality"].iloc[0]
         if modality == "CT":
-            series = group.groupby("SeriesInstanceUID").size().sort_values(ascending=False, kind="stable").index[0]
-            image = load_ct(list(group.loc[group["SeriesInstanceUID"] == series, "path"]))
+            series = group.groupby("series_uid").size().sort_values(ascending=False, kind="stable").index[0]
+            image = load_ct(list(group.loc[group["series_uid"] == series, "relpath"]))
             given = scores.get(study_uid)
             study = ComparisonStudy(image, day=day, scheme="ct_lobe")
         else:
-            rank = group["ViewPosition"].map({"PA": 0, "AP": 1}).fillna(2)
-            path = group.loc[rank.sort_values(kind="stable").index[0], "path"]
-            image = load_radiograph(path)
+            image = load_radiograph(chosen_radiograph[study_uid])
             given = scores.get(study_uid)
             study = ComparisonStudy(image, day=day, scheme="brixia")
         if given:
@@ -862,7 +860,7 @@ def repository_studies(
 
 def _repository_scores(repository: Path, subject: str) -> dict[Any, dict[str, Any]]:
     """Readers' mean score per item, keyed by study UID (``("CT", None)`` for CT rows without a study)."""
-    from ..readings import read_reader_scores
+    from ..readings import SCHEMES, read_reader_scores
 
     out: dict[Any, dict[str, Any]] = {}
     for name, scheme in (("radiograph_scores.csv", "brixia"), ("reader_scores.csv", "ct_lobe")):
@@ -870,7 +868,9 @@ def _repository_scores(repository: Path, subject: str) -> dict[Any, dict[str, An
         if not path.is_file():
             continue
         table = read_reader_scores(path)
-        table = table[(table["subject"] == subject) & (table["scheme"] == scheme) & table["score"].notna()]
+        items = list(SCHEMES[scheme].items)  # declared totals are recomputed from the items
+        table = table[(table["subject"] == subject) & (table["scheme"] == scheme) & table["score"].notna()
+                      & table["item"].isin(items)]  # fmt: skip
         for study, group in table.groupby(table["study"].fillna(""), sort=True):
             key = study if study else ("CT", None)
             means = group.groupby("item")["score"].mean()
