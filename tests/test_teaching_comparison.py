@@ -343,3 +343,19 @@ def test_single_column_figure_shrinks_its_labels(pair):
 
     assert letter_size(wide) == 9 and letter_size(narrow) < 9
     assert all(len(line) <= 40 for c in narrow.captions() for line in c.split("\n"))  # wrapped to the panel
+
+
+@pytest.mark.parametrize(("spacing_z", "shift_z", "n"), [(2.5, -3.0, 140), (7.5, -20.0, 48), (3.0, 7.0, 110)])
+def test_matched_levels_across_slice_spacings(ct64, spacing_z, shift_z, n):
+    image, lungs, _ = ct64
+    follow, follow_lungs = _follow_up(image, lungs, spacing_z=spacing_z, shift_z=shift_z, n=n)
+    studies = [ComparisonStudy(image, day=0, lungs=lungs), ComparisonStudy(follow, day=9, lungs=follow_lungs)]
+    for fraction in (0.1, 0.35, 0.6, 0.9):
+        cmp = comparison_figure(studies, fraction=fraction, quantify=False)
+        for panel in cmp.panels:
+            level = panel["level"]
+            assert level["fraction_error"] <= level["fraction_step"] / 2 + 1e-12  # nearest slice: within half a slice
+        base, other = (p["level"] for p in cmp.panels)
+        # the same anatomy: apart by at most the follow-up slice plus half a baseline slice (each study's lung
+        # extent is measured between slice centres, so it is itself known to about a slice)
+        assert abs(other["position_mm"] - base["position_mm"]) <= spacing_z + image.GetSpacing()[2] / 2
