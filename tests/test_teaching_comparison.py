@@ -247,7 +247,7 @@ def test_figure_bytes_reproducible_identifier_free_and_300_dpi(sbu, cxr, tmp_pat
     # an identifier in a caption is refused and nothing is written
     case.studies[0].label = "A002304"
     with pytest.raises(PrivacyError):
-        comparison_figure(case).save(tmp_path / "leak.png", case=case)
+        comparison_figure(case).save(tmp_path / "leak.png")  # a figure of a case is checked against it
     assert not (tmp_path / "leak.png").exists()
     case.studies[0].label = "scan of 2020-03-14"
     with pytest.raises(PrivacyError):

@@ -226,6 +226,10 @@ def test_radiograph_zone_scores_drawn(cxr_dir):
     assert k3.zone_scores["total_text"] == "extent 5 / 8, opacity 3 / 6"
     with pytest.raises(TeachingError, match=r"lack Brixia score items \['F'\]"):
         key_image(xr, scores={z: 1 for z in "ABCDE"})
+    import dataclasses
+
+    with pytest.raises(TeachingError, match="need a frontal view, found 'LL'"):
+        key_image(dataclasses.replace(xr, view_position="LL"), scores=scores)
     with pytest.raises(TeachingError, match="expected a Radiograph"):
         key_image(sitk.Image([4, 4, 1], sitk.sitkFloat32), scores=scores)
 

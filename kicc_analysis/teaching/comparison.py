@@ -152,6 +152,8 @@ class Comparison:
         Figure width (mm).
     footer : str
         The line under the panels (level rule, overlay key, warnings).
+    case : TeachingCase or None
+        The case the figure was made from (its identifying values are checked on :meth:`save`).
     """
 
     figure: Any
@@ -162,6 +164,7 @@ class Comparison:
     key_images: list[KeyImage] = field(default_factory=list)
     width_mm: float = 174.0
     footer: str = ""
+    case: Any = field(default=None, repr=False)
 
     def record(self) -> dict[str, Any]:
         """The choices as a JSON-ready dict (for a case manifest)."""
@@ -182,9 +185,11 @@ class Comparison:
 
         The captions and the record are checked by the identifier detector (:mod:`kicc_analysis.privacy`); with a
         :class:`~kicc_analysis.teaching.TeachingCase` the file bytes are also checked against the case's
-        identifying values (:func:`kicc_analysis.teaching.check_bytes`). Nothing is written when a check fails.
+        identifying values (:func:`kicc_analysis.teaching.check_bytes`); a figure made from a case is checked
+        against that case by default. Nothing is written when a check fails.
         """
         path = Path(path)
+        case = self.case if case is None else case
         text = json.dumps(self.record(), ensure_ascii=False)  # every caption, as drawn (glyphs are not text in PNG)
         with tempfile.TemporaryDirectory() as tmp:
             data = save_figure(self.figure, Path(tmp) / f"figure{path.suffix.lower()}", dpi=dpi).read_bytes()
@@ -665,6 +670,7 @@ def comparison_figure(
         key_images=keys,
         width_mm=float(width_mm),
         footer=footer_text,
+        case=case_or_studies if is_case else None,
     )
 
 
