@@ -695,7 +695,7 @@ class SeriesCache:
         if self.folder.is_dir():
             for entry in self.folder.iterdir():
                 marker = entry / ".complete"
-                if entry.is_dir() and marker.is_file():
+                if not entry.name.startswith(".") and entry.is_dir() and marker.is_file():  # not a fetch under way
                     try:
                         size = int(marker.read_text().strip() or 0)
                         out.append((entry.name, size, marker.stat().st_mtime_ns / 1e9))
@@ -800,11 +800,13 @@ class DicomwebSeries(os.PathLike):
         return self.cache_identity()[:32]
 
     def local_folder(self) -> Path:
-        """Fetch the series (unless cached) and return its local folder."""
+        """Fetch the series (unless cached) and return the local folder of its DICOM files (nothing else in it)."""
         cache = SeriesCache(self.cache_dir, self.max_bytes)
-        return cache.get(self.cache_name(), self._fetch)
+        return cache.get(self.cache_name(), self._fetch) / "dicom"
 
-    def _fetch(self, folder: Path) -> None:
+    def _fetch(self, entry: Path) -> None:
+        folder = entry / "dicom"
+        folder.mkdir()
         server = _Server(
             self.url,
             token_env=self.token_env,

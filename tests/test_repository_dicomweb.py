@@ -1,0 +1,267 @@
+"""DICOMweb as a repository source, against a real Orthanc server (fixture ``orthanc`` in conftest.py).
+
+The server holds the DICOM files of a tiny demo repository; the filesystem scan of the same files is the reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kicc_analysis.errors import RepositoryError
+from kicc_analysis.repository import scan_repository
+from kicc_analysis.repository.dicomweb import (
+    HEADER_ENV,
+    TOKEN_ENV,
+    DicomwebSeries,
+    SeriesCache,
+    is_dicomweb_url,
+    scan_dicomweb,
+    series_source,
+    service_url,
+)
+
+#: Columns that describe where an instance is, not what it is, or that QIDO-RS does not carry:
+#: file location and times, the parser, the transfer syntax (file meta group 0002), and Pixel Padding Value
+#: (Orthanc does not return it from QIDO-RS).
+LOCATION_COLUMNS = {"path", "relpath", "size", "mtime_ns", "mtime", "parser", "folder"}
+NOT_IN_QIDO = {"transfer_syntax", "pixel_padding_value"}
+KEYS = {"instances": "sop_uid", "series": "series_uid", "studies": "study_uid", "selection": "study_uid"}
+
+
+@pytest.fixture()
+def server(orthanc, monkeypatch):
+    """The session's Orthanc, with its credentials in $KICC_DICOMWEB_HEADER (as a user would set them)."""
+    monkeypatch.setenv(HEADER_ENV, orthanc.auth_header)
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    return orthanc
+
+
+class RequestLog:
+    """A requests session that records the path and query of every request (never the headers)."""
+
+    def __init__(self, after=None) -> None:
+        import requests
+
+        self.urls: list[str] = []
+        self.session = requests.Session()
+        self.after = after
+        self.session.hooks["response"].append(self._record)
+
+    def _record(self, response, *args, **kwargs):
+        self.urls.append(response.request.url)
+        if self.after is not None:
+            self.after(self)
+        return response
+
+    def instance_queries(self) -> list[str]:
+        return [u for u in self.urls if "/instances" in u]
+
+
+def _file_scan(orthanc, tmp_path):
+    return scan_repository(orthanc.repository / "dicom", index_dir=tmp_path / "fs-index", workers=1)
+
+
+def _assert_same_tables(web, files) -> None:
+    for name, key in KEYS.items():
+        a, b = getattr(web, name), getattr(files, name)
+        assert list(a.columns) == list(b.columns), name
+        assert dict(a.dtypes) == dict(b.dtypes), name
+        compared = [c for c in a.columns if c not in LOCATION_COLUMNS | NOT_IN_QIDO]
+        a = a.sort_values(key, kind="stable").reset_index(drop=True)[compared]
+        b = b.sort_values(key, kind="stable").reset_index(drop=True)[compared]
+        pd.testing.assert_frame_equal(a, b, obj=name)
+
+
+def test_address_parsing():
+    assert is_dicomweb_url("dicomweb+http://127.0.0.1:8042/dicom-web")
+    assert not is_dicomweb_url("/data/dicom")
+    assert service_url("dicomweb+https://host/dicom-web/") == "https://host/dicom-web"
+    with pytest.raises(RepositoryError, match="user name or password") as info:
+        service_url("dicomweb+https://alice:hunter2@host/dicom-web")
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(RepositoryError, match="expected dicomweb"):
+        service_url("dicomweb+ftp://host/x")
+
+
+def test_scan_tables_equal_the_filesystem_scan(server, tmp_path):
+    log = RequestLog()
+    web = scan_dicomweb(server.dicomweb_url, index_dir=tmp_path / "index", page_size=7, session=log.session)
+    files = _file_scan(server, tmp_path)
+    _assert_same_tables(web, files)
+    assert len(web.instances) == len(files.instances) > 100
+    assert web.selection["series_uid"].notna().sum() >= 1  # the same CT series selected, by the same rules
+    # paging: the study list and every study's instances came in pages of 7 (limit/offset)
+    assert any("offset=7" in u for u in log.urls if "/instances" not in u)
+    assert any("offset=14" in u for u in log.instance_queries())
+    # no pixel data: only QIDO-RS searches were made
+    assert all("/instances" in u or u.split("?")[0].endswith("/studies") for u in log.urls)
+    # the skipped files of the tree are not DICOM; the server refused exactly those
+    assert sorted(Path(p).name for p in files.skipped["path"]) == sorted(p.name for p in server.rejected)
+    assert "DICOMweb scan of" in web.summary()
+
+
+def test_incremental_rescan_queries_only_the_added_study(server, tmp_path):
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    index = tmp_path / "index"
+    first = scan_dicomweb(server.dicomweb_url, index_dir=index)
+    assert len(first.queried_studies) == len(first.studies)
+
+    log = RequestLog()
+    again = scan_dicomweb(server.dicomweb_url, index_dir=index, session=log.session)
+    assert again.queried_studies == () and log.instance_queries() == []
+    _assert_same_tables(again, first)
+
+    # a new study: one radiograph of the demo under new UIDs
+    source = sorted(first.instances[first.instances["modality"] == "DX"]["sop_uid"])[0]
+    path = _file_scan(server, tmp_path).instances.set_index("sop_uid").loc[source, "path"]
+    ds = pydicom.dcmread(path)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    new_file = tmp_path / "new.dcm"
+    ds.save_as(new_file, enforce_file_format=True)
+    (orthanc_study,) = server.upload([new_file])
+    try:
+        log = RequestLog()
+        third = scan_dicomweb(server.dicomweb_url, index_dir=index, session=log.session)
+        assert third.queried_studies == (ds.StudyInstanceUID,)
+        assert log.instance_queries() and all(ds.StudyInstanceUID in u for u in log.instance_queries())
+        assert len(third.instances) == len(first.instances) + 1
+        assert ds.StudyInstanceUID in set(third.studies["study_uid"])
+    finally:
+        server.delete_study(orthanc_study)
+    fourth = scan_dicomweb(server.dicomweb_url, index_dir=index)
+    assert fourth.queried_studies == () and fourth.n_removed == 1
+    _assert_same_tables(fourth, first)
+
+
+def test_server_stopping_mid_scan_gives_one_line_error_and_a_resumable_index(server, tmp_path):
+    index = tmp_path / "index"
+
+    def stop_after_three_studies(log: RequestLog) -> None:
+        if len(log.instance_queries()) == 3 and server.process is not None:
+            server.stop()
+
+    log = RequestLog(after=stop_after_three_studies)
+    try:
+        with pytest.raises(RepositoryError) as info:
+            scan_dicomweb(
+                server.dicomweb_url, index_dir=index, session=log.session, retries=2, backoff_s=0.01, save_every=0
+            )
+    finally:
+        if server.process is None:
+            server.start()
+    message = str(info.value)
+    files = _file_scan(server, tmp_path)
+    n = len(files.studies)
+    assert "\n" not in message
+    assert f"3 of {n} studies are saved in the index" in message, message
+    assert "run the scan again to resume" in message
+    assert "Traceback" not in message
+    resumed = scan_dicomweb(server.dicomweb_url, index_dir=index)
+    assert len(resumed.queried_studies) == n - 3 and resumed.n_studies_reused == 3
+    _assert_same_tables(resumed, files)
+
+
+def test_credentials_are_needed_and_never_leak(server, tmp_path, monkeypatch, caplog, capsys):
+    from kicc_analysis.cli import main
+    from tests.conftest import ORTHANC_SECRET
+
+    caplog.set_level(logging.DEBUG)
+    index = tmp_path / "index"
+    scan = scan_dicomweb(server.dicomweb_url, index_dir=index)
+    assert main(["scan", server.dicomweb_url, "--index", str(tmp_path / "cli-index"), "--out", str(tmp_path / "out")]) == 0
+    wrong = server.auth_header[:-4] + "AAA="
+    monkeypatch.setenv(HEADER_ENV, wrong)
+    with pytest.raises(RepositoryError, match="refused the credentials") as info:
+        scan_dicomweb(server.dicomweb_url, index_dir=tmp_path / "other")
+    monkeypatch.delenv(HEADER_ENV)
+    with pytest.raises(RepositoryError, match="HTTP 401"):
+        scan_dicomweb(server.dicomweb_url, index_dir=tmp_path / "other")
+    token = server.auth_header.split()[-1]
+    captured = capsys.readouterr()
+    texts = [caplog.text, captured.out, captured.err, str(info.value), repr(scan), scan.summary()]
+    for folder in (index, tmp_path / "cli-index", tmp_path / "out"):
+        texts += [p.read_bytes().decode("latin-1") for p in folder.rglob("*") if p.is_file()]
+    for text in texts:
+        assert token not in text and ORTHANC_SECRET not in text and wrong.split()[-1] not in text
+    assert "DICOMweb scan of" in captured.out
+
+
+def test_series_from_dicomweb_quantifies_like_the_files(server, tmp_path):
+    from kicc_analysis.quantification.batch import quantify_series, quantify_series_table
+
+    web = scan_dicomweb(server.dicomweb_url, index_dir=tmp_path / "index")
+    files = _file_scan(server, tmp_path)
+    uid = web.selection["series_uid"].dropna().iloc[0]
+    cache = tmp_path / "series-cache"
+    remote = series_source(web, uid, cache_dir=cache, max_bytes=50 << 20)
+    assert isinstance(remote, DicomwebSeries)
+    jobs = pd.DataFrame(
+        {"subjid": ["P"], "series_uid": [uid], "timepoint": ["baseline"], "img_day": [0.0], "source": [remote]}
+    )
+    results = quantify_series_table(jobs, cache_dir=tmp_path / "results", workers=1)
+    assert results.attrs["failures"].empty
+    expected = quantify_series(series_source(files, uid))
+    got = results.drop(columns=["subjid", "series_uid", "timepoint", "img_day", "cached"])
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
+    assert SeriesCache(cache).total_bytes() > 0
+    # the result cache is keyed on the server's metadata: a re-run neither recomputes nor fetches
+    for entry in cache.iterdir():
+        if entry.is_dir():
+            import shutil
+
+            shutil.rmtree(entry)
+    again = quantify_series_table(jobs, cache_dir=tmp_path / "results", workers=1)
+    assert again["cached"].all() and SeriesCache(cache).total_bytes() == 0
+
+
+def test_series_cache_stays_within_its_bound(server, tmp_path):
+    web = scan_dicomweb(server.dicomweb_url, index_dir=tmp_path / "index")
+    multi = web.series[web.series["n_instances"] > 1].sort_values("series_uid")
+    assert len(multi) >= 3
+    first = series_source(web, multi["series_uid"].iloc[0], cache_dir=tmp_path / "c", max_bytes=1 << 40)
+    assert Path(os.fspath(first)).name == "dicom"
+    one = SeriesCache(first.cache_dir).total_bytes()
+    bound = int(2.2 * one)
+    sources = [
+        series_source(web, uid, cache_dir=tmp_path / "lru", max_bytes=bound) for uid in multi["series_uid"].iloc[:4]
+    ]
+    cache = SeriesCache(tmp_path / "lru", bound)
+    for k, source in enumerate(sources):
+        folder = Path(os.fspath(source))
+        assert len([p for p in folder.iterdir() if p.suffix == ".dcm"]) == source.n_instances
+        assert cache.total_bytes() <= bound, (k, cache.total_bytes(), bound)
+    names = set(cache.entries()["name"])
+    assert sources[-1].cache_name() in names and sources[0].cache_name() not in names
+
+
+def test_series_cache_evicts_the_least_recently_used(tmp_path):
+    import time
+
+    cache = SeriesCache(tmp_path / "cache", max_bytes=3000)
+
+    def writer(size):
+        def fetch(folder: Path) -> None:
+            (folder / "x.dcm").write_bytes(b"\0" * size)
+
+        return fetch
+
+    for name in ("a", "b", "c"):
+        cache.get(name, writer(1000))
+        time.sleep(0.02)
+    cache.get("a", writer(1000))  # a used again: b is now the least recently used
+    time.sleep(0.02)
+    cache.get("d", writer(1000))
+    assert set(cache.entries()["name"]) == {"a", "c", "d"}
+    assert cache.total_bytes() <= 3000
+    cache.get("e", writer(2500))
+    assert list(cache.entries()["name"]) == ["e"] and cache.total_bytes() <= 3000
+    with pytest.raises(RepositoryError, match="positive number of bytes"):
+        SeriesCache(tmp_path, 0)
