@@ -265,3 +265,23 @@ def test_series_cache_evicts_the_least_recently_used(tmp_path):
     assert list(cache.entries()["name"]) == ["e"] and cache.total_bytes() <= 3000
     with pytest.raises(RepositoryError, match="positive number of bytes"):
         SeriesCache(tmp_path, 0)
+
+
+def test_cohort_from_dicomweb_equals_the_cohort_from_files(server, tmp_path, capsys):
+    from kicc_analysis.cli import main
+    from kicc_analysis.cohort import build_cohort, ct_series_jobs
+
+    web = scan_dicomweb(server.dicomweb_url, index_dir=tmp_path / "index")
+    from_web = build_cohort(server.repository, scan=web, write_snapshot=False)
+    from_files = build_cohort(server.repository, index_dir=tmp_path / "fs-index", write_snapshot=False, workers=1)
+    pd.testing.assert_frame_equal(from_web.table, from_files.table)
+    assert from_web.cohort_version == from_files.cohort_version
+    jobs = ct_series_jobs(from_web, series_cache_bytes=1 << 30)
+    assert len(jobs) == len(ct_series_jobs(from_files)) > 0
+    assert all(isinstance(s, DicomwebSeries) and s.max_bytes == 1 << 30 for s in jobs["source"])
+    with pytest.raises(RepositoryError, match="series_source"):
+        from kicc_analysis.repository import series_files
+
+        series_files(web, jobs["series_uid"].iloc[0])
+    assert main(["cohort", str(server.repository), "--dicomweb", server.dicomweb_url]) == 0
+    assert f"cohort_version {from_files.cohort_version}" in capsys.readouterr().out
