@@ -805,8 +805,9 @@ class DicomwebSeries(os.PathLike):
         return cache.get(self.cache_name(), self._fetch) / "dicom"
 
     def _fetch(self, entry: Path) -> None:
+        """Retrieve the series into ``entry/dicom`` (instances written as they arrive, in their stored transfer
+        syntax when the server can send it; a failed retrieval is retried from the start)."""
         folder = entry / "dicom"
-        folder.mkdir()
         server = _Server(
             self.url,
             token_env=self.token_env,
@@ -814,21 +815,32 @@ class DicomwebSeries(os.PathLike):
             retries=self.retries,
             backoff_s=self.backoff_s,
         )
+
+        def retrieve(media_types: tuple | None) -> int:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            n = 0
+            for ds in server.client.iter_series(self.study_uid, self.series_uid, media_types=media_types):
+                name = str(getattr(ds, "SOPInstanceUID", "") or f"instance-{n:06d}")
+                ds.save_as(folder / f"{name}.dcm", enforce_file_format=True)
+                n += 1
+            return n
+
+        what = "the series retrieval (WADO-RS)"
         try:
-            datasets = server.call(
-                "the series retrieval (WADO-RS)",
-                lambda: server.client.retrieve_series(self.study_uid, self.series_uid),
-            )
+            try:  # the stored transfer syntax: no transcoding on the server, compressed data stays compressed
+                n = server.call(what, lambda: retrieve((("application/dicom", "*"),)))
+            except _ServerGone as exc:
+                if "HTTP 406" not in str(exc) and "HTTP 400" not in str(exc):
+                    raise
+                n = server.call(what, lambda: retrieve(None))  # the default: Explicit VR Little Endian
         except _ServerGone as exc:
             raise RepositoryError(f"DICOMweb server {self.url}: {exc}") from None
-        if self.n_instances and len(datasets) != self.n_instances:
+        if self.n_instances and n != self.n_instances:
             raise RepositoryError(
-                f"DICOMweb server {self.url}: series {self.series_uid} returned {len(datasets)} instances, the scan "
-                f"listed {self.n_instances}; scan again (the series changed on the server)"
+                f"DICOMweb server {self.url}: series {self.series_uid} returned {n} instances, the scan listed "
+                f"{self.n_instances}; scan again (the series changed on the server)"
             )
-        for k, ds in enumerate(datasets):
-            name = str(getattr(ds, "SOPInstanceUID", "") or f"instance-{k:06d}")
-            ds.save_as(folder / f"{name}.dcm", enforce_file_format=True)
 
     def __fspath__(self) -> str:
         return str(self.local_folder())
