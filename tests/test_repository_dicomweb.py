@@ -184,9 +184,12 @@ def test_credentials_are_needed_and_never_leak(server, tmp_path, monkeypatch, ca
     monkeypatch.delenv(HEADER_ENV)
     with pytest.raises(RepositoryError, match="HTTP 401"):
         scan_dicomweb(server.dicomweb_url, index_dir=tmp_path / "other")
+    import pickle
+
     token = server.auth_header.split()[-1]
     captured = capsys.readouterr()
-    texts = [caplog.text, captured.out, captured.err, str(info.value), repr(scan), scan.summary()]
+    job_source = pickle.dumps(series_source(scan, scan.series["series_uid"].iloc[0])).decode("latin-1")
+    texts = [caplog.text, captured.out, captured.err, str(info.value), repr(scan), scan.summary(), job_source]
     for folder in (index, tmp_path / "cli-index", tmp_path / "out"):
         texts += [p.read_bytes().decode("latin-1") for p in folder.rglob("*") if p.is_file()]
     for text in texts:
