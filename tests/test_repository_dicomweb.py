@@ -169,6 +169,30 @@ def test_server_stopping_mid_scan_gives_one_line_error_and_a_resumable_index(ser
     _assert_same_tables(resumed, files)
 
 
+def test_a_server_restarting_mid_scan_is_waited_for_with_backoff(server, tmp_path):
+    import threading
+
+    timers: list[threading.Timer] = []
+
+    def restart_after_two_studies(log: RequestLog) -> None:
+        if len(log.instance_queries()) == 2 and not timers:
+            server.stop()
+            timers.append(threading.Timer(0.5, server.start))
+            timers[0].start()
+
+    log = RequestLog(after=restart_after_two_studies)
+    try:
+        scan = scan_dicomweb(server.dicomweb_url, index_dir=tmp_path / "index", session=log.session, retries=8, backoff_s=0.1)
+    finally:
+        for timer in timers:
+            timer.join()
+        if server.process is None:
+            server.start()
+    assert timers, "the server was not stopped"
+    assert scan.n_requests > len(log.urls)  # attempts without an answer were retried
+    _assert_same_tables(scan, _file_scan(server, tmp_path))
+
+
 def test_credentials_are_needed_and_never_leak(server, tmp_path, monkeypatch, caplog, capsys):
     from kicc_analysis.cli import main
     from tests.conftest import ORTHANC_SECRET

@@ -290,9 +290,12 @@ def _metadata_hash(element: dict) -> str:
     return hashlib.sha1(json.dumps(kept, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
-def _row(element: dict) -> tuple:
-    """One index row (in :data:`FLAT_COLUMNS` order) from one QIDO-RS instance result."""
+def _row(element: dict, study_uid: str | None = None) -> tuple:
+    """One index row (in :data:`FLAT_COLUMNS` order) from one QIDO-RS instance result (``study_uid``: the study
+    that was queried, used when the result does not repeat it)."""
     rec = {name: _json_value(name, vr, element.get(tag)) for tag, (name, vr) in QIDO_FIELDS.items()}
+    if rec["study_uid"] is None:
+        rec["study_uid"] = study_uid
     ipp = rec["image_position"] or ()
     iop = rec["image_orientation"] or ()
     ps = rec["pixel_spacing"] or ()
@@ -495,8 +498,8 @@ def scan_dicomweb(
     Raises
     ------
     RepositoryError
-        Malformed address, credentials refused, or the server stopped answering (one line, saying how many
-        studies are saved in the index; run the scan again to resume).
+        Malformed address, credentials refused, a server that lists no study, or a server that stopped answering
+        (one line, saying how many studies are saved in the index; run the scan again to resume).
 
     Notes
     -----
@@ -530,10 +533,19 @@ def scan_dicomweb(
             f"DICOMweb server {address}: {exc}; the index in {folder} is unchanged: run the scan again to resume"
         ) from None
     states = {}
+    n_without_uid = 0
     for element in listed:
         state = _study_state(element, modified_tag.upper() if modified_tag else None)
         if state[0]:
             states[state[0]] = state
+        else:
+            n_without_uid += 1
+    if n_without_uid:
+        notes.append(f"{n_without_uid} result(s) of the study list had no Study Instance UID (0020,000D): not scanned")
+    if not states:
+        raise RepositoryError(
+            f"DICOMweb server {address} lists no studies (expected at least one study with a Study Instance UID)"
+        )
     known = old_studies.drop_duplicates("study_uid").set_index("study_uid") if len(old_studies) else None
     todo = [
         uid
@@ -581,7 +593,7 @@ def scan_dicomweb(
                     f"DICOMweb server {address}: {exc}; {kept} of {len(states)} studies are saved in the index "
                     f"{folder}: run the scan again to resume"
                 ) from None
-            rows.extend(_row(e) for e in found)
+            rows.extend(_row(e, uid) for e in found)
             done.append(uid)
             bar.update(1)
             if save_every and len(done) % save_every == 0:
