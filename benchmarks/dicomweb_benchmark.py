@@ -89,7 +89,11 @@ def main(argv=None) -> int:
             def peer_qido():
                 studies = client.search_for_studies(get_remaining=True)
                 return sum(
-                    len(client.search_for_instances(s["0020000D"]["Value"][0], fields=list(QIDO_FIELDS), get_remaining=True))
+                    len(
+                        client.search_for_instances(
+                            s["0020000D"]["Value"][0], fields=list(QIDO_FIELDS), get_remaining=True
+                        )
+                    )
                     for s in studies
                 )
 

@@ -454,7 +454,9 @@ def orthanc(tmp_path_factory):
         pytest.skip(f"DICOMweb tests need Orthanc at {ORTHANC} (Debian package 'orthanc'; .ci/run installs it)")
     plugin = next((p for p in ORTHANC_PLUGIN_CANDIDATES if p.exists()), None)
     if plugin is None:
-        pytest.skip("DICOMweb tests need Orthanc's DICOMweb plugin (Debian package 'orthanc-dicomweb'; .ci/run installs it)")
+        pytest.skip(
+            "DICOMweb tests need Orthanc's DICOMweb plugin (Debian package 'orthanc-dicomweb'; .ci/run installs it)"
+        )
     pytest.importorskip("dicomweb_client", reason="DICOMweb tests need the dicomweb-client package (dev extra)")
     from kicc_analysis.demo import generate_demo
 

@@ -182,7 +182,9 @@ def test_a_server_restarting_mid_scan_is_waited_for_with_backoff(server, tmp_pat
 
     log = RequestLog(after=restart_after_two_studies)
     try:
-        scan = scan_dicomweb(server.dicomweb_url, index_dir=tmp_path / "index", session=log.session, retries=8, backoff_s=0.1)
+        scan = scan_dicomweb(
+            server.dicomweb_url, index_dir=tmp_path / "index", session=log.session, retries=8, backoff_s=0.1
+        )
     finally:
         for timer in timers:
             timer.join()
@@ -200,7 +202,9 @@ def test_credentials_are_needed_and_never_leak(server, tmp_path, monkeypatch, ca
     caplog.set_level(logging.DEBUG)
     index = tmp_path / "index"
     scan = scan_dicomweb(server.dicomweb_url, index_dir=index)
-    assert main(["scan", server.dicomweb_url, "--index", str(tmp_path / "cli-index"), "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(["scan", server.dicomweb_url, "--index", str(tmp_path / "cli-index"), "--out", str(tmp_path / "out")]) == 0
+    )
     wrong = server.auth_header[:-4] + "AAA="
     monkeypatch.setenv(HEADER_ENV, wrong)
     with pytest.raises(RepositoryError, match="refused the credentials") as info:

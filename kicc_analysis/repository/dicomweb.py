@@ -84,9 +84,7 @@ DICOMWEB_INDEX_VERSION = "1"
 
 #: Attributes the scan tables need, as QIDO-RS ``includefield`` tags (the header parser's attributes except the
 #: file meta group 0002, which is not part of a data set and which QIDO-RS does not return).
-QIDO_FIELDS: dict[str, tuple[str, str]] = {
-    f"{tag:08X}": (name, vr) for tag, name, vr in _WANTED if tag >> 16 != 0x0002
-}
+QIDO_FIELDS: dict[str, tuple[str, str]] = {f"{tag:08X}": (name, vr) for tag, name, vr in _WANTED if tag >> 16 != 0x0002}
 #: Study-level attributes used to notice changes: Number of Study Related Series / Instances.
 _STUDY_FIELDS = ("00201206", "00201208")
 _MULTI_NUMBERS = frozenset({"image_position", "image_orientation", "pixel_spacing", "imager_pixel_spacing"})
@@ -230,9 +228,7 @@ class _Server:
         """Every result of a QIDO-RS search, page by page (``limit`` / ``offset``)."""
         offset = 0
         while True:
-            page = self.call(
-                f"{what} (offset {offset})", lambda o=offset: search(limit=page_size, offset=o, **kwargs)
-            )
+            page = self.call(f"{what} (offset {offset})", lambda o=offset: search(limit=page_size, offset=o, **kwargs))
             yield from page
             if len(page) < page_size:
                 return
