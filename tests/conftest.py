@@ -424,9 +424,9 @@ class OrthancServer:
                 self.process.wait()
         self.process = None
 
-    def upload(self, files) -> list[str]:
-        """POST each file to ``/instances``; returns Orthanc's study ids. Files Orthanc refuses as not DICOM
-        (HTTP 400) are listed in ``self.rejected``."""
+    def upload(self, files) -> list[dict]:
+        """POST each file to ``/instances``; returns Orthanc's answers (``ID``, ``ParentSeries``, ``ParentStudy``…).
+        Files Orthanc refuses as not DICOM (HTTP 400) are listed in ``self.rejected``."""
         session = self._session()
         studies = []
         for path in files:
@@ -435,11 +435,12 @@ class OrthancServer:
                 self.rejected.append(Path(path))
                 continue
             answer.raise_for_status()
-            studies.append(answer.json()["ParentStudy"])
+            studies.append(answer.json())
         return studies
 
-    def delete_study(self, orthanc_study_id: str) -> None:
-        self._session().delete(f"{self.url}/studies/{orthanc_study_id}", timeout=60).raise_for_status()
+    def delete(self, level: str, orthanc_id: str) -> None:
+        """Delete a resource by its Orthanc id (``level``: studies, series or instances)."""
+        self._session().delete(f"{self.url}/{level}/{orthanc_id}", timeout=60).raise_for_status()
 
 
 @pytest.fixture(scope="session")

@@ -105,10 +105,7 @@ def test_scan_tables_equal_the_filesystem_scan(server, tmp_path):
     assert "DICOMweb scan of" in web.summary()
 
 
-def test_incremental_rescan_queries_only_the_added_study(server, tmp_path):
-    import pydicom
-    from pydicom.uid import generate_uid
-
+def test_incremental_rescan_queries_only_what_was_added(server, tmp_path):
     index = tmp_path / "index"
     first = scan_dicomweb(server.dicomweb_url, index_dir=index)
     assert len(first.queried_studies) == len(first.studies)
@@ -118,27 +115,46 @@ def test_incremental_rescan_queries_only_the_added_study(server, tmp_path):
     assert again.queried_studies == () and log.instance_queries() == []
     _assert_same_tables(again, first)
 
-    # a new study: one radiograph of the demo under new UIDs
+    # a new study (one radiograph of the demo under new UIDs) and a new series in an existing study
     source = sorted(first.instances[first.instances["modality"] == "DX"]["sop_uid"])[0]
     path = _file_scan(server, tmp_path).instances.set_index("sop_uid").loc[source, "path"]
-    ds = pydicom.dcmread(path)
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    new_file = tmp_path / "new.dcm"
-    ds.save_as(new_file, enforce_file_format=True)
-    (orthanc_study,) = server.upload([new_file])
+    new_study = _copy_with_new_uids(path, tmp_path / "new_study.dcm", study=True)
+    new_series = _copy_with_new_uids(path, tmp_path / "new_series.dcm", study=False)
+    answers = server.upload([new_study.filename, new_series.filename])
     try:
         log = RequestLog()
         third = scan_dicomweb(server.dicomweb_url, index_dir=index, session=log.session)
-        assert third.queried_studies == (ds.StudyInstanceUID,)
-        assert log.instance_queries() and all(ds.StudyInstanceUID in u for u in log.instance_queries())
-        assert len(third.instances) == len(first.instances) + 1
-        assert ds.StudyInstanceUID in set(third.studies["study_uid"])
+        changed_study = new_series.StudyInstanceUID
+        assert set(third.queried_studies) == {new_study.StudyInstanceUID, changed_study}
+        assert third.queried_series == (new_series.SeriesInstanceUID,)  # the study's other series were not asked for
+        queries = log.instance_queries()
+        assert len(queries) == 2
+        assert any(new_study.StudyInstanceUID in u for u in queries)
+        assert any(new_series.SeriesInstanceUID in u for u in queries)
+        assert len(third.instances) == len(first.instances) + 2
+        assert third.n_read == 2 and third.n_reused == len(first.instances)
+        assert {new_study.SeriesInstanceUID, new_series.SeriesInstanceUID} <= set(third.series["series_uid"])
     finally:
-        server.delete_study(orthanc_study)
+        server.delete("studies", answers[0]["ParentStudy"])
+        server.delete("series", answers[1]["ParentSeries"])
     fourth = scan_dicomweb(server.dicomweb_url, index_dir=index)
-    assert fourth.queried_studies == () and fourth.n_removed == 1
+    assert fourth.n_removed == 1 and fourth.queried_studies == (changed_study,) and fourth.queried_series == ()
     _assert_same_tables(fourth, first)
+
+
+def _copy_with_new_uids(path, out: Path, *, study: bool):
+    """A copy of a DICOM file with a new SOP Instance UID and Series Instance UID (and Study Instance UID)."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(path)
+    if study:
+        ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(out, enforce_file_format=True)
+    ds.filename = str(out)
+    return ds
 
 
 def test_server_stopping_mid_scan_gives_one_line_error_and_a_resumable_index(server, tmp_path):

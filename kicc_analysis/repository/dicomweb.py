@@ -349,12 +349,14 @@ class DicomwebScan(RepositoryScan):
     syntax is known once a series is fetched). ``skipped`` is empty (a server returns DICOM only).
 
     Extra attributes: ``url`` (service address), ``n_requests`` (HTTP requests made), ``queried_studies`` (UIDs
-    of the studies whose instances were queried in this scan), ``n_studies_reused`` (taken from the index).
+    of the new or changed studies queried in this scan), ``queried_series`` (series of changed studies queried one
+    by one), ``n_studies_reused`` (unchanged studies taken from the index).
     """
 
     url: str = ""
     n_requests: int = 0
     queried_studies: tuple[str, ...] = field(default_factory=tuple)
+    queried_series: tuple[str, ...] = field(default_factory=tuple)
     n_studies_reused: int = 0
 
     def summary(self) -> str:
@@ -500,8 +502,10 @@ def scan_dicomweb(
     Notes
     -----
     Fast path: the study list (one paged request) is compared with the index by set difference of Study
-    Instance UIDs; a known study is queried again only when its Number of Study Related Series or Instances
-    (or ``modified_tag``) changed. It cannot see an instance replaced under the same SOP Instance UID (or a
+    Instance UIDs; a new study is queried whole; a known study is looked at again only when its Number of Study
+    Related Series or Instances (or ``modified_tag``) changed, and then by set difference of Series Instance
+    UIDs: its series list is asked for and only the series that are new or whose Number of Series Related
+    Instances changed are queried (series gone from it are dropped). It cannot see an instance replaced under the same SOP Instance UID (or a
     metadata edit) that leaves these counts unchanged, nor changes in a study on a server that does not return
     the counts: use ``verify=True`` there. Standard QIDO-RS has no modification date; servers that keep one
     in a study attribute can name it with ``modified_tag``.
@@ -550,46 +554,86 @@ def scan_dicomweb(
     ]
     keep = sorted(set(states) - set(todo))
     study_of = old_files["relpath"].str.split("/", n=1).str[0] if len(old_files) else pd.Series([], dtype=object)
-    reused = old_files[study_of.isin(keep).to_numpy()] if len(old_files) else old_files
+    reused = [old_files[study_of.isin(keep).to_numpy()] if len(old_files) else old_files]
     done_states = [states[u] for u in keep]
 
     rows: list[tuple] = []
     done: list[str] = []
+    queried_series: list[str] = []
     fields = list(QIDO_FIELDS)
     saved_path: Path | None = folder / _INDEX_FILE if use_index else None
+
+    def current_files() -> pd.DataFrame:
+        return pd.concat([*reused, _rows_table(rows)], ignore_index=True) if rows else pd.concat(reused)
 
     def save() -> None:
         nonlocal saved_path
         if not use_index:
             return
-        files = pd.concat([reused, _rows_table(rows)], ignore_index=True) if rows else reused
         state = pd.DataFrame([*done_states, *(states[u] for u in done)], columns=list(_STUDY_STATE))
-        err = _save_dicomweb_index(folder, address, files, state)
+        err = _save_dicomweb_index(folder, address, current_files(), state)
         if err:
             notes.append(err)
             saved_path = None
 
+    def query_study(k: int, uid: str) -> None:
+        """Query one new or changed study: a new study whole; a changed one series by series, only the series
+        that are new or whose Number of Series Related Instances changed (the others keep their index rows)."""
+        label = f"study {k + 1} of {len(todo)}"
+        old_rows = old_files[(study_of == uid).to_numpy()] if len(old_files) and not verify else old_files[:0]
+        if old_rows.empty or old_rows["series_uid"].isna().any():
+            found = server.paged(
+                f"the instances of {label}",
+                server.client.search_for_instances,
+                page_size,
+                study_instance_uid=uid,
+                fields=fields,
+            )
+            rows.extend(_row(e, uid) for e in found)
+            return
+        listed_series = server.paged(
+            f"the series list of {label}",
+            server.client.search_for_series,
+            page_size,
+            study_instance_uid=uid,
+            fields=["0020000E", "00201209"],
+        )
+        old_counts = old_rows["series_uid"].value_counts()
+        unchanged: list[str] = []
+        for element in list(listed_series):
+            se = _json_value("series_uid", "UI", element.get("0020000E"))
+            n = _json_value("", "IS", element.get("00201209"))
+            if se is None:
+                continue
+            if n is not None and se in old_counts.index and int(old_counts[se]) == n:
+                unchanged.append(se)
+                continue
+            found = server.paged(
+                f"the instances of a series of {label}",
+                server.client.search_for_instances,
+                page_size,
+                study_instance_uid=uid,
+                series_instance_uid=se,
+                fields=fields,
+            )
+            rows.extend(_row(e, uid) for e in found)
+            queried_series.append(se)
+        reused.append(old_rows[old_rows["series_uid"].isin(unchanged).to_numpy()])
+
     bar = progress_bar(total=len(todo), show=show_progress, desc="DICOMweb studies", unit="study")
     try:
         for k, uid in enumerate(todo):
+            n_rows, n_parts = len(rows), len(reused)
             try:
-                found = list(
-                    server.paged(
-                        f"the instances of study {k + 1} of {len(todo)}",
-                        server.client.search_for_instances,
-                        page_size,
-                        study_instance_uid=uid,
-                        fields=fields,
-                    )
-                )
+                query_study(k, uid)
             except _ServerGone as exc:
+                del rows[n_rows:], reused[n_parts:]  # the study is not done: none of its rows are saved
                 save()
                 kept = len(done_states) + len(done)
                 raise RepositoryError(
                     f"DICOMweb server {address}: {exc}; {kept} of {len(states)} studies are saved in the index "
                     f"{folder}: run the scan again to resume"
                 ) from None
-            rows.extend(_row(e, uid) for e in found)
             done.append(uid)
             bar.update(1)
             if save_every and len(done) % save_every == 0:
@@ -599,8 +643,8 @@ def scan_dicomweb(
     if todo or not old or len(old_studies) != len(states):
         save()
 
-    files = pd.concat([reused, _rows_table(rows)], ignore_index=True) if rows else reused.reset_index(drop=True)
-    files = files.sort_values("relpath", kind="stable").reset_index(drop=True)
+    files = current_files().sort_values("relpath", kind="stable").reset_index(drop=True)
+    n_reused = len(files) - len(rows)
     instances, series, skipped = _build_dicomweb_tables(address, files)
     n_removed = int(len(old_studies) - len(set(old_studies["study_uid"]) & set(states))) if len(old_studies) else 0
     scan = _finish_scan(
@@ -608,7 +652,7 @@ def scan_dicomweb(
         {"instances": instances, "series": series, "skipped": skipped},
         len(files),
         len(rows),
-        len(reused),
+        n_reused,
         n_removed,
         saved_path,
         notes,
@@ -620,6 +664,7 @@ def scan_dicomweb(
         url=address,
         n_requests=server.n_requests,
         queried_studies=tuple(todo),
+        queried_series=tuple(queried_series),
         n_studies_reused=len(keep),
     )
 
