@@ -330,5 +330,16 @@ def test_cohort_from_dicomweb_equals_the_cohort_from_files(server, tmp_path, cap
         from kicc_analysis.repository import series_files
 
         series_files(web, jobs["series_uid"].iloc[0])
+    # a teaching case from the DICOMweb series shows the same images as from the repository's files
+    from kicc_analysis.teaching.case import build_case
+
+    subject = from_web.table.dropna(subset=["baseline_ct_series_uid"])["subjid"].iloc[0]
+    uid = from_web.table.set_index("subjid").loc[subject, "baseline_ct_series_uid"]
+    remote = series_source(web, uid, cache_dir=tmp_path / "series-cache")
+    case_web = build_case(from_web.table, subject, repository=server.repository, ct_source=remote, stack_step=8)
+    case_files = build_case(from_files.table, subject, repository=server.repository, stack_step=8)
+    assert len(case_web.stack) == len(case_files.stack) > 0
+    assert all((a == b).all() for a, b in zip(case_web.stack, case_files.stack, strict=True))
+    assert Path(os.fspath(remote)).is_dir()
     assert main(["cohort", str(server.repository), "--dicomweb", server.dicomweb_url]) == 0
     assert f"cohort_version {from_files.cohort_version}" in capsys.readouterr().out
