@@ -343,3 +343,24 @@ def test_cohort_from_dicomweb_equals_the_cohort_from_files(server, tmp_path, cap
     assert Path(os.fspath(remote)).is_dir()
     assert main(["cohort", str(server.repository), "--dicomweb", server.dicomweb_url]) == 0
     assert f"cohort_version {from_files.cohort_version}" in capsys.readouterr().out
+
+
+def test_kicc_quantify_from_dicomweb_with_two_workers_and_a_small_cache(server, tmp_path, capsys):
+    from kicc_analysis.cli import main
+    from kicc_analysis.repository.dicomweb import default_series_cache_dir
+
+    bound_gb = 0.003  # ~3.2 MB: about two demo CT series, fewer than the cohort's
+    out = tmp_path / "out"
+    status = main(
+        ["quantify", "--repository", str(server.repository), "--dicomweb", server.dicomweb_url, "--workers", "2",
+         "--series-cache-gb", str(bound_gb), "--cache", str(tmp_path / "results"), "--out", str(out)]
+    )  # fmt: skip
+    assert status == 0, capsys.readouterr()
+    results = pd.read_csv(out / "ct_quantification_by_region.csv")
+    assert pd.read_csv(out / "ct_failures.csv").empty
+    web = scan_dicomweb(server.dicomweb_url)
+    n_selected = web.selection["series_uid"].notna().sum()
+    assert results["series_uid"].nunique() == n_selected >= 3
+    cache = SeriesCache(default_series_cache_dir(server.dicomweb_url), int(bound_gb * (1 << 30)))
+    assert 0 < cache.total_bytes() <= cache.max_bytes
+    assert len(cache.entries()) < n_selected  # least recently used series were evicted while the workers ran
