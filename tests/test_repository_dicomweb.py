@@ -88,6 +88,30 @@ def test_address_parsing():
         service_url("dicomweb+ftp://host/x")
 
 
+def test_paging_survives_a_server_that_cuts_pages_short():
+    """PS3.18 lets a server return fewer results than ``limit`` (with a warning): paging must not stop there."""
+    pytest.importorskip("dicomweb_client")
+    from kicc_analysis.repository.dicomweb import _Server
+
+    results = [{"n": k} for k in range(10)]
+    calls = []
+
+    def capped_search(limit, offset):  # the server's own maximum is 3 per page
+        calls.append((limit, offset))
+        return results[offset : offset + min(limit, 3)]
+
+    server = _Server("http://127.0.0.1:9/dicom-web")
+    assert list(server.paged("x", capped_search, 5, expected=10)) == results
+    assert list(server.paged("x", capped_search, 5, until_empty=True)) == results
+    calls.clear()
+    assert list(server.paged("x", capped_search, 5)) == results[:3]  # no count known: a short page ends it
+    assert calls == [(5, 0)]
+    calls.clear()
+    assert list(server.paged("x", lambda limit, offset: results[offset : offset + limit], 5, expected=10)) == results
+    # requests: 4 (the 10th result ends it), 5 (an empty page ends it), 1, 3 (full, full, empty)
+    assert server.n_requests == 4 + 5 + 1 + 3
+
+
 def test_scan_tables_equal_the_filesystem_scan(server, tmp_path):
     log = RequestLog()
     web = scan_dicomweb(server.dicomweb_url, index_dir=tmp_path / "index", page_size=7, session=log.session)

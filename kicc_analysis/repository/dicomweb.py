@@ -195,6 +195,7 @@ class _Server:
         self.retries = retries
         self.backoff_s = backoff_s
         self.n_requests = 0
+        self.credential_names = f"${token_env} or ${header_env}"
 
     def call(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run one request, retrying connection errors and busy answers with exponential backoff."""
@@ -210,8 +211,7 @@ class _Server:
                 status = exc.response.status_code if exc.response is not None else 0
                 if status in (401, 403):
                     raise _ServerGone(
-                        f"{_reason(exc)} for {what}: the server refused the credentials (set ${TOKEN_ENV} or "
-                        f"${HEADER_ENV})"
+                        f"{_reason(exc)} for {what}: the server refused the credentials (set {self.credential_names})"
                     ) from None
                 if status not in _RETRY_STATUS or attempt > self.retries:
                     raise _ServerGone(f"{_reason(exc)} for {what} after {attempt} attempt(s)") from None
@@ -224,15 +224,32 @@ class _Server:
             logger.info("DICOMweb %s failed (attempt %d); retrying in %.2f s", what, attempt, delay)
             time.sleep(delay)
 
-    def paged(self, what: str, search: Callable[..., list[dict]], page_size: int, **kwargs: Any) -> Iterator[dict]:
-        """Every result of a QIDO-RS search, page by page (``limit`` / ``offset``)."""
+    def paged(
+        self,
+        what: str,
+        search: Callable[..., list[dict]],
+        page_size: int,
+        *,
+        expected: float | None = None,
+        until_empty: bool = False,
+        **kwargs: Any,
+    ) -> Iterator[dict]:
+        """Every result of a QIDO-RS search, page by page (``limit`` / ``offset``).
+
+        A page shorter than ``page_size`` ends the search, unless the server may have cut it to a maximum of its
+        own (PS3.18 allows it, with a warning): then the next page is asked for too, when fewer than ``expected``
+        results came (the study's instance count) or always with ``until_empty`` (the study list). An empty page
+        always ends it.
+        """
         offset = 0
         while True:
             page = self.call(f"{what} (offset {offset})", lambda o=offset: search(limit=page_size, offset=o, **kwargs))
             yield from page
-            if len(page) < page_size:
-                return
             offset += len(page)
+            if not page:
+                return
+            if len(page) < page_size and not until_empty and not (expected is not None and offset < expected):
+                return
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -527,7 +544,11 @@ def scan_dicomweb(
 
     study_fields = [*_STUDY_FIELDS, *([modified_tag.upper()] if modified_tag else [])]
     try:
-        listed = list(server.paged("the study list", server.client.search_for_studies, page_size, fields=study_fields))
+        listed = list(
+            server.paged(
+                "the study list", server.client.search_for_studies, page_size, until_empty=True, fields=study_fields
+            )
+        )
     except _ServerGone as exc:
         raise RepositoryError(
             f"DICOMweb server {address}: {exc}; the index in {folder} is unchanged: run the scan again to resume"
@@ -586,6 +607,7 @@ def scan_dicomweb(
                 f"the instances of {label}",
                 server.client.search_for_instances,
                 page_size,
+                expected=states[uid][2],
                 study_instance_uid=uid,
                 fields=fields,
             )
@@ -612,6 +634,7 @@ def scan_dicomweb(
                 f"the instances of a series of {label}",
                 server.client.search_for_instances,
                 page_size,
+                expected=n,
                 study_instance_uid=uid,
                 series_instance_uid=se,
                 fields=fields,
