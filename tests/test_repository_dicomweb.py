@@ -88,6 +88,25 @@ def test_address_parsing():
         service_url("dicomweb+ftp://host/x")
 
 
+def test_credentials_come_from_the_environment_only(monkeypatch):
+    pytest.importorskip("dicomweb_client")
+    from kicc_analysis.repository.dicomweb import _Server
+
+    monkeypatch.setenv(TOKEN_ENV, "tok-123")
+    monkeypatch.setenv(HEADER_ENV, "X-Api-Key: key-456")
+    headers = _Server("http://127.0.0.1:9/dicom-web").client._session.headers
+    assert headers["Authorization"] == "Bearer tok-123" and headers["X-Api-Key"] == "key-456"
+    monkeypatch.setenv("MY_TOKEN", "other-789")
+    monkeypatch.delenv(TOKEN_ENV)
+    monkeypatch.delenv(HEADER_ENV)
+    headers = _Server("http://127.0.0.1:9/dicom-web", token_env="MY_TOKEN").client._session.headers
+    assert headers["Authorization"] == "Bearer other-789"
+    monkeypatch.setenv(HEADER_ENV, "no-colon-secret-000")
+    with pytest.raises(RepositoryError, match="one header line") as info:
+        _Server("http://127.0.0.1:9/dicom-web")
+    assert "secret-000" not in str(info.value)
+
+
 def test_paging_survives_a_server_that_cuts_pages_short():
     """PS3.18 lets a server return fewer results than ``limit`` (with a warning): paging must not stop there."""
     pytest.importorskip("dicomweb_client")
