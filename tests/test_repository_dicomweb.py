@@ -107,6 +107,36 @@ def test_credentials_come_from_the_environment_only(monkeypatch):
     assert "secret-000" not in str(info.value)
 
 
+def test_a_study_is_requeried_when_its_counts_or_modification_attribute_change():
+    from kicc_analysis.repository.dicomweb import _same_state, _study_state
+
+    def study(n_series, n_instances, modified):
+        element = {"0020000D": {"vr": "UI", "Value": ["1.2.3"]}, "00201206": {"vr": "IS", "Value": [n_series]}}
+        element["00201208"] = {"vr": "IS", "Value": [n_instances]}
+        element["00091001"] = {"vr": "DT", "Value": [modified]}
+        return element
+
+    old = pd.Series(
+        dict(
+            zip(
+                ("study_uid", "n_series", "n_instances", "modified"),
+                _study_state(study(2, 40, "20261206"), "00091001"),
+                strict=True,
+            )
+        )
+    )
+    assert _same_state(old, _study_state(study(2, 40, "20261206"), "00091001"))
+    assert not _same_state(old, _study_state(study(2, 41, "20261206"), "00091001"))
+    assert not _same_state(old, _study_state(study(3, 40, "20261206"), "00091001"))
+    assert not _same_state(old, _study_state(study(2, 40, "20261207"), "00091001"))
+    # a server without the counts: unknown equals unknown (the blind spot docs/dicomweb.md names)
+    bare = {"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}
+    unknown = pd.Series(
+        dict(zip(("study_uid", "n_series", "n_instances", "modified"), _study_state(bare, None), strict=True))
+    )
+    assert _same_state(unknown, _study_state(bare, None))
+
+
 def test_paging_survives_a_server_that_cuts_pages_short():
     """PS3.18 lets a server return fewer results than ``limit`` (with a warning): paging must not stop there."""
     pytest.importorskip("dicomweb_client")
