@@ -462,10 +462,11 @@ def _caption(study: ComparisonStudy, numbers: Mapping[str, Any], level: Mapping[
             for total in definition.totals:
                 value = definition.compute_total(total.name, {k: float(v) for k, v in study.scores.items()})
                 name = definition.title.split(" (")[0] if total.name == "total" else total.name.replace("_", " ")
-                totals.append(f"{name} {value:g}/{definition.total_range(total.name)[1]}")
+                shown = "n/a" if not np.isfinite(value) else f"{value:g}" if value == int(value) else f"{value:.1f}"
+                totals.append(f"{name} {shown}/{definition.total_range(total.name)[1]}")
             lines.append(", ".join(totals) + readers)
         else:
-            lines.append(", ".join(f"{k} {v:g}" for k, v in study.scores.items()) + readers)
+            lines.append(", ".join(f"{k} {float(v):.3g}" for k, v in study.scores.items()) + readers)
     return "\n".join(lines)
 
 
