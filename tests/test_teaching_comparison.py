@@ -177,7 +177,8 @@ def test_carina_agrees_with_cip_airway_labels(ct64):
 
 
 def test_captions_hold_the_numbers_given(pair, cxr):
-    numbers = {"opacity_pct": 12.34, "ggo_ml": 310.4, "consolidation_ml": 95.6, "volume_ml": 4321.0}
+    numbers = {"opacity_pct": 12.34, "ggo_ml": 310.4, "consolidation_ml": 95.6, "volume_ml": 4321.0,
+               "severity_total": 10.0}  # fmt: skip
     lobes = {"RUL": 2, "RML": 1, "RLL": 3, "LUL": 1, "LLL": 4}
     studies = [
         ComparisonStudy(pair[0].image, day=0, label="baseline", lungs=pair[0].lungs, quantification=numbers,
@@ -190,7 +191,7 @@ def test_captions_hold_the_numbers_given(pair, cxr):
     ct0, xr0, ct19 = cmp.captions()
     flat = ct0.replace("\n", " ")
     for text in ("day 0 (baseline)", "opacity 12.3 %", "GGO 310 mL", "consolidation 96 mL", "lungs 4,321 mL",
-                 "per lobe 11/25 (mean of 3 readers)"):  # fmt: skip
+                 "per lobe 11/25 (mean of 3 readers)", "CT severity 10/30"):  # fmt: skip
         assert text in flat
     assert "Brixia score 9/18 (mean of 2 readers)" in xr0.replace("\n", " ") and "radiograph" in xr0
     assert ct19.startswith("day 19 (follow-up)") and "opacity 3.0 %" in ct19

@@ -443,7 +443,7 @@ def _caption(study: ComparisonStudy, numbers: Mapping[str, Any], level: Mapping[
         if "volume_ml" in numbers:
             parts.append(f"lungs {_fmt(float(numbers['volume_ml']), 0)} mL")
         if "severity_total" in numbers:
-            parts.append(f"CT severity {float(numbers['severity_total']):g}/20")
+            parts.append(f"CT severity {float(numbers['severity_total']):g}/30 (6 zones x 0-5)")
         if parts:
             lines.append("; ".join(parts))
     else:
