@@ -355,3 +355,101 @@ def _recover_bronchograms_2d(
             region &= ndimage.distance_transform_edt(~bone, sampling=spacing[1:]) > params.dependent_margin_mm
         out[z] = region & ~lung
     return out
+
+
+def thoracic_cavity_2d(
+    hu: np.ndarray,
+    trunk: np.ndarray,
+    lungs: np.ndarray,
+    spacing: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray | None:
+    """The thoracic cavity of one axial slice: pixels inside the rib cage (bool (y, x)), or ``None`` without a cage.
+
+    Rays (``n_rays``) are cast from the trunk centre. On each ray that meets the aerated lung (``lungs``: only
+    components with at least a fifth of the largest one's area, so an air pocket in an arm or an object on the
+    chest does not move the cage) the cage is the first bone pixel (:func:`_cage_bone_2d`) beyond the outermost lung
+    pixel; rays without a hit (between two ribs, through the mediastinum, through consolidated lung) take it
+    interpolated in angle from the rays with one, and the radii are smoothed by a running median over
+    ``cavity_median_deg`` (a humerus or scapula seen through an intercostal gap, the spine, do not count). The
+    cavity is the star-shaped region inside that radius. ``None`` when fewer than ``cavity_min_hit_share`` of the
+    rays meeting lung hit bone (no visible cage, e.g. a window so low that muscle saturates like bone).
+
+    Parameters
+    ----------
+    hu : numpy.ndarray
+        Working-grid slice (y, x), HU.
+    trunk : numpy.ndarray
+        bool (y, x) trunk mask.
+    lungs : numpy.ndarray
+        bool (y, x) aerated lung candidates (airways removed).
+    spacing : numpy.ndarray
+        Working spacing (z, y, x) or (y, x) in mm.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        bool (y, x) cavity.
+    """
+    spacing_yx = np.asarray(spacing, dtype=float)[-2:]
+    if not trunk.any() or not lungs.any():
+        return None
+    bone = _cage_bone_2d(hu, trunk, params=params)
+    if bone is None or not bone.any():
+        return None
+    comp, n = ndimage.label(lungs, structure=np.ones((3, 3)))
+    sizes = ndimage.sum_labels(lungs, comp, np.arange(1, n + 1))
+    major = np.isin(comp, 1 + np.nonzero(sizes >= 0.2 * sizes.max())[0])
+    ny, nx = hu.shape
+    n_rays = params.n_rays
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    cy, cx = ndimage.center_of_mass(major)  # the lungs' centre: arms do not shift it
+    pixel_mm = float(np.sqrt(spacing_yx[0] * spacing_yx[1]))
+    radius = np.hypot((yy - cy) * spacing_yx[0], (xx - cx) * spacing_yx[1]) / pixel_mm
+    ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
+    r_lung = np.full(n_rays, -1.0)
+    np.maximum.at(r_lung, ray[major], radius[major])
+    r_trunk = np.zeros(n_rays)
+    np.maximum.at(r_trunk, ray[trunk], radius[trunk])
+    inner = np.maximum(r_lung, params.cavity_inner_share * r_trunk)
+    near = bone & (radius > inner[ray])
+    r_bone = np.full(n_rays, np.inf)
+    np.minimum.at(r_bone, ray[near], radius[near])
+    found = np.isfinite(r_bone)
+    if found.sum() < max(8, params.cavity_min_hit_share * (r_lung >= 0).sum()):
+        return None
+    rays = np.arange(n_rays)
+    theta = (rays + 0.5) / n_rays * 2 * np.pi
+    model = _periodic_fit(theta[found], r_bone[found], params.cavity_harmonics, params.cavity_band, theta)
+    # second pass: on every ray the innermost bone within the band around the fitted ring, else the ring itself
+    ring = model[ray]
+    in_band = bone & (np.abs(radius - ring) <= params.cavity_band * ring)
+    cage = np.full(n_rays, np.inf)
+    np.minimum.at(cage, ray[in_band], radius[in_band])
+    cage = np.where(np.isfinite(cage), cage, model)
+    window = max(3, int(round(params.cavity_median_deg / 360.0 * n_rays)) | 1)
+    cage = ndimage.median_filter(cage, size=window, mode="wrap")
+    return (radius <= cage[ray]) & trunk
+
+
+def _periodic_fit(theta: np.ndarray, radius: np.ndarray, harmonics: int, band: float, at: np.ndarray) -> np.ndarray:
+    """A smooth closed curve r(angle) (Fourier series up to ``harmonics``) fitted to (``theta``, ``radius``) points
+    by least squares, refitted twice without the points off by more than ``band`` (share of the fitted radius);
+    returns its radius at the angles ``at`` (radians)."""
+
+    def design(t: np.ndarray) -> np.ndarray:
+        columns = [np.ones_like(t)]
+        for k in range(1, harmonics + 1):
+            columns += [np.cos(k * t), np.sin(k * t)]
+        return np.stack(columns, axis=1)
+
+    keep = np.ones(theta.size, dtype=bool)
+    coef = np.zeros(2 * harmonics + 1)
+    coef[0] = float(np.median(radius))
+    for _ in range(3):
+        if keep.sum() < 2 * harmonics + 2:
+            break
+        coef = np.linalg.lstsq(design(theta[keep]), radius[keep], rcond=None)[0]
+        keep = np.abs(radius - design(theta) @ coef) <= band * (design(theta) @ coef)
+    return design(at) @ coef

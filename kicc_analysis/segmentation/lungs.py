@@ -65,7 +65,7 @@ from ._common import (
     thick_part,
     trunk_mask,
 )
-from .dense_2d import _mediastinum_2d, _recover_bronchograms_2d, _recover_dependent_2d
+from .dense_2d import _mediastinum_2d, _recover_bronchograms_2d, _recover_dependent_2d, thoracic_cavity_2d
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
@@ -288,6 +288,11 @@ def _segment_array(
     lungs = candidate & ~airway
     lungs = _drop_small_and_gas(lungs, hu, voxel_ml, pixel_mm2, thin)
     trunk = trunk_mask(outside)
+    cavity = None
+    if thin and params.rule_enabled("cage_2d"):
+        cavity, removed = _thoracic_cavity(hu, trunk, lungs, spacing, params)
+        lungs = lungs & ~removed
+        info["cage_removed_ml"] = float(removed.sum()) * voxel_ml
     info["dropped_gas"] = []
     info["gas_rule_off"] = not thin and not gas_rule
     if not thin and gas_rule:
@@ -297,10 +302,35 @@ def _segment_array(
     labels = _fill_slices(labels)
     dense = np.zeros_like(lungs)
     if params.recover_dense and labels.any():
-        dense = _recover_dense(labels, hu, trunk, spacing, None if thin else body_x, params, info)
+        dense = _recover_dense(labels, hu, trunk, spacing, None if thin else body_x, params, info, cavity=cavity)
         labels = _fill_slices(labels)
     info["leak_fraction"] = _leak_fraction(labels, outside)
     return labels, dense & (labels > 0), info
+
+
+def _thoracic_cavity(
+    hu: np.ndarray, trunk: np.ndarray, lungs: np.ndarray, spacing: np.ndarray, params: LungParameters
+) -> tuple[np.ndarray, np.ndarray]:
+    """2-D path: per slice, the thoracic cavity (:func:`thoracic_cavity_2d`) and the aerated components outside it.
+
+    Returns the cavity (bool (z, y, x); a slice without a visible cage is all True) and the lung-candidate pixels to
+    drop: components (8-connected, per slice) with less than ``cavity_inside_share`` of their area inside the cavity
+    (air in an arm beside the chest, in an object lying on it, under the table).
+    """
+    cavity = np.ones(hu.shape, dtype=bool)
+    removed = np.zeros(hu.shape, dtype=bool)
+    for z in range(hu.shape[0]):
+        found = thoracic_cavity_2d(hu[z], trunk[z], lungs[z], spacing, params=params)
+        if found is None:
+            continue
+        cavity[z] = found
+        comp, n = ndimage.label(lungs[z], structure=np.ones((3, 3)))
+        if n == 0:
+            continue
+        index = np.arange(1, n + 1)
+        inside = np.asarray(ndimage.mean(found, comp, index), dtype=float)
+        removed[z] = np.isin(comp, index[inside < params.cavity_inside_share])
+    return cavity, removed
 
 
 def _body_centre_x(body: np.ndarray) -> np.ndarray:
@@ -581,6 +611,8 @@ class DenseContext:
         bool voxels accepted so far.
     gated : numpy.ndarray
         bool voxels added by rules the halo gate applies to.
+    cavity : numpy.ndarray or None
+        2-D path: bool thoracic cavity per slice (all True where no cage was found); ``None`` on the 3-D path.
     """
 
     labels: np.ndarray
@@ -592,6 +624,7 @@ class DenseContext:
     params: LungParameters
     recovered: np.ndarray
     gated: np.ndarray
+    cavity: np.ndarray | None = None
 
     @property
     def free(self) -> np.ndarray:
@@ -620,7 +653,7 @@ def dense_rules(path: str) -> list[DenseRule]:
     Examples
     --------
     >>> [rule.name for rule in dense_rules("2d")]
-    ['hull_deficit', 'rib_cage', 'mediastinum_2d', 'between_slices', 'dependent_2d', 'bronchograms_2d']
+    ['hull_deficit', 'rib_cage', 'mediastinum_2d', 'between_slices', 'dependent_2d', 'bronchograms_2d', 'cage_2d']
     >>> [(rule.name, rule.gated) for rule in dense_rules("3d") if rule.gated or rule.removes]
     [('rib_cage', True), ('between_slices', True), ('halo_gate', False)]
     """
@@ -664,6 +697,8 @@ def dense_rules(path: str) -> list[DenseRule]:
                     c.labels, c.hu, c.params.air_threshold_hu, c.free, c.trunk, c.spacing, c.recovered, params=c.params
                 ),
             ),
+            # nothing outside the rib cage (arms, objects on the chest, the chest wall beyond the ribs)
+            DenseRule("cage_2d", lambda c: _outside_cavity(c.cavity, c.spacing, c.params), removes=True),
         ]
     if path == "3d":
         return [
@@ -700,6 +735,8 @@ def _recover_dense(
     body_x: np.ndarray | None,
     params: LungParameters,
     info: dict[str, Any],
+    *,
+    cavity: np.ndarray | None = None,
 ) -> np.ndarray:
     """Step 6: the rules of :func:`dense_rules` in order; recovered voxels are labelled in place with the nearest lung.
 
@@ -717,6 +754,8 @@ def _recover_dense(
         Per-slice x centre (index) of the body: 3-D path. ``None``: 2-D path (thin stacks).
     params : LungParameters
         Settings; rules switched off there do not run.
+    cavity : numpy.ndarray, optional
+        2-D path: bool thoracic cavity per slice (:func:`_thoracic_cavity`), for the ``cage_2d`` filter.
     info : dict
         Receives ``rule_added_ml`` (per rule run, in order: mL on the working grid it added, negative for what a
         filter removed) and ``halo_dropped_ml``.
@@ -728,7 +767,7 @@ def _recover_dense(
     """
     dense_ok = (hu >= params.air_threshold_hu) & (hu <= params.dense_max_hu) & trunk
     empty = np.zeros(labels.shape, dtype=bool)
-    context = DenseContext(labels, hu, dense_ok, trunk, spacing, body_x, params, empty, empty)
+    context = DenseContext(labels, hu, dense_ok, trunk, spacing, body_x, params, empty, empty, cavity)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     added: dict[str, float] = {}
     for rule in dense_rules("3d" if body_x is not None else "2d"):
@@ -753,6 +792,18 @@ def _recover_dense(
     if recovered.any():
         labels[recovered] = nearest_label(labels, recovered)[recovered]
     return recovered
+
+
+def _outside_cavity(cavity: np.ndarray | None, spacing: np.ndarray, params: LungParameters) -> np.ndarray:
+    """The ``cage_2d`` filter: pixels not at least ``cavity_margin_mm`` inside the thoracic cavity (all False without
+    one)."""
+    if cavity is None:
+        return np.zeros((1, 1, 1), dtype=bool)
+    out = np.zeros(cavity.shape, dtype=bool)
+    for z in range(cavity.shape[0]):
+        if not cavity[z].all():
+            out[z] = ndimage.distance_transform_edt(cavity[z], sampling=spacing[1:]) <= params.cavity_margin_mm
+    return out
 
 
 def _recover_hull_deficit(
