@@ -64,8 +64,9 @@ from ._common import (
     nearest_label,
     thick_part,
     trunk_mask,
+    vertebral_body,
 )
-from .dense_2d import _mediastinum_2d, _recover_bronchograms_2d, _recover_dependent_2d, thoracic_cavity_2d
+from .dense_2d import _cage_bone_2d, _mediastinum_2d, _recover_bronchograms_2d, _recover_dependent_2d, thoracic_cavity_2d
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
@@ -298,7 +299,13 @@ def _segment_array(
     if not thin and gas_rule:
         lungs, info["dropped_gas"] = _drop_abdominal_gas(lungs, hu, trunk, voxel_ml, params=params)
 
-    labels = _split_left_right(lungs, body_x, thin)
+    if thin:  # single slices: side by position relative to the midline (vertebral body), not by component size
+        labels = np.zeros(lungs.shape, dtype=np.uint8)
+        for z in range(lungs.shape[0]):
+            midline = _midline_2d(hu[z], trunk[z], None if cavity is None else cavity[z], body_x[z], spacing, params)
+            labels[z] = _split_by_midline(lungs[z], midline)
+    else:
+        labels = _split_left_right(lungs, body_x, thin)
     labels = _fill_slices(labels)
     dense = np.zeros_like(lungs)
     if params.recover_dense and labels.any():
@@ -331,6 +338,46 @@ def _thoracic_cavity(
         inside = np.asarray(ndimage.mean(found, comp, index), dtype=float)
         removed[z] = np.isin(comp, index[inside < params.cavity_inside_share])
     return cavity, removed
+
+
+def _midline_2d(
+    hu: np.ndarray,
+    trunk: np.ndarray,
+    cavity: np.ndarray | None,
+    body_x: float,
+    spacing: np.ndarray,
+    params: LungParameters,
+) -> float:
+    """x (index) of the patient's midline in one axial slice: the vertebral body's centre when found, else the
+    thoracic cavity's centre, else the body's."""
+    guess = float(np.nonzero(cavity)[1].mean()) if cavity is not None and not cavity.all() else float(body_x)
+    bone = _cage_bone_2d(hu, trunk, params=params)
+    if bone is not None and bone.any():
+        vb = vertebral_body(bone, trunk, spacing, guess, params=params)
+        if vb is not None:
+            return float(vb[1])
+    return guess
+
+
+def _split_by_midline(lungs: np.ndarray, midline: float) -> np.ndarray:
+    """Lung labels of one slice (y, x): components on the smaller-x side of ``midline`` are right (1), the others
+    left (2); a component with at least a fifth of its area on each side (lungs touching in front of the heart)
+    is cut by the erosion split (:func:`_split_block`) and each part takes the side of its centroid."""
+    out = np.zeros(lungs.shape, dtype=np.uint8)
+    comp, n = ndimage.label(lungs, structure=np.ones((3, 3)))
+    xs = np.arange(lungs.shape[1])[None, :]
+    for i in range(1, n + 1):
+        part = comp == i
+        right_share = float((part & (xs < midline)).sum()) / float(part.sum())
+        if min(right_share, 1.0 - right_share) < 0.2:
+            out[part] = RIGHT if right_share >= 0.5 else LEFT
+            continue
+        pieces = _split_block(part[None], np.array([midline]), STRUCT_2D)[0]
+        for value in (1, 2):
+            piece = pieces == value
+            if piece.any():
+                out[piece] = RIGHT if np.nonzero(piece)[1].mean() < midline else LEFT
+    return out
 
 
 def _body_centre_x(body: np.ndarray) -> np.ndarray:
