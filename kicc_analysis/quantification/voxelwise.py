@@ -113,7 +113,22 @@ def _opacity_array(
     remove_vessels: bool,
     vessel_width_mm: float,
 ) -> np.ndarray:
-    """GGO / consolidation labels of one (cropped) array; ``spacing`` in mm in array axis order."""
+    """GGO / consolidation labels of one (cropped) array; ``spacing`` in mm in array axis order.
+
+    A single coronal or sagittal slice (3-D array with one voxel across y or x) is processed as a 2-D slice in its
+    own plane (the vessel rule then is the in-plane opening)."""
+    axis = next((a for a in (1, 2) if hu.ndim == 3 and hu.shape[a] == 1 and hu.shape[0] > 1), None)
+    if axis is not None:
+        spacing = np.asarray(spacing, dtype=float)
+        out = _opacity_array(
+            np.moveaxis(hu, axis, 0),
+            np.moveaxis(lung, axis, 0),
+            table,
+            np.concatenate([spacing[[axis]], np.delete(spacing, axis)]),
+            remove_vessels,
+            vessel_width_mm,
+        )
+        return np.ascontiguousarray(np.moveaxis(out, 0, axis))
     spacing_yx = np.asarray(spacing[-2:], dtype=float)
     lo, hi = table["ggo"]
     ggo = lung & (hu >= lo) & (hu < hi)

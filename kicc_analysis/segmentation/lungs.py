@@ -70,7 +70,7 @@ from .dense_2d import _cage_bone_2d, _mediastinum_2d, _recover_bronchograms_2d, 
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
-ALGORITHM_VERSION = "lungs-1.7"  # bump when outputs change; history in CHANGELOG.md
+ALGORITHM_VERSION = "lungs-1.8"  # bump when outputs change; history in CHANGELOG.md
 
 
 @dataclass
@@ -181,6 +181,9 @@ def segment_lungs(
     air_threshold_hu = params.air_threshold_hu
     image3d, was_2d = _as_3d(image)
     position = _patient_position(image, patient_position)
+    view = _PlaneView.of(image3d)
+    if view is not None:  # a single coronal or sagittal slice
+        return _segment_plane(image3d, view, position, params)
     spacing = np.array(image3d.GetSpacing()[::-1], dtype=float)  # (z, y, x) mm
     factors = np.maximum(1, np.floor(working_spacing_mm / spacing + 1e-6)).astype(int)
     factors = np.minimum(factors, np.array(image3d.GetSize()[::-1]))  # never shrink an axis below one voxel
@@ -201,6 +204,138 @@ def segment_lungs(
     if was_2d:
         labels_img, dense_img = labels_img[:, :, 0], dense_img[:, :, 0]
     return LungSegmentation(labels=labels_img, qa=qa, dense_recovered=dense_img)
+
+
+@dataclass(frozen=True)
+class _PlaneView:
+    """How a single coronal or sagittal slice maps to a canonical 2-D view (array (1, rows, columns)): rows run
+    superior -> inferior, columns patient right -> left (coronal) or anterior -> posterior (sagittal)."""
+
+    plane: str  # "coronal" or "sagittal"
+    order: tuple[int, int, int]  # array axes of the slice (singleton, row, column)
+    flips: tuple[bool, bool]  # rows / columns reversed after the transpose
+    x_mm: float  # LPS x (mm) of the slice centre (sagittal: which side of the scanner's x = 0 it lies)
+
+    @staticmethod
+    def of(image: sitk.Image) -> _PlaneView | None:
+        """The view of a 3-D image that is one coronal or sagittal slice (from its direction), else ``None``."""
+        size = image.GetSize()  # (x, y, z) image axes; array axis a = image axis 2 - a
+        single = [axis for axis in range(3) if size[axis] == 1]
+        if len(single) != 1:
+            return None
+        direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)  # column i: image axis i (LPS)
+        normal_axis = int(np.argmax(np.abs(direction[:, single[0]])))
+        if normal_axis == 2:  # axial
+            return None
+        in_plane = [axis for axis in range(3) if axis != single[0]]
+        row = max(in_plane, key=lambda axis: abs(direction[2, axis]))  # superior-inferior axis
+        column = next(axis for axis in in_plane if axis != row)
+        along = 0 if normal_axis == 1 else 1  # coronal columns run along x (left), sagittal along y (posterior)
+        centre = image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2.0 for n in size])
+        return _PlaneView(
+            plane="coronal" if normal_axis == 1 else "sagittal",
+            order=(2 - single[0], 2 - row, 2 - column),
+            flips=(bool(direction[2, row] > 0), bool(direction[along, column] < 0)),
+            x_mm=float(centre[0]),
+        )
+
+    def forward(self, array: np.ndarray) -> np.ndarray:
+        out = np.transpose(array, self.order)
+        if self.flips[0]:
+            out = out[:, ::-1]
+        if self.flips[1]:
+            out = out[:, :, ::-1]
+        return np.ascontiguousarray(out)
+
+    def backward(self, array: np.ndarray) -> np.ndarray:
+        out = array
+        if self.flips[1]:
+            out = out[:, :, ::-1]
+        if self.flips[0]:
+            out = out[:, ::-1]
+        return np.ascontiguousarray(np.transpose(out, np.argsort(self.order)))
+
+
+def _segment_plane(image3d: sitk.Image, view: _PlaneView, position: str, params: LungParameters) -> LungSegmentation:
+    """:func:`segment_lungs` on one coronal or sagittal slice: air-based mask, no dense recovery (its rules are
+    axial), nothing below the diaphragm; sides from the midline (coronal) or the slice position (sagittal)."""
+    spacing3 = np.array(image3d.GetSpacing()[::-1], dtype=float)
+    canon_hu = view.forward(sitk.GetArrayFromImage(image3d).astype(np.float32))
+    canon_spacing = spacing3[list(view.order)]
+    canon = sitk.GetImageFromArray(canon_hu)
+    canon.SetSpacing(tuple(float(v) for v in canon_spacing[::-1]))
+    factors = np.maximum(1, np.floor(params.working_spacing_mm / canon_spacing + 1e-6)).astype(int)
+    factors = np.minimum(factors, np.array(canon_hu.shape))
+    hu = sitk.GetArrayFromImage(sitk.BinShrink(canon, [int(f) for f in factors[::-1]]))
+    work_spacing = canon_spacing * factors
+    labels_w, info = _segment_plane_array(hu, work_spacing, view, params)
+    info["patient_position"] = position
+    labels_c, _ = _upsample_refined(labels_w, np.zeros_like(labels_w, dtype=bool), factors, canon, params.air_threshold_hu)
+    labels_img = _array_to_image(view.backward(labels_c), image3d)
+    dense_img = _array_to_image(np.zeros(sitk.GetArrayViewFromImage(image3d).shape, dtype=np.uint8), image3d)
+    qa = _quality(labels_img, dense_img, info, True, work_spacing[list(np.argsort(view.order))], params)
+    qa["plane"] = view.plane
+    return LungSegmentation(labels=labels_img, qa=qa, dense_recovered=dense_img)
+
+
+def _segment_plane_array(
+    hu: np.ndarray, spacing: np.ndarray, view: _PlaneView, params: LungParameters
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Lung labels of a canonical coronal / sagittal view (1, rows superior -> inferior, columns), working grid.
+
+    Air inside the body (steps 1-2) gives the candidates. Lung = the most superior candidate whose interior (eroded
+    by one pixel) is lung-like rather than gas (share of pixels in ``-960..-500`` HU at least
+    ``plane_min_parenchyma``, area at least ``plane_min_lung_mm2``, centroid in the upper ``plane_max_row_share`` of
+    the body's height in the slice), and every lung-like candidate whose centroid
+    lies above that lung's lowest row (the other lung; never the stomach or bowel gas under the diaphragm).
+    Coronal: sides by the midline (body centre); sagittal: the whole slice is the right lung when its centre lies
+    at LPS x < 0, else the left (scanner coordinates: the patient lies about centred; flag ``side_from_position``).
+    """
+    info: dict[str, Any] = {"airway_found": None, "rule_added_ml": {}, "halo_gate": False, "halo_dropped_ml": 0.0}
+    pixel_mm2 = float(spacing[1] * spacing[2])
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    air = hu < params.air_threshold_hu
+    comp, _ = ndimage.label(air[0], structure=np.ones((3, 3)))
+    # outside air touches the side or inferior border; the trachea leaves the field at the superior border
+    border = np.unique(np.concatenate([comp[-1], comp[:, 0], comp[:, -1]]))
+    outside = np.isin(comp, border[border > 0])[None]
+    candidate = air & ~outside
+    body_x = _body_centre_x(~outside)
+    candidate = _drop_small_and_gas(candidate, hu, voxel_ml, pixel_mm2, True)
+    if view.plane == "coronal":
+        airway = _airway_2d(candidate, hu, body_x, pixel_mm2)
+        candidate &= ~airway
+        info["airway_ml"] = float(airway.sum()) * voxel_ml
+    comp, n = ndimage.label(candidate[0], structure=np.ones((3, 3)))
+    lungs = np.zeros(candidate.shape[1:], dtype=bool)
+    if n:
+        index = np.arange(1, n + 1)
+        area = ndimage.sum_labels(candidate[0], comp, index) * pixel_mm2
+        interior = ndimage.binary_erosion(candidate[0])
+        parenchyma = interior & (hu[0] >= -960) & (hu[0] <= -500)
+        share = np.nan_to_num(
+            ndimage.sum_labels(parenchyma, comp, index) / np.maximum(ndimage.sum_labels(interior, comp, index), 1)
+        )
+        rows = np.array([c[0] for c in ndimage.center_of_mass(candidate[0], comp, index)]).reshape(-1)
+        body_rows = np.nonzero((~outside[0]).any(axis=1))[0]
+        upper = body_rows.min() + params.plane_max_row_share * (body_rows.max() - body_rows.min())
+        lung_like = (share >= params.plane_min_parenchyma) & (area >= params.plane_min_lung_mm2) & (rows <= upper)
+        if lung_like.any():
+            main = int(index[lung_like][np.argmin(rows[lung_like])])  # the most superior: gas lies below
+            lowest = int(np.nonzero((comp == main).any(axis=1))[0].max())
+            keep = (share >= params.plane_min_parenchyma) & (rows <= lowest)
+            keep[main - 1] = True
+            lungs = np.isin(comp, index[keep])
+            info["dropped_below_diaphragm_ml"] = float((candidate[0] & ~lungs).sum()) * voxel_ml
+    labels = np.zeros(candidate.shape, dtype=np.uint8)
+    if view.plane == "coronal":
+        labels[0] = _split_by_midline(lungs, float(body_x[0]))
+    else:
+        labels[0][lungs] = RIGHT if view.x_mm < 0 else LEFT
+    labels = _fill_slices(labels)
+    info["leak_fraction"] = _leak_fraction(labels, outside)
+    info["side_from_position"] = view.plane == "sagittal" and bool(lungs.any())
+    return labels, info
 
 
 def _resolve_parameters(parameters: LungParameters | None, **overrides: Any) -> LungParameters:
@@ -1006,6 +1141,8 @@ def _quality(
         flags.append("no_lung_gas_only")
     if info.get("gas_rule_off"):
         flags.append("gas_rule_off_not_supine")
+    if info.get("side_from_position"):
+        flags.append("side_from_position")
     reasons = _low_confidence_reasons(flags, total, ratio, dense_fraction, thin, params)
     if reasons:
         flags.append("low_confidence")

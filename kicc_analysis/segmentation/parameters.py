@@ -134,6 +134,10 @@ class LungParameters:
     cavity_min_hit_share: float = 0.25  # ... no cavity (rule off) when fewer rays meeting lung than this share hit bone
     cavity_inside_share: float = 0.5  # aerated components with less than this share inside the cavity are dropped
     cavity_margin_mm: float = 2.0  # dense recovered pixels must lie at least this (mm) inside the cage
+    # --- single coronal / sagittal slices (lungs.py, _segment_plane_array)
+    plane_min_parenchyma: float = 0.5  # lung: at least this share (0-1) of the interior at -960..-500 HU (gas: < -960)
+    plane_min_lung_mm2: float = 1500.0  # ... and the main lung at least this area (mm^2)
+    plane_max_row_share: float = 0.6  # ... with its centroid in this upper share (0-1) of the body's height
     # --- 3-D path rules (dense_3d.py): lung base, gutter, costophrenic recess, halo gate
     base_fit_degree: int = 2  # lung-base rule: polynomial degree of the dome model (2: quadratic; 3, 4 tried: worse)
     base_fit_iterations: int = 12  # ... iterations of the asymmetric (lower-envelope) dome fit
