@@ -66,7 +66,13 @@ from ._common import (
     trunk_mask,
     vertebral_body,
 )
-from .dense_2d import _cage_bone_2d, _mediastinum_2d, _recover_bronchograms_2d, _recover_dependent_2d, thoracic_cavity_2d
+from .dense_2d import (
+    _cage_bone_2d,
+    _mediastinum_2d,
+    _recover_bronchograms_2d,
+    _recover_dependent_2d,
+    thoracic_cavity_2d,
+)
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
