@@ -276,7 +276,9 @@ def _segment_plane(image3d: sitk.Image, view: _PlaneView, position: str, params:
     work_spacing = canon_spacing * factors
     labels_w, info = _segment_plane_array(hu, work_spacing, view, params)
     info["patient_position"] = position
-    labels_c, _ = _upsample_refined(labels_w, np.zeros_like(labels_w, dtype=bool), factors, canon, params.air_threshold_hu)
+    labels_c, _ = _upsample_refined(
+        labels_w, np.zeros_like(labels_w, dtype=bool), factors, canon, params.air_threshold_hu
+    )
     labels_img = _array_to_image(view.backward(labels_c), image3d)
     dense_img = _array_to_image(np.zeros(sitk.GetArrayViewFromImage(image3d).shape, dtype=np.uint8), image3d)
     qa = _quality(labels_img, dense_img, info, True, work_spacing[list(np.argsort(view.order))], params)
