@@ -453,3 +453,63 @@ def _periodic_fit(theta: np.ndarray, radius: np.ndarray, harmonics: int, band: f
         coef = np.linalg.lstsq(design(theta[keep]), radius[keep], rcond=None)[0]
         keep = np.abs(radius - design(theta) @ coef) <= band * (design(theta) @ coef)
     return design(at) @ coef
+
+
+def _recover_dependent_cavity_2d(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    cavity: np.ndarray | None,
+    spacing: np.ndarray,
+    recovered: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray:
+    """Dependent consolidation of single axial slices inside the thoracic cavity (rule ``dependent_cavity_2d``).
+
+    Per slice with a cavity (:func:`thoracic_cavity_2d`): soft tissue (``dense_ok``, not recovered yet) at least
+    ``cavity_pleura_mm`` inside the cage, in the posterior half of the cavity, with lung (aerated or recovered) in
+    front of it in its column and none behind it (the dependent lung lies on the posterior ribs; the liver or
+    spleen dome of a base slice has the lung's posterior recess behind it), not in the vertebral body / descending
+    aorta band (:func:`_paravertebral_band`) nor between the two lungs (:func:`_between_lungs`, mediastinum), in
+    components touching the lung and holding no new hole (:func:`_no_new_holes`), is lung.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (z, y, x) recovered voxels.
+    """
+    out = np.zeros(labels.shape, dtype=bool)
+    if cavity is None:
+        return out
+    ny, nx = labels.shape[1:]
+    rows = np.arange(ny)[:, None]
+    xs = np.arange(nx)
+    for z in range(labels.shape[0]):
+        if cavity[z].all() or not labels[z].any() or not dense_ok[z].any():
+            continue
+        lung = (labels[z] > 0) | recovered[z]
+        inner = ndimage.distance_transform_edt(cavity[z], sampling=spacing[1:]) > params.cavity_pleura_mm
+        cys = np.nonzero(cavity[z])[0]
+        posterior = rows >= 0.5 * (cys.min() + cys.max())
+        in_front = np.maximum.accumulate(lung, axis=0)
+        behind = np.maximum.accumulate(lung[::-1], axis=0)[::-1]
+        candidate = dense_ok[z] & ~lung & inner & posterior & in_front & ~behind
+        if not candidate.any():
+            continue
+        bone = _cage_bone_2d(hu[z], trunk[z], params=params)
+        midline = float(np.nonzero(cavity[z])[1].mean())
+        band_lo, band_hi = _paravertebral_band(bone, trunk[z], spacing, midline, params=params)
+        candidate &= ~((xs >= band_lo) & (xs <= band_hi))[None, :]
+        points = np.argwhere(candidate).astype(float)
+        if points.size:
+            between = _between_lungs(labels[z], recovered[z], points, midline, spacing, params=params)
+            candidate[tuple(points[between].astype(int).T)] = False
+        comp, n = ndimage.label(candidate, structure=np.ones((3, 3)))
+        if n == 0:
+            continue
+        touching = np.unique(comp[ndimage.binary_dilation(lung, structure=np.ones((3, 3))) & (comp > 0)])
+        band = np.isin(comp, touching[touching > 0])
+        out[z] = _no_new_holes(lung, band)
+    return out

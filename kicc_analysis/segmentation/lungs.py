@@ -71,6 +71,7 @@ from .dense_2d import (
     _mediastinum_2d,
     _recover_bronchograms_2d,
     _recover_dependent_2d,
+    _recover_dependent_cavity_2d,
     thoracic_cavity_2d,
 )
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
@@ -843,7 +844,8 @@ def dense_rules(path: str) -> list[DenseRule]:
     Examples
     --------
     >>> [rule.name for rule in dense_rules("2d")]
-    ['hull_deficit', 'rib_cage', 'mediastinum_2d', 'between_slices', 'dependent_2d', 'bronchograms_2d', 'cage_2d']
+    ['hull_deficit', 'rib_cage', 'mediastinum_2d', 'between_slices', 'dependent_2d', 'bronchograms_2d', 'dependent_cavity_2d',
+     'cage_2d']
     >>> [(rule.name, rule.gated) for rule in dense_rules("3d") if rule.gated or rule.removes]
     [('rib_cage', True), ('between_slices', True), ('halo_gate', False)]
     """
@@ -885,6 +887,13 @@ def dense_rules(path: str) -> list[DenseRule]:
                 "bronchograms_2d",
                 lambda c: _recover_bronchograms_2d(
                     c.labels, c.hu, c.params.air_threshold_hu, c.free, c.trunk, c.spacing, c.recovered, params=c.params
+                ),
+            ),
+            # dependent consolidation inside the thoracic cavity, behind the lung, down to the posterior cage
+            DenseRule(
+                "dependent_cavity_2d",
+                lambda c: _recover_dependent_cavity_2d(
+                    c.labels, c.hu, c.free, c.trunk, c.cavity, c.spacing, c.recovered, params=c.params
                 ),
             ),
             # nothing outside the rib cage (arms, objects on the chest, the chest wall beyond the ribs)

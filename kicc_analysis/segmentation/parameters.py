@@ -27,6 +27,7 @@ RULE_NAMES = (
     "between_slices",
     "dependent_2d",
     "bronchograms_2d",
+    "dependent_cavity_2d",
     "cage_2d",
     "lung_base",
     "gutter",
@@ -134,6 +135,7 @@ class LungParameters:
     cavity_min_hit_share: float = 0.25  # ... no cavity (rule off) when fewer rays meeting lung than this share hit bone
     cavity_inside_share: float = 0.5  # aerated components with less than this share inside the cavity are dropped
     cavity_margin_mm: float = 2.0  # dense recovered pixels must lie at least this (mm) inside the cage
+    cavity_pleura_mm: float = 4.0  # dependent_cavity_2d: pleura + intercostal tissue inside the cage (mm), never lung
     # --- single coronal / sagittal slices (lungs.py, _segment_plane_array)
     plane_min_parenchyma: float = 0.5  # lung: at least this share (0-1) of the interior at -960..-500 HU (gas: < -960)
     plane_min_lung_mm2: float = 1500.0  # ... and the main lung at least this area (mm^2)
