@@ -994,14 +994,18 @@ def _recover_dense(
 
 
 def _outside_cavity(cavity: np.ndarray | None, spacing: np.ndarray, params: LungParameters) -> np.ndarray:
-    """The ``cage_2d`` filter: pixels not at least ``cavity_margin_mm`` inside the thoracic cavity (all False without
-    one)."""
+    """The ``cage_2d`` filter: pixels not at least ``cavity_margin_mm`` inside the thoracic cavity (a negative margin:
+    pixels more than its size outside the cavity); all False without a cavity."""
     if cavity is None:
         return np.zeros((1, 1, 1), dtype=bool)
     out = np.zeros(cavity.shape, dtype=bool)
     for z in range(cavity.shape[0]):
-        if not cavity[z].all():
+        if cavity[z].all():
+            continue
+        if params.cavity_margin_mm >= 0:
             out[z] = ndimage.distance_transform_edt(cavity[z], sampling=spacing[1:]) <= params.cavity_margin_mm
+        else:  # a tolerance: only pixels farther than -margin outside the cavity
+            out[z] = ndimage.distance_transform_edt(~cavity[z], sampling=spacing[1:]) > -params.cavity_margin_mm
     return out
 
 
