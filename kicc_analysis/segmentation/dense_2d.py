@@ -373,7 +373,8 @@ def thoracic_cavity_2d(
     pixel; rays without a hit (between two ribs, through the mediastinum, through consolidated lung) take it
     interpolated in angle from the rays with one, and the radii are smoothed by a running median over
     ``cavity_median_deg`` (a humerus or scapula seen through an intercostal gap, the spine, do not count). The
-    cavity is the star-shaped region inside that radius. ``None`` when fewer than ``cavity_min_hit_share`` of the
+    cavity is the star-shaped region inside that radius. ``None`` for a tight crop (the trunk covers more than
+    ``cavity_max_border_share`` of the image border) and when fewer than ``cavity_min_hit_share`` of the
     rays meeting lung hit bone (no visible cage, e.g. a window so low that muscle saturates like bone).
 
     Parameters
@@ -395,6 +396,9 @@ def thoracic_cavity_2d(
     spacing_yx = np.asarray(spacing, dtype=float)[-2:]
     if not trunk.any() or not lungs.any():
         return None
+    edge = np.concatenate([trunk[0], trunk[-1], trunk[:, 0], trunk[:, -1]])
+    if edge.mean() > params.cavity_max_border_share:
+        return None  # a tight crop through the body (teaching image): arms and the table are not in the field
     bone = _cage_bone_2d(hu, trunk, params=params)
     if bone is None or not bone.any():
         return None

@@ -133,6 +133,7 @@ class LungParameters:
     cavity_harmonics: int = 3  # ... a smooth ring (Fourier series up to this order) is fitted to those hits
     cavity_band: float = 0.15  # ... second pass: the innermost bone within this share of the ring's radius
     cavity_min_hit_share: float = 0.25  # ... no cavity (rule off) when fewer rays meeting lung than this share hit bone
+    cavity_max_border_share: float = 0.1  # ... nor for a crop whose border is more than this share (0-1) body
     cavity_inside_share: float = 0.5  # aerated components with less than this share inside the cavity are dropped
     cavity_margin_mm: float = 2.0  # dense recovered pixels must lie at least this (mm) inside the cage
     cavity_pleura_mm: float = 4.0  # dependent_cavity_2d: pleura + intercostal tissue inside the cage (mm), never lung
