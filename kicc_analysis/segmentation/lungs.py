@@ -105,6 +105,8 @@ class LungSegmentation:
         covid_ny_sbu slices it is set on the four with Dice 0.71-0.83 against the outlines (11-57 % of the mask outside
         the reference lung), not on the two at 0.91 and 0.94.
         ``patient_position`` (the DICOM PatientPosition used, ``""`` when unknown).
+        ``cage_removed_ml`` (2-D axial path: aerated components outside the thoracic cavity dropped, working grid,
+        mL); ``plane`` (single coronal / sagittal slices only: ``"coronal"`` / ``"sagittal"``).
         ``dropped_gas_ml`` (mL) and ``dropped_gas`` (one dict per component dropped as abdominal gas: ``volume_ml``,
         ``interior_median_hu``, ``posterior_share``, ``z_slices``). ``rule_added_ml`` (per step-6 rule run, in
         :func:`dense_rules` order: mL on the working grid it added; negative: what a filter removed).
@@ -1181,6 +1183,7 @@ def _quality(
         "patient_position": info.get("patient_position", ""),
         "halo_gate": bool(info.get("halo_gate", False)),
         "halo_dropped_ml": float(info.get("halo_dropped_ml", 0.0)),
+        "cage_removed_ml": float(info.get("cage_removed_ml", 0.0)),
         "mode": "2d" if thin else "3d",
         "working_spacing_mm": tuple(float(s) for s in work_spacing[::-1]),
         "algorithm_version": ALGORITHM_VERSION,
