@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
-
 from scipy import ndimage
 
 from kicc_analysis.imaging import load_ct
