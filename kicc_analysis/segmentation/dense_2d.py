@@ -19,6 +19,13 @@ of one slice instead. :func:`~kicc_analysis.segmentation.lungs._recover_dense` c
    mediastinum (:func:`_between_lungs`), takes the dense tissue within 25 mm of them (more than 6 mm from bone) as
    lung.
 
+4. **Dependent consolidation inside the thoracic cavity** (lungs-1.8, :func:`_recover_dependent_cavity_2d`): soft
+   tissue inside the cavity, behind the lung in its column with no lung behind it, outside the mediastinum and the
+   paravertebral / aortic band.
+5. **Cage filter** (lungs-1.8, rule ``cage_2d``): everything recovered outside the thoracic cavity is taken back.
+
+The **thoracic cavity** of an axial slice (:func:`thoracic_cavity_2d`, lungs-1.8) is fitted to the rib ring; before
+the side split, aerated components mostly outside it (air in an arm, in an object on the chest) are dropped.
 Tissue recovered by an earlier rule counts as lung of the nearest side (:func:`_with_recovered`).
 """
 

@@ -15,7 +15,11 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
    through the candidate until it enters the lung (:func:`_airway_3d`); 2-D path: small, dark (< -900 HU), midline
    components (:func:`_airway_2d`).
 4. **Left/right split** (:func:`_split_left_right`): components, eroded apart where the lungs touch and grown back;
-   side from the centroid relative to the body centre (LPS: the right lung has the smaller x).
+   side from the centroid relative to the body centre (LPS: the right lung has the smaller x). 2-D path
+   (lungs-1.8): first the thoracic cavity of each slice (:func:`_thoracic_cavity`; aerated components mostly
+   outside it are dropped), then sides by position relative to the midline (:func:`_midline_2d`,
+   :func:`_split_by_midline`). A single coronal or sagittal slice is segmented in its own plane
+   (:func:`_segment_plane`).
 5. **Filling** (:func:`_fill_slices`): holes of each lung per axial slice (vessels, bronchi, enclosed opacities).
 6. **Dense recovery** (:func:`_recover_dense`; ``recover_dense=False`` skips it): soft tissue (-400..+150 HU) that
    is lung, rules in this order, each on what is not recovered yet:
@@ -23,7 +27,8 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
    a. convex-hull deficit of each slice's lung, non-medial components (:func:`_recover_hull_deficit`, here);
    b. sub-pleural band up to the rib cage (``_common.py``, :func:`_recover_rib_cage`);
    c. 3-D outline interpolation between slices (``_common.py``, :func:`_recover_between_slices`);
-   d. 2-D path only (``dense_2d.py``): mediastinum filter on (a) and (b); after (c), dependent rule, air bronchograms;
+   d. 2-D path only (``dense_2d.py``): mediastinum filter on (a) and (b); after (c), dependent rule, air bronchograms,
+      dependent consolidation inside the thoracic cavity, and the cage filter (nothing outside the cavity);
    e. 3-D path only (``dense_3d.py``): lung base on the diaphragm dome, paravertebral gutter, costophrenic recess;
    f. 3-D path only (``dense_3d.py``, ``halo_gate=True``): halo gate -- voxels from (b) and (c) are kept only in
       recovered components that border diseased lung (ground glass) or no aerated lung (:func:`_with_abnormal_halo`).
