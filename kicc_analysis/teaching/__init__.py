@@ -18,6 +18,15 @@ from .case import (
     validate_educator_text,
 )
 from .casebook import render_casebook
+from .comparison import (
+    MATCH_RULES,
+    Comparison,
+    ComparisonStudy,
+    comparison_figure,
+    find_carina,
+    lung_level,
+    repository_studies,
+)
 from .images import OVERLAY_STYLES, KeyImage, TeachingError, apply_window, key_image, resolve_window, save_figure
 from .propose import PROPOSAL_COLUMNS, propose_cases
 
@@ -36,6 +45,13 @@ __all__ = [
     "render_casebook",
     "PROPOSAL_COLUMNS",
     "propose_cases",
+    "MATCH_RULES",
+    "Comparison",
+    "ComparisonStudy",
+    "comparison_figure",
+    "find_carina",
+    "lung_level",
+    "repository_studies",
     "OVERLAY_STYLES",
     "KeyImage",
     "TeachingError",

@@ -22,6 +22,7 @@ import hashlib
 import html
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import pydicom
 import SimpleITK as sitk
 
 from .. import __version__
+from .._cache import source_files
 from ..cohort import build_cohort
 from ..imaging import load_ct
 from ..privacy import assert_no_identifiers
@@ -78,7 +80,8 @@ class TeachingCase:
     """A de-identified teaching case (every text field as ``{"en": ..., "ko": ...}``).
 
     ``identifying_values`` are the identifying values known from the inputs; they are never shown and every
-    rendered byte is checked against them.
+    rendered byte is checked against them. ``studies`` (:class:`~kicc_analysis.teaching.ComparisonStudy`, one per
+    CT or radiograph with its relative day) feed :func:`~kicc_analysis.teaching.comparison_figure`.
     """
 
     title: dict[str, str]
@@ -96,6 +99,7 @@ class TeachingCase:
     identifying_values: list[str] = field(default_factory=list)
     allow_pseudonym: bool = False
     subject: str = ""
+    studies: list[Any] = field(default_factory=list)
 
     def __repr__(self) -> str:
         """What the case holds, without its identifying values or the pseudonym (unless allowed)."""
@@ -274,6 +278,7 @@ def build_case(
     redaction: Any = None,
     audit: Any = None,
     build: Any = None,
+    ct_source: Any = None,
 ) -> TeachingCase:
     """Build a :class:`TeachingCase` for ``subject`` from the cohort table and the repository.
 
@@ -316,6 +321,10 @@ def build_case(
     build : kicc_analysis.cohort.CohortBuild, optional
         The repository's cohort build, whose scan finds the subject's files whatever the folder layout (PACS
         folders such as ``PA000128/ST000002/``); built (incrementally, cached) when not given.
+    ct_source : optional
+        Where the baseline CT series is, instead of the subject's folder under the repository's ``dicom/``: its
+        files, a folder, or a series on a DICOMweb server
+        (:func:`kicc_analysis.repository.dicomweb.series_source`, fetched on demand into the local cache).
     """
     rows = cohort.loc[cohort["subjid"] == subject]
     if rows.empty:
@@ -372,9 +381,14 @@ def build_case(
     identifying += _dicom_identifiers(files)
     series_uid = row.get("baseline_ct_series_uid")
     if isinstance(series_uid, str) and series_uid:
-        from ..repository import series_files
+        if ct_source is not None:
+            source = Path(ct_source) if isinstance(ct_source, str | os.PathLike) else ct_source  # fetches a remote one
+            identifying += _dicom_identifiers([Path(f) for f in source_files(source)])
+            ct = load_ct(source, series_uid=series_uid)
+        else:
+            from ..repository import series_files
 
-        ct = load_ct([str(f) for f in series_files(build.scan, series_uid)])
+            ct = load_ct([str(f) for f in series_files(build.scan, series_uid)])
         if opacity_labels is None and overlay:
             opacity_labels = _opacity_overlay(ct)
         case.key_images["ct_axial"] = key_image(ct, plane="axial", window="lung", overlay=opacity_labels)
