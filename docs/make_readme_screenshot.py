@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--repository", help="demo repository (default: generate 8 patients in a temporary folder)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "img" / "case_page.png"))
     parser.add_argument("--width", type=int, default=900, help="browser width (CSS px)")
-    parser.add_argument("--height", type=int, default=1500, help="browser height (CSS px)")
+    parser.add_argument("--height", type=int, default=1300, help="browser height (CSS px)")
     args = parser.parse_args(argv)
 
     from PIL import Image

@@ -98,7 +98,7 @@ if cases:
     print(f"casebook of {len(cases)} cases: {Path(output_dir).name}/{book.relative_to(output_dir).as_posix()}")
     key = next(iter(cases[0].key_images.values()))
     out.figure(key.figure, "teaching_case_key_image", title="Key image of the first proposed case",
-               description=f"{key.plane}, {key.window_text}, {key.index_rule}")  # fmt: skip
+               description=f"{key.plane}, {key.window_text}, {key.index_rule}; the casebook: teaching/index.html")  # fmt: skip
 pd.DataFrame(skipped, columns=["case", "reason"])
 
 # %% [markdown]
