@@ -39,11 +39,13 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pydicom
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 
@@ -83,16 +85,30 @@ def _shift_dt(value: str, days: int) -> str:
     return head + value[8:] if head else ""
 
 
-def _scrub(text: str, known: set[str]) -> str:
-    """``text`` with identifier spans (privacy detector) and known identifying values overwritten by ``*``."""
+def _known_pattern(known: set[str] | frozenset[str]) -> re.Pattern[str] | None:
+    """A case-insensitive lookahead over the known identifying values, longest first, that matches at every
+    position (overlapping occurrences included); ``None`` when there are none."""
+    if not known:
+        return None
+    alternatives = "|".join(re.escape(v) for v in sorted(known, key=lambda v: (-len(v), v)))
+    return re.compile(f"(?=({alternatives}))", re.IGNORECASE)
+
+
+def _scrub(text: str, known: set[str], pattern: re.Pattern[str] | None = None) -> str:
+    """``text`` with identifier spans (privacy detector) and known identifying values overwritten by ``*``.
+
+    ``pattern`` is :func:`_known_pattern` of ``known``, compiled once per file by the caller (built here when
+    omitted).
+    """
     chars = list(text)
     for f in scan_text(text):
         if f.start is not None and f.end is not None:
             chars[f.start : f.end] = "*" * (f.end - f.start)
-    out = "".join(chars)
-    for value in sorted(known, key=len, reverse=True):
-        out = re.sub(re.escape(value), lambda m: "*" * len(m.group(0)), out, flags=re.IGNORECASE)
-    return out
+    pattern = _known_pattern(known) if pattern is None else pattern
+    if pattern is not None:
+        for m in pattern.finditer(text):  # every occurrence, overlapping ones too, is overwritten
+            chars[m.start(1) : m.end(1)] = "*" * (m.end(1) - m.start(1))
+    return "".join(chars)
 
 
 def _cap_age(value: str) -> str:
@@ -107,38 +123,85 @@ class _Context:
     offset: int
     known: set[str]
     options: tuple[str, ...]
+    pattern: re.Pattern[str] | None = None
+
+
+@lru_cache(maxsize=65536)
+def _uid_for(key: bytes, uid: str) -> str:
+    """The new UID of ``uid`` (cached: a study's UIDs recur in every one of its files)."""
+    return uid if not uid or uid.startswith("1.2.840.10008.") else new_uid(key, uid)
 
 
 def _map_uids(value: Any, key: bytes) -> Any:
     def one(uid: str) -> str:
-        uid = str(uid).strip().rstrip("\0")
-        return uid if not uid or uid.startswith("1.2.840.10008.") else new_uid(key, uid)
+        return _uid_for(key, str(uid).strip().rstrip("\0"))
 
     if isinstance(value, list | tuple | pydicom.multival.MultiValue):
         return [one(u) for u in value]
     return one(value) if value is not None else value
 
 
+@lru_cache(maxsize=65536)
+def _dictionary_vr(tag: int) -> str:
+    """The data dictionary's VR of ``tag`` (``UN`` when unknown): raw elements of implicit-VR files carry none."""
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
+#: VRs whose values are looked at (scrubbed, shifted, replaced) when the table keeps or cleans them.
+_LOOKED_AT = _TEXT_VRS | {"DA", "DT", "UI", "SQ"}
+
+
 def _process(ds: Dataset, ctx: _Context) -> None:
+    """Apply the profile to every element of ``ds`` and its sequence items, in place.
+
+    Elements are judged on their raw form (tag, VR) first: an element the profile keeps and whose VR cannot
+    hold text (numbers, pixel data...) is never decoded, so it is written back byte for byte.
+    """
     for tag in list(ds.keys()):
+        t = int(tag)
+        if t >> 16 & 1:  # private group (odd)
+            if not SAFE_PRIVATE:
+                del ds[tag]
+                continue
+            try:
+                creator = getattr(ds[tag], "private_creator", None)
+            except Exception:  # unconvertible value: nothing safe to keep
+                creator = None
+            if (creator, t & 0xFF) not in SAFE_PRIVATE:
+                del ds[tag]
+            continue
+        if t >> 16 == 0x0002:
+            continue
+        raw = ds.get_item(tag)
+        vr = raw.VR or _dictionary_vr(t) if raw is not None else "UN"
+        code = annex_e.action(t, ctx.options)
+        kept = code in (None, "C", "K") and t not in (0x00100010, 0x00100020, 0x00101010)
+        if kept and vr not in _LOOKED_AT:
+            continue  # kept as read, never decoded
+        if kept and vr in _TEXT_VRS and raw is not None and raw.is_raw:
+            value = raw.value or b""
+            # plain ASCII (no ISO 2022 escape) decodes the same under every DICOM character set: scrub it here,
+            # and leave the element raw when nothing in it identifies anyone
+            if value.isascii() and b"\x1b" not in value:
+                text = value.decode("ascii").rstrip("\0 ")
+                if not text.strip() or _scrub(text, ctx.known, ctx.pattern) == text:
+                    continue
+        if raw is not None and raw.is_raw and not raw.value and code is not None and code not in ("C", "K", "U"):
+            if code.startswith("X"):
+                del ds[tag]
+            continue  # empty already
         try:
             elem = ds[tag]
         except Exception:  # unconvertible value: nothing safe to keep
             del ds[tag]
             continue
-        t = int(tag)
-        if elem.tag.is_private:
-            creator = getattr(elem, "private_creator", None)
-            if (creator, elem.tag.element & 0xFF) not in SAFE_PRIVATE:
-                del ds[tag]
-            continue
-        if t >> 16 == 0x0002:
-            continue
         vr = elem.VR
         if t in (0x00100010, 0x00100020):
             elem.value = ctx.pseudonym
             continue
-        code = annex_e.action(t, ctx.options)
         if vr == "SQ":
             if code == "X":
                 del ds[tag]
@@ -170,7 +233,7 @@ def _process(ds: Dataset, ctx: _Context) -> None:
                     if isinstance(elem.value, pydicom.multival.MultiValue)
                     else str(elem.value)
                 )
-                cleaned = _scrub(text, ctx.known)
+                cleaned = _scrub(text, ctx.known, ctx.pattern)
                 if cleaned != text:
                     elem.value = cleaned.split("\\") if "\\" in cleaned and vr not in ("LT", "ST", "UT") else cleaned
             continue
@@ -203,7 +266,8 @@ def deidentify_dataset(
     """
     local_id = str(ds.get("PatientID", "")).strip()
     pseudo = pseudonym(key, site, local_id)
-    ctx = _Context(key, pseudo, date_offset_days(key, pseudo), _known_values(ds), tuple(options))
+    known = _known_values(ds)
+    ctx = _Context(key, pseudo, date_offset_days(key, pseudo), known, tuple(options), _known_pattern(known))
     _process(ds, ctx)  # removes private elements at every depth too
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = f"kicc deidentify; PS3.15 {annex_e.EDITION} Basic Profile + {len(options)} options"
