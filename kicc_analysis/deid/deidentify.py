@@ -30,6 +30,7 @@ pseudonyms and new UIDs: ``OUT/dicom/<pseudonym>/<study>/<series>/<instance>.dcm
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing as mp
 import os
@@ -50,6 +51,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 
 from kicc_analysis.deid import annex_e
+from kicc_analysis.deid.encode import encode_file
 from kicc_analysis.deid.audit import _known_values
 from kicc_analysis.deid.keys import DeidError, date_offset_days, fingerprint, load_key, new_uid, pseudonym
 from kicc_analysis.privacy import find_identifier_columns, scan_text
@@ -291,8 +293,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+#: Output folders this process has made (saves a ``mkdir`` per file).
+_MADE: set[Path] = set()
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent not in _MADE or not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _MADE.add(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -378,36 +386,29 @@ def deidentify_repository(
     run = DeidRun(out)
     files = sorted(p for p in inp.rglob("*") if p.is_file())
     entries: dict[str, dict] = {}
-    todo: list[tuple[Path, str]] = []
-    for path in files:
-        digest = _sha256(path)
-        previous = done.get(digest)
-        if previous is not None and (
-            previous.get("output") is None
-            or ((out / previous["output"]).is_file() and _sha256(out / previous["output"]) == previous["output_sha256"])
-        ):
-            entries[digest] = previous
-            run.resumed += 1
-        else:
-            todo.append((path, digest))
-    chunks = [todo[i : i + 16] for i in range(0, len(todo), 16)]
-    bar = progress_bar(total=len(todo), show=show, desc="deidentify", unit="file")
+    chunks = [files[i : i + 16] for i in range(0, len(files), 16)]
+    bar = progress_bar(total=len(files), show=show, desc="deidentify", unit="file")
     with open(partial, "a", encoding="utf-8") as log:
 
-        def record(part: tuple[list[dict], int, list[str]]) -> None:
+        def record(part: tuple[list[tuple[dict, bool]], int, list[str]]) -> None:
             done_entries, not_dicom, problems = part
             run.not_dicom += not_dicom
             run.problems += problems
-            for entry in done_entries:
+            for entry, resumed in done_entries:
                 entries[entry["input_sha256"]] = entry
+                if resumed:
+                    run.resumed += 1
+                    continue
                 run.written += entry["status"] == "written"
                 log.write(json.dumps(entry, sort_keys=True) + "\n")
             log.flush()
             bar.update(len(done_entries) + not_dicom + len(problems))
 
-        if workers > 1 and len(todo) >= 16:
+        if workers > 1 and len(files) >= 16:
             method = "fork" if sys.platform.startswith("linux") else "spawn"
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
+            with ProcessPoolExecutor(
+                max_workers=workers, mp_context=mp.get_context(method), initializer=_set_resume, initargs=(done,)
+            ) as pool:
                 for part in pool.map(
                     _chunk,
                     chunks,
@@ -418,8 +419,12 @@ def deidentify_repository(
                 ):
                     record(part)
         else:
-            for chunk in chunks:
-                record(_chunk(chunk, out, key, site, tuple(options)))
+            _set_resume(done)
+            try:
+                for chunk in chunks:
+                    record(_chunk(chunk, out, key, site, tuple(options)))
+            finally:
+                _set_resume({})
     bar.close()
     manifest = {
         "profile": PROFILE,
@@ -435,25 +440,60 @@ def deidentify_repository(
     return run
 
 
+#: Manifest entries of an interrupted run, by input SHA-256 (set in each worker by :func:`_set_resume`).
+_RESUME: dict[str, dict] = {}
+
+
+def _set_resume(done: dict[str, dict]) -> None:
+    global _RESUME
+    _RESUME = done
+
+
+def _already_done(digest: str, out: Path) -> dict | None:
+    """The interrupted run's entry for this input when its output is still there, intact."""
+    previous = _RESUME.get(digest)
+    if previous is None:
+        return None
+    if previous.get("output") is None:
+        return previous
+    path = out / previous["output"]
+    return previous if path.is_file() and _sha256(path) == previous["output_sha256"] else None
+
+
 def _chunk(
-    items: list[tuple[Path, str]], out: Path, key: bytes, site: str, options: tuple[str, ...]
-) -> tuple[list[dict], int, list[str]]:
-    """Worker: de-identify a chunk of files; (manifest entries, files not DICOM, problems)."""
+    items: list[Path], out: Path, key: bytes, site: str, options: tuple[str, ...]
+) -> tuple[list[tuple[dict, bool]], int, list[str]]:
+    """Worker: de-identify a chunk of files; ((manifest entry, resumed), files not DICOM, problems).
+
+    Each file is read once: its bytes are hashed (manifest, resume) and parsed from memory.
+    """
     run = DeidRun(out)
     entries = []
-    for path, digest in items:
-        entry = _one_file(path, out, key, site, options, digest, run)
+    for path in items:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            run.problems.append(f"input file unreadable: {type(exc).__name__}")
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        previous = _already_done(digest, out)
+        if previous is not None:
+            entries.append((previous, True))
+            continue
+        entry = _one_file(path, data, out, key, site, options, digest, run)
         if entry is not None:
-            entries.append(entry)
+            entries.append((entry, False))
     return entries, run.not_dicom, run.problems
 
 
 def _one_file(
-    path: Path, out: Path, key: bytes, site: str, options: tuple[str, ...], digest: str, run: DeidRun
+    path: Path, data: bytes, out: Path, key: bytes, site: str, options: tuple[str, ...], digest: str, run: DeidRun
 ) -> dict | None:
     try:
         with _quiet_pydicom():
-            ds = pydicom.dcmread(path, force=path.suffix.lower() in (".dcm", ".dicom", ".ima") or not path.suffix)
+            ds = pydicom.dcmread(
+                io.BytesIO(data), force=path.suffix.lower() in (".dcm", ".dicom", ".ima") or not path.suffix
+            )
             if "SOPClassUID" not in ds or "PixelData" not in ds and ds.get("DirectoryRecordSequence") is not None:
                 raise InvalidDicomError("not an image instance (DICOMDIR or not DICOM)")
     except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError):
@@ -471,9 +511,7 @@ def _one_file(
             meta.MediaStorageSOPClassUID = sop_class
             meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             meta.TransferSyntaxUID = transfer or pydicom.uid.ExplicitVRLittleEndian
-            ds.file_meta = meta
-            buffer = pydicom.filebase.DicomBytesIO()
-            pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+            data = encode_file(ds, meta)
     except Exception as exc:  # one bad file never stops the run
         run.problems.append(f"input sha256 {digest[:12]}: {type(exc).__name__}")
         return None
@@ -484,7 +522,6 @@ def _one_file(
         str(ds.get("SeriesInstanceUID", "noseries")),
         f"{ds.SOPInstanceUID}.dcm",
     )
-    data = buffer.getvalue()
     _atomic_write(out / rel, data)
     return {
         "input_sha256": digest,
