@@ -51,8 +51,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 
 from kicc_analysis.deid import annex_e
-from kicc_analysis.deid.encode import encode_file
 from kicc_analysis.deid.audit import _known_values
+from kicc_analysis.deid.encode import encode_file
 from kicc_analysis.deid.keys import DeidError, date_offset_days, fingerprint, load_key, new_uid, pseudonym
 from kicc_analysis.privacy import find_identifier_columns, scan_text
 from kicc_analysis.progress import progress_bar

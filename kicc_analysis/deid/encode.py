@@ -114,9 +114,7 @@ def _fast_path(ds: Dataset, transfer: UID) -> bool:
         return False
     if not transfer.is_little_endian:
         return False
-    return ds.original_encoding == (transfer.is_implicit_VR, True) and (
-        ds.original_character_set == ds._character_set
-    )
+    return ds.original_encoding == (transfer.is_implicit_VR, True) and (ds.original_character_set == ds._character_set)
 
 
 def encode_file(ds: Dataset, meta: FileMetaDataset) -> bytes:
