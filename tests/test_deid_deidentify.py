@@ -171,15 +171,17 @@ def test_refuses_out_inside_in_and_key_under_out(run, tmp_path):
         deidentify_repository(planted.root, tmp_path / "o2", tmp_path / "short", "S03")
 
 
-def test_burned_in_annotation_quarantined(tmp_path):
+def test_burned_in_annotation_quarantined_when_text_cannot_be_read(tmp_path):
     ds = pydicom.examples.ct
     ds.BurnedInAnnotation = "YES"
     (tmp_path / "in").mkdir()
     ds.save_as(tmp_path / "in" / "a.dcm")
     new_key_file(tmp_path / "key")
-    result = deidentify_repository(tmp_path / "in", tmp_path / "out", tmp_path / "key", "S01", show=False)
+    result = deidentify_repository(tmp_path / "in", tmp_path / "out", tmp_path / "key", "S01", ocr=False, show=False)
     assert result.quarantined == 1 and result.written == 0
     assert not list((tmp_path / "out").rglob("*.dcm"))
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["files"][0]["reason"] == "burned-in annotation YES, text not read (OCR off)"
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (Debian dicom3tools) not installed")

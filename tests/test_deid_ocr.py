@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -84,3 +85,97 @@ def test_skipped_with_warning_without_tesseract(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="tesseract"):
         result = audit_repository(tmp_path / "repo", workers=1, show=False)
     assert any("tesseract" in w for w in result.warnings)
+
+
+# --- blanking by kicc deidentify ------------------------------------------------------------------------------------
+
+NAMES = ("KIMMINSU", "83920174", "박서준")
+HARMLESS = ("CHEST PA", "black")  # a view label: not identifying, kept unless the file is flagged YES
+
+
+def _deidentify(tmp_path: Path, pixels: np.ndarray, flagged: str | None = None) -> tuple[dict, Path]:
+    import json
+
+    from kicc_analysis.deid.deidentify import deidentify_repository
+    from kicc_analysis.deid.keys import new_key_file
+
+    (tmp_path / "repo").mkdir()
+    path = _write(tmp_path / "repo", pixels, NAMES)
+    ds = pydicom.dcmread(path)
+    ds.OperatorsName = "YOONJIHO"  # the fourth planted word: the operator's name, burned in
+    if flagged is not None:
+        ds.BurnedInAnnotation = flagged
+    ds.save_as(path)
+    new_key_file(tmp_path / "key")
+    deidentify_repository(tmp_path / "repo", tmp_path / "out", tmp_path / "key", "S01", workers=1, ocr=True, show=False)
+    entry = json.loads((tmp_path / "out" / "manifest.json").read_text())["files"][0]
+    return entry, tmp_path / "out" / entry["output"] if entry["output"] else tmp_path / "out"
+
+
+def _outside(boxes: list[list[int]], shape: tuple[int, int]) -> np.ndarray:
+    mask = np.ones(shape, dtype=bool)
+    for x, y, w, h in boxes:
+        mask[y : y + h, x : x + w] = False
+    return mask
+
+
+def test_deidentify_blanks_burned_in_text_in_both_polarities_and_hangul(tmp_path):
+    pixels = _image([*PLANTED, HARMLESS])
+    entry, written = _deidentify(tmp_path, pixels)
+    assert entry["status"] == "written" and entry["pixels"] == "blanked"
+    out = pydicom.dcmread(written)
+    assert out.BurnedInAnnotation == "NO"
+    after = out.pixel_array
+    read = " ".join(line.text for line in ocr.read_lines(after))
+    assert not [t for t, _ in PLANTED if ocr.normal(t) in ocr.normal(read)], read
+    # every pixel outside the boxes is the input's; the boxes cover the planted lines and little else
+    outside = _outside(entry["boxes"], pixels.shape)
+    assert (after[outside] == pixels[outside]).all()
+    assert len(entry["boxes"]) >= len(PLANTED) and (~outside).mean() < 0.25
+    harmless_band = slice(40 + 160 * len(PLANTED) - 10, 40 + 160 * len(PLANTED) + 70)
+    assert (after[harmless_band] == pixels[harmless_band]).all()  # the view label is not identifying: kept
+
+
+def test_flagged_file_blanks_all_text_read(tmp_path):
+    pixels = _image([HARMLESS, ("PORTABLE", "white")])
+    entry, written = _deidentify(tmp_path, pixels, flagged="YES")
+    assert entry["pixels"] == "blanked" and pydicom.dcmread(written).BurnedInAnnotation == "NO"
+    read = " ".join(line.text for line in ocr.read_lines(pydicom.dcmread(written).pixel_array))
+    assert "CHEST" not in read and "PORTABLE" not in read and len(entry["boxes"]) == 2
+
+
+def test_flagged_file_without_readable_text_is_quarantined(tmp_path):
+    entry, out = _deidentify(tmp_path, np.full((300, 300), 500, dtype=np.uint16), flagged="YES")
+    assert entry["status"] == "quarantined" and entry["output"] is None
+    assert entry["reason"] == "burned-in annotation YES, no text read to localise"
+    assert not list(out.rglob("*.dcm"))
+
+
+def test_clean_radiograph_written_unchanged_pixels(tmp_path):
+    pixels = _image([HARMLESS, ("PORTABLE", "white")])
+    entry, written = _deidentify(tmp_path, pixels)
+    assert entry["pixels"] == "read" and (pydicom.dcmread(written).pixel_array == pixels).all()
+
+
+def test_compressed_radiograph_blanked_and_written_uncompressed(tmp_path):
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+
+    pixels = _image([("KIMMINSU", "white"), ("83920174", "black")])
+    (tmp_path / "src").mkdir()
+    source = pydicom.dcmread(_write(tmp_path / "src", pixels, NAMES))
+    source.compress(RLELossless, generate_instance_uid=False)
+    (tmp_path / "repo").mkdir()
+    source.save_as(tmp_path / "repo" / "rle.dcm")
+    from kicc_analysis.deid.deidentify import deidentify_repository
+    from kicc_analysis.deid.keys import new_key_file, new_uid
+
+    new_key_file(tmp_path / "key")
+    run = deidentify_repository(tmp_path / "repo", tmp_path / "out", tmp_path / "key", "S01", workers=1, show=False)
+    assert run.blanked == 1 and run.quarantined == 0
+    out = pydicom.dcmread(next((tmp_path / "out").rglob("*.dcm")))
+    assert out.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert out.SOPInstanceUID == new_uid((tmp_path / "key").read_bytes().strip(), source.SOPInstanceUID)
+    read = ocr.normal(" ".join(line.text for line in ocr.read_lines(out.pixel_array)))
+    assert "kimminsu" not in read and "83920174" not in read
+    changed = out.pixel_array != pixels
+    assert changed.any() and changed.mean() < 0.2

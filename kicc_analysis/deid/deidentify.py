@@ -15,8 +15,16 @@ What is done to each DICOM file (PS3.15 2026c Table E.1-1, :mod:`kicc_analysis.d
   file's own identifying values (names, IDs), which are overwritten with ``*``;
 * every private element is removed except :data:`SAFE_PRIVATE` (empty: no private attribute has been verified
   safe for this repository's vendors yet);
-* files whose Burned In Annotation is ``YES`` are quarantined (not written; counted in the manifest), since
-  text cannot be localised without OCR;
+* Clean Pixel Data: radiographs and secondary captures (:data:`kicc_analysis.deid.ocr.OCR_MODALITIES`) and
+  every file whose Burned In Annotation is ``YES`` are read by OCR (:mod:`kicc_analysis.deid.ocr`, both
+  polarities, English and Korean); each identifying line (the file's own names and IDs, what the privacy
+  detector finds) and, in a file flagged ``YES``, every line of three or more letters or digits read with
+  confidence 60 or more, is covered by a black box grown by a margin (:func:`~kicc_analysis.deid.ocr.blank`);
+  the blanked image is read again and must hold no identifying line. Such a file is written with Burned In
+  Annotation ``NO`` and its boxes in the manifest; compressed pixel data is written decompressed (Explicit VR
+  Little Endian) then. A file is quarantined (not written; its reason in the manifest) only when its text
+  cannot be localised: flagged ``YES`` with OCR off or tesseract absent, flagged with no text read, several
+  frames with text, pixels that cannot be decoded, or identifying text still read after blanking;
 * PatientIdentityRemoved ``YES``, De-identification Method and its Code Sequence, and Longitudinal Temporal
   Information Modified ``MODIFIED`` are recorded.
 
@@ -37,6 +45,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -44,6 +53,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pydicom
 from pydicom.datadict import dictionary_VR
@@ -327,14 +337,18 @@ class DeidRun:
     written: int = 0
     resumed: int = 0
     quarantined: int = 0
+    blanked: int = 0
     not_dicom: int = 0
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
             f"deidentify: {self.written} files written, {self.resumed} already done (resumed), "
-            f"{self.quarantined} quarantined (burned-in annotation), {self.not_dicom} not DICOM (not copied), "
+            f"{self.blanked} with burned-in text blanked, {self.quarantined} quarantined for manual review "
+            f"(burned-in text not localised), {self.not_dicom} not DICOM (not copied), "
             f"{len(self.problems)} problems; manifest {self.out / 'manifest.json'}"
+            + "".join(f"\n  warning: {w}" for w in self.warnings)
         )
 
 
@@ -355,6 +369,7 @@ def deidentify_repository(
     *,
     options: tuple[str, ...] = annex_e.OPTIONS,
     workers: int = 2,
+    ocr: bool | None = None,
     show: bool | None = None,
 ) -> DeidRun:
     """De-identify every DICOM file under ``inp`` into ``out`` (see the module docstring).
@@ -369,6 +384,9 @@ def deidentify_repository(
         The contributing site, ``S01``-``S99`` (part of every pseudonym).
     workers : int
         Processes (a fork pool on Linux, from 16 files); the output does not depend on it.
+    ocr : bool, optional
+        Read burned-in text (Clean Pixel Data, see the module docstring). Default: when tesseract is installed;
+        without it, a warning, and files flagged Burned In Annotation ``YES`` are quarantined.
     """
     inp, out, key_path = Path(inp).resolve(), Path(out).resolve(), Path(key_file).resolve()
     _check_paths(inp, out, key_path)
@@ -384,6 +402,18 @@ def deidentify_repository(
                 continue
             done[entry["input_sha256"]] = entry
     run = DeidRun(out)
+    if ocr is None or ocr:
+        from kicc_analysis.deid.ocr import tesseract_available
+
+        if not tesseract_available() and "clean_pixel" in options:
+            message = (
+                "burned-in text not read: the tesseract program is not installed (apt: tesseract-ocr); "
+                "radiographs are written unread and files flagged Burned In Annotation YES are quarantined"
+            )
+            warnings.warn(message, stacklevel=2)
+            run.warnings.append(message)
+            ocr = False
+        ocr = ocr is not False
     files = sorted(p for p in inp.rglob("*") if p.is_file())
     entries: dict[str, dict] = {}
     chunks = [files[i : i + 16] for i in range(0, len(files), 16)]
@@ -416,13 +446,14 @@ def deidentify_repository(
                     [key] * len(chunks),
                     [site] * len(chunks),
                     [tuple(options)] * len(chunks),
+                    [ocr] * len(chunks),
                 ):
                     record(part)
         else:
             _set_resume(done)
             try:
                 for chunk in chunks:
-                    record(_chunk(chunk, out, key, site, tuple(options)))
+                    record(_chunk(chunk, out, key, site, tuple(options), ocr))
             finally:
                 _set_resume({})
     bar.close()
@@ -437,6 +468,7 @@ def deidentify_repository(
     _atomic_write(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
     partial.unlink(missing_ok=True)
     run.quarantined = sum(1 for e in entries.values() if e.get("status") == "quarantined")
+    run.blanked = sum(1 for e in entries.values() if e.get("pixels") == "blanked")
     return run
 
 
@@ -461,7 +493,7 @@ def _already_done(digest: str, out: Path) -> dict | None:
 
 
 def _chunk(
-    items: list[Path], out: Path, key: bytes, site: str, options: tuple[str, ...]
+    items: list[Path], out: Path, key: bytes, site: str, options: tuple[str, ...], ocr: bool = False
 ) -> tuple[list[tuple[dict, bool]], int, list[str]]:
     """Worker: de-identify a chunk of files; ((manifest entry, resumed), files not DICOM, problems).
 
@@ -480,14 +512,22 @@ def _chunk(
         if previous is not None:
             entries.append((previous, True))
             continue
-        entry = _one_file(path, data, out, key, site, options, digest, run)
+        entry = _one_file(path, data, out, key, site, options, digest, run, ocr)
         if entry is not None:
             entries.append((entry, False))
     return entries, run.not_dicom, run.problems
 
 
 def _one_file(
-    path: Path, data: bytes, out: Path, key: bytes, site: str, options: tuple[str, ...], digest: str, run: DeidRun
+    path: Path,
+    data: bytes,
+    out: Path,
+    key: bytes,
+    site: str,
+    options: tuple[str, ...],
+    digest: str,
+    run: DeidRun,
+    ocr: bool = False,
 ) -> dict | None:
     try:
         with _quiet_pydicom():
@@ -499,8 +539,17 @@ def _one_file(
     except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError):
         run.not_dicom += 1
         return None
-    if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES" and "clean_pixel" in options:
-        return {"input_sha256": digest, "output": None, "output_sha256": None, "status": "quarantined"}
+    pixels: dict[str, Any] = {}
+    if "clean_pixel" in options:
+        pixels = clean_pixels(ds, ocr)
+        if pixels.get("pixels") == "quarantined":
+            return {
+                "input_sha256": digest,
+                "output": None,
+                "output_sha256": None,
+                "status": "quarantined",
+                "reason": pixels["reason"],
+            }
     try:
         with _quiet_pydicom():
             ds, pseudo = deidentify_dataset(ds, key, site, options=options)
@@ -528,7 +577,68 @@ def _one_file(
         "output": rel.as_posix(),
         "output_sha256": hashlib.sha256(data).hexdigest(),
         "status": "written",
+        **pixels,
     }
+
+
+def _fill_value(ds: Dataset, pixels: np.ndarray) -> float:
+    """The stored value that displays black: the image's maximum for MONOCHROME1, else its minimum."""
+    if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1":
+        return float(pixels.max())
+    return float(pixels.min())
+
+
+def clean_pixels(ds: Dataset, ocr: bool) -> dict[str, Any]:
+    """Clean Pixel Data on ``ds`` (before its header is de-identified: the header's names and IDs are what the
+    OCR'd text is matched against); see the module docstring.
+
+    Returns the manifest fields: ``{}`` (not read), ``{"pixels": "read"}`` (read, nothing to blank),
+    ``{"pixels": "blanked", "boxes": [[x, y, width, height], ...]}`` (the grown boxes, in pixels; the pixel
+    data replaced and Burned In Annotation set to ``NO``) or ``{"pixels": "quarantined", "reason": ...}``.
+    """
+    from kicc_analysis.deid import ocr as ocr_module
+
+    flagged = str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES"
+    modality = str(ds.get("Modality", "")).strip().upper()
+    if not flagged and (modality not in ocr_module.OCR_MODALITIES or not ocr):
+        return {}
+    if not ocr:
+        return {"pixels": "quarantined", "reason": "burned-in annotation YES, text not read (OCR off)"}
+    if "PixelData" not in ds:
+        return {"pixels": "quarantined", "reason": "burned-in annotation YES, no pixel data"} if flagged else {}
+    known = _known_values(ds)
+    try:
+        with _quiet_pydicom():
+            transfer = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+            if transfer is not None and pydicom.uid.UID(transfer).is_compressed:
+                ds.decompress(generate_instance_uid=False)  # the blanked pixels are written uncompressed
+            image = ds.pixel_array
+    except Exception as exc:  # undecodable pixels: the text cannot be localised
+        return {"pixels": "quarantined", "reason": f"pixel data not decoded ({type(exc).__name__})"}
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    first = image[0] if frames > 1 else image
+    lines = ocr_module.read_lines(first)
+    targets = ocr_module.targets_of(known)
+    boxes = [
+        line.box for line in lines if ocr_module.identifying(line, targets) or (flagged and ocr_module.is_word(line))
+    ]
+    if not boxes:
+        if flagged:
+            return {"pixels": "quarantined", "reason": "burned-in annotation YES, no text read to localise"}
+        ds.BurnedInAnnotation = "NO"
+        return {"pixels": "read"}
+    if frames > 1:
+        return {"pixels": "quarantined", "reason": f"burned-in text in a {frames}-frame image"}
+    blanked = ocr_module.blank(image, boxes, _fill_value(ds, image))
+    if any(ocr_module.identifying(line, targets) for line in ocr_module.read_lines(blanked)):
+        return {"pixels": "quarantined", "reason": "identifying text still read after blanking"}
+    if samples > 1 and int(ds.get("PlanarConfiguration", 0) or 0) == 1:
+        blanked = np.moveaxis(blanked, -1, 0)  # colour-by-plane storage
+    ds.PixelData = np.ascontiguousarray(blanked, dtype=image.dtype).tobytes()
+    ds.BurnedInAnnotation = "NO"
+    grown = [list(ocr_module.grown(box, image.shape)) for box in sorted(set(boxes))]
+    return {"pixels": "blanked", "boxes": grown}
 
 
 def verify_output(out: str | os.PathLike[str], key_file: str | os.PathLike[str]) -> list[str]:
