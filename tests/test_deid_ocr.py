@@ -179,3 +179,57 @@ def test_compressed_radiograph_blanked_and_written_uncompressed(tmp_path):
     assert "kimminsu" not in read and "83920174" not in read
     changed = out.pixel_array != pixels
     assert changed.any() and changed.mean() < 0.2
+
+
+# --- a few slices of every CT series in the audit ---------------------------------------------------------------------
+
+
+def _ct_series(folder: Path, texts: dict[int, str], n: int = 5) -> None:
+    """``n`` CT slices (written in shuffled file order, positioned along z) with ``texts[k]`` burned into slice k."""
+    from pydicom.uid import CTImageStorage
+
+    series, study = generate_uid(), generate_uid()
+    for k in range(n):
+        image = Image.new("L", (320, 240), 20)
+        if k in texts:
+            draw = ImageDraw.Draw(image)
+            font = ImageFont.truetype(str(NANUM), 30) if NANUM.exists() else ImageFont.load_default(30)
+            draw.text((12, 12), texts[k], fill=250, font=font)
+        ds = Dataset()
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.Modality, ds.PatientName, ds.PatientID = "CT", "KIMMINSU^JIHO", "83920174"
+        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, 5.0 * k], [1, 0, 0, 0, 1, 0]
+        ds.InstanceNumber = n - k  # instance numbers run the other way: position decides
+        pixels = np.asarray(image, dtype=np.uint16) * 8
+        ds.Rows, ds.Columns = pixels.shape
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.PixelData = pixels.tobytes()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = (
+            CTImageStorage,
+            ds.SOPInstanceUID,
+        )
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.save_as(folder / f"slice_{(k * 7) % n}.dcm", enforce_file_format=True)
+
+
+def _burned(result) -> list[str]:
+    hits = result.findings[result.findings["rule"].str.startswith("burned_in")]
+    return sorted(set(hits["file"]))
+
+
+def test_audit_ocrs_first_middle_and_last_slice_of_each_series(tmp_path):
+    from kicc_analysis.deid.audit import series_sample
+
+    (tmp_path / "repo").mkdir()
+    _ct_series(tmp_path / "repo", {0: "KIMMINSU", 2: "83920174", 4: "KIMMINSU", 1: "KIMMINSU"})
+    assert series_sample(5, 3) == [0, 2, 4]
+    # slices 0, 2 and 4 (by position) are read; slice 1 is not, though it holds the name too
+    found = _burned(audit_repository(tmp_path / "repo", workers=1, show=False))
+    files_by_slice = {k: f"slice_{(k * 7) % 5}.dcm" for k in range(5)}
+    assert found == sorted(files_by_slice[k] for k in (0, 2, 4))
+    every = _burned(audit_repository(tmp_path / "repo", workers=1, ocr_slices=5, show=False))
+    assert every == sorted(files_by_slice[k] for k in (0, 1, 2, 4))
+    assert _burned(audit_repository(tmp_path / "repo", workers=1, ocr_slices=0, show=False)) == []

@@ -297,12 +297,13 @@ def _check_uid(text: str, code: str | None, c: _Collector, path: str, tag: int, 
             c.add("uid_timestamp", "medium", uid, path=path, tag=tag, keyword=keyword, vr=vr)
 
 
-def _ocr_file(full: str, ds: pydicom.Dataset, known: set[str], c: _Collector) -> None:
-    """Burned-in text of a radiograph or secondary capture (pixels read only for those modalities)."""
+def _ocr_file(full: str, ds: pydicom.Dataset, known: set[str], c: _Collector, *, any_modality: bool = False) -> None:
+    """Burned-in text of a radiograph or secondary capture (pixels read only for those modalities, or for any
+    modality with ``any_modality``: the sampled slices of a CT series)."""
     from kicc_analysis.deid import ocr
 
     modality = str(ds.get("Modality", "")).upper()
-    if modality not in ocr.OCR_MODALITIES:
+    if modality not in ocr.OCR_MODALITIES and not any_modality:
         return
     try:
         with _quiet_pydicom():
@@ -351,7 +352,94 @@ def _audit_file(
         row["file"] = shown
     facts = {k: (keyed_hash(key, v) if isinstance(v, str) and v and k != "study_date" else v) for k, v in facts.items()}
     facts["known"] = set()
+    modality = str(ds.get("Modality", "")).strip().upper()
+    if "Rows" in ds and modality not in _ocr_modalities() and int(ds.get("NumberOfFrames", 1) or 1) == 1:
+        # a slice of a series: a few of each series are OCR'd after the header pass (see _series_sample)
+        facts["series"] = keyed_hash(key, str(ds.get("SeriesInstanceUID", "")) or rel)
+        facts["position"] = _slice_position(ds)
+        facts["rel"] = rel
     return c.rows, facts, review
+
+
+def _ocr_modalities() -> frozenset[str]:
+    from kicc_analysis.deid.ocr import OCR_MODALITIES
+
+    return OCR_MODALITIES
+
+
+def _slice_position(ds: pydicom.Dataset) -> float:
+    """Where a slice sits in its series: Image Position (Patient) along the slice normal, else Instance Number."""
+    try:
+        position = [float(v) for v in ds.ImagePositionPatient]
+        row, column = (
+            [float(v) for v in ds.ImageOrientationPatient[:3]],
+            [float(v) for v in ds.ImageOrientationPatient[3:]],
+        )
+        normal = (
+            row[1] * column[2] - row[2] * column[1],
+            row[2] * column[0] - row[0] * column[2],
+            row[0] * column[1] - row[1] * column[0],
+        )
+        return float(sum(p * n for p, n in zip(position, normal, strict=True)))
+    except (AttributeError, TypeError, ValueError, IndexError):
+        try:
+            return float(ds.get("InstanceNumber", 0) or 0)
+        except (TypeError, ValueError):
+            return 0.0
+
+
+def series_sample(n_slices: int, per_series: int) -> list[int]:
+    """Indices of the slices of a series of ``n_slices`` (sorted by position) that are OCR'd: ``per_series``
+    evenly spaced ones, first and last included (3: first, middle, last); all of them when the series is short.
+
+    Examples
+    --------
+    >>> series_sample(120, 3), series_sample(2, 3), series_sample(9, 1), series_sample(9, 0)
+    ([0, 60, 119], [0, 1], [4], [])
+    """
+    if per_series <= 0 or n_slices <= 0:
+        return []
+    if n_slices <= per_series:
+        return list(range(n_slices))
+    if per_series == 1:
+        return [(n_slices - 1) // 2]
+    return sorted({round(k * (n_slices - 1) / (per_series - 1)) for k in range(per_series)})
+
+
+def _series_sample(facts: list[dict], per_series: int) -> list[str]:
+    """The files (relative paths) of the slices :func:`series_sample` picks in every series."""
+    by_series: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for f in facts:
+        if "series" in f:
+            by_series[f["series"]].append((f["position"], f["rel"]))
+    chosen = []
+    for _, slices in sorted(by_series.items()):
+        slices.sort()
+        chosen += [slices[i][1] for i in series_sample(len(slices), per_series)]
+    return chosen
+
+
+def _ocr_slice(root: str, rel: str, key: bytes, unmasked: bool) -> list[dict]:
+    """Burned-in text findings of one sampled slice."""
+    c = _Collector(key, rel, unmasked)
+    full = os.path.join(root, rel)
+    try:
+        with _quiet_pydicom():
+            ds = pydicom.dcmread(full, stop_before_pixels=True, force=True)
+        known = _known_values(ds)
+    except Exception as exc:  # read a moment ago; reported, never fatal
+        c.add("ocr_failed", "medium", path=f"{type(exc).__name__}")
+        known = set()
+    else:
+        _ocr_file(full, ds, known, c, any_modality=True)
+    shown = audit_path_names(rel, known, _Collector(key, rel, unmasked))  # the path's own findings are in already
+    for row in c.rows:
+        row["file"] = shown
+    return c.rows
+
+
+def _ocr_slices(root: str, rels: Sequence[str], key: bytes, unmasked: bool) -> list[dict]:
+    return [row for rel in rels for row in _ocr_slice(root, rel, key, unmasked)]
 
 
 def _audit_chunk(root: str, rels: Sequence[str], key: bytes, unmasked: bool, ocr: bool = False) -> list[tuple]:
@@ -403,6 +491,7 @@ def audit_repository(
     workers: int = 2,
     unmasked: bool = False,
     ocr: bool = True,
+    ocr_slices: int = 3,
     show: bool | None = None,
 ) -> AuditResult:
     """Audit every file under ``root`` (DICOM headers, file and folder names) and the clinical ``tables``.
@@ -421,7 +510,11 @@ def audit_repository(
     unmasked : bool
         Write values unmasked in previews (only when explicitly asked).
     ocr : bool
-        Look for burned-in text (needs the ``tesseract`` program; skipped with a warning when absent).
+        Look for burned-in text (needs the ``tesseract`` program; skipped with a warning when absent): in every
+        radiograph and secondary capture, and in ``ocr_slices`` slices of every other series.
+    ocr_slices : int
+        Slices OCR'd per series of single-frame slices (CT, MR...), evenly spaced by position, first and last
+        included (:func:`series_sample`; 3: first, middle, last; 0: none).
     """
     root = Path(root)
     if not root.is_dir():
@@ -476,6 +569,19 @@ def audit_repository(
                 merged = review.setdefault(k, {})
                 for h, (text, n) in values.items():
                     merged.setdefault(h, [text, 0])[1] += n
+    if ocr and ocr_slices > 0:
+        sample = _series_sample(facts, ocr_slices)
+        if workers > 1 and len(sample) >= 4:
+            method = "fork" if sys.platform.startswith("linux") else "spawn"
+            parts = [sample[i::workers] for i in range(workers)]
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
+                for part in pool.map(_ocr_slices, [str(root)] * workers, parts, [key] * workers, [unmasked] * workers):
+                    rows += part
+        else:
+            rows += _ocr_slices(str(root), sample, key, unmasked)
+    for f in facts:
+        for k in ("series", "position", "rel"):
+            f.pop(k, None)
     for rel in rels:
         if rel.lower().endswith(CLINICAL_SUFFIXES):
             rows += audit_table(root / rel, key, rel=rel, unmasked=unmasked)
