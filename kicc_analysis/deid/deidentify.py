@@ -63,7 +63,17 @@ from pydicom.errors import InvalidDicomError
 from kicc_analysis.deid import annex_e
 from kicc_analysis.deid.audit import _known_values
 from kicc_analysis.deid.encode import encode_file
-from kicc_analysis.deid.keys import DeidError, date_offset_days, fingerprint, load_key, new_uid, pseudonym
+from kicc_analysis.deid.keys import (
+    DeidError,
+    date_offset_days,
+    fingerprint,
+    load_key,
+    new_uid,
+    normalise_site,
+    pseudonym,
+)
+from kicc_analysis.deid.reid import COLUMNS as REID_COLUMNS
+from kicc_analysis.deid.reid import check_reid_path, write_reid_table
 from kicc_analysis.privacy import find_identifier_columns, scan_text
 from kicc_analysis.progress import progress_bar
 from kicc_analysis.repository.header import _quiet_pydicom
@@ -341,6 +351,7 @@ class DeidRun:
     not_dicom: int = 0
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    reid_table: Path | None = None
 
     def summary(self) -> str:
         return (
@@ -348,6 +359,7 @@ class DeidRun:
             f"{self.blanked} with burned-in text blanked, {self.quarantined} quarantined for manual review "
             f"(burned-in text not localised), {self.not_dicom} not DICOM (not copied), "
             f"{len(self.problems)} problems; manifest {self.out / 'manifest.json'}"
+            + (f"; encrypted re-identification table {self.reid_table}" if self.reid_table else "")
             + "".join(f"\n  warning: {w}" for w in self.warnings)
         )
 
@@ -370,6 +382,7 @@ def deidentify_repository(
     options: tuple[str, ...] = annex_e.OPTIONS,
     workers: int = 2,
     ocr: bool | None = None,
+    reid_table: str | os.PathLike[str] | None = None,
     show: bool | None = None,
 ) -> DeidRun:
     """De-identify every DICOM file under ``inp`` into ``out`` (see the module docstring).
@@ -387,9 +400,13 @@ def deidentify_repository(
     ocr : bool, optional
         Read burned-in text (Clean Pixel Data, see the module docstring). Default: when tesseract is installed;
         without it, a warning, and files flagged Burned In Annotation ``YES`` are quarantined.
+    reid_table : path, optional
+        Write the encrypted re-identification table there (:mod:`kicc_analysis.deid.reid`); refused inside
+        ``out`` and inside ``inp``.
     """
     inp, out, key_path = Path(inp).resolve(), Path(out).resolve(), Path(key_file).resolve()
     _check_paths(inp, out, key_path)
+    reid_path = check_reid_path(reid_table, inp, out) if reid_table is not None else None
     key = load_key(key_path)
     out.mkdir(parents=True, exist_ok=True)
     partial = out / "manifest.partial.jsonl"
@@ -416,12 +433,14 @@ def deidentify_repository(
         ocr = ocr is not False
     files = sorted(p for p in inp.rglob("*") if p.is_file())
     entries: dict[str, dict] = {}
+    reid_rows: set[tuple] = set()
     chunks = [files[i : i + 16] for i in range(0, len(files), 16)]
     bar = progress_bar(total=len(files), show=show, desc="deidentify", unit="file")
     with open(partial, "a", encoding="utf-8") as log:
 
-        def record(part: tuple[list[tuple[dict, bool]], int, list[str]]) -> None:
-            done_entries, not_dicom, problems = part
+        def record(part: tuple[list[tuple[dict, bool]], int, list[str], list[tuple]]) -> None:
+            done_entries, not_dicom, problems, rows = part
+            reid_rows.update(rows)
             run.not_dicom += not_dicom
             run.problems += problems
             for entry, resumed in done_entries:
@@ -447,13 +466,14 @@ def deidentify_repository(
                     [site] * len(chunks),
                     [tuple(options)] * len(chunks),
                     [ocr] * len(chunks),
+                    [reid_path is not None] * len(chunks),
                 ):
                     record(part)
         else:
             _set_resume(done)
             try:
                 for chunk in chunks:
-                    record(_chunk(chunk, out, key, site, tuple(options), ocr))
+                    record(_chunk(chunk, out, key, site, tuple(options), ocr, reid_path is not None))
             finally:
                 _set_resume({})
     bar.close()
@@ -469,6 +489,10 @@ def deidentify_repository(
     partial.unlink(missing_ok=True)
     run.quarantined = sum(1 for e in entries.values() if e.get("status") == "quarantined")
     run.blanked = sum(1 for e in entries.values() if e.get("pixels") == "blanked")
+    if reid_path is not None:
+        run.reid_table = write_reid_table(
+            pd.DataFrame(sorted(reid_rows), columns=list(REID_COLUMNS)), reid_path, key_path
+        )
     return run
 
 
@@ -492,15 +516,39 @@ def _already_done(digest: str, out: Path) -> dict | None:
     return previous if path.is_file() and _sha256(path) == previous["output_sha256"] else None
 
 
+def _reid_row(ds: Dataset, key: bytes, site: str) -> tuple:
+    """The re-identification table's row of a file's study (before its header is de-identified)."""
+    local_id = str(ds.get("PatientID", "")).strip()
+    pseudo = pseudonym(key, site, local_id)
+    study = str(ds.get("StudyInstanceUID", "")).strip().rstrip("\0")
+    return (
+        normalise_site(site),
+        local_id,
+        pseudo,
+        str(date_offset_days(key, pseudo)),
+        study,
+        str(ds.get("AccessionNumber", "") or "").strip(),
+        _uid_for(key, study) if study else "",
+    )
+
+
 def _chunk(
-    items: list[Path], out: Path, key: bytes, site: str, options: tuple[str, ...], ocr: bool = False
-) -> tuple[list[tuple[dict, bool]], int, list[str]]:
-    """Worker: de-identify a chunk of files; ((manifest entry, resumed), files not DICOM, problems).
+    items: list[Path],
+    out: Path,
+    key: bytes,
+    site: str,
+    options: tuple[str, ...],
+    ocr: bool = False,
+    reid: bool = False,
+) -> tuple[list[tuple[dict, bool]], int, list[str], list[tuple]]:
+    """Worker: de-identify a chunk of files; ((manifest entry, resumed), files not DICOM, problems,
+    re-identification rows when ``reid``).
 
     Each file is read once: its bytes are hashed (manifest, resume) and parsed from memory.
     """
     run = DeidRun(out)
     entries = []
+    rows: list[tuple] = []
     for path in items:
         try:
             data = path.read_bytes()
@@ -511,11 +559,16 @@ def _chunk(
         previous = _already_done(digest, out)
         if previous is not None:
             entries.append((previous, True))
+            if reid and previous.get("output"):  # the row of a file an interrupted run wrote
+                with _quiet_pydicom():
+                    rows.append(
+                        _reid_row(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True), key, site)
+                    )
             continue
-        entry = _one_file(path, data, out, key, site, options, digest, run, ocr)
+        entry = _one_file(path, data, out, key, site, options, digest, run, ocr, rows if reid else None)
         if entry is not None:
             entries.append((entry, False))
-    return entries, run.not_dicom, run.problems
+    return entries, run.not_dicom, run.problems, rows
 
 
 def _one_file(
@@ -528,6 +581,7 @@ def _one_file(
     digest: str,
     run: DeidRun,
     ocr: bool = False,
+    reid_rows: list[tuple] | None = None,
 ) -> dict | None:
     try:
         with _quiet_pydicom():
@@ -539,6 +593,8 @@ def _one_file(
     except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError):
         run.not_dicom += 1
         return None
+    if reid_rows is not None:
+        reid_rows.append(_reid_row(ds, key, site))
     pixels: dict[str, Any] = {}
     if "clean_pixel" in options:
         pixels = clean_pixels(ds, ocr)
