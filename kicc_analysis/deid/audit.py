@@ -353,12 +353,20 @@ def _audit_file(
     facts = {k: (keyed_hash(key, v) if isinstance(v, str) and v and k != "study_date" else v) for k, v in facts.items()}
     facts["known"] = set()
     modality = str(ds.get("Modality", "")).strip().upper()
-    if "Rows" in ds and modality not in _ocr_modalities() and int(ds.get("NumberOfFrames", 1) or 1) == 1:
+    if "Rows" in ds and modality not in _ocr_modalities() and safe_int(ds, "NumberOfFrames", 1) == 1:
         # a slice of a series: a few of each series are OCR'd after the header pass (see _series_sample)
         facts["series"] = keyed_hash(key, str(ds.get("SeriesInstanceUID", "")) or rel)
         facts["position"] = _slice_position(ds)
         facts["rel"] = rel
     return c.rows, facts, review
+
+
+def safe_int(ds: pydicom.Dataset, keyword: str, default: int) -> int:
+    """An integer element's value, ``default`` when absent, empty or not a number (odd files)."""
+    try:
+        return int(ds.get(keyword, default) or default)
+    except (TypeError, ValueError):
+        return default
 
 
 def _ocr_modalities() -> frozenset[str]:
@@ -381,10 +389,10 @@ def _slice_position(ds: pydicom.Dataset) -> float:
             row[0] * column[1] - row[1] * column[0],
         )
         return float(sum(p * n for p, n in zip(position, normal, strict=True)))
-    except (AttributeError, TypeError, ValueError, IndexError):
+    except Exception:  # noqa: BLE001 - absent or malformed geometry (odd files): fall back to the number
         try:
             return float(ds.get("InstanceNumber", 0) or 0)
-        except (TypeError, ValueError):
+        except Exception:  # noqa: BLE001
             return 0.0
 
 

@@ -61,7 +61,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 
 from kicc_analysis.deid import annex_e
-from kicc_analysis.deid.audit import _known_values
+from kicc_analysis.deid.audit import _known_values, safe_int
 from kicc_analysis.deid.encode import encode_file
 from kicc_analysis.deid.keys import (
     DeidError,
@@ -671,8 +671,7 @@ def clean_pixels(ds: Dataset, ocr: bool) -> dict[str, Any]:
             image = ds.pixel_array
     except Exception as exc:  # undecodable pixels: the text cannot be localised
         return {"pixels": "quarantined", "reason": f"pixel data not decoded ({type(exc).__name__})"}
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    frames, samples = safe_int(ds, "NumberOfFrames", 1), safe_int(ds, "SamplesPerPixel", 1)
     first = image[0] if frames > 1 else image
     lines = ocr_module.read_lines(first)
     targets = ocr_module.targets_of(known)
@@ -689,7 +688,7 @@ def clean_pixels(ds: Dataset, ocr: bool) -> dict[str, Any]:
     blanked = ocr_module.blank(image, boxes, _fill_value(ds, image))
     if any(ocr_module.identifying(line, targets) for line in ocr_module.read_lines(blanked)):
         return {"pixels": "quarantined", "reason": "identifying text still read after blanking"}
-    if samples > 1 and int(ds.get("PlanarConfiguration", 0) or 0) == 1:
+    if samples > 1 and safe_int(ds, "PlanarConfiguration", 0) == 1:
         blanked = np.moveaxis(blanked, -1, 0)  # colour-by-plane storage
     ds.PixelData = np.ascontiguousarray(blanked, dtype=image.dtype).tobytes()
     ds.BurnedInAnnotation = "NO"
