@@ -31,12 +31,15 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pydicom
+from pydicom.datadict import dictionary_keyword, dictionary_VR
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
 
 from kicc_analysis.deid import annex_e
 from kicc_analysis.deid.keys import keyed_hash
@@ -95,6 +98,7 @@ class AuditResult:
         return "\n".join(lines)
 
 
+@lru_cache(maxsize=65536)
 def _tag_text(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
@@ -112,27 +116,109 @@ def _value_text(elem: Any) -> str:
     return str(value).strip()
 
 
-def _walk(ds: pydicom.Dataset, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(element path, element) for every element at every depth; unreadable elements are skipped."""
+@lru_cache(maxsize=65536)
+def _keyword(tag: int) -> str:
+    try:
+        return dictionary_keyword(tag)
+    except KeyError:
+        return ""
+
+
+@lru_cache(maxsize=65536)
+def _plain_vr(tag: int) -> str | None:
+    """The dictionary VR of a public tag when it is one plain VR (not ``US or SS``...), else ``None``."""
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return None
+    return vr if len(vr) == 2 and vr not in ("UN", "SQ") else None
+
+
+#: Texts of raw values already converted in this process, by (VR, byte order, character set, bytes): a
+#: repository repeats the same values (rows, columns, modality, UIDs of a series...) in every file.
+_TEXTS: dict[tuple, str] = {}
+_MAX_CACHED_BYTES = 1024
+
+
+def _text_of(ds: pydicom.Dataset, tag: BaseTag, raw: Any, charset: str | tuple) -> tuple[str, str, Any]:
+    """(VR, value text as :func:`_value_text` gives it, the converted element or ``None``) of element ``tag``.
+
+    A raw element whose VR is settled without the dataset's context (explicit and not ``UN``, or a public tag
+    of one plain dictionary VR) is converted once per distinct value and process (:data:`_TEXTS`); anything
+    else through pydicom every time, as before.
+    """
+    vr = raw.VR if raw.VR is not None else (None if tag.is_private else _plain_vr(int(tag)))
+    value = raw.value
+    if vr is None or vr in ("UN", "SQ") or len(vr) != 2 or value is None or len(value) > _MAX_CACHED_BYTES:
+        return _converted(ds, tag)
+    cache_key = (vr, raw.is_little_endian, charset, value)
+    text = _TEXTS.get(cache_key)
+    if text is None:
+        vr_converted, text, _ = _converted(ds, tag)
+        if vr_converted != vr:  # pydicom settled another VR: not cacheable
+            return vr_converted, text, None
+        if len(_TEXTS) > 200_000:
+            _TEXTS.clear()
+        _TEXTS[cache_key] = text
+    return vr, text, None
+
+
+def _converted(ds: pydicom.Dataset, tag: BaseTag) -> tuple[str, str, Any]:
+    try:
+        elem = ds[tag]
+    except Exception:  # an element pydicom cannot convert (bad VR/length): its raw bytes are checked
+        elem = ds.get_item(tag)
+    return str(getattr(elem, "VR", "") or ""), _value_text(elem), elem
+
+
+def _walk(ds: pydicom.Dataset, prefix: str = "") -> Iterator[tuple[str, int, str, str, str, Any]]:
+    """(element path, tag, VR, keyword, value text, sequence items or ``None``) for every element at every
+    depth; unreadable elements are skipped."""
+    try:
+        charset = ds._character_set
+    except Exception:  # an unreadable Specific Character Set: every value through pydicom
+        charset = None
+    charset = charset if isinstance(charset, str) or charset is None else tuple(charset)
     for tag in list(ds.keys()):
         try:
+            raw = ds.get_item(tag)
+        except Exception:
+            continue
+        if raw is None:
+            continue
+        t = int(tag)
+        path = prefix + _tag_text(t)
+        keyword = "" if tag.is_private else _keyword(t)
+        if raw.is_raw and (raw.VR == "SQ" or (raw.VR is None and _keyword(t) and dictionary_VR(t) == "SQ")):
+            raw = None  # a sequence: converted below to walk its items
+        if raw is not None and raw.is_raw and charset is not None:
+            try:
+                vr, text, _ = _text_of(ds, tag, raw, charset)
+            except Exception:
+                continue
+            if vr != "SQ":  # (a sequence written as UN, settled by pydicom, is walked below)
+                yield path, t, vr, keyword, text, None
+                continue
+        try:
             elem = ds[tag]
-        except Exception:  # an element pydicom cannot convert (bad VR/length): its raw bytes are checked below
+        except Exception:
             try:
                 elem = ds.get_item(tag)
             except Exception:
                 continue
             if elem is None:
                 continue
-        path = prefix + _tag_text(int(tag))
-        yield path, elem
-        if getattr(elem, "VR", None) == "SQ" and elem.value is not None:
+        vr = str(getattr(elem, "VR", "") or "")
+        if vr == "SQ":
             try:
-                items = list(elem.value)
+                items = list(elem.value) if elem.value is not None else []
             except Exception:
                 continue
+            yield path, t, vr, keyword, "", items
             for i, item in enumerate(items):
                 yield from _walk(item, f"{path}[{i}]>")
+        else:
+            yield path, t, vr, keyword, _value_text(elem), None
 
 
 def _known_values(ds: pydicom.Dataset) -> set[str]:
@@ -236,26 +322,22 @@ def audit_dataset(ds: pydicom.Dataset, c: _Collector, review: dict | None = None
             keyword="PatientIdentityRemoved",
             vr="CS",
         )
-    for path, elem in _walk(ds):
-        tag = int(elem.tag)
-        vr = str(getattr(elem, "VR", "") or "")
-        keyword = getattr(elem, "keyword", "") or ""
+    for path, tag, vr, keyword, text, items in _walk(ds):
         if vr == "SQ":
             code = annex_e.action(tag, options)
-            if code in ("X", "Z") and elem.value:
+            if code in ("X", "Z") and items:
                 c.add(f"annex_e:{code}", "high", path=path, tag=tag, keyword=keyword, vr=vr)
             continue
         if tag in (0x7FE00010,) or (tag >> 16) in (0x0002,) and tag != 0x00020003:
             continue
-        text = _value_text(elem)
         if review is not None and text and vr not in ("OB", "OW", "OF", "UN", "OD", "OL", "OV"):
             key = (_tag_text(tag), keyword, vr)
-            review.setdefault(key, {}).setdefault(keyed_hash(c.key, text), [text, 0])[1] += 1
+            review.setdefault(key, {}).setdefault(_hash(c.key, text), [text, 0])[1] += 1
         if not text:
             continue
-        private = bool(elem.tag.is_private)
+        private = bool(tag >> 16 & 1)
         if private:
-            if elem.tag.element < 0x0100:  # private creator: the vendor's block name
+            if tag & 0xFFFF < 0x0100:  # private creator: the vendor's block name
                 continue
             c.add("private_tag", "high", text, path=path, tag=tag, keyword=keyword, vr=vr)
         code = None if private else annex_e.action(tag, options)
@@ -270,9 +352,9 @@ def audit_dataset(ds: pydicom.Dataset, c: _Collector, review: dict | None = None
                 c.add(f"annex_e:{code}", "high", text, path=path, tag=tag, keyword=keyword, vr=vr)
                 continue
         if vr in TEXT_VRS or private:
-            found = scan_text(text)
-            if found:
-                c.add(f"free_text:{found[0].kind}", "high", text, path=path, tag=tag, keyword=keyword, vr=vr)
+            kind = _first_kind(text)
+            if kind:
+                c.add(f"free_text:{kind}", "high", text, path=path, tag=tag, keyword=keyword, vr=vr)
             elif tag not in (0x00100010, 0x00100020) and any(k in text for k in known):
                 c.add("known_identifier", "high", text, path=path, tag=tag, keyword=keyword, vr=vr)
     return {
@@ -282,6 +364,19 @@ def audit_dataset(ds: pydicom.Dataset, c: _Collector, review: dict | None = None
         "study_date": str(ds.get("StudyDate", "")),
         "known": known,
     }
+
+
+@lru_cache(maxsize=65536)
+def _first_kind(text: str) -> str | None:
+    """The kind of the first identifier :func:`kicc_analysis.privacy.scan_text` finds in ``text`` (cached)."""
+    found = scan_text(text)
+    return found[0].kind if found else None
+
+
+@lru_cache(maxsize=65536)
+def _hash(key: bytes, text: str) -> str:
+    """:func:`kicc_analysis.deid.keys.keyed_hash`, cached (the review hashes every value of every file)."""
+    return keyed_hash(key, text)
 
 
 def _check_uid(text: str, code: str | None, c: _Collector, path: str, tag: int, keyword: str, vr: str) -> None:
