@@ -57,6 +57,7 @@ DUMMY_VALUES = frozenset(
 NEUTRAL_UID_ROOTS = ("1.2.840.10008.", "2.25.")
 _UID_DATE = re.compile(r"(?:^|\.)((?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))")
 SEVERITIES = ("high", "medium", "low", "info")
+_BINARY_VRS = frozenset({"OB", "OW", "OF", "UN", "OD", "OL", "OV"})
 CLINICAL_SUFFIXES = (".csv", ".xlsx", ".tsv", ".txt")
 
 
@@ -171,34 +172,25 @@ def _converted(ds: pydicom.Dataset, tag: BaseTag) -> tuple[str, str, Any]:
     return str(getattr(elem, "VR", "") or ""), _value_text(elem), elem
 
 
-def _walk(ds: pydicom.Dataset, prefix: str = "") -> Iterator[tuple[str, int, str, str, str, Any]]:
-    """(element path, tag, VR, keyword, value text, sequence items or ``None``) for every element at every
-    depth; unreadable elements are skipped."""
+def _walk(ds: pydicom.Dataset, prefix: str = "") -> Iterator[tuple[str, int, str, str, Any]]:
+    """(path prefix, tag, VR, value text, sequence items or ``None``) for every element at every depth (the
+    element's path is the prefix + its tag, :func:`_tag_text`); unreadable elements are skipped."""
     try:
         charset = ds._character_set
     except Exception:  # an unreadable Specific Character Set: every value through pydicom
         charset = None
     charset = charset if isinstance(charset, str) or charset is None else tuple(charset)
-    for tag in list(ds.keys()):
-        try:
-            raw = ds.get_item(tag)
-        except Exception:
-            continue
-        if raw is None:
-            continue
+    for tag, raw in list(ds._dict.items()):  # the elements as read: raw until something converts them
         t = int(tag)
-        path = prefix + _tag_text(t)
-        keyword = "" if tag.is_private else _keyword(t)
-        if raw.is_raw and (raw.VR == "SQ" or (raw.VR is None and _keyword(t) and dictionary_VR(t) == "SQ")):
-            raw = None  # a sequence: converted below to walk its items
-        if raw is not None and raw.is_raw and charset is not None:
-            try:
-                vr, text, _ = _text_of(ds, tag, raw, charset)
-            except Exception:
-                continue
-            if vr != "SQ":  # (a sequence written as UN, settled by pydicom, is walked below)
-                yield path, t, vr, keyword, text, None
-                continue
+        if raw.is_raw and charset is not None and raw.VR != "SQ":
+            if raw.VR is not None or tag.is_private or _plain_vr(t) is not None:
+                try:
+                    vr, text, _ = _text_of(ds, tag, raw, charset)
+                except Exception:
+                    continue
+                if vr != "SQ":  # (a sequence written as UN, settled by pydicom, is walked below)
+                    yield prefix, t, vr, text, None
+                    continue
         try:
             elem = ds[tag]
         except Exception:
@@ -214,11 +206,18 @@ def _walk(ds: pydicom.Dataset, prefix: str = "") -> Iterator[tuple[str, int, str
                 items = list(elem.value) if elem.value is not None else []
             except Exception:
                 continue
-            yield path, t, vr, keyword, "", items
+            yield prefix, t, vr, "", items
+            path = prefix + _tag_text(t)
             for i, item in enumerate(items):
                 yield from _walk(item, f"{path}[{i}]>")
         else:
-            yield path, t, vr, keyword, _value_text(elem), None
+            yield prefix, t, vr, _value_text(elem), None
+
+
+@lru_cache(maxsize=65536)
+def _keyword_of(tag: int) -> str:
+    """The element's keyword as reports show it (``""`` for private tags)."""
+    return "" if tag >> 16 & 1 else _keyword(tag)
 
 
 def _known_values(ds: pydicom.Dataset) -> set[str]:
@@ -280,8 +279,8 @@ class _Collector:
                 "vr": vr,
                 "rule": rule,
                 "severity": severity,
-                "preview": (value if self.unmasked else str(mask_identifier(value))) if value else "",
-                "value_hash": keyed_hash(self.key, value) if value else "",
+                "preview": (value if self.unmasked else _mask(value)) if value else "",
+                "value_hash": _hash(self.key, value) if value else "",
                 "bbox": bbox,
             }
         )
@@ -322,19 +321,21 @@ def audit_dataset(ds: pydicom.Dataset, c: _Collector, review: dict | None = None
             keyword="PatientIdentityRemoved",
             vr="CS",
         )
-    for path, tag, vr, keyword, text, items in _walk(ds):
+    for prefix, tag, vr, text, items in _walk(ds):
         if vr == "SQ":
             code = annex_e.action(tag, options)
             if code in ("X", "Z") and items:
+                path, keyword = prefix + _tag_text(tag), _keyword_of(tag)
                 c.add(f"annex_e:{code}", "high", path=path, tag=tag, keyword=keyword, vr=vr)
             continue
         if tag in (0x7FE00010,) or (tag >> 16) in (0x0002,) and tag != 0x00020003:
             continue
-        if review is not None and text and vr not in ("OB", "OW", "OF", "UN", "OD", "OL", "OV"):
-            key = (_tag_text(tag), keyword, vr)
-            review.setdefault(key, {}).setdefault(_hash(c.key, text), [text, 0])[1] += 1
         if not text:
             continue
+        if review is not None and vr not in _BINARY_VRS:
+            key = (_tag_text(tag), _keyword_of(tag), vr)
+            review.setdefault(key, {}).setdefault(_hash(c.key, text), [text, 0])[1] += 1
+        path, keyword = prefix + _tag_text(tag), _keyword_of(tag)
         private = bool(tag >> 16 & 1)
         if private:
             if tag & 0xFFFF < 0x0100:  # private creator: the vendor's block name
@@ -371,6 +372,12 @@ def _first_kind(text: str) -> str | None:
     """The kind of the first identifier :func:`kicc_analysis.privacy.scan_text` finds in ``text`` (cached)."""
     found = scan_text(text)
     return found[0].kind if found else None
+
+
+@lru_cache(maxsize=65536)
+def _mask(text: str) -> str:
+    """:func:`kicc_analysis.privacy.mask_identifier` as text, cached."""
+    return str(mask_identifier(text))
 
 
 @lru_cache(maxsize=65536)
