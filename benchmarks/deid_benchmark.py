@@ -1,7 +1,9 @@
 """Files per second: kicc audit (headers, OCR off) and kicc deidentify vs dicognito and pydicom/deid, same files.
 
 Input: every ``.dcm`` under ``../shared/data/ct`` (real CT from five public sources), copied ``--copies`` times
-into a temporary tree (each copy its own folder). Every tool runs ``--repeats`` times, the tools alternated
+into a temporary tree (each copy its own folder, and from the second copy on its own study, series, instance
+and frame-of-reference UIDs, so no instance repeats). kicc's per-process caches are emptied before each of
+its runs. Every tool runs ``--repeats`` times, the tools alternated
 (each repeat starts one tool later), so a change of machine load falls on all of them alike; the medians of
 wall time and of CPU time (this process and its worker processes) are printed as a Markdown table for
 docs/benchmarks.md, with the ratios kicc / peer. The peers run in one process (as their libraries do); kicc
@@ -42,15 +44,39 @@ SHARED = Path(os.environ.get("KICC_SHARED_DIR", ROOT.parent / "shared"))
 
 
 def _tree(folder: Path, copies: int) -> list[Path]:
+    """Copy 0 is the files as they are; every other copy gets its own UIDs (study, series, instance, frame of
+    reference) and instance numbers, so no two files of the tree hold the same instance."""
+    from pydicom.uid import generate_uid
+
     sources = sorted((SHARED / "data" / "ct").rglob("*.dcm"))
     files = []
     for c in range(copies):
         for k, src in enumerate(sources):
             dst = folder / f"copy{c}" / f"{k:05d}.dcm"
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
+            if c == 0:
+                shutil.copyfile(src, dst)
+            else:
+                ds = pydicom.dcmread(src)
+                for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
+                    if keyword in ds:
+                        setattr(ds, keyword, generate_uid(entropy_srcs=[str(ds[keyword].value), str(c)]))
+                if "SOPInstanceUID" in ds and hasattr(ds, "file_meta"):
+                    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+                ds.InstanceNumber = int(ds.get("InstanceNumber", 0) or 0) + 1000 * c
+                ds.save_as(dst)
             files.append(dst)
     return files
+
+
+def _cold() -> None:
+    """Empty kicc's per-process caches (value texts, keyed hashes, UID map), so every kicc run starts as a fresh
+    process would and no run profits from an earlier one."""
+    from kicc_analysis.deid import annex_e, audit, deidentify
+
+    audit._TEXTS.clear()
+    for cached in (audit._first_kind, audit._hash, audit._mask, deidentify._uid_for, annex_e.action):
+        cached.cache_clear()
 
 
 def _cpu() -> float:
@@ -66,6 +92,8 @@ def _alternated(tools: dict[str, Callable[[], None]], repeats: int) -> dict[str,
     times: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
+            if name.startswith("kicc"):
+                _cold()
             c, t = _cpu(), time.perf_counter()
             tools[name]()
             times[name].append((time.perf_counter() - t, _cpu() - c))
