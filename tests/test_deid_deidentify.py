@@ -117,6 +117,20 @@ def test_clinical_pseudonyms_equal_dicom_ones(run):
     assert table["admission_date"].str.match(r"^\d{4}-\d{2}-\d{2}$").all()  # three input formats, shifted
 
 
+def test_empty_patient_name_and_id_get_the_pseudonym():
+    from pydicom.dataset import Dataset
+
+    from kicc_analysis.deid.deidentify import deidentify_dataset
+
+    ds = Dataset()
+    ds.PatientName, ds.PatientID, ds.StudyDate = "", "12345678", "20200301"
+    buffer = pydicom.filebase.DicomBytesIO()
+    pydicom.dcmwrite(buffer, ds, implicit_vr=False, little_endian=True)
+    read = pydicom.dcmread(pydicom.filebase.DicomBytesIO(buffer.getvalue()), force=True)  # raw elements, as read
+    out, pseudo = deidentify_dataset(read, b"k" * 32, "S03")
+    assert str(out.PatientName) == pseudo == out.PatientID
+
+
 def test_same_key_byte_identical_output(run, tmp_path):
     planted, key, out, *_ = run
     again = tmp_path / "again"

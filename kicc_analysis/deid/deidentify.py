@@ -211,7 +211,14 @@ def _process(ds: Dataset, ctx: _Context) -> None:
                 text = value.decode("ascii").rstrip("\0 ")
                 if not text.strip() or _scrub(text, ctx.known, ctx.pattern) == text:
                     continue
-        if raw is not None and raw.is_raw and not raw.value and code is not None and code not in ("C", "K", "U"):
+        if (
+            raw is not None
+            and raw.is_raw
+            and not raw.value
+            and code is not None
+            and code not in ("C", "K", "U")
+            and t not in (0x00100010, 0x00100020)
+        ):
             if code.startswith("X"):
                 del ds[tag]
             continue  # empty already
@@ -665,9 +672,6 @@ def clean_pixels(ds: Dataset, ocr: bool) -> dict[str, Any]:
     known = _known_values(ds)
     try:
         with _quiet_pydicom():
-            transfer = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-            if transfer is not None and pydicom.uid.UID(transfer).is_compressed:
-                ds.decompress(generate_instance_uid=False)  # the blanked pixels are written uncompressed
             image = ds.pixel_array
     except Exception as exc:  # undecodable pixels: the text cannot be localised
         return {"pixels": "quarantined", "reason": f"pixel data not decoded ({type(exc).__name__})"}
@@ -681,10 +685,19 @@ def clean_pixels(ds: Dataset, ocr: bool) -> dict[str, Any]:
     if not boxes:
         if flagged:
             return {"pixels": "quarantined", "reason": "burned-in annotation YES, no text read to localise"}
-        ds.BurnedInAnnotation = "NO"
+        if frames == 1:  # every frame read
+            ds.BurnedInAnnotation = "NO"
         return {"pixels": "read"}
     if frames > 1:
         return {"pixels": "quarantined", "reason": f"burned-in text in a {frames}-frame image"}
+    transfer = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if transfer is not None and pydicom.uid.UID(transfer).is_compressed:
+        try:
+            with _quiet_pydicom():
+                ds.decompress(generate_instance_uid=False)  # the blanked pixels are written uncompressed
+                image = ds.pixel_array
+        except Exception as exc:
+            return {"pixels": "quarantined", "reason": f"pixel data not re-encoded ({type(exc).__name__})"}
     blanked = ocr_module.blank(image, boxes, _fill_value(ds, image))
     if any(ocr_module.identifying(line, targets) for line in ocr_module.read_lines(blanked)):
         return {"pixels": "quarantined", "reason": "identifying text still read after blanking"}
