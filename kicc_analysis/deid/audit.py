@@ -138,7 +138,7 @@ def _plain_vr(tag: int) -> str | None:
 #: Texts of raw values already converted in this process, by (VR, byte order, character set, bytes): a
 #: repository repeats the same values (rows, columns, modality, UIDs of a series...) in every file.
 _TEXTS: dict[tuple, str] = {}
-_MAX_CACHED_BYTES = 1024
+_MAX_CACHED_BYTES = 1024  # and at most 100,000 entries (emptied when full)
 
 
 def _text_of(ds: pydicom.Dataset, tag: BaseTag, raw: Any, charset: str | tuple) -> tuple[str, str, Any]:
@@ -158,7 +158,7 @@ def _text_of(ds: pydicom.Dataset, tag: BaseTag, raw: Any, charset: str | tuple) 
         vr_converted, text, _ = _converted(ds, tag)
         if vr_converted != vr:  # pydicom settled another VR: not cacheable
             return vr_converted, text, None
-        if len(_TEXTS) > 200_000:
+        if len(_TEXTS) >= 100_000:
             _TEXTS.clear()
         _TEXTS[cache_key] = text
     return vr, text, None
