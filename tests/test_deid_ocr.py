@@ -157,7 +157,7 @@ def test_clean_radiograph_written_unchanged_pixels(tmp_path):
     assert entry["pixels"] == "read" and (pydicom.dcmread(written).pixel_array == pixels).all()
 
 
-def test_compressed_radiograph_blanked_and_written_uncompressed(tmp_path):
+def test_compressed_radiograph_blanked_written_uncompressed_clean_one_kept_compressed(tmp_path):
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
     pixels = _image([("KIMMINSU", "white"), ("83920174", "black")])
@@ -169,12 +169,18 @@ def test_compressed_radiograph_blanked_and_written_uncompressed(tmp_path):
     from kicc_analysis.deid.deidentify import deidentify_repository
     from kicc_analysis.deid.keys import new_key_file, new_uid
 
+    clean = pydicom.dcmread(_write(tmp_path / "src", _image([HARMLESS, ("PORTABLE", "white")]), NAMES))
+    clean.SOPInstanceUID = clean.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    clean.compress(RLELossless, generate_instance_uid=False)
+    clean.save_as(tmp_path / "repo" / "clean_rle.dcm")
     new_key_file(tmp_path / "key")
     run = deidentify_repository(tmp_path / "repo", tmp_path / "out", tmp_path / "key", "S01", workers=1, show=False)
-    assert run.blanked == 1 and run.quarantined == 0
-    out = pydicom.dcmread(next((tmp_path / "out").rglob("*.dcm")))
+    assert run.blanked == 1 and run.quarantined == 0 and run.written == 2
+    key = (tmp_path / "key").read_bytes().strip()
+    written = {str(d.SOPInstanceUID): d for d in map(pydicom.dcmread, (tmp_path / "out").rglob("*.dcm"))}
+    assert written[new_uid(key, clean.SOPInstanceUID)].file_meta.TransferSyntaxUID == RLELossless  # nothing blanked
+    out = written[new_uid(key, source.SOPInstanceUID)]
     assert out.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
-    assert out.SOPInstanceUID == new_uid((tmp_path / "key").read_bytes().strip(), source.SOPInstanceUID)
     read = ocr.normal(" ".join(line.text for line in ocr.read_lines(out.pixel_array)))
     assert "kimminsu" not in read and "83920174" not in read
     changed = out.pixel_array != pixels
