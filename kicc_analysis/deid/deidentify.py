@@ -32,7 +32,10 @@ The input is never modified; OUT may not be inside IN (nor IN inside OUT); the k
 Every output file is written to a temporary name and renamed (atomic); ``manifest.partial.jsonl`` records each
 file as it is done, so an interrupted run resumes; the final ``manifest.json`` (input and output SHA-256, key
 fingerprint, profile) lets :func:`verify_output` prove the output matches it. Output paths hold only
-pseudonyms and new UIDs: ``OUT/dicom/<pseudonym>/<study>/<series>/<instance>.dcm``.
+pseudonyms and new UIDs: ``OUT/dicom/<pseudonym>/<study>/<series>/<instance>.dcm``. Elements kept unchanged
+are written back byte for byte (:mod:`kicc_analysis.deid.encode`); the preamble is zeros. The optional
+re-identification table (``reid_table``) is encrypted and written only where asked, never inside OUT or IN
+(:mod:`kicc_analysis.deid.reid`).
 """
 
 from __future__ import annotations
