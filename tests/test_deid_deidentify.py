@@ -131,6 +131,29 @@ def test_empty_patient_name_and_id_get_the_pseudonym():
     assert str(out.PatientName) == pseudo == out.PatientID
 
 
+def test_public_text_element_written_as_un_is_still_cleaned(tmp_path):
+    ds = pydicom.examples.ct
+    ds.PatientName = "HONG^GILDONG"
+    ds.StudyDescription = "CHEST GILDONG"  # Clean Descriptors: cleaned, kept
+    ds.PatientComments = "PATIENT GILDONG "  # Basic Profile: removed
+    buffer = pydicom.filebase.DicomBytesIO()
+    ds.save_as(buffer)
+    data = buffer.getvalue()
+    for text in (b"CHEST GILDONG ", b"PATIENT GILDONG "):  # re-encode both as UN (pydicom writes their own VR)
+        short = (b"LO" if text.startswith(b"CHEST") else b"LT") + len(text).to_bytes(2, "little") + text
+        assert data.count(short) == 1
+        data = data.replace(short, b"UN\0\0" + len(text).to_bytes(4, "little") + text)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "un.dcm").write_bytes(data)
+    read = pydicom.dcmread(tmp_path / "in" / "un.dcm")
+    assert read.get_item(0x00081030).VR == "UN" and str(read.StudyDescription) == "CHEST GILDONG"
+    new_key_file(tmp_path / "key")
+    deidentify_repository(tmp_path / "in", tmp_path / "out", tmp_path / "key", "S01", workers=1, show=False)
+    written = next((tmp_path / "out").rglob("*.dcm"))
+    assert b"GILDONG" not in written.read_bytes()
+    assert str(pydicom.dcmread(written).StudyDescription) == "CHEST *******"
+
+
 def test_same_key_byte_identical_output(run, tmp_path):
     planted, key, out, *_ = run
     again = tmp_path / "again"

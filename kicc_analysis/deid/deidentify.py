@@ -201,7 +201,9 @@ def _process(ds: Dataset, ctx: _Context) -> None:
         if t >> 16 == 0x0002:
             continue
         raw = ds.get_item(tag)
-        vr = raw.VR or _dictionary_vr(t) if raw is not None else "UN"
+        # the VR the file gives, or the dictionary's when it gives none (implicit VR) or UN (pydicom converts such
+        # a public element to its dictionary VR, so a text element written as UN is still scrubbed)
+        vr = "UN" if raw is None else raw.VR if raw.VR not in (None, "UN") else _dictionary_vr(t)
         code = annex_e.action(t, ctx.options)
         kept = code in (None, "C", "K") and t not in (0x00100010, 0x00100020, 0x00101010)
         if kept and vr not in _LOOKED_AT:
