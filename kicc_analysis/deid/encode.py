@@ -3,7 +3,8 @@
 :func:`encode_file` gives the same bytes as ``pydicom.dcmwrite(..., enforce_file_format=True)`` (a test checks
 it on every file it de-identifies), faster: an element that is still raw (read from the input and never
 decoded, as :func:`kicc_analysis.deid.deidentify.deidentify_dataset` leaves every element it keeps unchanged)
-is written as tag, VR, length and its bytes in one step instead of through pydicom's per-element writer;
+is written as tag, VR, length and its bytes in one step instead of through pydicom's per-element writer, and
+so is a string element the de-identifier set to plain ASCII (new UIDs, shifted dates, cleaned text);
 sequences are written item by item the same way; everything else goes through pydicom's
 ``write_data_element``. Only little-endian, non-deflated transfer syntaxes the dataset was read in are encoded
 here; anything else (a change of encoding or character set, deflate, big endian) is left to ``dcmwrite``.
@@ -53,6 +54,43 @@ def _raw_bytes(elem: RawDataElement, implicit: bool) -> bytes | None:
     return _EXPLICIT_SHORT.pack(group, element, vr.encode("ascii"), len(value)) + value
 
 
+#: String VRs whose ASCII values are encoded here as pydicom encodes them (values joined by ``\\``, padded to an
+#: even length with a space, UI with a NUL); DS and IS (number objects) and PN go through pydicom.
+_STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT"})
+
+
+def _string_bytes(elem: DataElement, implicit: bool) -> bytes | None:
+    """Tag, VR, length and value of a string element holding ASCII ``str`` values; ``None`` otherwise."""
+    vr = elem.VR
+    if vr not in _STRING_VRS:
+        return None
+    value = elem.value
+    if value is None or value == "":
+        text = ""
+    elif type(value) is str or isinstance(value, UID):
+        text = str(value)
+    elif isinstance(value, list | pydicom.multival.MultiValue) and all(
+        type(v) is str or isinstance(v, UID) for v in value
+    ):
+        text = "\\".join(value)
+    else:
+        return None
+    if not text.isascii():
+        return None
+    data = text.encode("ascii")
+    if len(data) % 2:
+        data += b"\0" if vr == "UI" else b" "
+    tag = elem.tag
+    group, element = tag >> 16, tag & 0xFFFF
+    if implicit:
+        return _IMPLICIT.pack(group, element, len(data)) + data
+    if vr in LONG_LENGTH_VRS:
+        return _EXPLICIT_LONG.pack(group, element, vr.encode("ascii"), 0, len(data)) + data
+    if len(data) > 0xFFFF:
+        return None
+    return _EXPLICIT_SHORT.pack(group, element, vr.encode("ascii"), len(data)) + data
+
+
 def _write_dataset(fp: DicomBytesIO, ds: Dataset, parent_encoding: str | list[str], compressed: bool) -> None:
     """``pydicom.filewriter.write_dataset`` for a dataset in its original encoding, raw elements in one step."""
     encoding = ds.get("SpecificCharacterSet", parent_encoding)
@@ -77,6 +115,10 @@ def _write_dataset(fp: DicomBytesIO, ds: Dataset, parent_encoding: str | list[st
             elem.is_undefined_length = compressed
         if not elem.is_raw and elem.VR == "SQ":
             _write_sequence(fp, elem, encoding)
+            continue
+        data = None if elem.is_raw else _string_bytes(elem, implicit)
+        if data is not None:
+            fp.write(data)
         else:
             write_data_element(fp, elem, encoding)
 
