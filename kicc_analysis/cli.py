@@ -53,17 +53,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         verify=args.verify,
     )
     print(scan.summary() if hasattr(scan, "summary") else scan)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        from kicc_analysis.privacy import mask_ids
-
-        for name in ("instances", "series", "studies", "skipped", "selection"):
-            table = getattr(scan, name)
-            if "patient_id" in table.columns:  # a PatientID that is not a pseudonym is written masked
-                table = table.assign(patient_id=mask_ids(table["patient_id"]))
-            table.to_csv(out / f"{name}.csv", index=False)
-        print(f"tables written to {out}/")
+    if args.out:  # identifiers (non-pseudonym PatientIDs, names in folder names...) are written masked
+        scan.write_tables(args.out)
+        print(f"tables written to {args.out}/")
     return 0
 
 
