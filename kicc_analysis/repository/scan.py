@@ -31,6 +31,7 @@ from stat import S_ISDIR, S_ISREG
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
@@ -783,7 +784,9 @@ def scan_repository(
     finder = _start_find(str(root_path), exclude, follow_symlinks)
     read_cache = use_index and not verify
     secret = cache_secret(index_folder) if use_index else None
-    raw_cache = _read_cached_tables(index_folder, None, secret) if read_cache and finder is not None else None
+    raw_cache = (
+        _read_cached_tables(index_folder, root_path, None, secret) if read_cache and finder is not None else None
+    )
     listing = _list_files(root_path, exclude, finder, follow_symlinks)
     if listing.n_files == 0:
         raise RepositoryError(f"repository folder {root_path} contains no files (expected DICOM files, any nesting)")
@@ -793,14 +796,14 @@ def scan_repository(
     params = cache_key(min_slices=min_slices, kernel_first=kernel_first)
     if read_cache:
         if raw_cache is None:  # Python walk: load the cache only now (loading it in a thread was slower: GIL)
-            raw_cache = _read_cached_tables(index_folder, listing.token, secret)
+            raw_cache = _read_cached_tables(index_folder, root_path, listing.token, secret)
         cached = _valid_cached_tables(raw_cache, listing.token, params)
         if cached is None:
             token = listing.token
             listing.entries()  # find output that cannot be parsed falls back to the Python walk: new token
             if listing.token != token:
                 cached = _valid_cached_tables(
-                    _read_cached_tables(index_folder, listing.token, secret), listing.token, params
+                    _read_cached_tables(index_folder, root_path, listing.token, secret), listing.token, params
                 )
         if cached is not None:
             n = listing.n_files
@@ -907,11 +910,12 @@ _PARAM_TABLES = ("selection", "studies")
 
 
 def _read_cached_tables(
-    folder: Path, token: str | None = None, secret: bytes | None = None
+    folder: Path, root: Path, token: str | None = None, secret: bytes | None = None
 ) -> dict[str, tuple[dict, pd.DataFrame]] | None:
     """Every cached table with its metadata, or None when the cache is absent, broken, sealed under another
     secret or (when ``token`` is given) of another tree. Without ``token`` the tables are loaded unchecked (while
-    find lists the tree): :func:`_valid_cached_tables` checks them afterwards."""
+    find lists the tree): :func:`_valid_cached_tables` checks them afterwards (the fingerprint includes ``root``,
+    from which the ``path`` columns are rebuilt: ``root/relpath``)."""
     if secret is None:
         return None
     try:
@@ -926,11 +930,20 @@ def _read_cached_tables(
             table = unseal_table(clear, (folder / f"{key}{SEALED_SUFFIX}").read_bytes(), secret)
             if table is None:
                 return None
+            if table.schema.metadata.get(b"kicc_path_from_root") == b"1":
+                table = table.add_column(0, "path", _join_root(root, table.column("relpath")))
             mapper = _STRING_MAPPER if key == "instances" else None
             out[key] = (table.schema.metadata or {}, table.to_pandas(split_blocks=True, types_mapper=mapper))
         return out
     except Exception:  # noqa: BLE001 - missing or broken cache: rebuild the tables
         return None
+
+
+def _join_root(root: Path, relpaths: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``os.path.join(root, relpath)`` for a column of relative paths, in Arrow (no Python loop)."""
+    prefix = _text_name(str(root))
+    prefix = prefix if prefix.endswith(os.sep) else prefix + os.sep
+    return pc.binary_join_element_wise(pa.scalar(prefix, relpaths.type), relpaths, pa.scalar("", relpaths.type))
 
 
 def _valid_cached_tables(
@@ -954,6 +967,9 @@ def _save_tables(folder: Path, token: str, params: str, tables: dict[str, pd.Dat
         for key in _TABLES:
             table = pa.Table.from_pandas(tables[key], preserve_index=False)
             meta = dict(table.schema.metadata or {})
+            if table.column_names[:2] == ["path", "relpath"]:  # path = root/relpath: rebuilt on load, not stored
+                table = table.drop_columns(["path"])
+                meta[b"kicc_path_from_root"] = b"1"
             meta[b"kicc_tree_token"] = token.encode()
             meta[b"kicc_params"] = params.encode()
             clear, sealed = seal_table(table.replace_schema_metadata(meta), secret)

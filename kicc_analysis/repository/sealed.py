@@ -172,8 +172,10 @@ def unseal_table(clear: pa.Table, sealed: bytes, secret: bytes) -> pa.Table | No
         order = json.loads(meta.pop(b"kicc_columns"))
     except (KeyError, ValueError):
         return None
-    if hidden.num_rows != clear.num_rows or sorted(order) != sorted(clear.column_names + hidden.column_names):
+    parts = {name: (clear, i) for i, name in enumerate(clear.column_names)}
+    parts.update({name: (hidden, i) for i, name in enumerate(hidden.column_names)})
+    if hidden.num_rows != clear.num_rows or sorted(order) != sorted(parts):
         return None
-    columns = [clear.column(c) if c in clear.column_names else hidden.column(c) for c in order]
-    fields = [clear.schema.field(c) if c in clear.column_names else hidden.schema.field(c) for c in order]
+    columns = [parts[c][0].column(parts[c][1]) for c in order]
+    fields = [parts[c][0].schema.field(parts[c][1]) for c in order]
     return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=meta or None))
