@@ -529,7 +529,8 @@ def field_findings(text: str, *, known_values: Iterable[object] = ()) -> list[Fi
     ['known_value']
     """
     text = unicodedata.normalize("NFC", str(text))
-    found = [Finding(f.kind, "field", f.reason, f.start, f.end) for f in scan_text(_FIELD_SPLIT.sub(" ", text))]
+    spaced = text.replace("_", " ")  # same length: the offsets of the findings stay those of ``text``
+    found = [Finding(f.kind, "field", f.reason, f.start, f.end) for f in scan_text(spaced)]
     for m in _HANGUL_RUN.finditer(text):
         if _starts_with_surname(m.group(0)):
             found.append(Finding("person_name", "field", "Hangul name in a short field", m.start(), m.end()))

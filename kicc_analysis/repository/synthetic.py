@@ -337,12 +337,13 @@ def write_identified_copy(
     patient_name: str | None = None,
     study_description: str | None = None,
     series_description: str | None = None,
+    sop_uid: str | None = None,
 ) -> None:
     """Copy a DICOM file with identifying header values planted (for the privacy tests of derived files).
 
     The copy is written in UTF-8 (``SpecificCharacterSet`` ``ISO_IR 192``) so Hangul values are valid; its SOP
-    Instance UID is kept (one copy per source file, or the scanner reports a duplicate). Paths may be bytes
-    (EUC-KR names).
+    Instance UID is kept unless ``sop_uid`` is given (two copies of one file are otherwise duplicates). Paths may
+    be bytes (EUC-KR names).
     """
     import pydicom
 
@@ -356,6 +357,9 @@ def write_identified_copy(
     ):
         if value is not None:
             setattr(ds, keyword, value)
+    if sop_uid is not None:
+        ds.SOPInstanceUID = sop_uid
+        ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
     ds.save_as(dst)
 
 
