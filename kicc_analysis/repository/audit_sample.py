@@ -26,7 +26,7 @@ import pydicom
 
 from .scan import RepositoryScan, fs_path
 
-__all__ = ["AuditSample", "write_audit_sample"]
+__all__ = ["AuditSample", "audit_summary", "write_audit_sample"]
 
 _RADIOGRAPHS = ("CR", "DX")
 
@@ -114,3 +114,34 @@ def write_audit_sample(scan: RepositoryScan, dest: str | os.PathLike[str], *, oc
             _link(scan.root, ocr, str(rel))
             n_ocr += 1
     return AuditSample(headers, ocr, len(rels), n_ocr, int(inst["series_uid"].nunique()))
+
+
+def audit_summary(*findings: pd.DataFrame) -> pd.DataFrame:
+    """One row per audit rule over the findings tables of :func:`kicc_analysis.deid.audit.audit_repository`:
+    ``rule, severity, findings, files, example_file, example_preview``.
+
+    Only what the audit shows is used: its ``file`` column (identifying folder and file names already masked) and
+    its masked ``preview``; rows are ordered by severity, then by count.
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"file": ["a/1.dcm", "a/2.dcm"], "rule": ["identity_not_removed"] * 2,
+    ...                   "severity": ["high"] * 2, "preview": ["", ""]})
+    >>> audit_summary(f)[["rule", "findings", "files"]].to_dict("records")
+    [{'rule': 'identity_not_removed', 'findings': 2, 'files': 2}]
+    """
+    columns = ["rule", "severity", "findings", "files", "example_file", "example_preview"]
+    frames = [f for f in findings if f is not None and len(f)]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    rows = pd.concat(frames, ignore_index=True)
+    out = (
+        rows.groupby(["rule", "severity"], sort=False)
+        .agg(findings=("rule", "size"), files=("file", "nunique"), example_file=("file", "first"),
+             example_preview=("preview", "first"))
+        .reset_index()
+    )  # fmt: skip
+    rank = {s: i for i, s in enumerate(("high", "medium", "low", "info"))}
+    out["_rank"] = out["severity"].map(rank).fillna(len(rank))
+    out = out.sort_values(["_rank", "findings", "rule"], ascending=[True, False, True], kind="stable")
+    return out.drop(columns="_rank").reset_index(drop=True)[columns]
