@@ -625,3 +625,25 @@ def test_a_cache_sealed_under_another_secret_is_rebuilt_not_trusted(tmp_path):
     pd.testing.assert_frame_equal(first.instances, again.instances)
     third = scan_repository(root, index_dir=tmp_path / "idx", workers=1)
     assert third.n_read == 0
+
+
+def test_sealed_part_is_bound_to_its_clear_part_and_to_the_secret(tmp_path):
+    """A sealed file from another write, a damaged one, or another secret: never paired, the cache is rebuilt."""
+    import pyarrow as pa
+
+    from kicc_analysis.repository.sealed import seal_table
+
+    secret = cache_secret(tmp_path, create=True)
+    assert len(secret) == 32 and (tmp_path / ".kicc-secret").stat().st_mode & 0o777 == 0o600
+    assert cache_secret(tmp_path, create=True) == secret  # created once
+    table = pa.table({"relpath": ["a/홍길동/1.dcm", "b/2.dcm"], "modality": ["CT", "CT"]})
+    clear, sealed = seal_table(table.replace_schema_metadata({"kicc_tree_token": "t1"}), secret)
+    assert unseal_table(clear, sealed, secret).column("relpath").to_pylist() == table.column("relpath").to_pylist()
+    other_clear, _ = seal_table(table.replace_schema_metadata({"kicc_tree_token": "t2"}), secret)
+    assert unseal_table(other_clear, sealed, secret) is None  # another write's clear part
+    assert unseal_table(clear, sealed, bytes(32)) is None  # another secret
+    damaged = bytearray(sealed)
+    damaged[-1] ^= 1
+    assert unseal_table(clear, bytes(damaged), secret) is None
+    # two sealings of the same table differ (fresh nonce): equal paths are not recognisable across caches
+    assert seal_table(table, secret)[1] != seal_table(table, secret)[1]
