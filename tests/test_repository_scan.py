@@ -647,3 +647,13 @@ def test_sealed_part_is_bound_to_its_clear_part_and_to_the_secret(tmp_path):
     assert unseal_table(clear, bytes(damaged), secret) is None
     # two sealings of the same table differ (fresh nonce): equal paths are not recognisable across caches
     assert seal_table(table, secret)[1] != seal_table(table, secret)[1]
+
+
+def test_a_tree_without_skipped_entries_is_rescanned_from_the_sealed_cache(tmp_path):
+    """The empty ``skipped`` table (a column of nulls in Arrow) is sealed and rebuilt too: nothing is read again."""
+    root = _tree(tmp_path, n=30)
+    first = scan_repository(root, index_dir=tmp_path / "idx", workers=1)
+    again = scan_repository(root, index_dir=tmp_path / "idx", workers=1)
+    assert first.skipped.empty and again.n_read == 0
+    for name in ("instances", "series", "studies", "skipped", "selection"):
+        pd.testing.assert_frame_equal(getattr(first, name), getattr(again, name))

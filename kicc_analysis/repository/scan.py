@@ -943,6 +943,8 @@ def _join_root(root: Path, relpaths: pa.ChunkedArray) -> pa.ChunkedArray:
     """``os.path.join(root, relpath)`` for a column of relative paths, in Arrow (no Python loop)."""
     prefix = _text_name(str(root))
     prefix = prefix if prefix.endswith(os.sep) else prefix + os.sep
+    if not (pa.types.is_string(relpaths.type) or pa.types.is_large_string(relpaths.type)):
+        relpaths = relpaths.cast(pa.string())  # an empty table's column of nulls
     return pc.binary_join_element_wise(pa.scalar(prefix, relpaths.type), relpaths, pa.scalar("", relpaths.type))
 
 
@@ -1004,7 +1006,8 @@ def _build_tables(
     instances = _arrow_strings(instances)
     not_read = pd.DataFrame({"relpath": [p[0] for p in problems], "size": 0, "reason": [p[1] for p in problems]})
     skipped = pd.concat([skipped, duplicates[["relpath", "size", "reason"]], not_read], ignore_index=True)
-    skipped.insert(0, "path", [os.path.join(_text_name(str(root)), p) for p in skipped["relpath"]])
+    paths = [os.path.join(_text_name(str(root)), p) for p in skipped["relpath"]]
+    skipped.insert(0, "path", pd.Series(paths, index=skipped.index, dtype=object))  # object also when empty
     skipped["kind"] = skipped["reason"].str.split(":").str[0]
     skipped = skipped.sort_values("relpath", kind="stable").reset_index(drop=True)
     skipped["size"] = skipped["size"].astype("int64")
@@ -1022,7 +1025,7 @@ def _finish_scan(
     notes: list[str],
     min_slices: int,
     kernel_first: bool,
-    tag_key: bytes,
+    tag_key: bytes = b"",
 ) -> RepositoryScan:
     series = tables["series"]
     selection = tables.get("selection")
