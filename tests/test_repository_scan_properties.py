@@ -31,7 +31,7 @@ import pandas as pd
 import pydicom
 import pytest
 from conftest import PROJECT_ROOT, checked_scan
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from kicc_analysis.privacy import KOREAN_SURNAMES_SINGLE, assert_no_identifiers
@@ -159,7 +159,7 @@ def identities(draw) -> dict:
     rrn = f"{born:%y%m%d}-{digit}{draw(st.integers(0, 999_999)):06d}"
     phone = f"010-{draw(st.integers(1000, 9999))}-{draw(st.integers(1000, 9999))}"
     return {
-        "hospital_id": str(draw(st.integers(10_000_000, 99_999_999))),  # a hospital ID: not a pseudonym
+        "hospital_id": str(draw(st.integers(20_000_000, 99_999_999))),  # a hospital ID: not a pseudonym
         "name": name,
         "dicom_name": dicom_name,
         "rrn": rrn,
@@ -238,6 +238,10 @@ def test_hostile_repositories_are_scanned_and_fully_accounted_for(
         finally:
             _unlock(root)
         assert again.n_read == 0
+        # a hospital ID that happens to be part of a UID of the material (UIDs are kept, they are no identifiers)
+        # cannot be told from a leak: such examples are discarded
+        uids = " ".join(first.instances[["sop_uid", "series_uid", "study_uid"]].astype(str).to_numpy().ravel())
+        assume(not any(p["hospital_id"] in uids for p in people))
         # the planted values are really in the repository's tables (the check below is not vacuous)
         assert set(first.instances["patient_id"]) >= {p["hospital_id"] for p in people}
         for scan in (first, again):
