@@ -1054,7 +1054,8 @@ def _finish_scan(
 def _mask_paths(values: pd.Series, mask) -> pd.Series:
     """``mask`` (a :func:`kicc_analysis.privacy.mask_path`) of every path, computed once per folder and file name."""
     text = values.astype(object)
-    folders = {}
+    folders: dict[str, str] = {}
+    names: dict[str, str] = {}
     out = []
     for path in text:
         if not isinstance(path, str):
@@ -1064,7 +1065,10 @@ def _mask_paths(values: pd.Series, mask) -> pd.Series:
         masked_head = folders.get(head)
         if masked_head is None:
             masked_head = folders[head] = mask(head) if head else head
-        out.append(f"{masked_head}/{mask(tail)}" if head else mask(tail))
+        masked_tail = names.get(tail)
+        if masked_tail is None:
+            masked_tail = names[tail] = mask(tail)
+        out.append(f"{masked_head}/{masked_tail}" if head else masked_tail)
     return pd.Series(out, index=values.index, dtype=object)
 
 
