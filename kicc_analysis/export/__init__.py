@@ -23,8 +23,7 @@ from kicc_analysis.export import images_csv, monai, nnunet
 from kicc_analysis.export.cases import (
     CT_TASKS,
     CXR_TASKS,
-    LOBE_LABELS,
-    LUNG_LABELS,
+    TASK_LABELS,
     TASKS,
     ExportError,
     add_scanner,
@@ -153,7 +152,8 @@ def export_dataset(
     from kicc_analysis import __version__
     from kicc_analysis.cohort import build_cohort
     from kicc_analysis.export import datasheet
-    from kicc_analysis.export.images import ct_image, ct_label, radiograph_image
+    from kicc_analysis.export.images import as_int16, ct_label, radiograph_image
+    from kicc_analysis.imaging import load_ct
     from kicc_analysis.progress import progress_bar
 
     _check_combination(export_format, task)
@@ -209,13 +209,14 @@ def export_dataset(
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    label_sources: dict[str, str] = {}
     mask_folder = Path(mask_dir) if mask_dir is not None else None
     for row in progress_bar(cases.itertuples(index=False), total=len(cases), desc="export", show=show_progress):
         try:
             if ct_task:
-                image = ct_image(row.source)
-                label = ct_label(image, task, mask_source, mask_folder, row.series_uid)
-                write_image(image, out / row.image)
+                hu = load_ct(row.source)
+                label, label_sources[row.case_id] = ct_label(hu, task, mask_source, mask_folder, row.series_uid)
+                write_image(as_int16(hu), out / row.image)
                 write_image(label, out / row.label)
             else:
                 write_image(radiograph_image(row.source), out / row.image)
@@ -226,11 +227,13 @@ def export_dataset(
             problems.append({"case_id": row.case_id, "problem": f"{type(error).__name__}: {str(error)[:200]}"})
     problem_table = pd.DataFrame(problems, columns=["case_id", "problem"])
     cases = cases[cases["case_id"].isin(written)].reset_index(drop=True)
+    if ct_task:
+        cases["label_source"] = cases["case_id"].map(label_sources)
     if cases.empty:
         raise ExportError(f"export: no case of task '{task}' could be exported ({len(problem_table)} problems)")
 
     known = [*cases["study_uid"].dropna().astype(str), *cases["series_uid"].dropna().astype(str)]
-    labels = LUNG_LABELS if task == "lungs" else LOBE_LABELS
+    labels = TASK_LABELS.get(task, {})
     name = f"KICC19_{task.replace('-', '_')}"
     description = f"KICC-19 {task} export (cohort_version {build.cohort_version}, seed {seed})"
     if export_format == "nnunet":
@@ -252,7 +255,7 @@ def export_dataset(
         write_csv(images_csv.targets_table(cases, target_columns), out / "targets.csv", known_values=known)
 
     public = ["case_id", "subjid", "split", "timepoint", "img_day", "image"]
-    public += ["label", "mask_source"] if ct_task else []
+    public += ["label", "mask_source", "label_source"] if ct_task else []
     public += [c for c in ("fold", *target_columns) if c in cases.columns and c not in public]
     write_csv(cases[public], out / "cases.csv", known_values=known)
     report = split_report(patients, assignment, cases)

@@ -15,11 +15,15 @@ import pandas as pd
 from kicc_analysis.errors import KiccError
 
 ID = "subjid"
-CT_TASKS = ("lungs", "lobes")
+CT_TASKS = ("lungs", "lobes", "opacity")
 CXR_TASKS = ("cxr-severity", "outcome")
 TASKS = CT_TASKS + CXR_TASKS
 LUNG_LABELS = {"background": 0, "right_lung": 1, "left_lung": 2}
 LOBE_LABELS = {"background": 0, "RUL": 1, "RML": 2, "RLL": 3, "LUL": 4, "LLL": 5}
+#: task ``opacity``: lung without opacity, ground-glass opacity, consolidation (from the quantification)
+OPACITY_LABELS = {"background": 0, "lung": 1, "ggo": 2, "consolidation": 3}
+#: label names -> values of each segmentation task
+TASK_LABELS = {"lungs": LUNG_LABELS, "lobes": LOBE_LABELS, "opacity": OPACITY_LABELS}
 #: clinical columns copied to every case's targets (when present in the cohort)
 CLINICAL_TARGETS = (
     "kicc_site",
@@ -41,7 +45,7 @@ def ct_cases(build, task: str) -> pd.DataFrame:
     from kicc_analysis.cohort import ct_series_jobs
 
     jobs = ct_series_jobs(build)
-    if task == "lobes" or task == "lungs":
+    if task in CT_TASKS:
         return jobs
     raise ExportError(f"export: task '{task}' is not a CT task (expected one of {', '.join(CT_TASKS)})")
 

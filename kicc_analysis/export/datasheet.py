@@ -107,6 +107,23 @@ def render(
         "0-1 stored as 16-bit 0-65535.",
         f"- Masks: `{mask_source}` (`classical` = `kicc_analysis.segmentation.segment_lungs`, weight-free; "
         "`external` = masks read by `kicc_analysis.segmentation.load_lung_mask`); the source is in `cases.csv`.",
+        *(
+            [f"- Label source (`label_source` in `cases.csv`): {'; '.join(sorted(set(cases['label_source'])))}."]
+            if "label_source" in cases
+            else []
+        ),
+        *(
+            [
+                "- Opacity labels (task `opacity`): 1 lung without opacity, 2 ground-glass opacity, 3 consolidation "
+                "= the voxel-wise opacity labels of the cohort's CT quantification "
+                "(`kicc_analysis.quantification.segment_opacities`: default HU bins, vessels removed) inside the "
+                "lung mask, computed on the float HU of `load_ct`; label counts x voxel volume equal the "
+                "quantification's `ggo_ml` and `consolidation_ml`. They are an algorithm's output, not a reader's "
+                "outline."
+            ]
+            if task == "opacity"
+            else []
+        ),
         "- No DICOM header beyond the geometry is exported; patients appear only by pseudonym.",
         "",
         "## Labels and their agreement",
