@@ -60,6 +60,7 @@ def render(
     fractions: tuple[float, float, float],
     mask_source: str,
     package_version: str,
+    inputs: list[str] | None = None,
 ) -> str:
     """The datasheet text (Markdown)."""
     exported = cohort[cohort["subjid"].isin(cases["subjid"])]
@@ -133,6 +134,20 @@ def render(
         _table(agreement),
         "Outcomes (oxygen, ICU, invasive ventilation, death) come from the clinical case report forms; 'Unknown' "
         "(99) is exported as missing.",
+        *(
+            [
+                "",
+                f"Model inputs of task `{task}` besides the image: {', '.join(f'`{c}`' for c in inputs)}. Baseline "
+                "= each patient's first study of the modality: the radiograph with the fewest days from admission "
+                "(ties by study UID); the CT study flagged as timepoint 1 in the clinical table, else the earliest "
+                "(`kicc_analysis.cohort.build_cohort`). CT features (`ct_*`) are the cohort's quantification of the "
+                "baseline series (region `both`; `kicc_analysis.quantification`); clinical inputs are the admission "
+                "values (demographics, comorbidities, vital signs, laboratory; 'Unknown' 99 -> missing), never "
+                "severity or intervention columns.",
+            ]
+            if inputs
+            else []
+        ),
         "",
         "## Known biases and limitations",
         f"- Sites are unequal: the largest site contributes {largest:.0%} of exported patients. Use leave-one-site-"
