@@ -1,6 +1,7 @@
 """Deterministic file writing and the manifest of an export (content hashes, identifier check of text files).
 
-NIfTI ``.nii.gz`` files are written by SimpleITK uncompressed, then gzipped here with ``mtime=0`` and no file name in
+NIfTI ``.nii.gz`` files are written by SimpleITK uncompressed, then gzipped here (level :data:`GZIP_LEVEL`) with
+``mtime=0`` and no file name in
 the gzip header, so the same inputs and seed give byte-identical files (a plain ``sitk.WriteImage(..., "x.nii.gz")``
 stores the write time in the gzip header).
 """
@@ -20,6 +21,9 @@ import SimpleITK as sitk
 from kicc_analysis.privacy import assert_no_identifiers
 
 TEXT_SUFFIXES = (".json", ".csv", ".md", ".txt")
+#: gzip level of ``.nii.gz`` files: level 1 compresses an int16 CT about 5x faster than level 6 for a file about 3 %
+#: larger (the size SimpleITK's own ``useCompression=True`` writes is in between; docs/benchmarks.md)
+GZIP_LEVEL = 1
 
 
 def write_image(image: sitk.Image, path: Path) -> None:
@@ -32,7 +36,7 @@ def write_image(image: sitk.Image, path: Path) -> None:
             data = plain.read_bytes()
         with (
             open(path, "wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL) as gz,
         ):
             gz.write(data)
     else:
