@@ -8,8 +8,11 @@ lies in two splits, writes the images (reusing ``load_ct``, ``load_radiograph``,
 (:mod:`kicc_analysis.privacy`). The same repository, task, format and seed give byte-identical files.
 
 Tasks: ``lungs`` (CT, labels 1 right / 2 left lung), ``lobes`` (CT, labels 1 RUL ... 5 LLL, external masks),
-``cxr-severity`` (every radiograph, target Brixia total) and ``outcome`` (baseline radiograph per patient, targets
-oxygen / ICU / ventilation / death). Formats: ``nnunet`` (CT tasks), ``monai`` (all), ``images-csv`` (radiograph tasks).
+``opacity`` (CT, labels 1 lung / 2 GGO / 3 consolidation from the quantification), ``cxr-severity`` (every
+radiograph, target Brixia total) and the outcome variants (one case per patient, targets oxygen / ICU / ventilation /
+death): ``outcome`` (baseline radiograph + Brixia), ``outcome-ct`` (baseline CT + its quantification),
+``outcome-clinical`` (admission clinical variables, no image) and ``outcome-combined`` (all of them). Formats:
+``nnunet`` (CT segmentation tasks), ``monai`` (all), ``images-csv`` (every task but CT segmentation).
 """
 
 from __future__ import annotations
