@@ -119,3 +119,14 @@ def test_outcome_variants_refuse_segmentation_formats(demo_repository, tmp_path)
     with pytest.raises(ExportError, match="CT segmentation task"):
         export_dataset(demo_repository, tmp_path / "y", export_format="images-csv", task="opacity")
     assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_a_patient_has_the_same_split_and_fold_in_every_outcome_variant(exports):
+    tables = {task: pd.read_csv(result.out / "cases.csv").set_index("subjid") for task, result in exports.items()}
+    clinical = tables.pop("outcome-clinical")  # every cohort patient
+    for task, table in tables.items():
+        assert set(table.index) <= set(clinical.index), task
+        pd.testing.assert_series_equal(table["split"], clinical.loc[table.index, "split"], check_names=False)
+        pd.testing.assert_series_equal(
+            table["fold"], clinical.loc[table.index, "fold"], check_names=False, check_dtype=False
+        )

@@ -152,7 +152,9 @@ def export_dataset(
     seed : int
         Seed of the patient-level split and the folds.
     fractions : tuple of 3 floats
-        Shares of patients in train, validation, test.
+        Shares of patients in train, validation, test. Outcome tasks split every patient of the cohort (and keep
+        those with a case), so a patient has the same split and fold in every outcome variant; the other tasks
+        split the patients that have a case.
     stratify : str or None
         Cohort column stratified on together with the site (default ``outco_outcome``).
     k_folds : int
@@ -223,11 +225,17 @@ def export_dataset(
         if cases.empty:
             raise ExportError(f"export: no CT series of task '{task}' has a mask in {mask_dir}")
     patients = cohort[cohort["subjid"].isin(cases["subjid"])]
-    assignment = patient_splits(patients, fractions=fractions, seed=seed, stratify=stratify)
+    # outcome variants split the whole cohort, so that a patient is in the same split (and fold) in every variant
+    # and models on different inputs can be compared on the same test patients; other tasks split their own patients
+    population = cohort if task in OUTCOME_TASKS else patients
+    assignment = patient_splits(population, fractions=fractions, seed=seed, stratify=stratify)
+    training = population[population["subjid"].isin(assignment.loc[assignment["split"] != "test", "subjid"])]
+    folds = kfold_splits(training, k=k_folds, seed=seed, stratify=stratify) if len(training) >= k_folds else None
+    assignment = assignment[assignment["subjid"].isin(patients["subjid"])]
+    if folds is not None:
+        folds = folds[folds["subjid"].isin(patients["subjid"])]
     cases = cases.merge(assignment[["subjid", "split"]], on="subjid", how="left")
     check_no_leakage(cases)
-    training = patients[patients["subjid"].isin(assignment.loc[assignment["split"] != "test", "subjid"])]
-    folds = kfold_splits(training, k=k_folds, seed=seed, stratify=stratify) if len(training) >= k_folds else None
     targets = clinical_targets(cohort)
     cases = cases.merge(targets, on="subjid", how="left")
     target_columns = [c for c in targets.columns if c not in ("subjid", "kicc_site", "outco_outcome")]
