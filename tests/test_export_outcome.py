@@ -54,6 +54,10 @@ def test_baseline_is_the_first_study_of_the_modality(exports, build):
         assert set(cases["subjid"]) == set(first_day.index) & set(build.table["subjid"]), task
     ct = exports["outcome-ct"].cases.set_index("subjid")["series_uid"]
     assert (ct == build.table.set_index("subjid")["baseline_ct_series_uid"][ct.index]).all()
+    from kicc_analysis.repository import series_files
+
+    for row in exports["outcome"].cases.itertuples():  # the radiograph file: the first of its series
+        assert row.source == [str(series_files(build.scan, row.series_uid)[0])]
 
 
 def test_ct_variant_images_and_features_are_the_quantification_of_the_baseline_series(exports):

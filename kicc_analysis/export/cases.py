@@ -74,7 +74,6 @@ def cxr_cases(build, task: str) -> pd.DataFrame:
     from admission, ties by study UID).
     """
     from kicc_analysis.readings.scores import read_reader_scores, reading_totals
-    from kicc_analysis.repository import series_files
 
     inventory = build.inventory
     series = build.scan.series
@@ -107,9 +106,24 @@ def cxr_cases(build, task: str) -> pd.DataFrame:
             "img_day": cxr["img_day"].to_numpy(),
         }
     )
-    cases["source"] = [[str(p) for p in series_files(build.scan, uid)][:1] for uid in cases["series_uid"]]
+    cases["source"] = first_files(build.scan, cases["series_uid"])
     cases["brixia"] = cases["study_uid"].map(brixia).astype(float)
     return cases.reset_index(drop=True)
+
+
+def first_files(scan, series_uids) -> list[list[str]]:
+    """``[path]`` of the first file of each series (as :func:`kicc_analysis.repository.series_files` sorts them:
+    slice position, instance number, relative path), looked up in one pass over the scan's instances rather than
+    one filter of the instance table per series."""
+    from kicc_analysis.repository import fs_path
+
+    instances = scan.instances
+    wanted = instances[instances["series_uid"].isin(set(series_uids))]
+    wanted = wanted.sort_values(
+        ["series_uid", "slice_position", "instance_number", "relpath"], kind="stable", na_position="last"
+    )
+    first = wanted.drop_duplicates("series_uid").set_index("series_uid")["path"]
+    return [[str(Path(fs_path(first[uid])))] for uid in series_uids]
 
 
 def patient_cases(build) -> pd.DataFrame:
