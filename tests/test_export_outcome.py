@@ -81,6 +81,7 @@ def test_ct_variant_images_and_features_are_the_quantification_of_the_baseline_s
         both = quantify_series(row.source, compare=False).set_index("region").loc["both"]
         for feature, column in COHORT_METRICS.items():
             assert items[row.case_id][feature] == pytest.approx(both[column], rel=1e-9), feature
+        assert items[row.case_id]["ct_low_confidence"] == float(both["qa_low_confidence"])
     assert (pd.read_csv(result.out / "cases.csv")["mask_source"] == "classical").all()
 
 

@@ -257,7 +257,8 @@ def export_dataset(
         inputs += [c for c in clinical_features(cohort).columns if c != "subjid"]
     elif task in OUTCOME_TASKS:
         inputs += [c for c in ("demog_age", "demog_sex") if c in cases.columns]
-    target_columns = [*inputs, *[c for c in target_columns if c not in inputs]]
+    quality = ["ct_low_confidence"] if "ct_low_confidence" in cases else []  # a QA flag, neither input nor target
+    target_columns = [*inputs, *quality, *[c for c in target_columns if c not in inputs]]
     if folds is not None:
         cases = cases.merge(folds[["subjid", "fold"]], on="subjid", how="left")
         cases["fold"] = cases["fold"].astype("Int64")

@@ -161,7 +161,9 @@ def clinical_features(cohort: pd.DataFrame) -> pd.DataFrame:
 def ct_features(
     build, mask_source: str, mask_dir: Path | None, *, workers: int, show_progress
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Quantification of each patient's baseline CT series: ``subjid`` + :data:`CT_FEATURES` + ``ct_mask_source``.
+    """Quantification of each patient's baseline CT series: ``subjid`` + :data:`CT_FEATURES`, ``ct_low_confidence``
+    (1 when the quantification marks the lung mask as likely wrong, 0 otherwise, missing without a CT) and
+    ``ct_mask_source``.
 
     The cohort's batch quantification (:func:`kicc_analysis.quantification.batch.quantify_series_table`, cached in
     the same folder as :func:`kicc_analysis.pipeline.quantify_cohort`, so a quantified cohort is not recomputed),
@@ -194,6 +196,9 @@ def ct_features(
     for column in CT_FEATURES:
         if column not in features:
             features[column] = np.nan
+    # QA flag of the quantification: the numbers come from a lung mask that is likely wrong (1), else 0
+    low = joined["ct_low_confidence"] if "ct_low_confidence" in joined else pd.Series(np.nan, index=joined.index)
+    features["ct_low_confidence"] = [float(bool(v)) if isinstance(v, (bool, np.bool_)) else np.nan for v in low]
     source = joined["ct_mask_source"] if "ct_mask_source" in joined else pd.Series(np.nan, index=joined.index)
     features["ct_mask_source"] = [  # "<convention>:<file name>" -> "external:<convention>" (file names are UIDs)
         (v if v == "classical" else f"external:{str(v).split(':', 1)[0]}") if isinstance(v, str) else "" for v in source
