@@ -386,7 +386,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", required=True, help="repository folder (only read)")
     p.add_argument("--out", required=True, help="export folder (new or empty)")
     p.add_argument("--format", required=True, choices=["nnunet", "monai", "images-csv"], help="dataset format")
-    p.add_argument("--task", required=True, choices=["lungs", "lobes", "cxr-severity", "outcome"], help="task")
+    p.add_argument(
+        "--task",
+        required=True,
+        choices=[
+            "lungs",
+            "lobes",
+            "opacity",
+            "cxr-severity",
+            "outcome",
+            "outcome-ct",
+            "outcome-clinical",
+            "outcome-combined",
+        ],
+        help="task: CT segmentation (lungs, lobes, opacity), radiograph severity, or outcome from the baseline "
+        "radiograph (outcome), CT, clinical variables only, or all combined",
+    )
     p.add_argument("--seed", type=int, default=19, help="split seed (default 19)")
     p.add_argument(
         "--fractions", type=float, nargs=3, default=[0.7, 0.1, 0.2], help="train validation test shares of patients"
