@@ -236,6 +236,21 @@ def _valid_rrn_date(match: re.Match) -> bool:
     return True
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def _inside_hex_digest(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` lies inside a lower-case hexadecimal digest (a run of >= 16 hex characters with
+    at least one letter, such as a SHA-256 or a ``cohort_version``), where digit runs are chance, not identifiers."""
+    left, right = start, end
+    while left > 0 and text[left - 1] in _HEX_DIGITS:
+        left -= 1
+    while right < len(text) and text[right] in _HEX_DIGITS:
+        right += 1
+    run = text[left:right]
+    return len(run) >= 16 and any(c in "abcdef" for c in run)
+
+
 def scan_text(text: str) -> list[Finding]:
     """Every direct identifier found in free text, in order of position.
 
@@ -245,6 +260,11 @@ def scan_text(text: str) -> list[Finding]:
     [('rrn', 4), ('person_name', 24)]
     >>> scan_text("정상 소견; CRP 12 mg/L; UID 1.2.840.113619.2.55.3.6046881190101.1234567")
     []
+
+    Digit runs inside a hexadecimal digest are not identifiers:
+
+    >>> scan_text("sha256 3f9001011234567a0c1e")
+    []
     """
     text = unicodedata.normalize("NFC", str(text))
     found: list[Finding] = []
@@ -253,6 +273,8 @@ def scan_text(text: str) -> list[Finding]:
     def add(kind: str, m: re.Match, reason: str, group: int = 0) -> None:
         start, end = m.span(group)
         if any(s < end and start < e for s, e in taken):
+            return
+        if kind in ("rrn", "phone") and _inside_hex_digest(text, start, end):
             return
         taken.append((start, end))
         found.append(Finding(kind, "text", reason, start, end))
@@ -344,9 +366,13 @@ def classify_column(name: str, values: Iterable[object]) -> Finding | None:
     unique = set(texts)
     counts = {"rrn": 0, "phone": 0, "email": 0, "caret": 0}
     for text in unique:
-        if any(_valid_rrn_date(m) for m in RRN.finditer(text)):
+        if any(_valid_rrn_date(m) and not _inside_hex_digest(text, *m.span()) for m in RRN.finditer(text)):
             counts["rrn"] += 1
-        if PHONE_KR_MOBILE.search(text) or PHONE_KR_LANDLINE.search(text) or PHONE_INTERNATIONAL.search(text):
+        if any(
+            not _inside_hex_digest(text, *m.span())
+            for pattern in (PHONE_KR_MOBILE, PHONE_KR_LANDLINE, PHONE_INTERNATIONAL)
+            for m in pattern.finditer(text)
+        ):
             counts["phone"] += 1
         if EMAIL.search(text):
             counts["email"] += 1

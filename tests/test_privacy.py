@@ -229,3 +229,14 @@ def test_mask_field_masks_in_place_and_keeps_the_rest():
     assert masked.startswith("CT ") and masked.endswith(" B70f")
     assert "길동" not in masked and "900101-1234568" not in masked
     assert privacy.mask_field("LUNG 1.0 B70f") == "LUNG 1.0 B70f"
+
+
+def test_digit_runs_inside_hex_digests_are_not_identifiers():
+    # a SHA-256 / cohort_version can contain 13 digits that read as a valid RRN or 11 that read as a mobile number
+    digest = "3f" + "9001011234568" + "a0c1e" + "01012345678" + "b7"
+    assert scan_text(f"cohort_version {digest}") == []
+    assert classify_column("sha256", [digest]) is None
+    # the same digits standing alone, or beside upper-case letters (not a digest), are still identifiers
+    assert [f.kind for f in scan_text("9001011234568")] == ["rrn"]
+    assert [f.kind for f in scan_text("ID9001011234568 tel 01012345678")] == ["rrn", "phone"]
+    assert classify_column("notes", ["9001011234568"]).kind == "rrn"
