@@ -37,6 +37,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         full_resolution=args.full,
         if_missing=args.if_missing,
+        deid_problems=args.deid_problems,
     )
     print(f"demo repository in {args.out}: {manifest}")
     return 0
@@ -271,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=19, help="random seed (default 19)")
     p.add_argument("--full", action="store_true", help="full 512×512 CT series (slow, large)")
     p.add_argument("--if-missing", action="store_true", help="do nothing when OUT already holds this demo")
+    p.add_argument(
+        "--deid-problems",
+        action="store_true",
+        help="plant five de-identification problems for the audit to find (see kicc_analysis.demo.deid_problems)",
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
