@@ -205,3 +205,45 @@ def test_files_found_whatever_the_folder_layout(quantified, subject, demo_reposi
     case = build_case(quantified.cohort, subject, repository=root, stack_step=8)
     assert {"ct_axial", "cxr"} <= set(case.key_images) and case.stack
     assert any(v.startswith("1.2.826.0.1.3680043") for v in case.identifying_values)  # headers were read
+
+
+@pytest.mark.slow
+def test_planted_burned_in_radiograph_with_the_real_audit(tmp_path):
+    """The demo's planted radiograph with a name burned in (BurnedInAnnotation YES): refused; the OCR audit does not
+    clear it (it finds the text); blacking out the box the audit found lets it through."""
+    import json
+
+    from kicc_analysis.cohort import build_cohort
+    from kicc_analysis.deid import ocr
+    from kicc_analysis.deid.audit import audit_repository
+    from kicc_analysis.demo import generate_demo
+
+    if not ocr.tesseract_available():
+        pytest.skip("the burned-in text audit needs the tesseract program (Debian tesseract-ocr; .ci/run installs it)")
+    root = tmp_path / "demo"
+    generate_demo(root, n_patients=8, seed=19, deid_problems=True, show_progress=False)
+    planted = next(p for p in json.loads((root / "manifest.json").read_text())["deid_problems"]
+                   if p["audit_rule"] == "burned_in")  # fmt: skip
+    build = build_cohort(root, show_progress=False)
+    subject = next(s for s in build.table["subjid"] if f"/{s}/" in planted["path"])
+    assert "cxr" in build_case(build.table, subject, repository=root, build=build, stack_step=8).key_images  # baseline
+    with pytest.raises(TeachingError, match="BurnedInAnnotation is 'YES'"):
+        build_case(build.table, subject, repository=root, build=build, stack_step=8, radiograph=planted["path"])
+    with pytest.raises(TeachingError, match="not one of"):
+        build_case(
+            build.table, build.table["subjid"].iloc[-1], repository=root, build=build, radiograph=planted["path"]
+        )
+    audit = audit_repository(root, show=False, workers=1)
+    found = audit.findings[audit.findings["rule"].str.startswith("burned_in")]
+    assert set(found["file"]) == {planted["path"]}
+    assert not audit_clears(audit, planted["path"])
+    with pytest.raises(TeachingError, match="BurnedInAnnotation"):
+        build_case(build.table, subject, repository=root, build=build, stack_step=8, audit=audit,
+                   radiograph=planted["path"])  # fmt: skip
+    boxes = []
+    for text in found["bbox"]:
+        x, y, width, height = (int(v) for v in str(text).split(","))
+        boxes.append((max(0, y - 4), max(0, x - 4), y + height + 4, x + width + 4))
+    case = build_case(build.table, subject, repository=root, build=build, stack_step=8, redaction=boxes,
+                      radiograph=planted["path"])  # fmt: skip
+    assert f"{len(boxes)} region(s) redacted" in case.key_images["cxr"].notes

@@ -274,7 +274,7 @@ def build_case(
     quantification: pd.DataFrame | None = None,
     opacity_labels: sitk.Image | None = None,
     overlay: bool = False,
-    radiograph: bool = True,
+    radiograph: bool | str | Path = True,
     redaction: Any = None,
     audit: Any = None,
     build: Any = None,
@@ -309,10 +309,11 @@ def build_case(
         Compute the labels with the quantification module's own functions (``segment_lungs`` then
         :func:`kicc_analysis.quantification.segment_opacities`, default HU bins) when ``opacity_labels`` is not
         given.
-    radiograph : bool
-        Add the baseline radiograph (first CR/DX study) as a key image. A radiograph whose BurnedInAnnotation is
-        YES or unknown is refused (:class:`TeachingError`) unless ``redaction`` boxes are given or ``audit``
-        cleared it.
+    radiograph : bool or path
+        Add the baseline radiograph (first CR/DX study) as a key image, or the radiograph file given (relative to
+        the repository or absolute; it must be one of the subject's files). A radiograph whose
+        BurnedInAnnotation is YES or unknown is refused (:class:`TeachingError`) unless ``redaction`` boxes are
+        given or ``audit`` cleared it.
     redaction : sequence of (row0, col0, row1, col1), optional
         Pixel boxes blacked out on the radiograph before it is drawn.
     audit : kicc_analysis.deid.audit.AuditResult, optional
@@ -399,8 +400,12 @@ def build_case(
         if key_z is not None:  # the stack opens on the key slice (or the nearest kept one)
             case.stack_start = int(np.argmin([abs(z - key_z) for z in levels]))
         case.stack_window = "W 1500 / L -600 HU"
-    if radiograph:
+    if radiograph is not False:
         found = _baseline_radiograph(files)
+        if isinstance(radiograph, str | os.PathLike):
+            found = Path(repository) / radiograph if not Path(radiograph).is_absolute() else Path(radiograph)
+            if found.resolve() not in {f.resolve() for f in files}:
+                raise TeachingError(f"radiograph {radiograph}: not one of {subject}'s {len(files)} DICOM files")
         if found is not None:
             from ..radiography import load_radiograph
 
@@ -409,7 +414,8 @@ def build_case(
             )
             image = load_radiograph(found)
             case.key_images["cxr"] = key_image(image, redaction=redaction, burned_in_cleared=cleared)
-            case.facts["radiograph_day"] = _day(row.get("baseline_cxr_day"))
+            if radiograph is True:
+                case.facts["radiograph_day"] = _day(row.get("baseline_cxr_day"))
     identifying.append(subject)
     # a number of 1-3 digits (StudyID "10", a series number) identifies no one and occurs in any text
     case.identifying_values = sorted({v for v in identifying if v and len(v) >= 2 and not (v.isdigit() and len(v) < 4)})
