@@ -524,3 +524,51 @@ def _recover_dependent_cavity_2d(
         band = np.isin(comp, touching[touching > 0])
         out[z] = _no_new_holes(lung, band)
     return out
+
+
+def _mediastinal_block_2d(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    trunk: np.ndarray,
+    cavity: np.ndarray | None,
+    spacing: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray:
+    """bool (z, y, x): per axial slice, the mediastinal soft-tissue block (filter ``mediastinal_block_2d``).
+
+    Solid soft tissue is where the CT smoothed by a Gaussian of ``block_sigma_mm`` is at least ``block_min_hu``
+    (heart, great vessels, hilar vessels, oesophagus, mediastinal fat with partial volume), outside the aerated lung
+    and, when the slice has one, inside the thoracic cavity. After an opening of radius ``block_opening_mm`` (thin
+    strands of dense lung do not connect), its components that reach the zone between the two aerated lungs
+    (:func:`_mediastinum_2d`) are the block. Recovered dense tissue there is hilum or mediastinum, not lung: the
+    single-slice rules (hull deficit, rib cage, air bronchograms, dependent) take it in when the lung beside the
+    mediastinum is consolidated.
+    """
+    out = np.zeros(labels.shape, dtype=bool)
+    zone = _mediastinum_2d(labels, trunk, spacing, params=params)
+    sigma = params.block_sigma_mm / np.asarray(spacing[1:], dtype=float)
+    radius = params.block_opening_mm / np.asarray(spacing[1:], dtype=float)
+    ry, rx = (int(np.ceil(r)) for r in radius)
+    yy, xx = np.mgrid[-ry : ry + 1, -rx : rx + 1]
+    disk = (yy / max(radius[0], 1e-6)) ** 2 + (xx / max(radius[1], 1e-6)) ** 2 <= 1.0
+    for z in range(labels.shape[0]):
+        if not labels[z].any() or not zone[z].any():
+            continue
+        smooth = ndimage.gaussian_filter(hu[z].astype(float), sigma)
+        solid = trunk[z] & (smooth >= params.block_min_hu) & (labels[z] == 0)
+        if cavity is not None and not cavity[z].all():
+            solid &= cavity[z]
+        core = ndimage.binary_opening(solid, structure=disk)
+        comp, n = ndimage.label(core, structure=np.ones((3, 3)))
+        if n == 0:
+            continue
+        hit = np.unique(comp[zone[z] & core])
+        block = np.isin(comp, hit[hit > 0])
+        block = ndimage.binary_dilation(block, structure=disk) & solid  # the opening's rim back
+        if params.block_reach_mm > 0:  # only this far beyond the zone between the aerated lungs
+            seed = zone[z] & solid
+            near = ndimage.distance_transform_edt(~seed, sampling=spacing[1:]) <= params.block_reach_mm
+            block &= near
+        out[z] = block
+    return out

@@ -73,6 +73,7 @@ from ._common import (
 )
 from .dense_2d import (
     _cage_bone_2d,
+    _mediastinal_block_2d,
     _mediastinum_2d,
     _recover_bronchograms_2d,
     _recover_dependent_2d,
@@ -902,6 +903,12 @@ def dense_rules(path: str) -> list[DenseRule]:
                 lambda c: _recover_dependent_cavity_2d(
                     c.labels, c.hu, c.free, c.trunk, c.cavity, c.spacing, c.recovered, params=c.params
                 ),
+            ),
+            # nothing in the mediastinal soft-tissue block (hilum, great vessels) of the slice
+            DenseRule(
+                "mediastinal_block_2d",
+                lambda c: _mediastinal_block_2d(c.labels, c.hu, c.trunk, c.cavity, c.spacing, params=c.params),
+                removes=True,
             ),
             # nothing outside the rib cage (arms, objects on the chest, the chest wall beyond the ribs)
             DenseRule("cage_2d", lambda c: _outside_cavity(c.cavity, c.spacing, c.params), removes=True),

@@ -28,6 +28,7 @@ RULE_NAMES = (
     "dependent_2d",
     "bronchograms_2d",
     "dependent_cavity_2d",
+    "mediastinal_block_2d",
     "cage_2d",
     "lung_base",
     "gutter",
@@ -137,6 +138,14 @@ class LungParameters:
     cavity_inside_share: float = 0.5  # aerated components with less than this share inside the cavity are dropped
     cavity_margin_mm: float = 2.0  # dense recovered pixels must lie at least this (mm) inside the cage
     cavity_pleura_mm: float = 4.0  # dependent_cavity_2d: pleura + intercostal tissue inside the cage (mm), never lung
+    # mediastinal soft-tissue block of a single axial slice (filter mediastinal_block_2d): smoothed HU (Gaussian of
+    # this sigma, mm) at or above this (HU) is solid soft tissue (mediastinum, hilar vessels; consolidated lung on the
+    # outlined covid_ny_sbu slices is mostly below, partly aerated)
+    block_sigma_mm: float = 2.5
+    block_min_hu: float = -100.0
+    # ... the block is the solid tissue connected to the zone between the lungs after an opening of this radius (mm)
+    block_opening_mm: float = 4.0
+    block_reach_mm: float = 20.0  # ... and at most this far (mm) beyond that zone (0: no limit)
     # --- single coronal / sagittal slices (lungs.py, _segment_plane_array)
     plane_min_parenchyma: float = 0.5  # lung: at least this share (0-1) of the interior at -960..-500 HU (gas: < -960)
     plane_min_lung_mm2: float = 1500.0  # ... and the main lung at least this area (mm^2)
