@@ -265,8 +265,9 @@ def _band_to_cage(
     return reach & columns[None, :] & (index < inner[None, :])
 
 
-def _no_new_holes(lung: np.ndarray, band: np.ndarray) -> np.ndarray:
-    """Components of ``band`` (2-D) whose addition to ``lung`` encloses no new hole (a ring around the heart)."""
+def _no_new_holes(lung: np.ndarray, band: np.ndarray, max_hole_px: int = 0) -> np.ndarray:
+    """Components of ``band`` (2-D) whose addition to ``lung`` encloses no new hole (a ring around the heart) larger
+    than ``max_hole_px`` pixels (a solid spot inside consolidation)."""
     if not band.any():
         return band
     before = ndimage.binary_fill_holes(lung)
@@ -274,7 +275,12 @@ def _no_new_holes(lung: np.ndarray, band: np.ndarray) -> np.ndarray:
     keep = np.zeros(n + 1, dtype=bool)
     for i in range(1, n + 1):
         part = comp == i
-        keep[i] = not (ndimage.binary_fill_holes(lung | part) & ~before & ~part).any()
+        holes = ndimage.binary_fill_holes(lung | part) & ~before & ~part
+        if max_hole_px > 0 and holes.any():
+            hl, hn = ndimage.label(holes)
+            keep[i] = bool(ndimage.sum_labels(holes, hl, np.arange(1, hn + 1)).max() <= max_hole_px)
+        else:
+            keep[i] = not holes.any()
     return keep[comp]
 
 
@@ -571,4 +577,58 @@ def _mediastinal_block_2d(
             near = ndimage.distance_transform_edt(~seed, sampling=spacing[1:]) <= params.block_reach_mm
             block &= near
         out[z] = block
+    return out
+
+
+def _recover_posterior_2d(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    cavity: np.ndarray | None,
+    spacing: np.ndarray,
+    recovered: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray:
+    """Posterior (dependent) consolidation beside the spine on single axial slices (rule ``posterior_2d``).
+
+    Per slice with a thoracic cavity: soft tissue (``dense_ok``, not recovered yet) in the posterior half of the
+    trunk, lateral of the paravertebral line (``posterior_spine_mm`` beyond the vertebral body; without one, beyond
+    the trunk midline), more than ``dependent_margin_mm`` from bone, whose smoothed HU (:func:`_mediastinal_block_2d`
+    smoothing) stays below ``posterior_max_smooth_hu`` (partly aerated consolidation; muscle, fat planes and the
+    pleura with its partial volume are solid), reached from the lung (aerated or recovered) through such tissue within
+    ``posterior_reach_mm``, holding no new hole (:func:`_no_new_holes`), is lung.
+    """
+    out = np.zeros(labels.shape, dtype=bool)
+    if cavity is None:
+        return out
+    ny, nx = labels.shape[1:]
+    rows = np.arange(ny)[:, None]
+    xs = np.arange(nx)[None, :]
+    sigma = params.block_sigma_mm / np.asarray(spacing[1:], dtype=float)
+    steps = max(1, int(round(params.posterior_reach_mm / float(spacing[1]))))
+    for z in range(labels.shape[0]):
+        if cavity[z].all() or not labels[z].any() or not dense_ok[z].any():
+            continue
+        bone = _cage_bone_2d(hu[z], trunk[z], params=params)
+        if bone is None or not bone.any():
+            continue
+        midline = float(np.nonzero(trunk[z])[1].mean())
+        vb = vertebral_body(bone, trunk[z], spacing, midline, params=params)
+        right_edge, left_edge = (vb[2], vb[3]) if vb is not None else (midline, midline)
+        spine = params.posterior_spine_mm / spacing[2]
+        tys = np.nonzero(trunk[z])[0]
+        posterior = rows >= 0.5 * (tys.min() + tys.max())
+        lateral = (xs < right_edge - spine) | (xs > left_edge + spine)
+        smooth = ndimage.gaussian_filter(hu[z].astype(float), sigma)
+        far = ndimage.distance_transform_edt(~bone, sampling=spacing[1:]) > params.dependent_margin_mm
+        lung = (labels[z] > 0) | recovered[z]
+        candidate = dense_ok[z] & ~lung & posterior & lateral & far & (smooth < params.posterior_max_smooth_hu)
+        if not candidate.any():
+            continue
+        grown = ndimage.binary_dilation(lung, structure=np.ones((3, 3)), iterations=steps, mask=candidate | lung)
+        band = grown & candidate
+        max_hole = int(params.posterior_max_hole_mm2 / float(spacing[1] * spacing[2]))
+        out[z] = _no_new_holes(lung, band, max_hole)
     return out

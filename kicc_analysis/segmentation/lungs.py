@@ -78,6 +78,7 @@ from .dense_2d import (
     _recover_bronchograms_2d,
     _recover_dependent_2d,
     _recover_dependent_cavity_2d,
+    _recover_posterior_2d,
     thoracic_cavity_2d,
 )
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
@@ -901,6 +902,13 @@ def dense_rules(path: str) -> list[DenseRule]:
             DenseRule(
                 "dependent_cavity_2d",
                 lambda c: _recover_dependent_cavity_2d(
+                    c.labels, c.hu, c.free, c.trunk, c.cavity, c.spacing, c.recovered, params=c.params
+                ),
+            ),
+            # posterior consolidation against the rib heads, per hemithorax, lateral of the paravertebral line
+            DenseRule(
+                "posterior_2d",
+                lambda c: _recover_posterior_2d(
                     c.labels, c.hu, c.free, c.trunk, c.cavity, c.spacing, c.recovered, params=c.params
                 ),
             ),

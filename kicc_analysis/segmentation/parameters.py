@@ -28,6 +28,7 @@ RULE_NAMES = (
     "dependent_2d",
     "bronchograms_2d",
     "dependent_cavity_2d",
+    "posterior_2d",
     "mediastinal_block_2d",
     "cage_2d",
     "lung_base",
@@ -141,6 +142,11 @@ class LungParameters:
     # mediastinal soft-tissue block of a single axial slice (filter mediastinal_block_2d): smoothed HU (Gaussian of
     # this sigma, mm) at or above this (HU) is solid soft tissue (mediastinum, hilar vessels; consolidated lung on the
     # outlined covid_ny_sbu slices is mostly below, partly aerated)
+    # posterior_2d: columns at least this far (mm) lateral of the vertebral body (paravertebral line)
+    posterior_spine_mm: float = 5.0
+    posterior_max_smooth_hu: float = -100.0  # ... smoothed HU below this (partly aerated consolidation)
+    posterior_reach_mm: float = 40.0  # ... reached from the lung within this (mm)
+    posterior_max_hole_mm2: float = 300.0  # ... enclosing no new hole larger than this (mm^2; a ring around the heart)
     block_sigma_mm: float = 2.5
     block_min_hu: float = -100.0
     # ... the block is the solid tissue connected to the zone between the lungs after an opening of this radius (mm)
