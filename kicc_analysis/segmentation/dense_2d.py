@@ -538,6 +538,7 @@ def _mediastinal_block_2d(
     trunk: np.ndarray,
     cavity: np.ndarray | None,
     spacing: np.ndarray,
+    recovered: np.ndarray | None = None,
     *,
     params: LungParameters = DEFAULT_PARAMETERS,
 ) -> np.ndarray:
@@ -558,7 +559,20 @@ def _mediastinal_block_2d(
     ry, rx = (int(np.ceil(r)) for r in radius)
     yy, xx = np.mgrid[-ry : ry + 1, -rx : rx + 1]
     disk = (yy / max(radius[0], 1e-6)) ** 2 + (xx / max(radius[1], 1e-6)) ** 2 <= 1.0
+    rows_window = 2 * max(1, int(round(params.bronchogram_rows_mm / float(spacing[1])))) + 1
     for z in range(labels.shape[0]):
+        if params.block_both_lungs and trunk[z].any():
+            # seed rows: aerated lung on both sides (the zone between their edges), or in front of the vertebral
+            # body (the mediastinum; beside the vertebral body lies dependent lung)
+            both = ndimage.maximum_filter1d((labels[z] == RIGHT).any(axis=1), rows_window) & (
+                ndimage.maximum_filter1d((labels[z] == LEFT).any(axis=1), rows_window)
+            )
+            bone = _cage_bone_2d(hu[z], trunk[z], params=params)
+            midline = float(np.nonzero(trunk[z])[1].mean())
+            vb = vertebral_body(bone, trunk[z], spacing, midline, params=params) if bone is not None else None
+            tys = np.nonzero(trunk[z])[0]
+            front = 2 * vb[0] - vb[4] if vb is not None else 0.5 * (tys.min() + tys.max())
+            zone[z] &= (both | (np.arange(labels.shape[1]) < front))[:, None]
         if not labels[z].any() or not zone[z].any():
             continue
         smooth = ndimage.gaussian_filter(hu[z].astype(float), sigma)
@@ -576,6 +590,13 @@ def _mediastinal_block_2d(
             seed = zone[z] & solid
             near = ndimage.distance_transform_edt(~seed, sampling=spacing[1:]) <= params.block_reach_mm
             block &= near
+        if recovered is not None and params.block_component_share < 1.0 and block.any():
+            # a recovered component mostly in the block is the hilar vessel itself, its lung-side rim included
+            comp_r, n_r = ndimage.label(recovered[z], structure=np.ones((3, 3)))
+            if n_r:
+                index = np.arange(1, n_r + 1)
+                share = np.asarray(ndimage.mean(block, comp_r, index), dtype=float)
+                block = block | np.isin(comp_r, index[share >= params.block_component_share])
         out[z] = block
     return out
 
@@ -629,6 +650,9 @@ def _recover_posterior_2d(
             continue
         grown = ndimage.binary_dilation(lung, structure=np.ones((3, 3)), iterations=steps, mask=candidate | lung)
         band = grown & candidate
+        if params.posterior_min_thickness_px > 1:  # not the partial-volume rim along the pleura
+            size = params.posterior_min_thickness_px
+            band = ndimage.binary_opening(band, structure=np.ones((size, size), dtype=bool))
         max_hole = int(params.posterior_max_hole_mm2 / float(spacing[1] * spacing[2]))
         out[z] = _no_new_holes(lung, band, max_hole)
     return out

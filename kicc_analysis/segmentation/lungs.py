@@ -915,7 +915,9 @@ def dense_rules(path: str) -> list[DenseRule]:
             # nothing in the mediastinal soft-tissue block (hilum, great vessels) of the slice
             DenseRule(
                 "mediastinal_block_2d",
-                lambda c: _mediastinal_block_2d(c.labels, c.hu, c.trunk, c.cavity, c.spacing, params=c.params),
+                lambda c: _mediastinal_block_2d(
+                    c.labels, c.hu, c.trunk, c.cavity, c.spacing, c.recovered, params=c.params
+                ),
                 removes=True,
             ),
             # nothing outside the rib cage (arms, objects on the chest, the chest wall beyond the ribs)

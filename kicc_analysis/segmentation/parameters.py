@@ -146,11 +146,14 @@ class LungParameters:
     posterior_spine_mm: float = 5.0
     posterior_max_smooth_hu: float = -100.0  # ... smoothed HU below this (partly aerated consolidation)
     posterior_reach_mm: float = 40.0  # ... reached from the lung within this (mm)
+    posterior_min_thickness_px: int = 2  # ... parts at least this many working-grid pixels thick (square opening)
     posterior_max_hole_mm2: float = 300.0  # ... enclosing no new hole larger than this (mm^2; a ring around the heart)
     block_sigma_mm: float = 2.5
     block_min_hu: float = -100.0
     # ... the block is the solid tissue connected to the zone between the lungs after an opening of this radius (mm)
     block_opening_mm: float = 4.0
+    block_both_lungs: bool = True  # ... seeded only in rows with aerated lung on both sides
+    block_component_share: float = 0.5  # ... a recovered component with at least this share in the block is dropped
     block_reach_mm: float = 20.0  # ... and at most this far (mm) beyond that zone (0: no limit)
     # --- single coronal / sagittal slices (lungs.py, _segment_plane_array)
     plane_min_parenchyma: float = 0.5  # lung: at least this share (0-1) of the interior at -960..-500 HU (gas: < -960)
