@@ -380,7 +380,8 @@ def thoracic_cavity_2d(
 ) -> np.ndarray | None:
     """The thoracic cavity of one axial slice: pixels inside the rib cage (bool (y, x)), or ``None`` without a cage.
 
-    Rays (``n_rays``) are cast from the trunk centre. On each ray that meets the aerated lung (``lungs``: only
+    Rays (``n_rays``) are cast from the point on the trunk's mean x (midline) at the aerated lungs' centre row. On
+    each ray that meets the aerated lung (``lungs``: only
     components with at least a fifth of the largest one's area, so an air pocket in an arm or an object on the
     chest does not move the cage) the cage is the first bone pixel (:func:`_cage_bone_2d`) beyond the outermost lung
     pixel; rays without a hit (between two ribs, through the mediastinum, through consolidated lung) take it
@@ -421,7 +422,10 @@ def thoracic_cavity_2d(
     ny, nx = hu.shape
     n_rays = params.n_rays
     yy, xx = np.mgrid[0:ny, 0:nx]
-    cy, cx = ndimage.center_of_mass(major)  # the lungs' centre: arms do not shift it
+    # rays from the lungs' centre row (arms do not shift it) on the trunk's midline (a consolidated lung does not
+    # shift it towards the aerated one)
+    cy = ndimage.center_of_mass(major)[0]
+    cx = float(np.nonzero(trunk)[1].mean())
     pixel_mm = float(np.sqrt(spacing_yx[0] * spacing_yx[1]))
     radius = np.hypot((yy - cy) * spacing_yx[0], (xx - cx) * spacing_yx[1]) / pixel_mm
     ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
