@@ -22,7 +22,11 @@ of one slice instead. :func:`~kicc_analysis.segmentation.lungs._recover_dense` c
 4. **Dependent consolidation inside the thoracic cavity** (lungs-1.8, :func:`_recover_dependent_cavity_2d`): soft
    tissue inside the cavity, behind the lung in its column with no lung behind it, outside the mediastinum and the
    paravertebral / aortic band.
-5. **Cage filter** (lungs-1.8, rule ``cage_2d``): everything recovered outside the thoracic cavity is taken back.
+5. **Posterior consolidation beside the spine** (lungs-1.9, :func:`_recover_posterior_2d`): partly aerated soft
+   tissue in the posterior half, lateral of the paravertebral line, reached from the lung.
+6. **Mediastinal block filter** (lungs-1.9, :func:`_mediastinal_block_2d`): recovered tissue in the solid
+   soft-tissue block between the lungs (hilum, great vessels) is taken back.
+7. **Cage filter** (lungs-1.8, rule ``cage_2d``): everything recovered outside the thoracic cavity is taken back.
 
 The **thoracic cavity** of an axial slice (:func:`thoracic_cavity_2d`, lungs-1.8) is fitted to the rib ring; before
 the side split, aerated components mostly outside it (air in an arm, in an object on the chest) are dropped.
@@ -551,10 +555,20 @@ def _mediastinal_block_2d(
     Solid soft tissue is where the CT smoothed by a Gaussian of ``block_sigma_mm`` is at least ``block_min_hu``
     (heart, great vessels, hilar vessels, oesophagus, mediastinal fat with partial volume), outside the aerated lung
     and, when the slice has one, inside the thoracic cavity. After an opening of radius ``block_opening_mm`` (thin
-    strands of dense lung do not connect), its components that reach the zone between the two aerated lungs
-    (:func:`_mediastinum_2d`) are the block. Recovered dense tissue there is hilum or mediastinum, not lung: the
-    single-slice rules (hull deficit, rib cage, air bronchograms, dependent) take it in when the lung beside the
-    mediastinum is consolidated.
+    strands of dense lung do not connect), its components that reach the seed zone are the block, grown back by the
+    opening and kept within ``block_reach_mm`` of the seed zone. The seed zone is the zone between the two aerated
+    lungs (:func:`_mediastinum_2d`) in rows with aerated lung on both sides (within +- ``bronchogram_rows_mm``) or in
+    front of the vertebral body (the trunk's centre row without one): beside the vertebral body lies dependent lung.
+    A recovered component (8-connected) with at least ``block_component_share`` of its pixels in the block is taken
+    back whole (a hilar vessel with its lung-side partial-volume rim). Recovered dense tissue in the block is hilum or
+    mediastinum, not lung: the single-slice rules (hull deficit, rib cage, air bronchograms) take it in when the lung
+    beside the mediastinum is consolidated. Consolidation with no air left that touches the mediastinum is taken
+    back too (HU cannot separate them).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (z, y, x) pixels to take out of the recovered tissue.
     """
     out = np.zeros(labels.shape, dtype=bool)
     zone = _mediastinum_2d(labels, trunk, spacing, params=params)
@@ -565,7 +579,7 @@ def _mediastinal_block_2d(
     disk = (yy / max(radius[0], 1e-6)) ** 2 + (xx / max(radius[1], 1e-6)) ** 2 <= 1.0
     rows_window = 2 * max(1, int(round(params.bronchogram_rows_mm / float(spacing[1])))) + 1
     for z in range(labels.shape[0]):
-        if params.block_both_lungs and trunk[z].any():
+        if trunk[z].any():
             # seed rows: aerated lung on both sides (the zone between their edges), or in front of the vertebral
             # body (the mediastinum; beside the vertebral body lies dependent lung)
             both = ndimage.maximum_filter1d((labels[z] == RIGHT).any(axis=1), rows_window) & (

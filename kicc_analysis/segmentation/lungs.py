@@ -28,7 +28,9 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
    b. sub-pleural band up to the rib cage (``_common.py``, :func:`_recover_rib_cage`);
    c. 3-D outline interpolation between slices (``_common.py``, :func:`_recover_between_slices`);
    d. 2-D path only (``dense_2d.py``): mediastinum filter on (a) and (b); after (c), dependent rule, air bronchograms,
-      dependent consolidation inside the thoracic cavity, and the cage filter (nothing outside the cavity);
+      dependent consolidation inside the thoracic cavity, posterior consolidation beside the spine, the mediastinal
+      block filter (nothing in the solid soft tissue between the lungs) and the cage filter (nothing outside the
+      cavity);
    e. 3-D path only (``dense_3d.py``): lung base on the diaphragm dome, paravertebral gutter, costophrenic recess;
    f. 3-D path only (``dense_3d.py``, ``halo_gate=True``): halo gate -- voxels from (b) and (c) are kept only in
       recovered components that border diseased lung (ground glass) or no aerated lung (:func:`_with_abnormal_halo`).
@@ -84,7 +86,7 @@ from .dense_2d import (
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
-ALGORITHM_VERSION = "lungs-1.8"  # bump when outputs change; history in CHANGELOG.md
+ALGORITHM_VERSION = "lungs-1.9"  # bump when outputs change; history in CHANGELOG.md
 
 
 @dataclass
@@ -854,7 +856,7 @@ def dense_rules(path: str) -> list[DenseRule]:
     --------
     >>> [rule.name for rule in dense_rules("2d")]
     ['hull_deficit', 'rib_cage', 'mediastinum_2d', 'between_slices', 'dependent_2d', 'bronchograms_2d', 'dependent_cavity_2d',
-     'cage_2d']
+     'posterior_2d', 'mediastinal_block_2d', 'cage_2d']
     >>> [(rule.name, rule.gated) for rule in dense_rules("3d") if rule.gated or rule.removes]
     [('rib_cage', True), ('between_slices', True), ('halo_gate', False)]
     """
