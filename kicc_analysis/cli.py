@@ -37,6 +37,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         full_resolution=args.full,
         if_missing=args.if_missing,
+        deid_problems=args.deid_problems,
     )
     print(f"demo repository in {args.out}: {manifest}")
     return 0
@@ -71,17 +72,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             verify=args.verify,
         )
     print(scan.summary() if hasattr(scan, "summary") else scan)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        from kicc_analysis.privacy import mask_ids
-
-        for name in ("instances", "series", "studies", "skipped", "selection"):
-            table = getattr(scan, name)
-            if "patient_id" in table.columns:  # a PatientID that is not a pseudonym is written masked
-                table = table.assign(patient_id=mask_ids(table["patient_id"]))
-            table.to_csv(out / f"{name}.csv", index=False)
-        print(f"tables written to {out}/")
+    if args.out:  # identifiers (non-pseudonym PatientIDs, names in folder names...) are written masked
+        scan.write_tables(args.out)
+        print(f"tables written to {args.out}/")
     return 0
 
 
@@ -279,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=19, help="random seed (default 19)")
     p.add_argument("--full", action="store_true", help="full 512×512 CT series (slow, large)")
     p.add_argument("--if-missing", action="store_true", help="do nothing when OUT already holds this demo")
+    p.add_argument(
+        "--deid-problems",
+        action="store_true",
+        help="plant five de-identification problems for the audit to find (see kicc_analysis.demo.deid_problems)",
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
@@ -394,7 +392,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", required=True, help="repository folder (only read)")
     p.add_argument("--out", required=True, help="export folder (new or empty)")
     p.add_argument("--format", required=True, choices=["nnunet", "monai", "images-csv"], help="dataset format")
-    p.add_argument("--task", required=True, choices=["lungs", "lobes", "cxr-severity", "outcome"], help="task")
+    p.add_argument(
+        "--task",
+        required=True,
+        choices=[
+            "lungs",
+            "lobes",
+            "opacity",
+            "cxr-severity",
+            "outcome",
+            "outcome-ct",
+            "outcome-clinical",
+            "outcome-combined",
+        ],
+        help="task: CT segmentation (lungs, lobes, opacity), radiograph severity, or outcome from the baseline "
+        "radiograph (outcome), CT, clinical variables only, or all combined",
+    )
     p.add_argument("--seed", type=int, default=19, help="split seed (default 19)")
     p.add_argument(
         "--fractions", type=float, nargs=3, default=[0.7, 0.1, 0.2], help="train validation test shares of patients"
