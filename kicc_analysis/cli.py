@@ -118,7 +118,9 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
 def _cmd_quantify(args: argparse.Namespace) -> int:
     from kicc_analysis.pipeline import quantify_cohort
 
-    run = quantify_cohort(args.repository, cache=args.cache, workers=args.workers, masks=args.masks)
+    run = quantify_cohort(
+        args.repository, cache=args.cache, workers=args.workers, masks=args.masks, scheduler=args.scheduler
+    )
     print(run.describe())
     if args.out:
         out = Path(args.out)
@@ -311,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="cache folder (default: outside REPOSITORY, $KICC_CACHE or ~/.cache/kicc-analysis/<name-hash>/quantification)",
     )
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument(
+        "--scheduler",
+        help="run one task per series on this dask.distributed scheduler (tcp://host:8786; needs the [cluster] "
+        "extra); default: $KICC_DASK_SCHEDULER when set, else the local pool of --workers processes; "
+        "'local' forces the local pool",
+    )
     p.add_argument(
         "--masks",
         help="folder of lung/lobe masks (TotalSegmentator, lungmask, DICOM SEG, label maps), one per series: "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -51,6 +52,7 @@ def quantify_cohort(
     build: CohortBuild | None = None,
     masks: str | Path | None = None,
     compare_masks: bool = True,
+    scheduler: Any = None,
 ) -> QuantificationRun:
     """Segment and quantify every selected CT series of the cohort (cached per series).
 
@@ -72,6 +74,10 @@ def quantify_cohort(
     compare_masks : bool
         For series with a mask, also run the classical segmentation and report the comparison (``qa_mask_dice``,
         ``mask_disagreement``); False is faster.
+    scheduler : str, ``distributed.Client`` or cluster object, optional
+        Quantify on this ``dask.distributed`` cluster (``tcp://host:8786``), one task per series; default
+        ``$KICC_DASK_SCHEDULER``, else the local pool (see
+        :func:`~kicc_analysis.quantification.batch.quantify_series_table`).
     """
     from kicc_analysis.quantification.batch import join_to_cohort, quantify_series_table
 
@@ -81,7 +87,12 @@ def quantify_cohort(
         jobs["mask"] = series_masks(jobs, masks, build.repository)
     cache = Path(cache) if cache else cache_dir(build.repository) / "quantification"
     outcome = quantify_series_table(
-        jobs, cache_dir=cache, workers=workers, show_progress=show_progress, compare_masks=compare_masks
+        jobs,
+        cache_dir=cache,
+        workers=workers,
+        show_progress=show_progress,
+        compare_masks=compare_masks,
+        scheduler=scheduler,
     )
     results, failures = (
         outcome if isinstance(outcome, tuple) else (outcome, outcome.attrs.get("failures", pd.DataFrame()))
