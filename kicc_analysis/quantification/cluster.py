@@ -128,7 +128,7 @@ def run_on_cluster(
     *,
     show_progress: bool | None = None,
     retries: int = DEFAULT_RETRIES,
-    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    connect_timeout_s: float | None = None,
 ) -> Iterator[Result]:
     """Run ``task(job)`` for every ``(job, cache key)`` of ``todo`` on a Dask cluster; yield results as they come.
 
@@ -147,7 +147,7 @@ def run_on_cluster(
     retries : int
         Resubmissions of a task that raised.
     connect_timeout_s : float
-        Seconds to wait for the scheduler (s).
+        Seconds to wait for the scheduler (s); default :data:`CONNECT_TIMEOUT_S`.
 
     Yields
     ------
@@ -165,13 +165,14 @@ def run_on_cluster(
     keys = [task_key(key) for _, key in todo]
     if len(set(keys)) != len(keys):
         raise ClusterError(f"{len(keys) - len(set(keys))} job(s) share a task key; every series must be distinct")
-    with _connected(scheduler, connect_timeout_s) as client:
+    timeout_s = CONNECT_TIMEOUT_S if connect_timeout_s is None else connect_timeout_s
+    with _connected(scheduler, timeout_s) as client:
         from distributed import as_completed
 
         jobs = {k: job for k, (job, _) in zip(keys, todo, strict=True)}
         futures = client.map(task, [job for job, _ in todo], key=keys, retries=int(retries), pure=True)
         with progress_bar(None, show=show_progress, total=len(futures), desc="CT series", unit="series") as bar:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):
                 job = jobs[future.key]
                 if future.status == "finished":
                     result = future.result()
