@@ -27,6 +27,8 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .header import IMAGE_SOP_CLASSES, NATIVE_TRANSFER_SYNTAXES
 
@@ -125,6 +127,36 @@ _INT_COLUMNS = (
 _IRREGULAR = 0.10
 
 
+def _dirnames(paths: pd.Series) -> pd.Series:
+    """``os.path.dirname`` of every path, vectorised with pyarrow (the same strings; rows it cannot decide, such as
+    ``a//b`` or ``/x``, and text pyarrow cannot hold go through ``os.path.dirname``)."""
+    values = paths.to_numpy(dtype=object)
+    try:
+        arr = pa.array(values, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):
+        return pd.Series([os.path.dirname(p) for p in values], index=paths.index, dtype=object)
+    heads = pc.replace_substring_regex(arr, pattern="^[^/]*$|/[^/]*$", replacement="")
+    odd = pc.or_(pc.ends_with(heads, "/"), pc.starts_with(arr, "/"))
+    out = heads.to_numpy(zero_copy_only=False).astype(object)
+    for i in np.flatnonzero(odd.to_numpy(zero_copy_only=False)):
+        out[i] = os.path.dirname(values[i])
+    return pd.Series(out, index=paths.index, dtype=object)
+
+
+def _joined(root: str, paths: pd.Series) -> np.ndarray:
+    """``os.path.join(root, p)`` of every path ``p`` (vectorised; an absolute ``p`` stays as it is)."""
+    values = paths.to_numpy(dtype=object)
+    prefix = root if root == "" or root.endswith("/") else root + "/"
+    try:
+        out = (prefix + pd.Series(values, dtype=object)).to_numpy(dtype=object)
+    except TypeError:
+        return np.array([os.path.join(root, p) for p in values], dtype=object)
+    for i, p in enumerate(values):
+        if p.startswith("/"):
+            out[i] = os.path.join(root, p)
+    return out
+
+
 def _hash(*parts: object) -> str:
     text = "\x1f".join("" if p is None or (isinstance(p, float) and np.isnan(p)) else str(p) for p in parts)
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]
@@ -153,8 +185,8 @@ def build_instances(files: pd.DataFrame, root: str) -> tuple[pd.DataFrame, pd.Da
     ``duplicates`` has columns ``relpath, size, series_uid, reason`` for files whose SOP Instance UID was already
     seen in another file (first by path kept).
     """
-    df = files.drop(columns=["error", "ctime_ns", "header_hash"]).copy()  # index-only columns
-    df.insert(0, "path", [os.path.join(root, p) for p in df["relpath"]])
+    df = files.drop(columns=["error", "ctime_ns", "header_hash"])  # index-only columns (drop returns a copy)
+    df.insert(0, "path", _joined(root, df["relpath"]))
     df["mtime"] = pd.to_datetime(df["mtime_ns"], unit="ns", utc=True)
     for col in _INT_COLUMNS:
         df[col] = df[col].round().astype("Int64")
@@ -169,7 +201,7 @@ def build_instances(files: pd.DataFrame, root: str) -> tuple[pd.DataFrame, pd.Da
     df["sop_class_uid"] = sop_class
 
     # UIDs: fall back on stable synthetic keys.
-    folder = df["relpath"].map(os.path.dirname)
+    folder = _dirnames(df["relpath"]) if df[["series_uid", "study_uid"]].isna().any(axis=None) else None
     miss = df["sop_uid"].isna()
     if miss.any():
         df.loc[miss, "sop_uid"] = df.loc[miss, "media_sop_uid"]
@@ -210,7 +242,9 @@ def build_instances(files: pd.DataFrame, root: str) -> tuple[pd.DataFrame, pd.Da
     df["is_localizer"] = it.str.contains("LOCALIZER") | it.str.contains("SCOUT") | it.str.contains("TOPOGRAM")
 
     # Duplicate SOP instances: keep the first by path.
-    df = df.sort_values("relpath", kind="stable").reset_index(drop=True)
+    if not df["relpath"].is_monotonic_increasing:  # the scanner's index is sorted already: skip the string sort
+        df = df.sort_values("relpath", kind="stable")
+    df = df.reset_index(drop=True)
     dup = df.duplicated("sop_uid", keep="first")
     duplicates = pd.DataFrame(columns=["relpath", "size", "series_uid", "reason"])
     if dup.any():
@@ -316,7 +350,7 @@ def build_series(instances: pd.DataFrame, duplicates: pd.DataFrame | None = None
             *_ORIENT,
         ]
     ].copy()
-    df["folder"] = df["relpath"].map(os.path.dirname)
+    df["folder"] = _dirnames(df["relpath"])
     df = df.sort_values(["series_uid", "slice_position", "relpath"], kind="stable", na_position="last")
     df = df.reset_index(drop=True)
     g = df.groupby("series_uid", sort=True)
@@ -478,7 +512,13 @@ def build_studies(series: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame
     g = series.groupby("study_uid", sort=True)
     out = g[["patient_id", "study_date"]].first()
     pairs = series[["study_uid", "modality"]].dropna().drop_duplicates().sort_values(["study_uid", "modality"])
-    out["modalities"] = pairs.groupby("study_uid")["modality"].agg(",".join).reindex(out.index, fill_value="")
+    # ",".join per study, in Python only for the studies with several modalities
+    one = ~pairs["study_uid"].duplicated(keep=False)
+    joined = pairs.loc[one].set_index("study_uid")["modality"].astype(object)
+    if not one.all():
+        several = pairs.loc[~one].groupby("study_uid")["modality"].agg(",".join)
+        joined = pd.concat([joined, several]).sort_index()
+    out["modalities"] = joined.reindex(out.index, fill_value="")
     out["n_series"] = g.size()
     out["n_instances"] = g["n_instances"].sum()
     out["n_ct_series"] = (series["modality"] == "CT").groupby(series["study_uid"]).sum().astype(int)
