@@ -183,3 +183,36 @@ def test_vectorised_path_helpers_equal_os_path():
         assert list(_joined(root, paths)) == [os.path.join(root, p) for p in paths]
     surrogate = pd.Series(["a\udcff/b.dcm"])  # not valid UTF-8: the stdlib path
     assert list(_dirnames(surrogate)) == ["a\udcff"]
+
+
+def test_arrow_string_conversion_equals_astype():
+    from kicc_analysis.repository.scan import _STRING, _arrow_strings
+
+    frame = pd.DataFrame(
+        {"text": ["x", None, np.nan, "한글"], "number": [1, 2, 3, 4], "mixed": ["x", True, None, "y"], "na": pd.NA}
+    ).astype({"na": object})
+    expected = frame.astype({c: _STRING for c in frame.columns if frame[c].dtype == object})
+    pd.testing.assert_frame_equal(_arrow_strings(frame), expected)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_series_row_order_equals_the_three_key_sort(seed):
+    from kicc_analysis.repository.tables import _series_order
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "series_uid": rng.choice(["1.2.10", "1.2.9", "1.2.1", "kicc-series-x", None], n).astype(object),
+            "slice_position": rng.choice([np.nan, -0.0, 0.0, 1.5, -3.25, 2.0], n),
+            "relpath": [
+                f"p{k}/{int(i):03d}.dcm" for k, i in zip(rng.integers(0, 3, n), rng.integers(0, 50, n), strict=True)
+            ],
+        }
+    )
+    if seed == 1:
+        frame = frame.sort_values("relpath").reset_index(drop=True)  # the instance table's order: no path sort
+    if seed == 2:
+        frame.loc[::7, "relpath"] = None
+    expected = frame.sort_values(["series_uid", "slice_position", "relpath"], kind="stable", na_position="last")
+    np.testing.assert_array_equal(_series_order(frame), expected.index.to_numpy())

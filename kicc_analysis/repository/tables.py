@@ -306,6 +306,24 @@ SERIES_COLUMNS = (
 )
 
 
+def _series_order(df: pd.DataFrame) -> np.ndarray:
+    """Row order of ``df.sort_values(["series_uid", "slice_position", "relpath"], kind="stable",
+    na_position="last")``, computed with ``np.lexsort`` on integer codes (no sort of the 10^6 path strings when
+    they are already in order, as the instance table's are)."""
+    series_code = pd.factorize(df["series_uid"], sort=True)[0]
+    series_code[series_code < 0] = series_code.max() + 1  # a missing UID sorts last, as in sort_values
+    position = df["slice_position"].to_numpy(dtype=float)
+    missing = np.isnan(position)
+    relpath = df["relpath"]
+    if relpath.is_monotonic_increasing and not relpath.hasnans:
+        path_rank = np.arange(len(df))
+    else:
+        path_rank = pd.factorize(relpath, sort=True)[0]
+        path_rank[path_rank < 0] = path_rank.max() + 1
+    # np.lexsort: the last key is the primary one; it is stable
+    return np.lexsort((path_rank, np.where(missing, 0.0, position), missing, series_code))
+
+
 def build_series(instances: pd.DataFrame, duplicates: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per series: description, geometry (mm), slice count, gaps, compression and issues.
 
@@ -351,8 +369,7 @@ def build_series(instances: pd.DataFrame, duplicates: pd.DataFrame | None = None
         ]
     ].copy()
     df["folder"] = _dirnames(df["relpath"])
-    df = df.sort_values(["series_uid", "slice_position", "relpath"], kind="stable", na_position="last")
-    df = df.reset_index(drop=True)
+    df = df.iloc[_series_order(df)].reset_index(drop=True)
     g = df.groupby("series_uid", sort=True)
     out = g[
         [
