@@ -12,7 +12,9 @@ cache (``quantify_series_table(cache_dir=None)``) by
 The three are alternated ``--repeats`` times; medians are reported as series per minute. Then the overhead per
 task of each executor on an empty task (returns its argument): the round trip of one task at a time
 (submit -> result, median over ``--tasks``), and the amortised cost per task of ``--tasks`` tasks submitted at
-once (map -> gather). Prints one JSON object with the machine, the date and the load average before/after.
+once (map -> gather). Each run's CPU time is summed over this process, the pool's finished processes and the cluster's worker processes
+(``cpu_s_per_series``: what a run costs in CPU, which a shared machine's load does not inflate the way it inflates
+wall time). Prints one JSON object with the machine, the date and the load average before/after.
 
 Usage::
 
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import tempfile
 import time
@@ -58,6 +61,20 @@ def _empty_task_overhead(submit_one, map_all, n: int) -> dict:
     assert map_all(list(range(n))) == list(range(n))
     bulk = time.perf_counter() - t0
     return {"round_trip_ms": 1000 * statistics.median(trips), "bulk_per_task_ms": 1000 * bulk / n}
+
+
+def _worker_cpu_s() -> float:
+    """CPU seconds (user + system, all threads) of the calling process."""
+    import psutil
+
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's finished children (the local pool's processes, once it has shut down)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -95,17 +112,26 @@ def main() -> None:
         "cluster": lambda: quantify_series_table(jobs, None, scheduler=client, show_progress=False),
     }
     seconds: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+
+    def cpu_now() -> float:  # this process + finished children + the cluster's worker processes
+        workers = client.run(_worker_cpu_s)
+        return time.process_time() + _children_cpu_s() + sum(workers.values())
+
     for _ in range(args.repeats):
         for name, run in runs.items():
-            t0 = time.perf_counter()
+            c0, t0 = cpu_now(), time.perf_counter()
             result = run()
             seconds[name].append(time.perf_counter() - t0)
+            cpu[name].append(cpu_now() - c0)
             assert result.drop(columns="cached").equals(reference.drop(columns="cached")), name
     throughput = {
         name: {
             "median_s": statistics.median(s),
             "series_per_min": 60 * n / statistics.median(s),
             "runs_s": [round(x, 2) for x in s],
+            "cpu_s_per_series": statistics.median(cpu[name]) / n,
+            "cpu_runs_s": [round(x, 2) for x in cpu[name]],
         }
         for name, s in seconds.items()
     }
