@@ -99,7 +99,7 @@ def main() -> None:
     n = len(jobs)
 
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     client = Client(cluster, set_as_default=False)
     startup_s = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -54,7 +54,7 @@ def client():
     """One LocalCluster per module: 2 worker processes, 1 thread each, no dashboard."""
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="1GiB"
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="1GiB"
         ) as local_cluster,
         distributed.Client(local_cluster, timeout=120, set_as_default=False) as connected,
     ):
@@ -218,3 +218,22 @@ def test_scheduler_resolution(monkeypatch):
     assert cluster.resolve_scheduler("local") is None
     with pytest.raises(ClusterError, match="share a task key"):
         list(cluster.run_on_cluster(print, [({}, "a" * 64), ({}, "a" * 64)], UNREACHABLE))
+
+
+def _echo_slowly(job: dict) -> tuple:
+    import time
+
+    time.sleep(0.05 * (6 - int(job["series_uid"])))  # later series are faster: completion order shows the window
+    return job, None, f"echo {job['series_uid']}"
+
+
+def test_submission_window_bounds_the_tasks_in_flight(client):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    todo = [({"series_uid": str(i)}, f"{i + 1:x}" * 64) for i in range(6)]
+    results = list(cluster.run_on_cluster(_echo_slowly, todo, client, max_in_flight=1, show_progress=False))
+    assert [job["series_uid"] for job, _, _ in results] == [str(i) for i in range(6)]  # one at a time: in order
+    assert [error for _, _, error in results] == [f"echo {i}" for i in range(6)]
+    wide = list(cluster.run_on_cluster(_echo_slowly, todo[:4], client, max_in_flight=None, show_progress=False))
+    assert sorted(job["series_uid"] for job, _, _ in wide) == ["0", "1", "2", "3"]

@@ -57,6 +57,9 @@ SCHEDULER_ENV = "KICC_DASK_SCHEDULER"
 DEFAULT_RETRIES = 2
 #: Prefix of every task key (how the tasks appear in the Dask dashboard).
 TASK_PREFIX = "kicc-quantify"
+#: Tasks in flight at once (submitted, not yet returned): far more than any cluster has worker threads, far fewer
+#: than a large cohort's series (each task carries its series' file list).
+DEFAULT_IN_FLIGHT = 2000
 #: Seconds to wait for the scheduler when connecting.
 CONNECT_TIMEOUT_S = 30.0
 
@@ -129,6 +132,7 @@ def run_on_cluster(
     show_progress: bool | None = None,
     retries: int = DEFAULT_RETRIES,
     connect_timeout_s: float | None = None,
+    max_in_flight: int | None = DEFAULT_IN_FLIGHT,
 ) -> Iterator[Result]:
     """Run ``task(job)`` for every ``(job, cache key)`` of ``todo`` on a Dask cluster; yield results as they come.
 
@@ -148,6 +152,10 @@ def run_on_cluster(
         Resubmissions of a task that raised.
     connect_timeout_s : float
         Seconds to wait for the scheduler (s); default :data:`CONNECT_TIMEOUT_S`.
+    max_in_flight : int or None
+        Tasks submitted and not yet returned at any time (default :data:`DEFAULT_IN_FLIGHT`); the next series is
+        submitted as one completes, so the scheduler never holds the file lists of a whole 10^5-series cohort.
+        None submits everything at once.
 
     Yields
     ------
@@ -170,9 +178,18 @@ def run_on_cluster(
         from distributed import as_completed
 
         jobs = {k: job for k, (job, _) in zip(keys, todo, strict=True)}
-        futures = client.map(task, [job for job, _ in todo], key=keys, retries=int(retries), pure=True)
-        with progress_bar(None, show=show_progress, total=len(futures), desc="CT series", unit="series") as bar:
-            for future in as_completed(futures, loop=client.loop):
+        window = max(1, int(max_in_flight or len(keys)))
+        pending = iter(keys)
+
+        def submit(n: int) -> list[Any]:  # the next n series (a job carries its file list: bounded in flight)
+            batch = [k for _, k in zip(range(n), pending, strict=False)]
+            return client.map(task, [jobs[k] for k in batch], key=batch, retries=int(retries), pure=True)
+
+        completed = as_completed(submit(window), loop=client.loop)
+        with progress_bar(None, show=show_progress, total=len(keys), desc="CT series", unit="series") as bar:
+            for future in completed:
+                for more in submit(1):
+                    completed.add(more)
                 job = jobs[future.key]
                 if future.status == "finished":
                     result = future.result()
