@@ -39,6 +39,7 @@ from typing import Any
 __all__ = [
     "HEADER_BYTES",
     "READ_ONLY_MARKER",
+    "cache_base",
     "cache_key",
     "content_digest",
     "default_cache_dir",
@@ -177,6 +178,13 @@ def is_read_only(path: str | os.PathLike[str]) -> bool:
     return any((q / READ_ONLY_MARKER).exists() for q in (p, *p.parents))
 
 
+def cache_base() -> Path:
+    """The folder under which every derived file of this package goes: ``$KICC_CACHE``, else
+    ``~/.cache/kicc-analysis``."""
+    base = os.environ.get("KICC_CACHE")
+    return Path(base).expanduser() if base else Path.home() / ".cache" / "kicc-analysis"
+
+
 def default_cache_dir(repository: str | os.PathLike[str]) -> Path:
     """Where derived files of ``repository`` go by default: never inside it.
 
@@ -186,5 +194,4 @@ def default_cache_dir(repository: str | os.PathLike[str]) -> Path:
     repository = Path(repository).expanduser().resolve()
     name = os.fsencode(repository.name).decode("ascii", "replace").replace("\ufffd", "_") or "root"
     tag = f"{name}-{hashlib.sha1(os.fsencode(repository)).hexdigest()[:8]}"
-    base = os.environ.get("KICC_CACHE")
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "kicc-analysis") / tag
+    return cache_base() / tag

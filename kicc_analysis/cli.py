@@ -42,16 +42,34 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_scan(args: argparse.Namespace) -> int:
-    from kicc_analysis.repository import scan_repository
+def _dicomweb_scan(url: str, args: argparse.Namespace, index_dir: str | None = None):
+    """A DICOMweb scan with the command's options (credentials only from the environment)."""
+    from kicc_analysis.repository.dicomweb import scan_dicomweb
 
-    scan = scan_repository(
-        args.root,
-        index_dir=args.index,
-        workers=args.workers,
-        follow_symlinks=args.follow_symlinks,
-        verify=args.verify,
+    return scan_dicomweb(
+        url,
+        index_dir=index_dir,
+        verify=getattr(args, "verify", False),
+        page_size=args.page_size,
+        token_env=args.token_env,
+        header_env=args.header_env,
+        modified_tag=args.modified_tag,
     )
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from kicc_analysis.repository import is_dicomweb_url, scan_repository
+
+    if is_dicomweb_url(args.root):
+        scan = _dicomweb_scan(args.root, args, args.index)
+    else:
+        scan = scan_repository(
+            args.root,
+            index_dir=args.index,
+            workers=args.workers,
+            follow_symlinks=args.follow_symlinks,
+            verify=args.verify,
+        )
     print(scan.summary() if hasattr(scan, "summary") else scan)
     if args.out:
         out = Path(args.out)
@@ -107,7 +125,8 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
     from kicc_analysis.errors import CohortError
 
     _check_out_file(args.out, CohortError)
-    build = build_cohort(args.repository, workers=args.workers)
+    scan = _dicomweb_scan(args.dicomweb, args) if args.dicomweb else None
+    build = build_cohort(args.repository, workers=args.workers, scan=scan)
     print(build.describe())
     if args.out:
         build.table.to_parquet(args.out)
@@ -116,10 +135,20 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
 
 
 def _cmd_quantify(args: argparse.Namespace) -> int:
+    from kicc_analysis.cohort import build_cohort
     from kicc_analysis.pipeline import quantify_cohort
 
+    build = None
+    if args.dicomweb:
+        build = build_cohort(args.repository, workers=args.workers, scan=_dicomweb_scan(args.dicomweb, args))
     run = quantify_cohort(
-        args.repository, cache=args.cache, workers=args.workers, masks=args.masks, scheduler=args.scheduler
+        args.repository,
+        cache=args.cache,
+        workers=args.workers,
+        masks=args.masks,
+        build=build,
+        series_cache_bytes=int(args.series_cache_gb * (1 << 30)),
+        scheduler=args.scheduler,
     )
     print(run.describe())
     if args.out:
@@ -258,7 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="index a DICOM tree (headers only, incremental)",
         description="Scan a DICOM tree and print the instance/series/study summary; unreadable files are listed with the reason.",
     )
-    p.add_argument("root", help="root folder of the DICOM tree")
+    p.add_argument(
+        "root",
+        help="root folder of the DICOM tree, or a DICOMweb service dicomweb+https://host/dicom-web (QIDO-RS; "
+        "credentials from $KICC_DICOMWEB_TOKEN or $KICC_DICOMWEB_HEADER)",
+    )
     p.add_argument(
         "--index",
         help="folder for the incremental index (default: outside ROOT, in $KICC_CACHE or ~/.cache/kicc-analysis)",
@@ -275,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.add_argument("--out", help="folder to write instances/series/studies/skipped/selection CSV tables")
+    _dicomweb_options(p, with_url=False)
     p.set_defaults(func=_cmd_scan)
 
     p = sub.add_parser(
@@ -300,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repository", help="repository folder (dicom/, clinical/, readings/)")
     p.add_argument("--workers", type=int, default=2, help="parallel processes for the scan (default 2)")
     p.add_argument("--out", help="write the cohort to this Parquet file")
+    _dicomweb_options(p)
     p.set_defaults(func=_cmd_cohort)
 
     p = sub.add_parser(
@@ -327,6 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out", help="folder for ct_quantification_by_region.csv, ct_failures.csv and cohort_with_ct.parquet"
+    )
+    _dicomweb_options(p)
+    p.add_argument(
+        "--series-cache-gb",
+        type=float,
+        default=20.0,
+        help="with --dicomweb: bound of the local cache of fetched series, GiB (default 20; least recently used "
+        "series are evicted)",
     )
     p.set_defaults(func=_cmd_quantify)
 
@@ -415,6 +458,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-column", default="patient_id", help="local patient ID column (default patient_id)")
     p.set_defaults(func=_cmd_deidentify_table)
     return parser
+
+
+def _dicomweb_options(p: argparse.ArgumentParser, with_url: bool = True) -> None:
+    """Options of a DICOMweb source (credentials are never options: they come from the environment)."""
+    if with_url:
+        p.add_argument(
+            "--dicomweb",
+            metavar="URL",
+            help="images from a DICOMweb service dicomweb+https://host/dicom-web instead of REPOSITORY/dicom "
+            "(clinical table and readings still from REPOSITORY)",
+        )
+    p.add_argument("--page-size", type=int, default=500, help="DICOMweb: results per QIDO-RS request (default 500)")
+    p.add_argument(
+        "--token-env",
+        default="KICC_DICOMWEB_TOKEN",
+        help="DICOMweb: environment variable holding a bearer token (default KICC_DICOMWEB_TOKEN)",
+    )
+    p.add_argument(
+        "--header-env",
+        default="KICC_DICOMWEB_HEADER",
+        help="DICOMweb: environment variable holding one 'Name: value' header (default KICC_DICOMWEB_HEADER)",
+    )
+    p.add_argument(
+        "--modified-tag",
+        help="DICOMweb: tag (8 hex digits) of a study attribute the server updates on change, if it has one",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

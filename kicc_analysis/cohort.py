@@ -565,9 +565,11 @@ def read_snapshot(path: str | Path) -> pd.DataFrame:
     return table
 
 
-def ct_series_jobs(build: CohortBuild) -> pd.DataFrame:
-    """The CT series to quantify: ``subjid, series_uid, timepoint, img_day, source`` (list of files)."""
-    from kicc_analysis.repository import series_files
+def ct_series_jobs(build: CohortBuild, *, series_cache_bytes: int | None = None) -> pd.DataFrame:
+    """The CT series to quantify: ``subjid, series_uid, timepoint, img_day, source`` (list of files, or a
+    :class:`~kicc_analysis.repository.dicomweb.DicomwebSeries` for a scan of a DICOMweb server, fetched on demand
+    into a local cache bounded by ``series_cache_bytes``)."""
+    from kicc_analysis.repository.dicomweb import DEFAULT_CACHE_BYTES, DicomwebScan, series_source
 
     inventory = build.inventory
     ct = inventory[
@@ -583,5 +585,9 @@ def ct_series_jobs(build: CohortBuild) -> pd.DataFrame:
             "img_day": pd.to_numeric(ct["img_day"], errors="coerce").to_numpy(),
         }
     )
-    jobs["source"] = [[str(p) for p in series_files(build.scan, uid)] for uid in jobs["series_uid"]]
+    if isinstance(build.scan, DicomwebScan):  # fetched on demand (WADO-RS) into a bounded local cache
+        bound = series_cache_bytes or DEFAULT_CACHE_BYTES
+        jobs["source"] = [series_source(build.scan, uid, max_bytes=bound) for uid in jobs["series_uid"]]
+    else:
+        jobs["source"] = [[str(p) for p in series_source(build.scan, uid)] for uid in jobs["series_uid"]]
     return jobs.sort_values([ID, "img_day"]).reset_index(drop=True)

@@ -52,6 +52,7 @@ def quantify_cohort(
     build: CohortBuild | None = None,
     masks: str | Path | None = None,
     compare_masks: bool = True,
+    series_cache_bytes: int | None = None,
     scheduler: Any = None,
 ) -> QuantificationRun:
     """Segment and quantify every selected CT series of the cohort (cached per series).
@@ -74,6 +75,10 @@ def quantify_cohort(
     compare_masks : bool
         For series with a mask, also run the classical segmentation and report the comparison (``qa_mask_dice``,
         ``mask_disagreement``); False is faster.
+    series_cache_bytes : int, optional
+        For a cohort built from a DICOMweb scan (``build_cohort(..., scan=scan_dicomweb(url))``): bound of the local
+        cache of series fetched on demand (bytes; default
+        :data:`kicc_analysis.repository.dicomweb.DEFAULT_CACHE_BYTES`).
     scheduler : str, ``distributed.Client`` or cluster object, optional
         Quantify on this ``dask.distributed`` cluster (``tcp://host:8786``), one task per series; default
         ``$KICC_DASK_SCHEDULER``, else the local pool (see
@@ -82,7 +87,7 @@ def quantify_cohort(
     from kicc_analysis.quantification.batch import join_to_cohort, quantify_series_table
 
     build = build or build_cohort(repository, workers=workers, show_progress=show_progress)
-    jobs = ct_series_jobs(build)
+    jobs = ct_series_jobs(build, series_cache_bytes=series_cache_bytes)
     if masks is not None:
         jobs["mask"] = series_masks(jobs, masks, build.repository)
     cache = Path(cache) if cache else cache_dir(build.repository) / "quantification"

@@ -318,3 +318,158 @@ def browser_page(browser, request):
     page = browser.new_page(output_dir=TEST_OUTPUT_DIR / name)
     yield page
     page.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# The one DICOMweb server fixture: a real Orthanc (Debian packages orthanc + orthanc-dicomweb).
+# --------------------------------------------------------------------------------------------------
+
+ORTHANC = Path(os.environ.get("KICC_ORTHANC", "/usr/sbin/Orthanc"))
+ORTHANC_PLUGIN_CANDIDATES = (
+    Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so"),
+    Path("/usr/lib/orthanc/libOrthancDicomWeb.so"),
+    Path("/usr/local/share/orthanc/plugins/libOrthancDicomWeb.so"),
+)
+#: Credentials of the test server (HTTP basic authentication); tests send them through $KICC_DICOMWEB_HEADER.
+ORTHANC_USER = "kicc-test"
+ORTHANC_SECRET = "s3cr3t-Token-7f1c9b2e"
+
+
+class OrthancServer:
+    """An Orthanc server on 127.0.0.1 with the DICOMweb plugin, its storage in a temporary folder.
+
+    ``dicomweb_url`` is the ``dicomweb+http://…/dicom-web`` address; ``auth_header`` the ``Name: value`` line
+    (HTTP basic authentication) that :envvar:`KICC_DICOMWEB_HEADER` must hold. ``stop()`` / ``start()`` restart it
+    on the same port with the same storage.
+    """
+
+    def __init__(self, folder: Path, plugin: Path) -> None:
+        import base64
+        import json
+        import socket
+
+        self.folder = folder
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dicomweb_url = f"dicomweb+{self.url}/dicom-web"
+        token = base64.b64encode(f"{ORTHANC_USER}:{ORTHANC_SECRET}".encode()).decode()
+        self.auth_header = f"Authorization: Basic {token}"
+        self.config = folder / "orthanc.json"
+        storage = folder / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            json.dumps(
+                {
+                    "Name": "kicc-test",
+                    "StorageDirectory": str(storage),
+                    "IndexDirectory": str(storage),
+                    "HttpPort": self.port,
+                    "HttpServerEnabled": True,
+                    "RemoteAccessAllowed": False,
+                    "AuthenticationEnabled": True,
+                    "RegisteredUsers": {ORTHANC_USER: ORTHANC_SECRET},
+                    "DicomServerEnabled": False,
+                    "HttpThreadsCount": 4,
+                    "Plugins": [str(plugin)],
+                    "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
+                }
+            )
+        )
+        self.log = folder / "orthanc.log"
+        self.process = None
+        self.rejected: list[Path] = []
+
+    def _session(self):
+        import requests
+
+        session = requests.Session()
+        name, _, value = self.auth_header.partition(": ")
+        session.headers[name] = value
+        return session
+
+    def start(self, timeout_s: float = 60) -> None:
+        import subprocess
+        import time
+
+        import requests
+
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(ORTHANC), str(self.config)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        session = self._session()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                if session.get(f"{self.url}/dicom-web/studies?limit=1", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        tail = self.log.read_text(errors="replace").strip().splitlines()[-3:]
+        pytest.skip(f"Orthanc did not answer within {timeout_s} s: {' | '.join(tail) or 'no output'}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except Exception:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def upload(self, files) -> list[dict]:
+        """POST each file to ``/instances``; returns Orthanc's answers (``ID``, ``ParentSeries``, ``ParentStudy``…).
+        Files Orthanc refuses as not DICOM (HTTP 400) are listed in ``self.rejected``."""
+        session = self._session()
+        studies = []
+        for path in files:
+            answer = session.post(f"{self.url}/instances", data=Path(path).read_bytes(), timeout=60)
+            if answer.status_code == 400:
+                self.rejected.append(Path(path))
+                continue
+            answer.raise_for_status()
+            studies.append(answer.json())
+        return studies
+
+    def delete(self, level: str, orthanc_id: str) -> None:
+        """Delete a resource by its Orthanc id (``level``: studies, series or instances)."""
+        self._session().delete(f"{self.url}/{level}/{orthanc_id}", timeout=60).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    """A running Orthanc with the DICOMweb plugin holding a tiny demo repository (3 patients), stopped at the end.
+
+    ``orthanc.repository`` is the demo folder (its ``dicom/`` tree is what the server holds). Skips with the reason
+    when the Orthanc program or its DICOMweb plugin is missing (``.ci/run`` installs the Debian packages ``orthanc``
+    and ``orthanc-dicomweb`` when it can).
+    """
+    if not ORTHANC.exists():
+        pytest.skip(f"DICOMweb tests need Orthanc at {ORTHANC} (Debian package 'orthanc'; .ci/run installs it)")
+    plugin = next((p for p in ORTHANC_PLUGIN_CANDIDATES if p.exists()), None)
+    if plugin is None:
+        pytest.skip(
+            "DICOMweb tests need Orthanc's DICOMweb plugin (Debian package 'orthanc-dicomweb'; .ci/run installs it)"
+        )
+    pytest.importorskip("dicomweb_client", reason="DICOMweb tests need the dicomweb-client package (dev extra)")
+    from kicc_analysis.demo import generate_demo
+
+    folder = tmp_path_factory.mktemp("orthanc")
+    repository = folder / "repository"
+    generate_demo(repository, n_patients=3, seed=19, show_progress=False)
+    server = OrthancServer(folder / "server", plugin)
+    server.repository = repository
+    server.start()
+    try:
+        files = sorted(p for p in (repository / "dicom").rglob("*") if p.is_file())
+        server.upload(files)
+        yield server
+    finally:
+        server.stop()

@@ -154,15 +154,19 @@ def job_cache_key(job: dict[str, Any], **params: Any) -> str:
     ----------
     job : dict
         A row of the jobs table. ``source`` is keyed on its files' identities
-        (:func:`kicc_analysis._cache.files_fingerprint`); every column beyond :data:`JOB_COLUMNS` (a mask source,
+        (:func:`kicc_analysis._cache.files_fingerprint`), or on its ``cache_identity()`` when it has one (a series
+        on a DICOMweb server, :class:`kicc_analysis.repository.dicomweb.DicomwebSeries`: keyed on the server's
+        metadata, fetched only when it must be computed); every column beyond :data:`JOB_COLUMNS` (a mask source,
         a mask file, ...) is a parameter too (files by content hash); ``subjid``, ``timepoint`` and ``img_day``
         are not (they do not change the numbers).
     **params
         Options of the run that change the result (``bins``, ``core_periphery``...).
     """
     extra = {f"job.{k}": _param_value(v) for k, v in job.items() if k not in JOB_COLUMNS}
+    source = job["source"]
+    identity = getattr(source, "cache_identity", None)  # a remote series (DICOMweb) is keyed without fetching it
     return cache_key(
-        files_fingerprint(source_files(job["source"])),
+        identity() if callable(identity) else files_fingerprint(source_files(source)),
         series_uid=str(job["series_uid"]),
         algorithm=CACHE_VERSION,
         **extra,

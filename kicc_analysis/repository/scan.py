@@ -951,8 +951,14 @@ def series_files(scan: RepositoryScan, series_uid: str) -> list[Path]:
     Raises
     ------
     RepositoryError
-        ``series_uid`` is not in the scan.
+        ``series_uid`` is not in the scan, or the scan is of a DICOMweb server (see
+        :func:`kicc_analysis.repository.dicomweb.series_source`).
     """
+    if getattr(scan, "url", None):
+        raise RepositoryError(
+            f"series {series_uid!r} is on the DICOMweb server {scan.url}, not in local files: use "
+            "kicc_analysis.repository.dicomweb.series_source(scan, series_uid) (fetched on demand)"
+        )
     inst = scan.instances
     sub = inst[inst["series_uid"] == series_uid]
     if sub.empty:

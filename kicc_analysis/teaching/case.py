@@ -19,6 +19,7 @@ import hashlib
 import html
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import pydicom
 import SimpleITK as sitk
 
 from .. import __version__
+from .._cache import source_files
 from ..cohort import dicom_root
 from ..imaging import load_ct
 from ..privacy import assert_no_identifiers
@@ -144,6 +146,7 @@ def build_case(
     educator: str | Path | dict[str, Any] | None = None,
     allow_pseudonym: bool = False,
     stack_step: int = 1,
+    ct_source: Any = None,
 ) -> TeachingCase:
     """Build a :class:`TeachingCase` for ``subject`` from the cohort table and the repository.
 
@@ -161,6 +164,10 @@ def build_case(
         Show the pseudonym on the page (default: no; it is then checked for like any identifier).
     stack_step : int
         Keep every n-th axial slice in the scrollable stack.
+    ct_source : optional
+        Where the baseline CT series is, instead of the subject's folder under the repository's ``dicom/``: its
+        files, a folder, or a series on a DICOMweb server
+        (:func:`kicc_analysis.repository.dicomweb.series_source`, fetched on demand into the local cache).
     """
     rows = cohort.loc[cohort["subjid"] == subject]
     if rows.empty:
@@ -208,11 +215,16 @@ def build_case(
     )
     series_uid = row.get("baseline_ct_series_uid")
     if isinstance(series_uid, str) and series_uid:
-        folders = sorted(p for p in dicom_root(repository).glob(f"*/{subject}") if p.is_dir())
-        if not folders:
-            raise TeachingError(f"{subject}: no DICOM folder under {dicom_root(repository).name}/<site>/{subject}")
-        files = sorted(f for f in folders[0].rglob("*") if f.is_file())
-        ct = load_ct(folders[0], series_uid=series_uid)
+        if ct_source is not None:
+            source = Path(ct_source) if isinstance(ct_source, str | os.PathLike) else ct_source  # fetches a remote one
+            files = [Path(f) for f in source_files(source)]
+            ct = load_ct(source, series_uid=series_uid)
+        else:
+            folders = sorted(p for p in dicom_root(repository).glob(f"*/{subject}") if p.is_dir())
+            if not folders:
+                raise TeachingError(f"{subject}: no DICOM folder under {dicom_root(repository).name}/<site>/{subject}")
+            files = sorted(f for f in folders[0].rglob("*") if f.is_file())
+            ct = load_ct(folders[0], series_uid=series_uid)
         identifying += _dicom_identifiers(files)
         case.key_images["ct_axial"] = key_image(ct, plane="axial", window="lung")
         hu = sitk.GetArrayViewFromImage(ct)
