@@ -6,7 +6,9 @@ Public API
     ``jobs``: DataFrame with ``subjid, series_uid, timepoint ("baseline"/"follow-up"), img_day, source`` (a folder
     or a list of the series' files). Returns a tidy table, one row per series x region (the job columns, the
     :func:`~kicc_analysis.quantification.quantify` columns and ``qa_*`` columns). ``result.attrs["failures"]``
-    is a DataFrame ``subjid, series_uid, timepoint, error`` of the series that failed.
+    is a DataFrame ``subjid, series_uid, timepoint, error`` of the series that failed. With ``scheduler=`` (or
+    ``$KICC_DASK_SCHEDULER``) the uncached series run on a ``dask.distributed`` cluster, one task per series
+    (:mod:`kicc_analysis.quantification.cluster`); this process then writes the cache and the failure records.
 ``join_to_cohort(cohort, results)``
     Adds per-patient CT columns to the cohort table (left join on ``subjid``; no cohort row is dropped).
 
