@@ -138,6 +138,11 @@ def _messy_index(seed: int = 5) -> pd.DataFrame:
     index.loc[21, "relpath"] = "환자/시리즈/00001.dcm"
     index.loc[22, "relpath"] = "top.dcm"
     index.loc[23, "modality"] = None  # taken from the SOP class
+    index["image_type"] = rng.choice(
+        ["ORIGINAL\\PRIMARY\\AXIAL", "ORIGINAL\\PRIMARY\\LOCALIZER", "derived\\secondary\\scout", "Topogram", None],
+        len(index),
+        p=[0.8, 0.05, 0.05, 0.05, 0.05],
+    )
     dx = index.index[index["modality"] == "DX"][:2]
     ct_study = index.loc[index["modality"] == "CT", "study_uid"].dropna().iloc[0]
     index.loc[dx, "study_uid"] = ct_study
@@ -163,6 +168,7 @@ def test_vectorised_instance_and_study_tables_equal_the_previous_code(sorted_ind
     pd.testing.assert_frame_equal(new, old)
     pd.testing.assert_frame_equal(new_duplicates, old_duplicates)
     assert len(new_duplicates) == 1 and new["uid_note"].notna().sum() >= 10
+    assert new["is_localizer"].any() and not new["is_localizer"].all()
     series = build_series(new, new_duplicates)
     assert series["has_gap"].any() and series["issues"].str.contains("duplicate slice positions").any()
     selection = select_ct_series(series)
