@@ -51,8 +51,12 @@ def local_run(jobs) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def client():
-    """One LocalCluster per module: 2 worker processes, 1 thread each, no dashboard."""
+    """One LocalCluster per module: 2 worker processes, 1 thread each; a task whose worker dies twice is given up
+    (``KilledWorker``; the default allows 3 deaths, which would make a test restart 4 workers)."""
+    import dask
+
     with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="1GiB"
         ) as local_cluster,
@@ -173,6 +177,46 @@ def test_worker_killed_mid_run_loses_no_series(jobs, local_run, client, tmp_path
     _same_as_local(result, local_run)  # no series lost, none changed, the same single failure
     assert bars[0].counts == list(range(1, len(jobs) + 1))  # the retried task is counted once
     assert len(list(cache.glob("series_*.parquet"))) == len(jobs) - 1
+
+
+class _KillAlways(distributed.WorkerPlugin):
+    """Kills the worker process whenever the chosen task starts executing: the scheduler gives the task up."""
+
+    name = "kicc-test-kill-always"
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        if key == self.key and finish == "executing":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_series_that_kills_every_worker_is_a_failure_record(jobs, local_run, client, tmp_path):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    victim = jobs.iloc[0].to_dict()
+    key = cluster.task_key(batch.job_cache_key(victim, bins="default", core_periphery=True))
+    client.register_plugin(_KillAlways(key))
+    try:
+        result = batch.quantify_series_table(jobs, tmp_path / "cache", scheduler=client, show_progress=False)
+    finally:
+        client.unregister_worker_plugin(_KillAlways.name)
+    client.wait_for_workers(2, timeout=120)
+    failures = result.attrs["failures"].set_index("series_uid")
+    assert failures.loc[victim["series_uid"], "error"].startswith("KilledWorker: ")
+    assert failures.loc["2.25.1", "error"].startswith("ImagingError: ")  # the broken series fails as before
+    # series queued on the same dying workers may be given up with it (Dask counts every task of a dead worker) ...
+    collateral = failures.drop(index=[victim["series_uid"], "2.25.1"])
+    assert collateral["error"].str.startswith("KilledWorker: ").all()
+    computed = local_run[~local_run.series_uid.isin(failures.index)].drop(columns="cached").reset_index(drop=True)
+    pd.testing.assert_frame_equal(result.drop(columns="cached").reset_index(drop=True), computed)
+    assert len(list((tmp_path / "cache").glob("series_*.parquet"))) == len(jobs) - len(failures)
+    # ... and failures are not cached: the next run computes them and reuses the rest
+    again = batch.quantify_series_table(jobs, tmp_path / "cache", scheduler=client, show_progress=False)
+    _same_as_local(again, local_run)
+    assert set(again.loc[~again.cached, "series_uid"]) == set(failures.index) - {"2.25.1"}
 
 
 def test_cli_quantify_on_the_cluster_from_the_environment(jobs, local_run, client, tmp_path, monkeypatch):

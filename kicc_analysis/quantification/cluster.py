@@ -18,7 +18,9 @@ How a run works
   workers need to read the series' files, not the client's cache) and the failure records exactly as the local
   pool does. A task that still raises after its retries, or that Dask gives up on (``KilledWorker`` after
   ``distributed.scheduler.allowed-failures`` worker deaths), becomes a failure record naming the exception; one
-  bad series never stops the run. A worker whose package computes another algorithm version than the client's
+  bad series never stops the run. Dask counts a worker's death against every task running or queued on it, so
+  series queued beside a series that keeps killing its worker may be given up with it (``KilledWorker``): they
+  are failure records, and since failures are not cached the next run computes them. A worker whose package computes another algorithm version than the client's
   (:data:`~kicc_analysis.quantification.batch.CACHE_VERSION`) gives a failure record, never a mis-keyed cache
   file.
 * The **progress bar** (``tqdm.auto``, silenceable) advances as the cluster completes tasks.
