@@ -45,7 +45,7 @@ demo: $(STAMP)
 
 study: env
 ifeq ($(strip $(KICC_REPOSITORY)),)
-	$(BIN)/kicc demo $(DEMO_DIR) --if-missing --patients $(DEMO_PATIENTS)
+	$(BIN)/kicc demo $(DEMO_DIR) --if-missing --patients $(DEMO_PATIENTS) --deid-problems
 	$(BIN)/kicc study --repository $(DEMO_DIR) --output $(RESULTS)
 else
 	$(BIN)/kicc study --repository "$(KICC_REPOSITORY)" --output $(RESULTS)

@@ -3,7 +3,11 @@
 Scores per slice, uncertain pixels left out (``*_uncertain.npy``, as the outlines' README asks): lung Dice (any
 label), area of the mask outside the reference lung as % of the reference lung area, left/right correct (each
 reference lung: most of the mask pixels on it carry its label), the per-side Dice, the QA flags and
-``low_confidence``. No reference needed: mask pixels outside the trunk are not computed here (see docs/ct.md).
+``low_confidence``. Measures that need no reference, on every axial slice (outlined or not): mask pixels outside
+the body (``outside_body_px``: not in the patient's largest soft-tissue component, e.g. an arm apart from the
+chest or the table), the left/right area ratio (smaller / larger), and the opacity (GGO + consolidation, % of the
+mask, ``segment_opacities``) of the earlier and the later study of each patient. Then every single coronal and
+sagittal slice: plane, right / left mL, flags, opacity.
 
     python benchmarks/covid_ny_sbu_outlines.py [--data ../shared/data/ct/covid_ny_sbu] [--disable bronchograms_2d]
 """
@@ -17,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
+from scipy import ndimage
 
 from kicc_analysis.imaging import load_ct
+from kicc_analysis.quantification import segment_opacities
 from kicc_analysis.segmentation import LEFT, RIGHT, RULE_NAMES, LungParameters, segment_lungs
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct" / "covid_ny_sbu"
@@ -70,6 +76,36 @@ def evaluate(data: Path = DEFAULT_DATA, **segment_kwargs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def reference_free(data: Path = DEFAULT_DATA, planes: tuple[str, ...] = ("axial",), **segment_kwargs) -> pd.DataFrame:
+    """One row per slice of the given planes: no reference needed (see the module docstring)."""
+    rows = []
+    for path in sorted(p for plane in planes for p in data.glob(f"*/{plane}/*.dcm")):
+        image = load_ct(path)
+        seg = segment_lungs(image, **segment_kwargs)
+        labels = sitk.GetArrayFromImage(seg.labels)
+        opacity = sitk.GetArrayFromImage(segment_opacities(image, seg.labels))
+        hu = np.squeeze(sitk.GetArrayFromImage(image))
+        tissue, n = ndimage.label(hu > -400)
+        body = np.zeros(hu.shape, dtype=bool)
+        if n:
+            body = ndimage.binary_fill_holes(tissue == 1 + int(np.argmax(np.bincount(tissue.ravel())[1:])))
+        mask = np.squeeze(labels) > 0
+        rows.append(
+            {
+                "slice": f"{path.parts[-3]}/{path.parent.name}/{path.stem}",
+                "plane": seg.qa.get("plane", "axial"),
+                "right_ml": round(seg.qa["right_ml"], 1),
+                "left_ml": round(seg.qa["left_ml"], 1),
+                "lr_ratio": round(seg.qa["lr_ratio"], 2),
+                "outside_body_px": int((mask & ~body).sum()),
+                "opacity_pct": round(100.0 * float((opacity > 0).sum()) / max(int(mask.sum()), 1), 1),
+                "low_confidence": seg.qa["low_confidence"],
+                "flags": ",".join(seg.qa["flags"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -85,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         f"mean Dice {frame.dice.mean():.3f}, min {frame.dice.min():.3f}; max outside {frame.outside_pct.max():.1f} %;"
         f" sides right on {int(frame.sides_ok.sum())}/{len(frame)}"
     )
+    parameters = LungParameters(disabled_rules=frozenset(args.disable))
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
+        print("\nno reference needed, axial slices:")
+        print(reference_free(args.data, parameters=parameters).to_string(index=False))
+        print("\nsingle coronal and sagittal slices:")
+        print(reference_free(args.data, ("coronal", "sagittal"), parameters=parameters).to_string(index=False))
     return 0
 
 

@@ -10,7 +10,8 @@ Inputs (``../shared/data``, skipped with a note when absent): COPDGene ct-64 and
 lungmask LIDC slice, the TotalSegmentator example CT (small version), every axial slice of ``covid_ny_sbu``, the
 first ``--medseg`` MedSeg teaching slices (display images at their estimated window) and two demo phantoms (3-D
 volume, single slice). Per input: SHA-256 (first 16 hex digits) of the lung labels, the dense-recovered mask, the QA
-dict (JSON, sorted keys; keys listed in ``NEW_QA_KEYS`` -- QA facts added by the refactor -- left out), the opacity
+dict (JSON, sorted keys; keys listed in ``NEW_QA_KEYS`` -- QA facts added by the refactor -- and ``--ignore-qa`` keys
+left out), the opacity
 labels (``segment_opacities``; MedSeg: ``segment_opacity_regions``) and the ``quantify`` table.
 """
 
@@ -42,8 +43,8 @@ def _array_hash(image: sitk.Image) -> str:
     return _h(str(array.dtype).encode() + str(array.shape).encode() + np.ascontiguousarray(array).tobytes())
 
 
-def _qa_hash(qa: dict) -> str:
-    kept = {k: v for k, v in qa.items() if k not in NEW_QA_KEYS}
+def _qa_hash(qa: dict, ignore: tuple[str, ...] = ()) -> str:
+    kept = {k: v for k, v in qa.items() if k not in NEW_QA_KEYS and k not in ignore}
     return _h(json.dumps(kept, sort_keys=True, default=str).encode())
 
 
@@ -94,11 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--medseg", type=int, default=12, help="number of MedSeg slices (default 12)")
     parser.add_argument("--only", default="", help="only inputs whose name starts with this (e.g. phantom, sbu/)")
+    parser.add_argument(
+        "--ignore-qa",
+        action="append",
+        default=[],
+        help="leave this QA key out of the QA hash too (e.g. algorithm_version, to compare across a version bump)",
+    )
     args = parser.parse_args(argv)
     for name, image, method in _inputs(args.medseg, args.only):
         seg = segment_lungs(image)
         parts = [name, "labels", _array_hash(seg.labels), "dense", _array_hash(seg.dense_recovered)]
-        parts += ["qa", _qa_hash(seg.qa)]
+        parts += ["qa", _qa_hash(seg.qa, tuple(args.ignore_qa))]
         try:
             if method == "regions":
                 opac = segment_opacity_regions(image, seg.labels)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -190,8 +191,14 @@ def default_cache_dir(repository: str | os.PathLike[str]) -> Path:
 
     ``$KICC_CACHE/<name>-<hash>`` when ``KICC_CACHE`` is set, else ``~/.cache/kicc-analysis/<name>-<hash>``
     (``<hash>``: 8 hex digits of the resolved repository path, so two repositories never share a cache).
+    ``<name>`` is the ASCII part of the repository folder's name, or ``repository`` when that name could identify
+    a person (a name or an ID by :func:`kicc_analysis.privacy.field_findings`, or a run of 5 or more digits).
     """
+    from kicc_analysis.privacy import field_findings
+
     repository = Path(repository).expanduser().resolve()
     name = os.fsencode(repository.name).decode("ascii", "replace").replace("\ufffd", "_") or "root"
+    if field_findings(repository.name) or field_findings(name) or re.search(r"\d{5}", name):
+        name = "repository"
     tag = f"{name}-{hashlib.sha1(os.fsencode(repository)).hexdigest()[:8]}"
     return cache_base() / tag

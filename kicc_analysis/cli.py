@@ -1,7 +1,7 @@
 """The ``kicc`` command: argument parsing only; every subcommand calls a package function.
 
 Subcommands: ``demo``, ``scan``, ``validate``, ``cohort``, ``quantify``, ``study``, ``dictionary``, ``export``,
-``audit``, ``deidentify``, ``deidentify-table``.
+``audit``, ``deidentify``, ``deidentify-table``, ``reidentify-table``.
 Run ``kicc <subcommand> --help`` for each one's options. Errors raised on purpose by
 the package (:class:`kicc_analysis.errors.KiccError`) are printed as one clear line and
 give exit status 2; ``kicc validate`` exits 1 when the table has errors.
@@ -37,6 +37,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         full_resolution=args.full,
         if_missing=args.if_missing,
+        deid_problems=args.deid_problems,
     )
     print(f"demo repository in {args.out}: {manifest}")
     return 0
@@ -71,17 +72,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             verify=args.verify,
         )
     print(scan.summary() if hasattr(scan, "summary") else scan)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        from kicc_analysis.privacy import mask_ids
-
-        for name in ("instances", "series", "studies", "skipped", "selection"):
-            table = getattr(scan, name)
-            if "patient_id" in table.columns:  # a PatientID that is not a pseudonym is written masked
-                table = table.assign(patient_id=mask_ids(table["patient_id"]))
-            table.to_csv(out / f"{name}.csv", index=False)
-        print(f"tables written to {out}/")
+    if args.out:  # identifiers (non-pseudonym PatientIDs, names in folder names...) are written masked
+        scan.write_tables(args.out)
+        print(f"tables written to {args.out}/")
     return 0
 
 
@@ -226,6 +219,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         workers=args.workers,
         unmasked=args.unmasked,
         ocr=not args.no_ocr,
+        ocr_slices=args.ocr_slices,
     )
     print(result.summary())
     if args.out:
@@ -246,11 +240,33 @@ def _cmd_deidentify(args: argparse.Namespace) -> int:
     if not args.site:
         parser_error = "--site is required (S01-S99) unless --verify"
         raise KiccError(parser_error)
-    run = deidentify_repository(args.input, args.out, args.key, args.site, workers=args.workers)
+    run = deidentify_repository(
+        args.input,
+        args.out,
+        args.key,
+        args.site,
+        workers=args.workers,
+        ocr=False if args.no_ocr else None,
+        reid_table=args.reid_table,
+    )
     print(run.summary())
     for problem in run.problems:
         print(f"  problem: {problem}")
     return 1 if run.problems else 0
+
+
+def _cmd_reidentify_table(args: argparse.Namespace) -> int:
+    from kicc_analysis.deid.reid import read_reid_table
+
+    table = read_reid_table(args.table, args.key)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out, index=False, encoding="utf-8")
+        print(f"{len(table)} rows ({table['pseudonym'].nunique()} patients) decrypted to {out}")
+    else:  # identifiers are never printed: counts only
+        print(f"{len(table)} rows ({table['pseudonym'].nunique()} patients); give --out CSV to write them")
+    return 0
 
 
 def _cmd_deidentify_table(args: argparse.Namespace) -> int:
@@ -280,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=19, help="random seed (default 19)")
     p.add_argument("--full", action="store_true", help="full 512×512 CT series (slow, large)")
     p.add_argument("--if-missing", action="store_true", help="do nothing when OUT already holds this demo")
+    p.add_argument(
+        "--deid-problems",
+        action="store_true",
+        help="plant five de-identification problems for the audit to find (see kicc_analysis.demo.deid_problems)",
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
@@ -401,7 +422,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", required=True, help="repository folder (only read)")
     p.add_argument("--out", required=True, help="export folder (new or empty)")
     p.add_argument("--format", required=True, choices=["nnunet", "monai", "images-csv"], help="dataset format")
-    p.add_argument("--task", required=True, choices=["lungs", "lobes", "cxr-severity", "outcome"], help="task")
+    p.add_argument(
+        "--task",
+        required=True,
+        choices=[
+            "lungs",
+            "lobes",
+            "opacity",
+            "cxr-severity",
+            "outcome",
+            "outcome-ct",
+            "outcome-clinical",
+            "outcome-combined",
+        ],
+        help="task: CT segmentation (lungs, lobes, opacity), radiograph severity, or outcome from the baseline "
+        "radiograph (outcome), CT, clinical variables only, or all combined",
+    )
     p.add_argument("--seed", type=int, default=19, help="split seed (default 19)")
     p.add_argument(
         "--fractions", type=float, nargs=3, default=[0.7, 0.1, 0.2], help="train validation test shares of patients"
@@ -430,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.add_argument("--unmasked", action="store_true", help="write values unmasked in the report (sensitive!)")
     p.add_argument("--no-ocr", action="store_true", help="skip the burned-in text check")
+    p.add_argument(
+        "--ocr-slices", type=int, default=3, help="slices OCR'd per CT/MR series (default 3: first, middle, last)"
+    )
     p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser(
@@ -443,7 +482,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site", help="contributing site S01-S99")
     p.add_argument("--verify", action="store_true", help="check OUT against its manifest instead")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--no-ocr", action="store_true", help="do not read burned-in text (flagged files quarantined)")
+    p.add_argument(
+        "--reid-table", help="write the encrypted re-identification table to this file (not inside OUT or IN)"
+    )
     p.set_defaults(func=_cmd_deidentify)
+
+    p = sub.add_parser(
+        "reidentify-table",
+        help="decrypt a re-identification table written by kicc deidentify --reid-table",
+        description="Decrypt with the key file that wrote it; prints counts only, writes the rows with --out.",
+    )
+    p.add_argument("table", help="the encrypted table")
+    p.add_argument("--key", required=True, help="the key file kicc deidentify used")
+    p.add_argument("--out", help="CSV to write the decrypted rows to (they hold identifiers: keep it private)")
+    p.set_defaults(func=_cmd_reidentify_table)
 
     p = sub.add_parser(
         "deidentify-table",

@@ -18,6 +18,12 @@ What it looks for
   unlike admission dates).
 * **Identifier column names**: names, national IDs, phones, e-mails, addresses, birth dates, hospital
   record numbers (MRN, 등록번호, 차트번호), in English and Korean.
+* **Short fields** (file and folder names, DICOM descriptions; :func:`field_findings`): everything above, plus
+  any Hangul word of 2–4 syllables starting with a common surname and any ``Given Family`` / ``Given_Family``
+  Latin name, without a label -- such fields give no context to tell a name from a word, so the rule fails
+  closed -- and every *known* identifying value (e.g. the scan's PatientIDs that are not pseudonyms).
+  An all-capitals Latin name without a caret (``HONG_GILDONG``) is not told apart from ``CHEST_CT`` by
+  pattern: it is caught only as a known value.
 
 Pseudonyms: a KICC-19 subject pseudonym is ``KICC-Sxx-nnnn`` (site ``S01``–``S99``, a number of four or more
 digits; see ``subjid`` in ``data_dictionary/kicc19_dictionary.csv`` and the demo generator). Anything else in
@@ -33,10 +39,14 @@ Examples
 (True, False)
 >>> mask_identifier("KIM^MINSU"), mask_identifier("KICC-S03-0042")
 ('K*******U', 'KICC-S03-0042')
+>>> mask_path("site1/홍길동_12345678/CT/IM0001.dcm")
+'site1/홍**********8/CT/IM0001.dcm'
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -77,6 +87,12 @@ LABELLED_BIRTH_DATE = re.compile(
     + _DATE_TEXT
     + ")",
     re.IGNORECASE,
+)
+#: A calendar date in free text (``2020-03-14``, ``2020.3.14``, ``14/03/2020``, ``2020년 3월 14일``, ``20200314``).
+#: Not an identifier pattern of :func:`scan_text` (tables hold admission dates legitimately); outputs that must
+#: give relative days only (teaching figures) search for it.
+CALENDAR_DATE = re.compile(
+    _D + r"(?:" + _DATE_TEXT + r"|(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))" + _E
 )
 _FULL_DATE = re.compile(r"^\s*(?:" + _DATE_TEXT + r"|(?:19|20)\d{6})(?:[ T]00:00(?::00)?)?\s*$")
 HANGUL_NAME = re.compile(r"[\uac00-\ud7a3]{2,4}")
@@ -220,6 +236,21 @@ def _valid_rrn_date(match: re.Match) -> bool:
     return True
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def _inside_hex_digest(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` lies inside a lower-case hexadecimal digest (a run of >= 16 hex characters with
+    at least one letter, such as a SHA-256 or a ``cohort_version``), where digit runs are chance, not identifiers."""
+    left, right = start, end
+    while left > 0 and text[left - 1] in _HEX_DIGITS:
+        left -= 1
+    while right < len(text) and text[right] in _HEX_DIGITS:
+        right += 1
+    run = text[left:right]
+    return len(run) >= 16 and any(c in "abcdef" for c in run)
+
+
 def scan_text(text: str) -> list[Finding]:
     """Every direct identifier found in free text, in order of position.
 
@@ -229,6 +260,11 @@ def scan_text(text: str) -> list[Finding]:
     [('rrn', 4), ('person_name', 24)]
     >>> scan_text("정상 소견; CRP 12 mg/L; UID 1.2.840.113619.2.55.3.6046881190101.1234567")
     []
+
+    Digit runs inside a hexadecimal digest are not identifiers:
+
+    >>> scan_text("sha256 3f9001011234567a0c1e")
+    []
     """
     text = unicodedata.normalize("NFC", str(text))
     found: list[Finding] = []
@@ -237,6 +273,8 @@ def scan_text(text: str) -> list[Finding]:
     def add(kind: str, m: re.Match, reason: str, group: int = 0) -> None:
         start, end = m.span(group)
         if any(s < end and start < e for s, e in taken):
+            return
+        if kind in ("rrn", "phone") and _inside_hex_digest(text, start, end):
             return
         taken.append((start, end))
         found.append(Finding(kind, "text", reason, start, end))
@@ -328,9 +366,13 @@ def classify_column(name: str, values: Iterable[object]) -> Finding | None:
     unique = set(texts)
     counts = {"rrn": 0, "phone": 0, "email": 0, "caret": 0}
     for text in unique:
-        if any(_valid_rrn_date(m) for m in RRN.finditer(text)):
+        if any(_valid_rrn_date(m) and not _inside_hex_digest(text, *m.span()) for m in RRN.finditer(text)):
             counts["rrn"] += 1
-        if PHONE_KR_MOBILE.search(text) or PHONE_KR_LANDLINE.search(text) or PHONE_INTERNATIONAL.search(text):
+        if any(
+            not _inside_hex_digest(text, *m.span())
+            for pattern in (PHONE_KR_MOBILE, PHONE_KR_LANDLINE, PHONE_INTERNATIONAL)
+            for m in pattern.finditer(text)
+        ):
             counts["phone"] += 1
         if EMAIL.search(text):
             counts["email"] += 1
@@ -481,3 +523,120 @@ def assert_no_identifiers(
     if findings:
         first = findings[0]
         raise PrivacyError(f"{where}: {first.kind} at character {first.start} ({first.reason})")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Short fields: file and folder names, DICOM descriptions.
+
+_FIELD_SPLIT = re.compile(r"[_\s]+")
+_HANGUL_RUN = re.compile(r"(?<![\uac00-\ud7a3])[\uac00-\ud7a3]{2,4}(?![\uac00-\ud7a3])")
+_LATIN_PAIR = re.compile(r"(?<![A-Za-z])[A-Z][a-z]+(?:[ _-][A-Z][a-z]+){1,2}(?![A-Za-z])")
+
+
+def _known(values: Iterable[object]) -> list[str]:
+    """Known identifying values worth searching: text of 4+ characters (shorter ones only as whole tokens)."""
+    out = []
+    for value in values:
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            continue
+        text = unicodedata.normalize("NFC", str(value)).strip()
+        if text and not is_pseudonym(text):
+            out.append(text)
+    return out
+
+
+def field_findings(text: str, *, known_values: Iterable[object] = ()) -> list[Finding]:
+    """Identifiers in a short field (a file or folder name, a DICOM description): see the module notes.
+
+    Unlike :func:`scan_text` a bare Hangul name (``홍길동``) or ``Hong_Gildong`` counts: a short field gives no
+    context to tell a name from a word, so the rule fails closed (``정상``, normal, is a false positive).
+
+    Examples
+    --------
+    >>> [f.kind for f in field_findings("홍길동_12345678")]
+    ['person_name']
+    >>> [f.kind for f in field_findings("Hong_Gildong")], field_findings("흉부 CT"), field_findings("IM0001.dcm")
+    (['person_name'], [], [])
+    >>> [f.kind for f in field_findings("P12345678", known_values=["12345678"])]
+    ['known_value']
+    """
+    text = unicodedata.normalize("NFC", str(text))
+    spaced = text.replace("_", " ")  # same length: the offsets of the findings stay those of ``text``
+    found = [Finding(f.kind, "field", f.reason, f.start, f.end) for f in scan_text(spaced)]
+    for m in _HANGUL_RUN.finditer(text):
+        if _starts_with_surname(m.group(0)):
+            found.append(Finding("person_name", "field", "Hangul name in a short field", m.start(), m.end()))
+    for m in _LATIN_PAIR.finditer(text):
+        found.append(Finding("person_name", "field", "Latin name in a short field", m.start(), m.end()))
+    tokens = set(_FIELD_SPLIT.split(re.sub(r"[^\w\uac00-\ud7a3]+", " ", text)))
+    for value in _known(known_values):
+        position = text.find(value) if len(value) >= 4 else (0 if value in tokens else -1)
+        if position >= 0:
+            found.append(Finding("known_value", "field", "a known identifying value", position, position + len(value)))
+    return sorted(found, key=lambda f: f.start or 0)
+
+
+def _tag(key: bytes | None, text: str) -> str:
+    return (
+        ""
+        if key is None
+        else "#" + hmac.new(key, text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:8]
+    )
+
+
+def mask_path(path: object, *, known_values: Iterable[object] = (), key: bytes | None = None) -> object:
+    """A path with every component that holds an identifier (:func:`field_findings`) masked.
+
+    A masked component is :func:`mask_identifier` of it (first and last character kept, same length), followed
+    by ``#`` and 8 hex digits of HMAC-SHA256 under ``key`` when a key is given, so that two patients' folders
+    stay apart in a table while neither name nor ID is written. Missing values are returned unchanged.
+
+    Parameters
+    ----------
+    path : str
+        A relative or absolute path with ``/`` separators.
+    known_values : iterable
+        Identifying values known to exist (non-pseudonym PatientIDs...): a component holding one is masked.
+    key : bytes, optional
+        Secret of the HMAC tag (e.g. the scan cache's secret); no tag without it.
+
+    Examples
+    --------
+    >>> mask_path("S01/KIM^MINSU/1.dcm"), mask_path("a/12345678/x", known_values=["12345678"])
+    ('S01/K*******U/1.dcm', 'a/1******8/x')
+    """
+    if path is None or (not isinstance(path, str) and pd.isna(path)):
+        return path
+    known = _known(known_values)
+    parts = str(path).split("/")
+    for i, part in enumerate(parts):
+        if part and field_findings(part, known_values=known):
+            parts[i] = f"{mask_identifier(part)}{_tag(key, part)}"
+    return "/".join(parts)
+
+
+def mask_field(text: object, *, known_values: Iterable[object] = (), key: bytes | None = None) -> object:
+    """A short field (a DICOM description, a skip reason) with each identifier found in it masked in place.
+
+    Examples
+    --------
+    >>> mask_field("CHEST 홍길동 010-1234-5678")
+    'CHEST *** 0***********8'
+    >>> mask_field("Lung 1.0 B70f"), mask_field(None)
+    ('Lung 1.0 B70f', None)
+    """
+    if text is None or (not isinstance(text, str) and pd.isna(text)):
+        return text
+    text = unicodedata.normalize("NFC", str(text))
+    spans: list[tuple[int, int]] = []
+    for f in field_findings(text, known_values=known_values):
+        if f.start is None or f.end is None:
+            continue
+        if spans and f.start < spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], f.end))
+        else:
+            spans.append((f.start, f.end))
+    for start, end in reversed(spans):
+        value = text[start:end]
+        text = text[:start] + f"{mask_identifier(value)}{_tag(key, value)}" + text[end:]
+    return text

@@ -10,14 +10,15 @@
 #
 # Builds the KICC-19 cohort table from the repository (clinical table + DICOM inventory) and reports:
 # the cohort flow (counts at each inclusion step), Table 1 by national severity category, missingness
-# and the data-quality report of the clinical export, linkage problems, and the imaging inventory.
+# and the data-quality report of the clinical export, linkage problems, a de-identification audit of a
+# sample of the DICOM files, and the imaging inventory.
 
 # %% tags=["parameters"]
 repository = "../demo_repository"  # path of the repository (demo or real), relative to notebooks/ in JupyterLab
 output_dir = "../results"
 
 # %%
-NOTEBOOK_VERSION = "1.0.0"
+NOTEBOOK_VERSION = "1.1.0"
 
 from kicc_analysis.cohort import build_cohort
 from kicc_analysis.dictionary import summarise_report
@@ -71,6 +72,41 @@ quality = summarise_report(build.validation)
 out.table(build.validation, "data_quality_report", title="Clinical table validation report (one row per problem)")
 out.table(quality, "data_quality_summary", title="Clinical table problems by class")
 out.table(build.linkage, "linkage_problems", title="Linkage problems between images and clinical rows")
+
+# %% [markdown]
+# ## De-identification audit (a sample of the DICOM files)
+#
+# `kicc_analysis.deid.audit` checks every element of a file against the DICOM de-identification profile
+# (PS3.15 Annex E), free text and file names against the package's identifier detector, dates for consistency
+# within a study, and (OCR) radiographs for burned-in text. Auditing every file takes long on a real repository,
+# so this section audits one file per series, every file the scanner could not index, every file whose name
+# looks identifying, and OCRs at most `ocr_limit` radiographs whose header does not say "no burned-in text".
+# Previews are masked: no identifier is printed or written. Run `kicc audit` for the full check.
+#
+# The demo keeps shifted dates and descriptions (no de-identification options declared), so the Annex E rules
+# (`annex_e:*`, `uid_not_replaced`) fire on every file; the rules to look at are the others.
+# `generate_demo(..., deid_problems=True)` plants five problems this section reports.
+
+# %%
+import tempfile
+
+from kicc_analysis.deid.audit import audit_repository
+from kicc_analysis.repository.audit_sample import audit_summary, write_audit_sample
+
+ocr_limit = 5
+with tempfile.TemporaryDirectory() as sample_dir:
+    sample = write_audit_sample(build.scan, sample_dir, ocr_limit=ocr_limit)
+    header_audit = audit_repository(sample.headers, ocr=False, show=False)
+    pixel_audit = audit_repository(sample.ocr, ocr=True, show=False) if sample.n_ocr else None
+print(f"audited {sample.n_headers} files (one per series of {sample.n_series}, plus unindexed and named files); "
+      f"OCR on {sample.n_ocr} radiographs")
+print(header_audit.summary())
+burned_in = None
+if pixel_audit is not None:
+    burned_in = pixel_audit.findings[pixel_audit.findings["rule"].str.startswith("burned_in")]
+deid_summary = audit_summary(header_audit.findings, burned_in)
+out.table(deid_summary, "deid_audit_summary", title="De-identification audit of a sample of the DICOM files",
+          description="One row per rule: findings, files, one example (file and folder names and values masked)")
 
 # %% [markdown]
 # ## Imaging inventory

@@ -58,15 +58,16 @@ out.table(results.drop(columns=["cached"]), "ct_quantification_by_region",
 #
 # **`low_confidence`**: the classical mask is likely wrong (no or one lung, implausible volume, leak outside the
 # thorax, a strong left/right imbalance, or more than 30 % of the mask added by dense recovery; on real COVID-19
-# slices it marked the four masks with Dice 0.71-0.83 against hand-drawn outlines, see docs/ct.md). Its numbers carry
-# the flag in `qa_flags` on every row of the quantification table. For these series use an external mask
+# slices it marks the masks with Dice 0.76-0.81 against hand-drawn outlines, see docs/ct.md). Its numbers carry
+# `qa_low_confidence` on every row of the quantification table and `ct_low_confidence` in the cohort table; every
+# table below counts them (`n_low_confidence`) and every figure draws them as red crosses. For these series use an
+# external mask
 # (TotalSegmentator or lungmask output) with `kicc_analysis.segmentation.load_lung_mask`, or the job's `mask` column.
 
 # %%
 both = results[results["region"] == "both"]
-both = both.assign(low_confidence=both["qa_flags"].str.split(";").apply(lambda flags: "low_confidence" in flags))
 qa = both.loc[(both["qa_flags"] != "") | (both["load_warnings"] != ""),
-              ["subjid", "timepoint", "low_confidence", "qa_flags", "load_warnings", "qa_total_ml", "qa_lr_ratio",
+              ["subjid", "timepoint", "qa_low_confidence", "qa_flags", "load_warnings", "qa_total_ml", "qa_lr_ratio",
                "qa_dense_recovered_fraction", "qa_halo_dropped_ml"]]
 qa_all = pd.concat([qa, failures.rename(columns={"error": "qa_flags"})], ignore_index=True)
 out.table(qa_all, "ct_qa_list", title="CT QA list", description="Flags, warnings and failures per series")
@@ -78,6 +79,9 @@ out.table(qa_all, "ct_qa_list", title="CT QA list", description="Flags, warnings
 severity_names = {1: "mild", 2: "moderate", 3: "severe", 4: "critical"}
 summary = (cohort_ct.groupby("sever_national")[["ct_opacity_pct", "ct_consolidation_pct", "ct_severity_total"]]
            .describe(percentiles=[0.25, 0.5, 0.75]).round(2))
+no_flag = pd.Series(False, index=cohort_ct.index)
+low_confidence = cohort_ct.get("ct_low_confidence", no_flag).fillna(False).astype(bool)
+summary[("n_low_confidence", "")] = low_confidence.groupby(cohort_ct["sever_national"]).sum()
 out.table(summary, "ct_opacity_by_severity", title="Baseline CT opacity by national severity category", index=True)
 kruskal = stats.kruskal(*[g.dropna() for _, g in cohort_ct.groupby("sever_national")["ct_opacity_pct"]])
 print(f"Kruskal-Wallis across categories: H = {kruskal.statistic:.2f}, p = {kruskal.pvalue:.3g}")
@@ -96,6 +100,7 @@ difference = pair["ct_periphery_opacity_pct"] - pair["ct_core_opacity_pct"]
 wilcoxon = stats.wilcoxon(difference) if (difference != 0).any() else None
 predominance = pd.DataFrame([{
     "n": len(pair),
+    "n_low_confidence": int(low_confidence[pair.index].sum()),
     "core_median_pct": pair["ct_core_opacity_pct"].median(),
     "periphery_median_pct": pair["ct_periphery_opacity_pct"].median(),
     "difference_median_pct_points": difference.median(),
@@ -122,7 +127,10 @@ for reader in visual.columns:
     for metric in ("ct_opacity_pct", "ct_severity_total"):
         pair = merged[[reader, metric]].dropna()
         rho, p = stats.spearmanr(pair[reader], pair[metric])
-        rows.append({"reader": reader, "ct_metric": metric, "n": len(pair), "spearman_rho": rho, "p": p})
+        rows.append({"reader": reader, "ct_metric": metric, "n": len(pair),
+                     "n_low_confidence": int(low_confidence.set_axis(cohort_ct["subjid"]).reindex(pair.index)
+                                             .fillna(False).astype(bool).sum()),
+                     "spearman_rho": rho, "p": p})
 correlation = pd.DataFrame(rows)
 out.table(correlation, "ct_vs_visual_scores", title="CT metrics vs readers' summed lobe scores (Spearman)")
 
@@ -143,7 +151,8 @@ for row in picks.itertuples():
     images.append(image)
     lungs.append(seg.labels)
     opacities.append(segment_opacities(image, seg.labels))
-    titles.append(f"{row.subjid}: opacity {row.opacity_pct:.1f} %")
+    flag = " (low-confidence mask)" if row.qa_low_confidence else ""
+    titles.append(f"{row.subjid}: opacity {row.opacity_pct:.1f} %{flag}")
 fig = overlay_figure(images, lungs, opacities, titles)
 out.figure(fig, "ct_example_overlays", title="Example lung and opacity segmentations")
 
@@ -152,7 +161,8 @@ out.figure(fig, "ct_example_overlays", title="Example lung and opacity segmentat
 
 # %%
 change_cols = ["subjid", "ct_opacity_pct", "ct_opacity_pct_followup", "ct_opacity_pct_change",
-               "ct_severity_total", "ct_severity_total_followup", "ct_severity_total_change"]
+               "ct_severity_total", "ct_severity_total_followup", "ct_severity_total_change",
+               "ct_low_confidence", "ct_low_confidence_followup"]
 change = cohort_ct.loc[cohort_ct["ct_opacity_pct_followup"].notna(), change_cols]
 out.table(change, "ct_change", title="Change in CT opacity between baseline and follow-up",
           description="Follow-up minus baseline (percentage points of lung volume; severity points)")

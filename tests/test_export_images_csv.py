@@ -136,3 +136,20 @@ def test_cli_export(demo_repository, tmp_path, capsys):
     )
     assert status == 2  # not empty: one-line error
     assert "not empty" in capsys.readouterr().err
+
+
+def test_manifest_digests_that_look_like_numbers_do_not_stop_the_export(tmp_path, monkeypatch):
+    """A SHA-256 hex digest can hold 13 digits that form a resident registration number pattern (with a few hundred
+    files one almost surely does: the 300-patient demo's export failed on it); paths are still checked."""
+    from kicc_analysis.export import manifest
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "KICC_0001.png").write_bytes(b"\x89PNG")
+    monkeypatch.setattr(manifest, "sha256", lambda path: "ab900101123456" + "8" + "c" * 49)
+    table = manifest.write_manifest(tmp_path)
+    assert table["sha256"].str.contains("9001011234568").all()
+    assert "9001011234568" in (tmp_path / "MANIFEST.csv").read_text()
+    (tmp_path / "MANIFEST.csv").unlink()
+    (tmp_path / "images" / "900101-1234568.png").write_bytes(b"\x89PNG")
+    with pytest.raises(PrivacyError, match="MANIFEST.csv: rrn"):
+        manifest.write_manifest(tmp_path)

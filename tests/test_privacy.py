@@ -178,3 +178,65 @@ def test_embedded_images_are_not_scanned_as_text():
     assert_no_identifiers(page)  # ... but a renderer's embedded image is not text
     with pytest.raises(PrivacyError):
         assert_no_identifiers(page + " 010-2222-3333")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Short fields: file and folder names, DICOM descriptions (fail closed: no context to tell a name from a word)
+
+
+@pytest.mark.parametrize(
+    ("field", "kind"),
+    [
+        ("홍길동_12345678", "person_name"),  # a Korean PACS export folder: name and hospital ID
+        ("김민수", "person_name"),
+        ("Hong_Gildong", "person_name"),
+        ("Gildong Hong", "person_name"),
+        ("HONG^GILDONG", "person_name"),
+        ("900101-1234568.dcm", "rrn"),
+        ("Kim_010-2345-6789.dcm", "phone"),
+    ],
+)
+def test_field_findings_flag_identifiers_in_names(field, kind):
+    assert kind in [f.kind for f in privacy.field_findings(field)]
+
+
+@pytest.mark.parametrize(
+    "field", ["흉부 CT", "IM00001.dcm", "SE000003", "CHEST_CT", "LUNG 1.0 B70f", "1.2.840.113619.2.55.3.604688119"]
+)
+def test_field_findings_leave_ordinary_names(field):
+    assert privacy.field_findings(field) == []
+
+
+def test_known_values_short_ones_only_as_whole_tokens():
+    assert privacy.field_findings("P_77_x", known_values=["77"])[0].kind == "known_value"
+    assert privacy.field_findings("IM0077", known_values=["77"]) == []  # 2 characters: not inside a word
+    assert privacy.field_findings("A20419573B", known_values=["20419573"])[0].kind == "known_value"
+    assert privacy.field_findings("KICC-S01-0001", known_values=["KICC-S01-0001"]) == []  # a pseudonym is not masked
+
+
+def test_mask_path_masks_components_and_keys_keep_two_patients_apart():
+    key = bytes(range(32))
+    a = privacy.mask_path("S01/홍길동_20419573/CT/1.dcm", key=key)
+    b = privacy.mask_path("S01/홍길순_20419574/CT/1.dcm", key=key)
+    assert a.split("/")[0] == "S01" and a.split("/")[2:] == ["CT", "1.dcm"]
+    assert "길동" not in a and "20419573" not in a and a != b  # same mask, different keyed tags
+    assert privacy.mask_path("S01/홍길동_20419573/CT/1.dcm", key=key) == a  # stable under one key
+    assert privacy.mask_path(None) is None
+
+
+def test_mask_field_masks_in_place_and_keeps_the_rest():
+    masked = privacy.mask_field("CT 홍길동 900101-1234568 B70f")
+    assert masked.startswith("CT ") and masked.endswith(" B70f")
+    assert "길동" not in masked and "900101-1234568" not in masked
+    assert privacy.mask_field("LUNG 1.0 B70f") == "LUNG 1.0 B70f"
+
+
+def test_digit_runs_inside_hex_digests_are_not_identifiers():
+    # a SHA-256 / cohort_version can contain 13 digits that read as a valid RRN or 11 that read as a mobile number
+    digest = "3f" + "9001011234568" + "a0c1e" + "01012345678" + "b7"
+    assert scan_text(f"cohort_version {digest}") == []
+    assert classify_column("sha256", [digest]) is None
+    # the same digits standing alone, or beside upper-case letters (not a digest), are still identifiers
+    assert [f.kind for f in scan_text("9001011234568")] == ["rrn"]
+    assert [f.kind for f in scan_text("ID9001011234568 tel 01012345678")] == ["rrn", "phone"]
+    assert classify_column("notes", ["9001011234568"]).kind == "rrn"

@@ -462,3 +462,51 @@ def test_region_parameters_object_and_keyword_overrides_agree():
     assert not by_object.any()
     with pytest.raises(AnalysisError, match="unknown setting"):
         segment_opacity_regions(image, lungs, edge_fractoin=0.1)
+
+
+@pytest.mark.parametrize("singleton_axis", [1, 2])
+def test_segment_opacities_on_a_single_coronal_or_sagittal_slice(singleton_axis):
+    """A single coronal (one voxel across y) or sagittal (across x) slice is labelled in its own plane, exactly as
+    the same pixels given as an axial slice (lungs-1.7 / quant-1.1 crashed in the 3-D vessel filter's SimpleITK
+    smoothing: "fewer than four pixels along dimension 1")."""
+    rng = np.random.default_rng(3)
+    plane = rng.normal(-850.0, 30.0, (60, 50)).astype(np.float32)
+    plane[20:35, 10:30] = -500.0  # GGO patch
+    plane[40:50, 30:45] = 10.0  # consolidation
+    plane[5:55, 24:26] = 30.0  # a 2-pixel vessel: removed from consolidation
+    lung = np.zeros(plane.shape, dtype=np.uint8)
+    lung[2:58, 2:48] = 1
+
+    def image(array: np.ndarray) -> sitk.Image:
+        img = sitk.GetImageFromArray(array)
+        img.SetSpacing((0.7, 0.7, 0.7))
+        return img
+
+    axial = sitk.GetArrayFromImage(segment_opacities(image(plane[None]), image(lung[None])))[0]
+    reformatted = np.expand_dims(plane, singleton_axis)  # (z, 1, x) or (z, y, 1)
+    labels = np.expand_dims(lung, singleton_axis)
+    out = sitk.GetArrayFromImage(segment_opacities(image(reformatted), image(labels)))
+    assert np.array_equal(np.squeeze(out, axis=singleton_axis), axial)
+    assert (axial[40:50, 30:45] == 2).all() and (axial[20:35, 10:24] == 1).all() and not (axial[5:38, 24:26] == 2).any()
+
+
+def test_single_slice_vessel_rims_are_not_ggo():
+    """quant-1.5: on a single slice a normal vessel (2 mm, +40 HU) blurred by partial volume has a GGO-range rim
+    (-600 HU); neither the vessel nor its rim is labelled, while a 15 mm GGO patch (-550 HU) crossed by the same
+    kind of vessel stays GGO. quant-1.1 called the rim GGO (about 4 % of this slice)."""
+    spacing = 0.7
+    yy, xx = np.mgrid[0:160, 0:160] * spacing
+    hu = np.full(yy.shape, -850.0, dtype=np.float32)
+    for x0 in (20.0, 60.0):  # two vertical vessels
+        distance = np.abs(xx - x0)
+        hu[distance <= 1.8] = -600.0  # partial-volume rim
+        hu[distance <= 1.0] = 40.0  # vessel core
+    patch = (yy - 80.0) ** 2 + (xx - 60.0) ** 2 <= 7.5**2
+    hu[patch & (hu < -560)] = -550.0
+    lung = np.ones(hu.shape, dtype=np.uint8)
+    image, labels = sitk.GetImageFromArray(hu[None]), sitk.GetImageFromArray(lung[None])
+    for img in (image, labels):
+        img.SetSpacing((spacing, spacing, 5.0))
+    out = sitk.GetArrayFromImage(segment_opacities(image, labels))[0]
+    assert not (out[:, : int(40 / spacing)] > 0).any()  # the lone vessel and its rim: nothing
+    assert (out[patch] == 1).mean() > 0.8  # the patch is GGO (the vessel through it is opened away)

@@ -437,3 +437,23 @@ def test_kicc_quantify_from_dicomweb_with_two_workers_and_a_small_cache(server, 
     cache = SeriesCache(default_series_cache_dir(server.dicomweb_url), int(bound_gb * (1 << 30)))
     assert 0 < cache.total_bytes() <= cache.max_bytes
     assert len(cache.entries()) < n_selected  # least recently used series were evicted while the workers ran
+
+
+def test_the_dicomweb_index_holds_no_identifier_in_clear(server, tmp_path):
+    """PatientIDs and descriptions are sealed (repository.sealed), as in the file scan's cache; re-scans unseal them."""
+    import pyarrow.parquet as pq
+
+    index = tmp_path / "index"
+    first = scan_dicomweb(server.dicomweb_url, index_dir=index)
+    clear = pq.read_table(index / "files.parquet")
+    assert {"patient_id", "relpath", "series_description"}.isdisjoint(clear.column_names)
+    assert (index / ".kicc-secret").stat().st_mode & 0o777 == 0o600
+    values = set(first.instances["patient_id"].dropna()) | set(first.instances["series_description"].dropna())
+    values = {v for v in values if len(str(v)) >= 4}
+    assert values
+    for f in (p for p in index.rglob("*") if p.is_file()):
+        data = f.read_bytes()
+        assert not any(str(v).encode() in data for v in values), f.name  # pseudonyms too: nothing in clear
+    again = scan_dicomweb(server.dicomweb_url, index_dir=index)
+    assert again.queried_studies == ()
+    _assert_same_tables(again, first)

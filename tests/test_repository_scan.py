@@ -14,6 +14,7 @@ from conftest import shared_path
 from kicc_analysis.errors import RepositoryError
 from kicc_analysis.repository import series_files
 from kicc_analysis.repository.scan import INDEX_DIRNAME, POOL_THRESHOLD
+from kicc_analysis.repository.sealed import cache_secret, unseal_table
 from kicc_analysis.repository.synthetic import write_scanner_like_tree
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -392,12 +393,16 @@ def test_verify_finds_an_edit_that_the_fast_path_cannot_see(tmp_path):
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
     rel = first.instances["relpath"].iloc[5]
     path = first.index_path
-    table = pq.read_table(path)
-    df = table.to_pandas()
-    df.loc[df["relpath"] == rel, "ctime_ns"] = victim.stat().st_ctime_ns
+    table = pq.read_table(path)  # the clear part: the relative paths are sealed (find the row through them)
+    secret = cache_secret(path.parent)
+    row = unseal_table(table, path.with_suffix(".sealed").read_bytes(), secret).column("relpath").to_pylist().index(rel)
+    assert "relpath" not in table.column_names
+    ctimes = table.column("ctime_ns").to_pylist()
+    ctimes[row] = victim.stat().st_ctime_ns
     import pyarrow as pa
 
-    pq.write_table(pa.Table.from_pandas(df, schema=table.schema, preserve_index=False), path)
+    at = table.schema.get_field_index("ctime_ns")
+    pq.write_table(table.set_column(at, table.schema.field(at), pa.array(ctimes, pa.int64())), path)
     stale = scan_repository(root, workers=1)
     assert stale.n_read == 0  # the documented assumption of the fast path
     checked = scan_repository(root, workers=1, verify=True)
@@ -535,3 +540,120 @@ def test_kicc_cohort_with_an_euc_kr_file_name(demo_repository, tmp_path, capsys)
     assert main(["cohort", str(repo), "--workers", "1", "--out", str(tmp_path / "cohort.parquet")]) == 0
     err = capsys.readouterr().err
     assert "Traceback" not in err and (tmp_path / "cohort.parquet").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Privacy of derived files: the cache and ``kicc scan --out`` hold no identifier beyond the pseudonym.
+
+#: Identifying values planted below, as they could leak (whole values and their parts).
+PLANTED = ("20419573", "홍길동", "길동", "Hong Gildong", "Gildong", "900101-1234568", "010-2345-6789", "Kim_Minsu")
+
+
+def _identified_tree(tmp_path: Path) -> Path:
+    from kicc_analysis.repository.synthetic import write_identified_copy
+
+    root = _tree(tmp_path, n=30)
+    sources = sorted(p for p in root.rglob("*") if p.is_file())[:3]
+    folder = root / "홍길동_20419573" / "CT"  # a Korean PACS export: the patient's name and hospital ID
+    folder.mkdir(parents=True)
+    for i, src in enumerate(sources):
+        write_identified_copy(
+            src,
+            folder / (f"IM{i}.dcm" if i else "Kim_Minsu_010-2345-6789.dcm"),
+            patient_id="20419573",  # a hospital ID, not a pseudonym
+            patient_name="홍^길동",
+            study_description="Hong Gildong chest",
+            series_description="CT 홍길동 900101-1234568",
+        )
+        src.unlink()  # the copy keeps the SOP Instance UID
+    (folder / "홍길동 메모.txt").write_text("not DICOM")  # a skipped file with a name in its name
+    return root
+
+
+def _assert_nothing_planted(files: list[Path]) -> None:
+    from kicc_analysis.privacy import assert_no_identifiers
+
+    assert files
+    for f in files:
+        assert_no_identifiers(f.read_bytes(), known_values=PLANTED, where=str(f), patterns=False)
+        assert_no_identifiers(os.fsencode(f.name), known_values=PLANTED, where=str(f), patterns=False)
+
+
+def test_cache_and_out_hold_no_identifier_and_linkage_still_works(tmp_path, monkeypatch, capsys):
+    from kicc_analysis.cli import main
+
+    root = _identified_tree(tmp_path)
+    monkeypatch.setenv("KICC_CACHE", str(tmp_path / "cache"))
+    first = scan_repository(root, workers=1)  # the default cache, outside the repository
+    # the tables in memory are those of a fresh scan: real paths to read, real IDs to link
+    assert (first.instances["patient_id"] == "20419573").sum() == 3
+    assert first.instances["relpath"].str.startswith("홍길동_20419573/CT/").sum() == 3
+    again = scan_repository(root, workers=1)  # from the sealed table cache
+    assert again.n_read == 0
+    pd.testing.assert_frame_equal(first.instances, again.instances)
+    pd.testing.assert_frame_equal(first.skipped, again.skipped)
+    (root / "P0001" / "touch").write_bytes(b"x")  # a changed tree: the sealed index is merged
+    merged = scan_repository(root, workers=1)
+    assert merged.n_read == 1
+    pd.testing.assert_frame_equal(first.instances, merged.instances)
+    secret = first.index_path.parent / ".kicc-secret"
+    assert secret.stat().st_mode & 0o777 == 0o600
+
+    out = tmp_path / "out"
+    assert main(["scan", str(root), "--out", str(out), "--workers", "1"]) == 0
+    printed = capsys.readouterr()
+    cache_files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    _assert_nothing_planted(cache_files)
+    _assert_nothing_planted(sorted(out.glob("*.csv")))
+    from kicc_analysis.privacy import assert_no_identifiers
+
+    assert_no_identifiers(printed.out + printed.err, known_values=PLANTED, where="kicc scan output")
+    instances = pd.read_csv(out / "instances.csv", dtype=str)
+    masked = instances[instances["patient_id"] == "2******3"]
+    assert len(masked) == 3  # reported masked, still one patient
+    assert masked["relpath"].str.split("/").str[0].nunique() == 1  # one folder (keyed tag), name not written
+    assert masked["relpath"].str.contains("/CT/").all()  # components without identifiers are kept
+    assert "CT ***#" in masked["series_description"].iat[0]
+
+
+def test_a_cache_sealed_under_another_secret_is_rebuilt_not_trusted(tmp_path):
+    root = _tree(tmp_path, n=30)
+    first = scan_repository(root, index_dir=tmp_path / "idx", workers=1)
+    (tmp_path / "idx" / ".kicc-secret").write_bytes(bytes(32))
+    again = scan_repository(root, index_dir=tmp_path / "idx", workers=1)
+    assert again.n_read == again.n_files and any("another secret" in w for w in again.warnings)
+    pd.testing.assert_frame_equal(first.instances, again.instances)
+    third = scan_repository(root, index_dir=tmp_path / "idx", workers=1)
+    assert third.n_read == 0
+
+
+def test_sealed_part_is_bound_to_its_clear_part_and_to_the_secret(tmp_path):
+    """A sealed file from another write, a damaged one, or another secret: never paired, the cache is rebuilt."""
+    import pyarrow as pa
+
+    from kicc_analysis.repository.sealed import seal_table
+
+    secret = cache_secret(tmp_path, create=True)
+    assert len(secret) == 32 and (tmp_path / ".kicc-secret").stat().st_mode & 0o777 == 0o600
+    assert cache_secret(tmp_path, create=True) == secret  # created once
+    table = pa.table({"relpath": ["a/홍길동/1.dcm", "b/2.dcm"], "modality": ["CT", "CT"]})
+    clear, sealed = seal_table(table.replace_schema_metadata({"kicc_tree_token": "t1"}), secret)
+    assert unseal_table(clear, sealed, secret).column("relpath").to_pylist() == table.column("relpath").to_pylist()
+    other_clear, _ = seal_table(table.replace_schema_metadata({"kicc_tree_token": "t2"}), secret)
+    assert unseal_table(other_clear, sealed, secret) is None  # another write's clear part
+    assert unseal_table(clear, sealed, bytes(32)) is None  # another secret
+    damaged = bytearray(sealed)
+    damaged[-1] ^= 1
+    assert unseal_table(clear, bytes(damaged), secret) is None
+    # two sealings of the same table differ (fresh nonce): equal paths are not recognisable across caches
+    assert seal_table(table, secret)[1] != seal_table(table, secret)[1]
+
+
+def test_a_tree_without_skipped_entries_is_rescanned_from_the_sealed_cache(tmp_path):
+    """The empty ``skipped`` table (a column of nulls in Arrow) is sealed and rebuilt too: nothing is read again."""
+    root = _tree(tmp_path, n=30)
+    first = scan_repository(root, index_dir=tmp_path / "idx", workers=1)
+    again = scan_repository(root, index_dir=tmp_path / "idx", workers=1)
+    assert first.skipped.empty and again.n_read == 0
+    for name in ("instances", "series", "studies", "skipped", "selection"):
+        pd.testing.assert_frame_equal(getattr(first, name), getattr(again, name))

@@ -11,7 +11,7 @@ from kicc_analysis.segmentation import LungParameters, dense_2d, lungs, segment_
 
 # Rules are switched off through LungParameters.disabled_rules. One test injects a synthetic rib-cage band by
 # monkeypatching ``lungs._recover_rib_cage`` (dense_rules looks the rule functions up when it is called).
-WITHOUT_DEPENDENT = LungParameters(disabled_rules=frozenset({"dependent_2d"}))
+WITHOUT_DEPENDENT = LungParameters(disabled_rules=frozenset({"dependent_2d", "dependent_cavity_2d"}))
 
 WINDOW_TOP_HU = 166.0  # display-converted slice: bone clipped at level + width / 2 (like MedSeg slice 23)
 
@@ -74,11 +74,21 @@ def test_mediastinum_and_aorta_are_not_recovered():
     assert (labels[s["mediastinum"]] > 0).mean() < 0.05
 
 
-def test_without_the_dependent_rule_the_crescent_is_missed():
-    """The crescent is recovered by the new rule, not by the older 2-D rules (bone clipped below bone_hu)."""
+def test_without_the_dependent_rules_the_crescent_is_missed():
+    """The crescent is recovered by the dependent rules, not by the older 2-D rules (bone clipped below bone_hu)."""
     hu, s = _teaching_slice()
     labels = _labels(hu, parameters=WITHOUT_DEPENDENT)
     assert (labels[s["right_crescent"] | s["left_crescent"]] > 0).mean() < 0.2
+
+
+def test_dependent_cavity_rule_alone_recovers_the_crescent():
+    """dependent_cavity_2d (lungs-1.8) without dependent_2d: the crescent behind the lung, inside the rib arc, is
+    lung (it reaches the medial share of the lung that dependent_2d skips); aorta and mediastinum stay out."""
+    hu, s = _teaching_slice()
+    labels = _labels(hu, parameters=LungParameters(disabled_rules=frozenset({"dependent_2d"})))
+    for side, value in (("right", lungs.RIGHT), ("left", lungs.LEFT)):
+        assert (labels[s[f"{side}_crescent"]] == value).mean() >= 0.5, side
+    assert (labels[s["aorta"]] > 0).mean() < 0.02 and (labels[s["mediastinum"]] > 0).mean() < 0.05
 
 
 def test_low_window_top_models_no_cage():
@@ -208,6 +218,72 @@ def test_rule_volumes_in_qa_follow_the_rule_list():
     assert full["dependent_2d"] > 1.0  # mL on the working grid (the crescents; 1 mm thick slice of a 2-D image)
     assert full["mediastinum_2d"] <= 0.0  # a filter removes
     off = segment_lungs(image, parameters=WITHOUT_DEPENDENT).qa["rule_added_ml"]
-    assert "dependent_2d" not in off and list(off) == [name for name in full if name != "dependent_2d"]
+    assert "dependent_2d" not in off and list(off) == [
+        name for name in full if name not in WITHOUT_DEPENDENT.disabled_rules
+    ]
     none = segment_lungs(image, recover_dense=False)
     assert none.qa["rule_added_ml"] == {} and none.qa["dense_recovered_ml"] == 0.0
+
+
+def _with_arm(hu: np.ndarray, spacing_mm: float = 0.8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``hu`` with an arm beside the chest (touching the body at its patient-left side): soft tissue, a humerus
+    (bone) and an air pocket in a skin fold. Returns the slice, the arm mask and the pocket mask."""
+    ny, nx = hu.shape
+    yy, xx = np.mgrid[0:ny, 0:nx] * spacing_mm
+    cy, cx = 0.5 * ny * spacing_mm, 0.5 * nx * spacing_mm
+    wide = np.pad(hu, ((0, 0), (0, 80)), constant_values=-1000.0)
+    yy, xx = np.mgrid[0 : wide.shape[0], 0 : wide.shape[1]] * spacing_mm
+    arm = ((yy - cy) / 60.0) ** 2 + ((xx - (cx + 205.0)) / 45.0) ** 2 <= 1.0
+    wide[arm] = 40.0
+    wide[arm & (((yy - cy) / 14.0) ** 2 + ((xx - (cx + 215.0)) / 14.0) ** 2 <= 1.0)] = WINDOW_TOP_HU  # humerus
+    pocket = arm & (((yy - (cy + 30.0)) / 11.0) ** 2 + ((xx - (cx + 190.0)) / 11.0) ** 2 <= 1.0)
+    wide[pocket] = -900.0
+    return wide.astype(np.float32), arm, pocket
+
+
+def test_cavity_keeps_the_lungs_and_leaves_out_an_arm():
+    """cage_2d (lungs-1.8): the thoracic cavity of a slice is fitted to the rib ring; the air in an arm beside the
+    chest is lung with the rule off and dropped with it on; the lungs are unchanged."""
+    hu, structures = _teaching_slice()
+    wide, arm, pocket = _with_arm(hu)
+    on = _labels(wide)
+    off = _labels(wide, parameters=LungParameters(disabled_rules=frozenset({"cage_2d"})))
+    assert (off[pocket] > 0).mean() > 0.5  # without the rule the air pocket in the arm is "lung"
+    assert not (on[arm] > 0).any()
+    aerated = np.pad(structures["right_aerated"] | structures["left_aerated"], ((0, 0), (0, 80)))
+    assert (on[aerated] > 0).mean() > 0.97
+
+
+def test_thoracic_cavity_follows_the_rib_ring():
+    """thoracic_cavity_2d on the working grid: inside the rib arc (ellipse 112 x 147 mm inner radii), not beyond
+    it, not in the arm; no cavity without bone."""
+    hu, structures = _teaching_slice(spacing_mm=2.4)
+    ny, nx = hu.shape
+    yy, xx = np.mgrid[0:ny, 0:nx] * 2.4
+    cy, cx = 0.5 * ny * 2.4, 0.5 * nx * 2.4
+    trunk = ((yy - cy) / 135.0) ** 2 + ((xx - cx) / 170.0) ** 2 <= 1.0
+    lungs = (hu < -400) & trunk
+    cavity = dense_2d.thoracic_cavity_2d(hu, trunk, lungs, np.array([1.0, 2.4, 2.4]))
+    inner = ((yy - cy) / 108.0) ** 2 + ((xx - cx) / 143.0) ** 2 <= 1.0
+    outer = ((yy - cy) / 125.0) ** 2 + ((xx - cx) / 160.0) ** 2 <= 1.0
+    assert cavity is not None and cavity[inner].mean() > 0.97 and not (cavity & ~outer).any()
+    no_bone = np.where(hu >= 150, 40.0, hu).astype(np.float32)
+    assert dense_2d.thoracic_cavity_2d(no_bone, trunk, lungs, np.array([1.0, 2.4, 2.4])) is None
+
+
+def test_sides_from_the_midline_not_component_size():
+    """A mostly consolidated right lung leaves a small aerated part; it is still labelled right (lungs-1.7 took the
+    larger component's side from the erosion markers). _split_by_midline: position decides, not size."""
+    mask = np.zeros((40, 60), dtype=bool)
+    mask[5:35, 35:55] = True  # large, patient left (larger x)
+    mask[10:14, 10:14] = True  # small, patient right
+    mask[30:34, 27:29] = True  # small, just right of the midline
+    labels = lungs._split_by_midline(mask, 30.0)
+    assert (labels[5:35, 35:55] == 2).all() and (labels[10:14, 10:14] == 1).all() and (labels[30:34, 27:29] == 1).all()
+    hu, structures = _teaching_slice()
+    right = structures["right_aerated"]
+    ys = np.nonzero(right)[0]
+    consolidated = right & (np.arange(hu.shape[0])[:, None] > ys.min() + 0.25 * (ys.max() - ys.min()))
+    hu = np.where(consolidated, 30.0, hu).astype(np.float32)
+    out = _labels(hu)
+    assert (out[right & ~consolidated] == 1).mean() > 0.95 and (out[structures["left_aerated"]] == 2).mean() > 0.95

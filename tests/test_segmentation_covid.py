@@ -1,9 +1,10 @@
 """segment_lungs on real COVID-19 slices (covid_ny_sbu, true HU) against the hand-drawn reference outlines.
 
 Per slice (uncertain pixels left out, as the outlines' README asks): lung Dice, mask area outside the reference lung
-(% of the reference lung area), left/right labels, and the ``low_confidence`` QA flag. Floors are today's measured
-values (lungs-1.7, docs/ct.md "Real COVID-19 slices") minus 0.01 Dice / plus 1 percentage point: they stop
-regressions; the issue's goals (Dice >= 0.95, outside <= 5 %) are not met yet.
+(% of the reference lung area), left/right labels, and the ``low_confidence`` QA flag. Floors are the measured
+values of lungs-1.8 (docs/ct.md "Real COVID-19 slices") minus 0.01 Dice / plus 1 percentage point, never below the
+lungs-1.7 floors: they stop regressions; the issue's goals (Dice >= 0.95, outside <= 5 %) are not met on the two
+A046441 slices. Single coronal and sagittal slices of the same collection: segmented in their own plane.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ import SimpleITK as sitk
 from conftest import shared_path
 
 from kicc_analysis.imaging import load_ct
+from kicc_analysis.quantification import segment_opacities
 from kicc_analysis.segmentation import LEFT, RIGHT, LungParameters, segment_lungs
 from kicc_analysis.segmentation.lungs import _low_confidence_reasons
 
-# slice: (Dice measured, % outside measured, left/right right, low_confidence expected)
+# slice: (Dice measured lungs-1.8, % outside measured, left/right right, low_confidence expected, lungs-1.7 Dice)
 MEASURED = {
-    "A002304_19001231-076": (0.830, 24.2, True, True),  # arm / chest wall taken in: leak_outside_thorax
-    "A002304_19010112-135": (0.910, 6.4, True, False),
-    "A046441_19001111-045": (0.764, 11.1, True, True),  # dense posterior consolidation partly missed
-    "A046441_19010101-23": (0.707, 44.3, False, True),  # consolidated right lung labelled left
-    "A048383_19001231-30": (0.730, 57.2, True, True),  # object on the chest taken in
-    "A048383_19010410-30": (0.937, 7.6, True, False),
+    "A002304_19001231-076": (0.916, 5.2, True, False, 0.830),  # lungs-1.7: arm taken in (24 % outside)
+    "A002304_19010112-135": (0.929, 2.3, True, False, 0.910),
+    "A046441_19001111-045": (0.760, 9.5, True, True, 0.764),  # dense posterior consolidation partly missed
+    "A046441_19010101-23": (0.813, 17.9, True, True, 0.707),  # lungs-1.7: right lung labelled left
+    "A048383_19001231-30": (0.936, 2.8, True, False, 0.730),  # lungs-1.7: object on the chest / arms (57 %)
+    "A048383_19010410-30": (0.936, 8.0, True, False, 0.937),
 }
 
 
@@ -49,15 +51,16 @@ def outlined():
 @pytest.mark.parametrize("name", sorted(MEASURED))
 def test_covid_slice_dice_and_outside_area_floors(outlined, name):
     labels, reference, keep, _ = outlined[name]
-    dice_floor, outside_ceiling, _, _ = MEASURED[name]
+    dice, outside_ceiling, _, _, before = MEASURED[name]
     mask, ref = (labels > 0) & keep, (reference > 0) & keep
-    assert _dice(mask, ref) >= dice_floor - 0.01
+    assert _dice(mask, ref) >= max(dice, before) - 0.01
     assert 100.0 * (mask & ~ref).sum() / ref.sum() <= outside_ceiling + 1.0
 
 
 @pytest.mark.parametrize("name", sorted(MEASURED))
 def test_covid_slice_sides(outlined, name):
-    """Each reference lung carries its own label on most of the mask pixels on it (not yet on A046441 later)."""
+    """Each reference lung carries its own label on most of the mask pixels on it (lungs-1.8: sides from the
+    midline; lungs-1.7 labelled the consolidated right lung of A046441 later as left)."""
     labels, reference, keep, _ = outlined[name]
     ok = all((labels[(reference == value) & keep & (labels > 0)] == value).mean() > 0.5 for value in (RIGHT, LEFT))
     assert ok == MEASURED[name][2]
@@ -65,7 +68,7 @@ def test_covid_slice_sides(outlined, name):
 
 @pytest.mark.parametrize("name", sorted(MEASURED))
 def test_low_confidence_marks_the_wrong_masks(outlined, name):
-    """low_confidence is set on the four slices with Dice 0.71-0.83 and not on the two at 0.91 / 0.94."""
+    """low_confidence is set on the two A046441 slices (Dice 0.76 / 0.81) and not on the four at 0.92-0.94."""
     qa = outlined[name][3]
     assert qa["low_confidence"] == MEASURED[name][3]
     assert ("low_confidence" in qa["flags"]) == qa["low_confidence"]
@@ -83,3 +86,71 @@ def test_low_confidence_reasons_each_rule():
     assert _low_confidence_reasons([], 4000.0, 0.8, 0.35, False, p) == ["dense_recovered_fraction>0.3"]
     lax = LungParameters(low_confidence_dense_fraction=0.5)
     assert _low_confidence_reasons([], 4000.0, 0.8, 0.35, False, lax) == []
+
+
+def test_mean_dice_and_sides_over_the_six_slices(outlined):
+    """lungs-1.8: mean Dice 0.881 (lungs-1.7: 0.813), sides right on 6 of 6 (5 of 6)."""
+    dices = []
+    for labels, reference, keep, _ in outlined.values():
+        dices.append(_dice((labels > 0) & keep, (reference > 0) & keep))
+    assert np.mean(dices) >= 0.87
+
+
+def test_nothing_outside_the_rib_cage_on_the_arm_and_object_slices(outlined):
+    """The arm (A002304 earlier) and the arms / object (A048383 earlier) are no longer in the mask: the mask area
+    outside the reference lung falls from 24 % / 57 % to about 5 % / 3 %; the rule list records the removal."""
+    for name in ("A002304_19001231-076", "A048383_19001231-30"):
+        labels, reference, keep, qa = outlined[name]
+        mask, ref = (labels > 0) & keep, (reference > 0) & keep
+        assert 100.0 * (mask & ~ref).sum() / ref.sum() < 7.0
+        assert qa["rule_added_ml"]["cage_2d"] < -5.0  # mL of recovered tissue outside the cavity dropped
+
+
+def _plane_files(plane: str) -> list:
+    folder = shared_path("data", "ct", "covid_ny_sbu")
+    return sorted(folder.glob(f"*/{plane}/*.dcm"))
+
+
+@pytest.mark.parametrize("plane", ["coronal", "sagittal"])
+def test_every_reformatted_slice_segments_and_quantifies(plane):
+    """All 10 coronal and 10 sagittal single slices: segment_lungs and segment_opacities run (lungs-1.7 crashed
+    in a SimpleITK filter, "fewer than four pixels along dimension 1"), qa["plane"] names the plane, opacity labels
+    lie inside the lung mask."""
+    files = _plane_files(plane)
+    assert len(files) == 10
+    for path in files:
+        image = load_ct(path)
+        seg = segment_lungs(image)
+        assert seg.qa["plane"] == plane and seg.qa["mode"] == "2d", path.name
+        opacity = sitk.GetArrayFromImage(segment_opacities(image, seg.labels))
+        assert not (opacity[sitk.GetArrayFromImage(seg.labels) == 0] > 0).any(), path.name
+
+
+def _physical(image: sitk.Image, mask: np.ndarray, axis: int) -> np.ndarray:
+    """LPS coordinate ``axis`` (0 x, 2 z; mm, up to the origin) of every voxel of ``mask`` (array (z, y, x))."""
+    step = np.array(image.GetDirection()).reshape(3, 3)[axis] * np.array(image.GetSpacing())
+    return np.argwhere(mask)[:, ::-1] @ step
+
+
+def test_coronal_slices_sides_and_nothing_below_the_diaphragm():
+    """Coronal slices through both lungs (A048383, mild disease): both lungs, the right one on the patient's right
+    (smaller LPS x), each 20-60 mL (one 3 mm slice; measured 32-38). Nothing below the diaphragm on the
+    abdominal-level slices of A058062 (lung bases at the top of the field, liver, stomach and bowel gas below):
+    every mask voxel lies in the top fifth of the body's superior-inferior extent in the slice."""
+    for path in _plane_files("coronal"):
+        patient = path.parts[-3]
+        if patient not in ("A048383", "A058062"):
+            continue
+        image = load_ct(path)
+        seg = segment_lungs(image)
+        labels = sitk.GetArrayFromImage(seg.labels)
+        body_z = _physical(image, sitk.GetArrayFromImage(image) > -400, 2)
+        mask_z = _physical(image, labels > 0, 2)
+        share = (mask_z - body_z.min()) / (body_z.max() - body_z.min())
+        if patient == "A058062":  # measured: lowest mask voxel at 0.87 / 0.89 of the body's height
+            assert share.min() > 0.8 and seg.qa["total_ml"] > 5
+        else:
+            assert 20 < seg.qa["right_ml"] < 60 and 20 < seg.qa["left_ml"] < 60
+            x = _physical(image, labels > 0, 0)
+            side = labels[labels > 0]
+            assert x[side == RIGHT].mean() < x[side == LEFT].mean()

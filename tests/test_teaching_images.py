@@ -198,3 +198,65 @@ def test_burned_in_annotation_refused_unless_redacted(cxr_dir):
 def test_apply_window_edges_exact():
     values = np.array([-1351.0, -1350.0, -600.0, 150.0, 151.0])
     assert apply_window(values, -600, 1500).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+
+
+def test_radiograph_zone_scores_drawn(cxr_dir):
+    xr = load_radiograph(cxr_dir / "highdicom_dx_image.dcm")
+    scores = {"A": 2, "B": 1, "C": 3, "D": 0, "E": 1.5, "F": 2}
+    k = key_image(xr, scores=scores)
+    ax = k.figure.axes[0]
+    drawn = {t.get_gid(): t.get_text() for t in ax.texts if t.get_gid()}
+    assert drawn["zone-score-A"] == "A\n2" and drawn["zone-score-E"] == "E\n1.5"
+    assert drawn["zone-total"] == "Brixia score 9.5 / 18" == k.zone_scores["total_text"]
+    assert k.record()["zone_scores"]["zones"]["C"] == "C\n3"
+    # zones in display convention: A-C (patient right) on the viewer's left, A above B above C; drawn in mm
+    boxes = {p.get_gid(): p for p in ax.patches if (p.get_gid() or "").startswith("zone-")}
+    assert boxes["zone-A"].get_x() < boxes["zone-D"].get_x()
+    assert boxes["zone-A"].get_y() < boxes["zone-B"].get_y() < boxes["zone-C"].get_y()
+    rows, cols = xr.pixels.shape
+    width_mm = cols * xr.spacing_mm[1]
+    lung_w = boxes["zone-A"].get_width() + boxes["zone-D"].get_width()
+    assert lung_w == pytest.approx((0.88 - 0.12) * width_mm)
+    rale = {f"{q}_{p}": v for q in ("RUQ", "RLQ", "LUQ", "LLQ") for p, v in (("extent", 2), ("density", 3))}
+    k2 = key_image(xr, scores=rale, scheme="rale")
+    assert k2.zone_scores["zones"]["RUQ"] == "RUQ\n2\u00d73" and k2.zone_scores["total_text"].endswith("24 / 48")
+    cohen = {"right_extent": 3, "left_extent": 2, "right_opacity": 2, "left_opacity": 1}
+    k3 = key_image(xr, scores=cohen, scheme="cohen")
+    assert k3.zone_scores["zones"] == {"right": "right\nE3 O2", "left": "left\nE2 O1"}
+    assert k3.zone_scores["total_text"] == "extent 5 / 8, opacity 3 / 6"
+    with pytest.raises(TeachingError, match=r"lack Brixia score items \['F'\]"):
+        key_image(xr, scores={z: 1 for z in "ABCDE"})
+    import dataclasses
+
+    with pytest.raises(TeachingError, match="need a frontal view, found 'LL'"):
+        key_image(dataclasses.replace(xr, view_position="LL"), scores=scores)
+    with pytest.raises(TeachingError, match="expected a Radiograph"):
+        key_image(sitk.Image([4, 4, 1], sitk.sitkFloat32), scores=scores)
+
+
+def test_real_reader_scores_on_real_radiographs(shared_dir):
+    """BrixIA's two radiologists' zone scores drawn on the images they scored; totals as the file states them."""
+    import pandas as pd
+
+    root = shared_dir / "data" / "cxr"
+    if not (root / "brixia_cohen" / "public-annotations.csv").is_file():
+        pytest.skip(f"{root}/brixia_cohen absent: the BrixIA reader scores are needed")
+    from kicc_analysis.readings import load_brixia_annotations
+
+    table = load_brixia_annotations(root / "brixia_cohen" / "public-annotations.csv")
+    raw = pd.read_csv(root / "brixia_cohen" / "public-annotations.csv", encoding="utf-8-sig").set_index("filename")
+    manifest = pd.read_csv(root / "images" / "manifest.csv").set_index("original_filename")
+    shown = 0
+    for name in ("01E392EE-69F9-4E33-BFCE-E5C968654078.jpeg", "03BF7561-A9BA-4C3C-B8A0-D3E585F73F3C.jpeg"):
+        xr = load_radiograph(root / "images" / manifest.loc[name, "image"])
+        assert xr.spacing_mm is None  # figures from papers: no spacing, said on the image
+        for reader, code in (("senior", "S"), ("junior", "J")):
+            rows = table[(table["subject"] == name) & (table["reader"] == reader) & (table["item"] != "total")]
+            scores = dict(zip(rows["item"], rows["score"], strict=True))
+            k = key_image(xr, scores=scores, burned_in_cleared=True)
+            assert k.zone_scores["total_text"] == f"Brixia score {raw.loc[name, f'{code}-Global']:g} / 18"
+            assert [k.zone_scores["zones"][z].split("\n")[1] for z in "ABCDEF"] == [
+                f"{raw.loc[name, f'{code}-{z}']:g}" for z in "ABCDEF"
+            ]
+            shown += 1
+    assert shown == 4

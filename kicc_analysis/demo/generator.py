@@ -58,7 +58,7 @@ __all__ = [
     "plan_demo",
 ]
 
-GENERATOR_VERSION = "2.1.0"  # 2.1.0: readings/ct_findings.csv (issue 20)
+GENERATOR_VERSION = "2.2.0"  # 2.1.0: readings/ct_findings.csv (issue 20); 2.2.0: deid_problems option (issue 18)
 #: default size: the published KICC-19 cohort (522 patients, 17 hospitals)
 DEFAULT_PATIENTS = int(PUBLISHED["n_patients"])
 MANIFEST_KIND = "kicc-analysis demo repository"
@@ -88,6 +88,9 @@ class DemoManifest:
     injected_problems : data-quality problems put into ``clinical/clinical.csv`` on purpose
         (``row`` 0-based, ``subjid``, ``variable``, ``problem``).
     non_dicom_files : paths (relative to OUT) of the non-DICOM files mixed into ``dicom/``.
+    deid_problems : de-identification problems planted on request (``generate_demo(deid_problems=True)``; see
+        :mod:`kicc_analysis.demo.deid_problems`): problem, audit rule, series UID, masked path. Empty by default.
+    deid_problems_planted : whether they were asked for.
     """
 
     out_dir: str
@@ -100,6 +103,8 @@ class DemoManifest:
     sites: dict[str, int] = field(default_factory=dict)
     injected_problems: list[dict[str, Any]] = field(default_factory=list)
     non_dicom_files: list[str] = field(default_factory=list)
+    deid_problems: list[dict[str, Any]] = field(default_factory=list)
+    deid_problems_planted: bool = False
 
     def __str__(self) -> str:
         s = self.sizes
@@ -108,7 +113,9 @@ class DemoManifest:
             f"{s.get('n_sites', 0)} sites{', full resolution' if self.full_resolution else ''}): "
             f"{s.get('n_ct_studies', 0)} CT studies / {s.get('n_ct_series', 0)} CT series, "
             f"{s.get('n_radiographs', 0)} radiographs, {s.get('n_dicom_files', 0)} DICOM files, "
-            f"{len(self.injected_problems)} injected data problems (see manifest.json)"
+            f"{len(self.injected_problems)} injected data problems"
+            + (f", {len(self.deid_problems)} planted de-identification problems" if self.deid_problems_planted else "")
+            + " (see manifest.json)"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -588,7 +595,9 @@ def _hu_bin_volumes(ph) -> dict[str, float]:
     return {"hu_bin_ggo_ml": round(ggo * vox_ml, 3), "hu_bin_consolidation_ml": round(con * vox_ml, 3)}
 
 
-def _check_out_dir(out: Path, seed: int, n_patients: int, full: bool, if_missing: bool) -> DemoManifest | None:
+def _check_out_dir(
+    out: Path, seed: int, n_patients: int, full: bool, if_missing: bool, deid_problems: bool = False
+) -> DemoManifest | None:
     """Return an existing matching manifest (if_missing), clear a previous demo, or refuse a foreign folder."""
     if not out.exists():
         return None
@@ -609,6 +618,7 @@ def _check_out_dir(out: Path, seed: int, n_patients: int, full: bool, if_missing
         and old.n_patients == n_patients
         and old.full_resolution == full
         and old.generator_version == GENERATOR_VERSION
+        and old.deid_problems_planted == deid_problems
     )
     if if_missing and same:
         return old  # nothing is written: files beside the demo (its cache, a user's notes) stay as they are
@@ -636,6 +646,7 @@ def generate_demo(
     *,
     if_missing: bool = False,
     workers: int | None = None,
+    deid_problems: bool = False,
 ) -> DemoManifest:
     """Write the embedded demo repository (deterministic from ``seed``).
 
@@ -652,6 +663,10 @@ def generate_demo(
         without writing anything.
     workers : processes writing CTs (default: 2 when there are more than 10 patients, else 1; full-resolution
         phantoms need ~1.2 GB each, so keep 1-2).
+    deid_problems : plant five de-identification problems for the audit to find (a series without Patient
+        Identity Removed, a name in a description, text burned into a radiograph, an identifier in a file name,
+        dates shifted inconsistently; :mod:`kicc_analysis.demo.deid_problems`), listed in the manifest. Off by
+        default: the clean demo is what every other analysis expects.
 
     Returns
     -------
@@ -665,7 +680,7 @@ def generate_demo(
     if int(n_patients) < 1:
         raise RepositoryError(f"generate_demo: n_patients must be >= 1, got {n_patients!r}")
     out = Path(out_dir)
-    existing = _check_out_dir(out, int(seed), int(n_patients), bool(full_resolution), if_missing)
+    existing = _check_out_dir(out, int(seed), int(n_patients), bool(full_resolution), if_missing, bool(deid_problems))
     if existing is not None:
         return existing
     out.mkdir(parents=True, exist_ok=True)
@@ -727,6 +742,12 @@ def generate_demo(
     thumbs.write_bytes(bytes(np.random.default_rng(seed).integers(0, 256, 512, dtype=np.uint8)))
     non_dicom.append(thumbs)
 
+    planted_deid = []
+    if deid_problems:
+        from kicc_analysis.demo.deid_problems import plant_deid_problems
+
+        planted_deid = plant_deid_problems(out / "dicom")
+
     n_ct_series = int(len(truth))
     is_ct = inventory["img_modality"] == "CT"
     sizes = {
@@ -751,6 +772,8 @@ def generate_demo(
         sites={k: int(v) for k, v in plan.clinical["kicc_site"].value_counts().sort_index().items()},
         injected_problems=plan.injected_problems,
         non_dicom_files=[str(p.relative_to(out)) for p in non_dicom],
+        deid_problems=planted_deid,
+        deid_problems_planted=bool(deid_problems),
     )
     (out / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
     return manifest

@@ -60,6 +60,7 @@ def render(
     fractions: tuple[float, float, float],
     mask_source: str,
     package_version: str,
+    inputs: list[str] | None = None,
 ) -> str:
     """The datasheet text (Markdown)."""
     exported = cohort[cohort["subjid"].isin(cases["subjid"])]
@@ -107,6 +108,23 @@ def render(
         "0-1 stored as 16-bit 0-65535.",
         f"- Masks: `{mask_source}` (`classical` = `kicc_analysis.segmentation.segment_lungs`, weight-free; "
         "`external` = masks read by `kicc_analysis.segmentation.load_lung_mask`); the source is in `cases.csv`.",
+        *(
+            [f"- Label source (`label_source` in `cases.csv`): {'; '.join(sorted(set(cases['label_source'])))}."]
+            if "label_source" in cases
+            else []
+        ),
+        *(
+            [
+                "- Opacity labels (task `opacity`): 1 lung without opacity, 2 ground-glass opacity, 3 consolidation "
+                "= the voxel-wise opacity labels of the cohort's CT quantification "
+                "(`kicc_analysis.quantification.segment_opacities`: default HU bins, vessels removed) inside the "
+                "lung mask, computed on the float HU of `load_ct`; label counts x voxel volume equal the "
+                "quantification's `ggo_ml` and `consolidation_ml`. They are an algorithm's output, not a reader's "
+                "outline."
+            ]
+            if task == "opacity"
+            else []
+        ),
         "- No DICOM header beyond the geometry is exported; patients appear only by pseudonym.",
         "",
         "## Labels and their agreement",
@@ -116,6 +134,20 @@ def render(
         _table(agreement),
         "Outcomes (oxygen, ICU, invasive ventilation, death) come from the clinical case report forms; 'Unknown' "
         "(99) is exported as missing.",
+        *(
+            [
+                "",
+                f"Model inputs of task `{task}` besides the image: {', '.join(f'`{c}`' for c in inputs)}. Baseline "
+                "= each patient's first study of the modality: the radiograph with the fewest days from admission "
+                "(ties by study UID); the CT study flagged as timepoint 1 in the clinical table, else the earliest "
+                "(`kicc_analysis.cohort.build_cohort`). CT features (`ct_*`) are the cohort's quantification of the "
+                "baseline series (region `both`; `kicc_analysis.quantification`); clinical inputs are the admission "
+                "values (demographics, comorbidities, vital signs, laboratory; 'Unknown' 99 -> missing), never "
+                "severity or intervention columns.",
+            ]
+            if inputs
+            else []
+        ),
         "",
         "## Known biases and limitations",
         f"- Sites are unequal: the largest site contributes {largest:.0%} of exported patients. Use leave-one-site-"

@@ -21,5 +21,5 @@ def paths(cases: pd.DataFrame, image_format: str = "png") -> pd.DataFrame:
 
 def targets_table(cases: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
     """The ``targets.csv`` table, in ``case_id`` order."""
-    columns = ["case_id", "subjid", "split", "timepoint", "img_day", "image", *targets]
+    columns = ["case_id", "subjid", "split", "timepoint", "img_day", *(["image"] if "image" in cases else []), *targets]
     return cases.sort_values("case_id")[columns].reset_index(drop=True)

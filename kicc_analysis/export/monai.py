@@ -36,7 +36,7 @@ def datalist(cases: pd.DataFrame, targets: list[str]) -> dict[str, list[dict]]:
     """The datalist: one list per split, items in ``case_id`` order, missing targets as ``null``."""
     keys = [
         "case_id",
-        "image",
+        *(["image"] if "image" in cases else []),
         *(["label"] if "label" in cases else []),
         *targets,
         *(["fold"] if "fold" in cases else []),

@@ -43,8 +43,9 @@ from .cluster import cluster_task, resolve_scheduler, run_on_cluster
 from .opacity import VOXELWISE_VERSION as QUANTIFICATION_VERSION
 
 # per-series table layout: table-2 adds core/periphery rows, table-3 qa_halo_dropped_ml, table-4 mask_source,
-# qa_mask_dice, qa_mask_volume_difference_ml and (with a lobe mask) lobe rows with lobe_score / lobe_score_total
-TABLE_VERSION = "table-4"
+# qa_mask_dice, qa_mask_volume_difference_ml and (with a lobe mask) lobe rows with lobe_score / lobe_score_total,
+# table-5 qa_low_confidence
+TABLE_VERSION = "table-5"
 CACHE_VERSION = f"{SEGMENTATION_VERSION}+{QUANTIFICATION_VERSION}+{TABLE_VERSION}"
 JOB_COLUMNS = ("subjid", "series_uid", "timepoint", "img_day", "source")
 TIMEPOINTS = ("baseline", "follow-up")
@@ -55,6 +56,7 @@ QA_COLUMNS = (
     "qa_dense_recovered_fraction",
     "qa_halo_dropped_ml",
     "qa_leak_fraction",
+    "qa_low_confidence",
 )
 COHORT_METRICS = {
     "ct_opacity_pct": "opacity_pct",
@@ -66,6 +68,7 @@ COHORT_METRICS = {
 OPTIONAL_METRICS = {  # issue 15: joined when the results hold them (lobe masks; the mask used per series)
     "ct_lobe_score_total": "lobe_score_total",
     "ct_mask_source": "mask_source",
+    "ct_low_confidence": "qa_low_confidence",  # issue 16: the numbers come from a mask that is likely wrong
 }
 REGION_METRICS = {  # cohort column -> (region, quantify column); peripheral predominance of the opacities
     "ct_periphery_opacity_pct": ("both_periphery", "opacity_pct"),
@@ -88,7 +91,6 @@ def quantify_series(source: Any, bins: str = "default", mask: Any = None, compar
     from .opacity import quantify
 
     image = load_ct(source)
-    _require_axial(image)
     classical = segment_lungs(image) if mask is None or compare else None
     seg = classical if mask is None else load_lung_mask(mask, image)
     table = quantify(image, seg.labels, bins=bins, core_periphery=True, lobe_labels=getattr(seg, "lobes", None))
@@ -108,6 +110,8 @@ def quantify_series(source: Any, bins: str = "default", mask: Any = None, compar
     table["qa_dense_recovered_fraction"] = seg.qa["dense_recovered_fraction"]
     table["qa_halo_dropped_ml"] = seg.qa["halo_dropped_ml"]
     table["qa_leak_fraction"] = seg.qa["leak_fraction"]
+    # issue 16: numbers from a mask that is likely wrong are marked in every table that carries them
+    table["qa_low_confidence"] = bool(seg.qa.get("low_confidence", False))
     table["load_warnings"] = "; ".join(report.warnings) if report else ""
     table["algorithm_version"] = CACHE_VERSION
     return table
@@ -117,21 +121,6 @@ def _job_mask(job: dict[str, Any]) -> Any:
     """The job's ``mask`` (issue 15), None when absent or empty."""
     mask = job.get("mask")
     return None if mask is None or (isinstance(mask, float) and np.isnan(mask)) or mask == "" else mask
-
-
-def _require_axial(image: Any) -> None:
-    """A single coronal or sagittal slice (one voxel across x or y after LPS orientation) cannot be segmented or
-    quantified (the lung segmentation and the vessel filter expect axial slices): one-line error naming the file."""
-    from ..imaging import get_load_report
-
-    size = image.GetSize()
-    if size[0] == 1 or size[1] == 1:
-        report = get_load_report(image)
-        plane = "sagittal" if size[0] == 1 else "coronal"
-        raise AnalysisError(
-            f"{report.source if report else 'image'}: a single {plane} slice ({size[0]}x{size[1]}x{size[2]} voxels), "
-            "expected axial slices: lung segmentation and opacity quantification work on axial CT only"
-        )
 
 
 def _param_value(value: Any) -> Any:
@@ -336,7 +325,8 @@ def join_to_cohort(cohort: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     ``ct_periphery_opacity_pct`` / ``ct_core_opacity_pct`` (regions ``both_periphery`` / ``both_core``) at baseline
     and follow-up when the results hold those regions; ``ct_lobe_score_total`` (0-25, lobar CT severity score; with
     ``_followup`` / ``_change``) and ``ct_mask_source`` when the results hold them (series quantified with a lobe
-    mask).
+    mask); ``ct_low_confidence`` (``_followup``): the series' lung mask is likely wrong (``qa_low_confidence``), so
+    its numbers are marked wherever they are used.
     """
     if "subjid" not in cohort.columns:
         raise AnalysisError("cohort table has no 'subjid' column")

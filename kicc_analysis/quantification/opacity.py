@@ -35,4 +35,4 @@ from .voxelwise import (  # noqa: F401
 )
 from .zones import N_ZONE_IDS, PERIPHERY_FRACTION, ZONE_NAMES, _filled_hull, periphery_mask, zone_masks  # noqa: F401
 
-ALGORITHM_VERSION = "quant-1.4"  # history in CHANGELOG.md
+ALGORITHM_VERSION = "quant-1.5"  # history in CHANGELOG.md

@@ -18,7 +18,7 @@ from .bins import get_bins
 GGO, CONSOLIDATION = 1, 2
 # last change of the voxel-wise outputs (segment_opacities, quantify): the cohort batch cache is keyed on this, so a
 # change of the teaching-slice lesion regions alone does not invalidate cached series
-VOXELWISE_VERSION = "quant-1.1"
+VOXELWISE_VERSION = "quant-1.5"
 # 3-D vessel removal (Frangi objectness of bright tubes, SimpleITK ObjectnessMeasure on Gaussian-smoothed HU)
 VESSEL_SCALES_MM = (1.5, 3.0)  # Gaussian sigma (mm) of the two scales; vessel radius about 1.5-4.5 mm
 VESSEL_ALPHA, VESSEL_BETA, VESSEL_GAMMA = 0.5, 0.5, 50.0  # Frangi plate / blob / structureness (HU/mm^2) terms
@@ -27,6 +27,9 @@ VESSEL_GROW = 0.3  # ... and so are their in-plane neighbours above this fractio
 VESSEL_GROW_STEPS = 2  # ... at most this many in-plane steps away (voxels)
 VESSEL_WORK_SPACING_MM = 2.0  # objectness runs on a grid block-averaged to about this spacing (speed)
 VESSEL_MIN_EXTENT_MM = 20.0  # thinner stacks (and 2-D images) use the in-plane opening instead
+# ... of this width (mm), on GGO + consolidation together (quant-1.5): in a single slice a normal vessel and its
+# partial-volume rim fall in the GGO range (5 mm slices: most small vessels); the MedSeg baseline used 3 mm too
+SLICE_VESSEL_WIDTH_MM = 3.0
 
 
 def _arrays(image: sitk.Image, lung_labels: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
@@ -66,15 +69,15 @@ def segment_opacities(
     bins : str or mapping
         HU bin preset name (see :mod:`kicc_analysis.quantification.bins`) or a custom ``{class: (low, high)}``.
     remove_vessels : bool
-        Drop vessels from the consolidation class; removed voxels get label 0. With ``vessel_width_mm = 0`` (default)
-        a CT volume uses the 3-D rule: voxels of bright tubes found by a two-scale Frangi objectness with hysteresis
-        (:func:`_vessels_3d`); a single slice or thin stack uses the 2-D rule: consolidation is opened in-plane with
-        the 3x3 cross and grown back inside the original consolidation voxels, so tubes narrower than about 3
-        voxels go while blobs keep their edges.
+        Drop vessels; removed voxels get label 0. With ``vessel_width_mm = 0`` (default) a CT volume uses the 3-D
+        rule: voxels of bright tubes found by a two-scale Frangi objectness with hysteresis (:func:`_vessels_3d`),
+        removed from consolidation; a single slice or thin stack (a single coronal or sagittal slice in its own
+        plane) uses the 2-D rule with ``SLICE_VESSEL_WIDTH_MM`` (3 mm): GGO + consolidation are opened in-plane with
+        a disk of that diameter and grown back inside the original voxels, so vessels and the GGO-range
+        partial-volume rims around them go while opacities wider than the disk keep their edges.
     vessel_width_mm : float
-        When > 0 (and ``remove_vessels``), the 2-D opening is used on volumes too, with a disk of this diameter (mm),
-        and GGO + consolidation are filtered together, which also removes the GGO-range partial-volume rims of vessels
-        (used for thin-section and teaching images, where vessels span several pixels).
+        When > 0 (and ``remove_vessels``), the 2-D opening with a disk of this diameter (mm) on GGO + consolidation
+        together, on volumes too (thin-section and teaching images, where vessels span several pixels).
 
     Returns
     -------
@@ -113,7 +116,22 @@ def _opacity_array(
     remove_vessels: bool,
     vessel_width_mm: float,
 ) -> np.ndarray:
-    """GGO / consolidation labels of one (cropped) array; ``spacing`` in mm in array axis order."""
+    """GGO / consolidation labels of one (cropped) array; ``spacing`` in mm in array axis order.
+
+    A single coronal or sagittal slice (3-D array with one voxel across y or x) is processed as a 2-D slice in its
+    own plane (the vessel rule then is the in-plane opening)."""
+    axis = next((a for a in (1, 2) if hu.ndim == 3 and hu.shape[a] == 1 and hu.shape[0] > 1), None)
+    if axis is not None:
+        spacing = np.asarray(spacing, dtype=float)
+        out = _opacity_array(
+            np.moveaxis(hu, axis, 0),
+            np.moveaxis(lung, axis, 0),
+            table,
+            np.concatenate([spacing[[axis]], np.delete(spacing, axis)]),
+            remove_vessels,
+            vessel_width_mm,
+        )
+        return np.ascontiguousarray(np.moveaxis(out, 0, axis))
     spacing_yx = np.asarray(spacing[-2:], dtype=float)
     lo, hi = table["ggo"]
     ggo = lung & (hu >= lo) & (hu < hi)
@@ -123,6 +141,8 @@ def _opacity_array(
         if vessel_width_mm <= 0 and _is_volume(hu.shape, spacing):
             dense &= ~_vessels_3d(hu, dense, spacing)
         else:
+            if vessel_width_mm <= 0:  # single slice / thin stack: no 3-D shape, vessels by in-plane width
+                vessel_width_mm = SLICE_VESSEL_WIDTH_MM
             dense = _without_thin_structures(dense, vessel_width_mm, spacing_yx)
         if vessel_width_mm > 0:
             # vessel walls (partial volume) fall in the GGO range: filter GGO + consolidation together

@@ -53,6 +53,7 @@ from ..errors import RepositoryError
 from ..progress import progress_bar
 from .header import _WANTED, _clean
 from .scan import _SCHEMA, RepositoryScan, _arrow_strings, _finish_scan, _temp_path
+from .sealed import SECRET_NAME, cache_secret, seal_table, unseal_table
 from .tables import FLAT_COLUMNS, build_instances, build_series
 
 __all__ = [
@@ -80,7 +81,7 @@ HEADER_ENV = "KICC_DICOMWEB_HEADER"
 #: Default bound of the local WADO-RS series cache (bytes): 20 GiB.
 DEFAULT_CACHE_BYTES = 20 << 30
 #: Bump when the QIDO-derived index rows change: older DICOMweb indexes are then rebuilt.
-DICOMWEB_INDEX_VERSION = "1"
+DICOMWEB_INDEX_VERSION = "2"  # 2: identifying columns sealed (repository.sealed)
 
 #: Attributes the scan tables need, as QIDO-RS ``includefield`` tags (the header parser's attributes except the
 #: file meta group 0002, which is not part of a data set and which QIDO-RS does not return).
@@ -389,6 +390,7 @@ class DicomwebScan(RepositoryScan):
 
 _INDEX_FILE = "files.parquet"
 _STUDY_INDEX = "studies.parquet"
+_SEALED_FILE = "files.sealed"
 
 
 def default_index_dir(url: str) -> Path:
@@ -399,10 +401,16 @@ def default_index_dir(url: str) -> Path:
 
 
 def _load_dicomweb_index(folder: Path, url: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    secret = cache_secret(folder)
+    if secret is None:
+        return None
     try:
-        files = pq.read_table(folder / _INDEX_FILE)
+        clear = pq.read_table(folder / _INDEX_FILE)
+        files = unseal_table(clear, (folder / _SEALED_FILE).read_bytes(), secret)
         studies = pq.read_table(folder / _STUDY_INDEX).to_pandas()
     except Exception:  # noqa: BLE001 - missing or broken index: query everything
+        return None
+    if files is None:  # sealed under another secret, or not the part of this write: query everything
         return None
     meta = files.schema.metadata or {}
     if meta.get(b"kicc_dicomweb_index") != DICOMWEB_INDEX_VERSION.encode() or meta.get(b"kicc_url") != url.encode():
@@ -418,8 +426,16 @@ def _save_dicomweb_index(folder: Path, url: str, files: pd.DataFrame, studies: p
         folder.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pandas(files[list(FLAT_COLUMNS)], schema=_SCHEMA, preserve_index=False)
         table = table.replace_schema_metadata({"kicc_dicomweb_index": DICOMWEB_INDEX_VERSION, "kicc_url": url})
+        secret = cache_secret(folder, create=True)
+        if secret is None:
+            return f"DICOMweb index not saved to {folder} (no secret {SECRET_NAME} could be made there)"
+        clear, sealed = seal_table(table, secret)  # PatientIDs, descriptions... never in clear (repository.sealed)
+        tmp_sealed = _temp_path(folder, "sealed")
+        with open(tmp_sealed, "wb") as f:
+            f.write(sealed)
+        os.replace(tmp_sealed, folder / _SEALED_FILE)
         tmp = _temp_path(folder, "files")
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(clear, tmp, compression="zstd")
         tmp_studies = _temp_path(folder, "studies")
         studies.to_parquet(tmp_studies, index=False)
         # studies last: a study is "done" only when its rows are in place

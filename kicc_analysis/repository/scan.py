@@ -31,6 +31,7 @@ from stat import S_ISDIR, S_ISREG
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
@@ -38,6 +39,7 @@ from .._cache import cache_key, content_digest, default_cache_dir, is_read_only
 from ..errors import RepositoryError
 from ..progress import progress_bar
 from .header import HeaderResult, read_header
+from .sealed import SECRET_NAME, cache_secret, mask_key, seal_table, unseal_table
 from .selection import select_ct_series
 from .tables import FLAT_COLUMNS, INT_INDEX_COLUMNS, TEXT_COLUMNS, build_instances, build_series, build_studies
 
@@ -46,8 +48,10 @@ __all__ = ["INDEX_DIRNAME", "INDEX_VERSION", "RepositoryScan", "fs_path", "scan_
 #: Name of index folders written inside a tree by earlier versions (or on request): never scanned.
 INDEX_DIRNAME = ".kicc_index"
 INDEX_FILE = "files.parquet"
+#: The sealed (encrypted) identifying columns of a cached table ``<name>.arrow`` / ``files.parquet``.
+SEALED_SUFFIX = ".sealed"
 #: Bump when the index columns or the parser's output change: older indexes are then rebuilt.
-INDEX_VERSION = "3"
+INDEX_VERSION = "4"
 #: Below this many files to read, the scan stays in-process (starting and feeding a pool costs ~50 ms).
 POOL_THRESHOLD = 200
 
@@ -111,6 +115,61 @@ class RepositoryScan:
     index_path: Path | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
     n_verify_changed: int | None = None
+    tag_key: bytes = field(default=b"", compare=False)
+
+    def masked_tables(self) -> dict[str, pd.DataFrame]:
+        """The five tables as they may be written or shown: no identifier beyond the pseudonym.
+
+        ``patient_id`` values that are not pseudonyms are masked (:func:`kicc_analysis.privacy.mask_ids`); in
+        ``path``, ``relpath`` and ``folder`` every component holding an identifier is masked
+        (:func:`kicc_analysis.privacy.mask_path`: Hangul or Latin names, RRNs, phones, any of this scan's
+        non-pseudonym PatientIDs), with a keyed tag so that two patients' folders stay apart; every other free-text
+        column (descriptions, skip reasons, selection notes) has each identifier masked in place
+        (:func:`kicc_analysis.privacy.mask_field`). UIDs, dates and coded columns are kept.
+        """
+        from ..privacy import is_pseudonym, mask_field, mask_ids, mask_path
+        from .sealed import CLEAR_TEXT_COLUMNS
+
+        known: set[str] = set()
+        for name in ("instances", "studies"):
+            table = getattr(self, name)
+            if "patient_id" in table.columns:
+                known.update(str(v) for v in table["patient_id"].dropna().unique() if not is_pseudonym(str(v)))
+        known_values = sorted(known)
+        key = self.tag_key or None
+        out = {}
+        for name in ("instances", "series", "studies", "skipped", "selection"):
+            table = getattr(self, name).copy()
+            for column in table.columns:
+                values = table[column]
+                if column == "patient_id":
+                    table[column] = mask_ids(values.astype(object))
+                    continue
+                if column in CLEAR_TEXT_COLUMNS or not (
+                    values.dtype == object or isinstance(values.dtype, pd.StringDtype)
+                ):
+                    continue
+                if column in ("path", "relpath", "folder"):
+                    mask = functools.partial(mask_path, known_values=known_values, key=key)
+                else:
+                    mask = functools.partial(mask_field, known_values=known_values, key=key)
+                if column in ("path", "relpath"):  # one check per folder and per file name, not per path
+                    table[column] = _mask_paths(values, mask)
+                else:
+                    table[column] = values.astype(object).map({v: mask(v) for v in values.dropna().unique()})
+            out[name] = table
+        return out
+
+    def write_tables(self, folder: str | os.PathLike[str]) -> list[Path]:
+        """Write :meth:`masked_tables` as ``<name>.csv`` (UTF-8) in ``folder`` (created); returns the files."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, table in self.masked_tables().items():
+            path = folder / f"{name}.csv"
+            table.to_csv(path, index=False)
+            written.append(path)
+        return written
 
     def summary(self) -> str:
         """A short text report (no patient identifiers or dates)."""
@@ -584,14 +643,20 @@ def _read_all(root: str, todo: list[Entry], workers: int, show: bool | None) -> 
     return pa.Table.from_batches([done[k] for k in sorted(done)], schema=_SCHEMA)
 
 
-def _load_index(path: Path) -> tuple[pd.DataFrame | None, str | None]:
+def _load_index(path: Path, secret: bytes | None) -> tuple[pd.DataFrame | None, str | None]:
     if not path.exists():
         return None, None
     try:
-        table = pq.read_table(path)
+        clear = pq.read_table(path)
+        meta = clear.schema.metadata or {}
+        if meta.get(b"kicc_index_version") != INDEX_VERSION.encode():
+            return None, f"index {path} has another format version; rebuilt"
+        sealed = path.with_suffix(SEALED_SUFFIX).read_bytes()
     except Exception as exc:  # noqa: BLE001 - a broken cache is rebuilt, never fatal
         return None, f"index {path} unreadable ({type(exc).__name__}); rebuilt"
-    meta = table.schema.metadata or {}
+    table = unseal_table(clear, sealed, secret) if secret is not None else None
+    if table is None:
+        return None, f"index {path} was sealed under another secret ({SECRET_NAME}) or is damaged; rebuilt"
     if meta.get(b"kicc_index_version") != INDEX_VERSION.encode() or table.schema.names != list(FLAT_COLUMNS):
         return None, f"index {path} has another format version; rebuilt"
     return table.to_pandas(), None
@@ -607,13 +672,26 @@ def _temp_path(folder: Path, key: str) -> str:
     return tmp
 
 
-def _save_index(path: Path, df: pd.DataFrame, token: str) -> str | None:
+def _write_sealed(folder: Path, name: str, data: bytes) -> None:
+    tmp = _temp_path(folder, name)
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, folder / name)
+
+
+def _save_index(path: Path, df: pd.DataFrame, token: str, secret: bytes | None) -> str | None:
+    if secret is None:
+        return (
+            f"index not saved to {path} (no secret {SECRET_NAME} could be made there); the next scan reads every file"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pandas(df[list(FLAT_COLUMNS)], schema=_SCHEMA, preserve_index=False)
         table = table.replace_schema_metadata({"kicc_index_version": INDEX_VERSION, "kicc_tree_token": token})
+        clear, sealed = seal_table(table, secret)
+        _write_sealed(path.parent, path.with_suffix(SEALED_SUFFIX).name, sealed)
         tmp = _temp_path(path.parent, "files")
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(clear, tmp, compression="zstd")
         os.replace(tmp, path)
     except OSError as exc:
         return f"index not saved to {path} ({exc.strerror or exc}); the next scan will read every file again"
@@ -705,7 +783,10 @@ def scan_repository(
     # costs max(listing, load) on 2 cores); the cache is used only if its fingerprint matches the listing.
     finder = _start_find(str(root_path), exclude, follow_symlinks)
     read_cache = use_index and not verify
-    raw_cache = _read_cached_tables(index_folder) if read_cache and finder is not None else None
+    secret = cache_secret(index_folder) if use_index else None
+    raw_cache = (
+        _read_cached_tables(index_folder, root_path, None, secret) if read_cache and finder is not None else None
+    )
     listing = _list_files(root_path, exclude, finder, follow_symlinks)
     if listing.n_files == 0:
         raise RepositoryError(f"repository folder {root_path} contains no files (expected DICOM files, any nesting)")
@@ -715,22 +796,26 @@ def scan_repository(
     params = cache_key(min_slices=min_slices, kernel_first=kernel_first)
     if read_cache:
         if raw_cache is None:  # Python walk: load the cache only now (loading it in a thread was slower: GIL)
-            raw_cache = _read_cached_tables(index_folder, listing.token)
+            raw_cache = _read_cached_tables(index_folder, root_path, listing.token, secret)
         cached = _valid_cached_tables(raw_cache, listing.token, params)
         if cached is None:
             token = listing.token
             listing.entries()  # find output that cannot be parsed falls back to the Python walk: new token
             if listing.token != token:
-                cached = _valid_cached_tables(_read_cached_tables(index_folder, listing.token), listing.token, params)
+                cached = _valid_cached_tables(
+                    _read_cached_tables(index_folder, root_path, listing.token, secret), listing.token, params
+                )
         if cached is not None:
             n = listing.n_files
-            return _finish_scan(root_path, cached, n, 0, n, 0, index_path, notes, min_slices, kernel_first)
+            return _finish_scan(
+                root_path, cached, n, 0, n, 0, index_path, notes, min_slices, kernel_first, mask_key(secret)
+            )
         raw_cache = None  # free the memory of stale tables before reading headers
     found = listing.entries()
     problems = listing.problems()
     token = listing.token
 
-    old, note = _load_index(index_path) if use_index else (None, None)
+    old, note = _load_index(index_path, secret) if use_index else (None, None)
     if note:
         notes.append(note)
     current = pd.DataFrame(found, columns=list(_KEY))
@@ -765,7 +850,9 @@ def scan_repository(
 
     saved_path: Path | None = index_path if use_index else None
     if use_index:
-        err = _save_index(index_path, files, token)
+        if secret is None:
+            secret = cache_secret(index_folder, create=True)
+        err = _save_index(index_path, files, token, secret)
         if err:
             notes.append(err)
             saved_path = None
@@ -783,12 +870,13 @@ def scan_repository(
         notes,
         min_slices,
         kernel_first,
+        mask_key(secret),
     )
     if n_verify_changed is not None:
         scan = dataclasses.replace(scan, n_verify_changed=n_verify_changed)
-    if saved_path is not None:
+    if saved_path is not None and secret is not None:
         tables.update(selection=scan.selection, studies=scan.studies)
-        err = _save_tables(index_folder, token, params, tables)
+        err = _save_tables(index_folder, token, params, tables, secret)
         if err:
             notes.append(err)
             scan = dataclasses.replace(scan, warnings=tuple(notes))
@@ -821,10 +909,15 @@ _TABLES = ("instances", "series", "skipped", "selection", "studies")
 _PARAM_TABLES = ("selection", "studies")
 
 
-def _read_cached_tables(folder: Path, token: str | None = None) -> dict[str, tuple[dict, pd.DataFrame]] | None:
-    """Every cached table with its metadata, or None when the cache is absent, broken or (when ``token`` is
-    given) of another tree. Without ``token`` the tables are loaded unchecked (while find lists the tree):
-    :func:`_valid_cached_tables` checks them afterwards."""
+def _read_cached_tables(
+    folder: Path, root: Path, token: str | None = None, secret: bytes | None = None
+) -> dict[str, tuple[dict, pd.DataFrame]] | None:
+    """Every cached table with its metadata, or None when the cache is absent, broken, sealed under another
+    secret or (when ``token`` is given) of another tree. Without ``token`` the tables are loaded unchecked (while
+    find lists the tree): :func:`_valid_cached_tables` checks them afterwards (the fingerprint includes ``root``,
+    from which the ``path`` columns are rebuilt: ``root/relpath``)."""
+    if secret is None:
+        return None
     try:
         index_meta = pq.read_schema(folder / INDEX_FILE).metadata or {}
         if index_meta.get(b"kicc_index_version") != INDEX_VERSION.encode():
@@ -833,12 +926,26 @@ def _read_cached_tables(folder: Path, token: str | None = None) -> dict[str, tup
             return None
         out: dict[str, tuple[dict, pd.DataFrame]] = {"index": (index_meta, pd.DataFrame())}
         for key in _TABLES:
-            table = feather.read_table(folder / f"{key}.arrow", memory_map=True)
+            clear = feather.read_table(folder / f"{key}.arrow", memory_map=True)
+            table = unseal_table(clear, (folder / f"{key}{SEALED_SUFFIX}").read_bytes(), secret)
+            if table is None:
+                return None
+            if table.schema.metadata.get(b"kicc_path_from_root") == b"1":
+                table = table.add_column(0, "path", _join_root(root, table.column("relpath")))
             mapper = _STRING_MAPPER if key == "instances" else None
             out[key] = (table.schema.metadata or {}, table.to_pandas(split_blocks=True, types_mapper=mapper))
         return out
     except Exception:  # noqa: BLE001 - missing or broken cache: rebuild the tables
         return None
+
+
+def _join_root(root: Path, relpaths: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``os.path.join(root, relpath)`` for a column of relative paths, in Arrow (no Python loop)."""
+    prefix = _text_name(str(root))
+    prefix = prefix if prefix.endswith(os.sep) else prefix + os.sep
+    if not (pa.types.is_string(relpaths.type) or pa.types.is_large_string(relpaths.type)):
+        relpaths = relpaths.cast(pa.string())  # an empty table's column of nulls
+    return pc.binary_join_element_wise(pa.scalar(prefix, relpaths.type), relpaths, pa.scalar("", relpaths.type))
 
 
 def _valid_cached_tables(
@@ -857,16 +964,20 @@ def _valid_cached_tables(
     }
 
 
-def _save_tables(folder: Path, token: str, params: str, tables: dict[str, pd.DataFrame]) -> str | None:
+def _save_tables(folder: Path, token: str, params: str, tables: dict[str, pd.DataFrame], secret: bytes) -> str | None:
     try:
         for key in _TABLES:
             table = pa.Table.from_pandas(tables[key], preserve_index=False)
             meta = dict(table.schema.metadata or {})
+            if table.column_names[:2] == ["path", "relpath"]:  # path = root/relpath: rebuilt on load, not stored
+                table = table.drop_columns(["path"])
+                meta[b"kicc_path_from_root"] = b"1"
             meta[b"kicc_tree_token"] = token.encode()
             meta[b"kicc_params"] = params.encode()
-            table = table.replace_schema_metadata(meta)
+            clear, sealed = seal_table(table.replace_schema_metadata(meta), secret)
+            _write_sealed(folder, f"{key}{SEALED_SUFFIX}", sealed)
             tmp = _temp_path(folder, key)
-            feather.write_feather(table, tmp, compression="uncompressed")
+            feather.write_feather(clear, tmp, compression="uncompressed")
             os.replace(tmp, folder / f"{key}.arrow")
     except (OSError, pa.ArrowException) as exc:
         return f"table cache not saved in {folder} ({exc}); the next scan rebuilds the tables"
@@ -903,7 +1014,8 @@ def _build_tables(
     instances = _arrow_strings(instances)
     not_read = pd.DataFrame({"relpath": [p[0] for p in problems], "size": 0, "reason": [p[1] for p in problems]})
     skipped = pd.concat([skipped, duplicates[["relpath", "size", "reason"]], not_read], ignore_index=True)
-    skipped.insert(0, "path", [os.path.join(_text_name(str(root)), p) for p in skipped["relpath"]])
+    paths = [os.path.join(_text_name(str(root)), p) for p in skipped["relpath"]]
+    skipped.insert(0, "path", pd.Series(paths, index=skipped.index, dtype=object))  # object also when empty
     skipped["kind"] = skipped["reason"].str.split(":").str[0]
     skipped = skipped.sort_values("relpath", kind="stable").reset_index(drop=True)
     skipped["size"] = skipped["size"].astype("int64")
@@ -921,6 +1033,7 @@ def _finish_scan(
     notes: list[str],
     min_slices: int,
     kernel_first: bool,
+    tag_key: bytes = b"",
 ) -> RepositoryScan:
     series = tables["series"]
     selection = tables.get("selection")
@@ -942,7 +1055,29 @@ def _finish_scan(
         n_removed=n_removed,
         index_path=index_path,
         warnings=tuple(notes),
+        tag_key=tag_key,
     )
+
+
+def _mask_paths(values: pd.Series, mask) -> pd.Series:
+    """``mask`` (a :func:`kicc_analysis.privacy.mask_path`) of every path, computed once per folder and file name."""
+    text = values.astype(object)
+    folders: dict[str, str] = {}
+    names: dict[str, str] = {}
+    out = []
+    for path in text:
+        if not isinstance(path, str):
+            out.append(path)
+            continue
+        head, _, tail = path.rpartition("/")
+        masked_head = folders.get(head)
+        if masked_head is None:
+            masked_head = folders[head] = mask(head) if head else head
+        masked_tail = names.get(tail)
+        if masked_tail is None:
+            masked_tail = names[tail] = mask(tail)
+        out.append(f"{masked_head}/{masked_tail}" if head else masked_tail)
+    return pd.Series(out, index=values.index, dtype=object)
 
 
 def series_files(scan: RepositoryScan, series_uid: str) -> list[Path]:

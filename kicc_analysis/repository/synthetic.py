@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-__all__ = ["write_deflated_bomb", "write_scanner_like_tree"]
+__all__ = ["write_deflated_bomb", "write_identified_copy", "write_scanner_like_tree"]
 
 _UID_ROOT = "1.2.826.0.1.3680043.8.498.77"
 _SOP_PLACEHOLDER = "1.2.826.0.1.3680043.8.498.77.999999999.999999"  # same width as real values below
@@ -327,6 +327,40 @@ def write_scanner_like_tree(
             p.write_bytes(_instance_bytes(template, f"{_UID_ROOT}.{100_000_000 + patient * 10 + 9}.100001", 1, 0.0))
             paths.append(p)
     return paths
+
+
+def write_identified_copy(
+    src: str | os.PathLike[str] | bytes,
+    dst: str | os.PathLike[str] | bytes,
+    *,
+    patient_id: str | None = None,
+    patient_name: str | None = None,
+    study_description: str | None = None,
+    series_description: str | None = None,
+    sop_uid: str | None = None,
+) -> None:
+    """Copy a DICOM file with identifying header values planted (for the privacy tests of derived files).
+
+    The copy is written in UTF-8 (``SpecificCharacterSet`` ``ISO_IR 192``) so Hangul values are valid; its SOP
+    Instance UID is kept unless ``sop_uid`` is given (two copies of one file are otherwise duplicates). Paths may
+    be bytes (EUC-KR names).
+    """
+    import pydicom
+
+    ds = pydicom.dcmread(src)
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    for keyword, value in (
+        ("PatientID", patient_id),
+        ("PatientName", patient_name),
+        ("StudyDescription", study_description),
+        ("SeriesDescription", series_description),
+    ):
+        if value is not None:
+            setattr(ds, keyword, value)
+    if sop_uid is not None:
+        ds.SOPInstanceUID = sop_uid
+        ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.save_as(dst)
 
 
 def write_deflated_bomb(path: str | os.PathLike[str], inflated_bytes: int = 256 << 20, *, tail: bool = True) -> Path:

@@ -149,23 +149,36 @@ def synthetic_scan(index: pd.DataFrame, root: str | Path = "/synthetic/dicom"):
 def save_scan_tables(scan, folder: str | Path) -> None:
     """Write a scan's tables to ``folder`` in the scanner's table-cache format (Arrow IPC, one file per table)."""
     from .scan import _save_tables
+    from .sealed import cache_secret
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     tables = {key: getattr(scan, key) for key in ("instances", "series", "studies", "skipped", "selection")}
-    problem = _save_tables(Path(folder), "synthetic", "", tables)
+    secret = cache_secret(folder, create=True)
+    if secret is None:
+        raise OSError(f"no cache secret could be made in {folder}")
+    problem = _save_tables(Path(folder), "synthetic", "", tables, secret)
     if problem:
         raise OSError(problem)
 
 
 def load_scan_tables(folder: str | Path, root: str | Path = "/synthetic/dicom"):
-    """Load tables written by :func:`save_scan_tables` the way a re-scan of an unchanged tree loads its cache."""
+    """Load tables written by :func:`save_scan_tables` the way a re-scan of an unchanged tree loads its cache
+    (sealed columns unsealed, ``path`` rebuilt from ``root``)."""
     from pyarrow import feather
 
-    from .scan import _STRING_MAPPER, _TABLES, RepositoryScan
+    from .scan import _STRING_MAPPER, _TABLES, SEALED_SUFFIX, RepositoryScan, _join_root
+    from .sealed import cache_secret, unseal_table
 
+    secret = cache_secret(folder)
     tables = {}
     for key in _TABLES:
-        table = feather.read_table(Path(folder) / f"{key}.arrow", memory_map=True)
+        clear = feather.read_table(Path(folder) / f"{key}.arrow", memory_map=True)
+        sealed = (Path(folder) / f"{key}{SEALED_SUFFIX}").read_bytes()
+        table = unseal_table(clear, sealed, secret) if secret is not None else None
+        if table is None:
+            raise OSError(f"scan tables in {folder} cannot be unsealed (secret missing or another one)")
+        if table.schema.metadata.get(b"kicc_path_from_root") == b"1":
+            table = table.add_column(0, "path", _join_root(Path(root), table.column("relpath")))
         mapper = _STRING_MAPPER if key == "instances" else None
         tables[key] = table.to_pandas(split_blocks=True, types_mapper=mapper)
     n = len(tables["instances"])

@@ -19,6 +19,13 @@ of one slice instead. :func:`~kicc_analysis.segmentation.lungs._recover_dense` c
    mediastinum (:func:`_between_lungs`), takes the dense tissue within 25 mm of them (more than 6 mm from bone) as
    lung.
 
+4. **Dependent consolidation inside the thoracic cavity** (lungs-1.8, :func:`_recover_dependent_cavity_2d`): soft
+   tissue inside the cavity, behind the lung in its column with no lung behind it, outside the mediastinum and the
+   paravertebral / aortic band.
+5. **Cage filter** (lungs-1.8, rule ``cage_2d``): everything recovered outside the thoracic cavity is taken back.
+
+The **thoracic cavity** of an axial slice (:func:`thoracic_cavity_2d`, lungs-1.8) is fitted to the rib ring; before
+the side split, aerated components mostly outside it (air in an arm, in an object on the chest) are dropped.
 Tissue recovered by an earlier rule counts as lung of the nearest side (:func:`_with_recovered`).
 """
 
@@ -354,4 +361,166 @@ def _recover_bronchograms_2d(
         if bone is not None:
             region &= ndimage.distance_transform_edt(~bone, sampling=spacing[1:]) > params.dependent_margin_mm
         out[z] = region & ~lung
+    return out
+
+
+def thoracic_cavity_2d(
+    hu: np.ndarray,
+    trunk: np.ndarray,
+    lungs: np.ndarray,
+    spacing: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray | None:
+    """The thoracic cavity of one axial slice: pixels inside the rib cage (bool (y, x)), or ``None`` without a cage.
+
+    Rays (``n_rays``) are cast from the trunk centre. On each ray that meets the aerated lung (``lungs``: only
+    components with at least a fifth of the largest one's area, so an air pocket in an arm or an object on the
+    chest does not move the cage) the cage is the first bone pixel (:func:`_cage_bone_2d`) beyond the outermost lung
+    pixel; rays without a hit (between two ribs, through the mediastinum, through consolidated lung) take it
+    interpolated in angle from the rays with one, and the radii are smoothed by a running median over
+    ``cavity_median_deg`` (a humerus or scapula seen through an intercostal gap, the spine, do not count). The
+    cavity is the star-shaped region inside that radius. ``None`` for a tight crop (the trunk covers more than
+    ``cavity_max_border_share`` of the image border) and when fewer than ``cavity_min_hit_share`` of the
+    rays meeting lung hit bone (no visible cage, e.g. a window so low that muscle saturates like bone).
+
+    Parameters
+    ----------
+    hu : numpy.ndarray
+        Working-grid slice (y, x), HU.
+    trunk : numpy.ndarray
+        bool (y, x) trunk mask.
+    lungs : numpy.ndarray
+        bool (y, x) aerated lung candidates (airways removed).
+    spacing : numpy.ndarray
+        Working spacing (z, y, x) or (y, x) in mm.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        bool (y, x) cavity.
+    """
+    spacing_yx = np.asarray(spacing, dtype=float)[-2:]
+    if not trunk.any() or not lungs.any():
+        return None
+    edge = np.concatenate([trunk[0], trunk[-1], trunk[:, 0], trunk[:, -1]])
+    if edge.mean() > params.cavity_max_border_share:
+        return None  # a tight crop through the body (teaching image): arms and the table are not in the field
+    bone = _cage_bone_2d(hu, trunk, params=params)
+    if bone is None or not bone.any():
+        return None
+    comp, n = ndimage.label(lungs, structure=np.ones((3, 3)))
+    sizes = ndimage.sum_labels(lungs, comp, np.arange(1, n + 1))
+    major = np.isin(comp, 1 + np.nonzero(sizes >= 0.2 * sizes.max())[0])
+    ny, nx = hu.shape
+    n_rays = params.n_rays
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    cy, cx = ndimage.center_of_mass(major)  # the lungs' centre: arms do not shift it
+    pixel_mm = float(np.sqrt(spacing_yx[0] * spacing_yx[1]))
+    radius = np.hypot((yy - cy) * spacing_yx[0], (xx - cx) * spacing_yx[1]) / pixel_mm
+    ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
+    r_lung = np.full(n_rays, -1.0)
+    np.maximum.at(r_lung, ray[major], radius[major])
+    r_trunk = np.zeros(n_rays)
+    np.maximum.at(r_trunk, ray[trunk], radius[trunk])
+    inner = np.maximum(r_lung, params.cavity_inner_share * r_trunk)
+    near = bone & (radius > inner[ray])
+    r_bone = np.full(n_rays, np.inf)
+    np.minimum.at(r_bone, ray[near], radius[near])
+    found = np.isfinite(r_bone)
+    if found.sum() < max(8, params.cavity_min_hit_share * (r_lung >= 0).sum()):
+        return None
+    rays = np.arange(n_rays)
+    theta = (rays + 0.5) / n_rays * 2 * np.pi
+    model = _periodic_fit(theta[found], r_bone[found], params.cavity_harmonics, params.cavity_band, theta)
+    # second pass: on every ray the innermost bone within the band around the fitted ring, else the ring itself
+    ring = model[ray]
+    in_band = bone & (np.abs(radius - ring) <= params.cavity_band * ring)
+    cage = np.full(n_rays, np.inf)
+    np.minimum.at(cage, ray[in_band], radius[in_band])
+    cage = np.where(np.isfinite(cage), cage, model)
+    window = max(3, int(round(params.cavity_median_deg / 360.0 * n_rays)) | 1)
+    cage = ndimage.median_filter(cage, size=window, mode="wrap")
+    return (radius <= cage[ray]) & trunk
+
+
+def _periodic_fit(theta: np.ndarray, radius: np.ndarray, harmonics: int, band: float, at: np.ndarray) -> np.ndarray:
+    """A smooth closed curve r(angle) (Fourier series up to ``harmonics``) fitted to (``theta``, ``radius``) points
+    by least squares, refitted twice without the points off by more than ``band`` (share of the fitted radius);
+    returns its radius at the angles ``at`` (radians)."""
+
+    def design(t: np.ndarray) -> np.ndarray:
+        columns = [np.ones_like(t)]
+        for k in range(1, harmonics + 1):
+            columns += [np.cos(k * t), np.sin(k * t)]
+        return np.stack(columns, axis=1)
+
+    keep = np.ones(theta.size, dtype=bool)
+    coef = np.zeros(2 * harmonics + 1)
+    coef[0] = float(np.median(radius))
+    for _ in range(3):
+        if keep.sum() < 2 * harmonics + 2:
+            break
+        coef = np.linalg.lstsq(design(theta[keep]), radius[keep], rcond=None)[0]
+        keep = np.abs(radius - design(theta) @ coef) <= band * (design(theta) @ coef)
+    return design(at) @ coef
+
+
+def _recover_dependent_cavity_2d(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    cavity: np.ndarray | None,
+    spacing: np.ndarray,
+    recovered: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray:
+    """Dependent consolidation of single axial slices inside the thoracic cavity (rule ``dependent_cavity_2d``).
+
+    Per slice with a cavity (:func:`thoracic_cavity_2d`): soft tissue (``dense_ok``, not recovered yet) at least
+    ``cavity_pleura_mm`` inside the cage, in the posterior half of the cavity, with lung (aerated or recovered) in
+    front of it in its column and none behind it (the dependent lung lies on the posterior ribs; the liver or
+    spleen dome of a base slice has the lung's posterior recess behind it), not in the vertebral body / descending
+    aorta band (:func:`_paravertebral_band`) nor between the two lungs (:func:`_between_lungs`, mediastinum), in
+    components touching the lung and holding no new hole (:func:`_no_new_holes`), is lung.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (z, y, x) recovered voxels.
+    """
+    out = np.zeros(labels.shape, dtype=bool)
+    if cavity is None:
+        return out
+    ny, nx = labels.shape[1:]
+    rows = np.arange(ny)[:, None]
+    xs = np.arange(nx)
+    for z in range(labels.shape[0]):
+        if cavity[z].all() or not labels[z].any() or not dense_ok[z].any():
+            continue
+        lung = (labels[z] > 0) | recovered[z]
+        inner = ndimage.distance_transform_edt(cavity[z], sampling=spacing[1:]) > params.cavity_pleura_mm
+        cys = np.nonzero(cavity[z])[0]
+        posterior = rows >= 0.5 * (cys.min() + cys.max())
+        in_front = np.maximum.accumulate(lung, axis=0)
+        behind = np.maximum.accumulate(lung[::-1], axis=0)[::-1]
+        candidate = dense_ok[z] & ~lung & inner & posterior & in_front & ~behind
+        if not candidate.any():
+            continue
+        bone = _cage_bone_2d(hu[z], trunk[z], params=params)
+        midline = float(np.nonzero(cavity[z])[1].mean())
+        band_lo, band_hi = _paravertebral_band(bone, trunk[z], spacing, midline, params=params)
+        candidate &= ~((xs >= band_lo) & (xs <= band_hi))[None, :]
+        points = np.argwhere(candidate).astype(float)
+        if points.size:
+            between = _between_lungs(labels[z], recovered[z], points, midline, spacing, params=params)
+            candidate[tuple(points[between].astype(int).T)] = False
+        comp, n = ndimage.label(candidate, structure=np.ones((3, 3)))
+        if n == 0:
+            continue
+        touching = np.unique(comp[ndimage.binary_dilation(lung, structure=np.ones((3, 3))) & (comp > 0)])
+        band = np.isin(comp, touching[touching > 0])
+        out[z] = _no_new_holes(lung, band)
     return out

@@ -300,13 +300,21 @@ def _guess_convention(counts: np.ndarray, values: np.ndarray, ct: sitk.Image) ->
     kind = ranked[0]
     shown = {v: round(m) for v, m in median.items()}
     if not verdict[kind][0]:
-        return "totalsegmentator", CONVENTIONS["totalsegmentator"], (
-            f"auto: no TotalSegmentator class map whose lobe labels have lung-like HU (median HU per label {shown}); "
-            "class map v2 assumed"
+        return (
+            "totalsegmentator",
+            CONVENTIONS["totalsegmentator"],
+            (
+                f"auto: no TotalSegmentator class map whose lobe labels have lung-like HU (median HU per label {shown}); "
+                "class map v2 assumed"
+            ),
         )
-    return kind, CONVENTIONS[kind], (
-        f"auto: TotalSegmentator class map {kind}: {verdict[kind][1]} of its 5 lobe labels present, all with "
-        f"lung-like HU (median HU per label {shown})"
+    return (
+        kind,
+        CONVENTIONS[kind],
+        (
+            f"auto: TotalSegmentator class map {kind}: {verdict[kind][1]} of its 5 lobe labels present, all with "
+            f"lung-like HU (median HU per label {shown})"
+        ),
     )
 
 
@@ -469,8 +477,9 @@ def _read_dicom_seg(path: Path) -> tuple[sitk.Image, dict[int, str]]:
     if not keep:
         raise SegmentationError(f"{path}: no lung or lobe segment in the DICOM SEG; segment labels: {labels}")
     try:
-        volume = seg.get_volume(segment_numbers=list(keep), combine_segments=True, relabel=True,
-                                skip_overlap_checks=True, dtype=np.uint8)
+        volume = seg.get_volume(
+            segment_numbers=list(keep), combine_segments=True, relabel=True, skip_overlap_checks=True, dtype=np.uint8
+        )
     except Exception as exc:  # noqa: BLE001
         raise SegmentationError(f"{path}: DICOM SEG frames do not form a volume ({type(exc).__name__}: {exc})") from exc
     image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))
@@ -578,8 +587,16 @@ def _decode(values: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _result(
-    labels_arr: np.ndarray, lobes_arr: np.ndarray, counts: np.ndarray, ct: sitk.Image, convention: str, path: Path,
-    source_ml: float, grid: str, notes: list[str], flags: list[str],
+    labels_arr: np.ndarray,
+    lobes_arr: np.ndarray,
+    counts: np.ndarray,
+    ct: sitk.Image,
+    convention: str,
+    path: Path,
+    source_ml: float,
+    grid: str,
+    notes: list[str],
+    flags: list[str],
 ) -> ExternalLungMask:
     if counts[1:].sum() == 0:
         raise SegmentationError(
@@ -748,16 +765,19 @@ def write_lung_mask(
     lung = sitk.GetArrayViewFromImage(labels)
     lobe_arr = sitk.GetArrayViewFromImage(lobes) if lobes is not None else None
     if convention in ("totalsegmentator", "totalsegmentator_v1", "lungmask_lobes", "totalsegmentator_dir", "labelmap"):
-        table = _checked_mapping(mapping, destination) if convention == "labelmap" else CONVENTIONS.get(
-            convention, dict(enumerate(LOBES, start=1))
+        table = (
+            _checked_mapping(mapping, destination)
+            if convention == "labelmap"
+            else CONVENTIONS.get(convention, dict(enumerate(LOBES, start=1)))
         )
         if lobe_arr is None and any(name in LOBES for name in table.values()):
             raise SegmentationError(f"{destination}: convention {convention} holds lobes; pass lobes=")
     if convention == "totalsegmentator_dir":
         destination.mkdir(parents=True, exist_ok=True)
         for name, lobe in TOTALSEG_LOBES.items():
-            _write_array((lobe_arr == LOBE_CODE[lobe]).astype(np.uint8), labels, destination / f"{name}.nii.gz",
-                         orientation)
+            _write_array(
+                (lobe_arr == LOBE_CODE[lobe]).astype(np.uint8), labels, destination / f"{name}.nii.gz", orientation
+            )
         return destination
     if convention == "dicom_seg":
         if not ct_files:
@@ -767,7 +787,9 @@ def write_lung_mask(
     if convention == "lungmask_r231":
         table = CONVENTIONS["lungmask_r231"]
     elif convention not in CONVENTIONS and convention != "labelmap":
-        raise SegmentationError(f"write_lung_mask: unknown convention {convention!r}; expected one of {ALL_CONVENTIONS[1:]}")
+        raise SegmentationError(
+            f"write_lung_mask: unknown convention {convention!r}; expected one of {ALL_CONVENTIONS[1:]}"
+        )
     dtype = np.uint8 if max(table) < 256 else np.uint16
     out = np.zeros(lung.shape, dtype=dtype)
     for value, name in table.items():
@@ -818,9 +840,12 @@ def _write_dicom_seg(
         planes = [lung == RIGHT, lung == LEFT]
     pixel = np.stack([np.stack([p[z] for p in planes], axis=-1) for z in frames])
     type_code = {
-        "RUL": (SCT_UPPER, "Upper lobe of lung", SCT_RIGHT), "RML": (SCT_MIDDLE_RIGHT, "Middle lobe of right lung", None),
-        "RLL": (SCT_LOWER, "Lower lobe of lung", SCT_RIGHT), "LUL": (SCT_UPPER, "Upper lobe of lung", SCT_LEFT),
-        "LLL": (SCT_LOWER, "Lower lobe of lung", SCT_LEFT), "right": (SCT_LUNG, "Lung", SCT_RIGHT),
+        "RUL": (SCT_UPPER, "Upper lobe of lung", SCT_RIGHT),
+        "RML": (SCT_MIDDLE_RIGHT, "Middle lobe of right lung", None),
+        "RLL": (SCT_LOWER, "Lower lobe of lung", SCT_RIGHT),
+        "LUL": (SCT_UPPER, "Upper lobe of lung", SCT_LEFT),
+        "LLL": (SCT_LOWER, "Lower lobe of lung", SCT_LEFT),
+        "right": (SCT_LUNG, "Lung", SCT_RIGHT),
         "left": (SCT_LUNG, "Lung", SCT_LEFT),
     }
     label_of = {lobe: name for name, lobe in TOTALSEG_LOBES.items()} | {"right": "lung_right", "left": "lung_left"}

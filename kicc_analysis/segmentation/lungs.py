@@ -15,7 +15,11 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
    through the candidate until it enters the lung (:func:`_airway_3d`); 2-D path: small, dark (< -900 HU), midline
    components (:func:`_airway_2d`).
 4. **Left/right split** (:func:`_split_left_right`): components, eroded apart where the lungs touch and grown back;
-   side from the centroid relative to the body centre (LPS: the right lung has the smaller x).
+   side from the centroid relative to the body centre (LPS: the right lung has the smaller x). 2-D path
+   (lungs-1.8): first the thoracic cavity of each slice (:func:`_thoracic_cavity`; aerated components mostly
+   outside it are dropped), then sides by position relative to the midline (:func:`_midline_2d`,
+   :func:`_split_by_midline`). A single coronal or sagittal slice is segmented in its own plane
+   (:func:`_segment_plane`).
 5. **Filling** (:func:`_fill_slices`): holes of each lung per axial slice (vessels, bronchi, enclosed opacities).
 6. **Dense recovery** (:func:`_recover_dense`; ``recover_dense=False`` skips it): soft tissue (-400..+150 HU) that
    is lung, rules in this order, each on what is not recovered yet:
@@ -23,7 +27,8 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
    a. convex-hull deficit of each slice's lung, non-medial components (:func:`_recover_hull_deficit`, here);
    b. sub-pleural band up to the rib cage (``_common.py``, :func:`_recover_rib_cage`);
    c. 3-D outline interpolation between slices (``_common.py``, :func:`_recover_between_slices`);
-   d. 2-D path only (``dense_2d.py``): mediastinum filter on (a) and (b); after (c), dependent rule, air bronchograms;
+   d. 2-D path only (``dense_2d.py``): mediastinum filter on (a) and (b); after (c), dependent rule, air bronchograms,
+      dependent consolidation inside the thoracic cavity, and the cage filter (nothing outside the cavity);
    e. 3-D path only (``dense_3d.py``): lung base on the diaphragm dome, paravertebral gutter, costophrenic recess;
    f. 3-D path only (``dense_3d.py``, ``halo_gate=True``): halo gate -- voxels from (b) and (c) are kept only in
       recovered components that border diseased lung (ground glass) or no aerated lung (:func:`_with_abnormal_halo`).
@@ -64,12 +69,20 @@ from ._common import (
     nearest_label,
     thick_part,
     trunk_mask,
+    vertebral_body,
 )
-from .dense_2d import _mediastinum_2d, _recover_bronchograms_2d, _recover_dependent_2d
+from .dense_2d import (
+    _cage_bone_2d,
+    _mediastinum_2d,
+    _recover_bronchograms_2d,
+    _recover_dependent_2d,
+    _recover_dependent_cavity_2d,
+    thoracic_cavity_2d,
+)
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
-ALGORITHM_VERSION = "lungs-1.7"  # bump when outputs change; history in CHANGELOG.md
+ALGORITHM_VERSION = "lungs-1.8"  # bump when outputs change; history in CHANGELOG.md
 
 
 @dataclass
@@ -94,9 +107,11 @@ class LungSegmentation:
         thorax, smaller / larger lung below ``low_confidence_lr_ratio_3d`` (0.5; single slices
         ``low_confidence_lr_ratio_2d``, 0.25), or more than ``low_confidence_dense_fraction`` (0.3) of the mask
         added by dense recovery (the mask then rests on the rules more than on aerated lung). On the six outlined
-        covid_ny_sbu slices it is set on the four with Dice 0.71-0.83 against the outlines (11-57 % of the mask outside
-        the reference lung), not on the two at 0.91 and 0.94.
+        covid_ny_sbu slices (lungs-1.8) it is set on the two with Dice 0.76 / 0.81 against the outlines (10-18 % of
+        the mask outside the reference lung), not on the four at 0.92-0.94.
         ``patient_position`` (the DICOM PatientPosition used, ``""`` when unknown).
+        ``cage_removed_ml`` (2-D axial path: aerated components outside the thoracic cavity dropped, working grid,
+        mL); ``plane`` (single coronal / sagittal slices only: ``"coronal"`` / ``"sagittal"``).
         ``dropped_gas_ml`` (mL) and ``dropped_gas`` (one dict per component dropped as abdominal gas: ``volume_ml``,
         ``interior_median_hu``, ``posterior_share``, ``z_slices``). ``rule_added_ml`` (per step-6 rule run, in
         :func:`dense_rules` order: mL on the working grid it added; negative: what a filter removed).
@@ -180,6 +195,9 @@ def segment_lungs(
     air_threshold_hu = params.air_threshold_hu
     image3d, was_2d = _as_3d(image)
     position = _patient_position(image, patient_position)
+    view = _PlaneView.of(image3d)
+    if view is not None:  # a single coronal or sagittal slice
+        return _segment_plane(image3d, view, position, params)
     spacing = np.array(image3d.GetSpacing()[::-1], dtype=float)  # (z, y, x) mm
     factors = np.maximum(1, np.floor(working_spacing_mm / spacing + 1e-6)).astype(int)
     factors = np.minimum(factors, np.array(image3d.GetSize()[::-1]))  # never shrink an axis below one voxel
@@ -200,6 +218,140 @@ def segment_lungs(
     if was_2d:
         labels_img, dense_img = labels_img[:, :, 0], dense_img[:, :, 0]
     return LungSegmentation(labels=labels_img, qa=qa, dense_recovered=dense_img)
+
+
+@dataclass(frozen=True)
+class _PlaneView:
+    """How a single coronal or sagittal slice maps to a canonical 2-D view (array (1, rows, columns)): rows run
+    superior -> inferior, columns patient right -> left (coronal) or anterior -> posterior (sagittal)."""
+
+    plane: str  # "coronal" or "sagittal"
+    order: tuple[int, int, int]  # array axes of the slice (singleton, row, column)
+    flips: tuple[bool, bool]  # rows / columns reversed after the transpose
+    x_mm: float  # LPS x (mm) of the slice centre (sagittal: which side of the scanner's x = 0 it lies)
+
+    @staticmethod
+    def of(image: sitk.Image) -> _PlaneView | None:
+        """The view of a 3-D image that is one coronal or sagittal slice (from its direction), else ``None``."""
+        size = image.GetSize()  # (x, y, z) image axes; array axis a = image axis 2 - a
+        single = [axis for axis in range(3) if size[axis] == 1]
+        if len(single) != 1:
+            return None
+        direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)  # column i: image axis i (LPS)
+        normal_axis = int(np.argmax(np.abs(direction[:, single[0]])))
+        if normal_axis == 2:  # axial
+            return None
+        in_plane = [axis for axis in range(3) if axis != single[0]]
+        row = max(in_plane, key=lambda axis: abs(direction[2, axis]))  # superior-inferior axis
+        column = next(axis for axis in in_plane if axis != row)
+        along = 0 if normal_axis == 1 else 1  # coronal columns run along x (left), sagittal along y (posterior)
+        centre = image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2.0 for n in size])
+        return _PlaneView(
+            plane="coronal" if normal_axis == 1 else "sagittal",
+            order=(2 - single[0], 2 - row, 2 - column),
+            flips=(bool(direction[2, row] > 0), bool(direction[along, column] < 0)),
+            x_mm=float(centre[0]),
+        )
+
+    def forward(self, array: np.ndarray) -> np.ndarray:
+        out = np.transpose(array, self.order)
+        if self.flips[0]:
+            out = out[:, ::-1]
+        if self.flips[1]:
+            out = out[:, :, ::-1]
+        return np.ascontiguousarray(out)
+
+    def backward(self, array: np.ndarray) -> np.ndarray:
+        out = array
+        if self.flips[1]:
+            out = out[:, :, ::-1]
+        if self.flips[0]:
+            out = out[:, ::-1]
+        return np.ascontiguousarray(np.transpose(out, np.argsort(self.order)))
+
+
+def _segment_plane(image3d: sitk.Image, view: _PlaneView, position: str, params: LungParameters) -> LungSegmentation:
+    """:func:`segment_lungs` on one coronal or sagittal slice: air-based mask, no dense recovery (its rules are
+    axial), nothing below the diaphragm; sides from the midline (coronal) or the slice position (sagittal)."""
+    spacing3 = np.array(image3d.GetSpacing()[::-1], dtype=float)
+    canon_hu = view.forward(sitk.GetArrayFromImage(image3d).astype(np.float32))
+    canon_spacing = spacing3[list(view.order)]
+    canon = sitk.GetImageFromArray(canon_hu)
+    canon.SetSpacing(tuple(float(v) for v in canon_spacing[::-1]))
+    factors = np.maximum(1, np.floor(params.working_spacing_mm / canon_spacing + 1e-6)).astype(int)
+    factors = np.minimum(factors, np.array(canon_hu.shape))
+    hu = sitk.GetArrayFromImage(sitk.BinShrink(canon, [int(f) for f in factors[::-1]]))
+    work_spacing = canon_spacing * factors
+    labels_w, info = _segment_plane_array(hu, work_spacing, view, params)
+    info["patient_position"] = position
+    labels_c, _ = _upsample_refined(
+        labels_w, np.zeros_like(labels_w, dtype=bool), factors, canon, params.air_threshold_hu
+    )
+    labels_img = _array_to_image(view.backward(labels_c), image3d)
+    dense_img = _array_to_image(np.zeros(sitk.GetArrayViewFromImage(image3d).shape, dtype=np.uint8), image3d)
+    qa = _quality(labels_img, dense_img, info, True, work_spacing[list(np.argsort(view.order))], params)
+    qa["plane"] = view.plane
+    return LungSegmentation(labels=labels_img, qa=qa, dense_recovered=dense_img)
+
+
+def _segment_plane_array(
+    hu: np.ndarray, spacing: np.ndarray, view: _PlaneView, params: LungParameters
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Lung labels of a canonical coronal / sagittal view (1, rows superior -> inferior, columns), working grid.
+
+    Air inside the body (steps 1-2) gives the candidates. Lung = the most superior candidate whose interior (eroded
+    by one pixel) is lung-like rather than gas (share of pixels in ``-960..-500`` HU at least
+    ``plane_min_parenchyma``, area at least ``plane_min_lung_mm2``, centroid in the upper ``plane_max_row_share`` of
+    the body's height in the slice), and every lung-like candidate whose centroid
+    lies above that lung's lowest row (the other lung; never the stomach or bowel gas under the diaphragm).
+    Coronal: sides by the midline (body centre); sagittal: the whole slice is the right lung when its centre lies
+    at LPS x < 0, else the left (scanner coordinates: the patient lies about centred; flag ``side_from_position``).
+    """
+    info: dict[str, Any] = {"airway_found": None, "rule_added_ml": {}, "halo_gate": False, "halo_dropped_ml": 0.0}
+    pixel_mm2 = float(spacing[1] * spacing[2])
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    air = hu < params.air_threshold_hu
+    comp, _ = ndimage.label(air[0], structure=np.ones((3, 3)))
+    # outside air touches the side or inferior border; the trachea leaves the field at the superior border
+    border = np.unique(np.concatenate([comp[-1], comp[:, 0], comp[:, -1]]))
+    outside = np.isin(comp, border[border > 0])[None]
+    candidate = air & ~outside
+    body_x = _body_centre_x(~outside)
+    candidate = _drop_small_and_gas(candidate, hu, voxel_ml, pixel_mm2, True)
+    if view.plane == "coronal":
+        airway = _airway_2d(candidate, hu, body_x, pixel_mm2)
+        candidate &= ~airway
+        info["airway_ml"] = float(airway.sum()) * voxel_ml
+    comp, n = ndimage.label(candidate[0], structure=np.ones((3, 3)))
+    lungs = np.zeros(candidate.shape[1:], dtype=bool)
+    if n:
+        index = np.arange(1, n + 1)
+        area = ndimage.sum_labels(candidate[0], comp, index) * pixel_mm2
+        interior = ndimage.binary_erosion(candidate[0])
+        parenchyma = interior & (hu[0] >= -960) & (hu[0] <= -500)
+        share = np.nan_to_num(
+            ndimage.sum_labels(parenchyma, comp, index) / np.maximum(ndimage.sum_labels(interior, comp, index), 1)
+        )
+        rows = np.array([c[0] for c in ndimage.center_of_mass(candidate[0], comp, index)]).reshape(-1)
+        body_rows = np.nonzero((~outside[0]).any(axis=1))[0]
+        upper = body_rows.min() + params.plane_max_row_share * (body_rows.max() - body_rows.min())
+        lung_like = (share >= params.plane_min_parenchyma) & (area >= params.plane_min_lung_mm2) & (rows <= upper)
+        if lung_like.any():
+            main = int(index[lung_like][np.argmin(rows[lung_like])])  # the most superior: gas lies below
+            lowest = int(np.nonzero((comp == main).any(axis=1))[0].max())
+            keep = (share >= params.plane_min_parenchyma) & (rows <= lowest)
+            keep[main - 1] = True
+            lungs = np.isin(comp, index[keep])
+            info["dropped_below_diaphragm_ml"] = float((candidate[0] & ~lungs).sum()) * voxel_ml
+    labels = np.zeros(candidate.shape, dtype=np.uint8)
+    if view.plane == "coronal":
+        labels[0] = _split_by_midline(lungs, float(body_x[0]))
+    else:
+        labels[0][lungs] = RIGHT if view.x_mm < 0 else LEFT
+    labels = _fill_slices(labels)
+    info["leak_fraction"] = _leak_fraction(labels, outside)
+    info["side_from_position"] = view.plane == "sagittal" and bool(lungs.any())
+    return labels, info
 
 
 def _resolve_parameters(parameters: LungParameters | None, **overrides: Any) -> LungParameters:
@@ -288,19 +440,95 @@ def _segment_array(
     lungs = candidate & ~airway
     lungs = _drop_small_and_gas(lungs, hu, voxel_ml, pixel_mm2, thin)
     trunk = trunk_mask(outside)
+    cavity = None
+    if thin and params.rule_enabled("cage_2d"):
+        cavity, removed = _thoracic_cavity(hu, trunk, lungs, spacing, params)
+        lungs = lungs & ~removed
+        info["cage_removed_ml"] = float(removed.sum()) * voxel_ml
     info["dropped_gas"] = []
     info["gas_rule_off"] = not thin and not gas_rule
     if not thin and gas_rule:
         lungs, info["dropped_gas"] = _drop_abdominal_gas(lungs, hu, trunk, voxel_ml, params=params)
 
-    labels = _split_left_right(lungs, body_x, thin)
+    if thin:  # single slices: side by position relative to the midline (vertebral body), not by component size
+        labels = np.zeros(lungs.shape, dtype=np.uint8)
+        for z in range(lungs.shape[0]):
+            midline = _midline_2d(hu[z], trunk[z], None if cavity is None else cavity[z], body_x[z], spacing, params)
+            labels[z] = _split_by_midline(lungs[z], midline)
+    else:
+        labels = _split_left_right(lungs, body_x, thin)
     labels = _fill_slices(labels)
     dense = np.zeros_like(lungs)
     if params.recover_dense and labels.any():
-        dense = _recover_dense(labels, hu, trunk, spacing, None if thin else body_x, params, info)
+        dense = _recover_dense(labels, hu, trunk, spacing, None if thin else body_x, params, info, cavity=cavity)
         labels = _fill_slices(labels)
     info["leak_fraction"] = _leak_fraction(labels, outside)
     return labels, dense & (labels > 0), info
+
+
+def _thoracic_cavity(
+    hu: np.ndarray, trunk: np.ndarray, lungs: np.ndarray, spacing: np.ndarray, params: LungParameters
+) -> tuple[np.ndarray, np.ndarray]:
+    """2-D path: per slice, the thoracic cavity (:func:`thoracic_cavity_2d`) and the aerated components outside it.
+
+    Returns the cavity (bool (z, y, x); a slice without a visible cage is all True) and the lung-candidate pixels to
+    drop: components (8-connected, per slice) with less than ``cavity_inside_share`` of their area inside the cavity
+    (air in an arm beside the chest, in an object lying on it, under the table).
+    """
+    cavity = np.ones(hu.shape, dtype=bool)
+    removed = np.zeros(hu.shape, dtype=bool)
+    for z in range(hu.shape[0]):
+        found = thoracic_cavity_2d(hu[z], trunk[z], lungs[z], spacing, params=params)
+        if found is None:
+            continue
+        cavity[z] = found
+        comp, n = ndimage.label(lungs[z], structure=np.ones((3, 3)))
+        if n == 0:
+            continue
+        index = np.arange(1, n + 1)
+        inside = np.asarray(ndimage.mean(found, comp, index), dtype=float)
+        removed[z] = np.isin(comp, index[inside < params.cavity_inside_share])
+    return cavity, removed
+
+
+def _midline_2d(
+    hu: np.ndarray,
+    trunk: np.ndarray,
+    cavity: np.ndarray | None,
+    body_x: float,
+    spacing: np.ndarray,
+    params: LungParameters,
+) -> float:
+    """x (index) of the patient's midline in one axial slice: the vertebral body's centre when found, else the
+    thoracic cavity's centre, else the body's."""
+    guess = float(np.nonzero(cavity)[1].mean()) if cavity is not None and not cavity.all() else float(body_x)
+    bone = _cage_bone_2d(hu, trunk, params=params)
+    if bone is not None and bone.any():
+        vb = vertebral_body(bone, trunk, spacing, guess, params=params)
+        if vb is not None:
+            return float(vb[1])
+    return guess
+
+
+def _split_by_midline(lungs: np.ndarray, midline: float) -> np.ndarray:
+    """Lung labels of one slice (y, x): components on the smaller-x side of ``midline`` are right (1), the others
+    left (2); a component with at least a fifth of its area on each side (lungs touching in front of the heart)
+    is cut by the erosion split (:func:`_split_block`) and each part takes the side of its centroid."""
+    out = np.zeros(lungs.shape, dtype=np.uint8)
+    comp, n = ndimage.label(lungs, structure=np.ones((3, 3)))
+    xs = np.arange(lungs.shape[1])[None, :]
+    for i in range(1, n + 1):
+        part = comp == i
+        right_share = float((part & (xs < midline)).sum()) / float(part.sum())
+        if min(right_share, 1.0 - right_share) < 0.2:
+            out[part] = RIGHT if right_share >= 0.5 else LEFT
+            continue
+        pieces = _split_block(part[None], np.array([midline]), STRUCT_2D)[0]
+        for value in (1, 2):
+            piece = pieces == value
+            if piece.any():
+                out[piece] = RIGHT if np.nonzero(piece)[1].mean() < midline else LEFT
+    return out
 
 
 def _body_centre_x(body: np.ndarray) -> np.ndarray:
@@ -581,6 +809,8 @@ class DenseContext:
         bool voxels accepted so far.
     gated : numpy.ndarray
         bool voxels added by rules the halo gate applies to.
+    cavity : numpy.ndarray or None
+        2-D path: bool thoracic cavity per slice (all True where no cage was found); ``None`` on the 3-D path.
     """
 
     labels: np.ndarray
@@ -592,6 +822,7 @@ class DenseContext:
     params: LungParameters
     recovered: np.ndarray
     gated: np.ndarray
+    cavity: np.ndarray | None = None
 
     @property
     def free(self) -> np.ndarray:
@@ -620,7 +851,8 @@ def dense_rules(path: str) -> list[DenseRule]:
     Examples
     --------
     >>> [rule.name for rule in dense_rules("2d")]
-    ['hull_deficit', 'rib_cage', 'mediastinum_2d', 'between_slices', 'dependent_2d', 'bronchograms_2d']
+    ['hull_deficit', 'rib_cage', 'mediastinum_2d', 'between_slices', 'dependent_2d', 'bronchograms_2d', 'dependent_cavity_2d',
+     'cage_2d']
     >>> [(rule.name, rule.gated) for rule in dense_rules("3d") if rule.gated or rule.removes]
     [('rib_cage', True), ('between_slices', True), ('halo_gate', False)]
     """
@@ -664,6 +896,15 @@ def dense_rules(path: str) -> list[DenseRule]:
                     c.labels, c.hu, c.params.air_threshold_hu, c.free, c.trunk, c.spacing, c.recovered, params=c.params
                 ),
             ),
+            # dependent consolidation inside the thoracic cavity, behind the lung, down to the posterior cage
+            DenseRule(
+                "dependent_cavity_2d",
+                lambda c: _recover_dependent_cavity_2d(
+                    c.labels, c.hu, c.free, c.trunk, c.cavity, c.spacing, c.recovered, params=c.params
+                ),
+            ),
+            # nothing outside the rib cage (arms, objects on the chest, the chest wall beyond the ribs)
+            DenseRule("cage_2d", lambda c: _outside_cavity(c.cavity, c.spacing, c.params), removes=True),
         ]
     if path == "3d":
         return [
@@ -700,6 +941,8 @@ def _recover_dense(
     body_x: np.ndarray | None,
     params: LungParameters,
     info: dict[str, Any],
+    *,
+    cavity: np.ndarray | None = None,
 ) -> np.ndarray:
     """Step 6: the rules of :func:`dense_rules` in order; recovered voxels are labelled in place with the nearest lung.
 
@@ -717,6 +960,8 @@ def _recover_dense(
         Per-slice x centre (index) of the body: 3-D path. ``None``: 2-D path (thin stacks).
     params : LungParameters
         Settings; rules switched off there do not run.
+    cavity : numpy.ndarray, optional
+        2-D path: bool thoracic cavity per slice (:func:`_thoracic_cavity`), for the ``cage_2d`` filter.
     info : dict
         Receives ``rule_added_ml`` (per rule run, in order: mL on the working grid it added, negative for what a
         filter removed) and ``halo_dropped_ml``.
@@ -728,7 +973,7 @@ def _recover_dense(
     """
     dense_ok = (hu >= params.air_threshold_hu) & (hu <= params.dense_max_hu) & trunk
     empty = np.zeros(labels.shape, dtype=bool)
-    context = DenseContext(labels, hu, dense_ok, trunk, spacing, body_x, params, empty, empty)
+    context = DenseContext(labels, hu, dense_ok, trunk, spacing, body_x, params, empty, empty, cavity)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     added: dict[str, float] = {}
     for rule in dense_rules("3d" if body_x is not None else "2d"):
@@ -753,6 +998,22 @@ def _recover_dense(
     if recovered.any():
         labels[recovered] = nearest_label(labels, recovered)[recovered]
     return recovered
+
+
+def _outside_cavity(cavity: np.ndarray | None, spacing: np.ndarray, params: LungParameters) -> np.ndarray:
+    """The ``cage_2d`` filter: pixels not at least ``cavity_margin_mm`` inside the thoracic cavity (a negative margin:
+    pixels more than its size outside the cavity); all False without a cavity."""
+    if cavity is None:
+        return np.zeros((1, 1, 1), dtype=bool)
+    out = np.zeros(cavity.shape, dtype=bool)
+    for z in range(cavity.shape[0]):
+        if cavity[z].all():
+            continue
+        if params.cavity_margin_mm >= 0:
+            out[z] = ndimage.distance_transform_edt(cavity[z], sampling=spacing[1:]) <= params.cavity_margin_mm
+        else:  # a tolerance: only pixels farther than -margin outside the cavity
+            out[z] = ndimage.distance_transform_edt(~cavity[z], sampling=spacing[1:]) > -params.cavity_margin_mm
+    return out
 
 
 def _recover_hull_deficit(
@@ -908,6 +1169,8 @@ def _quality(
         flags.append("no_lung_gas_only")
     if info.get("gas_rule_off"):
         flags.append("gas_rule_off_not_supine")
+    if info.get("side_from_position"):
+        flags.append("side_from_position")
     reasons = _low_confidence_reasons(flags, total, ratio, dense_fraction, thin, params)
     if reasons:
         flags.append("low_confidence")
@@ -925,6 +1188,7 @@ def _quality(
         "patient_position": info.get("patient_position", ""),
         "halo_gate": bool(info.get("halo_gate", False)),
         "halo_dropped_ml": float(info.get("halo_dropped_ml", 0.0)),
+        "cage_removed_ml": float(info.get("cage_removed_ml", 0.0)),
         "mode": "2d" if thin else "3d",
         "working_spacing_mm": tuple(float(s) for s in work_spacing[::-1]),
         "algorithm_version": ALGORITHM_VERSION,

@@ -27,6 +27,8 @@ RULE_NAMES = (
     "between_slices",
     "dependent_2d",
     "bronchograms_2d",
+    "dependent_cavity_2d",
+    "cage_2d",
     "lung_base",
     "gutter",
     "costophrenic_recess",
@@ -123,6 +125,22 @@ class LungParameters:
     bronchogram_rows_mm: float = 10.0
     bronchogram_midline_mm: float = 60.0  # ... but at most this far (mm) from the body midline on each side
     # (these two also bound the mediastinum filter, _mediastinum_2d)
+    # thoracic cavity of a single axial slice (cage_2d, :func:`~kicc_analysis.segmentation.dense_2d.thoracic_cavity_2d`):
+    # the cage radius per ray is the running median of the first-bone radii over this window (degrees)
+    cavity_median_deg: float = 30.0
+    # ... first pass: the first bone beyond the aerated lung and beyond this share of the trunk radius on the ray
+    cavity_inner_share: float = 0.45
+    cavity_harmonics: int = 3  # ... a smooth ring (Fourier series up to this order) is fitted to those hits
+    cavity_band: float = 0.15  # ... second pass: the innermost bone within this share of the ring's radius
+    cavity_min_hit_share: float = 0.25  # ... no cavity (rule off) when fewer rays meeting lung than this share hit bone
+    cavity_max_border_share: float = 0.1  # ... nor for a crop whose border is more than this share (0-1) body
+    cavity_inside_share: float = 0.5  # aerated components with less than this share inside the cavity are dropped
+    cavity_margin_mm: float = 2.0  # dense recovered pixels must lie at least this (mm) inside the cage
+    cavity_pleura_mm: float = 4.0  # dependent_cavity_2d: pleura + intercostal tissue inside the cage (mm), never lung
+    # --- single coronal / sagittal slices (lungs.py, _segment_plane_array)
+    plane_min_parenchyma: float = 0.5  # lung: at least this share (0-1) of the interior at -960..-500 HU (gas: < -960)
+    plane_min_lung_mm2: float = 1500.0  # ... and the main lung at least this area (mm^2)
+    plane_max_row_share: float = 0.6  # ... with its centroid in this upper share (0-1) of the body's height
     # --- 3-D path rules (dense_3d.py): lung base, gutter, costophrenic recess, halo gate
     base_fit_degree: int = 2  # lung-base rule: polynomial degree of the dome model (2: quadratic; 3, 4 tried: worse)
     base_fit_iterations: int = 12  # ... iterations of the asymmetric (lower-envelope) dome fit

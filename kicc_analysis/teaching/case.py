@@ -77,7 +77,8 @@ class TeachingCase:
     """A de-identified teaching case (every text field as ``{"en": ..., "ko": ...}``).
 
     ``identifying_values`` are the identifying values known from the inputs; they are never shown and every
-    rendered byte is checked against them.
+    rendered byte is checked against them. ``studies`` (:class:`~kicc_analysis.teaching.ComparisonStudy`, one per
+    CT or radiograph with its relative day) feed :func:`~kicc_analysis.teaching.comparison_figure`.
     """
 
     title: dict[str, str]
@@ -94,6 +95,7 @@ class TeachingCase:
     identifying_values: list[str] = field(default_factory=list)
     allow_pseudonym: bool = False
     subject: str = ""
+    studies: list[Any] = field(default_factory=list)
 
 
 def load_educator_text(path: str | Path) -> dict[str, Any]:

@@ -13,12 +13,14 @@ Conventions (what a radiologist expects):
 - Overlays in Okabe-Ito colour-blind-safe colours that differ also by line style: GGO dashed sky blue,
   consolidation solid orange, lungs dotted bluish green.
 - Arrows are given in patient coordinates (mm, LPS) for CT and in mm from the top-left corner for radiographs.
+- Radiograph reader scores (``scores=``) are drawn as the scheme's zones over the lung region (Brixia six zones A-F,
+  RALE quadrants, Cohen per lung; :func:`kicc_analysis.figures.radiograph_figures.draw_zone_scores`) with the total.
 - Nothing but the pseudonym-free facts above is drawn: no identifier is ever burned into a figure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,9 @@ class KeyImage:
     arrows_px : list of (column, row)
         Arrow tips in display pixel coordinates.
     notes : list of str
+    zone_scores : dict
+        Radiographs with ``scores``: ``scheme``, ``zones`` (zone -> text drawn), ``total_text``, ``lung_box``
+        (empty otherwise).
     """
 
     figure: Any
@@ -97,6 +102,7 @@ class KeyImage:
     letters: dict[str, str]
     arrows_px: list[tuple[float, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    zone_scores: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """The choices as a flat, JSON-ready dict (for a case manifest)."""
@@ -110,6 +116,7 @@ class KeyImage:
             "scale_bar_px": self.scale_bar_px,
             "letters": self.letters,
             "notes": list(self.notes),
+            "zone_scores": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.zone_scores.items()},
         }
 
 
@@ -252,6 +259,10 @@ def key_image(
     width_in: float = 3.5,
     redaction: Sequence[Sequence[int]] | None = None,
     burned_in_cleared: bool = False,
+    scores: Mapping[str, float] | None = None,
+    scheme: str = "brixia",
+    lung_box: tuple[float, float, float, float] | None = None,
+    font_scale: float = 1.0,
 ) -> KeyImage:
     """Draw one key image of a CT (volume or single slice) or a radiograph in radiological convention.
 
@@ -283,12 +294,24 @@ def key_image(
         Radiographs: pixel boxes blacked out before drawing (burned-in text).
     burned_in_cleared : bool
         Radiographs: the de-identification audit cleared this image of burned-in text.
+    scores : mapping item -> score, optional
+        Radiographs: one reader's (or the readers' mean) scores of ``scheme``, drawn as zones with the total.
+    scheme : {"brixia", "rale", "cohen"}
+        Radiographs: the scheme of ``scores`` (:data:`kicc_analysis.readings.SCHEMES`).
+    lung_box : (top, bottom, left, right), optional
+        Radiographs: the lung region as fractions of the image (default
+        :data:`kicc_analysis.figures.radiograph_figures.DEFAULT_LUNG_BOX`, a centred frontal chest radiograph).
+    font_scale : float
+        Size of the letters and labels relative to a 3.5-inch-wide image (9 pt letters, 6 pt labels); smaller
+        panels (comparison figures in one column) pass less than 1.
 
     Returns
     -------
     KeyImage
     """
     notes: list[str] = []
+    if scores is not None and not isinstance(image, Radiograph):
+        raise TeachingError("zone scores are drawn on radiographs: expected a Radiograph, found a CT image")
     if isinstance(image, Radiograph):
         if image.burned_in_annotation != "NO" and not redaction and not burned_in_cleared:
             raise TeachingError(
@@ -363,8 +386,20 @@ def key_image(
     ax.set_axis_off()
     if labels is not None and labels.shape == display.shape:
         _draw_overlay(ax, labels, style, sr, sc)
+    zone_scores: dict[str, Any] = {}
+    if scores is not None:
+        from ..figures.radiograph_figures import DEFAULT_LUNG_BOX, draw_zone_scores
+
+        if image.view_position not in ("PA", "AP", ""):
+            raise TeachingError(f"{image.source}: zone scores need a frontal view, found {image.view_position!r}")
+        try:
+            zone_scores = draw_zone_scores(ax, display.shape, scores, scheme=scheme, lung_box=lung_box or
+                                           DEFAULT_LUNG_BOX, spacing=(sr, sc), fontsize=6 * font_scale)  # fmt: skip
+        except ValueError as exc:
+            raise TeachingError(f"{image.source}: {exc}") from exc
+        notes.append(f"zone scores: {zone_scores['total_text']}")
     outline = [patheffects.withStroke(linewidth=2, foreground="black")]  # legible on white bone and air alike
-    text = {"color": "white", "fontsize": 9, "fontweight": "bold", "path_effects": outline}
+    text = {"color": "white", "fontsize": 9 * font_scale, "fontweight": "bold", "path_effects": outline}
     pos = {
         "left": (0.02, 0.5, "left", "center"),
         "right": (0.98, 0.5, "right", "center"),
@@ -382,7 +417,7 @@ def key_image(
         ha="left",
         va="top",
         color="white",
-        fontsize=6,
+        fontsize=6 * font_scale,
         path_effects=outline,
     )
     scale_bar_px = None
@@ -406,7 +441,7 @@ def key_image(
             ha="center",
             va="bottom",
             color="white",
-            fontsize=6,
+            fontsize=6 * font_scale,
             path_effects=outline,
         )
     else:
@@ -419,9 +454,13 @@ def key_image(
             ha="right",
             va="bottom",
             color="white",
-            fontsize=6,
+            fontsize=6 * font_scale,
             path_effects=outline,
         )
+    if zone_scores:
+        ax.text(0.02, 0.02, zone_scores["total_text"], transform=ax.transAxes, ha="left", va="bottom",
+                color="white", fontsize=6 * font_scale, fontweight="bold", path_effects=outline,
+                gid="zone-total")  # fmt: skip
     for col_px, row_px in arrows_px:
         tip = (col_px * sc, row_px * sr)
         tail = (tip[0] + 0.08 * cols * sc, tip[1] - 0.08 * rows * sr)
@@ -439,6 +478,7 @@ def key_image(
         letters=letters,
         arrows_px=[(float(c), float(r)) for c, r in arrows_px],
         notes=notes,
+        zone_scores=zone_scores,
     )
 
 
