@@ -1,7 +1,7 @@
 """The ``kicc`` command: argument parsing only; every subcommand calls a package function.
 
 Subcommands: ``demo``, ``scan``, ``validate``, ``cohort``, ``quantify``, ``study``, ``dictionary``, ``export``,
-``audit``, ``deidentify``, ``deidentify-table``.
+``audit``, ``deidentify``, ``deidentify-table``, ``reidentify-table``.
 Run ``kicc <subcommand> --help`` for each one's options. Errors raised on purpose by
 the package (:class:`kicc_analysis.errors.KiccError`) are printed as one clear line and
 give exit status 2; ``kicc validate`` exits 1 when the table has errors.
@@ -141,6 +141,7 @@ def _cmd_quantify(args: argparse.Namespace) -> int:
         masks=args.masks,
         build=build,
         series_cache_bytes=int(args.series_cache_gb * (1 << 30)),
+        scheduler=args.scheduler,
     )
     print(run.describe())
     if args.out:
@@ -218,6 +219,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         workers=args.workers,
         unmasked=args.unmasked,
         ocr=not args.no_ocr,
+        ocr_slices=args.ocr_slices,
     )
     print(result.summary())
     if args.out:
@@ -238,11 +240,33 @@ def _cmd_deidentify(args: argparse.Namespace) -> int:
     if not args.site:
         parser_error = "--site is required (S01-S99) unless --verify"
         raise KiccError(parser_error)
-    run = deidentify_repository(args.input, args.out, args.key, args.site, workers=args.workers)
+    run = deidentify_repository(
+        args.input,
+        args.out,
+        args.key,
+        args.site,
+        workers=args.workers,
+        ocr=False if args.no_ocr else None,
+        reid_table=args.reid_table,
+    )
     print(run.summary())
     for problem in run.problems:
         print(f"  problem: {problem}")
     return 1 if run.problems else 0
+
+
+def _cmd_reidentify_table(args: argparse.Namespace) -> int:
+    from kicc_analysis.deid.reid import read_reid_table
+
+    table = read_reid_table(args.table, args.key)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out, index=False, encoding="utf-8")
+        print(f"{len(table)} rows ({table['pseudonym'].nunique()} patients) decrypted to {out}")
+    else:  # identifiers are never printed: counts only
+        print(f"{len(table)} rows ({table['pseudonym'].nunique()} patients); give --out CSV to write them")
+    return 0
 
 
 def _cmd_deidentify_table(args: argparse.Namespace) -> int:
@@ -346,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.add_argument(
+        "--scheduler",
+        help="run one task per series on this dask.distributed scheduler (tcp://host:8786; needs the [cluster] "
+        "extra); default: $KICC_DASK_SCHEDULER when set, else the local pool of --workers processes; "
+        "'local' forces the local pool",
+    )
+    p.add_argument(
         "--masks",
         help="folder of lung/lobe masks (TotalSegmentator, lungmask, DICOM SEG, label maps), one per series: "
         "MASKS/<SeriesInstanceUID>.nii.gz (or a folder of that name) or MASKS/<series folder relative to the "
@@ -436,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.add_argument("--unmasked", action="store_true", help="write values unmasked in the report (sensitive!)")
     p.add_argument("--no-ocr", action="store_true", help="skip the burned-in text check")
+    p.add_argument(
+        "--ocr-slices", type=int, default=3, help="slices OCR'd per CT/MR series (default 3: first, middle, last)"
+    )
     p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser(
@@ -449,7 +482,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site", help="contributing site S01-S99")
     p.add_argument("--verify", action="store_true", help="check OUT against its manifest instead")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--no-ocr", action="store_true", help="do not read burned-in text (flagged files quarantined)")
+    p.add_argument(
+        "--reid-table", help="write the encrypted re-identification table to this file (not inside OUT or IN)"
+    )
     p.set_defaults(func=_cmd_deidentify)
+
+    p = sub.add_parser(
+        "reidentify-table",
+        help="decrypt a re-identification table written by kicc deidentify --reid-table",
+        description="Decrypt with the key file that wrote it; prints counts only, writes the rows with --out.",
+    )
+    p.add_argument("table", help="the encrypted table")
+    p.add_argument("--key", required=True, help="the key file kicc deidentify used")
+    p.add_argument("--out", help="CSV to write the decrypted rows to (they hold identifiers: keep it private)")
+    p.set_defaults(func=_cmd_reidentify_table)
 
     p = sub.add_parser(
         "deidentify-table",

@@ -133,3 +133,45 @@ def test_pydicom_test_files_audited_without_crash():
     assert result.n_files >= 50 and result.n_dicom >= 30
     not_dicom = result.findings.loc[result.findings["rule"].isin(["not_dicom", "table_unreadable"]), "file"]
     assert result.n_dicom + not_dicom.nunique() >= result.n_files - 5  # a few odd files yield no finding at all
+
+
+def _reference_walk(ds, prefix=""):
+    """Every element converted by pydicom, as the audit read them before its raw-value cache."""
+    from kicc_analysis.deid.audit import _tag_text, _value_text
+
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]
+        except Exception:
+            elem = ds.get_item(tag)
+        vr = str(elem.VR or "")
+        if vr == "SQ":
+            items = list(elem.value or [])
+            yield prefix, int(tag), vr, ""
+            for i, item in enumerate(items):
+                yield from _reference_walk(item, f"{prefix}{_tag_text(int(tag))}[{i}]>")
+        else:
+            yield prefix, int(tag), vr, _value_text(elem)
+
+
+def test_raw_value_walk_reads_what_pydicom_converts(planted):
+    import warnings
+
+    from kicc_analysis.deid import audit as audit_module
+
+    folder = Path(pydicom.__file__).parent / "data" / "test_files"
+    paths = sorted(folder.rglob("*.dcm")) + planted.files[:4]
+    compared = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in paths:
+            try:
+                fast = pydicom.dcmread(path, stop_before_pixels=True)
+                slow = pydicom.dcmread(path, stop_before_pixels=True)
+            except Exception:
+                continue
+            for _ in range(2):  # the second pass reads every value from the cache
+                walked = [(p, t, vr, text) for p, t, vr, text, _ in audit_module._walk(fast)]
+                assert walked == list(_reference_walk(slow)), path.name
+            compared += 1
+    assert compared >= 60

@@ -117,6 +117,43 @@ def test_clinical_pseudonyms_equal_dicom_ones(run):
     assert table["admission_date"].str.match(r"^\d{4}-\d{2}-\d{2}$").all()  # three input formats, shifted
 
 
+def test_empty_patient_name_and_id_get_the_pseudonym():
+    from pydicom.dataset import Dataset
+
+    from kicc_analysis.deid.deidentify import deidentify_dataset
+
+    ds = Dataset()
+    ds.PatientName, ds.PatientID, ds.StudyDate = "", "12345678", "20200301"
+    buffer = pydicom.filebase.DicomBytesIO()
+    pydicom.dcmwrite(buffer, ds, implicit_vr=False, little_endian=True)
+    read = pydicom.dcmread(pydicom.filebase.DicomBytesIO(buffer.getvalue()), force=True)  # raw elements, as read
+    out, pseudo = deidentify_dataset(read, b"k" * 32, "S03")
+    assert str(out.PatientName) == pseudo == out.PatientID
+
+
+def test_public_text_element_written_as_un_is_still_cleaned(tmp_path):
+    ds = pydicom.examples.ct
+    ds.PatientName = "HONG^GILDONG"
+    ds.StudyDescription = "CHEST GILDONG"  # Clean Descriptors: cleaned, kept
+    ds.PatientComments = "PATIENT GILDONG "  # Basic Profile: removed
+    buffer = pydicom.filebase.DicomBytesIO()
+    ds.save_as(buffer)
+    data = buffer.getvalue()
+    for text in (b"CHEST GILDONG ", b"PATIENT GILDONG "):  # re-encode both as UN (pydicom writes their own VR)
+        short = (b"LO" if text.startswith(b"CHEST") else b"LT") + len(text).to_bytes(2, "little") + text
+        assert data.count(short) == 1
+        data = data.replace(short, b"UN\0\0" + len(text).to_bytes(4, "little") + text)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "un.dcm").write_bytes(data)
+    read = pydicom.dcmread(tmp_path / "in" / "un.dcm")
+    assert read.get_item(0x00081030).VR == "UN" and str(read.StudyDescription) == "CHEST GILDONG"
+    new_key_file(tmp_path / "key")
+    deidentify_repository(tmp_path / "in", tmp_path / "out", tmp_path / "key", "S01", workers=1, show=False)
+    written = next((tmp_path / "out").rglob("*.dcm"))
+    assert b"GILDONG" not in written.read_bytes()
+    assert str(pydicom.dcmread(written).StudyDescription) == "CHEST *******"
+
+
 def test_same_key_byte_identical_output(run, tmp_path):
     planted, key, out, *_ = run
     again = tmp_path / "again"
@@ -171,15 +208,17 @@ def test_refuses_out_inside_in_and_key_under_out(run, tmp_path):
         deidentify_repository(planted.root, tmp_path / "o2", tmp_path / "short", "S03")
 
 
-def test_burned_in_annotation_quarantined(tmp_path):
+def test_burned_in_annotation_quarantined_when_text_cannot_be_read(tmp_path):
     ds = pydicom.examples.ct
     ds.BurnedInAnnotation = "YES"
     (tmp_path / "in").mkdir()
     ds.save_as(tmp_path / "in" / "a.dcm")
     new_key_file(tmp_path / "key")
-    result = deidentify_repository(tmp_path / "in", tmp_path / "out", tmp_path / "key", "S01", show=False)
+    result = deidentify_repository(tmp_path / "in", tmp_path / "out", tmp_path / "key", "S01", ocr=False, show=False)
     assert result.quarantined == 1 and result.written == 0
     assert not list((tmp_path / "out").rglob("*.dcm"))
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["files"][0]["reason"] == "burned-in annotation YES, text not read (OCR off)"
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (Debian dicom3tools) not installed")

@@ -72,3 +72,15 @@ def test_notebook_01_audit_section_reports_the_planted_problems_masked(planted_d
     for f in sorted(p for p in results.rglob("*") if p.is_file()):
         assert_no_identifiers(f.read_bytes(), known_values=PLANTED, where=str(f), patterns=False)
     assert_no_identifiers(printed.out + printed.err, known_values=PLANTED, where="notebook output", patterns=False)
+
+
+def test_cli_plants_the_problems_into_a_relative_output_folder(tmp_path, monkeypatch):
+    # make study calls `kicc demo demo_repository --deid-problems` with a relative folder
+    from kicc_analysis.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "repository", "--patients", "6", "--seed", "5", "--deid-problems"]) == 0
+    manifest = json.loads((tmp_path / "repository" / "manifest.json").read_text())
+    assert manifest["deid_problems_planted"] is True
+    assert {p["audit_rule"] for p in manifest["deid_problems"]} == RULES
+    assert all(not p["path"].startswith("/") for p in manifest["deid_problems"])

@@ -158,8 +158,10 @@ def basic_action(tag: int) -> str | None:
     return None
 
 
+@lru_cache(maxsize=65536)
 def action(tag: int, options: tuple[str, ...] = OPTIONS) -> str | None:
-    """The action for ``tag`` under the Basic Profile and ``options`` (the first option naming it wins)."""
+    """The action for ``tag`` under the Basic Profile and ``options`` (the first option naming it wins; cached
+    per tag and options, as every file asks for the same few hundred tags)."""
     for option in options:
         code = OPTION_ACTIONS.get(option, {}).get(int(tag))
         if code is not None:

@@ -31,12 +31,15 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pydicom
+from pydicom.datadict import dictionary_keyword, dictionary_VR
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
 
 from kicc_analysis.deid import annex_e
 from kicc_analysis.deid.keys import keyed_hash
@@ -54,6 +57,7 @@ DUMMY_VALUES = frozenset(
 NEUTRAL_UID_ROOTS = ("1.2.840.10008.", "2.25.")
 _UID_DATE = re.compile(r"(?:^|\.)((?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))")
 SEVERITIES = ("high", "medium", "low", "info")
+_BINARY_VRS = frozenset({"OB", "OW", "OF", "UN", "OD", "OL", "OV"})
 CLINICAL_SUFFIXES = (".csv", ".xlsx", ".tsv", ".txt")
 
 
@@ -95,6 +99,7 @@ class AuditResult:
         return "\n".join(lines)
 
 
+@lru_cache(maxsize=65536)
 def _tag_text(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
@@ -112,27 +117,107 @@ def _value_text(elem: Any) -> str:
     return str(value).strip()
 
 
-def _walk(ds: pydicom.Dataset, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(element path, element) for every element at every depth; unreadable elements are skipped."""
-    for tag in list(ds.keys()):
+@lru_cache(maxsize=65536)
+def _keyword(tag: int) -> str:
+    try:
+        return dictionary_keyword(tag)
+    except KeyError:
+        return ""
+
+
+@lru_cache(maxsize=65536)
+def _plain_vr(tag: int) -> str | None:
+    """The dictionary VR of a public tag when it is one plain VR (not ``US or SS``...), else ``None``."""
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return None
+    return vr if len(vr) == 2 and vr not in ("UN", "SQ") else None
+
+
+#: Texts of raw values already converted in this process, by (VR, byte order, character set, bytes): a
+#: repository repeats the same values (rows, columns, modality, UIDs of a series...) in every file.
+_TEXTS: dict[tuple, str] = {}
+_MAX_CACHED_BYTES = 1024  # and at most 100,000 entries (emptied when full)
+
+
+def _text_of(ds: pydicom.Dataset, tag: BaseTag, raw: Any, charset: str | tuple) -> tuple[str, str, Any]:
+    """(VR, value text as :func:`_value_text` gives it, the converted element or ``None``) of element ``tag``.
+
+    A raw element whose VR is settled without the dataset's context (explicit and not ``UN``, or a public tag
+    of one plain dictionary VR) is converted once per distinct value and process (:data:`_TEXTS`); anything
+    else through pydicom every time, as before.
+    """
+    vr = raw.VR if raw.VR is not None else (None if tag.is_private else _plain_vr(int(tag)))
+    value = raw.value
+    if vr is None or vr in ("UN", "SQ") or len(vr) != 2 or value is None or len(value) > _MAX_CACHED_BYTES:
+        return _converted(ds, tag)
+    cache_key = (vr, raw.is_little_endian, charset, value)
+    text = _TEXTS.get(cache_key)
+    if text is None:
+        vr_converted, text, _ = _converted(ds, tag)
+        if vr_converted != vr:  # pydicom settled another VR: not cacheable
+            return vr_converted, text, None
+        if len(_TEXTS) >= 100_000:
+            _TEXTS.clear()
+        _TEXTS[cache_key] = text
+    return vr, text, None
+
+
+def _converted(ds: pydicom.Dataset, tag: BaseTag) -> tuple[str, str, Any]:
+    try:
+        elem = ds[tag]
+    except Exception:  # an element pydicom cannot convert (bad VR/length): its raw bytes are checked
+        elem = ds.get_item(tag)
+    return str(getattr(elem, "VR", "") or ""), _value_text(elem), elem
+
+
+def _walk(ds: pydicom.Dataset, prefix: str = "") -> Iterator[tuple[str, int, str, str, Any]]:
+    """(path prefix, tag, VR, value text, sequence items or ``None``) for every element at every depth (the
+    element's path is the prefix + its tag, :func:`_tag_text`); unreadable elements are skipped."""
+    try:
+        charset = ds._character_set
+    except Exception:  # an unreadable Specific Character Set: every value through pydicom
+        charset = None
+    charset = charset if isinstance(charset, str) or charset is None else tuple(charset)
+    for tag, raw in list(ds._dict.items()):  # the elements as read: raw until something converts them
+        t = int(tag)
+        if raw.is_raw and charset is not None and raw.VR != "SQ":
+            if raw.VR is not None or tag.is_private or _plain_vr(t) is not None:
+                try:
+                    vr, text, _ = _text_of(ds, tag, raw, charset)
+                except Exception:
+                    continue
+                if vr != "SQ":  # (a sequence written as UN, settled by pydicom, is walked below)
+                    yield prefix, t, vr, text, None
+                    continue
         try:
             elem = ds[tag]
-        except Exception:  # an element pydicom cannot convert (bad VR/length): its raw bytes are checked below
+        except Exception:
             try:
                 elem = ds.get_item(tag)
             except Exception:
                 continue
             if elem is None:
                 continue
-        path = prefix + _tag_text(int(tag))
-        yield path, elem
-        if getattr(elem, "VR", None) == "SQ" and elem.value is not None:
+        vr = str(getattr(elem, "VR", "") or "")
+        if vr == "SQ":
             try:
-                items = list(elem.value)
+                items = list(elem.value) if elem.value is not None else []
             except Exception:
                 continue
+            yield prefix, t, vr, "", items
+            path = prefix + _tag_text(t)
             for i, item in enumerate(items):
                 yield from _walk(item, f"{path}[{i}]>")
+        else:
+            yield prefix, t, vr, _value_text(elem), None
+
+
+@lru_cache(maxsize=65536)
+def _keyword_of(tag: int) -> str:
+    """The element's keyword as reports show it (``""`` for private tags)."""
+    return "" if tag >> 16 & 1 else _keyword(tag)
 
 
 def _known_values(ds: pydicom.Dataset) -> set[str]:
@@ -194,8 +279,8 @@ class _Collector:
                 "vr": vr,
                 "rule": rule,
                 "severity": severity,
-                "preview": (value if self.unmasked else str(mask_identifier(value))) if value else "",
-                "value_hash": keyed_hash(self.key, value) if value else "",
+                "preview": (value if self.unmasked else _mask(value)) if value else "",
+                "value_hash": _hash(self.key, value) if value else "",
                 "bbox": bbox,
             }
         )
@@ -236,26 +321,24 @@ def audit_dataset(ds: pydicom.Dataset, c: _Collector, review: dict | None = None
             keyword="PatientIdentityRemoved",
             vr="CS",
         )
-    for path, elem in _walk(ds):
-        tag = int(elem.tag)
-        vr = str(getattr(elem, "VR", "") or "")
-        keyword = getattr(elem, "keyword", "") or ""
+    for prefix, tag, vr, text, items in _walk(ds):
         if vr == "SQ":
             code = annex_e.action(tag, options)
-            if code in ("X", "Z") and elem.value:
+            if code in ("X", "Z") and items:
+                path, keyword = prefix + _tag_text(tag), _keyword_of(tag)
                 c.add(f"annex_e:{code}", "high", path=path, tag=tag, keyword=keyword, vr=vr)
             continue
         if tag in (0x7FE00010,) or (tag >> 16) in (0x0002,) and tag != 0x00020003:
             continue
-        text = _value_text(elem)
-        if review is not None and text and vr not in ("OB", "OW", "OF", "UN", "OD", "OL", "OV"):
-            key = (_tag_text(tag), keyword, vr)
-            review.setdefault(key, {}).setdefault(keyed_hash(c.key, text), [text, 0])[1] += 1
         if not text:
             continue
-        private = bool(elem.tag.is_private)
+        if review is not None and vr not in _BINARY_VRS:
+            key = (_tag_text(tag), _keyword_of(tag), vr)
+            review.setdefault(key, {}).setdefault(_hash(c.key, text), [text, 0])[1] += 1
+        path, keyword = prefix + _tag_text(tag), _keyword_of(tag)
+        private = bool(tag >> 16 & 1)
         if private:
-            if elem.tag.element < 0x0100:  # private creator: the vendor's block name
+            if tag & 0xFFFF < 0x0100:  # private creator: the vendor's block name
                 continue
             c.add("private_tag", "high", text, path=path, tag=tag, keyword=keyword, vr=vr)
         code = None if private else annex_e.action(tag, options)
@@ -270,9 +353,9 @@ def audit_dataset(ds: pydicom.Dataset, c: _Collector, review: dict | None = None
                 c.add(f"annex_e:{code}", "high", text, path=path, tag=tag, keyword=keyword, vr=vr)
                 continue
         if vr in TEXT_VRS or private:
-            found = scan_text(text)
-            if found:
-                c.add(f"free_text:{found[0].kind}", "high", text, path=path, tag=tag, keyword=keyword, vr=vr)
+            kind = _first_kind(text)
+            if kind:
+                c.add(f"free_text:{kind}", "high", text, path=path, tag=tag, keyword=keyword, vr=vr)
             elif tag not in (0x00100010, 0x00100020) and any(k in text for k in known):
                 c.add("known_identifier", "high", text, path=path, tag=tag, keyword=keyword, vr=vr)
     return {
@@ -282,6 +365,25 @@ def audit_dataset(ds: pydicom.Dataset, c: _Collector, review: dict | None = None
         "study_date": str(ds.get("StudyDate", "")),
         "known": known,
     }
+
+
+@lru_cache(maxsize=65536)
+def _first_kind(text: str) -> str | None:
+    """The kind of the first identifier :func:`kicc_analysis.privacy.scan_text` finds in ``text`` (cached)."""
+    found = scan_text(text)
+    return found[0].kind if found else None
+
+
+@lru_cache(maxsize=65536)
+def _mask(text: str) -> str:
+    """:func:`kicc_analysis.privacy.mask_identifier` as text, cached."""
+    return str(mask_identifier(text))
+
+
+@lru_cache(maxsize=65536)
+def _hash(key: bytes, text: str) -> str:
+    """:func:`kicc_analysis.deid.keys.keyed_hash`, cached (the review hashes every value of every file)."""
+    return keyed_hash(key, text)
 
 
 def _check_uid(text: str, code: str | None, c: _Collector, path: str, tag: int, keyword: str, vr: str) -> None:
@@ -297,12 +399,13 @@ def _check_uid(text: str, code: str | None, c: _Collector, path: str, tag: int, 
             c.add("uid_timestamp", "medium", uid, path=path, tag=tag, keyword=keyword, vr=vr)
 
 
-def _ocr_file(full: str, ds: pydicom.Dataset, known: set[str], c: _Collector) -> None:
-    """Burned-in text of a radiograph or secondary capture (pixels read only for those modalities)."""
+def _ocr_file(full: str, ds: pydicom.Dataset, known: set[str], c: _Collector, *, any_modality: bool = False) -> None:
+    """Burned-in text of a radiograph or secondary capture (pixels read only for those modalities, or for any
+    modality with ``any_modality``: the sampled slices of a CT series)."""
     from kicc_analysis.deid import ocr
 
     modality = str(ds.get("Modality", "")).upper()
-    if modality not in ocr.OCR_MODALITIES:
+    if modality not in ocr.OCR_MODALITIES and not any_modality:
         return
     try:
         with _quiet_pydicom():
@@ -351,7 +454,102 @@ def _audit_file(
         row["file"] = shown
     facts = {k: (keyed_hash(key, v) if isinstance(v, str) and v and k != "study_date" else v) for k, v in facts.items()}
     facts["known"] = set()
+    modality = str(ds.get("Modality", "")).strip().upper()
+    if "Rows" in ds and modality not in _ocr_modalities() and safe_int(ds, "NumberOfFrames", 1) == 1:
+        # a slice of a series: a few of each series are OCR'd after the header pass (see _series_sample)
+        facts["series"] = keyed_hash(key, str(ds.get("SeriesInstanceUID", "")) or rel)
+        facts["position"] = _slice_position(ds)
+        facts["rel"] = rel
     return c.rows, facts, review
+
+
+def safe_int(ds: pydicom.Dataset, keyword: str, default: int) -> int:
+    """An integer element's value, ``default`` when absent, empty or not a number (odd files)."""
+    try:
+        return int(ds.get(keyword, default) or default)
+    except (TypeError, ValueError):
+        return default
+
+
+def _ocr_modalities() -> frozenset[str]:
+    from kicc_analysis.deid.ocr import OCR_MODALITIES
+
+    return OCR_MODALITIES
+
+
+def _slice_position(ds: pydicom.Dataset) -> float:
+    """Where a slice sits in its series: Image Position (Patient) along the slice normal, else Instance Number."""
+    try:
+        position = [float(v) for v in ds.ImagePositionPatient]
+        row, column = (
+            [float(v) for v in ds.ImageOrientationPatient[:3]],
+            [float(v) for v in ds.ImageOrientationPatient[3:]],
+        )
+        normal = (
+            row[1] * column[2] - row[2] * column[1],
+            row[2] * column[0] - row[0] * column[2],
+            row[0] * column[1] - row[1] * column[0],
+        )
+        return float(sum(p * n for p, n in zip(position, normal, strict=True)))
+    except Exception:  # noqa: BLE001 - absent or malformed geometry (odd files): fall back to the number
+        try:
+            return float(ds.get("InstanceNumber", 0) or 0)
+        except Exception:  # noqa: BLE001
+            return 0.0
+
+
+def series_sample(n_slices: int, per_series: int) -> list[int]:
+    """Indices of the slices of a series of ``n_slices`` (sorted by position) that are OCR'd: ``per_series``
+    evenly spaced ones, first and last included (3: first, middle, last); all of them when the series is short.
+
+    Examples
+    --------
+    >>> series_sample(120, 3), series_sample(2, 3), series_sample(9, 1), series_sample(9, 0)
+    ([0, 60, 119], [0, 1], [4], [])
+    """
+    if per_series <= 0 or n_slices <= 0:
+        return []
+    if n_slices <= per_series:
+        return list(range(n_slices))
+    if per_series == 1:
+        return [(n_slices - 1) // 2]
+    return sorted({round(k * (n_slices - 1) / (per_series - 1)) for k in range(per_series)})
+
+
+def _series_sample(facts: list[dict], per_series: int) -> list[str]:
+    """The files (relative paths) of the slices :func:`series_sample` picks in every series."""
+    by_series: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for f in facts:
+        if "series" in f:
+            by_series[f["series"]].append((f["position"], f["rel"]))
+    chosen = []
+    for _, slices in sorted(by_series.items()):
+        slices.sort()
+        chosen += [slices[i][1] for i in series_sample(len(slices), per_series)]
+    return chosen
+
+
+def _ocr_slice(root: str, rel: str, key: bytes, unmasked: bool) -> list[dict]:
+    """Burned-in text findings of one sampled slice."""
+    c = _Collector(key, rel, unmasked)
+    full = os.path.join(root, rel)
+    try:
+        with _quiet_pydicom():
+            ds = pydicom.dcmread(full, stop_before_pixels=True, force=True)
+        known = _known_values(ds)
+    except Exception as exc:  # read a moment ago; reported, never fatal
+        c.add("ocr_failed", "medium", path=f"{type(exc).__name__}")
+        known = set()
+    else:
+        _ocr_file(full, ds, known, c, any_modality=True)
+    shown = audit_path_names(rel, known, _Collector(key, rel, unmasked))  # the path's own findings are in already
+    for row in c.rows:
+        row["file"] = shown
+    return c.rows
+
+
+def _ocr_slices(root: str, rels: Sequence[str], key: bytes, unmasked: bool) -> list[dict]:
+    return [row for rel in rels for row in _ocr_slice(root, rel, key, unmasked)]
 
 
 def _audit_chunk(root: str, rels: Sequence[str], key: bytes, unmasked: bool, ocr: bool = False) -> list[tuple]:
@@ -403,6 +601,7 @@ def audit_repository(
     workers: int = 2,
     unmasked: bool = False,
     ocr: bool = True,
+    ocr_slices: int = 3,
     show: bool | None = None,
 ) -> AuditResult:
     """Audit every file under ``root`` (DICOM headers, file and folder names) and the clinical ``tables``.
@@ -421,7 +620,11 @@ def audit_repository(
     unmasked : bool
         Write values unmasked in previews (only when explicitly asked).
     ocr : bool
-        Look for burned-in text (needs the ``tesseract`` program; skipped with a warning when absent).
+        Look for burned-in text (needs the ``tesseract`` program; skipped with a warning when absent): in every
+        radiograph and secondary capture, and in ``ocr_slices`` slices of every other series.
+    ocr_slices : int
+        Slices OCR'd per series of single-frame slices (CT, MR...), evenly spaced by position, first and last
+        included (:func:`series_sample`; 3: first, middle, last; 0: none).
     """
     root = Path(root)
     if not root.is_dir():
@@ -476,6 +679,19 @@ def audit_repository(
                 merged = review.setdefault(k, {})
                 for h, (text, n) in values.items():
                     merged.setdefault(h, [text, 0])[1] += n
+    if ocr and ocr_slices > 0:
+        sample = _series_sample(facts, ocr_slices)
+        if workers > 1 and len(sample) >= 4:
+            method = "fork" if sys.platform.startswith("linux") else "spawn"
+            parts = [sample[i::workers] for i in range(workers)]
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
+                for part in pool.map(_ocr_slices, [str(root)] * workers, parts, [key] * workers, [unmasked] * workers):
+                    rows += part
+        else:
+            rows += _ocr_slices(str(root), sample, key, unmasked)
+    for f in facts:
+        for k in ("series", "position", "rel"):
+            f.pop(k, None)
     for rel in rels:
         if rel.lower().endswith(CLINICAL_SUFFIXES):
             rows += audit_table(root / rel, key, rel=rel, unmasked=unmasked)

@@ -15,8 +15,16 @@ What is done to each DICOM file (PS3.15 2026c Table E.1-1, :mod:`kicc_analysis.d
   file's own identifying values (names, IDs), which are overwritten with ``*``;
 * every private element is removed except :data:`SAFE_PRIVATE` (empty: no private attribute has been verified
   safe for this repository's vendors yet);
-* files whose Burned In Annotation is ``YES`` are quarantined (not written; counted in the manifest), since
-  text cannot be localised without OCR;
+* Clean Pixel Data: radiographs and secondary captures (:data:`kicc_analysis.deid.ocr.OCR_MODALITIES`) and
+  every file whose Burned In Annotation is ``YES`` are read by OCR (:mod:`kicc_analysis.deid.ocr`, both
+  polarities, English and Korean); each identifying line (the file's own names and IDs, what the privacy
+  detector finds) and, in a file flagged ``YES``, every line of three or more letters or digits read with
+  confidence 60 or more, is covered by a black box grown by a margin (:func:`~kicc_analysis.deid.ocr.blank`);
+  the blanked image is read again and must hold no identifying line. Such a file is written with Burned In
+  Annotation ``NO`` and its boxes in the manifest; compressed pixel data is written decompressed (Explicit VR
+  Little Endian) then. A file is quarantined (not written; its reason in the manifest) only when its text
+  cannot be localised: flagged ``YES`` with OCR off or tesseract absent, flagged with no text read, several
+  frames with text, pixels that cannot be decoded, or identifying text still read after blanking;
 * PatientIdentityRemoved ``YES``, De-identification Method and its Code Sequence, and Longitudinal Temporal
   Information Modified ``MODIFIED`` are recorded.
 
@@ -24,32 +32,51 @@ The input is never modified; OUT may not be inside IN (nor IN inside OUT); the k
 Every output file is written to a temporary name and renamed (atomic); ``manifest.partial.jsonl`` records each
 file as it is done, so an interrupted run resumes; the final ``manifest.json`` (input and output SHA-256, key
 fingerprint, profile) lets :func:`verify_output` prove the output matches it. Output paths hold only
-pseudonyms and new UIDs: ``OUT/dicom/<pseudonym>/<study>/<series>/<instance>.dcm``.
+pseudonyms and new UIDs: ``OUT/dicom/<pseudonym>/<study>/<series>/<instance>.dcm``. Elements kept unchanged
+are written back byte for byte (:mod:`kicc_analysis.deid.encode`); the preamble is zeros. The optional
+re-identification table (``reid_table``) is encrypted and written only where asked, never inside OUT or IN
+(:mod:`kicc_analysis.deid.reid`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing as mp
 import os
 import re
 import sys
 import tempfile
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pydicom
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 
 from kicc_analysis.deid import annex_e
-from kicc_analysis.deid.audit import _known_values
-from kicc_analysis.deid.keys import DeidError, date_offset_days, fingerprint, load_key, new_uid, pseudonym
+from kicc_analysis.deid.audit import _known_values, safe_int
+from kicc_analysis.deid.encode import encode_file
+from kicc_analysis.deid.keys import (
+    DeidError,
+    date_offset_days,
+    fingerprint,
+    load_key,
+    new_uid,
+    normalise_site,
+    pseudonym,
+)
+from kicc_analysis.deid.reid import COLUMNS as REID_COLUMNS
+from kicc_analysis.deid.reid import check_reid_path, write_reid_table
 from kicc_analysis.privacy import find_identifier_columns, scan_text
 from kicc_analysis.progress import progress_bar
 from kicc_analysis.repository.header import _quiet_pydicom
@@ -83,16 +110,30 @@ def _shift_dt(value: str, days: int) -> str:
     return head + value[8:] if head else ""
 
 
-def _scrub(text: str, known: set[str]) -> str:
-    """``text`` with identifier spans (privacy detector) and known identifying values overwritten by ``*``."""
+def _known_pattern(known: set[str] | frozenset[str]) -> re.Pattern[str] | None:
+    """A case-insensitive lookahead over the known identifying values, longest first, that matches at every
+    position (overlapping occurrences included); ``None`` when there are none."""
+    if not known:
+        return None
+    alternatives = "|".join(re.escape(v) for v in sorted(known, key=lambda v: (-len(v), v)))
+    return re.compile(f"(?=({alternatives}))", re.IGNORECASE)
+
+
+def _scrub(text: str, known: set[str], pattern: re.Pattern[str] | None = None) -> str:
+    """``text`` with identifier spans (privacy detector) and known identifying values overwritten by ``*``.
+
+    ``pattern`` is :func:`_known_pattern` of ``known``, compiled once per file by the caller (built here when
+    omitted).
+    """
     chars = list(text)
     for f in scan_text(text):
         if f.start is not None and f.end is not None:
             chars[f.start : f.end] = "*" * (f.end - f.start)
-    out = "".join(chars)
-    for value in sorted(known, key=len, reverse=True):
-        out = re.sub(re.escape(value), lambda m: "*" * len(m.group(0)), out, flags=re.IGNORECASE)
-    return out
+    pattern = _known_pattern(known) if pattern is None else pattern
+    if pattern is not None:
+        for m in pattern.finditer(text):  # every occurrence, overlapping ones too, is overwritten
+            chars[m.start(1) : m.end(1)] = "*" * (m.end(1) - m.start(1))
+    return "".join(chars)
 
 
 def _cap_age(value: str) -> str:
@@ -107,38 +148,94 @@ class _Context:
     offset: int
     known: set[str]
     options: tuple[str, ...]
+    pattern: re.Pattern[str] | None = None
+
+
+@lru_cache(maxsize=65536)
+def _uid_for(key: bytes, uid: str) -> str:
+    """The new UID of ``uid`` (cached: a study's UIDs recur in every one of its files)."""
+    return uid if not uid or uid.startswith("1.2.840.10008.") else new_uid(key, uid)
 
 
 def _map_uids(value: Any, key: bytes) -> Any:
     def one(uid: str) -> str:
-        uid = str(uid).strip().rstrip("\0")
-        return uid if not uid or uid.startswith("1.2.840.10008.") else new_uid(key, uid)
+        return _uid_for(key, str(uid).strip().rstrip("\0"))
 
     if isinstance(value, list | tuple | pydicom.multival.MultiValue):
         return [one(u) for u in value]
     return one(value) if value is not None else value
 
 
+@lru_cache(maxsize=65536)
+def _dictionary_vr(tag: int) -> str:
+    """The data dictionary's VR of ``tag`` (``UN`` when unknown): raw elements of implicit-VR files carry none."""
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
+#: VRs whose values are looked at (scrubbed, shifted, replaced) when the table keeps or cleans them.
+_LOOKED_AT = _TEXT_VRS | {"DA", "DT", "UI", "SQ"}
+
+
 def _process(ds: Dataset, ctx: _Context) -> None:
+    """Apply the profile to every element of ``ds`` and its sequence items, in place.
+
+    Elements are judged on their raw form (tag, VR) first: an element the profile keeps and whose VR cannot
+    hold text (numbers, pixel data...) is never decoded, so it is written back byte for byte.
+    """
     for tag in list(ds.keys()):
+        t = int(tag)
+        if t >> 16 & 1:  # private group (odd)
+            if not SAFE_PRIVATE:
+                del ds[tag]
+                continue
+            try:
+                creator = getattr(ds[tag], "private_creator", None)
+            except Exception:  # unconvertible value: nothing safe to keep
+                creator = None
+            if (creator, t & 0xFF) not in SAFE_PRIVATE:
+                del ds[tag]
+            continue
+        if t >> 16 == 0x0002:
+            continue
+        raw = ds.get_item(tag)
+        # the VR the file gives, or the dictionary's when it gives none (implicit VR) or UN (pydicom converts such
+        # a public element to its dictionary VR, so a text element written as UN is still scrubbed)
+        vr = "UN" if raw is None else raw.VR if raw.VR not in (None, "UN") else _dictionary_vr(t)
+        code = annex_e.action(t, ctx.options)
+        kept = code in (None, "C", "K") and t not in (0x00100010, 0x00100020, 0x00101010)
+        if kept and vr not in _LOOKED_AT:
+            continue  # kept as read, never decoded
+        if kept and vr in _TEXT_VRS and raw is not None and raw.is_raw:
+            value = raw.value or b""
+            # plain ASCII (no ISO 2022 escape) decodes the same under every DICOM character set: scrub it here,
+            # and leave the element raw when nothing in it identifies anyone
+            if value.isascii() and b"\x1b" not in value:
+                text = value.decode("ascii").rstrip("\0 ")
+                if not text.strip() or _scrub(text, ctx.known, ctx.pattern) == text:
+                    continue
+        if (
+            raw is not None
+            and raw.is_raw
+            and not raw.value
+            and code is not None
+            and code not in ("C", "K", "U")
+            and t not in (0x00100010, 0x00100020)
+        ):
+            if code.startswith("X"):
+                del ds[tag]
+            continue  # empty already
         try:
             elem = ds[tag]
         except Exception:  # unconvertible value: nothing safe to keep
             del ds[tag]
             continue
-        t = int(tag)
-        if elem.tag.is_private:
-            creator = getattr(elem, "private_creator", None)
-            if (creator, elem.tag.element & 0xFF) not in SAFE_PRIVATE:
-                del ds[tag]
-            continue
-        if t >> 16 == 0x0002:
-            continue
         vr = elem.VR
         if t in (0x00100010, 0x00100020):
             elem.value = ctx.pseudonym
             continue
-        code = annex_e.action(t, ctx.options)
         if vr == "SQ":
             if code == "X":
                 del ds[tag]
@@ -170,7 +267,7 @@ def _process(ds: Dataset, ctx: _Context) -> None:
                     if isinstance(elem.value, pydicom.multival.MultiValue)
                     else str(elem.value)
                 )
-                cleaned = _scrub(text, ctx.known)
+                cleaned = _scrub(text, ctx.known, ctx.pattern)
                 if cleaned != text:
                     elem.value = cleaned.split("\\") if "\\" in cleaned and vr not in ("LT", "ST", "UT") else cleaned
             continue
@@ -203,7 +300,8 @@ def deidentify_dataset(
     """
     local_id = str(ds.get("PatientID", "")).strip()
     pseudo = pseudonym(key, site, local_id)
-    ctx = _Context(key, pseudo, date_offset_days(key, pseudo), _known_values(ds), tuple(options))
+    known = _known_values(ds)
+    ctx = _Context(key, pseudo, date_offset_days(key, pseudo), known, tuple(options), _known_pattern(known))
     _process(ds, ctx)  # removes private elements at every depth too
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = f"kicc deidentify; PS3.15 {annex_e.EDITION} Basic Profile + {len(options)} options"
@@ -227,8 +325,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+#: Output folders this process has made (saves a ``mkdir`` per file).
+_MADE: set[Path] = set()
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent not in _MADE or not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _MADE.add(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -255,14 +359,20 @@ class DeidRun:
     written: int = 0
     resumed: int = 0
     quarantined: int = 0
+    blanked: int = 0
     not_dicom: int = 0
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    reid_table: Path | None = None
 
     def summary(self) -> str:
         return (
             f"deidentify: {self.written} files written, {self.resumed} already done (resumed), "
-            f"{self.quarantined} quarantined (burned-in annotation), {self.not_dicom} not DICOM (not copied), "
+            f"{self.blanked} with burned-in text blanked, {self.quarantined} quarantined for manual review "
+            f"(burned-in text not localised), {self.not_dicom} not DICOM (not copied), "
             f"{len(self.problems)} problems; manifest {self.out / 'manifest.json'}"
+            + (f"; encrypted re-identification table {self.reid_table}" if self.reid_table else "")
+            + "".join(f"\n  warning: {w}" for w in self.warnings)
         )
 
 
@@ -283,6 +393,8 @@ def deidentify_repository(
     *,
     options: tuple[str, ...] = annex_e.OPTIONS,
     workers: int = 2,
+    ocr: bool | None = None,
+    reid_table: str | os.PathLike[str] | None = None,
     show: bool | None = None,
 ) -> DeidRun:
     """De-identify every DICOM file under ``inp`` into ``out`` (see the module docstring).
@@ -297,9 +409,16 @@ def deidentify_repository(
         The contributing site, ``S01``-``S99`` (part of every pseudonym).
     workers : int
         Processes (a fork pool on Linux, from 16 files); the output does not depend on it.
+    ocr : bool, optional
+        Read burned-in text (Clean Pixel Data, see the module docstring). Default: when tesseract is installed;
+        without it, a warning, and files flagged Burned In Annotation ``YES`` are quarantined.
+    reid_table : path, optional
+        Write the encrypted re-identification table there (:mod:`kicc_analysis.deid.reid`); refused inside
+        ``out`` and inside ``inp``.
     """
     inp, out, key_path = Path(inp).resolve(), Path(out).resolve(), Path(key_file).resolve()
     _check_paths(inp, out, key_path)
+    reid_path = check_reid_path(reid_table, inp, out) if reid_table is not None else None
     key = load_key(key_path)
     out.mkdir(parents=True, exist_ok=True)
     partial = out / "manifest.partial.jsonl"
@@ -312,38 +431,45 @@ def deidentify_repository(
                 continue
             done[entry["input_sha256"]] = entry
     run = DeidRun(out)
+    if ocr is None or ocr:
+        from kicc_analysis.deid.ocr import tesseract_available
+
+        if not tesseract_available() and "clean_pixel" in options:
+            message = (
+                "burned-in text not read: the tesseract program is not installed (apt: tesseract-ocr); "
+                "radiographs are written unread and files flagged Burned In Annotation YES are quarantined"
+            )
+            warnings.warn(message, stacklevel=2)
+            run.warnings.append(message)
+            ocr = False
+        ocr = ocr is not False
     files = sorted(p for p in inp.rglob("*") if p.is_file())
     entries: dict[str, dict] = {}
-    todo: list[tuple[Path, str]] = []
-    for path in files:
-        digest = _sha256(path)
-        previous = done.get(digest)
-        if previous is not None and (
-            previous.get("output") is None
-            or ((out / previous["output"]).is_file() and _sha256(out / previous["output"]) == previous["output_sha256"])
-        ):
-            entries[digest] = previous
-            run.resumed += 1
-        else:
-            todo.append((path, digest))
-    chunks = [todo[i : i + 16] for i in range(0, len(todo), 16)]
-    bar = progress_bar(total=len(todo), show=show, desc="deidentify", unit="file")
+    reid_rows: set[tuple] = set()
+    chunks = [files[i : i + 16] for i in range(0, len(files), 16)]
+    bar = progress_bar(total=len(files), show=show, desc="deidentify", unit="file")
     with open(partial, "a", encoding="utf-8") as log:
 
-        def record(part: tuple[list[dict], int, list[str]]) -> None:
-            done_entries, not_dicom, problems = part
+        def record(part: tuple[list[tuple[dict, bool]], int, list[str], list[tuple]]) -> None:
+            done_entries, not_dicom, problems, rows = part
+            reid_rows.update(rows)
             run.not_dicom += not_dicom
             run.problems += problems
-            for entry in done_entries:
+            for entry, resumed in done_entries:
                 entries[entry["input_sha256"]] = entry
+                if resumed:
+                    run.resumed += 1
+                    continue
                 run.written += entry["status"] == "written"
                 log.write(json.dumps(entry, sort_keys=True) + "\n")
             log.flush()
             bar.update(len(done_entries) + not_dicom + len(problems))
 
-        if workers > 1 and len(todo) >= 16:
+        if workers > 1 and len(files) >= 16:
             method = "fork" if sys.platform.startswith("linux") else "spawn"
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
+            with ProcessPoolExecutor(
+                max_workers=workers, mp_context=mp.get_context(method), initializer=_set_resume, initargs=(done,)
+            ) as pool:
                 for part in pool.map(
                     _chunk,
                     chunks,
@@ -351,11 +477,17 @@ def deidentify_repository(
                     [key] * len(chunks),
                     [site] * len(chunks),
                     [tuple(options)] * len(chunks),
+                    [ocr] * len(chunks),
+                    [reid_path is not None] * len(chunks),
                 ):
                     record(part)
         else:
-            for chunk in chunks:
-                record(_chunk(chunk, out, key, site, tuple(options)))
+            _set_resume(done)
+            try:
+                for chunk in chunks:
+                    record(_chunk(chunk, out, key, site, tuple(options), ocr, reid_path is not None))
+            finally:
+                _set_resume({})
     bar.close()
     manifest = {
         "profile": PROFILE,
@@ -368,35 +500,124 @@ def deidentify_repository(
     _atomic_write(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
     partial.unlink(missing_ok=True)
     run.quarantined = sum(1 for e in entries.values() if e.get("status") == "quarantined")
+    run.blanked = sum(1 for e in entries.values() if e.get("pixels") == "blanked")
+    if reid_path is not None:
+        run.reid_table = write_reid_table(
+            pd.DataFrame(sorted(reid_rows), columns=list(REID_COLUMNS)), reid_path, key_path
+        )
     return run
 
 
+#: Manifest entries of an interrupted run, by input SHA-256 (set in each worker by :func:`_set_resume`).
+_RESUME: dict[str, dict] = {}
+
+
+def _set_resume(done: dict[str, dict]) -> None:
+    global _RESUME
+    _RESUME = done
+
+
+def _already_done(digest: str, out: Path) -> dict | None:
+    """The interrupted run's entry for this input when its output is still there, intact."""
+    previous = _RESUME.get(digest)
+    if previous is None:
+        return None
+    if previous.get("output") is None:
+        return previous
+    path = out / previous["output"]
+    return previous if path.is_file() and _sha256(path) == previous["output_sha256"] else None
+
+
+def _reid_row(ds: Dataset, key: bytes, site: str) -> tuple:
+    """The re-identification table's row of a file's study (before its header is de-identified)."""
+    local_id = str(ds.get("PatientID", "")).strip()
+    pseudo = pseudonym(key, site, local_id)
+    study = str(ds.get("StudyInstanceUID", "")).strip().rstrip("\0")
+    return (
+        normalise_site(site),
+        local_id,
+        pseudo,
+        str(date_offset_days(key, pseudo)),
+        study,
+        str(ds.get("AccessionNumber", "") or "").strip(),
+        _uid_for(key, study) if study else "",
+    )
+
+
 def _chunk(
-    items: list[tuple[Path, str]], out: Path, key: bytes, site: str, options: tuple[str, ...]
-) -> tuple[list[dict], int, list[str]]:
-    """Worker: de-identify a chunk of files; (manifest entries, files not DICOM, problems)."""
+    items: list[Path],
+    out: Path,
+    key: bytes,
+    site: str,
+    options: tuple[str, ...],
+    ocr: bool = False,
+    reid: bool = False,
+) -> tuple[list[tuple[dict, bool]], int, list[str], list[tuple]]:
+    """Worker: de-identify a chunk of files; ((manifest entry, resumed), files not DICOM, problems,
+    re-identification rows when ``reid``).
+
+    Each file is read once: its bytes are hashed (manifest, resume) and parsed from memory.
+    """
     run = DeidRun(out)
     entries = []
-    for path, digest in items:
-        entry = _one_file(path, out, key, site, options, digest, run)
+    rows: list[tuple] = []
+    for path in items:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            run.problems.append(f"input file unreadable: {type(exc).__name__}")
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        previous = _already_done(digest, out)
+        if previous is not None:
+            entries.append((previous, True))
+            if reid and previous.get("output"):  # the row of a file an interrupted run wrote
+                with _quiet_pydicom():
+                    rows.append(
+                        _reid_row(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True), key, site)
+                    )
+            continue
+        entry = _one_file(path, data, out, key, site, options, digest, run, ocr, rows if reid else None)
         if entry is not None:
-            entries.append(entry)
-    return entries, run.not_dicom, run.problems
+            entries.append((entry, False))
+    return entries, run.not_dicom, run.problems, rows
 
 
 def _one_file(
-    path: Path, out: Path, key: bytes, site: str, options: tuple[str, ...], digest: str, run: DeidRun
+    path: Path,
+    data: bytes,
+    out: Path,
+    key: bytes,
+    site: str,
+    options: tuple[str, ...],
+    digest: str,
+    run: DeidRun,
+    ocr: bool = False,
+    reid_rows: list[tuple] | None = None,
 ) -> dict | None:
     try:
         with _quiet_pydicom():
-            ds = pydicom.dcmread(path, force=path.suffix.lower() in (".dcm", ".dicom", ".ima") or not path.suffix)
+            ds = pydicom.dcmread(
+                io.BytesIO(data), force=path.suffix.lower() in (".dcm", ".dicom", ".ima") or not path.suffix
+            )
             if "SOPClassUID" not in ds or "PixelData" not in ds and ds.get("DirectoryRecordSequence") is not None:
                 raise InvalidDicomError("not an image instance (DICOMDIR or not DICOM)")
     except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError):
         run.not_dicom += 1
         return None
-    if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES" and "clean_pixel" in options:
-        return {"input_sha256": digest, "output": None, "output_sha256": None, "status": "quarantined"}
+    if reid_rows is not None:
+        reid_rows.append(_reid_row(ds, key, site))
+    pixels: dict[str, Any] = {}
+    if "clean_pixel" in options:
+        pixels = clean_pixels(ds, ocr)
+        if pixels.get("pixels") == "quarantined":
+            return {
+                "input_sha256": digest,
+                "output": None,
+                "output_sha256": None,
+                "status": "quarantined",
+                "reason": pixels["reason"],
+            }
     try:
         with _quiet_pydicom():
             ds, pseudo = deidentify_dataset(ds, key, site, options=options)
@@ -407,9 +628,7 @@ def _one_file(
             meta.MediaStorageSOPClassUID = sop_class
             meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             meta.TransferSyntaxUID = transfer or pydicom.uid.ExplicitVRLittleEndian
-            ds.file_meta = meta
-            buffer = pydicom.filebase.DicomBytesIO()
-            pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+            data = encode_file(ds, meta)
     except Exception as exc:  # one bad file never stops the run
         run.problems.append(f"input sha256 {digest[:12]}: {type(exc).__name__}")
         return None
@@ -420,14 +639,79 @@ def _one_file(
         str(ds.get("SeriesInstanceUID", "noseries")),
         f"{ds.SOPInstanceUID}.dcm",
     )
-    data = buffer.getvalue()
     _atomic_write(out / rel, data)
     return {
         "input_sha256": digest,
         "output": rel.as_posix(),
         "output_sha256": hashlib.sha256(data).hexdigest(),
         "status": "written",
+        **pixels,
     }
+
+
+def _fill_value(ds: Dataset, pixels: np.ndarray) -> float:
+    """The stored value that displays black: the image's maximum for MONOCHROME1, else its minimum."""
+    if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1":
+        return float(pixels.max())
+    return float(pixels.min())
+
+
+def clean_pixels(ds: Dataset, ocr: bool) -> dict[str, Any]:
+    """Clean Pixel Data on ``ds`` (before its header is de-identified: the header's names and IDs are what the
+    OCR'd text is matched against); see the module docstring.
+
+    Returns the manifest fields: ``{}`` (not read), ``{"pixels": "read"}`` (read, nothing to blank),
+    ``{"pixels": "blanked", "boxes": [[x, y, width, height], ...]}`` (the grown boxes, in pixels; the pixel
+    data replaced and Burned In Annotation set to ``NO``) or ``{"pixels": "quarantined", "reason": ...}``.
+    """
+    from kicc_analysis.deid import ocr as ocr_module
+
+    flagged = str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES"
+    modality = str(ds.get("Modality", "")).strip().upper()
+    if not flagged and (modality not in ocr_module.OCR_MODALITIES or not ocr):
+        return {}
+    if not ocr:
+        return {"pixels": "quarantined", "reason": "burned-in annotation YES, text not read (OCR off)"}
+    if "PixelData" not in ds:
+        return {"pixels": "quarantined", "reason": "burned-in annotation YES, no pixel data"} if flagged else {}
+    known = _known_values(ds)
+    try:
+        with _quiet_pydicom():
+            image = ds.pixel_array
+    except Exception as exc:  # undecodable pixels: the text cannot be localised
+        return {"pixels": "quarantined", "reason": f"pixel data not decoded ({type(exc).__name__})"}
+    frames, samples = safe_int(ds, "NumberOfFrames", 1), safe_int(ds, "SamplesPerPixel", 1)
+    first = image[0] if frames > 1 else image
+    lines = ocr_module.read_lines(first)
+    targets = ocr_module.targets_of(known)
+    boxes = [
+        line.box for line in lines if ocr_module.identifying(line, targets) or (flagged and ocr_module.is_word(line))
+    ]
+    if not boxes:
+        if flagged:
+            return {"pixels": "quarantined", "reason": "burned-in annotation YES, no text read to localise"}
+        if frames == 1:  # every frame read
+            ds.BurnedInAnnotation = "NO"
+        return {"pixels": "read"}
+    if frames > 1:
+        return {"pixels": "quarantined", "reason": f"burned-in text in a {frames}-frame image"}
+    transfer = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if transfer is not None and pydicom.uid.UID(transfer).is_compressed:
+        try:
+            with _quiet_pydicom():
+                ds.decompress(generate_instance_uid=False)  # the blanked pixels are written uncompressed
+                image = ds.pixel_array
+        except Exception as exc:
+            return {"pixels": "quarantined", "reason": f"pixel data not re-encoded ({type(exc).__name__})"}
+    blanked = ocr_module.blank(image, boxes, _fill_value(ds, image))
+    if any(ocr_module.identifying(line, targets) for line in ocr_module.read_lines(blanked)):
+        return {"pixels": "quarantined", "reason": "identifying text still read after blanking"}
+    if samples > 1 and safe_int(ds, "PlanarConfiguration", 0) == 1:
+        blanked = np.moveaxis(blanked, -1, 0)  # colour-by-plane storage
+    ds.PixelData = np.ascontiguousarray(blanked, dtype=image.dtype).tobytes()
+    ds.BurnedInAnnotation = "NO"
+    grown = [list(ocr_module.grown(box, image.shape)) for box in sorted(set(boxes))]
+    return {"pixels": "blanked", "boxes": grown}
 
 
 def verify_output(out: str | os.PathLike[str], key_file: str | os.PathLike[str]) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -51,19 +52,32 @@ def to_8bit(pixels: np.ndarray) -> np.ndarray:
     return (np.clip((image - low) / (high - low), 0, 1) * 255).astype(np.uint8)
 
 
-def _normal(text: str) -> str:
+def normal(text: str) -> str:
+    """Lower case, letters, digits and Hangul only (how OCR'd text is compared)."""
     return re.sub(r"[^0-9a-z\uac00-\ud7a3]", "", text.lower())
 
 
-def burned_in_findings(pixels: np.ndarray, known: set[str]) -> list[tuple[str, str, str]]:
-    """(rule, text read, bounding box ``x,y,width,height``) for each identifying word or line in the image."""
+@dataclass(frozen=True)
+class TextLine:
+    """One line of text tesseract read: its words joined, its bounding box in pixels (``x, y, width, height``,
+    of the image as given) and the lowest word confidence (0-100)."""
+
+    text: str
+    box: tuple[int, int, int, int]
+    confidence: float
+
+    @property
+    def box_text(self) -> str:
+        return ",".join(map(str, self.box))
+
+
+def read_lines(pixels: np.ndarray) -> list[TextLine]:
+    """Every line of text in a 2-D image, read in both polarities (white on dark, dark on bright)."""
     import pytesseract
     from PIL import Image
 
     image = to_8bit(pixels)
-    targets = {_normal(k) for k in known if len(_normal(k)) >= 2}
-    found: list[tuple[str, str, str]] = []
-    seen: set[tuple[str, str]] = set()
+    lines_read: list[TextLine] = []
     # both polarities: bright text (white on dark) and dark text (black on bright), each binarised to black ink on
     # white, as tesseract reads best
     for ink in (image >= 192, image <= 63):
@@ -76,18 +90,75 @@ def burned_in_findings(pixels: np.ndarray, known: set[str]) -> list[tuple[str, s
             if word.strip():
                 lines.setdefault((data["block_num"][i], data["par_num"][i], data["line_num"][i]), []).append(i)
         for idx in lines.values():
-            text = " ".join(data["text"][i] for i in idx)
             x0 = min(data["left"][i] for i in idx)
             y0 = min(data["top"][i] for i in idx)
             x1 = max(data["left"][i] + data["width"][i] for i in idx)
             y1 = max(data["top"][i] + data["height"][i] for i in idx)
-            box = f"{x0},{y0},{x1 - x0},{y1 - y0}"
-            squeezed = _normal(text)
-            rules = [f"burned_in:{f.kind}" for f in scan_text(text)]
-            if any(t in squeezed for t in targets):
-                rules.append("burned_in:known_identifier")
-            for rule in rules:
-                if (rule, box) not in seen:
-                    seen.add((rule, box))
-                    found.append((rule, text, box))
+            text = " ".join(data["text"][i] for i in idx)
+            confidence = min(float(data["conf"][i]) for i in idx)
+            lines_read.append(TextLine(text, (x0, y0, x1 - x0, y1 - y0), confidence))
+    return lines_read
+
+
+def identifying(line: TextLine, targets: set[str]) -> list[str]:
+    """The rules a line breaks: ``burned_in:<kind>`` (privacy detector), ``burned_in:known_identifier``
+    (``targets``: the file's own identifying values, normalised by :func:`normal`)."""
+    rules = [f"burned_in:{f.kind}" for f in scan_text(line.text)]
+    squeezed = normal(line.text)
+    if any(t in squeezed for t in targets):
+        rules.append("burned_in:known_identifier")
+    return rules
+
+
+def targets_of(known: set[str]) -> set[str]:
+    """The known identifying values as OCR'd text is compared with them (normalised, 2 characters or more)."""
+    return {normal(k) for k in known if len(normal(k)) >= 2}
+
+
+def burned_in_findings(pixels: np.ndarray, known: set[str]) -> list[tuple[str, str, str]]:
+    """(rule, text read, bounding box ``x,y,width,height``) for each identifying word or line in the image."""
+    targets = targets_of(known)
+    found: list[tuple[str, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for line in read_lines(pixels):
+        for rule in identifying(line, targets):
+            if (rule, line.box_text) not in seen:
+                seen.add((rule, line.box_text))
+                found.append((rule, line.text, line.box_text))
     return found
+
+
+def is_word(line: TextLine, min_confidence: float = 60.0) -> bool:
+    """True for a line tesseract read with confidence holding 3 or more letters or digits (not a lone marker
+    such as ``L`` or ``R``, not noise read from anatomy)."""
+    return line.confidence >= min_confidence and len(normal(line.text)) >= 3
+
+
+def margin_of(box: tuple[int, int, int, int]) -> int:
+    """Pixels added on every side of a box before blanking: half the text height, at least 4."""
+    return max(4, box[3] // 2)
+
+
+def grown(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """``box`` grown by :func:`margin_of` on every side and clipped to an image of ``shape`` (rows, columns...)."""
+    x, y, w, h = box
+    m = margin_of(box)
+    x0, y0 = max(0, x - m), max(0, y - m)
+    x1, y1 = min(shape[1], x + w + m), min(shape[0], y + h + m)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def blank(pixels: np.ndarray, boxes: list[tuple[int, int, int, int]], fill: float) -> np.ndarray:
+    """A copy of ``pixels`` (2-D, or rows x columns x samples) with every box, :func:`grown`, set to ``fill``;
+    pixels outside the grown boxes are unchanged.
+
+    Examples
+    --------
+    >>> blank(np.ones((12, 12), dtype=np.uint16), [(5, 5, 2, 2)], 0).sum()  # a 2x2 box grown by 4: 10x10
+    np.uint64(44)
+    """
+    out = np.array(pixels, copy=True)
+    for box in boxes:
+        x, y, w, h = grown(box, out.shape)
+        out[y : y + h, x : x + w, ...] = fill
+    return out

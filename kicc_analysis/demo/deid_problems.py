@@ -97,7 +97,7 @@ def plant_deid_problems(dicom_root: str | Path) -> list[dict[str, Any]]:
     """
     from kicc_analysis.repository import scan_repository
 
-    root = Path(dicom_root)
+    root = Path(dicom_root).resolve()
     scan = scan_repository(root, use_index=False, workers=1, show_progress=False)
     inst = scan.instances
     series = scan.series.sort_values("series_uid")
