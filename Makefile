@@ -52,7 +52,7 @@ else
 endif
 
 test: env
-	KICC_NO_PROGRESS=1 $(BIN)/python -m pytest -n 2 -q
+	KICC_NO_PROGRESS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check kicc_analysis tests benchmarks

@@ -145,6 +145,7 @@ def _cmd_quantify(args: argparse.Namespace) -> int:
         masks=args.masks,
         build=build,
         series_cache_bytes=int(args.series_cache_gb * (1 << 30)),
+        scheduler=args.scheduler,
     )
     print(run.describe())
     if args.out:
@@ -436,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="cache folder (default: outside REPOSITORY, $KICC_CACHE or ~/.cache/kicc-analysis/<name-hash>/quantification)",
     )
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument(
+        "--scheduler",
+        help="run one task per series on this dask.distributed scheduler (tcp://host:8786; needs the [cluster] "
+        "extra); default: $KICC_DASK_SCHEDULER when set, else the local pool of --workers processes; "
+        "'local' forces the local pool",
+    )
     p.add_argument(
         "--masks",
         help="folder of lung/lobe masks (TotalSegmentator, lungmask, DICOM SEG, label maps), one per series: "

@@ -54,3 +54,7 @@ class StudyError(KiccError):
 
 class PrivacyError(KiccError):
     """Output would contain a direct identifier (a name, national ID, phone, e-mail, date of birth)."""
+
+
+class ClusterError(KiccError):
+    """A Dask scheduler cannot be reached or used (address, missing ``[cluster]`` extra, lost connection)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -52,6 +53,7 @@ def quantify_cohort(
     masks: str | Path | None = None,
     compare_masks: bool = True,
     series_cache_bytes: int | None = None,
+    scheduler: Any = None,
 ) -> QuantificationRun:
     """Segment and quantify every selected CT series of the cohort (cached per series).
 
@@ -77,6 +79,10 @@ def quantify_cohort(
         For a cohort built from a DICOMweb scan (``build_cohort(..., scan=scan_dicomweb(url))``): bound of the local
         cache of series fetched on demand (bytes; default
         :data:`kicc_analysis.repository.dicomweb.DEFAULT_CACHE_BYTES`).
+    scheduler : str, ``distributed.Client`` or cluster object, optional
+        Quantify on this ``dask.distributed`` cluster (``tcp://host:8786``), one task per series; default
+        ``$KICC_DASK_SCHEDULER``, else the local pool (see
+        :func:`~kicc_analysis.quantification.batch.quantify_series_table`).
     """
     from kicc_analysis.quantification.batch import join_to_cohort, quantify_series_table
 
@@ -86,7 +92,12 @@ def quantify_cohort(
         jobs["mask"] = series_masks(jobs, masks, build.repository)
     cache = Path(cache) if cache else cache_dir(build.repository) / "quantification"
     outcome = quantify_series_table(
-        jobs, cache_dir=cache, workers=workers, show_progress=show_progress, compare_masks=compare_masks
+        jobs,
+        cache_dir=cache,
+        workers=workers,
+        show_progress=show_progress,
+        compare_masks=compare_masks,
+        scheduler=scheduler,
     )
     results, failures = (
         outcome if isinstance(outcome, tuple) else (outcome, outcome.attrs.get("failures", pd.DataFrame()))

@@ -113,3 +113,112 @@ def test_build_cohort_from_a_synthetic_scan(tmp_path, monkeypatch, small_scan):
     assert int(build.table["baseline_ct_series_uid"].notna().sum()) == 30
     assert int((build.linkage["problem"] == "clinical_row_without_images").sum()) == 2
     assert (build.table["n_ct_studies"].iloc[:30] == 2).all()  # 5 series: 1 DX + 2 CT studies of 2 kernels
+
+
+# --- the first build after a change: index -> instance / series / study tables, vectorised (issue 21 §3) ---
+
+
+def _messy_index(seed: int = 5) -> pd.DataFrame:
+    """A small synthetic index with what real trees have: unsorted rows, missing UIDs (SOP, series, study), a slice
+    gap, a duplicated position, a duplicate SOP instance, unpositioned files, double slashes and non-ASCII
+    paths, a study holding CT and DX, file-meta UIDs only."""
+    index = synthetic_index(n_patients=6, n_series=30, n_instances=300, seed=seed)
+    rng = np.random.default_rng(seed)
+    index = index.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # the scanner's order is not assumed
+    index.loc[0:5, "series_uid"] = None  # grouped by folder + frame of reference + series number
+    index.loc[6:9, "study_uid"] = None
+    index.loc[10:12, "sop_uid"] = None
+    index.loc[10, "media_sop_uid"] = "1.2.3.4.5"
+    index.loc[13:14, ["image_position_x", "image_position_y", "image_position_z"]] = np.nan
+    ct = index.index[(index["modality"] == "CT") & index["series_uid"].notna()]
+    same = ct[index.loc[ct, "series_uid"] == index.loc[ct[-1], "series_uid"]]
+    index.loc[same[0], "image_position_z"] = index.loc[same[1], "image_position_z"]  # duplicated position
+    index.loc[17, "sop_uid"] = index.loc[18, "sop_uid"]  # duplicate SOP instance
+    index.loc[19, "relpath"] = "SYN00001//odd/00001.dcm"
+    index.loc[21, "relpath"] = "환자/시리즈/00001.dcm"
+    index.loc[22, "relpath"] = "top.dcm"
+    index.loc[23, "modality"] = None  # taken from the SOP class
+    index["image_type"] = rng.choice(
+        ["ORIGINAL\\PRIMARY\\AXIAL", "ORIGINAL\\PRIMARY\\LOCALIZER", "derived\\secondary\\scout", "Topogram", None],
+        len(index),
+        p=[0.8, 0.05, 0.05, 0.05, 0.05],
+    )
+    dx = index.index[index["modality"] == "DX"][:2]
+    ct_study = index.loc[index["modality"] == "CT", "study_uid"].dropna().iloc[0]
+    index.loc[dx, "study_uid"] = ct_study
+    gap = index.index[(index["series_uid"] == index["series_uid"].dropna().iloc[-1])]
+    index = index.drop(gap[len(gap) // 2 : len(gap) // 2 + 2])  # missing slices mid-series
+    index.loc[index.index[rng.random(len(index)) < 0.05], "kernel"] = "LUNG"
+    return index.reset_index(drop=True)
+
+
+@pytest.mark.parametrize("sorted_index", [False, True])
+def test_vectorised_instance_and_study_tables_equal_the_previous_code(sorted_index):
+    from scan_tables_before import build_instances as instances_before
+    from scan_tables_before import build_studies as studies_before
+
+    from kicc_analysis.repository import build_instances, build_series, build_studies, select_ct_series
+
+    index = _messy_index()
+    if sorted_index:
+        index = index.sort_values("relpath", kind="stable").reset_index(drop=True)
+    files = index.drop(columns=["error"]).assign(error=None)[index.columns]
+    new, new_duplicates = build_instances(files, "/repo/dicom")
+    old, old_duplicates = instances_before(files, "/repo/dicom")
+    pd.testing.assert_frame_equal(new, old)
+    pd.testing.assert_frame_equal(new_duplicates, old_duplicates)
+    assert len(new_duplicates) == 1 and new["uid_note"].notna().sum() >= 10
+    assert new["is_localizer"].any() and not new["is_localizer"].all()
+    series = build_series(new, new_duplicates)
+    assert series["has_gap"].any() and series["issues"].str.contains("duplicate slice positions").any()
+    selection = select_ct_series(series)
+    pd.testing.assert_frame_equal(build_studies(series, selection), studies_before(series, selection))
+    assert build_studies(series, selection)["modalities"].eq("CT,DX").any()
+
+
+def test_vectorised_path_helpers_equal_os_path():
+    import os
+
+    from kicc_analysis.repository.tables import _dirnames, _joined
+
+    paths = pd.Series(
+        ["a/b/c.dcm", "c.dcm", "", "a//b.dcm", "a///b/", "/x", "//x/y", "/", "환자/파일.dcm", "a/\nb/c", "\U0010fc80/x"]
+    )
+    assert list(_dirnames(paths)) == [os.path.dirname(p) for p in paths]
+    for root in ("", "/r", "/r/", "relative"):
+        assert list(_joined(root, paths)) == [os.path.join(root, p) for p in paths]
+    surrogate = pd.Series(["a\udcff/b.dcm"])  # not valid UTF-8: the stdlib path
+    assert list(_dirnames(surrogate)) == ["a\udcff"]
+
+
+def test_arrow_string_conversion_equals_astype():
+    from kicc_analysis.repository.scan import _STRING, _arrow_strings
+
+    frame = pd.DataFrame(
+        {"text": ["x", None, np.nan, "한글"], "number": [1, 2, 3, 4], "mixed": ["x", True, None, "y"], "na": pd.NA}
+    ).astype({"na": object})
+    expected = frame.astype({c: _STRING for c in frame.columns if frame[c].dtype == object})
+    pd.testing.assert_frame_equal(_arrow_strings(frame), expected)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_series_row_order_equals_the_three_key_sort(seed):
+    from kicc_analysis.repository.tables import _series_order
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "series_uid": rng.choice(["1.2.10", "1.2.9", "1.2.1", "kicc-series-x", None], n).astype(object),
+            "slice_position": rng.choice([np.nan, -0.0, 0.0, 1.5, -3.25, 2.0], n),
+            "relpath": [
+                f"p{k}/{int(i):03d}.dcm" for k, i in zip(rng.integers(0, 3, n), rng.integers(0, 50, n), strict=True)
+            ],
+        }
+    )
+    if seed == 1:
+        frame = frame.sort_values("relpath").reset_index(drop=True)  # the instance table's order: no path sort
+    if seed == 2:
+        frame.loc[::7, "relpath"] = None
+    expected = frame.sort_values(["series_uid", "slice_position", "relpath"], kind="stable", na_position="last")
+    np.testing.assert_array_equal(_series_order(frame), expected.index.to_numpy())

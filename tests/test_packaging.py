@@ -96,3 +96,13 @@ def test_cli_quantify_and_cohort_report_missing_inputs(tmp_path, capsys):
     assert "repository folder not found" in capsys.readouterr().err
     assert main(["cohort", str(tmp_path)]) == 2
     assert "no clinical table" in capsys.readouterr().err
+
+
+def test_cluster_extra_is_in_dev_and_pinned(project_root, pyproject):
+    """`pip install kicc-analysis[cluster]` names dask + distributed; the dev extras carry them too (tests)."""
+    extras = pyproject["project"]["optional-dependencies"]
+    cluster = {_name(r) for r in extras["cluster"]}
+    assert cluster == {"dask", "distributed"}
+    assert cluster <= {_name(r) for r in extras["dev"]}
+    pins = (project_root / "requirements" / "constraints.txt").read_text().lower().splitlines()
+    assert all(any(line.startswith(f"{name}==") for line in pins) for name in cluster)

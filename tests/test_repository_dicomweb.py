@@ -25,6 +25,9 @@ from kicc_analysis.repository.dicomweb import (
     service_url,
 )
 
+#: One Orthanc server per test run: with ``pytest -n 2 --dist loadgroup`` (the Makefile) this module runs on one worker.
+pytestmark = pytest.mark.xdist_group("orthanc")
+
 #: Columns that describe where an instance is, not what it is, or that QIDO-RS does not carry:
 #: file location and times, the parser, the transfer syntax (file meta group 0002), and Pixel Padding Value
 #: (Orthanc does not return it from QIDO-RS).

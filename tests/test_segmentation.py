@@ -382,3 +382,35 @@ def test_lung_parameters_reject_unknown_rules_and_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         LungParameters().bone_hu = 150.0  # type: ignore[misc]
     assert not LungParameters(halo_gate=False).rule_enabled("halo_gate")
+
+
+@pytest.mark.parametrize("side", [RIGHT, LEFT])
+def test_ct64_one_lung_consolidated_keeps_left_and_right(ct64, side):
+    """3-D left/right with one lung mostly consolidated (issue 16): in ct-64 the CIP voxels of one lung are set to
+    +40 +- 15 HU (whole lung), or all but its most anterior 20 % (its aerated remnant). The other lung keeps its
+    own label (measured: every voxel), the remnant carries the consolidated lung's label (469 / 465 mL), and the
+    mask is marked low_confidence (one_lung / lr_ratio<0.5). The consolidated lung itself is not recovered (40 HU
+    from the lateral wall to the mediastinum is not told from the chest wall or the liver by this method)."""
+    folder, truth, _ = ct64
+    image = load_ct(folder / "ct-64.nrrd")
+    hu = sitk.GetArrayFromImage(image)
+    rng = np.random.default_rng(0)
+    other = LEFT if side == RIGHT else RIGHT
+    rows = np.arange(hu.shape[1])[None, :, None]
+    for keep_anterior in (0.0, 0.2):
+        consolidated = truth == side
+        if keep_anterior:
+            ys = np.nonzero(consolidated)[1]
+            consolidated &= rows >= np.percentile(ys, 100 * keep_anterior)
+        array = hu.copy()
+        array[consolidated] = (40 + rng.normal(0, 15, int(consolidated.sum()))).astype(array.dtype)
+        modified = sitk.GetImageFromArray(array)
+        modified.CopyInformation(image)
+        seg = segment_lungs(modified)
+        labels = sitk.GetArrayFromImage(seg.labels)
+        assert (labels[(truth == other) & (labels > 0)] == other).mean() > 0.99
+        remnant = (truth == side) & ~consolidated & (labels > 0)
+        if keep_anterior:
+            assert remnant.sum() > 0 and (labels[remnant] == side).mean() > 0.95
+        assert seg.qa["low_confidence"]
+        assert set(seg.qa["low_confidence_reasons"]) & {"one_lung", "lr_ratio<0.5"}

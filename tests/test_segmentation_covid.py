@@ -2,9 +2,9 @@
 
 Per slice (uncertain pixels left out, as the outlines' README asks): lung Dice, mask area outside the reference lung
 (% of the reference lung area), left/right labels, and the ``low_confidence`` QA flag. Floors are the measured
-values of lungs-1.8 (docs/ct.md "Real COVID-19 slices") minus 0.01 Dice / plus 1 percentage point, never below the
-lungs-1.7 floors: they stop regressions; the issue's goals (Dice >= 0.95, outside <= 5 %) are not met on the two
-A046441 slices. Single coronal and sagittal slices of the same collection: segmented in their own plane.
+values of lungs-1.9 (docs/ct.md "Real COVID-19 slices") minus 0.01 Dice / plus 1 percentage point, never below the
+lungs-1.8 floors: they stop regressions; the issue's goals (Dice >= 0.95, outside <= 5 %) are met only in part
+(mean Dice 0.922, lowest 0.879; A046441 later 8.4 % outside). Single coronal and sagittal slices of the same collection: segmented in their own plane.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from kicc_analysis.quantification import segment_opacities
 from kicc_analysis.segmentation import LEFT, RIGHT, LungParameters, segment_lungs
 from kicc_analysis.segmentation.lungs import _low_confidence_reasons
 
-# slice: (Dice measured lungs-1.8, % outside measured, left/right right, low_confidence expected, lungs-1.7 Dice)
+# slice: (Dice measured lungs-1.9, % outside measured, left/right right, low_confidence expected,
+#         lungs-1.8 Dice, lungs-1.8 % outside)
 MEASURED = {
-    "A002304_19001231-076": (0.916, 5.2, True, False, 0.830),  # lungs-1.7: arm taken in (24 % outside)
-    "A002304_19010112-135": (0.929, 2.3, True, False, 0.910),
-    "A046441_19001111-045": (0.760, 9.5, True, True, 0.764),  # dense posterior consolidation partly missed
-    "A046441_19010101-23": (0.813, 17.9, True, True, 0.707),  # lungs-1.7: right lung labelled left
-    "A048383_19001231-30": (0.936, 2.8, True, False, 0.730),  # lungs-1.7: object on the chest / arms (57 %)
-    "A048383_19010410-30": (0.936, 8.0, True, False, 0.937),
+    "A002304_19001231-076": (0.932, 3.1, True, False, 0.916, 5.2),  # lungs-1.7: arm taken in (24 % outside)
+    "A002304_19010112-135": (0.933, 2.8, True, False, 0.929, 2.3),
+    "A046441_19001111-045": (0.900, 2.6, True, True, 0.760, 9.5),  # lungs-1.8: posterior consolidation missed, hilum in
+    "A046441_19010101-23": (0.879, 8.4, True, True, 0.813, 17.9),  # lungs-1.7: right lung labelled left
+    "A048383_19001231-30": (0.939, 2.9, True, False, 0.936, 2.8),  # lungs-1.7: object on the chest / arms (57 %)
+    "A048383_19010410-30": (0.951, 4.9, True, False, 0.936, 8.0),  # lungs-1.8: left hilum in the mask
 }
 
 
@@ -51,10 +52,10 @@ def outlined():
 @pytest.mark.parametrize("name", sorted(MEASURED))
 def test_covid_slice_dice_and_outside_area_floors(outlined, name):
     labels, reference, keep, _ = outlined[name]
-    dice, outside_ceiling, _, _, before = MEASURED[name]
+    dice, outside, _, _, dice_before, outside_before = MEASURED[name]
     mask, ref = (labels > 0) & keep, (reference > 0) & keep
-    assert _dice(mask, ref) >= max(dice, before) - 0.01
-    assert 100.0 * (mask & ~ref).sum() / ref.sum() <= outside_ceiling + 1.0
+    assert _dice(mask, ref) >= max(dice, dice_before) - 0.01
+    assert 100.0 * (mask & ~ref).sum() / ref.sum() <= min(outside, outside_before) + 1.0
 
 
 @pytest.mark.parametrize("name", sorted(MEASURED))
@@ -68,7 +69,8 @@ def test_covid_slice_sides(outlined, name):
 
 @pytest.mark.parametrize("name", sorted(MEASURED))
 def test_low_confidence_marks_the_wrong_masks(outlined, name):
-    """low_confidence is set on the two A046441 slices (Dice 0.76 / 0.81) and not on the four at 0.92-0.94."""
+    """low_confidence is set on the two A046441 slices (more than 30 % of the mask recovered dense tissue; Dice 0.90 /
+    0.88, lungs-1.8 0.76 / 0.81) and not on the four at 0.93-0.95."""
     qa = outlined[name][3]
     assert qa["low_confidence"] == MEASURED[name][3]
     assert ("low_confidence" in qa["flags"]) == qa["low_confidence"]
@@ -89,11 +91,52 @@ def test_low_confidence_reasons_each_rule():
 
 
 def test_mean_dice_and_sides_over_the_six_slices(outlined):
-    """lungs-1.8: mean Dice 0.881 (lungs-1.7: 0.813), sides right on 6 of 6 (5 of 6)."""
-    dices = []
+    """lungs-1.9: mean Dice 0.922 (lungs-1.8: 0.881, lungs-1.7: 0.813), lowest 0.879 (0.760), mask area outside
+    the reference <= 5 % on 5 of 6 slices (3 of 6), sides right on 6 of 6."""
+    dices, outside = [], []
     for labels, reference, keep, _ in outlined.values():
-        dices.append(_dice((labels > 0) & keep, (reference > 0) & keep))
-    assert np.mean(dices) >= 0.87
+        mask, ref = (labels > 0) & keep, (reference > 0) & keep
+        dices.append(_dice(mask, ref))
+        outside.append(100.0 * (mask & ~ref).sum() / ref.sum())
+    assert np.mean(dices) >= 0.91 and min(dices) >= 0.87
+    assert sum(value <= 5.0 for value in outside) >= 5
+
+
+def _score(name: str, parameters: LungParameters) -> tuple[float, float]:
+    """(Dice, % of the reference lung area outside it) of one outlined slice segmented with ``parameters``."""
+    folder = shared_path("data", "ct", "covid_ny_sbu")
+    patient, stem = name.split("_", 1)
+    reference = np.load(folder / "reference_outlines" / f"{name}.npy")
+    keep = np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0
+    seg = segment_lungs(load_ct(folder / patient / "axial" / f"{stem}.dcm"), parameters=parameters)
+    labels = sitk.GetArrayFromImage(seg.labels).reshape(reference.shape)
+    mask, ref = (labels > 0) & keep, (reference > 0) & keep
+    return _dice(mask, ref), 100.0 * float((mask & ~ref).sum()) / float(ref.sum())
+
+
+def test_posterior_rule_brings_the_dependent_consolidation_in(outlined):
+    """posterior_2d (lungs-1.9): on A046441 earlier the partly aerated consolidation beside the spine, which the
+    dependent rules leave out, is lung: Dice 0.900 with the rule, 0.800 without; the area outside the reference
+    stays under 3 %."""
+    name = "A046441_19001111-045"
+    labels, reference, keep, qa = outlined[name]
+    with_rule = _dice((labels > 0) & keep, (reference > 0) & keep)
+    without, _ = _score(name, LungParameters(disabled_rules=frozenset({"posterior_2d"})))
+    assert with_rule >= without + 0.05
+    assert qa["rule_added_ml"]["posterior_2d"] > 1.0
+
+
+def test_mediastinal_block_keeps_the_hilum_out(outlined):
+    """mediastinal_block_2d (lungs-1.9): the hilar and mediastinal soft tissue the air-bronchogram and hull-deficit
+    rules took in on the consolidated A046441 slices and at the left hilum of A048383 later is taken back: area
+    outside the reference 2.6 / 8.4 / 4.9 % with the filter, 10.5 / 21.8 / 8.0 % without."""
+    for name, margin in (("A046441_19001111-045", 3.0), ("A046441_19010101-23", 5.0), ("A048383_19010410-30", 2.0)):
+        labels, reference, keep, qa = outlined[name]
+        mask, ref = (labels > 0) & keep, (reference > 0) & keep
+        with_filter = 100.0 * (mask & ~ref).sum() / ref.sum()
+        _, without = _score(name, LungParameters(disabled_rules=frozenset({"mediastinal_block_2d"})))
+        assert with_filter <= without - margin, name
+        assert qa["rule_added_ml"]["mediastinal_block_2d"] < 0.0, name
 
 
 def test_nothing_outside_the_rib_cage_on_the_arm_and_object_slices(outlined):

@@ -6,7 +6,9 @@ Public API
     ``jobs``: DataFrame with ``subjid, series_uid, timepoint ("baseline"/"follow-up"), img_day, source`` (a folder
     or a list of the series' files). Returns a tidy table, one row per series x region (the job columns, the
     :func:`~kicc_analysis.quantification.quantify` columns and ``qa_*`` columns). ``result.attrs["failures"]``
-    is a DataFrame ``subjid, series_uid, timepoint, error`` of the series that failed.
+    is a DataFrame ``subjid, series_uid, timepoint, error`` of the series that failed. With ``scheduler=`` (or
+    ``$KICC_DASK_SCHEDULER``) the uncached series run on a ``dask.distributed`` cluster, one task per series
+    (:mod:`kicc_analysis.quantification.cluster`); this process then writes the cache and the failure records.
 ``join_to_cohort(cohort, results)``
     Adds per-patient CT columns to the cohort table (left join on ``subjid``; no cohort row is dropped).
 
@@ -37,6 +39,7 @@ from .._cache import cache_key, file_content_hash, files_fingerprint, source_fil
 from ..errors import AnalysisError, KiccError
 from ..progress import progress_bar
 from ..segmentation import ALGORITHM_VERSION as SEGMENTATION_VERSION
+from .cluster import cluster_task, resolve_scheduler, run_on_cluster
 from .opacity import VOXELWISE_VERSION as QUANTIFICATION_VERSION
 
 # per-series table layout: table-2 adds core/periphery rows, table-3 qa_halo_dropped_ml, table-4 mask_source,
@@ -175,8 +178,15 @@ def _run_job(
     except (KiccError, OSError, RuntimeError, ValueError, MemoryError) as exc:
         return job, None, f"{type(exc).__name__}: {exc}"
     if cache_dir is not None and key is not None:
-        table.to_parquet(_cache_path(Path(cache_dir), key), index=False)
+        _write_cache(table, _cache_path(Path(cache_dir), key))
     return job, table, ""
+
+
+def _write_cache(table: pd.DataFrame, path: Path) -> None:
+    """Write one series' table to the cache atomically (a reader never sees half a file)."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    table.to_parquet(partial, index=False)
+    os.replace(partial, path)
 
 
 def _validate_jobs(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -202,6 +212,8 @@ def quantify_series_table(
     *,
     bins: str = "default",
     compare_masks: bool = True,
+    scheduler: Any = None,
+    retries: int = 2,
 ) -> pd.DataFrame:
     """Quantify every series of ``jobs`` (parallel, cached); failures are recorded, never raised.
 
@@ -222,6 +234,14 @@ def quantify_series_table(
     compare_masks : bool
         For series with a ``mask``: also run the classical segmentation and report the comparison
         (:func:`quantify_series`); False skips it (faster).
+    scheduler : str, ``distributed.Client`` or cluster object, optional
+        Run the uncached series on this ``dask.distributed`` cluster, one task per series
+        (:mod:`kicc_analysis.quantification.cluster`): an address ``tcp://host:8786``, a client or a cluster
+        object. Default: ``$KICC_DASK_SCHEDULER`` when set, else the local pool of ``workers`` processes;
+        ``"local"`` forces the local pool. On a cluster the workers write nothing: this process writes the cache
+        and the failure records. ``workers`` is then unused.
+    retries : int
+        On a cluster: resubmissions of a task that raised (a worker that dies is rescheduled by Dask itself).
 
     Returns
     -------
@@ -254,7 +274,22 @@ def quantify_series_table(
             tables.append(_with_job(table, job, cached=False))
 
     cache_arg = str(cache) if cache is not None else None
-    if workers <= 1 or len(todo) <= 1:
+    cluster_scheduler = resolve_scheduler(scheduler) if todo else None
+    if cluster_scheduler is not None:
+        # the cache key names the task; without a cache it is computed the same way
+        keyed = [(job, key or job_cache_key(job, bins=bins, core_periphery=True)) for job, key in todo]
+        key_of = {job["series_uid"]: key for job, key in keyed}
+        task = cluster_task(_run_job, bins=bins, compare_masks=compare_masks)
+        for job, table, error in run_on_cluster(
+            task, keyed, cluster_scheduler, show_progress=show_progress, retries=retries
+        ):
+            if table is not None and (table["algorithm_version"] != CACHE_VERSION).any():
+                found = table["algorithm_version"].iloc[0]
+                table, error = None, f"ClusterError: worker computed algorithm {found}, this client {CACHE_VERSION}"
+            if table is not None and cache is not None:
+                _write_cache(table, _cache_path(cache, key_of[job["series_uid"]]))
+            collect((job, table, error))
+    elif workers <= 1 or len(todo) <= 1:
         for job, key in progress_bar(todo, show=show_progress, desc="CT series", unit="series"):
             collect(_run_job(job, cache_arg, bins, key, compare_masks))
     else:

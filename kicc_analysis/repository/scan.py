@@ -993,7 +993,15 @@ _STRING_MAPPER = {pa.string(): _STRING, pa.large_string(): _STRING}.get
 def _arrow_strings(df: pd.DataFrame) -> pd.DataFrame:
     """Convert the object (text) columns of ``df`` to ``string[pyarrow]``."""
     text = [c for c in df.columns if df[c].dtype == object]
-    return df.astype(dict.fromkeys(text, _STRING)) if text else df
+    converted = {}
+    for column in text:  # pyarrow converts a column of str/None/NaN in C; anything else goes through astype
+        try:
+            values = pa.array(df[column].to_numpy(), type=pa.large_string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):
+            converted[column] = df[column].astype(_STRING)
+            continue
+        converted[column] = pd.Series(pd.arrays.ArrowStringArray(values), index=df.index, name=column)
+    return df.assign(**converted) if converted else df
 
 
 def _build_tables(

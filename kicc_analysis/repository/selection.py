@@ -16,6 +16,7 @@ Rules (documented in ``docs/repository.md``), applied to the series table:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -33,6 +34,26 @@ _SIEMENS = re.compile(r"^(?:[BHIQTUJ][a-z]?|[BHIQTUJ])(\d{2})[a-z]?$", re.IGNORE
 _CANON = re.compile(r"^FC(\d{1,2})$", re.IGNORECASE)
 
 
+#: Series-table columns the selection reads (rules, ranking, reasons).
+_USED_COLUMNS = (
+    "series_uid",
+    "study_uid",
+    "patient_id",
+    "modality",
+    "is_localizer",
+    "n_frames_max",
+    "plane",
+    "n_slices",
+    "complete",
+    "issues",
+    "slice_thickness",
+    "slice_spacing",
+    "kernel",
+    "image_type",
+    "series_number",
+)
+
+
 def kernel_class(kernel: str | None) -> str:
     """Classify a reconstruction kernel name as ``"lung"``, ``"sharp"``, ``"soft"`` or ``"unknown"``.
 
@@ -48,7 +69,13 @@ def kernel_class(kernel: str | None) -> str:
     """
     if not kernel or (isinstance(kernel, float) and math.isnan(kernel)):
         return "unknown"
-    k = str(kernel).split("\\")[0].strip().upper()
+    return _kernel_class(str(kernel))
+
+
+@functools.lru_cache(maxsize=4096)
+def _kernel_class(kernel: str) -> str:
+    """:func:`kernel_class` of a non-empty kernel text (cached: a repository has few distinct kernel names)."""
+    k = kernel.split("\\")[0].strip().upper()
     if not k:
         return "unknown"
     if "LUNG" in k or "PULM" in k:
@@ -156,7 +183,8 @@ def select_ct_series(series: pd.DataFrame, *, min_slices: int = 10, kernel_first
     ]
     if series.empty:
         return pd.DataFrame(columns=cols)
-    ct = series[series["modality"] == "CT"]
+    used = [c for c in _USED_COLUMNS if c in series.columns]  # fewer columns: a faster conversion to records
+    ct = series.loc[series["modality"] == "CT", used]
     by_study: dict[str, list[dict[str, Any]]] = {}
     for rec in ct.to_dict("records"):  # one conversion: per-group DataFrame access is slow
         by_study.setdefault(rec["study_uid"], []).append(rec)

@@ -27,6 +27,8 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .header import IMAGE_SOP_CLASSES, NATIVE_TRANSFER_SYNTAXES
 
@@ -125,6 +127,50 @@ _INT_COLUMNS = (
 _IRREGULAR = 0.10
 
 
+def _dirnames(paths: pd.Series) -> pd.Series:
+    """``os.path.dirname`` of every path, vectorised with pyarrow (the same strings; rows it cannot decide, such as
+    ``a//b`` or ``/x``, and text pyarrow cannot hold go through ``os.path.dirname``)."""
+    values = paths.to_numpy(dtype=object)
+    try:
+        arr = pa.array(values, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):
+        return pd.Series([os.path.dirname(p) for p in values], index=paths.index, dtype=object)
+    heads = pc.replace_substring_regex(arr, pattern="^[^/]*$|/[^/]*$", replacement="")
+    odd = pc.or_(pc.ends_with(heads, "/"), pc.starts_with(arr, "/"))
+    out = heads.to_numpy(zero_copy_only=False).astype(object)
+    for i in np.flatnonzero(odd.to_numpy(zero_copy_only=False)):
+        out[i] = os.path.dirname(values[i])
+    return pd.Series(out, index=paths.index, dtype=object)
+
+
+def _joined(root: str, paths: pd.Series) -> np.ndarray:
+    """``os.path.join(root, p)`` of every path ``p`` (vectorised; an absolute ``p`` stays as it is)."""
+    values = paths.to_numpy(dtype=object)
+    prefix = root if root == "" or root.endswith("/") else root + "/"
+    try:
+        out = (prefix + pd.Series(values, dtype=object)).to_numpy(dtype=object)
+    except TypeError:
+        return np.array([os.path.join(root, p) for p in values], dtype=object)
+    for i, p in enumerate(values):
+        if p.startswith("/"):
+            out[i] = os.path.join(root, p)
+    return out
+
+
+_LOCALIZER_WORDS = ("LOCALIZER", "SCOUT", "TOPOGRAM")
+
+
+def _is_localizer(image_type: pd.Series) -> pd.Series:
+    """True where Image Type names a localizer (LOCALIZER, SCOUT or TOPOGRAM, any case), decided once per distinct
+    value (a repository has a few dozen Image Types for 10^6 files)."""
+    codes, values = pd.factorize(image_type)  # missing -> -1
+    if not all(isinstance(v, str) for v in values):
+        it = image_type.fillna("").str.upper()
+        return it.str.contains("LOCALIZER") | it.str.contains("SCOUT") | it.str.contains("TOPOGRAM")
+    flags = np.array([any(w in v.upper() for w in _LOCALIZER_WORDS) for v in values] + [False], dtype=bool)
+    return pd.Series(flags[codes], index=image_type.index)
+
+
 def _hash(*parts: object) -> str:
     text = "\x1f".join("" if p is None or (isinstance(p, float) and np.isnan(p)) else str(p) for p in parts)
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]
@@ -153,8 +199,8 @@ def build_instances(files: pd.DataFrame, root: str) -> tuple[pd.DataFrame, pd.Da
     ``duplicates`` has columns ``relpath, size, series_uid, reason`` for files whose SOP Instance UID was already
     seen in another file (first by path kept).
     """
-    df = files.drop(columns=["error", "ctime_ns", "header_hash"]).copy()  # index-only columns
-    df.insert(0, "path", [os.path.join(root, p) for p in df["relpath"]])
+    df = files.drop(columns=["error", "ctime_ns", "header_hash"])  # index-only columns (drop returns a copy)
+    df.insert(0, "path", _joined(root, df["relpath"]))
     df["mtime"] = pd.to_datetime(df["mtime_ns"], unit="ns", utc=True)
     for col in _INT_COLUMNS:
         df[col] = df[col].round().astype("Int64")
@@ -169,7 +215,7 @@ def build_instances(files: pd.DataFrame, root: str) -> tuple[pd.DataFrame, pd.Da
     df["sop_class_uid"] = sop_class
 
     # UIDs: fall back on stable synthetic keys.
-    folder = df["relpath"].map(os.path.dirname)
+    folder = _dirnames(df["relpath"]) if df[["series_uid", "study_uid"]].isna().any(axis=None) else None
     miss = df["sop_uid"].isna()
     if miss.any():
         df.loc[miss, "sop_uid"] = df.loc[miss, "media_sop_uid"]
@@ -206,11 +252,12 @@ def build_instances(files: pd.DataFrame, root: str) -> tuple[pd.DataFrame, pd.Da
     df["slice_position"] = np.einsum("ij,ij->i", p, n)
     ts = df["transfer_syntax"]
     df["compressed"] = ts.notna() & ~ts.isin(NATIVE_TRANSFER_SYNTAXES)
-    it = df["image_type"].fillna("").str.upper()
-    df["is_localizer"] = it.str.contains("LOCALIZER") | it.str.contains("SCOUT") | it.str.contains("TOPOGRAM")
+    df["is_localizer"] = _is_localizer(df["image_type"])
 
     # Duplicate SOP instances: keep the first by path.
-    df = df.sort_values("relpath", kind="stable").reset_index(drop=True)
+    if not df["relpath"].is_monotonic_increasing:  # the scanner's index is sorted already: skip the string sort
+        df = df.sort_values("relpath", kind="stable")
+    df = df.reset_index(drop=True)
     dup = df.duplicated("sop_uid", keep="first")
     duplicates = pd.DataFrame(columns=["relpath", "size", "series_uid", "reason"])
     if dup.any():
@@ -272,6 +319,24 @@ SERIES_COLUMNS = (
 )
 
 
+def _series_order(df: pd.DataFrame) -> np.ndarray:
+    """Row order of ``df.sort_values(["series_uid", "slice_position", "relpath"], kind="stable",
+    na_position="last")``, computed with ``np.lexsort`` on integer codes (no sort of the 10^6 path strings when
+    they are already in order, as the instance table's are)."""
+    series_code = pd.factorize(df["series_uid"], sort=True)[0]
+    series_code[series_code < 0] = series_code.max() + 1  # a missing UID sorts last, as in sort_values
+    position = df["slice_position"].to_numpy(dtype=float)
+    missing = np.isnan(position)
+    relpath = df["relpath"]
+    if relpath.is_monotonic_increasing and not relpath.hasnans:
+        path_rank = np.arange(len(df))
+    else:
+        path_rank = pd.factorize(relpath, sort=True)[0]
+        path_rank[path_rank < 0] = path_rank.max() + 1
+    # np.lexsort: the last key is the primary one; it is stable
+    return np.lexsort((path_rank, np.where(missing, 0.0, position), missing, series_code))
+
+
 def build_series(instances: pd.DataFrame, duplicates: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per series: description, geometry (mm), slice count, gaps, compression and issues.
 
@@ -316,9 +381,8 @@ def build_series(instances: pd.DataFrame, duplicates: pd.DataFrame | None = None
             *_ORIENT,
         ]
     ].copy()
-    df["folder"] = df["relpath"].map(os.path.dirname)
-    df = df.sort_values(["series_uid", "slice_position", "relpath"], kind="stable", na_position="last")
-    df = df.reset_index(drop=True)
+    df["folder"] = _dirnames(df["relpath"])
+    df = df.iloc[_series_order(df)].reset_index(drop=True)
     g = df.groupby("series_uid", sort=True)
     out = g[
         [
@@ -478,7 +542,13 @@ def build_studies(series: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame
     g = series.groupby("study_uid", sort=True)
     out = g[["patient_id", "study_date"]].first()
     pairs = series[["study_uid", "modality"]].dropna().drop_duplicates().sort_values(["study_uid", "modality"])
-    out["modalities"] = pairs.groupby("study_uid")["modality"].agg(",".join).reindex(out.index, fill_value="")
+    # ",".join per study, in Python only for the studies with several modalities
+    one = ~pairs["study_uid"].duplicated(keep=False)
+    joined = pairs.loc[one].set_index("study_uid")["modality"].astype(object)
+    if not one.all():
+        several = pairs.loc[~one].groupby("study_uid")["modality"].agg(",".join)
+        joined = pd.concat([joined, several]).sort_index()
+    out["modalities"] = joined.reindex(out.index, fill_value="")
     out["n_series"] = g.size()
     out["n_instances"] = g["n_instances"].sum()
     out["n_ct_series"] = (series["modality"] == "CT").groupby(series["study_uid"]).sum().astype(int)

@@ -22,7 +22,11 @@ of one slice instead. :func:`~kicc_analysis.segmentation.lungs._recover_dense` c
 4. **Dependent consolidation inside the thoracic cavity** (lungs-1.8, :func:`_recover_dependent_cavity_2d`): soft
    tissue inside the cavity, behind the lung in its column with no lung behind it, outside the mediastinum and the
    paravertebral / aortic band.
-5. **Cage filter** (lungs-1.8, rule ``cage_2d``): everything recovered outside the thoracic cavity is taken back.
+5. **Posterior consolidation beside the spine** (lungs-1.9, :func:`_recover_posterior_2d`): partly aerated soft
+   tissue in the posterior half, lateral of the paravertebral line, reached from the lung.
+6. **Mediastinal block filter** (lungs-1.9, :func:`_mediastinal_block_2d`): recovered tissue in the solid
+   soft-tissue block between the lungs (hilum, great vessels) is taken back.
+7. **Cage filter** (lungs-1.8, rule ``cage_2d``): everything recovered outside the thoracic cavity is taken back.
 
 The **thoracic cavity** of an axial slice (:func:`thoracic_cavity_2d`, lungs-1.8) is fitted to the rib ring; before
 the side split, aerated components mostly outside it (air in an arm, in an object on the chest) are dropped.
@@ -265,8 +269,9 @@ def _band_to_cage(
     return reach & columns[None, :] & (index < inner[None, :])
 
 
-def _no_new_holes(lung: np.ndarray, band: np.ndarray) -> np.ndarray:
-    """Components of ``band`` (2-D) whose addition to ``lung`` encloses no new hole (a ring around the heart)."""
+def _no_new_holes(lung: np.ndarray, band: np.ndarray, max_hole_px: int = 0) -> np.ndarray:
+    """Components of ``band`` (2-D) whose addition to ``lung`` encloses no new hole (a ring around the heart) larger
+    than ``max_hole_px`` pixels (a solid spot inside consolidation)."""
     if not band.any():
         return band
     before = ndimage.binary_fill_holes(lung)
@@ -274,7 +279,12 @@ def _no_new_holes(lung: np.ndarray, band: np.ndarray) -> np.ndarray:
     keep = np.zeros(n + 1, dtype=bool)
     for i in range(1, n + 1):
         part = comp == i
-        keep[i] = not (ndimage.binary_fill_holes(lung | part) & ~before & ~part).any()
+        holes = ndimage.binary_fill_holes(lung | part) & ~before & ~part
+        if max_hole_px > 0 and holes.any():
+            hl, hn = ndimage.label(holes)
+            keep[i] = bool(ndimage.sum_labels(holes, hl, np.arange(1, hn + 1)).max() <= max_hole_px)
+        else:
+            keep[i] = not holes.any()
     return keep[comp]
 
 
@@ -374,7 +384,8 @@ def thoracic_cavity_2d(
 ) -> np.ndarray | None:
     """The thoracic cavity of one axial slice: pixels inside the rib cage (bool (y, x)), or ``None`` without a cage.
 
-    Rays (``n_rays``) are cast from the trunk centre. On each ray that meets the aerated lung (``lungs``: only
+    Rays (``n_rays``) are cast from the point on the trunk's mean x (midline) at the aerated lungs' centre row. On
+    each ray that meets the aerated lung (``lungs``: only
     components with at least a fifth of the largest one's area, so an air pocket in an arm or an object on the
     chest does not move the cage) the cage is the first bone pixel (:func:`_cage_bone_2d`) beyond the outermost lung
     pixel; rays without a hit (between two ribs, through the mediastinum, through consolidated lung) take it
@@ -415,7 +426,10 @@ def thoracic_cavity_2d(
     ny, nx = hu.shape
     n_rays = params.n_rays
     yy, xx = np.mgrid[0:ny, 0:nx]
-    cy, cx = ndimage.center_of_mass(major)  # the lungs' centre: arms do not shift it
+    # rays from the lungs' centre row (arms do not shift it) on the trunk's midline (a consolidated lung does not
+    # shift it towards the aerated one)
+    cy = ndimage.center_of_mass(major)[0]
+    cx = float(np.nonzero(trunk)[1].mean())
     pixel_mm = float(np.sqrt(spacing_yx[0] * spacing_yx[1]))
     radius = np.hypot((yy - cy) * spacing_yx[0], (xx - cx) * spacing_yx[1]) / pixel_mm
     ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
@@ -523,4 +537,140 @@ def _recover_dependent_cavity_2d(
         touching = np.unique(comp[ndimage.binary_dilation(lung, structure=np.ones((3, 3))) & (comp > 0)])
         band = np.isin(comp, touching[touching > 0])
         out[z] = _no_new_holes(lung, band)
+    return out
+
+
+def _mediastinal_block_2d(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    trunk: np.ndarray,
+    cavity: np.ndarray | None,
+    spacing: np.ndarray,
+    recovered: np.ndarray | None = None,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray:
+    """bool (z, y, x): per axial slice, the mediastinal soft-tissue block (filter ``mediastinal_block_2d``).
+
+    Solid soft tissue is where the CT smoothed by a Gaussian of ``block_sigma_mm`` is at least ``block_min_hu``
+    (heart, great vessels, hilar vessels, oesophagus, mediastinal fat with partial volume), outside the aerated lung
+    and, when the slice has one, inside the thoracic cavity. After an opening of radius ``block_opening_mm`` (thin
+    strands of dense lung do not connect), its components that reach the seed zone are the block, grown back by the
+    opening and kept within ``block_reach_mm`` of the seed zone. The seed zone is the zone between the two aerated
+    lungs (:func:`_mediastinum_2d`) in rows with aerated lung on both sides (within +- ``bronchogram_rows_mm``) or in
+    front of the vertebral body (the trunk's centre row without one): beside the vertebral body lies dependent lung.
+    A recovered component (8-connected) with at least ``block_component_share`` of its pixels in the block is taken
+    back whole (a hilar vessel with its lung-side partial-volume rim). Recovered dense tissue in the block is hilum or
+    mediastinum, not lung: the single-slice rules (hull deficit, rib cage, air bronchograms) take it in when the lung
+    beside the mediastinum is consolidated. Consolidation with no air left that touches the mediastinum is taken
+    back too (HU cannot separate them).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (z, y, x) pixels to take out of the recovered tissue.
+    """
+    out = np.zeros(labels.shape, dtype=bool)
+    zone = _mediastinum_2d(labels, trunk, spacing, params=params)
+    sigma = params.block_sigma_mm / np.asarray(spacing[1:], dtype=float)
+    radius = params.block_opening_mm / np.asarray(spacing[1:], dtype=float)
+    ry, rx = (int(np.ceil(r)) for r in radius)
+    yy, xx = np.mgrid[-ry : ry + 1, -rx : rx + 1]
+    disk = (yy / max(radius[0], 1e-6)) ** 2 + (xx / max(radius[1], 1e-6)) ** 2 <= 1.0
+    rows_window = 2 * max(1, int(round(params.bronchogram_rows_mm / float(spacing[1])))) + 1
+    for z in range(labels.shape[0]):
+        if trunk[z].any():
+            # seed rows: aerated lung on both sides (the zone between their edges), or in front of the vertebral
+            # body (the mediastinum; beside the vertebral body lies dependent lung)
+            both = ndimage.maximum_filter1d((labels[z] == RIGHT).any(axis=1), rows_window) & (
+                ndimage.maximum_filter1d((labels[z] == LEFT).any(axis=1), rows_window)
+            )
+            bone = _cage_bone_2d(hu[z], trunk[z], params=params)
+            midline = float(np.nonzero(trunk[z])[1].mean())
+            vb = vertebral_body(bone, trunk[z], spacing, midline, params=params) if bone is not None else None
+            tys = np.nonzero(trunk[z])[0]
+            front = 2 * vb[0] - vb[4] if vb is not None else 0.5 * (tys.min() + tys.max())
+            zone[z] &= (both | (np.arange(labels.shape[1]) < front))[:, None]
+        if not labels[z].any() or not zone[z].any():
+            continue
+        smooth = ndimage.gaussian_filter(hu[z].astype(float), sigma)
+        solid = trunk[z] & (smooth >= params.block_min_hu) & (labels[z] == 0)
+        if cavity is not None and not cavity[z].all():
+            solid &= cavity[z]
+        core = ndimage.binary_opening(solid, structure=disk)
+        comp, n = ndimage.label(core, structure=np.ones((3, 3)))
+        if n == 0:
+            continue
+        hit = np.unique(comp[zone[z] & core])
+        block = np.isin(comp, hit[hit > 0])
+        block = ndimage.binary_dilation(block, structure=disk) & solid  # the opening's rim back
+        if params.block_reach_mm > 0:  # only this far beyond the zone between the aerated lungs
+            seed = zone[z] & solid
+            near = ndimage.distance_transform_edt(~seed, sampling=spacing[1:]) <= params.block_reach_mm
+            block &= near
+        if recovered is not None and params.block_component_share < 1.0 and block.any():
+            # a recovered component mostly in the block is the hilar vessel itself, its lung-side rim included
+            comp_r, n_r = ndimage.label(recovered[z], structure=np.ones((3, 3)))
+            if n_r:
+                index = np.arange(1, n_r + 1)
+                share = np.asarray(ndimage.mean(block, comp_r, index), dtype=float)
+                block = block | np.isin(comp_r, index[share >= params.block_component_share])
+        out[z] = block
+    return out
+
+
+def _recover_posterior_2d(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    dense_ok: np.ndarray,
+    trunk: np.ndarray,
+    cavity: np.ndarray | None,
+    spacing: np.ndarray,
+    recovered: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray:
+    """Posterior (dependent) consolidation beside the spine on single axial slices (rule ``posterior_2d``).
+
+    Per slice with a thoracic cavity: soft tissue (``dense_ok``, not recovered yet) in the posterior half of the
+    trunk, lateral of the paravertebral line (``posterior_spine_mm`` beyond the vertebral body; without one, beyond
+    the trunk midline), more than ``dependent_margin_mm`` from bone, whose smoothed HU (:func:`_mediastinal_block_2d`
+    smoothing) stays below ``posterior_max_smooth_hu`` (partly aerated consolidation; muscle, fat planes and the
+    pleura with its partial volume are solid), reached from the lung (aerated or recovered) through such tissue within
+    ``posterior_reach_mm``, holding no new hole (:func:`_no_new_holes`), is lung.
+    """
+    out = np.zeros(labels.shape, dtype=bool)
+    if cavity is None:
+        return out
+    ny, nx = labels.shape[1:]
+    rows = np.arange(ny)[:, None]
+    xs = np.arange(nx)[None, :]
+    sigma = params.block_sigma_mm / np.asarray(spacing[1:], dtype=float)
+    steps = max(1, int(round(params.posterior_reach_mm / float(spacing[1]))))
+    for z in range(labels.shape[0]):
+        if cavity[z].all() or not labels[z].any() or not dense_ok[z].any():
+            continue
+        bone = _cage_bone_2d(hu[z], trunk[z], params=params)
+        if bone is None or not bone.any():
+            continue
+        midline = float(np.nonzero(trunk[z])[1].mean())
+        vb = vertebral_body(bone, trunk[z], spacing, midline, params=params)
+        right_edge, left_edge = (vb[2], vb[3]) if vb is not None else (midline, midline)
+        spine = params.posterior_spine_mm / spacing[2]
+        tys = np.nonzero(trunk[z])[0]
+        posterior = rows >= 0.5 * (tys.min() + tys.max())
+        lateral = (xs < right_edge - spine) | (xs > left_edge + spine)
+        smooth = ndimage.gaussian_filter(hu[z].astype(float), sigma)
+        far = ndimage.distance_transform_edt(~bone, sampling=spacing[1:]) > params.dependent_margin_mm
+        lung = (labels[z] > 0) | recovered[z]
+        candidate = dense_ok[z] & ~lung & posterior & lateral & far & (smooth < params.posterior_max_smooth_hu)
+        if not candidate.any():
+            continue
+        grown = ndimage.binary_dilation(lung, structure=np.ones((3, 3)), iterations=steps, mask=candidate | lung)
+        band = grown & candidate
+        if params.posterior_min_thickness_px > 1:  # not the partial-volume rim along the pleura
+            size = params.posterior_min_thickness_px
+            band = ndimage.binary_opening(band, structure=np.ones((size, size), dtype=bool))
+        max_hole = int(params.posterior_max_hole_mm2 / float(spacing[1] * spacing[2]))
+        out[z] = _no_new_holes(lung, band, max_hole)
     return out

@@ -28,7 +28,9 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
    b. sub-pleural band up to the rib cage (``_common.py``, :func:`_recover_rib_cage`);
    c. 3-D outline interpolation between slices (``_common.py``, :func:`_recover_between_slices`);
    d. 2-D path only (``dense_2d.py``): mediastinum filter on (a) and (b); after (c), dependent rule, air bronchograms,
-      dependent consolidation inside the thoracic cavity, and the cage filter (nothing outside the cavity);
+      dependent consolidation inside the thoracic cavity, posterior consolidation beside the spine, the mediastinal
+      block filter (nothing in the solid soft tissue between the lungs) and the cage filter (nothing outside the
+      cavity);
    e. 3-D path only (``dense_3d.py``): lung base on the diaphragm dome, paravertebral gutter, costophrenic recess;
    f. 3-D path only (``dense_3d.py``, ``halo_gate=True``): halo gate -- voxels from (b) and (c) are kept only in
       recovered components that border diseased lung (ground glass) or no aerated lung (:func:`_with_abnormal_halo`).
@@ -73,16 +75,18 @@ from ._common import (
 )
 from .dense_2d import (
     _cage_bone_2d,
+    _mediastinal_block_2d,
     _mediastinum_2d,
     _recover_bronchograms_2d,
     _recover_dependent_2d,
     _recover_dependent_cavity_2d,
+    _recover_posterior_2d,
     thoracic_cavity_2d,
 )
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
-ALGORITHM_VERSION = "lungs-1.8"  # bump when outputs change; history in CHANGELOG.md
+ALGORITHM_VERSION = "lungs-1.9"  # bump when outputs change; history in CHANGELOG.md
 
 
 @dataclass
@@ -107,8 +111,8 @@ class LungSegmentation:
         thorax, smaller / larger lung below ``low_confidence_lr_ratio_3d`` (0.5; single slices
         ``low_confidence_lr_ratio_2d``, 0.25), or more than ``low_confidence_dense_fraction`` (0.3) of the mask
         added by dense recovery (the mask then rests on the rules more than on aerated lung). On the six outlined
-        covid_ny_sbu slices (lungs-1.8) it is set on the two with Dice 0.76 / 0.81 against the outlines (10-18 % of
-        the mask outside the reference lung), not on the four at 0.92-0.94.
+        covid_ny_sbu slices (lungs-1.9) it is set on the two most consolidated (A046441, Dice 0.90 / 0.88 against
+        the outlines), not on the four at 0.93-0.95.
         ``patient_position`` (the DICOM PatientPosition used, ``""`` when unknown).
         ``cage_removed_ml`` (2-D axial path: aerated components outside the thoracic cavity dropped, working grid,
         mL); ``plane`` (single coronal / sagittal slices only: ``"coronal"`` / ``"sagittal"``).
@@ -852,7 +856,7 @@ def dense_rules(path: str) -> list[DenseRule]:
     --------
     >>> [rule.name for rule in dense_rules("2d")]
     ['hull_deficit', 'rib_cage', 'mediastinum_2d', 'between_slices', 'dependent_2d', 'bronchograms_2d', 'dependent_cavity_2d',
-     'cage_2d']
+     'posterior_2d', 'mediastinal_block_2d', 'cage_2d']
     >>> [(rule.name, rule.gated) for rule in dense_rules("3d") if rule.gated or rule.removes]
     [('rib_cage', True), ('between_slices', True), ('halo_gate', False)]
     """
@@ -902,6 +906,21 @@ def dense_rules(path: str) -> list[DenseRule]:
                 lambda c: _recover_dependent_cavity_2d(
                     c.labels, c.hu, c.free, c.trunk, c.cavity, c.spacing, c.recovered, params=c.params
                 ),
+            ),
+            # posterior consolidation against the rib heads, per hemithorax, lateral of the paravertebral line
+            DenseRule(
+                "posterior_2d",
+                lambda c: _recover_posterior_2d(
+                    c.labels, c.hu, c.free, c.trunk, c.cavity, c.spacing, c.recovered, params=c.params
+                ),
+            ),
+            # nothing in the mediastinal soft-tissue block (hilum, great vessels) of the slice
+            DenseRule(
+                "mediastinal_block_2d",
+                lambda c: _mediastinal_block_2d(
+                    c.labels, c.hu, c.trunk, c.cavity, c.spacing, c.recovered, params=c.params
+                ),
+                removes=True,
             ),
             # nothing outside the rib cage (arms, objects on the chest, the chest wall beyond the ribs)
             DenseRule("cage_2d", lambda c: _outside_cavity(c.cavity, c.spacing, c.params), removes=True),
