@@ -81,7 +81,9 @@ class TeachingCase:
 
     ``identifying_values`` are the identifying values known from the inputs; they are never shown and every
     rendered byte is checked against them. ``studies`` (:class:`~kicc_analysis.teaching.ComparisonStudy`, one per
-    CT or radiograph with its relative day) feed :func:`~kicc_analysis.teaching.comparison_figure`.
+    CT or radiograph with its relative day; filled by :func:`build_case`) feed
+    :func:`~kicc_analysis.teaching.comparison_figure`; ``comparison`` is that figure
+    (:class:`~kicc_analysis.teaching.Comparison`), which :func:`render_case` embeds on the page.
     """
 
     title: dict[str, str]
@@ -100,6 +102,7 @@ class TeachingCase:
     allow_pseudonym: bool = False
     subject: str = ""
     studies: list[Any] = field(default_factory=list)
+    comparison: Any = None  # Comparison of the studies (build_case, two or more timepoints), embedded by render_case
 
     def __repr__(self) -> str:
         """What the case holds, without its identifying values or the pseudonym (unless allowed)."""
@@ -279,6 +282,7 @@ def build_case(
     audit: Any = None,
     build: Any = None,
     ct_source: Any = None,
+    comparison: bool = True,
 ) -> TeachingCase:
     """Build a :class:`TeachingCase` for ``subject`` from the cohort table and the repository.
 
@@ -326,6 +330,12 @@ def build_case(
         Where the baseline CT series is, instead of the subject's folder under the repository's ``dicom/``: its
         files, a folder, or a series on a DICOMweb server
         (:func:`kicc_analysis.repository.dicomweb.series_source`, fetched on demand into the local cache).
+    comparison : bool
+        Fill ``case.studies`` (:func:`case_studies`: every CT study with the cohort's selected series and the
+        radiograph of a CT's day) and, when they span two or more days, make ``case.comparison``
+        (:func:`~kicc_analysis.teaching.comparison_figure`: matched levels by the ``lung_fraction`` rule, captions
+        with the quantification and reader scores) for the case page. ``False`` skips both (each CT is loaded and
+        its lungs segmented: about a second per demo CT).
     """
     rows = cohort.loc[cohort["subjid"] == subject]
     if rows.empty:
@@ -381,6 +391,7 @@ def build_case(
     files = _subject_files(build, subject)
     identifying += _dicom_identifiers(files)
     series_uid = row.get("baseline_ct_series_uid")
+    known: dict[str, tuple[Any, Any, Any]] = {}  # series UID -> (CT, lungs, opacity) already at hand
     if isinstance(series_uid, str) and series_uid:
         if ct_source is not None:
             source = Path(ct_source) if isinstance(ct_source, str | os.PathLike) else ct_source  # fetches a remote one
@@ -392,6 +403,10 @@ def build_case(
             ct = load_ct([str(f) for f in series_files(build.scan, series_uid)])
         if opacity_labels is None and overlay:
             opacity_labels = _opacity_overlay(ct)
+            labels = sitk.GetArrayViewFromImage(opacity_labels)
+            known[series_uid] = (ct, labels > 0, np.where(labels < 3, labels, 0))  # segmented once, for both
+        elif ct_source is None:
+            known[series_uid] = (ct, None, None)
         case.key_images["ct_axial"] = key_image(ct, plane="axial", window="lung", overlay=opacity_labels)
         hu = sitk.GetArrayViewFromImage(ct)
         levels = list(range(hu.shape[0] - 1, -1, -stack_step))
@@ -417,9 +432,102 @@ def build_case(
             if radiograph is True:
                 case.facts["radiograph_day"] = _day(row.get("baseline_cxr_day"))
     identifying.append(subject)
+    if comparison:
+        case.studies, left_out = case_studies(build, subject, repository, audit=audit, known=known)
+        days = {s.day for s in case.studies}
+        if len(days) >= 2:
+            from .comparison import comparison_figure
+
+            volumes = [i for i, s in enumerate(case.studies) if s.modality == "CT" and min(s.image.GetSize()) > 1]
+            case.comparison = comparison_figure(case.studies, reference=volumes[0] if volumes else 0)
+            case.comparison.case = case
+        case.facts["comparison"] = {"timepoints": len(days), "studies": len(case.studies), "left_out": left_out}
     # a number of 1-3 digits (StudyID "10", a series number) identifies no one and occurs in any text
     case.identifying_values = sorted({v for v in identifying if v and len(v) >= 2 and not (v.isdigit() and len(v) < 4)})
     return case
+
+
+def case_studies(
+    build: Any, subject: str, repository: str | Path, *, audit: Any = None, known: dict | None = None
+) -> tuple[list[Any], list[str]]:
+    """The subject's studies for a comparison figure, from the cohort build (its scan and study inventory).
+
+    Every CT study of the subject with the series the cohort selected for it (``selected_series_uid`` of the
+    inventory: the series quantified and shown elsewhere), and on each CT's day the radiograph the cohort scores
+    (:func:`~kicc_analysis.repository.cxr_selection.select_radiographs`), as
+    :class:`~kicc_analysis.teaching.ComparisonStudy`. Days are the inventory's ``img_day`` (days from admission),
+    else days from the subject's first study date (dates are never kept). Readers' mean scores as in
+    :func:`~kicc_analysis.teaching.repository_studies`. The first day's studies are labelled ``"baseline"``,
+    later ones ``"follow-up"``. ``known`` maps a series UID to ``(image, lungs, opacity)`` already loaded or
+    segmented (``None`` where not), which are used instead of loading (segmenting) again.
+
+    Returns
+    -------
+    studies : list of ComparisonStudy
+        Sorted by day, CT before radiograph.
+    left_out : list of str
+        Studies not shown and why (a CT study without a selected series, a radiograph whose BurnedInAnnotation is
+        not NO and that ``audit`` (:func:`audit_clears`) did not clear); relative days only.
+    """
+    from ..radiography import load_radiograph
+    from ..repository import series_files
+    from ..repository.cxr_selection import select_radiographs
+    from .comparison import ComparisonStudy, _repository_scores
+
+    inventory = build.inventory
+    mine = inventory[inventory["subjid"] == subject].copy()
+    if mine.empty:
+        return [], []
+    dates = pd.to_datetime(mine["study_date"], format="%Y%m%d", errors="coerce")
+    from_dates = (dates - dates.min()).dt.days
+    listed = pd.to_numeric(mine["img_day"], errors="coerce")
+    mine["day"] = listed.where(listed.notna(), from_dates)
+    ct = mine[mine["modality"] == "CT"]
+    ct_days = set(ct["day"].dropna())
+    scores = _repository_scores(Path(repository), subject)
+    instances = build.scan.instances
+    chosen = select_radiographs(instances[instances["study_uid"].isin(mine["study_uid"])])
+    chosen = dict(zip(chosen["study_uid"], chosen["relpath"], strict=True))
+    root = Path(build.scan.root) if getattr(build.scan, "root", None) else Path(repository)
+    studies: list[Any] = []
+    left_out: list[str] = []
+    mine["radiograph_last"] = mine["modality"] != "CT"
+    for row in mine.sort_values(["day", "radiograph_last"], na_position="last", kind="stable").itertuples():
+        day = None if pd.isna(row.day) else int(row.day)
+        given = scores.get(row.study_uid)
+        if row.modality == "CT":
+            if not isinstance(row.selected_series_uid, str):
+                left_out.append(f"CT study of day {day}: no series selected ({row.selection_reason})")
+                continue
+            image, lungs, opacity = (known or {}).get(row.selected_series_uid, (None, None, None))
+            if image is None:
+                image = load_ct([str(f) for f in series_files(build.scan, row.selected_series_uid)])
+            study = ComparisonStudy(image, day=day, scheme="ct_lobe", lungs=lungs, opacity=opacity)
+        elif row.modality in ("CR", "DX") and row.day in ct_days and row.study_uid in chosen:
+            path = Path(chosen[row.study_uid])
+            path = path if path.is_absolute() else root / path
+            image = load_radiograph(path)
+            cleared = audit is not None and audit_clears(
+                audit, path.resolve().relative_to(Path(repository).resolve()).as_posix()
+            )
+            if image.burned_in_annotation != "NO" and not cleared:
+                left_out.append(f"radiograph of day {day}: BurnedInAnnotation {image.burned_in_annotation}, not cleared")
+                continue
+            study = ComparisonStudy(image, day=day, scheme="brixia", burned_in_cleared=cleared)
+        else:
+            continue
+        if given:
+            study.scores, study.n_readers, study.scheme = given["scores"], given["n_readers"], given["scheme"]
+        studies.append(study)
+    first_ct = next((s for s in studies if s.modality == "CT"), None)
+    subject_level = scores.get(("CT", None))
+    if first_ct is not None and first_ct.scores is None and subject_level:  # readers score the first CT
+        first_ct.scores, first_ct.n_readers = subject_level["scores"], subject_level["n_readers"]
+    if studies:
+        first_day = studies[0].day
+        for s in studies:
+            s.label = "baseline" if s.day == first_day else "follow-up"
+    return studies, left_out
 
 
 def _subject_files(build: Any, subject: str) -> list[Path]:
@@ -538,6 +646,15 @@ def _figure_bytes(key: KeyImage, suffix: str) -> bytes:
         return save_figure(key.figure, Path(tmp) / f"figure{suffix}").read_bytes()
 
 
+def _comparison_bytes(case: TeachingCase, suffix: str) -> bytes:
+    """The comparison figure's file bytes, written by :meth:`Comparison.save` (its caption, date and identifier
+    checks against the case) into a temporary folder."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return case.comparison.save(Path(tmp) / f"comparison{suffix}", case=case).read_bytes()
+
+
 def check_bytes(content: bytes | str, case: TeachingCase, where: str) -> None:
     """Fail closed on ``content``: identifier patterns, the case's identifying values, and every PNG inside.
 
@@ -649,6 +766,9 @@ def case_outputs(
     for name, key in case.key_images.items():
         for suffix in (".png", ".svg", ".pdf"):
             outputs[f"{name}{suffix}"] = _figure_bytes(key, suffix)
+    if case.comparison is not None:
+        for suffix in (".png", ".svg", ".pdf"):
+            outputs[f"comparison{suffix}"] = _comparison_bytes(case, suffix)
     page = _page_html(case, outputs, quiz=quiz, lang=lang, index_href=index_href)
     outputs["case.html"] = page.encode("utf-8")
     manifest = {
@@ -657,6 +777,7 @@ def case_outputs(
         "lang": lang,
         "key_images": {name: key.record() for name, key in case.key_images.items()},
         "stack": {"n_slices": len(case.stack), "window": case.stack_window},
+        "comparison": None if case.comparison is None else case.comparison.record(),
         "quantification": case.facts.get("quantification"),
         "reader_scores": case.facts.get("reader_scores"),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(outputs.items())},
@@ -691,6 +812,8 @@ def case_iframe(case: TeachingCase, *, quiz: bool = True, lang: str = "en", heig
     if lang not in LANGS:
         raise TeachingError(f"lang {lang!r}: expected one of {LANGS}")
     pngs = {f"{name}.png": _figure_bytes(key, ".png") for name, key in case.key_images.items()}
+    if case.comparison is not None:
+        pngs["comparison.png"] = _comparison_bytes(case, ".png")
     page = _page_html(case, pngs, quiz=quiz, lang=lang)
     check_bytes(page, case, "inline case page")
     return (
@@ -746,6 +869,15 @@ def _page_html(
         f"{html.escape(key.window_text)}, {html.escape(key.index_rule)}</figcaption></figure>"
         for name, key in case.key_images.items()
     )
+    comparison = ""
+    if case.comparison is not None and "comparison.png" in outputs:
+        ko = lang == "ko"
+        captions = "".join(f"<li>{html.escape(c)}</li>" for c in case.comparison.captions())
+        comparison = (
+            f'<section id="comparison"><h2>{"추적 비교" if ko else "Comparison"}</h2><figure>'
+            f'<img alt="comparison" src="data:image/png;base64,{base64.b64encode(outputs["comparison.png"]).decode()}">'
+            f"<figcaption>{html.escape(case.comparison.rule_text)}<ol>{captions}</ol></figcaption></figure></section>"
+        )
     stack = ""
     start = min(max(case.stack_start, 0), max(len(case.stack) - 1, 0))
     if case.stack:
@@ -788,6 +920,7 @@ table{{border-collapse:collapse;font-size:0.9em}} td,th{{border:1px solid #ccc;p
 <section id="presentation"><h2>{heads[0]}</h2><p>{t(case.presentation)}</p></section>
 <section id="images">{images}</section>
 {stack}
+{comparison}
 {facts}
 <section id="question"><h2>{heads[1]}</h2><p>{t(case.question)}</p><ol>{options}</ol></section>
 {reveal}
