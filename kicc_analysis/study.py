@@ -597,11 +597,29 @@ def _entries(nb: NotebookRun, output_dir: Path, page: _Page, esc) -> str:
     return "<div class='grid'>" + "".join(cards) + "</div>" if cards else "<p class='meta'>No tables or figures.</p>"
 
 
+#: the casebook of notebook 06 (:func:`kicc_analysis.teaching.render_casebook`), relative to the results folder
+CASEBOOK = "teaching/index.html"
+CASEBOOK_NOTEBOOK = "06_teaching_cases"
+
+
+def _casebook_link(output_dir: Path, run: StudyRun, esc) -> str:
+    """A card linking the teaching casebook when ``teaching/index.html`` exists (empty otherwise); says whether
+    this run wrote it (notebook 06 ran without error) or it is from an earlier run."""
+    if not (output_dir / CASEBOOK).is_file():
+        return ""
+    ours = any(nb.name == CASEBOOK_NOTEBOOK and not nb.error for nb in run.notebooks)
+    note = f"written by {CASEBOOK_NOTEBOOK} in this run" if ours else f"from an earlier run of {CASEBOOK_NOTEBOOK}"
+    return (
+        f"<section class='card' id='casebook'><h2>Teaching cases</h2><p><a href='{esc(CASEBOOK)}'>Casebook</a>"
+        f" <span class='meta'>({esc(note)}; de-identified case pages, offline)</span></p></section>"
+    )
+
+
 def write_index(output_dir: str | Path, run: StudyRun | list[NotebookRun]) -> Path:
     """Write ``index.html``: the study's front page for what ``run`` produced.
 
-    Self-contained (inline CSS, no scripts, no external resources), relative links only, no absolute
-    paths (the repository is shown by name or relative to the working folder), readable on a phone.
+    Self-contained (inline CSS, no scripts, no external resources), relative links only (the teaching casebook,
+    ``teaching/index.html``, when it exists), no absolute paths (the repository is shown by name or relative to the working folder), readable on a phone.
     """
     output_dir = Path(output_dir)
     if not isinstance(run, StudyRun):
@@ -637,6 +655,7 @@ def write_index(output_dir: str | Path, run: StudyRun | list[NotebookRun]) -> Pa
             f"<li><a href='#nb-{esc(nb.name)}'>{esc(nb.name)}</a> <span class='status {mark}'>{mark}</span></li>"
         )
     parts.append("</ul></nav>")
+    parts.append(_casebook_link(output_dir, run, esc))
     for nb in run.notebooks:
         purpose = _purpose(nb.source)
         version = _version(nb.source, nb.outputs)

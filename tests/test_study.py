@@ -274,3 +274,18 @@ def test_writer_shows_tables_with_units_even_when_attrs_hold_frames(tmp_path, mo
     assert "12.35" in frame["text/html"] and "first 25 shown" in frame["text/html"]
     assert frame_md == {"kicc_table": "tables/volumes.csv"}
     assert "tables/volumes.csv — nb 1" in caption["text/plain"] and caption_md["kicc_output"] == ["tables/volumes.csv"]
+
+
+def test_front_page_links_the_teaching_casebook_when_it_exists(tmp_path):
+    from kicc_analysis.study import NotebookRun, StudyRun, write_index
+
+    results = tmp_path / "results"
+    results.mkdir()
+    nb = NotebookRun("06_teaching_cases", 1.0, results / "notebooks" / "06_teaching_cases.ipynb", None)
+    assert "teaching/index.html" not in write_index(results, StudyRun(results, notebooks=[nb])).read_text()
+    (results / "teaching").mkdir()
+    (results / "teaching" / "index.html").write_text("<!DOCTYPE html><title>casebook</title>", encoding="utf-8")
+    index = write_index(results, StudyRun(results, notebooks=[nb])).read_text()
+    assert "<a href='teaching/index.html'>Casebook</a>" in index and "written by 06_teaching_cases in this run" in index
+    other = NotebookRun("01_cohort", 1.0, results / "notebooks" / "01_cohort.ipynb", None)
+    assert "from an earlier run of 06_teaching_cases" in write_index(results, [other]).read_text()

@@ -511,7 +511,9 @@ def case_studies(
                 audit, path.resolve().relative_to(Path(repository).resolve()).as_posix()
             )
             if image.burned_in_annotation != "NO" and not cleared:
-                left_out.append(f"radiograph of day {day}: BurnedInAnnotation {image.burned_in_annotation}, not cleared")
+                left_out.append(
+                    f"radiograph of day {day}: BurnedInAnnotation {image.burned_in_annotation}, not cleared"
+                )
                 continue
             study = ComparisonStudy(image, day=day, scheme="brixia", burned_in_cleared=cleared)
         else:
