@@ -22,9 +22,10 @@ lang = "en"  # page language: "en" or "ko"
 quiz = True  # answers hidden until "Show answer"
 overlay = True  # draw the quantification module's opacity labels on the CT key image
 stack_step = 2  # every n-th axial slice in the scrollable stack
+comparison_cases = 1  # how many cases (from the first) get the baseline/follow-up comparison figure (~3-5 s each)
 
 # %%
-NOTEBOOK_VERSION = "1.0.0"
+NOTEBOOK_VERSION = "1.1.0"
 
 from pathlib import Path
 
@@ -40,7 +41,7 @@ build = build_cohort(repository)
 out = OutputWriter(
     output_dir, notebook="06_teaching_cases", version=NOTEBOOK_VERSION, cohort_version=build.cohort_version,
     parameters={"repository": Path(repository).name, "n_cases": n_cases, "lang": lang, "quiz": quiz,
-                "overlay": overlay, "stack_step": stack_step},
+                "overlay": overlay, "stack_step": stack_step, "comparison_cases": comparison_cases},
 )  # fmt: skip
 skipped = []  # cases that could not be built on this repository, with the reason
 
@@ -62,7 +63,9 @@ _ = out.table(proposals, "teaching_case_proposals", title="Proposed teaching cas
 # ## Case pages and the casebook
 #
 # The educator's text would come from a YAML or Markdown file (`educator=`); for the demo one question is asked of
-# every case, and its answer is read off the measured change.
+# every case, and its answer is read off the measured change. The first `comparison_cases` pages also show the
+# baseline and follow-up CT side by side on matched levels (same fraction of the lungs' extent), with each study's
+# quantification and reader scores in the captions.
 
 # %%
 def demo_text(change: float | None) -> dict:
@@ -90,7 +93,7 @@ for subject, change in zip(proposals["subjid"], proposals["opacity_change_pct"],
     try:
         text = demo_text(None if pd.isna(change) else change)
         cases.append(build_case(cohort, subject, repository=repository, build=build, educator=text, overlay=overlay,
-                                stack_step=stack_step))  # fmt: skip
+                                stack_step=stack_step, comparison=len(cases) < comparison_cases))  # fmt: skip
     except KiccError as exc:  # e.g. a radiograph with possible burned-in text: reported, never fatal
         skipped.append({"case": f"rank {len(cases) + len(skipped) + 1}", "reason": f"{type(exc).__name__}: {exc}"})
 if cases:
