@@ -86,7 +86,7 @@ from .dense_2d import (
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
-ALGORITHM_VERSION = "lungs-1.9"  # bump when outputs change; history in CHANGELOG.md
+ALGORITHM_VERSION = "lungs-1.10"  # bump when outputs change; history in CHANGELOG.md
 
 
 @dataclass
