@@ -1,7 +1,11 @@
 """The ``kicc`` command: argument parsing only; every subcommand calls a package function.
 
 Subcommands: ``demo``, ``scan``, ``validate``, ``cohort``, ``quantify``, ``study``, ``dictionary``, ``export``,
+<<<<<<< HEAD
+``audit``, ``deidentify``, ``deidentify-table``, ``teach case|book|propose``.
+=======
 ``audit``, ``deidentify``, ``deidentify-table``, ``reidentify-table``.
+>>>>>>> main
 Run ``kicc <subcommand> --help`` for each one's options. Errors raised on purpose by
 the package (:class:`kicc_analysis.errors.KiccError`) are printed as one clear line and
 give exit status 2; ``kicc validate`` exits 1 when the table has errors.
@@ -279,6 +283,70 @@ def _cmd_deidentify_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _teach_cohort(repository: str, quantify: bool) -> tuple[pd.DataFrame, object]:
+    """The cohort table and build; the table with the quantification module's CT columns (cached per series) when
+    ``quantify``."""
+    from kicc_analysis.cohort import build_cohort
+
+    build = build_cohort(repository, show_progress=False)
+    if quantify:
+        from kicc_analysis.pipeline import quantify_cohort
+
+        return quantify_cohort(repository, show_progress=False, build=build).cohort, build
+    return build.table, build
+
+
+def _cmd_teach_case(args: argparse.Namespace) -> int:
+    from kicc_analysis.teaching import build_case, render_case
+
+    cohort, build = _teach_cohort(args.repository, args.quantify)
+    case = build_case(
+        cohort,
+        args.subject,
+        repository=args.repository,
+        build=build,
+        educator=args.text,
+        allow_pseudonym=args.allow_pseudonym,
+        overlay=args.overlay,
+        stack_step=args.stack_step,
+    )
+    page = render_case(case, args.out, quiz=not args.no_quiz, lang=args.lang)
+    print(f"case page written to {page} ({len(case.key_images)} key images, {len(case.stack)} stack slices)")
+    return 0
+
+
+def _cmd_teach_book(args: argparse.Namespace) -> int:
+    from kicc_analysis.errors import CohortError
+    from kicc_analysis.teaching.casebook import build_casebook, load_casebook_spec
+
+    spec = load_casebook_spec(args.cases)
+    repository = args.repository or spec.get("repository")
+    if not repository:
+        raise CohortError(f"{args.cases}: no repository (give 'repository:' in the file or --repository)")
+    cohort, build = _teach_cohort(repository, bool(spec.get("quantify")))
+    index = build_casebook(
+        spec,
+        args.out,
+        cohort=cohort,
+        build=build,
+        repository=repository,
+        quiz=False if args.no_quiz else None,
+        lang=args.lang,
+    )
+    print(f"casebook of {len(spec['cases'])} cases written to {index}")
+    return 0
+
+
+def _cmd_teach_propose(args: argparse.Namespace) -> int:
+    from kicc_analysis.teaching import propose_cases
+
+    cohort, _ = _teach_cohort(args.repository, not args.no_quantify)
+    readings = Path(args.repository) / "readings" / "reader_scores.csv"
+    table = propose_cases(cohort, readings=readings if readings.is_file() else None, top=args.top)
+    _print_table(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kicc", description="KICC-19 cohort, CT quantification and statistics.")
     parser.add_argument("--version", action="version", version=f"kicc-analysis {__version__}")
@@ -463,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for findings.jsonl/.csv, review.csv, summary.txt and audit.html")
     p.add_argument("--key", help="key file for keyed hashes of values (default: a random key for this run)")
     p.add_argument("--table", action="append", help="a clinical export to audit too (repeatable)")
-    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: 1 below 1,000 files, else 2)")
     p.add_argument("--unmasked", action="store_true", help="write values unmasked in the report (sensitive!)")
     p.add_argument("--no-ocr", action="store_true", help="skip the burned-in text check")
     p.add_argument(
@@ -481,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", required=True, help="secret key file (at least 32 bytes; never under OUT)")
     p.add_argument("--site", help="contributing site S01-S99")
     p.add_argument("--verify", action="store_true", help="check OUT against its manifest instead")
-    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: 1 below 1,000 files, else 2)")
     p.add_argument("--no-ocr", action="store_true", help="do not read burned-in text (flagged files quarantined)")
     p.add_argument(
         "--reid-table", help="write the encrypted re-identification table to this file (not inside OUT or IN)"
@@ -510,6 +578,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site-column", help="column holding each row's site instead of --site")
     p.add_argument("--id-column", default="patient_id", help="local patient ID column (default patient_id)")
     p.set_defaults(func=_cmd_deidentify_table)
+
+    p = sub.add_parser(
+        "teach",
+        help="teaching cases: one case page, a casebook, or proposed cases",
+        description="Self-contained, offline, identifier-checked case pages for educators (docs/teaching.md).",
+    )
+    teach = p.add_subparsers(dest="teach_command", required=True, metavar="WHAT")
+    t = teach.add_parser("case", help="write one case page", description="Write DIR/case.html, figures, manifest.")
+    t.add_argument("--repository", required=True, help="repository folder (only read)")
+    t.add_argument("--subject", required=True, help="the subject's pseudonym (subjid)")
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--text", help="the educator's text: question, options, answer... (YAML or Markdown)")
+    t.add_argument("--no-quiz", action="store_true", help="show the answer (default: hidden until revealed)")
+    t.add_argument("--lang", choices=["en", "ko"], default="en", help="page language (default en)")
+    t.add_argument("--overlay", action="store_true", help="draw the opacity labels on the CT key image")
+    t.add_argument("--quantify", action="store_true", help="show the CT quantification (kicc quantify, cached)")
+    t.add_argument("--allow-pseudonym", action="store_true", help="show the pseudonym on the page")
+    t.add_argument("--stack-step", type=int, default=1, help="keep every n-th slice in the CT stack (default 1)")
+    t.set_defaults(func=_cmd_teach_case)
+    t = teach.add_parser(
+        "book", help="write a casebook", description="Write DIR/index.html and one folder per case from CASES.yaml."
+    )
+    t.add_argument("cases", help="casebook file (YAML: repository, title, cases: [{subject, text}, ...])")
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--repository", help="repository folder (default: the file's 'repository')")
+    t.add_argument("--no-quiz", action="store_true", help="show the answers")
+    t.add_argument("--lang", choices=["en", "ko"], help="page language (default: the file's, else en)")
+    t.set_defaults(func=_cmd_teach_book)
+    t = teach.add_parser(
+        "propose",
+        help="propose teaching cases",
+        description="Rank patients by CT timepoints, change in opacity and reader disagreement, with reasons.",
+    )
+    t.add_argument("--repository", required=True, help="repository folder (only read)")
+    t.add_argument("--top", type=int, default=10, help="how many (default 10)")
+    t.add_argument("--no-quantify", action="store_true", help="do not quantify CT (Brixia change is used instead)")
+    t.set_defaults(func=_cmd_teach_propose)
     return parser
 
 

@@ -16,7 +16,7 @@ from kicc_analysis.study import discover_notebooks, run_study
 
 def test_study_notebooks_are_numbered_and_versioned(project_root):
     notebooks = discover_notebooks(project_root / "notebooks")
-    assert [p.stem[:2] for p in notebooks] == ["01", "02", "03", "04", "05", "07", "08"]
+    assert [p.stem[:2] for p in notebooks] == ["01", "02", "03", "04", "05", "06", "07", "08"]
     for path in notebooks:
         text = path.read_text()
         assert 'tags=["parameters"]' in text and "NOTEBOOK_VERSION" in text, path.name

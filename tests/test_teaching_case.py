@@ -71,8 +71,8 @@ def test_case_page_is_self_contained_and_deidentified(case, case_inputs, tmp_pat
     for value in case.identifying_values:
         for name in names:
             data = (tmp_path / "out" / name).read_bytes()
-            if name.endswith(".html"):  # base64 image payloads hold short values by chance; decoded and checked below
-                data = re.sub(rb"(data:image/[a-z+.-]+;base64,)[A-Za-z0-9+/=]+", rb"\1", data)
+            if name.endswith((".html", ".svg")):  # base64 image payloads hold short values by chance; decoded below
+                data = re.sub(rb"(data:image/[a-z+.-]+;base64,)[A-Za-z0-9+/=\s]+", rb"\1", data)
             elif name.endswith((".png", ".pdf")) and len(value) < MIN_BINARY_VALUE_LENGTH:
                 continue  # compressed bytes: short values match by chance (text chunks are checked in full)
             assert value.encode() not in data
@@ -127,3 +127,23 @@ def test_pattern_identifier_in_educator_text_refused(case, tmp_path):
     with pytest.raises(PrivacyError, match="phone"):
         render_case(case, tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_png_text_chunks_equal_pillow():
+    """The chunk reader (no pixel decoding) finds what Pillow's ``Image.text`` finds: tEXt, zTXt and Hangul iTXt."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from kicc_analysis.teaching.case import png_text_chunks
+
+    info = PngInfo()
+    info.add_text("Author", "홍길동")  # not Latin-1: Pillow writes iTXt
+    info.add_text("Comment", "Kim Minsu")
+    info.add_text("Title", "zipped name", zip=True)
+    info.add_itxt("Source", "강남 병원", zip=True)
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(buffer, format="PNG", pnginfo=info)
+    with Image.open(io.BytesIO(buffer.getvalue())) as im:
+        expected = dict(im.text)
+    found = {key: text.strip() for key, text in png_text_chunks(buffer.getvalue())}
+    assert found == expected and len(found) == 4

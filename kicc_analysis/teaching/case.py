@@ -1,10 +1,13 @@
 """Teaching cases: a de-identified case model and a self-contained HTML case page.
 
 :func:`build_case` fills a :class:`TeachingCase` from the cohort table and the repository (age in 5-year bands,
-sex, relative days only, key labs, course, the baseline CT with its key image and a scrollable stack) plus the
+sex, relative days only, key labs, course, the baseline CT with its key image and a scrollable stack, the opacity
+quantification of :mod:`kicc_analysis.quantification`, the readers' scores, the baseline radiograph) plus the
 educator's own text (question, options, answer, discussion, teaching points; English and Korean) from a small
-YAML file. :func:`render_case` writes one HTML page (images embedded as ``data:`` URIs, a Content-Security-Policy
-that forbids every network request, the answer hidden in quiz mode), the figures as files and a manifest.
+YAML or Markdown file (:func:`load_educator_text`). :func:`render_case` writes one HTML page (images embedded as
+``data:`` URIs, a Content-Security-Policy that forbids every network request, the answer hidden in quiz mode), the
+figures as files and a manifest. In JupyterLab a case shows itself inline (:meth:`TeachingCase._repr_html_`: the
+same page in a sandboxed ``<iframe srcdoc>``).
 
 Fail closed: every byte to be written (page, figures, the PNG text chunks of every embedded image, the manifest,
 the file names) is checked by :func:`kicc_analysis.privacy.assert_no_identifiers` against the pattern detector and
@@ -31,7 +34,7 @@ import SimpleITK as sitk
 
 from .. import __version__
 from .._cache import source_files
-from ..cohort import dicom_root
+from ..cohort import build_cohort
 from ..imaging import load_ct
 from ..privacy import assert_no_identifiers
 from .images import KeyImage, TeachingError, apply_window, key_image, save_figure
@@ -72,7 +75,7 @@ def _bilingual(value: Any) -> dict[str, str]:
     return {lang: "" if value is None else str(value) for lang in LANGS}
 
 
-@dataclass
+@dataclass(repr=False)  # the default repr would print identifying_values and the pseudonym
 class TeachingCase:
     """A de-identified teaching case (every text field as ``{"en": ..., "ko": ...}``).
 
@@ -91,24 +94,136 @@ class TeachingCase:
     key_images: dict[str, KeyImage] = field(default_factory=dict)
     stack: list[np.ndarray] = field(default_factory=list)  # windowed axial slices (0-1), top to bottom
     stack_window: str = ""
+    stack_start: int = 0  # stack position shown first (the key image's slice when the stack has it)
     facts: dict[str, Any] = field(default_factory=dict)
     identifying_values: list[str] = field(default_factory=list)
     allow_pseudonym: bool = False
     subject: str = ""
     studies: list[Any] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """What the case holds, without its identifying values or the pseudonym (unless allowed)."""
+        shown = f", subject={self.subject!r}" if self.allow_pseudonym else ""
+        return (
+            f"TeachingCase(title={self.title.get('en', '')!r}{shown}, key_images={list(self.key_images)}, "
+            f"stack={len(self.stack)} slices, options={len(self.options)}, "
+            f"{len(self.identifying_values)} identifying values withheld)"
+        )
+
+    def _repr_html_(self) -> str:
+        """JupyterLab shows the case inline: the checked page in a sandboxed iframe (:func:`case_iframe`, quiz mode).
+
+        When the identifier check fails, only the error (which names the kind and position, never the value) is
+        shown.
+        """
+        from ..errors import PrivacyError
+
+        try:
+            return case_iframe(self, quiz=True)
+        except PrivacyError as exc:
+            return f"<p><b>Case not shown</b>: {html.escape(str(exc))}</p>"
+
+
+#: the educator's fields: scalar text fields and list fields, each item a string or ``{en: ..., ko: ...}``
+EDUCATOR_TEXT_FIELDS = ("title", "question", "answer", "discussion")
+EDUCATOR_LIST_FIELDS = ("options", "teaching_points")
+
 
 def load_educator_text(path: str | Path) -> dict[str, Any]:
-    """Read the educator's YAML file (keys: title, question, options, answer, discussion, teaching_points)."""
-    import yaml
+    """Read the educator's text: a YAML file, or a Markdown file (``.md``) with one ``##`` section per field.
 
+    Fields: ``title``, ``question``, ``answer``, ``discussion`` (text) and ``options``, ``teaching_points``
+    (lists). In YAML each value is a string or ``{en: ..., ko: ...}``. In Markdown a section is headed by the
+    field's name, with ``(ko)`` for the Korean text (``## Teaching points (ko)``); list fields are ``-`` bullets
+    (English and Korean bullets are paired by position)::
+
+        ## Question
+        What is the most likely diagnosis?
+        ## Question (ko)
+        가장 가능성 높은 진단은?
+        ## Options
+        - COVID-19 pneumonia
+        - Pulmonary oedema
+
+    Raises
+    ------
+    TeachingError
+        The file cannot be read, or holds an unknown field or a value of the wrong type (named with the file).
+    """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise TeachingError(f"{path.name}: cannot read the educator text as YAML ({type(exc).__name__})") from exc
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TeachingError(f"{path.name}: cannot read the educator text ({type(exc).__name__})") from exc
+    if path.suffix.lower() in (".md", ".markdown"):
+        data: Any = _markdown_fields(raw, path.name)
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(raw) or {}
+        except yaml.YAMLError as exc:
+            raise TeachingError(f"{path.name}: cannot read the educator text as YAML ({type(exc).__name__})") from exc
+    return validate_educator_text(data, path.name)
+
+
+def validate_educator_text(data: Any, where: str = "educator text") -> dict[str, Any]:
+    """Check the educator's fields (names and types); return them unchanged.
+
+    Examples
+    --------
+    >>> validate_educator_text({"question": {"en": "Diagnosis?", "ko": "진단은?"}, "options": ["A", "B"]})["options"]
+    ['A', 'B']
+    >>> validate_educator_text({"qestion": "Diagnosis?"}, "week19.yaml")
+    Traceback (most recent call last):
+    ...
+    kicc_analysis.teaching.images.TeachingError: week19.yaml: unknown field 'qestion'; expected title, question, answer, discussion, options, teaching_points
+    """
     if not isinstance(data, dict):
-        raise TeachingError(f"{path.name}: expected a mapping of fields, found {type(data).__name__}")
+        raise TeachingError(f"{where}: expected a mapping of fields, found {type(data).__name__}")
+    known = EDUCATOR_TEXT_FIELDS + EDUCATOR_LIST_FIELDS
+    for key, value in data.items():
+        if key not in known:
+            raise TeachingError(f"{where}: unknown field {key!r}; expected {', '.join(known)}")
+        items = value if key in EDUCATOR_LIST_FIELDS else [value]
+        if key in EDUCATOR_LIST_FIELDS and not isinstance(value, list):
+            raise TeachingError(f"{where}: field {key!r} must be a list, found {type(value).__name__}")
+        for item in items:
+            if isinstance(item, dict):
+                extra = sorted(set(item) - set(LANGS))
+                if extra:
+                    raise TeachingError(f"{where}: field {key!r} has language(s) {extra}; expected {list(LANGS)}")
+            elif item is not None and not isinstance(item, str | int | float):
+                raise TeachingError(f"{where}: field {key!r} must be text or {{en, ko}}, found {type(item).__name__}")
+    return data
+
+
+def _markdown_fields(text: str, where: str) -> dict[str, Any]:
+    import re
+
+    sections: dict[tuple[str, str], list[str]] = {}
+    current: tuple[str, str] | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        heading = re.match(r"^##\s+(.+?)\s*(?:\((en|ko)\))?\s*$", line)
+        if heading:
+            name = heading.group(1).strip().lower().replace(" ", "_").replace("-", "_")
+            if name not in EDUCATOR_TEXT_FIELDS + EDUCATOR_LIST_FIELDS:
+                raise TeachingError(f"{where} line {number}: unknown section {heading.group(1)!r}")
+            current = (name, heading.group(2) or "en")
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    data: dict[str, Any] = {}
+    for (name, lang), lines in sections.items():
+        if name in EDUCATOR_LIST_FIELDS:
+            bullets = [re.sub(r"^\s*[-*]\s+", "", ln).strip() for ln in lines if re.match(r"^\s*[-*]\s+", ln)]
+            items = data.setdefault(name, [])
+            while len(items) < len(bullets):
+                items.append({})
+            for item, bullet in zip(items, bullets, strict=False):
+                item[lang] = bullet
+        else:
+            data.setdefault(name, {})[lang] = "\n".join(lines).strip()
     return data
 
 
@@ -140,6 +255,14 @@ def _date_forms(value: Any) -> list[str]:
     ]
 
 
+QUANTIFICATION_FIELDS = {  # cohort column (kicc_analysis.quantification.batch.join_to_cohort) -> results column
+    "ct_opacity_pct": "opacity_pct",
+    "ct_ggo_pct": "ggo_pct",
+    "ct_consolidation_pct": "consolidation_pct",
+    "ct_severity_total": "severity_total",
+}
+
+
 def build_case(
     cohort: pd.DataFrame,
     subject: str,
@@ -148,6 +271,13 @@ def build_case(
     educator: str | Path | dict[str, Any] | None = None,
     allow_pseudonym: bool = False,
     stack_step: int = 1,
+    quantification: pd.DataFrame | None = None,
+    opacity_labels: sitk.Image | None = None,
+    overlay: bool = False,
+    radiograph: bool | str | Path = True,
+    redaction: Any = None,
+    audit: Any = None,
+    build: Any = None,
     ct_source: Any = None,
 ) -> TeachingCase:
     """Build a :class:`TeachingCase` for ``subject`` from the cohort table and the repository.
@@ -155,17 +285,43 @@ def build_case(
     Parameters
     ----------
     cohort : DataFrame
-        The cohort table (:func:`kicc_analysis.cohort.load_cohort`).
+        The cohort table (:func:`kicc_analysis.cohort.load_cohort`), or the cohort with CT columns from
+        :func:`kicc_analysis.pipeline.quantify_cohort` (its ``ct_opacity_pct``... columns are then shown).
     subject : str
         The subject's pseudonym (``subjid``).
     repository : path
         The repository the cohort was built from (read only).
     educator : path or dict, optional
-        The educator's text (YAML file or the same as a dict); missing fields stay empty.
+        The educator's text (YAML or Markdown file, :func:`load_educator_text`, or the same as a dict); missing
+        fields stay empty.
     allow_pseudonym : bool
         Show the pseudonym on the page (default: no; it is then checked for like any identifier).
     stack_step : int
         Keep every n-th axial slice in the scrollable stack.
+    quantification : DataFrame, optional
+        Per-series results of :func:`kicc_analysis.quantification.batch.quantify_series_table` (e.g.
+        ``QuantificationRun.results``); the subject's ``region == "both"`` rows are shown per timepoint. Without
+        it the cohort's ``ct_*`` columns are used when present; nothing is recomputed here.
+    opacity_labels : SimpleITK.Image, optional
+        Opacity labels of the baseline series (1 GGO, 2 consolidation, on the CT grid) to draw on the key image;
+        the key slice is then the one of largest opacity burden.
+    overlay : bool
+        Compute the labels with the quantification module's own functions (``segment_lungs`` then
+        :func:`kicc_analysis.quantification.segment_opacities`, default HU bins) when ``opacity_labels`` is not
+        given.
+    radiograph : bool or path
+        Add the baseline radiograph (first CR/DX study) as a key image, or the radiograph file given (relative to
+        the repository or absolute; it must be one of the subject's files). A radiograph whose
+        BurnedInAnnotation is YES or unknown is refused (:class:`TeachingError`) unless ``redaction`` boxes are
+        given or ``audit`` cleared it.
+    redaction : sequence of (row0, col0, row1, col1), optional
+        Pixel boxes blacked out on the radiograph before it is drawn.
+    audit : kicc_analysis.deid.audit.AuditResult, optional
+        An audit of this repository run with OCR: the radiograph is cleared when the audit looked for burned-in
+        text and found none (and no OCR failure) in its file (:func:`audit_clears`).
+    build : kicc_analysis.cohort.CohortBuild, optional
+        The repository's cohort build, whose scan finds the subject's files whatever the folder layout (PACS
+        folders such as ``PA000128/ST000002/``); built (incrementally, cached) when not given.
     ct_source : optional
         Where the baseline CT series is, instead of the subject's folder under the repository's ``dicom/``: its
         files, a folder, or a series on a DICOMweb server
@@ -175,13 +331,15 @@ def build_case(
     if rows.empty:
         raise TeachingError(f"subject {subject!r}: not in the cohort table ({len(cohort)} subjects)")
     row = rows.iloc[0]
-    text = educator if isinstance(educator, dict) else (load_educator_text(educator) if educator else {})
+    text = validate_educator_text(educator) if isinstance(educator, dict) else (
+        load_educator_text(educator) if educator else {}
+    )  # fmt: skip
     sex_en, sex_ko = SEX.get(
         int(row["demog_sex"]) if pd.notna(row.get("demog_sex")) else -1, ("sex unknown", "성별 미상")
     )
     band = age_band(row.get("demog_age"))
     onset = row.get("pres_onset_days")
-    onset_en = f", {int(onset)} days after symptom onset" if pd.notna(onset) else ""
+    onset_en = f", {int(onset)} day{'' if int(onset) == 1 else 's'} after symptom onset" if pd.notna(onset) else ""
     onset_ko = f", 증상 발현 {int(onset)}일 후" if pd.notna(onset) else ""
     labs = []
     for column, label in (("labs_crp_mgl", "CRP {:g} mg/L"), ("labs_lymphocyte_109l", "lymphocytes {:g} x10^9/L"),
@@ -202,39 +360,163 @@ def build_case(
         title=_bilingual(text.get("title", {"en": "Chest imaging case", "ko": "흉부 영상 증례"})),
         presentation=presentation,
         question=_bilingual(text.get("question")),
-        options=[_bilingual(o) for o in text.get("options", [])],
+        options=[_bilingual(o) for o in text.get("options") or []],
         answer=_bilingual(text.get("answer")),
         discussion=_bilingual(text.get("discussion")),
-        teaching_points=[_bilingual(p) for p in text.get("teaching_points", [])],
+        teaching_points=[_bilingual(p) for p in text.get("teaching_points") or []],
         allow_pseudonym=allow_pseudonym,
         subject=subject,
         facts={
             "age_band": band,
             "sex": sex_en,
             "baseline_ct_day": _day(row.get("baseline_ct_day")),
+            "last_followup_ct_day": _day(row.get("last_followup_ct_day")),
+            "n_ct_studies": _day(row.get("n_ct_studies")),
             "outcome_day": _day(row.get("outco_day")),
         },  # fmt: skip
     )
+    case.facts["quantification"] = _quantification_facts(row, subject, quantification)
+    case.facts["reader_scores"] = _reader_facts(row, subject, repository)
+    build = build if build is not None else build_cohort(repository, show_progress=False)
+    files = _subject_files(build, subject)
+    identifying += _dicom_identifiers(files)
     series_uid = row.get("baseline_ct_series_uid")
     if isinstance(series_uid, str) and series_uid:
         if ct_source is not None:
             source = Path(ct_source) if isinstance(ct_source, str | os.PathLike) else ct_source  # fetches a remote one
-            files = [Path(f) for f in source_files(source)]
+            identifying += _dicom_identifiers([Path(f) for f in source_files(source)])
             ct = load_ct(source, series_uid=series_uid)
         else:
-            folders = sorted(p for p in dicom_root(repository).glob(f"*/{subject}") if p.is_dir())
-            if not folders:
-                raise TeachingError(f"{subject}: no DICOM folder under {dicom_root(repository).name}/<site>/{subject}")
-            files = sorted(f for f in folders[0].rglob("*") if f.is_file())
-            ct = load_ct(folders[0], series_uid=series_uid)
-        identifying += _dicom_identifiers(files)
-        case.key_images["ct_axial"] = key_image(ct, plane="axial", window="lung")
+            from ..repository import series_files
+
+            ct = load_ct([str(f) for f in series_files(build.scan, series_uid)])
+        if opacity_labels is None and overlay:
+            opacity_labels = _opacity_overlay(ct)
+        case.key_images["ct_axial"] = key_image(ct, plane="axial", window="lung", overlay=opacity_labels)
         hu = sitk.GetArrayViewFromImage(ct)
-        case.stack = [apply_window(hu[z], -600.0, 1500.0) for z in range(hu.shape[0] - 1, -1, -stack_step)]
+        levels = list(range(hu.shape[0] - 1, -1, -stack_step))
+        case.stack = [apply_window(hu[z], -600.0, 1500.0) for z in levels]
+        key_z = case.key_images["ct_axial"].index
+        if key_z is not None:  # the stack opens on the key slice (or the nearest kept one)
+            case.stack_start = int(np.argmin([abs(z - key_z) for z in levels]))
         case.stack_window = "W 1500 / L -600 HU"
+    if radiograph is not False:
+        found = _baseline_radiograph(files)
+        if isinstance(radiograph, str | os.PathLike):
+            found = Path(repository) / radiograph if not Path(radiograph).is_absolute() else Path(radiograph)
+            if found.resolve() not in {f.resolve() for f in files}:
+                raise TeachingError(f"radiograph {radiograph}: not one of {subject}'s {len(files)} DICOM files")
+        if found is not None:
+            from ..radiography import load_radiograph
+
+            cleared = audit is not None and audit_clears(
+                audit, found.resolve().relative_to(Path(repository).resolve()).as_posix()
+            )
+            image = load_radiograph(found)
+            case.key_images["cxr"] = key_image(image, redaction=redaction, burned_in_cleared=cleared)
+            if radiograph is True:
+                case.facts["radiograph_day"] = _day(row.get("baseline_cxr_day"))
     identifying.append(subject)
-    case.identifying_values = sorted({v for v in identifying if v and len(v) >= 2})
+    # a number of 1-3 digits (StudyID "10", a series number) identifies no one and occurs in any text
+    case.identifying_values = sorted({v for v in identifying if v and len(v) >= 2 and not (v.isdigit() and len(v) < 4)})
     return case
+
+
+def _subject_files(build: Any, subject: str) -> list[Path]:
+    """Every DICOM file of the subject's studies (the cohort inventory links studies to pseudonyms)."""
+    inventory = build.inventory
+    studies = set(inventory.loc[inventory["subjid"] == subject, "study_uid"].dropna())
+    instances = build.scan.instances
+    return sorted(Path(p) for p in instances.loc[instances["study_uid"].isin(studies), "path"])
+
+
+def audit_clears(audit: Any, relative_path: str) -> bool:
+    """Whether a de-identification audit (:func:`kicc_analysis.deid.audit.audit_repository`) clears a file of
+    burned-in text: it ran the OCR check (no "burned-in text check skipped" warning) and has no ``burned_in:*`` or
+    ``ocr_failed`` finding for ``relative_path`` (the file's path relative to the audited repository).
+
+    The audit must be of the repository the case is built from: the result does not record its root.
+    """
+    if any("burned-in text check skipped" in w for w in getattr(audit, "warnings", [])):
+        return False
+    findings = audit.findings
+    if not getattr(audit, "n_dicom", 0):
+        return False
+    if len(findings) == 0:
+        return True
+    rules = findings["rule"].astype(str)
+    bad = rules.str.startswith("burned_in") | (rules == "ocr_failed")
+    return not bool((bad & (findings["file"].astype(str) == relative_path)).any())
+
+
+def _opacity_overlay(ct: sitk.Image) -> sitk.Image:
+    """Overlay labels (1 GGO, 2 consolidation, 3 other lung) from the quantification module's own segmentation."""
+    from ..quantification import segment_opacities
+    from ..segmentation import segment_lungs
+
+    lungs = segment_lungs(ct).labels
+    opacity = sitk.GetArrayFromImage(segment_opacities(ct, lungs))
+    labels = np.where(opacity > 0, opacity, np.where(sitk.GetArrayViewFromImage(lungs) > 0, 3, 0)).astype(np.uint8)
+    out = sitk.GetImageFromArray(labels)
+    out.CopyInformation(ct)
+    return out
+
+
+def _quantification_facts(row: pd.Series, subject: str, results: pd.DataFrame | None) -> dict[str, Any]:
+    """Opacity quantification of the subject's CT timepoints, from the quantification module's results."""
+    found: list[dict[str, Any]] = []
+    source = ""
+    if results is not None and len(results):
+        both = results[(results["subjid"] == subject) & (results["region"] == "both")].sort_values("img_day")
+        for _, r in both.iterrows():
+            found.append({"timepoint": str(r["timepoint"]), "day": _day(r["img_day"]),
+                          **{v: _number(r.get(v)) for v in QUANTIFICATION_FIELDS.values()}})  # fmt: skip
+        source = "quantification results table"
+    elif pd.notna(row.get("ct_opacity_pct")):
+        for timepoint, suffix, day in (("baseline", "", "baseline_ct_day"),
+                                       ("follow-up", "_followup", "last_followup_ct_day")):  # fmt: skip
+            if pd.notna(row.get(f"ct_opacity_pct{suffix}")):
+                found.append({"timepoint": timepoint, "day": _day(row.get(day)),
+                              **{v: _number(row.get(f"{c}{suffix}")) for c, v in QUANTIFICATION_FIELDS.items()}})  # fmt: skip
+        source = "cohort table (quantify_cohort)"
+    change = None
+    if len(found) >= 2 and found[0]["opacity_pct"] is not None and found[-1]["opacity_pct"] is not None:
+        change = round(found[-1]["opacity_pct"] - found[0]["opacity_pct"], 2)
+    return {"source": source, "timepoints": found, "opacity_pct_change": change}
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else round(float(value), 2)
+
+
+def _reader_facts(row: pd.Series, subject: str, repository: str | Path) -> dict[str, Any]:
+    """Readers' CT lobe totals (0-25) from ``readings/reader_scores.csv`` and the radiograph Brixia means."""
+    facts: dict[str, Any] = {
+        "baseline_cxr_brixia": _number(row.get("baseline_cxr_brixia")),
+        "worst_cxr_brixia": _number(row.get("worst_cxr_brixia")),
+    }
+    path = Path(repository) / "readings" / "reader_scores.csv"
+    if path.is_file():
+        from ..readings import read_reader_scores, reading_totals
+
+        scores = read_reader_scores(path)
+        totals = reading_totals(scores[scores["subject"] == subject], "ct_lobe")
+        facts["ct_lobe_total"] = {str(r): _number(v) for r, v in zip(totals["reader"], totals["score"], strict=True)}
+    return facts
+
+
+def _baseline_radiograph(files: list[Path]) -> Path | None:
+    """The first CR/DX file by study date and time (headers only; unreadable files are skipped)."""
+    found: list[tuple[str, str, str, Path]] = []
+    for path in files:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
+                                 specific_tags=["Modality", "StudyDate", "StudyTime"])  # fmt: skip
+        except Exception:  # noqa: BLE001 - not a DICOM file (Thumbs.db...): not a radiograph
+            continue
+        if str(ds.get("Modality", "")).upper() in ("CR", "DX"):
+            found.append((str(ds.get("StudyDate", "")), str(ds.get("StudyTime", "")), str(path), path))
+    return min(found)[3] if found else None
 
 
 def _day(value: Any) -> int | None:
@@ -262,7 +544,9 @@ def check_bytes(content: bytes | str, case: TeachingCase, where: str) -> None:
     Base64 image payloads of a page are not searched as text (a short value such as a site code occurs in base64
     text by chance); each is decoded and checked as an image instead. In image and PDF bytes (compressed data) the
     known values of at least :data:`MIN_BINARY_VALUE_LENGTH` characters are searched; text chunks, decompressed PDF
-    streams and page text are searched for every known value and for identifier patterns.
+    streams and page text are searched for every known value and for identifier patterns. In SVG (text drawn as
+    glyph paths, so its digits are coordinates) digit-only values shorter than :data:`MIN_BINARY_VALUE_LENGTH` are
+    not searched.
     """
     import re
 
@@ -279,14 +563,15 @@ def check_bytes(content: bytes | str, case: TeachingCase, where: str) -> None:
             from ..errors import PrivacyError
 
             raise PrivacyError(f"{where}: the subject's pseudonym at position {raw.find(case.subject)}")
+    elif case.subject and isinstance(content, str):  # an allowed pseudonym holds the site code (KICC-S02-...):
+        content = content.replace(case.subject, "[pseudonym]")  # shown on purpose, so not a site-code finding
     if binary and content.startswith(b"\x89PNG"):  # text chunks first: a finding there is named as metadata
-        from PIL import Image
-
-        with Image.open(io.BytesIO(content)) as im:
-            chunks = " ".join(f"{k} {v}" for k, v in getattr(im, "text", {}).items())
+        chunks = " ".join(f"{k} {v}" for k, v in png_text_chunks(content))
         if chunks:
             check_bytes(chunks, case, f"{where} metadata")
     searched = [v for v in known if len(v) >= MIN_BINARY_VALUE_LENGTH] if binary else known
+    if isinstance(content, str) and "<svg" in content[:400]:  # SVG text is drawn as glyph paths: its digits are
+        searched = [v for v in searched if not (v.isdigit() and len(v) < MIN_BINARY_VALUE_LENGTH)]  # coordinates
     assert_no_identifiers(content, known_values=searched, where=where, patterns=not binary)
     if isinstance(content, bytes) and content.startswith(b"%PDF"):
         import zlib
@@ -301,10 +586,86 @@ def check_bytes(content: bytes | str, case: TeachingCase, where: str) -> None:
         check_bytes(png, case, f"{where}: embedded image")
 
 
+def png_text_chunks(data: bytes) -> list[tuple[str, str]]:
+    """The (keyword, text) of every tEXt, zTXt and iTXt chunk of a PNG, read from the chunk structure without
+    decoding the pixels (PIL's ``Image.text`` decodes the whole image to reach chunks after the pixel data).
+
+    Raises
+    ------
+    TeachingError
+        A chunk runs past the end of the data, or a compressed text does not inflate (fail closed: such an image is
+        not written).
+    """
+    import struct
+    import zlib
+
+    out: list[tuple[str, str]] = []
+    position = 8
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        body = data[position + 8 : position + 8 + length]
+        if len(body) != length:
+            raise TeachingError(f"PNG chunk {kind!r} at byte {position}: {length} bytes announced, {len(body)} found")
+        try:
+            if kind == b"tEXt":
+                key, _, text = body.partition(b"\0")
+                out.append((key.decode("latin-1"), text.decode("latin-1")))
+            elif kind == b"zTXt":
+                key, _, rest = body.partition(b"\0")
+                out.append((key.decode("latin-1"), zlib.decompress(rest[1:]).decode("latin-1")))
+            elif kind == b"iTXt":
+                key, _, rest = body.partition(b"\0")
+                compressed, rest = rest[0], rest[2:]
+                language, _, rest = rest.partition(b"\0")
+                translated, _, text = rest.partition(b"\0")
+                text = zlib.decompress(text) if compressed else text
+                out.append((key.decode("latin-1"), " ".join(b.decode("utf-8", "replace") for b in (translated, text))))
+        except (zlib.error, IndexError) as exc:
+            raise TeachingError(f"PNG chunk {kind!r} at byte {position}: unreadable text ({exc})") from exc
+        if kind == b"IEND":
+            break
+        position += 12 + length
+    return out
+
+
 #: shortest known value searched in compressed image/PDF bytes (shorter ones match compressed data by chance)
 MIN_BINARY_VALUE_LENGTH = 6
-_DATA_PNG = r"data:image/png;base64,([A-Za-z0-9+/=]+)"
-_DATA_URI = r"(data:image/[a-z+.-]+;base64,)[A-Za-z0-9+/=]+"
+_DATA_PNG = r"data:image/png;base64,([A-Za-z0-9+/=\s]+)"  # SVG wraps its base64 payloads over lines
+_DATA_URI = r"(data:image/[a-z+.-]+;base64,)[A-Za-z0-9+/=\s]+"
+
+
+def case_outputs(
+    case: TeachingCase, *, quiz: bool = True, lang: str = "en", index_href: str | None = None
+) -> dict[str, bytes]:
+    """Every file of a case page in memory (``case.html``, figures as PNG/SVG/PDF, ``manifest.json``), each
+    already checked by :func:`check_bytes` (file names too); a finding raises
+    :class:`~kicc_analysis.errors.PrivacyError`.
+
+    ``index_href`` adds a link back to a casebook's index page (relative URL).
+    """
+    if lang not in LANGS:
+        raise TeachingError(f"lang {lang!r}: expected one of {LANGS}")
+    outputs: dict[str, bytes] = {}
+    for name, key in case.key_images.items():
+        for suffix in (".png", ".svg", ".pdf"):
+            outputs[f"{name}{suffix}"] = _figure_bytes(key, suffix)
+    page = _page_html(case, outputs, quiz=quiz, lang=lang, index_href=index_href)
+    outputs["case.html"] = page.encode("utf-8")
+    manifest = {
+        "kicc_analysis": __version__,
+        "quiz": quiz,
+        "lang": lang,
+        "key_images": {name: key.record() for name, key in case.key_images.items()},
+        "stack": {"n_slices": len(case.stack), "window": case.stack_window},
+        "quantification": case.facts.get("quantification"),
+        "reader_scores": case.facts.get("reader_scores"),
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(outputs.items())},
+    }
+    outputs["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    for name, data in outputs.items():  # every check before any write: fail closed
+        check_bytes(name, case, f"file name {name}")
+        check_bytes(data if not name.endswith(".html") else data.decode("utf-8"), case, name)
+    return outputs
 
 
 def render_case(case: TeachingCase, out_dir: str | Path, *, quiz: bool = True, lang: str = "en") -> Path:
@@ -313,34 +674,69 @@ def render_case(case: TeachingCase, out_dir: str | Path, *, quiz: bool = True, l
     Every output is checked first (:func:`check_bytes`); on any finding a
     :class:`~kicc_analysis.errors.PrivacyError` is raised and nothing is written.
     """
-    if lang not in LANGS:
-        raise TeachingError(f"lang {lang!r}: expected one of {LANGS}")
+    outputs = case_outputs(case, quiz=quiz, lang=lang)
     out_dir = Path(out_dir)
-    outputs: dict[str, bytes] = {}
-    for name, key in case.key_images.items():
-        for suffix in (".png", ".svg", ".pdf"):
-            outputs[f"{name}{suffix}"] = _figure_bytes(key, suffix)
-    page = _page_html(case, outputs, quiz=quiz, lang=lang)
-    outputs["case.html"] = page.encode("utf-8")
-    manifest = {
-        "kicc_analysis": __version__,
-        "quiz": quiz,
-        "lang": lang,
-        "key_images": {name: key.record() for name, key in case.key_images.items()},
-        "stack": {"n_slices": len(case.stack), "window": case.stack_window},
-        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(outputs.items())},
-    }
-    outputs["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8")
-    for name, data in outputs.items():  # every check before any write: fail closed
-        check_bytes(name, case, f"file name {name}")
-        check_bytes(data if not name.endswith(".html") else data.decode("utf-8"), case, name)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in outputs.items():
         (out_dir / name).write_bytes(data)
     return out_dir / "case.html"
 
 
-def _page_html(case: TeachingCase, outputs: dict[str, bytes], *, quiz: bool, lang: str) -> str:
+def case_iframe(case: TeachingCase, *, quiz: bool = True, lang: str = "en", height_px: int = 900) -> str:
+    """The case page inline: an ``<iframe sandbox="allow-scripts" srcdoc=...>`` holding the checked page.
+
+    The sandbox gives the page an opaque origin (no access to the notebook, no forms, no top navigation) and its
+    own Content-Security-Policy still forbids every request. Figures are embedded as PNG only.
+    """
+    if lang not in LANGS:
+        raise TeachingError(f"lang {lang!r}: expected one of {LANGS}")
+    pngs = {f"{name}.png": _figure_bytes(key, ".png") for name, key in case.key_images.items()}
+    page = _page_html(case, pngs, quiz=quiz, lang=lang)
+    check_bytes(page, case, "inline case page")
+    return (
+        f'<iframe sandbox="allow-scripts" title="{html.escape(case.title.get(lang) or "case")}" '
+        f'style="width:100%;height:{int(height_px)}px;border:1px solid #ccc" srcdoc="{html.escape(page, quote=True)}">'
+        "</iframe>"
+    )
+
+
+def _facts_html(case: TeachingCase, lang: str) -> str:
+    """Quantification and reader scores as small tables (empty when the case has none)."""
+    ko = lang == "ko"
+    parts = []
+    quant = case.facts.get("quantification") or {}
+    if quant.get("timepoints"):
+        head = ("시점", "일", "음영 %", "간유리 %", "경화 %", "중증도 점수") if ko else (
+            "timepoint", "day", "opacity %", "GGO %", "consolidation %", "severity score")  # fmt: skip
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in (
+                t["timepoint"], t["day"], t["opacity_pct"], t["ggo_pct"], t["consolidation_pct"], t["severity_total"]))
+            + "</tr>" for t in quant["timepoints"]
+        )  # fmt: skip
+        change = quant.get("opacity_pct_change")
+        note = "" if change is None else f"<p>{'음영 변화' if ko else 'Change in opacity'}: {change:+.1f} %p</p>"
+        parts.append(
+            f'<section id="quantification"><h2>{"정량 분석" if ko else "Quantification"}</h2>'
+            f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{body}</table>{note}"
+            f'<p class="small">{"HU 구간 기반 자동 분석" if ko else "Automatic HU-bin analysis"}'
+            " (kicc_analysis.quantification)</p></section>"
+        )
+    readers = case.facts.get("reader_scores") or {}
+    lines = []
+    if readers.get("ct_lobe_total"):
+        scores = ", ".join(f"{html.escape(r)} {v:g}" for r, v in readers["ct_lobe_total"].items() if v is not None)
+        lines.append(f"<li>{'CT 엽별 점수 (0-25)' if ko else 'CT lobe score (0-25)'}: {scores}</li>")
+    if readers.get("baseline_cxr_brixia") is not None:
+        lines.append(f"<li>Brixia (0-18): {readers['baseline_cxr_brixia']:g}</li>")
+    if lines:
+        parts.append(f'<section id="readers"><h2>{"판독자 점수" if ko else "Reader scores"}</h2>'
+                     f"<ul>{''.join(lines)}</ul></section>")  # fmt: skip
+    return "".join(parts)
+
+
+def _page_html(
+    case: TeachingCase, outputs: dict[str, bytes], *, quiz: bool, lang: str, index_href: str | None = None
+) -> str:
     def t(field_: dict[str, str]) -> str:
         return html.escape(field_.get(lang) or field_.get("en", ""))
 
@@ -351,22 +747,27 @@ def _page_html(case: TeachingCase, outputs: dict[str, bytes], *, quiz: bool, lan
         for name, key in case.key_images.items()
     )
     stack = ""
+    start = min(max(case.stack_start, 0), max(len(case.stack) - 1, 0))
     if case.stack:
         slices = "".join(
-            f'<img class="slice" alt="slice {i + 1}" {"" if i == 0 else "hidden "}'
+            f'<img class="slice" alt="slice {i + 1}" {"" if i == start else "hidden "}'
             f'src="data:image/png;base64,{base64.b64encode(_png_bytes(s)).decode()}">'
             for i, s in enumerate(case.stack)
         )
         stack = (
             f'<section id="stack" tabindex="0" aria-label="CT stack">{slices}'
-            f'<input id="slider" type="range" min="1" max="{len(case.stack)}" value="1" aria-label="slice">'
-            f'<p><span id="counter">1 / {len(case.stack)}</span> · {html.escape(case.stack_window)}</p></section>'
+            f'<input id="slider" type="range" min="1" max="{len(case.stack)}" value="{start + 1}" aria-label="slice">'
+            f'<p><span id="counter">{start + 1} / {len(case.stack)}</span> · {html.escape(case.stack_window)}</p></section>'
         )
     options = "".join(f"<li>{t(o)}</li>" for o in case.options)
     points = "".join(f"<li>{t(p)}</li>" for p in case.teaching_points)
     hidden = " hidden" if quiz else ""
     reveal = '<button id="reveal" type="button">Show answer / 정답 보기</button>' if quiz else ""
     title = t(case.title) + (f" ({html.escape(case.subject)})" if case.allow_pseudonym else "")
+    facts = _facts_html(case, lang)
+    heads = ("병력", "질문", "정답") if lang == "ko" else ("History", "Question", "Answer")
+    back = f'<nav><a id="index" href="{html.escape(index_href)}">{"목록" if lang == "ko" else "Casebook"}</a></nav>' if (
+        index_href) else ""  # fmt: skip
     return f"""<!DOCTYPE html>
 <html lang="{lang}"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
@@ -376,16 +777,21 @@ def _page_html(case: TeachingCase, outputs: dict[str, bytes], *, quiz: bool, lan
 body{{font-family:"NanumGothic","Nanum Gothic","Noto Sans CJK KR",sans-serif;margin:0 auto;max-width:900px;padding:8px;
 box-sizing:border-box;overflow-wrap:anywhere}}
 img{{max-width:100%;height:auto;display:block}} figure{{margin:8px 0}} input[type=range]{{width:100%}}
+#images{{display:flex;flex-wrap:wrap;gap:8px}} #images figure{{flex:1 1 260px;max-width:440px;min-width:0}}
+#stack{{max-width:560px}}
 #stack img.slice{{background:#000;touch-action:none;width:100%;image-rendering:pixelated}}
 [hidden]{{display:none !important}}
+table{{border-collapse:collapse;font-size:0.9em}} td,th{{border:1px solid #ccc;padding:2px 6px}}
+.small{{font-size:0.8em;color:#555}}
 </style></head><body>
-<h1>{title}</h1>
-<section id="presentation"><h2>History</h2><p>{t(case.presentation)}</p></section>
+{back}<h1>{title}</h1>
+<section id="presentation"><h2>{heads[0]}</h2><p>{t(case.presentation)}</p></section>
 <section id="images">{images}</section>
 {stack}
-<section id="question"><h2>Question</h2><p>{t(case.question)}</p><ol>{options}</ol></section>
+{facts}
+<section id="question"><h2>{heads[1]}</h2><p>{t(case.question)}</p><ol>{options}</ol></section>
 {reveal}
-<section id="answer"{hidden}><h2>Answer</h2><p>{t(case.answer)}</p><p>{t(case.discussion)}</p>
+<section id="answer"{hidden}><h2>{heads[2]}</h2><p>{t(case.answer)}</p><p>{t(case.discussion)}</p>
 <ul>{points}</ul></section>
 <script>
 (function(){{
