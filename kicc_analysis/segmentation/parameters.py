@@ -141,7 +141,7 @@ class LungParameters:
     cavity_pleura_mm: float = 4.0  # dependent_cavity_2d: pleura + intercostal tissue inside the cage (mm), never lung
     # posterior_2d (lungs-1.9): columns at least this far (mm) lateral of the vertebral body (paravertebral line)
     posterior_spine_mm: float = 5.0
-    posterior_max_smooth_hu: float = -50.0  # ... smoothed HU (block_sigma_mm) below this: partly aerated consolidation
+    posterior_max_smooth_hu: float = -70.0  # ... smoothed HU (block_sigma_mm) below this: partly aerated consolidation
     posterior_reach_mm: float = 40.0  # ... reached from the lung within this (mm)
     posterior_min_thickness_px: int = 3  # ... parts at least this many working-grid pixels thick (square opening)
     posterior_max_hole_mm2: float = 300.0  # ... enclosing no new hole larger than this (mm^2; a ring around the heart)
