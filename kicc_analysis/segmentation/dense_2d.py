@@ -23,7 +23,7 @@ of one slice instead. :func:`~kicc_analysis.segmentation.lungs._recover_dense` c
    tissue inside the cavity, behind the lung in its column with no lung behind it, outside the mediastinum and the
    paravertebral / aortic band.
 5. **Posterior consolidation beside the spine** (lungs-1.9, :func:`_recover_posterior_2d`): partly aerated soft
-   tissue (smoothed HU below -50, lungs-1.10) in the posterior half, lateral of the paravertebral line, reached from
+   tissue (smoothed HU below -70, lungs-1.10) in the posterior half, lateral of the paravertebral line, reached from
    the lung.
 6. **Mediastinal block filter** (lungs-1.9, :func:`_mediastinal_block_2d`): recovered tissue in the solid
    soft-tissue block between the lungs (hilum, great vessels), up to 25 mm beyond the zone between the aerated lungs,

@@ -111,7 +111,7 @@ class LungSegmentation:
         thorax, smaller / larger lung below ``low_confidence_lr_ratio_3d`` (0.5; single slices
         ``low_confidence_lr_ratio_2d``, 0.25), or more than ``low_confidence_dense_fraction`` (0.3) of the mask
         added by dense recovery (the mask then rests on the rules more than on aerated lung). On the six outlined
-        covid_ny_sbu slices (lungs-1.10) it is set on the two most consolidated (A046441, Dice 0.91 / 0.91 against
+        covid_ny_sbu slices (lungs-1.10) it is set on the two most consolidated (A046441, Dice 0.91 / 0.90 against
         the outlines), not on the four at 0.94-0.95.
         ``patient_position`` (the DICOM PatientPosition used, ``""`` when unknown).
         ``cage_removed_ml`` (2-D axial path: aerated components outside the thoracic cavity dropped, working grid,
