@@ -1,11 +1,7 @@
 """The ``kicc`` command: argument parsing only; every subcommand calls a package function.
 
 Subcommands: ``demo``, ``scan``, ``validate``, ``cohort``, ``quantify``, ``study``, ``dictionary``, ``export``,
-<<<<<<< HEAD
-``audit``, ``deidentify``, ``deidentify-table``, ``teach case|book|propose``.
-=======
-``audit``, ``deidentify``, ``deidentify-table``, ``reidentify-table``.
->>>>>>> main
+``audit``, ``deidentify``, ``deidentify-table``, ``reidentify-table``, ``teach case|book|propose``.
 Run ``kicc <subcommand> --help`` for each one's options. Errors raised on purpose by
 the package (:class:`kicc_analysis.errors.KiccError`) are printed as one clear line and
 give exit status 2; ``kicc validate`` exits 1 when the table has errors.
