@@ -113,10 +113,32 @@ def test_table_free_text(tmp_path):
     assert "김민수" not in json.dumps(rows, ensure_ascii=False)
 
 
-def test_parallel_equals_serial(planted, audited):
+def test_parallel_equals_serial(planted, audited, monkeypatch):
+    from kicc_analysis.deid import audit as audit_module
+
+    started = []
+    real_pool = audit_module.ProcessPoolExecutor
+
+    def spy(*args, **kwargs):
+        started.append(kwargs.get("max_workers"))
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(audit_module, "POOL_MIN_FILES", 2)  # the planted repository is smaller than a real one
+    monkeypatch.setattr(audit_module, "ProcessPoolExecutor", spy)
     parallel = audit_repository(planted.root, key=KEY, workers=2, ocr=False, show=False)
+    assert started == [2]  # the pool really ran
     assert len(parallel.findings) == len(audited.findings)
     assert set(parallel.findings["value_hash"]) == set(audited.findings["value_hash"])
+
+
+def test_default_is_one_process_for_a_small_repository(planted, audited, monkeypatch):
+    from kicc_analysis.deid import audit as audit_module
+
+    monkeypatch.setattr(audit_module, "POOL_MIN_FILES", 2)
+    monkeypatch.setattr(audit_module, "ProcessPoolExecutor", lambda *a, **k: pytest.fail("pool started"))
+    default = audit_repository(planted.root, key=KEY, ocr=False, show=False)  # fewer than PARALLEL_MIN_FILES
+    assert set(default.findings["value_hash"]) == set(audited.findings["value_hash"])
+    assert audit_module.default_workers(audit_module.PARALLEL_MIN_FILES) == 2
 
 
 @pytest.mark.parametrize("folder", ["ct", "cxr"])

@@ -106,3 +106,25 @@ def test_cluster_extra_is_in_dev_and_pinned(project_root, pyproject):
     assert cluster <= {_name(r) for r in extras["dev"]}
     pins = (project_root / "requirements" / "constraints.txt").read_text().lower().splitlines()
     assert all(any(line.startswith(f"{name}==") for line in pins) for name in cluster)
+
+
+def test_no_merge_conflict_markers_in_the_source_tree():
+    # a conflict resolved by hand once left `<<<<<<< HEAD` in a module docstring, which only the doctest run caught
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    suffixes = {".py", ".md", ".toml", ".yml", ".yaml", ".cfg", ".txt", ".sh", ".html", ".css", ".js"}
+    skip = {".venv", ".git", "results", "demo_repository", "node_modules", "_output"}
+    marker = re.compile(r"^(<{7} |>{7} |={7}$)", re.MULTILINE)
+    import os
+
+    bad, checked = [], 0
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [d for d in subfolders if d not in skip and not d.startswith(".") or d == ".ci"]
+        for name in files:
+            path = Path(folder) / name
+            if path.suffix in suffixes or name in {"Makefile", "run"}:
+                checked += 1
+                if marker.search(path.read_text(encoding="utf-8", errors="replace")):
+                    bad.append(str(path.relative_to(root)))
+    assert checked > 100 and bad == []

@@ -2,9 +2,9 @@
 
 Per slice (uncertain pixels left out, as the outlines' README asks): lung Dice, mask area outside the reference lung
 (% of the reference lung area), left/right labels, and the ``low_confidence`` QA flag. Floors are the measured
-values of lungs-1.9 (docs/ct.md "Real COVID-19 slices") minus 0.01 Dice / plus 1 percentage point, never below the
-lungs-1.8 floors: they stop regressions; the issue's goals (Dice >= 0.95, outside <= 5 %) are met only in part
-(mean Dice 0.922, lowest 0.879; A046441 later 8.4 % outside). Single coronal and sagittal slices of the same collection: segmented in their own plane.
+values of lungs-1.10 (docs/ct.md "Real COVID-19 slices") minus 0.01 Dice / plus 1 percentage point, never below the
+lungs-1.9 floors: they stop regressions; the issue's goals (mean Dice >= 0.95, lowest >= 0.90, outside <= 5 % on
+every slice) are met only in part (mean Dice 0.929, lowest 0.902; A046441 later 6.5 % outside). Single coronal and sagittal slices of the same collection: segmented in their own plane.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from kicc_analysis.quantification import segment_opacities
 from kicc_analysis.segmentation import LEFT, RIGHT, LungParameters, segment_lungs
 from kicc_analysis.segmentation.lungs import _low_confidence_reasons
 
-# slice: (Dice measured lungs-1.9, % outside measured, left/right right, low_confidence expected,
-#         lungs-1.8 Dice, lungs-1.8 % outside)
+# slice: (Dice measured lungs-1.10, % outside measured, left/right right, low_confidence expected,
+#         lungs-1.9 Dice, lungs-1.9 % outside)
 MEASURED = {
-    "A002304_19001231-076": (0.932, 3.1, True, False, 0.916, 5.2),  # lungs-1.7: arm taken in (24 % outside)
-    "A002304_19010112-135": (0.933, 2.8, True, False, 0.929, 2.3),
-    "A046441_19001111-045": (0.900, 2.6, True, True, 0.760, 9.5),  # lungs-1.8: posterior consolidation missed, hilum in
-    "A046441_19010101-23": (0.879, 8.4, True, True, 0.813, 17.9),  # lungs-1.7: right lung labelled left
-    "A048383_19001231-30": (0.939, 2.9, True, False, 0.936, 2.8),  # lungs-1.7: object on the chest / arms (57 %)
-    "A048383_19010410-30": (0.951, 4.9, True, False, 0.936, 8.0),  # lungs-1.8: left hilum in the mask
+    "A002304_19001231-076": (0.936, 3.1, True, False, 0.932, 3.1),  # lungs-1.7: arm taken in (24 % outside)
+    "A002304_19010112-135": (0.937, 2.6, True, False, 0.933, 2.8),
+    "A046441_19001111-045": (0.910, 2.8, True, True, 0.900, 2.6),  # lungs-1.8: posterior consolidation missed, hilum in
+    "A046441_19010101-23": (0.902, 6.5, True, True, 0.879, 8.4),  # lungs-1.7: right lung labelled left
+    "A048383_19001231-30": (0.941, 3.3, True, False, 0.939, 2.9),  # lungs-1.7: object on the chest / arms (57 %)
+    "A048383_19010410-30": (0.951, 4.9, True, False, 0.951, 4.9),  # lungs-1.8: left hilum in the mask
 }
 
 
@@ -69,8 +69,8 @@ def test_covid_slice_sides(outlined, name):
 
 @pytest.mark.parametrize("name", sorted(MEASURED))
 def test_low_confidence_marks_the_wrong_masks(outlined, name):
-    """low_confidence is set on the two A046441 slices (more than 30 % of the mask recovered dense tissue; Dice 0.90 /
-    0.88, lungs-1.8 0.76 / 0.81) and not on the four at 0.93-0.95."""
+    """low_confidence is set on the two A046441 slices (more than 30 % of the mask recovered dense tissue; Dice 0.91 /
+    0.90, lungs-1.9 0.90 / 0.88, lungs-1.8 0.76 / 0.81) and not on the four at 0.94-0.95."""
     qa = outlined[name][3]
     assert qa["low_confidence"] == MEASURED[name][3]
     assert ("low_confidence" in qa["flags"]) == qa["low_confidence"]
@@ -91,14 +91,14 @@ def test_low_confidence_reasons_each_rule():
 
 
 def test_mean_dice_and_sides_over_the_six_slices(outlined):
-    """lungs-1.9: mean Dice 0.922 (lungs-1.8: 0.881, lungs-1.7: 0.813), lowest 0.879 (0.760), mask area outside
-    the reference <= 5 % on 5 of 6 slices (3 of 6), sides right on 6 of 6."""
+    """lungs-1.10: mean Dice 0.929 (lungs-1.9: 0.922, lungs-1.8: 0.881, lungs-1.7: 0.813), lowest 0.902 (0.879,
+    0.760), mask area outside the reference <= 5 % on 5 of 6 slices (5, 3 of 6), sides right on 6 of 6."""
     dices, outside = [], []
     for labels, reference, keep, _ in outlined.values():
         mask, ref = (labels > 0) & keep, (reference > 0) & keep
         dices.append(_dice(mask, ref))
         outside.append(100.0 * (mask & ~ref).sum() / ref.sum())
-    assert np.mean(dices) >= 0.91 and min(dices) >= 0.87
+    assert np.mean(dices) >= 0.92 and min(dices) >= 0.89
     assert sum(value <= 5.0 for value in outside) >= 5
 
 
@@ -116,8 +116,8 @@ def _score(name: str, parameters: LungParameters) -> tuple[float, float]:
 
 def test_posterior_rule_brings_the_dependent_consolidation_in(outlined):
     """posterior_2d (lungs-1.9): on A046441 earlier the partly aerated consolidation beside the spine, which the
-    dependent rules leave out, is lung: Dice 0.900 with the rule, 0.800 without; the area outside the reference
-    stays under 3 %."""
+    dependent rules leave out, is lung: Dice 0.910 with the rule (lungs-1.10; lungs-1.9 0.900), 0.800 without; the
+    area outside the reference stays near 3 %."""
     name = "A046441_19001111-045"
     labels, reference, keep, qa = outlined[name]
     with_rule = _dice((labels > 0) & keep, (reference > 0) & keep)
@@ -129,7 +129,7 @@ def test_posterior_rule_brings_the_dependent_consolidation_in(outlined):
 def test_mediastinal_block_keeps_the_hilum_out(outlined):
     """mediastinal_block_2d (lungs-1.9): the hilar and mediastinal soft tissue the air-bronchogram and hull-deficit
     rules took in on the consolidated A046441 slices and at the left hilum of A048383 later is taken back: area
-    outside the reference 2.6 / 8.4 / 4.9 % with the filter, 10.5 / 21.8 / 8.0 % without."""
+    outside the reference 2.8 / 6.5 / 4.9 % with the filter, 10.9 / 21.9 / 8.1 % without (lungs-1.10)."""
     for name, margin in (("A046441_19001111-045", 3.0), ("A046441_19010101-23", 5.0), ("A048383_19010410-30", 2.0)):
         labels, reference, keep, qa = outlined[name]
         mask, ref = (labels > 0) & keep, (reference > 0) & keep
@@ -197,3 +197,18 @@ def test_coronal_slices_sides_and_nothing_below_the_diaphragm():
             x = _physical(image, labels > 0, 0)
             side = labels[labels > 0]
             assert x[side == RIGHT].mean() < x[side == LEFT].mean()
+
+
+def test_lungs_1_10_settings_on_the_lowest_slice(outlined):
+    """lungs-1.10 on A046441 later (the lowest slice of lungs-1.9): ``posterior_max_smooth_hu`` -70 (lungs-1.9:
+    -100) brings in the posterior consolidation that is solid in part (Dice 0.902, 0.883 with -100: the rule then
+    stops at its first solid spot); ``block_reach_mm`` 25 (lungs-1.9: 20) takes back the left mediastinal border
+    (6.5 % outside the reference, 8.5 % with 20 mm)."""
+    name = "A046441_19010101-23"
+    labels, reference, keep, qa = outlined[name]
+    mask, ref = (labels > 0) & keep, (reference > 0) & keep
+    dice, outside = _dice(mask, ref), 100.0 * (mask & ~ref).sum() / ref.sum()
+    old_hu, _ = _score(name, LungParameters(posterior_max_smooth_hu=-100.0))
+    _, old_reach = _score(name, LungParameters(block_reach_mm=20.0))
+    assert dice >= old_hu + 0.015
+    assert outside <= old_reach - 1.5

@@ -593,12 +593,28 @@ def audit_table(
     return c.rows
 
 
+#: Below this many files the audit and the de-identifier run in one process unless ``workers`` is given:
+#: docs/benchmarks.md measured a 2-process pool slower than one process at 339 files (cold per-worker caches).
+PARALLEL_MIN_FILES = 1000
+#: With ``workers`` > 1, the header pool starts from this many files (64-file chunks).
+POOL_MIN_FILES = 128
+
+
+def default_workers(n_files: int) -> int:
+    """Processes used when ``workers`` is not given: 1 below :data:`PARALLEL_MIN_FILES` files, else 2.
+
+    >>> default_workers(339), default_workers(20_000)
+    (1, 2)
+    """
+    return 1 if n_files < PARALLEL_MIN_FILES else 2
+
+
 def audit_repository(
     root: str | os.PathLike[str],
     *,
     key: bytes | None = None,
     tables: Sequence[str | os.PathLike[str]] = (),
-    workers: int = 2,
+    workers: int | None = None,
     unmasked: bool = False,
     ocr: bool = True,
     ocr_slices: int = 3,
@@ -615,8 +631,10 @@ def audit_repository(
         within this report).
     tables : paths
         Clinical exports to audit too; CSV/XLSX files found under ``root`` are audited as tables anyway.
-    workers : int
-        Processes reading headers in parallel (the scanner's fork pool pattern).
+    workers : int, optional
+        Processes reading headers in parallel (the scanner's fork pool pattern). Default: one process below
+        :data:`PARALLEL_MIN_FILES` files (a pool was measured slower at 339 files: each worker starts with cold
+        caches), else 2.
     unmasked : bool
         Write values unmasked in previews (only when explicitly asked).
     ocr : bool
@@ -642,13 +660,14 @@ def audit_repository(
             warns.append(message)
             ocr = False
     rels = _list(root)
+    workers = default_workers(len(rels)) if workers is None else workers
     rows: list[dict] = []
     facts: list[dict] = []
     review: dict = {}
     chunks = [rels[i : i + 64] for i in range(0, len(rels), 64)]
     bar = progress_bar(total=len(rels), show=show, desc="audit headers", unit="file")
     results: list[list[tuple]]
-    if workers > 1 and len(rels) >= 128:
+    if workers > 1 and len(rels) >= POOL_MIN_FILES:
         method = "fork" if sys.platform.startswith("linux") else "spawn"
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
             results = []

@@ -392,7 +392,7 @@ def deidentify_repository(
     site: str,
     *,
     options: tuple[str, ...] = annex_e.OPTIONS,
-    workers: int = 2,
+    workers: int | None = None,
     ocr: bool | None = None,
     reid_table: str | os.PathLike[str] | None = None,
     show: bool | None = None,
@@ -407,8 +407,9 @@ def deidentify_repository(
         The secret key (:func:`kicc_analysis.deid.keys.load_key`); never written under ``out``.
     site : str
         The contributing site, ``S01``-``S99`` (part of every pseudonym).
-    workers : int
-        Processes (a fork pool on Linux, from 16 files); the output does not depend on it.
+    workers : int, optional
+        Processes (a fork pool on Linux, from 16 files); the output does not depend on it. Default:
+        :func:`kicc_analysis.deid.audit.default_workers` of the number of files (one process below 1,000).
     ocr : bool, optional
         Read burned-in text (Clean Pixel Data, see the module docstring). Default: when tesseract is installed;
         without it, a warning, and files flagged Burned In Annotation ``YES`` are quarantined.
@@ -465,6 +466,10 @@ def deidentify_repository(
             log.flush()
             bar.update(len(done_entries) + not_dicom + len(problems))
 
+        if workers is None:
+            from kicc_analysis.deid.audit import default_workers
+
+            workers = default_workers(len(files))
         if workers > 1 and len(files) >= 16:
             method = "fork" if sys.platform.startswith("linux") else "spawn"
             with ProcessPoolExecutor(

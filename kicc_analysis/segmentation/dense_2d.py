@@ -23,9 +23,11 @@ of one slice instead. :func:`~kicc_analysis.segmentation.lungs._recover_dense` c
    tissue inside the cavity, behind the lung in its column with no lung behind it, outside the mediastinum and the
    paravertebral / aortic band.
 5. **Posterior consolidation beside the spine** (lungs-1.9, :func:`_recover_posterior_2d`): partly aerated soft
-   tissue in the posterior half, lateral of the paravertebral line, reached from the lung.
+   tissue (smoothed HU below -70, lungs-1.10) in the posterior half, lateral of the paravertebral line, reached from
+   the lung.
 6. **Mediastinal block filter** (lungs-1.9, :func:`_mediastinal_block_2d`): recovered tissue in the solid
-   soft-tissue block between the lungs (hilum, great vessels) is taken back.
+   soft-tissue block between the lungs (hilum, great vessels), up to 25 mm beyond the zone between the aerated lungs,
+   is taken back.
 7. **Cage filter** (lungs-1.8, rule ``cage_2d``): everything recovered outside the thoracic cavity is taken back.
 
 The **thoracic cavity** of an axial slice (:func:`thoracic_cavity_2d`, lungs-1.8) is fitted to the rib ring; before

@@ -141,7 +141,7 @@ class LungParameters:
     cavity_pleura_mm: float = 4.0  # dependent_cavity_2d: pleura + intercostal tissue inside the cage (mm), never lung
     # posterior_2d (lungs-1.9): columns at least this far (mm) lateral of the vertebral body (paravertebral line)
     posterior_spine_mm: float = 5.0
-    posterior_max_smooth_hu: float = -100.0  # ... smoothed HU (block_sigma_mm) below this: partly aerated consolidation
+    posterior_max_smooth_hu: float = -70.0  # ... smoothed HU (block_sigma_mm) below this: partly aerated consolidation
     posterior_reach_mm: float = 40.0  # ... reached from the lung within this (mm)
     posterior_min_thickness_px: int = 3  # ... parts at least this many working-grid pixels thick (square opening)
     posterior_max_hole_mm2: float = 300.0  # ... enclosing no new hole larger than this (mm^2; a ring around the heart)
@@ -152,7 +152,7 @@ class LungParameters:
     block_min_hu: float = -100.0
     # ... the block is the solid tissue connected to the seed zone between the lungs after an opening of this radius
     block_opening_mm: float = 4.0
-    block_reach_mm: float = 20.0  # ... and at most this far (mm) beyond the seed zone (0: no limit)
+    block_reach_mm: float = 25.0  # ... and at most this far (mm) beyond the seed zone (0: no limit)
     block_component_share: float = 0.5  # ... a recovered component with at least this share in the block is dropped
     # --- single coronal / sagittal slices (lungs.py, _segment_plane_array)
     plane_min_parenchyma: float = 0.5  # lung: at least this share (0-1) of the interior at -960..-500 HU (gas: < -960)
