@@ -22,6 +22,8 @@ def test_notebook_06_runs_on_the_demo(demo_repository, tmp_path):
     index = (results / "teaching" / "index.html").read_text(encoding="utf-8")
     links = re.findall(r'href="(case_\d+/case.html)"', index)
     assert len(links) == 3 and all((results / "teaching" / link).is_file() for link in links)
+    pages = [(results / "teaching" / link).read_text(encoding="utf-8") for link in links]
+    assert ['id="comparison"' in page for page in pages] == [True, False, False]  # comparison_cases = 1
     assert (results / "figures" / "teaching_case_key_image.png").exists()
     executed = (results / "notebooks" / "06_teaching_cases.ipynb").read_text(encoding="utf-8")
     assert "iframe sandbox" in executed  # the first case is shown inline
