@@ -417,6 +417,17 @@ def test_cohort_from_dicomweb_equals_the_cohort_from_files(server, tmp_path, cap
     assert len(case_web.stack) == len(case_files.stack) > 0
     assert all((a == b).all() for a, b in zip(case_web.stack, case_files.stack, strict=True))
     assert Path(os.fspath(remote)).is_dir()
+    # the comparison studies of a DICOMweb build: the same CT series (fetched on demand), radiographs said left out
+    from kicc_analysis.teaching.case import case_studies
+
+    ct = from_files.inventory[from_files.inventory["modality"] == "CT"]
+    followed = ct.groupby("subjid")["img_day"].nunique().loc[lambda n: n >= 2].index[0]
+    web_studies, web_left = case_studies(from_web, followed, server.repository)
+    file_studies, _ = case_studies(from_files, followed, server.repository)
+    file_cts = [s for s in file_studies if s.modality == "CT"]
+    assert [(s.day, s.image.GetSize()) for s in web_studies] == [(s.day, s.image.GetSize()) for s in file_cts]
+    assert all("DICOMweb" in reason for reason in web_left)
+    assert len(web_left) == len(file_studies) - len(file_cts)
     assert main(["cohort", str(server.repository), "--dicomweb", server.dicomweb_url]) == 0
     assert f"cohort_version {from_files.cohort_version}" in capsys.readouterr().out
 

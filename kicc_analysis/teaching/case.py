@@ -489,6 +489,7 @@ def case_studies(
     chosen = select_radiographs(instances[instances["study_uid"].isin(mine["study_uid"])])
     chosen = dict(zip(chosen["study_uid"], chosen["relpath"], strict=True))
     root = Path(build.scan.root) if getattr(build.scan, "root", None) else Path(repository)
+    remote = bool(getattr(build.scan, "url", None))
     studies: list[Any] = []
     left_out: list[str] = []
     mine["radiograph_last"] = mine["modality"] != "CT"
@@ -500,9 +501,17 @@ def case_studies(
                 left_out.append(f"CT study of day {day}: no series selected ({row.selection_reason})")
                 continue
             image, lungs, opacity = (known or {}).get(row.selected_series_uid, (None, None, None))
-            if image is None:
+            if image is None and remote:  # a DICOMweb scan: the series fetched on demand into the local cache
+                from ..repository.dicomweb import series_source
+
+                uid = row.selected_series_uid
+                image = load_ct(series_source(build.scan, uid), series_uid=uid)
+            elif image is None:
                 image = load_ct([str(f) for f in series_files(build.scan, row.selected_series_uid)])
             study = ComparisonStudy(image, day=day, scheme="ct_lobe", lungs=lungs, opacity=opacity)
+        elif row.modality in ("CR", "DX") and row.day in ct_days and row.study_uid in chosen and remote:
+            left_out.append(f"radiograph of day {day}: on a DICOMweb server, not in local files")
+            continue
         elif row.modality in ("CR", "DX") and row.day in ct_days and row.study_uid in chosen:
             path = Path(chosen[row.study_uid])
             path = path if path.is_absolute() else root / path
