@@ -56,6 +56,7 @@ test: env
 
 lint: $(STAMP)
 	$(BIN)/ruff check kicc_analysis tests benchmarks
+	$(BIN)/ruff format --check kicc_analysis tests benchmarks
 
 bench: $(STAMP)
 	for script in benchmarks/*_benchmark.py; do $(BIN)/python $$script || exit 1; done

@@ -198,7 +198,10 @@ def bench_km_quantiles(n: int, repeats: int, continuous: bool = False) -> list[d
         pass
     res = interleaved(fns, repeats)
     task = f"Kaplan-Meier + quartiles with CIs, {n:,} rows ({'distinct real times' if continuous else 'integer days'})"
-    peers = {"statsmodels": "statsmodels SurvfuncRight + quantile_ci", "lifelines": "lifelines KaplanMeierFitter (median CI only)"}
+    peers = {
+        "statsmodels": "statsmodels SurvfuncRight + quantile_ci",
+        "lifelines": "lifelines KaplanMeierFitter (median CI only)",
+    }
     return [{"task": task, "ours_s": res["ours"], "peer": peers[k], "peer_s": res[k]} for k in fns if k != "ours"]
 
 

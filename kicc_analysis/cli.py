@@ -527,7 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for findings.jsonl/.csv, review.csv, summary.txt and audit.html")
     p.add_argument("--key", help="key file for keyed hashes of values (default: a random key for this run)")
     p.add_argument("--table", action="append", help="a clinical export to audit too (repeatable)")
-    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: 1 below 1,000 files, else 2)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="parallel processes (default: 1 below 1,000 files, else 2)"
+    )
     p.add_argument("--unmasked", action="store_true", help="write values unmasked in the report (sensitive!)")
     p.add_argument("--no-ocr", action="store_true", help="skip the burned-in text check")
     p.add_argument(
@@ -545,7 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", required=True, help="secret key file (at least 32 bytes; never under OUT)")
     p.add_argument("--site", help="contributing site S01-S99")
     p.add_argument("--verify", action="store_true", help="check OUT against its manifest instead")
-    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: 1 below 1,000 files, else 2)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="parallel processes (default: 1 below 1,000 files, else 2)"
+    )
     p.add_argument("--no-ocr", action="store_true", help="do not read burned-in text (flagged files quarantined)")
     p.add_argument(
         "--reid-table", help="write the encrypted re-identification table to this file (not inside OUT or IN)"

@@ -91,9 +91,7 @@ LABELLED_BIRTH_DATE = re.compile(
 #: A calendar date in free text (``2020-03-14``, ``2020.3.14``, ``14/03/2020``, ``2020년 3월 14일``, ``20200314``).
 #: Not an identifier pattern of :func:`scan_text` (tables hold admission dates legitimately); outputs that must
 #: give relative days only (teaching figures) search for it.
-CALENDAR_DATE = re.compile(
-    _D + r"(?:" + _DATE_TEXT + r"|(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))" + _E
-)
+CALENDAR_DATE = re.compile(_D + r"(?:" + _DATE_TEXT + r"|(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))" + _E)
 _FULL_DATE = re.compile(r"^\s*(?:" + _DATE_TEXT + r"|(?:19|20)\d{6})(?:[ T]00:00(?::00)?)?\s*$")
 HANGUL_NAME = re.compile(r"[\uac00-\ud7a3]{2,4}")
 LATIN_NAME = re.compile(r"[A-Z][a-z]+(?:[ -][A-Z][a-z]+){1,2}|[A-Z][A-Za-z'-]+\^[A-Z][A-Za-z' ^-]+")

@@ -478,7 +478,9 @@ def test_kaplan_meier_group_without_events_has_no_median():
     # raise "attempt to get argmax of an empty sequence" (notebook 04, CT-extent groups on a small demo)
     from kicc_analysis.prognosis import kaplan_meier, km_table
 
-    table = km_table(kaplan_meier([1, 2, 3, 4, 5, 6], [0, 0, 0, 1, 1, 0], group=["a"] * 3 + ["b"] * 3)).set_index("group")
+    table = km_table(kaplan_meier([1, 2, 3, 4, 5, 6], [0, 0, 0, 1, 1, 0], group=["a"] * 3 + ["b"] * 3)).set_index(
+        "group"
+    )
     assert table.loc["a", "events"] == 0 and np.isnan(table.loc["a", "median"])
     assert table.loc["b", "median"] == 5.0
     single = km_table(kaplan_meier([5.0], [0.0]))

@@ -343,14 +343,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def _inside(child: Path, parent: Path) -> bool:
-    try:
-        child.relative_to(parent)
-        return True
-    except ValueError:
-        return False
-
-
 @dataclass
 class DeidRun:
     """What :func:`deidentify_repository` did (counts only; no input path or value)."""
@@ -379,9 +371,9 @@ class DeidRun:
 def _check_paths(inp: Path, out: Path, key_path: Path) -> None:
     if not inp.is_dir():
         raise DeidError(f"{inp}: not a folder (expected the repository to de-identify)")
-    if _inside(out, inp) or _inside(inp, out):
+    if out.is_relative_to(inp) or inp.is_relative_to(out):
         raise DeidError(f"OUT {out} is inside IN {inp} (or IN inside OUT): choose an output folder outside the input")
-    if _inside(key_path, out):
+    if key_path.is_relative_to(out):
         raise DeidError(f"key file {key_path} is under OUT {out}: keep the key outside the output")
 
 

@@ -58,19 +58,11 @@ def _fernet(key: bytes):  # noqa: ANN202 - cryptography's Fernet, imported lazil
     return Fernet(base64.urlsafe_b64encode(derived))
 
 
-def _inside(child: Path, parent: Path) -> bool:
-    try:
-        child.relative_to(parent)
-        return True
-    except ValueError:
-        return False
-
-
 def check_reid_path(path: str | os.PathLike[str], inp: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
     """``path`` resolved; :class:`DeidError` when it lies inside OUT or inside IN."""
     p = Path(path).resolve()
     for folder, name in ((Path(out).resolve(), "OUT"), (Path(inp).resolve(), "IN")):
-        if _inside(p, folder):
+        if p.is_relative_to(folder):
             raise DeidError(
                 f"--reid-table {p} is inside {name} {folder}: write the re-identification table elsewhere "
                 "(OUT is what is shared, IN is the hospital's export)"

@@ -724,7 +724,8 @@ def generate_demo(
         cases[lobe] = [res["baseline_inv"][lobe] for res in results if res["baseline_inv"]]
     readings = simulate_readings(cases, np.random.default_rng(np.random.SeedSequence([seed, 3])))
     readings.to_csv(out / "readings" / "reader_scores.csv", index=False, lineterminator="\n")
-    write_demo_cxr_readings(out, _plan_dicts(plans), seed)  # issue 17 hook: 3 readers' Brixia scores (demo/cxr_readers.py)
+    # issue 17 hook: 3 readers' Brixia scores (demo/cxr_readers.py)
+    write_demo_cxr_readings(out, _plan_dicts(plans), seed)
     write_demo_finding_readings(out, cases, seed)  # issue 20 hook: CT findings, RSNA, CO-RADS (finding_readers.py)
 
     # --- a few non-DICOM files in the DICOM tree ---------------------------------------------------------------

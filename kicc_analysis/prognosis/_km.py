@@ -134,9 +134,7 @@ def _counts_integer_times(
     return lo + present.astype(float), n_total[present], n_event[present]
 
 
-def _counts_sorted(
-    time: np.ndarray, ev: np.ndarray, w: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _counts_sorted(time: np.ndarray, ev: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Counts per distinct time from one sort (reduceat over the runs of equal times)."""
     order = np.argsort(time)
     ts = time[order]

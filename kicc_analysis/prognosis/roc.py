@@ -35,7 +35,15 @@ from kicc_analysis.prognosis._checks import as_float_array, check_binary, comple
 from kicc_analysis.progress import progress_bar
 from kicc_analysis.results import Estimate
 
-__all__ = ["roc_auc", "delong_test", "delong_test_unpaired", "youden", "hanley_mcneil_se", "roc_curve", "delong_components"]
+__all__ = [
+    "roc_auc",
+    "delong_test",
+    "delong_test_unpaired",
+    "youden",
+    "hanley_mcneil_se",
+    "roc_curve",
+    "delong_components",
+]
 
 
 def _clean(y: Any, *scores: Any, where: str) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -249,8 +257,14 @@ def delong_test_unpaired(
         method="delong_test_unpaired",
         convention="pROC roc.test(method='delong', paired=FALSE): D on Welch-Satterthwaite t df",
         confidence=confidence,
-        extra={"auc_a": float(auc_a[0]), "auc_b": float(auc_b[0]), "statistic_d": float(d), "df": float(df),
-               "n_a": len(ya), "n_b": len(yb)},  # fmt: skip
+        extra={
+            "auc_a": float(auc_a[0]),
+            "auc_b": float(auc_b[0]),
+            "statistic_d": float(d),
+            "df": float(df),
+            "n_a": len(ya),
+            "n_b": len(yb),
+        },  # fmt: skip
     )
 
 

@@ -52,7 +52,7 @@ from .._cache import cache_base, cache_key
 from ..errors import RepositoryError
 from ..progress import progress_bar
 from .header import _WANTED, _clean
-from .scan import _SCHEMA, RepositoryScan, _arrow_strings, _finish_scan, _temp_path
+from .scan import _SCHEMA, RepositoryScan, _arrow_strings, _finish_scan, _temp_path, geometry_columns
 from .sealed import SECRET_NAME, cache_secret, seal_table, unseal_table
 from .tables import FLAT_COLUMNS, build_instances, build_series
 
@@ -310,14 +310,7 @@ def _row(element: dict, study_uid: str | None = None) -> tuple:
     rec = {name: _json_value(name, vr, element.get(tag)) for tag, (name, vr) in QIDO_FIELDS.items()}
     if rec["study_uid"] is None:
         rec["study_uid"] = study_uid
-    ipp = rec["image_position"] or ()
-    iop = rec["image_orientation"] or ()
-    ps = rec["pixel_spacing"] or ()
-    ips = rec["imager_pixel_spacing"] or ()
-    ipp = ipp if len(ipp) == 3 else (None, None, None)
-    iop = iop if len(iop) == 6 else (None,) * 6
-    ps = ps if len(ps) == 2 else (ps[0], ps[0]) if len(ps) == 1 else (None, None)
-    ips = ips if len(ips) == 2 else (ips[0], ips[0]) if len(ips) == 1 else (None, None)
+    ipp, iop, ps, ips = geometry_columns(rec)
     relpath = f"{rec['study_uid']}/{rec['series_uid']}/{rec['sop_uid']}"
     values = {
         "relpath": relpath,

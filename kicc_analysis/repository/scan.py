@@ -517,20 +517,34 @@ def _list_files(
     return _Listing(root, exclude, _collect_find(proc) if proc is not None else None, follow_symlinks)
 
 
+def geometry_columns(rec: dict) -> tuple[tuple, tuple, tuple, tuple]:
+    """The geometry values of a header record as fixed-length tuples for the flat index columns.
+
+    Image Position (3 values), Image Orientation (6), Pixel Spacing and Imager Pixel Spacing (2, a single value
+    repeated); a missing or malformed value becomes ``None`` in every position.
+
+    >>> geometry_columns({"image_position": [0, 0, 1], "image_orientation": None, "pixel_spacing": [0.7],
+    ...                   "imager_pixel_spacing": [0.1, 0.2, 0.3]})
+    ((0, 0, 1), (None, None, None, None, None, None), (0.7, 0.7), (None, None))
+    """
+    ipp = tuple(rec.get("image_position") or ())
+    iop = tuple(rec.get("image_orientation") or ())
+    ps = tuple(rec.get("pixel_spacing") or ())
+    ips = tuple(rec.get("imager_pixel_spacing") or ())
+    ipp = ipp if len(ipp) == 3 else (None, None, None)
+    iop = iop if len(iop) == 6 else (None,) * 6
+    ps = ps if len(ps) == 2 else (ps[0], ps[0]) if len(ps) == 1 else (None, None)
+    ips = ips if len(ips) == 2 else (ips[0], ips[0]) if len(ips) == 1 else (None, None)
+    return ipp, iop, ps, ips
+
+
 def _flatten(entry: Entry, res: HeaderResult) -> tuple:
     """One index row (in :data:`FLAT_COLUMNS` order) from a listing record and its header result."""
     rel, size, mtime_ns, ctime_ns = entry
     rec = res.record
     if rec is None:
         return (rel, size, mtime_ns, ctime_ns, res.error, res.header_hash) + (None,) * (len(FLAT_COLUMNS) - 6)
-    ipp = rec["image_position"] or ()
-    iop = rec["image_orientation"] or ()
-    ps = rec["pixel_spacing"] or ()
-    ips = rec["imager_pixel_spacing"] or ()
-    ipp = ipp if len(ipp) == 3 else (None, None, None)
-    iop = iop if len(iop) == 6 else (None,) * 6
-    ps = ps if len(ps) == 2 else (ps[0], ps[0]) if len(ps) == 1 else (None, None)
-    ips = ips if len(ips) == 2 else (ips[0], ips[0]) if len(ips) == 1 else (None, None)
+    ipp, iop, ps, ips = geometry_columns(rec)
     g = rec.get
     return (
         rel,
