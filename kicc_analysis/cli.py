@@ -305,6 +305,7 @@ def _cmd_teach_case(args: argparse.Namespace) -> int:
         allow_pseudonym=args.allow_pseudonym,
         overlay=args.overlay,
         stack_step=args.stack_step,
+        comparison=not args.no_comparison,
     )
     page = render_case(case, args.out, quiz=not args.no_quiz, lang=args.lang)
     print(f"case page written to {page} ({len(case.key_images)} key images, {len(case.stack)} stack slices)")
@@ -596,6 +597,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quantify", action="store_true", help="show the CT quantification (kicc quantify, cached)")
     t.add_argument("--allow-pseudonym", action="store_true", help="show the pseudonym on the page")
     t.add_argument("--stack-step", type=int, default=1, help="keep every n-th slice in the CT stack (default 1)")
+    t.add_argument(
+        "--no-comparison",
+        action="store_true",
+        help="leave out the baseline/follow-up comparison figure (default: shown when there are two or more days)",
+    )
     t.set_defaults(func=_cmd_teach_case)
     t = teach.add_parser(
         "book", help="write a casebook", description="Write DIR/index.html and one folder per case from CASES.yaml."

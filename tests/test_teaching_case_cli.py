@@ -26,12 +26,15 @@ def test_teach_case(demo_repository, subject, tmp_path, capsys):
     page = (out / "case.html").read_text(encoding="utf-8")
     assert "진단은?" in page and '<section id="answer">' in page and '<html lang="ko">' in page
     assert subject not in page and "case page written to" in capsys.readouterr().out
+    assert json.loads((out / "manifest.json").read_text())["comparison"] is not None  # two CT days: shown
     quiz = tmp_path / "quiz"
-    assert main([*argv[:-1], str(quiz), "--stack-step", "8", "--quantify", "--allow-pseudonym"]) == 0
+    extra = ["--stack-step", "8", "--quantify", "--allow-pseudonym", "--no-comparison"]
+    assert main([*argv[:-1], str(quiz), *extra]) == 0
     page = (quiz / "case.html").read_text(encoding="utf-8")
     assert '<section id="answer" hidden>' in page and subject in page and 'id="quantification"' in page
     manifest = json.loads((quiz / "manifest.json").read_text())
     assert len(manifest["quantification"]["timepoints"]) == 2
+    assert manifest["comparison"] is None and not (quiz / "comparison.png").exists()
 
 
 def test_teach_case_errors_are_one_line(demo_repository, tmp_path, capsys):

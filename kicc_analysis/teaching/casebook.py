@@ -152,7 +152,7 @@ def render_casebook(
 
 #: keys of a casebook file (``kicc teach book CASES.yaml``) and of each of its cases
 BOOK_KEYS = ("repository", "title", "lang", "quiz", "overlay", "quantify", "cases")
-CASE_KEYS = ("subject", "text", "allow_pseudonym")
+CASE_KEYS = ("subject", "text", "allow_pseudonym", "comparison")
 
 
 def load_casebook_spec(path: str | Path) -> dict:
@@ -255,6 +255,7 @@ def build_casebook(
                 build=build,
                 educator=educator,
                 allow_pseudonym=bool(entry.get("allow_pseudonym", False)),
+                comparison=bool(entry.get("comparison", True)),
                 overlay=bool(spec.get("overlay", False)),
                 stack_step=2,
             )
