@@ -8,11 +8,14 @@ reports it with its rule), and OCRs only the radiographs that do not say they ar
 text (Burned In Annotation not ``NO``; at most ``ocr_limit``). The sample is a folder of symbolic links that
 mirrors the repository's relative paths, so the audit's file and folder names are the repository's own.
 
-Examples
---------
->>> from kicc_analysis.repository.audit_sample import write_audit_sample  # doctest: +SKIP
->>> sample = write_audit_sample(scan, tmp)                                  # doctest: +SKIP
->>> audit_repository(sample.headers, ocr=False); audit_repository(sample.ocr, ocr=True)  # doctest: +SKIP
+Usage (as notebook 01 does, on a scanned repository ``scan`` and an empty folder ``tmp``)::
+
+    from kicc_analysis.deid.audit import audit_repository
+    from kicc_analysis.repository.audit_sample import write_audit_sample
+
+    sample = write_audit_sample(scan, tmp)
+    headers = audit_repository(sample.headers, ocr=False)
+    pixels = audit_repository(sample.ocr, ocr=True)
 """
 
 from __future__ import annotations
