@@ -45,6 +45,22 @@ CSP = (
     "font-src 'none'; connect-src 'none'; form-action 'none'; base-uri 'none'"
 )
 LANGS = ("en", "ko")
+
+
+def page_head(title: str, lang: str) -> str:
+    """The opening of every teaching page (case pages and the casebook index): doctype, language, the
+    :data:`CSP`, a phone viewport, ``title`` (already HTML-escaped) and the start of a ``<style>`` block with the
+    shared body rule (Hangul fonts first)."""
+    return f"""<!DOCTYPE html>
+<html lang="{lang}"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body{{font-family:"NanumGothic","Nanum Gothic","Noto Sans CJK KR",sans-serif;margin:0 auto;max-width:900px;padding:8px;
+box-sizing:border-box;overflow-wrap:anywhere}}"""
+
+
 DICOM_IDENTIFYING = (
     "PatientName", "PatientID", "PatientBirthDate", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate",
     "InstitutionName", "InstitutionAddress", "ReferringPhysicianName", "OperatorsName", "AccessionNumber",
@@ -911,14 +927,7 @@ def _page_html(
     heads = ("병력", "질문", "정답") if lang == "ko" else ("History", "Question", "Answer")
     back = f'<nav><a id="index" href="{html.escape(index_href)}">{"목록" if lang == "ko" else "Casebook"}</a></nav>' if (
         index_href) else ""  # fmt: skip
-    return f"""<!DOCTYPE html>
-<html lang="{lang}"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-body{{font-family:"NanumGothic","Nanum Gothic","Noto Sans CJK KR",sans-serif;margin:0 auto;max-width:900px;padding:8px;
-box-sizing:border-box;overflow-wrap:anywhere}}
+    return f"""{page_head(title, lang)}
 img{{max-width:100%;height:auto;display:block}} figure{{margin:8px 0}} input[type=range]{{width:100%}}
 #images{{display:flex;flex-wrap:wrap;gap:8px}} #images figure{{flex:1 1 260px;max-width:440px;min-width:0}}
 #stack{{max-width:560px}}

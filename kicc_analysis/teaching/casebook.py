@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from .case import CSP, LANGS, TeachingCase, case_outputs, check_bytes
+from .case import LANGS, TeachingCase, case_outputs, check_bytes, page_head
 from .images import TeachingError
 
 
@@ -59,14 +59,7 @@ def _index_html(cases: Sequence[TeachingCase], folders: list[str], *, title: str
             f"<span>{number}. {t(case.title)}</span></a><p>{t(case.presentation)}</p></li>"
         )
     heading = html.escape(title)
-    return f"""<!DOCTYPE html>
-<html lang="{lang}"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{heading}</title>
-<style>
-body{{font-family:"NanumGothic","Nanum Gothic","Noto Sans CJK KR",sans-serif;margin:0 auto;max-width:900px;padding:8px;
-box-sizing:border-box;overflow-wrap:anywhere}}
+    return f"""{page_head(heading, lang)}
 ol{{list-style:none;padding:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:12px}}
 .card{{border:1px solid #ccc;border-radius:6px;padding:8px}} .card img{{width:100%;height:auto;display:block;
 background:#000}} .card a{{font-weight:bold;text-decoration:none}}
