@@ -113,7 +113,7 @@ def header_hash(path: str | os.PathLike[str], n_bytes: int = HEADER_BYTES) -> st
 
 
 def file_content_hash(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a whole file (for small parameter files such as masks)."""
+    """Hex SHA-256 of a whole file, read in 1 MiB blocks (masks, export manifests, de-identification manifests)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -63,6 +63,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 
+from kicc_analysis._cache import file_content_hash
 from kicc_analysis.deid import annex_e
 from kicc_analysis.deid.audit import _known_values, safe_int
 from kicc_analysis.deid.encode import encode_file
@@ -317,14 +318,6 @@ def deidentify_dataset(
     return ds, pseudo
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 #: Output folders this process has made (saves a ``mkdir`` per file).
 _MADE: set[Path] = set()
 
@@ -522,7 +515,7 @@ def _already_done(digest: str, out: Path) -> dict | None:
     if previous.get("output") is None:
         return previous
     path = out / previous["output"]
-    return previous if path.is_file() and _sha256(path) == previous["output_sha256"] else None
+    return previous if path.is_file() and file_content_hash(path) == previous["output_sha256"] else None
 
 
 def _reid_row(ds: Dataset, key: bytes, site: str) -> tuple:
@@ -729,7 +722,7 @@ def verify_output(out: str | os.PathLike[str], key_file: str | os.PathLike[str])
         path = out / entry["output"]
         if not path.is_file():
             problems.append(f"{entry['output']}: missing")
-        elif _sha256(path) != entry["output_sha256"]:
+        elif file_content_hash(path) != entry["output_sha256"]:
             problems.append(f"{entry['output']}: content differs from the manifest")
     for path in out.rglob("*"):
         rel = path.relative_to(out).as_posix()

@@ -91,7 +91,7 @@ def lobe_table(
     hu: np.ndarray, lobes: np.ndarray, opacity: np.ndarray, table: Mapping[str, tuple[float, float]], voxel_ml: float
 ) -> pd.DataFrame:
     """The rows of :func:`quantify_lobes` from arrays of one shape (HU, lobe codes, opacity labels)."""
-    from .opacity import CONSOLIDATION, GGO, HU_HIGH, HU_LOW, _histogram_stats
+    from .metrics import HU_HIGH, HU_LOW, region_measures
 
     if lobes.shape != hu.shape or opacity.shape != hu.shape:
         raise AnalysisError(f"lobe labels {lobes.shape} / opacity {opacity.shape} must have the CT's shape {hu.shape}")
@@ -109,34 +109,11 @@ def lobe_table(
     hist = np.bincount(index, minlength=6 * n_hu).reshape(6, n_hu)
     del index, values
     counts = np.bincount(code * 3 + opacity[inside], minlength=18).reshape(6, 3)
-    hu_values = np.arange(HU_LOW, HU_HIGH + 1, dtype=np.float64)
     rows = []
     for k, lobe in enumerate(LOBES, start=1):
-        n = int(hist[k].sum())
-        volume = n * voxel_ml
-        ggo, cons = counts[k, GGO] * voxel_ml, counts[k, CONSOLIDATION] * voxel_ml
-
-        def pct(ml: float, volume: float = volume) -> float:
-            return 100.0 * ml / volume if volume > 0 else np.nan
-
-        row = {
-            "region": lobe,
-            "side": LOBE_SIDES[lobe],
-            "zone": "lobe",
-            "n_voxels": n,
-            "volume_ml": volume,
-            "ggo_ml": ggo,
-            "ggo_pct": pct(ggo),
-            "consolidation_ml": cons,
-            "consolidation_pct": pct(cons),
-            "opacity_ml": ggo + cons,
-            "opacity_pct": pct(ggo + cons),
-        }
-        for cls, (lo, hi) in table.items():
-            if cls not in ("ggo", "consolidation"):
-                row[f"{cls}_pct"] = pct(float(hist[k][(hu_values >= lo) & (hu_values < hi)].sum()) * voxel_ml)
-        row.update(_histogram_stats(hist[k], hu_values))
-        row["lobe_score"] = float(severity_scores(row["opacity_pct"])) if n else np.nan
+        row = {"region": lobe, "side": LOBE_SIDES[lobe], "zone": "lobe"}
+        row.update(region_measures(hist[k], counts[k], table, voxel_ml))
+        row["lobe_score"] = float(severity_scores(row["opacity_pct"])) if row["n_voxels"] else np.nan
         rows.append(row)
     frame = pd.DataFrame(rows)
     scores = frame["lobe_score"]

@@ -95,37 +95,11 @@ def quantify(
             regions[f"both_{part}"] = [first + offset, first + 2 + offset]
             regions[f"right_{part}"] = [first + offset]
             regions[f"left_{part}"] = [first + 2 + offset]
-    hu_values = np.arange(HU_LOW, HU_HIGH + 1, dtype=np.float64)
-    extra_classes = [c for c in table if c not in ("ggo", "consolidation")]
     rows = []
     for name, ids in regions.items():
-        h = hist[ids].sum(axis=0)
-        counts = opac_counts[ids].sum(axis=0)
-        n = int(h.sum())
-        volume = n * voxel_ml
-        ggo, cons = counts[GGO] * voxel_ml, counts[CONSOLIDATION] * voxel_ml
         side, _, zone = name.partition("_")
-
-        def pct(ml: float, volume: float = volume) -> float:
-            return 100.0 * ml / volume if volume > 0 else np.nan
-
-        row = {
-            "region": name,
-            "side": side,
-            "zone": zone or "all",
-            "n_voxels": n,
-            "volume_ml": volume,
-            "ggo_ml": ggo,
-            "ggo_pct": pct(ggo),
-            "consolidation_ml": cons,
-            "consolidation_pct": pct(cons),
-            "opacity_ml": ggo + cons,
-            "opacity_pct": pct(ggo + cons),
-        }
-        for cls in extra_classes:
-            lo, hi = table[cls]
-            row[f"{cls}_pct"] = pct(float(h[(hu_values >= lo) & (hu_values < hi)].sum()) * voxel_ml)
-        row.update(_histogram_stats(h, hu_values))
+        row = {"region": name, "side": side, "zone": zone or "all"}
+        row.update(region_measures(hist[ids].sum(axis=0), opac_counts[ids].sum(axis=0), table, voxel_ml))
         row["severity_score"] = severity_score(row["opacity_pct"])
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -137,6 +111,55 @@ def quantify(
         frame = append_lobe_rows(frame, image, hu_c, lobe_labels, box, opac_c, table, voxel_ml)
     frame.attrs["bins"] = table
     return frame
+
+
+def region_measures(
+    hist: np.ndarray, opacity_counts: np.ndarray, table: Mapping[str, tuple[float, float]], voxel_ml: float
+) -> dict[str, float]:
+    """The measures of one region (a lung, zone, core/periphery group or lobe) from its HU histogram.
+
+    Parameters
+    ----------
+    hist : array
+        Voxel counts per HU from ``HU_LOW`` to ``HU_HIGH``.
+    opacity_counts : array of 3
+        Voxels labelled normal, GGO and consolidation.
+    table : mapping
+        The HU-bin table (:func:`~kicc_analysis.quantification.bins.get_bins`): every class other than GGO and
+        consolidation gives a ``<class>_pct`` from the histogram.
+    voxel_ml : float
+        Volume of one voxel (mL).
+
+    Returns
+    -------
+    dict
+        ``n_voxels``, ``volume_ml``, ``ggo_ml``/``_pct``, ``consolidation_ml``/``_pct``, ``opacity_ml``/``_pct``
+        (percent of the region's volume; NaN for an empty region), the other classes' ``_pct`` and the histogram
+        statistics (``mean_hu``, percentiles, ``skewness``, ``kurtosis``).
+    """
+    hu_values = np.arange(HU_LOW, HU_HIGH + 1, dtype=np.float64)
+    n = int(hist.sum())
+    volume = n * voxel_ml
+    ggo, cons = opacity_counts[GGO] * voxel_ml, opacity_counts[CONSOLIDATION] * voxel_ml
+
+    def pct(ml: float) -> float:
+        return 100.0 * ml / volume if volume > 0 else np.nan
+
+    row = {
+        "n_voxels": n,
+        "volume_ml": volume,
+        "ggo_ml": ggo,
+        "ggo_pct": pct(ggo),
+        "consolidation_ml": cons,
+        "consolidation_pct": pct(cons),
+        "opacity_ml": ggo + cons,
+        "opacity_pct": pct(ggo + cons),
+    }
+    for cls, (lo, hi) in table.items():
+        if cls not in ("ggo", "consolidation"):
+            row[f"{cls}_pct"] = pct(float(hist[(hu_values >= lo) & (hu_values < hi)].sum()) * voxel_ml)
+    row.update(_histogram_stats(hist, hu_values))
+    return row
 
 
 def _histogram_stats(h: np.ndarray, values: np.ndarray) -> dict[str, float]:
