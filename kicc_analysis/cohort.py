@@ -570,6 +570,7 @@ def ct_series_jobs(build: CohortBuild, *, series_cache_bytes: int | None = None)
     :class:`~kicc_analysis.repository.dicomweb.DicomwebSeries` for a scan of a DICOMweb server, fetched on demand
     into a local cache bounded by ``series_cache_bytes``)."""
     from kicc_analysis.repository.dicomweb import DEFAULT_CACHE_BYTES, DicomwebScan, series_source
+    from kicc_analysis.repository.scan import series_file_lists
 
     inventory = build.inventory
     ct = inventory[
@@ -589,5 +590,6 @@ def ct_series_jobs(build: CohortBuild, *, series_cache_bytes: int | None = None)
         bound = series_cache_bytes or DEFAULT_CACHE_BYTES
         jobs["source"] = [series_source(build.scan, uid, max_bytes=bound) for uid in jobs["series_uid"]]
     else:
-        jobs["source"] = [[str(p) for p in series_source(build.scan, uid)] for uid in jobs["series_uid"]]
+        lists = series_file_lists(build.scan, jobs["series_uid"])
+        jobs["source"] = [[str(p) for p in lists[uid]] for uid in jobs["series_uid"]]
     return jobs.sort_values([ID, "img_day"]).reset_index(drop=True)

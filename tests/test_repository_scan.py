@@ -332,6 +332,18 @@ def test_series_files_unknown_uid(tmp_path):
         series_files(scan, "1.2.3.does.not.exist")
 
 
+def test_series_file_lists_equal_series_files_in_one_pass(real_scan, tmp_path):
+    from kicc_analysis.repository.scan import series_file_lists
+
+    uids = list(real_scan.series["series_uid"])
+    lists = series_file_lists(real_scan, uids)
+    assert len(uids) > 20 and set(lists) == set(uids)
+    assert all(lists[uid] == series_files(real_scan, uid) for uid in uids)
+    assert series_file_lists(real_scan, []) == {}
+    with pytest.raises(RepositoryError, match="not found"):
+        series_file_lists(real_scan, [uids[0], "1.2.3.does.not.exist"])
+
+
 def test_demo_repository_matches_its_manifest_and_truth(tmp_path):
     """Cross-check against the independent demo writer: counts, study list and the 'lung' series as choice."""
     demo = pytest.importorskip("kicc_analysis.demo")

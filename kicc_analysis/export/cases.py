@@ -112,18 +112,11 @@ def cxr_cases(build, task: str) -> pd.DataFrame:
 
 
 def first_files(scan, series_uids) -> list[list[str]]:
-    """``[path]`` of the first file of each series (as :func:`kicc_analysis.repository.series_files` sorts them:
-    slice position, instance number, relative path), looked up in one pass over the scan's instances rather than
-    one filter of the instance table per series."""
-    from kicc_analysis.repository import fs_path
+    """``[path]`` of the first file of each series, as :func:`kicc_analysis.repository.series_files` orders them."""
+    from kicc_analysis.repository.scan import series_file_lists
 
-    instances = scan.instances
-    wanted = instances[instances["series_uid"].isin(set(series_uids))]
-    wanted = wanted.sort_values(
-        ["series_uid", "slice_position", "instance_number", "relpath"], kind="stable", na_position="last"
-    )
-    first = wanted.drop_duplicates("series_uid").set_index("series_uid")["path"]
-    return [[str(Path(fs_path(first[uid])))] for uid in series_uids]
+    lists = series_file_lists(scan, series_uids)
+    return [[str(lists[uid][0])] for uid in series_uids]
 
 
 def patient_cases(build) -> pd.DataFrame:

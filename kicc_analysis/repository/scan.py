@@ -43,7 +43,15 @@ from .sealed import SECRET_NAME, cache_secret, mask_key, seal_table, unseal_tabl
 from .selection import select_ct_series
 from .tables import FLAT_COLUMNS, INT_INDEX_COLUMNS, TEXT_COLUMNS, build_instances, build_series, build_studies
 
-__all__ = ["INDEX_DIRNAME", "INDEX_VERSION", "RepositoryScan", "fs_path", "scan_repository", "series_files"]
+__all__ = [
+    "INDEX_DIRNAME",
+    "INDEX_VERSION",
+    "RepositoryScan",
+    "fs_path",
+    "scan_repository",
+    "series_file_lists",
+    "series_files",
+]
 
 #: Name of index folders written inside a tree by earlier versions (or on request): never scanned.
 INDEX_DIRNAME = ".kicc_index"
@@ -1117,3 +1125,29 @@ def series_files(scan: RepositoryScan, series_uid: str) -> list[Path]:
         )
     sub = sub.sort_values(["slice_position", "instance_number", "relpath"], kind="stable", na_position="last")
     return [Path(fs_path(p)) for p in sub["path"]]
+
+
+def series_file_lists(scan: RepositoryScan, series_uids) -> dict[str, list[Path]]:
+    """:func:`series_files` of many series in one pass over the scan's instances (one sort, one grouping) rather
+    than one filter of the instance table per series; the same order within each series.
+
+    Raises
+    ------
+    RepositoryError
+        As :func:`series_files`: a DICOMweb scan, or a series UID that is not in the scan.
+    """
+    wanted = list(dict.fromkeys(series_uids))
+    if not wanted:
+        return {}
+    if getattr(scan, "url", None):
+        series_files(scan, wanted[0])  # raises the DICOMweb pointer
+    inst = scan.instances
+    sub = inst[inst["series_uid"].isin(set(wanted))]
+    sub = sub.sort_values(
+        ["series_uid", "slice_position", "instance_number", "relpath"], kind="stable", na_position="last"
+    )
+    lists = {uid: [Path(fs_path(p)) for p in paths] for uid, paths in sub.groupby("series_uid", sort=False)["path"]}
+    missing = [uid for uid in wanted if uid not in lists]
+    if missing:
+        series_files(scan, missing[0])  # raises the one-line "not found" error
+    return lists
