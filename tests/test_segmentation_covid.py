@@ -19,15 +19,15 @@ from kicc_analysis.quantification import segment_opacities
 from kicc_analysis.segmentation import LEFT, RIGHT, LungParameters, segment_lungs
 from kicc_analysis.segmentation.lungs import _low_confidence_reasons
 
-# slice: (Dice measured lungs-1.10, % outside measured, left/right right, low_confidence expected,
-#         lungs-1.9 Dice, lungs-1.9 % outside)
+# slice: (Dice measured lungs-1.11, % outside measured, left/right right, low_confidence expected,
+#         lungs-1.10 Dice, lungs-1.10 % outside)
 MEASURED = {
-    "A002304_19001231-076": (0.936, 3.1, True, False, 0.932, 3.1),  # lungs-1.7: arm taken in (24 % outside)
-    "A002304_19010112-135": (0.937, 2.6, True, False, 0.933, 2.8),
-    "A046441_19001111-045": (0.910, 2.8, True, True, 0.900, 2.6),  # lungs-1.8: posterior consolidation missed, hilum in
-    "A046441_19010101-23": (0.902, 6.5, True, True, 0.879, 8.4),  # lungs-1.7: right lung labelled left
-    "A048383_19001231-30": (0.941, 3.3, True, False, 0.939, 2.9),  # lungs-1.7: object on the chest / arms (57 %)
-    "A048383_19010410-30": (0.951, 4.9, True, False, 0.951, 4.9),  # lungs-1.8: left hilum in the mask
+    "A002304_19001231-076": (0.952, 3.5, True, False, 0.936, 3.1),  # lungs-1.7: arm taken in (24 % outside)
+    "A002304_19010112-135": (0.958, 3.0, True, False, 0.937, 2.6),
+    "A046441_19001111-045": (0.935, 2.9, True, True, 0.910, 2.8),  # lungs-1.8: posterior consolidation missed, hilum in
+    "A046441_19010101-23": (0.910, 6.6, True, True, 0.902, 6.5),  # lungs-1.7: right lung labelled left
+    "A048383_19001231-30": (0.961, 4.0, True, False, 0.941, 3.3),  # lungs-1.7: object on the chest / arms (57 %)
+    "A048383_19010410-30": (0.965, 5.5, True, False, 0.951, 4.9),  # lungs-1.8: left hilum in the mask
 }
 
 
@@ -98,8 +98,8 @@ def test_mean_dice_and_sides_over_the_six_slices(outlined):
         mask, ref = (labels > 0) & keep, (reference > 0) & keep
         dices.append(_dice(mask, ref))
         outside.append(100.0 * (mask & ~ref).sum() / ref.sum())
-    assert np.mean(dices) >= 0.92 and min(dices) >= 0.89
-    assert sum(value <= 5.0 for value in outside) >= 5
+    assert np.mean(dices) >= 0.937 and min(dices) >= 0.90
+    assert sum(value <= 5.0 for value in outside) >= 4
 
 
 def _score(name: str, parameters: LungParameters) -> tuple[float, float]:

@@ -215,7 +215,7 @@ def segment_lungs(
     )
     info["patient_position"] = position
 
-    labels_full, dense_full = _upsample_refined(labels_w, dense_w, factors, image3d, air_threshold_hu)
+    labels_full, dense_full = _upsample_refined(labels_w, dense_w, factors, image3d, params.boundary_max_hu)
     labels_img = _array_to_image(labels_full, image3d)
     dense_img = _array_to_image(dense_full, image3d)
     qa = _quality(labels_img, dense_img, info, thin, work_spacing, params)
@@ -289,7 +289,7 @@ def _segment_plane(image3d: sitk.Image, view: _PlaneView, position: str, params:
     labels_w, info = _segment_plane_array(hu, work_spacing, view, params)
     info["patient_position"] = position
     labels_c, _ = _upsample_refined(
-        labels_w, np.zeros_like(labels_w, dtype=bool), factors, canon, params.air_threshold_hu
+        labels_w, np.zeros_like(labels_w, dtype=bool), factors, canon, params.boundary_max_hu
     )
     labels_img = _array_to_image(view.backward(labels_c), image3d)
     dense_img = _array_to_image(np.zeros(sitk.GetArrayViewFromImage(image3d).shape, dtype=np.uint8), image3d)

@@ -50,6 +50,9 @@ class LungParameters:
 
     working_spacing_mm: float = 2.5  # approximate working-grid spacing (mm); input block-averaged, never upsampled
     air_threshold_hu: float = -400.0  # voxels below this (HU) are air-like (aerated lung, airways, outside air)
+    # step 7, boundary band on the input grid: a pixel below this (HU) is lung (partly aerated pleural / mediastinal
+    # partial-volume pixel: about a quarter air, -850 x 0.25 + 40 x 0.75 = -180 HU); lungs-1.10 used air_threshold_hu
+    boundary_max_hu: float = -200.0
     recover_dense: bool = True  # run step 6 (dense recovery)
     dense_max_hu: float = 150.0  # upper HU limit of recovered dense lung (bone, contrast-filled vessels above)
     halo_gate: bool = True  # 3-D path: halo gate on the rib-cage band and the outline interpolation
