@@ -83,6 +83,7 @@ from .dense_2d import (
     _recover_posterior_2d,
     thoracic_cavity_2d,
 )
+from .boundary_2d import refine_boundary_2d
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
@@ -216,6 +217,18 @@ def segment_lungs(
     info["patient_position"] = position
 
     labels_full, dense_full = _upsample_refined(labels_w, dense_w, factors, image3d, params.boundary_max_hu)
+    cavity_w, trunk_w = info.pop("_cavity", None), info.pop("_trunk", None)
+    if thin and trunk_w is not None:  # 2-D axial path: pleural line and holes on the input grid (boundary_2d.py)
+        shape = labels_full.shape
+        labels_full, dense_full, info["boundary_changed_px"] = refine_boundary_2d(
+            labels_full,
+            dense_full,
+            sitk.GetArrayViewFromImage(image3d),
+            None if cavity_w is None else _block_repeat(cavity_w, factors, shape),
+            _block_repeat(trunk_w, factors, shape),
+            spacing,
+            params=params,
+        )
     labels_img = _array_to_image(labels_full, image3d)
     dense_img = _array_to_image(dense_full, image3d)
     qa = _quality(labels_img, dense_img, info, thin, work_spacing, params)
@@ -467,6 +480,8 @@ def _segment_array(
         dense = _recover_dense(labels, hu, trunk, spacing, None if thin else body_x, params, info, cavity=cavity)
         labels = _fill_slices(labels)
     info["leak_fraction"] = _leak_fraction(labels, outside)
+    if thin:  # for step 7 on the input grid (boundary_2d.py); popped by segment_lungs before QA
+        info["_cavity"], info["_trunk"] = cavity, trunk
     return labels, dense & (labels > 0), info
 
 

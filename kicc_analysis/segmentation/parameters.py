@@ -35,6 +35,9 @@ RULE_NAMES = (
     "gutter",
     "costophrenic_recess",
     "halo_gate",
+    # step 7 (input grid), 2-D axial path (boundary_2d.py)
+    "pleural_line_2d",
+    "fill_holes_2d",
 )
 
 
@@ -148,6 +151,14 @@ class LungParameters:
     posterior_reach_mm: float = 40.0  # ... reached from the lung within this (mm)
     posterior_min_thickness_px: int = 3  # ... parts at least this many working-grid pixels thick (square opening)
     posterior_max_hole_mm2: float = 300.0  # ... enclosing no new hole larger than this (mm^2; a ring around the heart)
+    # step 7 on the input grid, 2-D axial path (boundary_2d.py, edge11): the parietal pleura runs along the inner
+    # surface of the ribs and across each intercostal space on the line joining them
+    pleura_rays: int = 720  # ... rays from the cavity centre (0.5 degree: < 1.5 mm arc at 150 mm, finer than a rib)
+    pleura_band_mm: float = 8.0  # ... input-grid bone within this (mm) of the working-grid cavity ring is the rib cage
+    # ... dense-recovered pixels must lie this far (mm) inside the ribs' inner surface: the intercostal stripe (parietal
+    # pleura, endothoracic fascia, innermost intercostal muscle) is 1-2 mm on thin-section CT (Im et al., Radiology
+    # 1989;171:125-131)
+    pleura_margin_mm: float = 2.0
     # mediastinal soft-tissue block of a single axial slice (filter mediastinal_block_2d, lungs-1.9): smoothed HU
     # (Gaussian of this sigma, mm) at or above block_min_hu is solid soft tissue (mediastinum, hilar vessels;
     # consolidated lung on the outlined covid_ny_sbu slices is mostly below it, partly aerated)

@@ -1,0 +1,152 @@
+"""Input-grid boundary rules of the 2-D axial path (step 7 of :func:`~kicc_analysis.segmentation.segment_lungs`).
+
+Step 6 runs on the working grid (about 2.5 mm), so a recovered dense block that straddles the chest wall comes back to
+the input grid as a whole 2.5 mm block: rib and intercostal tissue beyond the pleura enter the mask in blocky rims.
+After :func:`~kicc_analysis.segmentation.lungs._upsample_refined`, on each axial slice with a thoracic cavity
+(:func:`~kicc_analysis.segmentation.dense_2d.thoracic_cavity_2d`), these rules place the lung's outer boundary at full
+resolution:
+
+1. **Pleural line** (rule ``pleural_line_2d``, :func:`pleural_line_2d`): the parietal pleura lies on the inner surface
+   of the ribs and spans each intercostal space along the line joining the inner surfaces of the ribs above and
+   below it in the slice (the innermost intercostal muscle and the endothoracic fascia are in line with the ribs'
+   inner surfaces). Along fine rays from the cavity's centre, the inner surface is the innermost input-grid bone
+   pixel within ``pleura_band_mm`` of the working-grid cavity ring; rays between ribs take it by linear
+   interpolation in angle from the nearest rays with a rib. A dense-recovered input pixel farther out than
+   ``pleura_margin_mm`` inside that line is chest wall (rib, intercostal muscle, extrapleural fat), not lung, and is
+   taken out; aerated pixels are never touched (their boundary already follows ``boundary_max_hu``).
+2. **Holes** (rule ``fill_holes_2d``, :func:`fill_holes_2d`): enclosed holes of each lung on the input grid are lung
+   (vessels, bronchi and solid spots inside consolidation; step 5 fills holes on the working grid only, so holes
+   smaller than a working block or opened by the boundary band of step 7 stayed out).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .dense_2d import _cage_bone_2d
+from .geometry import LEFT, RIGHT
+from .parameters import DEFAULT_PARAMETERS, LungParameters
+
+
+def pleural_line_2d(
+    hu: np.ndarray,
+    cavity: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray | None:
+    """bool (y, x) on the input grid: inside the parietal pleura of one axial slice, or ``None`` without a cage.
+
+    Parameters
+    ----------
+    hu : numpy.ndarray
+        Input-grid slice (y, x), HU.
+    cavity : numpy.ndarray
+        bool (y, x) thoracic cavity of the working grid brought to the input grid (block repeat).
+    trunk : numpy.ndarray
+        bool (y, x) trunk mask on the input grid (bounds the bone search, as in :func:`_cage_bone_2d`).
+    spacing : numpy.ndarray
+        Input-grid spacing (y, x) or (z, y, x), mm.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Pixels at least ``pleura_margin_mm`` inside the line through the inner surfaces of the ribs; ``None`` when
+        the cavity is empty or the whole image (no cage found) or fewer than 8 rays meet a rib.
+    """
+    spacing_yx = np.asarray(spacing, dtype=float)[-2:]
+    if not cavity.any() or cavity.all():
+        return None
+    bone = _cage_bone_2d(hu, trunk, params=params)
+    if bone is None or not bone.any():
+        return None
+    ny, nx = hu.shape
+    n_rays = int(params.pleura_rays)
+    cy, cx = ndimage.center_of_mass(cavity)
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    radius = np.hypot((yy - cy) * spacing_yx[0], (xx - cx) * spacing_yx[1])  # mm
+    ray = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * n_rays).astype(int) % n_rays
+    ring = np.full(n_rays, -np.inf)
+    np.maximum.at(ring, ray[cavity], radius[cavity])
+    rays = np.arange(n_rays)
+    has_ring = np.isfinite(ring)
+    if has_ring.sum() < 8:
+        return None
+    ring = _periodic_interp(rays, rays[has_ring], ring[has_ring], n_rays)
+    near = bone & (np.abs(radius - ring[ray]) <= params.pleura_band_mm)
+    inner = np.full(n_rays, np.inf)
+    np.minimum.at(inner, ray[near], radius[near])
+    hit = np.isfinite(inner)
+    if hit.sum() < 8:
+        return None
+    line = _periodic_interp(rays, rays[hit], inner[hit], n_rays)
+    return radius <= line[ray] - params.pleura_margin_mm
+
+
+def _periodic_interp(at: np.ndarray, known: np.ndarray, values: np.ndarray, period: int) -> np.ndarray:
+    """Linear interpolation of ``values`` given at integer positions ``known`` (sorted) on a circle of ``period``."""
+    xp = np.concatenate([known - period, known, known + period])
+    fp = np.concatenate([values, values, values])
+    return np.interp(at, xp, fp)
+
+
+def fill_holes_2d(labels: np.ndarray) -> np.ndarray:
+    """Lung labels (y, x) with the enclosed holes of each lung filled with its label (input grid)."""
+    out = labels.copy()
+    for value in (RIGHT, LEFT):
+        lung = labels == value
+        if lung.any():
+            out[ndimage.binary_fill_holes(lung) & (out == 0)] = value
+    return out
+
+
+def refine_boundary_2d(
+    labels: np.ndarray,
+    dense: np.ndarray,
+    hu: np.ndarray,
+    cavity: np.ndarray | None,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Step 7 on the 2-D axial path: the pleural-line cut and the hole filling, per slice of the input grid.
+
+    Parameters
+    ----------
+    labels, dense : numpy.ndarray
+        uint8 (z, y, x) input-grid labels and dense-recovered mask from
+        :func:`~kicc_analysis.segmentation.lungs._upsample_refined`.
+    hu : numpy.ndarray
+        Input-grid CT (z, y, x), HU.
+    cavity, trunk : numpy.ndarray
+        bool (z, y, x) thoracic cavity (``None``: no cavity, only the holes are filled) and trunk, input grid.
+    spacing : numpy.ndarray
+        Input-grid spacing (z, y, x), mm.
+
+    Returns
+    -------
+    labels, dense, pixels : numpy.ndarray, numpy.ndarray, dict
+        The refined labels and dense mask, and the input pixels each rule changed (``pleural_line_2d``: removed,
+        ``fill_holes_2d``: added).
+    """
+    labels = labels.copy()
+    dense = dense.copy()
+    changed = {"pleural_line_2d": 0, "fill_holes_2d": 0}
+    for z in range(labels.shape[0]):
+        if not labels[z].any():
+            continue
+        if cavity is not None and params.rule_enabled("pleural_line_2d"):
+            inside = pleural_line_2d(hu[z], cavity[z], trunk[z], spacing, params=params)
+            if inside is not None:
+                cut = (dense[z] > 0) & (labels[z] > 0) & ~inside
+                labels[z][cut] = 0
+                dense[z][cut] = 0
+                changed["pleural_line_2d"] += int(cut.sum())
+        if params.rule_enabled("fill_holes_2d"):
+            filled = fill_holes_2d(labels[z])
+            changed["fill_holes_2d"] += int(((filled > 0) & (labels[z] == 0)).sum())
+            labels[z] = filled
+    return labels, dense, changed
