@@ -10,7 +10,8 @@ resolution:
    of the ribs and spans each intercostal space along the line joining the inner surfaces of the ribs above and
    below it in the slice (the innermost intercostal muscle and the endothoracic fascia are in line with the ribs'
    inner surfaces). Along fine rays from the cavity's centre, the inner surface is the innermost input-grid bone
-   pixel within ``pleura_band_mm`` of the working-grid cavity ring; rays between ribs take it by linear
+   pixel (in bone pieces of at least ``pleura_min_bone_mm2``: a rib, not a contrast-filled vessel or a calcified
+   granuloma) within ``pleura_band_mm`` of the working-grid cavity ring; rays between ribs take it by linear
    interpolation in angle from the nearest rays with a rib. A dense-recovered input pixel farther out than
    ``pleura_margin_mm`` inside that line is chest wall (rib, intercostal muscle, extrapleural fat), not lung, and is
    taken out; aerated pixels are never touched (their boundary already follows ``boundary_max_hu``).
@@ -29,7 +30,7 @@ from .geometry import LEFT, RIGHT
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
 
-def pleural_line_2d(
+def pleural_depth_2d(
     hu: np.ndarray,
     cavity: np.ndarray,
     trunk: np.ndarray,
@@ -37,7 +38,7 @@ def pleural_line_2d(
     *,
     params: LungParameters = DEFAULT_PARAMETERS,
 ) -> np.ndarray | None:
-    """bool (y, x) on the input grid: inside the parietal pleura of one axial slice, or ``None`` without a cage.
+    """Depth (mm) inside the parietal pleura of one axial slice on the input grid, or ``None`` without a cage.
 
     Parameters
     ----------
@@ -53,8 +54,9 @@ def pleural_line_2d(
     Returns
     -------
     numpy.ndarray or None
-        Pixels at least ``pleura_margin_mm`` inside the line through the inner surfaces of the ribs; ``None`` when
-        the cavity is empty or the whole image (no cage found) or fewer than 8 rays meet a rib.
+        float (y, x): how far (mm, along the ray) each pixel lies inside the line through the inner surfaces of the
+        ribs (negative: beyond it); ``None`` when the cavity is empty or the whole image (no cage found) or fewer
+        than 8 rays meet a rib.
     """
     spacing_yx = np.asarray(spacing, dtype=float)[-2:]
     if not cavity.any() or cavity.all():
@@ -62,6 +64,9 @@ def pleural_line_2d(
     bone = _cage_bone_2d(hu, trunk, params=params)
     if bone is None or not bone.any():
         return None
+    comp, n = ndimage.label(bone, structure=np.ones((3, 3)))
+    area = ndimage.sum_labels(bone, comp, np.arange(1, n + 1)) * float(spacing_yx[0] * spacing_yx[1])
+    bone = np.isin(comp, 1 + np.nonzero(area >= params.pleura_min_bone_mm2)[0])  # not a contrast-filled vessel
     ny, nx = hu.shape
     n_rays = int(params.pleura_rays)
     cy, cx = ndimage.center_of_mass(cavity)
@@ -82,7 +87,20 @@ def pleural_line_2d(
     if hit.sum() < 8:
         return None
     line = _periodic_interp(rays, rays[hit], inner[hit], n_rays)
-    return radius <= line[ray] - params.pleura_margin_mm
+    return line[ray] - radius
+
+
+def pleural_line_2d(
+    hu: np.ndarray,
+    cavity: np.ndarray,
+    trunk: np.ndarray,
+    spacing: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray | None:
+    """bool (y, x): at least ``pleura_margin_mm`` inside the pleural line (:func:`pleural_depth_2d`), or ``None``."""
+    depth = pleural_depth_2d(hu, cavity, trunk, spacing, params=params)
+    return None if depth is None else depth >= params.pleura_margin_mm
 
 
 def _periodic_interp(at: np.ndarray, known: np.ndarray, values: np.ndarray, period: int) -> np.ndarray:
@@ -129,23 +147,26 @@ def refine_boundary_2d(
     Returns
     -------
     labels, dense, pixels : numpy.ndarray, numpy.ndarray, dict
-        The refined labels and dense mask, and the input pixels each rule changed (``pleural_line_2d``: removed,
-        ``fill_holes_2d``: added).
+        The refined labels and dense mask, and per rule run the input pixels it changed (negative: removed by
+        ``pleural_line_2d``; positive: added by ``fill_holes_2d``).
     """
     labels = labels.copy()
     dense = dense.copy()
-    changed = {"pleural_line_2d": 0, "fill_holes_2d": 0}
+    changed: dict[str, int] = {}
+    for name in ("pleural_line_2d", "fill_holes_2d"):
+        if params.rule_enabled(name) and (name != "pleural_line_2d" or cavity is not None):
+            changed[name] = 0
     for z in range(labels.shape[0]):
         if not labels[z].any():
             continue
-        if cavity is not None and params.rule_enabled("pleural_line_2d"):
+        if "pleural_line_2d" in changed:
             inside = pleural_line_2d(hu[z], cavity[z], trunk[z], spacing, params=params)
             if inside is not None:
                 cut = (dense[z] > 0) & (labels[z] > 0) & ~inside
                 labels[z][cut] = 0
                 dense[z][cut] = 0
-                changed["pleural_line_2d"] += int(cut.sum())
-        if params.rule_enabled("fill_holes_2d"):
+                changed["pleural_line_2d"] -= int(cut.sum())
+        if "fill_holes_2d" in changed:
             filled = fill_holes_2d(labels[z])
             changed["fill_holes_2d"] += int(((filled > 0) & (labels[z] == 0)).sum())
             labels[z] = filled

@@ -37,7 +37,11 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
 
    Recovered voxels take the nearest lung's label and are returned as ``dense_recovered``.
 7. **Input grid** (:func:`_upsample_refined`): labels go back block by block; in the boundary band a full-resolution
-   voxel is lung when it is air-like or lies in a recovered dense block. QA volumes and flags: :func:`_quality`.
+   voxel is lung when it is below ``boundary_max_hu`` or lies in a recovered dense block. 2-D axial path
+   (``boundary_2d.py``, :func:`~kicc_analysis.segmentation.boundary_2d.refine_boundary_2d`): dense-recovered input
+   pixels beyond the pleural line (the inner surface of the ribs, bridged across the intercostal spaces) are taken
+   out (rule ``pleural_line_2d``), then the enclosed holes of each lung are filled on the input grid
+   (``fill_holes_2d``). QA volumes and flags: :func:`_quality`.
 
 Settings: :class:`~kicc_analysis.segmentation.parameters.LungParameters`; step-6 rules in order:
 :func:`dense_rules`, the mL each added in ``qa["rule_added_ml"]``. Version history (``ALGORITHM_VERSION``): CHANGELOG.md;
@@ -117,6 +121,8 @@ class LungSegmentation:
         ``patient_position`` (the DICOM PatientPosition used, ``""`` when unknown).
         ``cage_removed_ml`` (2-D axial path: aerated components outside the thoracic cavity dropped, working grid,
         mL); ``plane`` (single coronal / sagittal slices only: ``"coronal"`` / ``"sagittal"``).
+        ``boundary_changed_ml`` (2-D axial path, step 7 on the input grid: mL each rule changed, negative for
+        ``pleural_line_2d`` (removed), positive for ``fill_holes_2d`` (added); empty on the 3-D path).
         ``dropped_gas_ml`` (mL) and ``dropped_gas`` (one dict per component dropped as abdominal gas: ``volume_ml``,
         ``interior_median_hu``, ``posterior_share``, ``z_slices``). ``rule_added_ml`` (per step-6 rule run, in
         :func:`dense_rules` order: mL on the working grid it added; negative: what a filter removed).
@@ -220,7 +226,7 @@ def segment_lungs(
     cavity_w, trunk_w = info.pop("_cavity", None), info.pop("_trunk", None)
     if thin and trunk_w is not None:  # 2-D axial path: pleural line and holes on the input grid (boundary_2d.py)
         shape = labels_full.shape
-        labels_full, dense_full, info["boundary_changed_px"] = refine_boundary_2d(
+        labels_full, dense_full, changed_px = refine_boundary_2d(
             labels_full,
             dense_full,
             sitk.GetArrayViewFromImage(image3d),
@@ -229,6 +235,8 @@ def segment_lungs(
             spacing,
             params=params,
         )
+        voxel_ml = float(np.prod(spacing)) / 1000.0
+        info["boundary_changed_ml"] = {name: px * voxel_ml for name, px in changed_px.items()}
     labels_img = _array_to_image(labels_full, image3d)
     dense_img = _array_to_image(dense_full, image3d)
     qa = _quality(labels_img, dense_img, info, thin, work_spacing, params)
@@ -1228,6 +1236,7 @@ def _quality(
         "algorithm_version": ALGORITHM_VERSION,
         "flags": flags,
         "rule_added_ml": dict(info.get("rule_added_ml", {})),
+        "boundary_changed_ml": dict(info.get("boundary_changed_ml", {})),
         "low_confidence": bool(reasons),
         "low_confidence_reasons": reasons,
     }

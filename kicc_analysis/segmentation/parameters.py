@@ -159,6 +159,9 @@ class LungParameters:
     # pleura, endothoracic fascia, innermost intercostal muscle) is 1-2 mm on thin-section CT (Im et al., Radiology
     # 1989;171:125-131)
     pleura_margin_mm: float = 2.0
+    # ... bone pieces smaller than this (mm^2) are not rib (a contrast-filled peripheral vessel, a calcified granuloma;
+    # a rib's cortex in an axial slice covers tens of mm^2)
+    pleura_min_bone_mm2: float = 5.0
     # mediastinal soft-tissue block of a single axial slice (filter mediastinal_block_2d, lungs-1.9): smoothed HU
     # (Gaussian of this sigma, mm) at or above block_min_hu is solid soft tissue (mediastinum, hilar vessels;
     # consolidated lung on the outlined covid_ny_sbu slices is mostly below it, partly aerated)
