@@ -77,6 +77,7 @@ from ._common import (
     trunk_mask,
     vertebral_body,
 )
+from .boundary_2d import refine_boundary_2d
 from .dense_2d import (
     _cage_bone_2d,
     _mediastinal_block_2d,
@@ -87,7 +88,6 @@ from .dense_2d import (
     _recover_posterior_2d,
     thoracic_cavity_2d,
 )
-from .boundary_2d import refine_boundary_2d
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
