@@ -2,9 +2,9 @@
 
 Per slice (uncertain pixels left out, as the outlines' README asks): lung Dice, mask area outside the reference lung
 (% of the reference lung area), left/right labels, and the ``low_confidence`` QA flag. Floors are the measured
-values of lungs-1.10 (docs/ct.md "Real COVID-19 slices") minus 0.01 Dice / plus 1 percentage point, never below the
+values (MEASURED) minus 0.01 Dice / plus 1 percentage point, never below the
 lungs-1.9 floors: they stop regressions; the issue's goals (mean Dice >= 0.95, lowest >= 0.90, outside <= 5 % on
-every slice) are met only in part (mean Dice 0.929, lowest 0.902; A046441 later 6.5 % outside). Single coronal and sagittal slices of the same collection: segmented in their own plane.
+every slice) are met only in part (edge11: mean Dice 0.950, lowest 0.921; A048383 later 5.1 % outside). Single coronal and sagittal slices of the same collection: segmented in their own plane.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from ..errors import SegmentationError
 
-#: Step-6 rule names (both paths; a path runs only its own), in the order they run.
+#: Rule names (both paths; a path runs only its own), in the order they run: step 6 (dense recovery), then step 7
+#: on the input grid of the 2-D axial path (:mod:`~kicc_analysis.segmentation.boundary_2d`).
 RULE_NAMES = (
     "hull_deficit",
     "rib_cage",
@@ -47,7 +48,7 @@ class LungParameters:
 
     The first six fields are the arguments of :func:`~kicc_analysis.segmentation.segment_lungs`; the others are the
     rule thresholds, grouped by the module whose rules read them. ``disabled_rules`` (names from
-    :data:`RULE_NAMES`) switches step-6 rules off; ``recover_dense=False`` switches all of step 6 off and
+    :data:`RULE_NAMES`) switches step-6 rules and the step-7 rules of the 2-D axial path off; ``recover_dense=False`` switches all of step 6 off and
     ``halo_gate=False`` is the same as disabling ``"halo_gate"``.
     """
 
