@@ -8,7 +8,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from kicc_analysis.segmentation import LEFT, RIGHT, LungParameters, segment_lungs
-from kicc_analysis.segmentation.boundary_2d import fill_holes_2d, pleural_depth_2d, refine_boundary_2d
+from kicc_analysis.segmentation.boundary_2d import (
+    BOUNDARY_RULES,
+    fill_holes_2d,
+    partial_aeration_2d,
+    pleural_depth_2d,
+    refine_boundary_2d,
+)
 
 SPACING = 0.7  # mm, input grid
 INNER_MM, OUTER_MM = 100.0, 106.0  # rib ring radii (mm)
@@ -89,7 +95,7 @@ def test_refine_cuts_only_dense_recovered_pixels_beyond_the_line():
     crop, _, changed = refine_boundary_2d(
         holed[None], dense[None], hu[None], np.ones((1, *hu.shape), dtype=bool), trunk[None], spacing
     )
-    assert (crop[0] == holed).all() and changed == {"pleural_line_2d": 0, "fill_holes_2d": 0}  # no cavity: a crop
+    assert (crop[0] == holed).all() and changed == {name: 0 for name in BOUNDARY_RULES}  # no cavity: a crop
 
 
 def test_fill_holes_per_lung_not_between_the_lungs():
@@ -134,3 +140,29 @@ def test_pleural_line_keeps_consolidation_against_the_ribs_on_a_whole_slice():
     deep = consolidation & (radius < INNER_MM - 3.0)
     assert (on[deep] > 0).sum() >= (off[deep] > 0).sum()  # the cut never reaches deeper than its margin
     assert not ((on > 0) & (hu >= 200)).any()
+
+
+def test_partial_aeration_reaches_ground_glass_only_near_the_mask():
+    """partial_aeration_2d: ground glass (-300 HU) beside the mask is lung within ``partial_reach_mm`` (5 mm) of it,
+    not beyond; an airway lumen (-950 HU) behind a partial-volume wall is never joined; solid tissue (+40 HU) and
+    pixels outside ``allowed`` (beyond the pleural line) are never taken."""
+    spacing = np.array([0.7, 0.7])
+    hu = np.full((120, 200), 40.0, dtype=np.float32)  # solid tissue
+    labels = np.zeros(hu.shape, dtype=np.uint8)
+    labels[20:100, 10:60] = RIGHT
+    hu[labels > 0] = -850.0
+    hu[20:100, 60:120] = -300.0  # ground glass continuing 42 mm beyond the mask
+    yy, xx = np.mgrid[0:120, 0:200]
+    wall = np.hypot(yy - 60, xx - 67) <= 6  # partial-volume bronchial wall touching the mask side of the glass
+    hu[wall] = -500.0
+    lumen = np.hypot(yy - 60, xx - 67) <= 3
+    hu[lumen] = -950.0
+    allowed = np.ones(hu.shape, dtype=bool)
+    allowed[:, 115:] = False
+    grown = partial_aeration_2d(labels, hu, allowed, spacing)
+    distance = (xx - 59) * 0.7  # mm beyond the mask's edge column
+    assert grown[30:50, 60:66].all() and grown[72:90, 60:66].all()  # the first 4 mm of the glass
+    assert not (grown & (distance > 5.0 + 0.75)).any()  # never beyond the reach (one pixel of diagonal slack)
+    assert not (grown & lumen).any() and not (grown & (hu > -200)).any() and not (grown & ~allowed).any()
+    far = partial_aeration_2d(labels, hu, allowed, spacing, params=LungParameters(partial_reach_mm=40.0))
+    assert far[30:50, 60:115].all() and not far[:, 115:].any() and not (far & lumen).any()

@@ -4,7 +4,7 @@ Per slice (uncertain pixels left out, as the outlines' README asks): lung Dice, 
 (% of the reference lung area), left/right labels, and the ``low_confidence`` QA flag. Floors are the measured
 values (MEASURED) minus 0.01 Dice / plus 1 percentage point, never below the
 lungs-1.9 floors: they stop regressions; the issue's goals (mean Dice >= 0.95, lowest >= 0.90, outside <= 5 % on
-every slice) are met only in part (edge11: mean Dice 0.950, lowest 0.921; A048383 later 5.1 % outside). Single coronal and sagittal slices of the same collection: segmented in their own plane.
+every slice) are met only in part (edge11: mean Dice 0.954, lowest 0.923; A048383 later 5.3 % outside). Single coronal and sagittal slices of the same collection: segmented in their own plane.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from kicc_analysis.quantification import segment_opacities
 from kicc_analysis.segmentation import LEFT, RIGHT, LungParameters, segment_lungs
 from kicc_analysis.segmentation.lungs import _low_confidence_reasons
 
-# slice: (Dice measured edge11 (pleural line + holes on the input grid), % outside measured, left/right right,
+# slice: (Dice measured edge11 (input-grid boundary rules, boundary_2d.py), % outside measured, left/right right,
 #         low_confidence expected, previous Dice, previous % outside (main ad9b25c: boundary_max_hu -200 HU))
 MEASURED = {
-    "A002304_19001231-076": (0.953, 3.2, True, False, 0.952, 3.5),  # lungs-1.7: arm taken in (24 % outside)
-    "A002304_19010112-135": (0.960, 2.9, True, False, 0.958, 3.0),
-    "A046441_19001111-045": (0.937, 2.8, True, True, 0.935, 2.9),  # lungs-1.8: posterior consolidation missed, hilum in
-    "A046441_19010101-23": (0.921, 4.4, True, True, 0.910, 6.6),  # lungs-1.7: right lung labelled left
-    "A048383_19001231-30": (0.962, 3.7, True, False, 0.961, 4.0),  # lungs-1.7: object on the chest / arms (57 %)
-    "A048383_19010410-30": (0.967, 5.1, True, False, 0.965, 5.5),  # lungs-1.8: left hilum in the mask
+    "A002304_19001231-076": (0.958, 3.3, True, False, 0.952, 3.5),  # lungs-1.7: arm taken in (24 % outside)
+    "A002304_19010112-135": (0.964, 3.1, True, False, 0.958, 3.0),
+    "A046441_19001111-045": (0.949, 2.9, True, True, 0.935, 2.9),  # lungs-1.8: posterior consolidation missed, hilum in
+    "A046441_19010101-23": (0.923, 4.4, True, True, 0.910, 6.6),  # lungs-1.7: right lung labelled left
+    "A048383_19001231-30": (0.966, 3.9, True, False, 0.961, 4.0),  # lungs-1.7: object on the chest / arms (57 %)
+    "A048383_19010410-30": (0.966, 5.3, True, False, 0.965, 5.5),  # lungs-1.8: left hilum in the mask
 }
 
 
@@ -92,8 +92,8 @@ def test_low_confidence_reasons_each_rule():
 
 
 def test_mean_dice_and_sides_over_the_six_slices(outlined):
-    """edge11 (pleural line and holes on the input grid): mean Dice 0.950, lowest 0.921, outside <= 5 % on 5 of 6
-    (A048383 later 5.1 %: its aerated hilar bronchus); main before it 0.947 / 0.910 / 4 of 6; lungs-1.10: 0.929
+    """edge11 (pleural line, partly aerated lung and holes on the input grid): mean Dice 0.954, lowest 0.923, outside
+    <= 5 % on 5 of 6 (A048383 later 5.3 %: its aerated hilar bronchus); main before it 0.947 / 0.910 / 4 of 6; lungs-1.10: 0.929
     (lungs-1.9: 0.922, lungs-1.8: 0.881, lungs-1.7: 0.813), lowest 0.902 (0.879, 0.760), mask area outside the
     reference <= 5 % on 5 of 6 slices (5, 3 of 6), sides right on 6 of 6."""
     dices, outside = [], []
@@ -101,7 +101,7 @@ def test_mean_dice_and_sides_over_the_six_slices(outlined):
         mask, ref = (labels > 0) & keep, (reference > 0) & keep
         dices.append(_dice(mask, ref))
         outside.append(100.0 * (mask & ~ref).sum() / ref.sum())
-    assert np.mean(dices) >= 0.945 and min(dices) >= 0.91
+    assert np.mean(dices) >= 0.95 and min(dices) >= 0.91
     assert sum(value <= 5.0 for value in outside) >= 5
 
 
@@ -220,7 +220,7 @@ def test_lungs_1_10_settings_on_the_lowest_slice(outlined):
 def test_pleural_line_takes_the_chest_wall_rim_out(outlined):
     """pleural_line_2d (edge11, input grid): on A046441 later the dense-recovered 2.5 mm working blocks that
     straddled the ribs along both lateral chest walls are cut back to 2 mm inside the ribs' inner surface: 4.4 % of
-    the reference area outside it with the rule, 6.6 % without (Dice 0.921 / 0.911)."""
+    the reference area outside it with the rule, 6.6 % without (Dice 0.923 / 0.913)."""
     name = "A046441_19010101-23"
     labels, reference, keep, qa = outlined[name]
     mask, ref = (labels > 0) & keep, (reference > 0) & keep
@@ -232,11 +232,11 @@ def test_pleural_line_takes_the_chest_wall_rim_out(outlined):
 
 
 def test_filled_holes_are_lung():
-    """fill_holes_2d (edge11, input grid): on A046441 earlier the holes each lung encloses on the input grid (solid
-    spots inside the consolidation, vessels; too small for the working grid's step 5) are 142 pixels without the
-    rule, more than 95 % of them inside the reference lung; with it, no lung encloses a hole."""
+    """fill_holes_2d (edge11, input grid): on A002304 later the holes each lung encloses on the input grid (vessel
+    cross-sections, solid spots inside consolidation; too small for the working grid's step 5) are 136 pixels without
+    the rule, 99 % of them inside the reference lung; with it, no lung encloses a hole."""
     folder = shared_path("data", "ct", "covid_ny_sbu")
-    name = "A046441_19001111-045"
+    name = "A002304_19010112-135"
     patient, stem = name.split("_", 1)
     image = load_ct(folder / patient / "axial" / f"{stem}.dcm")
     reference = np.load(folder / "reference_outlines" / f"{name}.npy")
@@ -255,4 +255,18 @@ def test_filled_holes_are_lung():
     assert (reference[without & keep] > 0).mean() > 0.95
     with_rule, qa = holes(None)
     assert not with_rule.any()
-    assert qa["boundary_changed_ml"]["fill_holes_2d"] > 0.1
+    assert qa["boundary_changed_ml"]["fill_holes_2d"] > 0.05  # mL (1.25 mm slice)
+
+
+def test_partial_aeration_brings_ground_glass_beside_the_mask_in(outlined):
+    """partial_aeration_2d (edge11, input grid): on A046441 earlier the partly aerated lung (-800..-200 HU) beyond
+    the one-block boundary band of step 7 (posterior and paravertebral ground glass) is lung: Dice 0.949 with the
+    rule, 0.937 without, at the same area outside the reference (2.9 / 2.8 %)."""
+    name = "A046441_19001111-045"
+    labels, reference, keep, qa = outlined[name]
+    mask, ref = (labels > 0) & keep, (reference > 0) & keep
+    dice, outside = _dice(mask, ref), 100.0 * (mask & ~ref).sum() / ref.sum()
+    dice_off, outside_off = _score(name, LungParameters(disabled_rules=frozenset({"partial_aeration_2d"})))
+    assert dice >= dice_off + 0.008
+    assert outside <= outside_off + 0.5
+    assert qa["boundary_changed_ml"]["partial_aeration_2d"] > 0.3

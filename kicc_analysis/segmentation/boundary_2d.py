@@ -15,7 +15,11 @@ resolution:
    interpolation in angle from the nearest rays with a rib. A dense-recovered input pixel farther out than
    ``pleura_margin_mm`` inside that line is chest wall (rib, intercostal muscle, extrapleural fat), not lung, and is
    taken out; aerated pixels are never touched (their boundary already follows ``boundary_max_hu``).
-2. **Holes** (rule ``fill_holes_2d``, :func:`fill_holes_2d`): enclosed holes of each lung on the input grid are lung
+2. **Partly aerated lung** (rule ``partial_aeration_2d``, :func:`partial_aeration_2d`): input pixels from
+   ``partial_min_hu`` (-800) up to ``boundary_max_hu`` (-200 HU), reached from the mask through such pixels within
+   ``partial_reach_mm`` (5 mm), inside the pleural line, are lung: ground glass beside the mask whose working blocks
+   average above the air threshold lies beyond step 7's one-block band (paravertebral and perihilar ground glass).
+3. **Holes** (rule ``fill_holes_2d``, :func:`fill_holes_2d`): enclosed holes of each lung on the input grid are lung
    (vessels, bronchi and solid spots inside consolidation; step 5 fills holes on the working grid only, so holes
    smaller than a working block or opened by the boundary band of step 7 stayed out).
 
@@ -31,8 +35,11 @@ import numpy as np
 from scipy import ndimage
 
 from .dense_2d import _cage_bone_2d
-from .geometry import LEFT, RIGHT
+from .geometry import LEFT, RIGHT, nearest_label
 from .parameters import DEFAULT_PARAMETERS, LungParameters
+
+#: The step-7 rules of the 2-D axial path, in the order they run.
+BOUNDARY_RULES = ("pleural_line_2d", "partial_aeration_2d", "fill_holes_2d")
 
 
 def pleural_depth_2d(
@@ -118,6 +125,34 @@ def _periodic_interp(at: np.ndarray, known: np.ndarray, values: np.ndarray, peri
     return np.interp(at, xp, fp)
 
 
+def partial_aeration_2d(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    allowed: np.ndarray,
+    spacing: np.ndarray,
+    *,
+    params: LungParameters = DEFAULT_PARAMETERS,
+) -> np.ndarray:
+    """bool (y, x): partly aerated input pixels connected to the lung mask (rule ``partial_aeration_2d``).
+
+    Pixels from ``partial_min_hu`` up to ``boundary_max_hu`` (ground glass, partly aerated lung and its partial
+    volume: more than about a quarter air, less than aerated parenchyma), in ``allowed`` (trunk, inside the pleural
+    line), outside the mask, reached from the mask through such pixels within ``partial_reach_mm``. Step 7's boundary
+    band is one working block wide, so partly aerated lung whose 2.5 mm blocks average above the air threshold
+    (-400 HU) and that lies more than a block beyond the mask stayed out. Darker pixels (aerated parenchyma, an airway
+    lumen) are not crossed, so the rule never joins a bronchus or the trachea to the lung; solid tissue (chest wall,
+    mediastinum, vessels, fluid) lies above ``boundary_max_hu`` and stops it.
+    """
+    spacing_yx = np.asarray(spacing, dtype=float)[-2:]
+    lung = labels > 0
+    ok = allowed & ~lung & (hu < params.boundary_max_hu) & (hu >= params.partial_min_hu)
+    if not ok.any() or not lung.any():
+        return np.zeros(labels.shape, dtype=bool)
+    steps = max(1, int(round(params.partial_reach_mm / float(spacing_yx.min()))))
+    grown = ndimage.binary_dilation(lung, structure=np.ones((3, 3), dtype=bool), iterations=steps, mask=ok | lung)
+    return grown & ok
+
+
 def fill_holes_2d(labels: np.ndarray) -> np.ndarray:
     """Lung labels (y, x) with the enclosed holes of each lung filled with its label (input grid)."""
     out = labels.copy()
@@ -164,10 +199,11 @@ def refine_boundary_2d(
     changed: dict[str, int] = {}
     if cavity is None:
         return labels, dense, changed
-    changed = {name: 0 for name in ("pleural_line_2d", "fill_holes_2d") if params.rule_enabled(name)}
+    changed = {name: 0 for name in BOUNDARY_RULES if params.rule_enabled(name)}
     for z in range(labels.shape[0]):
         if not labels[z].any() or cavity[z].all() or not cavity[z].any():
             continue  # no thoracic cavity: a tight crop (teaching image), left as step 7 made it
+        inside = None
         if "pleural_line_2d" in changed:
             inside = pleural_line_2d(hu[z], cavity[z], trunk[z], spacing, params=params)
             if inside is not None:
@@ -175,6 +211,12 @@ def refine_boundary_2d(
                 labels[z][cut] = 0
                 dense[z][cut] = 0
                 changed["pleural_line_2d"] -= int(cut.sum())
+        if "partial_aeration_2d" in changed:
+            allowed = trunk[z] if inside is None else trunk[z] & inside
+            grown = partial_aeration_2d(labels[z], hu[z], allowed, spacing, params=params)
+            if grown.any():
+                labels[z][grown] = nearest_label(labels[z][None], grown[None])[0][grown]
+                changed["partial_aeration_2d"] += int(grown.sum())
         if "fill_holes_2d" in changed:
             filled = fill_holes_2d(labels[z])
             changed["fill_holes_2d"] += int(((filled > 0) & (labels[z] == 0)).sum())

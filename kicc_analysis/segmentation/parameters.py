@@ -38,6 +38,7 @@ RULE_NAMES = (
     "halo_gate",
     # step 7 (input grid), 2-D axial path (boundary_2d.py)
     "pleural_line_2d",
+    "partial_aeration_2d",
     "fill_holes_2d",
 )
 
@@ -163,6 +164,10 @@ class LungParameters:
     # ... bone pieces smaller than this (mm^2) are not rib (a contrast-filled peripheral vessel, a calcified granuloma;
     # a rib's cortex in an axial slice covers tens of mm^2)
     pleura_min_bone_mm2: float = 5.0
+    # partial_aeration_2d: input pixels from this (HU) up to boundary_max_hu are partly aerated lung (darker: aerated
+    # parenchyma or an airway lumen, never crossed, so no bronchus is joined to the lung) ...
+    partial_min_hu: float = -800.0
+    partial_reach_mm: float = 5.0  # ... reached from the mask through such pixels within this (mm: two working blocks)
     # mediastinal soft-tissue block of a single axial slice (filter mediastinal_block_2d, lungs-1.9): smoothed HU
     # (Gaussian of this sigma, mm) at or above block_min_hu is solid soft tissue (mediastinum, hilar vessels;
     # consolidated lung on the outlined covid_ny_sbu slices is mostly below it, partly aerated)
