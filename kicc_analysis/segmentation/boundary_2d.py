@@ -11,10 +11,11 @@ resolution:
    below it in the slice (the innermost intercostal muscle and the endothoracic fascia are in line with the ribs'
    inner surfaces). Along fine rays from the cavity's centre, the inner surface is the innermost input-grid bone
    pixel (in bone pieces of at least ``pleura_min_bone_mm2``: a rib, not a contrast-filled vessel or a calcified
-   granuloma) within ``pleura_band_mm`` of the working-grid cavity ring; rays between ribs take it by linear
-   interpolation in angle from the nearest rays with a rib. A dense-recovered input pixel farther out than
-   ``pleura_margin_mm`` inside that line is chest wall (rib, intercostal muscle, extrapleural fat), not lung, and is
-   taken out; aerated pixels are never touched (their boundary already follows ``boundary_max_hu``).
+   granuloma) within ``pleura_band_mm`` of the working-grid cavity ring, as a rolling minimum over three rays; rays
+   between ribs take it by linear interpolation in angle from the nearest rays with a rib. A dense-recovered input
+   pixel beyond that line or less than ``pleura_margin_mm`` inside it (the intercostal stripe) is chest wall (rib,
+   intercostal muscle, extrapleural fat), not lung, and is taken out; aerated pixels are never touched (their
+   boundary already follows ``boundary_max_hu``).
 2. **Partly aerated lung** (rule ``partial_aeration_2d``, :func:`partial_aeration_2d`): input pixels from
    ``partial_min_hu`` (-800) up to ``boundary_max_hu`` (-200 HU), reached from the mask through such pixels within
    ``partial_reach_mm`` (5 mm), inside the pleural line, are lung: ground glass beside the mask whose working blocks
