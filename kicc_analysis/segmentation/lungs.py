@@ -85,6 +85,7 @@ from .dense_2d import (
 )
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
 from .parameters import DEFAULT_PARAMETERS, LungParameters
+from .planes import abnormal_share, airway_tube_plane, drop_abdominal_gas_2d, interior_median_hu
 
 ALGORITHM_VERSION = "lungs-1.10"  # bump when outputs change; history in CHANGELOG.md
 
@@ -295,6 +296,12 @@ def _segment_plane(image3d: sitk.Image, view: _PlaneView, position: str, params:
     dense_img = _array_to_image(np.zeros(sitk.GetArrayViewFromImage(image3d).shape, dtype=np.uint8), image3d)
     qa = _quality(labels_img, dense_img, info, True, work_spacing[list(np.argsort(view.order))], params)
     qa["plane"] = view.plane
+    qa["plane_abnormal_share"] = abnormal_share(labels_c, canon_hu, params)  # planes.py: air-only mask, severe disease
+    if qa["plane_abnormal_share"] > params.plane_low_confidence_abnormal_share:
+        qa["low_confidence_reasons"].append(f"plane_abnormal_share>{params.plane_low_confidence_abnormal_share:g}")
+        qa["low_confidence"] = True
+        if "low_confidence" not in qa["flags"]:
+            qa["flags"].append("low_confidence")
     return LungSegmentation(labels=labels_img, qa=qa, dense_recovered=dense_img)
 
 
@@ -326,6 +333,12 @@ def _segment_plane_array(
         airway = _airway_2d(candidate, hu, body_x, pixel_mm2)
         candidate &= ~airway
         info["airway_ml"] = float(airway.sum()) * voxel_ml
+    near_midline = view.plane == "coronal" or abs(view.x_mm) <= params.plane_airway_midline_mm
+    if near_midline and params.rule_enabled("airway_tube_plane"):  # trachea / main bronchi (planes.py)
+        midline = float(body_x[0]) if view.plane == "coronal" else None
+        tube = airway_tube_plane(candidate, hu, spacing, midline_column=midline, params=params)
+        candidate &= ~tube
+        info["airway_ml"] = info.get("airway_ml", 0.0) + float(tube.sum()) * voxel_ml
     comp, n = ndimage.label(candidate[0], structure=np.ones((3, 3)))
     lungs = np.zeros(candidate.shape[1:], dtype=bool)
     if n:
@@ -339,11 +352,15 @@ def _segment_plane_array(
         rows = np.array([c[0] for c in ndimage.center_of_mass(candidate[0], comp, index)]).reshape(-1)
         body_rows = np.nonzero((~outside[0]).any(axis=1))[0]
         upper = body_rows.min() + params.plane_max_row_share * (body_rows.max() - body_rows.min())
+        not_gas = np.ones(n, dtype=bool)
+        if params.rule_enabled("gas_plane"):  # pure gas (stomach, bowel) is never lung (planes.py)
+            not_gas = np.array([interior_median_hu(comp == i, hu[0]) >= params.gas_max_hu for i in index])
         lung_like = (share >= params.plane_min_parenchyma) & (area >= params.plane_min_lung_mm2) & (rows <= upper)
+        lung_like &= not_gas
         if lung_like.any():
             main = int(index[lung_like][np.argmin(rows[lung_like])])  # the most superior: gas lies below
             lowest = int(np.nonzero((comp == main).any(axis=1))[0].max())
-            keep = (share >= params.plane_min_parenchyma) & (rows <= lowest)
+            keep = (share >= params.plane_min_parenchyma) & (rows <= lowest) & not_gas
             keep[main - 1] = True
             lungs = np.isin(comp, index[keep])
             info["dropped_below_diaphragm_ml"] = float((candidate[0] & ~lungs).sum()) * voxel_ml
@@ -450,9 +467,11 @@ def _segment_array(
         lungs = lungs & ~removed
         info["cage_removed_ml"] = float(removed.sum()) * voxel_ml
     info["dropped_gas"] = []
-    info["gas_rule_off"] = not thin and not gas_rule
+    info["gas_rule_off"] = not gas_rule
     if not thin and gas_rule:
         lungs, info["dropped_gas"] = _drop_abdominal_gas(lungs, hu, trunk, voxel_ml, params=params)
+    elif thin and gas_rule and params.rule_enabled("abdominal_gas_2d"):  # single axial slices (planes.py)
+        lungs, info["dropped_gas"] = drop_abdominal_gas_2d(lungs, hu, trunk, voxel_ml, params=params)
 
     if thin:  # single slices: side by position relative to the midline (vertebral body), not by component size
         labels = np.zeros(lungs.shape, dtype=np.uint8)

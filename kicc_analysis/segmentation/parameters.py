@@ -37,6 +37,10 @@ RULE_NAMES = (
     "halo_gate",
 )
 
+#: Rules of single slices outside step 6 (:mod:`kicc_analysis.segmentation.planes`), switched off by the same
+#: ``disabled_rules``: bowel / stomach gas on axial slices, the airway tube and pure gas on coronal / sagittal slices.
+SLICE_RULE_NAMES = ("abdominal_gas_2d", "airway_tube_plane", "gas_plane")
+
 
 @dataclass(frozen=True)
 class LungParameters:
@@ -75,6 +79,10 @@ class LungParameters:
     gas_max_hu: float = -940.0
     # gas -955..-980 HU; aerated lung -900..-750 HU, the emphysematous COPDGene ct64 lung -930 HU -- HU alone is not
     # trusted, see the docstring of _drop_abdominal_gas)
+    # single axial slices (planes.drop_abdominal_gas_2d): on a slice where no air component reaches the posterior half
+    # of the trunk (below the lung bases), anterior-only air with an interior median below this (HU) is bowel gas
+    # (thin loops average gas, wall and content: -924..-959 HU measured; parenchyma -900..-700 HU)
+    gas_slice_max_hu: float = -900.0
     lateral_min: float = 0.05  # hull-deficit rule: component centroid lateral of the lung centroid (x lung width)
     posterior_min: float = 0.15  # ... or posterior of it (x lung height) and away from the medial edge
     max_deficit_to_lung: float = 0.5  # ... and at most half the lung area of the slice
@@ -161,6 +169,16 @@ class LungParameters:
     plane_min_parenchyma: float = 0.5  # lung: at least this share (0-1) of the interior at -960..-500 HU (gas: < -960)
     plane_min_lung_mm2: float = 1500.0  # ... and the main lung at least this area (mm^2)
     plane_max_row_share: float = 0.6  # ... with its centroid in this upper share (0-1) of the body's height
+    # airway tube (planes.airway_tube_plane): pure-air lumen (< airway_lumen_hu) at most this wide (mm; 75th percentile
+    # of the per-row width; tracheal diameter <= ~25 mm, a lung section is wider)
+    plane_airway_max_width_mm: float = 30.0
+    # ... centroid within this (mm) of the body centre (sagittal: the slice within it of the scanner x = 0): the trachea
+    # lies up to ~20 mm right of the midline (aortic arch), the body centre is off by the field of view (arms, crop)
+    plane_airway_midline_mm: float = 40.0
+    # low_confidence when more than this share (0-1) of a coronal / sagittal mask is denser than halo_abnormal_hu (the
+    # air-based plane mask then misses consolidated lung; measured 0.20-0.57 on clear or mild slices, 0.82-0.96 on the
+    # consolidated A046441 slices)
+    plane_low_confidence_abnormal_share: float = 0.7
     # --- 3-D path rules (dense_3d.py): lung base, gutter, costophrenic recess, halo gate
     base_fit_degree: int = 2  # lung-base rule: polynomial degree of the dome model (2: quadratic; 3, 4 tried: worse)
     base_fit_iterations: int = 12  # ... iterations of the asymmetric (lower-envelope) dome fit
@@ -188,10 +206,11 @@ class LungParameters:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "disabled_rules", frozenset(self.disabled_rules))
-        unknown = sorted(self.disabled_rules - set(RULE_NAMES))
+        known = RULE_NAMES + SLICE_RULE_NAMES
+        unknown = sorted(self.disabled_rules - set(known))
         if unknown:
             raise SegmentationError(
-                f"LungParameters.disabled_rules: unknown rule name(s) {unknown}; expected some of {list(RULE_NAMES)}"
+                f"LungParameters.disabled_rules: unknown rule name(s) {unknown}; expected some of {list(known)}"
             )
 
     def rule_enabled(self, name: str) -> bool:
