@@ -119,6 +119,7 @@ def airway_tube_plane(
     spacing: np.ndarray,
     *,
     midline_column: float | None,
+    max_row: float | None = None,
     params: LungParameters = DEFAULT_PARAMETERS,
 ) -> np.ndarray:
     """Trachea and main bronchi on a canonical coronal / sagittal slice (1, rows superior -> inferior, columns).
@@ -128,7 +129,9 @@ def airway_tube_plane(
     width at most ``plane_airway_max_width_mm``, 30 mm: the tracheal diameter is at most about 25 mm, each main
     bronchus less; a lung section is wider on most of its rows) and it lies on the midline: coronal, centroid within
     ``plane_airway_midline_mm`` of ``midline_column``; sagittal (``midline_column`` ``None``), the caller runs the
-    rule only on slices within ``plane_airway_midline_mm`` of the scanner's x = 0 (the patient lies about centred).
+    rule only on slices within ``plane_airway_midline_mm`` of the scanner's x = 0 (the patient lies about centred);
+    and in the thorax: centroid row at most ``max_row`` (the caller passes the upper ``plane_max_row_share`` of the
+    body's height, as for the lung; bowel and rectal gas below is left to the gas rule).
 
     Parameters
     ----------
@@ -140,6 +143,8 @@ def airway_tube_plane(
         Working spacing (1, row, column) in mm.
     midline_column : float or None
         Coronal: column (index) of the patient's midline (body centre). ``None``: no position test (sagittal).
+    max_row : float, optional
+        Lowest centroid row (index) of an airway; ``None``: no limit.
 
     Returns
     -------
@@ -152,6 +157,8 @@ def airway_tube_plane(
     comp, n = ndimage.label(candidate[0], structure=np.ones((3, 3)))
     for i in range(1, n + 1):
         component = comp == i
+        if max_row is not None and float(np.nonzero(component)[0].mean()) > max_row:
+            continue
         widths = component.sum(axis=1)
         width_mm = float(np.percentile(widths[widths > 0], 75)) * float(spacing[2])
         if width_mm > params.plane_airway_max_width_mm:
