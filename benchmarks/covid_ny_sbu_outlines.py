@@ -26,8 +26,7 @@ from scipy import ndimage
 
 from kicc_analysis.imaging import load_ct
 from kicc_analysis.quantification import segment_opacities
-from kicc_analysis.segmentation import LEFT, RIGHT, RULE_NAMES, LungParameters, segment_lungs
-from kicc_analysis.segmentation.parameters import SLICE_RULE_NAMES
+from kicc_analysis.segmentation import LEFT, RIGHT, RULE_NAMES, SLICE_RULE_NAMES, LungParameters, segment_lungs
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct" / "covid_ny_sbu"
 

@@ -17,9 +17,8 @@ from conftest import shared_path
 from scipy import ndimage
 
 from kicc_analysis.imaging import load_ct
-from kicc_analysis.segmentation import LungParameters, segment_lungs
+from kicc_analysis.segmentation import SLICE_RULE_NAMES, LungParameters, segment_lungs
 from kicc_analysis.segmentation.lungs import _as_3d, _PlaneView
-from kicc_analysis.segmentation.parameters import SLICE_RULE_NAMES
 from kicc_analysis.segmentation.planes import abnormal_share, airway_tube_plane, drop_abdominal_gas_2d
 
 
