@@ -199,10 +199,38 @@ def test_airway_tube_plane_does_not_fire_on_lung():
     assert none.sum() == 35 * 6  # the function itself is unconditional; segment_lungs checks the switch
 
 
+def test_ct64_coronal_and_sagittal_reformats_keep_emphysematous_lung():
+    """Single coronal and sagittal slices cut from the real COPDGene ct-64 volume (emphysema; 4 mm voxels) every
+    12.5 mm, against the CIP lung mask: the single-slice rules never lower the Dice, and remove the trachea where
+    a coronal slice meets it. Without the size exemption of the pure-gas rule the emphysematous left lung (interior
+    -941 / -944 HU) was dropped on the posterior coronal slices (Dice 0.995 -> 0.683, 0.990 -> 0.705)."""
+    folder = shared_path("data", "ct", "cip_copdgene_ct64")
+    ct = load_ct(folder / "ct-64.nrrd")
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "lm-64.nrrd"))) & 255
+    truth = (truth >= 9) & (truth <= 14)  # (z, y, x)
+    nx, ny, _ = ct.GetSize()
+    gains = []
+    for plane, count in (("coronal", ny), ("sagittal", nx)):
+        for k in range(4, count - 4, 3):
+            image = ct[:, k : k + 1, :] if plane == "coronal" else ct[k : k + 1, :, :]
+            reference = truth[:, k, :] if plane == "coronal" else truth[:, :, k]
+            if reference.sum() < 200:
+                continue
+            dice = []
+            for parameters in (LungParameters(), _off(*SLICE_RULE_NAMES)):
+                seg = segment_lungs(image, parameters=parameters)
+                assert seg.qa["plane"] == plane
+                mask = np.squeeze(sitk.GetArrayFromImage(seg.labels)) > 0
+                dice.append(2 * (mask & reference).sum() / (mask.sum() + reference.sum()))
+            assert dice[0] >= dice[1] - 1e-9, (plane, k)
+            gains.append(dice[0] - dice[1])
+    assert len(gains) >= 25 and max(gains) > 0.003  # the trachea slice (coronal y 22: 0.986 -> 0.992 measured)
+
+
 def test_sagittal_bowel_gas_is_not_lung():
     """A058062 sagittal 19001231-073 (abdomen, lung bases barely in the field): lungs-1.10 took a bowel loop
-    (interior < -940 HU) as the slice's lung (5.8 mL); pure gas is never lung now, so the mask is empty and
-    flagged."""
+    (interior < -940 HU, 15 cm^2) as the slice's lung (5.8 mL); pure gas smaller than a lung section (50 cm^2) is
+    never lung now, so the mask is empty and flagged."""
     image = _sbu("A058062/sagittal/19001231-073")
     seg = segment_lungs(image)
     assert seg.qa["total_ml"] == 0.0 and seg.qa["low_confidence"]
@@ -242,6 +270,15 @@ def test_plane_severity_flag_fires_only_on_mostly_abnormal_masks():
     assert glass["plane_abnormal_share"] > 0.7 and glass["low_confidence"]
     labels = np.zeros((3, 3), dtype=np.uint8)
     assert abnormal_share(labels, np.zeros((3, 3))) == 0.0
+
+
+def test_plane_slice_without_body_gives_no_lung():
+    """A coronal slice outside the patient (air only, as at the edge of a reformatted volume): empty mask and
+    ``no_lung``, no crash (the airway rule's upper-body limit needs a body)."""
+    image = sitk.GetImageFromArray(np.full((40, 1, 50), -1000, dtype=np.int16))
+    image.SetSpacing((2.0, 2.0, 2.0))
+    seg = segment_lungs(image)
+    assert seg.qa["plane"] == "coronal" and seg.qa["total_ml"] == 0.0 and "no_lung" in seg.qa["flags"]
 
 
 def test_slice_rule_names_switch_off():

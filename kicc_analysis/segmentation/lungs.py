@@ -316,7 +316,8 @@ def _segment_plane_array(
     Air inside the body (steps 1-2) gives the candidates; the trachea / main bronchi are taken out as a narrow
     midline pure-air tube (:func:`~kicc_analysis.segmentation.planes.airway_tube_plane`). Lung = the most superior
     candidate whose interior (eroded by one pixel) is lung-like rather than gas (share of pixels in ``-960..-500`` HU
-    at least ``plane_min_parenchyma``, interior median at least ``gas_max_hu`` (rule ``gas_plane``), area at least
+    at least ``plane_min_parenchyma``, interior median at least ``gas_max_hu`` unless the area is at least
+    ``plane_gas_min_lung_mm2`` (rule ``gas_plane``), area at least
     ``plane_min_lung_mm2``, centroid in the upper ``plane_max_row_share`` of
     the body's height in the slice), and every lung-like candidate whose centroid
     lies above that lung's lowest row (the other lung; never the stomach or bowel gas under the diaphragm).
@@ -339,6 +340,8 @@ def _segment_plane_array(
         candidate &= ~airway
         info["airway_ml"] = float(airway.sum()) * voxel_ml
     body_rows = np.nonzero((~outside[0]).any(axis=1))[0]
+    if body_rows.size == 0:  # no body in the slice (all air touching the border): nothing to segment
+        body_rows = np.array([0, hu.shape[1] - 1])
     upper = body_rows.min() + params.plane_max_row_share * (body_rows.max() - body_rows.min())
     near_midline = view.plane == "coronal" or abs(view.x_mm) <= params.plane_airway_midline_mm
     if near_midline and params.rule_enabled("airway_tube_plane"):  # trachea / main bronchi (planes.py)
@@ -359,7 +362,8 @@ def _segment_plane_array(
         rows = np.array([c[0] for c in ndimage.center_of_mass(candidate[0], comp, index)]).reshape(-1)
         not_gas = np.ones(n, dtype=bool)
         if params.rule_enabled("gas_plane"):  # pure gas (stomach, bowel) is never lung (planes.py)
-            not_gas = np.array([interior_median_hu(comp == i, hu[0]) >= params.gas_max_hu for i in index])
+            pure = np.array([interior_median_hu(comp == i, hu[0]) < params.gas_max_hu for i in index])
+            not_gas = ~pure | (area >= params.plane_gas_min_lung_mm2)  # large: an emphysematous lung section
         lung_like = (share >= params.plane_min_parenchyma) & (area >= params.plane_min_lung_mm2) & (rows <= upper)
         lung_like &= not_gas
         if lung_like.any():

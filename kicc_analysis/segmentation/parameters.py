@@ -175,6 +175,10 @@ class LungParameters:
     # ... centroid within this (mm) of the body centre (sagittal: the slice within it of the scanner x = 0): the trachea
     # lies up to ~20 mm right of the midline (aortic arch), the body centre is off by the field of view (arms, crop)
     plane_airway_midline_mm: float = 40.0
+    # pure-gas rule (gas_plane): a component whose interior median is below gas_max_hu is lung only when at least
+    # this large (mm^2): an emphysematous lung section (COPDGene ct-64 coronal: -941..-944 HU, 129-175 cm^2); bowel
+    # loops, stomach bubbles and airways are smaller on a slice (covid_ny_sbu: <= 33 cm^2)
+    plane_gas_min_lung_mm2: float = 5000.0
     # low_confidence when more than this share (0-1) of a coronal / sagittal mask is denser than halo_abnormal_hu (the
     # air-based plane mask then misses consolidated lung; measured 0.20-0.57 on clear or mild slices, 0.82-0.96 on the
     # consolidated A046441 slices)

@@ -12,7 +12,8 @@ switched off by its name in ``disabled_rules`` (:data:`~kicc_analysis.segmentati
 - **Airway tube on a coronal / sagittal slice** (``airway_tube_plane``, :func:`airway_tube_plane`): the trachea and
   main bronchi are a narrow midline tube of pure air (lumen < ``airway_lumen_hu``, darker than parenchyma).
 - **Pure gas is not lung on a coronal / sagittal slice** (``gas_plane``, :func:`interior_median_hu`): stomach and
-  bowel gas (interior median < ``gas_max_hu``) never becomes the reference lung of the slice.
+  bowel gas (interior median < ``gas_max_hu``) smaller than ``plane_gas_min_lung_mm2`` never becomes the lung of
+  the slice; a larger pure-air region is an emphysematous lung section (HU alone cannot tell them apart).
 - **Severity flag of a coronal / sagittal slice** (:func:`abnormal_share`): the plane mask is air-based (the dense
   rules are axial), so when most of it is itself abnormal (ground glass), consolidated lung beyond it is likely
   missed: ``low_confidence``.
