@@ -227,6 +227,25 @@ def test_ct64_coronal_and_sagittal_reformats_keep_emphysematous_lung():
     assert len(gains) >= 25 and max(gains) > 0.003  # the trachea slice (coronal y 22: 0.986 -> 0.992 measured)
 
 
+def test_totalseg_reformats_nothing_below_the_lung_bases():
+    """Coronal and sagittal slices cut every 18 mm from the TotalSegmentator example abdomen CT (lung bases only in
+    its top 12 slices, stomach and colon gas below): with the single-slice rules no mask pixel lies below the lung
+    bases (169 without them, measured), and the lung-base pixels are the same."""
+    ct = load_ct(shared_path("data", "ct", "totalseg_example_ct", "example_ct.nii.gz"))
+    nx, ny, nz = ct.GetSize()
+    below, bases = {}, {}
+    for name, parameters in (("on", LungParameters()), ("off", _off(*SLICE_RULE_NAMES))):
+        below[name] = bases[name] = 0
+        for plane, count in (("coronal", ny), ("sagittal", nx)):
+            for k in range(5, count - 5, 6):
+                image = ct[:, k : k + 1, :] if plane == "coronal" else ct[k : k + 1, :, :]
+                mask = np.squeeze(sitk.GetArrayFromImage(segment_lungs(image, parameters=parameters).labels)) > 0
+                below[name] += int(mask[: nz - 12].sum())  # (z, in-plane): z = 0 is inferior
+                bases[name] += int(mask[nz - 12 :].sum())
+    assert below["on"] == 0 and below["off"] > 50
+    assert bases["on"] == bases["off"] > 100
+
+
 def test_sagittal_bowel_gas_is_not_lung():
     """A058062 sagittal 19001231-073 (abdomen, lung bases barely in the field): lungs-1.10 took a bowel loop
     (interior < -940 HU, 15 cm^2) as the slice's lung (5.8 mL); pure gas smaller than a lung section (50 cm^2) is
