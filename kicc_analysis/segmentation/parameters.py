@@ -3,7 +3,8 @@
 Every threshold and distance of the classical lung mask is a field here (HU, mm, degrees, shares 0-1); the rules of
 both paths read them from the object passed down from :func:`segment_lungs`. Rules of step 6 (dense recovery) are
 switched off by name with ``disabled_rules`` (names: :data:`RULE_NAMES`; see
-:func:`kicc_analysis.segmentation.lungs.dense_rules` for their order).
+:func:`kicc_analysis.segmentation.lungs.dense_rules` for their order), and so are the single-slice rules of
+:mod:`kicc_analysis.segmentation.planes` (:data:`SLICE_RULE_NAMES`).
 
 Examples
 --------
@@ -180,7 +181,7 @@ class LungParameters:
     # loops, stomach bubbles and airways are smaller on a slice (covid_ny_sbu: <= 33 cm^2)
     plane_gas_min_lung_mm2: float = 5000.0
     # low_confidence when more than this share (0-1) of a coronal / sagittal mask is denser than halo_abnormal_hu (the
-    # air-based plane mask then misses consolidated lung; measured 0.20-0.57 on clear or mild slices, 0.82-0.96 on the
+    # air-based plane mask then misses consolidated lung; measured 0.20-0.57 on clear or mild slices, 0.88-0.99 on the
     # consolidated A046441 slices)
     plane_low_confidence_abnormal_share: float = 0.7
     # --- 3-D path rules (dense_3d.py): lung base, gutter, costophrenic recess, halo gate
