@@ -7,9 +7,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from kicc_analysis.segmentation import LEFT, RIGHT, LungParameters, segment_lungs
+from kicc_analysis.segmentation import BOUNDARY_RULE_NAMES, LEFT, RIGHT, LungParameters, segment_lungs
 from kicc_analysis.segmentation.boundary_2d import (
-    BOUNDARY_RULES,
     fill_holes_2d,
     partial_aeration_2d,
     pleural_depth_2d,
@@ -95,7 +94,7 @@ def test_refine_cuts_only_dense_recovered_pixels_beyond_the_line():
     crop, _, changed = refine_boundary_2d(
         holed[None], dense[None], hu[None], np.ones((1, *hu.shape), dtype=bool), trunk[None], spacing
     )
-    assert (crop[0] == holed).all() and changed == {name: 0 for name in BOUNDARY_RULES}  # no cavity: a crop
+    assert (crop[0] == holed).all() and changed == {name: 0 for name in BOUNDARY_RULE_NAMES}  # no cavity: a crop
 
 
 def test_fill_holes_per_lung_not_between_the_lungs():

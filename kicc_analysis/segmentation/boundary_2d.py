@@ -37,10 +37,7 @@ from scipy import ndimage
 
 from .dense_2d import _cage_bone_2d
 from .geometry import LEFT, RIGHT, nearest_label
-from .parameters import DEFAULT_PARAMETERS, LungParameters
-
-#: The step-7 rules of the 2-D axial path, in the order they run.
-BOUNDARY_RULES = ("pleural_line_2d", "partial_aeration_2d", "fill_holes_2d")
+from .parameters import BOUNDARY_RULE_NAMES, DEFAULT_PARAMETERS, LungParameters
 
 
 def pleural_depth_2d(
@@ -200,7 +197,7 @@ def refine_boundary_2d(
     changed: dict[str, int] = {}
     if cavity is None:
         return labels, dense, changed
-    changed = {name: 0 for name in BOUNDARY_RULES if params.rule_enabled(name)}
+    changed = {name: 0 for name in BOUNDARY_RULE_NAMES if params.rule_enabled(name)}
     for z in range(labels.shape[0]):
         if not labels[z].any() or cavity[z].all() or not cavity[z].any():
             continue  # no thoracic cavity: a tight crop (teaching image), left as step 7 made it
