@@ -41,6 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._common import LEFT, RIGHT, nearest_label, reach_along, vertebral_body
+from .cavity_2d import posterior_rib_line, spine_rays
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 
 
@@ -448,15 +449,21 @@ def thoracic_cavity_2d(
         return None
     rays = np.arange(n_rays)
     theta = (rays + 0.5) / n_rays * 2 * np.pi
+    window = max(3, int(round(params.cavity_median_deg / 360.0 * n_rays)) | 1)
     model = _periodic_fit(theta[found], r_bone[found], params.cavity_harmonics, params.cavity_band, theta)
     # second pass: on every ray the innermost bone within the band around the fitted ring, else the ring itself
     ring = model[ray]
     in_band = bone & (np.abs(radius - ring) <= params.cavity_band * ring)
-    cage = np.full(n_rays, np.inf)
-    np.minimum.at(cage, ray[in_band], radius[in_band])
-    cage = np.where(np.isfinite(cage), cage, model)
-    window = max(3, int(round(params.cavity_median_deg / 360.0 * n_rays)) | 1)
-    cage = ndimage.median_filter(cage, size=window, mode="wrap")
+    hit = np.full(n_rays, np.inf)
+    np.minimum.at(hit, ray[in_band], radius[in_band])
+    cage = np.where(np.isfinite(hit), hit, model)
+    if not params.rule_enabled("cavity_rib_line_2d"):
+        cage = ndimage.median_filter(cage, size=window, mode="wrap")
+    else:  # posteriorly the ring follows the rib line, not the vertebral body (cavity_2d.py)
+        spine = spine_rays(bone, trunk, near, ray, radius, r_bone, spacing, cx, cy, params=params)
+        sigma = params.block_sigma_mm / spacing_yx
+        smooth = ndimage.gaussian_filter(hu.astype(float), sigma)
+        cage = posterior_rib_line(cage, hit, theta, spine, window, smooth, bone, ray, radius, params=params)
     return (radius <= cage[ray]) & trunk
 
 

@@ -47,6 +47,10 @@ SLICE_RULE_NAMES = ("abdominal_gas_2d", "airway_tube_plane", "gas_plane")
 #: order they run, switched off by the same ``disabled_rules``: the pleural-line cut, partly aerated lung, holes.
 BOUNDARY_RULE_NAMES = ("pleural_line_2d", "partial_aeration_2d", "fill_holes_2d")
 
+#: Rules of the thoracic cavity of single axial slices (:mod:`kicc_analysis.segmentation.cavity_2d`), switched off
+#: by the same ``disabled_rules``: the ring beside the spine follows the rib line, not the vertebral body's front.
+CAVITY_RULE_NAMES = ("cavity_rib_line_2d",)
+
 
 @dataclass(frozen=True)
 class LungParameters:
@@ -156,6 +160,17 @@ class LungParameters:
     cavity_max_border_share: float = 0.1  # ... nor for a crop whose border is more than this share (0-1) body
     cavity_inside_share: float = 0.5  # aerated components with less than this share inside the cavity are dropped
     cavity_margin_mm: float = 2.0  # dense recovered pixels must lie at least this (mm) inside the cage
+    # cavity_rib_line_2d (cavity11): a ray whose first bone hit lies behind the rays' centre within this (mm) of the
+    # vertebral body's centre column is a spine ray, left out of the ring fit and of the other rays' running median
+    # (thoracic vertebral bodies are 25-45 mm wide, the rib heads articulate on their sides; lateral of them the
+    # first bone is the rib neck / transverse process, on the posterior rib line)
+    cavity_spine_half_mm: float = 20.0
+    # ... posterior rays without a rib hit take the rib line interpolated across gaps up to this (degrees; an
+    # intercostal space seen from the cavity centre spans about 5-15 degrees)
+    cavity_rib_gap_deg: float = 20.0
+    # ... a ray moves out to the rib line only when most of the added segment is below this smoothed HU
+    # (block_sigma_mm): partly aerated lung; pleural fluid is water density, 0-20 HU (exudate up to ~30)
+    cavity_fluid_hu: float = -20.0
     cavity_pleura_mm: float = 4.0  # dependent_cavity_2d: pleura + intercostal tissue inside the cage (mm), never lung
     # posterior_2d (lungs-1.9): columns at least this far (mm) lateral of the vertebral body (paravertebral line)
     posterior_spine_mm: float = 5.0
@@ -232,7 +247,7 @@ class LungParameters:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "disabled_rules", frozenset(self.disabled_rules))
-        known = RULE_NAMES + SLICE_RULE_NAMES + BOUNDARY_RULE_NAMES
+        known = RULE_NAMES + SLICE_RULE_NAMES + BOUNDARY_RULE_NAMES + CAVITY_RULE_NAMES
         unknown = sorted(self.disabled_rules - set(known))
         if unknown:
             raise SegmentationError(
