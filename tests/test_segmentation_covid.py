@@ -4,7 +4,7 @@ Per slice (uncertain pixels left out, as the outlines' README asks): lung Dice, 
 (% of the reference lung area), left/right labels, and the ``low_confidence`` QA flag. Floors are the measured
 values (MEASURED) minus 0.01 Dice / plus 1 percentage point, never below the
 lungs-1.9 floors: they stop regressions; the issue's goals (mean Dice >= 0.95, lowest >= 0.90, outside <= 5 % on
-every slice) are met only in part (edge11: mean Dice 0.954, lowest 0.923; A048383 later 5.3 % outside). Single coronal and sagittal slices of the same collection: segmented in their own plane.
+every slice) are met only in part (cavity11: mean Dice 0.956, lowest 0.933; A048383 later 5.5 % outside). Single coronal and sagittal slices of the same collection: segmented in their own plane.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from kicc_analysis.quantification import segment_opacities
 from kicc_analysis.segmentation import LEFT, RIGHT, LungParameters, segment_lungs
 from kicc_analysis.segmentation.lungs import _low_confidence_reasons
 
-# slice: (Dice measured edge11 (input-grid boundary rules, boundary_2d.py), % outside measured, left/right right,
-#         low_confidence expected, previous Dice, previous % outside (main ad9b25c: boundary_max_hu -200 HU))
+# slice: (Dice measured cavity11 (posterior ring on the rib line, cavity_2d.py), % outside measured, left/right right,
+#         low_confidence expected, previous Dice, previous % outside (edge11: input-grid boundary rules))
 MEASURED = {
-    "A002304_19001231-076": (0.958, 3.3, True, False, 0.952, 3.5),  # lungs-1.7: arm taken in (24 % outside)
-    "A002304_19010112-135": (0.964, 3.1, True, False, 0.958, 3.0),
-    "A046441_19001111-045": (0.949, 2.9, True, True, 0.935, 2.9),  # lungs-1.8: posterior consolidation missed, hilum in
-    "A046441_19010101-23": (0.923, 4.4, True, True, 0.910, 6.6),  # lungs-1.7: right lung labelled left
-    "A048383_19001231-30": (0.966, 3.9, True, False, 0.961, 4.0),  # lungs-1.7: object on the chest / arms (57 %)
-    "A048383_19010410-30": (0.966, 5.3, True, False, 0.965, 5.5),  # lungs-1.8: left hilum in the mask
+    "A002304_19001231-076": (0.957, 3.6, True, False, 0.958, 3.3),  # lungs-1.7: arm taken in (24 % outside)
+    "A002304_19010112-135": (0.962, 3.6, True, False, 0.964, 3.0),  # 3.0: main ad9b25c (floor not lowered)
+    "A046441_19001111-045": (0.951, 2.7, True, True, 0.949, 2.9),  # lungs-1.8: posterior consolidation missed, hilum in
+    "A046441_19010101-23": (0.933, 4.6, True, True, 0.923, 4.4),  # lungs-1.7: right lung labelled left
+    "A048383_19001231-30": (0.966, 3.9, True, False, 0.966, 3.9),  # lungs-1.7: object on the chest / arms (57 %)
+    "A048383_19010410-30": (0.965, 5.5, True, False, 0.966, 5.3),  # lungs-1.8: left hilum in the mask
 }
 
 
@@ -92,7 +92,8 @@ def test_low_confidence_reasons_each_rule():
 
 
 def test_mean_dice_and_sides_over_the_six_slices(outlined):
-    """edge11 (pleural line, partly aerated lung and holes on the input grid): mean Dice 0.954, lowest 0.923, outside
+    """cavity11 (posterior ring on the rib line): mean Dice 0.956, lowest 0.933, outside <= 5 % on 5 of 6 (A048383
+    later 5.5 %). edge11 (pleural line, partly aerated lung and holes on the input grid): mean Dice 0.954, lowest 0.923, outside
     <= 5 % on 5 of 6 (A048383 later 5.3 %: its aerated hilar bronchus); main before it 0.947 / 0.910 / 4 of 6; lungs-1.10: 0.929
     (lungs-1.9: 0.922, lungs-1.8: 0.881, lungs-1.7: 0.813), lowest 0.902 (0.879, 0.760), mask area outside the
     reference <= 5 % on 5 of 6 slices (5, 3 of 6), sides right on 6 of 6."""
@@ -101,7 +102,7 @@ def test_mean_dice_and_sides_over_the_six_slices(outlined):
         mask, ref = (labels > 0) & keep, (reference > 0) & keep
         dices.append(_dice(mask, ref))
         outside.append(100.0 * (mask & ~ref).sum() / ref.sum())
-    assert np.mean(dices) >= 0.95 and min(dices) >= 0.91
+    assert np.mean(dices) >= 0.95 and min(dices) >= 0.92
     assert sum(value <= 5.0 for value in outside) >= 5
 
 
@@ -219,15 +220,16 @@ def test_lungs_1_10_settings_on_the_lowest_slice(outlined):
 
 def test_pleural_line_takes_the_chest_wall_rim_out(outlined):
     """pleural_line_2d (edge11, input grid): on A046441 later the dense-recovered 2.5 mm working blocks that
-    straddled the ribs along both lateral chest walls are cut back to 2 mm inside the ribs' inner surface: 4.4 % of
-    the reference area outside it with the rule, 6.6 % without (Dice 0.923 / 0.913)."""
+    straddled the ribs along both lateral chest walls are cut back to 2 mm inside the ribs' inner surface: 4.6 % of
+    the reference area outside it with the rule, 5.4 % without (Dice 0.933 / 0.930; edge11 before cavity11's rib
+    line: 4.4 / 6.6 %, 0.923 / 0.913: the ring on the posterior rib line takes part of the rim out itself)."""
     name = "A046441_19010101-23"
     labels, reference, keep, qa = outlined[name]
     mask, ref = (labels > 0) & keep, (reference > 0) & keep
     dice, outside = _dice(mask, ref), 100.0 * (mask & ~ref).sum() / ref.sum()
     dice_off, outside_off = _score(name, LungParameters(disabled_rules=frozenset({"pleural_line_2d"})))
-    assert outside <= outside_off - 1.5
-    assert dice >= dice_off + 0.005
+    assert outside <= outside_off - 0.5
+    assert dice >= dice_off + 0.002
     assert qa["boundary_changed_ml"]["pleural_line_2d"] < -0.5  # mL taken out on the input grid
 
 

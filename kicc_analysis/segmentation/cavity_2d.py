@@ -133,4 +133,4 @@ def posterior_rib_line(
     count = np.bincount(ray[added], minlength=n)
     wet = np.bincount(ray[added], weights=(smooth_hu[added] >= params.cavity_fluid_hu), minlength=n)
     fluid = (count > 0) & (wet > 0.5 * np.maximum(count, 1))
-    return np.where(fluid, old, new)
+    return np.where(fluid | spine, old, new)  # spine rays: the vertebral body bounds the cavity behind the mediastinum
