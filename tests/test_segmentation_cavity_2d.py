@@ -4,7 +4,6 @@ the rib line. Synthetic rays (what the rule may and may not change) and the real
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 from conftest import shared_path
 
