@@ -73,6 +73,7 @@ from ._common import (
     trunk_mask,
     vertebral_body,
 )
+from .airways_2d import hilar_airway_2d
 from .dense_2d import (
     _cage_bone_2d,
     _mediastinal_block_2d,
@@ -458,6 +459,10 @@ def _segment_array(
         labels = np.zeros(lungs.shape, dtype=np.uint8)
         for z in range(lungs.shape[0]):
             midline = _midline_2d(hu[z], trunk[z], None if cavity is None else cavity[z], body_x[z], spacing, params)
+            if params.rule_enabled("hilar_airway_2d"):  # central airway lumen joined to the lung (airways_2d.py)
+                hilar = hilar_airway_2d(lungs[z], hu[z], trunk[z], midline, spacing, params=params)
+                lungs[z] &= ~hilar
+                info["airway_ml"] += float(hilar.sum()) * voxel_ml
             labels[z] = _split_by_midline(lungs[z], midline)
     else:
         labels = _split_left_right(lungs, body_x, thin)

@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 
 from ..errors import SegmentationError
 
-#: Step-6 rule names (both paths; a path runs only its own), in the order they run.
+#: Rule names that can be switched off (both paths; a path runs only its own), in the order they run: the step-3
+#: central-airway cut of single axial slices (``hilar_airway_2d``, :mod:`~kicc_analysis.segmentation.airways_2d`),
+#: then the step-6 rules (``cage_2d`` also drops aerated components outside the thoracic cavity in step 4).
 RULE_NAMES = (
+    "hilar_airway_2d",
     "hull_deficit",
     "rib_cage",
     "mediastinum_2d",
@@ -65,6 +68,14 @@ class LungParameters:
     tight_crop_border_air: float = 0.5  # slices whose border is < 50 % air are crops through the body
     tight_crop_outside_max_hu: float = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
     airway_lumen_hu: float = -900.0  # airway tracking: lumen darker than lung parenchyma (~-850 HU)
+    # central airway lumen joined to the lung on a single axial slice (hilar_airway_2d, airways_2d.py): thin part of
+    # the lung candidate = not covered by an opening with a disk of this radius (mm; main bronchus 10-20 mm wide)
+    hilar_airway_open_mm: float = 7.5
+    hilar_airway_fill_max_mm2: float = 80.0  # ... after filling holes up to this area (mm^2; vessels inside the lung)
+    hilar_airway_midline_mm: float = 20.0  # ... reaching within this (mm) of the midline (carina) ...
+    hilar_airway_min_anterior_mm: float = 10.0  # ... there at least this far (mm) in front of the vertebral body
+    hilar_airway_max_anterior_mm: float = 60.0  # ... and at most this far (mm; oesophagus behind, heart in front)
+    hilar_airway_min_lumen_share: float = 0.05  # ... with at least this share (0-1) darker than airway_lumen_hu
     # DICOM PatientPosition values for which the abdominal-gas rule holds (gas anterior)
     supine_positions: tuple[str, ...] = ("HFS", "FFS")
     # abdominal-gas rule (3-D): a component with less than this share of its voxels in the
