@@ -902,7 +902,15 @@ def dense_rules(path: str) -> list[DenseRule]:
             DenseRule(
                 "bronchograms_2d",
                 lambda c: _recover_bronchograms_2d(
-                    c.labels, c.hu, c.params.air_threshold_hu, c.free, c.trunk, c.spacing, c.recovered, params=c.params
+                    c.labels,
+                    c.hu,
+                    c.params.air_threshold_hu,
+                    c.free,
+                    c.trunk,
+                    c.spacing,
+                    c.recovered,
+                    params=c.params,
+                    cavity=c.cavity,
                 ),
             ),
             # dependent consolidation inside the thoracic cavity, behind the lung, down to the posterior cage

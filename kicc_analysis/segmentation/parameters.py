@@ -135,6 +135,9 @@ class LungParameters:
     bronchogram_ring_dense: float = 0.9
     # ... the rule fires only on slices with at least this many such pockets (consolidation)
     bronchogram_min_count: int = 5
+    # ... counting only pockets with at least this share (0-1) of their area inside the thoracic cavity (air in an arm
+    # or an object on the chest is no bronchogram; 0: no cavity test)
+    bronchogram_cavity_share: float = 0.5
     bronchogram_posterior: float = -0.3  # ... pocket centre posterior of trunk centre + this x trunk half-height
     bronchogram_radius_mm: float = 25.0  # ... dense tissue within this distance (mm) of an accepted pocket is lung
     # ... mediastinum = between the two lungs' medial edges within +- this (mm) of the row
