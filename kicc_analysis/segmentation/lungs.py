@@ -13,7 +13,9 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
    ``gas_rule_off_not_supine``).
 3. **Airways**: the trachea is found as a small, round, midline air region in the cranial slices and tracked
    through the candidate until it enters the lung (:func:`_airway_3d`); 2-D path: small, dark (< -900 HU), midline
-   components (:func:`_airway_2d`).
+   components (:func:`_airway_2d`); on single axial slices, after the thoracic cavity (step 4), a main bronchus
+   joined to the lung is cut off: a tube-wide part of the candidate that reaches the carina on the midline in front
+   of the vertebral body and holds pure air (``airways_2d.py``, :func:`hilar_airway_2d`, rule ``hilar_airway_2d``).
 4. **Left/right split** (:func:`_split_left_right`): components, eroded apart where the lungs touch and grown back;
    side from the centroid relative to the body centre (LPS: the right lung has the smaller x). 2-D path
    (lungs-1.8): first the thoracic cavity of each slice (:func:`_thoracic_cavity`; aerated components mostly
