@@ -7,7 +7,8 @@ reference lung: most of the mask pixels on it carry its label), the per-side Dic
 the body (``outside_body_px``: not in the patient's largest soft-tissue component, e.g. an arm apart from the
 chest or the table), the left/right area ratio (smaller / larger), and the opacity (GGO + consolidation, % of the
 mask, ``segment_opacities``) of the earlier and the later study of each patient. Then every single coronal and
-sagittal slice: plane, right / left mL, flags, opacity.
+sagittal slice: plane, right / left mL, flags, opacity, gas and airway removed (mL) and, on coronal / sagittal slices,
+the share of the mask above -700 HU (``plane_abnormal_share``).
 
     python benchmarks/covid_ny_sbu_outlines.py [--data ../shared/data/ct/covid_ny_sbu] [--disable bronchograms_2d]
 """
@@ -25,7 +26,7 @@ from scipy import ndimage
 
 from kicc_analysis.imaging import load_ct
 from kicc_analysis.quantification import segment_opacities
-from kicc_analysis.segmentation import LEFT, RIGHT, RULE_NAMES, LungParameters, segment_lungs
+from kicc_analysis.segmentation import LEFT, RIGHT, RULE_NAMES, SLICE_RULE_NAMES, LungParameters, segment_lungs
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct" / "covid_ny_sbu"
 
@@ -99,6 +100,9 @@ def reference_free(data: Path = DEFAULT_DATA, planes: tuple[str, ...] = ("axial"
                 "lr_ratio": round(seg.qa["lr_ratio"], 2),
                 "outside_body_px": int((mask & ~body).sum()),
                 "opacity_pct": round(100.0 * float((opacity > 0).sum()) / max(int(mask.sum()), 1), 1),
+                "gas_ml": round(seg.qa["dropped_gas_ml"], 1),  # dropped as bowel / stomach gas
+                "airway_ml": round(seg.qa["airway_ml"], 1),
+                "abnormal": round(seg.qa.get("plane_abnormal_share", float("nan")), 2),  # planes: share > -700 HU
                 "low_confidence": seg.qa["low_confidence"],
                 "flags": ",".join(seg.qa["flags"]),
             }
@@ -109,7 +113,9 @@ def reference_free(data: Path = DEFAULT_DATA, planes: tuple[str, ...] = ("axial"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--disable", action="append", default=[], choices=RULE_NAMES, help="switch a rule off")
+    parser.add_argument(
+        "--disable", action="append", default=[], choices=RULE_NAMES + SLICE_RULE_NAMES, help="switch a rule off"
+    )
     args = parser.parse_args(argv)
     if not (args.data / "reference_outlines").is_dir():
         print(f"no reference outlines under {args.data}", file=sys.stderr)

@@ -10,7 +10,8 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
 2. **Non-lung air dropped**: components too small or pure gas (mean < -960 HU) (:func:`_drop_small_and_gas`); 3-D
    path, supine or unknown patient position: abdominal gas (anterior-only, pure-air interior) after the airways are
    removed (:func:`_drop_abdominal_gas`; ``qa["dropped_gas_ml"]``, flags ``no_lung_gas_only`` /
-   ``gas_rule_off_not_supine``).
+   ``gas_rule_off_not_supine``); 2-D path, after step 4's thoracic cavity: the same per axial slice
+   (:func:`~kicc_analysis.segmentation.planes.drop_abdominal_gas_2d`, rule ``abdominal_gas_2d``).
 3. **Airways**: the trachea is found as a small, round, midline air region in the cranial slices and tracked
    through the candidate until it enters the lung (:func:`_airway_3d`); 2-D path: small, dark (< -900 HU), midline
    components (:func:`_airway_2d`); on single axial slices, after the thoracic cavity (step 4), a main bronchus
@@ -21,7 +22,7 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
    (lungs-1.8): first the thoracic cavity of each slice (:func:`_thoracic_cavity`; aerated components mostly
    outside it are dropped), then sides by position relative to the midline (:func:`_midline_2d`,
    :func:`_split_by_midline`). A single coronal or sagittal slice is segmented in its own plane
-   (:func:`_segment_plane`).
+   (:func:`_segment_plane`; its airway, gas and severity rules: :mod:`~kicc_analysis.segmentation.planes`).
 5. **Filling** (:func:`_fill_slices`): holes of each lung per axial slice (vessels, bronchi, enclosed opacities).
 6. **Dense recovery** (:func:`_recover_dense`; ``recover_dense=False`` skips it): soft tissue (-400..+150 HU) that
    is lung, rules in this order, each on what is not recovered yet:
@@ -88,6 +89,7 @@ from .dense_2d import (
 )
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
 from .parameters import DEFAULT_PARAMETERS, LungParameters
+from .planes import abnormal_share, airway_tube_plane, drop_abdominal_gas_2d, interior_median_hu
 
 ALGORITHM_VERSION = "lungs-1.10"  # bump when outputs change; history in CHANGELOG.md
 
@@ -118,7 +120,9 @@ class LungSegmentation:
         the outlines), not on the four at 0.94-0.95.
         ``patient_position`` (the DICOM PatientPosition used, ``""`` when unknown).
         ``cage_removed_ml`` (2-D axial path: aerated components outside the thoracic cavity dropped, working grid,
-        mL); ``plane`` (single coronal / sagittal slices only: ``"coronal"`` / ``"sagittal"``).
+        mL); ``plane`` (single coronal / sagittal slices only: ``"coronal"`` / ``"sagittal"``) and there
+        ``plane_abnormal_share`` (share of the mask above ``halo_abnormal_hu``; above
+        ``plane_low_confidence_abnormal_share`` it is a ``low_confidence`` reason).
         ``dropped_gas_ml`` (mL) and ``dropped_gas`` (one dict per component dropped as abdominal gas: ``volume_ml``,
         ``interior_median_hu``, ``posterior_share``, ``z_slices``). ``rule_added_ml`` (per step-6 rule run, in
         :func:`dense_rules` order: mL on the working grid it added; negative: what a filter removed).
@@ -298,6 +302,12 @@ def _segment_plane(image3d: sitk.Image, view: _PlaneView, position: str, params:
     dense_img = _array_to_image(np.zeros(sitk.GetArrayViewFromImage(image3d).shape, dtype=np.uint8), image3d)
     qa = _quality(labels_img, dense_img, info, True, work_spacing[list(np.argsort(view.order))], params)
     qa["plane"] = view.plane
+    qa["plane_abnormal_share"] = abnormal_share(labels_c, canon_hu, params)  # planes.py: air-only mask, severe disease
+    if qa["plane_abnormal_share"] > params.plane_low_confidence_abnormal_share:
+        qa["low_confidence_reasons"].append(f"plane_abnormal_share>{params.plane_low_confidence_abnormal_share:g}")
+        qa["low_confidence"] = True
+        if "low_confidence" not in qa["flags"]:
+            qa["flags"].append("low_confidence")
     return LungSegmentation(labels=labels_img, qa=qa, dense_recovered=dense_img)
 
 
@@ -306,9 +316,12 @@ def _segment_plane_array(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Lung labels of a canonical coronal / sagittal view (1, rows superior -> inferior, columns), working grid.
 
-    Air inside the body (steps 1-2) gives the candidates. Lung = the most superior candidate whose interior (eroded
-    by one pixel) is lung-like rather than gas (share of pixels in ``-960..-500`` HU at least
-    ``plane_min_parenchyma``, area at least ``plane_min_lung_mm2``, centroid in the upper ``plane_max_row_share`` of
+    Air inside the body (steps 1-2) gives the candidates; the trachea / main bronchi are taken out as a narrow
+    midline pure-air tube (:func:`~kicc_analysis.segmentation.planes.airway_tube_plane`). Lung = the most superior
+    candidate whose interior (eroded by one pixel) is lung-like rather than gas (share of pixels in ``-960..-500`` HU
+    at least ``plane_min_parenchyma``, interior median at least ``gas_max_hu`` unless the area is at least
+    ``plane_gas_min_lung_mm2`` (rule ``gas_plane``), area at least
+    ``plane_min_lung_mm2``, centroid in the upper ``plane_max_row_share`` of
     the body's height in the slice), and every lung-like candidate whose centroid
     lies above that lung's lowest row (the other lung; never the stomach or bowel gas under the diaphragm).
     Coronal: sides by the midline (body centre); sagittal: the whole slice is the right lung when its centre lies
@@ -329,6 +342,16 @@ def _segment_plane_array(
         airway = _airway_2d(candidate, hu, body_x, pixel_mm2)
         candidate &= ~airway
         info["airway_ml"] = float(airway.sum()) * voxel_ml
+    body_rows = np.nonzero((~outside[0]).any(axis=1))[0]
+    if body_rows.size == 0:  # no body in the slice (all air touching the border): nothing to segment
+        body_rows = np.array([0, hu.shape[1] - 1])
+    upper = body_rows.min() + params.plane_max_row_share * (body_rows.max() - body_rows.min())
+    near_midline = view.plane == "coronal" or abs(view.x_mm) <= params.plane_airway_midline_mm
+    if near_midline and params.rule_enabled("airway_tube_plane"):  # trachea / main bronchi (planes.py)
+        midline = float(body_x[0]) if view.plane == "coronal" else None
+        tube = airway_tube_plane(candidate, hu, spacing, midline_column=midline, max_row=upper, params=params)
+        candidate &= ~tube
+        info["airway_ml"] = info.get("airway_ml", 0.0) + float(tube.sum()) * voxel_ml
     comp, n = ndimage.label(candidate[0], structure=np.ones((3, 3)))
     lungs = np.zeros(candidate.shape[1:], dtype=bool)
     if n:
@@ -340,13 +363,16 @@ def _segment_plane_array(
             ndimage.sum_labels(parenchyma, comp, index) / np.maximum(ndimage.sum_labels(interior, comp, index), 1)
         )
         rows = np.array([c[0] for c in ndimage.center_of_mass(candidate[0], comp, index)]).reshape(-1)
-        body_rows = np.nonzero((~outside[0]).any(axis=1))[0]
-        upper = body_rows.min() + params.plane_max_row_share * (body_rows.max() - body_rows.min())
+        not_gas = np.ones(n, dtype=bool)
+        if params.rule_enabled("gas_plane"):  # pure gas (stomach, bowel) is never lung (planes.py)
+            pure = np.array([interior_median_hu(comp == i, hu[0]) < params.gas_max_hu for i in index])
+            not_gas = ~pure | (area >= params.plane_gas_min_lung_mm2)  # large: an emphysematous lung section
         lung_like = (share >= params.plane_min_parenchyma) & (area >= params.plane_min_lung_mm2) & (rows <= upper)
+        lung_like &= not_gas
         if lung_like.any():
             main = int(index[lung_like][np.argmin(rows[lung_like])])  # the most superior: gas lies below
             lowest = int(np.nonzero((comp == main).any(axis=1))[0].max())
-            keep = (share >= params.plane_min_parenchyma) & (rows <= lowest)
+            keep = (share >= params.plane_min_parenchyma) & (rows <= lowest) & not_gas
             keep[main - 1] = True
             lungs = np.isin(comp, index[keep])
             info["dropped_below_diaphragm_ml"] = float((candidate[0] & ~lungs).sum()) * voxel_ml
@@ -453,9 +479,11 @@ def _segment_array(
         lungs = lungs & ~removed
         info["cage_removed_ml"] = float(removed.sum()) * voxel_ml
     info["dropped_gas"] = []
-    info["gas_rule_off"] = not thin and not gas_rule
+    info["gas_rule_off"] = not gas_rule
     if not thin and gas_rule:
         lungs, info["dropped_gas"] = _drop_abdominal_gas(lungs, hu, trunk, voxel_ml, params=params)
+    elif thin and gas_rule and params.rule_enabled("abdominal_gas_2d"):  # single axial slices (planes.py)
+        lungs, info["dropped_gas"] = drop_abdominal_gas_2d(lungs, hu, trunk, voxel_ml, params=params)
 
     if thin:  # single slices: side by position relative to the midline (vertebral body), not by component size
         labels = np.zeros(lungs.shape, dtype=np.uint8)

@@ -3,7 +3,8 @@
 Every threshold and distance of the classical lung mask is a field here (HU, mm, degrees, shares 0-1); the rules of
 both paths read them from the object passed down from :func:`segment_lungs`. Rules of step 6 (dense recovery) are
 switched off by name with ``disabled_rules`` (names: :data:`RULE_NAMES`; see
-:func:`kicc_analysis.segmentation.lungs.dense_rules` for their order).
+:func:`kicc_analysis.segmentation.lungs.dense_rules` for their order), and so are the single-slice rules of
+:mod:`kicc_analysis.segmentation.planes` (:data:`SLICE_RULE_NAMES`).
 
 Examples
 --------
@@ -19,11 +20,8 @@ from dataclasses import dataclass, field
 
 from ..errors import SegmentationError
 
-#: Rule names that can be switched off (both paths; a path runs only its own), in the order they run: the step-3
-#: central-airway cut of single axial slices (``hilar_airway_2d``, :mod:`~kicc_analysis.segmentation.airways_2d`),
-#: then the step-6 rules (``cage_2d`` also drops aerated components outside the thoracic cavity in step 4).
+#: Step-6 rule names (both paths; a path runs only its own), in the order they run.
 RULE_NAMES = (
-    "hilar_airway_2d",
     "hull_deficit",
     "rib_cage",
     "mediastinum_2d",
@@ -39,6 +37,12 @@ RULE_NAMES = (
     "costophrenic_recess",
     "halo_gate",
 )
+
+#: Rules of single slices outside step 6 (:mod:`kicc_analysis.segmentation.planes`,
+#: :mod:`kicc_analysis.segmentation.airways_2d`), switched off by the same ``disabled_rules``: bowel / stomach gas on
+#: axial slices, the airway tube and pure gas on coronal / sagittal slices, the main bronchus joined to the lung on
+#: axial slices (``hilar_airway_2d``).
+SLICE_RULE_NAMES = ("abdominal_gas_2d", "airway_tube_plane", "gas_plane", "hilar_airway_2d")
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,10 @@ class LungParameters:
     gas_max_hu: float = -940.0
     # gas -955..-980 HU; aerated lung -900..-750 HU, the emphysematous COPDGene ct64 lung -930 HU -- HU alone is not
     # trusted, see the docstring of _drop_abdominal_gas)
+    # single axial slices (planes.drop_abdominal_gas_2d): on a slice where no air component reaches the posterior half
+    # of the trunk (below the lung bases), anterior-only air with an interior median below this (HU) is bowel gas
+    # (thin loops average gas, wall and content: -924..-959 HU measured; parenchyma -900..-700 HU)
+    gas_slice_max_hu: float = -900.0
     lateral_min: float = 0.05  # hull-deficit rule: component centroid lateral of the lung centroid (x lung width)
     posterior_min: float = 0.15  # ... or posterior of it (x lung height) and away from the medial edge
     max_deficit_to_lung: float = 0.5  # ... and at most half the lung area of the slice
@@ -175,6 +183,20 @@ class LungParameters:
     plane_min_parenchyma: float = 0.5  # lung: at least this share (0-1) of the interior at -960..-500 HU (gas: < -960)
     plane_min_lung_mm2: float = 1500.0  # ... and the main lung at least this area (mm^2)
     plane_max_row_share: float = 0.6  # ... with its centroid in this upper share (0-1) of the body's height
+    # airway tube (planes.airway_tube_plane): pure-air lumen (< airway_lumen_hu) at most this wide (mm; 75th percentile
+    # of the per-row width; tracheal diameter <= ~25 mm, a lung section is wider)
+    plane_airway_max_width_mm: float = 30.0
+    # ... centroid within this (mm) of the body centre (sagittal: the slice within it of the scanner x = 0): the trachea
+    # lies up to ~20 mm right of the midline (aortic arch), the body centre is off by the field of view (arms, crop)
+    plane_airway_midline_mm: float = 40.0
+    # pure-gas rule (gas_plane): a component whose interior median is below gas_max_hu is lung only when at least
+    # this large (mm^2): an emphysematous lung section (COPDGene ct-64 coronal: -941..-944 HU, 129-175 cm^2); bowel
+    # loops, stomach bubbles and airways are smaller on a slice (covid_ny_sbu: <= 33 cm^2)
+    plane_gas_min_lung_mm2: float = 5000.0
+    # low_confidence when more than this share (0-1) of a coronal / sagittal mask is denser than halo_abnormal_hu (the
+    # air-based plane mask then misses consolidated lung; measured 0.20-0.57 on clear or mild slices, 0.88-0.99 on the
+    # consolidated A046441 slices)
+    plane_low_confidence_abnormal_share: float = 0.7
     # --- 3-D path rules (dense_3d.py): lung base, gutter, costophrenic recess, halo gate
     base_fit_degree: int = 2  # lung-base rule: polynomial degree of the dome model (2: quadratic; 3, 4 tried: worse)
     base_fit_iterations: int = 12  # ... iterations of the asymmetric (lower-envelope) dome fit
@@ -202,10 +224,11 @@ class LungParameters:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "disabled_rules", frozenset(self.disabled_rules))
-        unknown = sorted(self.disabled_rules - set(RULE_NAMES))
+        known = RULE_NAMES + SLICE_RULE_NAMES
+        unknown = sorted(self.disabled_rules - set(known))
         if unknown:
             raise SegmentationError(
-                f"LungParameters.disabled_rules: unknown rule name(s) {unknown}; expected some of {list(RULE_NAMES)}"
+                f"LungParameters.disabled_rules: unknown rule name(s) {unknown}; expected some of {list(known)}"
             )
 
     def rule_enabled(self, name: str) -> bool:
