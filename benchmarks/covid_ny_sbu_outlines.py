@@ -26,7 +26,15 @@ from scipy import ndimage
 
 from kicc_analysis.imaging import load_ct
 from kicc_analysis.quantification import segment_opacities
-from kicc_analysis.segmentation import LEFT, RIGHT, RULE_NAMES, SLICE_RULE_NAMES, LungParameters, segment_lungs
+from kicc_analysis.segmentation import (
+    BOUNDARY_RULE_NAMES,
+    LEFT,
+    RIGHT,
+    RULE_NAMES,
+    SLICE_RULE_NAMES,
+    LungParameters,
+    segment_lungs,
+)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct" / "covid_ny_sbu"
 
@@ -114,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument(
-        "--disable", action="append", default=[], choices=RULE_NAMES + SLICE_RULE_NAMES, help="switch a rule off"
+        "--disable",
+        action="append",
+        default=[],
+        choices=RULE_NAMES + SLICE_RULE_NAMES + BOUNDARY_RULE_NAMES,
+        help="switch a rule off",
     )
     args = parser.parse_args(argv)
     if not (args.data / "reference_outlines").is_dir():

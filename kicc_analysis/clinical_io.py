@@ -190,15 +190,20 @@ def detect_delimiter(text: str, max_lines: int = 50) -> str:
 
 def _ragged_line(text: str, delimiter: str) -> tuple[int, int, int] | None:
     """(line number, fields found, fields expected) of the first line whose field count differs from the header's."""
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    # newline="": the csv module sees a lone carriage return itself (a text stream would raise "new-line character
+    # seen in unquoted field" on it)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     expected = None
-    for row in reader:
-        if not row or not any(cell.strip() for cell in row) and len(row) <= 1:
-            continue
-        if expected is None:
-            expected = len(row)
-        elif len(row) != expected:
-            return reader.line_num, len(row), expected
+    try:
+        for row in reader:
+            if not row or not any(cell.strip() for cell in row) and len(row) <= 1:
+                continue
+            if expected is None:
+                expected = len(row)
+            elif len(row) != expected:
+                return reader.line_num, len(row), expected
+    except csv.Error:  # a line the csv module cannot split: reported as the line where the field count is lost
+        return reader.line_num, 0, expected or 0
     return None
 
 

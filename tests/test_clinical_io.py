@@ -287,6 +287,19 @@ def test_any_export_reads_or_fails_with_one_clear_line(tmp_path, rows, sep, enco
         assert table.attrs["read"]["n_rows"] == len(table)
 
 
+@pytest.mark.parametrize("noise", [b"\t\x01\r\x01", b"a\rb,c\r\n\x00\r"])
+def test_lone_carriage_returns_read_or_fail_with_one_line(tmp_path, noise):
+    # hypothesis found: a lone CR inside an unquoted field raised _csv.Error out of the ragged-line check
+    path = tmp_path / "clinical.csv"
+    path.write_bytes(b"subjid,age\nKICC-S01-0001," + noise)
+    try:
+        table = read_clinical_table(path)
+    except ValidationError as exc:
+        assert str(path) in str(exc) and "\n" not in str(exc)
+    else:
+        assert len(table) > 0
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
 def test_duplicate_column_headers_are_one_line_errors(tmp_path, suffix):
     # pandas would rename the second "age" to "age.1" silently; hypothesis found a header of repeated pseudonyms

@@ -204,7 +204,13 @@ def test_posterior_rule_brings_a_partly_aerated_crescent_in():
     crescent = (s["right_crescent"] | s["left_crescent"]) & ~s["aorta"]
     hu = np.where(crescent, hu - 280.0, hu).astype(np.float32)
     on = _labels(hu, parameters=WITHOUT_DEPENDENT)
-    off = _labels(hu, parameters=LungParameters(disabled_rules=WITHOUT_DEPENDENT.disabled_rules | {"posterior_2d"}))
+    # partial_aeration_2d (input grid) also takes the first 5 mm of a -250 HU crescent: off here to isolate the rule
+    off = _labels(
+        hu,
+        parameters=LungParameters(
+            disabled_rules=WITHOUT_DEPENDENT.disabled_rules | {"posterior_2d", "partial_aeration_2d"}
+        ),
+    )
     for side, value in (("right", lungs.RIGHT), ("left", lungs.LEFT)):
         part = s[f"{side}_crescent"] & ~s["aorta"]
         assert (on[part] == value).mean() >= 0.6, side

@@ -40,7 +40,11 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
 
    Recovered voxels take the nearest lung's label and are returned as ``dense_recovered``.
 7. **Input grid** (:func:`_upsample_refined`): labels go back block by block; in the boundary band a full-resolution
-   voxel is lung when it is air-like or lies in a recovered dense block. QA volumes and flags: :func:`_quality`.
+   voxel is lung when it is below ``boundary_max_hu`` or lies in a recovered dense block. 2-D axial path
+   (``boundary_2d.py``, :func:`~kicc_analysis.segmentation.boundary_2d.refine_boundary_2d`): dense-recovered input
+   pixels beyond the pleural line (the inner surface of the ribs, bridged across the intercostal spaces) are taken
+   out (rule ``pleural_line_2d``), then the enclosed holes of each lung are filled on the input grid
+   (``fill_holes_2d``). QA volumes and flags: :func:`_quality`.
 
 Settings: :class:`~kicc_analysis.segmentation.parameters.LungParameters`; step-6 rules in order:
 :func:`dense_rules`, the mL each added in ``qa["rule_added_ml"]``. Version history (``ALGORITHM_VERSION``): CHANGELOG.md;
@@ -77,6 +81,7 @@ from ._common import (
     vertebral_body,
 )
 from .airways_2d import hilar_airway_2d
+from .boundary_2d import refine_boundary_2d
 from .dense_2d import (
     _cage_bone_2d,
     _mediastinal_block_2d,
@@ -123,6 +128,9 @@ class LungSegmentation:
         mL); ``plane`` (single coronal / sagittal slices only: ``"coronal"`` / ``"sagittal"``) and there
         ``plane_abnormal_share`` (share of the mask above ``halo_abnormal_hu``; above
         ``plane_low_confidence_abnormal_share`` it is a ``low_confidence`` reason).
+        ``boundary_changed_ml`` (2-D axial path, step 7 on the input grid: mL each rule changed, negative for
+        ``pleural_line_2d`` (removed), positive for ``partial_aeration_2d`` and ``fill_holes_2d`` (added); empty on
+        the 3-D path and on slices without a thoracic cavity).
         ``dropped_gas_ml`` (mL) and ``dropped_gas`` (one dict per component dropped as abdominal gas: ``volume_ml``,
         ``interior_median_hu``, ``posterior_share``, ``z_slices``). ``rule_added_ml`` (per step-6 rule run, in
         :func:`dense_rules` order: mL on the working grid it added; negative: what a filter removed).
@@ -223,6 +231,20 @@ def segment_lungs(
     info["patient_position"] = position
 
     labels_full, dense_full = _upsample_refined(labels_w, dense_w, factors, image3d, params.boundary_max_hu)
+    cavity_w, trunk_w = info.pop("_cavity", None), info.pop("_trunk", None)
+    if thin and trunk_w is not None:  # 2-D axial path: pleural line and holes on the input grid (boundary_2d.py)
+        shape = labels_full.shape
+        labels_full, dense_full, changed_px = refine_boundary_2d(
+            labels_full,
+            dense_full,
+            sitk.GetArrayViewFromImage(image3d),
+            None if cavity_w is None else _block_repeat(cavity_w, factors, shape),
+            _block_repeat(trunk_w, factors, shape),
+            spacing,
+            params=params,
+        )
+        voxel_ml = float(np.prod(spacing)) / 1000.0
+        info["boundary_changed_ml"] = {name: px * voxel_ml for name, px in changed_px.items()}
     labels_img = _array_to_image(labels_full, image3d)
     dense_img = _array_to_image(dense_full, image3d)
     qa = _quality(labels_img, dense_img, info, thin, work_spacing, params)
@@ -502,6 +524,8 @@ def _segment_array(
         dense = _recover_dense(labels, hu, trunk, spacing, None if thin else body_x, params, info, cavity=cavity)
         labels = _fill_slices(labels)
     info["leak_fraction"] = _leak_fraction(labels, outside)
+    if thin:  # for step 7 on the input grid (boundary_2d.py); popped by segment_lungs before QA
+        info["_cavity"], info["_trunk"] = cavity, trunk
     return labels, dense & (labels > 0), info
 
 
@@ -1256,6 +1280,7 @@ def _quality(
         "algorithm_version": ALGORITHM_VERSION,
         "flags": flags,
         "rule_added_ml": dict(info.get("rule_added_ml", {})),
+        "boundary_changed_ml": dict(info.get("boundary_changed_ml", {})),
         "low_confidence": bool(reasons),
         "low_confidence_reasons": reasons,
     }

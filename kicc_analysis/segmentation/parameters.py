@@ -4,7 +4,8 @@ Every threshold and distance of the classical lung mask is a field here (HU, mm,
 both paths read them from the object passed down from :func:`segment_lungs`. Rules of step 6 (dense recovery) are
 switched off by name with ``disabled_rules`` (names: :data:`RULE_NAMES`; see
 :func:`kicc_analysis.segmentation.lungs.dense_rules` for their order), and so are the single-slice rules of
-:mod:`kicc_analysis.segmentation.planes` (:data:`SLICE_RULE_NAMES`).
+:mod:`kicc_analysis.segmentation.planes` (:data:`SLICE_RULE_NAMES`) and the step-7 rules of single axial slices in
+:mod:`kicc_analysis.segmentation.boundary_2d` (:data:`BOUNDARY_RULE_NAMES`).
 
 Examples
 --------
@@ -44,6 +45,10 @@ RULE_NAMES = (
 #: axial slices (``hilar_airway_2d``).
 SLICE_RULE_NAMES = ("abdominal_gas_2d", "airway_tube_plane", "gas_plane", "hilar_airway_2d")
 
+#: Step-7 rules of single axial slices on the input grid (:mod:`kicc_analysis.segmentation.boundary_2d`), in the
+#: order they run, switched off by the same ``disabled_rules``: the pleural-line cut, partly aerated lung, holes.
+BOUNDARY_RULE_NAMES = ("pleural_line_2d", "partial_aeration_2d", "fill_holes_2d")
+
 
 @dataclass(frozen=True)
 class LungParameters:
@@ -51,8 +56,9 @@ class LungParameters:
 
     The first six fields are the arguments of :func:`~kicc_analysis.segmentation.segment_lungs`; the others are the
     rule thresholds, grouped by the module whose rules read them. ``disabled_rules`` (names from
-    :data:`RULE_NAMES`) switches step-6 rules off; ``recover_dense=False`` switches all of step 6 off and
-    ``halo_gate=False`` is the same as disabling ``"halo_gate"``.
+    :data:`RULE_NAMES`, :data:`SLICE_RULE_NAMES`, :data:`BOUNDARY_RULE_NAMES`) switches rules off;
+    ``recover_dense=False`` switches all of step 6 off and ``halo_gate=False`` is the same as disabling
+    ``"halo_gate"``.
     """
 
     working_spacing_mm: float = 2.5  # approximate working-grid spacing (mm); input block-averaged, never upsampled
@@ -170,6 +176,21 @@ class LungParameters:
     posterior_reach_mm: float = 40.0  # ... reached from the lung within this (mm)
     posterior_min_thickness_px: int = 3  # ... parts at least this many working-grid pixels thick (square opening)
     posterior_max_hole_mm2: float = 300.0  # ... enclosing no new hole larger than this (mm^2; a ring around the heart)
+    # step 7 on the input grid, 2-D axial path (boundary_2d.py, edge11): the parietal pleura runs along the inner
+    # surface of the ribs and across each intercostal space on the line joining them
+    pleura_rays: int = 720  # ... rays from the cavity centre (0.5 degree: < 1.5 mm arc at 150 mm, finer than a rib)
+    pleura_band_mm: float = 8.0  # ... input-grid bone within this (mm) of the working-grid cavity ring is the rib cage
+    # ... dense-recovered pixels must lie this far (mm) inside the ribs' inner surface: the intercostal stripe (parietal
+    # pleura, endothoracic fascia, innermost intercostal muscle) is 1-2 mm on thin-section CT (Im et al., Radiology
+    # 1989;171:125-131)
+    pleura_margin_mm: float = 2.0
+    # ... bone pieces smaller than this (mm^2) are not rib (a contrast-filled peripheral vessel, a calcified granuloma;
+    # a rib's cortex in an axial slice covers tens of mm^2)
+    pleura_min_bone_mm2: float = 5.0
+    # partial_aeration_2d: input pixels from this (HU) up to boundary_max_hu are partly aerated lung (darker: aerated
+    # parenchyma or an airway lumen, never crossed, so no bronchus is joined to the lung) ...
+    partial_min_hu: float = -800.0
+    partial_reach_mm: float = 5.0  # ... reached from the mask through such pixels within this (mm: two working blocks)
     # mediastinal soft-tissue block of a single axial slice (filter mediastinal_block_2d, lungs-1.9): smoothed HU
     # (Gaussian of this sigma, mm) at or above block_min_hu is solid soft tissue (mediastinum, hilar vessels;
     # consolidated lung on the outlined covid_ny_sbu slices is mostly below it, partly aerated)
@@ -224,7 +245,7 @@ class LungParameters:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "disabled_rules", frozenset(self.disabled_rules))
-        known = RULE_NAMES + SLICE_RULE_NAMES
+        known = RULE_NAMES + SLICE_RULE_NAMES + BOUNDARY_RULE_NAMES
         unknown = sorted(self.disabled_rules - set(known))
         if unknown:
             raise SegmentationError(
