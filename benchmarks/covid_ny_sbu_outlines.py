@@ -28,6 +28,7 @@ from kicc_analysis.imaging import load_ct
 from kicc_analysis.quantification import segment_opacities
 from kicc_analysis.segmentation import (
     BOUNDARY_RULE_NAMES,
+    CAVITY_RULE_NAMES,
     LEFT,
     RIGHT,
     RULE_NAMES,
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "--disable",
         action="append",
         default=[],
-        choices=RULE_NAMES + SLICE_RULE_NAMES + BOUNDARY_RULE_NAMES,
+        choices=RULE_NAMES + SLICE_RULE_NAMES + BOUNDARY_RULE_NAMES + CAVITY_RULE_NAMES,
         help="switch a rule off",
     )
     args = parser.parse_args(argv)

@@ -5,11 +5,19 @@ other tools (TotalSegmentator, lungmask, DICOM SEG, label maps) onto a CT: :func
 from .compare import compare_lung_masks
 from .external import ExternalLungMask, load_lung_mask, write_lung_mask
 from .lungs import ALGORITHM_VERSION, LEFT, RIGHT, DenseContext, DenseRule, LungSegmentation, dense_rules, segment_lungs
-from .parameters import BOUNDARY_RULE_NAMES, DEFAULT_PARAMETERS, RULE_NAMES, SLICE_RULE_NAMES, LungParameters
+from .parameters import (
+    BOUNDARY_RULE_NAMES,
+    CAVITY_RULE_NAMES,
+    DEFAULT_PARAMETERS,
+    RULE_NAMES,
+    SLICE_RULE_NAMES,
+    LungParameters,
+)
 
 __all__ = [
     "ALGORITHM_VERSION",
     "BOUNDARY_RULE_NAMES",
+    "CAVITY_RULE_NAMES",
     "DEFAULT_PARAMETERS",
     "RULE_NAMES",
     "SLICE_RULE_NAMES",

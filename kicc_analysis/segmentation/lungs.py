@@ -14,7 +14,9 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
    (:func:`~kicc_analysis.segmentation.planes.drop_abdominal_gas_2d`, rule ``abdominal_gas_2d``).
 3. **Airways**: the trachea is found as a small, round, midline air region in the cranial slices and tracked
    through the candidate until it enters the lung (:func:`_airway_3d`); 2-D path: small, dark (< -900 HU), midline
-   components (:func:`_airway_2d`).
+   components (:func:`_airway_2d`); on single axial slices, after the thoracic cavity (step 4), a main bronchus
+   joined to the lung is cut off: a tube-wide part of the candidate that reaches the carina on the midline in front
+   of the vertebral body and holds pure air (``airways_2d.py``, :func:`hilar_airway_2d`, rule ``hilar_airway_2d``).
 4. **Left/right split** (:func:`_split_left_right`): components, eroded apart where the lungs touch and grown back;
    side from the centroid relative to the body centre (LPS: the right lung has the smaller x). 2-D path
    (lungs-1.8): first the thoracic cavity of each slice (:func:`_thoracic_cavity`; aerated components mostly
@@ -78,6 +80,7 @@ from ._common import (
     trunk_mask,
     vertebral_body,
 )
+from .airways_2d import hilar_airway_2d
 from .boundary_2d import refine_boundary_2d
 from .dense_2d import (
     _cage_bone_2d,
@@ -508,6 +511,10 @@ def _segment_array(
         labels = np.zeros(lungs.shape, dtype=np.uint8)
         for z in range(lungs.shape[0]):
             midline = _midline_2d(hu[z], trunk[z], None if cavity is None else cavity[z], body_x[z], spacing, params)
+            if params.rule_enabled("hilar_airway_2d"):  # central airway lumen joined to the lung (airways_2d.py)
+                hilar = hilar_airway_2d(lungs[z], hu[z], trunk[z], midline, spacing, params=params)
+                lungs[z] &= ~hilar
+                info["airway_ml"] += float(hilar.sum()) * voxel_ml
             labels[z] = _split_by_midline(lungs[z], midline)
     else:
         labels = _split_left_right(lungs, body_x, thin)
@@ -949,7 +956,15 @@ def dense_rules(path: str) -> list[DenseRule]:
             DenseRule(
                 "bronchograms_2d",
                 lambda c: _recover_bronchograms_2d(
-                    c.labels, c.hu, c.params.air_threshold_hu, c.free, c.trunk, c.spacing, c.recovered, params=c.params
+                    c.labels,
+                    c.hu,
+                    c.params.air_threshold_hu,
+                    c.free,
+                    c.trunk,
+                    c.spacing,
+                    c.recovered,
+                    params=c.params,
+                    cavity=c.cavity,
                 ),
             ),
             # dependent consolidation inside the thoracic cavity, behind the lung, down to the posterior cage

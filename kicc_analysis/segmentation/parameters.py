@@ -5,7 +5,8 @@ both paths read them from the object passed down from :func:`segment_lungs`. Rul
 switched off by name with ``disabled_rules`` (names: :data:`RULE_NAMES`; see
 :func:`kicc_analysis.segmentation.lungs.dense_rules` for their order), and so are the single-slice rules of
 :mod:`kicc_analysis.segmentation.planes` (:data:`SLICE_RULE_NAMES`) and the step-7 rules of single axial slices in
-:mod:`kicc_analysis.segmentation.boundary_2d` (:data:`BOUNDARY_RULE_NAMES`).
+:mod:`kicc_analysis.segmentation.boundary_2d` (:data:`BOUNDARY_RULE_NAMES`), and the thoracic-cavity rule of single
+axial slices in :mod:`kicc_analysis.segmentation.cavity_2d` (:data:`CAVITY_RULE_NAMES`).
 
 Examples
 --------
@@ -39,9 +40,11 @@ RULE_NAMES = (
     "halo_gate",
 )
 
-#: Rules of single slices outside step 6 (:mod:`kicc_analysis.segmentation.planes`), switched off by the same
-#: ``disabled_rules``: bowel / stomach gas on axial slices, the airway tube and pure gas on coronal / sagittal slices.
-SLICE_RULE_NAMES = ("abdominal_gas_2d", "airway_tube_plane", "gas_plane")
+#: Rules of single slices outside step 6 (:mod:`kicc_analysis.segmentation.planes`,
+#: :mod:`kicc_analysis.segmentation.airways_2d`), switched off by the same ``disabled_rules``: bowel / stomach gas on
+#: axial slices, the airway tube and pure gas on coronal / sagittal slices, the main bronchus joined to the lung on
+#: axial slices (``hilar_airway_2d``).
+SLICE_RULE_NAMES = ("abdominal_gas_2d", "airway_tube_plane", "gas_plane", "hilar_airway_2d")
 
 #: Step-7 rules of single axial slices on the input grid (:mod:`kicc_analysis.segmentation.boundary_2d`), in the
 #: order they run, switched off by the same ``disabled_rules``: the pleural-line cut, partly aerated lung, holes.
@@ -58,7 +61,7 @@ class LungParameters:
 
     The first six fields are the arguments of :func:`~kicc_analysis.segmentation.segment_lungs`; the others are the
     rule thresholds, grouped by the module whose rules read them. ``disabled_rules`` (names from
-    :data:`RULE_NAMES`, :data:`SLICE_RULE_NAMES`, :data:`BOUNDARY_RULE_NAMES`) switches rules off;
+    :data:`RULE_NAMES`, :data:`SLICE_RULE_NAMES`, :data:`BOUNDARY_RULE_NAMES`, :data:`CAVITY_RULE_NAMES`) switches rules off;
     ``recover_dense=False`` switches all of step 6 off and ``halo_gate=False`` is the same as disabling
     ``"halo_gate"``.
     """
@@ -80,6 +83,14 @@ class LungParameters:
     tight_crop_border_air: float = 0.5  # slices whose border is < 50 % air are crops through the body
     tight_crop_outside_max_hu: float = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
     airway_lumen_hu: float = -900.0  # airway tracking: lumen darker than lung parenchyma (~-850 HU)
+    # central airway lumen joined to the lung on a single axial slice (hilar_airway_2d, airways_2d.py): thin part of
+    # the lung candidate = not covered by an opening with a disk of this radius (mm; main bronchus 10-20 mm wide)
+    hilar_airway_open_mm: float = 7.5
+    hilar_airway_fill_max_mm2: float = 80.0  # ... after filling holes up to this area (mm^2; vessels inside the lung)
+    hilar_airway_midline_mm: float = 20.0  # ... reaching within this (mm) of the midline (carina) ...
+    hilar_airway_min_anterior_mm: float = 10.0  # ... there at least this far (mm) in front of the vertebral body
+    hilar_airway_max_anterior_mm: float = 60.0  # ... and at most this far (mm; oesophagus behind, heart in front)
+    hilar_airway_min_lumen_share: float = 0.05  # ... with at least this share (0-1) darker than airway_lumen_hu
     # DICOM PatientPosition values for which the abdominal-gas rule holds (gas anterior)
     supine_positions: tuple[str, ...] = ("HFS", "FFS")
     # abdominal-gas rule (3-D): a component with less than this share of its voxels in the
@@ -143,6 +154,9 @@ class LungParameters:
     bronchogram_ring_dense: float = 0.9
     # ... the rule fires only on slices with at least this many such pockets (consolidation)
     bronchogram_min_count: int = 5
+    # ... counting only pockets with at least this share (0-1) of their area inside the thoracic cavity (air in an arm
+    # or an object on the chest is no bronchogram; 0: no cavity test)
+    bronchogram_cavity_share: float = 0.5
     bronchogram_posterior: float = -0.3  # ... pocket centre posterior of trunk centre + this x trunk half-height
     bronchogram_radius_mm: float = 25.0  # ... dense tissue within this distance (mm) of an accepted pocket is lung
     # ... mediastinum = between the two lungs' medial edges within +- this (mm) of the row
