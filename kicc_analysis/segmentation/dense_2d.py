@@ -400,8 +400,11 @@ def thoracic_cavity_2d(
     chest does not move the cage) the cage is the first bone pixel (:func:`_cage_bone_2d`) beyond the outermost lung
     pixel; rays without a hit (between two ribs, through the mediastinum, through consolidated lung) take it
     interpolated in angle from the rays with one, and the radii are smoothed by a running median over
-    ``cavity_median_deg`` (a humerus or scapula seen through an intercostal gap, the spine, do not count). The
-    cavity is the star-shaped region inside that radius. ``None`` for a tight crop (the trunk covers more than
+    ``cavity_median_deg`` (a humerus or scapula seen through an intercostal gap, the spine, do not count). Rule
+    ``cavity_rib_line_2d`` (:func:`~kicc_analysis.segmentation.cavity_2d.posterior_rib_line`): posterior rays
+    without a rib hit take the rib line interpolated between the neighbouring posterior rib hits instead of the
+    smooth ring, which the vertebral body pulls inside the posterior ribs (not where the added tissue is water
+    density: pleural effusion). The cavity is the star-shaped region inside that radius. ``None`` for a tight crop (the trunk covers more than
     ``cavity_max_border_share`` of the image border) and when fewer than ``cavity_min_hit_share`` of the
     rays meeting lung hit bone (no visible cage, e.g. a window so low that muscle saturates like bone).
 
