@@ -295,3 +295,29 @@ def test_partial_aeration_brings_ground_glass_beside_the_mask_in(outlined):
     assert dice >= dice_off + 0.008
     assert outside <= outside_off + 0.5
     assert qa["boundary_changed_ml"]["partial_aeration_2d"] > 0.3
+
+
+def test_boundary_max_hu_moves_single_slice_edges_only():
+    """boundary_max_hu sets the input-grid edge of single slices (A048383 earlier: the -200 HU default adds the
+    partial-volume pleural pixels that the outlines count as lung, and beats -400 HU against them); a volume keeps the
+    half-air -400 HU edge, so the same slice stacked to 35 mm (3-D path) is the same whatever boundary_max_hu is."""
+    folder = shared_path("data", "ct", "covid_ny_sbu")
+    name = "A048383_19001231-30"
+    patient, stem = name.split("_", 1)
+    image = load_ct(folder / patient / "axial" / f"{stem}.dcm")
+    reference = np.load(folder / "reference_outlines" / f"{name}.npy") > 0
+    keep = np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0
+    masks = {}
+    for hu in (-200.0, -400.0):
+        labels = segment_lungs(image, parameters=LungParameters(boundary_max_hu=hu)).labels
+        masks[hu] = sitk.GetArrayFromImage(labels).reshape(reference.shape) > 0
+    assert (masks[-200.0] & ~masks[-400.0]).sum() > 500 and not (masks[-400.0] & ~masks[-200.0]).any()
+    assert _dice(masks[-200.0] & keep, reference & keep) > _dice(masks[-400.0] & keep, reference & keep) + 0.005
+    hu2d = sitk.GetArrayFromImage(image).reshape(reference.shape)
+    volume = sitk.GetImageFromArray(np.repeat(hu2d[None], 7, axis=0))
+    volume.SetSpacing((*image.GetSpacing()[:2], 5.0))
+    stacked = [
+        sitk.GetArrayFromImage(segment_lungs(volume, parameters=LungParameters(boundary_max_hu=hu)).labels)
+        for hu in (-200.0, -100.0)
+    ]
+    assert stacked[0].any() and np.array_equal(stacked[0], stacked[1])

@@ -40,7 +40,9 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
 
    Recovered voxels take the nearest lung's label and are returned as ``dense_recovered``.
 7. **Input grid** (:func:`_upsample_refined`): labels go back block by block; in the boundary band a full-resolution
-   voxel is lung when it is below ``boundary_max_hu`` or lies in a recovered dense block. 2-D axial path
+   voxel is lung when it is below ``boundary_max_hu`` (single slices; -200 HU, the visible pleural boundary) or
+   ``air_threshold_hu`` (3-D path; -400 HU, half air: volumes without a partial-volume rim) or lies in a recovered
+   dense block. 2-D axial path
    (``boundary_2d.py``, :func:`~kicc_analysis.segmentation.boundary_2d.refine_boundary_2d`): dense-recovered input
    pixels beyond the pleural line (the inner surface of the ribs, bridged across the intercostal spaces) are taken
    out (rule ``pleural_line_2d``), then the enclosed holes of each lung are filled on the input grid
@@ -230,7 +232,10 @@ def segment_lungs(
     )
     info["patient_position"] = position
 
-    labels_full, dense_full = _upsample_refined(labels_w, dense_w, factors, image3d, params.boundary_max_hu)
+    # single slices: the visible pleural boundary (boundary_max_hu); volumes: the half-air threshold, so that volumes
+    # and the density bins of quantify carry no partial-volume rim (docs/ct.md, step 7)
+    boundary_hu = params.boundary_max_hu if thin else air_threshold_hu
+    labels_full, dense_full = _upsample_refined(labels_w, dense_w, factors, image3d, boundary_hu)
     cavity_w, trunk_w = info.pop("_cavity", None), info.pop("_trunk", None)
     if thin and trunk_w is not None:  # 2-D axial path: pleural line and holes on the input grid (boundary_2d.py)
         shape = labels_full.shape

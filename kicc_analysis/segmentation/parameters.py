@@ -68,8 +68,10 @@ class LungParameters:
 
     working_spacing_mm: float = 2.5  # approximate working-grid spacing (mm); input block-averaged, never upsampled
     air_threshold_hu: float = -400.0  # voxels below this (HU) are air-like (aerated lung, airways, outside air)
-    # step 7, boundary band on the input grid: a pixel below this (HU) is lung (partly aerated pleural / mediastinal
-    # partial-volume pixel: about a quarter air, -850 x 0.25 + 40 x 0.75 = -180 HU); lungs-1.10 used air_threshold_hu
+    # step 7 on single slices (2-D axial path, coronal / sagittal): in the input-grid boundary band a pixel below this
+    # (HU) is lung -- the visible pleural boundary that hand outlines follow (a partial-volume pixel about a quarter
+    # air: -850 x 0.25 + 40 x 0.75 = -180 HU). Volumes (3-D path) keep air_threshold_hu there: with -200 HU the
+    # 512 x 512 x 300 benchmark lung grew 7 % and its consolidation bin 71 -> 255 mL (partial-volume pleural rim)
     boundary_max_hu: float = -200.0
     recover_dense: bool = True  # run step 6 (dense recovery)
     dense_max_hu: float = 150.0  # upper HU limit of recovered dense lung (bone, contrast-filled vessels above)
