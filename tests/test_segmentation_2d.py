@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import SimpleITK as sitk
 from conftest import shared_path
@@ -137,6 +139,27 @@ def test_a_few_air_pockets_are_not_enough():
     hu, s = _with_bronchograms(1)  # 2 pockets in the slice (+ oesophagus): below bronchogram_min_count
     labels = _labels(hu, parameters=WITHOUT_DEPENDENT)
     assert (labels[s["right_crescent"] | s["left_crescent"]] > 0).mean() < 0.2
+
+
+def test_air_pockets_in_an_arm_are_no_bronchograms():
+    """bronchogram_cavity_share: 4 pockets in the crescents and 4 bronchogram-like pockets in an arm beside the chest
+    (outside the rib cage): only the 4 inside the cavity count, below bronchogram_min_count, so the rule does not
+    fire; without the cavity test (share 0) the arm's pockets make up the count and the crescents come in."""
+    hu, s = _with_bronchograms(2)
+    wide, arm, _ = _with_arm(hu)
+    ny, nx = wide.shape
+    yy, xx = np.mgrid[0:ny, 0:nx] * 0.8
+    cy, cx = 0.5 * hu.shape[0] * 0.8, 0.5 * hu.shape[1] * 0.8
+    for k in range(4):  # 3 x 10 mm air tubes in the arm's soft tissue, away from its skin fold and humerus
+        tube = (((yy - (cy + 5.0 + 9.0 * k)) / 1.5) ** 2 + ((xx - (cx + 185.0)) / 5.0) ** 2) <= 1.0
+        wide[tube & arm] = -950.0
+    crescent = np.pad(s["right_crescent"] | s["left_crescent"], ((0, 0), (0, 80)))
+    alone = LungParameters(disabled_rules=WITHOUT_DEPENDENT.disabled_rules | {"mediastinal_block_2d"})
+    on = _labels(wide, parameters=alone)
+    off = _labels(wide, parameters=replace(alone, bronchogram_cavity_share=0.0))
+    assert (on[crescent] > 0).mean() < 0.05  # measured 0.00
+    assert (off[crescent] > 0).mean() >= 0.15  # measured 0.24 (25 mm around the 4 pockets inside)
+    assert not (on[arm] > 0).any() and not (off[arm] > 0).any()  # the cage filter drops the arm either way
 
 
 def test_mediastinum_mask_lies_between_the_lungs():

@@ -50,7 +50,7 @@ def totalseg_base():
 def test_totalseg_lung_bases_nothing_under_the_dome(totalseg_base):
     """Lung-base slices of a real abdomen CT: posterior_2d took retro-crural / perirenal fat, the crura and the
     adrenal region in the concavity of the basal lung crescent (measured: 1,108 mask pixels outside
-    TotalSegmentator's lung without the rule, 516 with posterior_2d off); with the rule 506 -- no more than with
+    TotalSegmentator's lung without the rule, 506 with posterior_2d off); with the rule 506 -- no more than with
     posterior_2d off -- and not one of its lung pixels fewer (4,175)."""
     on_out, on_in = totalseg_base["on"]
     off_out, off_in = totalseg_base["off"]

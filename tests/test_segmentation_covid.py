@@ -4,7 +4,8 @@ Per slice (uncertain pixels left out, as the outlines' README asks): lung Dice, 
 (% of the reference lung area), left/right labels, and the ``low_confidence`` QA flag. Floors are the measured
 values (MEASURED) minus 0.01 Dice / plus 1 percentage point, never below the
 lungs-1.9 floors: they stop regressions; the issue's goals (mean Dice >= 0.95, lowest >= 0.90, outside <= 5 % on
-every slice) are met only in part (edge11: mean Dice 0.954, lowest 0.923; A048383 later 5.3 % outside). Single coronal and sagittal slices of the same collection: segmented in their own plane.
+every slice) are met on these six slices with airway11 on top of edge11 (mean Dice 0.959, lowest 0.923, outside
+at most 4.4 %). Single coronal and sagittal slices of the same collection: segmented in their own plane.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ from kicc_analysis.quantification import segment_opacities
 from kicc_analysis.segmentation import LEFT, RIGHT, LungParameters, segment_lungs
 from kicc_analysis.segmentation.lungs import _low_confidence_reasons
 
-# slice: (Dice measured edge11 (input-grid boundary rules, boundary_2d.py), % outside measured, left/right right,
-#         low_confidence expected, previous Dice, previous % outside (main ad9b25c: boundary_max_hu -200 HU))
+# slice: (Dice measured with airway11 (central airway cut hilar_airway_2d, bronchogram cavity test) on top of edge11
+#         (input-grid boundary rules, boundary_2d.py), % outside measured, left/right right, low_confidence expected,
+#         Dice before airway11 (main da9cd2d: edge11 + planes11), % outside before airway11)
 MEASURED = {
-    "A002304_19001231-076": (0.958, 3.3, True, False, 0.952, 3.5),  # lungs-1.7: arm taken in (24 % outside)
-    "A002304_19010112-135": (0.964, 3.1, True, False, 0.958, 3.0),
-    "A046441_19001111-045": (0.949, 2.9, True, True, 0.935, 2.9),  # lungs-1.8: posterior consolidation missed, hilum in
-    "A046441_19010101-23": (0.923, 4.4, True, True, 0.910, 6.6),  # lungs-1.7: right lung labelled left
-    "A048383_19001231-30": (0.966, 3.9, True, False, 0.961, 4.0),  # lungs-1.7: object on the chest / arms (57 %)
-    "A048383_19010410-30": (0.966, 5.3, True, False, 0.965, 5.5),  # lungs-1.8: left hilum in the mask
+    "A002304_19001231-076": (0.959, 2.2, True, False, 0.958, 3.3),  # lungs-1.7: arm taken in (24 % outside)
+    "A002304_19010112-135": (0.964, 3.1, True, False, 0.964, 3.1),
+    "A046441_19001111-045": (0.949, 2.9, True, True, 0.949, 2.9),  # lungs-1.8: posterior consolidation missed, hilum in
+    "A046441_19010101-23": (0.923, 4.4, True, True, 0.923, 4.4),  # lungs-1.7: right lung labelled left
+    "A048383_19001231-30": (0.977, 1.8, True, False, 0.966, 3.9),  # lungs-1.7: object on the chest / arms (57 %)
+    "A048383_19010410-30": (0.984, 1.7, True, False, 0.966, 5.3),  # lungs-1.8: left hilum in the mask
 }
 
 
@@ -92,8 +94,10 @@ def test_low_confidence_reasons_each_rule():
 
 
 def test_mean_dice_and_sides_over_the_six_slices(outlined):
-    """edge11 (pleural line, partly aerated lung and holes on the input grid): mean Dice 0.954, lowest 0.923, outside
-    <= 5 % on 5 of 6 (A048383 later 5.3 %: its aerated hilar bronchus); main before it 0.947 / 0.910 / 4 of 6; lungs-1.10: 0.929
+    """airway11 (central airway cut, bronchogram cavity test) on top of edge11: mean Dice 0.959, lowest 0.923,
+    outside <= 5 % on 6 of 6 (A048383 later 5.3 -> 1.7 %: its hilar bronchus is cut). edge11 (pleural line, partly
+    aerated lung and holes on the input grid): mean Dice 0.954, lowest 0.923, outside <= 5 % on 5 of 6; main before
+    it 0.947 / 0.910 / 4 of 6; lungs-1.10: 0.929
     (lungs-1.9: 0.922, lungs-1.8: 0.881, lungs-1.7: 0.813), lowest 0.902 (0.879, 0.760), mask area outside the
     reference <= 5 % on 5 of 6 slices (5, 3 of 6), sides right on 6 of 6."""
     dices, outside = [], []
@@ -102,7 +106,7 @@ def test_mean_dice_and_sides_over_the_six_slices(outlined):
         dices.append(_dice(mask, ref))
         outside.append(100.0 * (mask & ~ref).sum() / ref.sum())
     assert np.mean(dices) >= 0.95 and min(dices) >= 0.91
-    assert sum(value <= 5.0 for value in outside) >= 5
+    assert sum(value <= 5.0 for value in outside) == 6
 
 
 def _score(name: str, parameters: LungParameters) -> tuple[float, float]:
@@ -132,8 +136,10 @@ def test_posterior_rule_brings_the_dependent_consolidation_in(outlined):
 def test_mediastinal_block_keeps_the_hilum_out(outlined):
     """mediastinal_block_2d (lungs-1.9): the hilar and mediastinal soft tissue the air-bronchogram and hull-deficit
     rules took in on the consolidated A046441 slices and at the left hilum of A048383 later is taken back: area
-    outside the reference 2.8 / 6.5 / 4.9 % with the filter, 10.9 / 21.9 / 8.1 % without (lungs-1.10)."""
-    for name, margin in (("A046441_19001111-045", 3.0), ("A046441_19010101-23", 5.0), ("A048383_19010410-30", 2.0)):
+    outside the reference 2.8 / 6.5 / 4.9 % with the filter, 10.9 / 21.9 / 8.1 % without (lungs-1.10). On A048383
+    later the central airway cut (hilar_airway_2d) now removes the left main bronchus and the interlobar artery it
+    enclosed first, so the filter's share there is smaller: 1.7 % with it, 2.1 % without."""
+    for name, margin in (("A046441_19001111-045", 3.0), ("A046441_19010101-23", 5.0), ("A048383_19010410-30", 0.3)):
         labels, reference, keep, qa = outlined[name]
         mask, ref = (labels > 0) & keep, (reference > 0) & keep
         with_filter = 100.0 * (mask & ~ref).sum() / ref.sum()
@@ -144,12 +150,29 @@ def test_mediastinal_block_keeps_the_hilum_out(outlined):
 
 def test_nothing_outside_the_rib_cage_on_the_arm_and_object_slices(outlined):
     """The arm (A002304 earlier) and the arms / object (A048383 earlier) are no longer in the mask: the mask area
-    outside the reference lung falls from 24 % / 57 % to about 5 % / 3 %; the rule list records the removal."""
-    for name in ("A002304_19001231-076", "A048383_19001231-30"):
+    outside the reference lung falls from 24 % / 57 % to about 5 % / 3 %; the rule list records the removal (on
+    A002304 earlier the air-bronchogram rule no longer grows into the arm, whose air pockets no longer count, so
+    the cage filter has less to take back there: 0.8 mL, was 5+ mL)."""
+    for name, dropped_ml in (("A002304_19001231-076", 0.5), ("A048383_19001231-30", 5.0)):
         labels, reference, keep, qa = outlined[name]
         mask, ref = (labels > 0) & keep, (reference > 0) & keep
         assert 100.0 * (mask & ~ref).sum() / ref.sum() < 7.0
-        assert qa["rule_added_ml"]["cage_2d"] < -5.0  # mL of recovered tissue outside the cavity dropped
+        assert qa["rule_added_ml"]["cage_2d"] < -dropped_ml  # mL of recovered tissue outside the cavity dropped
+
+
+def test_arm_pockets_do_not_start_the_bronchogram_rule(outlined):
+    """A002304 earlier: the air-bronchogram rule fired because air pockets in the arm beside the chest made up its
+    five-pocket count, and took in hilar vessels around a right hilar bronchus; pockets outside the thoracic cavity
+    no longer count (bronchogram_cavity_share): outside the reference 3.3 -> 2.2 %, Dice 0.958 -> 0.959
+    (on main ad9b25c, before edge11: 3.5 -> 2.4 %, 0.952 -> 0.953)."""
+    name = "A002304_19001231-076"
+    labels, reference, keep, qa = outlined[name]
+    mask, ref = (labels > 0) & keep, (reference > 0) & keep
+    outside = 100.0 * (mask & ~ref).sum() / ref.sum()
+    dice_without, outside_without = _score(name, LungParameters(bronchogram_cavity_share=0.0))
+    assert outside <= outside_without - 0.8
+    assert _dice(mask, ref) >= dice_without
+    assert qa["rule_added_ml"]["bronchograms_2d"] == 0.0
 
 
 def _plane_files(plane: str) -> list:
@@ -270,3 +293,29 @@ def test_partial_aeration_brings_ground_glass_beside_the_mask_in(outlined):
     assert dice >= dice_off + 0.008
     assert outside <= outside_off + 0.5
     assert qa["boundary_changed_ml"]["partial_aeration_2d"] > 0.3
+
+
+def test_boundary_max_hu_moves_single_slice_edges_only():
+    """boundary_max_hu sets the input-grid edge of single slices (A048383 earlier: the -200 HU default adds the
+    partial-volume pleural pixels that the outlines count as lung, and beats -400 HU against them); a volume keeps the
+    half-air -400 HU edge, so the same slice stacked to 35 mm (3-D path) is the same whatever boundary_max_hu is."""
+    folder = shared_path("data", "ct", "covid_ny_sbu")
+    name = "A048383_19001231-30"
+    patient, stem = name.split("_", 1)
+    image = load_ct(folder / patient / "axial" / f"{stem}.dcm")
+    reference = np.load(folder / "reference_outlines" / f"{name}.npy") > 0
+    keep = np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0
+    masks = {}
+    for hu in (-200.0, -400.0):
+        labels = segment_lungs(image, parameters=LungParameters(boundary_max_hu=hu)).labels
+        masks[hu] = sitk.GetArrayFromImage(labels).reshape(reference.shape) > 0
+    assert (masks[-200.0] & ~masks[-400.0]).sum() > 500 and not (masks[-400.0] & ~masks[-200.0]).any()
+    assert _dice(masks[-200.0] & keep, reference & keep) > _dice(masks[-400.0] & keep, reference & keep) + 0.005
+    hu2d = sitk.GetArrayFromImage(image).reshape(reference.shape)
+    volume = sitk.GetImageFromArray(np.repeat(hu2d[None], 7, axis=0))
+    volume.SetSpacing((*image.GetSpacing()[:2], 5.0))
+    stacked = [
+        sitk.GetArrayFromImage(segment_lungs(volume, parameters=LungParameters(boundary_max_hu=hu)).labels)
+        for hu in (-200.0, -100.0)
+    ]
+    assert stacked[0].any() and np.array_equal(stacked[0], stacked[1])

@@ -15,9 +15,9 @@ of one slice instead. :func:`~kicc_analysis.segmentation.lungs._recover_dense` c
    vertebral body / aorta (:func:`_paravertebral_band`) and from the lung's medial and lateral edges; columns leaving
    the crop have no cage and are skipped; a band closing a ring around the heart is dropped (:func:`_no_new_holes`).
 3. **Air-bronchogram rule** (:func:`_recover_bronchograms_2d`): a slice with at least five small air pockets enclosed
-   in dense tissue (aerated bronchi inside consolidation), outside the paravertebral / aortic band and the
-   mediastinum (:func:`_between_lungs`), takes the dense tissue within 25 mm of them (more than 6 mm from bone) as
-   lung.
+   in dense tissue (aerated bronchi inside consolidation) inside the thoracic cavity, outside the paravertebral /
+   aortic band and the mediastinum (:func:`_between_lungs`), takes the dense tissue within 25 mm of them (more than
+   6 mm from bone) as lung.
 
 4. **Dependent consolidation inside the thoracic cavity** (lungs-1.8, :func:`_recover_dependent_cavity_2d`): soft
    tissue inside the cavity, behind the lung in its column with no lung behind it, outside the mediastinum and the
@@ -300,6 +300,7 @@ def _recover_bronchograms_2d(
     recovered: np.ndarray,
     *,
     params: LungParameters = DEFAULT_PARAMETERS,
+    cavity: np.ndarray | None = None,
 ) -> np.ndarray:
     """Consolidated lung around air bronchograms (2-D thin stacks only).
 
@@ -307,10 +308,12 @@ def _recover_bronchograms_2d(
     (< ``air_threshold``, at most ``bronchogram_max_area_mm2``, not touching the image border, not lung) whose
     one-pixel ring is almost all dense tissue (``bronchogram_ring_dense``). Pockets near the vertebral body and
     descending aorta (the dependent rule's medial band), anterior of ``bronchogram_posterior`` or between the two
-    lungs (:func:`_between_lungs`: oesophagus, main bronchi in the mediastinum) are not counted. When a slice holds
-    at least ``bronchogram_min_count`` pockets before the mediastinum test (several bronchograms = a consolidated
-    lobe; an isolated pocket is as often a hilar bronchus or the oesophagus), dense tissue within
-    ``bronchogram_radius_mm`` of the accepted pockets, more than ``dependent_margin_mm`` from bone, is lung.
+    lungs (:func:`_between_lungs`: oesophagus, main bronchi in the mediastinum) are not counted, nor pockets with less
+    than ``bronchogram_cavity_share`` of their area inside the thoracic cavity (``cavity``: air in an arm or in an
+    object on the chest is no bronchogram). When a slice holds at least ``bronchogram_min_count`` pockets before the
+    mediastinum test (several bronchograms = a consolidated lobe; an isolated pocket is as often a hilar bronchus or
+    the oesophagus), dense tissue within ``bronchogram_radius_mm`` of the accepted pockets, more than
+    ``dependent_margin_mm`` from bone, is lung.
 
     Parameters
     ----------
@@ -328,6 +331,8 @@ def _recover_bronchograms_2d(
         Working spacing (z, y, x) in mm.
     recovered : numpy.ndarray
         bool (z, y, x) voxels already recovered by the other rules (counted as lung).
+    cavity : numpy.ndarray, optional
+        bool (z, y, x) thoracic cavity per slice (all True where no cage was found); ``None``: no cavity test.
 
     Returns
     -------
@@ -364,6 +369,8 @@ def _recover_bronchograms_2d(
             & (dense_share >= params.bronchogram_ring_dense)
         )
         pockets &= ~medial & (centres[:, 0] >= posterior_y)
+        if cavity is not None and not cavity[z].all():  # air outside the rib cage is no bronchogram
+            pockets &= np.asarray(ndimage.mean(cavity[z], comp, index), dtype=float) >= params.bronchogram_cavity_share
         if pockets.sum() < params.bronchogram_min_count:
             continue
         pockets &= ~_between_lungs(labels[z], recovered[z], centres, midline, spacing, params=params)

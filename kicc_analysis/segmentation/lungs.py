@@ -14,7 +14,9 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
    (:func:`~kicc_analysis.segmentation.planes.drop_abdominal_gas_2d`, rule ``abdominal_gas_2d``).
 3. **Airways**: the trachea is found as a small, round, midline air region in the cranial slices and tracked
    through the candidate until it enters the lung (:func:`_airway_3d`); 2-D path: small, dark (< -900 HU), midline
-   components (:func:`_airway_2d`).
+   components (:func:`_airway_2d`); on single axial slices, after the thoracic cavity (step 4), a main bronchus
+   joined to the lung is cut off: a tube-wide part of the candidate that reaches the carina on the midline in front
+   of the vertebral body and holds pure air (``airways_2d.py``, :func:`hilar_airway_2d`, rule ``hilar_airway_2d``).
 4. **Left/right split** (:func:`_split_left_right`): components, eroded apart where the lungs touch and grown back;
    side from the centroid relative to the body centre (LPS: the right lung has the smaller x). 2-D path
    (lungs-1.8): first the thoracic cavity of each slice (:func:`_thoracic_cavity`; aerated components mostly
@@ -38,7 +40,9 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
 
    Recovered voxels take the nearest lung's label and are returned as ``dense_recovered``.
 7. **Input grid** (:func:`_upsample_refined`): labels go back block by block; in the boundary band a full-resolution
-   voxel is lung when it is below ``boundary_max_hu`` or lies in a recovered dense block. 2-D axial path
+   voxel is lung when it is below ``boundary_max_hu`` (single slices; -200 HU, the visible pleural boundary) or
+   ``air_threshold_hu`` (3-D path; -400 HU, half air: volumes without a partial-volume rim) or lies in a recovered
+   dense block. 2-D axial path
    (``boundary_2d.py``, :func:`~kicc_analysis.segmentation.boundary_2d.refine_boundary_2d`): dense-recovered input
    pixels beyond the pleural line (the inner surface of the ribs, bridged across the intercostal spaces) are taken
    out (rule ``pleural_line_2d``), then the enclosed holes of each lung are filled on the input grid
@@ -78,6 +82,7 @@ from ._common import (
     trunk_mask,
     vertebral_body,
 )
+from .airways_2d import hilar_airway_2d
 from .base_2d import below_dome_2d
 from .boundary_2d import refine_boundary_2d
 from .dense_2d import (
@@ -228,7 +233,10 @@ def segment_lungs(
     )
     info["patient_position"] = position
 
-    labels_full, dense_full = _upsample_refined(labels_w, dense_w, factors, image3d, params.boundary_max_hu)
+    # single slices: the visible pleural boundary (boundary_max_hu); volumes: the half-air threshold, so that volumes
+    # and the density bins of quantify carry no partial-volume rim (docs/ct.md, step 7)
+    boundary_hu = params.boundary_max_hu if thin else air_threshold_hu
+    labels_full, dense_full = _upsample_refined(labels_w, dense_w, factors, image3d, boundary_hu)
     cavity_w, trunk_w = info.pop("_cavity", None), info.pop("_trunk", None)
     if thin and trunk_w is not None:  # 2-D axial path: pleural line and holes on the input grid (boundary_2d.py)
         shape = labels_full.shape
@@ -509,6 +517,10 @@ def _segment_array(
         labels = np.zeros(lungs.shape, dtype=np.uint8)
         for z in range(lungs.shape[0]):
             midline = _midline_2d(hu[z], trunk[z], None if cavity is None else cavity[z], body_x[z], spacing, params)
+            if params.rule_enabled("hilar_airway_2d"):  # central airway lumen joined to the lung (airways_2d.py)
+                hilar = hilar_airway_2d(lungs[z], hu[z], trunk[z], midline, spacing, params=params)
+                lungs[z] &= ~hilar
+                info["airway_ml"] += float(hilar.sum()) * voxel_ml
             labels[z] = _split_by_midline(lungs[z], midline)
     else:
         labels = _split_left_right(lungs, body_x, thin)
@@ -955,7 +967,15 @@ def dense_rules(path: str) -> list[DenseRule]:
             DenseRule(
                 "bronchograms_2d",
                 lambda c: _recover_bronchograms_2d(
-                    c.labels, c.hu, c.params.air_threshold_hu, c.free, c.trunk, c.spacing, c.recovered, params=c.params
+                    c.labels,
+                    c.hu,
+                    c.params.air_threshold_hu,
+                    c.free,
+                    c.trunk,
+                    c.spacing,
+                    c.recovered,
+                    params=c.params,
+                    cavity=c.cavity,
                 ),
             ),
             # dependent consolidation inside the thoracic cavity, behind the lung, down to the posterior cage

@@ -40,9 +40,11 @@ RULE_NAMES = (
     "halo_gate",
 )
 
-#: Rules of single slices outside step 6 (:mod:`kicc_analysis.segmentation.planes`), switched off by the same
-#: ``disabled_rules``: bowel / stomach gas on axial slices, the airway tube and pure gas on coronal / sagittal slices.
-SLICE_RULE_NAMES = ("abdominal_gas_2d", "airway_tube_plane", "gas_plane")
+#: Rules of single slices outside step 6 (:mod:`kicc_analysis.segmentation.planes`,
+#: :mod:`kicc_analysis.segmentation.airways_2d`), switched off by the same ``disabled_rules``: bowel / stomach gas on
+#: axial slices, the airway tube and pure gas on coronal / sagittal slices, the main bronchus joined to the lung on
+#: axial slices (``hilar_airway_2d``).
+SLICE_RULE_NAMES = ("abdominal_gas_2d", "airway_tube_plane", "gas_plane", "hilar_airway_2d")
 
 #: Step-7 rules of single axial slices on the input grid (:mod:`kicc_analysis.segmentation.boundary_2d`), in the
 #: order they run, switched off by the same ``disabled_rules``: the pleural-line cut, partly aerated lung, holes.
@@ -62,8 +64,10 @@ class LungParameters:
 
     working_spacing_mm: float = 2.5  # approximate working-grid spacing (mm); input block-averaged, never upsampled
     air_threshold_hu: float = -400.0  # voxels below this (HU) are air-like (aerated lung, airways, outside air)
-    # step 7, boundary band on the input grid: a pixel below this (HU) is lung (partly aerated pleural / mediastinal
-    # partial-volume pixel: about a quarter air, -850 x 0.25 + 40 x 0.75 = -180 HU); lungs-1.10 used air_threshold_hu
+    # step 7 on single slices (2-D axial path, coronal / sagittal): in the input-grid boundary band a pixel below this
+    # (HU) is lung -- the visible pleural boundary that hand outlines follow (a partial-volume pixel about a quarter
+    # air: -850 x 0.25 + 40 x 0.75 = -180 HU). Volumes (3-D path) keep air_threshold_hu there: with -200 HU the
+    # 512 x 512 x 300 benchmark lung grew 7 % and its consolidation bin 71 -> 255 mL (partial-volume pleural rim)
     boundary_max_hu: float = -200.0
     recover_dense: bool = True  # run step 6 (dense recovery)
     dense_max_hu: float = 150.0  # upper HU limit of recovered dense lung (bone, contrast-filled vessels above)
@@ -77,6 +81,14 @@ class LungParameters:
     tight_crop_border_air: float = 0.5  # slices whose border is < 50 % air are crops through the body
     tight_crop_outside_max_hu: float = -980.0  # ... where only pure air (~-1000 HU) touching the border is outside air
     airway_lumen_hu: float = -900.0  # airway tracking: lumen darker than lung parenchyma (~-850 HU)
+    # central airway lumen joined to the lung on a single axial slice (hilar_airway_2d, airways_2d.py): thin part of
+    # the lung candidate = not covered by an opening with a disk of this radius (mm; main bronchus 10-20 mm wide)
+    hilar_airway_open_mm: float = 7.5
+    hilar_airway_fill_max_mm2: float = 80.0  # ... after filling holes up to this area (mm^2; vessels inside the lung)
+    hilar_airway_midline_mm: float = 20.0  # ... reaching within this (mm) of the midline (carina) ...
+    hilar_airway_min_anterior_mm: float = 10.0  # ... there at least this far (mm) in front of the vertebral body
+    hilar_airway_max_anterior_mm: float = 60.0  # ... and at most this far (mm; oesophagus behind, heart in front)
+    hilar_airway_min_lumen_share: float = 0.05  # ... with at least this share (0-1) darker than airway_lumen_hu
     # DICOM PatientPosition values for which the abdominal-gas rule holds (gas anterior)
     supine_positions: tuple[str, ...] = ("HFS", "FFS")
     # abdominal-gas rule (3-D): a component with less than this share of its voxels in the
@@ -140,6 +152,9 @@ class LungParameters:
     bronchogram_ring_dense: float = 0.9
     # ... the rule fires only on slices with at least this many such pockets (consolidation)
     bronchogram_min_count: int = 5
+    # ... counting only pockets with at least this share (0-1) of their area inside the thoracic cavity (air in an arm
+    # or an object on the chest is no bronchogram; 0: no cavity test)
+    bronchogram_cavity_share: float = 0.5
     bronchogram_posterior: float = -0.3  # ... pocket centre posterior of trunk centre + this x trunk half-height
     bronchogram_radius_mm: float = 25.0  # ... dense tissue within this distance (mm) of an accepted pocket is lung
     # ... mediastinum = between the two lungs' medial edges within +- this (mm) of the row
