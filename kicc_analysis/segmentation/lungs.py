@@ -83,6 +83,7 @@ from ._common import (
     vertebral_body,
 )
 from .airways_2d import hilar_airway_2d
+from .base_2d import below_dome_2d
 from .boundary_2d import refine_boundary_2d
 from .dense_2d import (
     _cage_bone_2d,
@@ -526,7 +527,9 @@ def _segment_array(
     labels = _fill_slices(labels)
     dense = np.zeros_like(lungs)
     if params.recover_dense and labels.any():
-        dense = _recover_dense(labels, hu, trunk, spacing, None if thin else body_x, params, info, cavity=cavity)
+        dense = _recover_dense(
+            labels, hu, trunk, spacing, None if thin else body_x, params, info, cavity=cavity, supine=gas_rule
+        )
         labels = _fill_slices(labels)
     info["leak_fraction"] = _leak_fraction(labels, outside)
     if thin:  # for step 7 on the input grid (boundary_2d.py); popped by segment_lungs before QA
@@ -879,6 +882,8 @@ class DenseContext:
         bool voxels added by rules the halo gate applies to.
     cavity : numpy.ndarray or None
         2-D path: bool thoracic cavity per slice (all True where no cage was found); ``None`` on the 3-D path.
+    supine : bool
+        The patient lies supine or the position is unknown (dependent = posterior); ``below_dome_2d`` runs only then.
     """
 
     labels: np.ndarray
@@ -891,6 +896,7 @@ class DenseContext:
     recovered: np.ndarray
     gated: np.ndarray
     cavity: np.ndarray | None = None
+    supine: bool = True
 
     @property
     def free(self) -> np.ndarray:
@@ -920,7 +926,7 @@ def dense_rules(path: str) -> list[DenseRule]:
     --------
     >>> [rule.name for rule in dense_rules("2d")]
     ['hull_deficit', 'rib_cage', 'mediastinum_2d', 'between_slices', 'dependent_2d', 'bronchograms_2d', 'dependent_cavity_2d',
-     'posterior_2d', 'mediastinal_block_2d', 'cage_2d']
+     'posterior_2d', 'below_dome_2d', 'mediastinal_block_2d', 'cage_2d']
     >>> [(rule.name, rule.gated) for rule in dense_rules("3d") if rule.gated or rule.removes]
     [('rib_cage', True), ('between_slices', True), ('halo_gate', False)]
     """
@@ -986,6 +992,12 @@ def dense_rules(path: str) -> list[DenseRule]:
                     c.labels, c.hu, c.free, c.trunk, c.cavity, c.spacing, c.recovered, params=c.params
                 ),
             ),
+            # nothing under the diaphragm dome on a lung-base slice (aerated lung only in the posterior crescent)
+            DenseRule(
+                "below_dome_2d",
+                lambda c: below_dome_2d(c.labels, c.recovered, c.cavity if c.supine else None, params=c.params),
+                removes=True,
+            ),
             # nothing in the mediastinal soft-tissue block (hilum, great vessels) of the slice
             DenseRule(
                 "mediastinal_block_2d",
@@ -1034,6 +1046,7 @@ def _recover_dense(
     info: dict[str, Any],
     *,
     cavity: np.ndarray | None = None,
+    supine: bool = True,
 ) -> np.ndarray:
     """Step 6: the rules of :func:`dense_rules` in order; recovered voxels are labelled in place with the nearest lung.
 
@@ -1053,6 +1066,8 @@ def _recover_dense(
         Settings; rules switched off there do not run.
     cavity : numpy.ndarray, optional
         2-D path: bool thoracic cavity per slice (:func:`_thoracic_cavity`), for the ``cage_2d`` filter.
+    supine : bool, optional
+        The patient lies supine or the position is unknown (``supine_positions``); ``below_dome_2d`` runs only then.
     info : dict
         Receives ``rule_added_ml`` (per rule run, in order: mL on the working grid it added, negative for what a
         filter removed) and ``halo_dropped_ml``.
@@ -1064,7 +1079,7 @@ def _recover_dense(
     """
     dense_ok = (hu >= params.air_threshold_hu) & (hu <= params.dense_max_hu) & trunk
     empty = np.zeros(labels.shape, dtype=bool)
-    context = DenseContext(labels, hu, dense_ok, trunk, spacing, body_x, params, empty, empty, cavity)
+    context = DenseContext(labels, hu, dense_ok, trunk, spacing, body_x, params, empty, empty, cavity, supine)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     added: dict[str, float] = {}
     for rule in dense_rules("3d" if body_x is not None else "2d"):

@@ -32,6 +32,7 @@ RULE_NAMES = (
     "bronchograms_2d",
     "dependent_cavity_2d",
     "posterior_2d",
+    "below_dome_2d",
     "mediastinal_block_2d",
     "cage_2d",
     "lung_base",
@@ -194,6 +195,13 @@ class LungParameters:
     posterior_reach_mm: float = 40.0  # ... reached from the lung within this (mm)
     posterior_min_thickness_px: int = 3  # ... parts at least this many working-grid pixels thick (square opening)
     posterior_max_hole_mm2: float = 300.0  # ... enclosing no new hole larger than this (mm^2; a ring around the heart)
+    # below_dome_2d (base_2d.py): a lung-base slice has less than this share (0-1) of its aerated lung in front of the
+    # cavity's anterior-posterior midpoint (the dome fills the front; measured 0.00-0.15 at the TotalSegmentator bases,
+    # 0.39-0.83 on the six outlined COVID-19 slices at carina-to-heart level)
+    dome_max_anterior_share: float = 0.25
+    # ... on it, a recovered component with aerated lung behind it in at least this share (0-1) of its columns is under
+    # the dome (dependent consolidation lies behind the aerated lung, abdomen in the crescent's concavity in front)
+    dome_min_lung_behind_share: float = 0.5
     # step 7 on the input grid, 2-D axial path (boundary_2d.py, edge11): the parietal pleura runs along the inner
     # surface of the ribs and across each intercostal space on the line joining them
     pleura_rays: int = 720  # ... rays from the cavity centre (0.5 degree: < 1.5 mm arc at 150 mm, finer than a rib)
