@@ -137,6 +137,11 @@ class LungSegmentation:
         ``dropped_gas_ml`` (mL) and ``dropped_gas`` (one dict per component dropped as abdominal gas: ``volume_ml``,
         ``interior_median_hu``, ``posterior_share``, ``z_slices``). ``rule_added_ml`` (per step-6 rule run, in
         :func:`dense_rules` order: mL on the working grid it added; negative: what a filter removed).
+        ``phase_votes`` (2-D axial path: how many working-grid phases were segmented and voted, see
+        ``LungParameters.phase_votes``; 1 elsewhere) and ``phase_agreement`` (share, 0-1, of the mask on which every
+        run agrees; 1.0 with one run). With several runs the mL / share facts above that come from the rules
+        (``rule_added_ml``, ``boundary_changed_ml``, ``cage_removed_ml``, ``airway_ml``, ``leak_fraction``) are the
+        mean over the runs; the volumes, ratios and dense share are measured on the voted mask.
     dense_recovered : SimpleITK.Image
         uint8 mask (input grid) of the voxels added by dense recovery (step 6).
     """
@@ -214,7 +219,6 @@ def segment_lungs(
         halo_gate=halo_gate,
     )
     working_spacing_mm = params.working_spacing_mm
-    air_threshold_hu = params.air_threshold_hu
     image3d, was_2d = _as_3d(image)
     position = _patient_position(image, patient_position)
     view = _PlaneView.of(image3d)
@@ -223,34 +227,16 @@ def segment_lungs(
     spacing = np.array(image3d.GetSpacing()[::-1], dtype=float)  # (z, y, x) mm
     factors = np.maximum(1, np.floor(working_spacing_mm / spacing + 1e-6)).astype(int)
     factors = np.minimum(factors, np.array(image3d.GetSize()[::-1]))  # never shrink an axis below one voxel
-    work = sitk.BinShrink(sitk.Cast(image3d, sitk.sitkFloat32), [int(f) for f in factors[::-1]])
-    hu = sitk.GetArrayFromImage(work)
-    work_spacing = spacing * factors
-    thin = hu.shape[0] * work_spacing[0] < 30.0
-
-    labels_w, dense_w, info = _segment_array(
-        hu, work_spacing, thin=thin, gas_rule=position in params.supine_positions or not position, params=params
-    )
+    thin = (image3d.GetSize()[2] // factors[0]) * spacing[0] * factors[0] < 30.0
+    gas_rule = position in params.supine_positions or not position
+    phases = _grid_phases(factors, params.phase_votes) if thin else [(0, 0)]
+    runs = [_segment_on_grid(image3d, factors, phase, thin, gas_rule, params) for phase in phases]
+    if len(runs) == 1:
+        labels_full, dense_full, info = runs[0]
+    else:
+        labels_full, dense_full, info = _vote_phases(runs)
     info["patient_position"] = position
-
-    # single slices: the visible pleural boundary (boundary_max_hu); volumes: the half-air threshold, so that volumes
-    # and the density bins of quantify carry no partial-volume rim (docs/ct.md, step 7)
-    boundary_hu = params.boundary_max_hu if thin else air_threshold_hu
-    labels_full, dense_full = _upsample_refined(labels_w, dense_w, factors, image3d, boundary_hu)
-    cavity_w, trunk_w = info.pop("_cavity", None), info.pop("_trunk", None)
-    if thin and trunk_w is not None:  # 2-D axial path: pleural line and holes on the input grid (boundary_2d.py)
-        shape = labels_full.shape
-        labels_full, dense_full, changed_px = refine_boundary_2d(
-            labels_full,
-            dense_full,
-            sitk.GetArrayViewFromImage(image3d),
-            None if cavity_w is None else _block_repeat(cavity_w, factors, shape),
-            _block_repeat(trunk_w, factors, shape),
-            spacing,
-            params=params,
-        )
-        voxel_ml = float(np.prod(spacing)) / 1000.0
-        info["boundary_changed_ml"] = {name: px * voxel_ml for name, px in changed_px.items()}
+    work_spacing = spacing * factors
     labels_img = _array_to_image(labels_full, image3d)
     dense_img = _array_to_image(dense_full, image3d)
     qa = _quality(labels_img, dense_img, info, thin, work_spacing, params)
@@ -1176,6 +1162,101 @@ def _recover_hull_deficit(
 # --------------------------------------------------------------------------------------------------- resampling
 
 
+def _grid_phases(factors: np.ndarray, votes: int) -> list[tuple[int, int]]:
+    """In-plane offsets (y, x; input pixels) of the working grid for ``phase_votes`` runs: 0 and half the factor
+    (fewer than 4 when a factor is 1: no shift on that axis)."""
+    half_y, half_x = int(factors[1]) // 2, int(factors[2]) // 2
+    if votes == 1 or (half_y == 0 and half_x == 0):
+        return [(0, 0)]
+    return list(dict.fromkeys([(0, 0), (0, half_x), (half_y, 0), (half_y, half_x)]))
+
+
+def _segment_on_grid(
+    image3d: sitk.Image,
+    factors: np.ndarray,
+    phase: tuple[int, int],
+    thin: bool,
+    gas_rule: bool,
+    params: LungParameters,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Steps 1-7 with the working grid starting ``phase`` (y, x) input pixels before the image: labels and dense
+    mask on the input grid (uint8 arrays, z, y, x) and the run's facts (``info``).
+
+    The image is padded at the top / left by ``phase`` rows / columns repeating its edge (the border keeps touching
+    the same structures, so outside air stays outside air) and the result cropped back.
+    """
+    spacing = np.array(image3d.GetSpacing()[::-1], dtype=float)  # (z, y, x) mm
+    pad_y, pad_x = phase
+    source = image3d
+    if pad_y or pad_x:
+        padded = np.pad(sitk.GetArrayViewFromImage(image3d), ((0, 0), (pad_y, 0), (pad_x, 0)), mode="edge")
+        source = sitk.GetImageFromArray(padded)
+        source.SetSpacing(image3d.GetSpacing())
+        source.SetDirection(image3d.GetDirection())
+    work = sitk.BinShrink(sitk.Cast(source, sitk.sitkFloat32), [int(f) for f in factors[::-1]])
+    hu = sitk.GetArrayFromImage(work)
+    work_spacing = spacing * factors
+    labels_w, dense_w, info = _segment_array(hu, work_spacing, thin=thin, gas_rule=gas_rule, params=params)
+
+    # single slices: the visible pleural boundary (boundary_max_hu); volumes: the half-air threshold, so that volumes
+    # and the density bins of quantify carry no partial-volume rim (docs/ct.md, step 7)
+    boundary_hu = params.boundary_max_hu if thin else params.air_threshold_hu
+    labels_full, dense_full = _upsample_refined(labels_w, dense_w, factors, source, boundary_hu)
+    cavity_w, trunk_w = info.pop("_cavity", None), info.pop("_trunk", None)
+    if thin and trunk_w is not None:  # 2-D axial path: pleural line and holes on the input grid (boundary_2d.py)
+        shape = labels_full.shape
+        labels_full, dense_full, changed_px = refine_boundary_2d(
+            labels_full,
+            dense_full,
+            sitk.GetArrayViewFromImage(source),
+            None if cavity_w is None else _block_repeat(cavity_w, factors, shape),
+            _block_repeat(trunk_w, factors, shape),
+            spacing,
+            params=params,
+        )
+        voxel_ml = float(np.prod(spacing)) / 1000.0
+        info["boundary_changed_ml"] = {name: px * voxel_ml for name, px in changed_px.items()}
+    if pad_y or pad_x:
+        labels_full, dense_full = labels_full[:, pad_y:, pad_x:], dense_full[:, pad_y:, pad_x:]
+    return labels_full, dense_full, info
+
+
+def _vote_phases(runs: list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Per input pixel vote of the grid-phase runs of :func:`_segment_on_grid` (the first: the unshifted grid).
+
+    Lung where more than half of the runs say lung (3 of 4: a rule that fires on only two grid phases, e.g. the
+    air-bronchogram pocket count, does not carry the pixel); the side (right / left) of the majority of the runs that
+    say lung, ties to the unshifted run's side (else right); dense-recovered where more than half of the runs say so
+    and the pixel is lung. Facts: the numbers (mL, shares) are the mean over the runs, per rule for ``rule_added_ml`` and
+    ``boundary_changed_ml``; everything else (airway found, dropped gas components, side from position) is the
+    unshifted run's. ``phase_votes`` (runs) and ``phase_agreement`` (share of the voted lung on which every run
+    agrees, 0-1) are added.
+    """
+    n = len(runs)
+    right = sum((labels == RIGHT).astype(np.uint8) for labels, _, _ in runs)
+    left = sum((labels == LEFT).astype(np.uint8) for labels, _, _ in runs)
+    dense = sum((d > 0).astype(np.uint8) for _, d, _ in runs)
+    lung = 2 * (right + left) > n
+    first = runs[0][0]
+    side = np.where(right > left, RIGHT, np.where(left > right, LEFT, np.where(first == LEFT, LEFT, RIGHT)))
+    labels = np.where(lung, side, 0).astype(np.uint8)
+    dense_full = (lung & (2 * dense > n)).astype(np.uint8)
+
+    info = dict(runs[0][2])
+    infos = [run[2] for run in runs]
+    for key in ("leak_fraction", "airway_ml", "cage_removed_ml", "halo_dropped_ml"):
+        if key in info:
+            info[key] = float(np.mean([float(i.get(key, 0.0)) for i in infos]))
+    for key in ("rule_added_ml", "boundary_changed_ml"):
+        if key in info:
+            names = list(dict.fromkeys(name for i in infos for name in i.get(key, {})))
+            info[key] = {name: float(np.mean([i.get(key, {}).get(name, 0.0) for i in infos])) for name in names}
+    votes = right + left
+    info["phase_votes"] = n
+    info["phase_agreement"] = float((votes[lung] == n).mean()) if lung.any() else 1.0
+    return labels, dense_full, info
+
+
 def _array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
     img = sitk.GetImageFromArray(array)
     img.CopyInformation(reference)
@@ -1303,4 +1384,6 @@ def _quality(
         "boundary_changed_ml": dict(info.get("boundary_changed_ml", {})),
         "low_confidence": bool(reasons),
         "low_confidence_reasons": reasons,
+        "phase_votes": int(info.get("phase_votes", 1)),
+        "phase_agreement": float(info.get("phase_agreement", 1.0)),
     }
