@@ -99,7 +99,7 @@ from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung
 from .parameters import DEFAULT_PARAMETERS, LungParameters
 from .planes import abnormal_share, airway_tube_plane, drop_abdominal_gas_2d, interior_median_hu
 
-ALGORITHM_VERSION = "lungs-1.10"  # bump when outputs change; history in CHANGELOG.md
+ALGORITHM_VERSION = "lungs-1.11"  # bump when outputs change; history in CHANGELOG.md
 
 
 @dataclass
@@ -124,8 +124,8 @@ class LungSegmentation:
         thorax, smaller / larger lung below ``low_confidence_lr_ratio_3d`` (0.5; single slices
         ``low_confidence_lr_ratio_2d``, 0.25), or more than ``low_confidence_dense_fraction`` (0.3) of the mask
         added by dense recovery (the mask then rests on the rules more than on aerated lung). On the six outlined
-        covid_ny_sbu slices (lungs-1.10) it is set on the two most consolidated (A046441, Dice 0.91 / 0.90 against
-        the outlines), not on the four at 0.94-0.95.
+        covid_ny_sbu slices (lungs-1.11) it is set on the two most consolidated (A046441, Dice 0.95 / 0.93 against
+        the outlines), not on the four at 0.96-0.98.
         ``patient_position`` (the DICOM PatientPosition used, ``""`` when unknown).
         ``cage_removed_ml`` (2-D axial path: aerated components outside the thoracic cavity dropped, working grid,
         mL); ``plane`` (single coronal / sagittal slices only: ``"coronal"`` / ``"sagittal"``) and there
