@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from conftest import shared_path
 
+from kicc_analysis.errors import SegmentationError
 from kicc_analysis.imaging import display_to_hu, load_ct
 from kicc_analysis.segmentation import LungParameters, dense_2d, lungs, segment_lungs
 
@@ -355,3 +357,62 @@ def test_sides_from_the_midline_not_component_size():
     hu = np.where(consolidated, 30.0, hu).astype(np.float32)
     out = _labels(hu)
     assert (out[right & ~consolidated] == 1).mean() > 0.95 and (out[structures["left_aerated"]] == 2).mean() > 0.95
+
+
+def test_grid_phases_are_zero_and_half_the_factor():
+    """phase_votes=4: the working grid starts 0 or half a block (factor // 2 input pixels) earlier in y and x."""
+    assert lungs._grid_phases(np.array([1, 3, 3]), 4) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert lungs._grid_phases(np.array([1, 4, 4]), 4) == [(0, 0), (0, 2), (2, 0), (2, 2)]
+    assert lungs._grid_phases(np.array([1, 1, 3]), 4) == [(0, 0), (0, 1)]  # no shift along an axis of factor 1
+    assert lungs._grid_phases(np.array([1, 1, 1]), 4) == [(0, 0)]
+    assert lungs._grid_phases(np.array([1, 3, 3]), 1) == [(0, 0)]
+
+
+def test_phase_votes_accepts_one_or_four_runs():
+    for bad in (0, 2, 3, 9):
+        with pytest.raises(SegmentationError, match="phase_votes"):
+            LungParameters(phase_votes=bad)
+
+
+def test_phase_vote_is_a_majority_per_pixel():
+    """Lung where 3 of 4 runs say lung (2 of 4 is not); side by majority, a 1-1 tie to the unshifted run's side;
+    dense where 3 of 4 say dense; rule mL are the mean over the runs; phase_agreement is the share of the voted lung
+    all runs agree on."""
+    L, R = lungs.LEFT, lungs.RIGHT
+    masks = [
+        np.array([[[R, R, R, L, 0]]], dtype=np.uint8),  # the unshifted run
+        np.array([[[R, R, L, R, 0]]], dtype=np.uint8),
+        np.array([[[R, R, 0, 0, R]]], dtype=np.uint8),
+        np.array([[[R, 0, R, 0, R]]], dtype=np.uint8),
+    ]
+    dense = [np.array([[[1, 1, 0, 0, 0]]], dtype=np.uint8)] * 3 + [np.zeros((1, 1, 5), dtype=np.uint8)]
+    infos = [
+        {"leak_fraction": 0.0, "rule_added_ml": {"bronchograms_2d": ml}, "airway_found": True} for ml in (4, 0, 0, 0)
+    ]
+    labels, dense_voted, info = lungs._vote_phases(list(zip(masks, dense, infos, strict=True)))
+    assert labels.tolist() == [[[R, R, R, 0, 0]]]  # pixel 2: R, L, -, R -> 3 lung votes, R by 2-1
+    assert dense_voted.tolist() == [[[1, 1, 0, 0, 0]]]
+    assert info["rule_added_ml"] == {"bronchograms_2d": 1.0} and info["airway_found"] is True
+    assert info["phase_votes"] == 4 and info["phase_agreement"] == pytest.approx(1 / 3)
+    tie = [np.array([[[L]]], dtype=np.uint8), np.array([[[R]]], dtype=np.uint8)]
+    tie += [np.array([[[L]]], dtype=np.uint8), np.array([[[R]]], dtype=np.uint8)]
+    zero = np.zeros((1, 1, 1), dtype=np.uint8)
+    labels, _, _ = lungs._vote_phases([(m, zero, {"leak_fraction": 0.0}) for m in tie])
+    assert labels.tolist() == [[[L]]]
+
+
+def test_phase_votes_leave_volumes_alone():
+    """The vote is for single slices only: a stack of 35 mm (3-D path) is the same with 1 and 4 phase votes, a single
+    slice is not (the synthetic teaching slice on its 3-pixel grid)."""
+    hu, _ = _teaching_slice()
+    volume = sitk.GetImageFromArray(np.repeat(hu[None].astype(np.float32), 7, axis=0))
+    volume.SetSpacing((0.8, 0.8, 5.0))
+    stacked = [
+        sitk.GetArrayFromImage(segment_lungs(volume, parameters=LungParameters(phase_votes=v)).labels) for v in (1, 4)
+    ]
+    assert stacked[0].any() and np.array_equal(stacked[0], stacked[1])
+    single = sitk.GetImageFromArray(hu.astype(np.float32))
+    single.SetSpacing((0.8, 0.8))
+    one, four = (segment_lungs(single, parameters=LungParameters(phase_votes=v)) for v in (1, 4))
+    assert one.qa["phase_votes"] == 1 and four.qa["phase_votes"] == 4
+    assert four.qa["mode"] == "2d" and 0.9 < four.qa["phase_agreement"] <= 1.0

@@ -10,6 +10,9 @@ outside at most 4.6 %). Single coronal and sagittal slices of the same collectio
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -21,16 +24,16 @@ from kicc_analysis.quantification import segment_opacities
 from kicc_analysis.segmentation import LEFT, RIGHT, LungParameters, segment_lungs
 from kicc_analysis.segmentation.lungs import _low_confidence_reasons
 
-# slice: (Dice measured with cavity11 (posterior cavity ring on the rib line, cavity_2d.py) on top of airway11 and
-#         edge11, % outside measured, left/right right, low_confidence expected, Dice before cavity11 (main ba6b357:
-#         airway11 + edge11 + planes11), % outside before cavity11)
+# slice: (Dice measured with phase11 (phase_votes=4: four working-grid phases voted per pixel) on lungs-1.11, % outside
+#         measured, left/right right, low_confidence expected, Dice before phase11 (main 014d345, lungs-1.11: one grid
+#         phase, cavity11 + airway11 + edge11), % outside before phase11)
 MEASURED = {
-    "A002304_19001231-076": (0.957, 2.6, True, False, 0.959, 2.2),  # lungs-1.7: arm taken in (24 % outside)
-    "A002304_19010112-135": (0.962, 3.6, True, False, 0.964, 3.1),
-    "A046441_19001111-045": (0.951, 2.7, True, True, 0.949, 2.9),  # lungs-1.8: posterior consolidation missed, hilum in
-    "A046441_19010101-23": (0.933, 4.6, True, True, 0.923, 4.4),  # lungs-1.7: right lung labelled left
-    "A048383_19001231-30": (0.977, 1.8, True, False, 0.977, 1.8),  # lungs-1.7: object on the chest / arms (57 %)
-    "A048383_19010410-30": (0.984, 1.9, True, False, 0.984, 1.7),  # lungs-1.8: left hilum in the mask
+    "A002304_19001231-076": (0.957, 3.0, True, False, 0.957, 2.6),  # lungs-1.7: arm taken in (24 % outside)
+    "A002304_19010112-135": (0.967, 2.8, True, False, 0.962, 3.6),
+    "A046441_19001111-045": (0.952, 2.0, True, True, 0.951, 2.7),  # lungs-1.8: posterior consolidation missed, hilum in
+    "A046441_19010101-23": (0.931, 3.7, True, True, 0.933, 4.6),  # lungs-1.7: right lung labelled left
+    "A048383_19001231-30": (0.977, 1.3, True, False, 0.977, 1.8),  # lungs-1.7: object on the chest / arms (57 %)
+    "A048383_19010410-30": (0.984, 1.2, True, False, 0.984, 1.9),  # lungs-1.8: left hilum in the mask
 }
 
 
@@ -38,18 +41,31 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / (a.sum() + b.sum()))
 
 
-@pytest.fixture(scope="module")
-def outlined():
+def _segment_outlined(parameters: LungParameters | None) -> dict:
     folder = shared_path("data", "ct", "covid_ny_sbu")
     out = {}
     for name in MEASURED:
         patient, stem = name.split("_", 1)
         reference = np.load(folder / "reference_outlines" / f"{name}.npy")
         keep = np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0
-        seg = segment_lungs(load_ct(folder / patient / "axial" / f"{stem}.dcm"))
+        seg = segment_lungs(load_ct(folder / patient / "axial" / f"{stem}.dcm"), parameters=parameters)
         labels = sitk.GetArrayFromImage(seg.labels).reshape(reference.shape)
         out[name] = (labels, reference, keep, seg.qa)
     return out
+
+
+@pytest.fixture(scope="module")
+def outlined():
+    """The six outlined slices with the default settings (phase_votes=4)."""
+    return _segment_outlined(None)
+
+
+@pytest.fixture(scope="module")
+def one_phase():
+    """The six outlined slices on one working-grid phase (phase_votes=1): the rule-by-rule tests below compare a rule
+    on and off on the same grid (the vote of four phases blurs one rule's share: a pixel one rule adds on two of
+    the four grids is not lung, see test_phase_votes_*)."""
+    return _segment_outlined(ONE_PHASE)
 
 
 @pytest.mark.parametrize("name", sorted(MEASURED))
@@ -106,6 +122,9 @@ def test_mean_dice_and_sides_over_the_six_slices(outlined):
     assert sum(value <= 5.0 for value in outside) == 6
 
 
+ONE_PHASE = LungParameters(phase_votes=1)
+
+
 def _score(name: str, parameters: LungParameters) -> tuple[float, float]:
     """(Dice, % of the reference lung area outside it) of one outlined slice segmented with ``parameters``."""
     folder = shared_path("data", "ct", "covid_ny_sbu")
@@ -130,17 +149,17 @@ def test_posterior_rule_brings_the_dependent_consolidation_in(outlined):
     assert qa["rule_added_ml"]["posterior_2d"] > 1.0
 
 
-def test_mediastinal_block_keeps_the_hilum_out(outlined):
+def test_mediastinal_block_keeps_the_hilum_out(one_phase):
     """mediastinal_block_2d (lungs-1.9): the hilar and mediastinal soft tissue the air-bronchogram and hull-deficit
     rules took in on the consolidated A046441 slices and at the left hilum of A048383 later is taken back: area
     outside the reference 2.8 / 6.5 / 4.9 % with the filter, 10.9 / 21.9 / 8.1 % without (lungs-1.10). On A048383
     later the central airway cut (hilar_airway_2d) now removes the left main bronchus and the interlobar artery it
     enclosed first, so the filter's share there is smaller: 1.7 % with it, 2.1 % without."""
     for name, margin in (("A046441_19001111-045", 3.0), ("A046441_19010101-23", 5.0), ("A048383_19010410-30", 0.3)):
-        labels, reference, keep, qa = outlined[name]
+        labels, reference, keep, qa = one_phase[name]
         mask, ref = (labels > 0) & keep, (reference > 0) & keep
         with_filter = 100.0 * (mask & ~ref).sum() / ref.sum()
-        _, without = _score(name, LungParameters(disabled_rules=frozenset({"mediastinal_block_2d"})))
+        _, without = _score(name, replace(ONE_PHASE, disabled_rules=frozenset({"mediastinal_block_2d"})))
         assert with_filter <= without - margin, name
         assert qa["rule_added_ml"]["mediastinal_block_2d"] < 0.0, name
 
@@ -157,16 +176,16 @@ def test_nothing_outside_the_rib_cage_on_the_arm_and_object_slices(outlined):
         assert qa["rule_added_ml"]["cage_2d"] < -dropped_ml  # mL of recovered tissue outside the cavity dropped
 
 
-def test_arm_pockets_do_not_start_the_bronchogram_rule(outlined):
+def test_arm_pockets_do_not_start_the_bronchogram_rule(one_phase):
     """A002304 earlier: the air-bronchogram rule fired because air pockets in the arm beside the chest made up its
     five-pocket count, and took in hilar vessels around a right hilar bronchus; pockets outside the thoracic cavity
     no longer count (bronchogram_cavity_share): outside the reference 3.3 -> 2.2 %, Dice 0.958 -> 0.959
     (on main ad9b25c, before edge11: 3.5 -> 2.4 %, 0.952 -> 0.953)."""
     name = "A002304_19001231-076"
-    labels, reference, keep, qa = outlined[name]
+    labels, reference, keep, qa = one_phase[name]
     mask, ref = (labels > 0) & keep, (reference > 0) & keep
     outside = 100.0 * (mask & ~ref).sum() / ref.sum()
-    dice_without, outside_without = _score(name, LungParameters(bronchogram_cavity_share=0.0))
+    dice_without, outside_without = _score(name, replace(ONE_PHASE, bronchogram_cavity_share=0.0))
     assert outside <= outside_without - 0.8
     assert _dice(mask, ref) >= dice_without
     assert qa["rule_added_ml"]["bronchograms_2d"] == 0.0
@@ -237,16 +256,16 @@ def test_lungs_1_10_settings_on_the_lowest_slice(outlined):
     assert outside <= old_reach - 1.5
 
 
-def test_pleural_line_takes_the_chest_wall_rim_out(outlined):
+def test_pleural_line_takes_the_chest_wall_rim_out(one_phase):
     """pleural_line_2d (edge11, input grid): on A046441 later the dense-recovered 2.5 mm working blocks that
     straddled the ribs along both lateral chest walls are cut back to 2 mm inside the ribs' inner surface: 4.6 % of
     the reference area outside it with the rule, 5.4 % without (Dice 0.933 / 0.930; edge11 before cavity11's rib
     line: 4.4 / 6.6 %, 0.923 / 0.913: the ring on the posterior rib line takes part of the rim out itself)."""
     name = "A046441_19010101-23"
-    labels, reference, keep, qa = outlined[name]
+    labels, reference, keep, qa = one_phase[name]
     mask, ref = (labels > 0) & keep, (reference > 0) & keep
     dice, outside = _dice(mask, ref), 100.0 * (mask & ~ref).sum() / ref.sum()
-    dice_off, outside_off = _score(name, LungParameters(disabled_rules=frozenset({"pleural_line_2d"})))
+    dice_off, outside_off = _score(name, replace(ONE_PHASE, disabled_rules=frozenset({"pleural_line_2d"})))
     assert outside <= outside_off - 0.5
     assert dice >= dice_off + 0.002
     assert qa["boundary_changed_ml"]["pleural_line_2d"] < -0.5  # mL taken out on the input grid
@@ -317,3 +336,68 @@ def test_boundary_max_hu_moves_single_slice_edges_only():
         for hu in (-200.0, -100.0)
     ]
     assert stacked[0].any() and np.array_equal(stacked[0], stacked[1])
+
+
+# SHA-256 (first 16 hex digits) of the uint8 label array (512 x 512) of each outlined slice segmented on main 014d345
+# (lungs-1.11, before phase_votes existed): phase_votes=1 must reproduce them bit for bit
+ONE_PHASE_LABEL_SHA = {
+    "A002304_19001231-076": "4deb8642b478fa5a",
+    "A002304_19010112-135": "12c2b00fb6213143",
+    "A046441_19001111-045": "264f4672f54c9658",
+    "A046441_19010101-23": "f326e6e37d92ff3c",
+    "A048383_19001231-30": "099ccd3a481a0cfa",
+    "A048383_19010410-30": "af047e08b0b953c0",
+}
+
+
+def test_phase_votes_1_reproduces_the_single_grid_masks(one_phase, outlined):
+    """phase_votes=1 is the lungs-1.11 mask bit for bit (labels hashed on main 014d345); the default vote changes the
+    masks (a few % of the pixels at most) and reports how much of its mask all four grids agree on."""
+    for name, expected in ONE_PHASE_LABEL_SHA.items():
+        labels, _, _, qa = one_phase[name]
+        digest = hashlib.sha256(np.ascontiguousarray(labels.astype(np.uint8)).tobytes()).hexdigest()[:16]
+        assert digest == expected, name
+        assert qa["phase_votes"] == 1 and qa["phase_agreement"] == 1.0
+        voted, _, _, voted_qa = outlined[name]
+        assert voted_qa["phase_votes"] == 4
+        assert 0.8 < voted_qa["phase_agreement"] < 1.0, name
+        assert 0 < (voted != labels).sum() < 0.05 * (labels > 0).sum(), name
+
+
+def _shift(array: np.ndarray, dy: int, dx: int, fill) -> np.ndarray:
+    out = np.full_like(array, fill)
+    height, width = array.shape
+    out[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = array[
+        max(-dy, 0) : height - max(dy, 0), max(-dx, 0) : width - max(dx, 0)
+    ]
+    return out
+
+
+def test_phase_votes_make_the_mask_independent_of_the_grid_phase():
+    """A046441 later shifted by 0-25 pixels (padded with air, the reference shifted the same way; the grid-phase
+    probe of docs/ct_development_log.md, phase11): on one working-grid phase a one-pixel x shift loses 0.05 Dice
+    (0.933 -> 0.882: the air-bronchogram and cage rules fire differently on a 4-pixel grid), spread over the 9 shifts
+    0.053; with the vote of four phases 0.931-0.933, spread 0.002."""
+    folder = shared_path("data", "ct", "covid_ny_sbu")
+    name = "A046441_19010101-23"
+    patient, stem = name.split("_", 1)
+    image = load_ct(folder / patient / "axial" / f"{stem}.dcm")
+    hu = sitk.GetArrayFromImage(image).reshape(512, 512).astype(np.float32)
+    reference = np.load(folder / "reference_outlines" / f"{name}.npy") > 0
+    keep = np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0
+    shifts = [(0, 0), (0, 1), (1, 0), (1, 2), (0, -2), (2, 2), (-10, 0), (0, 12), (0, -25)]
+    spread = {}
+    for votes in (1, 4):
+        dices = []
+        for dy, dx in shifts:
+            shifted = sitk.GetImageFromArray(_shift(hu, dy, dx, -1024.0))
+            shifted.SetSpacing(image.GetSpacing()[:2])
+            seg = segment_lungs(shifted, parameters=LungParameters(phase_votes=votes))
+            mask = sitk.GetArrayFromImage(seg.labels) > 0
+            kept = _shift(keep, dy, dx, False)
+            dices.append(_dice(mask & kept, _shift(reference, dy, dx, False) & kept))
+        spread[votes] = max(dices) - min(dices)
+        if votes == 4:
+            assert min(dices) >= 0.92
+    assert spread[1] > 0.04
+    assert spread[4] < 0.02

@@ -138,8 +138,8 @@ class LungSegmentation:
         ``interior_median_hu``, ``posterior_share``, ``z_slices``). ``rule_added_ml`` (per step-6 rule run, in
         :func:`dense_rules` order: mL on the working grid it added; negative: what a filter removed).
         ``phase_votes`` (2-D axial path: how many working-grid phases were segmented and voted, see
-        ``LungParameters.phase_votes``; 1 elsewhere) and ``phase_agreement`` (share, 0-1, of the mask on which every
-        run agrees; 1.0 with one run). With several runs the mL / share facts above that come from the rules
+        ``LungParameters.phase_votes``; 1 elsewhere) and ``phase_agreement`` (share, 0-1, of the mask that every
+        run says is lung; 1.0 with one run). With several runs the mL / share facts above that come from the rules
         (``rule_added_ml``, ``boundary_changed_ml``, ``cage_removed_ml``, ``airway_ml``, ``leak_fraction``) are the
         mean over the runs; the volumes, ratios and dense share are measured on the voted mask.
     dense_recovered : SimpleITK.Image
@@ -1229,8 +1229,8 @@ def _vote_phases(runs: list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]) -> t
     say lung, ties to the unshifted run's side (else right); dense-recovered where more than half of the runs say so
     and the pixel is lung. Facts: the numbers (mL, shares) are the mean over the runs, per rule for ``rule_added_ml`` and
     ``boundary_changed_ml``; everything else (airway found, dropped gas components, side from position) is the
-    unshifted run's. ``phase_votes`` (runs) and ``phase_agreement`` (share of the voted lung on which every run
-    agrees, 0-1) are added.
+    unshifted run's. ``phase_votes`` (runs) and ``phase_agreement`` (share of the voted lung that every run
+    says is lung, 0-1) are added.
     """
     n = len(runs)
     right = sum((labels == RIGHT).astype(np.uint8) for labels, _, _ in runs)
