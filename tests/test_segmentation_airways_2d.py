@@ -4,6 +4,8 @@ real slices (covid_ny_sbu A048383, ct-64 slices one by one against CIP's trachea
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -129,9 +131,10 @@ def test_left_main_bronchus_is_cut_on_the_real_slices(name, outside_without, out
     """A048383 earlier / later (mild disease, 5 mm slices): the left main bronchus lumen joined the left lung at the
     hilum (about -850..-950 HU with partial volume). Measured on main ad9b25c: Dice 0.961 -> 0.971 / 0.965 -> 0.983,
     outside the reference 4.0 -> 1.8 / 5.5 -> 1.7 % (later: the interlobar artery the bronchus enclosed goes too);
-    with edge11's boundary rules: 0.966 -> 0.977 / 0.966 -> 0.984, 3.9 -> 1.8 / 5.3 -> 1.7 %."""
-    dice_on, outside_on, airway_on = _outlined(name)
-    dice_off, outside_off, airway_off = _outlined(name, OFF)
+    with edge11's boundary rules: 0.966 -> 0.977 / 0.966 -> 0.984, 3.9 -> 1.8 / 5.3 -> 1.7 %. On one working-grid
+    phase (phase_votes=1), the grid these were measured on: the vote of four phases blurs one rule's share."""
+    dice_on, outside_on, airway_on = _outlined(name, LungParameters(phase_votes=1))
+    dice_off, outside_off, airway_off = _outlined(name, replace(OFF, phase_votes=1))
     assert outside_off == pytest.approx(outside_without, abs=0.3)
     assert outside_on <= outside_with + 0.3
     assert dice_on >= dice_off + 0.009

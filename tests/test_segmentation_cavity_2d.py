@@ -3,6 +3,8 @@ the rib line. Synthetic rays (what the rule may and may not change) and the real
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import SimpleITK as sitk
 from conftest import shared_path
@@ -132,10 +134,11 @@ def _scores(name: str, parameters: LungParameters | None = None) -> tuple[float,
 def test_rib_line_brings_the_right_posterior_consolidation_in():
     """A046441 later (the lowest slice): the dependent consolidation on the right posterior ribs, which the ring
     fitted through the vertebral body cut off, is lung: Dice 0.933 with the rule, 0.923 without; missed 8.5 % of
-    the reference lung (10.6 % without), outside 4.6 % (4.4 %)."""
+    the reference lung (10.6 % without), outside 4.6 % (4.4 %). On one working-grid phase (phase_votes=1), the grid
+    these were measured on: the vote of four phases blurs one rule's share."""
     name = "A046441_19010101-23"
-    dice, outside, missed = _scores(name)
-    dice_off, outside_off, missed_off = _scores(name, OFF)
+    dice, outside, missed = _scores(name, LungParameters(phase_votes=1))
+    dice_off, outside_off, missed_off = _scores(name, replace(OFF, phase_votes=1))
     assert dice >= dice_off + 0.007
     assert missed <= missed_off - 1.5
     assert outside <= outside_off + 0.5
