@@ -47,6 +47,9 @@ labels back to the input grid. Stacks thinner than 30 mm (single teaching slices
    pixels beyond the pleural line (the inner surface of the ribs, bridged across the intercostal spaces) are taken
    out (rule ``pleural_line_2d``), then the enclosed holes of each lung are filled on the input grid
    (``fill_holes_2d``). QA volumes and flags: :func:`_quality`.
+8. **Grid-phase vote** (2-D axial path, ``phase_votes`` 4): steps 1-7 run on four working grids that start 0 or half a
+   block earlier in y and x (:func:`_grid_phases`, :func:`_segment_on_grid`), and each input pixel takes the majority
+   (:func:`_vote_phases`), so the mask does not depend on where the block grid falls on the anatomy.
 
 Settings: :class:`~kicc_analysis.segmentation.parameters.LungParameters`; step-6 rules in order:
 :func:`dense_rules`, the mL each added in ``qa["rule_added_ml"]``. Version history (``ALGORITHM_VERSION``): CHANGELOG.md;
