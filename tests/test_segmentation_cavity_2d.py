@@ -153,3 +153,69 @@ def test_fluid_guard_keeps_the_pleural_effusion_out():
     dice_ng, outside_ng, _ = _scores(name, LungParameters(cavity_fluid_hu=1.0e4))
     assert outside <= outside_ng - 1.0
     assert dice >= dice_ng + 0.004
+
+
+FOV_OFF = LungParameters(disabled_rules=frozenset({"cavity_fov_2d"}))
+
+
+def _synthetic_cavity(
+    half_width_mm: float, half_height_mm: float, parameters: LungParameters | None = None
+) -> np.ndarray | None:
+    """Cavity of the synthetic teaching slice (2.4 mm pixels) cropped to +- ``half_width_mm`` (x) and +-
+    ``half_height_mm`` (y) around its centre (body ellipse +- 170 x 135 mm, rib ring +- 153 x 118 mm, aerated lungs
+    +- 137 x 100 mm)."""
+    from test_segmentation_2d import _teaching_slice
+
+    spacing_mm = 2.4
+    hu, _ = _teaching_slice(spacing_mm=spacing_mm)
+    ny, nx = hu.shape
+    yy, xx = np.mgrid[0:ny, 0:nx] * spacing_mm
+    trunk = ((yy - 0.5 * ny * spacing_mm) / 135.0) ** 2 + ((xx - 0.5 * nx * spacing_mm) / 170.0) ** 2 <= 1.0
+    half_x, half_y = int(round(half_width_mm / spacing_mm)), int(round(half_height_mm / spacing_mm))
+    box = (slice(ny // 2 - half_y, ny // 2 + half_y), slice(nx // 2 - half_x, nx // 2 + half_x))
+    hu, trunk = hu[box], trunk[box]
+    lungs = (hu < -400) & trunk
+    spacing = np.array([1.0, spacing_mm, spacing_mm])
+    return dense_2d.thoracic_cavity_2d(hu, trunk, lungs, spacing, params=parameters or LungParameters())
+
+
+def test_field_of_view_cutting_the_soft_tissue_keeps_the_cavity():
+    """cavity_fov_2d: the crop cuts the body's soft tissue (+- 160 x 125 mm: the trunk is about 38 % of the
+    border) but not the rib ring: the cavity is fitted (the border share alone said no cage)."""
+    assert _synthetic_cavity(160.0, 125.0, FOV_OFF) is None
+    on = _synthetic_cavity(160.0, 125.0)
+    assert on is not None and on.any()
+
+
+def test_field_of_view_through_the_lungs_has_no_cavity():
+    """A teaching crop through the lungs (+- 110 x 90 mm: aerated lung and chest wall on the border) keeps today's
+    behaviour: no cavity, the rule does not fire."""
+    assert _synthetic_cavity(110.0, 90.0) is None
+    assert _synthetic_cavity(110.0, 90.0, FOV_OFF) is None
+
+
+def _crop_dice(name: str, crop: int, parameters: LungParameters | None = None) -> float:
+    """Dice of one outlined covid_ny_sbu slice cropped by ``crop`` pixels on every border (the reference and the
+    uncertain mask cropped the same way), uncertain pixels left out."""
+    folder = shared_path("data", "ct", "covid_ny_sbu")
+    patient, stem = name.split("_", 1)
+    image = load_ct(folder / patient / "axial" / f"{stem}.dcm")
+    hu = sitk.GetArrayFromImage(image)[0].astype(np.float32)
+    box = (slice(crop, hu.shape[0] - crop), slice(crop, hu.shape[1] - crop))
+    reference = (np.load(folder / "reference_outlines" / f"{name}.npy") > 0)[box]
+    keep = (np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0)[box]
+    cropped = sitk.GetImageFromArray(hu[box].copy())
+    cropped.SetSpacing(image.GetSpacing()[:2])
+    seg = segment_lungs(cropped, parameters=parameters)
+    mask = (sitk.GetArrayFromImage(seg.labels).reshape(reference.shape) > 0) & keep
+    ref = reference & keep
+    return 2.0 * float((mask & ref).sum()) / float(mask.sum() + ref.sum())
+
+
+def test_field_of_view_cutting_the_arms_keeps_the_cage_rules():
+    """A048383 earlier cropped by 40 px on every border (the arms and the back's soft tissue cut by the edge, the
+    rib ring inside): Dice 0.978 with cavity_fov_2d (0.977 uncropped), 0.842 without it (no cavity: air between the
+    arm and the chest wall and the arm's own air enter the mask)."""
+    name = "A048383_19001231-30"
+    assert _crop_dice(name, 40) >= 0.97
+    assert _crop_dice(name, 40, FOV_OFF) <= 0.86

@@ -428,7 +428,8 @@ def thoracic_cavity_2d(
     if not trunk.any() or not lungs.any():
         return None
     edge = np.concatenate([trunk[0], trunk[-1], trunk[:, 0], trunk[:, -1]])
-    if edge.mean() > params.cavity_max_border_share:
+    touches = edge.mean() > params.cavity_max_border_share
+    if touches and not params.rule_enabled("cavity_fov_2d"):
         return None  # a tight crop through the body (teaching image): arms and the table are not in the field
     bone = _cage_bone_2d(hu, trunk, params=params)
     if bone is None or not bone.any():
@@ -474,7 +475,38 @@ def thoracic_cavity_2d(
         sigma = params.block_sigma_mm / spacing_yx
         smooth = ndimage.gaussian_filter(hu.astype(float), sigma)
         cage = posterior_rib_line(cage, hit, theta, spine, window, smooth, bone, ray, radius, params=params)
+    if touches and not _ring_closed_in_field(major, hit, cage, ray, radius, pixel_mm, params):
+        return None  # a tight crop through the lungs (teaching image): the ring leaves the field
     return (radius <= cage[ray]) & trunk
+
+
+def _ring_closed_in_field(
+    major: np.ndarray,
+    hit: np.ndarray,
+    cage: np.ndarray,
+    ray: np.ndarray,
+    radius: np.ndarray,
+    pixel_mm: float,
+    params: LungParameters,
+) -> bool:
+    """Rule ``cavity_fov_2d``: is the rib ring of a slice whose trunk touches the image border closed inside it?
+
+    True when the aerated lung (``major``) touches no image border, at least ``cavity_fov_min_ring_hits`` of the
+    rays meet bone near the ring (``hit`` finite) and the ring radius (``cage``, pixels) lies at least
+    ``cavity_fov_margin_mm`` inside the image border on at least ``cavity_fov_inside_share`` of the rays: an arm
+    or the soft tissue cut by the edge, not the cage (ICU patients, arms beside the chest).
+    """
+    if not params.rule_enabled("cavity_fov_2d"):
+        return False
+    n_rays = cage.size
+    r_field = np.zeros(n_rays)
+    np.maximum.at(r_field, ray.ravel(), radius.ravel())  # image border radius per ray
+    inside = cage <= r_field - params.cavity_fov_margin_mm / pixel_mm
+    if np.concatenate([major[0], major[-1], major[:, 0], major[:, -1]]).any():
+        return False
+    return bool(
+        np.isfinite(hit).mean() >= params.cavity_fov_min_ring_hits and inside.mean() >= params.cavity_fov_inside_share
+    )
 
 
 def _periodic_fit(theta: np.ndarray, radius: np.ndarray, harmonics: int, band: float, at: np.ndarray) -> np.ndarray:

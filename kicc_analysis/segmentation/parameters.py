@@ -52,8 +52,9 @@ SLICE_RULE_NAMES = ("abdominal_gas_2d", "airway_tube_plane", "gas_plane", "hilar
 BOUNDARY_RULE_NAMES = ("pleural_line_2d", "partial_aeration_2d", "fill_holes_2d")
 
 #: Rules of the thoracic cavity of single axial slices (:mod:`kicc_analysis.segmentation.cavity_2d`), switched off
-#: by the same ``disabled_rules``: the ring beside the spine follows the rib line, not the vertebral body's front.
-CAVITY_RULE_NAMES = ("cavity_rib_line_2d",)
+#: by the same ``disabled_rules``: the ring beside the spine follows the rib line, not the vertebral body's front;
+#: a field of view that cuts the arms or touches the body still has a cavity when its rib ring is closed inside it.
+CAVITY_RULE_NAMES = ("cavity_rib_line_2d", "cavity_fov_2d")
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,13 @@ class LungParameters:
     cavity_band: float = 0.15  # ... second pass: the innermost bone within this share of the ring's radius
     cavity_min_hit_share: float = 0.25  # ... no cavity (rule off) when fewer rays meeting lung than this share hit bone
     cavity_max_border_share: float = 0.1  # ... nor for a crop whose border is more than this share (0-1) body
+    # cavity_fov_2d (fov11): ... unless the rib ring is closed inside the field (arms or soft tissue cut by the edge,
+    # the lungs not): the aerated lung touches no image border, at least this share (0-1) of all rays meets bone
+    # beyond the lung, and the fitted ring lies at least cavity_fov_margin_mm inside the image border on at least
+    # cavity_fov_inside_share of the rays (a teaching crop through the lungs has lung and chest wall on its border)
+    cavity_fov_min_ring_hits: float = 0.3
+    cavity_fov_inside_share: float = 0.85
+    cavity_fov_margin_mm: float = 5.0
     cavity_inside_share: float = 0.5  # aerated components with less than this share inside the cavity are dropped
     cavity_margin_mm: float = 2.0  # dense recovered pixels must lie at least this (mm) inside the cage
     # cavity_rib_line_2d (cavity11): a ray whose first bone hit lies behind the rays' centre within this (mm) of the
