@@ -159,15 +159,21 @@ FOV_OFF = LungParameters(disabled_rules=frozenset({"cavity_fov_2d"}))
 
 
 def _synthetic_cavity(
-    half_width_mm: float, half_height_mm: float, parameters: LungParameters | None = None
+    half_width_mm: float,
+    half_height_mm: float,
+    parameters: LungParameters | None = None,
+    *,
+    display: bool = False,
 ) -> np.ndarray | None:
     """Cavity of the synthetic teaching slice (2.4 mm pixels) cropped to +- ``half_width_mm`` (x) and +-
     ``half_height_mm`` (y) around its centre (body ellipse +- 170 x 135 mm, rib ring +- 153 x 118 mm, aerated lungs
-    +- 137 x 100 mm)."""
-    from test_segmentation_2d import _teaching_slice
+    +- 137 x 100 mm). Bone at 700 HU (a CT in HU), or clipped at the window top (``display``)."""
+    from test_segmentation_2d import WINDOW_TOP_HU, _teaching_slice
 
     spacing_mm = 2.4
     hu, _ = _teaching_slice(spacing_mm=spacing_mm)
+    if not display:
+        hu = np.where(hu >= WINDOW_TOP_HU - 10.0, np.float32(700.0), hu)
     ny, nx = hu.shape
     yy, xx = np.mgrid[0:ny, 0:nx] * spacing_mm
     trunk = ((yy - 0.5 * ny * spacing_mm) / 135.0) ** 2 + ((xx - 0.5 * nx * spacing_mm) / 170.0) ** 2 <= 1.0
@@ -192,6 +198,15 @@ def test_field_of_view_through_the_lungs_has_no_cavity():
     behaviour: no cavity, the rule does not fire."""
     assert _synthetic_cavity(110.0, 90.0) is None
     assert _synthetic_cavity(110.0, 90.0, FOV_OFF) is None
+    # without the rule's lung-border condition a ring would be fitted through the lungs
+    assert _synthetic_cavity(110.0, 90.0, LungParameters(cavity_max_border_share=1.0)) is not None
+
+
+def test_field_of_view_of_a_display_image_has_no_cavity():
+    """The same soft-tissue crop as a display image (bone clipped at the lung window's top, 166 HU): the clipped top
+    is not trusted as a closed rib ring, no cavity (today's behaviour for teaching images)."""
+    assert _synthetic_cavity(160.0, 125.0, display=True) is None
+    assert _synthetic_cavity(160.0, 125.0, LungParameters(cavity_max_border_share=1.0), display=True) is not None
 
 
 def _crop_dice(name: str, crop: int, parameters: LungParameters | None = None) -> float:

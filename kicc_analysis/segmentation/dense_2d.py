@@ -405,8 +405,10 @@ def thoracic_cavity_2d(
     without a rib hit take the rib line interpolated between the neighbouring posterior rib hits instead of the
     smooth ring, which the vertebral body pulls inside the posterior ribs (not where the added tissue is water
     density: pleural effusion). The cavity is the star-shaped region inside that radius. ``None`` for a tight crop (the trunk covers more than
-    ``cavity_max_border_share`` of the image border) and when fewer than ``cavity_min_hit_share`` of the
-    rays meeting lung hit bone (no visible cage, e.g. a window so low that muscle saturates like bone).
+    ``cavity_max_border_share`` of the image border) unless rule ``cavity_fov_2d`` finds the rib ring closed inside
+    the field (:func:`_ring_closed_in_field`: the arms or the soft tissue cut by the edge, the lungs not), and when
+    fewer than ``cavity_min_hit_share`` of the rays meeting lung hit bone (no visible cage, e.g. a window so low
+    that muscle saturates like bone).
 
     Parameters
     ----------
@@ -475,12 +477,14 @@ def thoracic_cavity_2d(
         sigma = params.block_sigma_mm / spacing_yx
         smooth = ndimage.gaussian_filter(hu.astype(float), sigma)
         cage = posterior_rib_line(cage, hit, theta, spine, window, smooth, bone, ray, radius, params=params)
-    if touches and not _ring_closed_in_field(major, hit, cage, ray, radius, pixel_mm, params):
+    if touches and not _ring_closed_in_field(hu, trunk, major, hit, cage, ray, radius, pixel_mm, params):
         return None  # a tight crop through the lungs (teaching image): the ring leaves the field
     return (radius <= cage[ray]) & trunk
 
 
 def _ring_closed_in_field(
+    hu: np.ndarray,
+    trunk: np.ndarray,
     major: np.ndarray,
     hit: np.ndarray,
     cage: np.ndarray,
@@ -491,12 +495,14 @@ def _ring_closed_in_field(
 ) -> bool:
     """Rule ``cavity_fov_2d``: is the rib ring of a slice whose trunk touches the image border closed inside it?
 
-    True when the aerated lung (``major``) touches no image border, at least ``cavity_fov_min_ring_hits`` of the
+    True when the slice holds bone in HU (trunk maximum >= ``bone_hu``: not a display image whose window top clips
+    bone, where the cage is the clipped top and less certain), the aerated lung (``major``) touches no image
+    border, at least ``cavity_fov_min_ring_hits`` of the
     rays meet bone near the ring (``hit`` finite) and the ring radius (``cage``, pixels) lies at least
     ``cavity_fov_margin_mm`` inside the image border on at least ``cavity_fov_inside_share`` of the rays: an arm
     or the soft tissue cut by the edge, not the cage (ICU patients, arms beside the chest).
     """
-    if not params.rule_enabled("cavity_fov_2d"):
+    if not params.rule_enabled("cavity_fov_2d") or float(hu[trunk].max()) < params.bone_hu:
         return False
     n_rays = cage.size
     r_field = np.zeros(n_rays)
