@@ -28,6 +28,21 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def covid_outlined_slice(name: str):
+    """One outlined covid_ny_sbu axial slice (``<patient>_<file-stem>``): the CT from ``load_ct``, the reference
+    labels (uint8 (y, x): 0 background, 1 right, 2 left) and ``keep`` (bool (y, x): the pixels that are not
+    uncertain, the only ones to score). Skips the test when ``../shared`` is absent."""
+    import numpy as np
+
+    from kicc_analysis.imaging import load_ct
+
+    folder = shared_path("data", "ct", "covid_ny_sbu")
+    patient, stem = name.split("_", 1)
+    reference = np.load(folder / "reference_outlines" / f"{name}.npy")
+    keep = np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0
+    return load_ct(folder / patient / "axial" / f"{stem}.dcm"), reference, keep
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The ``../shared`` folder; skips the test with the reason when it is absent."""

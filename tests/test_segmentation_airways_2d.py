@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import shared_path
+from conftest import covid_outlined_slice, shared_path
 
 from kicc_analysis.imaging import load_ct
 from kicc_analysis.segmentation import LungParameters, segment_lungs
@@ -112,11 +112,8 @@ def test_no_cut_without_a_vertebral_body():
 
 def _outlined(name: str, parameters: LungParameters | None = None) -> tuple[float, float, float]:
     """(Dice, % of the reference lung area outside it, airway_ml) of one outlined covid_ny_sbu slice."""
-    folder = shared_path("data", "ct", "covid_ny_sbu")
-    patient, stem = name.split("_", 1)
-    reference = np.load(folder / "reference_outlines" / f"{name}.npy")
-    keep = np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0
-    seg = segment_lungs(load_ct(folder / patient / "axial" / f"{stem}.dcm"), parameters=parameters)
+    image, reference, keep = covid_outlined_slice(name)
+    seg = segment_lungs(image, parameters=parameters)
     labels = sitk.GetArrayFromImage(seg.labels).reshape(reference.shape)
     mask, ref = (labels > 0) & keep, (reference > 0) & keep
     dice = float(2 * (mask & ref).sum() / (mask.sum() + ref.sum()))

@@ -7,9 +7,8 @@ from dataclasses import replace
 
 import numpy as np
 import SimpleITK as sitk
-from conftest import shared_path
+from conftest import covid_outlined_slice
 
-from kicc_analysis.imaging import load_ct
 from kicc_analysis.segmentation import LungParameters, dense_2d, segment_lungs
 from kicc_analysis.segmentation.cavity_2d import posterior_rib_line, spine_rays
 
@@ -119,11 +118,9 @@ def test_synthetic_round_cage_is_unchanged():
 
 def _scores(name: str, parameters: LungParameters | None = None) -> tuple[float, float, float]:
     """(Dice, % outside, % missed) of one outlined covid_ny_sbu slice, uncertain pixels left out."""
-    folder = shared_path("data", "ct", "covid_ny_sbu")
-    patient, stem = name.split("_", 1)
-    reference = np.load(folder / "reference_outlines" / f"{name}.npy") > 0
-    keep = np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0
-    seg = segment_lungs(load_ct(folder / patient / "axial" / f"{stem}.dcm"), parameters=parameters)
+    image, reference, keep = covid_outlined_slice(name)
+    reference = reference > 0
+    seg = segment_lungs(image, parameters=parameters)
     mask = (sitk.GetArrayFromImage(seg.labels).reshape(reference.shape) > 0) & keep
     ref = reference & keep
     area = float(ref.sum())
@@ -212,13 +209,10 @@ def test_field_of_view_of_a_display_image_has_no_cavity():
 def _crop_dice(name: str, crop: int, parameters: LungParameters | None = None) -> float:
     """Dice of one outlined covid_ny_sbu slice cropped by ``crop`` pixels on every border (the reference and the
     uncertain mask cropped the same way), uncertain pixels left out."""
-    folder = shared_path("data", "ct", "covid_ny_sbu")
-    patient, stem = name.split("_", 1)
-    image = load_ct(folder / patient / "axial" / f"{stem}.dcm")
+    image, reference, keep = covid_outlined_slice(name)
     hu = sitk.GetArrayFromImage(image)[0].astype(np.float32)
     box = (slice(crop, hu.shape[0] - crop), slice(crop, hu.shape[1] - crop))
-    reference = (np.load(folder / "reference_outlines" / f"{name}.npy") > 0)[box]
-    keep = (np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0)[box]
+    reference, keep = (reference > 0)[box], keep[box]
     cropped = sitk.GetImageFromArray(hu[box].copy())
     cropped.SetSpacing(image.GetSpacing()[:2])
     seg = segment_lungs(cropped, parameters=parameters)

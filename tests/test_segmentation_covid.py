@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import shared_path
+from conftest import covid_outlined_slice, shared_path
 from scipy import ndimage
 
 from kicc_analysis.imaging import load_ct
@@ -42,13 +42,10 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _segment_outlined(parameters: LungParameters | None) -> dict:
-    folder = shared_path("data", "ct", "covid_ny_sbu")
     out = {}
     for name in MEASURED:
-        patient, stem = name.split("_", 1)
-        reference = np.load(folder / "reference_outlines" / f"{name}.npy")
-        keep = np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0
-        seg = segment_lungs(load_ct(folder / patient / "axial" / f"{stem}.dcm"), parameters=parameters)
+        image, reference, keep = covid_outlined_slice(name)
+        seg = segment_lungs(image, parameters=parameters)
         labels = sitk.GetArrayFromImage(seg.labels).reshape(reference.shape)
         out[name] = (labels, reference, keep, seg.qa)
     return out
@@ -127,11 +124,8 @@ ONE_PHASE = LungParameters(phase_votes=1)
 
 def _score(name: str, parameters: LungParameters) -> tuple[float, float]:
     """(Dice, % of the reference lung area outside it) of one outlined slice segmented with ``parameters``."""
-    folder = shared_path("data", "ct", "covid_ny_sbu")
-    patient, stem = name.split("_", 1)
-    reference = np.load(folder / "reference_outlines" / f"{name}.npy")
-    keep = np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0
-    seg = segment_lungs(load_ct(folder / patient / "axial" / f"{stem}.dcm"), parameters=parameters)
+    image, reference, keep = covid_outlined_slice(name)
+    seg = segment_lungs(image, parameters=parameters)
     labels = sitk.GetArrayFromImage(seg.labels).reshape(reference.shape)
     mask, ref = (labels > 0) & keep, (reference > 0) & keep
     return _dice(mask, ref), 100.0 * float((mask & ~ref).sum()) / float(ref.sum())
@@ -275,12 +269,7 @@ def test_filled_holes_are_lung():
     """fill_holes_2d (edge11, input grid): on A002304 later the holes each lung encloses on the input grid (vessel
     cross-sections, solid spots inside consolidation; too small for the working grid's step 5) are 136 pixels without
     the rule, 99 % of them inside the reference lung; with it, no lung encloses a hole."""
-    folder = shared_path("data", "ct", "covid_ny_sbu")
-    name = "A002304_19010112-135"
-    patient, stem = name.split("_", 1)
-    image = load_ct(folder / patient / "axial" / f"{stem}.dcm")
-    reference = np.load(folder / "reference_outlines" / f"{name}.npy")
-    keep = np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0
+    image, reference, keep = covid_outlined_slice("A002304_19010112-135")
 
     def holes(parameters: LungParameters | None) -> tuple[np.ndarray, dict]:
         seg = segment_lungs(image, parameters=parameters)
@@ -316,12 +305,8 @@ def test_boundary_max_hu_moves_single_slice_edges_only():
     """boundary_max_hu sets the input-grid edge of single slices (A048383 earlier: the -200 HU default adds the
     partial-volume pleural pixels that the outlines count as lung, and beats -400 HU against them); a volume keeps the
     half-air -400 HU edge, so the same slice stacked to 35 mm (3-D path) is the same whatever boundary_max_hu is."""
-    folder = shared_path("data", "ct", "covid_ny_sbu")
-    name = "A048383_19001231-30"
-    patient, stem = name.split("_", 1)
-    image = load_ct(folder / patient / "axial" / f"{stem}.dcm")
-    reference = np.load(folder / "reference_outlines" / f"{name}.npy") > 0
-    keep = np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0
+    image, reference, keep = covid_outlined_slice("A048383_19001231-30")
+    reference = reference > 0
     masks = {}
     for hu in (-200.0, -400.0):
         labels = segment_lungs(image, parameters=LungParameters(boundary_max_hu=hu)).labels
@@ -378,13 +363,9 @@ def test_phase_votes_make_the_mask_independent_of_the_grid_phase():
     probe of docs/ct_development_log.md, phase11): on one working-grid phase a one-pixel x shift loses 0.05 Dice
     (0.933 -> 0.882: the air-bronchogram and cage rules fire differently on a 4-pixel grid), spread over the 9 shifts
     0.052; with the vote of four phases 0.931-0.933, spread 0.002."""
-    folder = shared_path("data", "ct", "covid_ny_sbu")
-    name = "A046441_19010101-23"
-    patient, stem = name.split("_", 1)
-    image = load_ct(folder / patient / "axial" / f"{stem}.dcm")
+    image, reference, keep = covid_outlined_slice("A046441_19010101-23")
     hu = sitk.GetArrayFromImage(image).reshape(512, 512).astype(np.float32)
-    reference = np.load(folder / "reference_outlines" / f"{name}.npy") > 0
-    keep = np.load(folder / "reference_outlines" / f"{name}_uncertain.npy") == 0
+    reference = reference > 0
     shifts = [(0, 0), (0, 1), (1, 0), (1, 2), (0, -2), (2, 2), (-10, 0), (0, 12), (0, -25)]
     spread = {}
     for votes in (1, 4):

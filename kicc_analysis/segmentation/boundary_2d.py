@@ -89,7 +89,7 @@ def pleural_depth_2d(
     has_ring = np.isfinite(ring)
     if has_ring.sum() < 8:
         return None
-    ring = _periodic_interp(rays, rays[has_ring], ring[has_ring], n_rays)
+    ring = np.interp(rays, rays[has_ring], ring[has_ring], period=n_rays)
     near = bone & (np.abs(radius - ring[ray]) <= params.pleura_band_mm)
     inner = np.full(n_rays, np.inf)
     np.minimum.at(inner, ray[near], radius[near])
@@ -99,7 +99,7 @@ def pleural_depth_2d(
     # a ray that meets only the outer corner of a rib's end (the sector is about one pixel wide at the ribs) takes
     # its neighbour's inner surface: rolling minimum over three rays (1.5 degrees, a negligible arc sag)
     inner = ndimage.minimum_filter1d(inner, 3, mode="wrap")
-    line = _periodic_interp(rays, rays[hit], inner[hit], n_rays)
+    line = np.interp(rays, rays[hit], inner[hit], period=n_rays)
     return line[ray] - radius
 
 
@@ -114,13 +114,6 @@ def pleural_line_2d(
     """bool (y, x): at least ``pleura_margin_mm`` inside the pleural line (:func:`pleural_depth_2d`), or ``None``."""
     depth = pleural_depth_2d(hu, cavity, trunk, spacing, params=params)
     return None if depth is None else depth >= params.pleura_margin_mm
-
-
-def _periodic_interp(at: np.ndarray, known: np.ndarray, values: np.ndarray, period: int) -> np.ndarray:
-    """Linear interpolation of ``values`` given at integer positions ``known`` (sorted) on a circle of ``period``."""
-    xp = np.concatenate([known - period, known, known + period])
-    fp = np.concatenate([values, values, values])
-    return np.interp(at, xp, fp)
 
 
 def partial_aeration_2d(
