@@ -35,6 +35,26 @@ STRUCT_2D[1] = True  # 8-connectivity within a slice, none across slices
 STRUCT_3D = ndimage.generate_binary_structure(3, 1)
 
 
+def interior_median_hu(component: np.ndarray, hu: np.ndarray) -> float:
+    """Median HU of a component's interior: the component eroded by one face-connected step (2-D or 3-D, as the
+    arrays are; the whole component when nothing is left), so its partial-volume wall does not count."""
+    structure = ndimage.generate_binary_structure(component.ndim, 1)
+    core = ndimage.binary_erosion(component, structure=structure)
+    return float(np.median(hu[core if core.any() else component]))
+
+
+def posterior_half(trunk: np.ndarray) -> np.ndarray:
+    """bool (z, y, 1): rows behind the midpoint of each axial slice's trunk (its anterior-posterior extent; the whole
+    image height on a slice without trunk), i.e. the dependent half of a supine patient."""
+    rows = trunk.any(axis=2)  # (z, y)
+    has_trunk = rows.any(axis=1)
+    ny = trunk.shape[1]
+    front = np.where(has_trunk, np.argmax(rows, axis=1), 0)
+    back = np.where(has_trunk, ny - 1 - np.argmax(rows[:, ::-1], axis=1), ny - 1)
+    middle = (front + back) / 2.0
+    return np.arange(ny)[None, :, None] > middle[:, None, None]
+
+
 def trunk_mask(outside: np.ndarray) -> np.ndarray:
     """Per slice, the largest non-outside component with holes filled (the patient without table or arms)."""
     trunk = np.zeros(outside.shape, dtype=bool)

@@ -99,8 +99,9 @@ from .dense_2d import (
     thoracic_cavity_2d,
 )
 from .dense_3d import _recover_consolidated_base, _recover_gutter, _recover_lung_base, _with_abnormal_halo
+from .geometry import interior_median_hu, posterior_half
 from .parameters import DEFAULT_PARAMETERS, LungParameters
-from .planes import abnormal_share, airway_tube_plane, drop_abdominal_gas_2d, interior_median_hu
+from .planes import abnormal_share, airway_tube_plane, drop_abdominal_gas_2d
 
 ALGORITHM_VERSION = "lungs-1.11"  # bump when outputs change; history in CHANGELOG.md
 
@@ -665,14 +666,7 @@ def _drop_abdominal_gas(
     lab, n = ndimage.label(lungs, structure=STRUCT_3D)
     if n == 0:
         return lungs, []
-    rows = trunk.any(axis=2)  # (z, y)
-    has_trunk = rows.any(axis=1)
-    ny = lungs.shape[1]
-    front = np.where(has_trunk, np.argmax(rows, axis=1), 0)
-    back = np.where(has_trunk, ny - 1 - np.argmax(rows[:, ::-1], axis=1), ny - 1)
-    middle = (front + back) / 2.0  # per slice, y index of the trunk's anterior-posterior midpoint
-    posterior = np.arange(ny)[None, :, None] > middle[:, None, None]  # (z, y, 1)
-    posterior = np.broadcast_to(posterior, lungs.shape)
+    posterior = np.broadcast_to(posterior_half(trunk), lungs.shape)
     index = np.arange(1, n + 1)
     sizes = ndimage.sum_labels(lungs, lab, index)
     posterior_share = ndimage.sum_labels(posterior, lab, index) / sizes
@@ -683,9 +677,7 @@ def _drop_abdominal_gas(
     for i, share, box in zip(index, posterior_share, boxes, strict=True):
         if share >= params.gas_max_posterior_share:
             continue
-        component = lab[box] == i
-        core = ndimage.binary_erosion(component, structure=STRUCT_3D)  # skip the partial-volume wall
-        median_hu = float(np.median(hu[box][core if core.any() else component]))
+        median_hu = interior_median_hu(lab[box] == i, hu[box])
         if median_hu >= params.gas_max_hu:
             continue
         keep[i] = False

@@ -11,7 +11,7 @@ switched off by its name in ``disabled_rules`` (:data:`~kicc_analysis.segmentati
   (-900..-700 HU, vessels and partial volume), not pure air.
 - **Airway tube on a coronal / sagittal slice** (``airway_tube_plane``, :func:`airway_tube_plane`): the trachea and
   main bronchi are a narrow midline tube of pure air (lumen < ``airway_lumen_hu``, darker than parenchyma).
-- **Pure gas is not lung on a coronal / sagittal slice** (``gas_plane``, :func:`interior_median_hu`): stomach and
+- **Pure gas is not lung on a coronal / sagittal slice** (``gas_plane``, :func:`~kicc_analysis.segmentation.geometry.interior_median_hu`): stomach and
   bowel gas (interior median < ``gas_max_hu``) smaller than ``plane_gas_min_lung_mm2`` never becomes the lung of
   the slice; a larger pure-air region is an emphysematous lung section (HU alone cannot tell them apart).
 - **Severity flag of a coronal / sagittal slice** (:func:`abnormal_share`): the plane mask is air-based (the dense
@@ -26,16 +26,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from .geometry import interior_median_hu, posterior_half
 from .parameters import DEFAULT_PARAMETERS, LungParameters
-
-_CROSS = ndimage.generate_binary_structure(2, 1)  # in-plane erosion: one pixel off the partial-volume wall
-
-
-def interior_median_hu(component: np.ndarray, hu: np.ndarray) -> float:
-    """Median HU (2-D) of a component's interior: the component eroded by one pixel (the whole component when
-    nothing is left), so the partial-volume wall does not count."""
-    core = ndimage.binary_erosion(component, structure=_CROSS)
-    return float(np.median(hu[core if core.any() else component]))
 
 
 def drop_abdominal_gas_2d(
@@ -83,12 +75,11 @@ def drop_abdominal_gas_2d(
     """
     out = lungs.copy()
     dropped: list[dict[str, Any]] = []
-    ny = lungs.shape[1]
+    behind = posterior_half(trunk)
     for z in range(lungs.shape[0]):
-        rows = np.nonzero(trunk[z].any(axis=1))[0]
-        if rows.size == 0 or not lungs[z].any():
+        if not trunk[z].any() or not lungs[z].any():
             continue
-        posterior = np.arange(ny)[:, None] > (rows.min() + rows.max()) / 2.0
+        posterior = behind[z]
         comp, n = ndimage.label(lungs[z], structure=np.ones((3, 3)))
         index = np.arange(1, n + 1)
         sizes = ndimage.sum_labels(lungs[z], comp, index)
